@@ -1,0 +1,93 @@
+"""Engines and transactions for SQLite (the embedded default) and PostgreSQL.
+
+SQLite allows one writer: a write transaction that starts as a reader and upgrades later fails
+with SQLITE_BUSY without waiting. So write paths call :func:`begin_write`, which starts the
+transaction with ``BEGIN IMMEDIATE`` (it waits on the busy timeout instead); reads stay deferred
+and never block on writers thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.models import Base
+
+_IMMEDIATE = "gstack_immediate"
+_CONFIGURED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def configure_engine(engine: Engine) -> Engine:
+    """Attach the SQLite pragmas and the write-intent BEGIN to an engine made elsewhere."""
+    if not is_sqlite(engine) or engine in _CONFIGURED:
+        return engine
+    _CONFIGURED.add(engine)
+    engine.pool.dispose()  # connections made before the listeners would lack the pragmas
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
+
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    kwargs: dict = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return configure_engine(create_engine(url, **kwargs))
+
+
+def sqlite_url(data_dir: str) -> str:
+    os.makedirs(data_dir, exist_ok=True)
+    return "sqlite:///" + os.path.join(os.path.abspath(data_dir), "gstack.sqlite3")
+
+
+def create_schema(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+
+
+def begin_write(session: Session) -> None:
+    """Start a write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+    Anything read before in this session is discarded first: a write must decide on fresh data.
+    """
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("begin_write after unflushed changes")
+        session.rollback()
+    session.connection(execution_options={_IMMEDIATE: True})
+
+
+@contextmanager
+def write_session(factory: sessionmaker) -> Iterator[Session]:
+    """A session in a write transaction, committed on success and rolled back on error."""
+    with factory() as session:
+        begin_write(session)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

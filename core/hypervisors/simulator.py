@@ -1,0 +1,157 @@
+"""The simulator: a first-class hypervisor (Nova's fake driver) and the embedded default.
+
+Domains live in the ``sim_domains`` table so API processes and workers agree on them. Each
+action sleeps its configured latency (zero by default). Faults are injected through the host
+row: ``status='Down'`` makes the host refuse everything, ``fail_next_spawns=N`` fails spawns.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import sessionmaker
+
+from core.db import write_session
+from core.hypervisors.base import DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, VmSpec
+from core.models import Host, SimDomain
+
+MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
+
+
+def boot_log(vm: VmSpec, boot: int) -> str:
+    lines = [
+        "SeaBIOS (version 1.16.3-debian-1.16.3-2)",
+        f"Booting from Hard Disk 0... (boot {boot})",
+        "[    0.000000] Linux version 6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org)",
+        "[    0.000000] Command line: BOOT_IMAGE=/boot/vmlinuz root=/dev/sda1 console=ttyS0,38400n8",
+        f"[    0.012000] smpboot: Allowing {vm.vcpus} CPUs, 0 hotplug CPUs",
+        f"[    0.013000] Memory: {vm.memory_mb * 1024}K available",
+    ]
+    for i, d in enumerate(vm.disks):
+        lines.append(f"[    1.{200 + i}000] sd 0:0:{i}:0: [sd{chr(97 + i)}] {d.size_gb * 2097152} 512-byte logical blocks")
+    for n in vm.nics:
+        lines.append(f"[    2.100000] virtio_net virtio1 {n.name}: MAC {n.mac}")
+    lines += [
+        "[    3.500000] systemd[1]: Started google-guest-agent.service - Google Compute Engine Guest Agent.",
+        f"[    4.000000] google_metadata_script_runner: Starting startup scripts on {vm.name}.",
+        f"Debian GNU/Linux 12 {vm.name} ttyS0",
+        "",
+        f"{vm.name} login: ",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _append(dom: SimDomain, text: str) -> None:
+    """Append serial output, keeping the last MAX_CONSOLE bytes and counting what was dropped."""
+    data = (dom.console or "").encode() + text.encode()
+    if len(data) > MAX_CONSOLE:
+        dom.console_dropped = (dom.console_dropped or 0) + len(data) - MAX_CONSOLE
+        data = data[-MAX_CONSOLE:]
+    dom.console = data.decode(errors="replace")
+
+
+class SimulatorDriver(HypervisorDriver):
+    name = "simulator"
+    capabilities = frozenset({"suspend", "live-attach", "serial-console"})
+
+    def __init__(self, factory: sessionmaker, latency: dict[str, float] | float = 0.0):
+        self.factory = factory
+        self.latency = latency
+
+    def _delay(self, action: str) -> None:
+        seconds = self.latency if isinstance(self.latency, (int, float)) else self.latency.get(action, 0.0)
+        if seconds:
+            time.sleep(seconds)
+
+    def _check_up(self, session, host: HostRef) -> Host:
+        row = session.get(Host, host.id)
+        if row is None or row.status == "Down":
+            raise DriverError(f"host {host.name} is not reachable")
+        return row
+
+    def host_stats(self, host: HostRef) -> HostStats:
+        with self.factory() as session:
+            row = session.get(Host, host.id)
+            if row is None or row.status == "Down":
+                raise DriverError(f"host {host.name} is not reachable")
+            running = session.query(SimDomain).filter_by(host_id=host.id, state="running").count()
+            return HostStats(row.cpus, row.memory_mb, row.memory_mb, running)
+
+    def spawn(self, host: HostRef, vm: VmSpec) -> None:
+        self._delay("spawn")
+        with write_session(self.factory) as session:
+            row = self._check_up(session, host)
+            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm.uid))
+            if dom is not None and dom.state == "running" and dom.host_id == host.id:
+                return
+            if row.fail_next_spawns > 0:
+                row.fail_next_spawns -= 1
+                raise DriverError(f"simulated spawn failure on host {host.name}")
+            if dom is None:
+                dom = SimDomain(instance_uid=vm.uid, host_id=host.id, name=vm.name, state="running",
+                                console="", console_dropped=0, boots=0)
+                session.add(dom)
+            dom.host_id = host.id
+            dom.state = "running"
+            dom.boots += 1
+            _append(dom, boot_log(vm, dom.boots))
+
+    def power_on(self, host: HostRef, vm: VmSpec) -> None:
+        self.spawn(host, vm)
+
+    def _set_state(self, host: HostRef | None, vm_uid: int, state: str, action: str, note: str) -> None:
+        self._delay(action)
+        with write_session(self.factory) as session:
+            if host is not None:
+                self._check_up(session, host)
+            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
+            if dom is None:
+                return
+            dom.state = state
+            _append(dom, note)
+
+    def power_off(self, host: HostRef, vm_uid: int) -> None:
+        self._set_state(host, vm_uid, "shutoff", "power_off",
+                        "[  OK  ] Reached target poweroff.target - System Power Off.\r\n[   99.000000] reboot: Power down\r\n")
+
+    def reboot(self, host: HostRef, vm_uid: int) -> None:
+        self._set_state(host, vm_uid, "running", "reboot", "[   50.000000] reboot: Restarting system\r\nSeaBIOS (version 1.16.3-debian-1.16.3-2)\r\n")
+
+    def suspend(self, host: HostRef, vm_uid: int) -> None:
+        self._set_state(host, vm_uid, "paused", "suspend", "[   60.000000] PM: suspend entry (s2idle)\r\n")
+
+    def resume(self, host: HostRef, vm: VmSpec) -> None:
+        self._delay("resume")
+        with write_session(self.factory) as session:
+            self._check_up(session, host)
+            session.execute(update(SimDomain).where(SimDomain.instance_uid == vm.uid)
+                            .values(state="running", host_id=host.id))
+        self._set_state(host, vm.uid, "running", "noop", "[   61.000000] PM: suspend exit\r\n")
+
+    def destroy(self, host: HostRef | None, vm_uid: int) -> None:
+        self._delay("destroy")
+        with write_session(self.factory) as session:
+            session.execute(delete(SimDomain).where(SimDomain.instance_uid == vm_uid))
+
+    def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
+        self._set_state(host, vm_uid, "running", "attach", f"[  120.000000] sd 0:0:1:0: Attached SCSI disk {disk.device_name}\r\n")
+
+    def detach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
+        self._set_state(host, vm_uid, "running", "detach", f"[  130.000000] sd 0:0:1:0: [{disk.device_name}] Synchronizing SCSI cache\r\n")
+
+    def serial_output(self, vm_uid: int, start: int) -> tuple[str, int, int]:
+        with self.factory() as session:
+            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
+            data = dom.console.encode() if dom is not None else b""
+            dropped = dom.console_dropped if dom is not None else 0
+        end = dropped + len(data)
+        if start < 0:
+            start = end + start
+        start = min(max(start, dropped), end)
+        return data[start - dropped:].decode(errors="replace"), start, end
+
+    def list_instances(self, host: HostRef) -> dict[int, str]:
+        with self.factory() as session:
+            rows = session.execute(select(SimDomain.instance_uid, SimDomain.state).where(SimDomain.host_id == host.id))
+            return {uid: state for uid, state in rows}

@@ -1,0 +1,47 @@
+"""Address allocation: lowest free address of a pool, guarded by a unique constraint."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from core.errors import BadRequest
+from core.models import IpAllocation
+
+# The range ephemeral external addresses come from (RFC 2544 benchmark space: never routed).
+EXTERNAL_RANGE = "198.18.0.0/15"
+
+
+def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> str:
+    """Take the lowest free host address of ``cidr`` (skipping network, gateway and broadcast)."""
+    net = ipaddress.ip_network(cidr)
+    first = int(net.network_address) + reserved_head
+    last = int(net.broadcast_address) - 1
+    used = set(session.scalars(select(IpAllocation.address).where(IpAllocation.pool == pool)))
+    for candidate in range(first, last + 1):
+        if candidate not in used:
+            session.add(IpAllocation(pool=pool, address=candidate, owner_uid=owner_uid))
+            session.flush()
+            return str(ipaddress.ip_address(candidate))
+    raise BadRequest(f"The IP range {cidr} has no free address left.")
+
+
+def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
+    value = int(ipaddress.ip_address(address))
+    if session.scalar(select(IpAllocation.id).where(IpAllocation.pool == pool, IpAllocation.address == value)):
+        return False
+    session.add(IpAllocation(pool=pool, address=value, owner_uid=owner_uid))
+    session.flush()
+    return True
+
+
+def release_owner(session: Session, owner_uid: int) -> None:
+    session.execute(delete(IpAllocation).where(IpAllocation.owner_uid == owner_uid))
+
+
+def mac_for(address: str) -> str:
+    """GCE's MAC scheme: 42:01 followed by the four octets of the internal address."""
+    octets = ipaddress.ip_address(address).packed
+    return "42:01:" + ":".join(f"{b:02x}" for b in octets)

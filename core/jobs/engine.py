@@ -1,0 +1,318 @@
+"""Workers claim jobs (Operations) from the database, run them, and finish them DONE.
+
+Several processes may share one database: a claim is a single UPDATE (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL) that takes a lease. A worker that dies leaves an expired lease, and another worker
+resumes the job; handlers are written so that running them again from the start is safe. A job
+that keeps failing is given up after ``MAX_ATTEMPTS``: its handler's ``on_fail`` undoes what it
+made, then the Operation ends DONE with an error, so nothing is left half-made or hung.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from core.db import write_session
+from core.errors import OperationFailure
+from core.models import Operation
+
+log = logging.getLogger("gstack.jobs")
+
+MAX_ATTEMPTS = 5
+LEASE_SECONDS = 30.0
+
+_HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
+                  412: "PRECONDITION FAILED", 500: "INTERNAL SERVER ERROR", 503: "SERVICE UNAVAILABLE"}
+
+
+@dataclass
+class JobHandler:
+    run: Callable[[JobContext], None]
+    on_fail: Callable[[JobContext, OperationFailure], None] | None = None
+
+
+HANDLERS: dict[str, JobHandler] = {}
+
+
+def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None):
+    """Register a job handler under ``name`` (the Operation's ``job`` column)."""
+
+    def register(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+        HANDLERS[name] = JobHandler(fn, on_fail)
+        return fn
+
+    return register
+
+
+@dataclass
+class JobContext:
+    engine: JobEngine
+    op_pk: int
+    project: str
+    params: dict
+    attempt: int
+    warnings: list[dict] = field(default_factory=list)
+
+    @property
+    def drivers(self):
+        return self.engine.drivers
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with write_session(self.engine.factory) as session:
+            yield session
+
+    def progress(self, percent: int, message: str | None = None) -> None:
+        """Record progress (monotonic) and extend the lease: the job is alive."""
+        with self.write() as session:
+            session.execute(
+                update(Operation)
+                .where(Operation.pk == self.op_pk, Operation.progress < percent)
+                .values(progress=percent, status_message=message,
+                        lease_expiry=time.time() + LEASE_SECONDS)
+            )
+
+    def warn(self, code: str, message: str, data: list[dict] | None = None) -> None:
+        w = {"code": code, "message": message}
+        if data:
+            w["data"] = data
+        self.warnings.append(w)
+
+
+def local_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobEngine:
+    def __init__(self, factory: sessionmaker, drivers, *, workers: int = 4, poll_interval: float = 1.0):
+        self.factory = factory
+        self.drivers = drivers
+        self.workers = workers
+        self.poll_interval = poll_interval
+        self.owner = local_owner_id()
+        self._wake = threading.Condition()
+        self._pending_kicks = 0
+        self._done = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
+        bind = factory.kw.get("bind")
+        self._postgres = bind is not None and bind.dialect.name == "postgresql"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.reclaim_dead_local_leases()
+        for i in range(self.workers):
+            t = threading.Thread(target=self._worker_loop, name=f"job-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._heartbeat_loop, name="job-heartbeat", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+
+    def kick(self) -> None:
+        """A job was committed: wake a worker."""
+        with self._wake:
+            self._pending_kicks += 1
+            self._wake.notify()
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def wait(self, op_pk: int, timeout: float) -> None:
+        """Block until the operation is DONE or ``timeout`` passes.
+
+        Jobs finished in this process notify at once; the periodic re-read covers jobs that
+        another process (sharing the database) finishes.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.factory() as session:
+                status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
+            if status in (None, "DONE"):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with self._done:
+                self._done.wait(min(remaining, self.poll_interval))
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def reclaim_dead_local_leases(self) -> int:
+        """Release leases held by processes of this host that no longer exist (a crash)."""
+        host = socket.gethostname()
+        released = 0
+        with write_session(self.factory) as session:
+            rows = session.execute(
+                select(Operation.pk, Operation.lease_owner).where(
+                    Operation.status != "DONE", Operation.lease_owner.is_not(None))
+            ).all()
+            for pk, owner in rows:
+                parts = (owner or "").split(":")
+                if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                    session.execute(update(Operation).where(Operation.pk == pk)
+                                    .values(lease_owner=None, lease_expiry=None))
+                    released += 1
+        if released:
+            log.info("released %d job lease(s) of crashed processes", released)
+        return released
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                claimed = self._claim()
+            except Exception:  # database briefly unavailable: back off, never die
+                log.exception("claiming a job failed")
+                claimed = None
+                time.sleep(0.5)
+            if claimed is None:
+                with self._wake:
+                    if self._pending_kicks == 0 and not self._stop.is_set():
+                        self._wake.wait(self.poll_interval)
+                    self._pending_kicks = max(0, self._pending_kicks - 1)
+                continue
+            self._run(*claimed)
+
+    def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Run claimable jobs in the calling thread until none is left (tests, benchmarks, CLI)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            claimed = self._claim()
+            if claimed is None:
+                return
+            self._run(*claimed)
+
+    def _claim(self) -> tuple[int, str, str, dict, int] | None:
+        now = time.time()
+        earlier = aliased(Operation)
+        with write_session(self.factory) as session:
+            # Jobs on one target run in order (CloudStack's per-VM sync queue): a stop waits for
+            # the insert before it, a delete for the stop.
+            candidates = (
+                select(Operation.pk)
+                .where(Operation.status != "DONE",
+                       (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
+                       ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
+                                       earlier.status != "DONE"))
+                .order_by(Operation.pk)
+                .limit(1)
+            )
+            if self._postgres:
+                candidates = candidates.with_for_update(skip_locked=True)
+            pk = session.scalar(candidates)
+            if pk is None:
+                return None
+            session.execute(
+                update(Operation).where(Operation.pk == pk).values(
+                    lease_owner=self.owner, lease_expiry=now + LEASE_SECONDS,
+                    attempts=Operation.attempts + 1, status="RUNNING",
+                )
+            )
+            session.execute(
+                update(Operation).where(Operation.pk == pk, Operation.start_time.is_(None)).values(start_time=now)
+            )
+            row = session.execute(
+                select(Operation.job, Operation.project, Operation.params, Operation.attempts).where(Operation.pk == pk)
+            ).one()
+        with self._running_lock:
+            self._running.add(pk)
+        return pk, row.job, row.project, orjson.loads(row.params), row.attempts
+
+    def _run(self, pk: int, job_name: str, project: str, params: dict, attempts: int) -> None:
+        handler = HANDLERS.get(job_name)
+        ctx = JobContext(self, pk, project, params, attempts)
+        failure: OperationFailure | None = None
+        try:
+            if handler is None:
+                raise OperationFailure("INTERNAL_ERROR", f"No handler for job '{job_name}'.", 500)
+            if attempts > MAX_ATTEMPTS:
+                raise OperationFailure("INTERNAL_ERROR",
+                                       f"The operation was abandoned after {MAX_ATTEMPTS} attempts.", 500)
+            handler.run(ctx)
+        except OperationFailure as exc:
+            failure = exc
+        except Exception as exc:  # a bug or an outage: retry later, give up after MAX_ATTEMPTS
+            log.error("job %s (%s) attempt %d failed: %s", pk, job_name, attempts, traceback.format_exc())
+            if attempts < MAX_ATTEMPTS:
+                self._release(pk, delay=min(2.0 ** attempts, 30.0))
+                return
+            failure = OperationFailure("INTERNAL_ERROR", f"Internal error: {exc}", 500)
+        if failure is not None and handler is not None and handler.on_fail is not None:
+            try:
+                handler.on_fail(ctx, failure)
+            except Exception:
+                log.exception("cleanup of failed job %s (%s) failed; it will be retried", pk, job_name)
+                self._release(pk, delay=2.0)
+                return
+        self._finish(pk, failure, ctx.warnings)
+
+    def _release(self, pk: int, delay: float) -> None:
+        with write_session(self.factory) as session:
+            session.execute(update(Operation).where(Operation.pk == pk)
+                            .values(lease_owner=None, lease_expiry=time.time() + delay))
+        with self._running_lock:
+            self._running.discard(pk)
+
+    def _finish(self, pk: int, failure: OperationFailure | None, warnings: list[dict]) -> None:
+        values: dict = {"status": "DONE", "progress": 100, "end_time": time.time(),
+                        "lease_owner": None, "lease_expiry": None}
+        if warnings:
+            values["warnings"] = orjson.dumps(warnings).decode()
+        if failure is not None:
+            values["error"] = orjson.dumps({"errors": [{"code": failure.code, "message": failure.message}]}).decode()
+            values["http_error_status"] = failure.http_status
+            values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
+        with write_session(self.factory) as session:
+            session.execute(update(Operation).where(Operation.pk == pk).values(**values))
+        with self._running_lock:
+            self._running.discard(pk)
+        with self._done:
+            self._done.notify_all()
+
+    def _heartbeat_loop(self) -> None:
+        """Extend the leases of running jobs, and pick up jobs committed by other processes."""
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            with self._running_lock:
+                running = list(self._running)
+            if running:
+                try:
+                    with write_session(self.factory) as session:
+                        session.execute(update(Operation).where(Operation.pk.in_(running),
+                                                                Operation.lease_owner == self.owner)
+                                        .values(lease_expiry=time.time() + LEASE_SECONDS))
+                except Exception:
+                    log.exception("lease heartbeat failed")

@@ -1,0 +1,37 @@
+"""SQLAlchemy 2.0 models of the core. flask-sqlalchemy reuses ``Base`` as its model class."""
+
+from core.models.base import Base
+from core.models.identity import (
+    AccessToken,
+    Membership,
+    Principal,
+    Project,
+    ServiceAccountKey,
+    SigningKey,
+    UsedAssertion,
+)
+from core.models.operation import Operation
+from core.models.resource import IpAllocation, Resource
+from core.models.simulator import SimDomain
+from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
+
+__all__ = [
+    "AccessToken",
+    "Base",
+    "Cluster",
+    "Host",
+    "IpAllocation",
+    "Membership",
+    "Operation",
+    "Pod",
+    "Principal",
+    "Project",
+    "Region",
+    "Resource",
+    "ServiceAccountKey",
+    "SigningKey",
+    "SimDomain",
+    "StoragePool",
+    "UsedAssertion",
+    "Zone",
+]

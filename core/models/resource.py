@@ -1,0 +1,55 @@
+"""Every GCE resource a project owns, stored as its canonical JSON body.
+
+The body is what GET returns (links on https://www.googleapis.com/compute/v1/, rewritten to the
+caller's base URL when rendered), so reads pass text through without rebuilding objects. The
+columns beside it are what the core queries: scope, status and the capacity the resource holds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models.base import Base
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+    __table_args__ = (
+        UniqueConstraint("project", "collection", "scope", "name", name="uq_resource_name"),
+        Index("ix_resource_list", "project", "collection", "scope", "name"),
+        Index("ix_resource_region", "project", "collection", "region"),
+    )
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[int] = mapped_column(BigInteger, unique=True)
+    project: Mapped[str] = mapped_column(String(100))
+    collection: Mapped[str] = mapped_column(String(40))
+    # "zones/us-central1-a", "regions/us-central1" or "global"
+    scope: Mapped[str] = mapped_column(String(80))
+    region: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    name: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(24), default="")
+    # The offering it uses: disk type for disks (quota metric), machine type for instances.
+    subtype: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[float] = mapped_column(Float)
+    body: Mapped[str] = mapped_column(Text)
+    # Capacity held: a placed VM holds vcpus/memory on host_id; a disk holds size_gb on pool_id.
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("storage_pools.id"), nullable=True, index=True)
+    # Where a VM last ran: its domain (and serial log) lives there while it is stopped.
+    last_host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    size_gb: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IpAllocation(Base):
+    """One address handed out from a pool (a subnet, or a region's external range). The unique
+    constraint is what guarantees an address is never given twice, also across processes."""
+
+    __tablename__ = "ip_allocations"
+    __table_args__ = (UniqueConstraint("pool", "address", name="uq_ip_allocation"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool: Mapped[str] = mapped_column(String(120))
+    address: Mapped[int] = mapped_column(BigInteger)
+    owner_uid: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -1,0 +1,21 @@
+"""The simulator hypervisor's domains. Kept in the database so every process sees one truth."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models.base import Base
+
+
+class SimDomain(Base):
+    __tablename__ = "sim_domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_uid: Mapped[int] = mapped_column(BigInteger, unique=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))  # running | shutoff | paused
+    console: Mapped[str] = mapped_column(Text, default="")
+    # Bytes of serial output dropped from the front (only the last 1 MB is kept, as on GCE).
+    console_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    boots: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,79 @@
+"""Per-region and global quotas of a project, as GCE reports and enforces them."""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS, DISK_TYPES
+from core.errors import QuotaExceeded
+from core.models import Project, Resource
+
+
+def limits(project: Project, region: str | None) -> dict[str, float]:
+    """Defaults overlaid with the project's overrides (``{"regions": {R or "*": {...}}, "global": {...}}``)."""
+    overrides = orjson.loads(project.quota_limits or "{}")
+    if region is None:
+        return {**DEFAULT_GLOBAL_QUOTAS, **overrides.get("global", {})}
+    per_region = overrides.get("regions", {})
+    return {**DEFAULT_REGION_QUOTAS, **per_region.get("*", {}), **per_region.get(region, {})}
+
+
+def region_usage(session: Session, project: str, region: str) -> dict[str, float]:
+    base = (Resource.project == project, Resource.region == region)
+    cpus, count = session.execute(
+        select(func.sum(Resource.vcpus).filter(Resource.status != "TERMINATED"), func.count())
+        .where(*base, Resource.collection == "instances")
+    ).one()
+    usage = {"CPUS": float(cpus or 0), "INSTANCES": float(count or 0), "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0}
+    for subtype, total in session.execute(
+        select(Resource.subtype, func.sum(Resource.size_gb)).where(*base, Resource.collection == "disks")
+        .group_by(Resource.subtype)
+    ):
+        metric = DISK_TYPES[subtype].quota_metric if subtype in DISK_TYPES else "DISKS_TOTAL_GB"
+        usage[metric] += float(total or 0)
+    usage["STATIC_ADDRESSES"] = 0.0
+    usage["IN_USE_ADDRESSES"] = 0.0
+    return usage
+
+
+_GLOBAL_COLLECTIONS = {"SNAPSHOTS": "snapshots", "NETWORKS": "networks", "FIREWALLS": "firewalls",
+                       "IMAGES": "images", "ROUTES": "routes", "SUBNETWORKS": "subnetworks"}
+
+
+def global_usage(session: Session, project: str) -> dict[str, float]:
+    counts = dict(session.execute(
+        select(Resource.collection, func.count()).where(Resource.project == project).group_by(Resource.collection)
+    ).all())
+    usage = {metric: float(counts.get(coll, 0)) for metric, coll in _GLOBAL_COLLECTIONS.items()}
+    usage["CPUS_ALL_REGIONS"] = float(session.scalar(
+        select(func.sum(Resource.vcpus)).where(Resource.project == project, Resource.collection == "instances",
+                                               Resource.status != "TERMINATED")) or 0)
+    return usage
+
+
+def check_region(session: Session, project: Project, region: str, demand: dict[str, float]) -> None:
+    """Refuse (403 quotaExceeded) if adding ``demand`` would pass a regional limit."""
+    demand = {k: v for k, v in demand.items() if v > 0}
+    if not demand:
+        return
+    lim = limits(project, region)
+    usage = region_usage(session, project.name, region)
+    for metric, amount in demand.items():
+        if usage.get(metric, 0.0) + amount > lim.get(metric, float("inf")):
+            raise QuotaExceeded(metric, lim[metric], region)
+    if "CPUS" in demand:
+        glim = limits(project, None)
+        if global_usage(session, project.name)["CPUS_ALL_REGIONS"] + demand["CPUS"] > glim["CPUS_ALL_REGIONS"]:
+            raise QuotaExceeded("CPUS_ALL_REGIONS", glim["CPUS_ALL_REGIONS"], None)
+
+
+def check_global(session: Session, project: Project, metric: str, amount: float = 1) -> None:
+    lim = limits(project, None)
+    if global_usage(session, project.name).get(metric, 0.0) + amount > lim.get(metric, float("inf")):
+        raise QuotaExceeded(metric, lim[metric], None)
+
+
+def quota_list(usage: dict[str, float], lim: dict[str, float]) -> list[dict]:
+    return [{"metric": m, "limit": float(lim[m]), "usage": float(usage.get(m, 0.0))} for m in sorted(lim)]

@@ -1,0 +1,207 @@
+"""Persistent disks (CloudStack's volumes) on primary storage pools."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from core import planner, quotas
+from core.catalog import DEFAULT_DISK_TYPE, DISK_TYPES
+from core.errors import Invalid, OperationFailure, Required, ResourceExhausted, ResourceInUse
+from core.ids import rfc3339
+from core.jobs import JobContext, job
+from core.links import parse_ref, path_of, scope_url, url_of
+from core.models import Operation, Resource, StoragePool, Zone
+from core.services import images, operations, projects, store
+from core.services.context import Call
+from core.services.metadata import label_fingerprint, set_labels, validate_labels
+from core.services.topology import get_disk_type
+
+MIN_GB, MAX_GB = 10, 65536
+
+
+def parse_size(value: object, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise Invalid(field, value, "Must be an integer number of GB.") from None
+    if not MIN_GB <= size <= MAX_GB:
+        raise Invalid(field, value, f"Disk size must be between {MIN_GB} GB and {MAX_GB} GB.")
+    return size
+
+
+def disk_type_name(call: Call, zone_name: str, value: str | None, field: str) -> str:
+    if not value:
+        return DEFAULT_DISK_TYPE
+    ref = parse_ref(value, project=call.project, scope=f"zones/{zone_name}")
+    if ref is None or ref.collection != "diskTypes":
+        if "/" not in value:
+            get_disk_type(call.project, zone_name, value)
+            return value
+        raise Invalid(field, value, "The URL is malformed.")
+    if ref.scope != f"zones/{zone_name}":
+        raise Invalid(field, value, f"Disk type must be in zone '{zone_name}'.")
+    return get_disk_type(call.project, zone_name, ref.name).name
+
+
+def build(call: Call, zone: Zone, *, name: str, size_gb: object, disk_type: str | None, source_image: str | None,
+          source_snapshot: str | None, labels: object, description: str = "", field: str = "resource") -> dict:
+    """Validate a new disk and return its columns and body (shared by disks.insert and instances.insert)."""
+    store.validate_name(name, f"{field}.name" if field == "resource" else f"{field}.diskName")
+    dtype = disk_type_name(call, zone.name, disk_type, f"{field}.{'type' if field == 'resource' else 'diskType'}")
+    size = parse_size(size_gb, f"{field}.{'sizeGb' if field == 'resource' else 'diskSizeGb'}")
+    body: dict = {"description": description}
+    source_size = None
+    if source_image:
+        img = images.resolve(call.session, source_image, call.project, f"{field}.sourceImage")
+        if img.status != "READY":
+            raise Invalid(f"{field}.sourceImage", source_image, "The image is not ready.")
+        image = store.body_of(img)
+        body.update(sourceImage=url_of(img.project, "global", "images", img.name), sourceImageId=str(img.uid))
+        for key in ("licenses", "guestOsFeatures", "architecture"):
+            if key in image:
+                body[key] = image[key]
+        source_size = img.size_gb
+    elif source_snapshot:
+        ref = parse_ref(source_snapshot, project=call.project, scope="global")
+        if ref is None or ref.collection != "snapshots":
+            raise Invalid(f"{field}.sourceSnapshot", source_snapshot, "The URL is malformed.")
+        snap = store.find(call.session, ref.project, "snapshots", "global", ref.name)
+        body.update(sourceSnapshot=images.snap_url(snap), sourceSnapshotId=str(snap.uid))
+        source_size = snap.size_gb
+    if size is None:
+        size = source_size or DISK_TYPES[dtype].default_size_gb
+    if source_size and size < source_size:
+        raise Invalid(f"{field}.{'sizeGb' if field == 'resource' else 'diskSizeGb'}", size,
+                      f"Requested disk size cannot be smaller than the image size ({source_size} GB)")
+    labels = validate_labels(labels, f"{field}.labels")
+    body.update({
+        "sizeGb": str(size), "zone": scope_url(call.project, f"zones/{zone.name}"),
+        "type": url_of(call.project, f"zones/{zone.name}", "diskTypes", dtype),
+        "labels": labels, "labelFingerprint": label_fingerprint(labels),
+        "physicalBlockSizeBytes": "4096", "architecture": body.get("architecture", "X86_64"),
+    })
+    return {"name": name, "size_gb": size, "subtype": dtype, "body": body, "source_size": source_size}
+
+
+def create_row(call: Call, zone: Zone, spec: dict, status: str = "CREATING") -> Resource:
+    return store.new_resource(call.session, project=call.project, collection="disks", scope=f"zones/{zone.name}",
+                              name=spec["name"], kind="compute#disk", body=spec["body"], status=status,
+                              region=zone.region.name, size_gb=spec["size_gb"], subtype=spec["subtype"])
+
+
+def quota_demand(specs: list[dict]) -> dict[str, float]:
+    demand: dict[str, float] = {}
+    for spec in specs:
+        metric = DISK_TYPES[spec["subtype"]].quota_metric
+        demand[metric] = demand.get(metric, 0) + spec["size_gb"]
+    return demand
+
+
+def insert(call: Call, zone: Zone, body: dict, source_image_param: str | None = None) -> Operation:
+    spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
+                 source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
+                 labels=body.get("labels"), description=body.get("description", ""))
+    quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name, quota_demand([spec]))
+    res = create_row(call, zone, spec)
+    return operations.begin(call, scope=f"zones/{zone.name}", op_type="insert",
+                            target_path=path_of(call.project, res.scope, "disks", res.name), target_id=res.uid,
+                            job="disks.insert", params={"uids": [res.uid], "zone_id": zone.id})
+
+
+def place_disks(session, zone_id: int, uids: list[int], project: str, zone_name: str) -> None:
+    """Give every listed disk without a pool a pool with room; ZONE_RESOURCE_POOL_EXHAUSTED otherwise."""
+    for res in session.scalars(select(Resource).where(Resource.uid.in_(uids), Resource.pool_id.is_(None))):
+        pool = planner.place_disk(session, zone_id, res.size_gb)
+        if pool is None:
+            raise OperationFailure("ZONE_RESOURCE_POOL_EXHAUSTED",
+                                   f"The zone 'projects/{project}/zones/{zone_name}' does not have enough resources "
+                                   "available to fulfill the request.  Try a different zone, or try again later.", 503)
+        res.pool_id = pool.id
+        session.flush()
+
+
+def _insert(ctx: JobContext) -> None:
+    uids = ctx.params["uids"]
+    with ctx.write() as s:
+        first = s.scalar(select(Resource).where(Resource.uid.in_(uids)))
+        if first is None:
+            return
+        place_disks(s, ctx.params["zone_id"], uids, first.project, first.scope.split("/")[1])
+        for res in s.scalars(select(Resource).where(Resource.uid.in_(uids), Resource.status == "CREATING")):
+            store.set_status(res, "READY")
+
+
+def _drop_created(ctx: JobContext, _failure) -> None:
+    with ctx.write() as s:
+        for res in s.scalars(select(Resource).where(Resource.uid.in_(ctx.params["uids"]))):
+            s.delete(res)
+
+
+job("disks.insert", on_fail=_drop_created)(_insert)
+
+
+def delete(call: Call, zone: Zone, name: str) -> Operation:
+    res = store.find(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    disk = store.body_of(res)
+    if disk.get("users"):
+        raise ResourceInUse("disk", path_of(call.project, res.scope, "disks", res.name),
+                            disk["users"][0].split("/compute/v1/", 1)[-1])
+    op = operations.begin(call, scope=res.scope, op_type="delete", target_path=path_of(call.project, res.scope, "disks", res.name),
+                          target_id=res.uid)
+    call.session.delete(res)
+    return op
+
+
+def resize(call: Call, zone: Zone, name: str, body: dict) -> Operation:
+    res = store.find(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    size = parse_size(body.get("sizeGb"), "sizeGb")
+    if size is None:
+        raise Required("sizeGb")
+    if size <= res.size_gb:
+        raise Invalid("sizeGb", size, message=(
+            f"Invalid value for field 'sizeGb': '{size}'. New disk size '{size} GB' must be larger than "
+            f"existing size '{res.size_gb} GB'."))
+    grow = size - res.size_gb
+    quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name,
+                        {DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric: grow})
+    if res.pool_id is not None:
+        pool = call.session.get(StoragePool, res.pool_id)
+        if pool.capacity_gb * pool.overprovisioning - planner.pool_usage(call.session, [pool.id]).get(pool.id, 0) < grow:
+            raise ResourceExhausted(f"The storage pool of disk '{res.name}' has no room to grow it by {grow} GB.")
+    disk = store.body_of(res)
+    disk["sizeGb"] = str(size)
+    res.size_gb = size
+    store.save(res, disk)
+    return operations.begin(call, scope=res.scope, op_type="resize", target_path=path_of(call.project, res.scope, "disks", res.name),
+                            target_id=res.uid)
+
+
+def set_disk_labels(call: Call, zone: Zone, name: str, body: dict) -> Operation:
+    res = store.find(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    disk = store.body_of(res)
+    set_labels(disk, body)
+    store.save(res, disk)
+    return operations.begin(call, scope=res.scope, op_type="setLabels", target_path=path_of(call.project, res.scope, "disks", res.name),
+                            target_id=res.uid)
+
+
+def add_user(res: Resource, instance_url: str) -> None:
+    disk = store.body_of(res)
+    disk["users"] = [*disk.get("users", []), instance_url]
+    disk["lastAttachTimestamp"] = rfc3339(time.time())
+    store.save(res, disk)
+
+
+def remove_user(res: Resource, instance_url: str) -> None:
+    disk = store.body_of(res)
+    users = [u for u in disk.get("users", []) if u != instance_url]
+    if users:
+        disk["users"] = users
+    else:
+        disk.pop("users", None)
+    disk["lastDetachTimestamp"] = rfc3339(time.time())
+    store.save(res, disk)

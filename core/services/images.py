@@ -1,0 +1,191 @@
+"""Images (CloudStack's templates): global per project, families, deprecation, public projects."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from core import quotas
+from core.errors import Invalid, NotFound, Required
+from core.ids import rfc3339
+from core.jobs import JobContext, job
+from core.links import CANONICAL_BASE, parse_ref, path_of, url_of
+from core.models import Operation, Project, Resource
+from core.services import operations, projects, store
+from core.services.context import Call
+from core.services.metadata import label_fingerprint, set_labels, validate_labels
+
+_INACTIVE = {"DEPRECATED", "OBSOLETE", "DELETED"}
+_DEPRECATION_STATES = {"ACTIVE", "DEPRECATED", "OBSOLETE", "DELETED"}
+
+
+def readable(session, project: str, caller_project: str) -> bool:
+    """Images of public image projects are readable by everyone; others only inside their project."""
+    if project == caller_project:
+        return True
+    p = session.scalar(select(Project).where(Project.name == project))
+    return p is not None and p.public
+
+
+def from_family(session, project: str, family: str, *, missing_path: str | None = None) -> Resource:
+    """The newest READY image of the family that is not deprecated (images.getFromFamily)."""
+    rows = session.scalars(
+        select(Resource).where(Resource.project == project, Resource.collection == "images",
+                               Resource.scope == "global", Resource.status == "READY")
+        .order_by(Resource.created.desc())
+    )
+    for res in rows:
+        body = store.body_of(res)
+        if body.get("family") == family and body.get("deprecated", {}).get("state", "ACTIVE") not in _INACTIVE:
+            return res
+    raise NotFound(missing_path or f"projects/{project}/global/images/family/{family}")
+
+
+def resolve(session, value: str, caller_project: str, field: str) -> Resource:
+    """An image from any reference form, including imageFamilyViews and family URLs."""
+    ref = parse_ref(value, project=caller_project, scope="global")
+    if ref is None:
+        raise Invalid(field, value, "The URL is malformed.")
+    if not readable(session, ref.project, caller_project):
+        raise NotFound(ref.path)
+    if ref.collection == "images":
+        return store.find(session, ref.project, "images", "global", ref.name)
+    if ref.collection in ("images/family", "imageFamilyViews"):
+        return from_family(session, ref.project, ref.name,
+                           missing_path=f"projects/{ref.project}/global/images/family/{ref.name}")
+    raise Invalid(field, value, "The URL is malformed.")
+
+
+def _source(call: Call, body: dict) -> tuple[dict, int]:
+    """Fields describing where the image comes from, and its size in GB."""
+    if body.get("sourceDisk"):
+        ref = parse_ref(body["sourceDisk"], project=call.project)
+        if ref is None or ref.collection != "disks" or not ref.scope.startswith("zones/"):
+            raise Invalid("resource.sourceDisk", body["sourceDisk"], "The URL is malformed.")
+        disk = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
+        return {"sourceDisk": url_of(disk.project, disk.scope, "disks", disk.name), "sourceDiskId": str(disk.uid),
+                "sourceType": "RAW"}, disk.size_gb
+    if body.get("sourceSnapshot"):
+        ref = parse_ref(body["sourceSnapshot"], project=call.project, scope="global")
+        if ref is None or ref.collection != "snapshots":
+            raise Invalid("resource.sourceSnapshot", body["sourceSnapshot"], "The URL is malformed.")
+        snap = store.find(call.session, ref.project, "snapshots", "global", ref.name)
+        return {"sourceSnapshot": snap_url(snap), "sourceSnapshotId": str(snap.uid), "sourceType": "RAW"}, snap.size_gb
+    if body.get("sourceImage"):
+        img = resolve(call.session, body["sourceImage"], call.project, "resource.sourceImage")
+        return {"sourceImage": url_of(img.project, "global", "images", img.name), "sourceImageId": str(img.uid),
+                "sourceType": "RAW"}, img.size_gb
+    if isinstance(body.get("rawDisk"), dict) and body["rawDisk"].get("source"):
+        return {"rawDisk": {"source": body["rawDisk"]["source"], "containerType": "TAR"}, "sourceType": "RAW"}, 10
+    raise Required("resource.sourceDisk")
+
+
+def snap_url(snap: Resource) -> str:
+    return url_of(snap.project, "global", "snapshots", snap.name)
+
+
+def insert(call: Call, body: dict) -> Operation:
+    name = store.validate_name(body.get("name"))
+    project = projects.get(call.session, call.project)
+    quotas.check_global(call.session, project, "IMAGES")
+    source, size_gb = _source(call, body)
+    labels = validate_labels(body.get("labels"))
+    image = {
+        "description": body.get("description", ""), **source, "status": "PENDING",
+        "diskSizeGb": str(max(size_gb, int(body.get("diskSizeGb") or 0))),
+        "labels": labels, "labelFingerprint": label_fingerprint(labels),
+        "storageLocations": body.get("storageLocations") or ["us"], "architecture": body.get("architecture", "X86_64"),
+    }
+    if body.get("family"):
+        image["family"] = store.validate_name(body["family"], "resource.family")
+    res = store.new_resource(call.session, project=call.project, collection="images", scope="global", name=name,
+                             kind="compute#image", body=image, status="PENDING",
+                             size_gb=int(image["diskSizeGb"]))
+    return operations.begin(call, scope="global", op_type="insert", target_path=path_of(call.project, "global", "images", name),
+                            target_id=res.uid, job="images.insert", params={"uid": res.uid})
+
+
+def _ready(ctx: JobContext) -> None:
+    with ctx.write() as s:
+        res = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
+        if res is None:
+            return
+        body = store.body_of(res)
+        body["archiveSizeBytes"] = str(int(body["diskSizeGb"]) * 1024**3 // 3)
+        store.set_status(res, "READY", archiveSizeBytes=body["archiveSizeBytes"])
+
+
+def _drop(ctx: JobContext, _failure) -> None:
+    with ctx.write() as s:
+        res = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
+        if res is not None:
+            s.delete(res)
+
+
+job("images.insert", on_fail=_drop)(_ready)
+
+
+def delete(call: Call, name: str) -> Operation:
+    res = store.find(call.session, call.project, "images", "global", name)
+    op = operations.begin(call, scope="global", op_type="delete", target_path=path_of(call.project, "global", "images", res.name),
+                          target_id=res.uid)
+    call.session.delete(res)
+    return op
+
+
+def deprecate(call: Call, name: str, body: dict) -> Operation:
+    res = store.find(call.session, call.project, "images", "global", name)
+    state = body.get("state", "ACTIVE")
+    if state not in _DEPRECATION_STATES:
+        raise Invalid("resource.state", state, "Must be one of ACTIVE, DEPRECATED, OBSOLETE, DELETED.")
+    image = store.body_of(res)
+    if state == "ACTIVE":
+        image.pop("deprecated", None)
+    else:
+        dep = {"state": state}
+        if body.get("replacement"):
+            repl = resolve(call.session, body["replacement"], call.project, "resource.replacement")
+            dep["replacement"] = url_of(repl.project, "global", "images", repl.name)
+        for key in ("deprecated", "obsolete", "deleted"):
+            if body.get(key):
+                dep[key] = body[key]
+        if state == "DEPRECATED" and "deprecated" not in dep:
+            dep["deprecated"] = rfc3339(time.time())
+        image["deprecated"] = dep
+    store.save(res, image)
+    return operations.begin(call, scope="global", op_type="deprecate",
+                            target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
+
+
+def set_image_labels(call: Call, name: str, body: dict) -> Operation:
+    res = store.find(call.session, call.project, "images", "global", name)
+    image = store.body_of(res)
+    set_labels(image, body)
+    store.save(res, image)
+    return operations.begin(call, scope="global", op_type="setLabels",
+                            target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
+
+
+def seed_public_image(session, project: str, name: str, family: str, size_gb: int, created: float,
+                      description: str) -> None:
+    """A READY public image (the demo cloud's debian-cloud and ubuntu-os-cloud)."""
+    if store.find_optional(session, project, "images", "global", name) is not None:
+        return
+    call = Call(session, project, "system")
+    res = store.new_resource(call.session, project=project, collection="images", scope="global", name=name,
+                             kind="compute#image", status="READY", body={
+                                 "description": description, "sourceType": "RAW",
+                                 "rawDisk": {"source": "", "containerType": "TAR"},
+                                 "archiveSizeBytes": str(size_gb * 1024**3 // 5), "diskSizeGb": str(size_gb),
+                                 "licenses": [f"{CANONICAL_BASE}projects/{project}/global/licenses/{family}"],
+                                 "family": family, "labels": {}, "labelFingerprint": label_fingerprint({}),
+                                 "storageLocations": ["eu", "us", "asia"], "architecture": "X86_64",
+                                 "guestOsFeatures": [{"type": "UEFI_COMPATIBLE"}, {"type": "VIRTIO_SCSI_MULTIQUEUE"},
+                                                     {"type": "GVNIC"}],
+                             })
+    res.created = created
+    res.size_gb = size_gb
+    image = store.body_of(res)
+    image["creationTimestamp"] = rfc3339(created)
+    store.save(res, image)

@@ -1,0 +1,112 @@
+"""Operations: creating them for a use case, finding them, rendering them as GCE JSON."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import Invalid, NotFound
+from core.ids import new_uid, operation_name, rfc3339
+from core.links import CANONICAL_BASE, scope_url
+from core.models import Operation
+from core.services.context import Call
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class DuplicateRequest(Exception):
+    """Another request with the same requestId committed first; answer with its Operation."""
+
+
+def validate_request_id(request_id: str | None) -> str | None:
+    if request_id is None or request_id == "":
+        return None
+    if not _UUID.match(request_id) or set(request_id) <= set("0-"):
+        raise Invalid("requestId", request_id, message=(
+            f"Invalid value for field 'requestId': '{request_id}'. The request ID must be a valid UUID "
+            "with the exception that zero UUID is not supported (00000000-0000-0000-0000-000000000000)."))
+    return request_id.lower()
+
+
+def by_request_id(call: Call) -> Operation | None:
+    if not call.request_id:
+        return None
+    return call.session.scalar(select(Operation).where(
+        Operation.project == call.project, Operation.client_operation_id == call.request_id))
+
+
+def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
+          job: str | None = None, params: dict | None = None) -> Operation:
+    """Record the Operation of a use case, in the use case's transaction.
+
+    With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
+    made synchronously in this transaction and the Operation is born DONE.
+    """
+    now = time.time()
+    done = job is None
+    op = Operation(
+        uid=new_uid(), name=operation_name(now), project=call.project, scope=scope, operation_type=op_type,
+        target_link=target_path, target_id=target_id, status="DONE" if done else "PENDING",
+        progress=100 if done else 0, user=call.user, client_operation_id=call.request_id,
+        insert_time=now, start_time=now, end_time=now if done else None,
+        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0,
+    )
+    call.session.add(op)
+    try:
+        call.session.flush([op])
+    except IntegrityError:
+        raise DuplicateRequest() from None
+    return op
+
+
+def find(call: Call, scope: str, name: str) -> Operation:
+    q = select(Operation).where(Operation.project == call.project, Operation.scope == scope)
+    op = call.session.scalar(q.where(Operation.name == name))
+    if op is None and name.isdigit():
+        op = call.session.scalar(q.where(Operation.uid == int(name)))
+    if op is None:
+        raise NotFound(f"projects/{call.project}/{scope}/operations/{name}")
+    return op
+
+
+def to_json(op: Operation) -> dict:
+    base = f"{CANONICAL_BASE}projects/{op.project}/{op.scope}/operations/"
+    out: dict = {
+        "kind": "compute#operation",
+        "id": str(op.uid),
+        "name": op.name,
+        "operationType": op.operation_type,
+        "targetLink": CANONICAL_BASE + op.target_link,
+        "status": op.status,
+        "user": op.user,
+        "progress": op.progress,
+        "insertTime": rfc3339(op.insert_time),
+        "creationTimestamp": rfc3339(op.insert_time),
+        "selfLink": base + op.name,
+        "selfLinkWithId": base + str(op.uid),
+    }
+    if op.target_id is not None:
+        out["targetId"] = str(op.target_id)
+    if op.start_time is not None:
+        out["startTime"] = rfc3339(op.start_time)
+    if op.end_time is not None:
+        out["endTime"] = rfc3339(op.end_time)
+    if op.status_message:
+        out["statusMessage"] = op.status_message
+    if op.client_operation_id:
+        out["clientOperationId"] = op.client_operation_id
+    if op.scope.startswith("zones/"):
+        out["zone"] = scope_url(op.project, op.scope)
+    elif op.scope.startswith("regions/"):
+        out["region"] = scope_url(op.project, op.scope)
+    if op.error:
+        out["error"] = orjson.loads(op.error)
+        out["httpErrorStatusCode"] = op.http_error_status
+        out["httpErrorMessage"] = op.http_error_message
+    if op.warnings:
+        out["warnings"] = orjson.loads(op.warnings)
+    return out

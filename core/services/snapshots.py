@@ -1,0 +1,75 @@
+"""Snapshots: global copies of zonal disks (the secondary storage VM's business)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core import quotas
+from core.jobs import JobContext, job
+from core.links import path_of, url_of
+from core.models import Operation, Resource, Zone
+from core.services import operations, projects, store
+from core.services.context import Call
+from core.services.metadata import label_fingerprint, set_labels, validate_labels
+
+
+def create_from_disk(call: Call, zone: Zone, disk_name: str, body: dict) -> Operation:
+    disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
+    name = store.validate_name(body.get("name"))
+    quotas.check_global(call.session, projects.get(call.session, call.project), "SNAPSHOTS")
+    labels = validate_labels(body.get("labels"))
+    source = store.body_of(disk)
+    snap = store.new_resource(
+        call.session, project=call.project, collection="snapshots", scope="global", name=name,
+        kind="compute#snapshot", status="CREATING", size_gb=disk.size_gb,
+        body={
+            "description": body.get("description", ""), "sourceDisk": url_of(call.project, disk.scope, "disks", disk.name),
+            "sourceDiskId": str(disk.uid), "diskSizeGb": str(disk.size_gb), "storageBytes": "0",
+            "storageBytesStatus": "UPDATING", "labels": labels, "labelFingerprint": label_fingerprint(labels),
+            "storageLocations": body.get("storageLocations") or ["us"], "snapshotType": body.get("snapshotType", "STANDARD"),
+            "architecture": source.get("architecture", "X86_64"),
+            **({"licenses": source["licenses"]} if "licenses" in source else {}),
+        },
+    )
+    snap.size_gb = disk.size_gb
+    # GCE: the createSnapshot operation is zonal and its targetLink is the source disk.
+    return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
+                            target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
+                            job="snapshots.create", params={"uid": snap.uid})
+
+
+def _create(ctx: JobContext) -> None:
+    with ctx.write() as s:
+        snap = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
+        if snap is None:
+            return
+        stored = snap.size_gb * 1024**3 // 4  # what a copy of the written blocks would take
+        store.set_status(snap, "READY", storageBytes=str(stored), storageBytesStatus="UP_TO_DATE",
+                         creationSizeBytes=str(stored), downloadBytes=str(stored))
+
+
+def _drop(ctx: JobContext, _failure) -> None:
+    with ctx.write() as s:
+        snap = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
+        if snap is not None:
+            s.delete(snap)
+
+
+job("snapshots.create", on_fail=_drop)(_create)
+
+
+def delete(call: Call, name: str) -> Operation:
+    res = store.find(call.session, call.project, "snapshots", "global", name)
+    op = operations.begin(call, scope="global", op_type="delete",
+                          target_path=path_of(call.project, "global", "snapshots", res.name), target_id=res.uid)
+    call.session.delete(res)
+    return op
+
+
+def set_snapshot_labels(call: Call, name: str, body: dict) -> Operation:
+    res = store.find(call.session, call.project, "snapshots", "global", name)
+    snap = store.body_of(res)
+    set_labels(snap, body)
+    store.save(res, snap)
+    return operations.begin(call, scope="global", op_type="setLabels",
+                            target_path=path_of(call.project, "global", "snapshots", res.name), target_id=res.uid)

@@ -1,0 +1,84 @@
+"""Loading and saving resources (rows holding canonical GCE JSON)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound
+from core.ids import new_uid, rfc3339
+from core.links import path_of, url_of
+from core.models import Resource
+
+_NAME = re.compile(NAME_REGEX + r"\Z")
+_ID = re.compile(r"[1-9][0-9]{0,19}\Z")
+
+
+def validate_name(name: object, field: str = "resource.name") -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise Invalid(field, name, f"Must be a match of regex '{NAME_REGEX}'")
+    return name
+
+
+def body_of(res: Resource) -> dict:
+    return orjson.loads(res.body)
+
+
+def save(res: Resource, body: dict) -> None:
+    res.body = orjson.dumps(body).decode()
+
+
+def find(session: Session, project: str, collection: str, scope: str, name: str,
+         *, missing_path: str | None = None) -> Resource:
+    """The resource by name or numeric id; NotFound (with the relative path) otherwise."""
+    q = select(Resource).where(Resource.project == project, Resource.collection == collection,
+                               Resource.scope == scope)
+    res = session.scalar(q.where(Resource.name == name))
+    if res is None and _ID.match(name):
+        res = session.scalar(q.where(Resource.uid == int(name)))
+    if res is None:
+        raise NotFound(missing_path or path_of(project, scope, collection, name))
+    return res
+
+
+def find_optional(session: Session, project: str, collection: str, scope: str, name: str) -> Resource | None:
+    return session.scalar(select(Resource).where(
+        Resource.project == project, Resource.collection == collection, Resource.scope == scope,
+        Resource.name == name))
+
+
+def new_resource(session: Session, *, project: str, collection: str, scope: str, name: str, kind: str,
+                 body: dict, status: str = "", region: str | None = None, **columns) -> Resource:
+    """Insert a resource with its output-only fields filled in; AlreadyExists on a name clash."""
+    if find_optional(session, project, collection, scope, name) is not None:
+        raise AlreadyExists(path_of(project, scope, collection, name))
+    now = time.time()
+    uid = new_uid()
+    full = {"kind": kind, "id": str(uid), "creationTimestamp": rfc3339(now), "name": name}
+    full.update(body)
+    full["selfLink"] = url_of(project, scope, collection, name)
+    if status:
+        full["status"] = status
+    res = Resource(uid=uid, project=project, collection=collection, scope=scope, name=name, status=status,
+                   created=now, region=region, body="", **columns)
+    save(res, full)
+    session.add(res)
+    try:
+        session.flush([res])
+    except IntegrityError:  # a concurrent insert won the race (PostgreSQL); the caller rolls back
+        raise AlreadyExists(path_of(project, scope, collection, name)) from None
+    return res
+
+
+def set_status(res: Resource, status: str, **fields) -> dict:
+    body = body_of(res)
+    body["status"] = status
+    body.update(fields)
+    res.status = status
+    save(res, body)
+    return body

@@ -1,0 +1,97 @@
+"""Zones, regions, machine types and disk types: what every project sees of the cloud."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.catalog import DISK_TYPES, MACHINE_TYPES, DiskType, MachineType, machine_type, stable_id
+from core.errors import NotFound
+from core.links import CANONICAL_BASE, scope_url
+from core.models import Host, Region, Zone
+
+EPOCH = "1969-12-31T16:00:00.000-08:00"
+
+
+def zone(session: Session, project: str, name: str) -> Zone:
+    z = session.scalar(select(Zone).where(Zone.name == name))
+    if z is None:
+        raise NotFound(f"projects/{project}/zones/{name}")
+    return z
+
+
+def region(session: Session, project: str, name: str) -> Region:
+    r = session.scalar(select(Region).where(Region.name == name))
+    if r is None:
+        raise NotFound(f"projects/{project}/regions/{name}")
+    return r
+
+
+def zones(session: Session) -> list[Zone]:
+    return list(session.scalars(select(Zone).order_by(Zone.name)))
+
+
+def regions(session: Session) -> list[Region]:
+    return list(session.scalars(select(Region).order_by(Region.name)))
+
+
+def zone_json(session: Session, project: str, z: Zone) -> dict:
+    platforms = sorted({p for (p,) in session.execute(select(Host.cpu_platform).where(Host.zone_id == z.id))})
+    return {
+        "kind": "compute#zone", "id": str(z.uid), "creationTimestamp": EPOCH, "name": z.name,
+        "description": z.name, "status": z.status, "region": scope_url(project, f"regions/{z.region.name}"),
+        "selfLink": scope_url(project, f"zones/{z.name}"), "availableCpuPlatforms": platforms,
+        "supportsPzs": False,
+    }
+
+
+def region_json(project: str, r: Region, quotas: list[dict]) -> dict:
+    return {
+        "kind": "compute#region", "id": str(r.uid), "creationTimestamp": EPOCH, "name": r.name,
+        "description": r.name, "status": r.status,
+        "zones": [scope_url(project, f"zones/{z.name}") for z in r.zones],
+        "quotas": quotas, "selfLink": scope_url(project, f"regions/{r.name}"), "supportsPzs": False,
+    }
+
+
+def machine_type_json(project: str, zone_name: str, mt: MachineType) -> dict:
+    out = {
+        "kind": "compute#machineType", "id": str(stable_id("machineTypes", mt.name)), "creationTimestamp": EPOCH,
+        "name": mt.name, "description": mt.describe(), "guestCpus": mt.guest_cpus, "memoryMb": mt.memory_mb,
+        "imageSpaceGb": 0, "maximumPersistentDisks": 128, "maximumPersistentDisksSizeGb": "263168",
+        "zone": zone_name, "selfLink": f"{CANONICAL_BASE}projects/{project}/zones/{zone_name}/machineTypes/{mt.name}",
+        "isSharedCpu": mt.shared_cpu, "architecture": "X86_64",
+    }
+    return out
+
+
+def machine_types(project: str, zone_name: str) -> list[dict]:
+    return [machine_type_json(project, zone_name, mt) for mt in sorted(MACHINE_TYPES.values(), key=lambda m: m.name)]
+
+
+def get_machine_type(project: str, zone_name: str, name: str) -> MachineType:
+    mt = machine_type(name)
+    if mt is None:
+        raise NotFound(f"projects/{project}/zones/{zone_name}/machineTypes/{name}")
+    return mt
+
+
+def disk_type_json(project: str, zone_name: str, dt: DiskType) -> dict:
+    return {
+        "kind": "compute#diskType", "id": str(stable_id("diskTypes", dt.name)), "creationTimestamp": EPOCH,
+        "name": dt.name, "description": dt.description, "validDiskSize": dt.valid_size,
+        "zone": scope_url(project, f"zones/{zone_name}"),
+        "selfLink": f"{CANONICAL_BASE}projects/{project}/zones/{zone_name}/diskTypes/{dt.name}",
+        "defaultDiskSizeGb": str(dt.default_size_gb),
+    }
+
+
+def disk_types(project: str, zone_name: str) -> list[dict]:
+    return [disk_type_json(project, zone_name, dt) for dt in sorted(DISK_TYPES.values(), key=lambda d: d.name)]
+
+
+def get_disk_type(project: str, zone_name: str, name: str) -> DiskType:
+    dt = DISK_TYPES.get(name)
+    if dt is None:
+        raise NotFound(f"projects/{project}/zones/{zone_name}/diskTypes/{name}")
+    return dt

@@ -1,0 +1,3 @@
+from gstack.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""get / list / aggregatedList for collections stored as resource rows: one implementation."""
+
+from __future__ import annotations
+
+from flask import Response
+
+from core.links import CANONICAL_BASE
+from core.services import store, topology
+from core.services.queries import resource_rows
+from gstack.api.registry import ApiRequest
+from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.render import json_response, stored
+
+
+def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
+    res = store.find(req.session, req.call.project, collection, scope, name)
+    return json_response(stored(res.body))
+
+
+def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: str) -> Response:
+    params = parse_params(req.args, schema)
+    project = req.call.project
+    page, token = paginate(
+        lambda after, limit: resource_rows(req.session, project, collection, [scope], params.order, after, limit),
+        params)
+    return json_response(list_envelope(kind, f"projects/{project}/{scope}/{collection}", [stored(t) for _, t in page],
+                                       token))
+
+
+def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:
+    out: dict = {"kind": kind, "id": path}
+    if items:
+        out["items"] = items
+    if token:
+        out["nextPageToken"] = token
+    out["selfLink"] = CANONICAL_BASE + path
+    return out
+
+
+def scopes_of(req: ApiRequest, scope_type: str) -> list[str]:
+    if scope_type == "zones":
+        return [f"zones/{z.name}" for z in topology.zones(req.session)]
+    return [f"regions/{r.name}" for r in topology.regions(req.session)]
+
+
+def aggregated_list(req: ApiRequest, collection: str, scope_type: str, kind: str, schema: str) -> Response:
+    params = parse_params(req.args, schema)
+    project = req.call.project
+    scopes = scopes_of(req, scope_type)
+    page, token = paginate(
+        lambda after, limit: resource_rows(req.session, project, collection, scopes, params.order, after, limit),
+        params)
+    out = list_envelope(kind, f"projects/{project}/aggregated/{collection}", [], token)
+    out["items"] = aggregate(page, scopes, collection, stored)
+    out.pop("nextPageToken", None)
+    if token:
+        out["nextPageToken"] = token
+    out["unreachables"] = []
+    return json_response(reorder(out))
+
+
+def reorder(out: dict) -> dict:
+    order = ["kind", "id", "items", "nextPageToken", "selfLink", "unreachables", "warning"]
+    return {k: out[k] for k in order if k in out}
+
+
+def static_list(req: ApiRequest, kind: str, path: str, items: list[dict], schema: str) -> Response:
+    """A list over objects computed in memory (zones, machine types ...), with the same paging rules."""
+    import orjson
+
+    params = parse_params(req.args, schema)
+    keyed = sorted(([i["name"]], orjson.dumps(i).decode()) for i in items)
+    if params.order == "created":
+        keyed = list(reversed(keyed))
+
+    def source(after, limit):
+        start = 0
+        if after is not None:
+            start = next((n + 1 for n, (k, _) in enumerate(keyed) if k == after), len(keyed))
+        return keyed[start:start + limit]
+
+    page, token = paginate(source, params)
+    return json_response(list_envelope(kind, path, [stored(t) for _, t in page], token))

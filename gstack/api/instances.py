@@ -1,0 +1,90 @@
+"""instances: the VM lifecycle."""
+
+from core.errors import Invalid
+from core.services import instances
+from gstack.api import common
+from gstack.api.registry import ApiRequest, handles
+
+
+@handles("compute.instances.get")
+def get(req: ApiRequest, zone: str, instance: str):
+    return common.get(req, "instances", f"zones/{req.zone(zone).name}", instance)
+
+
+@handles("compute.instances.list")
+def list_instances(req: ApiRequest, zone: str):
+    return common.list_scope(req, "instances", f"zones/{req.zone(zone).name}", "compute#instanceList", "Instance")
+
+
+@handles("compute.instances.aggregatedList")
+def aggregated(req: ApiRequest):
+    return common.aggregated_list(req, "instances", "zones", "compute#instanceAggregatedList", "Instance")
+
+
+@handles("compute.instances.insert")
+def insert(req: ApiRequest, zone: str):
+    if req.args.get("sourceInstanceTemplate") or req.args.get("sourceMachineImage"):
+        raise Invalid("sourceInstanceTemplate", req.args.get("sourceInstanceTemplate"),
+                      "Instance templates and machine images are not supported yet.")
+    return instances.insert(req.call, req.zone(zone), req.body)
+
+
+def _lifecycle(action):
+    def handler(req: ApiRequest, zone: str, instance: str):
+        return action(req.call, req.zone(zone), instance)
+
+    return handler
+
+
+handles("compute.instances.delete")(_lifecycle(instances.delete))
+handles("compute.instances.start")(_lifecycle(instances.start))
+handles("compute.instances.stop")(_lifecycle(instances.stop))
+handles("compute.instances.reset")(_lifecycle(instances.reset))
+handles("compute.instances.suspend")(_lifecycle(instances.suspend))
+handles("compute.instances.resume")(_lifecycle(instances.resume))
+
+
+def _with_body(action):
+    def handler(req: ApiRequest, zone: str, instance: str):
+        return action(req.call, req.zone(zone), instance, req.body)
+
+    return handler
+
+
+handles("compute.instances.setMetadata")(_with_body(instances.set_metadata))
+handles("compute.instances.setTags")(_with_body(instances.set_tags))
+handles("compute.instances.setMachineType")(_with_body(instances.set_machine_type))
+handles("compute.instances.attachDisk")(_with_body(instances.attach_disk))
+
+
+@handles("compute.instances.setLabels")
+def set_labels(req: ApiRequest, zone: str, instance: str):
+    return instances.set_instance_labels(req.call, req.zone(zone), instance, req.body)
+
+
+@handles("compute.instances.detachDisk")
+def detach_disk(req: ApiRequest, zone: str, instance: str):
+    return instances.detach_disk(req.call, req.zone(zone), instance, req.args.get("deviceName"))
+
+
+@handles("compute.instances.setDeletionProtection")
+def set_deletion_protection(req: ApiRequest, zone: str, resource: str):
+    return instances.set_deletion_protection(req.call, req.zone(zone), resource, req.flag("deletionProtection", True))
+
+
+@handles("compute.instances.setDiskAutoDelete")
+def set_disk_auto_delete(req: ApiRequest, zone: str, instance: str):
+    if "autoDelete" not in req.args:
+        raise Invalid("autoDelete", None, message="Required field 'autoDelete' not specified")
+    return instances.set_disk_auto_delete(req.call, req.zone(zone), instance, req.args.get("deviceName", ""),
+                                          req.flag("autoDelete", False))
+
+
+@handles("compute.instances.getSerialPortOutput")
+def serial_port(req: ApiRequest, zone: str, instance: str):
+    try:
+        port = int(req.args.get("port", "1"))
+        start = int(req.args.get("start", "0"))
+    except ValueError:
+        raise Invalid("start", req.args.get("start"), "Must be an integer.") from None
+    return instances.serial_port_output(req.call, req.zone(zone), instance, req.runtime.drivers, port, start)

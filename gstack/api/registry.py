@@ -1,0 +1,125 @@
+"""Which function serves which discovery method, and the one view that runs them all.
+
+Every path of the compute v1 discovery document is routed here. A method with a handler is
+authenticated, authorized, validated, run in one transaction and rendered; a method without
+one answers Google's UNIMPLEMENTED error, never a 404 page or a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from flask import Response, current_app, request
+from werkzeug.datastructures import MultiDict
+
+from core.db import begin_write
+from core.errors import Invalid, NotImplementedMethod
+from core.models import Operation, Zone
+from core.services import operations, topology
+from core.services.context import Call
+from core.services.operations import DuplicateRequest
+from gstack.auth import guard
+from gstack.gce.discovery import Method
+from gstack.gce.render import json_response
+from gstack.gce.validation import validate_body
+
+log = logging.getLogger("gstack.api")
+
+Handler = Callable[..., object]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*method_ids: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for mid in method_ids:
+            HANDLERS[mid] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class ApiRequest:
+    call: Call
+    method: Method
+    body: dict
+    args: MultiDict
+
+    @property
+    def runtime(self):
+        return current_app.extensions["gstack"]
+
+    @property
+    def session(self):
+        return self.call.session
+
+    def zone(self, name: str) -> Zone:
+        return topology.zone(self.session, self.call.project, name)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.args.get(name)
+        if value is None:
+            return default
+        if value.lower() in ("true", "1"):
+            return True
+        if value.lower() in ("false", "0"):
+            return False
+        raise Invalid(name, value, "Must be true or false.")
+
+
+def _body(method: Method) -> dict:
+    if method.request is None:
+        return {}
+    raw = request.get_data()
+    if not raw.strip():
+        body: object = {}
+    else:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise Invalid("resource", message="Invalid JSON payload received. Unexpected token.") from None
+    validate_body(method.id, body)
+    return body  # type: ignore[return-value]
+
+
+def is_write(method: Method) -> bool:
+    return method.http_method != "GET" and not method.read_only
+
+
+def run(method: Method, params: dict[str, str]) -> Response:
+    runtime = current_app.extensions["gstack"]
+    session = runtime.db.session()
+    ident = guard.authenticate(method)
+    project = params.get("project")
+    guard.authorize(session, ident, method, project)
+    handler = HANDLERS.get(method.id)
+    if handler is None:
+        raise NotImplementedMethod(f"Method '{method.id}' is not implemented by gstack.")
+    body = _body(method)
+    request_id = None
+    if is_write(method) and "requestId" in method.parameters:
+        request_id = operations.validate_request_id(request.args.get("requestId"))
+    call = Call(session, project or "", ident.email, request_id)
+    if is_write(method):
+        begin_write(session)
+        existing = operations.by_request_id(call)
+        if existing is not None:
+            return json_response(operations.to_json(existing))
+    req = ApiRequest(call, method, body, request.args)
+    try:
+        result = handler(req, **{k: v for k, v in params.items() if k != "project"})
+        session.commit()
+    except DuplicateRequest:
+        session.rollback()
+        existing = operations.by_request_id(call)
+        return json_response(operations.to_json(existing))
+    if isinstance(result, Operation):
+        if result.status != "DONE":
+            runtime.engine_kick()
+        return json_response(operations.to_json(result))
+    if isinstance(result, Response):
+        return result
+    return json_response(result)

@@ -1,0 +1,148 @@
+"""The application factory: database, job engine, drivers, OAuth, and the route table."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+from flask import Flask, Response, g, request
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import sessionmaker
+from werkzeug.exceptions import HTTPException
+
+import core.services  # noqa: F401  (registers job handlers)
+from core.db import configure_engine, create_schema, write_session
+from core.errors import ComputeError
+from core.hypervisors import DriverRegistry
+from core.hypervisors.simulator import SimulatorDriver
+from core.jobs import JobEngine
+from core.models import Base
+from core.seed import seed
+from gstack import api
+from gstack.api.registry import run
+from gstack.auth.guard import AccessCache, resource_endpoint
+from gstack.auth.validator import GstackValidator
+from gstack.auth.views import bp as oauth_bp
+from gstack.config import Settings
+from gstack.gce import batch
+from gstack.gce.discovery import methods
+from gstack.gce.errors import error_response, from_exception
+
+log = logging.getLogger("gstack.http")
+# oauthlib insists on HTTPS; gstack is often served on plain loopback HTTP behind nothing.
+os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+@dataclass
+class Runtime:
+    """What the views need beyond Flask: the database, the job engine, drivers and auth."""
+
+    settings: Settings
+    db: SQLAlchemy
+    factory: sessionmaker
+    drivers: DriverRegistry
+    engine: JobEngine
+    validator: GstackValidator
+    access_cache: AccessCache = field(default_factory=AccessCache)
+
+    def __post_init__(self):
+        self.resource_endpoint = resource_endpoint(self.validator)
+
+    def engine_kick(self) -> None:
+        self.engine.kick()
+
+    @staticmethod
+    def new_token() -> str:
+        return "ya29." + secrets.token_urlsafe(48)
+
+
+def _flask_rule(path: str) -> str:
+    return "/compute/v1/" + path.replace("{", "<").replace("}", ">")
+
+
+def register_routes(app: Flask) -> None:
+    for method in methods():
+        app.add_url_rule(_flask_rule(method.path), endpoint=method.id, view_func=partial(_view, method),
+                         methods=[method.http_method])
+
+
+def _view(method, **params):
+    return run(method, params)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["GSTACK"] = settings
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
+    engine_options: dict = {}
+    if settings.database_url.startswith("sqlite"):
+        engine_options["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        engine_options.update(pool_pre_ping=True, pool_size=10, max_overflow=30)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
+    app.config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
+    db = SQLAlchemy(model_class=Base)
+    db.init_app(app)
+    with app.app_context():
+        engine = configure_engine(db.engine)
+        create_schema(engine)
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        if settings.seed:
+            with write_session(factory) as session:
+                seed(session)
+    drivers = DriverRegistry({"simulator": SimulatorDriver(factory, settings.sim_latency)})
+    job_engine = JobEngine(factory, drivers, workers=settings.workers)
+    runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
+    app.extensions["gstack"] = runtime
+    register_routes(app)
+    app.add_url_rule("/batch/compute/v1", "batch", partial(batch.handle, app), methods=["POST"])
+    app.add_url_rule("/batch", "batch_root", partial(batch.handle, app), methods=["POST"])
+    app.register_blueprint(oauth_bp)
+    _error_handlers(app)
+    if settings.log_requests:
+        _request_log(app)
+    assert api.HANDLERS
+    if settings.run_jobs:
+        job_engine.start()
+    return app
+
+
+def _error_handlers(app: Flask) -> None:
+    @app.errorhandler(ComputeError)
+    def compute_error(exc: ComputeError) -> Response:
+        return from_exception(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 404:
+            return error_response(404, "notFound", f"The requested URL {request.path} was not found on this server.")
+        if exc.code == 405:
+            return error_response(405, "httpMethodNotAllowed",
+                                  f"Method {request.method} is not allowed for {request.path}.")
+        return error_response(exc.code or 500, "badRequest", exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Response:
+        code = secrets.token_hex(6)
+        log.exception("internal error %s on %s %s", code, request.method, request.path)
+        return error_response(500, "backendError", f"Internal error. Please try again or contact Google Support. "
+                                                   f"(Code: '{code}')")
+
+
+def _request_log(app: Flask) -> None:
+    """One line per request: method, path (no query: it may carry access_token), status, time, caller."""
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log(resp: Response) -> Response:
+        ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info("%s %s %s %.1fms", request.method, request.path, resp.status_code, ms)
+        return resp

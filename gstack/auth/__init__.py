@@ -1,0 +1,1 @@
+"""gstack's OAuth2 authorization server (oauthlib) and the checks every API call passes."""

@@ -1,0 +1,79 @@
+"""The check in front of every API method: token (401), scope (403 insufficientPermissions),
+project access and role (403 forbidden)."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from oauthlib.oauth2 import BearerToken, ResourceEndpoint
+from sqlalchemy import select
+
+from core.errors import Forbidden, InsufficientPermissions, Unauthenticated
+from core.models import Membership, Principal, Project
+from gstack.auth.validator import GstackValidator, Identity, TokenCache
+from gstack.gce.discovery import Method
+from gstack.gce.errors import UNAUTHENTICATED_INVALID, UNAUTHENTICATED_MISSING
+
+WRITE_ROLES = {"roles/owner", "roles/editor"}
+
+
+def resource_endpoint(validator: GstackValidator) -> ResourceEndpoint:
+    return ResourceEndpoint(default_token="Bearer", token_types={"Bearer": BearerToken(validator)})
+
+
+def authenticate(method: Method) -> Identity:
+    runtime = current_app.extensions["gstack"]
+    auth = request.headers.get("Authorization", "")
+    if not auth and not request.args.get("access_token") and not request.args.get("oauth_token"):
+        raise Unauthenticated(UNAUTHENTICATED_MISSING)
+    headers = {"Authorization": auth} if auth else {}
+    if not auth and request.args.get("oauth_token"):
+        headers["Authorization"] = "Bearer " + request.args["oauth_token"]
+    valid, oauth_request = runtime.resource_endpoint.verify_request(
+        request.url, http_method=request.method, body=None, headers=headers, scopes=sorted(method.scopes))
+    if not valid:
+        raise Unauthenticated(UNAUTHENTICATED_INVALID)
+    ident: Identity = oauth_request.identity
+    if not (ident.scopes & method.scopes):
+        raise InsufficientPermissions()
+    return ident
+
+
+def permission(method: Method) -> str:
+    verb = {"insert": "create", "aggregatedList": "list"}.get(method.name, method.name)
+    return f"compute.{method.resource}.{verb}"
+
+
+class AccessCache(TokenCache):
+    """(principal, project) -> (role, public) for a couple of seconds."""
+
+
+def project_role(session, ident: Identity, project: str, cache: AccessCache) -> tuple[str | None, bool]:
+    key = f"{ident.principal_id}/{project}"
+    found, value = cache.get(key)
+    if found:
+        return value  # type: ignore[return-value]
+    row = session.execute(select(Project.id, Project.public).where(Project.name == project)).first()
+    role = None
+    public = bool(row and row.public)
+    if row is not None:
+        role = session.scalar(select(Membership.role).where(Membership.project_id == row.id,
+                                                            Membership.principal_id == ident.principal_id))
+    cache.put(key, (role, public))  # type: ignore[arg-type]
+    return role, public
+
+
+def authorize(session, ident: Identity, method: Method, project: str | None) -> None:
+    """May this identity call this method on this project? Admins reach every project."""
+    if project is None or ident.admin:
+        return
+    runtime = current_app.extensions["gstack"]
+    role, public = project_role(session, ident, project, runtime.access_cache)
+    if method.read_only and (public or role is not None):
+        return
+    if role in WRITE_ROLES:
+        return
+    raise Forbidden(f"Required '{permission(method)}' permission for 'projects/{project}'")
+
+
+def principal_of(session, ident: Identity) -> Principal:
+    return session.get(Principal, ident.principal_id)

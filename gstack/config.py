@@ -1,0 +1,49 @@
+"""Settings from the environment (``GSTACK_*``). The embedded default needs none of them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from core.db import sqlite_url
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "gstack")
+
+
+@dataclass
+class Settings:
+    data_dir: str = field(default_factory=default_data_dir)
+    database_url: str = ""
+    # Base URL for selfLinks; empty = the URL the caller used (what gcloud's override points at).
+    base_url: str = ""
+    workers: int = 4
+    run_jobs: bool = True
+    seed: bool = True
+    wait_timeout: float = 100.0  # operations.wait: GCE returns after at most ~2 minutes
+    sim_latency: dict | float = 0.0
+    log_requests: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        env = os.environ
+        s = cls()
+        s.data_dir = env.get("GSTACK_DATA_DIR", s.data_dir)
+        s.database_url = env.get("GSTACK_DATABASE_URL", "")
+        s.base_url = env.get("GSTACK_BASE_URL", "")
+        s.workers = int(env.get("GSTACK_WORKERS", s.workers))
+        s.run_jobs = env.get("GSTACK_RUN_JOBS", "1") not in ("0", "false", "no")
+        s.wait_timeout = float(env.get("GSTACK_WAIT_TIMEOUT", s.wait_timeout))
+        s.log_requests = env.get("GSTACK_LOG_REQUESTS", "1") not in ("0", "false", "no")
+        latency = env.get("GSTACK_SIM_LATENCY", "")
+        if latency:
+            s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(s, key, value)
+        if not s.database_url:
+            s.database_url = sqlite_url(s.data_dir)
+        return s

@@ -1,0 +1,106 @@
+"""Lists: maxResults / pageToken / nextPageToken, orderBy, filter, and aggregatedList scopes.
+
+Paging is keyset-based: the token carries the sort key of the last item returned, so pages stay
+consistent while resources come and go. Items are stored JSON texts; they are parsed only when
+a filter must look inside them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from core.errors import Invalid
+from gstack.gce.filters import compile_filter
+
+MAX_RESULTS = 500
+
+
+@dataclass
+class ListParams:
+    max_results: int
+    after: list | None
+    order: str  # "name" | "created"
+    predicate: Callable[[dict], bool] | None
+
+
+def parse_params(args, schema: str | None) -> ListParams:
+    raw = args.get("maxResults")
+    if raw in (None, ""):
+        max_results = MAX_RESULTS
+    else:
+        try:
+            max_results = int(raw)
+        except ValueError:
+            raise Invalid("maxResults", raw, "Must be an integer.") from None
+        if max_results < 0 or max_results > MAX_RESULTS:
+            raise Invalid("maxResults", raw, "Must be between 0 and 500.")
+        max_results = max_results or MAX_RESULTS
+    order_by = (args.get("orderBy") or "").strip()
+    if order_by in ("", "name"):
+        order = "name"
+    elif " ".join(order_by.split()) == "creationTimestamp desc":
+        order = "created"
+    else:
+        raise Invalid("orderBy", order_by, "Currently, only sorting by 'name' or 'creationTimestamp desc' is supported.")
+    after = None
+    token = args.get("pageToken")
+    if token:
+        after = decode_token(token, order)
+    predicate = compile_filter(args.get("filter"), schema)
+    return ListParams(max_results, after, order, predicate)
+
+
+def encode_token(key: list, order: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": order, "k": key})).decode().rstrip("=")
+
+
+def decode_token(token: str, order: str) -> list:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if data["o"] != order or not isinstance(data["k"], list):
+            raise ValueError
+        return data["k"]
+    except (ValueError, KeyError, TypeError):
+        raise Invalid("pageToken", token, "The page token is invalid or does not belong to this list.") from None
+
+
+# A source yields (sort key, stored JSON text) in order, starting strictly after ``after``.
+Source = Callable[[list | None, int], list[tuple[list, str]]]
+
+
+def paginate(source: Source, params: ListParams) -> tuple[list[tuple[list, str]], str | None]:
+    """Collect one page of items; returns (items with keys, nextPageToken or None)."""
+    wanted = params.max_results
+    out: list[tuple[list, str]] = []
+    after = params.after
+    batch = wanted + 1 if params.predicate is None else max(wanted * 2, 200)
+    while True:
+        rows = source(after, batch)
+        for key, text in rows:
+            if params.predicate is not None and not params.predicate(orjson.loads(text)):
+                after = key
+                continue
+            if len(out) == wanted:
+                return out, encode_token(out[-1][0], params.order)
+            out.append((key, text))
+            after = key
+        if len(rows) < batch:
+            return out, None
+
+
+def no_results_warning(scope: str) -> dict:
+    return {"warning": {"code": "NO_RESULTS_ON_PAGE",
+                        "message": f"There are no results for scope '{scope}' on this page.",
+                        "data": [{"key": "scope", "value": scope}]}}
+
+
+def aggregate(items: Iterable[tuple[list, str]], scopes: list[str], field: str, parse) -> dict:
+    """Group (key whose first element is the scope, text) into GCE's aggregated ``items`` map."""
+    grouped: dict[str, list] = {s: [] for s in scopes}
+    for key, text in items:
+        grouped.setdefault(key[0], []).append(parse(text))
+    return {s: ({field: v} if v else no_results_warning(s)) for s, v in grouped.items()}

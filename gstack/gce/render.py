@@ -1,0 +1,57 @@
+"""Responses: JSON (pretty unless ``prettyPrint=false``), links on the caller's base URL, ``fields=``.
+
+Stored bodies carry links on the canonical ``https://www.googleapis.com/compute/v1/`` base; one
+byte replacement moves them all to the base URL the caller used, without walking the objects.
+"""
+
+from __future__ import annotations
+
+import orjson
+from flask import Response, current_app, request
+
+from core.links import CANONICAL_BASE
+from gstack.gce.fields import apply_fields, compile_fields
+
+_CANONICAL = b'"' + CANONICAL_BASE.encode()
+JSON_TYPE = "application/json; charset=UTF-8"
+
+
+def base_url() -> str:
+    configured = current_app.config["GSTACK"].base_url
+    if configured:
+        return configured.rstrip("/") + "/compute/v1/"
+    return request.host_url + "compute/v1/"
+
+
+def rewrite_links(data: bytes) -> bytes:
+    base = base_url()
+    if base == CANONICAL_BASE:
+        return data
+    return data.replace(_CANONICAL, b'"' + base.encode())
+
+
+def wants_pretty() -> bool:
+    return request.args.get("prettyPrint", "true").lower() not in ("false", "0")
+
+
+def selector():
+    return compile_fields(request.args.get("fields"))
+
+
+def needs_objects() -> bool:
+    """Whether stored JSON must be parsed (for ``fields=``) instead of passed through."""
+    return bool(request.args.get("fields"))
+
+
+def json_response(payload: object, status: int = 200) -> Response:
+    sel = selector()
+    if sel is not None and isinstance(payload, dict):
+        payload = apply_fields(payload, sel)
+    option = orjson.OPT_INDENT_2 if wants_pretty() else 0
+    body = rewrite_links(orjson.dumps(payload, option=option))
+    return Response(body, status=status, content_type=JSON_TYPE)
+
+
+def stored(text: str) -> object:
+    """A stored body, parsed only when ``fields=`` needs the object."""
+    return orjson.loads(text) if needs_objects() else orjson.Fragment(text)
