@@ -152,9 +152,25 @@ class Server:
         return client_class(credentials=credentials or self.credentials(), client_options={"api_endpoint": self.base},
                             transport="rest")
 
+    def engine(self):
+        """The server's own database, for invariants no API shows (capacity held, jobs left)."""
+        from core.db import make_engine
+
+        return make_engine(self.database_url)
+
     def key(self) -> dict:
         with open(self.key_path) as f:
             return json.load(f)
+
+
+def project_credentials(server: Server, project: str, scopes=(CLOUD_PLATFORM,)):
+    """Create a project with an owner service account; its credentials."""
+    from google.oauth2 import service_account
+
+    server.admin("project", "create", project)
+    path = os.path.join(server.data_dir, f"{project}-key.json")
+    server.admin("service-account-key", "--project", project, "--output", path, "--base-url", server.base)
+    return service_account.Credentials.from_service_account_file(path, scopes=list(scopes))
 
 
 def make_server(backend: str, **env_extra) -> tuple[Server, callable]:
