@@ -9,6 +9,7 @@ and never block on writers thanks to WAL.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +69,17 @@ def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
+# SQLite's own busy handler waits by sleeping (1, 2, 5, 10 ... ms); threads of one process queue
+# on this lock instead and hand over at once. Other processes still meet the busy timeout.
+_SQLITE_WRITE_LOCK = threading.RLock()
+_HOLDS_LOCK = "gstack_holds_write_lock"
+
+
+def _release_write_lock(session: Session, _transaction) -> None:
+    if session.info.pop(_HOLDS_LOCK, False):
+        _SQLITE_WRITE_LOCK.release()
+
+
 def begin_write(session: Session) -> None:
     """Start a write transaction (``BEGIN IMMEDIATE`` on SQLite).
 
@@ -77,7 +89,16 @@ def begin_write(session: Session) -> None:
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("begin_write after unflushed changes")
         session.rollback()
-    session.connection(execution_options={_IMMEDIATE: True})
+    if session.get_bind().dialect.name == "sqlite" and not session.info.get(_HOLDS_LOCK):
+        _SQLITE_WRITE_LOCK.acquire()
+        session.info[_HOLDS_LOCK] = True
+        if not event.contains(session, "after_transaction_end", _release_write_lock):
+            event.listen(session, "after_transaction_end", _release_write_lock)
+    try:
+        session.connection(execution_options={_IMMEDIATE: True})
+    except BaseException:
+        _release_write_lock(session, None)
+        raise
 
 
 @contextmanager

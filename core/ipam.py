@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import BadRequest
@@ -15,10 +15,21 @@ EXTERNAL_RANGE = "198.18.0.0/15"
 
 
 def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> str:
-    """Take the lowest free host address of ``cidr`` (skipping network, gateway and broadcast)."""
+    """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).
+
+    Addresses go up from the highest one handed out, so a released address is not reused while
+    the range has room (a DHCP-like rule that keeps stale ARP and DNS entries harmless).
+    """
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 1
+    highest = session.scalar(select(func.max(IpAllocation.address)).where(IpAllocation.pool == pool))
+    if highest is None or first <= highest < last:
+        candidate = first if highest is None else highest + 1
+        session.add(IpAllocation(pool=pool, address=candidate, owner_uid=owner_uid))
+        session.flush()
+        return str(ipaddress.ip_address(candidate))
+    # The top of the range is taken: fill the lowest gap left by released addresses.
     used = set(session.scalars(select(IpAllocation.address).where(IpAllocation.pool == pool)))
     for candidate in range(first, last + 1):
         if candidate not in used:

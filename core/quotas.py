@@ -21,20 +21,23 @@ def limits(project: Project, region: str | None) -> dict[str, float]:
 
 
 def region_usage(session: Session, project: str, region: str) -> dict[str, float]:
-    base = (Resource.project == project, Resource.region == region)
-    cpus, count = session.execute(
-        select(func.sum(Resource.vcpus).filter(Resource.status != "TERMINATED"), func.count())
-        .where(*base, Resource.collection == "instances")
-    ).one()
-    usage = {"CPUS": float(cpus or 0), "INSTANCES": float(count or 0), "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0}
-    for subtype, total in session.execute(
-        select(Resource.subtype, func.sum(Resource.size_gb)).where(*base, Resource.collection == "disks")
-        .group_by(Resource.subtype)
-    ):
-        metric = DISK_TYPES[subtype].quota_metric if subtype in DISK_TYPES else "DISKS_TOTAL_GB"
-        usage[metric] += float(total or 0)
-    usage["STATIC_ADDRESSES"] = 0.0
-    usage["IN_USE_ADDRESSES"] = 0.0
+    """Usage of the regional metrics, from one grouped query over the project's resources."""
+    usage = {"CPUS": 0.0, "INSTANCES": 0.0, "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0,
+             "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0}
+    rows = session.execute(
+        select(Resource.collection, Resource.subtype, func.count(),
+               func.sum(Resource.vcpus).filter(Resource.status != "TERMINATED"), func.sum(Resource.size_gb))
+        .where(Resource.project == project, Resource.region == region,
+               Resource.collection.in_(("instances", "disks")))
+        .group_by(Resource.collection, Resource.subtype)
+    )
+    for collection, subtype, count, cpus, size in rows:
+        if collection == "instances":
+            usage["INSTANCES"] += float(count)
+            usage["CPUS"] += float(cpus or 0)
+        else:
+            metric = DISK_TYPES[subtype].quota_metric if subtype in DISK_TYPES else "DISKS_TOTAL_GB"
+            usage[metric] += float(size or 0)
     return usage
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.db import write_session
@@ -74,15 +74,18 @@ class JobContext:
         with write_session(self.engine.factory) as session:
             yield session
 
-    def progress(self, percent: int, message: str | None = None) -> None:
-        """Record progress (monotonic) and extend the lease: the job is alive."""
-        with self.write() as session:
-            session.execute(
-                update(Operation)
-                .where(Operation.pk == self.op_pk, Operation.progress < percent)
-                .values(progress=percent, status_message=message,
-                        lease_expiry=time.time() + LEASE_SECONDS)
-            )
+    def progress(self, percent: int, message: str | None = None, session: Session | None = None) -> None:
+        """Record progress (monotonic) and extend the lease: the job is alive.
+
+        Given a session, the update joins that transaction instead of making its own.
+        """
+        stmt = (update(Operation).where(Operation.pk == self.op_pk, Operation.progress < percent)
+                .values(progress=percent, status_message=message, lease_expiry=time.time() + LEASE_SECONDS))
+        if session is not None:
+            session.execute(stmt)
+            return
+        with self.write() as own:
+            own.execute(stmt)
 
     def warn(self, code: str, message: str, data: list[dict] | None = None) -> None:
         w = {"code": code, "message": message}
@@ -240,10 +243,8 @@ class JobEngine:
                 update(Operation).where(Operation.pk == pk).values(
                     lease_owner=self.owner, lease_expiry=now + LEASE_SECONDS,
                     attempts=Operation.attempts + 1, status="RUNNING",
+                    start_time=func.coalesce(Operation.start_time, now),
                 )
-            )
-            session.execute(
-                update(Operation).where(Operation.pk == pk, Operation.start_time.is_(None)).values(start_time=now)
             )
             row = session.execute(
                 select(Operation.job, Operation.project, Operation.params, Operation.attempts).where(Operation.pk == pk)

@@ -359,7 +359,7 @@ def _run_vm(ctx: JobContext) -> None:
             driver, host_ref = _driver(ctx, s, res.host_id)
             spec = vm_spec(s, res)
             resuming = ctx.params.get("resume", False)
-        ctx.progress(40, "STAGING")
+            ctx.progress(40, session=s)
         try:
             if resuming:
                 driver.resume(host_ref, spec)

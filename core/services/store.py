@@ -54,9 +54,8 @@ def find_optional(session: Session, project: str, collection: str, scope: str, n
 
 def new_resource(session: Session, *, project: str, collection: str, scope: str, name: str, kind: str,
                  body: dict, status: str = "", region: str | None = None, **columns) -> Resource:
-    """Insert a resource with its output-only fields filled in; AlreadyExists on a name clash."""
-    if find_optional(session, project, collection, scope, name) is not None:
-        raise AlreadyExists(path_of(project, scope, collection, name))
+    """Insert a resource with its output-only fields filled in; AlreadyExists on a name clash
+    (the unique constraint decides, so concurrent inserts cannot both win)."""
     now = time.time()
     uid = new_uid()
     full = {"kind": kind, "id": str(uid), "creationTimestamp": rfc3339(now), "name": name}

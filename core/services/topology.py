@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.catalog import DISK_TYPES, MACHINE_TYPES, DiskType, MachineType, machine_type, stable_id
-from core.errors import NotFound
+from core.errors import Invalid, NotFound
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Host, Region, Zone
 
@@ -69,8 +69,14 @@ def machine_types(project: str, zone_name: str) -> list[dict]:
     return [machine_type_json(project, zone_name, mt) for mt in sorted(MACHINE_TYPES.values(), key=lambda m: m.name)]
 
 
-def get_machine_type(project: str, zone_name: str, name: str) -> MachineType:
-    mt = machine_type(name)
+def get_machine_type(project: str, zone_name: str, name: str, field: str = "resource.machineType") -> MachineType:
+    """The type, 404 when unknown, 400 (naming ``field``) for a custom shape that is not allowed."""
+    try:
+        mt = machine_type(name)
+    except Invalid as e:  # the catalog words it for a request body
+        if field == "resource.machineType":
+            raise
+        raise Invalid(field, message=e.message.replace("'resource.machineType'", f"'{field}'")) from None
     if mt is None:
         raise NotFound(f"projects/{project}/zones/{zone_name}/machineTypes/{name}")
     return mt

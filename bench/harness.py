@@ -1,0 +1,108 @@
+"""Starting gstack for a benchmark, and writing results as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import requests
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+PG_ADMIN_DSN = os.environ.get("GSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gstack:
+    """A data directory (SQLite or a fresh PostgreSQL database) and the processes serving it."""
+
+    def __init__(self, backend: str = "sqlite"):
+        self.backend = backend
+        self.data_dir = tempfile.mkdtemp(prefix="gstack-bench-")
+        self.pg_name = None
+        if backend == "postgresql":
+            import psycopg
+
+            self.pg_name = f"gstack_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.pg_name}"')
+            base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+            self.database_url = f"{base}/{self.pg_name}"
+        else:
+            self.database_url = "sqlite:///" + os.path.join(self.data_dir, "gstack.sqlite3")
+        self.procs: list[subprocess.Popen] = []
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def env(self, **extra) -> dict:
+        env = dict(os.environ)
+        env.update(GSTACK_DATA_DIR=self.data_dir, GSTACK_DATABASE_URL=self.database_url, GSTACK_LOG_REQUESTS="0",
+                   **extra)
+        return env
+
+    def admin(self, *args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "gstack.cli", "admin", *args], env=self.env(),
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    def token(self, project: str = "demo-project") -> str:
+        return self.admin("token", "--project", project)
+
+    def serve(self, **env) -> None:
+        self._start([sys.executable, "-m", "gstack.cli", "serve", "--port", str(self.port)], env)
+
+    def gunicorn(self, app: str = "gstack.wsgi:app", workers: int = 2, port: int | None = None, **env) -> str:
+        port = port or self.port
+        self._start([sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}",
+                     "--log-level", "warning", app], env, f"http://127.0.0.1:{port}")
+        return f"http://127.0.0.1:{port}"
+
+    def _start(self, cmd: list[str], env: dict, base: str | None = None) -> None:
+        log = open(os.path.join(self.data_dir, f"proc-{len(self.procs)}.log"), "ab")  # noqa: SIM115
+        self.procs.append(subprocess.Popen(cmd, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT))
+        base = base or self.base
+        for _ in range(300):
+            try:
+                requests.get(base + "/oauth2/v3/certs", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{cmd} did not start")
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self.pg_name:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def write_result(name: str, result: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **result}
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+    return path

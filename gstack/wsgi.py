@@ -1,0 +1,8 @@
+"""WSGI entry point for gunicorn and other servers: ``gunicorn 'gstack.wsgi:app'``.
+
+Settings come from the environment (``GSTACK_*``), as for ``gstack serve``.
+"""
+
+from gstack.app import create_app
+
+app = create_app()
