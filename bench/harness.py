@@ -75,9 +75,9 @@ class Gstack:
         base = base or self.base
         for _ in range(300):
             try:
-                requests.get(base + "/oauth2/v3/certs", timeout=1)
+                requests.get(base + "/oauth2/v3/certs", timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError(f"{cmd} did not start")
 

@@ -1,5 +1,5 @@
 """The durable job engine. Every job is an Operation row; see :mod:`core.jobs.engine`."""
 
-from core.jobs.engine import JobContext, JobEngine, job
+from core.jobs.engine import JobContext, JobEngine, announce, job
 
-__all__ = ["JobContext", "JobEngine", "job"]
+__all__ = ["JobContext", "JobEngine", "announce", "job"]

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.db import write_session
@@ -31,6 +31,8 @@ from core.models import Operation
 log = logging.getLogger("gstack.jobs")
 
 MAX_ATTEMPTS = 5
+NEW_CHANNEL = "gstack_jobs_new"
+DONE_CHANNEL = "gstack_jobs_done"
 LEASE_SECONDS = 30.0
 
 _HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
@@ -94,6 +96,16 @@ class JobContext:
         self.warnings.append(w)
 
 
+def announce(session: Session) -> None:
+    """Tell workers of every process that a job was committed (PostgreSQL NOTIFY, sent at commit).
+
+    In-process workers are woken by :meth:`JobEngine.kick`; SQLite has no cross-process signal,
+    so other processes find the job on their next poll.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {NEW_CHANNEL}"))
+
+
 def local_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -129,6 +141,10 @@ class JobEngine:
 
     def start(self) -> None:
         self.reclaim_dead_local_leases()
+        if self._postgres:
+            t = threading.Thread(target=self._listen_loop, name="job-listener", daemon=True)
+            t.start()
+            self._threads.append(t)
         for i in range(self.workers):
             t = threading.Thread(target=self._worker_loop, name=f"job-worker-{i}", daemon=True)
             t.start()
@@ -299,10 +315,33 @@ class JobEngine:
             values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
             session.execute(update(Operation).where(Operation.pk == pk).values(**values))
+            if self._postgres:  # wake waiters and workers of other processes, at commit
+                session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
         with self._running_lock:
             self._running.discard(pk)
         with self._done:
             self._done.notify_all()
+
+    def _listen_loop(self) -> None:
+        """PostgreSQL: LISTEN for jobs committed and finished by any process (API or worker)."""
+        import psycopg
+
+        url = self.factory.kw["bind"].url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NEW_CHANNEL}")
+                    conn.execute(f"LISTEN {DONE_CHANNEL}")
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.channel == NEW_CHANNEL:
+                                self.kick()
+                            else:
+                                with self._done:
+                                    self._done.notify_all()
+            except Exception:
+                log.exception("job listener lost its connection; reconnecting")
+                self._stop.wait(1.0)
 
     def _heartbeat_loop(self) -> None:
         """Extend the leases of running jobs, and pick up jobs committed by other processes."""
