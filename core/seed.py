@@ -40,6 +40,15 @@ PUBLIC_IMAGES = {
     ],
 }
 
+# gcloud's `images list` asks every public image project at once; those without seeded images
+# exist (empty) so the batch succeeds, as it does against Google.
+PUBLIC_IMAGE_PROJECTS = [
+    "almalinux-cloud", "centos-cloud", "cos-cloud", "debian-cloud", "fedora-coreos-cloud", "opensuse-cloud",
+    "oracle-linux-cloud", "rhel-cloud", "rhel-sap-cloud", "rocky-linux-accelerator-cloud", "rocky-linux-cloud",
+    "suse-cloud", "suse-sap-cloud", "ubuntu-os-accelerator-images", "ubuntu-os-cloud", "ubuntu-os-pro-cloud",
+    "windows-cloud", "windows-sql-cloud",
+]
+
 DEMO_PROJECT = "demo-project"
 
 
@@ -72,9 +81,10 @@ def seed_topology(session: Session) -> None:
 
 
 def seed_public_images(session: Session) -> None:
-    for project_name, entries in PUBLIC_IMAGES.items():
+    for project_name in PUBLIC_IMAGE_PROJECTS:
         if session.scalar(select(Project).where(Project.name == project_name)) is None:
             identity.create_project(session, project_name, public=True)
+    for project_name, entries in PUBLIC_IMAGES.items():
         for name, family, size, day, description in entries:
             created = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
             images.seed_public_image(session, project_name, name, family, size, created, description)

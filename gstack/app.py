@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
@@ -74,9 +75,40 @@ def _view(method, **params):
     return run(method, params)
 
 
+class MethodOverride:
+    """``X-HTTP-Method-Override`` on a POST, as Google's front end honours it.
+
+    google-api-python-client turns a GET whose URL exceeds 2048 bytes (a long ``filter=``) into
+    ``POST`` + ``X-HTTP-Method-Override: GET`` with the query string as a form body; the request
+    is served as the GET it stands for, its form body moved back into the query string."""
+
+    VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        override = (environ.get("HTTP_X_HTTP_METHOD_OVERRIDE") or "").strip().upper()
+        if environ.get("REQUEST_METHOD") == "POST" and override in self.VERBS:
+            environ["REQUEST_METHOD"] = override
+            form = (environ.get("CONTENT_TYPE") or "").startswith("application/x-www-form-urlencoded")
+            if override in ("GET", "DELETE") and form:
+                try:
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                except ValueError:
+                    length = 0
+                body = environ["wsgi.input"].read(length).decode("latin-1") if length > 0 else ""
+                environ["QUERY_STRING"] = "&".join(p for p in (environ.get("QUERY_STRING", ""), body) if p)
+                environ["wsgi.input"] = io.BytesIO(b"")
+                environ["CONTENT_LENGTH"] = "0"
+                environ.pop("CONTENT_TYPE", None)
+        return self.wsgi_app(environ, start_response)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     engine_options: dict = {}
@@ -122,8 +154,10 @@ def _error_handlers(app: Flask) -> None:
         if exc.code == 404:
             return error_response(404, "notFound", f"The requested URL {request.path} was not found on this server.")
         if exc.code == 405:
+            allowed = ", ".join(getattr(exc, "valid_methods", None) or [])
             return error_response(405, "httpMethodNotAllowed",
-                                  f"Method {request.method} is not allowed for {request.path}.")
+                                  f"Method {request.method} is not allowed for {request.path}.",
+                                  headers={"Allow": allowed} if allowed else None)
         return error_response(exc.code or 500, "badRequest", exc.description or exc.name)
 
     @app.errorhandler(Exception)

@@ -32,6 +32,8 @@ log = logging.getLogger("gstack.jobs")
 
 MAX_ATTEMPTS = 5
 NEW_CHANNEL = "gstack_jobs_new"
+# Spelled as a list (not "!= DONE") so the claim query walks the status index, not every Operation.
+UNFINISHED = ("PENDING", "RUNNING")
 DONE_CHANNEL = "gstack_jobs_done"
 LEASE_SECONDS = 30.0
 
@@ -66,6 +68,7 @@ class JobContext:
     params: dict
     attempt: int
     warnings: list[dict] = field(default_factory=list)
+    completed: bool = False
 
     @property
     def drivers(self):
@@ -88,6 +91,14 @@ class JobContext:
             return
         with self.write() as own:
             own.execute(stmt)
+
+    def complete(self, session: Session) -> None:
+        """Mark the Operation DONE inside the handler's last transaction, so the resource's final
+        state and the end of its Operation commit together (and one commit is saved)."""
+        session.execute(update(Operation).where(Operation.pk == self.op_pk).values(**self.engine.done_values(self.warnings)))
+        if self.engine.postgres:
+            session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
+        self.completed = True
 
     def warn(self, code: str, message: str, data: list[dict] | None = None) -> None:
         w = {"code": code, "message": message}
@@ -135,13 +146,13 @@ class JobEngine:
         self._running: set[int] = set()
         self._running_lock = threading.Lock()
         bind = factory.kw.get("bind")
-        self._postgres = bind is not None and bind.dialect.name == "postgresql"
+        self.postgres = bind is not None and bind.dialect.name == "postgresql"
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         self.reclaim_dead_local_leases()
-        if self._postgres:
+        if self.postgres:
             t = threading.Thread(target=self._listen_loop, name="job-listener", daemon=True)
             t.start()
             self._threads.append(t)
@@ -243,14 +254,14 @@ class JobEngine:
             # the insert before it, a delete for the stop.
             candidates = (
                 select(Operation.pk)
-                .where(Operation.status != "DONE",
+                .where(Operation.status.in_(UNFINISHED),
                        (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
                        ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
-                                       earlier.status != "DONE"))
+                                       earlier.status.in_(UNFINISHED)))
                 .order_by(Operation.pk)
                 .limit(1)
             )
-            if self._postgres:
+            if self.postgres:
                 candidates = candidates.with_for_update(skip_locked=True)
             pk = session.scalar(candidates)
             if pk is None:
@@ -295,7 +306,10 @@ class JobEngine:
                 log.exception("cleanup of failed job %s (%s) failed; it will be retried", pk, job_name)
                 self._release(pk, delay=2.0)
                 return
-        self._finish(pk, failure, ctx.warnings)
+        if ctx.completed and failure is None:
+            self._finished(pk)
+        else:
+            self._finish(pk, failure, ctx.warnings)
 
     def _release(self, pk: int, delay: float) -> None:
         with write_session(self.factory) as session:
@@ -304,19 +318,27 @@ class JobEngine:
         with self._running_lock:
             self._running.discard(pk)
 
-    def _finish(self, pk: int, failure: OperationFailure | None, warnings: list[dict]) -> None:
+    @staticmethod
+    def done_values(warnings: list[dict]) -> dict:
         values: dict = {"status": "DONE", "progress": 100, "end_time": time.time(),
                         "lease_owner": None, "lease_expiry": None}
         if warnings:
             values["warnings"] = orjson.dumps(warnings).decode()
+        return values
+
+    def _finish(self, pk: int, failure: OperationFailure | None, warnings: list[dict]) -> None:
+        values = self.done_values(warnings)
         if failure is not None:
             values["error"] = orjson.dumps({"errors": [{"code": failure.code, "message": failure.message}]}).decode()
             values["http_error_status"] = failure.http_status
             values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
             session.execute(update(Operation).where(Operation.pk == pk).values(**values))
-            if self._postgres:  # wake waiters and workers of other processes, at commit
+            if self.postgres:  # wake waiters and workers of other processes, at commit
                 session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
+        self._finished(pk)
+
+    def _finished(self, pk: int) -> None:
         with self._running_lock:
             self._running.discard(pk)
         with self._done:

@@ -66,7 +66,7 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
 def find(call: Call, scope: str, name: str) -> Operation:
     q = select(Operation).where(Operation.project == call.project, Operation.scope == scope)
     op = call.session.scalar(q.where(Operation.name == name))
-    if op is None and name.isdigit():
+    if op is None and name.isdigit() and int(name) < 2**63:
         op = call.session.scalar(q.where(Operation.uid == int(name)))
     if op is None:
         raise NotFound(f"projects/{call.project}/{scope}/operations/{name}")

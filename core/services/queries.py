@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+import math
+
+from sqlalchemy import BigInteger, Float, Integer, String, and_, or_, select
 from sqlalchemy.orm import Session
 
 from core.models import Operation, Resource
+
+
+class InvalidCursor(ValueError):
+    """A page token whose key does not fit the list's sort columns (forged, or from another list)."""
+
+
+def _fits(column, value: object) -> bool:
+    kind = column.type
+    if isinstance(kind, String):
+        return isinstance(value, str) and "\x00" not in value
+    if isinstance(value, bool):
+        return False
+    if isinstance(kind, BigInteger):
+        return isinstance(value, int) and -(2**63) <= value < 2**63
+    if isinstance(kind, Integer):
+        return isinstance(value, int) and -(2**31) <= value < 2**31
+    if isinstance(kind, Float):
+        return isinstance(value, int | float) and math.isfinite(value)
+    return False
+
+
+def _check_after(columns: list, after: list | None) -> None:
+    """Refuse a cursor the database could not compare with the sort columns (it would fail there)."""
+    if after is None:
+        return
+    if len(after) != len(columns) or not all(_fits(c, v) for c, v in zip(columns, after, strict=True)):
+        raise InvalidCursor(after)
 
 
 def _keyset(columns: list, after: list | None, descending: list[bool]):
     """WHERE clause selecting rows strictly after ``after`` in the given mixed-direction order."""
     if after is None:
         return None
+    _check_after(columns, after)
     clauses = []
     for i, col in enumerate(columns):
         eq = [c == v for c, v in zip(columns[:i], after[:i], strict=True)]

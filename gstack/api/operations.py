@@ -81,4 +81,5 @@ def aggregated(req: ApiRequest):
     out = list_envelope("compute#operationAggregatedList", f"projects/{req.call.project}/aggregated/operations",
                         [], token)
     out["items"] = aggregate(page, scopes, "operations", stored)
+    out["unreachables"] = []
     return json_response(reorder(out))

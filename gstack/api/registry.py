@@ -23,7 +23,7 @@ from core.services.context import Call
 from core.services.operations import DuplicateRequest
 from gstack.auth import guard
 from gstack.gce.discovery import Method
-from gstack.gce.render import json_response
+from gstack.gce.render import json_response, selector
 from gstack.gce.validation import validate_body
 
 log = logging.getLogger("gstack.api")
@@ -98,6 +98,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
     handler = HANDLERS.get(method.id)
     if handler is None:
         raise NotImplementedMethod(f"Method '{method.id}' is not implemented by gstack.")
+    selector()  # a malformed fields= is a 400 before anything runs, not after a mutation committed
     body = _body(method)
     request_id = None
     if is_write(method) and "requestId" in method.parameters:

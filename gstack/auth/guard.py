@@ -12,6 +12,7 @@ from core.models import Membership, Principal, Project
 from gstack.auth.validator import GstackValidator, Identity, TokenCache
 from gstack.gce.discovery import Method
 from gstack.gce.errors import UNAUTHENTICATED_INVALID, UNAUTHENTICATED_MISSING
+from gstack.gce.render import base_url
 
 WRITE_ROLES = {"roles/owner", "roles/editor"}
 
@@ -20,16 +21,33 @@ def resource_endpoint(validator: GstackValidator) -> ResourceEndpoint:
     return ResourceEndpoint(default_token="Bearer", token_types={"Bearer": BearerToken(validator)})
 
 
+class MissingCredential(Unauthenticated):
+    """No credential at all: Google answers reason ``required``, not ``authError``."""
+
+    reason = "required"
+
+
+def bearer_credential() -> str:
+    """The request's credential as an Authorization value: the header, else ``access_token`` /
+    ``oauth_token`` in the query string; "" when there is none."""
+    auth = request.headers.get("Authorization", "").strip()
+    if auth:
+        return auth
+    token = request.args.get("access_token") or request.args.get("oauth_token")
+    return "Bearer " + token if token else ""
+
+
 def authenticate(method: Method) -> Identity:
     runtime = current_app.extensions["gstack"]
-    auth = request.headers.get("Authorization", "")
-    if not auth and not request.args.get("access_token") and not request.args.get("oauth_token"):
-        raise Unauthenticated(UNAUTHENTICATED_MISSING)
-    headers = {"Authorization": auth} if auth else {}
-    if not auth and request.args.get("oauth_token"):
-        headers["Authorization"] = "Bearer " + request.args["oauth_token"]
+    auth = bearer_credential()
+    if not auth:
+        raise MissingCredential(UNAUTHENTICATED_MISSING)
+    # oauthlib only needs the header; it must not see the query string, which it refuses to parse
+    # when it holds characters such as '"' that clients leave unescaped in filter expressions. The URI
+    # given is this API's base, the audience a self-signed JWT may name.
     valid, oauth_request = runtime.resource_endpoint.verify_request(
-        request.url, http_method=request.method, body=None, headers=headers, scopes=sorted(method.scopes))
+        base_url(), http_method=request.method, body=None, headers={"Authorization": auth},
+        scopes=sorted(method.scopes))
     if not valid:
         raise Unauthenticated(UNAUTHENTICATED_INVALID)
     ident: Identity = oauth_request.identity

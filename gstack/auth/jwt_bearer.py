@@ -2,6 +2,11 @@
 
 oauthlib has no grant type for it, so this is one: it plugs into oauthlib's TokenEndpoint and
 leaves token issuing, response shaping and errors to oauthlib.
+
+Replays are refused by ``jti`` (RFC 7523 section 3, item 7), not by the whole assertion: google-auth
+and gcloud put no ``jti`` in their assertions and RS256 signatures are deterministic, so two
+credentials of one key refreshing within the same second send byte-identical assertions, and
+Google accepts both. An assertion that carries a ``jti`` is accepted once.
 """
 
 from __future__ import annotations
@@ -89,6 +94,8 @@ class JWTBearerGrant(GrantTypeBase):
         if not claims.get("target_audience") and not claims.get("scope"):
             raise errors.InvalidScopeError(description="Invalid OAuth scope or ID token audience provided.",
                                            request=request)
-        if not self.request_validator.record_assertion(assertion, float(claims["exp"])):
+        jti = claims.get("jti")
+        if jti is not None and not self.request_validator.record_assertion(f"jti:{claims['iss']}:{jti}",
+                                                                           float(claims["exp"])):
             raise InvalidGrant("Invalid JWT: the assertion has already been used.", request)
         return claims, principal

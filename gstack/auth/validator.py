@@ -8,13 +8,35 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from oauthlib.oauth2 import RequestValidator
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from core.identity import digest
 from core.models import AccessToken, Principal, ServiceAccountKey, UsedAssertion
+from gstack.auth.jwt_bearer import signed_identity
+
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Audiences a self-signed JWT may name instead of scopes: Google's compute hosts, or this server.
+_GOOGLE_API_HOSTS = ("compute.googleapis.com", "www.googleapis.com")
+
+
+def is_jwt(token: str) -> bool:
+    return token.startswith("eyJ") and token.count(".") == 2
+
+
+def _api_audience(aud: object, host: str) -> bool:
+    auds = aud if isinstance(aud, list) else [aud]
+    for a in auds:
+        if not isinstance(a, str) or not a:
+            continue
+        netloc = urlsplit(a if "://" in a else "//" + a).netloc
+        if netloc in _GOOGLE_API_HOSTS or netloc.removesuffix(":443") in _GOOGLE_API_HOSTS or (host and netloc == host):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -61,7 +83,10 @@ class GstackValidator(RequestValidator):
 
     # -- resource server ---------------------------------------------------------------------
 
-    def lookup_token(self, token: str) -> Identity | None:
+    def lookup_token(self, token: str, host: str = "") -> Identity | None:
+        """The identity behind an access token we issued, or behind a self-signed service-account JWT."""
+        if is_jwt(token):
+            return self.lookup_self_signed(token, host)
         key = digest(token)
         found, ident = self.cache.get(key)
         if found:
@@ -79,12 +104,38 @@ class GstackValidator(RequestValidator):
         self.cache.put(key, ident)
         return ident
 
+    def lookup_self_signed(self, token: str, host: str) -> Identity | None:
+        """A JWT signed with a service-account key, used directly as the bearer token (AIP-4111): what
+        google-cloud-* clients send with ``always_use_jwt_access`` and gcloud with
+        ``auth/service_account_use_self_signed_jwt``. Claims: iss = sub = the account, iat, exp, and
+        ``scope`` (space-separated) or an ``aud`` naming the API (then every compute scope applies)."""
+        key = f"jwt:{host}:{digest(token)}"
+        found, ident = self.cache.get(key)
+        if found:
+            return ident
+        ident = None
+        try:
+            claims, principal = signed_identity(token, self)
+        except OAuth2Error:
+            claims, principal = None, None
+        if claims is not None and claims.get("sub", claims["iss"]) == claims["iss"]:
+            if claims.get("scope"):
+                scopes = frozenset(str(claims["scope"]).split())
+            elif _api_audience(claims.get("aud"), host):
+                scopes = frozenset({CLOUD_PLATFORM})
+            else:
+                scopes = None
+            if scopes is not None:
+                ident = Identity(principal.id, principal.email, principal.admin, scopes, float(claims["exp"]))
+        self.cache.put(key, ident)
+        return ident
+
     def validate_bearer_token(self, token, scopes, request) -> bool:
         """Valid = known, not revoked, not expired. Scopes are checked by the caller, which must
         tell a bad token (401) from a token lacking scope (403)."""
         if not token:
             return False
-        ident = self.lookup_token(token)
+        ident = self.lookup_token(token, urlsplit(request.uri or "").netloc)
         if ident is None or ident.expires < time.time():
             return False
         request.identity = ident
@@ -121,11 +172,12 @@ class GstackValidator(RequestValidator):
             return None
         return row[0].public_pem, row[1]
 
-    def record_assertion(self, assertion: str, expires: float) -> bool:
-        """Remember an accepted assertion until it expires; False if it was seen before (a replay)."""
+    def record_assertion(self, key: str, expires: float) -> bool:
+        """Remember an accepted assertion's ``key`` (its issuer and ``jti``) until it expires; False if it
+        was seen before (a replay)."""
         session = self.session_factory()
         session.execute(delete(UsedAssertion).where(UsedAssertion.expires < time.time()))
-        session.add(UsedAssertion(digest=digest(assertion), expires=expires))
+        session.add(UsedAssertion(digest=digest(key), expires=expires))
         try:
             session.commit()
         except IntegrityError:

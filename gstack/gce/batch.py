@@ -25,9 +25,11 @@ def _parse_part(payload: bytes) -> tuple[str, str, dict[str, str], bytes]:
     head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
     lines = head.decode("latin-1").split("\n")
     try:
-        method, target, _version = lines[0].split(" ", 2)
+        method, target, version = lines[0].split(" ", 2)
     except ValueError:
-        raise Invalid("batch", lines[0], "Each part must hold an HTTP request line.") from None
+        method = target = version = ""
+    if not version.startswith("HTTP/") or not target.startswith(("/", "http://", "https://")) or not method.isalpha():
+        raise Invalid("batch", lines[0], "Each part must hold an HTTP request line.")
     headers = {}
     for line in lines[1:]:
         if ":" in line:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from flask import Response
+from flask import Response, has_request_context, request
 
 from core.errors import ComputeError
 
@@ -34,12 +34,19 @@ def envelope(status: int, reason: str, message: str, *, domain: str = "global", 
     return {"error": err}
 
 
-def error_response(status: int, reason: str, message: str, **kw) -> Response:
-    headers = {"Vary": "Origin, X-Origin, Referer"}
+def _pretty() -> bool:
+    """``prettyPrint`` applies to errors too (default true); outside a request, pretty."""
+    if not has_request_context():
+        return True
+    return request.args.get("prettyPrint", "true").lower() not in ("false", "0")
+
+
+def error_response(status: int, reason: str, message: str, *, headers: dict | None = None, **kw) -> Response:
+    headers = {"Vary": "Origin, X-Origin, Referer", **(headers or {})}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
         kw.setdefault("extra", {"locationType": "header", "location": "Authorization"})
-    body = orjson.dumps(envelope(status, reason, message, **kw), option=orjson.OPT_INDENT_2)
+    body = orjson.dumps(envelope(status, reason, message, **kw), option=orjson.OPT_INDENT_2 if _pretty() else 0)
     return Response(body, status=status, headers=headers, content_type="application/json; charset=UTF-8")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from core.errors import Invalid
+from core.services.queries import InvalidCursor
 from gstack.gce.filters import compile_filter
 
 MAX_RESULTS = 500
@@ -25,6 +26,7 @@ class ListParams:
     after: list | None
     order: str  # "name" | "created"
     predicate: Callable[[dict], bool] | None
+    token: str | None = None
 
 
 def parse_params(args, schema: str | None) -> ListParams:
@@ -51,11 +53,15 @@ def parse_params(args, schema: str | None) -> ListParams:
     if token:
         after = decode_token(token, order)
     predicate = compile_filter(args.get("filter"), schema)
-    return ListParams(max_results, after, order, predicate)
+    return ListParams(max_results, after, order, predicate, token or None)
 
 
 def encode_token(key: list, order: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"o": order, "k": key})).decode().rstrip("=")
+
+
+def _bad_token(token: str | None) -> Invalid:
+    return Invalid("pageToken", token, "The page token is invalid or does not belong to this list.")
 
 
 def decode_token(token: str, order: str) -> list:
@@ -65,7 +71,7 @@ def decode_token(token: str, order: str) -> list:
             raise ValueError
         return data["k"]
     except (ValueError, KeyError, TypeError):
-        raise Invalid("pageToken", token, "The page token is invalid or does not belong to this list.") from None
+        raise _bad_token(token) from None
 
 
 # A source yields (sort key, stored JSON text) in order, starting strictly after ``after``.
@@ -79,7 +85,10 @@ def paginate(source: Source, params: ListParams) -> tuple[list[tuple[list, str]]
     after = params.after
     batch = wanted + 1 if params.predicate is None else max(wanted * 2, 200)
     while True:
-        rows = source(after, batch)
+        try:
+            rows = source(after, batch)
+        except InvalidCursor:
+            raise _bad_token(params.token) from None
         for key, text in rows:
             if params.predicate is not None and not params.predicate(orjson.loads(text)):
                 after = key

@@ -1,0 +1,140 @@
+"""Google's JSON error envelope on every failure path: routing, unimplemented methods, verbs, bodies."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from googleapiclient.errors import HttpError
+
+from tests.conftest import PROJECT, ZONE, error_of, unique
+
+
+@pytest.fixture(scope="module")
+def auth(server) -> dict:
+    return {"Authorization": "Bearer " + server.token()}
+
+
+def assert_envelope(r: requests.Response, code: int, reason: str, status: str, message: str | None = None) -> dict:
+    """The v1 error format: {error: {code, message, errors: [{message, domain, reason}], status}}."""
+    assert r.status_code == code, r.text
+    assert r.headers["Content-Type"] == "application/json; charset=UTF-8"
+    body = r.json()
+    assert list(body) == ["error"]
+    err = body["error"]
+    assert err["code"] == code
+    assert err["status"] == status
+    assert isinstance(err["message"], str) and err["message"]
+    first = err["errors"][0]
+    assert first["message"] == err["message"]
+    assert first["domain"] == "global"
+    assert first["reason"] == reason
+    if message is not None:
+        assert err["message"] == message
+    return err
+
+
+def test_unknown_path_is_json_404(server, auth):
+    for path in ("/compute/v1/nothing/here", f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/frobnicators",
+                 "/compute/v2/projects", "/no-such-thing"):
+        r = requests.get(server.base + path, headers=auth)
+        assert_envelope(r, 404, "notFound", "NOT_FOUND",
+                        f"The requested URL {path} was not found on this server.")
+        assert "<html" not in r.text.lower()
+
+
+def test_unknown_path_without_credentials_is_still_json(server):
+    r = requests.get(server.api + "nothing")
+    assert r.status_code == 404
+    assert r.json()["error"]["errors"][0]["reason"] == "notFound"
+
+
+def test_unimplemented_discovery_method(server, auth):
+    r = requests.get(f"{server.api}projects/{PROJECT}/global/backendServices", headers=auth)
+    assert_envelope(r, 501, "notImplemented", "UNIMPLEMENTED",
+                    "Method 'compute.backendServices.list' is not implemented by gstack.")
+    r = requests.post(f"{server.api}projects/{PROJECT}/global/backendServices", headers=auth, json={"name": "x"})
+    assert_envelope(r, 501, "notImplemented", "UNIMPLEMENTED")
+
+
+def test_unimplemented_method_through_client(server):
+    gce = server.gce()
+    with pytest.raises(HttpError) as e:
+        gce.backendServices().list(project=PROJECT).execute()
+    assert e.value.resp.status == 501
+    assert error_of(e.value)["errors"][0]["reason"] == "notImplemented"
+
+
+def test_unimplemented_method_still_needs_auth(server):
+    r = requests.get(f"{server.api}projects/{PROJECT}/global/backendServices")
+    assert_envelope(r, 401, "required", "UNAUTHENTICATED")
+
+
+def test_wrong_http_verb(server, auth):
+    path = f"/compute/v1/projects/{PROJECT}/zones"
+    r = requests.delete(server.base + path, headers=auth)
+    err = assert_envelope(r, 405, "httpMethodNotAllowed", "INVALID_ARGUMENT",
+                          f"Method DELETE is not allowed for {path}.")
+    assert err
+    assert "GET" in r.headers.get("Allow", "")
+    r = requests.put(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks", headers=auth, json={})
+    assert r.status_code == 405
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+@pytest.mark.parametrize("data", ["{bad", '{"name": ', "[1, 2]", '"a string"', "\xff\xfe"])
+def test_malformed_json_body(server, auth, data):
+    r = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks",
+                      headers={**auth, "Content-Type": "application/json"}, data=data.encode("latin-1"))
+    assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT", "Invalid JSON payload received. Unexpected token.")
+
+
+def test_unknown_body_field(server, auth):
+    r = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks", headers=auth,
+                      json={"name": unique("err"), "bogus": 1})
+    assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT",
+                    "Invalid JSON payload received. Unknown name \"bogus\" at 'resource': Cannot find field.")
+
+
+def test_missing_resource_is_404(server):
+    gce = server.gce()
+    name = unique("nodisk")
+    with pytest.raises(HttpError) as e:
+        gce.disks().get(project=PROJECT, zone=ZONE, disk=name).execute()
+    assert e.value.resp.status == 404
+    err = error_of(e.value)
+    assert err["message"] == f"The resource 'projects/{PROJECT}/zones/{ZONE}/disks/{name}' was not found"
+    assert err["errors"] == [{"message": err["message"], "domain": "global", "reason": "notFound"}]
+    assert err["status"] == "NOT_FOUND"
+
+
+def test_missing_zone_is_404(server):
+    gce = server.gce()
+    with pytest.raises(HttpError) as e:
+        gce.disks().list(project=PROJECT, zone="nowhere-1z").execute()
+    assert e.value.resp.status == 404
+    assert error_of(e.value)["message"] == f"The resource 'projects/{PROJECT}/zones/nowhere-1z' was not found"
+
+
+def test_bad_request_id(server, auth):
+    r = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks", headers=auth,
+                      params={"requestId": "not-a-uuid"}, json={"name": unique("err")})
+    err = assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT")
+    assert err["message"].startswith("Invalid value for field 'requestId': 'not-a-uuid'.")
+    r = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks", headers=auth,
+                      params={"requestId": "00000000-0000-0000-0000-000000000000"}, json={"name": unique("err")})
+    assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT")
+
+
+def test_error_envelope_has_vary_header(server):
+    r = requests.get(f"{server.api}projects/{PROJECT}/zones")
+    assert r.status_code == 401
+    assert r.headers["Vary"] == "Origin, X-Origin, Referer"
+
+
+def test_errors_respect_pretty_print(server, auth):
+    r = requests.get(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks/{unique('x')}", headers=auth,
+                     params={"prettyPrint": "false"})
+    assert r.status_code == 404
+    assert "\n" not in r.text
+    r = requests.get(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks/{unique('x')}", headers=auth)
+    assert r.text.startswith("{\n  ")
