@@ -19,7 +19,7 @@ import core.services  # noqa: F401  (registers job handlers)
 from core.db import configure_engine, create_schema, write_session
 from core.errors import ComputeError
 from core.hypervisors import DriverRegistry
-from core.hypervisors.simulator import SimulatorDriver
+from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
 from core.seed import seed
@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.seed:
             with write_session(factory) as session:
                 seed(session)
-    drivers = DriverRegistry({"simulator": SimulatorDriver(factory, settings.sim_latency)})
+    drivers = default_registry(factory, settings.sim_latency)
     job_engine = JobEngine(factory, drivers, workers=settings.workers)
     runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
     app.extensions["gstack"] = runtime

@@ -17,3 +17,10 @@ class DriverRegistry:
 
     def __contains__(self, hypervisor: str) -> bool:
         return hypervisor in self._drivers
+
+
+def default_registry(factory, sim_latency: dict | float = 0.0) -> DriverRegistry:
+    """Every driver this installation can use, by hypervisor name (what clusters refer to)."""
+    from core.hypervisors.simulator import SimulatorDriver
+
+    return DriverRegistry({"simulator": SimulatorDriver(factory, sim_latency)})
