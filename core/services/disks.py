@@ -5,10 +5,19 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import select
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.orm import object_session
 
 from core import planner, quotas
 from core.catalog import DEFAULT_DISK_TYPE, DISK_TYPES
-from core.errors import Invalid, OperationFailure, Required, ResourceExhausted, ResourceInUse
+from core.errors import (
+    Invalid,
+    NotFound,
+    OperationFailure,
+    Required,
+    ResourceExhausted,
+    ResourceInUse,
+)
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
@@ -50,33 +59,35 @@ def disk_type_name(call: Call, zone_name: str, value: str | None, field: str) ->
 def build(call: Call, zone: Zone, *, name: str, size_gb: object, disk_type: str | None, source_image: str | None,
           source_snapshot: str | None, labels: object, description: str = "", field: str = "resource") -> dict:
     """Validate a new disk and return its columns and body (shared by disks.insert and instances.insert)."""
+    if field == "resource" and name in (None, ""):
+        raise Required("resource.name")
     store.validate_name(name, f"{field}.name" if field == "resource" else f"{field}.diskName")
     dtype = disk_type_name(call, zone.name, disk_type, f"{field}.{'type' if field == 'resource' else 'diskType'}")
     size = parse_size(size_gb, f"{field}.{'sizeGb' if field == 'resource' else 'diskSizeGb'}")
     body: dict = {"description": description}
     source_size = None
+    source = None
+    if source_image and source_snapshot:
+        raise Invalid(f"{field}.sourceSnapshot", source_snapshot,
+                      "Only one of 'sourceImage' and 'sourceSnapshot' may be given.")
     if source_image:
         img = images.resolve(call.session, source_image, call.project, f"{field}.sourceImage")
-        if img.status != "READY":
-            raise Invalid(f"{field}.sourceImage", source_image, "The image is not ready.")
-        image = store.body_of(img)
+        source = images.ready(img, path_of(img.project, "global", "images", img.name))
         body.update(sourceImage=url_of(img.project, "global", "images", img.name), sourceImageId=str(img.uid))
-        for key in ("licenses", "guestOsFeatures", "architecture"):
-            if key in image:
-                body[key] = image[key]
-        source_size = img.size_gb
     elif source_snapshot:
-        ref = parse_ref(source_snapshot, project=call.project, scope="global")
-        if ref is None or ref.collection != "snapshots":
-            raise Invalid(f"{field}.sourceSnapshot", source_snapshot, "The URL is malformed.")
-        snap = store.find(call.session, ref.project, "snapshots", "global", ref.name)
-        body.update(sourceSnapshot=images.snap_url(snap), sourceSnapshotId=str(snap.uid))
-        source_size = snap.size_gb
+        source = images.find_source(call.session, source_snapshot, call.project, f"{field}.sourceSnapshot",
+                                    "snapshots")
+        body.update(sourceSnapshot=images.snap_url(source), sourceSnapshotId=str(source.uid))
+    if source is not None:
+        inherited = store.body_of(source)
+        body.update({key: inherited[key] for key in images.INHERITED if key in inherited})
+        source_size = source.size_gb
     if size is None:
         size = source_size or DISK_TYPES[dtype].default_size_gb
     if source_size and size < source_size:
         raise Invalid(f"{field}.{'sizeGb' if field == 'resource' else 'diskSizeGb'}", size,
-                      f"Requested disk size cannot be smaller than the image size ({source_size} GB)")
+                      f"Requested disk size cannot be smaller than the {'image' if source_image else 'snapshot'} "
+                      f"size ({source_size} GB)")
     labels = validate_labels(labels, f"{field}.labels")
     body.update({
         "sizeGb": str(size), "zone": scope_url(call.project, f"zones/{zone.name}"),
@@ -105,7 +116,8 @@ def insert(call: Call, zone: Zone, body: dict, source_image_param: str | None = 
     spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
                  source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
                  labels=body.get("labels"), description=body.get("description", ""))
-    quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name, quota_demand([spec]))
+    project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
+    quotas.check_region(call.session, project, zone.region.name, quota_demand([spec]))
     res = create_row(call, zone, spec)
     return operations.begin(call, scope=f"zones/{zone.name}", op_type="insert",
                             target_path=path_of(call.project, res.scope, "disks", res.name), target_id=res.uid,
@@ -145,7 +157,7 @@ job("disks.insert", on_fail=_drop_created)(_insert)
 
 
 def delete(call: Call, zone: Zone, name: str) -> Operation:
-    res = store.find(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     disk = store.body_of(res)
     if disk.get("users"):
         raise ResourceInUse("disk", path_of(call.project, res.scope, "disks", res.name),
@@ -157,7 +169,8 @@ def delete(call: Call, zone: Zone, name: str) -> Operation:
 
 
 def resize(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = store.find(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    project = projects.get(call.session, call.project, lock=True)
+    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     size = parse_size(body.get("sizeGb"), "sizeGb")
     if size is None:
         raise Required("sizeGb")
@@ -166,7 +179,7 @@ def resize(call: Call, zone: Zone, name: str, body: dict) -> Operation:
             f"Invalid value for field 'sizeGb': '{size}'. New disk size '{size} GB' must be larger than "
             f"existing size '{res.size_gb} GB'."))
     grow = size - res.size_gb
-    quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name,
+    quotas.check_region(call.session, project, zone.region.name,
                         {DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric: grow})
     if res.pool_id is not None:
         pool = call.session.get(StoragePool, res.pool_id)
@@ -181,7 +194,7 @@ def resize(call: Call, zone: Zone, name: str, body: dict) -> Operation:
 
 
 def set_disk_labels(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = store.find(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     disk = store.body_of(res)
     set_labels(disk, body)
     store.save(res, disk)
@@ -189,7 +202,23 @@ def set_disk_labels(call: Call, zone: Zone, name: str, body: dict) -> Operation:
                             target_id=res.uid)
 
 
+def _relock(res: Resource) -> bool:
+    """Re-read a disk under a row lock before changing ``users``: a concurrent delete or attach
+    either finished first (and is seen here) or waits for this transaction. False: it is gone."""
+    session = object_session(res)
+    if session is None:
+        return True
+    session.flush()
+    try:
+        session.refresh(res, with_for_update=True)
+    except InvalidRequestError:  # deleted by a transaction that committed meanwhile
+        return False
+    return True
+
+
 def add_user(res: Resource, instance_url: str) -> None:
+    if not _relock(res):
+        raise NotFound(path_of(res.project, res.scope, "disks", res.name))
     disk = store.body_of(res)
     disk["users"] = [*disk.get("users", []), instance_url]
     disk["lastAttachTimestamp"] = rfc3339(time.time())
@@ -197,6 +226,8 @@ def add_user(res: Resource, instance_url: str) -> None:
 
 
 def remove_user(res: Resource, instance_url: str) -> None:
+    if not _relock(res):
+        return
     disk = store.body_of(res)
     users = [u for u in disk.get("users", []) if u != instance_url]
     if users:

@@ -7,7 +7,7 @@ import time
 from sqlalchemy import select
 
 from core import quotas
-from core.errors import Invalid, NotFound, Required
+from core.errors import Invalid, NotFound, Required, ResourceNotReady
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import CANONICAL_BASE, parse_ref, path_of, url_of
@@ -33,7 +33,7 @@ def from_family(session, project: str, family: str, *, missing_path: str | None 
     rows = session.scalars(
         select(Resource).where(Resource.project == project, Resource.collection == "images",
                                Resource.scope == "global", Resource.status == "READY")
-        .order_by(Resource.created.desc())
+        .order_by(Resource.created.desc(), Resource.pk.desc())
     )
     for res in rows:
         body = store.body_of(res)
@@ -57,28 +57,51 @@ def resolve(session, value: str, caller_project: str, field: str) -> Resource:
     raise Invalid(field, value, "The URL is malformed.")
 
 
+# What a disk, image or snapshot made from another one carries over from it.
+INHERITED = ("licenses", "guestOsFeatures", "architecture")
+
+
+def ready(res: Resource, path: str) -> Resource:
+    if res.status != "READY":
+        raise ResourceNotReady(f"The resource '{path}' is not ready")
+    return res
+
+
+def find_source(session, value: str, caller_project: str, field: str, collection: str) -> Resource:
+    """A READY disk or snapshot named in a body, in a project the caller may read."""
+    scope = None if collection == "disks" else "global"
+    ref = parse_ref(value, project=caller_project, scope=scope)
+    if ref is None or ref.collection != collection or (collection == "disks") != ref.scope.startswith("zones/"):
+        raise Invalid(field, value, "The URL is malformed.")
+    if not readable(session, ref.project, caller_project):
+        raise NotFound(ref.path)  # another project's resources are not visible
+    res = store.find(session, ref.project, collection, ref.scope, ref.name)
+    return ready(res, path_of(res.project, res.scope, collection, res.name))
+
+
 def _source(call: Call, body: dict) -> tuple[dict, int]:
-    """Fields describing where the image comes from, and its size in GB."""
+    """Fields describing where the image comes from (with what it inherits), and its size in GB."""
     if body.get("sourceDisk"):
-        ref = parse_ref(body["sourceDisk"], project=call.project)
-        if ref is None or ref.collection != "disks" or not ref.scope.startswith("zones/"):
-            raise Invalid("resource.sourceDisk", body["sourceDisk"], "The URL is malformed.")
-        disk = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
-        return {"sourceDisk": url_of(disk.project, disk.scope, "disks", disk.name), "sourceDiskId": str(disk.uid),
-                "sourceType": "RAW"}, disk.size_gb
-    if body.get("sourceSnapshot"):
-        ref = parse_ref(body["sourceSnapshot"], project=call.project, scope="global")
-        if ref is None or ref.collection != "snapshots":
-            raise Invalid("resource.sourceSnapshot", body["sourceSnapshot"], "The URL is malformed.")
-        snap = store.find(call.session, ref.project, "snapshots", "global", ref.name)
-        return {"sourceSnapshot": snap_url(snap), "sourceSnapshotId": str(snap.uid), "sourceType": "RAW"}, snap.size_gb
-    if body.get("sourceImage"):
+        disk = find_source(call.session, body["sourceDisk"], call.project, "resource.sourceDisk", "disks")
+        fields = {"sourceDisk": url_of(disk.project, disk.scope, "disks", disk.name), "sourceDiskId": str(disk.uid)}
+        src = disk
+    elif body.get("sourceSnapshot"):
+        snap = find_source(call.session, body["sourceSnapshot"], call.project, "resource.sourceSnapshot", "snapshots")
+        fields = {"sourceSnapshot": snap_url(snap), "sourceSnapshotId": str(snap.uid)}
+        src = snap
+    elif body.get("sourceImage"):
         img = resolve(call.session, body["sourceImage"], call.project, "resource.sourceImage")
-        return {"sourceImage": url_of(img.project, "global", "images", img.name), "sourceImageId": str(img.uid),
-                "sourceType": "RAW"}, img.size_gb
-    if isinstance(body.get("rawDisk"), dict) and body["rawDisk"].get("source"):
+        ready(img, path_of(img.project, "global", "images", img.name))
+        fields = {"sourceImage": url_of(img.project, "global", "images", img.name), "sourceImageId": str(img.uid)}
+        src = img
+    elif isinstance(body.get("rawDisk"), dict) and body["rawDisk"].get("source"):
         return {"rawDisk": {"source": body["rawDisk"]["source"], "containerType": "TAR"}, "sourceType": "RAW"}, 10
-    raise Required("resource.sourceDisk")
+    else:
+        raise Required("resource.sourceDisk")
+    inherited = store.body_of(src)
+    fields.update({key: inherited[key] for key in INHERITED if key in inherited})
+    fields["sourceType"] = "RAW"
+    return fields, src.size_gb
 
 
 def snap_url(snap: Resource) -> str:
@@ -86,8 +109,10 @@ def snap_url(snap: Resource) -> str:
 
 
 def insert(call: Call, body: dict) -> Operation:
+    if body.get("name") in (None, ""):
+        raise Required("resource.name")
     name = store.validate_name(body.get("name"))
-    project = projects.get(call.session, call.project)
+    project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     quotas.check_global(call.session, project, "IMAGES")
     source, size_gb = _source(call, body)
     labels = validate_labels(body.get("labels"))
@@ -95,7 +120,8 @@ def insert(call: Call, body: dict) -> Operation:
         "description": body.get("description", ""), **source, "status": "PENDING",
         "diskSizeGb": str(max(size_gb, int(body.get("diskSizeGb") or 0))),
         "labels": labels, "labelFingerprint": label_fingerprint(labels),
-        "storageLocations": body.get("storageLocations") or ["us"], "architecture": body.get("architecture", "X86_64"),
+        "storageLocations": body.get("storageLocations") or ["us"],
+        "architecture": body.get("architecture") or source.get("architecture", "X86_64"),
     }
     if body.get("family"):
         image["family"] = store.validate_name(body["family"], "resource.family")
@@ -127,7 +153,7 @@ job("images.insert", on_fail=_drop)(_ready)
 
 
 def delete(call: Call, name: str) -> Operation:
-    res = store.find(call.session, call.project, "images", "global", name)
+    res = projects.find_for_update(call.session, call.project, "images", "global", name)
     op = operations.begin(call, scope="global", op_type="delete", target_path=path_of(call.project, "global", "images", res.name),
                           target_id=res.uid)
     call.session.delete(res)
@@ -135,7 +161,7 @@ def delete(call: Call, name: str) -> Operation:
 
 
 def deprecate(call: Call, name: str, body: dict) -> Operation:
-    res = store.find(call.session, call.project, "images", "global", name)
+    res = projects.find_for_update(call.session, call.project, "images", "global", name)
     state = body.get("state", "ACTIVE")
     if state not in _DEPRECATION_STATES:
         raise Invalid("resource.state", state, "Must be one of ACTIVE, DEPRECATED, OBSOLETE, DELETED.")
@@ -159,7 +185,7 @@ def deprecate(call: Call, name: str, body: dict) -> Operation:
 
 
 def set_image_labels(call: Call, name: str, body: dict) -> Operation:
-    res = store.find(call.session, call.project, "images", "global", name)
+    res = projects.find_for_update(call.session, call.project, "images", "global", name)
     image = store.body_of(res)
     set_labels(image, body)
     store.save(res, image)

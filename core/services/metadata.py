@@ -7,7 +7,7 @@ import re
 from core.errors import ConditionNotMet, Invalid
 from core.ids import fingerprint, fingerprint_matches
 
-_KEY = re.compile(r"^[a-zA-Z0-9-_]{1,128}$")
+_KEY = re.compile(r"[a-zA-Z0-9_-]{1,128}\Z")
 _LABEL_KEY = re.compile(r"^[\w-]{1,63}\Z")
 _LABEL_VALUE = re.compile(r"^[\w-]{0,63}\Z")
 _TAG = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
@@ -74,7 +74,7 @@ def validate_labels(labels: object, field: str = "resource.labels") -> dict[str,
     if len(labels) > 64:
         raise Invalid(field, "<labels>", "At most 64 labels are allowed.")
     for key, value in labels.items():
-        if not _LABEL_KEY.match(key) or not key[0].islower():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key) or not key[0].islower() or key != key.lower():
             raise Invalid(f"{field}.key", key, "Label keys must start with a lowercase letter and contain "
                           "only lowercase letters, digits, underscores and dashes (at most 63 characters).")
         if not isinstance(value, str) or not _LABEL_VALUE.match(value) or value != value.lower():

@@ -8,21 +8,48 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.ids import rfc3339
-from core.links import project_url
-from core.models import Operation, Project
+from core.links import path_of, project_url
+from core.models import Operation, Project, Resource
 from core.quotas import global_usage, limits, quota_list
 from core.services import operations
 from core.services.context import Call
 from core.services.metadata import METADATA_MISMATCH, check_fingerprint, metadata_block, validate_items
 
 
-def get(session: Session, name: str) -> Project:
-    p = session.scalar(select(Project).where(Project.name == name))
-    if p is None and name.isdigit():
-        p = session.scalar(select(Project).where(Project.number == int(name)))
+def get(session: Session, name: str, *, lock: bool = False) -> Project:
+    """The project by name or number.
+
+    ``lock``: hold the project row until the transaction ends (PostgreSQL; SQLite's write
+    transactions are serialized anyway). Use cases that check a quota and then create take it, so
+    two requests cannot both pass the check on the same usage; and so does any read-modify-write
+    of project fields. Lock order: the project first, then its resources (:func:`find_for_update`).
+    """
+    q = select(Project).where(Project.name == name)
+    if lock:
+        q = q.with_for_update()
+    p = session.scalar(q)
+    if p is None and name.isdigit() and int(name) < 2**63:
+        q = select(Project).where(Project.number == int(name))
+        p = session.scalar(q.with_for_update() if lock else q)
     if p is None:
         raise NotFound(f"projects/{name}")
     return p
+
+
+def find_for_update(session: Session, project: str, collection: str, scope: str, name: str) -> Resource:
+    """A resource by name or numeric id, row-locked until the transaction ends; NotFound otherwise.
+
+    For read-modify-write use cases (fingerprint checks, ``users`` checks, resize), so that a
+    concurrent writer waits and then sees the new state instead of overwriting it.
+    """
+    base = select(Resource).where(Resource.project == project, Resource.collection == collection,
+                                  Resource.scope == scope)
+    res = session.scalar(base.where(Resource.name == name).with_for_update())
+    if res is None and name.isdigit() and not name.startswith("0") and int(name) < 2**63:
+        res = session.scalar(base.where(Resource.uid == int(name)).with_for_update())
+    if res is None:
+        raise NotFound(path_of(project, scope, collection, name))
+    return res
 
 
 def default_service_account(p: Project) -> str:
@@ -42,7 +69,7 @@ def to_json(session: Session, p: Project) -> dict:
 
 
 def set_common_instance_metadata(call: Call, body: dict) -> Operation:
-    p = get(call.session, call.project)
+    p = get(call.session, call.project, lock=True)
     existing = orjson.loads(p.common_metadata)
     current = metadata_block(existing)["fingerprint"]
     check_fingerprint(body.get("fingerprint"), current, METADATA_MISMATCH, allow_missing=not existing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core import quotas
+from core.errors import Invalid, Required, ResourceNotReady
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
 from core.models import Operation, Resource, Zone
@@ -14,10 +15,17 @@ from core.services.metadata import label_fingerprint, set_labels, validate_label
 
 
 def create_from_disk(call: Call, zone: Zone, disk_name: str, body: dict) -> Operation:
+    project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
+    if body.get("name") in (None, ""):
+        raise Required("resource.name")
     name = store.validate_name(body.get("name"))
-    quotas.check_global(call.session, projects.get(call.session, call.project), "SNAPSHOTS")
     labels = validate_labels(body.get("labels"))
+    if body.get("snapshotType", "STANDARD") not in ("STANDARD", "ARCHIVE"):
+        raise Invalid("resource.snapshotType", body.get("snapshotType"), "Must be STANDARD or ARCHIVE.")
+    if disk.status != "READY":
+        raise ResourceNotReady(f"The resource '{path_of(call.project, disk.scope, 'disks', disk.name)}' is not ready")
+    quotas.check_global(call.session, project, "SNAPSHOTS")
     source = store.body_of(disk)
     snap = store.new_resource(
         call.session, project=call.project, collection="snapshots", scope="global", name=name,
@@ -28,10 +36,9 @@ def create_from_disk(call: Call, zone: Zone, disk_name: str, body: dict) -> Oper
             "storageBytesStatus": "UPDATING", "labels": labels, "labelFingerprint": label_fingerprint(labels),
             "storageLocations": body.get("storageLocations") or ["us"], "snapshotType": body.get("snapshotType", "STANDARD"),
             "architecture": source.get("architecture", "X86_64"),
-            **({"licenses": source["licenses"]} if "licenses" in source else {}),
+            **{key: source[key] for key in ("licenses", "guestOsFeatures") if key in source},
         },
     )
-    snap.size_gb = disk.size_gb
     # GCE: the createSnapshot operation is zonal and its targetLink is the source disk.
     return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
                             target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
@@ -59,7 +66,7 @@ job("snapshots.create", on_fail=_drop)(_create)
 
 
 def delete(call: Call, name: str) -> Operation:
-    res = store.find(call.session, call.project, "snapshots", "global", name)
+    res = projects.find_for_update(call.session, call.project, "snapshots", "global", name)
     op = operations.begin(call, scope="global", op_type="delete",
                           target_path=path_of(call.project, "global", "snapshots", res.name), target_id=res.uid)
     call.session.delete(res)
@@ -67,7 +74,7 @@ def delete(call: Call, name: str) -> Operation:
 
 
 def set_snapshot_labels(call: Call, name: str, body: dict) -> Operation:
-    res = store.find(call.session, call.project, "snapshots", "global", name)
+    res = projects.find_for_update(call.session, call.project, "snapshots", "global", name)
     snap = store.body_of(res)
     set_labels(snap, body)
     store.save(res, snap)

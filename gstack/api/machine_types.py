@@ -1,18 +1,20 @@
 """machineTypes and diskTypes: the offerings, the same in every zone."""
 
+import orjson
+
 from core.services import topology
-from gstack.api.common import list_envelope, scopes_of
+from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.common import static_list as _static_list
 from gstack.api.registry import ApiRequest, handles
-from gstack.gce.listing import no_results_warning, parse_params
-from gstack.gce.render import json_response
+from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.render import json_response, stored
 
 
 @handles("compute.machineTypes.get")
 def get_machine_type(req: ApiRequest, zone: str, machineType: str):  # noqa: N803 (discovery name)
     z = req.zone(zone)
-    return topology.machine_type_json(req.call.project, z.name, topology.get_machine_type(req.call.project, z.name,
-                                                                                          machineType))
+    mt = topology.get_machine_type(req.call.project, z.name, machineType, field="machineType")
+    return topology.machine_type_json(req.call.project, z.name, mt)
 
 
 @handles("compute.machineTypes.list")
@@ -36,14 +38,27 @@ def list_disk_types(req: ApiRequest, zone: str):
 
 
 def _aggregated(req: ApiRequest, field: str, kind: str, schema: str, items_of) -> dict:
+    """An aggregated list over in-memory offerings: every zone key, paged across zones like stored rows."""
     params = parse_params(req.args, schema)
-    items = {}
-    for scope in scopes_of(req, "zones"):
-        zone_items = [i for i in items_of(scope.split("/", 1)[1]) if params.predicate is None or params.predicate(i)]
-        items[scope] = {field: zone_items} if zone_items else no_results_warning(scope)
-    out = list_envelope(kind, f"projects/{req.call.project}/aggregated/{field}", [], None)
-    out["items"] = items
-    return out
+    scopes = scopes_of(req, "zones")
+    keyed = []
+    for scope in scopes:
+        items = sorted(items_of(scope.split("/", 1)[1]), key=lambda i: i["name"])
+        if params.order == "created":  # as static_list: offerings share one creation time
+            items.reverse()
+        keyed += [([scope, i["name"]], orjson.dumps(i).decode()) for i in items]
+
+    def source(after, limit):
+        start = 0
+        if after is not None:
+            start = next((n + 1 for n, (k, _) in enumerate(keyed) if k == after), len(keyed))
+        return keyed[start:start + limit]
+
+    page, token = paginate(source, params)
+    out = list_envelope(kind, f"projects/{req.call.project}/aggregated/{field}", [], token)
+    out["items"] = aggregate(page, scopes, field, stored)
+    out["unreachables"] = []
+    return reorder(out)
 
 
 @handles("compute.machineTypes.aggregatedList")

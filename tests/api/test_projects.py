@@ -1,0 +1,196 @@
+"""projects.get and projects.setCommonInstanceMetadata, end to end.
+
+Also holds the helpers the other API test modules of this area share: a fresh project of one's
+own (so quotas and project metadata can change without touching demo-project), and error checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+import pytest
+from googleapiclient.errors import HttpError
+
+from tests.conftest import CLOUD_PLATFORM, PROJECT, error_of, unique, wait_op
+
+METADATA_MISMATCH = "Supplied fingerprint does not match current metadata fingerprint."
+
+
+def link(server, path: str) -> str:
+    """A selfLink on the server's own base URL."""
+    return server.api + path
+
+
+def expect_error(request, status: int, reason: str, message: str | None = None) -> dict:
+    """Execute a googleapiclient request that must fail; return the error envelope."""
+    with pytest.raises(HttpError) as exc:
+        request.execute()
+    assert exc.value.resp.status == status, exc.value.content
+    err = error_of(exc.value)
+    assert err["code"] == status
+    assert err["errors"][0]["reason"] == reason, err
+    assert err["errors"][0]["message"] == err["message"]
+    if message is not None:
+        assert err["message"] == message
+    return err
+
+
+_FRESH: dict = {}
+
+
+def fresh_project(server, prefix: str = "proj"):
+    """(name, googleapiclient client) of a new project owned by a new key; one per prefix and server."""
+    key = (server.data_dir, prefix)
+    if key not in _FRESH:
+        name = unique(prefix)
+        server.admin("project", "create", name)
+        path = os.path.join(server.data_dir, f"{name}-key.json")
+        server.admin("service-account-key", "--project", name, "--output", path, "--base-url", server.base)
+        from google.oauth2 import service_account
+
+        creds = service_account.Credentials.from_service_account_file(path, scopes=[CLOUD_PLATFORM])
+        _FRESH[key] = (name, server.gce(creds))
+    return _FRESH[key]
+
+
+def test_project_get(server, gce):
+    p = gce.projects().get(project=PROJECT).execute()
+    assert p["kind"] == "compute#project"
+    assert p["name"] == PROJECT
+    assert p["id"].isdigit()
+    assert p["selfLink"] == link(server, f"projects/{PROJECT}")
+    assert p["defaultServiceAccount"] == f"{p['id']}-compute@developer.gserviceaccount.com"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[-+]\d\d:\d\d", p["creationTimestamp"])
+    md = p["commonInstanceMetadata"]
+    assert md["kind"] == "compute#metadata"
+    assert len(base64.urlsafe_b64decode(md["fingerprint"])) == 8
+    quotas = {q["metric"]: q for q in p["quotas"]}
+    assert {"SNAPSHOTS", "NETWORKS", "FIREWALLS", "IMAGES", "ROUTES", "SUBNETWORKS", "CPUS_ALL_REGIONS"} <= set(quotas)
+    for q in p["quotas"]:
+        assert isinstance(q["limit"], float) and isinstance(q["usage"], float)
+    assert quotas["FIREWALLS"]["limit"] == 200.0 and quotas["FIREWALLS"]["usage"] >= 4.0
+    assert quotas["NETWORKS"]["usage"] >= 1.0
+
+
+def test_fresh_project_get(server):
+    name, g = fresh_project(server)
+    p = g.projects().get(project=name).execute()
+    assert p["name"] == name
+    assert "items" not in p["commonInstanceMetadata"]
+    quotas = {q["metric"]: (q["limit"], q["usage"]) for q in p["quotas"]}
+    assert quotas["NETWORKS"] == (15.0, 1.0)
+    assert quotas["FIREWALLS"] == (200.0, 4.0)
+    assert quotas["SUBNETWORKS"] == (175.0, 2.0)
+    assert quotas["IMAGES"] == (2000.0, 0.0)
+    assert quotas["SNAPSHOTS"] == (5000.0, 0.0)
+    assert quotas["CPUS_ALL_REGIONS"] == (288.0, 0.0)
+    # Its default VPC is there, and another project's resources are not visible with its key.
+    assert g.networks().get(project=name, network="default").execute()["autoCreateSubnetworks"] is True
+    expect_error(g.projects().get(project=PROJECT), 403, "forbidden")
+
+
+def test_project_unknown(server, gce):
+    # The caller is no member of a project that does not exist: 403, as GCE answers.
+    expect_error(gce.projects().get(project="no-such-project-xyz"), 403, "forbidden")
+
+
+def test_set_common_instance_metadata(server):
+    name, g = fresh_project(server)
+    before = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    items = [{"key": "ssh-keys", "value": "user:ssh-ed25519 AAAA user"}, {"key": "startup-script", "value": "echo hi"}]
+    op = g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": before["fingerprint"],
+                                                                    "items": items}).execute()
+    assert op["kind"] == "compute#operation"
+    assert op["operationType"] == "setMetadata"
+    assert op["targetLink"] == link(server, f"projects/{name}")
+    assert op["selfLink"].startswith(link(server, f"projects/{name}/global/operations/"))
+    assert "zone" not in op and "region" not in op
+    assert op["id"].isdigit() and op["targetId"].isdigit()
+    op = wait_op(g, op)
+    assert op["status"] == "DONE" and "error" not in op
+    fetched = g.globalOperations().get(project=name, operation=op["name"]).execute()
+    assert fetched["operationType"] == "setMetadata" and fetched["status"] == "DONE"
+
+    after = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    assert after["items"] == items
+    assert after["fingerprint"] != before["fingerprint"]
+
+    # The old fingerprint no longer matches; neither does a missing one once there is content.
+    expect_error(g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": before["fingerprint"],
+                                                                            "items": []}),
+                 412, "conditionNotMet", METADATA_MISMATCH)
+    expect_error(g.projects().setCommonInstanceMetadata(project=name, body={"items": []}),
+                 412, "conditionNotMet", METADATA_MISMATCH)
+    assert g.projects().get(project=name).execute()["commonInstanceMetadata"]["items"] == items
+
+    # gcloud re-encodes fingerprints URL-safe, others send standard base64: both name the same bytes.
+    # Change the content until the fingerprint has a character the two alphabets spell differently.
+    current = after
+    for n in range(60):
+        if re.search(r"[-_]", current["fingerprint"]):
+            break
+        wait_op(g, g.projects().setCommonInstanceMetadata(
+            project=name, body={"fingerprint": current["fingerprint"], "items": [{"key": "n", "value": str(n)}]}
+        ).execute())
+        current = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    standard = base64.b64encode(base64.urlsafe_b64decode(current["fingerprint"])).decode()
+    assert standard != current["fingerprint"]
+    wait_op(g, g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": standard,
+                                                                          "items": items}).execute())
+    current = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    assert current["items"] == items
+    unpadded = current["fingerprint"].rstrip("=")
+    wait_op(g, g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": unpadded,
+                                                                          "items": items[:1]}).execute())
+    assert g.projects().get(project=name).execute()["commonInstanceMetadata"]["items"] == items[:1]
+
+    # Full replacement back to empty.
+    current = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    wait_op(g, g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": current["fingerprint"],
+                                                                          "items": []}).execute())
+    emptied = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    assert "items" not in emptied
+    assert emptied["fingerprint"] == before["fingerprint"]
+
+
+def test_set_common_instance_metadata_invalid(server):
+    name, g = fresh_project(server, "projbad")
+    fp = g.projects().get(project=name).execute()["commonInstanceMetadata"]["fingerprint"]
+
+    def set_items(items):
+        return g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": fp, "items": items})
+
+    err = expect_error(set_items([{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]), 400, "invalid")
+    assert err["message"] == ("Invalid value for field 'resource.items[1].key': 'a'. "
+                              "Duplicate keys are not allowed.")
+    err = expect_error(set_items([{"key": "bad key", "value": "1"}]), 400, "invalid")
+    assert err["message"].startswith("Invalid value for field 'resource.items[0].key': 'bad key'.")
+    expect_error(set_items([{"key": "k:colon", "value": "1"}]), 400, "invalid")
+    expect_error(set_items([{"key": "trailing-newline\n", "value": "1"}]), 400, "invalid")
+    expect_error(set_items([{"key": "x" * 129, "value": "1"}]), 400, "invalid")
+    expect_error(set_items([{"key": "big", "value": "x" * (256 * 1024 + 1)}]), 400, "invalid")
+    expect_error(g.projects().setCommonInstanceMetadata(project=name, body={"fingerprint": "not base64 !!",
+                                                                            "items": []}),
+                 412, "conditionNotMet", METADATA_MISMATCH)
+    # Nothing of that was stored.
+    md = g.projects().get(project=name).execute()["commonInstanceMetadata"]
+    assert md["fingerprint"] == fp and "items" not in md
+
+
+def compute_client(server, client_class):
+    """``server.compute(client_class)`` whose ``ExtendedOperation.result()`` polls this server too.
+
+    google-cloud-compute builds the operation clients behind ``result()`` on compute.googleapis.com,
+    ignoring ``api_endpoint``; give the client ones on our endpoint.
+    """
+    from google.cloud import compute_v1
+
+    client = server.compute(client_class)
+    services = client._transport._extended_operations_services
+    for key, op_class in (("zone_operations", compute_v1.ZoneOperationsClient),
+                          ("region_operations", compute_v1.RegionOperationsClient),
+                          ("global_operations", compute_v1.GlobalOperationsClient)):
+        services[key] = server.compute(op_class)
+    return client
