@@ -149,8 +149,25 @@ class Server:
                      client_options={"api_endpoint": self.api}, cache_discovery=False)
 
     def compute(self, client_class, credentials=None):
-        return client_class(credentials=credentials or self.credentials(), client_options={"api_endpoint": self.base},
-                            transport="rest")
+        """A google-cloud-compute client on this server, whose ``ExtendedOperation.result()`` polls it too.
+
+        The library builds the operation clients behind ``result()`` without the caller's
+        ``client_options`` (so on compute.googleapis.com); hand it clients on our endpoint, as
+        docs/quickstart.rst tells users to.
+        """
+        from google.cloud import compute_v1
+
+        def make(cls):
+            return cls(credentials=credentials or self.credentials(), client_options={"api_endpoint": self.base},
+                       transport="rest")
+
+        client = make(client_class)
+        services = getattr(client._transport, "_extended_operations_services", None)
+        if services is not None:
+            services.update(zone_operations=make(compute_v1.ZoneOperationsClient),
+                            region_operations=make(compute_v1.RegionOperationsClient),
+                            global_operations=make(compute_v1.GlobalOperationsClient))
+        return client
 
     def engine(self):
         """The server's own database, for invariants no API shows (capacity held, jobs left)."""

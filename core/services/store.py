@@ -39,7 +39,7 @@ def find(session: Session, project: str, collection: str, scope: str, name: str,
     q = select(Resource).where(Resource.project == project, Resource.collection == collection,
                                Resource.scope == scope)
     res = session.scalar(q.where(Resource.name == name))
-    if res is None and _ID.match(name):
+    if res is None and _ID.match(name) and int(name) < 2**63:
         res = session.scalar(q.where(Resource.uid == int(name)))
     if res is None:
         raise NotFound(missing_path or path_of(project, scope, collection, name))
