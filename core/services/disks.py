@@ -21,11 +21,11 @@ from core.errors import (
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
-from core.models import Operation, Resource, StoragePool, Zone
+from core.models import Operation, Resource, StoragePool
 from core.services import images, operations, projects, store
 from core.services.context import Call
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
-from core.services.topology import get_disk_type
+from core.services.topology import ZoneInfo, get_disk_type
 
 MIN_GB, MAX_GB = 10, 65536
 
@@ -56,7 +56,7 @@ def disk_type_name(call: Call, zone_name: str, value: str | None, field: str) ->
     return get_disk_type(call.project, zone_name, ref.name).name
 
 
-def build(call: Call, zone: Zone, *, name: str, size_gb: object, disk_type: str | None, source_image: str | None,
+def build(call: Call, zone: ZoneInfo, *, name: str, size_gb: object, disk_type: str | None, source_image: str | None,
           source_snapshot: str | None, labels: object, description: str = "", field: str = "resource") -> dict:
     """Validate a new disk and return its columns and body (shared by disks.insert and instances.insert)."""
     if field == "resource" and name in (None, ""):
@@ -98,7 +98,7 @@ def build(call: Call, zone: Zone, *, name: str, size_gb: object, disk_type: str 
     return {"name": name, "size_gb": size, "subtype": dtype, "body": body, "source_size": source_size}
 
 
-def create_row(call: Call, zone: Zone, spec: dict, status: str = "CREATING") -> Resource:
+def create_row(call: Call, zone: ZoneInfo, spec: dict, status: str = "CREATING") -> Resource:
     return store.new_resource(call.session, project=call.project, collection="disks", scope=f"zones/{zone.name}",
                               name=spec["name"], kind="compute#disk", body=spec["body"], status=status,
                               region=zone.region.name, size_gb=spec["size_gb"], subtype=spec["subtype"])
@@ -112,7 +112,7 @@ def quota_demand(specs: list[dict]) -> dict[str, float]:
     return demand
 
 
-def insert(call: Call, zone: Zone, body: dict, source_image_param: str | None = None) -> Operation:
+def insert(call: Call, zone: ZoneInfo, body: dict, source_image_param: str | None = None) -> Operation:
     spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
                  source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
                  labels=body.get("labels"), description=body.get("description", ""))
@@ -156,7 +156,7 @@ def _drop_created(ctx: JobContext, _failure) -> None:
 job("disks.insert", on_fail=_drop_created)(_insert)
 
 
-def delete(call: Call, zone: Zone, name: str) -> Operation:
+def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     disk = store.body_of(res)
     if disk.get("users"):
@@ -168,7 +168,7 @@ def delete(call: Call, zone: Zone, name: str) -> Operation:
     return op
 
 
-def resize(call: Call, zone: Zone, name: str, body: dict) -> Operation:
+def resize(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
     project = projects.get(call.session, call.project, lock=True)
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     size = parse_size(body.get("sizeGb"), "sizeGb")
@@ -193,7 +193,7 @@ def resize(call: Call, zone: Zone, name: str, body: dict) -> Operation:
                             target_id=res.uid)
 
 
-def set_disk_labels(call: Call, zone: Zone, name: str, body: dict) -> Operation:
+def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     disk = store.body_of(res)
     set_labels(disk, body)

@@ -8,13 +8,14 @@ from core import quotas
 from core.errors import Invalid, Required, ResourceNotReady
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
-from core.models import Operation, Resource, Zone
+from core.models import Operation, Resource
 from core.services import operations, projects, store
 from core.services.context import Call
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
+from core.services.topology import ZoneInfo
 
 
-def create_from_disk(call: Call, zone: Zone, disk_name: str, body: dict) -> Operation:
+def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> Operation:
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
     if body.get("name") in (None, ""):

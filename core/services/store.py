@@ -6,7 +6,7 @@ import re
 import time
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,20 @@ def find(session: Session, project: str, collection: str, scope: str, name: str,
     if res is None:
         raise NotFound(missing_path or path_of(project, scope, collection, name))
     return res
+
+
+_BODY_BY_NAME = select(Resource.body).where(
+    Resource.project == bindparam("project"), Resource.collection == bindparam("collection"),
+    Resource.scope == bindparam("scope"), Resource.name == bindparam("name"))
+
+
+def find_body(session: Session, project: str, collection: str, scope: str, name: str) -> str:
+    """The stored body only (the GET path): one prepared Core statement, no ORM object."""
+    body = session.execute(_BODY_BY_NAME, {"project": project, "collection": collection, "scope": scope,
+                                           "name": name}).scalar()
+    if body is None:
+        return find(session, project, collection, scope, name).body  # by numeric id, or NotFound
+    return body
 
 
 def find_optional(session: Session, project: str, collection: str, scope: str, name: str) -> Resource | None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,8 +17,50 @@ from core.models import Host, Region, Zone
 EPOCH = "1969-12-31T16:00:00.000-08:00"
 
 
-def zone(session: Session, project: str, name: str) -> Zone:
-    z = session.scalar(select(Zone).where(Zone.name == name))
+@dataclass(frozen=True)
+class RegionInfo:
+    id: int
+    uid: int
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ZoneInfo:
+    """A zone as use cases need it: detached from any session, so it can be cached."""
+
+    id: int
+    uid: int
+    name: str
+    status: str
+    region: RegionInfo
+
+
+class _ZoneCache:
+    """Zones change only by operator action; every API call names one. Cache them briefly."""
+
+    ttl = 5.0
+
+    def __init__(self) -> None:
+        self._zones: dict[str, ZoneInfo] = {}
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, name: str) -> ZoneInfo | None:
+        if time.monotonic() >= self._expires:
+            with self._lock:
+                rows = session.execute(select(Zone, Region).join(Region, Region.id == Zone.region_id)).all()
+                self._zones = {z.name: ZoneInfo(z.id, z.uid, z.name, z.status,
+                                                RegionInfo(r.id, r.uid, r.name, r.status)) for z, r in rows}
+                self._expires = time.monotonic() + self.ttl
+        return self._zones.get(name)
+
+
+_ZONES = _ZoneCache()
+
+
+def zone(session: Session, project: str, name: str) -> ZoneInfo:
+    z = _ZONES.get(session, name)
     if z is None:
         raise NotFound(f"projects/{project}/zones/{name}")
     return z
@@ -35,7 +81,7 @@ def regions(session: Session) -> list[Region]:
     return list(session.scalars(select(Region).order_by(Region.name)))
 
 
-def zone_json(session: Session, project: str, z: Zone) -> dict:
+def zone_json(session: Session, project: str, z: Zone | ZoneInfo) -> dict:
     platforms = sorted({p for (p,) in session.execute(select(Host.cpu_platform).where(Host.zone_id == z.id))})
     return {
         "kind": "compute#zone", "id": str(z.uid), "creationTimestamp": EPOCH, "name": z.name,

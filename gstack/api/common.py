@@ -13,8 +13,7 @@ from gstack.gce.render import json_response, stored
 
 
 def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
-    res = store.find(req.session, req.call.project, collection, scope, name)
-    return json_response(stored(res.body))
+    return json_response(stored(store.find_body(req.session, req.call.project, collection, scope, name)))
 
 
 def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: str) -> Response:

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 
 import orjson
 from flask import Response, current_app, request
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from core.db import begin_write
 from core.errors import Invalid, NotImplementedMethod
-from core.models import Operation, Zone
+from core.jobs import announce
+from core.models import Operation, Project
 from core.services import operations, topology
 from core.services.context import Call
 from core.services.operations import DuplicateRequest
+from core.services.topology import ZoneInfo
 from gstack.auth import guard
 from gstack.gce.discovery import Method
 from gstack.gce.render import json_response, selector
@@ -56,7 +59,7 @@ class ApiRequest:
     def session(self):
         return self.call.session
 
-    def zone(self, name: str) -> Zone:
+    def zone(self, name: str) -> ZoneInfo:
         return topology.zone(self.session, self.call.project, name)
 
     def flag(self, name: str, default: bool) -> bool:
@@ -94,6 +97,8 @@ def run(method: Method, params: dict[str, str]) -> Response:
     session = runtime.db.session()
     ident = guard.authenticate(method)
     project = params.get("project")
+    if project is not None and project.isdigit() and int(project) < 2**63:  # a project number names it too
+        project = session.scalar(select(Project.name).where(Project.number == int(project))) or project
     guard.authorize(session, ident, method, project)
     handler = HANDLERS.get(method.id)
     if handler is None:
@@ -112,7 +117,10 @@ def run(method: Method, params: dict[str, str]) -> Response:
     req = ApiRequest(call, method, body, request.args)
     try:
         result = handler(req, **{k: v for k, v in params.items() if k != "project"})
-        session.commit()
+        if is_write(method):
+            if isinstance(result, Operation) and result.status != "DONE":
+                announce(session)
+            session.commit()
     except DuplicateRequest:
         session.rollback()
         existing = operations.by_request_id(call)
