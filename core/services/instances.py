@@ -9,9 +9,14 @@ Operation is born DONE); changes the hypervisor must make are jobs.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
+from contextlib import nullcontext
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from core import ipam, planner, quotas
 from core.errors import (
@@ -30,7 +35,7 @@ from core.hypervisors.base import HostRef
 from core.ids import fingerprint, rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
-from core.models import Cluster, Host, Operation, Resource, Zone
+from core.models import Cluster, Host, IpAllocation, Operation, Resource, Zone
 from core.services import disks, operations, projects, store
 from core.services.context import Call
 from core.services.metadata import (
@@ -44,9 +49,13 @@ from core.services.metadata import (
     validate_labels,
     validate_tags,
 )
+from core.services.operations import DuplicateRequest
 from core.services.topology import get_machine_type
 
 ACCESS_CONFIG_TYPES = {"ONE_TO_ONE_NAT"}
+_EXTERNAL = ipaddress.ip_network(ipam.EXTERNAL_RANGE)
+_HOSTNAME_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})+\Z")
 PLACED = ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING")
 
 
@@ -59,6 +68,24 @@ def find(call: Call, zone: Zone, name: str) -> Resource:
 
 def instance_path(res: Resource) -> str:
     return path_of(res.project, res.scope, "instances", res.name)
+
+
+def lock(session, row: Resource) -> Resource:
+    """Re-read ``row`` under a row lock (PostgreSQL; SQLite write transactions are serialized anyway).
+
+    Every read-check-write use case (fingerprints, states, disk users) takes it, so it sees the latest
+    committed version and a concurrent one cannot interleave and lose its update.
+    """
+    path = path_of(row.project, row.scope, row.collection, row.name)
+    try:
+        session.refresh(row, with_for_update=True)
+    except InvalidRequestError:  # deleted meanwhile
+        raise NotFound(path) from None
+    return row
+
+
+def _locked(call: Call, zone: Zone, name: str) -> Resource:
+    return lock(call.session, find(call, zone, name))
 
 
 # -- insert ---------------------------------------------------------------------------------------
@@ -123,11 +150,110 @@ def _network_interfaces(call: Call, zone: Zone, nics: object) -> list[tuple[Reso
                                       "specify a subnetwork.")
         elif store.body_of(subnet)["network"] != net_url:
             raise Invalid(f"{field}.subnetwork", nic.get("subnetwork"), "The subnetwork does not belong to the network.")
-        for j, ac in enumerate(nic.get("accessConfigs") or []):
-            if ac.get("type", "ONE_TO_ONE_NAT") not in ACCESS_CONFIG_TYPES:
-                raise Invalid(f"{field}.accessConfigs[{j}].type", ac.get("type"), "Must be ONE_TO_ONE_NAT.")
+        if any(net_url == url_of(n.project, "global", "networks", n.name) for n, _, _ in out):
+            raise Invalid(f"{field}.network", net_url, "Networks must be distinct for NICs attached to a VM.")
+        if nic.get("networkIP"):
+            _check_internal_ip(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
+        configs = nic.get("accessConfigs") or []
+        if len(configs) > 1:
+            raise Invalid(f"{field}.accessConfigs", len(configs), "At most one access config currently supported.")
+        for j, ac in enumerate(configs):
+            _check_access_config(ac, f"{field}.accessConfigs[{j}]")
         out.append((network, subnet, nic))
     return out
+
+
+def _check_internal_ip(value: object, cidr: str, field: str) -> None:
+    """A requested internal address: an IPv4 host address of the subnet that GCE does not reserve
+    (the network address, the gateway, the second-to-last address and the broadcast address)."""
+    net = ipaddress.ip_network(cidr)
+    try:
+        ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
+    except ValueError:
+        ip = None
+    if ip is None:
+        raise Invalid(field, value, "Must be an IPv4 address.")
+    if ip not in net:
+        raise Invalid(field, value, f"The address is not in the subnetwork's range {cidr}.")
+    if int(ip) - int(net.network_address) < 2 or int(net.broadcast_address) - int(ip) < 2:
+        raise Invalid(field, value, f"The address is reserved in the subnetwork's range {cidr}.")
+
+
+def _check_access_config(ac: object, field: str) -> None:
+    if not isinstance(ac, dict):
+        raise Invalid(field, ac, "Must be an object.")
+    if ac.get("type", "ONE_TO_ONE_NAT") not in ACCESS_CONFIG_TYPES:
+        raise Invalid(f"{field}.type", ac.get("type"), "Must be ONE_TO_ONE_NAT.")
+    if ac.get("networkTier", "PREMIUM") not in ("PREMIUM", "STANDARD"):
+        raise Invalid(f"{field}.networkTier", ac.get("networkTier"), "Must be PREMIUM or STANDARD.")
+    nat = ac.get("natIP")
+    if nat:
+        try:
+            ip = ipaddress.IPv4Address(nat) if isinstance(nat, str) else None
+        except ValueError:
+            ip = None
+        if ip is None or (ip.is_private and ip not in _EXTERNAL) or ip.is_unspecified or ip.is_multicast:
+            raise Invalid(f"{field}.natIP", nat, "Must be an external IPv4 address.")
+
+
+def _address_owner(session, pool: str, address: str) -> str:
+    """The relative path of the instance holding ``address`` in ``pool`` (for in-use messages)."""
+    owner = session.scalar(select(IpAllocation.owner_uid).where(
+        IpAllocation.pool == pool, IpAllocation.address == int(ipaddress.ip_address(address))))
+    res = session.scalar(select(Resource).where(Resource.uid == owner)) if owner is not None else None
+    return instance_path(res) if res is not None else "another resource"
+
+
+class AddressInUse(ResourceInUse):
+    def __init__(self, message: str):
+        ComputeError.__init__(self, message)
+
+
+def _savepoint(session):
+    """A savepoint where concurrent transactions can collide (PostgreSQL); SQLite serializes write
+    transactions, so there it is nothing (and would end core.db's write lock at the savepoint's end)."""
+    return session.begin_nested() if session.get_bind().dialect.name != "sqlite" else nullcontext()
+
+
+def _allocate(call: Call, pool: str, cidr: str, uid: int) -> str:
+    """The next free address of the pool. Concurrent transactions (PostgreSQL) may pick the same one:
+    the unique constraint refuses all but one, and the others try again past it."""
+    attempts = 50
+    while True:
+        attempts -= 1
+        try:
+            with _savepoint(call.session):
+                return ipam.allocate(call.session, pool, cidr, uid)
+        except IntegrityError:
+            if attempts == 0:
+                raise
+
+
+def _reserve(call: Call, pool: str, address: str, uid: int, what: str) -> str:
+    try:
+        with _savepoint(call.session):
+            reserved = ipam.reserve(call.session, pool, address, uid)
+    except IntegrityError:  # taken by a concurrent transaction
+        reserved = False
+    if not reserved:
+        raise AddressInUse(f"The IP address '{address}' of {what} is already being used by "
+                           f"'{_address_owner(call.session, pool, address)}'")
+    return address
+
+
+def _access_config(call: Call, zone: Zone, uid: int, ac: dict) -> dict:
+    """An access config with its external address: the requested one (reserved) or an ephemeral one."""
+    pool = f"external:{zone.region.name}"
+    if ac.get("natIP"):
+        nat = _reserve(call, pool, ac["natIP"], uid, f"region '{zone.region.name}'")
+    else:
+        nat = _allocate(call, pool, ipam.EXTERNAL_RANGE, uid)
+    return {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": ac.get("name") or "External NAT",
+            "natIP": nat, "networkTier": ac.get("networkTier", "PREMIUM")}
+
+
+def _nic_fingerprint(nic: dict) -> str:
+    return fingerprint(["nic", {k: v for k, v in nic.items() if k != "fingerprint"}])
 
 
 def _build_nics(call: Call, zone: Zone, uid: int, parsed: list[tuple[Resource, Resource, dict]]) -> list[dict]:
@@ -136,26 +262,20 @@ def _build_nics(call: Call, zone: Zone, uid: int, parsed: list[tuple[Resource, R
         sub = store.body_of(subnet)
         pool = f"subnet:{subnet.uid}"
         if req.get("networkIP"):
-            if not ipam.reserve(call.session, pool, req["networkIP"], uid):
-                raise ResourceInUse("address", req["networkIP"], "another instance")
-            ip = req["networkIP"]
+            ip = _reserve(call, pool, req["networkIP"], uid,
+                          f"subnetwork '{path_of(subnet.project, subnet.scope, 'subnetworks', subnet.name)}'")
         else:
-            ip = ipam.allocate(call.session, pool, sub["ipCidrRange"], uid)
+            ip = _allocate(call, pool, sub["ipCidrRange"], uid)
         nic = {
             "kind": "compute#networkInterface", "name": f"nic{i}",
             "network": url_of(network.project, "global", "networks", network.name),
             "subnetwork": url_of(subnet.project, subnet.scope, "subnetworks", subnet.name),
             "networkIP": ip, "stackType": req.get("stackType", "IPV4_ONLY"),
         }
-        configs = []
-        for ac in req.get("accessConfigs") or []:
-            nat = ac.get("natIP") or ipam.allocate(call.session, f"external:{zone.region.name}", ipam.EXTERNAL_RANGE, uid)
-            configs.append({"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT",
-                            "name": ac.get("name") or "External NAT", "natIP": nat,
-                            "networkTier": ac.get("networkTier", "PREMIUM")})
+        configs = [_access_config(call, zone, uid, ac) for ac in req.get("accessConfigs") or []]
         if configs:
             nic["accessConfigs"] = configs
-        nic["fingerprint"] = fingerprint(["nic", nic])
+        nic["fingerprint"] = _nic_fingerprint(nic)
         nics.append(nic)
     return nics
 
@@ -180,6 +300,8 @@ def _attached_disks(call: Call, zone: Zone, name: str, requested: object) -> tup
             raise Invalid(f"{field}.type", d.get("type"), "Only PERSISTENT disks are supported.")
         if d.get("mode", "READ_WRITE") not in ("READ_WRITE", "READ_ONLY"):
             raise Invalid(f"{field}.mode", d.get("mode"), "Must be READ_WRITE or READ_ONLY.")
+        if boot and d.get("mode", "READ_WRITE") != "READ_WRITE":
+            raise Invalid(f"{field}.mode", d.get("mode"), "The boot disk must be attached in READ_WRITE mode.")
         init = d.get("initializeParams")
         if d.get("source") and init:
             raise Invalid(field, "source", "Only one of 'source' and 'initializeParams' may be given.")
@@ -189,10 +311,10 @@ def _attached_disks(call: Call, zone: Zone, name: str, requested: object) -> tup
                 raise Invalid(f"{field}.source", d["source"], "The URL is malformed.")
             if ref.scope != f"zones/{zone.name}":
                 raise Invalid(f"{field}.source", d["source"], f"Disk must be in zone '{zone.name}'.")
-            row = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
-            if store.body_of(row).get("users") and d.get("mode", "READ_WRITE") == "READ_WRITE":
-                raise ResourceInUse("disk", path_of(row.project, row.scope, "disks", row.name),
-                                    store.body_of(row)["users"][0].split("/compute/v1/", 1)[-1])
+            row = lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))
+            _check_attachable(call.session, row, d.get("mode", "READ_WRITE"))
+            if any("row" in src and src["row"].uid == row.uid for _, src in attached):
+                raise Invalid(f"{field}.source", d["source"], "The disk is already attached to this instance.")
             attached.append((d, {"row": row}))
         elif isinstance(init, dict):
             if boot and not (init.get("sourceImage") or init.get("sourceSnapshot")):
@@ -213,7 +335,33 @@ def _attached_disks(call: Call, zone: Zone, name: str, requested: object) -> tup
     if not boot_seen:
         raise Invalid("resource.disks", "", message="Invalid value for field 'resource.disks': ''. "
                       "Exactly one boot disk must be specified, as the first disk.")
+    devices: set[str] = set()
+    for i, (d, src) in enumerate(attached):
+        disk_name = src["row"].name if "row" in src else src["spec"]["name"]
+        device = d.get("deviceName") or (disk_name if i == 0 else f"persistent-disk-{i}")
+        if device in devices:
+            raise Invalid(f"resource.disks[{i}].deviceName", device, "Device names must be unique.")
+        devices.add(device)
+        src["device"] = device
     return new_specs, attached
+
+
+def _check_attachable(session, disk: Resource, mode: str) -> None:
+    """A disk can be attached when it is READY and unused; READ_ONLY also beside READ_ONLY attachments."""
+    path = path_of(disk.project, disk.scope, "disks", disk.name)
+    if disk.status != "READY":
+        raise ResourceNotReady(f"The resource '{path}' is not ready")
+    users = store.body_of(disk).get("users", [])
+    if not users:
+        return
+    disk_url = url_of(disk.project, disk.scope, "disks", disk.name)
+    for user in users:
+        ref = parse_ref(user, project=disk.project)
+        inst = store.find_optional(session, ref.project, "instances", ref.scope, ref.name) if ref else None
+        read_write = inst is None or any(d["source"] == disk_url and d.get("mode", "READ_WRITE") != "READ_ONLY"
+                                         for d in store.body_of(inst).get("disks", []))
+        if mode != "READ_ONLY" or read_write:
+            raise ResourceInUse("disk", path, user.split("/compute/v1/", 1)[-1])
 
 
 def _service_accounts(project, value: object) -> list[dict]:
@@ -221,22 +369,44 @@ def _service_accounts(project, value: object) -> list[dict]:
         return []
     if not isinstance(value, list) or len(value) > 1:
         raise Invalid("resource.serviceAccounts", value, "Only one service account per VM instance is supported.")
-    sa = value[0] if isinstance(value[0], dict) else {}
+    return [_service_account(project, value[0] if isinstance(value[0], dict) else {}, "resource.serviceAccounts[0]")]
+
+
+def _service_account(project, sa: dict, field: str) -> dict:
     email = sa.get("email") or "default"
     if email == "default":
         email = projects.default_service_account(project)
-    return [{"email": email, "scopes": list(sa.get("scopes") or [])}]
+    elif not isinstance(email, str) or "@" not in email:
+        raise Invalid(f"{field}.email", email, "Must be a service account email address or 'default'.")
+    scopes = []
+    for scope in sa.get("scopes") or []:
+        # gcloud's aliases are expanded by gcloud; bare scope names are expanded here
+        full = scope if "://" in scope else "https://www.googleapis.com/auth/" + scope
+        if full not in scopes:
+            scopes.append(full)
+    return {"email": email, "scopes": scopes}
 
 
-def _scheduling(value: object) -> dict:
+def _scheduling(value: object, field: str = "resource.scheduling") -> dict:
     value = value if isinstance(value, dict) else {}
     preemptible = bool(value.get("preemptible", False))
     model = value.get("provisioningModel", "SPOT" if preemptible else "STANDARD")
-    host_maint = value.get("onHostMaintenance", "TERMINATE" if preemptible else "MIGRATE")
+    spot = preemptible or model == "SPOT"
+    host_maint = value.get("onHostMaintenance", "TERMINATE" if spot else "MIGRATE")
     if host_maint not in ("MIGRATE", "TERMINATE"):
-        raise Invalid("resource.scheduling.onHostMaintenance", host_maint, "Must be MIGRATE or TERMINATE.")
-    out = {"onHostMaintenance": host_maint, "automaticRestart": bool(value.get("automaticRestart", not preemptible)),
-           "preemptible": preemptible, "provisioningModel": model}
+        raise Invalid(f"{field}.onHostMaintenance", host_maint, "Must be MIGRATE or TERMINATE.")
+    restart = bool(value.get("automaticRestart", not spot))
+    if spot and host_maint != "TERMINATE":
+        raise Invalid(f"{field}.onHostMaintenance", host_maint,
+                      "Preemptible and Spot instances must have onHostMaintenance set to TERMINATE.")
+    if spot and restart:
+        raise Invalid(f"{field}.automaticRestart", "true", "Preemptible and Spot instances cannot be automatically "
+                      "restarted.")
+    out = {"onHostMaintenance": host_maint, "automaticRestart": restart, "preemptible": preemptible,
+           "provisioningModel": model}
+    for key in ("instanceTerminationAction",):
+        if key in value:
+            out[key] = value[key]
     return out
 
 
@@ -246,6 +416,7 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
     if store.find_optional(call.session, call.project, "instances", f"zones/{zone.name}", name):
         raise AlreadyExists(path)
     mt = _machine_type(call, zone, body.get("machineType"))
+    hostname = _hostname(body.get("hostname"))
     project = projects.get(call.session, call.project)
     new_specs, attached = _attached_disks(call, zone, name, body.get("disks"))
     parsed_nics = _network_interfaces(call, zone, body.get("networkInterfaces"))
@@ -259,6 +430,28 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
 
     scope = f"zones/{zone.name}"
     instance_url = url_of(call.project, scope, "instances", name)
+    # The instance row comes first: a concurrent insert of the same name meets the unique constraint
+    # here (not on the boot disk's name), and a concurrent retry of the same requestId gets the
+    # operation of the request that won.
+    res = _new_instance_row(
+        call, project=call.project, collection="instances", scope=scope, name=name,
+        kind="compute#instance", status="PROVISIONING", region=zone.region.name,
+        vcpus=mt.guest_cpus, memory_mb=mt.memory_mb, subtype=mt.name,
+        body={
+            "description": body.get("description", ""), "tags": tags_block(tags),
+            "machineType": url_of(call.project, scope, "machineTypes", mt.name),
+            "canIpForward": bool(body.get("canIpForward", False)), "networkInterfaces": [],
+            "disks": [], "metadata": metadata_block(items), "serviceAccounts": service_accounts,
+            "selfLink": instance_url, "scheduling": scheduling, "cpuPlatform": "Unknown CPU Platform",
+            "labels": labels, "labelFingerprint": label_fingerprint(labels), "startRestricted": False,
+            "deletionProtection": bool(body.get("deletionProtection", False)),
+            "zone": scope_url(call.project, scope),
+            "hostname": hostname or f"{name}.{zone.name}.c.{call.project}.internal",
+            "shieldedInstanceConfig": body.get("shieldedInstanceConfig") or
+            {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True},
+            "keyRevocationActionType": "NONE",
+        },
+    )
     created_disks = []
     attached_json = []
     for index, (req, src) in enumerate(attached):
@@ -271,38 +464,65 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
         attached_json.append({
             "kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": req.get("mode", "READ_WRITE"),
             "source": url_of(row.project, row.scope, "disks", row.name),
-            "deviceName": req.get("deviceName") or row.name if index == 0 else req.get("deviceName") or f"persistent-disk-{index}",
+            "deviceName": src["device"],
             "index": index, "boot": index == 0, "autoDelete": bool(req.get("autoDelete", False)),
             "interface": req.get("interface", "SCSI"), "diskSizeGb": str(row.size_gb),
             "architecture": store.body_of(row).get("architecture", "X86_64"),
             **({"licenses": store.body_of(row)["licenses"]} if store.body_of(row).get("licenses") else {}),
         })
-    res = store.new_resource(
-        call.session, project=call.project, collection="instances", scope=scope, name=name,
-        kind="compute#instance", status="PROVISIONING", region=zone.region.name,
-        vcpus=mt.guest_cpus, memory_mb=mt.memory_mb, subtype=mt.name,
-        body={
-            "description": body.get("description", ""), "tags": tags_block(tags),
-            "machineType": url_of(call.project, scope, "machineTypes", mt.name),
-            "canIpForward": bool(body.get("canIpForward", False)), "networkInterfaces": [],
-            "disks": attached_json, "metadata": metadata_block(items), "serviceAccounts": service_accounts,
-            "selfLink": instance_url, "scheduling": scheduling, "cpuPlatform": "Unknown CPU Platform",
-            "labels": labels, "labelFingerprint": label_fingerprint(labels), "startRestricted": False,
-            "deletionProtection": bool(body.get("deletionProtection", False)),
-            "zone": scope_url(call.project, scope),
-            "hostname": body.get("hostname") or f"{name}.{zone.name}.c.{call.project}.internal",
-            "shieldedInstanceConfig": body.get("shieldedInstanceConfig") or
-            {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True},
-            "keyRevocationActionType": "NONE",
-        },
-    )
     inst = store.body_of(res)
+    inst["disks"] = attached_json
     inst["networkInterfaces"] = _build_nics(call, zone, res.uid, parsed_nics)
-    inst["fingerprint"] = fingerprint(["instance", inst["networkInterfaces"], inst["disks"]])
-    store.save(res, inst)
+    _save(res, inst)
     return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
                             job="instances.run", params={"uid": res.uid, "created_disks": created_disks,
-                                                         "zone_id": zone.id, "delete_on_fail": True})
+                                                         "zone_id": zone.id, "delete_on_fail": True,
+                                                         "warnings": _size_warnings(call, zone, new_specs)})
+
+
+def _new_instance_row(call: Call, **columns) -> Resource:
+    try:
+        with _savepoint(call.session):
+            return store.new_resource(call.session, **columns)
+    except AlreadyExists:
+        if call.request_id and operations.by_request_id(call) is not None:
+            raise DuplicateRequest() from None
+        raise
+
+
+def _hostname(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 253 or not _HOSTNAME.match(value):
+        raise Invalid("resource.hostname", value, "The hostname must be a fully qualified DNS name: at least two "
+                      "labels of lowercase letters, digits and dashes, at most 253 characters.")
+    return value
+
+
+def _size_warnings(call: Call, zone: Zone, specs: list[dict]) -> list[dict]:
+    """DISK_SIZE_LARGER_THAN_IMAGE_SIZE for each new disk made bigger than its image."""
+    out = []
+    for spec in specs:
+        if spec.get("source_size") and spec["size_gb"] > spec["source_size"] and spec["body"].get("sourceImage"):
+            out.append({"code": "DISK_SIZE_LARGER_THAN_IMAGE_SIZE", "message": (
+                f"Disk size: '{spec['size_gb']} GB' is larger than image size: '{spec['source_size']} GB'. "
+                "You might need to resize the root repartition manually if the operating system does not "
+                "support automatic resizing. See https://cloud.google.com/compute/docs/disks/add-persistent-disk"
+                "#resize_pd for details."),
+                "data": [{"key": "resource_name",
+                          "value": path_of(call.project, f"zones/{zone.name}", "disks", spec["name"])}]})
+    return out
+
+
+# Output-only fields that change with the VM's state, not its configuration: outside the fingerprint.
+_STATE_FIELDS = frozenset({"fingerprint", "status", "statusMessage", "cpuPlatform", "lastStartTimestamp",
+                           "lastStopTimestamp", "lastSuspendedTimestamp"})
+
+
+def _save(res: Resource, inst: dict) -> None:
+    """Store a changed instance body with a new ``fingerprint`` (it changes on every modification)."""
+    inst["fingerprint"] = fingerprint(["instance", {k: v for k, v in inst.items() if k not in _STATE_FIELDS}])
+    store.save(res, inst)
 
 
 # -- jobs ------------------------------------------------------------------------------------------
@@ -335,13 +555,29 @@ def vm_spec(session, res: Resource) -> VmSpec:
     return VmSpec(res.uid, res.name, inst.get("hostname", res.name), res.vcpus, res.memory_mb, tuple(disk_specs), nics, meta)
 
 
+def _attached_rows(s, res: Resource) -> list[Resource]:
+    """The disk rows the instance has attached, locked: the caller changes their users."""
+    rows = []
+    for d in store.body_of(res).get("disks", []):
+        ref = parse_ref(d["source"], project=res.project)
+        row = ref and s.scalar(select(Resource).where(
+            Resource.project == ref.project, Resource.collection == "disks", Resource.scope == ref.scope,
+            Resource.name == ref.name).with_for_update())
+        if row is not None and row not in rows:
+            rows.append(row)
+    return rows
+
+
 def _load(s, uid: int) -> Resource | None:
-    return s.scalar(select(Resource).where(Resource.uid == uid))
+    """A row a job is about to change, locked until its write transaction ends (see :func:`lock`)."""
+    return s.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
 
 
 def _run_vm(ctx: JobContext) -> None:
     """Place the VM (if it is not) and start it on its host, trying other hosts when a spawn fails."""
     uid = ctx.params["uid"]
+    for w in ctx.params.get("warnings", []):
+        ctx.warn(w["code"], w["message"], w.get("data"))
     tried: set[int] = set()
     while True:
         with ctx.write() as s:
@@ -404,8 +640,7 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
             return
         if ctx.params.get("delete_on_fail"):
             url = url_of(res.project, res.scope, "instances", res.name)
-            for d in s.scalars(select(Resource).where(Resource.collection == "disks", Resource.project == res.project,
-                                                      Resource.scope == res.scope)):
+            for d in _attached_rows(s, res):
                 if d.uid in ctx.params.get("created_disks", []):
                     s.delete(d)
                 elif url in store.body_of(d).get("users", []):
@@ -473,13 +708,13 @@ def _delete_vm(ctx: JobContext) -> None:
             return
         url = url_of(res.project, res.scope, "instances", res.name)
         auto = {d["source"] for d in store.body_of(res).get("disks", []) if d.get("autoDelete")}
-        for d in s.scalars(select(Resource).where(Resource.project == res.project, Resource.collection == "disks",
-                                                  Resource.scope == res.scope)):
+        for d in _attached_rows(s, res):
             disk_url = url_of(d.project, d.scope, "disks", d.name)
-            if url in store.body_of(d).get("users", []):
-                if disk_url in auto:
+            users = store.body_of(d).get("users", [])
+            if url in users:
+                if disk_url in auto and users == [url]:
                     s.delete(d)
-                else:
+                else:  # kept; an autoDelete disk still attached elsewhere (READ_ONLY) is kept as well
                     disks.remove_user(d, url)
         ipam.release_owner(s, res.uid)
         s.delete(res)
@@ -522,9 +757,11 @@ def _not_ready(res: Resource, action: str) -> ComputeError:
 
 
 def start(call: Call, zone: Zone, name: str) -> Operation:
-    res = find(call, zone, name)
-    if res.status in ("RUNNING", "PROVISIONING", "STAGING"):
+    res = _locked(call, zone, name)
+    if res.status == "RUNNING":
         return _op(call, res, "start")
+    if res.status in ("PROVISIONING", "STAGING"):  # already starting: done when that start is
+        return _op(call, res, "start", "instances.run", zone_id=zone.id)
     if res.status != "TERMINATED":
         raise _not_ready(res, "be started")
     quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name, {"CPUS": res.vcpus})
@@ -533,9 +770,12 @@ def start(call: Call, zone: Zone, name: str) -> Operation:
 
 
 def stop(call: Call, zone: Zone, name: str) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     if res.status == "TERMINATED":
         return _op(call, res, "stop")
+    if res.status in ("STOPPING", "PROVISIONING", "STAGING"):
+        # stopping already, or starting: the stop runs after the job in flight (jobs of one VM run in order)
+        return _op(call, res, "stop", "instances.stop")
     if res.status not in ("RUNNING", "SUSPENDED"):
         raise _not_ready(res, "be stopped")
     store.set_status(res, "STOPPING")
@@ -543,16 +783,18 @@ def stop(call: Call, zone: Zone, name: str) -> Operation:
 
 
 def reset(call: Call, zone: Zone, name: str) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     if res.status != "RUNNING":
         raise _not_ready(res, "be reset")
     return _op(call, res, "reset", "instances.reset")
 
 
 def suspend(call: Call, zone: Zone, name: str) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     if res.status == "SUSPENDED":
         return _op(call, res, "suspend")
+    if res.status == "SUSPENDING":
+        return _op(call, res, "suspend", "instances.suspend")
     if res.status != "RUNNING":
         raise _not_ready(res, "be suspended")
     store.set_status(res, "SUSPENDING")
@@ -560,7 +802,7 @@ def suspend(call: Call, zone: Zone, name: str) -> Operation:
 
 
 def resume(call: Call, zone: Zone, name: str) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     if res.status == "RUNNING":
         return _op(call, res, "resume")
     if res.status != "SUSPENDED":
@@ -570,7 +812,7 @@ def resume(call: Call, zone: Zone, name: str) -> Operation:
 
 
 def delete(call: Call, zone: Zone, name: str) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     if inst.get("deletionProtection"):
         raise Invalid("deletionProtection", True, message=(
@@ -583,36 +825,36 @@ def delete(call: Call, zone: Zone, name: str) -> Operation:
 
 
 def set_metadata(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     current = inst.get("metadata", {})
     check_fingerprint(body.get("fingerprint"), current.get("fingerprint", ""), METADATA_MISMATCH,
                       allow_missing=not current.get("items"))
     inst["metadata"] = metadata_block(validate_items(body.get("items"), "resource.items"))
-    store.save(res, inst)
+    _save(res, inst)
     return _op(call, res, "setMetadata")
 
 
 def set_instance_labels(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     set_labels(inst, body)
-    store.save(res, inst)
+    _save(res, inst)
     return _op(call, res, "setLabels")
 
 
 def set_tags(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     current = inst.get("tags", tags_block([]))
     check_fingerprint(body.get("fingerprint"), current["fingerprint"], allow_missing=not current.get("items"))
     inst["tags"] = tags_block(validate_tags(body.get("items"), "resource.items"))
-    store.save(res, inst)
+    _save(res, inst)
     return _op(call, res, "setTags")
 
 
 def set_machine_type(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     if res.status != "TERMINATED":
         raise Invalid("resource.machineType", body.get("machineType"), message=(
             f"Invalid value for field 'resource.machineType': '{body.get('machineType')}'. "
@@ -621,20 +863,20 @@ def set_machine_type(call: Call, zone: Zone, name: str, body: dict) -> Operation
     inst = store.body_of(res)
     inst["machineType"] = url_of(call.project, res.scope, "machineTypes", mt.name)
     res.vcpus, res.memory_mb, res.subtype = mt.guest_cpus, mt.memory_mb, mt.name
-    store.save(res, inst)
+    _save(res, inst)
     return _op(call, res, "setMachineType")
 
 
 def set_deletion_protection(call: Call, zone: Zone, name: str, protect: bool) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     inst["deletionProtection"] = protect
-    store.save(res, inst)
+    _save(res, inst)
     return _op(call, res, "setDeletionProtection")
 
 
 def set_disk_auto_delete(call: Call, zone: Zone, name: str, device_name: str, auto_delete: bool) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     for d in inst.get("disks", []):
         if d.get("deviceName") == device_name:
@@ -643,12 +885,12 @@ def set_disk_auto_delete(call: Call, zone: Zone, name: str, device_name: str, au
     else:
         raise Invalid("deviceName", device_name, message=f"Invalid value for field 'deviceName': '{device_name}'. "
                       "No attached disk found with that device name.")
-    store.save(res, inst)
+    _save(res, inst)
     return _op(call, res, "setDiskAutoDelete")
 
 
 def attach_disk(call: Call, zone: Zone, name: str, body: dict) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     inst = store.body_of(res)
     if not body.get("source"):
         raise Required("resource.source")
@@ -657,12 +899,9 @@ def attach_disk(call: Call, zone: Zone, name: str, body: dict) -> Operation:
         raise Invalid("resource.source", body["source"], "The URL is malformed.")
     if ref.scope != res.scope:
         raise Invalid("resource.source", body["source"], f"Disk must be in zone '{zone.name}'.")
-    disk = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
-    users = store.body_of(disk).get("users", [])
+    disk = lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))
     instance_url = url_of(res.project, res.scope, "instances", res.name)
-    if users:
-        raise ResourceInUse("disk", path_of(disk.project, disk.scope, "disks", disk.name),
-                            users[0].split("/compute/v1/", 1)[-1])
+    _check_attachable(call.session, disk, body.get("mode", "READ_WRITE"))
     device = body.get("deviceName") or disk.name
     if any(d.get("deviceName") == device for d in inst.get("disks", [])):
         raise Invalid("resource.deviceName", device, "A disk with this device name is already attached.")
@@ -675,7 +914,7 @@ def attach_disk(call: Call, zone: Zone, name: str, body: dict) -> Operation:
         "boot": False, "autoDelete": bool(body.get("autoDelete", False)), "interface": body.get("interface", "SCSI"),
         "diskSizeGb": str(disk.size_gb), "architecture": store.body_of(disk).get("architecture", "X86_64"),
     })
-    store.save(res, inst)
+    _save(res, inst)
     disks.add_user(disk, instance_url)
     if res.host_id is not None and res.status == "RUNNING":
         return _op(call, res, "attachDisk", "instances.diskHotplug", disk_uid=disk.uid, device_name=device, attach=True)
@@ -683,7 +922,7 @@ def attach_disk(call: Call, zone: Zone, name: str, body: dict) -> Operation:
 
 
 def detach_disk(call: Call, zone: Zone, name: str, device_name: str | None) -> Operation:
-    res = find(call, zone, name)
+    res = _locked(call, zone, name)
     if not device_name:
         raise Required("deviceName")
     inst = store.body_of(res)
@@ -695,15 +934,100 @@ def detach_disk(call: Call, zone: Zone, name: str, device_name: str | None) -> O
         raise Invalid("deviceName", device_name, message=f"Invalid value for field 'deviceName': '{device_name}'. "
                       "The boot disk can only be detached from a stopped instance.")
     inst["disks"] = [d for d in inst["disks"] if d is not entry]
-    store.save(res, inst)
+    _save(res, inst)
     ref = parse_ref(entry["source"], project=call.project)
     disk = store.find_optional(call.session, ref.project, "disks", ref.scope, ref.name) if ref else None
     if disk is not None:
-        disks.remove_user(disk, url_of(res.project, res.scope, "instances", res.name))
+        disks.remove_user(lock(call.session, disk), url_of(res.project, res.scope, "instances", res.name))
     if disk is not None and res.host_id is not None and res.status == "RUNNING":
         return _op(call, res, "detachDisk", "instances.diskHotplug", disk_uid=disk.uid, device_name=device_name,
                    attach=False)
     return _op(call, res, "detachDisk")
+
+
+def _nic_named(inst: dict, nic_name: str | None) -> dict:
+    if not nic_name:
+        raise Required("networkInterface")
+    nic = next((n for n in inst.get("networkInterfaces", []) if n.get("name") == nic_name), None)
+    if nic is None:
+        raise Invalid("networkInterface", nic_name, "The instance has no network interface of that name.")
+    return nic
+
+
+def add_access_config(call: Call, zone: Zone, name: str, nic_name: str | None, body: dict) -> Operation:
+    res = _locked(call, zone, name)
+    inst = store.body_of(res)
+    nic = _nic_named(inst, nic_name)
+    _check_access_config(body, "resource")
+    if nic.get("accessConfigs"):
+        raise Invalid("networkInterface", nic_name, "At most one access config currently supported.")
+    nic["accessConfigs"] = [_access_config(call, zone, res.uid, body)]
+    nic["fingerprint"] = _nic_fingerprint(nic)
+    _save(res, inst)
+    return _op(call, res, "addAccessConfig")
+
+
+def delete_access_config(call: Call, zone: Zone, name: str, nic_name: str | None, config: str | None) -> Operation:
+    res = _locked(call, zone, name)
+    if not config:
+        raise Required("accessConfig")
+    inst = store.body_of(res)
+    nic = _nic_named(inst, nic_name)
+    ac = next((a for a in nic.get("accessConfigs", []) if a.get("name") == config), None)
+    if ac is None:
+        raise Invalid("accessConfig", config, f"Network interface '{nic['name']}' has no access config of that name.")
+    remaining = [a for a in nic["accessConfigs"] if a is not ac]
+    if remaining:
+        nic["accessConfigs"] = remaining
+    else:
+        nic.pop("accessConfigs")
+    if ac.get("natIP"):
+        call.session.execute(sql_delete(IpAllocation).where(
+            IpAllocation.pool == f"external:{zone.region.name}", IpAllocation.owner_uid == res.uid,
+            IpAllocation.address == int(ipaddress.ip_address(ac["natIP"]))))
+    nic["fingerprint"] = _nic_fingerprint(nic)
+    _save(res, inst)
+    return _op(call, res, "deleteAccessConfig")
+
+
+_PROVISIONING_FIELDS = ("preemptible", "provisioningModel")
+
+
+def set_scheduling(call: Call, zone: Zone, name: str, body: dict) -> Operation:
+    """Merge the given options over the current ones. Host maintenance and restart may change while
+    the VM runs; the provisioning model only while it is TERMINATED."""
+    res = _locked(call, zone, name)
+    inst = store.body_of(res)
+    current = dict(inst.get("scheduling") or {})
+    changed = [k for k in _PROVISIONING_FIELDS if k in body and body[k] != current.get(k)]
+    if changed:
+        if res.status != "TERMINATED":
+            key = changed[0]
+            raise Invalid(f"scheduling.{key}", body[key], message=(
+                f"Invalid value for field 'scheduling.{key}': '{body[key]}'. "
+                f"Instance '{res.name}' must be stopped before changing its provisioning model."))
+        # the defaults that follow from the provisioning model are derived again
+        for key in ("onHostMaintenance", "automaticRestart", *_PROVISIONING_FIELDS):
+            if key not in body:
+                current.pop(key, None)
+    inst["scheduling"] = _scheduling({**current, **body}, "scheduling")
+    _save(res, inst)
+    return _op(call, res, "setScheduling")
+
+
+def set_service_account(call: Call, zone: Zone, name: str, body: dict) -> Operation:
+    res = _locked(call, zone, name)
+    if res.status != "TERMINATED":
+        raise Invalid("serviceAccount", body.get("email"), message=(
+            f"Invalid value for field 'serviceAccount': '{body.get('email')}'. "
+            f"Instance '{res.name}' must be stopped before changing its service account."))
+    inst = store.body_of(res)
+    if body.get("email") or body.get("scopes"):
+        inst["serviceAccounts"] = [_service_account(projects.get(call.session, call.project), body, "resource")]
+    else:
+        inst["serviceAccounts"] = []
+    _save(res, inst)
+    return _op(call, res, "setServiceAccount")
 
 
 def serial_port_output(call: Call, zone: Zone, name: str, drivers, port: int, start: int) -> dict:

@@ -1,6 +1,6 @@
 """instances: the VM lifecycle."""
 
-from core.errors import Invalid
+from core.errors import Invalid, Required
 from core.services import instances
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
@@ -23,9 +23,9 @@ def aggregated(req: ApiRequest):
 
 @handles("compute.instances.insert")
 def insert(req: ApiRequest, zone: str):
-    if req.args.get("sourceInstanceTemplate") or req.args.get("sourceMachineImage"):
-        raise Invalid("sourceInstanceTemplate", req.args.get("sourceInstanceTemplate"),
-                      "Instance templates and machine images are not supported yet.")
+    for param in ("sourceInstanceTemplate", "sourceMachineImage"):
+        if req.args.get(param):
+            raise Invalid(param, req.args[param], "Instance templates and machine images are not supported yet.")
     return instances.insert(req.call, req.zone(zone), req.body)
 
 
@@ -55,6 +55,20 @@ handles("compute.instances.setMetadata")(_with_body(instances.set_metadata))
 handles("compute.instances.setTags")(_with_body(instances.set_tags))
 handles("compute.instances.setMachineType")(_with_body(instances.set_machine_type))
 handles("compute.instances.attachDisk")(_with_body(instances.attach_disk))
+handles("compute.instances.setScheduling")(_with_body(instances.set_scheduling))
+handles("compute.instances.setServiceAccount")(_with_body(instances.set_service_account))
+
+
+@handles("compute.instances.addAccessConfig")
+def add_access_config(req: ApiRequest, zone: str, instance: str):
+    return instances.add_access_config(req.call, req.zone(zone), instance, req.args.get("networkInterface"),
+                                       req.body)
+
+
+@handles("compute.instances.deleteAccessConfig")
+def delete_access_config(req: ApiRequest, zone: str, instance: str):
+    return instances.delete_access_config(req.call, req.zone(zone), instance, req.args.get("networkInterface"),
+                                          req.args.get("accessConfig"))
 
 
 @handles("compute.instances.setLabels")
@@ -74,17 +88,24 @@ def set_deletion_protection(req: ApiRequest, zone: str, resource: str):
 
 @handles("compute.instances.setDiskAutoDelete")
 def set_disk_auto_delete(req: ApiRequest, zone: str, instance: str):
-    if "autoDelete" not in req.args:
-        raise Invalid("autoDelete", None, message="Required field 'autoDelete' not specified")
-    return instances.set_disk_auto_delete(req.call, req.zone(zone), instance, req.args.get("deviceName", ""),
+    for param in ("autoDelete", "deviceName"):
+        if not req.args.get(param):
+            raise Required(param)
+    return instances.set_disk_auto_delete(req.call, req.zone(zone), instance, req.args["deviceName"],
                                           req.flag("autoDelete", False))
 
 
 @handles("compute.instances.getSerialPortOutput")
 def serial_port(req: ApiRequest, zone: str, instance: str):
-    try:
-        port = int(req.args.get("port", "1"))
-        start = int(req.args.get("start", "0"))
-    except ValueError:
-        raise Invalid("start", req.args.get("start"), "Must be an integer.") from None
+    port, start = (_integer(req, name, default) for name, default in (("port", 1), ("start", 0)))
     return instances.serial_port_output(req.call, req.zone(zone), instance, req.runtime.drivers, port, start)
+
+
+def _integer(req: ApiRequest, name: str, default: int) -> int:
+    value = req.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise Invalid(name, value, "Must be an integer.") from None
