@@ -75,7 +75,9 @@ _SQLITE_WRITE_LOCK = threading.RLock()
 _HOLDS_LOCK = "gstack_holds_write_lock"
 
 
-def _release_write_lock(session: Session, _transaction) -> None:
+def _release_write_lock(session: Session, transaction) -> None:
+    if transaction is not None and transaction.parent is not None:
+        return  # a savepoint or subtransaction ended; the write transaction goes on
     if session.info.pop(_HOLDS_LOCK, False):
         _SQLITE_WRITE_LOCK.release()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import BadRequest
@@ -15,6 +16,18 @@ EXTERNAL_RANGE = "198.18.0.0/15"
 
 
 def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> str:
+    """The next free address of the pool. Concurrent transactions (PostgreSQL) may pick the same
+    one: the unique constraint refuses all but one, and the others try again past it."""
+    for _ in range(50):
+        try:
+            with session.begin_nested():
+                return _allocate_once(session, pool, cidr, owner_uid, reserved_head)
+        except IntegrityError:
+            continue
+    raise BadRequest(f"Could not allocate an address of {cidr}: too many concurrent allocations.")
+
+
+def _allocate_once(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int) -> str:
     """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).
 
     Addresses go up from the highest one handed out, so a released address is not reused while
@@ -22,7 +35,7 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     """
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
-    last = int(net.broadcast_address) - 1
+    last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
     highest = session.scalar(select(func.max(IpAllocation.address)).where(IpAllocation.pool == pool))
     if highest is None or first <= highest < last:
         candidate = first if highest is None else highest + 1
@@ -40,11 +53,15 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
 
 
 def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
+    """Take one given address; False if it is taken (also by a concurrent transaction)."""
     value = int(ipaddress.ip_address(address))
     if session.scalar(select(IpAllocation.id).where(IpAllocation.pool == pool, IpAllocation.address == value)):
         return False
-    session.add(IpAllocation(pool=pool, address=value, owner_uid=owner_uid))
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(IpAllocation(pool=pool, address=value, owner_uid=owner_uid))
+    except IntegrityError:
+        return False
     return True
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from contextlib import nullcontext
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.exc import InvalidRequestError
 
 from core import ipam, planner, quotas
 from core.errors import (
@@ -209,33 +208,8 @@ class AddressInUse(ResourceInUse):
         ComputeError.__init__(self, message)
 
 
-def _savepoint(session):
-    """A savepoint where concurrent transactions can collide (PostgreSQL); SQLite serializes write
-    transactions, so there it is nothing (and would end core.db's write lock at the savepoint's end)."""
-    return session.begin_nested() if session.get_bind().dialect.name != "sqlite" else nullcontext()
-
-
-def _allocate(call: Call, pool: str, cidr: str, uid: int) -> str:
-    """The next free address of the pool. Concurrent transactions (PostgreSQL) may pick the same one:
-    the unique constraint refuses all but one, and the others try again past it."""
-    attempts = 50
-    while True:
-        attempts -= 1
-        try:
-            with _savepoint(call.session):
-                return ipam.allocate(call.session, pool, cidr, uid)
-        except IntegrityError:
-            if attempts == 0:
-                raise
-
-
 def _reserve(call: Call, pool: str, address: str, uid: int, what: str) -> str:
-    try:
-        with _savepoint(call.session):
-            reserved = ipam.reserve(call.session, pool, address, uid)
-    except IntegrityError:  # taken by a concurrent transaction
-        reserved = False
-    if not reserved:
+    if not ipam.reserve(call.session, pool, address, uid):
         raise AddressInUse(f"The IP address '{address}' of {what} is already being used by "
                            f"'{_address_owner(call.session, pool, address)}'")
     return address
@@ -247,7 +221,7 @@ def _access_config(call: Call, zone: Zone, uid: int, ac: dict) -> dict:
     if ac.get("natIP"):
         nat = _reserve(call, pool, ac["natIP"], uid, f"region '{zone.region.name}'")
     else:
-        nat = _allocate(call, pool, ipam.EXTERNAL_RANGE, uid)
+        nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid)
     return {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": ac.get("name") or "External NAT",
             "natIP": nat, "networkTier": ac.get("networkTier", "PREMIUM")}
 
@@ -265,7 +239,7 @@ def _build_nics(call: Call, zone: Zone, uid: int, parsed: list[tuple[Resource, R
             ip = _reserve(call, pool, req["networkIP"], uid,
                           f"subnetwork '{path_of(subnet.project, subnet.scope, 'subnetworks', subnet.name)}'")
         else:
-            ip = _allocate(call, pool, sub["ipCidrRange"], uid)
+            ip = ipam.allocate(call.session, pool, sub["ipCidrRange"], uid)
         nic = {
             "kind": "compute#networkInterface", "name": f"nic{i}",
             "network": url_of(network.project, "global", "networks", network.name),
@@ -482,7 +456,7 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
 
 def _new_instance_row(call: Call, **columns) -> Resource:
     try:
-        with _savepoint(call.session):
+        with call.session.begin_nested():  # a name clash must leave the transaction usable
             return store.new_resource(call.session, **columns)
     except AlreadyExists:
         if call.request_id and operations.by_request_id(call) is not None:

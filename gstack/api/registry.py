@@ -17,7 +17,7 @@ from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from core.db import begin_write
-from core.errors import Invalid, NotImplementedMethod
+from core.errors import Invalid, NotImplementedMethod, ResourceNotReady
 from core.jobs import announce
 from core.models import Operation, Project
 from core.services import operations, topology
@@ -124,6 +124,8 @@ def run(method: Method, params: dict[str, str]) -> Response:
     except DuplicateRequest:
         session.rollback()
         existing = operations.by_request_id(call)
+        if existing is None:  # the other request rolled back after all: this one may run again
+            raise ResourceNotReady("A request with the same requestId is in progress; retry it.") from None
         return json_response(operations.to_json(existing))
     if isinstance(result, Operation):
         if result.status != "DONE":
