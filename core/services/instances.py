@@ -596,6 +596,7 @@ def _run_vm(ctx: JobContext) -> None:
         for d in s.scalars(select(Resource).where(Resource.uid.in_(ctx.params.get("created_disks", [])),
                                                   Resource.status == "CREATING")):
             store.set_status(d, "READY")
+        ctx.complete(s)
 
 
 def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
@@ -656,6 +657,7 @@ def _power_job(action: str, final: str, release: bool, stamp: str | None):
             if release:
                 res.host_id = None
             store.set_status(res, final, **fields)
+            ctx.complete(s)
 
     return run
 
@@ -692,6 +694,7 @@ def _delete_vm(ctx: JobContext) -> None:
                     disks.remove_user(d, url)
         ipam.release_owner(s, res.uid)
         s.delete(res)
+        ctx.complete(s)
 
 
 job("instances.delete")(_delete_vm)
