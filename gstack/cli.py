@@ -27,7 +27,7 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Where SQLite and credentials live (default ~/.local/share/gstack).")
 def serve(host: str, port: int, data_dir: str | None) -> None:
     """Run the API, the OAuth2 server and in-process job workers."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from gstack.app import create_app
     from gstack.bootstrap import ensure_demo_credentials
@@ -40,6 +40,8 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     runtime = app.extensions["gstack"]
     with write_session(runtime.factory) as session:
         key_path = ensure_demo_credentials(session, config.data_dir, base + "/token")
+    # HTTP/1.1: clients keep their connections (gcloud and the Python clients all do).
+    WSGIRequestHandler.protocol_version = "HTTP/1.1"
     server = make_server(host, port, app, threaded=True)
     click.echo(f"""
 gstack is serving the GCE v1 API at {base}/compute/v1/
