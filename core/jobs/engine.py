@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import bindparam, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.db import write_session
@@ -105,6 +105,26 @@ class JobContext:
         if data:
             w["data"] = data
         self.warnings.append(w)
+
+
+def _claimable():
+    """The next job a worker may take. Jobs on one target run in order (CloudStack's per-VM sync
+    queue): a stop waits for the insert before it, a delete for the stop."""
+    earlier = aliased(Operation)
+    now = bindparam("now")
+    return (
+        select(Operation.pk)
+        .where(Operation.status.in_(UNFINISHED),
+               (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
+               ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
+                               earlier.status.in_(UNFINISHED)))
+        .order_by(Operation.pk)
+        .limit(1)
+    )
+
+
+_CLAIMABLE = _claimable()
+_CLAIMABLE_LOCKED = _claimable().with_for_update(skip_locked=True)
 
 
 def announce(session: Session) -> None:
@@ -248,33 +268,20 @@ class JobEngine:
 
     def _claim(self) -> tuple[int, str, str, dict, int] | None:
         now = time.time()
-        earlier = aliased(Operation)
+        # Look first without the write lock: idle workers must not queue behind API writes.
+        with self.factory() as session:
+            if session.scalar(_CLAIMABLE, {"now": now}) is None:
+                return None
         with write_session(self.factory) as session:
-            # Jobs on one target run in order (CloudStack's per-VM sync queue): a stop waits for
-            # the insert before it, a delete for the stop.
-            candidates = (
-                select(Operation.pk)
-                .where(Operation.status.in_(UNFINISHED),
-                       (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
-                       ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
-                                       earlier.status.in_(UNFINISHED)))
-                .order_by(Operation.pk)
-                .limit(1)
-            )
-            if self.postgres:
-                candidates = candidates.with_for_update(skip_locked=True)
-            pk = session.scalar(candidates)
+            pk = session.scalar(_CLAIMABLE_LOCKED if self.postgres else _CLAIMABLE, {"now": now})
             if pk is None:
                 return None
-            session.execute(
+            row = session.execute(
                 update(Operation).where(Operation.pk == pk).values(
                     lease_owner=self.owner, lease_expiry=now + LEASE_SECONDS,
                     attempts=Operation.attempts + 1, status="RUNNING",
                     start_time=func.coalesce(Operation.start_time, now),
-                )
-            )
-            row = session.execute(
-                select(Operation.job, Operation.project, Operation.params, Operation.attempts).where(Operation.pk == pk)
+                ).returning(Operation.job, Operation.project, Operation.params, Operation.attempts)
             ).one()
         with self._running_lock:
             self._running.add(pk)
