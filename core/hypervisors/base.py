@@ -60,6 +60,10 @@ class HostStats:
     memory_mb: int
     free_memory_mb: int
     running_vms: int
+    # The host's disk storage pool, where the driver has one (libvirt); 0 when it has none.
+    storage_gb: int = 0
+    storage_free_gb: int = 0
+    hostname: str = ""
 
 
 class HypervisorDriver(ABC):
@@ -105,3 +109,31 @@ class HypervisorDriver(ABC):
     @abstractmethod
     def list_instances(self, host: HostRef) -> dict[int, str]:
         """VM uid -> power state (running | shutoff | paused) of what the host really has."""
+
+    # -- optional: the host monitor's hooks (core.hosts); the defaults suit a driver without them
+
+    def shares_state(self, host: HostRef) -> bool:
+        """Whether every process sees the same host. libvirt's ``test://`` hosts live in the memory of
+        the process that opened them, so only that process may judge what they run."""
+        return True
+
+    def forget(self, host: HostRef, vm_uid: int) -> None:
+        """Remove a stale copy of a VM from ``host`` (it runs elsewhere now, or was deleted while the
+        host was down), keeping its disks. A driver whose VMs live in one place only has none."""
+        return None
+
+    def collect_garbage(self, host: HostRef) -> list[str]:
+        """Remove what the host keeps for disks that no longer exist; the names of what went."""
+        return []
+
+    # -- optional: system VMs (core.systemvms); a driver without them cannot host routers or consoles
+
+    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+        """Write ``files`` (path in the VM -> content) into a running system VM and reload what reads
+        them; files not named are left as they are."""
+        raise DriverError(f"the {self.name} driver cannot push configuration into VMs", retry_elsewhere=False)
+
+    def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
+        """Type ``data`` on the VM's serial port 1 (the interactive console); what the guest answers
+        appears in :meth:`serial_output`. Drivers with the ``serial-console`` capability have it."""
+        raise DriverError(f"the {self.name} driver has no interactive serial console", retry_elsewhere=False)

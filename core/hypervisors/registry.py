@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from core.hypervisors.base import HypervisorDriver
 
 
@@ -19,8 +21,19 @@ class DriverRegistry:
         return hypervisor in self._drivers
 
 
-def default_registry(factory, sim_latency: dict | float = 0.0) -> DriverRegistry:
-    """Every driver this installation can use, by hypervisor name (what clusters refer to)."""
+def default_registry(factory, sim_latency: dict | float = 0.0, data_dir: str | None = None) -> DriverRegistry:
+    """Every driver this installation can use, by hypervisor name (what clusters refer to).
+
+    The libvirt driver imports libvirt-python only when a libvirt host is used, so an installation
+    without it (the simulator-only default) works; ``data_dir`` holds the console logs of
+    ``test://`` hosts.
+    """
+    from core.hypervisors.libvirt import LibvirtDriver
     from core.hypervisors.simulator import SimulatorDriver
 
-    return DriverRegistry({"simulator": SimulatorDriver(factory, sim_latency)})
+    state_dir = os.path.join(data_dir, "libvirt") if data_dir else None
+    return DriverRegistry({"simulator": SimulatorDriver(factory, sim_latency),
+                           "libvirt": LibvirtDriver(factory, state_dir)})
+
+
+HYPERVISORS = ("simulator", "libvirt")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.models.base import Base
@@ -64,6 +64,14 @@ class Host(Base):
     status: Mapped[str] = mapped_column(String(16), default="Up")
     # Simulator fault injection: the next N spawns on this host fail.
     fail_next_spawns: Mapped[int] = mapped_column(Integer, default=0)
+    # Driver settings as JSON (libvirt: storage pools, network mapping, console directory).
+    options: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The host monitor (core.hosts): which process checks the host until when, and what it saw.
+    monitor_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    monitor_expiry: Mapped[float | None] = mapped_column(Float, nullable=True)
+    failures: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     cluster: Mapped[Cluster] = relationship()
 
 
