@@ -32,13 +32,23 @@ def pool_usage(session: Session, pool_ids: list[int]) -> dict[int, int]:
 
 
 def place_vm(session: Session, zone_id: int, vcpus: int, memory_mb: int,
-             exclude: frozenset[int] = frozenset()) -> Host | None:
-    """First host of the zone, Up and not excluded, with room for the VM after over-provisioning."""
+             exclude: frozenset[int] = frozenset(), prefer: int | None = None) -> Host | None:
+    """First host of the zone, Up and not excluded, with room for the VM after over-provisioning.
+
+    ``prefer`` is the host a VM last ran on: it is tried first (its disks and domain are there),
+    and the VM stays on that host's kind of hypervisor: a libvirt VM never lands on a simulator.
+    """
     q = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
          .where(Host.zone_id == zone_id, Host.status == "Up").order_by(Host.id))
     if session.bind.dialect.name == "postgresql":
         q = q.with_for_update(of=Host)
     candidates = [(h, c) for h, c in session.execute(q) if h.id not in exclude]
+    if prefer is not None:
+        previous = session.get(Host, prefer)
+        if previous is not None:
+            kind = session.get(Cluster, previous.cluster_id).hypervisor
+            candidates = sorted((hc for hc in candidates if hc[1].hypervisor == kind),
+                                key=lambda hc: hc[0].id != prefer)
     if not candidates:
         return None
     usage = host_usage(session, [h.id for h, _ in candidates])

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 import core.services  # noqa: F401  (registers job handlers)
 from core.db import configure_engine, create_schema, write_session
 from core.errors import ComputeError
+from core.hosts import start_host_monitor
 from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
@@ -49,12 +50,19 @@ class Runtime:
     engine: JobEngine
     validator: GstackValidator
     access_cache: AccessCache = field(default_factory=AccessCache)
+    host_monitor: object | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
 
     def engine_kick(self) -> None:
         self.engine.kick()
+
+    def stop(self) -> None:
+        """Stop the background threads of this process (job workers, host monitor)."""
+        if self.host_monitor is not None:
+            self.host_monitor.stop()
+        self.engine.stop()
 
     @staticmethod
     def new_token() -> str:
@@ -127,7 +135,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.seed:
             with write_session(factory) as session:
                 seed(session)
-    drivers = default_registry(factory, settings.sim_latency)
+    drivers = default_registry(factory, settings.sim_latency, data_dir=settings.data_dir)
     job_engine = JobEngine(factory, drivers, workers=settings.workers)
     runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
     app.extensions["gstack"] = runtime
@@ -141,6 +149,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     assert api.HANDLERS
     if settings.run_jobs:
         job_engine.start()
+        if settings.host_check_interval > 0:
+            runtime.host_monitor = start_host_monitor(factory, drivers, settings.host_check_interval,
+                                                      kick=job_engine.kick)
     return app
 
 

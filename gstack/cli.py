@@ -61,7 +61,7 @@ Point gcloud at it:
     except KeyboardInterrupt:
         pass
     finally:
-        runtime.engine.stop()
+        runtime.stop()
 
 
 @main.command()
@@ -69,19 +69,25 @@ Point gcloud at it:
 @click.option("--threads", default=4, show_default=True, type=int)
 def worker(data_dir: str | None, threads: int) -> None:
     """Run job workers only (scale out: several workers on one PostgreSQL database)."""
+    from core.hosts import start_host_monitor
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
 
     config = settings(data_dir)
     sessions = factory(data_dir)
-    engine = JobEngine(sessions, default_registry(sessions, config.sim_latency),
-                       workers=threads)
+    drivers = default_registry(sessions, config.sim_latency, data_dir=config.data_dir)
+    engine = JobEngine(sessions, drivers, workers=threads)
     engine.start()
+    monitor = None
+    if config.host_check_interval > 0:
+        monitor = start_host_monitor(sessions, drivers, config.host_check_interval, kick=engine.kick)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"gstack worker {engine.owner} running {threads} threads", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
+    if monitor is not None:
+        monitor.stop()
     engine.stop()
 
 

@@ -26,6 +26,7 @@ class Settings:
     wait_timeout: float = 100.0  # operations.wait: GCE returns after at most ~2 minutes
     sim_latency: dict | float = 0.0
     log_requests: bool = True
+    host_check_interval: float = 30.0  # seconds between host checks; 0 turns the monitor off
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -38,6 +39,7 @@ class Settings:
         s.run_jobs = env.get("GSTACK_RUN_JOBS", "1") not in ("0", "false", "no")
         s.wait_timeout = float(env.get("GSTACK_WAIT_TIMEOUT", s.wait_timeout))
         s.log_requests = env.get("GSTACK_LOG_REQUESTS", "1") not in ("0", "false", "no")
+        s.host_check_interval = float(env.get("GSTACK_HOST_CHECK_INTERVAL", s.host_check_interval))
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)
