@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS, DISK_TYPES
 from core.errors import QuotaExceeded
-from core.models import Project, Resource
+from core.models import IpAllocation, Project, Resource
 
 
 def limits(project: Project, region: str | None) -> dict[str, float]:
@@ -38,7 +38,24 @@ def region_usage(session: Session, project: str, region: str) -> dict[str, float
         else:
             metric = DISK_TYPES[subtype].quota_metric if subtype in DISK_TYPES else "DISKS_TOTAL_GB"
             usage[metric] += float(size or 0)
+    usage.update(_address_usage(session, project, region))
     return usage
+
+
+def _address_usage(session: Session, project: str, region: str) -> dict[str, float]:
+    """STATIC_ADDRESSES: reserved external addresses. IN_USE_ADDRESSES: external IPs in use, the
+    ephemeral ones instances and forwarding rules hold plus the static addresses that are IN_USE."""
+    static = dict(session.execute(
+        select(Resource.status, func.count())
+        .where(Resource.project == project, Resource.collection == "addresses", Resource.region == region,
+               Resource.subtype == "EXTERNAL")
+        .group_by(Resource.status)).all())
+    holders = select(Resource.uid).where(Resource.project == project,
+                                         Resource.collection.in_(("instances", "forwardingRules")))
+    ephemeral = session.scalar(select(func.count()).select_from(IpAllocation).where(
+        IpAllocation.pool == f"external:{region}", IpAllocation.owner_uid.in_(holders))) or 0
+    return {"STATIC_ADDRESSES": float(sum(static.values())),
+            "IN_USE_ADDRESSES": float(ephemeral + static.get("IN_USE", 0))}
 
 
 _GLOBAL_COLLECTIONS = {"SNAPSHOTS": "snapshots", "NETWORKS": "networks", "FIREWALLS": "firewalls",

@@ -35,7 +35,7 @@ from core.ids import fingerprint, rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Cluster, Host, IpAllocation, Operation, Resource, Zone
-from core.services import disks, operations, projects, store
+from core.services import addresses, disks, operations, projects, store, vpc
 from core.services.context import Call
 from core.services.metadata import (
     METADATA_MISMATCH,
@@ -137,6 +137,9 @@ def _network_interfaces(call: Call, zone: Zone, nics: object) -> list[tuple[Reso
         else:
             network = store.find(call.session, call.project, "networks", "global", "default")
         net_url = url_of(network.project, "global", "networks", network.name)
+        if subnet is None and not store.body_of(network).get("autoCreateSubnetworks"):
+            raise Invalid(f"{field}.subnetwork", None, message=f"Invalid value for field '{field}.subnetwork': ''. "
+                          "Subnetwork should be specified for custom subnetmode network")
         if subnet is None:
             subnet = next((s for s in call.session.scalars(select(Resource).where(
                 Resource.project == network.project, Resource.collection == "subnetworks",
@@ -216,10 +219,16 @@ def _reserve(call: Call, pool: str, address: str, uid: int, what: str) -> str:
 
 
 def _access_config(call: Call, zone: Zone, uid: int, ac: dict) -> dict:
-    """An access config with its external address: the requested one (reserved) or an ephemeral one."""
-    pool = f"external:{zone.region.name}"
-    if ac.get("natIP"):
-        nat = _reserve(call, pool, ac["natIP"], uid, f"region '{zone.region.name}'")
+    """An access config with its external address: a static address of the region (which becomes
+    IN_USE), another requested one (reserved), or an ephemeral one."""
+    region = zone.region.name
+    pool = f"external:{region}"
+    quotas.check_region(call.session, projects.get(call.session, call.project), region, {"IN_USE_ADDRESSES": 1})
+    nat = ac.get("natIP")
+    if nat:
+        owner = call.session.scalar(select(Resource).where(Resource.uid == uid))
+        if not addresses.use_for_instance(call.session, call.project, region, nat, vpc.url(owner)):
+            _reserve(call, pool, nat, uid, f"region '{region}'")
     else:
         nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid)
     return {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": ac.get("name") or "External NAT",
@@ -559,7 +568,8 @@ def _run_vm(ctx: JobContext) -> None:
             if res is None or res.status == "RUNNING":
                 return
             if res.host_id is None:
-                host = planner.place_vm(s, ctx.params["zone_id"], res.vcpus, res.memory_mb, frozenset(tried))
+                host = planner.place_vm(s, ctx.params["zone_id"], res.vcpus, res.memory_mb, frozenset(tried),
+                                        prefer=res.last_host_id)
                 if host is None:
                     raise zone_exhausted(res.project, res.scope.split("/", 1)[1])
                 res.host_id = host.id
@@ -941,6 +951,7 @@ def add_access_config(call: Call, zone: Zone, name: str, nic_name: str | None, b
     nic["accessConfigs"] = [_access_config(call, zone, res.uid, body)]
     nic["fingerprint"] = _nic_fingerprint(nic)
     _save(res, inst)
+    vpc.notify_router(call.session, call.project, nic["network"])
     return _op(call, res, "addAccessConfig")
 
 
@@ -964,7 +975,44 @@ def delete_access_config(call: Call, zone: Zone, name: str, nic_name: str | None
             IpAllocation.address == int(ipaddress.ip_address(ac["natIP"]))))
     nic["fingerprint"] = _nic_fingerprint(nic)
     _save(res, inst)
+    if ac.get("natIP"):  # after the save: the static address checks that the instance no longer holds it
+        addresses.release_for_instance(call.session, zone.region.name, ac["natIP"], vpc.url(res))
+    vpc.notify_router(call.session, call.project, nic["network"])
     return _op(call, res, "deleteAccessConfig")
+
+
+_PTR_FIELDS = ("setPublicPtr", "publicPtrDomainName")
+
+
+def update_access_config(call: Call, zone: Zone, name: str, nic_name: str | None, body: dict) -> Operation:
+    """Change the public DNS (PTR) settings or the name of the interface's access config; its type,
+    tier and address stay (to change the address, delete the access config and add another)."""
+    res = _locked(call, zone, name)
+    inst = store.body_of(res)
+    nic = _nic_named(inst, nic_name)
+    _check_access_config(body, "resource")
+    configs = nic.get("accessConfigs") or []
+    if not configs:
+        raise Invalid("networkInterface", nic_name, f"Network interface '{nic['name']}' has no access config.")
+    ac = configs[0]
+    for key in ("natIP", "type", "networkTier"):
+        if body.get(key) not in (None, "", ac.get(key)):
+            raise Invalid(f"resource.{key}", body[key], "Only the name and the public PTR settings of an access "
+                          "config can be updated; delete it and add another to change this.")
+    if body.get("publicPtrDomainName") and not body.get("setPublicPtr", ac.get("setPublicPtr")):
+        raise Invalid("resource.publicPtrDomainName", body["publicPtrDomainName"],
+                      "A public PTR domain name needs setPublicPtr.")
+    if body.get("name"):
+        ac["name"] = body["name"]
+    for key in _PTR_FIELDS:
+        if key in body:
+            ac[key] = body[key]
+    if not ac.get("setPublicPtr"):
+        ac.pop("publicPtrDomainName", None)
+    nic["fingerprint"] = _nic_fingerprint(nic)
+    _save(res, inst)
+    vpc.notify_router(call.session, call.project, nic["network"])
+    return _op(call, res, "updateAccessConfig")
 
 
 _PROVISIONING_FIELDS = ("preemptible", "provisioningModel")

@@ -1,14 +1,21 @@
 """One module per GCE collection; importing them fills the handler registry."""
 
 from gstack.api import (  # noqa: F401
+    addresses,
     disks,
+    firewalls,
+    forwarding_rules,
+    health_checks,
     images,
     instances,
     machine_types,
     networks,
     operations,
     projects,
+    routes,
     snapshots,
+    subnetworks,
+    target_pools,
     zones,
 )
 from gstack.api.registry import HANDLERS

@@ -1,11 +1,12 @@
-"""networks, subnetworks, firewalls: reads of what the project has (its default VPC)."""
+"""networks: VPC networks (global)."""
 
+from core.services import networks
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 
 
 @handles("compute.networks.get")
-def get_network(req: ApiRequest, network: str):
+def get(req: ApiRequest, network: str):
     return common.get(req, "networks", "global", network)
 
 
@@ -14,32 +15,26 @@ def list_networks(req: ApiRequest):
     return common.list_scope(req, "networks", "global", "compute#networkList", "Network")
 
 
-@handles("compute.firewalls.get")
-def get_firewall(req: ApiRequest, firewall: str):
-    return common.get(req, "firewalls", "global", firewall)
+@handles("compute.networks.insert")
+def insert(req: ApiRequest):
+    return networks.insert(req.call, req.body)
 
 
-@handles("compute.firewalls.list")
-def list_firewalls(req: ApiRequest):
-    return common.list_scope(req, "firewalls", "global", "compute#firewallList", "Firewall")
+@handles("compute.networks.delete")
+def delete(req: ApiRequest, network: str):
+    return networks.delete(req.call, network)
 
 
-def _region_scope(req: ApiRequest, region: str) -> str:
-    from core.services import topology
-
-    return f"regions/{topology.region(req.session, req.call.project, region).name}"
-
-
-@handles("compute.subnetworks.get")
-def get_subnetwork(req: ApiRequest, region: str, subnetwork: str):
-    return common.get(req, "subnetworks", _region_scope(req, region), subnetwork)
+@handles("compute.networks.patch")
+def patch(req: ApiRequest, network: str):
+    return networks.patch(req.call, network, req.body)
 
 
-@handles("compute.subnetworks.list")
-def list_subnetworks(req: ApiRequest, region: str):
-    return common.list_scope(req, "subnetworks", _region_scope(req, region), "compute#subnetworkList", "Subnetwork")
+@handles("compute.networks.switchToCustomMode")
+def switch_to_custom_mode(req: ApiRequest, network: str):
+    return networks.switch_to_custom_mode(req.call, network)
 
 
-@handles("compute.subnetworks.aggregatedList")
-def aggregated_subnetworks(req: ApiRequest):
-    return common.aggregated_list(req, "subnetworks", "regions", "compute#subnetworkAggregatedList", "Subnetwork")
+@handles("compute.networks.getEffectiveFirewalls")
+def effective_firewalls(req: ApiRequest, network: str):
+    return networks.effective_firewalls(req.call, network)
