@@ -362,10 +362,15 @@ class HostMonitor:
                 for r in session.scalars(select(Resource).where(Resource.uid.in_(missing),
                                                                 Resource.collection == "instances")):
                     rows[r.uid] = r
+                # System VMs (routers, console proxies, storage VMs) are the watchdog's to judge.
+                system = dict(session.execute(select(Resource.uid, Resource.host_id).where(
+                    Resource.uid.in_(missing), Resource.collection == "systemvms")).all())
         except DriverError as exc:
             return [HostEvent(ref.name, "unreachable", str(exc))]
         events: list[HostEvent] = []
         for uid in set(actual) - set(rows):
+            if system.get(uid) == ref.id:
+                continue
             driver.forget(ref, uid)
             events.append(HostEvent(ref.name, "orphan", f"removed domain of deleted instance {uid}"))
         for uid, res in rows.items():

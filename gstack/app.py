@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
 import core.services  # noqa: F401  (registers job handlers)
+import core.systemvms  # noqa: F401  (registers the system VM job handlers)
 from core.db import configure_engine, create_schema, write_session
 from core.errors import ComputeError
 from core.hosts import start_host_monitor
@@ -24,7 +25,8 @@ from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
 from core.seed import seed
-from gstack import api
+from core.systemvms.watchdog import start_watchdog
+from gstack import api, console
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
@@ -51,6 +53,7 @@ class Runtime:
     validator: GstackValidator
     access_cache: AccessCache = field(default_factory=AccessCache)
     host_monitor: object | None = None
+    systemvm_watchdog: object | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
@@ -60,13 +63,10 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop the background threads of this process (job workers, host monitor)."""
-        if self.host_monitor is not None:
-            self.host_monitor.stop()
+        for thread in (self.host_monitor, self.systemvm_watchdog):
+            if thread is not None:
+                thread.stop()
         self.engine.stop()
-
-    @staticmethod
-    def new_token() -> str:
-        return "ya29." + secrets.token_urlsafe(48)
 
 
 def _flask_rule(path: str) -> str:
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule("/batch/compute/v1", "batch", partial(batch.handle, app), methods=["POST"])
     app.add_url_rule("/batch", "batch_root", partial(batch.handle, app), methods=["POST"])
     app.register_blueprint(oauth_bp)
+    console.register(app)
     _error_handlers(app)
     if settings.log_requests:
         _request_log(app)
@@ -152,6 +153,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.host_check_interval > 0:
             runtime.host_monitor = start_host_monitor(factory, drivers, settings.host_check_interval,
                                                       kick=job_engine.kick)
+        if settings.systemvm_check_interval > 0:
+            runtime.systemvm_watchdog = start_watchdog(factory, drivers, settings.systemvm_check_interval,
+                                                       zone_vms=settings.systemvm_zone_vms, kick=job_engine.kick)
     return app
 
 

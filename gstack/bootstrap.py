@@ -1,10 +1,13 @@
-"""First-run credentials: an owner service account for demo-project and its JSON key file."""
+"""First-run credentials, so the embedded default needs no set-up: an administrator user (for the
+sign-in page) and an owner service account of demo-project with its JSON key file."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 
+import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,13 +16,13 @@ from core.models import Principal, Project, ServiceAccountKey
 from core.seed import DEMO_PROJECT, ensure_project
 
 ADMIN_SA = "gstack-admin"
+ADMIN_USER = "admin@gstack.local"
+ADMIN_PASSWORD_FILE = "admin-password.txt"
 
 
 def project_admin(session: Session, project_name: str) -> Principal:
     """The project's ``gstack-admin`` service account (owner), created on first use."""
-    project = session.scalar(select(Project).where(Project.name == project_name))
-    if project is None:
-        raise identity.IdentityError(f"project {project_name} does not exist")
+    project = identity.find_project(session, project_name)
     email = identity.service_account_email(project_name, ADMIN_SA)
     sa = session.scalar(select(Principal).where(Principal.email == email))
     if sa is None:
@@ -27,15 +30,42 @@ def project_admin(session: Session, project_name: str) -> Principal:
     return sa
 
 
-def write_key(path: str, key: dict) -> None:
+def write_private(path: str, text: str) -> None:
+    """Write a file only its owner can read (it holds a secret)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(key, f, indent=2)
+        f.write(text)
+
+
+def write_key(path: str, key: dict) -> None:
+    write_private(path, json.dumps(key, indent=2))
+
+
+def admin_password_path(data_dir: str) -> str:
+    return os.path.join(data_dir, ADMIN_PASSWORD_FILE)
+
+
+def ensure_admin_user(session: Session, data_dir: str) -> str | None:
+    """On the first run (no administrator user yet) create one, owner of demo-project, and write its
+    password to ``admin-password.txt`` in the data directory. Returns that path when it was created."""
+    if session.scalar(select(Principal.id).where(Principal.kind == "user", Principal.admin.is_(True))) is not None:
+        return None
+    password = secrets.token_urlsafe(18)
+    user = identity.create_user(session, ADMIN_USER, password, display_name="gstack administrator", admin=True)
+    identity.grant(session, identity.find_project(session, DEMO_PROJECT), user, "roles/owner")
+    os.makedirs(data_dir, exist_ok=True)
+    path = admin_password_path(data_dir)
+    write_private(path, f"email: {ADMIN_USER}\npassword: {password}\n")
+    return path
 
 
 def ensure_demo_credentials(session: Session, data_dir: str, token_uri: str) -> str:
-    """Path of demo-project's key file, creating the account and key if they are missing."""
+    """Path of demo-project's key file, creating the account and key if they are missing; on the first
+    run also the administrator user (and says where its password is)."""
     ensure_project(session, DEMO_PROJECT)
+    created = ensure_admin_user(session, data_dir)
+    if created:
+        click.echo(f"created the administrator {ADMIN_USER}; its password is in {created}", err=True)
     sa = project_admin(session, DEMO_PROJECT)
     path = os.path.join(data_dir, f"{DEMO_PROJECT}-key.json")
     valid = False

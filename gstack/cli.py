@@ -30,7 +30,7 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     from gstack.app import create_app
-    from gstack.bootstrap import ensure_demo_credentials
+    from gstack.bootstrap import ADMIN_USER, admin_password_path, ensure_demo_credentials
 
     config = settings(data_dir)
     os.makedirs(config.data_dir, exist_ok=True)
@@ -47,6 +47,7 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
 gstack is serving the GCE v1 API at {base}/compute/v1/
   database: {config.database_url.split('@')[-1]}
   credentials: {key_path} (service account key, owner of demo-project)
+  sign-in: {ADMIN_USER}, password in {admin_password_path(config.data_dir)}
 
 Point gcloud at it:
   gcloud config set api_endpoint_overrides/compute {base}/compute/v1/
@@ -54,6 +55,9 @@ Point gcloud at it:
   gcloud config set core/project demo-project
   gcloud config set compute/zone us-central1-a
   gcloud auth activate-service-account --key-file {key_path}
+or sign in as a user (over plain HTTP gcloud also needs OAUTHLIB_INSECURE_TRANSPORT=1):
+  gcloud config set auth/auth_host {base}/o/oauth2/auth
+  gcloud auth login
 """, err=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
@@ -72,22 +76,26 @@ def worker(data_dir: str | None, threads: int) -> None:
     from core.hosts import start_host_monitor
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
+    from core.systemvms.watchdog import start_watchdog
 
     config = settings(data_dir)
     sessions = factory(data_dir)
     drivers = default_registry(sessions, config.sim_latency, data_dir=config.data_dir)
     engine = JobEngine(sessions, drivers, workers=threads)
     engine.start()
-    monitor = None
+    threads_ = []
     if config.host_check_interval > 0:
-        monitor = start_host_monitor(sessions, drivers, config.host_check_interval, kick=engine.kick)
+        threads_.append(start_host_monitor(sessions, drivers, config.host_check_interval, kick=engine.kick))
+    if config.systemvm_check_interval > 0:
+        threads_.append(start_watchdog(sessions, drivers, config.systemvm_check_interval,
+                                       zone_vms=config.systemvm_zone_vms, kick=engine.kick))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"gstack worker {engine.owner} running {threads} threads", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    if monitor is not None:
-        monitor.stop()
+    for thread in threads_:
+        thread.stop()
     engine.stop()
 
 

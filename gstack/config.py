@@ -27,6 +27,8 @@ class Settings:
     sim_latency: dict | float = 0.0
     log_requests: bool = True
     host_check_interval: float = 30.0  # seconds between host checks; 0 turns the monitor off
+    systemvm_check_interval: float = 10.0  # seconds between system VM watchdog rounds; 0 = off
+    systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -40,6 +42,8 @@ class Settings:
         s.wait_timeout = float(env.get("GSTACK_WAIT_TIMEOUT", s.wait_timeout))
         s.log_requests = env.get("GSTACK_LOG_REQUESTS", "1") not in ("0", "false", "no")
         s.host_check_interval = float(env.get("GSTACK_HOST_CHECK_INTERVAL", s.host_check_interval))
+        s.systemvm_check_interval = float(env.get("GSTACK_SYSTEMVM_CHECK_INTERVAL", s.systemvm_check_interval))
+        s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

@@ -7,6 +7,7 @@ row: ``status='Down'`` makes the host refuse everything, ``fail_next_spawns=N`` 
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from sqlalchemy import delete, select, update
@@ -14,7 +15,7 @@ from sqlalchemy.orm import sessionmaker
 
 from core.db import write_session
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, VmSpec
-from core.models import Host, SimDomain
+from core.models import Host, SimDomain, SimVmFile
 
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
 
@@ -133,6 +134,7 @@ class SimulatorDriver(HypervisorDriver):
         self._delay("destroy")
         with write_session(self.factory) as session:
             session.execute(delete(SimDomain).where(SimDomain.instance_uid == vm_uid))
+            session.execute(delete(SimVmFile).where(SimVmFile.vm_uid == vm_uid))
 
     def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
         self._set_state(host, vm_uid, "running", "attach", f"[  120.000000] sd 0:0:1:0: Attached SCSI disk {disk.device_name}\r\n")
@@ -155,3 +157,36 @@ class SimulatorDriver(HypervisorDriver):
         with self.factory() as session:
             rows = session.execute(select(SimDomain.instance_uid, SimDomain.state).where(SimDomain.host_id == host.id))
             return {uid: state for uid, state in rows}
+
+    # -- system VMs: configuration files and the interactive serial console
+
+    def _running_domain(self, session, host: HostRef, vm_uid: int) -> SimDomain:
+        self._check_up(session, host)
+        dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
+        if dom is None or dom.state != "running" or dom.host_id != host.id:
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
+        return dom
+
+    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+        """The files are kept in ``sim_vm_files`` (a redeployed VM gets them all again)."""
+        self._delay("push_config")
+        with write_session(self.factory) as session:
+            dom = self._running_domain(session, host, vm_uid)
+            now = time.time()
+            for path, content in files.items():
+                row = session.scalar(select(SimVmFile).where(SimVmFile.vm_uid == vm_uid, SimVmFile.path == path))
+                if row is None:
+                    row = SimVmFile(vm_uid=vm_uid, path=path, writes=0)
+                    session.add(row)
+                row.host_id, row.content, row.written = host.id, content, now
+                row.checksum = hashlib.sha256(content.encode()).hexdigest()
+                row.writes += 1
+            _append(dom, "".join(f"[  OK  ] Reloaded configuration {path}.\r\n" for path in sorted(files)))
+
+    def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
+        """The simulated guest answers as a getty and a small shell would (core.systemvms.simguest)."""
+        from core.systemvms.simguest import answer
+
+        with write_session(self.factory) as session:
+            dom = self._running_domain(session, host, vm_uid)
+            _append(dom, answer((dom.console or "")[-4096:], dom.name, data))

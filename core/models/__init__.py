@@ -13,12 +13,14 @@ from core.models.identity import (
 from core.models.operation import Operation
 from core.models.resource import IpAllocation, Resource
 from core.models.simulator import SimDomain
+from core.models.systemvm import ConsoleTicketUse, SecondaryObject, SimVmFile, SystemSetting, SystemVm
 from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
 
 __all__ = [
     "AccessToken",
     "Base",
     "Cluster",
+    "ConsoleTicketUse",
     "Host",
     "IpAllocation",
     "Membership",
@@ -28,10 +30,14 @@ __all__ = [
     "Project",
     "Region",
     "Resource",
+    "SecondaryObject",
     "ServiceAccountKey",
     "SigningKey",
     "SimDomain",
+    "SimVmFile",
     "StoragePool",
+    "SystemSetting",
+    "SystemVm",
     "UsedAssertion",
     "Zone",
 ]

@@ -132,14 +132,28 @@ def insert(call: Call, body: dict) -> Operation:
                             target_id=res.uid, job="images.insert", params={"uid": res.uid})
 
 
+def _source_of(session, image: dict) -> Resource | str:
+    """The row an image is made from (disk, snapshot or image), or the raw tarball's URL."""
+    for key in ("sourceDiskId", "sourceSnapshotId", "sourceImageId"):
+        if image.get(key):
+            row = session.scalar(select(Resource).where(Resource.uid == int(image[key])))
+            if row is not None:
+                return row
+    return (image.get("rawDisk") or {}).get("source") or image.get("sourceDisk") or ""
+
+
 def _ready(ctx: JobContext) -> None:
+    """Copy the source into the secondary storage VM of its zone, then the image is READY."""
+    from core.systemvms import secondary_storage
+
     with ctx.write() as s:
         res = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if res is None:
             return
-        body = store.body_of(res)
-        body["archiveSizeBytes"] = str(int(body["diskSizeGb"]) * 1024**3 // 3)
-        store.set_status(res, "READY", archiveSizeBytes=body["archiveSizeBytes"])
+        source = _source_of(s, store.body_of(res))
+        zone = secondary_storage.home_zone(s, source)
+        _checksum, size = secondary_storage.copy_image(s, zone, source, owner_uid=res.uid)
+        store.set_status(res, "READY", archiveSizeBytes=str(size))
 
 
 def _drop(ctx: JobContext, _failure) -> None:
@@ -154,8 +168,11 @@ job("images.insert", on_fail=_drop)(_ready)
 
 def delete(call: Call, name: str) -> Operation:
     res = projects.find_for_update(call.session, call.project, "images", "global", name)
+    from core.systemvms import secondary_storage
+
     op = operations.begin(call, scope="global", op_type="delete", target_path=path_of(call.project, "global", "images", res.name),
                           target_id=res.uid)
+    secondary_storage.remove(call.session, res.uid)
     call.session.delete(res)
     return op
 

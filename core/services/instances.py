@@ -551,6 +551,16 @@ def _attached_rows(s, res: Resource) -> list[Resource]:
     return rows
 
 
+def _sync_routers(session, res: Resource) -> None:
+    """Ask the virtual routers of the instance's networks to re-render (DHCP, DNS, firewall, NAT).
+
+    Imported at call time, like ``vpc.notify_router``: the system VM package imports this one.
+    """
+    from core.systemvms.sync import request_sync_for_instance
+
+    request_sync_for_instance(session, res)
+
+
 def _load(s, uid: int) -> Resource | None:
     """A row a job is about to change, locked until its write transaction ends (see :func:`lock`)."""
     return s.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
@@ -576,6 +586,7 @@ def _run_vm(ctx: JobContext) -> None:
             disks.place_disks(s, ctx.params["zone_id"], ctx.params.get("created_disks", []), res.project,
                               res.scope.split("/", 1)[1])
             store.set_status(res, "STAGING")
+            _sync_routers(s, res)  # the first instance on a network deploys its virtual router
             driver, host_ref = _driver(ctx, s, res.host_id)
             spec = vm_spec(s, res)
             resuming = ctx.params.get("resume", False)
@@ -631,6 +642,8 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
                 elif url in store.body_of(d).get("users", []):
                     disks.remove_user(d, url)
             ipam.release_owner(s, res.uid)
+            addresses.release_instance(s, res)
+            _sync_routers(s, res)
             s.delete(res)
         else:
             res.host_id = None
@@ -703,6 +716,8 @@ def _delete_vm(ctx: JobContext) -> None:
                 else:  # kept; an autoDelete disk still attached elsewhere (READ_ONLY) is kept as well
                     disks.remove_user(d, url)
         ipam.release_owner(s, res.uid)
+        addresses.release_instance(s, res)
+        _sync_routers(s, res)
         s.delete(res)
         ctx.complete(s)
 
@@ -837,6 +852,7 @@ def set_tags(call: Call, zone: Zone, name: str, body: dict) -> Operation:
     check_fingerprint(body.get("fingerprint"), current["fingerprint"], allow_missing=not current.get("items"))
     inst["tags"] = tags_block(validate_tags(body.get("items"), "resource.items"))
     _save(res, inst)
+    _sync_routers(call.session, res)  # tag-targeted firewall rules change with the tags
     return _op(call, res, "setTags")
 
 

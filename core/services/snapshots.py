@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core import quotas
-from core.errors import Invalid, Required, ResourceNotReady
+from core.errors import Invalid, OperationFailure, Required, ResourceNotReady
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
 from core.models import Operation, Resource
@@ -47,11 +47,18 @@ def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> 
 
 
 def _create(ctx: JobContext) -> None:
+    """Copy the disk's written blocks into the secondary storage VM of the disk's zone."""
+    from core.systemvms import secondary_storage
+
     with ctx.write() as s:
         snap = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if snap is None:
             return
-        stored = snap.size_gb * 1024**3 // 4  # what a copy of the written blocks would take
+        disk = s.scalar(select(Resource).where(Resource.uid == int(store.body_of(snap)["sourceDiskId"])))
+        if disk is None:
+            raise OperationFailure("RESOURCE_NOT_FOUND", "The source disk was deleted before it was copied.", 404)
+        zone = secondary_storage.home_zone(s, disk)
+        _checksum, stored = secondary_storage.copy_snapshot(s, zone, disk, owner_uid=snap.uid)
         store.set_status(snap, "READY", storageBytes=str(stored), storageBytesStatus="UP_TO_DATE",
                          creationSizeBytes=str(stored), downloadBytes=str(stored))
 
@@ -68,8 +75,11 @@ job("snapshots.create", on_fail=_drop)(_create)
 
 def delete(call: Call, name: str) -> Operation:
     res = projects.find_for_update(call.session, call.project, "snapshots", "global", name)
+    from core.systemvms import secondary_storage
+
     op = operations.begin(call, scope="global", op_type="delete",
                           target_path=path_of(call.project, "global", "snapshots", res.name), target_id=res.uid)
+    secondary_storage.remove(call.session, res.uid)
     call.session.delete(res)
     return op
 

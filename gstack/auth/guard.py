@@ -7,8 +7,9 @@ from flask import current_app, request
 from oauthlib.oauth2 import BearerToken, ResourceEndpoint
 from sqlalchemy import select
 
-from core.errors import Forbidden, InsufficientPermissions, Unauthenticated
+from core.errors import Forbidden, InsufficientPermissions, RateLimited, Unauthenticated
 from core.models import Membership, Principal, Project
+from gstack.auth.ratelimit import LIMITER
 from gstack.auth.validator import GstackValidator, Identity, TokenCache
 from gstack.gce.discovery import Method
 from gstack.gce.errors import UNAUTHENTICATED_INVALID, UNAUTHENTICATED_MISSING
@@ -42,6 +43,9 @@ def authenticate(method: Method) -> Identity:
     auth = bearer_credential()
     if not auth:
         raise MissingCredential(UNAUTHENTICATED_MISSING)
+    caller = "ip:" + (request.remote_addr or "")
+    if LIMITER.blocked("api", caller):
+        raise RateLimited("Rate Limit Exceeded")
     # oauthlib only needs the header; it must not see the query string, which it refuses to parse
     # when it holds characters such as '"' that clients leave unescaped in filter expressions. The URI
     # given is this API's base, the audience a self-signed JWT may name.
@@ -49,6 +53,7 @@ def authenticate(method: Method) -> Identity:
         base_url(), http_method=request.method, body=None, headers={"Authorization": auth},
         scopes=sorted(method.scopes))
     if not valid:
+        LIMITER.fail("api", caller)
         raise Unauthenticated(UNAUTHENTICATED_INVALID)
     ident: Identity = oauth_request.identity
     if not (ident.scopes & method.scopes):

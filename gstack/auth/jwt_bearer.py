@@ -74,11 +74,13 @@ class JWTBearerGrant(GrantTypeBase):
             token = {"id_token": self.id_token_signer(principal, claims["target_audience"])}
             return headers, json.dumps(token), 200
         request.principal_id = principal.id
-        request.client_id = principal.email
+        request.client_id = str(10**20 + principal.id)  # the account's unique id, as Google's tokeninfo shows
         request.scopes = (claims.get("scope") or "").split()
         token = token_handler.create_token(request, refresh_token=False)
         self.request_validator.save_bearer_token(token, request)
         body = {"access_token": token["access_token"], "expires_in": token["expires_in"], "token_type": "Bearer"}
+        if "openid" in request.scopes:
+            body["id_token"] = self.id_token_signer(principal, request.client_id)
         return headers, json.dumps(body), 200
 
     def validate_token_request(self, request):

@@ -41,10 +41,32 @@ def jwks(session: Session) -> dict:
     return {"keys": keys}
 
 
+def sign(session: Session, claims: dict) -> str:
+    """An RS256 JWT signed with the current key, its ``kid`` in the header (clients find it in the JWKS)."""
+    key = current_key(session)
+    return jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
+
+
 def sign_id_token(session: Session, issuer: str, subject: str, email: str, audience: str, ttl: int = 3600,
                   **extra) -> str:
-    key = current_key(session)
     now = int(time.time())
     claims = {"iss": issuer, "sub": subject, "aud": audience, "azp": email, "email": email,
               "email_verified": True, "iat": now, "exp": now + ttl, **extra}
-    return jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
+    return sign(session, claims)
+
+
+def verify(session: Session, token: str, audience: str | None = None) -> dict | None:
+    """The claims of a JWT we signed (any of our keys, RS256 only), or None."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    key = session.scalar(select(SigningKey).where(SigningKey.kid == str(kid)))
+    if key is None:
+        return None
+    public = serialization.load_pem_private_key(key.private_pem.encode(), None).public_key()
+    try:
+        return jwt.decode(token, public, algorithms=["RS256"], audience=audience,
+                          options={"verify_aud": audience is not None})
+    except jwt.PyJWTError:
+        return None

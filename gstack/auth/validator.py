@@ -1,27 +1,41 @@
-"""oauthlib's RequestValidator for gstack: where tokens, keys and assertions are looked up.
+"""oauthlib's RequestValidator for gstack: where clients, codes, tokens, keys and assertions are looked up.
 
-Protocol handling stays in oauthlib; this class only answers its questions from the database.
+Protocol handling stays in oauthlib; this class only answers its questions from the database. Where
+Google words an error in its own way (``Token has been expired or revoked.``), the answer raises
+oauthlib's error with that description instead of returning False.
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from oauthlib.oauth2 import RequestValidator
+from flask import has_request_context
+from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+from oauthlib.openid import RequestValidator
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import scoped_session
 
+from core import identity
+from core.db import begin_write
 from core.identity import digest
 from core.models import AccessToken, Principal, ServiceAccountKey, UsedAssertion
+from gstack.auth import clients, keys, scopes
+from gstack.auth.jwt_bearer import GRANT_TYPE as JWT_GRANT
 from gstack.auth.jwt_bearer import signed_identity
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 # Audiences a self-signed JWT may name instead of scopes: Google's compute hosts, or this server.
 _GOOGLE_API_HOSTS = ("compute.googleapis.com", "www.googleapis.com")
+# oauthlib endpoints that accept a bare client_id from a confidential client (as Google does).
+_CLIENT_ID_ONLY_PATHS = ("/device/code", "/revoke")
 
 
 def is_jwt(token: str) -> bool:
@@ -76,10 +90,40 @@ class TokenCache:
             self._data.pop(key, None)
 
 
+def basic_credentials(request) -> tuple[str, str] | None:
+    """``Authorization: Basic`` client credentials (form-urlencoded, RFC 6749 section 2.3.1)."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return unquote(user), unquote(password)
+
+
 class GstackValidator(RequestValidator):
     def __init__(self, session_factory, cache: TokenCache | None = None):
         self.session_factory = session_factory  # () -> Session usable in the current context
         self.cache = cache or TokenCache()
+
+    @contextmanager
+    def writing(self) -> Iterator:
+        """The session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed at the end."""
+        session = self.session_factory()
+        if isinstance(session, scoped_session):
+            session = session()
+        begin_write(session)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+    def forget(self, token_hashes) -> None:
+        for key in token_hashes or ():
+            self.cache.drop(key)
 
     # -- resource server ---------------------------------------------------------------------
 
@@ -120,13 +164,13 @@ class GstackValidator(RequestValidator):
             claims, principal = None, None
         if claims is not None and claims.get("sub", claims["iss"]) == claims["iss"]:
             if claims.get("scope"):
-                scopes = frozenset(str(claims["scope"]).split())
+                granted = frozenset(str(claims["scope"]).split())
             elif _api_audience(claims.get("aud"), host):
-                scopes = frozenset({CLOUD_PLATFORM})
+                granted = frozenset({CLOUD_PLATFORM})
             else:
-                scopes = None
-            if scopes is not None:
-                ident = Identity(principal.id, principal.email, principal.admin, scopes, float(claims["exp"]))
+                granted = None
+            if granted is not None:
+                ident = Identity(principal.id, principal.email, principal.admin, granted, float(claims["exp"]))
         self.cache.put(key, ident)
         return ident
 
@@ -141,26 +185,249 @@ class GstackValidator(RequestValidator):
         request.identity = ident
         return True
 
-    # -- token endpoint ----------------------------------------------------------------------
+    # -- clients -------------------------------------------------------------------------------
+
+    def _client_credentials(self, request) -> tuple[str | None, str | None]:
+        basic = basic_credentials(request)
+        if basic is not None:
+            return basic
+        return request.client_id, request.client_secret
 
     def client_authentication_required(self, request, *args, **kwargs) -> bool:
-        return False
+        """A client that has a secret must present it, except where Google asks only for the client id
+        (the device-code and revocation endpoints). The JWT-bearer grant has no client at all."""
+        if request.grant_type == JWT_GRANT:
+            return False
+        client_id, secret = self._client_credentials(request)
+        if secret is not None:
+            return True
+        if urlsplit(request.uri or "").path.endswith(_CLIENT_ID_ONLY_PATHS):
+            return False
+        client = clients.find(self.session_factory(), client_id)
+        return client is None or not client.public
+
+    def authenticate_client(self, request, *args, **kwargs) -> bool:
+        client_id, secret = self._client_credentials(request)
+        client = clients.find(self.session_factory(), client_id)
+        if client is None:
+            raise errors.InvalidClientError(description="The OAuth client was not found.", request=request)
+        if not identity.same_secret(secret or "", client.secret_hash):
+            raise errors.InvalidClientError(description="Unauthorized", request=request)
+        request.client = client
+        request.client_id = client.client_id
+        return True
 
     def authenticate_client_id(self, client_id, request, *args, **kwargs) -> bool:
+        if request.grant_type == JWT_GRANT or (urlsplit(request.uri or "").path.endswith("/revoke") and not client_id):
+            return True
+        client = clients.find(self.session_factory(), client_id)
+        if client is None:
+            raise errors.InvalidClientError(description="The OAuth client was not found.", request=request)
+        request.client = client
+        return True
+
+    def validate_client_id(self, client_id, request, *args, **kwargs) -> bool:
+        client = clients.find(self.session_factory(), client_id)
+        if client is None:
+            raise errors.InvalidClientError(description="The OAuth client was not found.", request=request)
+        request.client = client
         return True
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs) -> bool:
         return True
 
-    def save_bearer_token(self, token, request, *args, **kwargs) -> None:
-        session = self.session_factory()
-        session.add(AccessToken(token_hash=digest(token["access_token"]), principal_id=request.principal_id,
-                                client_id=request.client_id or "", scopes=" ".join(request.scopes or []),
-                                expires=time.time() + int(token["expires_in"]), revoked=False,
-                                created=time.time()))
-        session.commit()
+    def validate_response_type(self, client_id, response_type, client, request, *args, **kwargs) -> bool:
+        return response_type == "code"
 
-    # -- JWT bearer (RFC 7523) -----------------------------------------------------------------
+    def validate_redirect_uri(self, client_id, redirect_uri, request, *args, **kwargs) -> bool:
+        client = clients.find(self.session_factory(), client_id)
+        return client is not None and client.allows_redirect(redirect_uri)
+
+    def get_default_redirect_uri(self, client_id, request, *args, **kwargs):
+        return None  # Google requires redirect_uri; so do we
+
+    def get_default_scopes(self, client_id, request, *args, **kwargs) -> list[str]:
+        return []
+
+    def validate_scopes(self, client_id, requested, client, request, *args, **kwargs) -> bool:
+        if not requested:
+            raise errors.InvalidScopeError(description="Missing required parameter: scope", request=request)
+        invalid = [s for s in requested if not scopes.is_known(s)]
+        if invalid:
+            raise errors.InvalidScopeError(
+                description=f"Some requested scopes were invalid. {{invalid=[{', '.join(invalid)}]}}", request=request)
+        return True
+
+    def is_pkce_required(self, client_id, request) -> bool:
+        """Installed apps and public clients cannot keep a secret: their codes need PKCE."""
+        client = clients.find(self.session_factory(), client_id)
+        return client is None or client.public or client.kind == "installed"
+
+    # -- authorization codes ------------------------------------------------------------------
+
+    def save_authorization_code(self, client_id, code, request, *args, **kwargs) -> None:
+        client = request.client or clients.find(self.session_factory(), client_id)
+        offline = client.kind == "installed" or request._params.get("access_type") == "offline"
+        with self.writing() as session:
+            identity.create_code(session, code["code"], client_id=client_id, principal_id=request.user.id,
+                                 redirect_uri=request.redirect_uri, scopes=request.scopes,
+                                 challenge=request.code_challenge, method=request.code_challenge_method,
+                                 nonce=request.nonce, offline=offline)
+
+    def _code(self, code: str, request):
+        cached = getattr(request, "gstack_code", None)
+        if cached is None or cached[0] != code:
+            cached = (code, identity.find_code(self.session_factory(), code))
+            request.gstack_code = cached
+        return cached[1]
+
+    def validate_code(self, client_id, code, client, request, *args, **kwargs) -> bool:
+        """Redeem the code: it is single use even when the rest of the request then fails (a wrong PKCE
+        verifier burns it). A code presented twice revokes every token issued from it."""
+        row = self._code(code, request)
+        if row is None:
+            raise errors.InvalidGrantError(description="Malformed auth code.", request=request)
+        with self.writing() as session:
+            redeemed = identity.redeem_code(session, row)
+            if not redeemed:
+                self.forget(identity.revoke_grant(session, row.code_hash))
+        principal = self.session_factory().get(Principal, row.principal_id)
+        if not redeemed or row.client_id != client_id or row.expires < time.time() or principal is None \
+                or principal.disabled:
+            raise errors.InvalidGrantError(description="Bad Request", request=request)
+        request.user = principal
+        request.scopes = row.scopes.split()
+        request.gstack_grant = row.code_hash
+        request.gstack_offline = row.offline
+        return True
+
+    def get_code_challenge(self, code, request):
+        row = self._code(code, request)
+        return row.code_challenge if row is not None else None
+
+    def get_code_challenge_method(self, code, request):
+        row = self._code(code, request)
+        return row.code_challenge_method if row is not None else None
+
+    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, request, *args, **kwargs) -> bool:
+        row = self._code(code, request)
+        return row is not None and redirect_uri == row.redirect_uri
+
+    def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs) -> None:
+        """Nothing left to do: validate_code redeemed the code already."""
+
+    def get_authorization_code_scopes(self, client_id, code, redirect_uri, request) -> list[str]:
+        row = self._code(code, request)
+        return row.scopes.split() if row is not None else []
+
+    def get_authorization_code_nonce(self, client_id, code, redirect_uri, request):
+        row = self._code(code, request)
+        return row.nonce if row is not None else None
+
+    # -- refresh tokens --------------------------------------------------------------------------
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs) -> bool:
+        row = identity.find_refresh_token(self.session_factory(), refresh_token)
+        if row is None or client is None or row.client_id != client.client_id:
+            raise errors.InvalidGrantError(description="Token has been expired or revoked.", request=request)
+        request.user = self.session_factory().get(Principal, row.principal_id)
+        request.gstack_refresh = row
+        request.gstack_grant = row.grant
+        return True
+
+    def get_original_scopes(self, refresh_token, request, *args, **kwargs) -> list[str]:
+        return request.gstack_refresh.scopes.split()
+
+    def is_within_original_scope(self, request_scopes, refresh_token, request, *args, **kwargs) -> bool:
+        outside = scopes.within(request_scopes, request.gstack_refresh.scopes.split())
+        if outside:
+            raise errors.InvalidScopeError(
+                description=f"Some requested scopes were invalid. {{invalid=[{', '.join(outside)}]}}", request=request)
+        return True
+
+    def rotate_refresh_token(self, request) -> bool:
+        return False  # Google does not rotate refresh tokens
+
+    def refresh_id_token(self, request) -> bool:
+        return True
+
+    # -- device authorization (RFC 8628) -----------------------------------------------------------
+
+    def validate_device_code(self, client_id, code, request, *args, **kwargs):
+        from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant as Grant
+
+        row = identity.find_device(self.session_factory(), code)
+        if row is None or row.client_id != client_id or row.status == "consumed":
+            return None
+        now = time.time()
+        if row.expires < now:
+            return Grant.DEVICE_CODE_EXPIRED
+        if row.status == "denied":
+            return Grant.DEVICE_CODE_DENIED
+        if row.status == "pending":
+            with self.writing() as session:
+                row = session.merge(row)
+                too_fast = now - row.last_poll < row.interval
+                row.interval += 5 if too_fast else 0
+                row.last_poll = now
+            return Grant.DEVICE_CODE_SLOW_DOWN if too_fast else Grant.DEVICE_CODE_PENDING
+        with self.writing() as session:
+            consumed = identity.consume_device(session, row)
+        if not consumed:
+            return None
+        request.user = self.session_factory().get(Principal, row.principal_id)
+        request.scopes = row.scopes.split()
+        request.gstack_grant = row.device_code_hash
+        return Grant.DEVICE_CODE_AUTHORIZED
+
+    # -- issuing ----------------------------------------------------------------------------------
+
+    def save_bearer_token(self, token, request, *args, **kwargs) -> None:
+        """Store the access token and, when this grant issued one, the refresh token (digests only)."""
+        user = getattr(request, "user", None)
+        principal_id = getattr(request, "principal_id", None) or user.id
+        grant = getattr(request, "gstack_grant", None)
+        refresh = getattr(request, "gstack_refresh", None)
+        granted = list(request.scopes or [])
+        with self.writing() as session:
+            refresh_id = refresh.id if refresh is not None else None
+            if token.get("refresh_token") and refresh is None:
+                refresh_id = identity.store_refresh_token(session, token["refresh_token"], principal_id,
+                                                          request.client_id, granted, grant).id
+            identity.store_access_token(session, token["access_token"], principal_id, request.client_id or "",
+                                        granted, int(token["expires_in"]), refresh_token_id=refresh_id, grant=grant)
+
+    def finalize_id_token(self, id_token, token, token_handler, request) -> str:
+        """Complete oauthlib's ID token (aud, iat, nonce, at_hash) and sign it with the JWKS key."""
+        from gstack.auth.urls import issuer
+
+        user = request.user
+        now = int(time.time())
+        id_token.update({"iss": issuer() if has_request_context() else "", "sub": identity.subject_id(user),
+                         "azp": request.client_id, "exp": now + int(token.get("expires_in", 3600))})
+        if scopes.grants_email(request.scopes):
+            id_token.update({"email": user.email, "email_verified": True})
+        return keys.sign(self.session_factory(), id_token)
+
+    def validate_silent_login(self, request) -> bool:
+        return False  # prompt=none: gstack remembers no consent, so the user must always be asked
+
+    def validate_silent_authorization(self, request) -> bool:
+        return False
+
+    def validate_user_match(self, id_token_hint, scopes, claims, request) -> bool:
+        return True
+
+    # -- revocation ---------------------------------------------------------------------------------
+
+    def revoke_token(self, token, token_type_hint, request, *args, **kwargs) -> None:
+        with self.writing() as session:
+            revoked = identity.revoke_token(session, token)
+        if revoked is None:
+            raise UnknownToken()
+        self.forget(revoked)
+
+    # -- JWT bearer (RFC 7523) -------------------------------------------------------------------
 
     def service_account_key(self, kid: str) -> tuple[str, Principal] | None:
         session = self.session_factory()
@@ -175,12 +442,18 @@ class GstackValidator(RequestValidator):
     def record_assertion(self, key: str, expires: float) -> bool:
         """Remember an accepted assertion's ``key`` (its issuer and ``jti``) until it expires; False if it
         was seen before (a replay)."""
-        session = self.session_factory()
-        session.execute(delete(UsedAssertion).where(UsedAssertion.expires < time.time()))
-        session.add(UsedAssertion(digest=digest(key), expires=expires))
         try:
-            session.commit()
+            with self.writing() as session:
+                session.execute(delete(UsedAssertion).where(UsedAssertion.expires < time.time()))
+                session.add(UsedAssertion(digest=digest(key), expires=expires))
         except IntegrityError:
-            session.rollback()
             return False
         return True
+
+
+class UnknownToken(OAuth2Error):
+    """/revoke of a token we do not know (or revoked already): Google answers 400 invalid_token."""
+
+    error = "invalid_token"
+    description = "Token expired or revoked"
+    status_code = 400

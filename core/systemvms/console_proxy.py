@@ -1,0 +1,221 @@
+"""The console proxy VM of a zone (CloudStack's CPVM): serial output and the interactive serial console.
+
+A client gets a short-lived ticket (``POST /console/tickets``, or ``gstack admin systemvm
+console-ticket``) and opens ``/console/ws?ticket=...``: a WebSocket to the instance's serial port
+1, relayed through the zone's console proxy while it runs. A ticket is an HMAC-SHA256 over its
+payload (project, zone, instance and its uid, caller, expiry) with the installation's secret, and
+opens one session only (its digest is recorded until it expires).
+
+GCE's rule applies: serial port access must be enabled by the metadata key
+``serial-port-enable`` (on the instance, or the project's common metadata).
+
+How the console is reached is a driver matter (:func:`open_console`): a driver may offer a
+streaming ``open_serial(host, vm_uid)`` returning a :class:`SerialConsole` (libvirt: a virStream);
+otherwise one with the ``serial-console`` capability is polled through ``serial_output`` and typed
+on through ``serial_write`` (the simulator).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import ComputeError, Forbidden
+from core.hypervisors.base import DriverError
+from core.links import path_of
+from core.models import ConsoleTicketUse, Host, Project, Resource, SystemSetting, SystemVm, Zone
+from core.services import store
+from core.systemvms import jobs, vms
+
+TICKET_TTL = 60.0
+SECRET_KEY = "console.secret"
+SERIAL_ENABLE = "serial-port-enable"
+
+
+class TicketError(ComputeError):
+    """The ticket is malformed, forged, expired or used."""
+
+    status = 403
+    reason = "forbidden"
+
+
+# -- tickets ---------------------------------------------------------------------------------------
+
+
+def _secret(session: Session) -> bytes:
+    """The installation's ticket key, made on first use (the unique key settles a race between processes)."""
+    row = session.get(SystemSetting, SECRET_KEY)
+    if row is None:
+        try:
+            with session.begin_nested():
+                row = SystemSetting(key=SECRET_KEY, value=secrets.token_urlsafe(32))
+                session.add(row)
+        except IntegrityError:
+            row = session.get(SystemSetting, SECRET_KEY)
+    return row.value.encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Ticket:
+    project: str
+    zone: str
+    instance: str
+    uid: int
+    user: str
+    expires: float
+
+
+def serial_enabled(session: Session, instance: Resource) -> bool:
+    def flag(items: list) -> str | None:
+        return next((str(i.get("value", "")).lower() for i in items if i.get("key") == SERIAL_ENABLE), None)
+
+    own = flag((store.body_of(instance).get("metadata") or {}).get("items") or [])
+    if own is not None:
+        return own in ("true", "1")
+    common = session.scalar(select(Project.common_metadata).where(Project.name == instance.project))
+    return (flag(orjson.loads(common or "[]")) or "") in ("true", "1")
+
+
+def issue_ticket(session: Session, instance: Resource, user: str, ttl: float = TICKET_TTL) -> tuple[str, Ticket]:
+    """A ticket for the instance's serial console; Forbidden when serial port access is disabled."""
+    if not serial_enabled(session, instance):
+        path = path_of(instance.project, instance.scope, "instances", instance.name)
+        raise Forbidden(f"Serial port access is disabled for '{path}': set the metadata key '{SERIAL_ENABLE}' "
+                        "to TRUE on the instance or the project.")
+    ticket = Ticket(instance.project, instance.scope.split("/", 1)[1], instance.name, instance.uid, user,
+                    float(int(time.time() + ttl)))
+    payload = _b64(orjson.dumps({"p": ticket.project, "z": ticket.zone, "i": ticket.instance, "u": ticket.uid,
+                                 "by": user, "exp": int(ticket.expires), "n": secrets.token_urlsafe(12)}))
+    signature = _b64(hmac.new(_secret(session), payload.encode(), hashlib.sha256).digest())
+    return f"{payload}.{signature}", ticket
+
+
+def redeem_ticket(session: Session, token: str) -> Ticket:
+    """Check the ticket and mark it used, in the caller's (write) transaction."""
+    payload, _, signature = (token or "").partition(".")
+    expected = _b64(hmac.new(_secret(session), payload.encode(), hashlib.sha256).digest())
+    if not payload or not hmac.compare_digest(signature, expected):
+        raise TicketError("The console ticket is not valid.")
+    data = orjson.loads(_unb64(payload))
+    now = time.time()
+    if data["exp"] < now:
+        raise TicketError("The console ticket has expired; ask for a new one.")
+    session.execute(delete(ConsoleTicketUse).where(ConsoleTicketUse.expires < now))
+    try:
+        with session.begin_nested():
+            session.add(ConsoleTicketUse(digest=hashlib.sha256(token.encode()).hexdigest(), expires=data["exp"]))
+    except IntegrityError:
+        raise TicketError("The console ticket was used already; ask for a new one.") from None
+    return Ticket(data["p"], data["z"], data["i"], data["u"], data["by"], float(data["exp"]))
+
+
+# -- the proxy -------------------------------------------------------------------------------------
+
+
+def proxy_for(session: Session, zone: Zone) -> SystemVm:
+    """The zone's console proxy, deployed (by a job) when the zone has none yet."""
+    return jobs.ensure_zone_vm(session, vms.CONSOLE_PROXY, zone)
+
+
+def proxy_ready(session: Session, zone_name: str) -> SystemVm | None:
+    """The zone's console proxy if it runs on a host that is Up."""
+    zone = session.scalar(select(Zone).where(Zone.name == zone_name))
+    vm = vms.zone_vm(session, vms.CONSOLE_PROXY, zone) if zone is not None else None
+    if vm is None or vm.state != "Running":
+        return None
+    host = vms.host_of(session, vm)
+    return vm if host is not None and host.status == "Up" else None
+
+
+# -- reaching the serial port ----------------------------------------------------------------------
+
+
+class ConsoleUnavailable(Exception):
+    """The instance does not run, or its hypervisor has no interactive serial console."""
+
+
+class SerialConsole(Protocol):
+    def read(self) -> str:
+        """Output since the last read; "" when there is none."""
+
+    def write(self, data: str) -> None:
+        """Type ``data`` on the serial port."""
+
+    def close(self) -> None: ...
+
+
+class PolledConsole:
+    """A serial console through ``serial_output`` (polled) and ``serial_write``; starts with the
+    last ``backlog`` bytes, so the client sees the current prompt."""
+
+    def __init__(self, driver, host_ref, uid: int, backlog: int = 2048):
+        self.driver, self.host_ref, self.uid = driver, host_ref, uid
+        _, _, end = driver.serial_output(uid, 0)
+        self.offset = max(end - backlog, 0)
+
+    def read(self) -> str:
+        contents, _, self.offset = driver_output(self.driver, self.uid, self.offset)
+        return contents
+
+    def write(self, data: str) -> None:
+        try:
+            self.driver.serial_write(self.host_ref, self.uid, data)
+        except DriverError as exc:
+            raise ConsoleUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        pass
+
+
+def driver_output(driver, uid: int, start: int) -> tuple[str, int, int]:
+    try:
+        return driver.serial_output(uid, start)
+    except DriverError as exc:
+        raise ConsoleUnavailable(str(exc)) from exc
+
+
+def open_console(factory: sessionmaker, drivers, instance_uid: int) -> SerialConsole:
+    with factory() as session:
+        res = session.scalar(select(Resource).where(Resource.uid == instance_uid))
+        if res is None or res.status != "RUNNING" or res.host_id is None:
+            raise ConsoleUnavailable("The instance is not running.")
+        host = session.get(Host, res.host_id)
+        driver, ref = vms.driver_for(drivers, session, host.id)
+    if hasattr(driver, "open_serial"):
+        return driver.open_serial(ref, instance_uid)
+    if "serial-console" not in driver.capabilities:
+        raise ConsoleUnavailable(f"The {driver.name} hypervisor has no interactive serial console.")
+    return PolledConsole(driver, ref, instance_uid)
+
+
+def serial_output(session: Session, drivers, instance: Resource, start: int) -> tuple[str, int, int]:
+    """getSerialPortOutput as the console proxy serves it: (contents, start, next) of port 1, from
+    the instance's host (its last one while it is stopped).
+
+    The simulator's log (and libvirt's console file) can be read by the core itself, so this is the
+    same read whether or not the proxy runs, and the API keeps answering while the watchdog
+    redeploys a proxy; a driver whose log only the proxy reaches plugs in here.
+    """
+    host_id = instance.host_id or instance.last_host_id
+    if host_id is None:
+        return "", 0, 0
+    driver, _ = vms.driver_for(drivers, session, host_id)
+    return driver.serial_output(instance.uid, start)
