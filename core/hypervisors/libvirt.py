@@ -724,8 +724,9 @@ class LibvirtDriver(HypervisorDriver):
             if not found:
                 return []
             with self.factory() as session:
-                live = set(session.scalars(select(Resource.uid).where(Resource.collection == "disks",
-                                                                      Resource.uid.in_(list(found)))))
+                # A system VM's root volume is named after the system VM (it has no disk row).
+                live = set(session.scalars(select(Resource.uid).where(
+                    Resource.collection.in_(("disks", "systemvms")), Resource.uid.in_(list(found)))))
             gone = []
             for uid, name in sorted(found.items()):
                 if uid not in live:

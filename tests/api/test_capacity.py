@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from googleapiclient.errors import HttpError
 from sqlalchemy import text
@@ -38,6 +40,18 @@ def held_capacity(server) -> dict[str, tuple[int, int]]:
         return {name: (int(c), int(m)) for name, c, m in rows}
 
 
+def system_jobs_done(server, timeout: float = 30.0) -> None:
+    """Wait until the core's own jobs (system VM deploys and syncs) have all finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.engine().connect() as conn:
+            if not conn.execute(text("SELECT COUNT(*) FROM operations WHERE project = 'gstack-system' "
+                                     "AND status != 'DONE'")).scalar():
+                return
+        time.sleep(0.2)
+    raise AssertionError("system VM jobs did not finish")
+
+
 def test_quota_refuses_synchronously_and_creates_nothing(srv):
     project = unique("quota")
     gce = srv.gce(project_credentials(srv, project))
@@ -72,6 +86,10 @@ def test_capacity_exhaustion_fails_the_operation_and_leaks_nothing(srv):
         srv.admin("project", "set-quota", "--project", project, "--region", REGION, "--metric", metric,
                   "--limit", limit)
     srv.admin("project", "set-quota", "--project", project, "--metric", "CPUS_ALL_REGIONS", "--limit", "1000")
+    # The project's first instance deploys its network's virtual router (a system VM that takes
+    # capacity too): let that happen before counting idle hosts.
+    wait_op(gce, gce.instances().insert(project=project, zone=ZONE, body=body("warm", "e2-micro")).execute())
+    system_jobs_done(srv)
     before = held_capacity(srv)
     zone_hosts = [h for h in before if h.startswith(f"sim-{ZONE}-")]
     idle = [h for h in zone_hosts if before[h] == (0, 0)]

@@ -55,10 +55,12 @@ def test_restart_mid_jobs_finishes_every_operation(slow_server):
         assert conn.execute(text("SELECT COUNT(*) FROM resources WHERE collection = 'disks' AND "
                                  "(status != 'READY' OR pool_id IS NULL)")).scalar() == 0
         # Capacity adds up: what hosts hold is exactly the running VMs, each with a running domain.
-        held = conn.execute(text("SELECT COALESCE(SUM(vcpus), 0) FROM resources WHERE host_id IS NOT NULL")).scalar()
+        held = conn.execute(text("SELECT COALESCE(SUM(vcpus), 0) FROM resources WHERE host_id IS NOT NULL "
+                                 "AND collection = 'instances'")).scalar()
         running = conn.execute(text("SELECT COALESCE(SUM(vcpus), 0) FROM resources WHERE collection = 'instances' "
                                     "AND status = 'RUNNING'")).scalar()
         assert held == running == 7 * 2
         domains = conn.execute(text("SELECT COUNT(*) FROM sim_domains d JOIN resources r ON r.uid = d.instance_uid "
-                                    "WHERE d.state = 'running' AND d.host_id = r.host_id")).scalar()
+                                    "WHERE d.state = 'running' AND d.host_id = r.host_id "
+                                    "AND r.collection = 'instances'")).scalar()
         assert domains == 7
