@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import Prepared
 from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound
 from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
@@ -46,15 +47,16 @@ def find(session: Session, project: str, collection: str, scope: str, name: str,
     return res
 
 
-_BODY_BY_NAME = select(Resource.body).where(
+_BODY_BY_NAME = Prepared(select(Resource.body).where(
     Resource.project == bindparam("project"), Resource.collection == bindparam("collection"),
-    Resource.scope == bindparam("scope"), Resource.name == bindparam("name"))
+    Resource.scope == bindparam("scope"), Resource.name == bindparam("name")))
 
 
 def find_body(session: Session, project: str, collection: str, scope: str, name: str) -> str:
-    """The stored body only (the GET path): one prepared Core statement, no ORM object."""
-    body = session.execute(_BODY_BY_NAME, {"project": project, "collection": collection, "scope": scope,
-                                           "name": name}).scalar()
+    """The stored body only (the GET path): one prepared statement outside the ORM; it reads what is
+    committed, so it is for read-only requests."""
+    body = _BODY_BY_NAME.scalar(session.get_bind(), {"project": project, "collection": collection, "scope": scope,
+                                                     "name": name})
     if body is None:
         return find(session, project, collection, scope, name).body  # by numeric id, or NotFound
     return body

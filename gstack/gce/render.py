@@ -6,8 +6,11 @@ byte replacement moves them all to the base URL the caller used, without walking
 
 from __future__ import annotations
 
+import functools
+
 import orjson
 from flask import Response, current_app, request
+from werkzeug.sansio.utils import get_current_url
 
 from core.links import CANONICAL_BASE
 from gstack.gce.fields import apply_fields, compile_fields
@@ -20,7 +23,14 @@ def base_url() -> str:
     configured = current_app.config["GSTACK"].base_url
     if configured:
         return configured.rstrip("/") + "/compute/v1/"
-    return request.host_url + "compute/v1/"
+    return _api_base(request.scheme, request.host)
+
+
+@functools.lru_cache(maxsize=64)
+def _api_base(scheme: str, host: str) -> str:
+    """``request.host_url`` + ``compute/v1/``, remembered: werkzeug rebuilds and IRI-decodes it on
+    every request, and callers use a handful of hosts."""
+    return get_current_url(scheme, host) + "compute/v1/"
 
 
 def rewrite_links(data: bytes) -> bytes:

@@ -1,0 +1,75 @@
+"""In-process cost of instances.insert (Flask test client, no network) and of its job: the numbers
+to watch when changing the write path. Prints milliseconds per insert request and per job run to
+RUNNING; ``-p`` prints a profile of both."""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("GSTACK_LOG_REQUESTS", "0")
+
+import orjson  # noqa: E402
+from sqlalchemy import update  # noqa: E402
+
+from core import identity  # noqa: E402
+from core.db import write_session  # noqa: E402
+from core.models import Project  # noqa: E402
+from gstack.app import create_app  # noqa: E402
+from gstack.bootstrap import project_admin  # noqa: E402
+from gstack.config import Settings  # noqa: E402
+
+N = 200  # the seeded zone holds 256 e2-micro
+UNLIMITED = {"regions": {"*": {"CPUS": 1e6, "INSTANCES": 1e6, "DISKS_TOTAL_GB": 1e6}},
+             "global": {"CPUS_ALL_REGIONS": 1e6}}
+WARM_UP = 20
+URL = "/compute/v1/projects/demo-project/zones/us-central1-a/instances"
+BODY = {"machineType": "zones/us-central1-a/machineTypes/e2-micro",
+        "disks": [{"boot": True, "autoDelete": True,
+                   "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
+
+
+def main() -> None:
+    app = create_app(Settings.from_env(data_dir=tempfile.mkdtemp(), run_jobs=False))
+    runtime = app.extensions["gstack"]
+    with write_session(runtime.factory) as s:
+        token, _ = identity.issue_token(s, project_admin(s, "demo-project"),
+                                        ["https://www.googleapis.com/auth/cloud-platform"])
+        s.execute(update(Project).where(Project.name == "demo-project")
+                  .values(quota_limits=orjson.dumps(UNLIMITED).decode()))
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + token}
+
+    def insert(i: int) -> None:
+        r = client.post(URL, json={**BODY, "name": f"vm-{i:04d}"}, headers=headers, query_string={"prettyPrint": "false"})
+        assert r.status_code == 200, r.get_data(as_text=True)
+
+    for i in range(WARM_UP):
+        insert(i)
+    runtime.engine.run_until_idle()
+    profiler = cProfile.Profile()
+    profiling = "-p" in sys.argv
+    if profiling:
+        profiler.enable()
+    t0 = time.perf_counter()
+    for i in range(WARM_UP, WARM_UP + N):
+        insert(i)
+    t_insert = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    runtime.engine.run_until_idle(timeout=600)
+    t_jobs = time.perf_counter() - t0
+    profiler.disable()
+    running = client.get(URL, headers=headers, query_string={"filter": "status = RUNNING", "fields": "items(name)"})
+    assert len(running.get_json().get("items", [])) == WARM_UP + N
+    print(f"instances.insert: {t_insert / N * 1e3:.2f} ms per request, {t_jobs / N * 1e3:.2f} ms per job "
+          "(in-process)")
+    if profiling:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(50)
+
+
+if __name__ == "__main__":
+    main()
