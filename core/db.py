@@ -105,16 +105,22 @@ def begin_write(session: Session) -> None:
 
 
 @contextmanager
+def writing(session: Session) -> Iterator[Session]:
+    """A write transaction on an existing session, committed on success and rolled back on error."""
+    begin_write(session)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+@contextmanager
 def write_session(factory: sessionmaker) -> Iterator[Session]:
-    """A session in a write transaction, committed on success and rolled back on error."""
-    with factory() as session:
-        begin_write(session)
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    """A new session in a write transaction (see :func:`writing`)."""
+    with factory() as session, writing(session):
+        yield session
 
 
 class Prepared:

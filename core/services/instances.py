@@ -155,7 +155,7 @@ def _network_interfaces(call: Call, zone: Zone, nics: object) -> list[tuple[Reso
         if any(net_url == url_of(n.project, "global", "networks", n.name) for n, _, _ in out):
             raise Invalid(f"{field}.network", net_url, "Networks must be distinct for NICs attached to a VM.")
         if nic.get("networkIP"):
-            _check_internal_ip(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
+            vpc.host_address(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
         configs = nic.get("accessConfigs") or []
         if len(configs) > 1:
             raise Invalid(f"{field}.accessConfigs", len(configs), "At most one access config currently supported.")
@@ -163,22 +163,6 @@ def _network_interfaces(call: Call, zone: Zone, nics: object) -> list[tuple[Reso
             _check_access_config(ac, f"{field}.accessConfigs[{j}]")
         out.append((network, subnet, nic))
     return out
-
-
-def _check_internal_ip(value: object, cidr: str, field: str) -> None:
-    """A requested internal address: an IPv4 host address of the subnet that GCE does not reserve
-    (the network address, the gateway, the second-to-last address and the broadcast address)."""
-    net = ipaddress.ip_network(cidr)
-    try:
-        ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
-    except ValueError:
-        ip = None
-    if ip is None:
-        raise Invalid(field, value, "Must be an IPv4 address.")
-    if ip not in net:
-        raise Invalid(field, value, f"The address is not in the subnetwork's range {cidr}.")
-    if int(ip) - int(net.network_address) < 2 or int(net.broadcast_address) - int(ip) < 2:
-        raise Invalid(field, value, f"The address is reserved in the subnetwork's range {cidr}.")
 
 
 def _check_access_config(ac: object, field: str) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -24,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import scoped_session
 
 from core import identity
-from core.db import begin_write
+from core.db import writing
 from core.identity import digest
 from core.models import AccessToken, Principal, ServiceAccountKey, UsedAssertion
 from gstack.auth import clients, keys, scopes
@@ -107,19 +105,12 @@ class GstackValidator(RequestValidator):
         self.session_factory = session_factory  # () -> Session usable in the current context
         self.cache = cache or TokenCache()
 
-    @contextmanager
-    def writing(self) -> Iterator:
-        """The session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed at the end."""
+    def writing(self):
+        """The request's session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed at the end."""
         session = self.session_factory()
         if isinstance(session, scoped_session):
             session = session()
-        begin_write(session)
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+        return writing(session)
 
     def forget(self, token_hashes) -> None:
         for key in token_hashes or ():
