@@ -48,8 +48,8 @@ class Gstack:
 
     def env(self, **extra) -> dict:
         env = dict(os.environ)
-        env.update(GSTACK_DATA_DIR=self.data_dir, GSTACK_DATABASE_URL=self.database_url, GSTACK_LOG_REQUESTS="0",
-                   **extra)
+        env.update({"GSTACK_DATA_DIR": self.data_dir, "GSTACK_DATABASE_URL": self.database_url,
+                    "GSTACK_LOG_REQUESTS": "0", **extra})
         return env
 
     def admin(self, *args: str) -> str:
@@ -62,6 +62,12 @@ class Gstack:
 
     def serve(self, **env) -> None:
         self._start([sys.executable, "-m", "gstack.cli", "serve", "--port", str(self.port)], env)
+
+    def worker(self, threads: int = 4, **env) -> None:
+        """A ``gstack worker`` process sharing the database (jobs run beside the API, not inside it)."""
+        log = open(os.path.join(self.data_dir, f"proc-{len(self.procs)}.log"), "ab")  # noqa: SIM115
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "gstack.cli", "worker", "--threads", str(threads)],
+                                           env=self.env(**env), stdout=log, stderr=subprocess.STDOUT))
 
     def gunicorn(self, app: str = "gstack.wsgi:app", workers: int = 2, port: int | None = None, **env) -> str:
         port = port or self.port

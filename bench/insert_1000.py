@@ -30,7 +30,7 @@ def moto_baseline(n: int) -> float:
         return time.perf_counter() - t0
 
 
-def main(backend: str = "sqlite") -> None:
+def main(backend: str = "sqlite", layout: str = "embedded") -> None:
     g = Gstack(backend)
     try:
         for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
@@ -41,7 +41,11 @@ def main(backend: str = "sqlite") -> None:
         for h in range(12):  # the seeded zone holds 256 e2-micro; give it room for 1,000
             g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:02d}", "--cpus", "64", "--memory-mb", "262144")
         token = g.token()
-        g.serve(GSTACK_WORKERS="4")
+        if layout == "split":  # the API process runs no jobs; a worker process does
+            g.serve(GSTACK_RUN_JOBS="0")
+            g.worker(threads=4)
+        else:
+            g.serve(GSTACK_WORKERS="4")
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
         url = f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
@@ -72,8 +76,8 @@ def main(backend: str = "sqlite") -> None:
         t_list = time.perf_counter() - t1
         assert len(names) == N, len(names)
         baseline = moto_baseline(N)
-        write_result(f"insert_1000_{backend}", {
-            "backend": backend, "instances": N, "inserts_seconds": round(t_requests, 3),
+        write_result(f"insert_1000_{backend}_{layout}", {
+            "backend": backend, "layout": layout, "instances": N, "inserts_seconds": round(t_requests, 3),
             "all_running_seconds": round(t_running, 3), "list_all_ms": round(t_list * 1000, 1),
             "moto_run_instances_seconds": round(baseline, 3), "ratio_moto_over_gstack": round(baseline / t_running, 2),
             "goals": {"all_running_seconds": 5.0, "list_all_ms": 150},
@@ -83,4 +87,4 @@ def main(backend: str = "sqlite") -> None:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:2] or ["sqlite"]))
+    main(*(sys.argv[1:3] or ["sqlite"]))
