@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from core.ids import rfc3339
 from core.jobs import announce
 from core.jobs.engine import UNFINISHED, local_owner_id
 from core.models import Cluster, Host, Operation, Pod, Resource, Zone
+from core.periodic import PeriodicRounds
 from core.services import operations, store
 from core.services.context import Call
 
@@ -181,40 +181,23 @@ class _Seen:
     last_host_id: int | None
 
 
-class HostMonitor:
-    """Checks every host; see the module docstring. ``local`` says this process owns the state of
-    hosts whose driver state is process-local (libvirt ``test://``): the serving process does,
-    a one-shot ``gstack admin host check`` does not and leaves them alone."""
+class HostMonitor(PeriodicRounds):
+    """Checks every host, one round per ``interval``; see the module docstring. ``local`` says this
+    process owns the state of hosts whose driver state is process-local (libvirt ``test://``): the
+    serving process does, a one-shot ``gstack admin host check`` does not and leaves them alone."""
+
+    thread_name = "host-monitor"
 
     def __init__(self, factory: sessionmaker, drivers, *, interval: float = 30.0,
                  failures_to_down: int = FAILURES_TO_DOWN, local: bool = True,
                  kick: Callable[[], None] | None = None):
+        super().__init__(interval)
         self.factory = factory
         self.drivers = drivers
-        self.interval = interval
         self.failures_to_down = failures_to_down
         self.local = local
         self.kick = kick
         self.owner = local_owner_id()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> HostMonitor:
-        self._thread = threading.Thread(target=self._loop, name="host-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # the database may be briefly away: try again next round
-                log.exception("host monitor round failed")
 
     def run_once(self, *, force: bool = False, reconcile: bool = True) -> list[HostEvent]:
         """One round over every host this monitor holds (``force``: every host, no lease)."""

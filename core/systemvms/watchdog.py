@@ -18,7 +18,6 @@ lock and only when no lifecycle job on it is unfinished, so the second one finds
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from sqlalchemy.orm import sessionmaker
 from core.db import write_session
 from core.hypervisors.base import DriverError, HostRef
 from core.models import Cluster, Host, Resource, SystemSetting, SystemVm, Zone
+from core.periodic import PeriodicRounds
 from core.systemvms import jobs, vms
 
 log = logging.getLogger("gstack.systemvms")
@@ -35,35 +35,18 @@ log = logging.getLogger("gstack.systemvms")
 HEARTBEAT = "watchdog.heartbeat"
 
 
-class Watchdog:
+class Watchdog(PeriodicRounds):
+    thread_name = "systemvm-watchdog"
+    first_round_at_start = True  # system VMs lost while the process was down come back at once
+
     def __init__(self, factory: sessionmaker, drivers, *, interval: float = 10.0, zone_vms: bool = False,
                  retry_after: float = 60.0, kick: Callable[[], None] | None = None):
+        super().__init__(interval)
         self.factory = factory
         self.drivers = drivers
-        self.interval = interval
         self.zone_vms = zone_vms
         self.retry_after = retry_after
         self.kick = kick
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Watchdog:
-        self._thread = threading.Thread(target=self._loop, name="systemvm-watchdog", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # the database may be briefly away: try again next round
-                log.exception("system VM watchdog round failed")
-            self._stop.wait(self.interval)
 
     def run_once(self) -> list[str]:
         """One round; what it did, one line per action."""
