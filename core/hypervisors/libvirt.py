@@ -22,7 +22,9 @@ Per-host settings are the host's ``options`` (JSON, ``gstack admin host add --op
 
 Where the test driver lacks a call, the driver degrades and says so in the serial log: live
 attach/detach becomes a change of the persistent definition, and a ``test://`` host (which runs
-no guest) gets its console lines written by gstack itself. Suspend is a managed save (the
+no guest) gets its console lines written by gstack itself; what is typed on its interactive
+serial console (which the test driver cannot open) is answered in the log by the simulator's
+guest (a getty, then a small shell). Suspend is a managed save (the
 VM's memory goes to disk and the host's memory is freed); a driver without managed save pauses.
 """
 
@@ -141,6 +143,7 @@ class LibvirtDriver(HypervisorDriver):
         self._opener = opener
         self._connections: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._console_lock = threading.Lock()
         self._guests: dict[str, tuple[str, str, str]] = {}
 
     # -- connections ---------------------------------------------------------------------------
@@ -453,6 +456,9 @@ class LibvirtDriver(HypervisorDriver):
             dom = self._lookup(conn, vm_uid)
             if dom is None or not dom.isActive():
                 raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            if is_test_uri(host.uri):  # no guest (and no virDomainOpenConsole) to type on
+                self._answer_as_guest(host, vm_uid, data)
+                return
             stream = conn.newStream(0)
             dom.openConsole(None, stream, lv.VIR_DOMAIN_CONSOLE_FORCE)
             payload, sent = data.encode(), 0
@@ -466,6 +472,22 @@ class LibvirtDriver(HypervisorDriver):
                 raise
 
         self._call(host, "writing to the serial console of " + domain_name(vm_uid), write, retry_elsewhere=False)
+
+    def _answer_as_guest(self, host: HostRef, vm_uid: int, data: str) -> None:
+        """A ``test://`` host runs no guest: the simulated guest's answer (a getty, then a small
+        shell: core.systemvms.simguest) to what was typed goes to the serial log, as on the simulator."""
+        from core.systemvms.simguest import answer
+
+        res = self._instance(vm_uid)
+        name = res.name if res is not None else domain_name(vm_uid)
+        path = self.console_path(host, vm_uid)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with self._console_lock:  # one typist at a time: each answer follows what the log shows
+            _size, tail = self._read_tail(host, path)
+            reply = answer(tail[-4096:].decode(errors="replace"), name, data)
+            if reply:
+                with open(path, "a", encoding="utf-8", newline="") as f:
+                    f.write(reply)
 
     def _read_tail(self, host: HostRef, path: str) -> tuple[int, bytes]:
         """(file size, its last MAX_CONSOLE bytes): locally, or over ssh for a remote host."""

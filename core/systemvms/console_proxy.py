@@ -10,9 +10,9 @@ GCE's rule applies: serial port access must be enabled by the metadata key
 ``serial-port-enable`` (on the instance, or the project's common metadata).
 
 How the console is reached is a driver matter (:func:`open_console`): a driver may offer a
-streaming ``open_serial(host, vm_uid)`` returning a :class:`SerialConsole` (libvirt: a virStream);
-otherwise one with the ``serial-console`` capability is polled through ``serial_output`` and typed
-on through ``serial_write`` (the simulator).
+streaming ``open_serial(host, vm_uid)`` returning a :class:`SerialConsole`; otherwise one with the
+``serial-console`` capability is polled through ``serial_output`` and typed on through
+``serial_write`` (the simulator, and libvirt: a virStream to the domain's console, its serial log read).
 """
 
 from __future__ import annotations
