@@ -167,11 +167,16 @@ job("images.insert", on_fail=_drop)(_ready)
 
 
 def delete(call: Call, name: str) -> Operation:
-    res = projects.find_for_update(call.session, call.project, "images", "global", name)
-    from core.systemvms import secondary_storage
+    return delete_stored(call, "images", name)
 
-    op = operations.begin(call, scope="global", op_type="delete", target_path=path_of(call.project, "global", "images", res.name),
-                          target_id=res.uid)
+
+def delete_stored(call: Call, collection: str, name: str) -> Operation:
+    """Delete an image or a snapshot: its row and its copies on secondary storage, at once."""
+    from core.systemvms import secondary_storage  # the system VM package imports this one
+
+    res = projects.find_for_update(call.session, call.project, collection, "global", name)
+    op = operations.begin(call, scope="global", op_type="delete",
+                          target_path=path_of(call.project, "global", collection, res.name), target_id=res.uid)
     secondary_storage.remove(call.session, res.uid)
     call.session.delete(res)
     return op

@@ -9,7 +9,7 @@ from core.errors import Invalid, OperationFailure, Required, ResourceNotReady
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
 from core.models import Operation, Resource
-from core.services import operations, projects, store
+from core.services import images, operations, projects, store
 from core.services.context import Call
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.topology import ZoneInfo
@@ -74,14 +74,7 @@ job("snapshots.create", on_fail=_drop)(_create)
 
 
 def delete(call: Call, name: str) -> Operation:
-    res = projects.find_for_update(call.session, call.project, "snapshots", "global", name)
-    from core.systemvms import secondary_storage
-
-    op = operations.begin(call, scope="global", op_type="delete",
-                          target_path=path_of(call.project, "global", "snapshots", res.name), target_id=res.uid)
-    secondary_storage.remove(call.session, res.uid)
-    call.session.delete(res)
-    return op
+    return images.delete_stored(call, "snapshots", name)
 
 
 def set_snapshot_labels(call: Call, name: str, body: dict) -> Operation:

@@ -128,16 +128,21 @@ def cidr(value: object, field: str) -> ipaddress.IPv4Network:
     return net
 
 
-def host_address(value: object, block: str, field: str) -> str:
-    """An address chosen in a subnetwork: IPv4, in ``block``, not one GCE reserves (the network and
-    gateway addresses, the second-to-last and the broadcast address)."""
-    net = ipaddress.ip_network(block)
+def _ipv4(value: object, field: str) -> ipaddress.IPv4Address:
     try:
         ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
     except ValueError:
         ip = None
     if ip is None:
         raise Invalid(field, value, "Must be an IPv4 address.")
+    return ip
+
+
+def host_address(value: object, block: str, field: str) -> str:
+    """An address chosen in a subnetwork: IPv4, in ``block``, not one GCE reserves (the network and
+    gateway addresses, the second-to-last and the broadcast address)."""
+    net = ipaddress.ip_network(block)
+    ip = _ipv4(value, field)
     if ip not in net:
         raise Invalid(field, value, f"The address is not in the subnetwork's range {block}.")
     if int(ip) - int(net.network_address) < 2 or int(net.broadcast_address) - int(ip) < 2:
@@ -147,12 +152,7 @@ def host_address(value: object, block: str, field: str) -> str:
 
 def external_address(value: object, field: str) -> str:
     """An external IPv4 address gstack can hand out (it owns :data:`core.ipam.EXTERNAL_RANGE`)."""
-    try:
-        ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
-    except ValueError:
-        ip = None
-    if ip is None:
-        raise Invalid(field, value, "Must be an IPv4 address.")
+    ip = _ipv4(value, field)
     net = ipaddress.ip_network(ipam.EXTERNAL_RANGE)
     if ip not in net or int(ip) - int(net.network_address) < 2 or int(net.broadcast_address) - int(ip) < 2:
         raise Invalid(field, value, f"The address is not available: external addresses come from "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import Response
 
 from core.links import CANONICAL_BASE
 from core.services import store, topology
 from core.services.queries import resource_rows
 from gstack.api.registry import ApiRequest
-from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
 from gstack.gce.render import json_response, stored
 
 
@@ -65,18 +66,10 @@ def reorder(out: dict) -> dict:
 
 def static_list(req: ApiRequest, kind: str, path: str, items: list[dict], schema: str) -> Response:
     """A list over objects computed in memory (zones, machine types ...), with the same paging rules."""
-    import orjson
-
     params = parse_params(req.args, schema)
     keyed = sorted(([i["name"]], orjson.dumps(i).decode()) for i in items)
     if params.order == "created":
         keyed = list(reversed(keyed))
 
-    def source(after, limit):
-        start = 0
-        if after is not None:
-            start = next((n + 1 for n, (k, _) in enumerate(keyed) if k == after), len(keyed))
-        return keyed[start:start + limit]
-
-    page, token = paginate(source, params)
+    page, token = paginate(memory_source(keyed), params)
     return json_response(list_envelope(kind, path, [stored(t) for _, t in page], token))

@@ -6,7 +6,7 @@ from core.services import topology
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.common import static_list as _static_list
 from gstack.api.registry import ApiRequest, handles
-from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
 from gstack.gce.render import json_response, stored
 
 
@@ -47,14 +47,7 @@ def _aggregated(req: ApiRequest, field: str, kind: str, schema: str, items_of) -
         if params.order == "created":  # as static_list: offerings share one creation time
             items.reverse()
         keyed += [([scope, i["name"]], orjson.dumps(i).decode()) for i in items]
-
-    def source(after, limit):
-        start = 0
-        if after is not None:
-            start = next((n + 1 for n, (k, _) in enumerate(keyed) if k == after), len(keyed))
-        return keyed[start:start + limit]
-
-    page, token = paginate(source, params)
+    page, token = paginate(memory_source(keyed), params)
     out = list_envelope(kind, f"projects/{req.call.project}/aggregated/{field}", [], token)
     out["items"] = aggregate(page, scopes, field, stored)
     out["unreachables"] = []

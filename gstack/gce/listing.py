@@ -78,6 +78,18 @@ def decode_token(token: str, order: str) -> list:
 Source = Callable[[list | None, int], list[tuple[list, str]]]
 
 
+def memory_source(keyed: list[tuple[list, str]]) -> Source:
+    """A source over items already in memory and in order (the offerings, zones, regions)."""
+
+    def source(after: list | None, limit: int) -> list[tuple[list, str]]:
+        start = 0
+        if after is not None:
+            start = next((n + 1 for n, (k, _) in enumerate(keyed) if k == after), len(keyed))
+        return keyed[start:start + limit]
+
+    return source
+
+
 def paginate(source: Source, params: ListParams) -> tuple[list[tuple[list, str]], str | None]:
     """Collect one page of items; returns (items with keys, nextPageToken or None)."""
     wanted = params.max_results
