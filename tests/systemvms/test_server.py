@@ -215,8 +215,11 @@ def test_router_comes_back_when_its_host_fails(srv, gce):
         out = srv.admin("systemvm", "check").stdout  # the watchdog's round; the server's workers redeploy
         assert vm.name in out and "Down" in out
         until("the router on another host", lambda: host_of(srv, vm.uid) not in (None, old))
-        moved = until("its configuration pushed again", lambda: synced(srv))
         new = host_of(srv, vm.uid)
+        # The router row may read synced before the redeploy's push lands: wait for the files too.
+        until("its files pushed to the new host",
+              lambda: {f.host_id for f in pushed(srv, vm.uid).values()} == {new})
+        moved = until("its configuration pushed again", lambda: synced(srv))
         files = pushed(srv, vm.uid)
         assert {f.host_id for f in files.values()} == {new} and moved.state == "Running"
         assert "deny-web-ssh" in files[router.NFTABLES].content
@@ -241,6 +244,8 @@ def test_watchdog_thread_acts_without_anyone_asking(srv):
             host.status = "Down"
             s.commit()
         until("the router on another host", lambda: host_of(srv, vm.uid) not in (None, old))
+        until("its files pushed to the new host",
+              lambda: {f.host_id for f in pushed(srv, vm.uid).values()} == {host_of(srv, vm.uid)})
         until("its configuration pushed again", lambda: synced(srv))
         assert {f.host_id for f in pushed(srv, vm.uid).values()} == {host_of(srv, vm.uid)}
     finally:
