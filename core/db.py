@@ -8,6 +8,7 @@ and never block on writers thanks to WAL.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import weakref
@@ -67,20 +68,65 @@ def sqlite_url(data_dir: str) -> str:
 
 
 def create_schema(engine: Engine) -> None:
+    """Create the tables, and the indexes a newer build added to tables that exist already."""
     Base.metadata.create_all(engine)
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
 
 
-# SQLite's own busy handler waits by sleeping (1, 2, 5, 10 ... ms); threads of one process queue
-# on this lock instead and hand over at once. Other processes still meet the busy timeout.
+# SQLite's own busy handler waits by sleeping (1, 2, 5, 10 ... 100 ms), so writers queue before
+# BEGIN IMMEDIATE instead: threads of one process on this lock, and the processes sharing a data
+# directory (``gstack serve`` and ``gstack worker``) on an flock of a file beside the database.
+# Both hand over the moment the holder lets go. Writers outside gstack still meet the busy timeout.
 _SQLITE_WRITE_LOCK = threading.RLock()
 _HOLDS_LOCK = "gstack_holds_write_lock"
+_lock_files: dict[tuple[int, str], int] = {}  # by (pid, path): a forked child opens its own
+_depth = 0  # write transactions this process has open (under _SQLITE_WRITE_LOCK, so at most one)
+
+
+def _lock_file(engine: Engine) -> int | None:
+    """The open lock file of the engine's database file (None for an in-memory database)."""
+    path = engine.url.database
+    if not path or path == ":memory:":
+        return None
+    key = (os.getpid(), path)
+    fd = _lock_files.get(key)
+    if fd is None:
+        fd = _lock_files[key] = os.open(path + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return fd
+
+
+def _acquire(engine: Engine) -> None:
+    global _depth
+    _SQLITE_WRITE_LOCK.acquire()
+    try:
+        fd = _lock_file(engine)
+        if _depth == 0 and fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        _SQLITE_WRITE_LOCK.release()
+        raise
+    _depth += 1
+
+
+def _release(engine: Engine) -> None:
+    global _depth
+    _depth -= 1
+    try:
+        fd = _lock_files.get((os.getpid(), engine.url.database or ""))
+        if _depth == 0 and fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        _SQLITE_WRITE_LOCK.release()
 
 
 def _release_write_lock(session: Session, transaction) -> None:
     if transaction is not None and transaction.parent is not None:
         return  # a savepoint or subtransaction ended; the write transaction goes on
-    if session.info.pop(_HOLDS_LOCK, False):
-        _SQLITE_WRITE_LOCK.release()
+    engine = session.info.pop(_HOLDS_LOCK, None)
+    if engine is not None:
+        _release(engine)
 
 
 def begin_write(session: Session) -> None:
@@ -92,9 +138,11 @@ def begin_write(session: Session) -> None:
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("begin_write after unflushed changes")
         session.rollback()
-    if session.get_bind().dialect.name == "sqlite" and not session.info.get(_HOLDS_LOCK):
-        _SQLITE_WRITE_LOCK.acquire()
-        session.info[_HOLDS_LOCK] = True
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite" and not session.info.get(_HOLDS_LOCK):
+        engine = bind.engine if hasattr(bind, "engine") else bind
+        _acquire(engine)
+        session.info[_HOLDS_LOCK] = engine
         if not event.contains(session, "after_transaction_end", _release_write_lock):
             event.listen(session, "after_transaction_end", _release_write_lock)
     try:

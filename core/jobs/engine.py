@@ -45,16 +45,22 @@ _HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "
 class JobHandler:
     run: Callable[[JobContext], None]
     on_fail: Callable[[JobContext, OperationFailure], None] | None = None
+    # Runs several claimed jobs of this kind together (one transaction per step instead of one per
+    # job and step); the jobs it does not complete run through :attr:`run`, one by one. Optional:
+    # an optimisation for bursts, never a different outcome.
+    batch: Callable[[list[JobContext]], None] | None = None
 
 
 HANDLERS: dict[str, JobHandler] = {}
+BATCH_SIZE = 32  # most jobs of one kind a worker claims at once
 
 
-def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None):
+def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None,
+        batch: Callable[[list[JobContext]], None] | None = None):
     """Register a job handler under ``name`` (the Operation's ``job`` column)."""
 
     def register(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
-        HANDLERS[name] = JobHandler(fn, on_fail)
+        HANDLERS[name] = JobHandler(fn, on_fail, batch)
         return fn
 
     return register
@@ -67,8 +73,11 @@ class JobContext:
     project: str
     params: dict
     attempt: int
+    job_name: str = ""
     warnings: list[dict] = field(default_factory=list)
     completed: bool = False
+    # What a batch run learnt that the single run it hands a job to must know (hosts that failed).
+    scratch: dict = field(default_factory=dict)
 
     @property
     def drivers(self):
@@ -113,18 +122,23 @@ def _claimable():
     earlier = aliased(Operation)
     now = bindparam("now")
     return (
-        select(Operation.pk)
+        select(Operation.pk, Operation.job)
         .where(Operation.status.in_(UNFINISHED),
                (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
                                earlier.status.in_(UNFINISHED)))
         .order_by(Operation.pk)
-        .limit(1)
+        .limit(bindparam("limit"))
     )
 
 
 _CLAIMABLE = _claimable()
 _CLAIMABLE_LOCKED = _claimable().with_for_update(skip_locked=True)
+# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
+# router sync): it becomes claimable then.
+_NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
+    Operation.status == "PENDING", Operation.lease_owner.is_(None), Operation.lease_expiry >= bindparam("now"))
+_NEXT_FIRST_DUE = _NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure
 
 
 def announce(session: Session) -> None:
@@ -247,49 +261,101 @@ class JobEngine:
                 claimed = self._claim()
             except Exception:  # database briefly unavailable: back off, never die
                 log.exception("claiming a job failed")
-                claimed = None
+                claimed = []
                 time.sleep(0.5)
-            if claimed is None:
+            if not claimed:
+                wait = self.poll_interval
+                try:
+                    wait = min(wait, max(0.0, self.next_due() - time.time()))
+                except Exception:
+                    log.exception("reading the next deferred job failed")
                 with self._wake:
                     if self._pending_kicks == 0 and not self._stop.is_set():
-                        self._wake.wait(self.poll_interval)
+                        self._wake.wait(wait)
                     self._pending_kicks = max(0, self._pending_kicks - 1)
                 continue
-            self._run(*claimed)
+            self._run_claimed(claimed)
+
+    def next_due(self, first_attempts_only: bool = False) -> float:
+        """When the earliest deferred job becomes claimable (infinity if none is deferred)."""
+        with self.factory() as session:
+            due = session.scalar(_NEXT_FIRST_DUE if first_attempts_only else _NEXT_DUE, {"now": time.time()})
+        return float("inf") if due is None else due
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
-        """Run claimable jobs in the calling thread until none is left (tests, benchmarks, CLI)."""
+        """Run jobs in the calling thread until none is left (tests, benchmarks, CLI).
+
+        Deferred jobs (a coalesced router sync) are waited for; a failed job's retry is left to the
+        workers.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             claimed = self._claim()
-            if claimed is None:
-                return
-            self._run(*claimed)
+            if not claimed:
+                delay = self.next_due(first_attempts_only=True) - time.time()
+                if delay == float("inf"):
+                    return
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())) + 0.001)
+                continue
+            self._run_claimed(claimed)
 
-    def _claim(self) -> tuple[int, str, str, dict, int] | None:
+    def _claim(self) -> list[JobContext]:
+        """Claim the next job, and the jobs of the same kind queued right behind it when its
+        handler runs batches."""
         now = time.time()
+        params = {"now": now, "limit": BATCH_SIZE}
         # Look first without the write lock: idle workers must not queue behind API writes.
         with self.factory() as session:
-            if session.scalar(_CLAIMABLE, {"now": now}) is None:
-                return None
+            if session.execute(_CLAIMABLE, {**params, "limit": 1}).first() is None:
+                return []
         with write_session(self.factory) as session:
-            pk = session.scalar(_CLAIMABLE_LOCKED if self.postgres else _CLAIMABLE, {"now": now})
-            if pk is None:
-                return None
-            row = session.execute(
-                update(Operation).where(Operation.pk == pk).values(
+            found = session.execute(_CLAIMABLE_LOCKED if self.postgres else _CLAIMABLE, params).all()
+            if not found:
+                return []
+            first = found[0].job
+            handler = HANDLERS.get(first)
+            pks = [found[0].pk]
+            if handler is not None and handler.batch is not None:
+                for row in found[1:]:
+                    if row.job != first:
+                        break
+                    pks.append(row.pk)
+            rows = session.execute(
+                update(Operation).where(Operation.pk.in_(pks)).values(
                     lease_owner=self.owner, lease_expiry=now + LEASE_SECONDS,
                     attempts=Operation.attempts + 1, status="RUNNING",
                     start_time=func.coalesce(Operation.start_time, now),
-                ).returning(Operation.job, Operation.project, Operation.params, Operation.attempts)
-            ).one()
+                ).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
+            ).all()
         with self._running_lock:
-            self._running.add(pk)
-        return pk, row.job, row.project, orjson.loads(row.params), row.attempts
+            self._running.update(pks)
+        rows.sort(key=lambda r: r.pk)
+        return [JobContext(self, r.pk, r.project, orjson.loads(r.params), r.attempts, job_name=r.job) for r in rows]
 
-    def _run(self, pk: int, job_name: str, project: str, params: dict, attempts: int) -> None:
+    def _run_claimed(self, ctxs: list[JobContext]) -> None:
+        """Run claimed jobs: together through their handler's ``batch`` when there are several
+        first attempts, and one by one for whatever the batch leaves (or when it breaks)."""
+        handler = HANDLERS.get(ctxs[0].job_name)
+        if len(ctxs) > 1 and handler is not None and handler.batch is not None \
+                and all(c.attempt == 1 for c in ctxs):
+            try:
+                handler.batch(ctxs)
+            except Exception:  # every job stays resumable: each runs again on its own below
+                log.exception("batch of %d %s jobs failed; running them one by one", len(ctxs), ctxs[0].job_name)
+                for ctx in ctxs:  # a completion whose commit failed did not happen
+                    ctx.completed = False
+            for ctx in ctxs:
+                if ctx.completed:
+                    self._finish(ctx, None)
+                else:
+                    ctx.warnings.clear()
+        for ctx in ctxs:
+            if not ctx.completed:
+                self._run(ctx)
+
+    def _run(self, ctx: JobContext) -> None:
+        pk, job_name, attempts = ctx.op_pk, ctx.job_name, ctx.attempt
         handler = HANDLERS.get(job_name)
-        ctx = JobContext(self, pk, project, params, attempts)
         failure: OperationFailure | None = None
         try:
             if handler is None:
@@ -313,10 +379,7 @@ class JobEngine:
                 log.exception("cleanup of failed job %s (%s) failed; it will be retried", pk, job_name)
                 self._release(pk, delay=2.0)
                 return
-        if ctx.completed and failure is None:
-            self._finished(pk)
-        else:
-            self._finish(pk, failure, ctx.warnings)
+        self._finish(ctx, failure)
 
     def _release(self, pk: int, delay: float) -> None:
         with write_session(self.factory) as session:
@@ -333,17 +396,22 @@ class JobEngine:
             values["warnings"] = orjson.dumps(warnings).decode()
         return values
 
-    def _finish(self, pk: int, failure: OperationFailure | None, warnings: list[dict]) -> None:
-        values = self.done_values(warnings)
+    def _finish(self, ctx: JobContext, failure: OperationFailure | None) -> None:
+        """End the Operation DONE (with ``failure`` as its error), unless its handler's last
+        transaction did already (:meth:`JobContext.complete`)."""
+        if ctx.completed and failure is None:
+            self._finished(ctx.op_pk)
+            return
+        values = self.done_values(ctx.warnings)
         if failure is not None:
             values["error"] = orjson.dumps({"errors": [{"code": failure.code, "message": failure.message}]}).decode()
             values["http_error_status"] = failure.http_status
             values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
-            session.execute(update(Operation).where(Operation.pk == pk).values(**values))
+            session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(**values))
             if self.postgres:  # wake waiters and workers of other processes, at commit
                 session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
-        self._finished(pk)
+        self._finished(ctx.op_pk)
 
     def _finished(self, pk: int) -> None:
         with self._running_lock:

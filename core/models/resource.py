@@ -18,7 +18,11 @@ class Resource(Base):
     __table_args__ = (
         UniqueConstraint("project", "collection", "scope", "name", name="uq_resource_name"),
         Index("ix_resource_list", "project", "collection", "scope", "name"),
-        Index("ix_resource_region", "project", "collection", "region"),
+        # Covering indexes for the aggregates asked on every insert (quota usage, host and pool
+        # capacity): they never read the table, whose rows carry the JSON body before these columns.
+        Index("ix_resource_usage", "project", "collection", "region", "subtype", "status", "vcpus", "size_gb"),
+        Index("ix_resource_host_usage", "host_id", "vcpus", "memory_mb"),
+        Index("ix_resource_pool_usage", "pool_id", "size_gb"),
     )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -34,8 +38,8 @@ class Resource(Base):
     created: Mapped[float] = mapped_column(Float)
     body: Mapped[str] = mapped_column(Text)
     # Capacity held: a placed VM holds vcpus/memory on host_id; a disk holds size_gb on pool_id.
-    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
-    pool_id: Mapped[int | None] = mapped_column(ForeignKey("storage_pools.id"), nullable=True, index=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("storage_pools.id"), nullable=True)
     # Where a VM last ran: its domain (and serial log) lives there while it is stopped.
     last_host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)

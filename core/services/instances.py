@@ -550,58 +550,109 @@ def _load(s, uid: int) -> Resource | None:
     return s.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
 
 
+def _stage(ctx: JobContext, s, tried: set[int]) -> tuple | None:
+    """Place the VM (if it is not) and mark it STAGING, in the caller's transaction: (driver,
+    host, spec) to start it with, or None when it is gone or running already."""
+    res = _load(s, ctx.params["uid"])
+    if res is None or res.status == "RUNNING":
+        return None
+    if res.host_id is None:
+        host = planner.place_vm(s, ctx.params["zone_id"], res.vcpus, res.memory_mb, frozenset(tried),
+                                prefer=res.last_host_id)
+        if host is None:
+            raise zone_exhausted(res.project, res.scope.split("/", 1)[1])
+        res.host_id = host.id
+    disks.place_disks(s, ctx.params["zone_id"], ctx.params.get("created_disks", []), res.project,
+                      res.scope.split("/", 1)[1])
+    store.set_status(res, "STAGING")
+    _sync_routers(s, res)  # the first instance on a network deploys its virtual router
+    driver, host_ref = _driver(ctx, s, res.host_id)
+    spec = vm_spec(s, res)
+    ctx.progress(40, session=s)
+    return driver, host_ref, spec
+
+
+def _unplace(ctx: JobContext, s) -> None:
+    """Its host failed to start the VM: it is placed again, elsewhere."""
+    res = _load(s, ctx.params["uid"])
+    if res is not None:
+        res.host_id = None
+
+
+def _mark_running(ctx: JobContext, s) -> None:
+    """The VM runs: RUNNING, its new disks READY, and the Operation DONE in the same transaction."""
+    res = _load(s, ctx.params["uid"])
+    if res is None:
+        return
+    host = s.get(Host, res.host_id)
+    store.set_status(res, "RUNNING", lastStartTimestamp=rfc3339(time.time()), cpuPlatform=host.cpu_platform)
+    res.last_host_id = res.host_id
+    for d in s.scalars(select(Resource).where(Resource.uid.in_(ctx.params.get("created_disks", [])),
+                                              Resource.status == "CREATING")):
+        store.set_status(d, "READY")
+    ctx.complete(s)
+
+
 def _run_vm(ctx: JobContext) -> None:
     """Place the VM (if it is not) and start it on its host, trying other hosts when a spawn fails."""
-    uid = ctx.params["uid"]
     for w in ctx.params.get("warnings", []):
         ctx.warn(w["code"], w["message"], w.get("data"))
-    tried: set[int] = set()
+    tried: set[int] = set(ctx.scratch.get("tried", ()))
     while True:
         with ctx.write() as s:
-            res = _load(s, uid)
-            if res is None or res.status == "RUNNING":
-                return
-            if res.host_id is None:
-                host = planner.place_vm(s, ctx.params["zone_id"], res.vcpus, res.memory_mb, frozenset(tried),
-                                        prefer=res.last_host_id)
-                if host is None:
-                    raise zone_exhausted(res.project, res.scope.split("/", 1)[1])
-                res.host_id = host.id
-            disks.place_disks(s, ctx.params["zone_id"], ctx.params.get("created_disks", []), res.project,
-                              res.scope.split("/", 1)[1])
-            store.set_status(res, "STAGING")
-            _sync_routers(s, res)  # the first instance on a network deploys its virtual router
-            driver, host_ref = _driver(ctx, s, res.host_id)
-            spec = vm_spec(s, res)
-            resuming = ctx.params.get("resume", False)
-            ctx.progress(40, session=s)
+            staged = _stage(ctx, s, tried)
+        if staged is None:
+            return
+        driver, host_ref, spec = staged
         try:
-            if resuming:
+            if ctx.params.get("resume", False):
                 driver.resume(host_ref, spec)
             else:
                 driver.spawn(host_ref, spec)
         except DriverError as exc:
             tried.add(host_ref.id)
             with ctx.write() as s:
-                res = _load(s, uid)
-                if res is not None:
-                    res.host_id = None
+                _unplace(ctx, s)
             if not exc.retry_elsewhere:
                 raise OperationFailure("INTERNAL_ERROR", str(exc), 500) from exc
             continue
         break
     with ctx.write() as s:
-        res = _load(s, uid)
-        if res is None:
-            return
-        host = s.get(Host, res.host_id)
-        now = rfc3339(time.time())
-        store.set_status(res, "RUNNING", lastStartTimestamp=now, cpuPlatform=host.cpu_platform)
-        res.last_host_id = res.host_id
-        for d in s.scalars(select(Resource).where(Resource.uid.in_(ctx.params.get("created_disks", [])),
-                                                  Resource.status == "CREATING")):
-            store.set_status(d, "READY")
-        ctx.complete(s)
+        _mark_running(ctx, s)
+
+
+def _run_vms(ctxs: list[JobContext]) -> None:
+    """:func:`_run_vm` for a burst of new VMs: one transaction places and stages them all, and one
+    marks them all RUNNING. A VM this cannot start (no room, a failed spawn) is left to
+    :func:`_run_vm`, which retries or fails it alone."""
+    staged = []
+    with ctxs[0].write() as s:
+        for ctx in ctxs:
+            if ctx.params.get("resume"):
+                continue
+            try:
+                with s.begin_nested():
+                    found = _stage(ctx, s, set())
+            except OperationFailure:
+                continue
+            if found is not None:
+                staged.append((ctx, *found))
+    started, failed = [], []
+    for ctx, driver, host_ref, spec in staged:
+        try:
+            driver.spawn(host_ref, spec)
+        except DriverError:
+            ctx.scratch["tried"] = [host_ref.id]
+            failed.append(ctx)
+            continue
+        started.append(ctx)
+    with ctxs[0].write() as s:
+        for ctx in failed:
+            _unplace(ctx, s)
+        for ctx in started:
+            for w in ctx.params.get("warnings", []):
+                ctx.warn(w["code"], w["message"], w.get("data"))
+            _mark_running(ctx, s)
 
 
 def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
@@ -634,7 +685,7 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
             store.set_status(res, "SUSPENDED" if ctx.params.get("resume") else "TERMINATED")
 
 
-job("instances.run", on_fail=_run_failed)(_run_vm)
+job("instances.run", on_fail=_run_failed, batch=_run_vms)(_run_vm)
 
 
 def _power_job(action: str, final: str, release: bool, stamp: str | None):

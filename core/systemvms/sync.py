@@ -8,12 +8,21 @@ number of calls in a transaction, or in many transactions before a worker gets t
 job. The job renders from the database as it is when the job runs, so it sees every change
 committed before it started, and a change committed after it started queues the next one.
 
+A request made soon after the network's last sync started waits (its lease is a not-before
+time): syncs of one network start at least ``SYNC_INTERVAL`` apart, and at least ``SYNC_SHARE``
+times as long apart as the last one spent rendering and pushing (up to ``SYNC_MAX_SPACING``). Each render reads every instance of the network, so
+syncing once per change would make a burst of N inserts cost O(N²), and a fixed spacing would
+still let a large network's renders take a worker over; this way a burst costs a few renders,
+a router's share of a worker stays bounded, and a lone change still syncs at once.
+
 The job deploys a router in each region where the network has a starting or running instance
 and none yet, destroys the routers of a network that is gone, and pushes each router the files
 whose checksum changed.
 """
 
 from __future__ import annotations
+
+import time
 
 import orjson
 from sqlalchemy import select, update
@@ -29,6 +38,11 @@ SYNC_JOB = "systemvms.syncNetwork"
 # Instances in these states make a region need its router (it serves their DHCP before they boot).
 ACTIVE = ("STAGING", "RUNNING")
 _REQUESTED = "gstack.systemvms.sync_requested"
+SYNC_INTERVAL = 0.25  # seconds between the starts of two syncs of one network, at least
+SYNC_SHARE = 5  # ... and at least this many times as long as the last one's renders took
+SYNC_MAX_SPACING = 5.0  # ... but never more
+# Recorded in the job's params: when it started (its first transaction) and how long it rendered.
+STARTED_AT, RENDER_SECONDS = "started_at", "render_seconds"
 
 
 def _canonical(project: str, network_url: str) -> tuple[str, str, str] | None:
@@ -80,9 +94,18 @@ def request_sync(session: Session, project: str, network_url: str) -> None:
     if touched:
         return
     vms.ensure_system_project(session)
-    vms.enqueue(session, job=SYNC_JOB, op_type="systemvms.syncNetwork", scope="global", target_id=target,
-                target_path=path_of(net_project, "global", "networks", name),
-                params={"project": net_project, "network": url, "network_uid": target})
+    op = vms.enqueue(session, job=SYNC_JOB, op_type="systemvms.syncNetwork", scope="global", target_id=target,
+                     target_path=path_of(net_project, "global", "networks", name),
+                     params={"project": net_project, "network": url, "network_uid": target})
+    last = session.scalar(select(Operation.params).where(
+        Operation.job == SYNC_JOB, Operation.target_id == target, Operation.pk != op.pk,
+        Operation.status != "PENDING").order_by(Operation.pk.desc()).limit(1))
+    started = orjson.loads(last).get(STARTED_AT) if last else None
+    if started is not None:
+        took = orjson.loads(last).get(RENDER_SECONDS, 0.0)
+        not_before = started + max(SYNC_INTERVAL, min(SYNC_SHARE * took, SYNC_MAX_SPACING))
+        if not_before > op.insert_time:
+            op.lease_expiry = not_before  # see the module's docstring
 
 
 def pending_sync(session: Session, project: str, network_url: str) -> Operation | None:
@@ -143,6 +166,7 @@ def _sync(ctx: JobContext) -> None:
     with ctx.write() as s:
         to_start, to_push, to_destroy = plan(s, ctx.params)
         ctx.progress(10, session=s)
+        _record(s, ctx, STARTED_AT, time.time())
     for uid in to_start:
         try:
             vms.start(ctx, uid)
@@ -150,10 +174,18 @@ def _sync(ctx: JobContext) -> None:
             ctx.warn("SYSTEM_VM_NOT_STARTED", f"router {uid}: {exc}")
     for uid in to_destroy:
         vms.destroy(ctx, uid)
+    started = time.perf_counter()
     for uid in to_push:
         router.push(ctx, uid)
     with ctx.write() as s:
+        _record(s, ctx, RENDER_SECONDS, round(time.perf_counter() - started, 4))
         ctx.complete(s)
+
+
+def _record(session: Session, ctx: JobContext, key: str, value: float) -> None:
+    ctx.params[key] = value
+    session.execute(update(Operation).where(Operation.pk == ctx.op_pk)
+                    .values(params=orjson.dumps(ctx.params).decode()))
 
 
 job(SYNC_JOB)(_sync)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 from sqlalchemy import delete, func, select, update
 
@@ -48,6 +49,28 @@ def test_many_requests_make_one_job(cloud):
     with write_session(cloud.factory) as s:
         s.execute(delete(Operation).where(Operation.pk == ops[0].pk))
     cloud.run_jobs()
+
+
+
+def test_a_sync_soon_after_the_last_waits_its_turn(cloud):
+    """A burst of changes costs a few renders: a request made right after a sync started is
+    deferred to SYNC_INTERVAL after that start, and then runs (with everything changed since)."""
+    cloud.instance("spaced-1")
+    last = max(sync_ops(cloud), key=lambda op: op.pk)
+    started = orjson.loads(last.params)[sync.STARTED_AT]
+    assert last.status == "DONE" and sync.RENDER_SECONDS in orjson.loads(last.params)
+    cloud.instance("spaced-2", run=False)  # its job asks for a sync when it stages the VM
+    with write_session(cloud.factory) as s:
+        sync.request_sync(s, cloud.project, cloud.network)
+    pending = max(sync_ops(cloud), key=lambda op: op.pk)
+    assert pending.status == "PENDING" and pending.lease_expiry >= started + sync.SYNC_INTERVAL
+    cloud.run_jobs()  # waits for the deferred sync: it is a first attempt, not a back-off
+    done = next(op for op in sync_ops(cloud) if op.pk == pending.pk)
+    assert done.status == "DONE" and orjson.loads(done.params)[sync.STARTED_AT] >= started + sync.SYNC_INTERVAL
+    vm = cloud.router()
+    assert cloud.ip_of("spaced-2") in cloud.files(vm.uid)[router.DNSMASQ].content
+    for name in ("spaced-1", "spaced-2"):
+        cloud.delete_instance(name)
 
 
 def test_router_deploys_with_the_first_running_instance(cloud):
