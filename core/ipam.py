@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import interleaving_savepoint
 from core.errors import BadRequest
 from core.models import IpAllocation
 
@@ -20,7 +21,7 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     one: the unique constraint refuses all but one, and the others try again past it."""
     for _ in range(50):
         try:
-            with session.begin_nested():
+            with interleaving_savepoint(session):
                 return _allocate_once(session, pool, cidr, owner_uid, reserved_head)
         except IntegrityError:
             continue

@@ -98,9 +98,14 @@ def build(call: Call, zone: ZoneInfo, *, name: str, size_gb: object, disk_type: 
     return {"name": name, "size_gb": size, "subtype": dtype, "body": body, "source_size": source_size}
 
 
-def create_row(call: Call, zone: ZoneInfo, spec: dict, status: str = "CREATING") -> Resource:
+def create_row(call: Call, zone: ZoneInfo, spec: dict, status: str = "CREATING",
+               users: list[str] | None = None) -> Resource:
+    """The disk's row; ``users``: the instances it is born attached to (boot and new data disks)."""
+    body = spec["body"]
+    if users:
+        body = {**body, "users": users, "lastAttachTimestamp": rfc3339(time.time())}
     return store.new_resource(call.session, project=call.project, collection="disks", scope=f"zones/{zone.name}",
-                              name=spec["name"], kind="compute#disk", body=spec["body"], status=status,
+                              name=spec["name"], kind="compute#disk", body=body, status=status,
                               region=zone.region.name, size_gb=spec["size_gb"], subtype=spec["subtype"])
 
 

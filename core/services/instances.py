@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import InvalidRequestError
 
 from core import ipam, planner, quotas
+from core.db import interleaving_savepoint
 from core.errors import (
     AlreadyExists,
     ComputeError,
@@ -31,7 +32,7 @@ from core.errors import (
 )
 from core.hypervisors import DiskSpec, DriverError, NicSpec, VmSpec
 from core.hypervisors.base import HostRef
-from core.ids import fingerprint, rfc3339
+from core.ids import fingerprint, new_uid, rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Cluster, Host, IpAllocation, Operation, Resource, Zone
@@ -202,7 +203,7 @@ def _reserve(call: Call, pool: str, address: str, uid: int, what: str) -> str:
     return address
 
 
-def _access_config(call: Call, zone: Zone, uid: int, ac: dict) -> dict:
+def _access_config(call: Call, zone: Zone, uid: int, instance_url: str, ac: dict) -> dict:
     """An access config with its external address: a static address of the region (which becomes
     IN_USE), another requested one (reserved), or an ephemeral one."""
     region = zone.region.name
@@ -210,8 +211,7 @@ def _access_config(call: Call, zone: Zone, uid: int, ac: dict) -> dict:
     quotas.check_region(call.session, projects.get(call.session, call.project), region, {"IN_USE_ADDRESSES": 1})
     nat = ac.get("natIP")
     if nat:
-        owner = call.session.scalar(select(Resource).where(Resource.uid == uid))
-        if not addresses.use_for_instance(call.session, call.project, region, nat, vpc.url(owner)):
+        if not addresses.use_for_instance(call.session, call.project, region, nat, instance_url):
             _reserve(call, pool, nat, uid, f"region '{region}'")
     else:
         nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid)
@@ -223,7 +223,8 @@ def _nic_fingerprint(nic: dict) -> str:
     return fingerprint(["nic", {k: v for k, v in nic.items() if k != "fingerprint"}])
 
 
-def _build_nics(call: Call, zone: Zone, uid: int, parsed: list[tuple[Resource, Resource, dict]]) -> list[dict]:
+def _build_nics(call: Call, zone: Zone, uid: int, instance_url: str,
+                parsed: list[tuple[Resource, Resource, dict]]) -> list[dict]:
     nics = []
     for i, (network, subnet, req) in enumerate(parsed):
         sub = store.body_of(subnet)
@@ -239,7 +240,7 @@ def _build_nics(call: Call, zone: Zone, uid: int, parsed: list[tuple[Resource, R
             "subnetwork": url_of(subnet.project, subnet.scope, "subnetworks", subnet.name),
             "networkIP": ip, "stackType": req.get("stackType", "IPV4_ONLY"),
         }
-        configs = [_access_config(call, zone, uid, ac) for ac in req.get("accessConfigs") or []]
+        configs = [_access_config(call, zone, uid, instance_url, ac) for ac in req.get("accessConfigs") or []]
         if configs:
             nic["accessConfigs"] = configs
         nic["fingerprint"] = _nic_fingerprint(nic)
@@ -397,18 +398,38 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
 
     scope = f"zones/{zone.name}"
     instance_url = url_of(call.project, scope, "instances", name)
-    # The instance row comes first: a concurrent insert of the same name meets the unique constraint
-    # here (not on the boot disk's name), and a concurrent retry of the same requestId gets the
-    # operation of the request that won.
+    # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
+    # allocated for the uid the row will have, and the new disks are described from their specs.
+    uid = new_uid()
+    nics = _build_nics(call, zone, uid, instance_url, parsed_nics)
+    attached_json = []
+    for index, (req, src) in enumerate(attached):
+        if "spec" in src:
+            spec = src["spec"]
+            disk_url, size, disk_body = url_of(call.project, scope, "disks", spec["name"]), spec["size_gb"], spec["body"]
+        else:
+            row = src["row"]
+            disk_url, size, disk_body = url_of(row.project, row.scope, "disks", row.name), row.size_gb, store.body_of(row)
+        attached_json.append({
+            "kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": req.get("mode", "READ_WRITE"),
+            "source": disk_url, "deviceName": src["device"],
+            "index": index, "boot": index == 0, "autoDelete": bool(req.get("autoDelete", False)),
+            "interface": req.get("interface", "SCSI"), "diskSizeGb": str(size),
+            "architecture": disk_body.get("architecture", "X86_64"),
+            **({"licenses": disk_body["licenses"]} if disk_body.get("licenses") else {}),
+        })
+    # The instance row comes before the disks': a concurrent insert of the same name meets the unique
+    # constraint here (not on the boot disk's name), and a concurrent retry of the same requestId
+    # gets the operation of the request that won.
     res = _new_instance_row(
-        call, project=call.project, collection="instances", scope=scope, name=name,
+        call, uid=uid, project=call.project, collection="instances", scope=scope, name=name,
         kind="compute#instance", status="PROVISIONING", region=zone.region.name,
-        vcpus=mt.guest_cpus, memory_mb=mt.memory_mb, subtype=mt.name,
+        vcpus=mt.guest_cpus, memory_mb=mt.memory_mb, subtype=mt.name, finish=_fingerprinted,
         body={
             "description": body.get("description", ""), "tags": tags_block(tags),
             "machineType": url_of(call.project, scope, "machineTypes", mt.name),
-            "canIpForward": bool(body.get("canIpForward", False)), "networkInterfaces": [],
-            "disks": [], "metadata": metadata_block(items), "serviceAccounts": service_accounts,
+            "canIpForward": bool(body.get("canIpForward", False)), "networkInterfaces": nics,
+            "disks": attached_json, "metadata": metadata_block(items), "serviceAccounts": service_accounts,
             "selfLink": instance_url, "scheduling": scheduling, "cpuPlatform": "Unknown CPU Platform",
             "labels": labels, "labelFingerprint": label_fingerprint(labels), "startRestricted": False,
             "deletionProtection": bool(body.get("deletionProtection", False)),
@@ -420,27 +441,11 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
         },
     )
     created_disks = []
-    attached_json = []
-    for index, (req, src) in enumerate(attached):
+    for _req, src in attached:
         if "spec" in src:
-            row = disks.create_row(call, zone, src["spec"])
-            created_disks.append(row.uid)
+            created_disks.append(disks.create_row(call, zone, src["spec"], users=[instance_url]).uid)
         else:
-            row = src["row"]
-        disks.add_user(row, instance_url)
-        attached_json.append({
-            "kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": req.get("mode", "READ_WRITE"),
-            "source": url_of(row.project, row.scope, "disks", row.name),
-            "deviceName": src["device"],
-            "index": index, "boot": index == 0, "autoDelete": bool(req.get("autoDelete", False)),
-            "interface": req.get("interface", "SCSI"), "diskSizeGb": str(row.size_gb),
-            "architecture": store.body_of(row).get("architecture", "X86_64"),
-            **({"licenses": store.body_of(row)["licenses"]} if store.body_of(row).get("licenses") else {}),
-        })
-    inst = store.body_of(res)
-    inst["disks"] = attached_json
-    inst["networkInterfaces"] = _build_nics(call, zone, res.uid, parsed_nics)
-    _save(res, inst)
+            disks.add_user(src["row"], instance_url)
     return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
                             job="instances.run", params={"uid": res.uid, "created_disks": created_disks,
                                                          "zone_id": zone.id, "delete_on_fail": True,
@@ -449,7 +454,7 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
 
 def _new_instance_row(call: Call, **columns) -> Resource:
     try:
-        with call.session.begin_nested():  # a name clash must leave the transaction usable
+        with interleaving_savepoint(call.session):  # a name clash must leave the transaction usable
             return store.new_resource(call.session, **columns)
     except AlreadyExists:
         if call.request_id and operations.by_request_id(call) is not None:
@@ -486,9 +491,14 @@ _STATE_FIELDS = frozenset({"fingerprint", "status", "statusMessage", "cpuPlatfor
                            "lastStopTimestamp", "lastSuspendedTimestamp"})
 
 
-def _save(res: Resource, inst: dict) -> None:
-    """Store a changed instance body with a new ``fingerprint`` (it changes on every modification)."""
+def _fingerprinted(inst: dict) -> None:
+    """A new ``fingerprint``: it changes on every modification of the configuration."""
     inst["fingerprint"] = fingerprint(["instance", {k: v for k, v in inst.items() if k not in _STATE_FIELDS}])
+
+
+def _save(res: Resource, inst: dict) -> None:
+    """Store a changed instance body with a new fingerprint."""
+    _fingerprinted(inst)
     store.save(res, inst)
 
 
@@ -999,7 +1009,7 @@ def add_access_config(call: Call, zone: Zone, name: str, nic_name: str | None, b
     _check_access_config(body, "resource")
     if nic.get("accessConfigs"):
         raise Invalid("networkInterface", nic_name, "At most one access config currently supported.")
-    nic["accessConfigs"] = [_access_config(call, zone, res.uid, body)]
+    nic["accessConfigs"] = [_access_config(call, zone, res.uid, vpc.url(res), body)]
     nic["fingerprint"] = _nic_fingerprint(nic)
     _save(res, inst)
     vpc.notify_router(call.session, call.project, nic["network"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import orjson
 from sqlalchemy import bindparam, select
@@ -69,16 +70,23 @@ def find_optional(session: Session, project: str, collection: str, scope: str, n
 
 
 def new_resource(session: Session, *, project: str, collection: str, scope: str, name: str, kind: str,
-                 body: dict, status: str = "", region: str | None = None, **columns) -> Resource:
+                 body: dict, status: str = "", region: str | None = None, uid: int | None = None,
+                 finish: Callable[[dict], None] | None = None, **columns) -> Resource:
     """Insert a resource with its output-only fields filled in; AlreadyExists on a name clash
-    (the unique constraint decides, so concurrent inserts cannot both win)."""
+    (the unique constraint decides, so concurrent inserts cannot both win).
+
+    ``uid``: one the caller drew already (to own addresses before the row exists). ``finish``: a
+    last change to the complete body (a fingerprint over it) before it is stored.
+    """
     now = time.time()
-    uid = new_uid()
+    uid = uid or new_uid()
     full = {"kind": kind, "id": str(uid), "creationTimestamp": rfc3339(now), "name": name}
     full.update(body)
     full["selfLink"] = url_of(project, scope, collection, name)
     if status:
         full["status"] = status
+    if finish is not None:
+        finish(full)
     res = Resource(uid=uid, project=project, collection=collection, scope=scope, name=name, status=status,
                    created=now, region=region, body="", **columns)
     save(res, full)

@@ -115,8 +115,11 @@ def run(method: Method, params: dict[str, str]) -> Response:
         if existing is not None:
             return json_response(operations.to_json(existing))
     req = ApiRequest(call, method, body, request.args)
+    payload = None
     try:
         result = handler(req, **{k: v for k, v in params.items() if k != "project"})
+        if isinstance(result, Operation):  # rendered now: after the commit its row would be read again
+            payload = operations.to_json(result)
         if is_write(method):
             if isinstance(result, Operation) and result.status != "DONE":
                 announce(session)
@@ -128,9 +131,9 @@ def run(method: Method, params: dict[str, str]) -> Response:
             raise ResourceNotReady("A request with the same requestId is in progress; retry it.") from None
         return json_response(operations.to_json(existing))
     if isinstance(result, Operation):
-        if result.status != "DONE":
+        if payload["status"] != "DONE":
             runtime.engine_kick()
-        return json_response(operations.to_json(result))
+        return json_response(payload)
     if isinstance(result, Response):
         return result
     return json_response(result)
