@@ -77,6 +77,19 @@ class HypervisorDriver(ABC):
     def spawn(self, host: HostRef, vm: VmSpec) -> None:
         """Define and start the VM. Spawning a VM that already runs there is a no-op."""
 
+    def spawn_many(self, vms: list[tuple[HostRef, VmSpec]]) -> list[DriverError | None]:
+        """:meth:`spawn` for several VMs (a burst of inserts), each one's error in its place.
+
+        Drivers whose spawns share a cost (one transaction, one connection) override it."""
+        errors: list[DriverError | None] = []
+        for host, vm in vms:
+            try:
+                self.spawn(host, vm)
+                errors.append(None)
+            except DriverError as exc:
+                errors.append(exc)
+        return errors
+
     @abstractmethod
     def power_on(self, host: HostRef, vm: VmSpec) -> None: ...
 

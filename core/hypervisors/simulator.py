@@ -80,23 +80,42 @@ class SimulatorDriver(HypervisorDriver):
             return HostStats(row.cpus, row.memory_mb, row.memory_mb, running)
 
     def spawn(self, host: HostRef, vm: VmSpec) -> None:
-        self._delay("spawn")
+        error = self.spawn_many([(host, vm)])[0]
+        if error is not None:
+            raise error
+
+    def spawn_many(self, vms: list[tuple[HostRef, VmSpec]]) -> list[DriverError | None]:
+        """All the spawns in one transaction (a failed one changes only its host's fault counter)."""
+        for _ in vms:
+            self._delay("spawn")
+        errors: list[DriverError | None] = []
         with write_session(self.factory) as session:
-            row = self._check_up(session, host)
-            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm.uid))
-            if dom is not None and dom.state == "running" and dom.host_id == host.id:
-                return
-            if row.fail_next_spawns > 0:
-                row.fail_next_spawns -= 1
-                raise DriverError(f"simulated spawn failure on host {host.name}")
-            if dom is None:
-                dom = SimDomain(instance_uid=vm.uid, host_id=host.id, name=vm.name, state="running",
-                                console="", console_dropped=0, boots=0)
-                session.add(dom)
-            dom.host_id = host.id
-            dom.state = "running"
-            dom.boots += 1
-            _append(dom, boot_log(vm, dom.boots))
+            domains = {d.instance_uid: d for d in session.scalars(
+                select(SimDomain).where(SimDomain.instance_uid.in_([vm.uid for _, vm in vms])))}
+            for host, vm in vms:
+                try:
+                    self._spawn_one(session, host, vm, domains)
+                    errors.append(None)
+                except DriverError as exc:
+                    errors.append(exc)
+        return errors
+
+    def _spawn_one(self, session, host: HostRef, vm: VmSpec, domains: dict[int, SimDomain]) -> None:
+        row = self._check_up(session, host)
+        dom = domains.get(vm.uid)
+        if dom is not None and dom.state == "running" and dom.host_id == host.id:
+            return
+        if row.fail_next_spawns > 0:
+            row.fail_next_spawns -= 1
+            raise DriverError(f"simulated spawn failure on host {host.name}")
+        if dom is None:
+            dom = domains[vm.uid] = SimDomain(instance_uid=vm.uid, host_id=host.id, name=vm.name, state="running",
+                                              console="", console_dropped=0, boots=0)
+            session.add(dom)
+        dom.host_id = host.id
+        dom.state = "running"
+        dom.boots += 1
+        _append(dom, boot_log(vm, dom.boots))
 
     def power_on(self, host: HostRef, vm: VmSpec) -> None:
         self.spawn(host, vm)

@@ -560,9 +560,10 @@ def _load(s, uid: int) -> Resource | None:
     return s.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
 
 
-def _stage(ctx: JobContext, s, tried: set[int]) -> tuple | None:
+def _stage(ctx: JobContext, s, tried: set[int], sync: bool = True) -> tuple | None:
     """Place the VM (if it is not) and mark it STAGING, in the caller's transaction: (driver,
-    host, spec) to start it with, or None when it is gone or running already."""
+    host, spec) to start it with, or None when it is gone or running already. ``sync``: ask its
+    networks' routers for a sync here (a batch asks once, for all its VMs)."""
     res = _load(s, ctx.params["uid"])
     if res is None or res.status == "RUNNING":
         return None
@@ -575,7 +576,8 @@ def _stage(ctx: JobContext, s, tried: set[int]) -> tuple | None:
     disks.place_disks(s, ctx.params["zone_id"], ctx.params.get("created_disks", []), res.project,
                       res.scope.split("/", 1)[1])
     store.set_status(res, "STAGING")
-    _sync_routers(s, res)  # the first instance on a network deploys its virtual router
+    if sync:
+        _sync_routers(s, res)  # the first instance on a network deploys its virtual router
     driver, host_ref = _driver(ctx, s, res.host_id)
     spec = vm_spec(s, res)
     ctx.progress(40, session=s)
@@ -589,24 +591,8 @@ def _unplace(ctx: JobContext, s) -> None:
         res.host_id = None
 
 
-def _mark_running(ctx: JobContext, s) -> None:
-    """The VM runs: RUNNING, its new disks READY, and the Operation DONE in the same transaction."""
-    res = _load(s, ctx.params["uid"])
-    if res is None:
-        return
-    host = s.get(Host, res.host_id)
-    store.set_status(res, "RUNNING", lastStartTimestamp=rfc3339(time.time()), cpuPlatform=host.cpu_platform)
-    res.last_host_id = res.host_id
-    for d in s.scalars(select(Resource).where(Resource.uid.in_(ctx.params.get("created_disks", [])),
-                                              Resource.status == "CREATING")):
-        store.set_status(d, "READY")
-    ctx.complete(s)
-
-
 def _run_vm(ctx: JobContext) -> None:
     """Place the VM (if it is not) and start it on its host, trying other hosts when a spawn fails."""
-    for w in ctx.params.get("warnings", []):
-        ctx.warn(w["code"], w["message"], w.get("data"))
     tried: set[int] = set(ctx.scratch.get("tried", ()))
     while True:
         with ctx.write() as s:
@@ -628,41 +614,64 @@ def _run_vm(ctx: JobContext) -> None:
             continue
         break
     with ctx.write() as s:
-        _mark_running(ctx, s)
+        _mark_running([ctx], s)
 
 
 def _run_vms(ctxs: list[JobContext]) -> None:
-    """:func:`_run_vm` for a burst of new VMs: one transaction places and stages them all, and one
-    marks them all RUNNING. A VM this cannot start (no room, a failed spawn) is left to
-    :func:`_run_vm`, which retries or fails it alone."""
-    staged = []
+    """:func:`_run_vm` for a burst of new VMs: one transaction places and stages them all, each
+    driver spawns its share at once, and one transaction marks them all RUNNING. A VM this cannot
+    start (no room, a failed spawn) is left to :func:`_run_vm`, which retries or fails it alone."""
+    staged: list[tuple[JobContext, object, HostRef, VmSpec]] = []
     with ctxs[0].write() as s:
         for ctx in ctxs:
             if ctx.params.get("resume"):
                 continue
             try:
-                with s.begin_nested():
-                    found = _stage(ctx, s, set())
+                with s.begin_nested():  # no room for this one: undo its part only
+                    found = _stage(ctx, s, set(), sync=False)
             except OperationFailure:
                 continue
             if found is not None:
                 staged.append((ctx, *found))
+        for row in s.scalars(select(Resource).where(Resource.uid.in_([c.params["uid"] for c, *_ in staged]))):
+            _sync_routers(s, row)  # once per network for the whole batch
+    by_driver: dict[int, list[tuple[JobContext, object, HostRef, VmSpec]]] = {}
+    for item in staged:
+        by_driver.setdefault(id(item[1]), []).append(item)
     started, failed = [], []
-    for ctx, driver, host_ref, spec in staged:
-        try:
-            driver.spawn(host_ref, spec)
-        except DriverError:
-            ctx.scratch["tried"] = [host_ref.id]
-            failed.append(ctx)
-            continue
-        started.append(ctx)
+    for items in by_driver.values():
+        errors = items[0][1].spawn_many([(host_ref, spec) for _, _, host_ref, spec in items])
+        for (ctx, _, host_ref, _), error in zip(items, errors, strict=True):
+            if error is None:
+                started.append(ctx)
+            else:
+                ctx.scratch["tried"] = [host_ref.id]
+                failed.append(ctx)
     with ctxs[0].write() as s:
         for ctx in failed:
             _unplace(ctx, s)
-        for ctx in started:
-            for w in ctx.params.get("warnings", []):
-                ctx.warn(w["code"], w["message"], w.get("data"))
-            _mark_running(ctx, s)
+        _mark_running(started, s)
+
+
+def _mark_running(ctxs: list[JobContext], s) -> None:
+    """The VMs run: RUNNING, their new disks READY, and their Operations DONE in the same
+    transaction; one query for each kind of row, however many VMs."""
+    rows = {r.uid: r for r in s.scalars(select(Resource).where(
+        Resource.uid.in_([c.params["uid"] for c in ctxs])).with_for_update())}
+    hosts = {h.id: h for h in s.scalars(select(Host).where(Host.id.in_({r.host_id for r in rows.values()})))}
+    created = [uid for c in ctxs for uid in c.params.get("created_disks", [])]
+    for d in s.scalars(select(Resource).where(Resource.uid.in_(created), Resource.status == "CREATING")):
+        store.set_status(d, "READY")
+    now = rfc3339(time.time())
+    done = []
+    for ctx in ctxs:
+        res = rows.get(ctx.params["uid"])
+        if res is None:  # deleted meanwhile: its own run ends the Operation
+            continue
+        store.set_status(res, "RUNNING", lastStartTimestamp=now, cpuPlatform=hosts[res.host_id].cpu_platform)
+        res.last_host_id = res.host_id
+        done.append(ctx)
+    JobContext.complete_all(s, done)
 
 
 def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
