@@ -2,6 +2,9 @@
 
 Baseline, measured in the same run: moto (the AWS emulator) serving 1,000 EC2 RunInstances
 in-process through boto3. Goal: gstack ≤ 5 s for the inserts, ≤ 150 ms to list 1,000.
+
+Usage: ``python3 -m bench.insert_1000 [sqlite|postgresql] [embedded|split] [job threads]``; split
+runs the jobs in a ``gstack worker`` process beside the API.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def moto_baseline(n: int) -> float:
         return time.perf_counter() - t0
 
 
-def main(backend: str = "sqlite", layout: str = "embedded") -> None:
+def main(backend: str = "sqlite", layout: str = "embedded", workers: str = "4") -> None:
     g = Gstack(backend)
     try:
         for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
@@ -43,9 +46,9 @@ def main(backend: str = "sqlite", layout: str = "embedded") -> None:
         token = g.token()
         if layout == "split":  # the API process runs no jobs; a worker process does
             g.serve(GSTACK_RUN_JOBS="0")
-            g.worker(threads=4)
+            g.worker(threads=int(workers))
         else:
-            g.serve(GSTACK_WORKERS="4")
+            g.serve(GSTACK_WORKERS=workers)
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
         url = f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
@@ -76,8 +79,8 @@ def main(backend: str = "sqlite", layout: str = "embedded") -> None:
         t_list = time.perf_counter() - t1
         assert len(names) == N, len(names)
         baseline = moto_baseline(N)
-        write_result(f"insert_1000_{backend}_{layout}", {
-            "backend": backend, "layout": layout, "instances": N, "inserts_seconds": round(t_requests, 3),
+        write_result(f"insert_1000_{backend}_{layout}_{workers}", {
+            "backend": backend, "layout": layout, "job_threads": int(workers), "instances": N, "inserts_seconds": round(t_requests, 3),
             "all_running_seconds": round(t_running, 3), "list_all_ms": round(t_list * 1000, 1),
             "moto_run_instances_seconds": round(baseline, 3), "ratio_moto_over_gstack": round(baseline / t_running, 2),
             "goals": {"all_running_seconds": 5.0, "list_all_ms": 150},
@@ -87,4 +90,4 @@ def main(backend: str = "sqlite", layout: str = "embedded") -> None:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:3] or ["sqlite"]))
+    main(*sys.argv[1:4])
