@@ -386,7 +386,14 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
     mt = _machine_type(call, zone, body.get("machineType"))
     hostname = _hostname(body.get("hostname"))
     project = projects.get(call.session, call.project)
-    new_specs, attached = _attached_disks(call, zone, name, body.get("disks"))
+    try:
+        new_specs, attached = _attached_disks(call, zone, name, body.get("disks"))
+    except AlreadyExists:
+        # PostgreSQL: a concurrent insert of this instance may have committed since the check above,
+        # boot disk included; the clash to report is the instance's, not its disk's.
+        if store.find_optional(call.session, call.project, "instances", f"zones/{zone.name}", name):
+            _lost_race(call, path)
+        raise
     parsed_nics = _network_interfaces(call, zone, body.get("networkInterfaces"))
     items = validate_items((body.get("metadata") or {}).get("items"), "resource.metadata.items")
     labels = validate_labels(body.get("labels"))
@@ -457,9 +464,16 @@ def _new_instance_row(call: Call, **columns) -> Resource:
         with interleaving_savepoint(call.session):  # a name clash must leave the transaction usable
             return store.new_resource(call.session, **columns)
     except AlreadyExists:
-        if call.request_id and operations.by_request_id(call) is not None:
-            raise DuplicateRequest() from None
+        _lost_race(call, path_of(columns["project"], columns["scope"], "instances", columns["name"]))
         raise
+
+
+def _lost_race(call: Call, path: str) -> None:
+    """A concurrent insert of the same instance won: this request retried the same requestId
+    (it gets the winner's Operation), or it is a name clash."""
+    if call.request_id and operations.by_request_id(call) is not None:
+        raise DuplicateRequest() from None
+    raise AlreadyExists(path)
 
 
 def _hostname(value: object) -> str | None:
