@@ -31,44 +31,92 @@ def pool_usage(session: Session, pool_ids: list[int]) -> dict[int, int]:
     return {pid: int(s or 0) for pid, s in rows}
 
 
+class ZoneCapacity:
+    """A zone's Up hosts and pools with their free room, read once (and locked, on PostgreSQL) for
+    as many placements as the transaction makes: each placement is subtracted as it is made, so a
+    burst of VMs is placed from one read of the usage instead of one per VM. The choice is the
+    same as placing them one at a time."""
+
+    def __init__(self, session: Session, zone_id: int):
+        self.session = session
+        self.zone_id = zone_id
+        self._hosts: list[tuple[Host, Cluster]] | None = None
+        self._host_free: dict[int, list[float]] = {}
+        self._pools: list[StoragePool] | None = None
+        self._pool_free: dict[int, float] = {}
+
+    @property
+    def _postgres(self) -> bool:
+        return self.session.bind.dialect.name == "postgresql"
+
+    def hosts(self) -> list[tuple[Host, Cluster]]:
+        if self._hosts is None:
+            q = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
+                 .where(Host.zone_id == self.zone_id, Host.status == "Up").order_by(Host.id))
+            if self._postgres:
+                q = q.with_for_update(of=Host)
+            self._hosts = [(h, c) for h, c in self.session.execute(q)]
+            usage = host_usage(self.session, [h.id for h, _ in self._hosts]) if self._hosts else {}
+            for h, c in self._hosts:
+                cpu, mem = usage.get(h.id, (0, 0))
+                self._host_free[h.id] = [h.cpus * c.cpu_overprovisioning - cpu, h.memory_mb * c.memory_overprovisioning - mem]
+        return self._hosts
+
+    def cluster_of(self, host: Host) -> Cluster:
+        return next(c for h, c in self.hosts() if h.id == host.id)
+
+    def place_vm(self, vcpus: int, memory_mb: int, exclude: frozenset[int] = frozenset(),
+                 prefer: int | None = None) -> Host | None:
+        """First host, not excluded, with room for the VM after over-provisioning; its room is taken.
+
+        ``prefer`` is the host a VM last ran on: it is tried first (its disks and domain are there),
+        and the VM stays on that host's kind of hypervisor: a libvirt VM never lands on a simulator.
+        """
+        candidates = [(h, c) for h, c in self.hosts() if h.id not in exclude]
+        if prefer is not None:
+            previous = self.session.get(Host, prefer)
+            if previous is not None:
+                kind = self.session.get(Cluster, previous.cluster_id).hypervisor
+                candidates = sorted((hc for hc in candidates if hc[1].hypervisor == kind),
+                                    key=lambda hc: hc[0].id != prefer)
+        for host, _ in candidates:
+            free = self._host_free[host.id]
+            if free[0] >= vcpus and free[1] >= memory_mb:
+                free[0] -= vcpus
+                free[1] -= memory_mb
+                return host
+        return None
+
+    def unplace_vm(self, host: Host, vcpus: int, memory_mb: int) -> None:
+        """Give back what :meth:`place_vm` took (the VM could not be placed after all)."""
+        free = self._host_free[host.id]
+        free[0] += vcpus
+        free[1] += memory_mb
+
+    def place_disk(self, size_gb: int) -> StoragePool | None:
+        """First pool with room for the disk after over-provisioning; its room is taken."""
+        if self._pools is None:
+            q = select(StoragePool).where(StoragePool.zone_id == self.zone_id, StoragePool.status == "Up") \
+                .order_by(StoragePool.id)
+            self._pools = list(self.session.scalars(q.with_for_update() if self._postgres else q))
+            usage = pool_usage(self.session, [p.id for p in self._pools]) if self._pools else {}
+            self._pool_free = {p.id: p.capacity_gb * p.overprovisioning - usage.get(p.id, 0) for p in self._pools}
+        for pool in self._pools:
+            if self._pool_free[pool.id] >= size_gb:
+                self._pool_free[pool.id] -= size_gb
+                return pool
+        return None
+
+    def unplace_disk(self, pool: StoragePool, size_gb: int) -> None:
+        self._pool_free[pool.id] += size_gb
+
+
 def place_vm(session: Session, zone_id: int, vcpus: int, memory_mb: int,
              exclude: frozenset[int] = frozenset(), prefer: int | None = None) -> Host | None:
-    """First host of the zone, Up and not excluded, with room for the VM after over-provisioning.
-
-    ``prefer`` is the host a VM last ran on: it is tried first (its disks and domain are there),
-    and the VM stays on that host's kind of hypervisor: a libvirt VM never lands on a simulator.
-    """
-    q = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
-         .where(Host.zone_id == zone_id, Host.status == "Up").order_by(Host.id))
-    if session.bind.dialect.name == "postgresql":
-        q = q.with_for_update(of=Host)
-    candidates = [(h, c) for h, c in session.execute(q) if h.id not in exclude]
-    if prefer is not None:
-        previous = session.get(Host, prefer)
-        if previous is not None:
-            kind = session.get(Cluster, previous.cluster_id).hypervisor
-            candidates = sorted((hc for hc in candidates if hc[1].hypervisor == kind),
-                                key=lambda hc: hc[0].id != prefer)
-    if not candidates:
-        return None
-    usage = host_usage(session, [h.id for h, _ in candidates])
-    for host, cluster in candidates:
-        used_cpu, used_mem = usage.get(host.id, (0, 0))
-        if (host.cpus * cluster.cpu_overprovisioning - used_cpu >= vcpus
-                and host.memory_mb * cluster.memory_overprovisioning - used_mem >= memory_mb):
-            return host
-    return None
+    """One VM's host (see :meth:`ZoneCapacity.place_vm`)."""
+    return ZoneCapacity(session, zone_id).place_vm(vcpus, memory_mb, exclude, prefer)
 
 
 def place_disk(session: Session, zone_id: int, size_gb: int) -> StoragePool | None:
-    q = select(StoragePool).where(StoragePool.zone_id == zone_id, StoragePool.status == "Up").order_by(StoragePool.id)
-    if session.bind.dialect.name == "postgresql":
-        q = q.with_for_update()
-    pools = list(session.scalars(q))
-    if not pools:
-        return None
-    usage = pool_usage(session, [p.id for p in pools])
-    for pool in pools:
-        if pool.capacity_gb * pool.overprovisioning - usage.get(pool.id, 0) >= size_gb:
-            return pool
-    return None
+    """One disk's pool (see :meth:`ZoneCapacity.place_disk`)."""
+    return ZoneCapacity(session, zone_id).place_disk(size_gb)

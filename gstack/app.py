@@ -58,8 +58,8 @@ class Runtime:
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
 
-    def engine_kick(self) -> None:
-        self.engine.kick()
+    def engine_kick(self, kind: str | None = None) -> None:
+        self.engine.kick(kind)
 
     def stop(self) -> None:
         """Stop the background threads of this process (job workers, host monitor)."""

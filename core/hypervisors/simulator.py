@@ -92,16 +92,18 @@ class SimulatorDriver(HypervisorDriver):
         with write_session(self.factory) as session:
             domains = {d.instance_uid: d for d in session.scalars(
                 select(SimDomain).where(SimDomain.instance_uid.in_([vm.uid for _, vm in vms])))}
+            hosts: dict[int, Host] = {}
             for host, vm in vms:
                 try:
-                    self._spawn_one(session, host, vm, domains)
+                    self._spawn_one(session, host, vm, domains, hosts)
                     errors.append(None)
                 except DriverError as exc:
                     errors.append(exc)
         return errors
 
-    def _spawn_one(self, session, host: HostRef, vm: VmSpec, domains: dict[int, SimDomain]) -> None:
-        row = self._check_up(session, host)
+    def _spawn_one(self, session, host: HostRef, vm: VmSpec, domains: dict[int, SimDomain],
+                   hosts: dict[int, Host]) -> None:
+        row = hosts.get(host.id) or hosts.setdefault(host.id, self._check_up(session, host))
         dom = domains.get(vm.uid)
         if dom is not None and dom.state == "running" and dom.host_id == host.id:
             return

@@ -49,6 +49,10 @@ class JobHandler:
     # job and step); the jobs it does not complete run through :attr:`run`, one by one. Optional:
     # an optimisation for bursts, never a different outcome.
     batch: Callable[[list[JobContext]], None] | None = None
+    # A worker process starts a batch of this kind at most this often (seconds): during a burst
+    # the jobs queue up behind the batch that runs, and the next batch takes them together. The
+    # first job after a quiet spell runs at once.
+    spacing: float = 0.0
 
 
 HANDLERS: dict[str, JobHandler] = {}
@@ -56,11 +60,11 @@ BATCH_SIZE = 32  # most jobs of one kind a worker claims at once
 
 
 def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None,
-        batch: Callable[[list[JobContext]], None] | None = None):
+        batch: Callable[[list[JobContext]], None] | None = None, spacing: float = 0.0):
     """Register a job handler under ``name`` (the Operation's ``job`` column)."""
 
     def register(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
-        HANDLERS[name] = JobHandler(fn, on_fail, batch)
+        HANDLERS[name] = JobHandler(fn, on_fail, batch, spacing)
         return fn
 
     return register
@@ -101,6 +105,14 @@ class JobContext:
         with self.write() as own:
             own.execute(stmt)
 
+    @staticmethod
+    def progress_all(session: Session, ctxs: list[JobContext], percent: int) -> None:
+        """:meth:`progress` for a batch, in one UPDATE inside the batch's transaction."""
+        if ctxs:
+            session.execute(update(Operation).where(Operation.pk.in_([c.op_pk for c in ctxs]),
+                                                    Operation.progress < percent)
+                            .values(progress=percent, lease_expiry=time.time() + LEASE_SECONDS))
+
     def complete(self, session: Session) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
         state and the end of its Operation commit together (and one commit is saved)."""
@@ -135,12 +147,13 @@ class JobContext:
 
 def _claimable():
     """The next job a worker may take. Jobs on one target run in order (CloudStack's per-VM sync
-    queue): a stop waits for the insert before it, a delete for the stop."""
+    queue): a stop waits for the insert before it, a delete for the stop. Jobs of the kinds
+    ``held`` (their batches are spaced, see :attr:`JobHandler.spacing`) wait."""
     earlier = aliased(Operation)
     now = bindparam("now")
     return (
         select(Operation.pk, Operation.job)
-        .where(Operation.status.in_(UNFINISHED),
+        .where(Operation.status.in_(UNFINISHED), Operation.job.not_in(bindparam("held", expanding=True)),
                (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
                                earlier.status.in_(UNFINISHED)))
@@ -196,6 +209,8 @@ class JobEngine:
         self._threads: list[threading.Thread] = []
         self._running: set[int] = set()
         self._running_lock = threading.Lock()
+        self._batch_started: dict[str, float] = {}  # kind of spaced job -> when its last batch began
+        self._timekeeper: dict[str, int] = {}  # ... and the thread that wakes for its next one
         bind = factory.kw.get("bind")
         self.postgres = bind is not None and bind.dialect.name == "postgresql"
 
@@ -223,8 +238,11 @@ class JobEngine:
             t.join(timeout)
         self._threads.clear()
 
-    def kick(self) -> None:
-        """A job was committed: wake a worker."""
+    def kick(self, kind: str | None = None) -> None:
+        """A job (of ``kind``, when the caller knows) was committed: wake a worker. A job whose kind
+        is held (spaced batches) needs none: the worker wakes when the hold ends."""
+        if kind is not None and kind in self._held(time.time()):
+            return
         with self._wake:
             self._pending_kicks += 1
             self._wake.notify()
@@ -272,10 +290,17 @@ class JobEngine:
 
     # -- the worker ------------------------------------------------------------------------
 
+    def _held(self, now: float) -> dict[str, float]:
+        """Kinds of spaced jobs whose next batch may not start yet, and when it may."""
+        with self._running_lock:
+            return {kind: started + HANDLERS[kind].spacing for kind, started in self._batch_started.items()
+                    if started + HANDLERS[kind].spacing > now}
+
     def _worker_loop(self) -> None:
         while not self._stop.is_set():
+            held = self._held(time.time())
             try:
-                claimed = self._claim()
+                claimed = self._claim(held)
             except Exception:  # database briefly unavailable: back off, never die
                 log.exception("claiming a job failed")
                 claimed = []
@@ -283,7 +308,8 @@ class JobEngine:
             if not claimed:
                 wait = self.poll_interval
                 try:
-                    wait = min(wait, max(0.0, self.next_due() - time.time()))
+                    mine = [until for kind, until in held.items() if self._timekeeper.get(kind) == threading.get_ident()]
+                    wait = min(wait, max(0.0, min([self.next_due(), *mine]) - time.time()))
                 except Exception:
                     log.exception("reading the next deferred job failed")
                 with self._wake:
@@ -316,11 +342,11 @@ class JobEngine:
                 continue
             self._run_claimed(claimed)
 
-    def _claim(self) -> list[JobContext]:
+    def _claim(self, held: dict[str, float] | None = None) -> list[JobContext]:
         """Claim the next job, and the jobs of the same kind queued right behind it when its
-        handler runs batches."""
+        handler runs batches. Jobs of the ``held`` kinds are left for later."""
         now = time.time()
-        params = {"now": now, "limit": BATCH_SIZE}
+        params = {"now": now, "limit": BATCH_SIZE, "held": list(held or ())}
         # Look first without the write lock: idle workers must not queue behind API writes.
         with self.factory() as session:
             if session.execute(_CLAIMABLE, {**params, "limit": 1}).first() is None:
@@ -337,6 +363,10 @@ class JobEngine:
                     if row.job != first:
                         break
                     pks.append(row.pk)
+                if handler.spacing:
+                    with self._running_lock:
+                        self._batch_started[first] = now
+                        self._timekeeper[first] = threading.get_ident()
             rows = session.execute(
                 update(Operation).where(Operation.pk.in_(pks)).values(
                     lease_owner=self.owner, lease_expiry=now + LEASE_SECONDS,
@@ -356,11 +386,11 @@ class JobEngine:
                           warnings=list(params.get("warnings", [])))
 
     def _run_claimed(self, ctxs: list[JobContext]) -> None:
-        """Run claimed jobs: together through their handler's ``batch`` when there are several
-        first attempts, and one by one for whatever the batch leaves (or when it breaks)."""
+        """Run claimed jobs: first attempts together through their handler's ``batch`` (even one:
+        the batch path is the cheaper one), and one by one for whatever the batch leaves (or when
+        it breaks)."""
         handler = HANDLERS.get(ctxs[0].job_name)
-        if len(ctxs) > 1 and handler is not None and handler.batch is not None \
-                and all(c.attempt == 1 for c in ctxs):
+        if handler is not None and handler.batch is not None and all(c.attempt == 1 for c in ctxs):
             try:
                 handler.batch(ctxs)
             except Exception:  # every job stays resumable: each runs again on its own below

@@ -13,10 +13,10 @@ from core.catalog import DEFAULT_DISK_TYPE, DISK_TYPES
 from core.errors import (
     Invalid,
     NotFound,
-    OperationFailure,
     Required,
     ResourceExhausted,
     ResourceInUse,
+    zone_exhausted,
 )
 from core.ids import rfc3339
 from core.jobs import JobContext, job
@@ -131,14 +131,12 @@ def insert(call: Call, zone: ZoneInfo, body: dict, source_image_param: str | Non
 
 def place_disks(session, zone_id: int, uids: list[int], project: str, zone_name: str) -> None:
     """Give every listed disk without a pool a pool with room; ZONE_RESOURCE_POOL_EXHAUSTED otherwise."""
+    capacity = planner.ZoneCapacity(session, zone_id)
     for res in session.scalars(select(Resource).where(Resource.uid.in_(uids), Resource.pool_id.is_(None))):
-        pool = planner.place_disk(session, zone_id, res.size_gb)
+        pool = capacity.place_disk(res.size_gb)
         if pool is None:
-            raise OperationFailure("ZONE_RESOURCE_POOL_EXHAUSTED",
-                                   f"The zone 'projects/{project}/zones/{zone_name}' does not have enough resources "
-                                   "available to fulfill the request.  Try a different zone, or try again later.", 503)
+            raise zone_exhausted(project, zone_name)
         res.pool_id = pool.id
-        session.flush()
 
 
 def _insert(ctx: JobContext) -> None:

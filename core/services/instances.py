@@ -529,13 +529,16 @@ def _driver(ctx_or_engine, session, host_id: int):
     return ctx_or_engine.drivers.get(cluster.hypervisor), _host_ref(host)
 
 
-def vm_spec(session, res: Resource) -> VmSpec:
+def vm_spec(session, res: Resource, known: dict[str, Resource] | None = None) -> VmSpec:
+    """What the driver needs to start the VM. ``known``: disk rows the caller loaded already, by URL."""
     inst = store.body_of(res)
     disk_specs = []
     for d in inst.get("disks", []):
-        row = session.scalar(select(Resource).where(Resource.project == res.project, Resource.collection == "disks",
-                                                    Resource.scope == res.scope,
-                                                    Resource.name == d["source"].rsplit("/", 1)[-1]))
+        row = (known or {}).get(d["source"])
+        if row is None:
+            row = session.scalar(select(Resource).where(
+                Resource.project == res.project, Resource.collection == "disks", Resource.scope == res.scope,
+                Resource.name == d["source"].rsplit("/", 1)[-1]))
         if row is not None:
             body = store.body_of(row)
             disk_specs.append(DiskSpec(row.uid, row.name, row.size_gb, d.get("boot", False), d.get("deviceName", ""),
@@ -635,20 +638,8 @@ def _run_vms(ctxs: list[JobContext]) -> None:
     """:func:`_run_vm` for a burst of new VMs: one transaction places and stages them all, each
     driver spawns its share at once, and one transaction marks them all RUNNING. A VM this cannot
     start (no room, a failed spawn) is left to :func:`_run_vm`, which retries or fails it alone."""
-    staged: list[tuple[JobContext, object, HostRef, VmSpec]] = []
     with ctxs[0].write() as s:
-        for ctx in ctxs:
-            if ctx.params.get("resume"):
-                continue
-            try:
-                with s.begin_nested():  # no room for this one: undo its part only
-                    found = _stage(ctx, s, set(), sync=False)
-            except OperationFailure:
-                continue
-            if found is not None:
-                staged.append((ctx, *found))
-        for row in s.scalars(select(Resource).where(Resource.uid.in_([c.params["uid"] for c, *_ in staged]))):
-            _sync_routers(s, row)  # once per network for the whole batch
+        staged = _stage_batch([c for c in ctxs if not c.params.get("resume")], s)
     by_driver: dict[int, list[tuple[JobContext, object, HostRef, VmSpec]]] = {}
     for item in staged:
         by_driver.setdefault(id(item[1]), []).append(item)
@@ -665,6 +656,60 @@ def _run_vms(ctxs: list[JobContext]) -> None:
         for ctx in failed:
             _unplace(ctx, s)
         _mark_running(started, s)
+
+
+def _stage_batch(ctxs: list[JobContext], s) -> list[tuple[JobContext, object, HostRef, VmSpec]]:
+    """:func:`_stage` for many new VMs at once, with one query per kind of row: their rows, their new
+    disks, each zone's capacity (read once, see :class:`~core.planner.ZoneCapacity`), one progress
+    update and one router sync request per network. A VM that is placed already, or that finds
+    no room, is left out: its single run places it, or fails it with the usual error."""
+    rows = {r.uid: r for r in s.scalars(select(Resource).where(
+        Resource.uid.in_([c.params["uid"] for c in ctxs])).with_for_update())}
+    new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in s.scalars(select(Resource).where(
+        Resource.uid.in_([uid for c in ctxs for uid in c.params.get("created_disks", [])])))}
+    capacity: dict[int, planner.ZoneCapacity] = {}
+    staged = []
+    for ctx in ctxs:
+        res = rows.get(ctx.params["uid"])
+        if res is None or res.status != "PROVISIONING" or res.host_id is not None:
+            continue
+        zone = capacity.setdefault(ctx.params["zone_id"], planner.ZoneCapacity(s, ctx.params["zone_id"]))
+        own = [d for d in new_disks.values() if d.uid in ctx.params.get("created_disks", ()) and d.pool_id is None]
+        host = _place_with_disks(zone, res, own)
+        if host is None:
+            continue
+        store.set_status(res, "STAGING")
+        driver = ctx.drivers.get(zone.cluster_of(host).hypervisor)
+        staged.append((ctx, driver, _host_ref(host), vm_spec(s, res, new_disks)))
+    JobContext.progress_all(s, [item[0] for item in staged], 40)
+    networks_synced: set[str] = set()
+    for ctx, *_ in staged:
+        res = rows[ctx.params["uid"]]
+        networks = {n["network"] for n in store.body_of(res).get("networkInterfaces", [])}
+        if not networks <= networks_synced:  # once per network for the whole batch
+            _sync_routers(s, res)
+            networks_synced |= networks
+    return staged
+
+
+def _place_with_disks(zone: planner.ZoneCapacity, res: Resource, new_disks: list[Resource]) -> Host | None:
+    """A host for the VM and a pool for each of its new disks, or nothing at all (None)."""
+    host = zone.place_vm(res.vcpus, res.memory_mb)
+    if host is None:
+        return None
+    pools = []
+    for d in new_disks:
+        pool = zone.place_disk(d.size_gb)
+        if pool is None:
+            zone.unplace_vm(host, res.vcpus, res.memory_mb)
+            for placed, disk in zip(pools, new_disks, strict=False):
+                zone.unplace_disk(placed, disk.size_gb)
+            return None
+        pools.append(pool)
+    res.host_id = host.id
+    for pool, d in zip(pools, new_disks, strict=True):
+        d.pool_id = pool.id
+    return host
 
 
 def _mark_running(ctxs: list[JobContext], s) -> None:
@@ -718,7 +763,9 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
             store.set_status(res, "SUSPENDED" if ctx.params.get("resume") else "TERMINATED")
 
 
-job("instances.run", on_fail=_run_failed, batch=_run_vms)(_run_vm)
+# Batches of new VMs start at most every 50 ms: a burst of inserts is started in batches of
+# several VMs each, at the cost of up to 50 ms for the VMs of a burst (none for a lone insert).
+job("instances.run", on_fail=_run_failed, batch=_run_vms, spacing=0.05)(_run_vm)
 
 
 def _power_job(action: str, final: str, release: bool, stamp: str | None):

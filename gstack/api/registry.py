@@ -132,7 +132,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
         return json_response(operations.to_json(existing))
     if isinstance(result, Operation):
         if payload["status"] != "DONE":
-            runtime.engine_kick()
+            runtime.engine_kick(result.job)
         return json_response(payload)
     if isinstance(result, Response):
         return result

@@ -7,7 +7,10 @@ import pytest
 from sqlalchemy import select, update
 
 from core.db import write_session
-from core.models import Host, Operation, Resource, Zone
+from core.jobs import JobEngine
+from core.jobs.engine import HANDLERS
+from core.models import Cluster, Host, Operation, Resource, Zone
+from core.planner import host_usage
 
 pytestmark = pytest.mark.xdist_group("systemvms-batches")
 
@@ -42,3 +45,80 @@ def test_a_burst_runs_together_and_a_failed_spawn_moves_on(cloud):
         cloud.delete_instance(name)
     with write_session(cloud.factory) as s:
         s.execute(update(Host).where(Host.id == first_id).values(fail_next_spawns=0))
+
+
+def test_a_burst_bigger_than_the_room_left(cloud):
+    """The batch places VMs from one read of the zone's capacity, each taking its share: those that
+    fit start together, the others fail ZONE_RESOURCE_POOL_EXHAUSTED and leave nothing behind."""
+    with write_session(cloud.factory) as s:
+        zone_id = s.scalar(select(Zone.id).where(Zone.name == "us-central1-a"))
+        hosts = list(s.scalars(select(Host).where(Host.zone_id == zone_id, Host.status == "Up").order_by(Host.id)))
+        only, others = hosts[0], [h.id for h in hosts[1:]]
+        saved_memory = only.memory_mb
+        used = host_usage(s, [only.id]).get(only.id, (0, 0))[1]
+        factor = s.get(Cluster, only.cluster_id).memory_overprovisioning
+        only.memory_mb = int((used + 3 * 1024) / factor)  # room for three e2-micro, no more
+        s.execute(update(Host).where(Host.id.in_(others)).values(status="Maintenance"))
+    try:
+        names = [f"crowd-{i}" for i in range(5)]
+        for name in names:
+            cloud.instance(name, run=False)
+        cloud.run_jobs()
+        with cloud.factory() as s:
+            rows = {r.name: r for r in s.scalars(select(Resource).where(
+                Resource.project == cloud.project, Resource.collection == "instances"))}
+            disk_names = sorted(s.scalars(select(Resource.name).where(
+                Resource.project == cloud.project, Resource.collection == "disks")))
+            ops = list(s.scalars(select(Operation).where(Operation.project == cloud.project,
+                                                         Operation.operation_type == "insert")))
+            held = host_usage(s, [only.id]).get(only.id, (0, 0))[1]
+        running = sorted(rows)
+        assert running == names[:3] and all(rows[n].status == "RUNNING" and rows[n].host_id == only.id
+                                            for n in running)
+        assert disk_names == running  # the others' boot disks went with them
+        failed = [op for op in ops if op.error]
+        assert len(failed) == 2 and all("ZONE_RESOURCE_POOL_EXHAUSTED" in op.error for op in failed)
+        assert held == used + 3 * 1024
+        assert len({op.end_time for op in ops if not op.error}) == 1  # the three started in one batch
+    finally:
+        with write_session(cloud.factory) as s:
+            s.execute(update(Host).where(Host.id.in_(others)).values(status="Up"))
+            s.execute(update(Host).where(Host.id == only.id).values(memory_mb=saved_memory))
+    for name in names[:3]:
+        cloud.delete_instance(name)
+
+
+def test_batches_of_a_burst_are_spaced(cloud, monkeypatch):
+    """A worker starts the first insert after a quiet spell at once, and the inserts of a burst that
+    arrive while that batch's spacing lasts together, in the next batch."""
+    sizes: list[int] = []
+    handler = HANDLERS["instances.run"]
+    monkeypatch.setattr(handler, "spacing", 2.0)  # longer than the burst takes to arrive
+    monkeypatch.setattr(handler, "batch", lambda ctxs, batch=handler.batch: (sizes.append(len(ctxs)), batch(ctxs)))
+    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, poll_interval=0.2)
+    engine.start()
+    try:
+        cloud.instance("lone", run=False)
+        engine.kick("instances.run")
+        engine.wait(_insert_op(cloud, "lone"), timeout=10)
+        names = [f"spaced-{i}" for i in range(5)]
+        for name in names:
+            cloud.instance(name, run=False)
+            engine.kick("instances.run")
+        for name in names:
+            engine.wait(_insert_op(cloud, name), timeout=10)
+    finally:
+        engine.stop()
+    assert sizes == [1, 5]
+    with cloud.factory() as s:
+        assert set(s.scalars(select(Resource.status).where(Resource.project == cloud.project,
+                                                           Resource.collection == "instances"))) == {"RUNNING"}
+    for name in ["lone", *names]:
+        cloud.delete_instance(name)
+
+
+def _insert_op(cloud, name: str) -> int:
+    with cloud.factory() as s:
+        return s.scalar(select(Operation.pk).where(Operation.project == cloud.project,
+                                                   Operation.operation_type == "insert",
+                                                   Operation.target_link.endswith(f"/instances/{name}")))
