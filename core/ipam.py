@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,11 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     raise BadRequest(f"Could not allocate an address of {cidr}: too many concurrent allocations.")
 
 
+_HIGHEST = select(func.max(IpAllocation.address)).where(IpAllocation.pool == bindparam("pool"))
+_TAKE = insert(IpAllocation).values(pool=bindparam("pool"), address=bindparam("address"),
+                                    owner_uid=bindparam("owner_uid"))
+
+
 def _allocate_once(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int) -> str:
     """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).
 
@@ -37,11 +42,11 @@ def _allocate_once(session: Session, pool: str, cidr: str, owner_uid: int, reser
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
-    highest = session.scalar(select(func.max(IpAllocation.address)).where(IpAllocation.pool == pool))
+    conn = session.connection()
+    highest = conn.execute(_HIGHEST, {"pool": pool}).scalar()
     if highest is None or first <= highest < last:
         candidate = first if highest is None else highest + 1
-        session.add(IpAllocation(pool=pool, address=candidate, owner_uid=owner_uid))
-        session.flush()
+        conn.execute(_TAKE, {"pool": pool, "address": candidate, "owner_uid": owner_uid})
         return str(ipaddress.ip_address(candidate))
     # The top of the range is taken: fill the lowest gap left by released addresses.
     used = set(session.scalars(select(IpAllocation.address).where(IpAllocation.pool == pool)))

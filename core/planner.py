@@ -8,26 +8,28 @@ to, and a crash cannot leak capacity. On PostgreSQL the zone's hosts are locked 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.models import Cluster, Host, Resource, StoragePool
 
+_HOST_USAGE = (select(Resource.host_id, func.sum(Resource.vcpus), func.sum(Resource.memory_mb))
+               .where(Resource.host_id.in_(bindparam("ids", expanding=True))).group_by(Resource.host_id))
+_POOL_USAGE = (select(Resource.pool_id, func.sum(Resource.size_gb))
+               .where(Resource.pool_id.in_(bindparam("ids", expanding=True))).group_by(Resource.pool_id))
+_UP_HOSTS = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
+             .where(Host.zone_id == bindparam("zone_id"), Host.status == "Up").order_by(Host.id))
+_UP_POOLS = (select(StoragePool).where(StoragePool.zone_id == bindparam("zone_id"), StoragePool.status == "Up")
+             .order_by(StoragePool.id))
+
 
 def host_usage(session: Session, host_ids: list[int]) -> dict[int, tuple[int, int]]:
-    rows = session.execute(
-        select(Resource.host_id, func.sum(Resource.vcpus), func.sum(Resource.memory_mb))
-        .where(Resource.host_id.in_(host_ids))
-        .group_by(Resource.host_id)
-    )
+    rows = session.execute(_HOST_USAGE, {"ids": list(host_ids)})
     return {hid: (int(c or 0), int(m or 0)) for hid, c, m in rows}
 
 
 def pool_usage(session: Session, pool_ids: list[int]) -> dict[int, int]:
-    rows = session.execute(
-        select(Resource.pool_id, func.sum(Resource.size_gb)).where(Resource.pool_id.in_(pool_ids))
-        .group_by(Resource.pool_id)
-    )
+    rows = session.execute(_POOL_USAGE, {"ids": list(pool_ids)})
     return {pid: int(s or 0) for pid, s in rows}
 
 
@@ -51,11 +53,8 @@ class ZoneCapacity:
 
     def hosts(self) -> list[tuple[Host, Cluster]]:
         if self._hosts is None:
-            q = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
-                 .where(Host.zone_id == self.zone_id, Host.status == "Up").order_by(Host.id))
-            if self._postgres:
-                q = q.with_for_update(of=Host)
-            self._hosts = [(h, c) for h, c in self.session.execute(q)]
+            q = _UP_HOSTS.with_for_update(of=Host) if self._postgres else _UP_HOSTS
+            self._hosts = [(h, c) for h, c in self.session.execute(q, {"zone_id": self.zone_id})]
             usage = host_usage(self.session, [h.id for h, _ in self._hosts]) if self._hosts else {}
             for h, c in self._hosts:
                 cpu, mem = usage.get(h.id, (0, 0))
@@ -96,9 +95,8 @@ class ZoneCapacity:
     def place_disk(self, size_gb: int) -> StoragePool | None:
         """First pool with room for the disk after over-provisioning; its room is taken."""
         if self._pools is None:
-            q = select(StoragePool).where(StoragePool.zone_id == self.zone_id, StoragePool.status == "Up") \
-                .order_by(StoragePool.id)
-            self._pools = list(self.session.scalars(q.with_for_update() if self._postgres else q))
+            q = _UP_POOLS.with_for_update() if self._postgres else _UP_POOLS
+            self._pools = list(self.session.scalars(q, {"zone_id": self.zone_id}))
             usage = pool_usage(self.session, [p.id for p in self._pools]) if self._pools else {}
             self._pool_free = {p.id: p.capacity_gb * p.overprovisioning - usage.get(p.id, 0) for p in self._pools}
         for pool in self._pools:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS, DISK_TYPES
@@ -25,6 +25,17 @@ def limits(project: Project, region: str | None) -> dict[str, float]:
 _ADDRESS_METRICS = frozenset({"STATIC_ADDRESSES", "IN_USE_ADDRESSES"})
 
 
+_REGION_USAGE = (
+    select(Resource.collection, Resource.subtype, func.count(),
+           func.sum(Resource.vcpus).filter(Resource.status != "TERMINATED"), func.sum(Resource.size_gb))
+    .where(Resource.project == bindparam("project"), Resource.region == bindparam("region"),
+           Resource.collection.in_(("instances", "disks")))
+    .group_by(Resource.collection, Resource.subtype)
+)
+_ALL_REGIONS_CPUS = select(func.sum(Resource.vcpus)).where(
+    Resource.project == bindparam("project"), Resource.collection == "instances", Resource.status != "TERMINATED")
+
+
 def region_usage(session: Session, project: str, region: str,
                  metrics: Collection[str] | None = None) -> dict[str, float]:
     """Usage of the regional metrics, from one grouped query over the project's resources.
@@ -34,13 +45,7 @@ def region_usage(session: Session, project: str, region: str,
     """
     usage = {"CPUS": 0.0, "INSTANCES": 0.0, "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0,
              "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0}
-    rows = session.execute(
-        select(Resource.collection, Resource.subtype, func.count(),
-               func.sum(Resource.vcpus).filter(Resource.status != "TERMINATED"), func.sum(Resource.size_gb))
-        .where(Resource.project == project, Resource.region == region,
-               Resource.collection.in_(("instances", "disks")))
-        .group_by(Resource.collection, Resource.subtype)
-    )
+    rows = session.execute(_REGION_USAGE, {"project": project, "region": region})
     for collection, subtype, count, cpus, size in rows:
         if collection == "instances":
             usage["INSTANCES"] += float(count)
@@ -83,9 +88,7 @@ def global_usage(session: Session, project: str) -> dict[str, float]:
 
 
 def all_regions_cpus(session: Session, project: str) -> float:
-    return float(session.scalar(
-        select(func.sum(Resource.vcpus)).where(Resource.project == project, Resource.collection == "instances",
-                                               Resource.status != "TERMINATED")) or 0)
+    return float(session.scalar(_ALL_REGIONS_CPUS, {"project": project}) or 0)
 
 
 def check_region(session: Session, project: Project, region: str, demand: dict[str, float]) -> None:

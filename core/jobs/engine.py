@@ -109,9 +109,8 @@ class JobContext:
     def progress_all(session: Session, ctxs: list[JobContext], percent: int) -> None:
         """:meth:`progress` for a batch, in one UPDATE inside the batch's transaction."""
         if ctxs:
-            session.execute(update(Operation).where(Operation.pk.in_([c.op_pk for c in ctxs]),
-                                                    Operation.progress < percent)
-                            .values(progress=percent, lease_expiry=time.time() + LEASE_SECONDS))
+            session.execute(_PROGRESS_ALL, {"pks": [c.op_pk for c in ctxs], "percent": percent,
+                                            "expiry": time.time() + LEASE_SECONDS})
 
     def complete(self, session: Session) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
@@ -131,8 +130,7 @@ class JobContext:
         if not plain:
             return
         engine = plain[0].engine
-        session.execute(update(Operation).where(Operation.pk.in_([c.op_pk for c in plain]))
-                        .values(**engine.done_values([])))
+        session.execute(_DONE_ALL, {"pks": [c.op_pk for c in plain], "now": time.time()})
         if engine.postgres:
             session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
         for ctx in plain:
@@ -166,6 +164,15 @@ _CLAIMABLE = _claimable()
 _CLAIMABLE_LOCKED = _claimable().with_for_update(skip_locked=True)
 # A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
 # router sync): it becomes claimable then.
+_TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
+    lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
+    status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
+).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
+_PROGRESS_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)),
+                                        Operation.progress < bindparam("percent")) \
+    .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry"))
+_DONE_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
+    status="DONE", progress=100, end_time=bindparam("now"), lease_owner=None, lease_expiry=None)
 _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
     Operation.status == "PENDING", Operation.lease_owner.is_(None), Operation.lease_expiry >= bindparam("now"))
 _NEXT_FIRST_DUE = _NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure
@@ -367,13 +374,8 @@ class JobEngine:
                     with self._running_lock:
                         self._batch_started[first] = now
                         self._timekeeper[first] = threading.get_ident()
-            rows = session.execute(
-                update(Operation).where(Operation.pk.in_(pks)).values(
-                    lease_owner=self.owner, lease_expiry=now + LEASE_SECONDS,
-                    attempts=Operation.attempts + 1, status="RUNNING",
-                    start_time=func.coalesce(Operation.start_time, now),
-                ).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
-            ).all()
+            rows = session.execute(_TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
+                                           "now": now}).all()
         with self._running_lock:
             self._running.update(pks)
         rows.sort(key=lambda r: r.pk)

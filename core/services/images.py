@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import bindparam, select
 
 from core import quotas
 from core.errors import Invalid, NotFound, Required, ResourceNotReady
@@ -20,25 +21,29 @@ _INACTIVE = {"DEPRECATED", "OBSOLETE", "DELETED"}
 _DEPRECATION_STATES = {"ACTIVE", "DEPRECATED", "OBSOLETE", "DELETED"}
 
 
+_PUBLIC = select(Project.public).where(Project.name == bindparam("name"))
+
+
 def readable(session, project: str, caller_project: str) -> bool:
     """Images of public image projects are readable by everyone; others only inside their project."""
     if project == caller_project:
         return True
-    p = session.scalar(select(Project).where(Project.name == project))
-    return p is not None and p.public
+    return bool(session.connection().execute(_PUBLIC, {"name": project}).scalar())
+
+
+# Newest first; the bodies are read without loading rows, and only the image chosen is loaded.
+_READY_IMAGES = (select(Resource.pk, Resource.body)
+                 .where(Resource.project == bindparam("project"), Resource.collection == "images",
+                        Resource.scope == "global", Resource.status == "READY")
+                 .order_by(Resource.created.desc(), Resource.pk.desc()))
 
 
 def from_family(session, project: str, family: str, *, missing_path: str | None = None) -> Resource:
     """The newest READY image of the family that is not deprecated (images.getFromFamily)."""
-    rows = session.scalars(
-        select(Resource).where(Resource.project == project, Resource.collection == "images",
-                               Resource.scope == "global", Resource.status == "READY")
-        .order_by(Resource.created.desc(), Resource.pk.desc())
-    )
-    for res in rows:
-        body = store.body_of(res)
+    for pk, body_json in session.execute(_READY_IMAGES, {"project": project}):
+        body = orjson.loads(body_json)
         if body.get("family") == family and body.get("deprecated", {}).get("state", "ACTIVE") not in _INACTIVE:
-            return res
+            return session.get(Resource, pk)
     raise NotFound(missing_path or f"projects/{project}/global/images/family/{family}")
 
 

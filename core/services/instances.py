@@ -13,8 +13,8 @@ import ipaddress
 import re
 import time
 
+from sqlalchemy import bindparam, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy.exc import InvalidRequestError
 
 from core import ipam, planner, quotas
@@ -105,6 +105,10 @@ def _machine_type(call: Call, zone: Zone, value: object):
     return get_machine_type(call.project, zone.name, ref.name)
 
 
+_SUBNETS = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "subnetworks",
+                                  Resource.scope == bindparam("scope")).order_by(Resource.name)
+
+
 def _network_interfaces(call: Call, zone: Zone, nics: object) -> list[tuple[Resource, Resource, dict]]:
     """(network, subnetwork, request) per NIC; the default network when none is named."""
     if nics is None:
@@ -142,10 +146,9 @@ def _network_interfaces(call: Call, zone: Zone, nics: object) -> list[tuple[Reso
             raise Invalid(f"{field}.subnetwork", None, message=f"Invalid value for field '{field}.subnetwork': ''. "
                           "Subnetwork should be specified for custom subnetmode network")
         if subnet is None:
-            subnet = next((s for s in call.session.scalars(select(Resource).where(
-                Resource.project == network.project, Resource.collection == "subnetworks",
-                Resource.scope == f"regions/{region}").order_by(Resource.name))
-                if store.body_of(s)["network"] == net_url), None)
+            subnet = next((s for s in call.session.scalars(_SUBNETS, {"project": network.project,
+                                                                      "scope": f"regions/{region}"})
+                           if store.body_of(s)["network"] == net_url), None)
             if subnet is None:
                 raise Invalid(f"{field}.subnetwork", None,
                               message=f"Invalid value for field '{field}.subnetwork': ''. "
@@ -381,7 +384,7 @@ def _scheduling(value: object, field: str = "resource.scheduling") -> dict:
 def insert(call: Call, zone: Zone, body: dict) -> Operation:
     name = store.validate_name(body.get("name"))
     path = path_of(call.project, f"zones/{zone.name}", "instances", name)
-    if store.find_optional(call.session, call.project, "instances", f"zones/{zone.name}", name):
+    if store.exists(call.session, call.project, "instances", f"zones/{zone.name}", name):
         raise AlreadyExists(path)
     mt = _machine_type(call, zone, body.get("machineType"))
     hostname = _hostname(body.get("hostname"))
@@ -572,9 +575,15 @@ def _sync_routers(session, res: Resource) -> None:
     request_sync_for_instance(session, res)
 
 
+_BY_UIDS = select(Resource).where(Resource.uid.in_(bindparam("uids", expanding=True)))
+_BY_UIDS_LOCKED = _BY_UIDS.with_for_update()
+_HOSTS = select(Host).where(Host.id.in_(bindparam("ids", expanding=True)))
+_BY_UID_LOCKED = select(Resource).where(Resource.uid == bindparam("uid")).with_for_update()
+
+
 def _load(s, uid: int) -> Resource | None:
     """A row a job is about to change, locked until its write transaction ends (see :func:`lock`)."""
-    return s.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
+    return s.scalar(_BY_UID_LOCKED, {"uid": uid})
 
 
 def _stage(ctx: JobContext, s, tried: set[int], sync: bool = True) -> tuple | None:
@@ -663,10 +672,9 @@ def _stage_batch(ctxs: list[JobContext], s) -> list[tuple[JobContext, object, Ho
     disks, each zone's capacity (read once, see :class:`~core.planner.ZoneCapacity`), one progress
     update and one router sync request per network. A VM that is placed already, or that finds
     no room, is left out: its single run places it, or fails it with the usual error."""
-    rows = {r.uid: r for r in s.scalars(select(Resource).where(
-        Resource.uid.in_([c.params["uid"] for c in ctxs])).with_for_update())}
-    new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in s.scalars(select(Resource).where(
-        Resource.uid.in_([uid for c in ctxs for uid in c.params.get("created_disks", [])])))}
+    rows = {r.uid: r for r in s.scalars(_BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
+    new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in s.scalars(
+        _BY_UIDS, {"uids": [uid for c in ctxs for uid in c.params.get("created_disks", [])]})}
     capacity: dict[int, planner.ZoneCapacity] = {}
     staged = []
     for ctx in ctxs:
@@ -715,12 +723,12 @@ def _place_with_disks(zone: planner.ZoneCapacity, res: Resource, new_disks: list
 def _mark_running(ctxs: list[JobContext], s) -> None:
     """The VMs run: RUNNING, their new disks READY, and their Operations DONE in the same
     transaction; one query for each kind of row, however many VMs."""
-    rows = {r.uid: r for r in s.scalars(select(Resource).where(
-        Resource.uid.in_([c.params["uid"] for c in ctxs])).with_for_update())}
-    hosts = {h.id: h for h in s.scalars(select(Host).where(Host.id.in_({r.host_id for r in rows.values()})))}
+    rows = {r.uid: r for r in s.scalars(_BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
+    hosts = {h.id: h for h in s.scalars(_HOSTS, {"ids": list({r.host_id for r in rows.values()})})}
     created = [uid for c in ctxs for uid in c.params.get("created_disks", [])]
-    for d in s.scalars(select(Resource).where(Resource.uid.in_(created), Resource.status == "CREATING")):
-        store.set_status(d, "READY")
+    for d in s.scalars(_BY_UIDS, {"uids": created}):
+        if d.status == "CREATING":
+            store.set_status(d, "READY")
     now = rfc3339(time.time())
     done = []
     for ctx in ctxs:

@@ -6,7 +6,7 @@ import re
 import time
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import Invalid, NotFound
@@ -32,11 +32,14 @@ def validate_request_id(request_id: str | None) -> str | None:
     return request_id.lower()
 
 
+_BY_REQUEST_ID = select(Operation).where(Operation.project == bindparam("project"),
+                                         Operation.client_operation_id == bindparam("request_id"))
+
+
 def by_request_id(call: Call) -> Operation | None:
     if not call.request_id:
         return None
-    return call.session.scalar(select(Operation).where(
-        Operation.project == call.project, Operation.client_operation_id == call.request_id))
+    return call.session.scalar(_BY_REQUEST_ID, {"project": call.project, "request_id": call.request_id})
 
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,

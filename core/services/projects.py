@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.ids import rfc3339
-from core.links import path_of, project_url
+from core.links import project_url
 from core.models import Operation, Project, Resource
 from core.quotas import global_usage, limits, quota_list
-from core.services import operations
+from core.services import operations, store
 from core.services.context import Call
 from core.services.metadata import METADATA_MISMATCH, check_fingerprint, metadata_block, validate_items
+
+_PROJECT = select(Project).where(Project.name == bindparam("name"))
+_PROJECT_LOCKED = _PROJECT.with_for_update()
 
 
 def get(session: Session, name: str, *, lock: bool = False) -> Project:
@@ -24,10 +27,7 @@ def get(session: Session, name: str, *, lock: bool = False) -> Project:
     two requests cannot both pass the check on the same usage; and so does any read-modify-write
     of project fields. Lock order: the project first, then its resources (:func:`find_for_update`).
     """
-    q = select(Project).where(Project.name == name)
-    if lock:
-        q = q.with_for_update()
-    p = session.scalar(q)
+    p = session.scalar(_PROJECT_LOCKED if lock else _PROJECT, {"name": name})
     if p is None and name.isdigit() and int(name) < 2**63:
         q = select(Project).where(Project.number == int(name))
         p = session.scalar(q.with_for_update() if lock else q)
@@ -42,14 +42,7 @@ def find_for_update(session: Session, project: str, collection: str, scope: str,
     For read-modify-write use cases (fingerprint checks, ``users`` checks, resize), so that a
     concurrent writer waits and then sees the new state instead of overwriting it.
     """
-    base = select(Resource).where(Resource.project == project, Resource.collection == collection,
-                                  Resource.scope == scope)
-    res = session.scalar(base.where(Resource.name == name).with_for_update())
-    if res is None and name.isdigit() and not name.startswith("0") and int(name) < 2**63:
-        res = session.scalar(base.where(Resource.uid == int(name)).with_for_update())
-    if res is None:
-        raise NotFound(path_of(project, scope, collection, name))
-    return res
+    return store.find(session, project, collection, scope, name, lock=True)
 
 
 def default_service_account(p: Project) -> str:

@@ -35,14 +35,25 @@ def save(res: Resource, body: dict) -> None:
     res.body = orjson.dumps(body).decode()
 
 
+# Built once: building a statement costs more Python than running it (each ``==`` makes clause
+# objects, and the cache key is computed anew), and these run several times in every request.
+_IN_SCOPE = (Resource.project == bindparam("project"), Resource.collection == bindparam("collection"),
+             Resource.scope == bindparam("scope"))
+BY_NAME = select(Resource).where(*_IN_SCOPE, Resource.name == bindparam("name"))
+BY_NAME_LOCKED = BY_NAME.with_for_update()
+BY_ID = select(Resource).where(*_IN_SCOPE, Resource.uid == bindparam("uid"))
+BY_ID_LOCKED = BY_ID.with_for_update()
+
+
 def find(session: Session, project: str, collection: str, scope: str, name: str,
-         *, missing_path: str | None = None) -> Resource:
-    """The resource by name or numeric id; NotFound (with the relative path) otherwise."""
-    q = select(Resource).where(Resource.project == project, Resource.collection == collection,
-                               Resource.scope == scope)
-    res = session.scalar(q.where(Resource.name == name))
+         *, missing_path: str | None = None, lock: bool = False) -> Resource:
+    """The resource by name or numeric id; NotFound (with the relative path) otherwise.
+
+    ``lock``: row-locked until the transaction ends (PostgreSQL's ``FOR UPDATE``)."""
+    where = {"project": project, "collection": collection, "scope": scope}
+    res = session.scalar(BY_NAME_LOCKED if lock else BY_NAME, {**where, "name": name})
     if res is None and _ID.match(name) and int(name) < 2**63:
-        res = session.scalar(q.where(Resource.uid == int(name)))
+        res = session.scalar(BY_ID_LOCKED if lock else BY_ID, {**where, "uid": int(name)})
     if res is None:
         raise NotFound(missing_path or path_of(project, scope, collection, name))
     return res
@@ -64,9 +75,16 @@ def find_body(session: Session, project: str, collection: str, scope: str, name:
 
 
 def find_optional(session: Session, project: str, collection: str, scope: str, name: str) -> Resource | None:
-    return session.scalar(select(Resource).where(
-        Resource.project == project, Resource.collection == collection, Resource.scope == scope,
-        Resource.name == name))
+    return session.scalar(BY_NAME, {"project": project, "collection": collection, "scope": scope, "name": name})
+
+
+_PK_BY_NAME = select(Resource.pk).where(*_IN_SCOPE, Resource.name == bindparam("name"))
+
+
+def exists(session: Session, project: str, collection: str, scope: str, name: str) -> bool:
+    """Whether the name is taken (in the caller's transaction), without loading the row."""
+    return session.connection().execute(_PK_BY_NAME, {"project": project, "collection": collection, "scope": scope,
+                                                      "name": name}).first() is not None
 
 
 def new_resource(session: Session, *, project: str, collection: str, scope: str, name: str, kind: str,

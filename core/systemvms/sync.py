@@ -26,7 +26,7 @@ import time
 from functools import lru_cache
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.jobs import JobContext, job
@@ -68,6 +68,11 @@ def _already_requested(session: Session, url: str) -> bool:
     return False
 
 
+_TOUCH_PENDING = update(Operation).where(
+    Operation.job == SYNC_JOB, Operation.target_id == bindparam("target"), Operation.status == "PENDING",
+    Operation.lease_owner.is_(None)).values(progress=0)
+
+
 def request_sync(session: Session, project: str, network_url: str) -> None:
     """Record, in the caller's transaction, that the network's routers must be rendered again.
 
@@ -89,9 +94,7 @@ def request_sync(session: Session, project: str, network_url: str) -> None:
         target = session.scalar(select(SystemVm.network_uid).where(SystemVm.network_url == url).limit(1))
         if target is None:
             return
-    touched = session.execute(update(Operation).where(
-        Operation.job == SYNC_JOB, Operation.target_id == target, Operation.status == "PENDING",
-        Operation.lease_owner.is_(None)).values(progress=0)).rowcount
+    touched = session.execute(_TOUCH_PENDING, {"target": target}).rowcount
     if touched:
         return
     vms.ensure_system_project(session)
