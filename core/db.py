@@ -9,14 +9,15 @@ and never block on writers thanks to WAL.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import Executable
 
 from core.models import Base
@@ -150,6 +151,28 @@ def begin_write(session: Session) -> None:
     except BaseException:
         _release_write_lock(session, None)
         raise
+
+
+def insert_persistent(session: Session, obj: Base) -> None:
+    """INSERT ``obj`` (a new mapped object with every column set but its primary key) with one
+    Core statement, and make it a persistent object of ``session`` without reading it back.
+
+    The ORM's flush of one new object costs several times the statement it runs (unit-of-work
+    sorting, events, bookkeeping); the hottest inserts (an instance, its disk, its Operation) come
+    here instead. Errors are the statement's own (``IntegrityError`` on a unique clash), raised
+    before anything is attached.
+    """
+    table = obj.__table__
+    pk = table.primary_key.columns[0]
+    values = {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
+    setattr(obj, pk.key, session.connection().execute(_insert_returning(table), values).scalar_one())
+    make_transient_to_detached(obj)
+    session.add(obj)
+
+
+@functools.cache
+def _insert_returning(table):
+    return insert(table).returning(table.primary_key.columns[0])
 
 
 def interleaving_savepoint(session: Session):

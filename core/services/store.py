@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import Prepared
+from core.db import Prepared, insert_persistent
 from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound
 from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
@@ -106,14 +106,18 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     if finish is not None:
         finish(full)
     res = Resource(uid=uid, project=project, collection=collection, scope=scope, name=name, status=status,
-                   created=now, region=region, body="", **columns)
+                   created=now, region=region, body="", **{**_UNSET_COLUMNS, **columns})
     save(res, full)
-    session.add(res)
     try:
-        session.flush([res])
+        insert_persistent(session, res)
     except IntegrityError:  # a concurrent insert won the race (PostgreSQL); the caller rolls back
         raise AlreadyExists(path_of(project, scope, collection, name)) from None
     return res
+
+
+# Columns a new resource may leave out, with the values the row gets then.
+_UNSET_COLUMNS = {"subtype": "", "host_id": None, "pool_id": None, "last_host_id": None, "vcpus": 0,
+                  "memory_mb": 0, "size_gb": 0}
 
 
 def set_status(res: Resource, status: str, **fields) -> dict:
