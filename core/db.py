@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import Executable
 
+from core import usage
 from core.models import Base
 
 _IMMEDIATE = "gstack_immediate"
@@ -69,11 +70,13 @@ def sqlite_url(data_dir: str) -> str:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables, and the indexes a newer build added to tables that exist already."""
+    """Create the tables, the indexes a newer build added to tables that exist already, and the
+    triggers that keep quota usage (:mod:`core.usage`)."""
     Base.metadata.create_all(engine)
     for table in Base.metadata.sorted_tables:
         for index in table.indexes:
             index.create(engine, checkfirst=True)
+    usage.install(engine)
 
 
 # SQLite's own busy handler waits by sleeping (1, 2, 5, 10 ... 100 ms), so writers queue before
@@ -151,6 +154,15 @@ def begin_write(session: Session) -> None:
     except BaseException:
         _release_write_lock(session, None)
         raise
+
+
+def flushed_connection(session: Session):
+    """The session's connection, for a Core statement inside its transaction, after flushing what
+    the session holds unflushed (as the ORM's autoflush would before a query). Hot reads run here:
+    the ORM's execution path costs more than the query."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
 
 
 def insert_persistent(session: Session, obj: Base) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import interleaving_savepoint
+from core.db import flushed_connection, interleaving_savepoint
 from core.errors import BadRequest
 from core.models import IpAllocation
 
@@ -42,7 +42,7 @@ def _allocate_once(session: Session, pool: str, cidr: str, owner_uid: int, reser
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
-    conn = session.connection()
+    conn = flushed_connection(session)
     highest = conn.execute(_HIGHEST, {"pool": pool}).scalar()
     if highest is None or first <= highest < last:
         candidate = first if highest is None else highest + 1

@@ -9,8 +9,9 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS, DISK_TYPES
+from core.db import flushed_connection
 from core.errors import QuotaExceeded
-from core.models import IpAllocation, Project, Resource
+from core.models import IpAllocation, Project, Resource, ResourceUsage
 
 
 def limits(project: Project, region: str | None) -> dict[str, float]:
@@ -25,27 +26,24 @@ def limits(project: Project, region: str | None) -> dict[str, float]:
 _ADDRESS_METRICS = frozenset({"STATIC_ADDRESSES", "IN_USE_ADDRESSES"})
 
 
-_REGION_USAGE = (
-    select(Resource.collection, Resource.subtype, func.count(),
-           func.sum(Resource.vcpus).filter(Resource.status != "TERMINATED"), func.sum(Resource.size_gb))
-    .where(Resource.project == bindparam("project"), Resource.region == bindparam("region"),
-           Resource.collection.in_(("instances", "disks")))
-    .group_by(Resource.collection, Resource.subtype)
-)
-_ALL_REGIONS_CPUS = select(func.sum(Resource.vcpus)).where(
-    Resource.project == bindparam("project"), Resource.collection == "instances", Resource.status != "TERMINATED")
+# Usage is counted as resources change (database triggers, see core.usage): a check reads a few rows.
+_REGION_USAGE = select(ResourceUsage.collection, ResourceUsage.subtype, ResourceUsage.count, ResourceUsage.cpus,
+                       ResourceUsage.size_gb).where(ResourceUsage.project == bindparam("project"),
+                                                    ResourceUsage.region == bindparam("region"))
+_ALL_REGIONS_CPUS = select(func.sum(ResourceUsage.cpus)).where(
+    ResourceUsage.project == bindparam("project"), ResourceUsage.collection == "instances")
 
 
 def region_usage(session: Session, project: str, region: str,
                  metrics: Collection[str] | None = None) -> dict[str, float]:
-    """Usage of the regional metrics, from one grouped query over the project's resources.
+    """Usage of the regional metrics, from the project's usage counters in the region.
 
     ``metrics``: the ones the caller needs (all by default). The address counts take two more
     queries, one over every instance of the project, so a check that needs none skips them.
     """
     usage = {"CPUS": 0.0, "INSTANCES": 0.0, "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0,
              "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0}
-    rows = session.execute(_REGION_USAGE, {"project": project, "region": region})
+    rows = flushed_connection(session).execute(_REGION_USAGE, {"project": project, "region": region})
     for collection, subtype, count, cpus, size in rows:
         if collection == "instances":
             usage["INSTANCES"] += float(count)
@@ -88,7 +86,7 @@ def global_usage(session: Session, project: str) -> dict[str, float]:
 
 
 def all_regions_cpus(session: Session, project: str) -> float:
-    return float(session.scalar(_ALL_REGIONS_CPUS, {"project": project}) or 0)
+    return float(flushed_connection(session).execute(_ALL_REGIONS_CPUS, {"project": project}).scalar() or 0)
 
 
 def check_region(session: Session, project: Project, region: str, demand: dict[str, float]) -> None:

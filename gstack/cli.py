@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -15,6 +16,14 @@ from core.db import write_session
 from gstack.admin import admin, factory, settings
 
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
+
+
+def settle() -> None:
+    """Set aside what start-up built (the discovery document, schemas, templates: ~180,000 objects)
+    from the cyclic garbage collector, which would otherwise walk it on every full collection of
+    a long-running process."""
+    gc.collect()
+    gc.freeze()
 
 
 @click.group()
@@ -51,6 +60,7 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     # HTTP/1.1: clients keep their connections (gcloud and the Python clients all do).
     WSGIRequestHandler.protocol_version = "HTTP/1.1"
     server = make_server(host, port, app, threaded=True)
+    settle()
     click.echo(f"""
 gstack is serving the GCE v1 API at {base}/compute/v1/
   database: {config.database_url.split('@')[-1]}
@@ -97,6 +107,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     if config.systemvm_check_interval > 0:
         threads_.append(start_watchdog(sessions, drivers, config.systemvm_check_interval,
                                        zone_vms=config.systemvm_zone_vms, kick=engine.kick))
+    settle()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"gstack worker {engine.owner} running {threads} threads", err=True)

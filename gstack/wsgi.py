@@ -4,5 +4,7 @@ Settings come from the environment (``GSTACK_*``), as for ``gstack serve``.
 """
 
 from gstack.app import create_app
+from gstack.cli import settle
 
 app = create_app()
+settle()

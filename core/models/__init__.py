@@ -11,7 +11,7 @@ from core.models.identity import (
     UsedAssertion,
 )
 from core.models.operation import Operation
-from core.models.resource import IpAllocation, Resource
+from core.models.resource import IpAllocation, Resource, ResourceUsage
 from core.models.simulator import SimDomain
 from core.models.systemvm import ConsoleTicketUse, SecondaryObject, SimVmFile, SystemSetting, SystemVm
 from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
@@ -30,6 +30,7 @@ __all__ = [
     "Project",
     "Region",
     "Resource",
+    "ResourceUsage",
     "SecondaryObject",
     "ServiceAccountKey",
     "SigningKey",

@@ -47,6 +47,24 @@ class Resource(Base):
     size_gb: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ResourceUsage(Base):
+    """What a project's instances and disks hold in a region, per collection and subtype: the quota
+    usage, read with one lookup instead of summing every resource on every insert.
+
+    Database triggers keep it (:mod:`core.usage`), in the transaction that changes the resource
+    row, whatever code path changes it; nothing in Python writes it.
+    """
+
+    __tablename__ = "resource_usage"
+    project: Mapped[str] = mapped_column(String(100), primary_key=True)
+    region: Mapped[str] = mapped_column(String(63), primary_key=True)
+    collection: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subtype: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    cpus: Mapped[int] = mapped_column(Integer, default=0)  # of those not TERMINATED
+    size_gb: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class IpAllocation(Base):
     """One address handed out from a pool (a subnet, or a region's external range). The unique
     constraint is what guarantees an address is never given twice, also across processes."""

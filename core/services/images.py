@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import bindparam, select
 
 from core import quotas
+from core.db import flushed_connection
 from core.errors import Invalid, NotFound, Required, ResourceNotReady
 from core.ids import rfc3339
 from core.jobs import JobContext, job
@@ -28,22 +29,25 @@ def readable(session, project: str, caller_project: str) -> bool:
     """Images of public image projects are readable by everyone; others only inside their project."""
     if project == caller_project:
         return True
-    return bool(session.connection().execute(_PUBLIC, {"name": project}).scalar())
+    return bool(flushed_connection(session).execute(_PUBLIC, {"name": project}).scalar())
 
 
-# Newest first; the bodies are read without loading rows, and only the image chosen is loaded.
-_READY_IMAGES = (select(Resource.pk, Resource.body)
+# Newest first, as plain rows: the ORM would load every image of the project to return one.
+_READY_IMAGES = (select(Resource.__table__)
                  .where(Resource.project == bindparam("project"), Resource.collection == "images",
                         Resource.scope == "global", Resource.status == "READY")
                  .order_by(Resource.created.desc(), Resource.pk.desc()))
 
 
 def from_family(session, project: str, family: str, *, missing_path: str | None = None) -> Resource:
-    """The newest READY image of the family that is not deprecated (images.getFromFamily)."""
-    for pk, body_json in session.execute(_READY_IMAGES, {"project": project}):
-        body = orjson.loads(body_json)
+    """The newest READY image of the family that is not deprecated (images.getFromFamily).
+
+    A read-only row (the columns of :class:`Resource` as attributes), not an object of the session:
+    its callers read it, none changes it."""
+    for row in flushed_connection(session).execute(_READY_IMAGES, {"project": project}):
+        body = orjson.loads(row.body)
         if body.get("family") == family and body.get("deprecated", {}).get("state", "ACTIVE") not in _INACTIVE:
-            return session.get(Resource, pk)
+            return row  # type: ignore[return-value]
     raise NotFound(missing_path or f"projects/{project}/global/images/family/{family}")
 
 

@@ -295,7 +295,7 @@ def _attached_disks(call: Call, zone: Zone, name: str, requested: object) -> tup
                                disk_type=init.get("diskType"), source_image=init.get("sourceImage"),
                                source_snapshot=init.get("sourceSnapshot"), labels=init.get("labels"),
                                description=init.get("description", ""), field=f"{field}.initializeParams")
-            if store.find_optional(call.session, call.project, "disks", f"zones/{zone.name}", disk_name):
+            if store.exists(call.session, call.project, "disks", f"zones/{zone.name}", disk_name):
                 raise AlreadyExists(path_of(call.project, f"zones/{zone.name}", "disks", disk_name))
             if any(s["name"] == disk_name for s in new_specs):
                 raise Invalid(f"{field}.initializeParams.diskName", disk_name, "Disk names must be unique.")
@@ -773,7 +773,7 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
 
 # Batches of new VMs start at most every 50 ms: a burst of inserts is started in batches of
 # several VMs each, at the cost of up to 50 ms for the VMs of a burst (none for a lone insert).
-job("instances.run", on_fail=_run_failed, batch=_run_vms, spacing=0.05)(_run_vm)
+job("instances.run", on_fail=_run_failed, batch=_run_vms, spacing=0.2)(_run_vm)
 
 
 def _power_job(action: str, final: str, release: bool, stamp: str | None):

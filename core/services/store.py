@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import Prepared, insert_persistent
+from core.db import Prepared, flushed_connection, insert_persistent
 from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound
 from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
@@ -83,7 +83,7 @@ _PK_BY_NAME = select(Resource.pk).where(*_IN_SCOPE, Resource.name == bindparam("
 
 def exists(session: Session, project: str, collection: str, scope: str, name: str) -> bool:
     """Whether the name is taken (in the caller's transaction), without loading the row."""
-    return session.connection().execute(_PK_BY_NAME, {"project": project, "collection": collection, "scope": scope,
+    return flushed_connection(session).execute(_PK_BY_NAME, {"project": project, "collection": collection, "scope": scope,
                                                       "name": name}).first() is not None
 
 

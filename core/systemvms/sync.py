@@ -40,7 +40,7 @@ SYNC_JOB = "systemvms.syncNetwork"
 ACTIVE = ("STAGING", "RUNNING")
 _REQUESTED = "gstack.systemvms.sync_requested"
 SYNC_INTERVAL = 0.25  # seconds between the starts of two syncs of one network, at least
-SYNC_SHARE = 5  # ... and at least this many times as long as the last one's renders took
+SYNC_SHARE = 10  # ... and at least this many times as long as the last one's renders took
 SYNC_MAX_SPACING = 5.0  # ... but never more
 # Recorded in the job's params: when it started (its first transaction) and how long it rendered.
 STARTED_AT, RENDER_SECONDS = "started_at", "render_seconds"

@@ -115,11 +115,11 @@ def run(method: Method, params: dict[str, str]) -> Response:
         if existing is not None:
             return json_response(operations.to_json(existing))
     req = ApiRequest(call, method, body, request.args)
-    payload = None
+    payload = kind = None
     try:
         result = handler(req, **{k: v for k, v in params.items() if k != "project"})
         if isinstance(result, Operation):  # rendered now: after the commit its row would be read again
-            payload = operations.to_json(result)
+            payload, kind = operations.to_json(result), result.job
         if is_write(method):
             if isinstance(result, Operation) and result.status != "DONE":
                 announce(session)
@@ -132,7 +132,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
         return json_response(operations.to_json(existing))
     if isinstance(result, Operation):
         if payload["status"] != "DONE":
-            runtime.engine_kick(result.job)
+            runtime.engine_kick(kind)
         return json_response(payload)
     if isinstance(result, Response):
         return result

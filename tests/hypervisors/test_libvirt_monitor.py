@@ -12,6 +12,7 @@ from core.db import write_session
 from core.hosts import HostMonitor
 from core.hypervisors.libvirt import domain_name
 from core.models import Host
+from core.systemvms.watchdog import Watchdog
 from tests.conftest import PROJECT, wait_op
 from tests.hypervisors.conftest import CLUSTER, NODE_XML
 from tests.hypervisors.test_libvirt_lifecycle import ZONE, body, host_of, run, state
@@ -104,4 +105,8 @@ def test_failed_host_vms_restart_elsewhere_or_terminate(cloud):
     assert state(cloud, uid1) is None  # not on host1 any more
     for name in ("ha1", "ha2"):
         run(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=name))
+    # While host1 was Down the watchdog may have moved the network's router to host2: move it off.
+    cloud.admin("host", "maintenance", "kvm1-host2", "on")
+    Watchdog(cloud.runtime.factory, cloud.runtime.drivers).run_once()
+    cloud.runtime.engine.run_until_idle()
     cloud.admin("host", "remove", "kvm1-host2")

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.xdist_group("systemvms-server")
 def srv(request):
     if request.param == "postgresql" and not pg_available():
         pytest.fail("PostgreSQL is not reachable (.ci/run starts it)")
-    server, cleanup = make_server(request.param)
+    # No watchdog thread in the server: its rounds would race the ones the tests run themselves.
+    server, cleanup = make_server(request.param, GSTACK_SYSTEMVM_CHECK_INTERVAL="0")
     server.start()
     yield server
     cleanup()

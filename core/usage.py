@@ -1,0 +1,90 @@
+"""Quota usage counters (``resource_usage``), kept by database triggers on ``resources``.
+
+Every instance and disk adds to the row of its (project, region, collection, subtype): one to
+``count``, its vCPUs to ``cpus`` unless it is TERMINATED, its size to ``size_gb``. A change of any
+of those columns moves its share from the old row to the new one; a delete takes it away. The
+triggers run in the transaction that changes the resource, so usage is exact at every commit, and
+no code path (a job, an admin command, a crash and restart) can forget to count: what CloudStack's
+``resource_count`` table promises with code, the database guarantees here.
+
+A quota check then reads a few rows instead of summing every resource of the project: with the
+sum, each insert cost O(resources), and a burst of N inserts O(N²).
+
+On PostgreSQL the counter row is also a lock: two transactions adding to one project's usage in
+one region take turns, so two concurrent inserts cannot both pass a quota check on the same usage.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+
+_COUNTED = "('instances', 'disks')"
+# One resource row's share of its counter row, from the row as the trigger sees it (OLD or NEW).
+_SHARE = ("{r}.project, COALESCE({r}.region, ''), {r}.collection, {r}.subtype, {sign}1, "
+          "{sign}(CASE WHEN {r}.status <> 'TERMINATED' THEN {r}.vcpus ELSE 0 END), {sign}{r}.size_gb")
+_ADD = ("INSERT INTO resource_usage (project, region, collection, subtype, count, cpus, size_gb) "
+        "SELECT {share} WHERE {r}.collection IN " + _COUNTED + " "
+        "ON CONFLICT (project, region, collection, subtype) DO UPDATE SET "
+        "count = resource_usage.count + excluded.count, cpus = resource_usage.cpus + excluded.cpus, "
+        "size_gb = resource_usage.size_gb + excluded.size_gb")
+# An UPDATE that leaves every counted column (and TERMINATED-or-not) alone changes no share.
+_CHANGED = ("OLD.project IS NOT NEW.project OR OLD.region IS NOT NEW.region OR OLD.collection IS NOT NEW.collection "
+            "OR OLD.subtype IS NOT NEW.subtype OR OLD.vcpus IS NOT NEW.vcpus OR OLD.size_gb IS NOT NEW.size_gb "
+            "OR (OLD.status = 'TERMINATED') IS NOT (NEW.status = 'TERMINATED')")
+
+
+def _add(row: str, sign: str = "") -> str:
+    return _ADD.format(share=_SHARE.format(r=row, sign=sign), r=row)
+
+
+_SQLITE = [
+    f"CREATE TRIGGER resource_usage_insert AFTER INSERT ON resources BEGIN {_add('NEW')}; END",
+    f"CREATE TRIGGER resource_usage_delete AFTER DELETE ON resources BEGIN {_add('OLD', '-')}; END",
+    f"CREATE TRIGGER resource_usage_update AFTER UPDATE ON resources WHEN {_CHANGED} "
+    f"BEGIN {_add('OLD', '-')}; {_add('NEW')}; END",
+]
+_POSTGRESQL = [
+    f"""CREATE OR REPLACE FUNCTION gstack_resource_usage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NOT ({_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN {_add('OLD', '-')}; END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN {_add('NEW')}; END IF;
+  RETURN NULL;
+END $$""",
+    "CREATE TRIGGER resource_usage AFTER INSERT OR UPDATE OR DELETE ON resources "
+    "FOR EACH ROW EXECUTE FUNCTION gstack_resource_usage()",
+]
+_BACKFILL = [
+    "DELETE FROM resource_usage",
+    "INSERT INTO resource_usage (project, region, collection, subtype, count, cpus, size_gb) "
+    "SELECT project, COALESCE(region, ''), collection, subtype, count(*), "
+    "COALESCE(sum(CASE WHEN status <> 'TERMINATED' THEN vcpus ELSE 0 END), 0), COALESCE(sum(size_gb), 0) "
+    f"FROM resources WHERE collection IN {_COUNTED} GROUP BY project, COALESCE(region, ''), collection, subtype",
+]
+
+
+def _installed(conn: Connection, postgres: bool) -> bool:
+    if postgres:
+        return conn.exec_driver_sql("SELECT 1 FROM pg_trigger WHERE tgname = 'resource_usage'").first() is not None
+    return conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'resource_usage_update'").first() is not None
+
+
+def install(engine: Engine) -> None:
+    """Create the triggers where they are missing, and count what the database holds already
+    (a database made before the counters), in one transaction: no change slips between."""
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if _installed(conn, postgres):
+            return
+    with engine.begin() as conn:
+        if postgres:  # processes starting together: one installs, the others find it done
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('gstack_resource_usage'))")
+        else:
+            conn.exec_driver_sql("DELETE FROM resource_usage WHERE 0")  # take the write lock now
+        if _installed(conn, postgres):
+            return
+        for stmt in (_POSTGRESQL if postgres else _SQLITE) + _BACKFILL:
+            conn.exec_driver_sql(stmt)
