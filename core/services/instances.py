@@ -771,8 +771,8 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
             store.set_status(res, "SUSPENDED" if ctx.params.get("resume") else "TERMINATED")
 
 
-# Batches of new VMs start at most every 50 ms: a burst of inserts is started in batches of
-# several VMs each, at the cost of up to 50 ms for the VMs of a burst (none for a lone insert).
+# Batches of new VMs start at most every 0.2 s: a burst of inserts is started in batches of many
+# VMs each, at the cost of up to 0.2 s for the VMs of a burst (none for a lone insert).
 job("instances.run", on_fail=_run_failed, batch=_run_vms, spacing=0.2)(_run_vm)
 
 
