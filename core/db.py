@@ -76,7 +76,15 @@ def create_schema(engine: Engine) -> None:
     for table in Base.metadata.sorted_tables:
         for index in table.indexes:
             index.create(engine, checkfirst=True)
+    with engine.begin() as conn:
+        for name in RETIRED_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     usage.install(engine)
+
+
+# Indexes earlier builds made that this one does not read: every write paid for them.
+RETIRED_INDEXES = ("ix_resource_list",  # the same columns as uq_resource_name's own index
+                   "ix_resource_usage")  # quota sums, replaced by the usage counters
 
 
 # SQLite's own busy handler waits by sleeping (1, 2, 5, 10 ... 100 ms), so writers queue before

@@ -16,11 +16,10 @@ from core.models.base import Base
 class Resource(Base):
     __tablename__ = "resources"
     __table_args__ = (
+        # Also the index of lookups by name and of lists (project, collection, scope, name order).
         UniqueConstraint("project", "collection", "scope", "name", name="uq_resource_name"),
-        Index("ix_resource_list", "project", "collection", "scope", "name"),
-        # Covering indexes for the aggregates asked on every insert (quota usage, host and pool
-        # capacity): they never read the table, whose rows carry the JSON body before these columns.
-        Index("ix_resource_usage", "project", "collection", "region", "subtype", "status", "vcpus", "size_gb"),
+        # Covering indexes for the capacity sums of placement: they never read the table, whose
+        # rows carry the JSON body before these columns. (Quota usage is counted: ResourceUsage.)
         Index("ix_resource_host_usage", "host_id", "vcpus", "memory_mb"),
         Index("ix_resource_pool_usage", "pool_id", "size_gb"),
     )
