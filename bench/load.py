@@ -47,3 +47,20 @@ def measure(url: str, headers: dict | None = None, *, processes: int = 4, second
     count = sum(c for c, _ in results)
     errors = sum(e for _, e in results)
     return {"requests": count, "errors": errors, "per_second": round(count / seconds, 1)}
+
+
+def interleaved(target: tuple, baseline: tuple, *, rounds: int = 5, seconds: float = 5.0) -> dict:
+    """``target`` against ``baseline`` ((url, headers) each), measured in alternating rounds of
+    ``seconds / rounds``: on a machine whose speed drifts (shared CPUs), two long measurements
+    taken one after the other compare two different machines. The ratio is the median of the
+    rounds' ratios; every round is reported."""
+    pairs = []
+    for _ in range(rounds):
+        t = measure(*target, seconds=seconds / rounds)
+        b = measure(*baseline, seconds=seconds / rounds)
+        pairs.append((t["per_second"], b["per_second"]))
+    ratios = sorted(t / b for t, b in pairs)
+    return {"rounds": [{"target_per_second": t, "baseline_per_second": b} for t, b in pairs],
+            "target_per_second": round(sum(t for t, _ in pairs) / rounds, 1),
+            "baseline_per_second": round(sum(b for _, b in pairs) / rounds, 1),
+            "ratio": round(ratios[rounds // 2], 3)}

@@ -10,7 +10,7 @@ from core.services import store, topology
 from core.services.queries import resource_rows
 from gstack.api.registry import ApiRequest
 from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
-from gstack.gce.render import json_response, stored
+from gstack.gce.render import json_response, stored, stored_all
 
 
 def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
@@ -23,7 +23,7 @@ def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: 
     page, token = paginate(
         lambda after, limit: resource_rows(req.session, project, collection, [scope], params.order, after, limit),
         params)
-    return json_response(list_envelope(kind, f"projects/{project}/{scope}/{collection}", [stored(t) for _, t in page],
+    return json_response(list_envelope(kind, f"projects/{project}/{scope}/{collection}", stored_all([t for _, t in page]),
                                        token))
 
 
@@ -72,4 +72,4 @@ def static_list(req: ApiRequest, kind: str, path: str, items: list[dict], schema
         keyed = list(reversed(keyed))
 
     page, token = paginate(memory_source(keyed), params)
-    return json_response(list_envelope(kind, path, [stored(t) for _, t in page], token))
+    return json_response(list_envelope(kind, path, stored_all([t for _, t in page]), token))

@@ -11,7 +11,7 @@ from core.services.queries import operation_rows
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
-from gstack.gce.render import json_response, stored
+from gstack.gce.render import json_response, stored, stored_all
 
 
 def _scope(req: ApiRequest, zone: str | None, region: str | None) -> str:
@@ -41,7 +41,7 @@ def list_ops(req: ApiRequest, zone: str | None = None, region: str | None = None
     params = parse_params(req.args, "Operation")
     page, token = paginate(_op_source(req, [scope], params.order), params)
     return json_response(list_envelope("compute#operationList", f"projects/{req.call.project}/{scope}/operations",
-                                       [stored(t) for _, t in page], token))
+                                       stored_all([t for _, t in page]), token))
 
 
 def wait(req: ApiRequest, operation: str, zone: str | None = None, region: str | None = None):
