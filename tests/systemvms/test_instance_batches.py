@@ -15,22 +15,32 @@ from core.planner import host_usage
 pytestmark = pytest.mark.xdist_group("systemvms-batches")
 
 
+def burst(cloud, prefix: str, n: int) -> list[str]:
+    """n inserts queued before any of their jobs runs, then the jobs."""
+    names = [f"{prefix}-{i}" for i in range(n)]
+    for name in names:
+        cloud.instance(name, run=False)
+    cloud.run_jobs()
+    return names
+
+
+def instances_and_inserts(cloud, s) -> tuple[dict[str, Resource], list[Operation]]:
+    rows = {r.name: r for r in s.scalars(select(Resource).where(
+        Resource.project == cloud.project, Resource.collection == "instances"))}
+    ops = list(s.scalars(select(Operation).where(Operation.project == cloud.project,
+                                                 Operation.operation_type == "insert")))
+    return rows, ops
+
+
 def test_a_burst_runs_together_and_a_failed_spawn_moves_on(cloud):
     with write_session(cloud.factory) as s:
         zone_id = s.scalar(select(Zone.id).where(Zone.name == "us-central1-a"))
         first = s.scalar(select(Host).where(Host.zone_id == zone_id, Host.status == "Up").order_by(Host.id).limit(1))
         first.fail_next_spawns = 1
         first_id = first.id
-    names = [f"burst-{i}" for i in range(6)]
-    for name in names:
-        cloud.instance(name, run=False)
-    cloud.run_jobs()
-
+    names = burst(cloud, "burst", 6)
     with cloud.factory() as s:
-        rows = {r.name: r for r in s.scalars(select(Resource).where(
-            Resource.project == cloud.project, Resource.collection == "instances"))}
-        ops = list(s.scalars(select(Operation).where(Operation.project == cloud.project,
-                                                     Operation.operation_type == "insert")))
+        rows, ops = instances_and_inserts(cloud, s)
         left = s.scalar(select(Host.fail_next_spawns).where(Host.id == first_id))
     assert sorted(rows) == names and {r.status for r in rows.values()} == {"RUNNING"}
     assert len(ops) == 6 and all(op.status == "DONE" and op.error is None for op in ops)
@@ -60,17 +70,11 @@ def test_a_burst_bigger_than_the_room_left(cloud):
         only.memory_mb = int((used + 3 * 1024) / factor)  # room for three e2-micro, no more
         s.execute(update(Host).where(Host.id.in_(others)).values(status="Maintenance"))
     try:
-        names = [f"crowd-{i}" for i in range(5)]
-        for name in names:
-            cloud.instance(name, run=False)
-        cloud.run_jobs()
+        names = burst(cloud, "crowd", 5)
         with cloud.factory() as s:
-            rows = {r.name: r for r in s.scalars(select(Resource).where(
-                Resource.project == cloud.project, Resource.collection == "instances"))}
+            rows, ops = instances_and_inserts(cloud, s)
             disk_names = sorted(s.scalars(select(Resource.name).where(
                 Resource.project == cloud.project, Resource.collection == "disks")))
-            ops = list(s.scalars(select(Operation).where(Operation.project == cloud.project,
-                                                         Operation.operation_type == "insert")))
             held = host_usage(s, [only.id]).get(only.id, (0, 0))[1]
         running = sorted(rows)
         assert running == names[:3] and all(rows[n].status == "RUNNING" and rows[n].host_id == only.id
