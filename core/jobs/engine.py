@@ -162,8 +162,6 @@ def _claimable():
 
 _CLAIMABLE = _claimable()
 _CLAIMABLE_LOCKED = _claimable().with_for_update(skip_locked=True)
-# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
-# router sync): it becomes claimable then.
 _TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
     lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
     status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
@@ -173,6 +171,8 @@ _PROGRESS_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expand
     .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry"))
 _DONE_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
     status="DONE", progress=100, end_time=bindparam("now"), lease_owner=None, lease_expiry=None)
+# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
+# router sync): it becomes claimable then.
 _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
     Operation.status == "PENDING", Operation.lease_owner.is_(None), Operation.lease_expiry >= bindparam("now"))
 _NEXT_FIRST_DUE = _NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure

@@ -586,10 +586,9 @@ def _load(s, uid: int) -> Resource | None:
     return s.scalar(_BY_UID_LOCKED, {"uid": uid})
 
 
-def _stage(ctx: JobContext, s, tried: set[int], sync: bool = True) -> tuple | None:
+def _stage(ctx: JobContext, s, tried: set[int]) -> tuple | None:
     """Place the VM (if it is not) and mark it STAGING, in the caller's transaction: (driver,
-    host, spec) to start it with, or None when it is gone or running already. ``sync``: ask its
-    networks' routers for a sync here (a batch asks once, for all its VMs)."""
+    host, spec) to start it with, or None when it is gone or running already."""
     res = _load(s, ctx.params["uid"])
     if res is None or res.status == "RUNNING":
         return None
@@ -602,8 +601,7 @@ def _stage(ctx: JobContext, s, tried: set[int], sync: bool = True) -> tuple | No
     disks.place_disks(s, ctx.params["zone_id"], ctx.params.get("created_disks", []), res.project,
                       res.scope.split("/", 1)[1])
     store.set_status(res, "STAGING")
-    if sync:
-        _sync_routers(s, res)  # the first instance on a network deploys its virtual router
+    _sync_routers(s, res)  # the first instance on a network deploys its virtual router
     driver, host_ref = _driver(ctx, s, res.host_id)
     spec = vm_spec(s, res)
     ctx.progress(40, session=s)
