@@ -8,7 +8,7 @@ from core.services.queries import resource_rows
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
-from gstack.gce.render import json_response, stored
+from gstack.gce.render import json_response, storing
 
 
 def aggregated_with_global(req: ApiRequest, collection: str, kind: str, schema: str) -> Response:
@@ -21,7 +21,7 @@ def aggregated_with_global(req: ApiRequest, collection: str, kind: str, schema: 
         lambda after, limit: resource_rows(req.session, project, collection, scopes, params.order, after, limit),
         params)
     out = common.list_envelope(kind, f"projects/{project}/aggregated/{collection}", [], token)
-    out["items"] = aggregate(page, scopes, collection, stored)
+    out["items"] = aggregate(page, scopes, collection, storing())
     out["unreachables"] = []
     return json_response(common.reorder(out))
 

@@ -10,7 +10,7 @@ from core.services import store, topology
 from core.services.queries import resource_rows
 from gstack.api.registry import ApiRequest
 from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
-from gstack.gce.render import json_response, stored, stored_all
+from gstack.gce.render import json_response, stored, stored_all, storing
 
 
 def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
@@ -51,7 +51,7 @@ def aggregated_list(req: ApiRequest, collection: str, scope_type: str, kind: str
         lambda after, limit: resource_rows(req.session, project, collection, scopes, params.order, after, limit),
         params)
     out = list_envelope(kind, f"projects/{project}/aggregated/{collection}", [], token)
-    out["items"] = aggregate(page, scopes, collection, stored)
+    out["items"] = aggregate(page, scopes, collection, storing())
     out.pop("nextPageToken", None)
     if token:
         out["nextPageToken"] = token

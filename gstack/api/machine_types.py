@@ -7,7 +7,7 @@ from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.common import static_list as _static_list
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
-from gstack.gce.render import json_response, stored
+from gstack.gce.render import json_response, storing
 
 
 @handles("compute.machineTypes.get")
@@ -49,7 +49,7 @@ def _aggregated(req: ApiRequest, field: str, kind: str, schema: str, items_of) -
         keyed += [([scope, i["name"]], orjson.dumps(i).decode()) for i in items]
     page, token = paginate(memory_source(keyed), params)
     out = list_envelope(kind, f"projects/{req.call.project}/aggregated/{field}", [], token)
-    out["items"] = aggregate(page, scopes, field, stored)
+    out["items"] = aggregate(page, scopes, field, storing())
     out["unreachables"] = []
     return reorder(out)
 

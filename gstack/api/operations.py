@@ -11,7 +11,7 @@ from core.services.queries import operation_rows
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
-from gstack.gce.render import json_response, stored, stored_all
+from gstack.gce.render import json_response, stored_all, storing
 
 
 def _scope(req: ApiRequest, zone: str | None, region: str | None) -> str:
@@ -80,6 +80,6 @@ def aggregated(req: ApiRequest):
     page, token = paginate(_op_source(req, scopes, params.order), params)
     out = list_envelope("compute#operationAggregatedList", f"projects/{req.call.project}/aggregated/operations",
                         [], token)
-    out["items"] = aggregate(page, scopes, "operations", stored)
+    out["items"] = aggregate(page, scopes, "operations", storing())
     out["unreachables"] = []
     return json_response(reorder(out))

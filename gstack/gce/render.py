@@ -69,5 +69,10 @@ def stored(text: str) -> object:
 
 def stored_all(texts: list[str]) -> list:
     """:func:`stored` for a page of bodies, asking the request once, not once per item."""
-    wrap = orjson.loads if needs_objects() else orjson.Fragment
+    wrap = storing()
     return [wrap(t) for t in texts]
+
+
+def storing():
+    """:func:`stored` decided for this request: the function that wraps each stored body."""
+    return orjson.loads if needs_objects() else orjson.Fragment
