@@ -174,16 +174,23 @@ def flushed_connection(session: Session):
 
 
 def insert_persistent(session: Session, obj: Base) -> None:
-    """INSERT ``obj`` (a new mapped object with every column set but its primary key) with one
-    Core statement, and make it a persistent object of ``session`` without reading it back.
+    """INSERT the new mapped object ``obj`` with one Core statement, and make it a persistent object
+    of ``session`` without reading it back.
 
     The ORM's flush of one new object costs several times the statement it runs (unit-of-work
     sorting, events, bookkeeping); the hottest inserts (an instance, its disk, its Operation) come
-    here instead. Errors are the statement's own (``IntegrityError`` on a unique clash), raised
-    before anything is attached.
+    here instead. Columns left unset get their scalar default (or NULL), in the row and on the
+    object alike, as a flush would give them. Errors are the statement's own (``IntegrityError``
+    on a unique clash), raised before anything is attached.
     """
     table = obj.__table__
     pk = table.primary_key.columns[0]
+    given = obj.__dict__
+    for c in table.columns:
+        if c is not pk and c.key not in given:
+            if c.default is not None and not c.default.is_scalar:
+                raise TypeError(f"{table.name}.{c.key} has a computed default: set it before insert_persistent")
+            setattr(obj, c.key, c.default.arg if c.default is not None else None)
     values = {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
     setattr(obj, pk.key, session.connection().execute(_insert_returning(table), values).scalar_one())
     make_transient_to_detached(obj)

@@ -57,7 +57,8 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     runtime = app.extensions["gstack"]
     with write_session(runtime.factory) as session:
         key_path = ensure_demo_credentials(session, config.data_dir, base + "/token")
-    # HTTP/1.1: clients keep their connections (gcloud and the Python clients all do).
+    # HTTP/1.1 responses (chunked when they have no length). werkzeug still closes every connection
+    # after its response: it cannot drain a request body the application did not read.
     WSGIRequestHandler.protocol_version = "HTTP/1.1"
     server = make_server(host, port, app, threaded=True)
     settle()

@@ -169,8 +169,10 @@ _TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True
 _PROGRESS_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)),
                                         Operation.progress < bindparam("percent")) \
     .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry"))
+# What an Operation that ended holds, besides its end time (and its error or warnings).
+_DONE = {"status": "DONE", "progress": 100, "lease_owner": None, "lease_expiry": None}
 _DONE_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
-    status="DONE", progress=100, end_time=bindparam("now"), lease_owner=None, lease_expiry=None)
+    **_DONE, end_time=bindparam("now"))
 # A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
 # router sync): it becomes claimable then.
 _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
@@ -445,8 +447,7 @@ class JobEngine:
 
     @staticmethod
     def done_values(warnings: list[dict]) -> dict:
-        values: dict = {"status": "DONE", "progress": 100, "end_time": time.time(),
-                        "lease_owner": None, "lease_expiry": None}
+        values: dict = {**_DONE, "end_time": time.time()}
         if warnings:
             values["warnings"] = orjson.dumps(warnings).decode()
         return values

@@ -394,7 +394,7 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
     except AlreadyExists:
         # PostgreSQL: a concurrent insert of this instance may have committed since the check above,
         # boot disk included; the clash to report is the instance's, not its disk's.
-        if store.find_optional(call.session, call.project, "instances", f"zones/{zone.name}", name):
+        if store.exists(call.session, call.project, "instances", f"zones/{zone.name}", name):
             _lost_race(call, path)
         raise
     parsed_nics = _network_interfaces(call, zone, body.get("networkInterfaces"))
@@ -537,11 +537,8 @@ def vm_spec(session, res: Resource, known: dict[str, Resource] | None = None) ->
     inst = store.body_of(res)
     disk_specs = []
     for d in inst.get("disks", []):
-        row = (known or {}).get(d["source"])
-        if row is None:
-            row = session.scalar(select(Resource).where(
-                Resource.project == res.project, Resource.collection == "disks", Resource.scope == res.scope,
-                Resource.name == d["source"].rsplit("/", 1)[-1]))
+        row = (known or {}).get(d["source"]) or store.find_optional(
+            session, res.project, "disks", res.scope, d["source"].rsplit("/", 1)[-1])
         if row is not None:
             body = store.body_of(row)
             disk_specs.append(DiskSpec(row.uid, row.name, row.size_gb, d.get("boot", False), d.get("deviceName", ""),
@@ -688,13 +685,8 @@ def _stage_batch(ctxs: list[JobContext], s) -> list[tuple[JobContext, object, Ho
         driver = ctx.drivers.get(zone.cluster_of(host).hypervisor)
         staged.append((ctx, driver, _host_ref(host), vm_spec(s, res, new_disks)))
     JobContext.progress_all(s, [item[0] for item in staged], 40)
-    networks_synced: set[str] = set()
-    for ctx, *_ in staged:
-        res = rows[ctx.params["uid"]]
-        networks = {n["network"] for n in store.body_of(res).get("networkInterfaces", [])}
-        if not networks <= networks_synced:  # once per network for the whole batch
-            _sync_routers(s, res)
-            networks_synced |= networks
+    for ctx, *_ in staged:  # one request per network: request_sync remembers it within the transaction
+        _sync_routers(s, rows[ctx.params["uid"]])
     return staged
 
 

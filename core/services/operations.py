@@ -57,8 +57,7 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
         target_link=target_path, target_id=target_id, status="DONE" if done else "PENDING",
         progress=100 if done else 0, user=call.user, client_operation_id=call.request_id,
         insert_time=now, start_time=now, end_time=now if done else None,
-        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0, status_message=None, error=None,
-        http_error_status=None, http_error_message=None, warnings=None, lease_owner=None, lease_expiry=None,
+        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0,
     )
     try:
         insert_persistent(call.session, op)

@@ -59,9 +59,7 @@ def find(session: Session, project: str, collection: str, scope: str, name: str,
     return res
 
 
-_BODY_BY_NAME = Prepared(select(Resource.body).where(
-    Resource.project == bindparam("project"), Resource.collection == bindparam("collection"),
-    Resource.scope == bindparam("scope"), Resource.name == bindparam("name")))
+_BODY_BY_NAME = Prepared(select(Resource.body).where(*_IN_SCOPE, Resource.name == bindparam("name")))
 
 
 def find_body(session: Session, project: str, collection: str, scope: str, name: str) -> str:
@@ -83,8 +81,8 @@ _PK_BY_NAME = select(Resource.pk).where(*_IN_SCOPE, Resource.name == bindparam("
 
 def exists(session: Session, project: str, collection: str, scope: str, name: str) -> bool:
     """Whether the name is taken (in the caller's transaction), without loading the row."""
-    return flushed_connection(session).execute(_PK_BY_NAME, {"project": project, "collection": collection, "scope": scope,
-                                                      "name": name}).first() is not None
+    where = {"project": project, "collection": collection, "scope": scope, "name": name}
+    return flushed_connection(session).execute(_PK_BY_NAME, where).first() is not None
 
 
 def new_resource(session: Session, *, project: str, collection: str, scope: str, name: str, kind: str,
@@ -106,7 +104,7 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     if finish is not None:
         finish(full)
     res = Resource(uid=uid, project=project, collection=collection, scope=scope, name=name, status=status,
-                   created=now, region=region, body="", **{**_UNSET_COLUMNS, **columns})
+                   created=now, region=region, body="", **columns)
     save(res, full)
     try:
         insert_persistent(session, res)
@@ -114,10 +112,6 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
         raise AlreadyExists(path_of(project, scope, collection, name)) from None
     return res
 
-
-# Columns a new resource may leave out, with the values the row gets then.
-_UNSET_COLUMNS = {"subtype": "", "host_id": None, "pool_id": None, "last_host_id": None, "vcpus": 0,
-                  "memory_mb": 0, "size_gb": 0}
 
 
 def set_status(res: Resource, status: str, **fields) -> dict:

@@ -10,10 +10,11 @@ committed before it started, and a change committed after it started queues the 
 
 A request made soon after the network's last sync started waits (its lease is a not-before
 time): syncs of one network start at least ``SYNC_INTERVAL`` apart, and at least ``SYNC_SHARE``
-times as long apart as the last one spent rendering and pushing (up to ``SYNC_MAX_SPACING``). Each render reads every instance of the network, so
-syncing once per change would make a burst of N inserts cost O(N²), and a fixed spacing would
-still let a large network's renders take a worker over; this way a burst costs a few renders,
-a router's share of a worker stays bounded, and a lone change still syncs at once.
+times as long apart as the last one spent rendering and pushing (up to ``SYNC_MAX_SPACING``).
+Each render reads every instance of the network, so syncing once per change would make a burst
+of N inserts cost O(N²), and a fixed spacing would still let a large network's renders take a
+worker over; this way a burst costs a few renders, a router's share of a worker stays bounded,
+and a lone change still syncs at once.
 
 The job deploys a router in each region where the network has a starting or running instance
 and none yet, destroys the routers of a network that is gone, and pushes each router the files
