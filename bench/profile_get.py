@@ -1,34 +1,22 @@
 """In-process cost of one authenticated instances.get (Flask test client, no network): the number
-to watch when changing the read path. Prints microseconds per request; ``-p`` prints a profile."""
+to watch when changing the read path. Prints microseconds per request; ``-p`` prints a profile.
+
+Usage: ``python3 -m bench.profile_get [-p]``."""
 
 from __future__ import annotations
 
 import cProfile
-import os
 import pstats
 import sys
-import tempfile
 import time
 
-os.environ.setdefault("GSTACK_LOG_REQUESTS", "0")
-
-from core import identity  # noqa: E402
-from core.db import write_session  # noqa: E402
-from gstack.app import create_app  # noqa: E402
-from gstack.bootstrap import project_admin  # noqa: E402
-from gstack.config import Settings  # noqa: E402
+from bench.inprocess import app_client
 
 N = 2000
 
 
 def main() -> None:
-    app = create_app(Settings.from_env(data_dir=tempfile.mkdtemp(), run_jobs=False))
-    runtime = app.extensions["gstack"]
-    with write_session(runtime.factory) as s:
-        token, _ = identity.issue_token(s, project_admin(s, "demo-project"),
-                                        ["https://www.googleapis.com/auth/cloud-platform"])
-    client = app.test_client()
-    headers = {"Authorization": "Bearer " + token}
+    runtime, client, headers = app_client()
     body = {"name": "vm1", "machineType": "zones/us-central1-a/machineTypes/e2-micro",
             "disks": [{"boot": True, "autoDelete": True,
                        "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}

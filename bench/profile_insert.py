@@ -1,27 +1,22 @@
 """In-process cost of instances.insert (Flask test client, no network) and of its job: the numbers
 to watch when changing the write path. Prints milliseconds per insert request and per job run to
-RUNNING; ``-p`` prints a profile of both."""
+RUNNING; ``-p`` prints a profile of both.
+
+Usage: ``python3 -m bench.profile_insert [-p]``."""
 
 from __future__ import annotations
 
 import cProfile
-import os
 import pstats
 import sys
-import tempfile
 import time
 
-os.environ.setdefault("GSTACK_LOG_REQUESTS", "0")
+import orjson
+from sqlalchemy import update
 
-import orjson  # noqa: E402
-from sqlalchemy import update  # noqa: E402
-
-from core import identity  # noqa: E402
-from core.db import write_session  # noqa: E402
-from core.models import Project  # noqa: E402
-from gstack.app import create_app  # noqa: E402
-from gstack.bootstrap import project_admin  # noqa: E402
-from gstack.config import Settings  # noqa: E402
+from bench.inprocess import app_client
+from core.db import write_session
+from core.models import Project
 
 N = 200  # the seeded zone holds 256 e2-micro
 UNLIMITED = {"regions": {"*": {"CPUS": 1e6, "INSTANCES": 1e6, "DISKS_TOTAL_GB": 1e6}},
@@ -34,15 +29,10 @@ BODY = {"machineType": "zones/us-central1-a/machineTypes/e2-micro",
 
 
 def main() -> None:
-    app = create_app(Settings.from_env(data_dir=tempfile.mkdtemp(), run_jobs=False))
-    runtime = app.extensions["gstack"]
+    runtime, client, headers = app_client()
     with write_session(runtime.factory) as s:
-        token, _ = identity.issue_token(s, project_admin(s, "demo-project"),
-                                        ["https://www.googleapis.com/auth/cloud-platform"])
         s.execute(update(Project).where(Project.name == "demo-project")
                   .values(quota_limits=orjson.dumps(UNLIMITED).decode()))
-    client = app.test_client()
-    headers = {"Authorization": "Bearer " + token}
 
     def insert(i: int) -> None:
         r = client.post(URL, json={**BODY, "name": f"vm-{i:04d}"}, headers=headers, query_string={"prettyPrint": "false"})

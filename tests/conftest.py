@@ -251,3 +251,19 @@ def error_of(exc) -> dict:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def console_ticket(server, zone: str, instance: str, token: str | None = None) -> requests.Response:
+    """POST /console/tickets for an instance's interactive serial console."""
+    return requests.post(server.base + "/console/tickets", timeout=10,
+                         headers={"Authorization": f"Bearer {token or server.token()}"},
+                         json={"project": PROJECT, "zone": zone, "instance": instance})
+
+
+def read_until(ws, marker: str, timeout: float = 20.0) -> str:
+    """What a console WebSocket sends until ``marker`` shows (a timeout error otherwise)."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        seen += ws.recv(timeout=max(deadline - time.monotonic(), 0.01))
+    return seen

@@ -8,15 +8,13 @@ takes, without mocks.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from core.hypervisors.libvirt import domain_name
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, console_ticket, read_until
 from tests.hypervisors.conftest import LIBVIRT_ZONE as ZONE
 from tests.hypervisors.test_libvirt_lifecycle import body, host_of, run, state
 
@@ -24,17 +22,7 @@ pytestmark = pytest.mark.xdist_group("libvirt")
 
 
 def ticket(cloud, instance: str) -> requests.Response:
-    return requests.post(cloud.base + "/console/tickets", timeout=10,
-                         headers={"Authorization": f"Bearer {cloud.token()}"},
-                         json={"project": PROJECT, "zone": ZONE, "instance": instance})
-
-
-def read_until(ws, marker: str, timeout: float = 20.0) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        seen += ws.recv(timeout=max(deadline - time.monotonic(), 0.01))
-    return seen
+    return console_ticket(cloud, ZONE, instance)
 
 
 def test_interactive_serial_console_on_libvirt(cloud):

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from core.models import Host, Operation, Resource, SimVmFile, SystemVm
 from core.systemvms import router, vms
-from tests.conftest import BACKENDS, PROJECT, make_server, pg_available, wait_op
+from tests.conftest import BACKENDS, PROJECT, console_ticket, make_server, pg_available, read_until, wait_op
 from tests.systemvms.conftest import backend_servers, check_all, check_with
 
 ZONE = "us-central1-a"
@@ -157,17 +157,7 @@ def test_system_vms_never_show_in_the_api(srv, gce):
 
 
 def ticket(srv, instance: str, token: str | None = None) -> requests.Response:
-    return requests.post(srv.base + "/console/tickets", timeout=10,
-                         headers={"Authorization": f"Bearer {token or srv.token()}"},
-                         json={"project": PROJECT, "zone": ZONE, "instance": instance})
-
-
-def read_until(ws, marker: str, timeout: float = 15.0) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        seen += ws.recv(timeout=max(deadline - time.monotonic(), 0.01))
-    return seen
+    return console_ticket(srv, ZONE, instance, token)
 
 
 def test_interactive_serial_console_over_a_websocket(srv, gce):
