@@ -39,10 +39,9 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Where SQLite and credentials live (default ~/.local/share/gstack).")
 def serve(host: str, port: int, data_dir: str | None) -> None:
     """Run the API, the OAuth2 server and in-process job workers."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
     from gstack.app import create_app
     from gstack.bootstrap import ADMIN_USER, admin_password_path, ensure_demo_credentials
+    from gstack.serving import PooledWSGIServer
 
     config = settings(data_dir)
     os.makedirs(config.data_dir, exist_ok=True)
@@ -57,10 +56,7 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     runtime = app.extensions["gstack"]
     with write_session(runtime.factory) as session:
         key_path = ensure_demo_credentials(session, config.data_dir, base + "/token")
-    # HTTP/1.1 responses (chunked when they have no length). werkzeug still closes every connection
-    # after its response: it cannot drain a request body the application did not read.
-    WSGIRequestHandler.protocol_version = "HTTP/1.1"
-    server = make_server(host, port, app, threaded=True)
+    server = PooledWSGIServer(host, port, app)
     settle()
     click.echo(f"""
 gstack is serving the GCE v1 API at {base}/compute/v1/
