@@ -156,6 +156,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.systemvm_check_interval > 0:
             runtime.systemvm_watchdog = start_watchdog(factory, drivers, settings.systemvm_check_interval,
                                                        zone_vms=settings.systemvm_zone_vms, kick=job_engine.kick)
+    else:  # jobs run in ``gstack worker`` processes: operations.wait hears when they finish one
+        job_engine.listen()
     return app
 
 

@@ -36,6 +36,9 @@ NEW_CHANNEL = "gstack_jobs_new"
 UNFINISHED = ("PENDING", "RUNNING")
 DONE_CHANNEL = "gstack_jobs_done"
 LEASE_SECONDS = 30.0
+# SQLite has no NOTIFY: a process looks this often whether another connection committed (PRAGMA
+# data_version), to pick up jobs and completions written by other processes.
+WATCH_INTERVAL = 0.05
 
 _HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
                   412: "PRECONDITION FAILED", 500: "INTERNAL SERVER ERROR", 503: "SERVICE UNAVAILABLE"}
@@ -218,6 +221,7 @@ class JobEngine:
         self._threads: list[threading.Thread] = []
         self._running: set[int] = set()
         self._running_lock = threading.Lock()
+        self._working = False  # worker threads run here (a listening-only engine kicks nobody)
         self._batch_started: dict[str, float] = {}  # kind of spaced job -> when its last batch began
         self._timekeeper: dict[str, int] = {}  # ... and the thread that wakes for its next one
         bind = factory.kw.get("bind")
@@ -225,12 +229,18 @@ class JobEngine:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def listen(self) -> None:
+        """Hear of jobs committed and finished by other processes (the API process whose jobs run in
+        ``gstack worker`` processes listens only: its ``wait`` must wake when they finish a job)."""
+        loop = self._listen_loop if self.postgres else self._watch_loop
+        t = threading.Thread(target=loop, name="job-listener", daemon=True)
+        t.start()
+        self._threads.append(t)
+
     def start(self) -> None:
         self.reclaim_dead_local_leases()
-        if self.postgres:
-            t = threading.Thread(target=self._listen_loop, name="job-listener", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._working = True
+        self.listen()
         for i in range(self.workers):
             t = threading.Thread(target=self._worker_loop, name=f"job-worker-{i}", daemon=True)
             t.start()
@@ -250,7 +260,7 @@ class JobEngine:
     def kick(self, kind: str | None = None) -> None:
         """A job (of ``kind``, when the caller knows) was committed: wake a worker. A job whose kind
         is held (spaced batches) needs none: the worker wakes when the hold ends."""
-        if kind is not None and kind in self._held(time.time()):
+        if not self._working or (kind is not None and kind in self._held(time.time())):
             return
         with self._wake:
             self._pending_kicks += 1
@@ -475,6 +485,14 @@ class JobEngine:
         with self._done:
             self._done.notify_all()
 
+    def _heard(self, *, new: bool, done: bool) -> None:
+        """Another process committed a job (``new``) or finished one (``done``)."""
+        if new:
+            self.kick()
+        if done:
+            with self._done:
+                self._done.notify_all()
+
     def _listen_loop(self) -> None:
         """PostgreSQL: LISTEN for jobs committed and finished by any process (API or worker)."""
         import psycopg
@@ -485,16 +503,40 @@ class JobEngine:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NEW_CHANNEL}")
                     conn.execute(f"LISTEN {DONE_CHANNEL}")
+                    self._heard(new=True, done=True)  # what was sent before this LISTEN went unheard
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            if note.channel == NEW_CHANNEL:
-                                self.kick()
-                            else:
-                                with self._done:
-                                    self._done.notify_all()
+                            self._heard(new=note.channel == NEW_CHANNEL, done=note.channel == DONE_CHANNEL)
             except Exception:
                 log.exception("job listener lost its connection; reconnecting")
                 self._stop.wait(1.0)
+
+    def _watch_loop(self) -> None:
+        """SQLite: every ``WATCH_INTERVAL``, whether any other connection (of this process or another)
+        committed; if so, wake a worker and the waiters. In one process the kicks are redundant but
+        bounded: at most one per interval, however many commits it saw."""
+        conn = None
+        seen = None
+        while not self._stop.wait(WATCH_INTERVAL):
+            try:
+                if conn is None:
+                    conn = self.factory.kw["bind"].raw_connection()
+                cursor = conn.cursor()
+                cursor.execute("PRAGMA data_version")
+                version = cursor.fetchone()[0]
+                cursor.close()
+            except Exception:
+                log.exception("watching the database for commits failed; retrying")
+                if conn is not None:
+                    conn.invalidate()
+                conn = None
+                self._stop.wait(1.0)
+                continue
+            if version != seen:  # the first look, too: what was committed before it went unseen
+                self._heard(new=True, done=True)
+            seen = version
+        if conn is not None:
+            conn.close()
 
     def _heartbeat_loop(self) -> None:
         """Extend the leases of running jobs, and pick up jobs committed by other processes."""
