@@ -59,7 +59,7 @@ class JobHandler:
 
 
 HANDLERS: dict[str, JobHandler] = {}
-BATCH_SIZE = 32  # most jobs of one kind a worker claims at once
+BATCH_SIZE = 100  # most jobs of one kind a worker claims at once (instances.run: a batch per 0.2 s keeps up with ~300 inserts/s)
 
 
 def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None,
