@@ -298,7 +298,7 @@ class HostMonitor(PeriodicRounds):
                               target_path=_path(res), target_id=res.uid, job="instances.run",
                               params={"uid": res.uid, "zone_id": zone.id})
         op.status_message = message
-        announce(session)
+        announce(session, op.job)
         if self.kick is not None:
             session.info.setdefault("after_commit", []).append(self.kick)
 

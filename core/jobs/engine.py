@@ -183,14 +183,19 @@ _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
 _NEXT_FIRST_DUE = _NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure
 
 
-def announce(session: Session) -> None:
-    """Tell workers of every process that a job was committed (PostgreSQL NOTIFY, sent at commit).
+_NOTIFY_NEW = text("SELECT pg_notify(:channel, :kind)")
 
-    In-process workers are woken by :meth:`JobEngine.kick`; SQLite has no cross-process signal,
-    so other processes find the job on their next poll.
+
+def announce(session: Session, kind: str) -> None:
+    """Tell workers of every process that a job of ``kind`` was committed (PostgreSQL NOTIFY, sent at
+    commit; one per kind and transaction). The kind lets a worker holding back that kind's next
+    batch sleep on (see :meth:`JobEngine.kick`).
+
+    In-process workers are woken by :meth:`JobEngine.kick`; SQLite has no NOTIFY: other processes
+    see the commit in the database's commit counter (:meth:`JobEngine._watch_loop`).
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {NEW_CHANNEL}"))
+        session.execute(_NOTIFY_NEW, {"channel": NEW_CHANNEL, "kind": kind})
 
 
 def local_owner_id() -> str:
@@ -485,10 +490,10 @@ class JobEngine:
         with self._done:
             self._done.notify_all()
 
-    def _heard(self, *, new: bool, done: bool) -> None:
-        """Another process committed a job (``new``) or finished one (``done``)."""
+    def _heard(self, *, new: bool, done: bool, kind: str | None = None) -> None:
+        """Another process committed a job (``new``, of ``kind`` when known) or finished one (``done``)."""
         if new:
-            self.kick()
+            self.kick(kind)
         if done:
             with self._done:
                 self._done.notify_all()
@@ -506,7 +511,8 @@ class JobEngine:
                     self._heard(new=True, done=True)  # what was sent before this LISTEN went unheard
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._heard(new=note.channel == NEW_CHANNEL, done=note.channel == DONE_CHANNEL)
+                            self._heard(new=note.channel == NEW_CHANNEL, done=note.channel == DONE_CHANNEL,
+                                        kind=note.payload or None)
             except Exception:
                 log.exception("job listener lost its connection; reconnecting")
                 self._stop.wait(1.0)

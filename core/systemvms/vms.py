@@ -189,7 +189,7 @@ def enqueue(session: Session, *, job: str, op_type: str, scope: str, target_id: 
                           target_path=target_path, target_id=target_id, job=job, params=params)
     if message:
         op.status_message = message[:400]
-    announce(session)
+    announce(session, job)
     return op
 
 

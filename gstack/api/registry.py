@@ -122,7 +122,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
             payload, kind = operations.to_json(result), result.job
         if is_write(method):
             if isinstance(result, Operation) and result.status != "DONE":
-                announce(session)
+                announce(session, result.job)
             session.commit()
     except DuplicateRequest:
         session.rollback()

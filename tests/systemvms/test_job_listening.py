@@ -61,7 +61,7 @@ def test_a_worker_process_picks_up_a_job_committed_elsewhere(cloud, other_proces
     worker.start()
     op = insert_op(cloud, "picked")  # committed by this "process", which kicks only its own workers
     with write_session(cloud.factory) as s:
-        announce(s)  # as the API does with every job it commits (PostgreSQL: NOTIFY; SQLite: nothing)
+        announce(s, op.job)  # as the API does with every job it commits (PostgreSQL: NOTIFY; SQLite: nothing)
     waiter = threading.Thread(target=worker.wait, args=(op.pk, NEVER), daemon=True)
     waiter.start()
     waiter.join(30)
