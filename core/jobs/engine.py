@@ -276,8 +276,9 @@ class JobEngine:
     def wait(self, op_pk: int, timeout: float) -> None:
         """Block until the operation is DONE or ``timeout`` passes.
 
-        Jobs finished in this process notify at once; the periodic re-read covers jobs that
-        another process (sharing the database) finishes.
+        Jobs finished in this process notify at once, and jobs finished by another process sharing
+        the database as soon as this one hears of it (:meth:`listen`); the periodic re-read is the
+        fallback while the listener reconnects.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -545,7 +546,7 @@ class JobEngine:
             conn.close()
 
     def _heartbeat_loop(self) -> None:
-        """Extend the leases of running jobs, and pick up jobs committed by other processes."""
+        """Extend the leases of running jobs: a lease that lapses lets another worker take the job over."""
         while not self._stop.wait(LEASE_SECONDS / 3):
             with self._running_lock:
                 running = list(self._running)
