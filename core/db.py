@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import Executable
 
@@ -173,7 +174,7 @@ def flushed_connection(session: Session):
     return session.connection()
 
 
-def insert_persistent(session: Session, obj: Base) -> None:
+def insert_persistent(session: Session, obj: Base, *, skip_clash: bool = False) -> bool:
     """INSERT the new mapped object ``obj`` with one Core statement, and make it a persistent object
     of ``session`` without reading it back.
 
@@ -182,6 +183,10 @@ def insert_persistent(session: Session, obj: Base) -> None:
     here instead. Columns left unset get their scalar default (or NULL), in the row and on the
     object alike, as a flush would give them. Errors are the statement's own (``IntegrityError``
     on a unique clash), raised before anything is attached.
+
+    ``skip_clash``: a unique clash inserts nothing and returns False, leaving the transaction
+    usable (``ON CONFLICT DO NOTHING``) where an error would abort it on PostgreSQL: no savepoint
+    (two more round trips) is needed to go on after one.
     """
     table = obj.__table__
     pk = table.primary_key.columns[0]
@@ -192,14 +197,26 @@ def insert_persistent(session: Session, obj: Base) -> None:
                 raise TypeError(f"{table.name}.{c.key} has a computed default: set it before insert_persistent")
             setattr(obj, c.key, c.default.arg if c.default is not None else None)
     values = {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
-    setattr(obj, pk.key, session.connection().execute(_insert_returning(table), values).scalar_one())
+    conn = session.connection()
+    key = conn.execute(_insert_returning(table, conn.dialect.name if skip_clash else None), values).scalar()
+    if key is None:
+        return False
+    setattr(obj, pk.key, key)
     make_transient_to_detached(obj)
     session.add(obj)
+    return True
 
 
 @functools.cache
-def _insert_returning(table):
-    return insert(table).returning(table.primary_key.columns[0])
+def _insert_returning(table, skipping_clashes_on: str | None):
+    stmt = insert_skipping_clashes(table, skipping_clashes_on) if skipping_clashes_on else insert(table)
+    return stmt.returning(table.primary_key.columns[0])
+
+
+def insert_skipping_clashes(table, dialect: str):
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect's spelling (both have it; Core has not)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing()
 
 
 def interleaving_savepoint(session: Session):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
-from sqlalchemy import bindparam, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BigInteger, String, and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.db import flushed_connection, interleaving_savepoint
+from core.db import flushed_connection, insert_skipping_clashes
 from core.errors import BadRequest
 from core.models import IpAllocation
 
@@ -17,58 +17,65 @@ EXTERNAL_RANGE = "198.18.0.0/15"
 
 
 def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> str:
-    """The next free address of the pool. Concurrent transactions (PostgreSQL) may pick the same
-    one: the unique constraint refuses all but one, and the others try again past it."""
-    for _ in range(50):
-        try:
-            with interleaving_savepoint(session):
-                return _allocate_once(session, pool, cidr, owner_uid, reserved_head)
-        except IntegrityError:
-            continue
-    raise BadRequest(f"Could not allocate an address of {cidr}: too many concurrent allocations.")
-
-
-_HIGHEST = select(func.max(IpAllocation.address)).where(IpAllocation.pool == bindparam("pool"))
-_TAKE = insert(IpAllocation).values(pool=bindparam("pool"), address=bindparam("address"),
-                                    owner_uid=bindparam("owner_uid"))
-
-
-def _allocate_once(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int) -> str:
     """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).
 
     Addresses go up from the highest one handed out, so a released address is not reused while
-    the range has room (a DHCP-like rule that keeps stale ARP and DNS entries harmless).
+    the range has room (a DHCP-like rule that keeps stale ARP and DNS entries harmless): one
+    statement finds and takes it. Concurrent transactions (PostgreSQL) may pick the same one: the
+    unique constraint lets one have it, and the others try again past it.
     """
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
     conn = flushed_connection(session)
-    highest = conn.execute(_HIGHEST, {"pool": pool}).scalar()
-    if highest is None or first <= highest < last:
-        candidate = first if highest is None else highest + 1
-        conn.execute(_TAKE, {"pool": pool, "address": candidate, "owner_uid": owner_uid})
-        return str(ipaddress.ip_address(candidate))
-    # The top of the range is taken: fill the lowest gap left by released addresses.
-    used = set(session.scalars(select(IpAllocation.address).where(IpAllocation.pool == pool)))
-    for candidate in range(first, last + 1):
-        if candidate not in used:
-            session.add(IpAllocation(pool=pool, address=candidate, owner_uid=owner_uid))
-            session.flush()
-            return str(ipaddress.ip_address(candidate))
-    raise BadRequest(f"The IP range {cidr} has no free address left.")
+    params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last}
+    for _ in range(50):
+        taken = conn.execute(_take_next(conn.dialect.name), params).scalar()
+        if taken is None:
+            highest = conn.execute(_HIGHEST, {"pool": pool}).scalar()
+            if highest is None or first <= highest < last:
+                continue  # a concurrent transaction took that one
+            # The top of the range is taken: fill the lowest gap left by released addresses.
+            used = set(conn.execute(_USED, {"pool": pool}).scalars())
+            free = next((a for a in range(first, last + 1) if a not in used), None)
+            if free is None:
+                raise BadRequest(f"The IP range {cidr} has no free address left.")
+            taken = conn.execute(_take(conn.dialect.name), {**params, "address": free}).scalar()
+        if taken is not None:
+            return str(ipaddress.ip_address(taken))
+    raise BadRequest(f"Could not allocate an address of {cidr}: too many concurrent allocations.")
+
+
+_HIGHEST = select(func.max(IpAllocation.address)).where(IpAllocation.pool == bindparam("pool"))
+_USED = select(IpAllocation.address).where(IpAllocation.pool == bindparam("pool"))
+_POOL, _OWNER = bindparam("pool", type_=String), bindparam("owner_uid", type_=BigInteger)
+_FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
+_TOP = select(func.max(IpAllocation.address).label("hi")).where(IpAllocation.pool == _POOL).subquery("top")
+_COLUMNS = ["pool", "address", "owner_uid"]
+
+
+@functools.cache
+def _take_next(dialect: str):
+    """The address after the highest one of the pool (the first one of an empty pool), unless the
+    highest is the range's last; returns the address, or no row (no room at the top, or a clash)."""
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).where(
+        or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
+    return insert_skipping_clashes(IpAllocation.__table__, dialect).from_select(_COLUMNS, nxt) \
+        .returning(IpAllocation.address)
+
+
+@functools.cache
+def _take(dialect: str):
+    """One given address; no row if it is taken."""
+    return insert_skipping_clashes(IpAllocation.__table__, dialect).values(
+        pool=_POOL, address=bindparam("address", type_=BigInteger), owner_uid=_OWNER).returning(IpAllocation.address)
 
 
 def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
     """Take one given address; False if it is taken (also by a concurrent transaction)."""
-    value = int(ipaddress.ip_address(address))
-    if session.scalar(select(IpAllocation.id).where(IpAllocation.pool == pool, IpAllocation.address == value)):
-        return False
-    try:
-        with session.begin_nested():
-            session.add(IpAllocation(pool=pool, address=value, owner_uid=owner_uid))
-    except IntegrityError:
-        return False
-    return True
+    conn = flushed_connection(session)
+    params = {"pool": pool, "address": int(ipaddress.ip_address(address)), "owner_uid": owner_uid}
+    return conn.execute(_take(conn.dialect.name), params).scalar() is not None
 
 
 def release_owner(session: Session, owner_uid: int) -> None:

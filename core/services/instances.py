@@ -18,7 +18,6 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import InvalidRequestError
 
 from core import ipam, planner, quotas
-from core.db import interleaving_savepoint
 from core.errors import (
     AlreadyExists,
     ComputeError,
@@ -464,8 +463,7 @@ def insert(call: Call, zone: Zone, body: dict) -> Operation:
 
 def _new_instance_row(call: Call, **columns) -> Resource:
     try:
-        with interleaving_savepoint(call.session):  # a name clash must leave the transaction usable
-            return store.new_resource(call.session, **columns)
+        return store.new_resource(call.session, **columns)  # a clash leaves the transaction usable
     except AlreadyExists:
         _lost_race(call, path_of(columns["project"], columns["scope"], "instances", columns["name"]))
         raise

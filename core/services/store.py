@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import orjson
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import Prepared, flushed_connection, insert_persistent
@@ -106,10 +105,8 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     res = Resource(uid=uid, project=project, collection=collection, scope=scope, name=name, status=status,
                    created=now, region=region, body="", **columns)
     save(res, full)
-    try:
-        insert_persistent(session, res)
-    except IntegrityError:  # a concurrent insert won the race (PostgreSQL); the caller rolls back
-        raise AlreadyExists(path_of(project, scope, collection, name)) from None
+    if not insert_persistent(session, res, skip_clash=True):  # the name is taken (a concurrent insert won)
+        raise AlreadyExists(path_of(project, scope, collection, name))
     return res
 
 
