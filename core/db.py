@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -217,19 +217,6 @@ def insert_skipping_clashes(table, dialect: str):
     """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect's spelling (both have it; Core has not)."""
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing()
-
-
-def interleaving_savepoint(session: Session):
-    """A savepoint where write transactions can interleave (PostgreSQL), and nothing on SQLite.
-
-    A savepoint lets a transaction survive a unique-constraint clash with a concurrent one and
-    go on (try the next address, report the other request's operation). SQLite's writers run one
-    at a time, so a check made earlier in the transaction still holds and no clash can come: the
-    two statements a savepoint costs would buy nothing.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return nullcontext()
-    return session.begin_nested()
 
 
 @contextmanager
