@@ -3,7 +3,8 @@
 An EXTERNAL address holds its IP in the IPAM pool its users draw from (``external:<region>``), so an
 instance or a forwarding rule asking for that IP finds it there and becomes one of its ``users``;
 an INTERNAL address holds its IP in its subnetwork's pool. An address is RESERVED until something
-uses it, then IN_USE. Reserving the ephemeral IP an instance already has promotes it to static.
+uses it, then IN_USE: an instance uses an internal one as a NIC's ``networkIP``, an external one as
+an access config's ``natIP``. Reserving the ephemeral IP an instance already has promotes it to static.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def _still_uses(session: Session, user_url: str, ip: str) -> bool:
         return False
     body = store.body_of(row)
     if ref.collection == "instances":
-        return any(ac.get("natIP") == ip for nic in body.get("networkInterfaces", [])
-                   for ac in nic.get("accessConfigs", []))
+        return any(nic.get("networkIP") == ip or any(ac.get("natIP") == ip for ac in nic.get("accessConfigs", []))
+                   for nic in body.get("networkInterfaces", []))
     if ref.collection == "forwardingRules":
         return body.get("IPAddress") == ip
     return True
@@ -121,6 +122,21 @@ def use_for_instance(session: Session, project: str, region: str, ip: str, insta
     return True
 
 
+def use_internal_for_instance(session: Session, project: str, subnet: Resource, ip: str, instance_url: str) -> bool:
+    """A NIC asks for ``ip`` as its ``networkIP``: if it is a static internal address of the project in
+    the NIC's subnetwork, the instance uses it (True); False when it is not one."""
+    addr = static_at(session, subnet_pool(subnet), ip)
+    if addr is None or addr.project != project:
+        return False
+    attach(session, addr, instance_url)
+    return True
+
+
+def subnet_pool(subnet: Resource) -> str:
+    """The IPAM pool of a subnetwork's internal addresses."""
+    return f"subnet:{subnet.uid}"
+
+
 def release_for_instance(session: Session, region: str, ip: str, instance_url: str) -> None:
     """An access config using ``ip`` went away: a static address goes back to RESERVED."""
     addr = static_at(session, f"external:{region}", ip)
@@ -129,7 +145,8 @@ def release_for_instance(session: Session, region: str, ip: str, instance_url: s
 
 
 def release_instance(session: Session, instance: Resource) -> None:
-    """An instance is going away: the static addresses its access configs use go back to RESERVED.
+    """An instance is going away: the static addresses it uses (its access configs' external ones,
+    its NICs' internal ones) go back to RESERVED.
 
     For the instance delete job (and a failed insert that deletes the instance), in the transaction
     that deletes the row; until then the address lists a user that no longer exists, which every
@@ -140,6 +157,11 @@ def release_instance(session: Session, instance: Resource) -> None:
         for ac in nic.get("accessConfigs", []):
             if ac.get("natIP"):
                 release_for_instance(session, instance.region, ac["natIP"], url)
+        ref = parse_ref(nic.get("subnetwork", ""), project=instance.project)
+        subnet = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
+        addr = static_at(session, subnet_pool(subnet), nic["networkIP"]) if subnet and nic.get("networkIP") else None
+        if addr is not None:
+            detach(session, addr, url)
 
 
 def user_networks(session: Session, users: list[str]) -> set[str]:
@@ -192,17 +214,24 @@ def _external_ip(call: Call, addr: Resource, scope: str, requested: object) -> s
         cidr = GLOBAL_RANGE if scope == "global" else ipam.EXTERNAL_RANGE
         return ipam.allocate(call.session, pool, cidr, addr.uid)
     ip = vpc.external_address(requested, "resource.address")
-    if ipam.reserve(call.session, pool, ip, addr.uid):
-        return ip
-    current = holder(call.session, pool, ip)
-    if current is None or current.project != call.project or current.collection not in ("instances",
-                                                                                         "forwardingRules"):
+    if not _take_or_promote(call, addr, pool, ip, ("instances", "forwardingRules")):
         raise AddressTaken(ip)
-    # Promotion: the IP stays where it is, the address resource now owns it.
+    return ip
+
+
+def _take_or_promote(call: Call, addr: Resource, pool: str, ip: str, users: tuple[str, ...]) -> bool:
+    """Reserve ``ip`` for the address. An IP that a resource of the project (of the ``users``
+    collections) holds as its ephemeral address is promoted: it stays where it is, the address now
+    owns it, and that resource is its user. False when something else holds it."""
+    if ipam.reserve(call.session, pool, ip, addr.uid):
+        return True
+    current = holder(call.session, pool, ip)
+    if current is None or current.project != call.project or current.collection not in users:
+        return False
     call.session.execute(IpAllocation.__table__.update().where(
         IpAllocation.pool == pool, IpAllocation.address == int(ipaddress.ip_address(ip))).values(owner_uid=addr.uid))
     _set_users(addr, [vpc.url(current)])
-    return ip
+    return True
 
 
 def _internal_ip(call: Call, addr: Resource, scope: str, body: dict) -> tuple[str, Resource]:
@@ -215,11 +244,11 @@ def _internal_ip(call: Call, addr: Resource, scope: str, body: dict) -> tuple[st
     # locked: the subnetwork cannot be deleted while one of its addresses is being reserved
     subnet = projects.find_for_update(call.session, ref.project, "subnetworks", ref.scope, ref.name)
     block = store.body_of(subnet)["ipCidrRange"]
-    pool = f"subnet:{subnet.uid}"
+    pool = subnet_pool(subnet)
     if body.get("address") in (None, ""):
         return ipam.allocate(call.session, pool, block, addr.uid), subnet
     ip = vpc.host_address(body["address"], block, "resource.address")
-    if not ipam.reserve(call.session, pool, ip, addr.uid):
+    if not _take_or_promote(call, addr, pool, ip, ("instances",)):
         raise AddressTaken(ip)
     return ip, subnet
 

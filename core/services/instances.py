@@ -230,10 +230,12 @@ def _build_nics(call: Call, zone: Zone, uid: int, instance_url: str,
     nics = []
     for i, (network, subnet, req) in enumerate(parsed):
         sub = store.body_of(subnet)
-        pool = f"subnet:{subnet.uid}"
+        pool = addresses.subnet_pool(subnet)
         if req.get("networkIP"):
-            ip = _reserve(call, pool, req["networkIP"], uid,
-                          f"subnetwork '{path_of(subnet.project, subnet.scope, 'subnetworks', subnet.name)}'")
+            ip = req["networkIP"]
+            if not addresses.use_internal_for_instance(call.session, call.project, subnet, ip, instance_url):
+                _reserve(call, pool, ip, uid,
+                         f"subnetwork '{path_of(subnet.project, subnet.scope, 'subnetworks', subnet.name)}'")
         else:
             ip = ipam.allocate(call.session, pool, sub["ipCidrRange"], uid)
         nic = {

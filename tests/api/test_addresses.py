@@ -147,6 +147,48 @@ def test_internal_addresses(server, project):
     done(gce, gce.networks().delete(project=name, network=net))
 
 
+def test_a_static_internal_address_on_an_instance(server, project):
+    name, gce = project
+    sub_ref = f"regions/{REGION}/subnetworks/default"
+    addr = reserve(gce, name, addressType="INTERNAL", subnetwork=sub_ref)
+    vm = create_vm(gce, name, nat=False, networkIP=addr["address"])
+    vm_url = f"{server.api}projects/{name}/zones/{ZONE}/instances/{vm}"
+    nic = gce.instances().get(project=name, zone=ZONE, instance=vm).execute()["networkInterfaces"][0]
+    assert nic["networkIP"] == addr["address"]
+    used = get(gce, name, addr["name"])
+    assert used["status"] == "IN_USE" and used["users"] == [vm_url]
+    fails(gce.addresses().delete(project=name, region=REGION, address=addr["name"]), 400,
+          "resourceInUseByAnotherResource")
+    fails(gce.instances().insert(project=name, zone=ZONE, body={
+        "name": unique("vm"), "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
+        "networkInterfaces": [{"networkIP": addr["address"]}]}), 400, "resourceInUseByAnotherResource")
+    delete_vm(gce, name, vm)
+    released = get(gce, name, addr["name"])
+    assert released["status"] == "RESERVED" and "users" not in released
+    # the address keeps its IP: an instance asking for it now gets it again
+    again = create_vm(gce, name, nat=False, networkIP=addr["address"])
+    assert get(gce, name, addr["name"])["users"] == [f"{server.api}projects/{name}/zones/{ZONE}/instances/{again}"]
+    delete_vm(gce, name, again)
+    done(gce, gce.addresses().delete(project=name, region=REGION, address=addr["name"]))
+
+
+def test_reserving_an_instance_ephemeral_internal_address_promotes_it(server, project):
+    name, gce = project
+    sub_ref = f"regions/{REGION}/subnetworks/default"
+    vm = create_vm(gce, name, nat=False)
+    ip = gce.instances().get(project=name, zone=ZONE, instance=vm).execute()["networkInterfaces"][0]["networkIP"]
+    promoted = reserve(gce, name, addressType="INTERNAL", subnetwork=sub_ref, address=ip)
+    assert promoted["address"] == ip
+    assert promoted["status"] == "IN_USE"
+    assert promoted["users"] == [f"{server.api}projects/{name}/zones/{ZONE}/instances/{vm}"]
+    delete_vm(gce, name, vm)
+    assert get(gce, name, promoted["name"])["status"] == "RESERVED"  # the IP stays with the address
+    fails(gce.addresses().insert(project=name, region=REGION, body={
+        "name": unique("dup"), "addressType": "INTERNAL", "subnetwork": sub_ref, "address": ip}), 409, "alreadyExists")
+    done(gce, gce.addresses().delete(project=name, region=REGION, address=promoted["name"]))
+
+
 # -- global addresses ------------------------------------------------------------------------------
 
 
