@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -14,16 +13,9 @@ import click
 
 from core.db import write_session
 from gstack.admin import admin, factory, settings
+from gstack.interpreter import settle
 
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
-
-
-def settle() -> None:
-    """Set aside what start-up built (the discovery document, schemas, templates: ~180,000 objects)
-    from the cyclic garbage collector, which would otherwise walk it on every full collection of
-    a long-running process."""
-    gc.collect()
-    gc.freeze()
 
 
 @click.group()

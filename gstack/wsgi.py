@@ -4,7 +4,7 @@ Settings come from the environment (``GSTACK_*``), as for ``gstack serve``.
 """
 
 from gstack.app import create_app
-from gstack.cli import settle
+from gstack.interpreter import settle
 
 app = create_app()
 settle()
