@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import Executable
@@ -208,12 +208,12 @@ def insert_persistent(session: Session, obj: Base, *, skip_clash: bool = False) 
 
 
 @functools.cache
-def _insert_returning(table, skipping_clashes_on: str | None):
+def _insert_returning(table: Table, skipping_clashes_on: str | None):
     stmt = insert_skipping_clashes(table, skipping_clashes_on) if skipping_clashes_on else insert(table)
     return stmt.returning(table.primary_key.columns[0])
 
 
-def insert_skipping_clashes(table, dialect: str):
+def insert_skipping_clashes(table: Table, dialect: str):
     """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect's spelling (both have it; Core has not)."""
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing()
