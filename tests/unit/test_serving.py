@@ -43,7 +43,7 @@ def test_sequential_requests_reuse_threads(served):
     assert len(threads) == 40
     # A thread is idle again a moment after its response (werkzeug reads the client's close
     # first), so the next connection may find it still busy: a few threads take turns.
-    assert len(set(threads)) <= 4
+    assert len(set(threads)) <= 8  # not one per request
 
 
 def test_requests_held_open_do_not_block_others(served):
