@@ -103,7 +103,9 @@ class SimulatorDriver(HypervisorDriver):
 
     def _spawn_one(self, session, host: HostRef, vm: VmSpec, domains: dict[int, SimDomain],
                    hosts: dict[int, Host]) -> None:
-        row = hosts.get(host.id) or hosts.setdefault(host.id, self._check_up(session, host))
+        row = hosts.get(host.id)
+        if row is None:  # each host of the batch is checked once
+            row = hosts[host.id] = self._check_up(session, host)
         dom = domains.get(vm.uid)
         if dom is not None and dom.state == "running" and dom.host_id == host.id:
             return

@@ -670,6 +670,7 @@ def _stage_batch(ctxs: list[JobContext], s) -> list[tuple[JobContext, object, Ho
     rows = {r.uid: r for r in s.scalars(_BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
     new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in s.scalars(
         _BY_UIDS, {"uids": [uid for c in ctxs for uid in c.params.get("created_disks", [])]})}
+    disk_by_uid = {d.uid: d for d in new_disks.values()}
     capacity: dict[int, planner.ZoneCapacity] = {}
     staged = []
     for ctx in ctxs:
@@ -677,7 +678,8 @@ def _stage_batch(ctxs: list[JobContext], s) -> list[tuple[JobContext, object, Ho
         if res is None or res.status != "PROVISIONING" or res.host_id is not None:
             continue
         zone = capacity.setdefault(ctx.params["zone_id"], planner.ZoneCapacity(s, ctx.params["zone_id"]))
-        own = [d for d in new_disks.values() if d.uid in ctx.params.get("created_disks", ()) and d.pool_id is None]
+        own = [disk_by_uid[uid] for uid in ctx.params.get("created_disks", ())
+               if uid in disk_by_uid and disk_by_uid[uid].pool_id is None]
         host = _place_with_disks(zone, res, own)
         if host is None:
             continue

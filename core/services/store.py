@@ -110,7 +110,6 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     return res
 
 
-
 def set_status(res: Resource, status: str, **fields) -> dict:
     body = body_of(res)
     body["status"] = status

@@ -64,7 +64,7 @@ def json_response(payload: object, status: int = 200) -> Response:
 
 def stored(text: str) -> object:
     """A stored body, parsed only when ``fields=`` needs the object."""
-    return orjson.loads(text) if needs_objects() else orjson.Fragment(text)
+    return storing()(text)
 
 
 def stored_all(texts: list[str]) -> list:
