@@ -119,8 +119,7 @@ class JobContext:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
         state and the end of its Operation commit together (and one commit is saved)."""
         session.execute(update(Operation).where(Operation.pk == self.op_pk).values(**self.engine.done_values(self.warnings)))
-        if self.engine.postgres:
-            session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
+        self.engine.announce_done(session)
         self.completed = True
 
     @staticmethod
@@ -134,8 +133,7 @@ class JobContext:
             return
         engine = plain[0].engine
         session.execute(_DONE_ALL, {"pks": [c.op_pk for c in plain], "now": time.time()})
-        if engine.postgres:
-            session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
+        engine.announce_done(session)
         for ctx in plain:
             ctx.completed = True
 
@@ -184,6 +182,7 @@ _NEXT_FIRST_DUE = _NEXT_DUE.where(Operation.attempts == 0)  # deferred, not back
 
 
 _NOTIFY_NEW = text("SELECT pg_notify(:channel, :kind)")
+_NOTIFY_DONE = text(f"NOTIFY {DONE_CHANNEL}")
 
 
 def announce(session: Session, kind: str) -> None:
@@ -270,6 +269,12 @@ class JobEngine:
         with self._wake:
             self._pending_kicks += 1
             self._wake.notify()
+
+    def announce_done(self, session: Session) -> None:
+        """Wake the waiters of every process at commit: a job ended in ``session`` (PostgreSQL
+        NOTIFY; on SQLite other processes see the commit in the database's commit counter)."""
+        if self.postgres:
+            session.execute(_NOTIFY_DONE)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -481,8 +486,7 @@ class JobEngine:
             values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
             session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(**values))
-            if self.postgres:  # wake waiters and workers of other processes, at commit
-                session.execute(text(f"NOTIFY {DONE_CHANNEL}"))
+            self.announce_done(session)
         self._finished(ctx.op_pk)
 
     def _finished(self, pk: int) -> None:
