@@ -19,12 +19,12 @@ import core.services  # noqa: F401  (registers job handlers)
 import core.systemvms  # noqa: F401  (registers the system VM job handlers)
 from core.db import configure_engine, create_schema, write_session
 from core.errors import ComputeError
-from core.hosts import start_host_monitor
 from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
-from core.seed import seed
+from core.services.hosts import start_host_monitor
+from core.services.seed import seed
 from core.systemvms.watchdog import start_watchdog
 from gstack import api, console
 from gstack.api.registry import run

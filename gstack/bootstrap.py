@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import identity
 from core.models import Principal, Project, ServiceAccountKey
-from core.seed import DEMO_PROJECT, ensure_project
+from core.services.seed import DEMO_PROJECT, ensure_project
 
 ADMIN_SA = "gstack-admin"
 ADMIN_USER = "admin@gstack.local"

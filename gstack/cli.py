@@ -81,9 +81,9 @@ or sign in as a user (over plain HTTP gcloud also needs OAUTHLIB_INSECURE_TRANSP
 @click.option("--threads", default=4, show_default=True, type=int)
 def worker(data_dir: str | None, threads: int) -> None:
     """Run job workers only (scale out: several workers on one PostgreSQL database)."""
-    from core.hosts import start_host_monitor
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
+    from core.services.hosts import start_host_monitor
     from core.systemvms.watchdog import start_watchdog
 
     config = settings(data_dir)

@@ -24,7 +24,7 @@ from core.db import begin_write
 from core.errors import BadRequest, NotFound, Required, ResourceNotReady
 from core.ids import rfc3339
 from core.models import Zone
-from core.services import store
+from core.resources import store
 from core.systemvms import console_proxy
 from gstack.auth import guard
 from gstack.gce.discovery import Method

@@ -8,6 +8,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from core.errors import OperationFailure
+
 
 class DriverError(Exception):
     """The hypervisor refused or failed. ``retry_elsewhere`` tells the planner to try another host."""
@@ -15,6 +17,12 @@ class DriverError(Exception):
     def __init__(self, message: str, retry_elsewhere: bool = True):
         super().__init__(message)
         self.retry_elsewhere = retry_elsewhere
+
+    def as_failure(self) -> OperationFailure:
+        """The error a job's Operation ends with when the hypervisor failed for good: GCE reports a
+        host-side failure as INTERNAL_ERROR (500) with the reason. The one place a driver's
+        error becomes an Operation's; jobs ``raise exc.as_failure() from exc``."""
+        return OperationFailure("INTERNAL_ERROR", str(self), 500)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class HypervisorDriver(ABC):
     def list_instances(self, host: HostRef) -> dict[int, str]:
         """VM uid -> power state (running | shutoff | paused) of what the host really has."""
 
-    # -- optional: the host monitor's hooks (core.hosts); the defaults suit a driver without them
+    # -- optional: the host monitor's hooks (core.services.hosts); the defaults suit a driver without them
 
     def shares_state(self, host: HostRef) -> bool:
         """Whether every process sees the same host. libvirt's ``test://`` hosts live in the memory of

@@ -48,6 +48,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, NicSpec, VmSpec
+from core.hypervisors.simguest import answer
 from core.models import Host, Resource
 
 log = logging.getLogger("gstack.libvirt")
@@ -475,9 +476,7 @@ class LibvirtDriver(HypervisorDriver):
 
     def _answer_as_guest(self, host: HostRef, vm_uid: int, data: str) -> None:
         """A ``test://`` host runs no guest: the simulated guest's answer (a getty, then a small
-        shell: core.systemvms.simguest) to what was typed goes to the serial log, as on the simulator."""
-        from core.systemvms.simguest import answer
-
+        shell: core.hypervisors.simguest) to what was typed goes to the serial log, as on the simulator."""
         res = self._instance(vm_uid)
         name = res.name if res is not None else domain_name(vm_uid)
         path = self.console_path(host, vm_uid)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 
 from core.db import write_session
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, VmSpec
+from core.hypervisors.simguest import answer
 from core.models import Host, SimDomain, SimVmFile
 
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
@@ -207,9 +208,7 @@ class SimulatorDriver(HypervisorDriver):
             _append(dom, "".join(f"[  OK  ] Reloaded configuration {path}.\r\n" for path in sorted(files)))
 
     def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
-        """The simulated guest answers as a getty and a small shell would (core.systemvms.simguest)."""
-        from core.systemvms.simguest import answer
-
+        """The simulated guest answers as a getty and a small shell would (core.hypervisors.simguest)."""
         with write_session(self.factory) as session:
             dom = self._running_domain(session, host, vm_uid)
             _append(dom, answer((dom.console or "")[-4096:], dom.name, data))

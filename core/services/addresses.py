@@ -20,8 +20,9 @@ from core import ipam, quotas
 from core.errors import AlreadyExists, ComputeError, Invalid, NotFound, Required, ResourceInUse
 from core.links import parse_ref, path_of, scope_url
 from core.models import IpAllocation, Operation, Resource
-from core.services import operations, projects, store, vpc
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
 # Global addresses come from the top /24 of the external range: regional pools reach it last.

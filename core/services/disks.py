@@ -22,8 +22,9 @@ from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Resource, StoragePool
-from core.services import images, operations, projects, store
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import images, projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.topology import ZoneInfo, get_disk_type
 

@@ -14,9 +14,11 @@ from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import CANONICAL_BASE, parse_ref, path_of, url_of
 from core.models import Operation, Project, Resource
-from core.services import operations, projects, store
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
+from core.systemvms import secondary_storage
 
 _INACTIVE = {"DEPRECATED", "OBSOLETE", "DELETED"}
 _DEPRECATION_STATES = {"ACTIVE", "DEPRECATED", "OBSOLETE", "DELETED"}
@@ -153,8 +155,6 @@ def _source_of(session, image: dict) -> Resource | str:
 
 def _ready(ctx: JobContext) -> None:
     """Copy the source into the secondary storage VM of its zone, then the image is READY."""
-    from core.systemvms import secondary_storage
-
     with ctx.write() as s:
         res = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if res is None:
@@ -181,8 +181,6 @@ def delete(call: Call, name: str) -> Operation:
 
 def delete_stored(call: Call, collection: str, name: str) -> Operation:
     """Delete an image or a snapshot: its row and its copies on secondary storage, at once."""
-    from core.systemvms import secondary_storage  # the system VM package imports this one
-
     res = projects.find_for_update(call.session, call.project, collection, "global", name)
     op = operations.begin(call, scope="global", op_type="delete",
                           target_path=path_of(call.project, "global", collection, res.name), target_id=res.uid)

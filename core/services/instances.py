@@ -35,8 +35,10 @@ from core.ids import fingerprint, new_uid, rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Cluster, Host, IpAllocation, Operation, Resource, Zone
-from core.services import addresses, disks, operations, projects, store, vpc
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.resources.operations import DuplicateRequest
+from core.services import addresses, disks, projects, vpc
 from core.services.metadata import (
     METADATA_MISMATCH,
     check_fingerprint,
@@ -48,8 +50,8 @@ from core.services.metadata import (
     validate_labels,
     validate_tags,
 )
-from core.services.operations import DuplicateRequest
 from core.services.topology import get_machine_type
+from core.systemvms.sync import request_sync_for_instance
 
 ACCESS_CONFIG_TYPES = {"ONE_TO_ONE_NAT"}
 _EXTERNAL = ipaddress.ip_network(ipam.EXTERNAL_RANGE)
@@ -563,12 +565,7 @@ def _attached_rows(s, res: Resource) -> list[Resource]:
 
 
 def _sync_routers(session, res: Resource) -> None:
-    """Ask the virtual routers of the instance's networks to re-render (DHCP, DNS, firewall, NAT).
-
-    Imported at call time, like ``vpc.notify_router``: the system VM package imports this one.
-    """
-    from core.systemvms.sync import request_sync_for_instance
-
+    """Ask the virtual routers of the instance's networks to re-render (DHCP, DNS, firewall, NAT)."""
     request_sync_for_instance(session, res)
 
 

@@ -15,8 +15,9 @@ from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.ids import fingerprint
 from core.links import parse_ref, path_of, scope_url
 from core.models import Operation, Resource
-from core.services import addresses, operations, projects, store, vpc
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import addresses, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
 PROTOCOLS = ("TCP", "UDP", "ESP", "AH", "SCTP", "ICMP")

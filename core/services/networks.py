@@ -13,8 +13,9 @@ from core import quotas
 from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import path_of, url_of
 from core.models import Operation, Region, Resource
-from core.services import firewalls, operations, projects, routes, store, subnetworks, vpc
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import firewalls, projects, routes, subnetworks, vpc
 
 AUTO_MODE_RANGE = str(subnetworks.AUTO_MODE_RANGE)
 

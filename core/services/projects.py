@@ -11,8 +11,8 @@ from core.ids import rfc3339
 from core.links import project_url
 from core.models import Operation, Project, Resource
 from core.quotas import global_usage, limits, quota_list
-from core.services import operations, store
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
 from core.services.metadata import METADATA_MISMATCH, check_fingerprint, metadata_block, validate_items
 
 _PROJECT = select(Project).where(Project.name == bindparam("name"))

@@ -16,8 +16,9 @@ from core import quotas
 from core.errors import AlreadyExists, Invalid, ResourceInUse
 from core.links import path_of, url_of
 from core.models import Operation, Resource
-from core.services import operations, projects, store, vpc
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import projects, vpc
 from core.services.metadata import validate_tags
 
 DEFAULT_GATEWAY = "default-internet-gateway"

@@ -9,10 +9,12 @@ from core.errors import Invalid, OperationFailure, Required, ResourceNotReady
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
 from core.models import Operation, Resource
-from core.services import images, operations, projects, store
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import images, projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.topology import ZoneInfo
+from core.systemvms import secondary_storage
 
 
 def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> Operation:
@@ -48,8 +50,6 @@ def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> 
 
 def _create(ctx: JobContext) -> None:
     """Copy the disk's written blocks into the secondary storage VM of the disk's zone."""
-    from core.systemvms import secondary_storage
-
     with ctx.write() as s:
         snap = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if snap is None:

@@ -12,8 +12,9 @@ from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.ids import fingerprint
 from core.links import path_of, scope_url, url_of
 from core.models import Operation, Resource
-from core.services import operations, projects, routes, store, vpc
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import projects, routes, vpc
 from core.services.metadata import check_fingerprint
 
 AUTO_MODE_RANGE = ipaddress.ip_network("10.128.0.0/9")

@@ -14,8 +14,10 @@ from core import ipam
 from core.errors import Invalid, Required
 from core.links import Ref, parse_ref, path_of, url_of
 from core.models import Resource
-from core.services import projects, store, topology
-from core.services.context import Call
+from core.resources import store
+from core.resources.context import Call
+from core.services import projects, topology
+from core.systemvms.sync import request_sync
 
 # Ranges a subnetwork may use: RFC 1918, shared address space (RFC 6598), the IETF protocol and
 # documentation blocks and the reserved 240/4, as GCE allows. 198.18.0.0/15 is not among them:
@@ -28,17 +30,7 @@ SMALLEST_PREFIX, LARGEST_PREFIX = 29, 8
 
 
 def notify_router(session: Session, project: str, network_url: str) -> None:
-    """Ask the virtual router of ``network_url`` to render its configuration again, in this transaction.
-
-    Imported at call time: the system VM package may be absent (or still being written), and a
-    module-level import could also meet it half-initialised through an import cycle.
-    """
-    try:
-        from core.systemvms.sync import request_sync
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("core.systemvms", "core.systemvms.sync"):
-            raise
-        return
+    """Ask the virtual router of ``network_url`` to render its configuration again, in this transaction."""
     request_sync(session, project, network_url)
 
 

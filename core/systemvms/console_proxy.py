@@ -34,7 +34,7 @@ from core.errors import ComputeError, Forbidden
 from core.hypervisors.base import DriverError
 from core.links import path_of
 from core.models import ConsoleTicketUse, Host, Project, Resource, SystemSetting, SystemVm, Zone
-from core.services import store
+from core.resources import store
 from core.systemvms import jobs, vms
 
 TICKET_TTL = 60.0

@@ -38,7 +38,7 @@ from core.hypervisors.base import DriverError
 from core.jobs import JobContext
 from core.links import parse_ref, url_of
 from core.models import Resource, SystemVm
-from core.services import store
+from core.resources import store
 from core.systemvms import vms
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from core.errors import OperationFailure
 from core.links import parse_ref
 from core.models import Resource, SecondaryObject, SystemVm, Zone
-from core.services import store
+from core.resources import store
 from core.systemvms import jobs, vms
 
 GIB = 1024**3

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, url_of
 from core.models import Operation, Resource, SystemVm, Zone
-from core.services import store
+from core.resources import store
 from core.systemvms import router, vms
 
 SYNC_JOB = "systemvms.syncNetwork"

@@ -22,15 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import ipam, planner
+from core import identity, ipam, planner
 from core.errors import OperationFailure
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, NicSpec, VmSpec
 from core.jobs import JobContext, announce
 from core.jobs.engine import UNFINISHED
 from core.links import CANONICAL_BASE, path_of
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
-from core.services import operations, store
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
 
 SYSTEM_PROJECT = "gstack-system"
 COLLECTION = "systemvms"
@@ -76,8 +76,6 @@ def ensure_system_project(session: Session) -> None:
     """Reserve the hidden project's name, so no user project can take it."""
     if session.scalar(select(Project.id).where(Project.name == SYSTEM_PROJECT)) is not None:
         return
-    from core import identity
-
     try:
         with session.begin_nested():  # a concurrent transaction may create it first (PostgreSQL)
             identity.create_project(session, SYSTEM_PROJECT)

@@ -8,7 +8,7 @@ import click
 from sqlalchemy.orm import sessionmaker
 
 from core.db import create_schema, make_engine, write_session
-from core.seed import seed
+from core.services.seed import seed
 from gstack.config import Settings
 
 DATA_DIR = click.option("--data-dir", default=None, help="The server's data directory (or GSTACK_DATA_DIR).")

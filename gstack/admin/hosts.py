@@ -8,7 +8,10 @@ import click
 from sqlalchemy import select
 
 from core.db import write_session
-from core.hosts import (
+from core.hypervisors.base import DriverError
+from core.hypervisors.registry import HYPERVISORS, default_registry
+from core.models import Cluster, Host, Zone
+from core.services.hosts import (
     HOST_STATUSES,
     HostError,
     HostMonitor,
@@ -20,9 +23,6 @@ from core.hosts import (
     remove_host,
     set_maintenance,
 )
-from core.hypervisors.base import DriverError
-from core.hypervisors.registry import HYPERVISORS, default_registry
-from core.models import Cluster, Host, Zone
 from gstack.admin import DATA_DIR, admin, factory, fail, settings
 
 SIM_CPUS = 32

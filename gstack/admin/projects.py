@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.db import write_session
 from core.models import Project
-from core.seed import ensure_project
+from core.services.seed import ensure_project
 from gstack.admin import DATA_DIR, admin, factory, fail
 
 
@@ -22,7 +22,7 @@ def project_group() -> None:
 @DATA_DIR
 def project_create(name: str, data_dir: str | None) -> None:
     """Create a project with its default network."""
-    from core.services.store import validate_name
+    from core.resources.store import validate_name
 
     try:
         validate_name(name)

@@ -12,7 +12,7 @@ from core.db import write_session
 from core.errors import Forbidden
 from core.hypervisors.registry import default_registry
 from core.models import Host, Operation, Resource, SystemVm, Zone
-from core.services import store
+from core.resources import store
 from core.systemvms import console_proxy, jobs, router, sync, vms
 from core.systemvms.watchdog import Watchdog
 from gstack.admin import DATA_DIR, admin, factory, fail, settings

@@ -3,8 +3,8 @@ how an instance uses its external address."""
 
 from flask import Response
 
+from core.resources.queries import resource_rows
 from core.services import addresses, instances, vpc
-from core.services.queries import resource_rows
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params

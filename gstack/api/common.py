@@ -6,8 +6,9 @@ import orjson
 from flask import Response
 
 from core.links import CANONICAL_BASE
-from core.services import store, topology
-from core.services.queries import resource_rows
+from core.resources import store
+from core.resources.queries import resource_rows
+from core.services import topology
 from gstack.api.registry import ApiRequest
 from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
 from gstack.gce.render import json_response, stored, stored_all, storing

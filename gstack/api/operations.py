@@ -6,8 +6,8 @@ import orjson
 from flask import Response
 
 from core.errors import BadRequest
-from core.services import operations
-from core.services.queries import operation_rows
+from core.resources import operations
+from core.resources.queries import operation_rows
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params

@@ -20,9 +20,10 @@ from core.db import begin_write
 from core.errors import Invalid, NotImplementedMethod, ResourceNotReady
 from core.jobs import announce
 from core.models import Operation, Project
-from core.services import operations, topology
-from core.services.context import Call
-from core.services.operations import DuplicateRequest
+from core.resources import operations
+from core.resources.context import Call
+from core.resources.operations import DuplicateRequest
+from core.services import topology
 from core.services.topology import ZoneInfo
 from gstack.auth import guard
 from gstack.gce.discovery import Method

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from core.errors import Invalid
-from core.services.queries import InvalidCursor
+from core.resources.queries import InvalidCursor
 from gstack.gce.filters import compile_filter
 
 MAX_RESULTS = 500

@@ -64,7 +64,7 @@ def make_project(server: Server, name: str, owner: Person) -> str:
 
     from core import identity
     from core.db import write_session
-    from core.seed import ensure_project
+    from core.services.seed import ensure_project
 
     engine = server.engine()
     try:

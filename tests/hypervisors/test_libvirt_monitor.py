@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import update
 
 from core.db import write_session
-from core.hosts import HostMonitor
 from core.hypervisors.libvirt import domain_name
 from core.models import Host
+from core.services.hosts import HostMonitor
 from core.systemvms.watchdog import Watchdog
 from tests.conftest import PROJECT, wait_op
 from tests.hypervisors.conftest import CLUSTER, NODE_XML

@@ -21,9 +21,10 @@ from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.links import url_of
 from core.models import Resource, SimVmFile, SystemVm, Zone
-from core.seed import ensure_project, seed
-from core.services import instances, store
-from core.services.context import Call
+from core.resources import store
+from core.resources.context import Call
+from core.services import instances
+from core.services.seed import ensure_project, seed
 from core.systemvms import router, sync, vms
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database, pg_available
 

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from core.db import write_session
+from core.hypervisors.simguest import answer
 from core.models import Host, Operation, Resource, SecondaryObject, SimDomain, SystemVm, Zone
 from core.planner import host_usage
-from core.services import store
+from core.resources import store
 from core.systemvms import console_proxy, jobs, router, secondary_storage, sync, vms
-from core.systemvms.simguest import answer
 from core.systemvms.watchdog import Watchdog
 from tests.systemvms.conftest import check_all
 

@@ -14,7 +14,7 @@ from core.errors import Invalid, NotFound
 from core.ids import new_uid, operation_name, rfc3339
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Operation
-from core.services.context import Call
+from core.resources.context import Call
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 

@@ -36,8 +36,8 @@ from core.jobs import announce
 from core.jobs.engine import UNFINISHED, local_owner_id
 from core.models import Cluster, Host, Operation, Pod, Resource, Zone
 from core.periodic import PeriodicRounds
-from core.services import operations, store
-from core.services.context import Call
+from core.resources import operations, store
+from core.resources.context import Call
 
 log = logging.getLogger("gstack.hosts")
 
