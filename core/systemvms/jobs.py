@@ -38,7 +38,7 @@ def redeploy(session: Session, vm: SystemVm, res: Resource, reason: str) -> Oper
     if vms.unfinished_job(session, vm, LIFECYCLE) is not None:
         return None
     res.host_id = None
-    vms.set_state(vm, res, "Starting", reason)
+    vms.report(vm, res, vms.REDEPLOY, reason)
     vm.pushed_checksums = "{}"
     return vms.enqueue_on(session, vm, DEPLOY, "systemvms.redeploy", reason)
 
@@ -71,7 +71,7 @@ def _failed(ctx: JobContext, failure: OperationFailure) -> None:
         vm, res = vms.load(s, ctx.params["uid"])
         if vm is not None:
             res.host_id = None
-            vms.set_state(vm, res, "Error", failure.message)
+            vms.report(vm, res, vms.FAILED, failure.message)
 
 
 def _restart(ctx: JobContext) -> None:
@@ -81,7 +81,7 @@ def _restart(ctx: JobContext) -> None:
         if vm is None:
             return
         host = s.get(Host, res.host_id) if res.host_id is not None else None
-        if host is not None and host.status == "Up" and vm.state == "Running":
+        if host is not None and host.status == "Up" and vms.reboots_in_place(vm):
             driver, ref = vms.driver_for(ctx.drivers, s, host.id)
         else:
             driver = ref = None
@@ -98,7 +98,7 @@ def _restart(ctx: JobContext) -> None:
             if vm is None:
                 return
             res.host_id = None
-            vms.set_state(vm, res, "Starting")
+            vms.report(vm, res, vms.START)
         if not vms.start(ctx, uid):
             return
     router.push(ctx, uid, full=True)
