@@ -2,9 +2,22 @@
 
 Several processes may share one database: a claim is a single UPDATE (``FOR UPDATE SKIP LOCKED``
 on PostgreSQL) that takes a lease. A worker that dies leaves an expired lease, and another worker
-resumes the job; handlers are written so that running them again from the start is safe. A job
-that keeps failing is given up after ``MAX_ATTEMPTS``: its handler's ``on_fail`` undoes what it
-made, then the Operation ends DONE with an error, so nothing is left half-made or hung.
+resumes the job; handlers are written so that running them again from the start is safe.
+
+What a job's exception does depends on its kind (:mod:`core.jobs.faults`):
+
+- a user's error (:class:`~core.errors.ComputeError`, :class:`~core.errors.OperationFailure`)
+  ends the Operation at once with its own code, message and HTTP status;
+- a transient fault (the database or the network faltered) is retried with back-off, and given up
+  as INTERNAL_ERROR after ``MAX_ATTEMPTS``;
+- any other exception is a bug and ends INTERNAL_ERROR at once, its traceback logged. Bugs are not
+  retried: a bug fails the same way every time, so retries would only hold the caller's Operation
+  (and the jobs queued behind it on its target) through half a minute of back-off and run the
+  handler's side effects again before the same answer. A worker that dies is another matter: its
+  lease lapses and another worker resumes the job (also at most ``MAX_ATTEMPTS`` times).
+
+Whenever a job ends with an error, its handler's ``on_fail`` first undoes what it made, so
+nothing is left half-made or hung.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.db import write_session
 from core.errors import OperationFailure
+from core.jobs import faults
 from core.models import Operation
 
 log = logging.getLogger("gstack.jobs")
@@ -40,8 +54,9 @@ LEASE_SECONDS = 30.0
 # data_version), to pick up jobs and completions written by other processes.
 WATCH_INTERVAL = 0.05
 
-_HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
-                  412: "PRECONDITION FAILED", 500: "INTERNAL SERVER ERROR", 503: "SERVICE UNAVAILABLE"}
+_HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
+                  412: "PRECONDITION FAILED", 429: "TOO MANY REQUESTS", 500: "INTERNAL SERVER ERROR",
+                  501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
 
 
 @dataclass
@@ -442,14 +457,15 @@ class JobEngine:
                 raise OperationFailure("INTERNAL_ERROR",
                                        f"The operation was abandoned after {MAX_ATTEMPTS} attempts.", 500)
             handler.run(ctx)
-        except OperationFailure as exc:
-            failure = exc
-        except Exception as exc:  # a bug or an outage: retry later, give up after MAX_ATTEMPTS
-            log.error("job %s (%s) attempt %d failed: %s", pk, job_name, attempts, traceback.format_exc())
-            if attempts < MAX_ATTEMPTS:
-                self._release(pk, delay=min(2.0 ** attempts, 30.0))
-                return
-            failure = OperationFailure("INTERNAL_ERROR", f"Internal error: {exc}", 500)
+        except Exception as exc:  # see the module's docstring: the user's error, a passing fault or a bug
+            failure = faults.verdict(exc)
+            if failure is None or failure.code == "INTERNAL_ERROR":
+                log.error("job %s (%s) attempt %d failed: %s", pk, job_name, attempts, traceback.format_exc())
+            if failure is None:
+                if attempts < MAX_ATTEMPTS:
+                    self._release(pk, delay=min(2.0 ** attempts, 30.0))
+                    return
+                failure = faults.internal_error(exc)
         if failure is not None and handler is not None and handler.on_fail is not None:
             try:
                 handler.on_fail(ctx, failure)
