@@ -32,10 +32,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
 
 from core.db import write_session
 from core.errors import OperationFailure
@@ -78,7 +81,8 @@ BATCH_SIZE = 100  # most jobs of one kind a worker claims at once (instances.run
 
 
 def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None,
-        batch: Callable[[list[JobContext]], None] | None = None, spacing: float = 0.0):
+        batch: Callable[[list[JobContext]], None] | None = None,
+        spacing: float = 0.0) -> Callable[[Callable[[JobContext], None]], Callable[[JobContext], None]]:
     """Register a job handler under ``name`` (the Operation's ``job`` column)."""
 
     def register(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
@@ -93,16 +97,16 @@ class JobContext:
     engine: JobEngine
     op_pk: int
     project: str
-    params: dict
+    params: dict[str, Any]
     attempt: int
     job_name: str = ""
-    warnings: list[dict] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     completed: bool = False
     # What a batch run learnt that the single run it hands a job to must know (hosts that failed).
-    scratch: dict = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def drivers(self):
+    def drivers(self) -> Any:
         return self.engine.drivers
 
     @contextmanager
@@ -152,19 +156,19 @@ class JobContext:
         for ctx in plain:
             ctx.completed = True
 
-    def warn(self, code: str, message: str, data: list[dict] | None = None) -> None:
-        w = {"code": code, "message": message}
+    def warn(self, code: str, message: str, data: list[dict[str, Any]] | None = None) -> None:
+        w: dict[str, Any] = {"code": code, "message": message}
         if data:
             w["data"] = data
         self.warnings.append(w)
 
 
-def _claimable():
+def _claimable() -> Select[int, str]:
     """The next job a worker may take. Jobs on one target run in order (CloudStack's per-VM sync
     queue): a stop waits for the insert before it, a delete for the stop. Jobs of the kinds
     ``held`` (their batches are spaced, see :attr:`JobHandler.spacing`) wait."""
     earlier = aliased(Operation)
-    now = bindparam("now")
+    now: BindParameter[float] = bindparam("now")
     return (
         select(Operation.pk, Operation.job)
         .where(Operation.status.in_(UNFINISHED), Operation.job.not_in(bindparam("held", expanding=True)),
@@ -227,7 +231,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class JobEngine:
-    def __init__(self, factory: sessionmaker, drivers, *, workers: int = 4, poll_interval: float = 1.0):
+    def __init__(self, factory: sessionmaker[Session], drivers: Any, *, workers: int = 4, poll_interval: float = 1.0):
         self.factory = factory
         self.drivers = drivers
         self.workers = workers
@@ -416,10 +420,10 @@ class JobEngine:
                                            "now": now}).all()
         with self._running_lock:
             self._running.update(pks)
-        rows.sort(key=lambda r: r.pk)
-        return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job) for r in rows]
+        return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job)
+                for r in sorted(rows, key=lambda r: r.pk)]
 
-    def _context(self, pk: int, project: str, params: dict, attempts: int, job_name: str) -> JobContext:
+    def _context(self, pk: int, project: str, params: dict[str, Any], attempts: int, job_name: str) -> JobContext:
         """A job's context. Warnings decided when the request was taken (``params["warnings"]``) are
         the Operation's from the start."""
         return JobContext(self, pk, project, params, attempts, job_name=job_name,
@@ -483,8 +487,8 @@ class JobEngine:
             self._running.discard(pk)
 
     @staticmethod
-    def done_values(warnings: list[dict]) -> dict:
-        values: dict = {**_DONE, "end_time": time.time()}
+    def done_values(warnings: list[dict[str, Any]]) -> dict[str, Any]:
+        values: dict[str, Any] = {**_DONE, "end_time": time.time()}
         if warnings:
             values["warnings"] = orjson.dumps(warnings).decode()
         return values
