@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from core import quotas
@@ -25,7 +27,7 @@ from core.services.topology import ZoneInfo
 from core.systemvms import secondary_storage
 
 
-def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> Operation:
+def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str, Any]) -> Operation:
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
     if body.get("name") in (None, ""):
@@ -72,7 +74,7 @@ def _create(ctx: JobContext) -> None:
                              creationSizeBytes=str(stored), downloadBytes=str(stored))
 
 
-def _drop(ctx: JobContext, _failure) -> None:
+def _drop(ctx: JobContext, _failure: OperationFailure) -> None:
     with ctx.write() as s:
         snap = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if snap is not None:
@@ -86,7 +88,7 @@ def delete(call: Call, name: str) -> Operation:
     return images.delete_stored(call, "snapshots", name)
 
 
-def set_snapshot_labels(call: Call, name: str, body: dict) -> Operation:
+def set_snapshot_labels(call: Call, name: str, body: dict[str, Any]) -> Operation:
     res = projects.find_for_update(call.session, call.project, "snapshots", "global", name)
     SNAPSHOTS.move(path_of(call.project, "global", "snapshots", res.name), res.status, SET_LABELS)
     snap = store.body_of(res)

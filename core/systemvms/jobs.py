@@ -39,6 +39,7 @@ def ensure_zone_vm(session: Session, kind: str, zone: Zone) -> SystemVm:
             vms.enqueue_on(session, vm, DEPLOY, "systemvms.deploy", f"First {kind.replace('_', ' ')} of {zone.name}.")
     except (AlreadyExists, IntegrityError):
         vm = vms.zone_vm(session, kind, zone)
+        assert vm is not None, "the transaction that won the race made it"
     return vm
 
 
@@ -79,7 +80,7 @@ def _failed(ctx: JobContext, failure: OperationFailure) -> None:
     """A VM that could not start holds nothing and stays in Error; the watchdog tries again later."""
     with ctx.write() as s:
         vm, res = vms.load(s, ctx.params["uid"])
-        if vm is not None:
+        if vm is not None and res is not None:
             res.host_id = None
             vms.report(vm, res, vms.FAILED, failure.message)
 
@@ -88,7 +89,7 @@ def _restart(ctx: JobContext) -> None:
     uid = ctx.params["uid"]
     with ctx.write() as s:
         vm, res = vms.load(s, uid)
-        if vm is None:
+        if vm is None or res is None:
             return
         host = s.get(Host, res.host_id) if res.host_id is not None else None
         if host is not None and host.status == "Up" and vms.reboots_in_place(vm):
@@ -105,7 +106,7 @@ def _restart(ctx: JobContext) -> None:
     if not rebooted:
         with ctx.write() as s:
             vm, res = vms.load(s, uid)
-            if vm is None:
+            if vm is None or res is None:
                 return
             res.host_id = None
             vms.report(vm, res, vms.START)

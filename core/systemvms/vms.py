@@ -171,10 +171,11 @@ def host_of(session: Session, vm: SystemVm) -> Host | None:
 
 
 def checksums(raw: str | None) -> dict[str, str]:
-    return orjson.loads(raw or "{}")
+    found: dict[str, str] = orjson.loads(raw or "{}")
+    return found
 
 
-def dump(value: dict) -> str:
+def dump(value: dict[str, str]) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
@@ -305,7 +306,7 @@ def start(ctx: JobContext, uid: int) -> bool:
     while True:
         with ctx.write() as s:
             vm, res = load(s, uid)
-            if vm is None:
+            if vm is None or res is None:
                 return False
             if res.host_id is None:
                 host = _place(s, vm, res, tried)
@@ -329,7 +330,7 @@ def start(ctx: JobContext, uid: int) -> bool:
             tried.add(ref.id)
             with ctx.write() as s:
                 vm, res = load(s, uid)
-                if vm is not None:
+                if vm is not None and res is not None:
                     res.host_id = None
                     report(vm, res, START, str(exc))
             if not exc.retry_elsewhere:
@@ -337,7 +338,7 @@ def start(ctx: JobContext, uid: int) -> bool:
             continue
         with ctx.write() as s:
             vm, res = load(s, uid)
-            if vm is None:
+            if vm is None or res is None:
                 return False
             res.last_host_id = res.host_id
             report(vm, res, RUNS)
@@ -357,7 +358,7 @@ def destroy(ctx: JobContext, uid: int) -> None:
     stale copy, which the host monitor removes when the host answers again."""
     with ctx.write() as s:
         vm, res = load(s, uid)
-        if vm is None:
+        if vm is None or res is None:
             return
         host_id = res.host_id or res.last_host_id
         driver, ref = driver_for(ctx.drivers, s, host_id) if host_id else (None, None)
