@@ -1,7 +1,9 @@
 """Typed errors raised by the core.
 
-The HTTP layer renders each of them once (``gstack.gce.errors``) into Google's error envelope;
-jobs record them on the Operation with the matching UPPER_SNAKE code.
+The HTTP layer renders each of them once (``gstack.gce.errors``) into Google's error envelope.
+A job that raises one ends its Operation at once with the error's ``op_code`` (the UPPER_SNAKE
+code of ``Operation.error.errors[].code``), its message and its HTTP status
+(:meth:`ComputeError.as_failure`): a user's error is not retried, it would only repeat.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ NAME_REGEX = "(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)"
 
 
 class ComputeError(Exception):
-    """Base of every error a caller may see. ``status`` and ``reason`` follow Google's envelope."""
+    """Base of every error a caller may see. ``status`` and ``reason`` follow Google's envelope;
+    ``op_code`` is the code an Operation ending with it carries. Every subclass names its own."""
 
     status = 400
     reason = "invalid"
@@ -20,9 +23,15 @@ class ComputeError(Exception):
         super().__init__(message)
         self.message = message
 
+    def as_failure(self) -> OperationFailure:
+        """The error a job's Operation ends with when the job raised this one."""
+        return OperationFailure(self.op_code, self.message, self.status)
+
 
 class Invalid(ComputeError):
     """A value is malformed or not allowed in the resource's current state."""
+
+    op_code = "INVALID_FIELD_VALUE"
 
     def __init__(self, field: str, value: object = None, why: str = "", message: str | None = None):
         if message is None:
@@ -35,6 +44,7 @@ class Invalid(ComputeError):
 
 class Required(ComputeError):
     reason = "required"
+    op_code = "INVALID_FIELD_VALUE"  # GCE's required-field errors are of the invalid family (400)
 
     def __init__(self, field: str):
         super().__init__(f"Required field '{field}' not specified")
@@ -43,6 +53,7 @@ class Required(ComputeError):
 
 class BadRequest(ComputeError):
     reason = "badRequest"
+    op_code = "INVALID_FIELD_VALUE"
 
 
 class NotFound(ComputeError):
@@ -103,11 +114,13 @@ class QuotaExceeded(ComputeError):
 class Forbidden(ComputeError):
     status = 403
     reason = "forbidden"
+    op_code = "PERMISSIONS_ERROR"
 
 
 class InsufficientPermissions(ComputeError):
     status = 403
     reason = "insufficientPermissions"
+    op_code = "PERMISSIONS_ERROR"
 
     def __init__(self, message: str = "Request had insufficient authentication scopes."):
         super().__init__(message)
@@ -116,16 +129,19 @@ class InsufficientPermissions(ComputeError):
 class Unauthenticated(ComputeError):
     status = 401
     reason = "authError"
+    op_code = "PERMISSIONS_ERROR"
 
 
 class RateLimited(ComputeError):
     status = 429
     reason = "rateLimitExceeded"
+    op_code = "RATE_LIMIT_EXCEEDED"
 
 
 class NotImplementedMethod(ComputeError):
     status = 501
     reason = "notImplemented"
+    op_code = "UNSUPPORTED_OPERATION"
 
 
 class OperationFailure(Exception):

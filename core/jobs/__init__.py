@@ -1,5 +1,6 @@
 """The durable job engine. Every job is an Operation row; see :mod:`core.jobs.engine`."""
 
+from core.jobs import faults
 from core.jobs.engine import JobContext, JobEngine, announce, job
 
-__all__ = ["JobContext", "JobEngine", "announce", "job"]
+__all__ = ["JobContext", "JobEngine", "announce", "faults", "job"]

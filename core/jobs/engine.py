@@ -2,9 +2,22 @@
 
 Several processes may share one database: a claim is a single UPDATE (``FOR UPDATE SKIP LOCKED``
 on PostgreSQL) that takes a lease. A worker that dies leaves an expired lease, and another worker
-resumes the job; handlers are written so that running them again from the start is safe. A job
-that keeps failing is given up after ``MAX_ATTEMPTS``: its handler's ``on_fail`` undoes what it
-made, then the Operation ends DONE with an error, so nothing is left half-made or hung.
+resumes the job; handlers are written so that running them again from the start is safe.
+
+What a job's exception does depends on its kind (:mod:`core.jobs.faults`):
+
+- a user's error (:class:`~core.errors.ComputeError`, :class:`~core.errors.OperationFailure`)
+  ends the Operation at once with its own code, message and HTTP status;
+- a transient fault (the database or the network faltered) is retried with back-off, and given up
+  as INTERNAL_ERROR after ``MAX_ATTEMPTS``;
+- any other exception is a bug and ends INTERNAL_ERROR at once, its traceback logged. Bugs are not
+  retried: a bug fails the same way every time, so retries would only hold the caller's Operation
+  (and the jobs queued behind it on its target) through half a minute of back-off and run the
+  handler's side effects again before the same answer. A worker that dies is another matter: its
+  lease lapses and another worker resumes the job (also at most ``MAX_ATTEMPTS`` times).
+
+Whenever a job ends with an error, its handler's ``on_fail`` first undoes what it made, so
+nothing is left half-made or hung.
 """
 
 from __future__ import annotations
@@ -19,13 +32,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
 
 from core.db import write_session
 from core.errors import OperationFailure
+from core.jobs import faults
 from core.models import Operation
 
 log = logging.getLogger("gstack.jobs")
@@ -40,8 +57,9 @@ LEASE_SECONDS = 30.0
 # data_version), to pick up jobs and completions written by other processes.
 WATCH_INTERVAL = 0.05
 
-_HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
-                  412: "PRECONDITION FAILED", 500: "INTERNAL SERVER ERROR", 503: "SERVICE UNAVAILABLE"}
+_HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
+                  412: "PRECONDITION FAILED", 429: "TOO MANY REQUESTS", 500: "INTERNAL SERVER ERROR",
+                  501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
 
 
 @dataclass
@@ -63,7 +81,8 @@ BATCH_SIZE = 100  # most jobs of one kind a worker claims at once (instances.run
 
 
 def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None,
-        batch: Callable[[list[JobContext]], None] | None = None, spacing: float = 0.0):
+        batch: Callable[[list[JobContext]], None] | None = None,
+        spacing: float = 0.0) -> Callable[[Callable[[JobContext], None]], Callable[[JobContext], None]]:
     """Register a job handler under ``name`` (the Operation's ``job`` column)."""
 
     def register(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
@@ -78,16 +97,16 @@ class JobContext:
     engine: JobEngine
     op_pk: int
     project: str
-    params: dict
+    params: dict[str, Any]
     attempt: int
     job_name: str = ""
-    warnings: list[dict] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     completed: bool = False
     # What a batch run learnt that the single run it hands a job to must know (hosts that failed).
-    scratch: dict = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def drivers(self):
+    def drivers(self) -> Any:
         return self.engine.drivers
 
     @contextmanager
@@ -137,19 +156,19 @@ class JobContext:
         for ctx in plain:
             ctx.completed = True
 
-    def warn(self, code: str, message: str, data: list[dict] | None = None) -> None:
-        w = {"code": code, "message": message}
+    def warn(self, code: str, message: str, data: list[dict[str, Any]] | None = None) -> None:
+        w: dict[str, Any] = {"code": code, "message": message}
         if data:
             w["data"] = data
         self.warnings.append(w)
 
 
-def _claimable():
+def _claimable() -> Select[int, str]:
     """The next job a worker may take. Jobs on one target run in order (CloudStack's per-VM sync
     queue): a stop waits for the insert before it, a delete for the stop. Jobs of the kinds
     ``held`` (their batches are spaced, see :attr:`JobHandler.spacing`) wait."""
     earlier = aliased(Operation)
-    now = bindparam("now")
+    now: BindParameter[float] = bindparam("now")
     return (
         select(Operation.pk, Operation.job)
         .where(Operation.status.in_(UNFINISHED), Operation.job.not_in(bindparam("held", expanding=True)),
@@ -212,7 +231,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class JobEngine:
-    def __init__(self, factory: sessionmaker, drivers, *, workers: int = 4, poll_interval: float = 1.0):
+    def __init__(self, factory: sessionmaker[Session], drivers: Any, *, workers: int = 4, poll_interval: float = 1.0):
         self.factory = factory
         self.drivers = drivers
         self.workers = workers
@@ -401,10 +420,10 @@ class JobEngine:
                                            "now": now}).all()
         with self._running_lock:
             self._running.update(pks)
-        rows.sort(key=lambda r: r.pk)
-        return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job) for r in rows]
+        return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job)
+                for r in sorted(rows, key=lambda r: r.pk)]
 
-    def _context(self, pk: int, project: str, params: dict, attempts: int, job_name: str) -> JobContext:
+    def _context(self, pk: int, project: str, params: dict[str, Any], attempts: int, job_name: str) -> JobContext:
         """A job's context. Warnings decided when the request was taken (``params["warnings"]``) are
         the Operation's from the start."""
         return JobContext(self, pk, project, params, attempts, job_name=job_name,
@@ -442,14 +461,15 @@ class JobEngine:
                 raise OperationFailure("INTERNAL_ERROR",
                                        f"The operation was abandoned after {MAX_ATTEMPTS} attempts.", 500)
             handler.run(ctx)
-        except OperationFailure as exc:
-            failure = exc
-        except Exception as exc:  # a bug or an outage: retry later, give up after MAX_ATTEMPTS
-            log.error("job %s (%s) attempt %d failed: %s", pk, job_name, attempts, traceback.format_exc())
-            if attempts < MAX_ATTEMPTS:
-                self._release(pk, delay=min(2.0 ** attempts, 30.0))
-                return
-            failure = OperationFailure("INTERNAL_ERROR", f"Internal error: {exc}", 500)
+        except Exception as exc:  # see the module's docstring: the user's error, a passing fault or a bug
+            failure = faults.verdict(exc)
+            if failure is None or failure.code == "INTERNAL_ERROR":
+                log.error("job %s (%s) attempt %d failed: %s", pk, job_name, attempts, traceback.format_exc())
+            if failure is None:
+                if attempts < MAX_ATTEMPTS:
+                    self._release(pk, delay=min(2.0 ** attempts, 30.0))
+                    return
+                failure = faults.internal_error(exc)
         if failure is not None and handler is not None and handler.on_fail is not None:
             try:
                 handler.on_fail(ctx, failure)
@@ -467,8 +487,8 @@ class JobEngine:
             self._running.discard(pk)
 
     @staticmethod
-    def done_values(warnings: list[dict]) -> dict:
-        values: dict = {**_DONE, "end_time": time.time()}
+    def done_values(warnings: list[dict[str, Any]]) -> dict[str, Any]:
+        values: dict[str, Any] = {**_DONE, "end_time": time.time()}
         if warnings:
             values["warnings"] = orjson.dumps(warnings).decode()
         return values

@@ -26,6 +26,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.services import images, projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
+from core.services.storage_states import DELETE, DISKS, READY_EVENT, RESIZE, SET_LABELS, usable
 from core.services.topology import ZoneInfo, get_disk_type
 
 MIN_GB, MAX_GB = 10, 65536
@@ -73,7 +74,7 @@ def build(call: Call, zone: ZoneInfo, *, name: str, size_gb: object, disk_type: 
                       "Only one of 'sourceImage' and 'sourceSnapshot' may be given.")
     if source_image:
         img = images.resolve(call.session, source_image, call.project, f"{field}.sourceImage")
-        source = images.ready(img, path_of(img.project, "global", "images", img.name))
+        source = usable(img, path_of(img.project, "global", "images", img.name))
         body.update(sourceImage=url_of(img.project, "global", "images", img.name), sourceImageId=str(img.uid))
     elif source_snapshot:
         source = images.find_source(call.session, source_snapshot, call.project, f"{field}.sourceSnapshot",
@@ -147,8 +148,15 @@ def _insert(ctx: JobContext) -> None:
         if first is None:
             return
         place_disks(s, ctx.params["zone_id"], uids, first.project, first.scope.split("/")[1])
-        for res in s.scalars(select(Resource).where(Resource.uid.in_(uids), Resource.status == "CREATING")):
-            store.set_status(res, "READY")
+        for res in s.scalars(select(Resource).where(Resource.uid.in_(uids))):
+            mark_ready(res)
+
+
+def mark_ready(res: Resource) -> None:
+    """The disk's job made it: CREATING becomes READY (a READY one stays as it is)."""
+    move = DISKS.event(res.status, READY_EVENT)
+    if move.status is not None:
+        store.set_status(res, move.status)
 
 
 def _drop_created(ctx: JobContext, _failure) -> None:
@@ -162,6 +170,7 @@ job("disks.insert", on_fail=_drop_created)(_insert)
 
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, DELETE)
     disk = store.body_of(res)
     if disk.get("users"):
         raise ResourceInUse("disk", path_of(call.project, res.scope, "disks", res.name),
@@ -175,6 +184,7 @@ def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
 def resize(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
     project = projects.get(call.session, call.project, lock=True)
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, RESIZE)
     size = parse_size(body.get("sizeGb"), "sizeGb")
     if size is None:
         raise Required("sizeGb")
@@ -199,6 +209,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
 
 def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, SET_LABELS)
     disk = store.body_of(res)
     set_labels(disk, body)
     store.save(res, disk)

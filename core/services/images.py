@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 
 from core import quotas
 from core.db import flushed_connection
-from core.errors import Invalid, NotFound, Required, ResourceNotReady
+from core.errors import Invalid, NotFound, Required
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import CANONICAL_BASE, parse_ref, path_of, url_of
@@ -18,6 +18,16 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.services import projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
+from core.services.storage_states import (
+    DELETE,
+    DEPRECATE,
+    IMAGES,
+    READY_EVENT,
+    SET_LABELS,
+    TABLES,
+    usable,
+    usable_statuses,
+)
 from core.systemvms import secondary_storage
 
 _INACTIVE = {"DEPRECATED", "OBSOLETE", "DELETED"}
@@ -37,7 +47,7 @@ def readable(session, project: str, caller_project: str) -> bool:
 # Newest first, as plain rows: the ORM would load every image of the project to return one.
 _READY_IMAGES = (select(Resource.__table__)
                  .where(Resource.project == bindparam("project"), Resource.collection == "images",
-                        Resource.scope == "global", Resource.status == "READY")
+                        Resource.scope == "global", Resource.status.in_(usable_statuses(IMAGES)))
                  .order_by(Resource.created.desc(), Resource.pk.desc()))
 
 
@@ -72,12 +82,6 @@ def resolve(session, value: str, caller_project: str, field: str) -> Resource:
 INHERITED = ("licenses", "guestOsFeatures", "architecture")
 
 
-def ready(res: Resource, path: str) -> Resource:
-    if res.status != "READY":
-        raise ResourceNotReady(f"The resource '{path}' is not ready")
-    return res
-
-
 def find_source(session, value: str, caller_project: str, field: str, collection: str) -> Resource:
     """A READY disk or snapshot named in a body, in a project the caller may read."""
     scope = None if collection == "disks" else "global"
@@ -87,7 +91,7 @@ def find_source(session, value: str, caller_project: str, field: str, collection
     if not readable(session, ref.project, caller_project):
         raise NotFound(ref.path)  # another project's resources are not visible
     res = store.find(session, ref.project, collection, ref.scope, ref.name)
-    return ready(res, path_of(res.project, res.scope, collection, res.name))
+    return usable(res, path_of(res.project, res.scope, collection, res.name))
 
 
 def _source(call: Call, body: dict) -> tuple[dict, int]:
@@ -102,7 +106,7 @@ def _source(call: Call, body: dict) -> tuple[dict, int]:
         src = snap
     elif body.get("sourceImage"):
         img = resolve(call.session, body["sourceImage"], call.project, "resource.sourceImage")
-        ready(img, path_of(img.project, "global", "images", img.name))
+        usable(img, path_of(img.project, "global", "images", img.name))
         fields = {"sourceImage": url_of(img.project, "global", "images", img.name), "sourceImageId": str(img.uid)}
         src = img
     elif isinstance(body.get("rawDisk"), dict) and body["rawDisk"].get("source"):
@@ -162,7 +166,9 @@ def _ready(ctx: JobContext) -> None:
         source = _source_of(s, store.body_of(res))
         zone = secondary_storage.home_zone(s, source)
         _checksum, size = secondary_storage.copy_image(s, zone, source, owner_uid=res.uid)
-        store.set_status(res, "READY", archiveSizeBytes=str(size))
+        move = IMAGES.event(res.status, READY_EVENT)
+        if move.status is not None:
+            store.set_status(res, move.status, archiveSizeBytes=str(size))
 
 
 def _drop(ctx: JobContext, _failure) -> None:
@@ -182,6 +188,7 @@ def delete(call: Call, name: str) -> Operation:
 def delete_stored(call: Call, collection: str, name: str) -> Operation:
     """Delete an image or a snapshot: its row and its copies on secondary storage, at once."""
     res = projects.find_for_update(call.session, call.project, collection, "global", name)
+    TABLES[collection].move(path_of(call.project, "global", collection, res.name), res.status, DELETE)
     op = operations.begin(call, scope="global", op_type="delete",
                           target_path=path_of(call.project, "global", collection, res.name), target_id=res.uid)
     secondary_storage.remove(call.session, res.uid)
@@ -191,6 +198,7 @@ def delete_stored(call: Call, collection: str, name: str) -> Operation:
 
 def deprecate(call: Call, name: str, body: dict) -> Operation:
     res = projects.find_for_update(call.session, call.project, "images", "global", name)
+    IMAGES.move(path_of(call.project, "global", "images", res.name), res.status, DEPRECATE)
     state = body.get("state", "ACTIVE")
     if state not in _DEPRECATION_STATES:
         raise Invalid("resource.state", state, "Must be one of ACTIVE, DEPRECATED, OBSOLETE, DELETED.")
@@ -215,6 +223,7 @@ def deprecate(call: Call, name: str, body: dict) -> Operation:
 
 def set_image_labels(call: Call, name: str, body: dict) -> Operation:
     res = projects.find_for_update(call.session, call.project, "images", "global", name)
+    IMAGES.move(path_of(call.project, "global", "images", res.name), res.status, SET_LABELS)
     image = store.body_of(res)
     set_labels(image, body)
     store.save(res, image)

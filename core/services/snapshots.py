@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from core import quotas
-from core.errors import Invalid, OperationFailure, Required, ResourceNotReady
+from core.errors import Invalid, OperationFailure, Required
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
 from core.models import Operation, Resource
@@ -13,11 +15,19 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.services import images, projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
+from core.services.storage_states import (
+    CREATE_SNAPSHOT,
+    DISKS,
+    READY_EVENT,
+    SET_LABELS,
+    SNAPSHOT_JOB,
+    SNAPSHOTS,
+)
 from core.services.topology import ZoneInfo
 from core.systemvms import secondary_storage
 
 
-def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> Operation:
+def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str, Any]) -> Operation:
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
     if body.get("name") in (None, ""):
@@ -26,8 +36,7 @@ def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> 
     labels = validate_labels(body.get("labels"))
     if body.get("snapshotType", "STANDARD") not in ("STANDARD", "ARCHIVE"):
         raise Invalid("resource.snapshotType", body.get("snapshotType"), "Must be STANDARD or ARCHIVE.")
-    if disk.status != "READY":
-        raise ResourceNotReady(f"The resource '{path_of(call.project, disk.scope, 'disks', disk.name)}' is not ready")
+    move = DISKS.move(path_of(call.project, disk.scope, "disks", disk.name), disk.status, CREATE_SNAPSHOT)
     quotas.check_global(call.session, project, "SNAPSHOTS")
     source = store.body_of(disk)
     snap = store.new_resource(
@@ -45,7 +54,7 @@ def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict) -> 
     # GCE: the createSnapshot operation is zonal and its targetLink is the source disk.
     return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
                             target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
-                            job="snapshots.create", params={"uid": snap.uid})
+                            job=move.job, params={"uid": snap.uid})
 
 
 def _create(ctx: JobContext) -> None:
@@ -59,26 +68,29 @@ def _create(ctx: JobContext) -> None:
             raise OperationFailure("RESOURCE_NOT_FOUND", "The source disk was deleted before it was copied.", 404)
         zone = secondary_storage.home_zone(s, disk)
         _checksum, stored = secondary_storage.copy_snapshot(s, zone, disk, owner_uid=snap.uid)
-        store.set_status(snap, "READY", storageBytes=str(stored), storageBytesStatus="UP_TO_DATE",
-                         creationSizeBytes=str(stored), downloadBytes=str(stored))
+        move = SNAPSHOTS.event(snap.status, READY_EVENT)
+        if move.status is not None:
+            store.set_status(snap, move.status, storageBytes=str(stored), storageBytesStatus="UP_TO_DATE",
+                             creationSizeBytes=str(stored), downloadBytes=str(stored))
 
 
-def _drop(ctx: JobContext, _failure) -> None:
+def _drop(ctx: JobContext, _failure: OperationFailure) -> None:
     with ctx.write() as s:
         snap = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if snap is not None:
             s.delete(snap)
 
 
-job("snapshots.create", on_fail=_drop)(_create)
+job(SNAPSHOT_JOB, on_fail=_drop)(_create)
 
 
 def delete(call: Call, name: str) -> Operation:
     return images.delete_stored(call, "snapshots", name)
 
 
-def set_snapshot_labels(call: Call, name: str, body: dict) -> Operation:
+def set_snapshot_labels(call: Call, name: str, body: dict[str, Any]) -> Operation:
     res = projects.find_for_update(call.session, call.project, "snapshots", "global", name)
+    SNAPSHOTS.move(path_of(call.project, "global", "snapshots", res.name), res.status, SET_LABELS)
     snap = store.body_of(res)
     set_labels(snap, body)
     store.save(res, snap)

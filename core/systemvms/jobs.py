@@ -7,12 +7,22 @@ from sqlalchemy.orm import Session
 
 from core.errors import AlreadyExists, OperationFailure
 from core.hypervisors.base import DriverError
-from core.jobs import JobContext, job
+from core.jobs import JobContext, faults, job
 from core.models import Host, Operation, Resource, SystemVm, Zone
 from core.systemvms import router, vms
 
 DEPLOY, RESTART, DESTROY = "systemvms.deploy", "systemvms.restart", "systemvms.destroy"
 LIFECYCLE = (DEPLOY, RESTART, DESTROY)
+
+
+def _driver_fault(exc: DriverError) -> OperationFailure | None:
+    """A hypervisor's error that escapes a job (this is the lowest floor that sees both drivers and
+    jobs): a host that failed (``retry_elsewhere``) may answer, or another take its place, by the
+    next attempt; a refusal for good ends the Operation at once."""
+    return None if exc.retry_elsewhere else exc.as_failure()
+
+
+faults.judge(DriverError, _driver_fault)
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -29,6 +39,7 @@ def ensure_zone_vm(session: Session, kind: str, zone: Zone) -> SystemVm:
             vms.enqueue_on(session, vm, DEPLOY, "systemvms.deploy", f"First {kind.replace('_', ' ')} of {zone.name}.")
     except (AlreadyExists, IntegrityError):
         vm = vms.zone_vm(session, kind, zone)
+        assert vm is not None, "the transaction that won the race made it"
     return vm
 
 
@@ -38,7 +49,7 @@ def redeploy(session: Session, vm: SystemVm, res: Resource, reason: str) -> Oper
     if vms.unfinished_job(session, vm, LIFECYCLE) is not None:
         return None
     res.host_id = None
-    vms.set_state(vm, res, "Starting", reason)
+    vms.report(vm, res, vms.REDEPLOY, reason)
     vm.pushed_checksums = "{}"
     return vms.enqueue_on(session, vm, DEPLOY, "systemvms.redeploy", reason)
 
@@ -69,19 +80,19 @@ def _failed(ctx: JobContext, failure: OperationFailure) -> None:
     """A VM that could not start holds nothing and stays in Error; the watchdog tries again later."""
     with ctx.write() as s:
         vm, res = vms.load(s, ctx.params["uid"])
-        if vm is not None:
+        if vm is not None and res is not None:
             res.host_id = None
-            vms.set_state(vm, res, "Error", failure.message)
+            vms.report(vm, res, vms.FAILED, failure.message)
 
 
 def _restart(ctx: JobContext) -> None:
     uid = ctx.params["uid"]
     with ctx.write() as s:
         vm, res = vms.load(s, uid)
-        if vm is None:
+        if vm is None or res is None:
             return
         host = s.get(Host, res.host_id) if res.host_id is not None else None
-        if host is not None and host.status == "Up" and vm.state == "Running":
+        if host is not None and host.status == "Up" and vms.reboots_in_place(vm):
             driver, ref = vms.driver_for(ctx.drivers, s, host.id)
         else:
             driver = ref = None
@@ -95,10 +106,10 @@ def _restart(ctx: JobContext) -> None:
     if not rebooted:
         with ctx.write() as s:
             vm, res = vms.load(s, uid)
-            if vm is None:
+            if vm is None or res is None:
                 return
             res.host_id = None
-            vms.set_state(vm, res, "Starting")
+            vms.report(vm, res, vms.START)
         if not vms.start(ctx, uid):
             return
     router.push(ctx, uid, full=True)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import identity, ipam, planner
-from core.errors import OperationFailure
+from core.errors import OperationFailure, ResourceNotReady
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, NicSpec, VmSpec
 from core.jobs import JobContext, announce
 from core.jobs.engine import UNFINISHED
@@ -31,6 +31,7 @@ from core.links import CANONICAL_BASE, path_of
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.states import STAY, Move, StateTable
 
 SYSTEM_PROJECT = "gstack-system"
 COLLECTION = "systemvms"
@@ -59,6 +60,26 @@ TEMPLATES = {
     "x86_64": Template("x86_64", 1, 512, 4_194_304),
     "i386": Template("i386", 1, 256, 2_500_000),
 }
+
+# -- states (CloudStack's VM states, as far as system VMs go through them) ---------------------------
+
+STARTING, RUNNING, ERROR = "Starting", "Running", "Error"
+# Events a system VM's jobs report, and what its watchdog asks of it.
+START = "start"  # placed (or about to be) and being started; a failed spawn reports it too
+RUNS = "running"  # its hypervisor started it
+FAILED = "failed"  # no host could take it, or its job gave up: it holds nothing
+REDEPLOY = "redeploy"  # its host failed: start it again elsewhere
+REBOOT = "reboot"  # a restart reboots it where it runs
+
+STATES = StateTable(
+    "system VM", (STARTING, RUNNING, ERROR), (START, RUNS, FAILED, REDEPLOY, REBOOT),
+    # A system VM has no user to refuse: its jobs and the watchdog move it from any state (a
+    # deploy queued for a VM that has started since, a restart of one in Error), and each move
+    # records its reason and time again even when the state stays the same.
+    {**{(state, event): Move(target) for state in (STARTING, RUNNING, ERROR)
+        for event, target in ((START, STARTING), (RUNS, RUNNING), (FAILED, ERROR), (REDEPLOY, STARTING))},
+     (RUNNING, REBOOT): STAY},  # only a running VM reboots in place; others start again elsewhere
+    lambda path, state, event: ResourceNotReady(f"The resource '{path}' is not ready"))
 
 # Public interface of every system VM; a router's guest subnets follow as eth1, eth2 ...
 PUBLIC_IFACE = "eth0"
@@ -102,12 +123,12 @@ def create(session: Session, kind: str, zone: Zone, *, network_uid: int | None =
     name = vm_name(kind, zone=zone.name, network_uid=network_uid, region=region)
     now = time.time()
     res = store.new_resource(session, project=SYSTEM_PROJECT, collection=COLLECTION, scope=f"zones/{zone.name}",
-                             name=name, kind=f"gstack#{kind}", status="Starting", region=region,
+                             name=name, kind=f"gstack#{kind}", status=STARTING, region=region,
                              subtype=f"systemvm-{tpl.arch}", vcpus=tpl.vcpus, memory_mb=tpl.memory_mb,
                              body={"role": kind, "network": network_url, "template": tpl.image})
     uid = res.uid  # the two rows share one uid, the hypervisor domain's too
     vm = SystemVm(uid=uid, name=name, kind=kind, zone_id=zone.id, region=region, network_uid=network_uid,
-                  network_url=network_url, project=project, arch=tpl.arch, state="Starting",
+                  network_url=network_url, project=project, arch=tpl.arch, state=STARTING,
                   conntrack_max=tpl.conntrack_max if kind == ROUTER else None,
                   role_key=role_key(kind, zone=zone.name, network_uid=network_uid, region=region),
                   config_version=0, config_checksums="{}", pushed_version=0, pushed_checksums="{}",
@@ -150,18 +171,29 @@ def host_of(session: Session, vm: SystemVm) -> Host | None:
 
 
 def checksums(raw: str | None) -> dict[str, str]:
-    return orjson.loads(raw or "{}")
+    found: dict[str, str] = orjson.loads(raw or "{}")
+    return found
 
 
-def dump(value: dict) -> str:
+def dump(value: dict[str, str]) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def set_state(vm: SystemVm, res: Resource, state: str, error: str | None = None) -> None:
+def report(vm: SystemVm, res: Resource, event: str, error: str | None = None) -> None:
+    """Move the VM (both its rows) as :data:`STATES` says ``event`` does, recording why
+    (``error``) and when."""
+    state = STATES.event(vm.state, event).status
+    if state is None:
+        return
     vm.state = state
     vm.last_error = error[:400] if error else None
     vm.updated = time.time()
     store.set_status(res, state)
+
+
+def reboots_in_place(vm: SystemVm) -> bool:
+    """Whether a restart may reboot the VM where it runs (else it is started again)."""
+    return STATES.cell(vm.state, REBOOT) is not None
 
 
 def driver_for(drivers, session: Session, host_id: int):
@@ -274,12 +306,12 @@ def start(ctx: JobContext, uid: int) -> bool:
     while True:
         with ctx.write() as s:
             vm, res = load(s, uid)
-            if vm is None:
+            if vm is None or res is None:
                 return False
             if res.host_id is None:
                 host = _place(s, vm, res, tried)
                 if host is None:
-                    set_state(vm, res, "Error", "no host has capacity for it")
+                    report(vm, res, FAILED, "no host has capacity for it")
                     failure = OperationFailure("ZONE_RESOURCE_POOL_EXHAUSTED",
                                                f"No host of region {vm.region} can take system VM {vm.name}.", 503)
                 else:
@@ -287,7 +319,7 @@ def start(ctx: JobContext, uid: int) -> bool:
             else:
                 failure = None
             if failure is None:
-                set_state(vm, res, "Starting")
+                report(vm, res, START)
                 driver, ref = driver_for(ctx.drivers, s, res.host_id)
                 spec = vm_spec(s, vm, res)
         if failure is not None:
@@ -298,18 +330,18 @@ def start(ctx: JobContext, uid: int) -> bool:
             tried.add(ref.id)
             with ctx.write() as s:
                 vm, res = load(s, uid)
-                if vm is not None:
+                if vm is not None and res is not None:
                     res.host_id = None
-                    set_state(vm, res, "Starting", str(exc))
+                    report(vm, res, START, str(exc))
             if not exc.retry_elsewhere:
-                raise OperationFailure("INTERNAL_ERROR", str(exc), 500) from exc
+                raise exc.as_failure() from exc
             continue
         with ctx.write() as s:
             vm, res = load(s, uid)
-            if vm is None:
+            if vm is None or res is None:
                 return False
             res.last_host_id = res.host_id
-            set_state(vm, res, "Running")
+            report(vm, res, RUNS)
         return True
 
 
@@ -326,7 +358,7 @@ def destroy(ctx: JobContext, uid: int) -> None:
     stale copy, which the host monitor removes when the host answers again."""
     with ctx.write() as s:
         vm, res = load(s, uid)
-        if vm is None:
+        if vm is None or res is None:
             return
         host_id = res.host_id or res.last_host_id
         driver, ref = driver_for(ctx.drivers, s, host_id) if host_id else (None, None)
