@@ -194,7 +194,8 @@ class HypervisorDriver(ABC):
 
         Idempotent: destroying a missing VM is a no-op.
 
-        Raises DriverError(retry_elsewhere=True) when the host cannot be reached."""
+        Raises DriverError(retry_elsewhere=True) when the host cannot be reached (the simulator,
+        whose VMs live in the database, destroys them all the same)."""
 
     @abstractmethod
     def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
@@ -228,7 +229,9 @@ class HypervisorDriver(ABC):
         """VM uid -> power state (running | shutoff | paused) of the gstack VMs ``host`` really
         has, whatever the database says (the host monitor reconciles the two). Read-only.
 
-        Raises DriverError(retry_elsewhere=True) when the host cannot be reached."""
+        Raises DriverError(retry_elsewhere=True) when the host cannot be reached (the simulator,
+        whose VMs live in the database, answers for a host that is down: callers ask only of hosts
+        that are up)."""
 
     # -- optional: the host monitor's hooks (core.services.hosts); the defaults suit a driver without them
 
