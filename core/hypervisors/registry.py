@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from core.hypervisors.base import HypervisorDriver
 
 
@@ -21,7 +23,7 @@ class DriverRegistry:
         return hypervisor in self._drivers
 
 
-def default_registry(factory, sim_latency: dict | float = 0.0, data_dir: str | None = None) -> DriverRegistry:
+def default_registry(factory: sessionmaker[Session], sim_latency: dict[str, float] | float = 0.0, data_dir: str | None = None) -> DriverRegistry:
     """Every driver this installation can use, by hypervisor name (what clusters refer to).
 
     The libvirt driver imports libvirt-python only when a libvirt host is used, so an installation

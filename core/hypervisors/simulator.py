@@ -10,11 +10,22 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
-from core.hypervisors.base import DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, VmSpec
+from core.hypervisors.base import (
+    LIVE_ATTACH,
+    PUSH_CONFIG,
+    SERIAL_CONSOLE,
+    SUSPEND,
+    DiskSpec,
+    DriverError,
+    HostRef,
+    HostStats,
+    HypervisorDriver,
+    VmSpec,
+)
 from core.hypervisors.simguest import answer
 from core.models import Host, SimDomain, SimVmFile
 
@@ -55,9 +66,9 @@ def _append(dom: SimDomain, text: str) -> None:
 
 class SimulatorDriver(HypervisorDriver):
     name = "simulator"
-    capabilities = frozenset({"suspend", "live-attach", "serial-console"})
+    capabilities = frozenset({SUSPEND, LIVE_ATTACH, SERIAL_CONSOLE, PUSH_CONFIG})
 
-    def __init__(self, factory: sessionmaker, latency: dict[str, float] | float = 0.0):
+    def __init__(self, factory: sessionmaker[Session], latency: dict[str, float] | float = 0.0):
         self.factory = factory
         self.latency = latency
 
@@ -66,7 +77,7 @@ class SimulatorDriver(HypervisorDriver):
         if seconds:
             time.sleep(seconds)
 
-    def _check_up(self, session, host: HostRef) -> Host:
+    def _check_up(self, session: Session, host: HostRef) -> Host:
         row = session.get(Host, host.id)
         if row is None or row.status == "Down":
             raise DriverError(f"host {host.name} is not reachable")
@@ -102,7 +113,7 @@ class SimulatorDriver(HypervisorDriver):
                     errors.append(exc)
         return errors
 
-    def _spawn_one(self, session, host: HostRef, vm: VmSpec, domains: dict[int, SimDomain],
+    def _spawn_one(self, session: Session, host: HostRef, vm: VmSpec, domains: dict[int, SimDomain],
                    hosts: dict[int, Host]) -> None:
         row = hosts.get(host.id)
         if row is None:  # each host of the batch is checked once
@@ -122,37 +133,45 @@ class SimulatorDriver(HypervisorDriver):
         dom.boots += 1
         _append(dom, boot_log(vm, dom.boots))
 
-    def power_on(self, host: HostRef, vm: VmSpec) -> None:
-        self.spawn(host, vm)
-
-    def _set_state(self, host: HostRef | None, vm_uid: int, state: str, action: str, note: str) -> None:
+    def _set_state(self, host: HostRef, vm_uid: int, state: str | None, action: str, note: str,
+                   only: tuple[str, ...] = ("running", "shutoff", "paused")) -> str | None:
+        """Move the VM to ``state`` (None: keep it) when it is in one of the states ``only``, with a
+        line of serial output; the VM's state afterwards, None when the simulator has no such VM."""
         self._delay(action)
         with write_session(self.factory) as session:
-            if host is not None:
-                self._check_up(session, host)
+            self._check_up(session, host)
             dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
-            if dom is None:
-                return
-            dom.state = state
+            if dom is None or dom.state not in only:
+                return dom.state if dom is not None else None
+            dom.state = state or dom.state
             _append(dom, note)
+            return dom.state
 
     def power_off(self, host: HostRef, vm_uid: int) -> None:
         self._set_state(host, vm_uid, "shutoff", "power_off",
                         "[  OK  ] Reached target poweroff.target - System Power Off.\r\n[   99.000000] reboot: Power down\r\n")
 
     def reboot(self, host: HostRef, vm_uid: int) -> None:
-        self._set_state(host, vm_uid, "running", "reboot", "[   50.000000] reboot: Restarting system\r\nSeaBIOS (version 1.16.3-debian-1.16.3-2)\r\n")
+        state = self._set_state(host, vm_uid, "running", "reboot", "[   50.000000] reboot: Restarting system\r\n"
+                                "SeaBIOS (version 1.16.3-debian-1.16.3-2)\r\n", only=("running", "paused"))
+        if state != "running":
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
 
     def suspend(self, host: HostRef, vm_uid: int) -> None:
-        self._set_state(host, vm_uid, "paused", "suspend", "[   60.000000] PM: suspend entry (s2idle)\r\n")
+        self._set_state(host, vm_uid, "paused", "suspend", "[   60.000000] PM: suspend entry (s2idle)\r\n",
+                        only=("running",))
 
     def resume(self, host: HostRef, vm: VmSpec) -> None:
+        """A VM the simulator no longer has is started afresh, as on a host without its saved state."""
         self._delay("resume")
         with write_session(self.factory) as session:
             self._check_up(session, host)
-            session.execute(update(SimDomain).where(SimDomain.instance_uid == vm.uid)
-                            .values(state="running", host_id=host.id))
-        self._set_state(host, vm.uid, "running", "noop", "[   61.000000] PM: suspend exit\r\n")
+            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm.uid))
+            if dom is not None:
+                dom.state, dom.host_id = "running", host.id
+                _append(dom, "[   61.000000] PM: suspend exit\r\n")
+        if dom is None:
+            self.spawn(host, vm)
 
     def destroy(self, host: HostRef | None, vm_uid: int) -> None:
         self._delay("destroy")
@@ -161,10 +180,12 @@ class SimulatorDriver(HypervisorDriver):
             session.execute(delete(SimVmFile).where(SimVmFile.vm_uid == vm_uid))
 
     def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
-        self._set_state(host, vm_uid, "running", "attach", f"[  120.000000] sd 0:0:1:0: Attached SCSI disk {disk.device_name}\r\n")
+        note = f"[  120.000000] sd 0:0:1:0: Attached SCSI disk {disk.device_name}\r\n"
+        if self._set_state(host, vm_uid, None, "attach", note) is None:
+            raise DriverError(f"VM {vm_uid} is not on host {host.name}", retry_elsewhere=False)
 
     def detach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
-        self._set_state(host, vm_uid, "running", "detach", f"[  130.000000] sd 0:0:1:0: [{disk.device_name}] Synchronizing SCSI cache\r\n")
+        self._set_state(host, vm_uid, None, "detach", f"[  130.000000] sd 0:0:1:0: [{disk.device_name}] Synchronizing SCSI cache\r\n")
 
     def serial_output(self, vm_uid: int, start: int) -> tuple[str, int, int]:
         with self.factory() as session:
@@ -184,7 +205,7 @@ class SimulatorDriver(HypervisorDriver):
 
     # -- system VMs: configuration files and the interactive serial console
 
-    def _running_domain(self, session, host: HostRef, vm_uid: int) -> SimDomain:
+    def _running_domain(self, session: Session, host: HostRef, vm_uid: int) -> SimDomain:
         self._check_up(session, host)
         dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
         if dom is None or dom.state != "running" or dom.host_id != host.id:

@@ -1,0 +1,431 @@
+"""The libvirt driver's class: connections, and each call of the driver contract as libvirt calls
+(the domain XML, the volumes and the serial console are in the modules beside this one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.hypervisors.base import (
+    LIVE_ATTACH,
+    RECONCILE,
+    SERIAL_CONSOLE,
+    SUSPEND,
+    DiskSpec,
+    DriverError,
+    HostRef,
+    HostStats,
+    HypervisorDriver,
+    VmSpec,
+)
+from core.hypervisors.libvirt import console, domainxml, storage
+from core.hypervisors.libvirt.common import (
+    DEFAULTS,
+    DOMAIN_PREFIX,
+    GIB,
+    Conn,
+    Domain,
+    Options,
+    domain_name,
+    is_remote_uri,
+    is_test_uri,
+    lookup,
+    lv,
+    uid_of,
+)
+from core.models import Host, Resource
+
+T = TypeVar("T")
+
+
+class LibvirtDriver(HypervisorDriver):
+    name = "libvirt"
+    capabilities = frozenset({SUSPEND, LIVE_ATTACH, SERIAL_CONSOLE, RECONCILE})
+
+    def __init__(self, factory: sessionmaker[Session], state_dir: str | None = None,
+                 opener: Callable[[str], Conn] | None = None):
+        self.factory = factory
+        self.state_dir = state_dir or os.path.join(tempfile.gettempdir(), "gstack-libvirt")
+        self._opener = opener
+        self._connections: dict[str, Conn] = {}
+        self._lock = threading.Lock()
+        self._console_lock = threading.Lock()
+        self._guests: dict[str, domainxml.Guest] = {}
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def connection(self, uri: str) -> Conn:
+        """The process's open connection to ``uri``, opened (again) when missing or dead."""
+        libvirt = lv()
+        with self._lock:
+            conn = self._connections.get(uri)
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+                with suppress(libvirt.libvirtError):
+                    conn.close()
+            try:
+                conn = self._opener(uri) if self._opener else libvirt.open(uri)
+            except libvirt.libvirtError as exc:
+                raise DriverError(f"cannot connect to {uri}: {exc.get_error_message()}") from exc
+            self._connections[uri] = conn
+            return conn
+
+    def close(self) -> None:
+        libvirt = lv()
+        with self._lock:
+            for conn in self._connections.values():
+                with suppress(libvirt.libvirtError):
+                    conn.close()
+            self._connections.clear()
+
+    def _call(self, host: HostRef, what: str, fn: Callable[[Conn], T], retry_elsewhere: bool = True) -> T:
+        """Run ``fn(conn)``; a libvirt failure becomes a DriverError naming the host."""
+        libvirt = lv()
+        conn = self.connection(host.uri)
+        try:
+            return fn(conn)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
+                with self._lock:  # the connection broke: the next call reconnects
+                    self._connections.pop(host.uri, None)
+            raise DriverError(f"{what} on host {host.name}: {exc.get_error_message()}", retry_elsewhere) from exc
+
+    # -- settings from the database --------------------------------------------------------------
+
+    def options(self, host: HostRef) -> Options:
+        with self.factory() as session:
+            raw = session.scalar(select(Host.options).where(Host.id == host.id))
+        opts = dict(DEFAULTS)
+        if raw:
+            opts.update(json.loads(raw))
+        return opts
+
+    def _instance(self, vm_uid: int) -> Resource | None:
+        with self.factory() as session:
+            return session.scalar(select(Resource).where(Resource.uid == vm_uid, Resource.collection == "instances"))
+
+    def _host_of(self, vm_uid: int) -> HostRef | None:
+        """The host the VM is placed on, or was last: where its domain and serial log are."""
+        res = self._instance(vm_uid)
+        host_id = res.host_id or res.last_host_id if res is not None else None
+        if not host_id:
+            return None
+        with self.factory() as session:
+            row = session.get(Host, host_id)
+            return HostRef(row.id, row.name, row.uri) if row is not None else None
+
+    def console_path(self, host: HostRef, vm_uid: int, opts: Options | None = None) -> str:
+        return console.log_path(self.state_dir, host, opts if opts is not None else self.options(host), vm_uid)
+
+    def _note(self, host: HostRef, vm_uid: int, text: str, opts: Options | None = None) -> None:
+        console.note(host, self.console_path(host, vm_uid, opts), text)
+
+    # -- host ------------------------------------------------------------------------------------
+
+    def host_stats(self, host: HostRef) -> HostStats:
+        def stats(conn: Conn) -> HostStats:
+            _model, memory_mb, cpus, *_ = conn.getInfo()
+            free_mb = conn.getFreeMemory() // (1024 * 1024)
+            running = sum(1 for d in conn.listAllDomains(lv().VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                          if d.name().startswith(DOMAIN_PREFIX))
+            storage_gb = free_gb = 0
+            with suppress(lv().libvirtError):
+                pool = conn.storagePoolLookupByName(self.options(host)["pool"])
+                _state, capacity, _allocation, available = pool.info()
+                storage_gb, free_gb = capacity // GIB, available // GIB
+            return HostStats(cpus, memory_mb, free_mb, running, storage_gb, free_gb, conn.getHostname())
+
+        return self._call(host, "reading host statistics", stats)
+
+    def shares_state(self, host: HostRef) -> bool:
+        return not is_test_uri(host.uri)
+
+    # -- starting ----------------------------------------------------------------------------------
+
+    def spawn(self, host: HostRef, vm: VmSpec) -> None:
+        self._start(host, vm, resume=False)
+
+    def resume(self, host: HostRef, vm: VmSpec) -> None:
+        self._start(host, vm, resume=True)
+
+    def _guest(self, conn: Conn, uri: str) -> domainxml.Guest:
+        if uri not in self._guests:
+            self._guests[uri] = domainxml.best_guest(conn.getCapabilities(), uri)
+        return self._guests[uri]
+
+    def domain_xml(self, conn: Conn, host: HostRef, vm: VmSpec, opts: Options) -> str:
+        return domainxml.render(self._guest(conn, host.uri), vm, self._instance(vm.uid), opts,
+                                self.console_path(host, vm.uid, opts))
+
+    def _start(self, host: HostRef, vm: VmSpec, resume: bool) -> None:
+        """Define (or redefine, to follow machine type and disk changes) and start the domain.
+
+        A domain already running is left alone; a paused one is resumed. Starting a managed-saved
+        domain restores it, which is what resume wants; a plain start discards the saved state.
+        """
+        libvirt = lv()
+        opts = self.options(host)
+
+        def note(text: str) -> None:
+            self._note(host, vm.uid, text, opts)
+
+        if not is_remote_uri(host.uri):  # libvirt writes the serial log but makes no directory for it
+            os.makedirs(os.path.dirname(self.console_path(host, vm.uid, opts)), exist_ok=True)
+
+        def start(conn: Conn) -> None:
+            dom: Domain = lookup(conn, vm.uid)
+            if dom is not None:
+                if dom.state()[0] in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
+                    dom.resume()
+                    note(f"gstack: {domain_name(vm.uid)} resumed")
+                    return
+                if dom.isActive():
+                    return
+            for disk in vm.disks:
+                storage.ensure_volume(self.factory, conn, host, opts, disk, note)
+            saved = dom is not None and dom.hasManagedSaveImage(0)
+            if saved and not resume:
+                dom.managedSaveRemove(0)
+                saved = False
+            fresh = dom is None
+            if not saved:  # a saved domain keeps the definition it was saved with
+                dom = conn.defineXML(self.domain_xml(conn, host, vm, opts))
+            try:
+                dom.create()
+            except libvirt.libvirtError:
+                if fresh:  # the job tries another host: leave nothing behind here
+                    with suppress(libvirt.libvirtError):
+                        dom.undefine()
+                raise
+            if saved:
+                note(f"gstack: {domain_name(vm.uid)} restored from its saved state on {host.name}")
+            else:
+                note(f"gstack: {domain_name(vm.uid)} ({vm.name}) started on {host.name}: {vm.vcpus} vCPUs, "
+                     f"{vm.memory_mb} MiB, {len(vm.disks)} disk(s), {len(vm.nics)} NIC(s)")
+                note("gstack: libvirt's test driver runs no guest operating system")
+
+        self._call(host, "starting " + domain_name(vm.uid), start)
+
+    # -- power -------------------------------------------------------------------------------------
+
+    def power_off(self, host: HostRef, vm_uid: int) -> None:
+        """ACPI shutdown, then destroy after ``shutdown_timeout`` seconds; a saved state is discarded."""
+        libvirt = lv()
+        opts = self.options(host)
+
+        def stop(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None:
+                return
+            if dom.hasManagedSaveImage(0):
+                dom.managedSaveRemove(0)
+            if not dom.isActive():
+                return
+            if dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+                with suppress(libvirt.libvirtError):
+                    dom.shutdown()
+                deadline = time.monotonic() + float(opts["shutdown_timeout"])
+                while dom.isActive() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            if dom.isActive():
+                dom.destroy()
+            self._note(host, vm_uid, f"gstack: {domain_name(vm_uid)} powered off", opts)
+
+        self._call(host, "stopping " + domain_name(vm_uid), stop)
+
+    def reboot(self, host: HostRef, vm_uid: int) -> None:
+        """A hard reset (GCE's ``reset``); where reset is unsupported, destroy and start."""
+        libvirt = lv()
+
+        def reset(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None or not dom.isActive():
+                raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            try:
+                dom.reset(0)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+                dom.destroy()
+                dom.create()
+            self._note(host, vm_uid, f"gstack: {domain_name(vm_uid)} reset")
+
+        self._call(host, "resetting " + domain_name(vm_uid), reset)
+
+    def suspend(self, host: HostRef, vm_uid: int) -> None:
+        """Managed save: memory to disk, the domain shut off; pause where managed save is missing."""
+        libvirt = lv()
+
+        def save(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None or not dom.isActive():
+                return
+            try:
+                dom.managedSave(0)
+                how = "saved to disk (managed save)"
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+                dom.suspend()
+                how = "paused in memory (this host has no managed save)"
+            self._note(host, vm_uid, f"gstack: {domain_name(vm_uid)} suspended: {how}")
+
+        self._call(host, "suspending " + domain_name(vm_uid), save)
+
+    # -- removing --------------------------------------------------------------------------------
+
+    def destroy(self, host: HostRef | None, vm_uid: int) -> None:
+        """Destroy and undefine the domain, delete its serial log and the volumes of its disks that
+        do not outlive it (autoDelete ones no other VM uses, and those already deleted)."""
+        res = self._instance(vm_uid)
+        host = host or self._host_of(vm_uid)
+        if host is None:
+            return
+        opts = self.options(host)
+        doomed = storage.disks_going_with(self.factory, res)
+
+        def remove(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            volumes: list[str] = []
+            if dom is not None:
+                volumes = [v for s in domainxml.defined_xml(dom).findall("devices/disk/source")
+                           if (v := s.get("volume"))]
+                self._undefine(dom)
+            storage.delete_volumes(self.factory, conn, opts, volumes, doomed)
+
+        self._call(host, "destroying " + domain_name(vm_uid), remove)
+        if not is_remote_uri(host.uri):
+            with suppress(FileNotFoundError):
+                os.remove(self.console_path(host, vm_uid, opts))
+
+    def _undefine(self, dom: Domain) -> None:
+        libvirt = lv()
+        if dom.isActive():
+            dom.destroy()
+        try:
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                raise
+            if dom.hasManagedSaveImage(0):
+                dom.managedSaveRemove(0)
+            dom.undefine()
+
+    def forget(self, host: HostRef, vm_uid: int) -> None:
+        def remove(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is not None:
+                self._undefine(dom)
+
+        self._call(host, "removing the stale " + domain_name(vm_uid), remove)
+
+    def collect_garbage(self, host: HostRef) -> list[str]:
+        opts = self.options(host)
+        return self._call(host, "collecting unused volumes", lambda conn: storage.sweep(self.factory, conn, opts))
+
+    # -- disks on a VM ---------------------------------------------------------------------------
+
+    def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
+        opts = self.options(host)
+
+        def attach(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None:
+                raise DriverError(f"{domain_name(vm_uid)} is not on host {host.name}", retry_elsewhere=False)
+            defined = domainxml.defined_xml(dom)
+            if domainxml.disk_of(defined, disk.uid) is not None:
+                return
+            storage.ensure_volume(self.factory, conn, host, opts, disk,
+                                  lambda text: self._note(host, vm_uid, text, opts))
+            dev = domainxml.free_target(defined)
+            domainxml.change_device(dom, defined, domainxml.disk_element(opts, disk, dev), attach=True)
+            self._note(host, vm_uid, f"gstack: disk {disk.name} attached as {dev} ({disk.device_name})", opts)
+
+        self._call(host, f"attaching disk {disk.name} to {domain_name(vm_uid)}", attach, retry_elsewhere=False)
+
+    def detach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
+        def detach(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None:
+                return
+            defined = domainxml.defined_xml(dom)
+            element = domainxml.disk_of(defined, disk.uid)
+            if element is None:
+                return
+            domainxml.change_device(dom, defined, element, attach=False)
+            self._note(host, vm_uid, f"gstack: disk {disk.name} detached ({disk.device_name})")
+
+        self._call(host, f"detaching disk {disk.name} from {domain_name(vm_uid)}", detach, retry_elsewhere=False)
+
+    # -- the serial console ----------------------------------------------------------------------
+
+    def serial_output(self, vm_uid: int, start: int) -> tuple[str, int, int]:
+        host = self._host_of(vm_uid)
+        if host is None:
+            return "", 0, 0
+        size, data = console.read_tail(host, self.console_path(host, vm_uid))
+        return console.window(size, data, start)
+
+    def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
+        """Type ``data`` on serial port 1 (the console proxy's interactive console); what the guest
+        answers arrives in the serial log that :meth:`serial_output` reads."""
+
+        def write(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None or not dom.isActive():
+                raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            if not is_test_uri(host.uri):
+                console.type_on(conn, dom, data)
+                return
+            # no guest (and no virDomainOpenConsole) to type on: the simulated guest answers
+            res = self._instance(vm_uid)
+            name = res.name if res is not None else domain_name(vm_uid)
+            console.answer_as_guest(host, self.console_path(host, vm_uid), name, data, self._console_lock)
+
+        self._call(host, "writing to the serial console of " + domain_name(vm_uid), write, retry_elsewhere=False)
+
+    # -- what the host really has -------------------------------------------------------------
+
+    def list_instances(self, host: HostRef) -> dict[int, str]:
+        """uid -> running | shutoff | paused. A managed-saved domain counts as paused (suspended)."""
+        libvirt = lv()
+
+        def states(conn: Conn) -> dict[int, str]:
+            out = {}
+            for dom in conn.listAllDomains(0):
+                uid = uid_of(dom.name(), DOMAIN_PREFIX)
+                if uid is None:
+                    continue
+                state = dom.state()[0]
+                if state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
+                    out[uid] = "paused"
+                elif state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_SHUTDOWN):
+                    out[uid] = "running"
+                else:
+                    out[uid] = "paused" if dom.hasManagedSaveImage(0) else "shutoff"
+            return out
+
+        return self._call(host, "listing domains", states)
+
+    def domain_xml_of(self, host: HostRef, vm_uid: int, inactive: bool = False) -> str | None:
+        """The domain XML libvirt stores for the VM (``gstack admin host domains --xml``, tests)."""
+
+        def read(conn: Conn) -> str | None:
+            dom = lookup(conn, vm_uid)
+            return str(dom.XMLDesc(lv().VIR_DOMAIN_XML_INACTIVE if inactive else 0)) if dom is not None else None
+
+        return self._call(host, "reading " + domain_name(vm_uid), read)
+
