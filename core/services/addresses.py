@@ -22,6 +22,7 @@ from core.links import parse_ref, path_of, scope_url
 from core.models import IpAllocation, Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
@@ -235,7 +236,7 @@ def _take_or_promote(call: Call, addr: Resource, pool: str, ip: str, users: tupl
     return True
 
 
-def _internal_ip(call: Call, addr: Resource, scope: str, body: dict) -> tuple[str, Resource]:
+def _internal_ip(call: Call, addr: Resource, scope: str, body: Body) -> tuple[str, Resource]:
     if scope == "global":
         raise Invalid("resource.addressType", "INTERNAL", "Global INTERNAL addresses are not supported.")
     ref = vpc.reference(call, body.get("subnetwork"), "resource.subnetwork", "subnetworks", scope)
@@ -254,7 +255,7 @@ def _internal_ip(call: Call, addr: Resource, scope: str, body: dict) -> tuple[st
     return ip, subnet
 
 
-def insert(call: Call, scope: str, body: dict) -> Operation:
+def insert(call: Call, scope: str, body: Body) -> Operation:
     """addresses.insert (``scope`` ``regions/R``) and globalAddresses.insert (``global``)."""
     if body.get("name") in (None, ""):
         raise Required("resource.name")
@@ -279,7 +280,7 @@ def insert(call: Call, scope: str, body: dict) -> Operation:
     region = None if scope == "global" else scope.split("/", 1)[1]
     if kind == "EXTERNAL" and region:
         quotas.check_region(call.session, project, region, {"STATIC_ADDRESSES": 1})
-    fields: dict = {"description": body["description"]} if body.get("description") else {}
+    fields: Body = {"description": body["description"]} if body.get("description") else {}
     fields.update({"address": "", "addressType": kind, "networkTier": tier, "ipVersion": "IPV4"})
     if region:
         fields["region"] = scope_url(call.project, scope)
@@ -311,7 +312,7 @@ def delete(call: Call, scope: str, name: str) -> Operation:
     return op
 
 
-def set_address_labels(call: Call, scope: str, name: str, body: dict) -> Operation:
+def set_address_labels(call: Call, scope: str, name: str, body: Body) -> Operation:
     addr = projects.find_for_update(call.session, call.project, "addresses", scope, name)
     stored = store.body_of(addr)
     set_labels(stored, body)

@@ -18,6 +18,7 @@ from core.links import path_of, url_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import validate_tags
 
@@ -26,7 +27,7 @@ _UNSUPPORTED_HOPS = ("nextHopVpnTunnel", "nextHopIlb", "nextHopNetwork", "nextHo
                      "nextHopInterconnectAttachment")
 
 
-def _system_route(session: Session, project: str, subtype: str, body: dict) -> Resource:
+def _system_route(session: Session, project: str, subtype: str, body: Body) -> Resource:
     return store.new_resource(session, project=project, collection="routes", scope="global",
                               name=f"default-route-{secrets.token_hex(8)}", kind="compute#route", subtype=subtype,
                               body=body)
@@ -70,7 +71,7 @@ def system_routes(session: Session, project: str, net_url: str) -> list[Resource
 # -- use cases ---------------------------------------------------------------------------------------
 
 
-def _next_hop(call: Call, body: dict, net: Resource, subnets: list[dict]) -> dict:
+def _next_hop(call: Call, body: Body, net: Resource, subnets: list[Body]) -> Body:
     given = [k for k in ("nextHopGateway", "nextHopInstance", "nextHopIp", *_UNSUPPORTED_HOPS) if body.get(k)]
     if len(given) != 1:
         raise Invalid("resource", "", message="Invalid value for field 'resource': ''. Exactly one of "
@@ -102,7 +103,7 @@ def _next_hop(call: Call, body: dict, net: Resource, subnets: list[dict]) -> dic
     return {hop: str(ip)}
 
 
-def insert(call: Call, body: dict) -> Operation:
+def insert(call: Call, body: Body) -> Operation:
     name = store.validate_name(body.get("name"))
     project = projects.get(call.session, call.project, lock=True)
     net = vpc.network(call, body.get("network"), lock=True)

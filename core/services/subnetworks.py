@@ -14,6 +14,7 @@ from core.links import path_of, scope_url, url_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, routes, vpc
 from core.services.metadata import check_fingerprint
 
@@ -24,7 +25,7 @@ PATCHABLE = frozenset({"description", "privateIpGoogleAccess", "secondaryIpRange
                        "privateIpv6GoogleAccess"})
 
 
-def save(res: Resource, body: dict) -> None:
+def save(res: Resource, body: Body) -> None:
     """Store a changed subnetwork with a new ``fingerprint`` (it changes on every modification)."""
     body["fingerprint"] = fingerprint(["subnetwork", {k: v for k, v in body.items() if k != "fingerprint"}])
     store.save(res, body)
@@ -40,7 +41,7 @@ def of_network(session: Session, net: Resource) -> list[Resource]:
 
 
 def create_row(session: Session, project: str, region: str, name: str, net_url: str, block: str,
-               fields: dict | None = None) -> Resource:
+               fields: Body | None = None) -> Resource:
     """A subnetwork, its route, and its link in the network's ``subnetworks``."""
     net_row = store.find(session, project, "networks", "global", net_url.rsplit("/", 1)[1])
     scope = f"regions/{region}"
@@ -58,7 +59,7 @@ def create_row(session: Session, project: str, region: str, name: str, net_url: 
     return res
 
 
-def _secondary_ranges(value: object) -> list[dict]:
+def _secondary_ranges(value: object) -> list[Body]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -75,7 +76,7 @@ def _secondary_ranges(value: object) -> list[dict]:
     return out
 
 
-def _ranges_of(body: dict) -> list[ipaddress.IPv4Network]:
+def _ranges_of(body: Body) -> list[ipaddress.IPv4Network]:
     return [ipaddress.ip_network(body["ipCidrRange"]),
             *(ipaddress.ip_network(r["ipCidrRange"]) for r in body.get("secondaryIpRanges", []))]
 
@@ -103,8 +104,8 @@ def _check_auto_mode_range(net: Resource, block: ipaddress.IPv4Network, field: s
                                          f"{AUTO_MODE_RANGE}.")
 
 
-def _optional_fields(body: dict) -> dict:
-    out: dict = {}
+def _optional_fields(body: Body) -> Body:
+    out: Body = {}
     if body.get("description"):
         out["description"] = body["description"]
     if body.get("privateIpGoogleAccess") is not None:
@@ -115,7 +116,7 @@ def _optional_fields(body: dict) -> dict:
     return out
 
 
-def insert(call: Call, region: str, body: dict) -> Operation:
+def insert(call: Call, region: str, body: Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -190,7 +191,7 @@ def _same(key: str, given: object, current: object) -> bool:
     return given == current
 
 
-def patch(call: Call, region: str, name: str, body: dict) -> Operation:
+def patch(call: Call, region: str, name: str, body: Body) -> Operation:
     net, subnet = _locked(call, region, name)
     current = store.body_of(subnet)
     check_fingerprint(body.get("fingerprint"), current["fingerprint"])
@@ -223,7 +224,7 @@ def patch(call: Call, region: str, name: str, body: dict) -> Operation:
                             target_id=subnet.uid)
 
 
-def expand_ip_cidr_range(call: Call, region: str, name: str, body: dict) -> Operation:
+def expand_ip_cidr_range(call: Call, region: str, name: str, body: Body) -> Operation:
     """Grow the primary range to a shorter prefix that contains it; never shrink or move it."""
     net, subnet = _locked(call, region, name)
     current = store.body_of(subnet)
@@ -249,7 +250,7 @@ def expand_ip_cidr_range(call: Call, region: str, name: str, body: dict) -> Oper
                             target_id=subnet.uid)
 
 
-def set_private_ip_google_access(call: Call, region: str, name: str, body: dict) -> Operation:
+def set_private_ip_google_access(call: Call, region: str, name: str, body: Body) -> Operation:
     net, subnet = _locked(call, region, name)
     value = body.get("privateIpGoogleAccess")
     if not isinstance(value, bool):

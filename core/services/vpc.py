@@ -16,6 +16,7 @@ from core.links import Ref, parse_ref, path_of, url_of
 from core.models import Resource
 from core.resources import store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, topology
 from core.systemvms.sync import request_sync
 
@@ -170,7 +171,7 @@ OUTPUT_ONLY = frozenset({"kind", "id", "creationTimestamp", "selfLink", "selfLin
                          "users", "fingerprint", "labelFingerprint"})
 
 
-def merge_patch(current: dict, patch: dict) -> dict:
+def merge_patch(current: Body, patch: Body) -> Body:
     """RFC 7396 JSON merge patch (what GCE's PATCH methods apply): objects merge, ``null`` removes."""
     out = dict(current)
     for key, value in patch.items():

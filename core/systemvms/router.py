@@ -39,6 +39,7 @@ from core.jobs import JobContext
 from core.links import parse_ref, url_of
 from core.models import Resource, SystemVm
 from core.resources import store
+from core.resources.store import Body
 from core.systemvms import vms
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"
@@ -99,9 +100,9 @@ class RouterView:
     conntrack_max: int
     subnets: list[Subnet] = field(default_factory=list)
     nics: list[GuestNic] = field(default_factory=list)
-    firewalls: list[dict] = field(default_factory=list)
+    firewalls: list[Body] = field(default_factory=list)
     # (forwarding rule, target pool or None, http health check or None), by rule name
-    balancers: list[tuple[dict, dict | None, dict | None]] = field(default_factory=list)
+    balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
 
 
 def _ip(value: object) -> str | None:
@@ -147,7 +148,7 @@ def _guest_nics(name: str, project: str, scope: str, body_json: str, network_url
     return tuple(out)
 
 
-def _by_url(session: Session, url: object, collection: str, project: str) -> dict | None:
+def _by_url(session: Session, url: object, collection: str, project: str) -> Body | None:
     ref = parse_ref(url, project=project) if isinstance(url, str) else None
     if ref is None or ref.collection != collection:
         return None
@@ -156,7 +157,7 @@ def _by_url(session: Session, url: object, collection: str, project: str) -> dic
 
 
 def _balancers(session: Session, project: str, region: str, network_url: str,
-               nics: list[GuestNic]) -> list[tuple[dict, dict | None, dict | None]]:
+               nics: list[GuestNic]) -> list[tuple[Body, Body | None, Body | None]]:
     by_url = {n.url: n for n in nics}
     out = []
     for row in session.scalars(select(Resource).where(
@@ -256,7 +257,7 @@ def _ports(values: object) -> str | None:
     return _set([_span_text(lo, hi) for lo, hi in spans])
 
 
-def _l4(entry: dict) -> str | None:
+def _l4(entry: Body) -> str | None:
     """The match of one allowed/denied entry; "" matches every protocol, None is malformed."""
     proto = str(entry.get("IPProtocol", "")).lower()
     if proto == "all":
@@ -281,7 +282,7 @@ def _matching(nics: list[GuestNic], tags: list, accounts: list) -> list[str]:
     return sorted(ips, key=ipaddress.IPv4Address)
 
 
-def precedence(rule: dict) -> tuple[int, int, str]:
+def precedence(rule: Body) -> tuple[int, int, str]:
     """GCE: the lowest priority number wins; at equal priority a deny wins over an allow."""
     return int(rule.get("priority", 1000)), 0 if rule.get("denied") else 1, str(rule.get("name", ""))
 
@@ -330,18 +331,18 @@ def firewall_chains(v: RouterView) -> tuple[list[str], list[str]]:
     return ingress, egress
 
 
-def _rule_ports(rule: dict) -> str | None:
+def _rule_ports(rule: Body) -> str | None:
     """A forwarding rule's ports as an nft operand ("" for all ports), None when malformed."""
     spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports") or [], lowest=1)
     return None if spans is None else _ports([_span_text(lo, hi) for lo, hi in spans])
 
 
-def _backends(v: RouterView, pool: dict | None) -> list[GuestNic]:
+def _backends(v: RouterView, pool: Body | None) -> list[GuestNic]:
     by_url = {n.url: n for n in v.nics}
     return [by_url[u] for u in (pool or {}).get("instances") or [] if u in by_url]
 
 
-def _proxied(rule: dict) -> bool:
+def _proxied(rule: Body) -> bool:
     """TCP rules with a few ports go through HAProxy (a listener per port, health checked); the rest
     (UDP and other protocols, wide port ranges) are DNAT spread over the backends by nftables."""
     spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports") or [], lowest=1)
@@ -384,7 +385,7 @@ def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
 # -- HAProxy -------------------------------------------------------------------------------------
 
 
-def _health_check(check: dict | None) -> dict | None:
+def _health_check(check: Body | None) -> Body | None:
     if check is None:
         return None
     path = check.get("requestPath") or "/"
@@ -404,7 +405,7 @@ def _health_check(check: dict | None) -> dict | None:
             "fall": number("unhealthyThreshold", 2, 1, 10)}
 
 
-def haproxy_model(v: RouterView) -> tuple[list[dict], list[dict]]:
+def haproxy_model(v: RouterView) -> tuple[list[Body], list[Body]]:
     frontends, backends = [], {}
     for rule, pool, check in v.balancers:
         name, address = _name(rule.get("name")), _ip(rule.get("IPAddress"))
