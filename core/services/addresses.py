@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import InvalidRequestError
@@ -64,7 +65,7 @@ def _still_uses(session: Session, user_url: str, ip: str) -> bool:
     """Whether a listed user still holds the address (an instance or rule deleted meanwhile does not)."""
     ref = parse_ref(user_url, project="")
     row = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
-    if row is None:
+    if ref is None or row is None:
         return False
     body = store.body_of(row)
     if ref.collection == "instances":
@@ -158,7 +159,8 @@ def release_instance(session: Session, instance: Resource) -> None:
     for nic in store.body_of(instance).get("networkInterfaces", []):
         for ac in nic.get("accessConfigs", []):
             if ac.get("natIP"):
-                release_for_instance(session, instance.region, ac["natIP"], url)
+                # An instance's row always holds its zone's region.
+                release_for_instance(session, cast(str, instance.region), ac["natIP"], url)
         ref = parse_ref(nic.get("subnetwork", ""), project=instance.project)
         subnet = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
         addr = static_at(session, subnet_pool(subnet), nic["networkIP"]) if subnet and nic.get("networkIP") else None
@@ -172,14 +174,15 @@ def user_networks(session: Session, users: list[str]) -> set[str]:
     for user in users:
         ref = parse_ref(user, project="")
         row = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
-        if row is None:
+        if ref is None or row is None:
             continue
         body = store.body_of(row)
         if ref.collection == "instances":
             out |= {n["network"] for n in body.get("networkInterfaces", []) if n.get("accessConfigs")}
         elif ref.collection == "forwardingRules":
             target = parse_ref(body["target"], project="")
-            pool = store.find_optional(session, target.project, target.collection, target.scope, target.name)
+            pool = store.find_optional(session, target.project, target.collection, target.scope, target.name) \
+                if target else None
             out |= instance_networks(session, store.body_of(pool).get("instances", [])) if pool else set()
     return out
 

@@ -57,7 +57,7 @@ def _rules(value: object, field: str) -> list[Body]:
 def _port_range(value: object, field: str) -> str:
     m = _PORT.match(value) if isinstance(value, str) else None
     low, high = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (-1, -1)
-    if m is None or not 0 <= low <= high <= 65535:
+    if m is None or not isinstance(value, str) or not 0 <= low <= high <= 65535:
         raise Invalid(field, value, "Must be a port number or a range of port numbers (e.g. 80 or 8000-8080) "
                                     "between 0 and 65535.")
     return value

@@ -147,13 +147,14 @@ def _take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> 
         if addr.subtype != "EXTERNAL":
             raise Invalid("resource.IPAddress", requested, "The address must be an EXTERNAL address.")
         addresses.attach(call.session, addr, url, shareable)
-        return store.body_of(addr)["address"]
+        address: str = store.body_of(addr)["address"]
+        return address
     ip = vpc.external_address(requested, "resource.IPAddress")
-    addr = addresses.static_at(call.session, pool, ip)
-    if addr is not None and addr.project == call.project:
-        addresses.attach(call.session, addr, url, shareable)
+    static = addresses.static_at(call.session, pool, ip)
+    if static is not None and static.project == call.project:
+        addresses.attach(call.session, static, url, shareable)
         return ip
-    if addr is not None or not ipam.reserve(call.session, pool, ip, rule.uid):
+    if static is not None or not ipam.reserve(call.session, pool, ip, rule.uid):
         raise Invalid("resource.IPAddress", ip, "Specified IP address is in-use and would result in a conflict.")
     return ip
 
@@ -371,10 +372,10 @@ def get_health(call: Call, region: str, name: str, body: Body) -> Body:
     """The simulator's health: a member is HEALTHY while it is RUNNING."""
     scope = vpc.region_scope(call.session, call.project, region)
     pool = store.find(call.session, call.project, "targetPools", scope, name)
-    url = vpc.reference(call, body.get("instance"), "resource.instance", "instances").url
+    ref = vpc.reference(call, body.get("instance"), "resource.instance", "instances")
+    url = ref.url
     if url not in store.body_of(pool).get("instances", []):
         raise Invalid("resource.instance", body.get("instance"), "The instance is not a member of the target pool.")
-    ref = parse_ref(url, project="")
     row = store.find_optional(call.session, ref.project, "instances", ref.scope, ref.name)
     state = "HEALTHY" if row is not None and row.status == "RUNNING" else "UNHEALTHY"
     rules = vpc.referring(call.session, call.project, "target", vpc.url(pool), ["forwardingRules"])

@@ -49,7 +49,7 @@ def validate_items(items: object, field: str = "resource.items") -> list[Body]:
 
 
 def metadata_block(items: list[Body]) -> Body:
-    block = {"kind": "compute#metadata", "fingerprint": fingerprint(["metadata", items])}
+    block: Body = {"kind": "compute#metadata", "fingerprint": fingerprint(["metadata", items])}
     if items:
         block["items"] = items
     return block

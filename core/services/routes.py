@@ -98,7 +98,7 @@ def _next_hop(call: Call, body: Body, net: Resource, subnets: list[Body]) -> Bod
         ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
     except ValueError:
         ip = None
-    if ip is None or not any(ip in ipaddress.ip_network(s["ipCidrRange"]) for s in subnets):
+    if ip is None or not any(ip in ipaddress.IPv4Network(s["ipCidrRange"]) for s in subnets):
         raise Invalid(field, value, f"The next hop must be an IPv4 address in a subnetwork of network '{net.name}'.")
     return {hop: str(ip)}
 
@@ -117,7 +117,7 @@ def insert(call: Call, body: Body) -> Operation:
         raise Invalid("resource.destRange", dest_value, "Must be an IPv4 CIDR range with its host bits set to zero.")
     subnets = [store.body_of(s) for s in vpc.referring(call.session, call.project, "network", net_url, ["subnetworks"])]
     for s in subnets:
-        if dest.subnet_of(ipaddress.ip_network(s["ipCidrRange"])):
+        if dest.subnet_of(ipaddress.IPv4Network(s["ipCidrRange"])):
             raise Invalid("resource.destRange", dest_value, f"The destination range is covered by the subnetwork route "
                                                             f"of '{vpc.relative(s['selfLink'])}' ({s['ipCidrRange']}).")
     if store.find_optional(call.session, call.project, "routes", "global", name):

@@ -18,7 +18,7 @@ from core.resources.store import Body
 from core.services import projects, routes, vpc
 from core.services.metadata import check_fingerprint
 
-AUTO_MODE_RANGE = ipaddress.ip_network("10.128.0.0/9")
+AUTO_MODE_RANGE = ipaddress.IPv4Network("10.128.0.0/9")
 AUTO_MODE_LARGEST_PREFIX = 16
 # Fields patch may change; any other writable field given must equal the current value.
 PATCHABLE = frozenset({"description", "privateIpGoogleAccess", "secondaryIpRanges", "logConfig", "enableFlowLogs",
@@ -46,7 +46,7 @@ def create_row(session: Session, project: str, region: str, name: str, net_url: 
     net_row = store.find(session, project, "networks", "global", net_url.rsplit("/", 1)[1])
     scope = f"regions/{region}"
     body = {"network": net_url, "ipCidrRange": block,
-            "gatewayAddress": str(ipaddress.ip_network(block).network_address + 1),
+            "gatewayAddress": str(ipaddress.IPv4Network(block).network_address + 1),
             "region": scope_url(project, scope), "privateIpGoogleAccess": False, "stackType": "IPV4_ONLY",
             "purpose": "PRIVATE", **(fields or {})}
     res = store.new_resource(session, project=project, collection="subnetworks", scope=scope, name=name,
@@ -64,7 +64,7 @@ def _secondary_ranges(value: object) -> list[Body]:
         return []
     if not isinstance(value, list):
         raise Invalid("resource.secondaryIpRanges", value, "Must be a list.")
-    out = []
+    out: list[Body] = []
     for i, item in enumerate(value):
         field = f"resource.secondaryIpRanges[{i}]"
         if not isinstance(item, dict):
@@ -77,8 +77,8 @@ def _secondary_ranges(value: object) -> list[Body]:
 
 
 def _ranges_of(body: Body) -> list[ipaddress.IPv4Network]:
-    return [ipaddress.ip_network(body["ipCidrRange"]),
-            *(ipaddress.ip_network(r["ipCidrRange"]) for r in body.get("secondaryIpRanges", []))]
+    return [ipaddress.IPv4Network(body["ipCidrRange"]),
+            *(ipaddress.IPv4Network(r["ipCidrRange"]) for r in body.get("secondaryIpRanges", []))]
 
 
 def check_overlap(session: Session, net: Resource, new: list[tuple[str, ipaddress.IPv4Network]],
@@ -133,7 +133,7 @@ def insert(call: Call, region: str, body: Body) -> Operation:
     _check_auto_mode_range(net, block, "resource.ipCidrRange")
     secondary = _secondary_ranges(body.get("secondaryIpRanges"))
     check_overlap(call.session, net, [("resource.ipCidrRange", block)] + [
-        (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.ip_network(r["ipCidrRange"]))
+        (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.IPv4Network(r["ipCidrRange"]))
         for i, r in enumerate(secondary)])
     quotas.check_global(call.session, project, "SUBNETWORKS")
     fields = _optional_fields(body)
@@ -209,8 +209,8 @@ def patch(call: Call, region: str, name: str, body: Body) -> Operation:
                           + (" (use expandIpCidrRange)." if key == "ipCidrRange" else "."))
     if "secondaryIpRanges" in body:
         secondary = _secondary_ranges(body["secondaryIpRanges"])
-        check_overlap(call.session, net, [("resource.ipCidrRange", ipaddress.ip_network(current["ipCidrRange"]))] + [
-            (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.ip_network(r["ipCidrRange"]))
+        check_overlap(call.session, net, [("resource.ipCidrRange", ipaddress.IPv4Network(current["ipCidrRange"]))] + [
+            (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.IPv4Network(r["ipCidrRange"]))
             for i, r in enumerate(secondary)], except_uid=subnet.uid)
         if secondary:
             changed["secondaryIpRanges"] = secondary
@@ -228,7 +228,7 @@ def expand_ip_cidr_range(call: Call, region: str, name: str, body: Body) -> Oper
     """Grow the primary range to a shorter prefix that contains it; never shrink or move it."""
     net, subnet = _locked(call, region, name)
     current = store.body_of(subnet)
-    old = ipaddress.ip_network(current["ipCidrRange"])
+    old = ipaddress.IPv4Network(current["ipCidrRange"])
     value = body.get("ipCidrRange")
     new = vpc.cidr(value, "ipCidrRange")
     if not (new.prefixlen < old.prefixlen and old.subnet_of(new)):
@@ -238,7 +238,7 @@ def expand_ip_cidr_range(call: Call, region: str, name: str, body: Body) -> Oper
         raise Invalid("ipCidrRange", value, f"Auto-mode subnetworks can be expanded within {AUTO_MODE_RANGE} up to "
                                             f"/{AUTO_MODE_LARGEST_PREFIX}; switch the network to custom mode first.")
     check_overlap(call.session, net, [("ipCidrRange", new)], except_uid=subnet.uid)
-    secondary = [ipaddress.ip_network(r["ipCidrRange"]) for r in current.get("secondaryIpRanges", [])]
+    secondary = [ipaddress.IPv4Network(r["ipCidrRange"]) for r in current.get("secondaryIpRanges", [])]
     if any(new.overlaps(r) for r in secondary):
         raise Invalid("ipCidrRange", value, "Invalid IPCidrRange: the expanded range conflicts with a secondary "
                                             "range of the subnetwork.")
