@@ -24,8 +24,10 @@ import hashlib
 import ipaddress
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
+from typing import Any
 
 import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -201,9 +203,9 @@ def _set(items: list[str]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def _addresses(values: list) -> list[str] | None:
+def _addresses(values: list[Any]) -> list[str] | None:
     """Merged IPv4 ranges (nft refuses overlapping intervals); None when they cover everything."""
-    nets = []
+    nets: list[ipaddress.IPv4Network] = []
     for value in values:
         try:
             nets.append(ipaddress.IPv4Network(value, strict=False))
@@ -215,7 +217,7 @@ def _addresses(values: list) -> list[str] | None:
     return [str(n.network_address) if n.prefixlen == 32 else str(n) for n in merged]
 
 
-def _peer(direction: str, values: list) -> str | None:
+def _peer(direction: str, values: list[Any]) -> str | None:
     """``ip saddr|daddr {...} `` for the ranges; "" when they cover everything, None when none is IPv4."""
     nets = _addresses(values)
     if nets is None:
@@ -223,9 +225,9 @@ def _peer(direction: str, values: list) -> str | None:
     return f"ip {direction} {_set(nets)} " if nets else None
 
 
-def _spans(values: object, lowest: int = 0) -> list[tuple[int, int]] | None:
+def _spans(values: Iterable[object] | None, lowest: int = 0) -> list[tuple[int, int]] | None:
     """GCE port specs ("22", "8000-8080") merged into sorted spans; None when one is malformed."""
-    spans = []
+    spans: list[tuple[int, int]] = []
     for value in values or []:
         m = _PORTS.match(str(value))
         if not m:
@@ -247,7 +249,7 @@ def _span_text(lo: int, hi: int) -> str:
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
-def _ports(values: object) -> str | None:
+def _ports(values: Iterable[object] | None) -> str | None:
     """``tcp dport`` operand for GCE's port list; "" for every port, None when malformed."""
     spans = _spans(values)
     if spans is None:
@@ -276,9 +278,9 @@ def _l4(entry: Body) -> str | None:
     return None
 
 
-def _matching(nics: list[GuestNic], tags: list, accounts: list) -> list[str]:
-    tags, accounts = set(tags or []), set(accounts or [])
-    ips = {n.ip for n in nics if n.tags & tags or n.service_accounts & accounts}
+def _matching(nics: list[GuestNic], tags: Iterable[str] | None, accounts: Iterable[str] | None) -> list[str]:
+    tag_set, account_set = set(tags or []), set(accounts or [])
+    ips = {n.ip for n in nics if n.tags & tag_set or n.service_accounts & account_set}
     return sorted(ips, key=ipaddress.IPv4Address)
 
 
@@ -346,8 +348,9 @@ def _proxied(rule: Body) -> bool:
     """TCP rules with a few ports go through HAProxy (a listener per port, health checked); the rest
     (UDP and other protocols, wide port ranges) are DNAT spread over the backends by nftables."""
     spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports") or [], lowest=1)
-    return (str(rule.get("IPProtocol", "TCP")).upper() == "TCP" and bool(spans)
-            and sum(hi - lo + 1 for lo, hi in spans) <= MAX_PROXIED_PORTS)
+    if not spans:
+        return False
+    return str(rule.get("IPProtocol", "TCP")).upper() == "TCP" and sum(hi - lo + 1 for lo, hi in spans) <= MAX_PROXIED_PORTS
 
 
 def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
@@ -413,8 +416,8 @@ def haproxy_model(v: RouterView) -> tuple[list[Body], list[Body]]:
         if name is None or address is None or pool_name is None or not _proxied(rule):
             continue
         backend = f"tp-{pool_name}"
-        spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports"), lowest=1)
-        frontends.append({"name": f"fr-{name}", "binds": [f"{address}:{_span_text(lo, hi)}" for lo, hi in spans],
+        spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports"), lowest=1)  # _proxied: some
+        frontends.append({"name": f"fr-{name}", "binds": [f"{address}:{_span_text(lo, hi)}" for lo, hi in spans or []],
                           "backend": backend})
         if backend not in backends:
             affinity = (pool or {}).get("sessionAffinity", "NONE")
@@ -486,7 +489,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
         if desired != vms.checksums(vm.config_checksums):
             vm.config_version += 1
             vm.config_checksums = vms.dump(desired)
-        if vm.state != "Running" or res.host_id is None:
+        if res is None or vm.state != "Running" or res.host_id is None:  # res: never None with a vm
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
         changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
@@ -506,7 +509,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
         return []
     with ctx.write() as s:
         vm, res = vms.load(s, uid)
-        if vm is None or res.host_id != host_id:
+        if vm is None or res is None or res.host_id != host_id:
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
         held.update({path: desired[path] for path in changed})
