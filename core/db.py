@@ -13,13 +13,17 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
-from sqlalchemy.sql import Executable
+from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from core import usage
 from core.models import Base
@@ -40,7 +44,7 @@ def configure_engine(engine: Engine) -> Engine:
     engine.pool.dispose()  # connections made before the listeners would lack the pragmas
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+    def _pragmas(dbapi_conn: Any, _record: object) -> None:  # pragma: no cover - exercised by every test
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -50,14 +54,14 @@ def configure_engine(engine: Engine) -> Engine:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):
+    def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
     return engine
 
 
 def make_engine(url: str) -> Engine:
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
@@ -134,7 +138,7 @@ def _release(engine: Engine) -> None:
         _SQLITE_WRITE_LOCK.release()
 
 
-def _release_write_lock(session: Session, transaction) -> None:
+def _release_write_lock(session: Session, transaction: SessionTransaction | None) -> None:
     if transaction is not None and transaction.parent is not None:
         return  # a savepoint or subtransaction ended; the write transaction goes on
     engine = session.info.pop(_HOLDS_LOCK, None)
@@ -153,7 +157,7 @@ def begin_write(session: Session) -> None:
         session.rollback()
     bind = session.get_bind()
     if bind.dialect.name == "sqlite" and not session.info.get(_HOLDS_LOCK):
-        engine = bind.engine if hasattr(bind, "engine") else bind
+        engine = bind.engine  # an Engine's is itself
         _acquire(engine)
         session.info[_HOLDS_LOCK] = engine
         if not event.contains(session, "after_transaction_end", _release_write_lock):
@@ -165,7 +169,7 @@ def begin_write(session: Session) -> None:
         raise
 
 
-def flushed_connection(session: Session):
+def flushed_connection(session: Session) -> Connection:
     """The session's connection, for a Core statement inside its transaction, after flushing what
     the session holds unflushed (as the ORM's autoflush would before a query). Hot reads run here:
     the ORM's execution path costs more than the query."""
@@ -195,7 +199,8 @@ def insert_persistent(session: Session, obj: Base, *, skip_clash: bool = False) 
         if c is not pk and c.key not in given:
             if c.default is not None and not c.default.is_scalar:
                 raise TypeError(f"{table.name}.{c.key} has a computed default: set it before insert_persistent")
-            setattr(obj, c.key, c.default.arg if c.default is not None else None)
+            scalar = cast(ScalarElementColumnDefault | None, c.default)  # is_scalar, checked above
+            setattr(obj, c.key, scalar.arg if scalar is not None else None)
     values = {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
     conn = session.connection()
     key = conn.execute(_insert_returning(table, conn.dialect.name if skip_clash else None), values).scalar()
@@ -208,15 +213,16 @@ def insert_persistent(session: Session, obj: Base, *, skip_clash: bool = False) 
 
 
 @functools.cache
-def _insert_returning(table: Table, skipping_clashes_on: str | None):
+def _insert_returning(table: Table, skipping_clashes_on: str | None) -> ReturningInsert[Any]:
     stmt = insert_skipping_clashes(table, skipping_clashes_on) if skipping_clashes_on else insert(table)
     return stmt.returning(table.primary_key.columns[0])
 
 
-def insert_skipping_clashes(table: Table, dialect: str):
+def insert_skipping_clashes(table: Table, dialect: str) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect's spelling (both have it; Core has not)."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 @contextmanager
@@ -232,7 +238,7 @@ def writing(session: Session) -> Iterator[Session]:
 
 
 @contextmanager
-def write_session(factory: sessionmaker) -> Iterator[Session]:
+def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A new session in a write transaction (see :func:`writing`)."""
     with factory() as session, writing(session):
         yield session
@@ -252,7 +258,7 @@ class Prepared:
     the driver returns them.
     """
 
-    def __init__(self, stmt: Executable):
+    def __init__(self, stmt: ClauseElement):
         self.stmt = stmt
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
@@ -260,12 +266,12 @@ class Prepared:
         """The SQL text for the engine's dialect, and the parameter order when the driver's style is positional."""
         hit = self._compiled.get(engine.dialect.name)
         if hit is None:
-            compiled = self.stmt.compile(dialect=engine.dialect)
-            hit = (compiled.string, tuple(compiled.positiontup) if compiled.positional else None)
+            compiled = cast(SQLCompiler, self.stmt.compile(dialect=engine.dialect))  # a statement's compiler
+            hit = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
             self._compiled[engine.dialect.name] = hit
         return hit
 
-    def all(self, engine: Engine, params: dict) -> list[tuple]:
+    def all(self, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
         sql, order = self._sql(engine)
         args = tuple(params[name] for name in order) if order is not None else params
         conn = engine.raw_connection()
@@ -279,7 +285,7 @@ class Prepared:
         finally:
             conn.close()  # back to the pool, which rolls back (PostgreSQL) what this read began
 
-    def scalar(self, engine: Engine, params: dict) -> object:
+    def scalar(self, engine: Engine, params: dict[str, object]) -> object:
         """The first column of the first row, None when there is no row."""
         rows = self.all(engine, params)
         return rows[0][0] if rows else None

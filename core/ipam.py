@@ -7,6 +7,7 @@ import ipaddress
 
 from sqlalchemy import BigInteger, String, and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from core.db import flushed_connection, insert_skipping_clashes
 from core.errors import BadRequest
@@ -55,7 +56,7 @@ _COLUMNS = ["pool", "address", "owner_uid"]
 
 
 @functools.cache
-def _take_next(dialect: str):
+def _take_next(dialect: str) -> ReturningInsert[int]:
     """The address after the highest one of the pool (the first one of an empty pool), unless the
     highest is the range's last; returns the address, or no row (no room at the top, or a clash)."""
     nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).where(
@@ -65,7 +66,7 @@ def _take_next(dialect: str):
 
 
 @functools.cache
-def _take(dialect: str):
+def _take(dialect: str) -> ReturningInsert[int]:
     """One given address; no row if it is taken."""
     return insert_skipping_clashes(IpAllocation.__table__, dialect).values(
         pool=_POOL, address=bindparam("address", type_=BigInteger), owner_uid=_OWNER).returning(IpAllocation.address)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Self
 
 log = logging.getLogger("gstack.core")
 
@@ -23,7 +24,7 @@ class PeriodicRounds:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self):
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
@@ -43,5 +44,5 @@ class PeriodicRounds:
                 log.exception("%s round failed", self.thread_name)
             self._stop.wait(self.interval)
 
-    def run_once(self):
+    def run_once(self) -> object:
         raise NotImplementedError

@@ -25,12 +25,12 @@ _UP_POOLS = (select(StoragePool).where(StoragePool.zone_id == bindparam("zone_id
 
 def host_usage(session: Session, host_ids: list[int]) -> dict[int, tuple[int, int]]:
     rows = session.execute(_HOST_USAGE, {"ids": list(host_ids)})
-    return {hid: (int(c or 0), int(m or 0)) for hid, c, m in rows}
+    return {hid: (int(c or 0), int(m or 0)) for hid, c, m in rows if hid is not None}  # IN: never None
 
 
 def pool_usage(session: Session, pool_ids: list[int]) -> dict[int, int]:
     rows = session.execute(_POOL_USAGE, {"ids": list(pool_ids)})
-    return {pid: int(s or 0) for pid, s in rows}
+    return {pid: int(s or 0) for pid, s in rows if pid is not None}  # IN: never None
 
 
 class ZoneCapacity:
@@ -49,7 +49,7 @@ class ZoneCapacity:
 
     @property
     def _postgres(self) -> bool:
-        return self.session.bind.dialect.name == "postgresql"
+        return self.session.get_bind().dialect.name == "postgresql"
 
     def hosts(self) -> list[tuple[Host, Cluster]]:
         if self._hosts is None:
@@ -75,7 +75,7 @@ class ZoneCapacity:
         if prefer is not None:
             previous = self.session.get(Host, prefer)
             if previous is not None:
-                kind = self.session.get(Cluster, previous.cluster_id).hypervisor
+                kind = previous.cluster.hypervisor
                 candidates = sorted((hc for hc in candidates if hc[1].hypervisor == kind),
                                     key=lambda hc: hc[0].id != prefer)
         for host, _ in candidates:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TypedDict
 
 import orjson
 from sqlalchemy import bindparam, func, select
@@ -111,5 +112,13 @@ def check_global(session: Session, project: Project, metric: str, amount: float 
         raise QuotaExceeded(metric, lim[metric], None)
 
 
-def quota_list(usage: dict[str, float], lim: dict[str, float]) -> list[dict]:
+class Quota(TypedDict):
+    """One entry of a project's or region's ``quotas`` (GCE's Quota message)."""
+
+    metric: str
+    limit: float
+    usage: float
+
+
+def quota_list(usage: dict[str, float], lim: dict[str, float]) -> list[Quota]:
     return [{"metric": m, "limit": float(lim[m]), "usage": float(usage.get(m, 0.0))} for m in sorted(lim)]

@@ -76,7 +76,7 @@ def ensure_demo_credentials(session: Session, data_dir: str, token_uri: str) -> 
             select(ServiceAccountKey).where(ServiceAccountKey.key_id == key.get("private_key_id"),
                                             ServiceAccountKey.disabled.is_(False))) is not None
     if not valid:
-        project = session.scalar(select(Project).where(Project.name == DEMO_PROJECT))
+        project = session.scalars(select(Project).where(Project.name == DEMO_PROJECT)).one()
         os.makedirs(data_dir, exist_ok=True)
         write_key(path, identity.create_key(session, sa, project, token_uri))
     return path

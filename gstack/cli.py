@@ -12,6 +12,7 @@ import threading
 import click
 
 from core.db import write_session
+from core.periodic import PeriodicRounds
 from gstack.admin import admin, factory, settings
 from gstack.interpreter import settle
 
@@ -91,7 +92,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     drivers = default_registry(sessions, config.sim_latency, data_dir=config.data_dir)
     engine = JobEngine(sessions, drivers, workers=threads)
     engine.start()
-    threads_ = []
+    threads_: list[PeriodicRounds] = []
     if config.host_check_interval > 0:
         threads_.append(start_host_monitor(sessions, drivers, config.host_check_interval, kick=engine.kick))
     if config.systemvm_check_interval > 0:

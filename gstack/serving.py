@@ -13,8 +13,12 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+# What socketserver hands over for a connection: the socket (a datagram server's is a pair), the peer address.
+_Request = socket.socket | tuple[bytes, socket.socket]
 
 MAX_IDLE = 16  # threads kept waiting beyond this exit: a burst's threads do not stay forever
 
@@ -23,11 +27,11 @@ class PooledWSGIServer(ThreadedWSGIServer):
     def __init__(self, host: str, port: int, app) -> None:
         WSGIRequestHandler.protocol_version = "HTTP/1.1"  # responses without a length are chunked
         super().__init__(host, port, app)
-        self._connections: queue.SimpleQueue[tuple[socket.socket, object]] = queue.SimpleQueue()
+        self._connections: queue.SimpleQueue[tuple[_Request, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
 
-    def process_request(self, request: socket.socket, client_address) -> None:
+    def process_request(self, request: _Request, client_address: Any) -> None:
         """Hand the connection to an idle thread, or to a new one when every thread is busy."""
         with self._lock:
             start = self._idle == 0

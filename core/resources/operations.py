@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, select
@@ -44,7 +45,7 @@ def by_request_id(call: Call) -> Operation | None:
 
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
-          job: str | None = None, params: dict | None = None) -> Operation:
+          job: str | None = None, params: dict[str, Any] | None = None) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
@@ -76,9 +77,9 @@ def find(call: Call, scope: str, name: str) -> Operation:
     return op
 
 
-def to_json(op: Operation) -> dict:
+def to_json(op: Operation) -> dict[str, Any]:
     base = f"{CANONICAL_BASE}projects/{op.project}/{op.scope}/operations/"
-    out: dict = {
+    out: dict[str, Any] = {
         "kind": "compute#operation",
         "id": str(op.uid),
         "name": op.name,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, String, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, ColumnElement, Float, Integer, String, and_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.db import flushed_connection
 from core.models import Operation, Resource
@@ -15,7 +16,12 @@ class InvalidCursor(ValueError):
     """A page token whose key does not fit the list's sort columns (forged, or from another list)."""
 
 
-def _fits(column, value: object) -> bool:
+# The sort columns of a list, and a key along them (a page token's cursor, decoded from JSON).
+Columns = list[InstrumentedAttribute[Any]]
+Key = list[Any]
+
+
+def _fits(column: InstrumentedAttribute[Any], value: object) -> bool:
     kind = column.type
     if isinstance(kind, String):
         return isinstance(value, str) and "\x00" not in value
@@ -30,7 +36,7 @@ def _fits(column, value: object) -> bool:
     return False
 
 
-def _check_after(columns: list, after: list | None) -> None:
+def _check_after(columns: Columns, after: Key | None) -> None:
     """Refuse a cursor the database could not compare with the sort columns (it would fail there)."""
     if after is None:
         return
@@ -38,7 +44,7 @@ def _check_after(columns: list, after: list | None) -> None:
         raise InvalidCursor(after)
 
 
-def _keyset(columns: list, after: list | None, descending: list[bool]):
+def _keyset(columns: Columns, after: Key | None, descending: list[bool]) -> ColumnElement[bool] | None:
     """WHERE clause selecting rows strictly after ``after`` in the given mixed-direction order."""
     if after is None:
         return None
@@ -52,9 +58,10 @@ def _keyset(columns: list, after: list | None, descending: list[bool]):
 
 
 def resource_rows(session: Session, project: str, collection: str, scopes: list[str], order: str,
-                  after: list | None, limit: int) -> list[tuple[list, str]]:
+                  after: Key | None, limit: int) -> list[tuple[Key, str]]:
     """(sort key, body) of resources in ``scopes``; the key starts with the scope when several are listed."""
     multi = len(scopes) > 1
+    cols: Columns
     if order == "name":
         cols, desc = [Resource.name], [False]
     else:
@@ -71,9 +78,10 @@ def resource_rows(session: Session, project: str, collection: str, scopes: list[
     return [(list(row[:-1]), row[-1]) for row in flushed_connection(session).execute(q)]
 
 
-def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: list | None,
-                   limit: int) -> list[tuple[list, Operation]]:
+def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,
+                   limit: int) -> list[tuple[Key, Operation]]:
     multi = len(scopes) > 1
+    cols: Columns
     if order == "name":
         cols, desc = [Operation.name], [False]
     else:
@@ -86,7 +94,7 @@ def operation_rows(session: Session, project: str, scopes: list[str], order: str
     if cond is not None:
         q = q.where(cond)
     q = q.order_by(*[c.desc() if d else c for c, d in zip(cols, desc, strict=True)]).limit(limit)
-    out = []
+    out: list[tuple[Key, Operation]] = []
     for op in session.scalars(q):
         key = [getattr(op, c.key) for c in cols]
         out.append((key, op))

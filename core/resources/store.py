@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import bindparam, select
@@ -16,6 +17,10 @@ from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
 from core.models import Resource
 
+# A resource's canonical GCE JSON as stored and returned: its shape is the API's, checked by the
+# validators of each use case, not by the type system.
+Body = dict[str, Any]
+
 _NAME = re.compile(NAME_REGEX + r"\Z")
 _ID = re.compile(r"[1-9][0-9]{0,19}\Z")
 
@@ -26,11 +31,12 @@ def validate_name(name: object, field: str = "resource.name") -> str:
     return name
 
 
-def body_of(res: Resource) -> dict:
-    return orjson.loads(res.body)
+def body_of(res: Resource) -> Body:
+    body: Body = orjson.loads(res.body)
+    return body
 
 
-def save(res: Resource, body: dict) -> None:
+def save(res: Resource, body: Body) -> None:
     res.body = orjson.dumps(body).decode()
 
 
@@ -64,11 +70,11 @@ _BODY_BY_NAME = Prepared(select(Resource.body).where(*_IN_SCOPE, Resource.name =
 def find_body(session: Session, project: str, collection: str, scope: str, name: str) -> str:
     """The stored body only (the GET path): one prepared statement outside the ORM; it reads what is
     committed, so it is for read-only requests."""
-    body = _BODY_BY_NAME.scalar(session.get_bind(), {"project": project, "collection": collection, "scope": scope,
+    body = _BODY_BY_NAME.scalar(session.get_bind().engine, {"project": project, "collection": collection, "scope": scope,
                                                      "name": name})
     if body is None:
         return find(session, project, collection, scope, name).body  # by numeric id, or NotFound
-    return body
+    return cast(str, body)  # the Text column
 
 
 def find_optional(session: Session, project: str, collection: str, scope: str, name: str) -> Resource | None:
@@ -85,8 +91,8 @@ def exists(session: Session, project: str, collection: str, scope: str, name: st
 
 
 def new_resource(session: Session, *, project: str, collection: str, scope: str, name: str, kind: str,
-                 body: dict, status: str = "", region: str | None = None, uid: int | None = None,
-                 finish: Callable[[dict], None] | None = None, **columns) -> Resource:
+                 body: Body, status: str = "", region: str | None = None, uid: int | None = None,
+                 finish: Callable[[Body], None] | None = None, **columns: Any) -> Resource:
     """Insert a resource with its output-only fields filled in; AlreadyExists on a name clash
     (the unique constraint decides, so concurrent inserts cannot both win).
 
@@ -95,7 +101,7 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     """
     now = time.time()
     uid = uid or new_uid()
-    full = {"kind": kind, "id": str(uid), "creationTimestamp": rfc3339(now), "name": name}
+    full: Body = {"kind": kind, "id": str(uid), "creationTimestamp": rfc3339(now), "name": name}
     full.update(body)
     full["selfLink"] = url_of(project, scope, collection, name)
     if status:
@@ -110,7 +116,7 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     return res
 
 
-def set_status(res: Resource, status: str, **fields) -> dict:
+def set_status(res: Resource, status: str, **fields: Any) -> Body:
     body = body_of(res)
     body["status"] = status
     body.update(fields)

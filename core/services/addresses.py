@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import InvalidRequestError
@@ -22,6 +23,7 @@ from core.links import parse_ref, path_of, scope_url
 from core.models import IpAllocation, Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
@@ -63,7 +65,7 @@ def _still_uses(session: Session, user_url: str, ip: str) -> bool:
     """Whether a listed user still holds the address (an instance or rule deleted meanwhile does not)."""
     ref = parse_ref(user_url, project="")
     row = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
-    if row is None:
+    if ref is None or row is None:
         return False
     body = store.body_of(row)
     if ref.collection == "instances":
@@ -157,7 +159,8 @@ def release_instance(session: Session, instance: Resource) -> None:
     for nic in store.body_of(instance).get("networkInterfaces", []):
         for ac in nic.get("accessConfigs", []):
             if ac.get("natIP"):
-                release_for_instance(session, instance.region, ac["natIP"], url)
+                # An instance's row always holds its zone's region.
+                release_for_instance(session, cast(str, instance.region), ac["natIP"], url)
         ref = parse_ref(nic.get("subnetwork", ""), project=instance.project)
         subnet = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
         addr = static_at(session, subnet_pool(subnet), nic["networkIP"]) if subnet and nic.get("networkIP") else None
@@ -171,14 +174,15 @@ def user_networks(session: Session, users: list[str]) -> set[str]:
     for user in users:
         ref = parse_ref(user, project="")
         row = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
-        if row is None:
+        if ref is None or row is None:
             continue
         body = store.body_of(row)
         if ref.collection == "instances":
             out |= {n["network"] for n in body.get("networkInterfaces", []) if n.get("accessConfigs")}
         elif ref.collection == "forwardingRules":
             target = parse_ref(body["target"], project="")
-            pool = store.find_optional(session, target.project, target.collection, target.scope, target.name)
+            pool = store.find_optional(session, target.project, target.collection, target.scope, target.name) \
+                if target else None
             out |= instance_networks(session, store.body_of(pool).get("instances", [])) if pool else set()
     return out
 
@@ -235,7 +239,7 @@ def _take_or_promote(call: Call, addr: Resource, pool: str, ip: str, users: tupl
     return True
 
 
-def _internal_ip(call: Call, addr: Resource, scope: str, body: dict) -> tuple[str, Resource]:
+def _internal_ip(call: Call, addr: Resource, scope: str, body: Body) -> tuple[str, Resource]:
     if scope == "global":
         raise Invalid("resource.addressType", "INTERNAL", "Global INTERNAL addresses are not supported.")
     ref = vpc.reference(call, body.get("subnetwork"), "resource.subnetwork", "subnetworks", scope)
@@ -254,7 +258,7 @@ def _internal_ip(call: Call, addr: Resource, scope: str, body: dict) -> tuple[st
     return ip, subnet
 
 
-def insert(call: Call, scope: str, body: dict) -> Operation:
+def insert(call: Call, scope: str, body: Body) -> Operation:
     """addresses.insert (``scope`` ``regions/R``) and globalAddresses.insert (``global``)."""
     if body.get("name") in (None, ""):
         raise Required("resource.name")
@@ -279,7 +283,7 @@ def insert(call: Call, scope: str, body: dict) -> Operation:
     region = None if scope == "global" else scope.split("/", 1)[1]
     if kind == "EXTERNAL" and region:
         quotas.check_region(call.session, project, region, {"STATIC_ADDRESSES": 1})
-    fields: dict = {"description": body["description"]} if body.get("description") else {}
+    fields: Body = {"description": body["description"]} if body.get("description") else {}
     fields.update({"address": "", "addressType": kind, "networkTier": tier, "ipVersion": "IPV4"})
     if region:
         fields["region"] = scope_url(call.project, scope)
@@ -311,7 +315,7 @@ def delete(call: Call, scope: str, name: str) -> Operation:
     return op
 
 
-def set_address_labels(call: Call, scope: str, name: str, body: dict) -> Operation:
+def set_address_labels(call: Call, scope: str, name: str, body: Body) -> Operation:
     addr = projects.find_for_update(call.session, call.project, "addresses", scope, name)
     stored = store.body_of(addr)
     set_labels(stored, body)

@@ -14,6 +14,7 @@ from core.links import path_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import validate_tags
 
@@ -28,7 +29,7 @@ WRITABLE = ("description", "network", "priority", "direction", "allowed", "denie
             "disabled", "logConfig")
 
 
-def _rules(value: object, field: str) -> list[dict]:
+def _rules(value: object, field: str) -> list[Body]:
     if not isinstance(value, list) or not value:
         raise Invalid(field, value, "Must be a non-empty list of rules.")
     out = []
@@ -43,7 +44,7 @@ def _rules(value: object, field: str) -> list[dict]:
         if proto not in PROTOCOLS and not (proto.isdigit() and 0 <= int(proto) <= 255):
             raise Invalid(f"{item}.IPProtocol", rule.get("IPProtocol"), "Must be one of tcp, udp, icmp, esp, ah, ipip, "
                           "sctp, all, or an IP protocol number between 0 and 255.")
-        entry: dict = {"IPProtocol": proto}
+        entry: Body = {"IPProtocol": proto}
         ports = rule.get("ports")
         if ports:
             if proto not in PORT_PROTOCOLS:
@@ -56,7 +57,7 @@ def _rules(value: object, field: str) -> list[dict]:
 def _port_range(value: object, field: str) -> str:
     m = _PORT.match(value) if isinstance(value, str) else None
     low, high = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (-1, -1)
-    if m is None or not 0 <= low <= high <= 65535:
+    if m is None or not isinstance(value, str) or not 0 <= low <= high <= 65535:
         raise Invalid(field, value, "Must be a port number or a range of port numbers (e.g. 80 or 8000-8080) "
                                     "between 0 and 65535.")
     return value
@@ -84,10 +85,10 @@ def _accounts(value: object, field: str) -> list[str]:
     return list(value)
 
 
-def _validated(call: Call, given: dict) -> tuple[Resource, dict]:
+def _validated(call: Call, given: Body) -> tuple[Resource, Body]:
     """(network, the rule's writable fields) from a full request body, defaults filled in as GCE does."""
     net = vpc.network(call, given.get("network") or "global/networks/default", lock=True)
-    out: dict = {}
+    out: Body = {}
     if given.get("description"):
         out["description"] = given["description"]
     out["network"] = vpc.network_url(net)
@@ -134,7 +135,7 @@ def _validated(call: Call, given: dict) -> tuple[Resource, dict]:
     return net, out
 
 
-def _check_combinations(rule: dict) -> None:
+def _check_combinations(rule: Body) -> None:
     if rule["direction"] == "EGRESS":
         for key in ("sourceTags", "sourceServiceAccounts"):
             if rule.get(key):
@@ -147,7 +148,7 @@ def _check_combinations(rule: dict) -> None:
                                                     "either network tags or service accounts.")
 
 
-def insert(call: Call, body: dict) -> Operation:
+def insert(call: Call, body: Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -162,7 +163,7 @@ def insert(call: Call, body: dict) -> Operation:
     return operations.begin(call, scope="global", op_type="insert", target_path=vpc.path(res), target_id=res.uid)
 
 
-def _replace(call: Call, name: str, body: dict, op_type: str, merge: bool) -> Operation:
+def _replace(call: Call, name: str, body: Body, op_type: str, merge: bool) -> Operation:
     res = projects.find_for_update(call.session, call.project, "firewalls", "global", name)
     current = store.body_of(res)
     if body.get("name") not in (None, res.name):
@@ -190,12 +191,12 @@ def _replace(call: Call, name: str, body: dict, op_type: str, merge: bool) -> Op
     return operations.begin(call, scope="global", op_type=op_type, target_path=vpc.path(res), target_id=res.uid)
 
 
-def patch(call: Call, name: str, body: dict) -> Operation:
+def patch(call: Call, name: str, body: Body) -> Operation:
     """JSON merge patch: the given fields change, the others stay."""
     return _replace(call, name, body, "patch", merge=True)
 
 
-def update(call: Call, name: str, body: dict) -> Operation:
+def update(call: Call, name: str, body: Body) -> Operation:
     """PUT: the rule becomes the body (omitted fields take their defaults); name and network stay."""
     return _replace(call, name, body, "update", merge=False)
 
@@ -209,13 +210,13 @@ def delete(call: Call, name: str) -> Operation:
     return op
 
 
-def of_network(session: Session, project: str, net_url: str) -> list[dict]:
+def of_network(session: Session, project: str, net_url: str) -> list[Body]:
     """The network's rules, in evaluation order (priority, then name)."""
     rules = [store.body_of(r) for r in vpc.referring(session, project, "network", net_url, ["firewalls"])]
     return sorted(rules, key=lambda r: (r.get("priority", 1000), r["name"]))
 
 
-def applies_to(rule: dict, tags: set[str], accounts: set[str]) -> bool:
+def applies_to(rule: Body, tags: set[str], accounts: set[str]) -> bool:
     """Whether an enabled rule targets an instance with these network tags and service accounts."""
     if rule.get("disabled"):
         return False
@@ -226,7 +227,7 @@ def applies_to(rule: dict, tags: set[str], accounts: set[str]) -> bool:
     return True
 
 
-def for_instance(call: Call, zone: str, name: str, nic_name: str | None) -> dict:
+def for_instance(call: Call, zone: str, name: str, nic_name: str | None) -> Body:
     """instances.getEffectiveFirewalls: the rules of the interface's network that target the instance."""
     if not nic_name:
         raise Required("networkInterface")

@@ -17,6 +17,7 @@ from core.links import parse_ref, path_of, scope_url
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import addresses, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
@@ -32,7 +33,7 @@ _TIMING = ("checkIntervalSec", "timeoutSec", "healthyThreshold", "unhealthyThres
 _KINDS = {LEGACY: "compute#httpHealthCheck", "healthChecks": "compute#healthCheck"}
 
 
-def _new_name(call: Call, collection: str, scope: str, body: dict) -> str:
+def _new_name(call: Call, collection: str, scope: str, body: Body) -> str:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -67,7 +68,7 @@ def _port_range(value: object, field: str) -> tuple[int, int]:
     return low, high
 
 
-def _ports(body: dict, protocol: str) -> dict:
+def _ports(body: Body, protocol: str) -> Body:
     given = [k for k in ("portRange", "ports", "allPorts") if body.get(k)]
     if len(given) > 1:
         raise Invalid(f"resource.{given[1]}", body[given[1]], "Only one of portRange, ports and allPorts may be given.")
@@ -90,14 +91,14 @@ def _ports(body: dict, protocol: str) -> dict:
     return {"portRange": "1-65535"}
 
 
-def _port_set(rule: dict) -> set[int] | range:
+def _port_set(rule: Body) -> set[int] | range:
     if rule.get("ports"):
         return {int(p) for p in rule["ports"]}
     low, high = (int(x) for x in rule.get("portRange", "1-65535").split("-"))
     return range(low, high + 1)
 
 
-def _conflicts(a: dict, b: dict) -> bool:
+def _conflicts(a: Body, b: Body) -> bool:
     """Two rules on one IP conflict when they take the same protocol on a common port."""
     if a["IPProtocol"] != b["IPProtocol"]:
         return False
@@ -116,12 +117,12 @@ def _target(call: Call, value: object, scope: str, field: str = "resource.target
     return projects.find_for_update(call.session, ref.project, "targetPools", ref.scope, ref.name)
 
 
-def _save_rule(res: Resource, body: dict) -> None:
+def _save_rule(res: Resource, body: Body) -> None:
     body["fingerprint"] = fingerprint(["forwardingRule", {k: v for k, v in body.items() if k != "fingerprint"}])
     store.save(res, body)
 
 
-def _take_ip(call: Call, rule: Resource, rule_body: dict, requested: object) -> str:
+def _take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> str:
     """The rule's IP: an ephemeral one, a static address (by URL or by IP), or a free IP asked for."""
     pool = addresses.external_pool(rule.scope)
     url = vpc.url(rule)
@@ -146,18 +147,19 @@ def _take_ip(call: Call, rule: Resource, rule_body: dict, requested: object) -> 
         if addr.subtype != "EXTERNAL":
             raise Invalid("resource.IPAddress", requested, "The address must be an EXTERNAL address.")
         addresses.attach(call.session, addr, url, shareable)
-        return store.body_of(addr)["address"]
+        address: str = store.body_of(addr)["address"]
+        return address
     ip = vpc.external_address(requested, "resource.IPAddress")
-    addr = addresses.static_at(call.session, pool, ip)
-    if addr is not None and addr.project == call.project:
-        addresses.attach(call.session, addr, url, shareable)
+    static = addresses.static_at(call.session, pool, ip)
+    if static is not None and static.project == call.project:
+        addresses.attach(call.session, static, url, shareable)
         return ip
-    if addr is not None or not ipam.reserve(call.session, pool, ip, rule.uid):
+    if static is not None or not ipam.reserve(call.session, pool, ip, rule.uid):
         raise Invalid("resource.IPAddress", ip, "Specified IP address is in-use and would result in a conflict.")
     return ip
 
 
-def insert_forwarding_rule(call: Call, region: str, body: dict) -> Operation:
+def insert_forwarding_rule(call: Call, region: str, body: Body) -> Operation:
     scope = vpc.region_scope(call.session, call.project, region)
     name = _new_name(call, "forwardingRules", scope, body)
     scheme = body.get("loadBalancingScheme") or "EXTERNAL"
@@ -177,7 +179,7 @@ def insert_forwarding_rule(call: Call, region: str, body: dict) -> Operation:
     labels = validate_labels(body.get("labels"))
     project = projects.get(call.session, call.project, lock=True)
     quotas.check_region(call.session, project, region, {"IN_USE_ADDRESSES": 1})
-    fields: dict = {"description": body["description"]} if body.get("description") else {}
+    fields: Body = {"description": body["description"]} if body.get("description") else {}
     fields.update({"region": scope_url(call.project, scope), "IPAddress": "", "IPProtocol": protocol,
                    **_ports(body, protocol), "target": vpc.url(target), "loadBalancingScheme": "EXTERNAL",
                    "networkTier": tier, "ipVersion": "IPV4", "labels": labels,
@@ -209,7 +211,7 @@ def delete_forwarding_rule(call: Call, region: str, name: str) -> Operation:
     return op
 
 
-def set_forwarding_rule_target(call: Call, region: str, name: str, body: dict) -> Operation:
+def set_forwarding_rule_target(call: Call, region: str, name: str, body: Body) -> Operation:
     rule = _find_rule(call, region, name)
     stored = store.body_of(rule)
     target = _target(call, body.get("target"), rule.scope, "target")
@@ -220,7 +222,7 @@ def set_forwarding_rule_target(call: Call, region: str, name: str, body: dict) -
     return _op(call, rule, "setTarget")
 
 
-def set_forwarding_rule_labels(call: Call, region: str, name: str, body: dict) -> Operation:
+def set_forwarding_rule_labels(call: Call, region: str, name: str, body: Body) -> Operation:
     rule = _find_rule(call, region, name)
     stored = store.body_of(rule)
     set_labels(stored, body)
@@ -270,7 +272,7 @@ def _health_check_refs(call: Call, items: object, field: str, key: str | None) -
     return out[:1]
 
 
-def insert_target_pool(call: Call, region: str, body: dict) -> Operation:
+def insert_target_pool(call: Call, region: str, body: Body) -> Operation:
     scope = vpc.region_scope(call.session, call.project, region)
     name = _new_name(call, "targetPools", scope, body)
     instances = _instance_refs(call, body.get("instances"), region, "resource.instances", None)
@@ -278,7 +280,7 @@ def insert_target_pool(call: Call, region: str, body: dict) -> Operation:
     affinity = body.get("sessionAffinity") or "NONE"
     if affinity not in AFFINITIES:
         raise Invalid("resource.sessionAffinity", affinity, f"Must be one of {', '.join(AFFINITIES)}.")
-    fields: dict = {"description": body["description"]} if body.get("description") else {}
+    fields: Body = {"description": body["description"]} if body.get("description") else {}
     fields["region"] = scope_url(call.project, scope)
     if checks:
         fields["healthChecks"] = checks
@@ -319,7 +321,7 @@ def _served(call: Call, pool: Resource) -> bool:
     return bool(vpc.referring(call.session, call.project, "target", vpc.url(pool), ["forwardingRules"]))
 
 
-def change_instances(call: Call, region: str, name: str, body: dict, add: bool) -> Operation:
+def change_instances(call: Call, region: str, name: str, body: Body, add: bool) -> Operation:
     """targetPools.addInstance / removeInstance."""
     pool = _find_pool(call, region, name)
     stored = store.body_of(pool)
@@ -345,7 +347,7 @@ def change_instances(call: Call, region: str, name: str, body: dict, add: bool) 
     return _op(call, pool, "addInstance" if add else "removeInstance")
 
 
-def change_health_checks(call: Call, region: str, name: str, body: dict, add: bool) -> Operation:
+def change_health_checks(call: Call, region: str, name: str, body: Body, add: bool) -> Operation:
     """targetPools.addHealthCheck / removeHealthCheck (a pool has at most one)."""
     pool = _find_pool(call, region, name)
     stored = store.body_of(pool)
@@ -366,14 +368,14 @@ def change_health_checks(call: Call, region: str, name: str, body: dict, add: bo
     return _op(call, pool, "addHealthCheck" if add else "removeHealthCheck")
 
 
-def get_health(call: Call, region: str, name: str, body: dict) -> dict:
+def get_health(call: Call, region: str, name: str, body: Body) -> Body:
     """The simulator's health: a member is HEALTHY while it is RUNNING."""
     scope = vpc.region_scope(call.session, call.project, region)
     pool = store.find(call.session, call.project, "targetPools", scope, name)
-    url = vpc.reference(call, body.get("instance"), "resource.instance", "instances").url
+    ref = vpc.reference(call, body.get("instance"), "resource.instance", "instances")
+    url = ref.url
     if url not in store.body_of(pool).get("instances", []):
         raise Invalid("resource.instance", body.get("instance"), "The instance is not a member of the target pool.")
-    ref = parse_ref(url, project="")
     row = store.find_optional(call.session, ref.project, "instances", ref.scope, ref.name)
     state = "HEALTHY" if row is not None and row.status == "RUNNING" else "UNHEALTHY"
     rules = vpc.referring(call.session, call.project, "target", vpc.url(pool), ["forwardingRules"])
@@ -385,7 +387,7 @@ def get_health(call: Call, region: str, name: str, body: dict) -> dict:
 # -- health checks -----------------------------------------------------------------------------------
 
 
-def _timing(body: dict) -> dict:
+def _timing(body: Body) -> Body:
     out = {"checkIntervalSec": vpc.integer(body.get("checkIntervalSec"), "resource.checkIntervalSec", 1, 300, 5),
            "timeoutSec": vpc.integer(body.get("timeoutSec"), "resource.timeoutSec", 1, 300, 5),
            "unhealthyThreshold": vpc.integer(body.get("unhealthyThreshold"), "resource.unhealthyThreshold", 1, 10, 2),
@@ -403,13 +405,13 @@ def _request_path(value: object, field: str) -> str:
     return path
 
 
-def _legacy_fields(body: dict) -> dict:
+def _legacy_fields(body: Body) -> Body:
     out = {"host": body.get("host") or "", "port": vpc.integer(body.get("port"), "resource.port", 1, 65535, 80),
            "requestPath": _request_path(body.get("requestPath"), "resource.requestPath")}
     return {**out, **_timing(body)}
 
 
-def _typed_fields(body: dict) -> dict:
+def _typed_fields(body: Body) -> Body:
     kind = body.get("type")
     if kind not in CHECK_TYPES:
         raise Invalid("resource.type", kind, f"Must be one of {', '.join(CHECK_TYPES)}.")
@@ -436,14 +438,14 @@ def _typed_fields(body: dict) -> dict:
     return {"type": kind, key: sub, **_timing(body)}
 
 
-def _check_fields(collection: str, body: dict) -> dict:
+def _check_fields(collection: str, body: Body) -> Body:
     fields = _legacy_fields(body) if collection == LEGACY else _typed_fields(body)
     if body.get("description"):
         fields = {"description": body["description"], **fields}
     return fields
 
 
-def insert_health_check(call: Call, collection: str, body: dict) -> Operation:
+def insert_health_check(call: Call, collection: str, body: Body) -> Operation:
     name = _new_name(call, collection, "global", body)
     res = store.new_resource(call.session, project=call.project, collection=collection, scope="global", name=name,
                              kind=_KINDS[collection], body=_check_fields(collection, body))
@@ -455,7 +457,7 @@ def _writable(collection: str) -> set[str]:
     return base | ({"host", "port", "requestPath"} if collection == LEGACY else {"type", *CHECK_TYPES.values()})
 
 
-def replace_health_check(call: Call, collection: str, name: str, body: dict, merge: bool) -> Operation:
+def replace_health_check(call: Call, collection: str, name: str, body: Body, merge: bool) -> Operation:
     """patch (JSON merge patch) and update (the body replaces the check; omitted fields take defaults)."""
     res = projects.find_for_update(call.session, call.project, collection, "global", name)
     if body.get("name") not in (None, res.name):

@@ -6,6 +6,7 @@ import re
 
 from core.errors import ConditionNotMet, Invalid
 from core.ids import fingerprint, fingerprint_matches
+from core.resources.store import Body
 
 _KEY = re.compile(r"[a-zA-Z0-9_-]{1,128}\Z")
 _LABEL_KEY = re.compile(r"^[\w-]{1,63}\Z")
@@ -18,7 +19,7 @@ METADATA_MISMATCH = "Supplied fingerprint does not match current metadata finger
 INVALID_FINGERPRINT = "Invalid fingerprint."
 
 
-def validate_items(items: object, field: str = "resource.items") -> list[dict]:
+def validate_items(items: object, field: str = "resource.items") -> list[Body]:
     if items is None:
         return []
     if not isinstance(items, list):
@@ -47,8 +48,8 @@ def validate_items(items: object, field: str = "resource.items") -> list[dict]:
     return out
 
 
-def metadata_block(items: list[dict]) -> dict:
-    block = {"kind": "compute#metadata", "fingerprint": fingerprint(["metadata", items])}
+def metadata_block(items: list[Body]) -> Body:
+    block: Body = {"kind": "compute#metadata", "fingerprint": fingerprint(["metadata", items])}
     if items:
         block["items"] = items
     return block
@@ -98,14 +99,14 @@ def validate_tags(items: object, field: str = "resource.tags.items") -> list[str
     return sorted(set(items))
 
 
-def tags_block(items: list[str]) -> dict:
-    block: dict = {"fingerprint": fingerprint(["tags", items])}
+def tags_block(items: list[str]) -> Body:
+    block: Body = {"fingerprint": fingerprint(["tags", items])}
     if items:
         block["items"] = items
     return block
 
 
-def set_labels(body: dict, request: dict) -> None:
+def set_labels(body: Body, request: Body) -> None:
     """The setLabels use case on any labelled resource body: fingerprint check, full replacement."""
     check_fingerprint(request.get("labelFingerprint"), body.get("labelFingerprint", label_fingerprint({})),
                       allow_missing=not body.get("labels"))

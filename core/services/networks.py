@@ -15,6 +15,7 @@ from core.links import path_of, url_of
 from core.models import Operation, Region, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import firewalls, projects, routes, subnetworks, vpc
 
 AUTO_MODE_RANGE = str(subnetworks.AUTO_MODE_RANGE)
@@ -54,7 +55,7 @@ def _auto_range(region: str, taken: set[str]) -> str:
     raise RuntimeError("auto-mode range exhausted")
 
 
-def _settings(body: dict, current: dict | None = None) -> dict:
+def _settings(body: Body, current: Body | None = None) -> Body:
     """The writable settings of a network, validated, defaults filled in."""
     current = current or {}
     routing = body.get("routingConfig", current.get("routingConfig")) or {}
@@ -77,7 +78,7 @@ def _settings(body: dict, current: dict | None = None) -> dict:
     return out
 
 
-def _create(session: Session, project: str, name: str, auto: bool, settings: dict) -> Resource:
+def _create(session: Session, project: str, name: str, auto: bool, settings: Body) -> Resource:
     """The network row, its default route and, in auto mode, a subnetwork (and route) per region."""
     net = store.new_resource(session, project=project, collection="networks", scope="global", name=name,
                              kind="compute#network", body={"autoCreateSubnetworks": auto, **settings})
@@ -108,7 +109,7 @@ def create_default_network(session: Session, project: str) -> None:
                                "logConfig": {"enable": False}, "disabled": False})
 
 
-def insert(call: Call, body: dict) -> Operation:
+def insert(call: Call, body: Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -161,7 +162,7 @@ def delete(call: Call, name: str) -> Operation:
     return op
 
 
-def patch(call: Call, name: str, body: dict) -> Operation:
+def patch(call: Call, name: str, body: Body) -> Operation:
     """JSON merge patch of the network's settings (description, routingConfig, mtu ...)."""
     net = projects.find_for_update(call.session, call.project, "networks", "global", name)
     current = store.body_of(net)
@@ -192,6 +193,6 @@ def switch_to_custom_mode(call: Call, name: str) -> Operation:
                             target_id=net.uid)
 
 
-def effective_firewalls(call: Call, name: str) -> dict:
+def effective_firewalls(call: Call, name: str) -> Body:
     net = store.find(call.session, call.project, "networks", "global", name)
     return {"firewalls": firewalls.of_network(call.session, call.project, vpc.network_url(net))}

@@ -13,6 +13,7 @@ from core.models import Operation, Project, Resource
 from core.quotas import global_usage, limits, quota_list
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services.metadata import METADATA_MISMATCH, check_fingerprint, metadata_block, validate_items
 
 _PROJECT = select(Project).where(Project.name == bindparam("name"))
@@ -49,7 +50,7 @@ def default_service_account(p: Project) -> str:
     return f"{p.number}-compute@developer.gserviceaccount.com"
 
 
-def to_json(session: Session, p: Project) -> dict:
+def to_json(session: Session, p: Project) -> Body:
     items = orjson.loads(p.common_metadata)
     return {
         "kind": "compute#project", "id": str(p.number), "creationTimestamp": rfc3339(p.created),
@@ -61,7 +62,7 @@ def to_json(session: Session, p: Project) -> dict:
     }
 
 
-def set_common_instance_metadata(call: Call, body: dict) -> Operation:
+def set_common_instance_metadata(call: Call, body: Body) -> Operation:
     p = get(call.session, call.project, lock=True)
     existing = orjson.loads(p.common_metadata)
     current = metadata_block(existing)["fingerprint"]

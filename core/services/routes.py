@@ -18,6 +18,7 @@ from core.links import path_of, url_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import validate_tags
 
@@ -26,7 +27,7 @@ _UNSUPPORTED_HOPS = ("nextHopVpnTunnel", "nextHopIlb", "nextHopNetwork", "nextHo
                      "nextHopInterconnectAttachment")
 
 
-def _system_route(session: Session, project: str, subtype: str, body: dict) -> Resource:
+def _system_route(session: Session, project: str, subtype: str, body: Body) -> Resource:
     return store.new_resource(session, project=project, collection="routes", scope="global",
                               name=f"default-route-{secrets.token_hex(8)}", kind="compute#route", subtype=subtype,
                               body=body)
@@ -70,7 +71,7 @@ def system_routes(session: Session, project: str, net_url: str) -> list[Resource
 # -- use cases ---------------------------------------------------------------------------------------
 
 
-def _next_hop(call: Call, body: dict, net: Resource, subnets: list[dict]) -> dict:
+def _next_hop(call: Call, body: Body, net: Resource, subnets: list[Body]) -> Body:
     given = [k for k in ("nextHopGateway", "nextHopInstance", "nextHopIp", *_UNSUPPORTED_HOPS) if body.get(k)]
     if len(given) != 1:
         raise Invalid("resource", "", message="Invalid value for field 'resource': ''. Exactly one of "
@@ -97,12 +98,12 @@ def _next_hop(call: Call, body: dict, net: Resource, subnets: list[dict]) -> dic
         ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
     except ValueError:
         ip = None
-    if ip is None or not any(ip in ipaddress.ip_network(s["ipCidrRange"]) for s in subnets):
+    if ip is None or not any(ip in ipaddress.IPv4Network(s["ipCidrRange"]) for s in subnets):
         raise Invalid(field, value, f"The next hop must be an IPv4 address in a subnetwork of network '{net.name}'.")
     return {hop: str(ip)}
 
 
-def insert(call: Call, body: dict) -> Operation:
+def insert(call: Call, body: Body) -> Operation:
     name = store.validate_name(body.get("name"))
     project = projects.get(call.session, call.project, lock=True)
     net = vpc.network(call, body.get("network"), lock=True)
@@ -116,7 +117,7 @@ def insert(call: Call, body: dict) -> Operation:
         raise Invalid("resource.destRange", dest_value, "Must be an IPv4 CIDR range with its host bits set to zero.")
     subnets = [store.body_of(s) for s in vpc.referring(call.session, call.project, "network", net_url, ["subnetworks"])]
     for s in subnets:
-        if dest.subnet_of(ipaddress.ip_network(s["ipCidrRange"])):
+        if dest.subnet_of(ipaddress.IPv4Network(s["ipCidrRange"])):
             raise Invalid("resource.destRange", dest_value, f"The destination range is covered by the subnetwork route "
                                                             f"of '{vpc.relative(s['selfLink'])}' ({s['ipCidrRange']}).")
     if store.find_optional(call.session, call.project, "routes", "global", name):

@@ -14,17 +14,18 @@ from core.links import path_of, scope_url, url_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, routes, vpc
 from core.services.metadata import check_fingerprint
 
-AUTO_MODE_RANGE = ipaddress.ip_network("10.128.0.0/9")
+AUTO_MODE_RANGE = ipaddress.IPv4Network("10.128.0.0/9")
 AUTO_MODE_LARGEST_PREFIX = 16
 # Fields patch may change; any other writable field given must equal the current value.
 PATCHABLE = frozenset({"description", "privateIpGoogleAccess", "secondaryIpRanges", "logConfig", "enableFlowLogs",
                        "privateIpv6GoogleAccess"})
 
 
-def save(res: Resource, body: dict) -> None:
+def save(res: Resource, body: Body) -> None:
     """Store a changed subnetwork with a new ``fingerprint`` (it changes on every modification)."""
     body["fingerprint"] = fingerprint(["subnetwork", {k: v for k, v in body.items() if k != "fingerprint"}])
     store.save(res, body)
@@ -40,12 +41,12 @@ def of_network(session: Session, net: Resource) -> list[Resource]:
 
 
 def create_row(session: Session, project: str, region: str, name: str, net_url: str, block: str,
-               fields: dict | None = None) -> Resource:
+               fields: Body | None = None) -> Resource:
     """A subnetwork, its route, and its link in the network's ``subnetworks``."""
     net_row = store.find(session, project, "networks", "global", net_url.rsplit("/", 1)[1])
     scope = f"regions/{region}"
     body = {"network": net_url, "ipCidrRange": block,
-            "gatewayAddress": str(ipaddress.ip_network(block).network_address + 1),
+            "gatewayAddress": str(ipaddress.IPv4Network(block).network_address + 1),
             "region": scope_url(project, scope), "privateIpGoogleAccess": False, "stackType": "IPV4_ONLY",
             "purpose": "PRIVATE", **(fields or {})}
     res = store.new_resource(session, project=project, collection="subnetworks", scope=scope, name=name,
@@ -58,12 +59,12 @@ def create_row(session: Session, project: str, region: str, name: str, net_url: 
     return res
 
 
-def _secondary_ranges(value: object) -> list[dict]:
+def _secondary_ranges(value: object) -> list[Body]:
     if value is None:
         return []
     if not isinstance(value, list):
         raise Invalid("resource.secondaryIpRanges", value, "Must be a list.")
-    out = []
+    out: list[Body] = []
     for i, item in enumerate(value):
         field = f"resource.secondaryIpRanges[{i}]"
         if not isinstance(item, dict):
@@ -75,9 +76,9 @@ def _secondary_ranges(value: object) -> list[dict]:
     return out
 
 
-def _ranges_of(body: dict) -> list[ipaddress.IPv4Network]:
-    return [ipaddress.ip_network(body["ipCidrRange"]),
-            *(ipaddress.ip_network(r["ipCidrRange"]) for r in body.get("secondaryIpRanges", []))]
+def _ranges_of(body: Body) -> list[ipaddress.IPv4Network]:
+    return [ipaddress.IPv4Network(body["ipCidrRange"]),
+            *(ipaddress.IPv4Network(r["ipCidrRange"]) for r in body.get("secondaryIpRanges", []))]
 
 
 def check_overlap(session: Session, net: Resource, new: list[tuple[str, ipaddress.IPv4Network]],
@@ -103,8 +104,8 @@ def _check_auto_mode_range(net: Resource, block: ipaddress.IPv4Network, field: s
                                          f"{AUTO_MODE_RANGE}.")
 
 
-def _optional_fields(body: dict) -> dict:
-    out: dict = {}
+def _optional_fields(body: Body) -> Body:
+    out: Body = {}
     if body.get("description"):
         out["description"] = body["description"]
     if body.get("privateIpGoogleAccess") is not None:
@@ -115,7 +116,7 @@ def _optional_fields(body: dict) -> dict:
     return out
 
 
-def insert(call: Call, region: str, body: dict) -> Operation:
+def insert(call: Call, region: str, body: Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -132,7 +133,7 @@ def insert(call: Call, region: str, body: dict) -> Operation:
     _check_auto_mode_range(net, block, "resource.ipCidrRange")
     secondary = _secondary_ranges(body.get("secondaryIpRanges"))
     check_overlap(call.session, net, [("resource.ipCidrRange", block)] + [
-        (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.ip_network(r["ipCidrRange"]))
+        (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.IPv4Network(r["ipCidrRange"]))
         for i, r in enumerate(secondary)])
     quotas.check_global(call.session, project, "SUBNETWORKS")
     fields = _optional_fields(body)
@@ -190,7 +191,7 @@ def _same(key: str, given: object, current: object) -> bool:
     return given == current
 
 
-def patch(call: Call, region: str, name: str, body: dict) -> Operation:
+def patch(call: Call, region: str, name: str, body: Body) -> Operation:
     net, subnet = _locked(call, region, name)
     current = store.body_of(subnet)
     check_fingerprint(body.get("fingerprint"), current["fingerprint"])
@@ -208,8 +209,8 @@ def patch(call: Call, region: str, name: str, body: dict) -> Operation:
                           + (" (use expandIpCidrRange)." if key == "ipCidrRange" else "."))
     if "secondaryIpRanges" in body:
         secondary = _secondary_ranges(body["secondaryIpRanges"])
-        check_overlap(call.session, net, [("resource.ipCidrRange", ipaddress.ip_network(current["ipCidrRange"]))] + [
-            (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.ip_network(r["ipCidrRange"]))
+        check_overlap(call.session, net, [("resource.ipCidrRange", ipaddress.IPv4Network(current["ipCidrRange"]))] + [
+            (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.IPv4Network(r["ipCidrRange"]))
             for i, r in enumerate(secondary)], except_uid=subnet.uid)
         if secondary:
             changed["secondaryIpRanges"] = secondary
@@ -223,11 +224,11 @@ def patch(call: Call, region: str, name: str, body: dict) -> Operation:
                             target_id=subnet.uid)
 
 
-def expand_ip_cidr_range(call: Call, region: str, name: str, body: dict) -> Operation:
+def expand_ip_cidr_range(call: Call, region: str, name: str, body: Body) -> Operation:
     """Grow the primary range to a shorter prefix that contains it; never shrink or move it."""
     net, subnet = _locked(call, region, name)
     current = store.body_of(subnet)
-    old = ipaddress.ip_network(current["ipCidrRange"])
+    old = ipaddress.IPv4Network(current["ipCidrRange"])
     value = body.get("ipCidrRange")
     new = vpc.cidr(value, "ipCidrRange")
     if not (new.prefixlen < old.prefixlen and old.subnet_of(new)):
@@ -237,7 +238,7 @@ def expand_ip_cidr_range(call: Call, region: str, name: str, body: dict) -> Oper
         raise Invalid("ipCidrRange", value, f"Auto-mode subnetworks can be expanded within {AUTO_MODE_RANGE} up to "
                                             f"/{AUTO_MODE_LARGEST_PREFIX}; switch the network to custom mode first.")
     check_overlap(call.session, net, [("ipCidrRange", new)], except_uid=subnet.uid)
-    secondary = [ipaddress.ip_network(r["ipCidrRange"]) for r in current.get("secondaryIpRanges", [])]
+    secondary = [ipaddress.IPv4Network(r["ipCidrRange"]) for r in current.get("secondaryIpRanges", [])]
     if any(new.overlaps(r) for r in secondary):
         raise Invalid("ipCidrRange", value, "Invalid IPCidrRange: the expanded range conflicts with a secondary "
                                             "range of the subnetwork.")
@@ -249,7 +250,7 @@ def expand_ip_cidr_range(call: Call, region: str, name: str, body: dict) -> Oper
                             target_id=subnet.uid)
 
 
-def set_private_ip_google_access(call: Call, region: str, name: str, body: dict) -> Operation:
+def set_private_ip_google_access(call: Call, region: str, name: str, body: Body) -> Operation:
     net, subnet = _locked(call, region, name)
     value = body.get("privateIpGoogleAccess")
     if not isinstance(value, bool):

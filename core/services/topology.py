@@ -13,6 +13,8 @@ from core.catalog import DISK_TYPES, MACHINE_TYPES, DiskType, MachineType, machi
 from core.errors import Invalid, NotFound
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Host, Region, Zone
+from core.quotas import Quota
+from core.resources.store import Body
 
 EPOCH = "1969-12-31T16:00:00.000-08:00"
 
@@ -81,7 +83,7 @@ def regions(session: Session) -> list[Region]:
     return list(session.scalars(select(Region).order_by(Region.name)))
 
 
-def zone_json(session: Session, project: str, z: Zone | ZoneInfo) -> dict:
+def zone_json(session: Session, project: str, z: Zone | ZoneInfo) -> Body:
     platforms = sorted({p for (p,) in session.execute(select(Host.cpu_platform).where(Host.zone_id == z.id))})
     return {
         "kind": "compute#zone", "id": str(z.uid), "creationTimestamp": EPOCH, "name": z.name,
@@ -91,7 +93,7 @@ def zone_json(session: Session, project: str, z: Zone | ZoneInfo) -> dict:
     }
 
 
-def region_json(project: str, r: Region, quotas: list[dict]) -> dict:
+def region_json(project: str, r: Region, quotas: list[Quota]) -> Body:
     return {
         "kind": "compute#region", "id": str(r.uid), "creationTimestamp": EPOCH, "name": r.name,
         "description": r.name, "status": r.status,
@@ -100,8 +102,8 @@ def region_json(project: str, r: Region, quotas: list[dict]) -> dict:
     }
 
 
-def machine_type_json(project: str, zone_name: str, mt: MachineType) -> dict:
-    out = {
+def machine_type_json(project: str, zone_name: str, mt: MachineType) -> Body:
+    out: Body = {
         "kind": "compute#machineType", "id": str(stable_id("machineTypes", mt.name)), "creationTimestamp": EPOCH,
         "name": mt.name, "description": mt.describe(), "guestCpus": mt.guest_cpus, "memoryMb": mt.memory_mb,
         "imageSpaceGb": 0, "maximumPersistentDisks": 128, "maximumPersistentDisksSizeGb": "263168",
@@ -111,7 +113,7 @@ def machine_type_json(project: str, zone_name: str, mt: MachineType) -> dict:
     return out
 
 
-def machine_types(project: str, zone_name: str) -> list[dict]:
+def machine_types(project: str, zone_name: str) -> list[Body]:
     return [machine_type_json(project, zone_name, mt) for mt in sorted(MACHINE_TYPES.values(), key=lambda m: m.name)]
 
 
@@ -128,7 +130,7 @@ def get_machine_type(project: str, zone_name: str, name: str, field: str = "reso
     return mt
 
 
-def disk_type_json(project: str, zone_name: str, dt: DiskType) -> dict:
+def disk_type_json(project: str, zone_name: str, dt: DiskType) -> Body:
     return {
         "kind": "compute#diskType", "id": str(stable_id("diskTypes", dt.name)), "creationTimestamp": EPOCH,
         "name": dt.name, "description": dt.description, "validDiskSize": dt.valid_size,
@@ -138,7 +140,7 @@ def disk_type_json(project: str, zone_name: str, dt: DiskType) -> dict:
     }
 
 
-def disk_types(project: str, zone_name: str) -> list[dict]:
+def disk_types(project: str, zone_name: str) -> list[Body]:
     return [disk_type_json(project, zone_name, dt) for dt in sorted(DISK_TYPES.values(), key=lambda d: d.name)]
 
 

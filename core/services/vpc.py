@@ -16,16 +16,17 @@ from core.links import Ref, parse_ref, path_of, url_of
 from core.models import Resource
 from core.resources import store
 from core.resources.context import Call
+from core.resources.store import Body
 from core.services import projects, topology
 from core.systemvms.sync import request_sync
 
 # Ranges a subnetwork may use: RFC 1918, shared address space (RFC 6598), the IETF protocol and
 # documentation blocks and the reserved 240/4, as GCE allows. 198.18.0.0/15 is not among them:
 # gstack hands out external addresses from it.
-PRIVATE_RANGES = tuple(ipaddress.ip_network(r) for r in (
+PRIVATE_RANGES = tuple(ipaddress.IPv4Network(r) for r in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24",
     "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4"))
-EXTERNAL = ipaddress.ip_network(ipam.EXTERNAL_RANGE)
+EXTERNAL = ipaddress.IPv4Network(ipam.EXTERNAL_RANGE)
 SMALLEST_PREFIX, LARGEST_PREFIX = 29, 8
 
 
@@ -108,7 +109,7 @@ def cidr(value: object, field: str) -> ipaddress.IPv4Network:
         net = ipaddress.IPv4Network(value) if isinstance(value, str) else None
     except ValueError:
         net = None
-    if net is None or "/" not in value:
+    if net is None or not isinstance(value, str) or "/" not in value:
         raise Invalid(field, value, f"Invalid IPCidrRange: {value} is not a valid IPv4 CIDR range with its host "
                                     "bits set to zero.")
     if not LARGEST_PREFIX <= net.prefixlen <= SMALLEST_PREFIX:
@@ -133,7 +134,7 @@ def _ipv4(value: object, field: str) -> ipaddress.IPv4Address:
 def host_address(value: object, block: str, field: str) -> str:
     """An address chosen in a subnetwork: IPv4, in ``block``, not one GCE reserves (the network and
     gateway addresses, the second-to-last and the broadcast address)."""
-    net = ipaddress.ip_network(block)
+    net = ipaddress.IPv4Network(block)
     ip = _ipv4(value, field)
     if ip not in net:
         raise Invalid(field, value, f"The address is not in the subnetwork's range {block}.")
@@ -145,7 +146,7 @@ def host_address(value: object, block: str, field: str) -> str:
 def external_address(value: object, field: str) -> str:
     """An external IPv4 address gstack can hand out (it owns :data:`core.ipam.EXTERNAL_RANGE`)."""
     ip = _ipv4(value, field)
-    net = ipaddress.ip_network(ipam.EXTERNAL_RANGE)
+    net = ipaddress.IPv4Network(ipam.EXTERNAL_RANGE)
     if ip not in net or int(ip) - int(net.network_address) < 2 or int(net.broadcast_address) - int(ip) < 2:
         raise Invalid(field, value, f"The address is not available: external addresses come from "
                                     f"{ipam.EXTERNAL_RANGE}.")
@@ -170,7 +171,7 @@ OUTPUT_ONLY = frozenset({"kind", "id", "creationTimestamp", "selfLink", "selfLin
                          "users", "fingerprint", "labelFingerprint"})
 
 
-def merge_patch(current: dict, patch: dict) -> dict:
+def merge_patch(current: Body, patch: Body) -> Body:
     """RFC 7396 JSON merge patch (what GCE's PATCH methods apply): objects merge, ``null`` removes."""
     out = dict(current)
     for key, value in patch.items():

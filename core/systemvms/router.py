@@ -24,8 +24,10 @@ import hashlib
 import ipaddress
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
+from typing import Any
 
 import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -39,6 +41,7 @@ from core.jobs import JobContext
 from core.links import parse_ref, url_of
 from core.models import Resource, SystemVm
 from core.resources import store
+from core.resources.store import Body
 from core.systemvms import vms
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"
@@ -99,9 +102,9 @@ class RouterView:
     conntrack_max: int
     subnets: list[Subnet] = field(default_factory=list)
     nics: list[GuestNic] = field(default_factory=list)
-    firewalls: list[dict] = field(default_factory=list)
+    firewalls: list[Body] = field(default_factory=list)
     # (forwarding rule, target pool or None, http health check or None), by rule name
-    balancers: list[tuple[dict, dict | None, dict | None]] = field(default_factory=list)
+    balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
 
 
 def _ip(value: object) -> str | None:
@@ -147,7 +150,7 @@ def _guest_nics(name: str, project: str, scope: str, body_json: str, network_url
     return tuple(out)
 
 
-def _by_url(session: Session, url: object, collection: str, project: str) -> dict | None:
+def _by_url(session: Session, url: object, collection: str, project: str) -> Body | None:
     ref = parse_ref(url, project=project) if isinstance(url, str) else None
     if ref is None or ref.collection != collection:
         return None
@@ -156,7 +159,7 @@ def _by_url(session: Session, url: object, collection: str, project: str) -> dic
 
 
 def _balancers(session: Session, project: str, region: str, network_url: str,
-               nics: list[GuestNic]) -> list[tuple[dict, dict | None, dict | None]]:
+               nics: list[GuestNic]) -> list[tuple[Body, Body | None, Body | None]]:
     by_url = {n.url: n for n in nics}
     out = []
     for row in session.scalars(select(Resource).where(
@@ -200,9 +203,9 @@ def _set(items: list[str]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def _addresses(values: list) -> list[str] | None:
+def _addresses(values: list[Any]) -> list[str] | None:
     """Merged IPv4 ranges (nft refuses overlapping intervals); None when they cover everything."""
-    nets = []
+    nets: list[ipaddress.IPv4Network] = []
     for value in values:
         try:
             nets.append(ipaddress.IPv4Network(value, strict=False))
@@ -214,7 +217,7 @@ def _addresses(values: list) -> list[str] | None:
     return [str(n.network_address) if n.prefixlen == 32 else str(n) for n in merged]
 
 
-def _peer(direction: str, values: list) -> str | None:
+def _peer(direction: str, values: list[Any]) -> str | None:
     """``ip saddr|daddr {...} `` for the ranges; "" when they cover everything, None when none is IPv4."""
     nets = _addresses(values)
     if nets is None:
@@ -222,9 +225,9 @@ def _peer(direction: str, values: list) -> str | None:
     return f"ip {direction} {_set(nets)} " if nets else None
 
 
-def _spans(values: object, lowest: int = 0) -> list[tuple[int, int]] | None:
+def _spans(values: Iterable[object] | None, lowest: int = 0) -> list[tuple[int, int]] | None:
     """GCE port specs ("22", "8000-8080") merged into sorted spans; None when one is malformed."""
-    spans = []
+    spans: list[tuple[int, int]] = []
     for value in values or []:
         m = _PORTS.match(str(value))
         if not m:
@@ -246,7 +249,7 @@ def _span_text(lo: int, hi: int) -> str:
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
-def _ports(values: object) -> str | None:
+def _ports(values: Iterable[object] | None) -> str | None:
     """``tcp dport`` operand for GCE's port list; "" for every port, None when malformed."""
     spans = _spans(values)
     if spans is None:
@@ -256,7 +259,7 @@ def _ports(values: object) -> str | None:
     return _set([_span_text(lo, hi) for lo, hi in spans])
 
 
-def _l4(entry: dict) -> str | None:
+def _l4(entry: Body) -> str | None:
     """The match of one allowed/denied entry; "" matches every protocol, None is malformed."""
     proto = str(entry.get("IPProtocol", "")).lower()
     if proto == "all":
@@ -275,13 +278,13 @@ def _l4(entry: dict) -> str | None:
     return None
 
 
-def _matching(nics: list[GuestNic], tags: list, accounts: list) -> list[str]:
-    tags, accounts = set(tags or []), set(accounts or [])
-    ips = {n.ip for n in nics if n.tags & tags or n.service_accounts & accounts}
+def _matching(nics: list[GuestNic], tags: Iterable[str] | None, accounts: Iterable[str] | None) -> list[str]:
+    tag_set, account_set = set(tags or []), set(accounts or [])
+    ips = {n.ip for n in nics if n.tags & tag_set or n.service_accounts & account_set}
     return sorted(ips, key=ipaddress.IPv4Address)
 
 
-def precedence(rule: dict) -> tuple[int, int, str]:
+def precedence(rule: Body) -> tuple[int, int, str]:
     """GCE: the lowest priority number wins; at equal priority a deny wins over an allow."""
     return int(rule.get("priority", 1000)), 0 if rule.get("denied") else 1, str(rule.get("name", ""))
 
@@ -330,23 +333,24 @@ def firewall_chains(v: RouterView) -> tuple[list[str], list[str]]:
     return ingress, egress
 
 
-def _rule_ports(rule: dict) -> str | None:
+def _rule_ports(rule: Body) -> str | None:
     """A forwarding rule's ports as an nft operand ("" for all ports), None when malformed."""
     spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports") or [], lowest=1)
     return None if spans is None else _ports([_span_text(lo, hi) for lo, hi in spans])
 
 
-def _backends(v: RouterView, pool: dict | None) -> list[GuestNic]:
+def _backends(v: RouterView, pool: Body | None) -> list[GuestNic]:
     by_url = {n.url: n for n in v.nics}
     return [by_url[u] for u in (pool or {}).get("instances") or [] if u in by_url]
 
 
-def _proxied(rule: dict) -> bool:
+def _proxied(rule: Body) -> bool:
     """TCP rules with a few ports go through HAProxy (a listener per port, health checked); the rest
     (UDP and other protocols, wide port ranges) are DNAT spread over the backends by nftables."""
     spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports") or [], lowest=1)
-    return (str(rule.get("IPProtocol", "TCP")).upper() == "TCP" and bool(spans)
-            and sum(hi - lo + 1 for lo, hi in spans) <= MAX_PROXIED_PORTS)
+    if not spans:
+        return False
+    return str(rule.get("IPProtocol", "TCP")).upper() == "TCP" and sum(hi - lo + 1 for lo, hi in spans) <= MAX_PROXIED_PORTS
 
 
 def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
@@ -384,7 +388,7 @@ def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
 # -- HAProxy -------------------------------------------------------------------------------------
 
 
-def _health_check(check: dict | None) -> dict | None:
+def _health_check(check: Body | None) -> Body | None:
     if check is None:
         return None
     path = check.get("requestPath") or "/"
@@ -404,7 +408,7 @@ def _health_check(check: dict | None) -> dict | None:
             "fall": number("unhealthyThreshold", 2, 1, 10)}
 
 
-def haproxy_model(v: RouterView) -> tuple[list[dict], list[dict]]:
+def haproxy_model(v: RouterView) -> tuple[list[Body], list[Body]]:
     frontends, backends = [], {}
     for rule, pool, check in v.balancers:
         name, address = _name(rule.get("name")), _ip(rule.get("IPAddress"))
@@ -412,8 +416,8 @@ def haproxy_model(v: RouterView) -> tuple[list[dict], list[dict]]:
         if name is None or address is None or pool_name is None or not _proxied(rule):
             continue
         backend = f"tp-{pool_name}"
-        spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports"), lowest=1)
-        frontends.append({"name": f"fr-{name}", "binds": [f"{address}:{_span_text(lo, hi)}" for lo, hi in spans],
+        spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports"), lowest=1)  # _proxied: some
+        frontends.append({"name": f"fr-{name}", "binds": [f"{address}:{_span_text(lo, hi)}" for lo, hi in spans or []],
                           "backend": backend})
         if backend not in backends:
             affinity = (pool or {}).get("sessionAffinity", "NONE")
@@ -485,7 +489,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
         if desired != vms.checksums(vm.config_checksums):
             vm.config_version += 1
             vm.config_checksums = vms.dump(desired)
-        if vm.state != "Running" or res.host_id is None:
+        if res is None or vm.state != "Running" or res.host_id is None:  # res: never None with a vm
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
         changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
@@ -505,7 +509,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
         return []
     with ctx.write() as s:
         vm, res = vms.load(s, uid)
-        if vm is None or res.host_id != host_id:
+        if vm is None or res is None or res.host_id != host_id:
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
         held.update({path: desired[path] for path in changed})

@@ -67,17 +67,20 @@ def home_zone(session: Session, source: Resource | str) -> Zone:
     first zone by name (images and snapshots are global; their bytes live in one zone)."""
     if isinstance(source, Resource):
         if source.scope.startswith("zones/"):
-            return session.scalar(select(Zone).where(Zone.name == source.scope.split("/", 1)[1]))
+            return session.scalars(select(Zone).where(Zone.name == source.scope.split("/", 1)[1])).one()
         obj = stored(session, source.uid)
         if obj is not None:
-            return session.get(Zone, obj.zone_id)
+            return session.get_one(Zone, obj.zone_id)
         disk = store.body_of(source).get("sourceDisk")
         ref = parse_ref(disk, project=source.project) if disk else None
         if ref is not None and ref.scope.startswith("zones/"):
             zone = session.scalar(select(Zone).where(Zone.name == ref.scope.split("/", 1)[1]))
             if zone is not None:
                 return zone
-    return session.scalar(select(Zone).where(Zone.status == "UP").order_by(Zone.name).limit(1))
+    zone = session.scalar(select(Zone).where(Zone.status == "UP").order_by(Zone.name).limit(1))
+    if zone is None:  # every zone is down: try again once one is back
+        raise SecondaryStorageUnavailable("No zone is up to hold the copy.")
+    return zone
 
 
 def _record(session: Session, zone: Zone, kind: str, owner_uid: int, source: str, size: int,

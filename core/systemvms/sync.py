@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, url_of
@@ -60,7 +61,7 @@ def _already_requested(session: Session, url: str) -> bool:
     if session.in_nested_transaction():
         return False
     tx = session.get_transaction()
-    memo = session.info.get(_REQUESTED)
+    memo: tuple[SessionTransaction | None, set[str]] | None = session.info.get(_REQUESTED)
     if memo is None or memo[0] is not tx:
         memo = session.info[_REQUESTED] = (tx, set())
     if url in memo[1]:
@@ -95,7 +96,7 @@ def request_sync(session: Session, project: str, network_url: str) -> None:
         target = session.scalar(select(SystemVm.network_uid).where(SystemVm.network_url == url).limit(1))
         if target is None:
             return
-    touched = session.execute(_TOUCH_PENDING, {"target": target}).rowcount
+    touched = cast(CursorResult[Any], session.execute(_TOUCH_PENDING, {"target": target})).rowcount  # an UPDATE's
     if touched:
         return
     vms.ensure_system_project(session)
@@ -105,9 +106,10 @@ def request_sync(session: Session, project: str, network_url: str) -> None:
     last = session.scalar(select(Operation.params).where(
         Operation.job == SYNC_JOB, Operation.target_id == target, Operation.pk != op.pk,
         Operation.status != "PENDING").order_by(Operation.pk.desc()).limit(1))
-    started = orjson.loads(last).get(STARTED_AT) if last else None
+    last_params = orjson.loads(last) if last else {}
+    started = last_params.get(STARTED_AT)
     if started is not None:
-        took = orjson.loads(last).get(RENDER_SECONDS, 0.0)
+        took = last_params.get(RENDER_SECONDS, 0.0)
         not_before = started + max(SYNC_INTERVAL, min(SYNC_SHARE * took, SYNC_MAX_SPACING))
         if not_before > op.insert_time:
             op.lease_expiry = not_before  # see the module's docstring
@@ -139,7 +141,7 @@ def _active_zones(session: Session, url: str) -> dict[str, str]:
     rows = session.execute(select(Resource.region, Resource.scope, Resource.body).where(
         Resource.collection == "instances", Resource.status.in_(ACTIVE), Resource.body.contains(url)))
     for region, scope, body in rows:
-        if url in _networks_of(body):
+        if region is not None and url in _networks_of(body):  # (an instance always has a region)
             zone = scope.split("/", 1)[1]
             zones[region] = min(zones.get(region, zone), zone)
     return zones
@@ -152,14 +154,14 @@ def _networks_of(body_json: str) -> frozenset[str]:
     return frozenset(n.get("network") for n in orjson.loads(body_json).get("networkInterfaces", []))
 
 
-def plan(session: Session, params: dict) -> tuple[list[int], list[int], list[int]]:
+def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
     """(routers to start, routers to push, routers to destroy), creating the rows of new routers."""
     url, network_uid = params["network"], params["network_uid"]
     routers = list(session.scalars(select(SystemVm).where(SystemVm.network_uid == network_uid,
                                                           SystemVm.kind == vms.ROUTER).order_by(SystemVm.name)))
     ref = parse_ref(url, project=params["project"])
     network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
-    if network is None or network.uid != network_uid:
+    if ref is None or network is None or network.uid != network_uid:
         return [], [], [r.uid for r in routers]
     have = {r.region for r in routers}
     to_start = [r.uid for r in routers if r.state != "Running" and not vms.unfinished_job(
@@ -167,7 +169,7 @@ def plan(session: Session, params: dict) -> tuple[list[int], list[int], list[int
     for region, zone_name in sorted(_active_zones(session, url).items()):
         if region in have:
             continue
-        zone = session.scalar(select(Zone).where(Zone.name == zone_name))
+        zone = session.scalars(select(Zone).where(Zone.name == zone_name)).one()  # an active instance's
         vm = vms.create(session, vms.ROUTER, zone, network_uid=network_uid, network_url=url, project=ref.project)
         to_start.append(vm.uid)
         routers.append(vm)

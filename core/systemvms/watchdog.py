@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
 from core.hypervisors.base import DriverError, HostRef
+from core.hypervisors.registry import DriverRegistry
 from core.models import Cluster, Host, Resource, SystemSetting, SystemVm, Zone
 from core.periodic import PeriodicRounds
 from core.systemvms import jobs, vms
@@ -34,13 +35,16 @@ log = logging.getLogger("gstack.systemvms")
 
 HEARTBEAT = "watchdog.heartbeat"
 
+# A system VM as a round saw it: (state, host id); a redeploy goes ahead only if it is unchanged.
+Seen = tuple[str, int | None]
+
 
 class Watchdog(PeriodicRounds):
     thread_name = "systemvm-watchdog"
     first_round_at_start = True  # system VMs lost while the process was down come back at once
 
-    def __init__(self, factory: sessionmaker, drivers, *, interval: float = 10.0, zone_vms: bool = False,
-                 retry_after: float = 60.0, kick: Callable[[], None] | None = None):
+    def __init__(self, factory: sessionmaker[Session], drivers: DriverRegistry, *, interval: float = 10.0, zone_vms: bool = False,
+                 retry_after: float = 60.0, kick: Callable[[], None] | None = None) -> None:
         super().__init__(interval)
         self.factory = factory
         self.drivers = drivers
@@ -70,7 +74,7 @@ class Watchdog(PeriodicRounds):
         return actions
 
     def ensure_zone_vms(self) -> list[str]:
-        actions = []
+        actions: list[str] = []
         with write_session(self.factory) as session:
             up = set(session.scalars(select(Host.zone_id).where(Host.status == "Up")))
             for zone in session.scalars(select(Zone).where(Zone.status == "UP").order_by(Zone.name)):
@@ -82,14 +86,14 @@ class Watchdog(PeriodicRounds):
                         actions.append(f"{vm.name}: deploying the {kind.replace('_', ' ')} of {zone.name}")
         return actions
 
-    def failed_vms(self) -> list[tuple[int, tuple, str]]:
+    def failed_vms(self) -> list[tuple[int, Seen, str]]:
         """(uid, (state, host) as seen, why) of every system VM to deploy again."""
         now = time.time()
         with self.factory() as session:
             rows = list(session.execute(select(SystemVm, Resource).join(Resource, Resource.uid == SystemVm.uid)))
             hosts = {h.id: (h, c) for h, c in session.execute(
                 select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id))}
-        out: list[tuple[int, tuple, str]] = []
+        out: list[tuple[int, Seen, str]] = []
         running: dict[int, dict[int, str] | None] = {}
         for vm, res in rows:
             seen = (vm.state, res.host_id)
@@ -126,16 +130,16 @@ class Watchdog(PeriodicRounds):
         except DriverError:
             return None  # unreachable: the host monitor decides whether it is Down
 
-    def _redeploy(self, uid: int, seen: tuple, reason: str) -> list[str]:
+    def _redeploy(self, uid: int, seen: Seen, reason: str) -> list[str]:
         with write_session(self.factory) as session:
             vm, res = vms.load(session, uid)
-            if vm is None or (vm.state, res.host_id) != seen:
+            if vm is None or res is None or (vm.state, res.host_id) != seen:
                 return []  # something changed it since it was seen: judge it next round
             op = jobs.redeploy(session, vm, res, reason)
         return [f"{reason} ({op.name})"] if op is not None else []
 
 
-def start_watchdog(factory: sessionmaker, drivers, interval: float = 10.0, *, zone_vms: bool = False,
+def start_watchdog(factory: sessionmaker[Session], drivers: DriverRegistry, interval: float = 10.0, *, zone_vms: bool = False,
                    kick: Callable[[], None] | None = None) -> Watchdog:
     """Start the watchdog thread (``gstack serve`` and ``gstack worker``); ``kick`` wakes the job
     workers of this process when it queued a job."""
