@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.identity import find_key
+from core.identity import IdentityError, find_key
 from core.models import Membership, Principal, Project
 
 
@@ -39,9 +39,12 @@ def service_account(session: Session, email: str) -> Principal | None:
     return session.scalar(select(Principal).where(Principal.email == email))
 
 
-def home_project(session: Session, account: Principal) -> Project | None:
-    """The project a service account belongs to."""
-    return session.get(Project, account.project_id) if account.project_id is not None else None
+def home_project(session: Session, account: Principal) -> Project:
+    """The project a service account belongs to; IdentityError for a user (who belongs to none)."""
+    project = session.get(Project, account.project_id) if account.project_id is not None else None
+    if project is None:
+        raise IdentityError(f"{account.email} is not a service account of a project")
+    return project
 
 
 def set_key(session: Session, key_id: str, *, disabled: bool | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -21,7 +22,7 @@ def factory(data_dir: str | None):
     return open_database(settings(data_dir).database_url)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Report a refused command on stderr and exit non-zero."""
     click.echo(f"ERROR: {message}", err=True)
     sys.exit(1)
