@@ -166,7 +166,8 @@ class ClusterRow:
 
 def clusters(session: Session) -> list[ClusterRow]:
     """Every cluster by zone and name, with its number of hosts."""
-    counts = dict(session.execute(select(Host.cluster_id, func.count(Host.id)).group_by(Host.cluster_id)).tuples())
+    counted = session.execute(select(Host.cluster_id, func.count(Host.id)).group_by(Host.cluster_id)).tuples()
+    counts = {cluster_id: n for cluster_id, n in counted}  # dict() would take the Result for a mapping
     rows = session.execute(select(Cluster, Zone).join(Zone, Cluster.zone_id == Zone.id).order_by(Zone.name, Cluster.name))
     return [ClusterRow(c, z, counts.get(c.id, 0)) for c, z in rows.tuples()]
 
