@@ -75,8 +75,8 @@ def admin_sa_key(project: str, name: str, output: str, base_url: str | None, dat
             if name == "gstack-admin":
                 sa = project_admin(session, project)
             else:
-                sa = directory.service_account(session, identity.service_account_email(project, name))
-                sa = sa or identity.create_service_account(session, p, name, role="roles/owner")
+                sa = directory.service_account(session, identity.service_account_email(project, name)) \
+                    or identity.create_service_account(session, p, name, role="roles/owner")
         except identity.IdentityError as e:
             fail(str(e))
         key = identity.create_key(session, sa, p, token_uri(base_url, data_dir))
