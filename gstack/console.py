@@ -14,17 +14,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
-import time
 
 from flask import Flask, Response, current_app, jsonify, request
 from simple_websocket import ConnectionClosed, Server
-from sqlalchemy import select
 
-from core.db import begin_write
-from core.errors import BadRequest, NotFound, Required, ResourceNotReady
+from core.errors import BadRequest, Required, ResourceNotReady
 from core.ids import rfc3339
-from core.models import Zone
-from core.resources import store
 from core.systemvms import console_proxy
 from gstack.auth import guard
 from gstack.gce.discovery import Method
@@ -61,41 +56,18 @@ def issue_ticket() -> Response:
     project, zone_name, name = _field(body, "project"), _field(body, "zone"), _field(body, "instance")
     session = runtime.db.session()
     guard.authorize(session, ident, TICKET_METHOD, project)
-    begin_write(session)
-    zone = session.scalar(select(Zone).where(Zone.name == zone_name))
-    if zone is None:
-        raise NotFound(f"projects/{project}/zones/{zone_name}")
-    instance = store.find(session, project, "instances", f"zones/{zone_name}", name)
-    token, ticket = console_proxy.issue_ticket(session, instance, ident.email)
-    proxy = console_proxy.proxy_for(session, zone)
-    proxy_name = proxy.name
-    session.commit()
+    token, ticket, proxy_name = console_proxy.open_ticket(session, project, zone_name, name, ident.email)
     runtime.engine_kick()  # the proxy's first deploy, if this zone had none
     ws_base = base_url().removesuffix("compute/v1/").replace("http", "ws", 1)
     return jsonify({"kind": "gstack#consoleTicket", "ticket": token, "url": f"{ws_base}console/ws?ticket={token}",
                     "expireTime": rfc3339(ticket.expires), "proxy": proxy_name})
 
 
-def _wait_for_proxy(session, zone: str) -> str:
-    deadline = time.monotonic() + PROXY_WAIT_SECONDS
-    while True:
-        proxy = console_proxy.proxy_ready(session, zone)
-        name = proxy.name if proxy is not None else None
-        session.rollback()  # the next look must see what workers committed meanwhile
-        if name is not None:
-            return name
-        if time.monotonic() > deadline:
-            raise ResourceNotReady(f"The console proxy of zone '{zone}' is not running yet; try again shortly.")
-        time.sleep(0.2)
-
-
 def connect() -> Response:
     runtime = current_app.extensions["gstack"]
     session = runtime.db.session()
-    begin_write(session)
-    ticket = console_proxy.redeem_ticket(session, request.args.get("ticket", ""))
-    session.commit()
-    _wait_for_proxy(session, ticket.zone)
+    ticket = console_proxy.use_ticket(session, request.args.get("ticket", ""))
+    console_proxy.wait_for_proxy(session, ticket.zone, PROXY_WAIT_SECONDS)
     try:
         console = console_proxy.open_console(runtime.factory, runtime.drivers, ticket.uid)
     except console_proxy.ConsoleUnavailable as exc:

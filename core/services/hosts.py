@@ -36,6 +36,7 @@ from core.jobs import announce
 from core.jobs.engine import UNFINISHED, local_owner_id
 from core.models import Cluster, Host, Operation, Pod, Resource, Zone
 from core.periodic import PeriodicRounds
+from core.planner import host_usage
 from core.resources import operations, store
 from core.resources.context import Call
 
@@ -131,6 +132,61 @@ def find_host(session: Session, name: str) -> Host:
     if host is None:
         raise HostError(f"host {name} does not exist")
     return host
+
+
+def set_host_status(session: Session, name: str, status: str) -> None:
+    """Mark a host Up, Down (a simulator host then stops answering) or in Maintenance, as is: no VM moves."""
+    find_host(session, name).status = status
+
+
+def fail_next_spawns(session: Session, name: str, count: int) -> None:
+    """Simulator fault injection: the host's next ``count`` spawns fail."""
+    find_host(session, name).fail_next_spawns = count
+
+
+def cluster_of(session: Session, host: Host) -> Cluster:
+    cluster = session.get(Cluster, host.cluster_id)
+    assert cluster is not None  # a foreign key
+    return cluster
+
+
+def find_cluster(session: Session, zone_name: str, name: str | None) -> Cluster | None:
+    """The zone's cluster called ``name``, else (no name) its first; None when there is none."""
+    zone = session.scalar(select(Zone).where(Zone.name == zone_name))
+    q = select(Cluster).where(Cluster.zone_id == (zone.id if zone else -1))
+    return session.scalar((q.where(Cluster.name == name) if name else q).order_by(Cluster.id))
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    cluster: Cluster
+    zone: Zone
+    hosts: int
+
+
+def clusters(session: Session) -> list[ClusterRow]:
+    """Every cluster by zone and name, with its number of hosts."""
+    counted = session.execute(select(Host.cluster_id, func.count(Host.id)).group_by(Host.cluster_id)).tuples()
+    counts = {cluster_id: n for cluster_id, n in counted}  # dict() would take the Result for a mapping
+    rows = session.execute(select(Cluster, Zone).join(Zone, Cluster.zone_id == Zone.id).order_by(Zone.name, Cluster.name))
+    return [ClusterRow(c, z, counts.get(c.id, 0)) for c, z in rows.tuples()]
+
+
+@dataclass(frozen=True)
+class HostRow:
+    host: Host
+    cluster: Cluster
+    zone: Zone
+    cpus_used: int
+    memory_used_mb: int
+
+
+def hosts(session: Session) -> list[HostRow]:
+    """Every host by zone and name, with the CPUs and memory its VMs hold."""
+    rows = list(session.execute(select(Host, Cluster, Zone).join(Cluster, Host.cluster_id == Cluster.id)
+                                .join(Zone, Host.zone_id == Zone.id).order_by(Zone.name, Host.name)).tuples())
+    usage = host_usage(session, [h.id for h, _, _ in rows])
+    return [HostRow(h, c, z, *usage.get(h.id, (0, 0))) for h, c, z in rows]
 
 
 def placed_vms(session: Session, host_id: int) -> list[Resource]:

@@ -30,7 +30,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import ComputeError, Forbidden
+from core.db import begin_write
+from core.errors import ComputeError, Forbidden, NotFound, ResourceNotReady
 from core.hypervisors.base import DriverError
 from core.links import path_of
 from core.models import ConsoleTicketUse, Host, Project, Resource, SystemSetting, SystemVm, Zone
@@ -127,7 +128,34 @@ def redeem_ticket(session: Session, token: str) -> Ticket:
     return Ticket(data["p"], data["z"], data["i"], data["u"], data["by"], float(data["exp"]))
 
 
+def open_ticket(session: Session, project: str, zone_name: str, instance_name: str,
+                user: str) -> tuple[str, Ticket, str]:
+    """A ticket for an instance's serial console and the name of the zone's console proxy (deployed
+    now if the zone had none), in a write transaction of its own, committed before the answer."""
+    begin_write(session)
+    zone = find_zone(session, zone_name)
+    if zone is None:
+        raise NotFound(f"projects/{project}/zones/{zone_name}")
+    instance = store.find(session, project, "instances", f"zones/{zone_name}", instance_name)
+    token, ticket = issue_ticket(session, instance, user)
+    proxy_name = proxy_for(session, zone).name
+    session.commit()
+    return token, ticket, proxy_name
+
+
+def use_ticket(session: Session, token: str) -> Ticket:
+    """Redeem a ticket in a write transaction of its own: once committed, no other connection may use it."""
+    begin_write(session)
+    ticket = redeem_ticket(session, token)
+    session.commit()
+    return ticket
+
+
 # -- the proxy -------------------------------------------------------------------------------------
+
+
+def find_zone(session: Session, name: str) -> Zone | None:
+    return session.scalar(select(Zone).where(Zone.name == name))
 
 
 def proxy_for(session: Session, zone: Zone) -> SystemVm:
@@ -137,12 +165,26 @@ def proxy_for(session: Session, zone: Zone) -> SystemVm:
 
 def proxy_ready(session: Session, zone_name: str) -> SystemVm | None:
     """The zone's console proxy if it runs on a host that is Up."""
-    zone = session.scalar(select(Zone).where(Zone.name == zone_name))
+    zone = find_zone(session, zone_name)
     vm = vms.zone_vm(session, vms.CONSOLE_PROXY, zone) if zone is not None else None
     if vm is None or vm.state != "Running":
         return None
     host = vms.host_of(session, vm)
     return vm if host is not None and host.status == "Up" else None
+
+
+def wait_for_proxy(session: Session, zone_name: str, seconds: float, poll: float = 0.2) -> str:
+    """The name of the zone's console proxy once it runs on an Up host; ResourceNotReady after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        proxy = proxy_ready(session, zone_name)
+        name = proxy.name if proxy is not None else None
+        session.rollback()  # the next look must see what workers committed meanwhile
+        if name is not None:
+            return name
+        if time.monotonic() > deadline:
+            raise ResourceNotReady(f"The console proxy of zone '{zone_name}' is not running yet; try again shortly.")
+        time.sleep(poll)
 
 
 # -- reaching the serial port ----------------------------------------------------------------------

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
-from sqlalchemy.orm import sessionmaker
 
-from core.db import create_schema, make_engine, write_session
-from core.services.seed import seed
+from core.services.admin import open_database
 from gstack.config import Settings
 
 DATA_DIR = click.option("--data-dir", default=None, help="The server's data directory (or GSTACK_DATA_DIR).")
@@ -18,17 +17,12 @@ def settings(data_dir: str | None) -> Settings:
     return Settings.from_env(data_dir=data_dir)
 
 
-def factory(data_dir: str | None) -> sessionmaker:
+def factory(data_dir: str | None):
     """Sessions on the configured database, with its schema and the demo cloud in place."""
-    engine = make_engine(settings(data_dir).database_url)
-    create_schema(engine)
-    made = sessionmaker(bind=engine, expire_on_commit=False)
-    with write_session(made) as session:
-        seed(session)
-    return made
+    return open_database(settings(data_dir).database_url)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Report a refused command on stderr and exit non-zero."""
     click.echo(f"ERROR: {message}", err=True)
     sys.exit(1)

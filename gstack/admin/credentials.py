@@ -6,11 +6,10 @@ import datetime
 import json
 
 import click
-from sqlalchemy import select
 
 from core import identity
-from core.db import write_session
-from core.models import Principal, Project
+from core.identity import directory
+from core.services.admin import transaction
 from gstack.admin import DATA_DIR, admin, factory, fail, settings
 from gstack.admin.identities import find_service_account, service_account_group
 
@@ -51,7 +50,7 @@ def admin_token(project: str, scopes: tuple[str, ...], lifetime: int, data_dir: 
     """Print an access token for the project's gstack-admin service account."""
     from gstack.bootstrap import project_admin
 
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             sa = project_admin(session, project)
         except identity.IdentityError as e:
@@ -70,15 +69,14 @@ def admin_sa_key(project: str, name: str, output: str, base_url: str | None, dat
     """Write a key of the project's owner service account NAME, creating the account if needed."""
     from gstack.bootstrap import project_admin
 
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             p = identity.find_project(session, project)
             if name == "gstack-admin":
                 sa = project_admin(session, project)
             else:
-                sa = session.scalar(select(Principal).where(
-                    Principal.email == identity.service_account_email(project, name)))
-                sa = sa or identity.create_service_account(session, p, name, role="roles/owner")
+                sa = directory.service_account(session, identity.service_account_email(project, name)) \
+                    or identity.create_service_account(session, p, name, role="roles/owner")
         except identity.IdentityError as e:
             fail(str(e))
         key = identity.create_key(session, sa, p, token_uri(base_url, data_dir))
@@ -102,9 +100,9 @@ PROJECT = click.option("--project", default=None, help="The project, when ACCOUN
 @DATA_DIR
 def key_create(account: str, project: str | None, output: str, base_url: str | None, data_dir: str | None) -> None:
     """Create a key for ACCOUNT and write it as a Google-format JSON key file."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         sa = find_service_account(session, account, project)
-        owner = session.get(Project, sa.project_id)
+        owner = directory.home_project(session, sa)
         key = identity.create_key(session, sa, owner, token_uri(base_url, data_dir))
     write_key_file(key, output)
 
@@ -127,15 +125,11 @@ def key_list(account: str, project: str | None, data_dir: str | None) -> None:
 
 
 def _set_key(key_id: str, data_dir: str | None, *, disabled: bool | None) -> None:
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
-            key = identity.find_key(session, key_id)
+            directory.set_key(session, key_id, disabled=disabled)
         except identity.IdentityError as e:
             fail(str(e))
-        if disabled is None:
-            session.delete(key)
-        else:
-            key.disabled = disabled
 
 
 @key_group.command("delete")

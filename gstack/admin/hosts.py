@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import click
-from sqlalchemy import select
 
-from core.db import write_session
 from core.hypervisors.base import DriverError
 from core.hypervisors.registry import HYPERVISORS, default_registry
-from core.models import Cluster, Host, Zone
+from core.services import hosts
+from core.services.admin import AdminError, set_systemvm_arch, transaction
 from core.services.hosts import (
     HOST_STATUSES,
     HostError,
@@ -67,7 +66,7 @@ def cluster_group() -> None:
 def cluster_add(zone: str, name: str, hypervisor: str, pod: str | None, cpu_overprovisioning: float,
                 memory_overprovisioning: float, data_dir: str | None) -> None:
     """Add a cluster to a zone."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             add_cluster(session, zone, name, hypervisor, pod=pod, cpu_overprovisioning=cpu_overprovisioning,
                         memory_overprovisioning=memory_overprovisioning)
@@ -82,10 +81,9 @@ def cluster_list(data_dir: str | None) -> None:
     """List clusters with their hypervisor and host count."""
     with factory(data_dir)() as session:
         click.echo(f"{'ZONE':20} {'NAME':28} {'HYPERVISOR':10} {'HOSTS':>5} {'CPU_OP':>6} {'MEM_OP':>6}")
-        for c, z in session.execute(select(Cluster, Zone).join(Zone, Cluster.zone_id == Zone.id)
-                                    .order_by(Zone.name, Cluster.name)):
-            hosts = len(list(session.scalars(select(Host.id).where(Host.cluster_id == c.id))))
-            click.echo(f"{z.name:20} {c.name:28} {c.hypervisor:10} {hosts:>5} {c.cpu_overprovisioning:>6g} "
+        for row in hosts.clusters(session):
+            c = row.cluster
+            click.echo(f"{row.zone.name:20} {c.name:28} {c.hypervisor:10} {row.hosts:>5} {c.cpu_overprovisioning:>6g} "
                        f"{c.memory_overprovisioning:>6g}")
 
 
@@ -101,18 +99,13 @@ def host_group() -> None:
 @DATA_DIR
 def host_list(data_dir: str | None) -> None:
     """List hosts with their capacity and use."""
-    from core.planner import host_usage
-
     with factory(data_dir)() as session:
-        rows = list(session.execute(select(Host, Cluster, Zone).join(Cluster, Host.cluster_id == Cluster.id)
-                                    .join(Zone, Host.zone_id == Zone.id).order_by(Zone.name, Host.name)))
-        usage = host_usage(session, [h.id for h, _, _ in rows])
         click.echo(f"{'NAME':32} {'ZONE':16} {'CLUSTER':22} {'HYPERVISOR':10} {'STATUS':12} {'CPUS':>5} {'USED':>5} "
                    f"{'MEM_MB':>8} {'USED_MB':>8}  URI")
-        for h, c, z in rows:
-            cpu, mem = usage.get(h.id, (0, 0))
-            click.echo(f"{h.name:32} {z.name:16} {c.name:22} {c.hypervisor:10} {h.status:12} {h.cpus:>5} {cpu:>5} "
-                       f"{h.memory_mb:>8} {mem:>8}  {h.uri}")
+        for row in hosts.hosts(session):
+            h, c = row.host, row.cluster
+            click.echo(f"{h.name:32} {row.zone.name:16} {c.name:22} {c.hypervisor:10} {h.status:12} {h.cpus:>5} "
+                       f"{row.cpus_used:>5} {h.memory_mb:>8} {row.memory_used_mb:>8}  {h.uri}")
 
 
 @host_group.command("add")
@@ -133,9 +126,7 @@ def host_add(zone: str, cluster: str | None, name: str | None, uri: str, cpus: i
     """Add a host to a cluster; a libvirt host's CPUs and memory are read from the host."""
     sessions = factory(data_dir)
     with sessions() as session:
-        z = session.scalar(select(Zone).where(Zone.name == zone))
-        q = select(Cluster).where(Cluster.zone_id == (z.id if z else -1))
-        c = session.scalar((q.where(Cluster.name == cluster) if cluster else q).order_by(Cluster.id))
+        c = hosts.find_cluster(session, zone, cluster)
     if c is not None and c.hypervisor == "simulator":
         if not name:
             fail("a simulator host needs --name")
@@ -156,9 +147,9 @@ def host_add(zone: str, cluster: str | None, name: str | None, uri: str, cpus: i
 @DATA_DIR
 def host_set_status(name: str, status: str, data_dir: str | None) -> None:
     """Mark a host Up, Down (simulator: it stops answering) or in Maintenance."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
-            find_host(session, name).status = status
+            hosts.set_host_status(session, name, status)
         except HostError as e:
             fail(str(e))
     click.echo(f"{name}: {status}")
@@ -170,7 +161,7 @@ def host_set_status(name: str, status: str, data_dir: str | None) -> None:
 @DATA_DIR
 def host_maintenance(name: str, state: str, data_dir: str | None) -> None:
     """Maintenance on: nothing new is placed on the host; lists the VMs still on it. Off: Up again."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             vms = set_maintenance(session, name, state == "on")
         except HostError as e:
@@ -188,7 +179,7 @@ def host_maintenance(name: str, state: str, data_dir: str | None) -> None:
 @DATA_DIR
 def host_remove(name: str, data_dir: str | None) -> None:
     """Remove a host that no VM is placed on."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             remove_host(session, name)
         except HostError as e:
@@ -227,7 +218,7 @@ def host_domains(name: str, show_xml: bool, data_dir: str | None) -> None:
             host = find_host(session, name)
         except HostError as e:
             fail(str(e))
-        ref, cluster = host_ref(host), session.get(Cluster, host.cluster_id)
+        ref, cluster = host_ref(host), hosts.cluster_of(session, host)
         vms = {v.uid: v for v in placed_vms(session, host.id)}
     driver = drivers.get(cluster.hypervisor)
     if not driver.shares_state(ref):
@@ -249,9 +240,9 @@ def host_domains(name: str, show_xml: bool, data_dir: str | None) -> None:
 @DATA_DIR
 def host_fail_spawns(name: str, count: int, data_dir: str | None) -> None:
     """Simulator fault injection: the next COUNT spawns on the host fail."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
-            find_host(session, name).fail_next_spawns = count
+            hosts.fail_next_spawns(session, name, count)
         except HostError as e:
             fail(str(e))
     click.echo(f"{name}: next {count} spawn(s) fail")
@@ -272,9 +263,9 @@ def zone_group() -> None:
 def zone_systemvm_arch(zone: str, arch: str, data_dir: str | None) -> None:
     """The architecture of the zone's system VM template: x86_64 (default) or i386 (less memory,
     connection tracking capped near 2.5M entries)."""
-    with write_session(factory(data_dir)) as session:
-        z = session.scalar(select(Zone).where(Zone.name == zone))
-        if z is None:
-            fail(f"zone {zone} does not exist")
-        z.systemvm_arch = arch
+    with transaction(factory(data_dir)) as session:
+        try:
+            set_systemvm_arch(session, zone, arch)
+        except AdminError as e:
+            fail(str(e))
     click.echo(f"{zone}: system VM template {arch}")

@@ -7,11 +7,10 @@ import secrets
 import sys
 
 import click
-from sqlalchemy import func, select
 
 from core import identity
-from core.db import write_session
-from core.models import Membership, Principal, Project
+from core.identity import directory
+from core.services.admin import transaction
 from gstack.admin import DATA_DIR, admin, factory, fail
 from gstack.admin.projects import project_group
 
@@ -60,7 +59,7 @@ def user_create(email: str, display_name: str, is_admin: bool, password_stdin: b
     password = read_password(password_stdin, password_file)
     generated = password is None
     password = password if password is not None else secrets.token_urlsafe(15)
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             user = identity.create_user(session, email, password, display_name=display_name, admin=is_admin)
         except identity.IdentityError as e:
@@ -75,11 +74,8 @@ def user_create(email: str, display_name: str, is_admin: bool, password_stdin: b
 def user_list(data_dir: str | None) -> None:
     """List users with the number of projects each belongs to."""
     with factory(data_dir)() as session:
-        projects = func.count(Membership.id)
-        rows = session.execute(select(Principal, projects).outerjoin(Membership, Membership.principal_id == Principal.id)
-                               .where(Principal.kind == "user").group_by(Principal.id).order_by(Principal.email))
         click.echo(f"{'EMAIL':40} {'NAME':24} {'ADMIN':5} {'PROJECTS':>8}")
-        for user, count in rows:
+        for user, count in directory.users_with_project_counts(session):
             click.echo(f"{user.email:40} {user.display_name[:24]:24} {'yes' if user.admin else 'no':5} {count:>8}")
 
 
@@ -88,7 +84,7 @@ def user_list(data_dir: str | None) -> None:
 @DATA_DIR
 def user_delete(email: str, data_dir: str | None) -> None:
     """Delete a user; its sessions, tokens and memberships go with it."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         user = identity.find_principal(session, email)
         if user is None or user.kind != "user":
             fail(f"no user {email}")
@@ -106,7 +102,7 @@ def user_set_password(email: str, password_stdin: bool, password_file: str | Non
     password = read_password(password_stdin, password_file)
     generated = password is None
     password = password if password is not None else secrets.token_urlsafe(15)
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             identity.set_password(session, identity.require_principal(session, email), password)
         except identity.IdentityError as e:
@@ -123,11 +119,8 @@ def user_set_password(email: str, password_stdin: bool, password_file: str | Non
 def project_list(data_dir: str | None) -> None:
     """List projects (public image projects included) with their number of members."""
     with factory(data_dir)() as session:
-        count = func.count(Membership.id)
-        rows = session.execute(select(Project, count).outerjoin(Membership, Membership.project_id == Project.id)
-                               .group_by(Project.id).order_by(Project.name))
         click.echo(f"{'NAME':32} {'NUMBER':>12} {'PUBLIC':6} {'MEMBERS':>7}")
-        for p, members in rows:
+        for p, members in directory.projects_with_member_counts(session):
             click.echo(f"{p.name:32} {p.number:>12} {'yes' if p.public else 'no':6} {members:>7}")
 
 
@@ -154,7 +147,7 @@ def project_members(project: str, data_dir: str | None) -> None:
 @DATA_DIR
 def project_add_member(project: str, email: str, role: str, data_dir: str | None) -> None:
     """Give a user or service account a role on a project (replaces its current role there)."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             p = identity.find_project(session, project)
             if p.public:
@@ -171,7 +164,7 @@ def project_add_member(project: str, email: str, role: str, data_dir: str | None
 @DATA_DIR
 def project_remove_member(project: str, email: str, data_dir: str | None) -> None:
     """Take away a user's or service account's role on a project."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             identity.revoke_membership(session, identity.find_project(session, project),
                                        identity.require_principal(session, email))
@@ -187,7 +180,7 @@ def service_account_group() -> None:
     """Service accounts (NAME@PROJECT.iam.gserviceaccount.com) and their keys."""
 
 
-def find_service_account(session, account: str, project: str | None) -> Principal:
+def find_service_account(session, account: str, project: str | None):
     """A service account by email, or by NAME with --project."""
     email = account if "@" in account else identity.service_account_email(project or "", account)
     if "@" not in account and not project:
@@ -207,7 +200,7 @@ def find_service_account(session, account: str, project: str | None) -> Principa
 @DATA_DIR
 def sa_create(name: str, project: str, role: str, display_name: str, data_dir: str | None) -> None:
     """Create a service account in a project."""
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             p = identity.find_project(session, project)
             sa = identity.create_service_account(session, p, name, display_name,
@@ -223,14 +216,12 @@ def sa_create(name: str, project: str, role: str, display_name: str, data_dir: s
 def sa_list(project: str | None, data_dir: str | None) -> None:
     """List service accounts with their number of active keys."""
     with factory(data_dir)() as session:
-        q = select(Principal).where(Principal.kind == "serviceAccount").order_by(Principal.email)
-        if project:
-            try:
-                q = q.where(Principal.project_id == identity.find_project(session, project).id)
-            except identity.IdentityError as e:
-                fail(str(e))
+        try:
+            owner = identity.find_project(session, project) if project else None
+        except identity.IdentityError as e:
+            fail(str(e))
         click.echo(f"{'EMAIL':70} {'KEYS':>4}")
-        for sa in session.scalars(q):
+        for sa in directory.service_accounts(session, owner):
             active = sum(1 for k in identity.keys_of(session, sa) if not k.disabled)
             click.echo(f"{sa.email:70} {active:>4}")
 
@@ -261,7 +252,7 @@ def client_create(name: str, kind: str, redirect_uris: tuple[str, ...], public: 
     from gstack.bootstrap import write_private
 
     uris = list(redirect_uris) or ([f"http://{h}/" for h in LOOPBACK_HOSTS] if kind == "installed" else [])
-    with write_session(factory(data_dir)) as session:
+    with transaction(factory(data_dir)) as session:
         try:
             client, secret = identity.create_client(session, name, uris, kind=kind, public=public)
         except identity.IdentityError as e:

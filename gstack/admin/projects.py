@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import click
-import orjson
-from sqlalchemy import select
 
-from core.db import write_session
-from core.models import Project
-from core.services.seed import ensure_project
+from core.resources.store import validate_name
+from core.services.admin import AdminError, check_quota_metric, create_project, set_quota, transaction
 from gstack.admin import DATA_DIR, admin, factory, fail
 
 
@@ -22,16 +19,15 @@ def project_group() -> None:
 @DATA_DIR
 def project_create(name: str, data_dir: str | None) -> None:
     """Create a project with its default network."""
-    from core.resources.store import validate_name
-
     try:
         validate_name(name)
     except Exception as e:  # noqa: BLE001
         fail(str(e))
-    with write_session(factory(data_dir)) as session:
-        if session.scalar(select(Project).where(Project.name == name)) is not None:
-            fail(f"project {name} already exists")
-        p = ensure_project(session, name)
+    with transaction(factory(data_dir)) as session:
+        try:
+            p = create_project(session, name)
+        except AdminError as e:
+            fail(str(e))
         click.echo(f"created project {p.name} (number {p.number})")
 
 
@@ -43,19 +39,10 @@ def project_create(name: str, data_dir: str | None) -> None:
 @DATA_DIR
 def project_set_quota(project: str, metric: str, limit: float, region: str | None, data_dir: str | None) -> None:
     """Change a project's quota limit."""
-    from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS
-
-    known = DEFAULT_REGION_QUOTAS if region else DEFAULT_GLOBAL_QUOTAS
-    if metric not in known:
-        fail(f"unknown {'regional' if region else 'global'} metric {metric}; known: {', '.join(sorted(known))}")
-    with write_session(factory(data_dir)) as session:
-        p = session.scalar(select(Project).where(Project.name == project))
-        if p is None:
-            fail(f"project {project} does not exist")
-        limits = orjson.loads(p.quota_limits or "{}")
-        if region:
-            limits.setdefault("regions", {}).setdefault(region, {})[metric] = limit
-        else:
-            limits.setdefault("global", {})[metric] = limit
-        p.quota_limits = orjson.dumps(limits).decode()
+    try:
+        check_quota_metric(metric, region is not None)
+        with transaction(factory(data_dir)) as session:
+            set_quota(session, project, metric, limit, region)
+    except AdminError as e:
+        fail(str(e))
     click.echo(f"{project}: {metric} = {limit:g}" + (f" in {region}" if region else " globally"))

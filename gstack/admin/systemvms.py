@@ -6,13 +6,11 @@ import time
 
 import click
 import orjson
-from sqlalchemy import select
 
-from core.db import write_session
 from core.errors import Forbidden
 from core.hypervisors.registry import default_registry
-from core.models import Host, Operation, Resource, SystemVm, Zone
 from core.resources import store
+from core.services.admin import AdminError, find_operation, set_systemvm_arch, system_vms, transaction
 from core.systemvms import console_proxy, jobs, router, sync, vms
 from core.systemvms.watchdog import Watchdog
 from gstack.admin import DATA_DIR, admin, factory, fail, settings
@@ -31,7 +29,7 @@ def _wait(sessions, op_name: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while seconds > 0:
         with sessions() as session:
-            op = session.scalar(select(Operation).where(Operation.name == op_name))
+            op = find_operation(session, op_name)
         if op is None or op.status == "DONE":
             if op is not None and op.error:
                 fail(f"{op_name} failed: {orjson.loads(op.error)['errors'][0]['message']}")
@@ -42,7 +40,7 @@ def _wait(sessions, op_name: str, seconds: float) -> None:
         time.sleep(0.2)
 
 
-def _vm(session, name: str) -> SystemVm:
+def _vm(session, name: str):
     vm = vms.find_by_name(session, name)
     if vm is None:
         fail(f"no system VM named {name}")
@@ -55,18 +53,13 @@ def _vm(session, name: str) -> SystemVm:
 def systemvm_list(kind: str | None, data_dir: str | None) -> None:
     """List system VMs: where they run and, for routers, the configuration version pushed."""
     with factory(data_dir)() as session:
-        q = select(SystemVm, Resource, Zone).join(Resource, Resource.uid == SystemVm.uid) \
-            .join(Zone, Zone.id == SystemVm.zone_id).order_by(SystemVm.kind, SystemVm.name)
-        if kind:
-            q = q.where(SystemVm.kind == kind)
-        rows = list(session.execute(q))
-        hosts = {h.id: h.name for h in session.scalars(select(Host))}
+        rows = system_vms(session, kind)
         click.echo(f"{'NAME':40} {'KIND':17} {'ZONE':16} {'STATE':8} {'HOST':26} {'ARCH':6} {'MEM_MB':>6} "
                    f"{'CONNTRACK':>9} {'CONFIG':>7}  NETWORK")
-        for vm, res, zone in rows:
+        for vm, res, zone, host in rows:
             config = f"{vm.pushed_version}/{vm.config_version}" if vm.kind == vms.ROUTER else "-"
             network = (vm.network_url or "-").rsplit("/projects/", 1)[-1]
-            click.echo(f"{vm.name:40} {vm.kind:17} {zone.name:16} {vm.state:8} {hosts.get(res.host_id, '-'):26} "
+            click.echo(f"{vm.name:40} {vm.kind:17} {zone.name:16} {vm.state:8} {host:26} "
                        f"{vm.arch:6} {res.memory_mb:>6} {vm.conntrack_max or '-':>9} {config:>7}  {network}")
 
 
@@ -77,7 +70,7 @@ def systemvm_list(kind: str | None, data_dir: str | None) -> None:
 def systemvm_restart(name: str, wait_seconds: float, data_dir: str | None) -> None:
     """Reboot a system VM (elsewhere if its host is down); a router gets its configuration again."""
     sessions = factory(data_dir)
-    with write_session(sessions) as session:
+    with transaction(sessions) as session:
         op = jobs.restart(session, _vm(session, name))
         op_name = op.name
     _wait(sessions, op_name, wait_seconds)
@@ -90,7 +83,7 @@ def systemvm_restart(name: str, wait_seconds: float, data_dir: str | None) -> No
 def systemvm_destroy(name: str, wait_seconds: float, data_dir: str | None) -> None:
     """Destroy a system VM; it is deployed afresh when its network or zone needs it again."""
     sessions = factory(data_dir)
-    with write_session(sessions) as session:
+    with transaction(sessions) as session:
         op = jobs.destroy(session, _vm(session, name))
         op_name = op.name
     _wait(sessions, op_name, wait_seconds)
@@ -105,7 +98,7 @@ def systemvm_sync(project: str, network: str, wait_seconds: float, data_dir: str
     """Render a network's routers again and push what changed (deploying missing routers)."""
     sessions = factory(data_dir)
     url = network if "/" in network else f"global/networks/{network}"
-    with write_session(sessions) as session:
+    with transaction(sessions) as session:
         sync.request_sync(session, project, url)
         op = sync.pending_sync(session, project, url)
         op_name = op.name if op is not None else None
@@ -152,13 +145,11 @@ def systemvm_config(name: str, path: str | None, data_dir: str | None) -> None:
 @DATA_DIR
 def systemvm_arch(zone: str, arch: str | None, data_dir: str | None) -> None:
     """Show or set the zone's system VM template architecture (for system VMs deployed from now on)."""
-    with write_session(factory(data_dir)) as session:
-        row = session.scalar(select(Zone).where(Zone.name == zone))
-        if row is None:
-            fail(f"zone {zone} does not exist")
-        if arch:
-            row.systemvm_arch = arch
-        tpl = vms.template_for(row)
+    with transaction(factory(data_dir)) as session:
+        try:
+            tpl = vms.template_for(set_systemvm_arch(session, zone, arch))
+        except AdminError as e:
+            fail(str(e))
         click.echo(f"{zone}: {tpl.arch} ({tpl.memory_mb} MB, conntrack max {tpl.conntrack_max})")
 
 
@@ -171,8 +162,8 @@ def systemvm_arch(zone: str, arch: str | None, data_dir: str | None) -> None:
 def systemvm_console_ticket(project: str, zone: str, instance: str, base_url: str | None,
                             data_dir: str | None) -> None:
     """A one-minute ticket for an instance's serial console, and the WebSocket URL to open with it."""
-    with write_session(factory(data_dir)) as session:
-        z = session.scalar(select(Zone).where(Zone.name == zone))
+    with transaction(factory(data_dir)) as session:
+        z = console_proxy.find_zone(session, zone)
         if z is None:
             fail(f"zone {zone} does not exist")
         res = store.find_optional(session, project, "instances", f"zones/{zone}", instance)

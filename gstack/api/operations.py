@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 from flask import Response
 
-from core.errors import BadRequest
 from core.resources import operations
 from core.resources.queries import operation_rows
+from core.services import calls, topology
+from core.services import operations as operation_service
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
@@ -18,8 +19,6 @@ def _scope(req: ApiRequest, zone: str | None, region: str | None) -> str:
     if zone is not None:
         return f"zones/{req.zone(zone).name}"
     if region is not None:
-        from core.services import topology
-
         return f"regions/{topology.region(req.session, req.call.project, region).name}"
     return "global"
 
@@ -50,18 +49,14 @@ def wait(req: ApiRequest, operation: str, zone: str | None = None, region: str |
     op = operations.find(req.call, scope, operation)
     if op.status != "DONE":
         pk = op.pk
-        req.session.rollback()  # hold no transaction or connection while waiting
-        req.session.close()
+        calls.release(req.session)  # hold no transaction or connection while waiting
         req.runtime.engine.wait(pk, req.runtime.settings.wait_timeout)
         op = operations.find(req.call, scope, operation)
     return operations.to_json(op)
 
 
 def delete(req: ApiRequest, operation: str, zone: str | None = None, region: str | None = None):
-    op = operations.find(req.call, _scope(req, zone, region), operation)
-    if op.status != "DONE":
-        raise BadRequest(f"The operation '{op.name}' is still running and cannot be deleted.")
-    req.session.delete(op)
+    operation_service.delete(req.call, _scope(req, zone, region), operation)
     return Response(status=204)
 
 

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 
 import orjson
 from flask import Response, current_app, request
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from core.db import begin_write
-from core.errors import Invalid, NotImplementedMethod, ResourceNotReady
-from core.jobs import announce
-from core.models import Operation, Project
+from core.errors import Invalid, NotImplementedMethod
+from core.identity import access
 from core.resources import operations
 from core.resources.context import Call
-from core.resources.operations import DuplicateRequest
-from core.services import topology
+from core.services import calls, topology
 from core.services.topology import ZoneInfo
 from gstack.auth import guard
 from gstack.gce.discovery import Method
@@ -94,47 +90,47 @@ def is_write(method: Method) -> bool:
 
 
 def run(method: Method, params: dict[str, str]) -> Response:
+    """Serve one API call: who calls (401/403), which handler, what it sent, then the handler in
+    the call's transaction, and its answer rendered."""
     runtime = current_app.extensions["gstack"]
     session = runtime.db.session()
     ident = guard.authenticate(method)
-    project = params.get("project")
-    if project is not None and project.isdigit() and int(project) < 2**63:  # a project number names it too
-        project = session.scalar(select(Project.name).where(Project.number == int(project))) or project
+    project = _project(session, params)
     guard.authorize(session, ident, method, project)
+    handler = _handler(method)
+    selector()  # a malformed fields= is a 400 before anything runs, not after a mutation committed
+    body = _body(method)
+    req = ApiRequest(Call(session, project or "", ident.email, _request_id(method)), method, body, request.args)
+    args = {k: v for k, v in params.items() if k != "project"}
+    outcome = calls.run(req.call, is_write(method), lambda: handler(req, **args))
+    if outcome.wake:
+        runtime.engine_kick(outcome.kind)
+    return _response(outcome)
+
+
+def _project(session, params: dict[str, str]) -> str | None:
+    """The project the path names (by name or by number), None for methods outside projects."""
+    project = params.get("project")
+    return access.project_name(session, project) if project is not None else None
+
+
+def _handler(method: Method) -> Handler:
     handler = HANDLERS.get(method.id)
     if handler is None:
         raise NotImplementedMethod(f"Method '{method.id}' is not implemented by gstack.")
-    selector()  # a malformed fields= is a 400 before anything runs, not after a mutation committed
-    body = _body(method)
-    request_id = None
+    return handler
+
+
+def _request_id(method: Method) -> str | None:
+    """The write's ``requestId`` (validated), which makes a retried call answer the first one's Operation."""
     if is_write(method) and "requestId" in method.parameters:
-        request_id = operations.validate_request_id(request.args.get("requestId"))
-    call = Call(session, project or "", ident.email, request_id)
-    if is_write(method):
-        begin_write(session)
-        existing = operations.by_request_id(call)
-        if existing is not None:
-            return json_response(operations.to_json(existing))
-    req = ApiRequest(call, method, body, request.args)
-    payload = kind = None
-    try:
-        result = handler(req, **{k: v for k, v in params.items() if k != "project"})
-        if isinstance(result, Operation):  # rendered now: after the commit its row would be read again
-            payload, kind = operations.to_json(result), result.job
-        if is_write(method):
-            if isinstance(result, Operation) and result.status != "DONE":
-                announce(session, result.job)
-            session.commit()
-    except DuplicateRequest:
-        session.rollback()
-        existing = operations.by_request_id(call)
-        if existing is None:  # the other request rolled back after all: this one may run again
-            raise ResourceNotReady("A request with the same requestId is in progress; retry it.") from None
-        return json_response(operations.to_json(existing))
-    if isinstance(result, Operation):
-        if payload["status"] != "DONE":
-            runtime.engine_kick(kind)
-        return json_response(payload)
-    if isinstance(result, Response):
-        return result
-    return json_response(result)
+        return operations.validate_request_id(request.args.get("requestId"))
+    return None
+
+
+def _response(outcome: calls.Outcome) -> Response:
+    if outcome.operation is not None:
+        return json_response(outcome.operation)
+    if isinstance(outcome.result, Response):
+        return outcome.result
+    return json_response(outcome.result)

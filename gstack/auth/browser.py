@@ -14,7 +14,7 @@ import secrets
 from flask import Response, current_app, g, request
 
 from core import identity
-from core.models import Principal
+from core.identity import Principal
 
 SESSION_COOKIE = "gstack_session"
 CSRF_COOKIE = "gstack_csrf"

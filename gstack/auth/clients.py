@@ -8,11 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from core import identity
-from core.models.identity import OAuthClient
+from core.identity import OAuthClient
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _LOOPBACK = tuple(f"http://{host}/" for host in LOOPBACK_HOSTS)
@@ -67,7 +64,7 @@ CODE_DISPLAY_PAGES = ("https://sdk.cloud.google.com/authcode.html",
                       "https://sdk.cloud.google.com/applicationdefaultauthcode.html")
 
 
-def find(session: Session, client_id: str | None) -> Client | None:
+def find(session, client_id: str | None) -> Client | None:
     if not client_id:
         return None
     if client_id in BUILTIN:
@@ -80,6 +77,5 @@ def _client(row: OAuthClient) -> Client:
     return Client(row.client_id, row.name, row.kind, row.secret_hash, tuple(u for u in row.redirect_uris.splitlines() if u))
 
 
-def all_clients(session: Session) -> list[Client]:
-    rows = session.scalars(select(OAuthClient).order_by(OAuthClient.created))
-    return list(BUILTIN.values()) + [_client(r) for r in rows]
+def all_clients(session) -> list[Client]:
+    return list(BUILTIN.values()) + [_client(r) for r in identity.registered_clients(session)]

@@ -7,17 +7,15 @@ from dataclasses import dataclass
 
 from flask import current_app, request
 from oauthlib.oauth2 import BearerToken, ResourceEndpoint
-from sqlalchemy import select
 
 from core.errors import Forbidden, InsufficientPermissions, RateLimited, Unauthenticated
-from core.models import Membership, Principal, Project
+from core.identity import access
+from core.identity.access import ProjectAccess
 from gstack.auth.ratelimit import LIMITER
 from gstack.auth.validator import GstackValidator, Identity, TokenCache
 from gstack.gce.discovery import Method
 from gstack.gce.errors import UNAUTHENTICATED_INVALID, UNAUTHENTICATED_MISSING
 from gstack.gce.render import base_url
-
-WRITE_ROLES = {"roles/owner", "roles/editor"}
 
 
 def resource_endpoint(validator: GstackValidator) -> ResourceEndpoint:
@@ -88,42 +86,28 @@ def authenticate(method: Method) -> Identity:
     return ident
 
 
-def permission(method: Method) -> str:
-    verb = {"insert": "create", "aggregatedList": "list"}.get(method.name, method.name)
-    return f"compute.{method.resource}.{verb}"
-
-
 class AccessCache(TokenCache):
-    """(principal, project) -> (role, public) for a couple of seconds."""
+    """(principal, project) -> ProjectAccess for a couple of seconds."""
 
 
-def project_role(session, ident: Identity, project: str, cache: AccessCache) -> tuple[str | None, bool]:
+def project_access(session, ident: Identity, project: str, cache: AccessCache) -> ProjectAccess:
+    """The identity's standing on the project, from the cache when it was looked up a moment ago."""
     key = f"{ident.principal_id}/{project}"
     found, value = cache.get(key)
     if found:
         return value  # type: ignore[return-value]
-    row = session.execute(select(Project.id, Project.public).where(Project.name == project)).first()
-    role = None
-    public = bool(row and row.public)
-    if row is not None:
-        role = session.scalar(select(Membership.role).where(Membership.project_id == row.id,
-                                                            Membership.principal_id == ident.principal_id))
-    cache.put(key, (role, public))  # type: ignore[arg-type]
-    return role, public
+    found_access = access.project_access(session, ident.principal_id, project)
+    cache.put(key, found_access)  # type: ignore[arg-type]
+    return found_access
 
 
 def authorize(session, ident: Identity, method: Method, project: str | None) -> None:
-    """May this identity call this method on this project? Admins reach every project."""
-    if project is None or ident.admin:
+    """May this identity call this method on this project? (The decision is the core's: admins
+    reach every project, members what their role allows.)"""
+    if project is None:
         return
     runtime = current_app.extensions["gstack"]
-    role, public = project_role(session, ident, project, runtime.access_cache)
-    if method.read_only and (public or role is not None):
-        return
-    if role in WRITE_ROLES:
-        return
-    raise Forbidden(f"Required '{permission(method)}' permission for 'projects/{project}'")
-
-
-def principal_of(session, ident: Identity) -> Principal:
-    return session.get(Principal, ident.principal_id)
+    standing = access.NO_ACCESS if ident.admin else project_access(session, ident, project, runtime.access_cache)
+    if not access.may_call(ident.admin, standing, method.read_only):
+        raise Forbidden(f"Required '{access.permission(method.resource, method.name)}' permission for "
+                        f"'projects/{project}'")

@@ -25,7 +25,7 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
 )
 
 from core import identity
-from gstack.auth import keys
+from core.identity import signing
 from gstack.auth.jwt_bearer import GRANT_TYPE as JWT_GRANT
 from gstack.auth.jwt_bearer import JWTBearerGrant
 from gstack.auth.urls import issuer, token_audiences
@@ -96,7 +96,7 @@ def token_endpoint() -> TokenEndpoint:
     own = issuer()
 
     def sign(principal, audience):
-        return keys.sign_id_token(session, own, identity.subject_id(principal), principal.email, audience)
+        return signing.sign_id_token(session, own, identity.subject_id(principal), principal.email, audience)
 
     plain, oidc = _code_grants(v)
     grants = {

@@ -17,15 +17,10 @@ from flask import has_request_context
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from oauthlib.openid import RequestValidator
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import scoped_session
 
 from core import identity
-from core.db import writing
-from core.identity import digest
-from core.models import AccessToken, Principal, ServiceAccountKey, UsedAssertion
-from gstack.auth import clients, keys, scopes
+from core.identity import Principal, digest, oauth, signing
+from gstack.auth import clients, scopes
 from gstack.auth.jwt_bearer import GRANT_TYPE as JWT_GRANT
 from gstack.auth.jwt_bearer import signed_identity
 
@@ -107,10 +102,7 @@ class GstackValidator(RequestValidator):
 
     def writing(self):
         """The request's session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed at the end."""
-        session = self.session_factory()
-        if isinstance(session, scoped_session):
-            session = session()
-        return writing(session)
+        return oauth.write_transaction(self.session_factory())
 
     def forget(self, token_hashes) -> None:
         for key in token_hashes or ():
@@ -126,16 +118,9 @@ class GstackValidator(RequestValidator):
         found, ident = self.cache.get(key)
         if found:
             return ident
-        session = self.session_factory()
-        row = session.execute(
-            select(AccessToken.expires, AccessToken.revoked, AccessToken.scopes, Principal.id, Principal.email,
-                   Principal.admin, Principal.disabled)
-            .join(Principal, Principal.id == AccessToken.principal_id)
-            .where(AccessToken.token_hash == key)
-        ).first()
-        ident = None
-        if row is not None and not row.revoked and not row.disabled:
-            ident = Identity(row.id, row.email, row.admin, frozenset(row.scopes.split()), row.expires)
+        owner = oauth.token_owner(self.session_factory(), key)
+        ident = None if owner is None else Identity(owner.principal_id, owner.email, owner.admin, owner.scopes,
+                                                    owner.expires)
         self.cache.put(key, ident)
         return ident
 
@@ -282,7 +267,7 @@ class GstackValidator(RequestValidator):
             redeemed = identity.redeem_code(session, row)
             if not redeemed:
                 self.forget(identity.revoke_grant(session, row.code_hash))
-        principal = self.session_factory().get(Principal, row.principal_id)
+        principal = oauth.principal(self.session_factory(), row.principal_id)
         if not redeemed or row.client_id != client_id or row.expires < time.time() or principal is None \
                 or principal.disabled:
             raise errors.InvalidGrantError(description="Bad Request", request=request)
@@ -321,7 +306,7 @@ class GstackValidator(RequestValidator):
         row = identity.find_refresh_token(self.session_factory(), refresh_token)
         if row is None or client is None or row.client_id != client.client_id:
             raise errors.InvalidGrantError(description="Token has been expired or revoked.", request=request)
-        request.user = self.session_factory().get(Principal, row.principal_id)
+        request.user = oauth.principal(self.session_factory(), row.principal_id)
         request.gstack_refresh = row
         request.gstack_grant = row.grant
         return True
@@ -357,16 +342,13 @@ class GstackValidator(RequestValidator):
             return Grant.DEVICE_CODE_DENIED
         if row.status == "pending":
             with self.writing() as session:
-                row = session.merge(row)
-                too_fast = now - row.last_poll < row.interval
-                row.interval += 5 if too_fast else 0
-                row.last_poll = now
+                too_fast = oauth.poll_device(session, row, now)
             return Grant.DEVICE_CODE_SLOW_DOWN if too_fast else Grant.DEVICE_CODE_PENDING
         with self.writing() as session:
             consumed = identity.consume_device(session, row)
         if not consumed:
             return None
-        request.user = self.session_factory().get(Principal, row.principal_id)
+        request.user = oauth.principal(self.session_factory(), row.principal_id)
         request.scopes = row.scopes.split()
         request.gstack_grant = row.device_code_hash
         return Grant.DEVICE_CODE_AUTHORIZED
@@ -398,7 +380,7 @@ class GstackValidator(RequestValidator):
                          "azp": request.client_id, "exp": now + int(token.get("expires_in", 3600))})
         if scopes.grants_email(request.scopes):
             id_token.update({"email": user.email, "email_verified": True})
-        return keys.sign(self.session_factory(), id_token)
+        return signing.sign(self.session_factory(), id_token)
 
     def validate_silent_login(self, request) -> bool:
         return False  # prompt=none: gstack remembers no consent, so the user must always be asked
@@ -421,25 +403,12 @@ class GstackValidator(RequestValidator):
     # -- JWT bearer (RFC 7523) -------------------------------------------------------------------
 
     def service_account_key(self, kid: str) -> tuple[str, Principal] | None:
-        session = self.session_factory()
-        row = session.execute(
-            select(ServiceAccountKey, Principal).join(Principal, Principal.id == ServiceAccountKey.principal_id)
-            .where(ServiceAccountKey.key_id == kid)
-        ).first()
-        if row is None or row[0].disabled or row[1].disabled:
-            return None
-        return row[0].public_pem, row[1]
+        return oauth.service_account_key(self.session_factory(), kid)
 
     def record_assertion(self, key: str, expires: float) -> bool:
         """Remember an accepted assertion's ``key`` (its issuer and ``jti``) until it expires; False if it
         was seen before (a replay)."""
-        try:
-            with self.writing() as session:
-                session.execute(delete(UsedAssertion).where(UsedAssertion.expires < time.time()))
-                session.add(UsedAssertion(digest=digest(key), expires=expires))
-        except IntegrityError:
-            return False
-        return True
+        return oauth.remember_assertion(self.session_factory(), digest(key), expires)
 
 
 class UnknownToken(OAuth2Error):

@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, request
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from core import identity
-from gstack.auth import keys, scopes, server
+from core.identity import signing
+from gstack.auth import scopes, server
 from gstack.auth.ratelimit import LIMITER
 from gstack.auth.urls import issuer
 from gstack.auth.validator import UnknownToken, basic_credentials
@@ -113,7 +114,7 @@ def tokeninfo() -> Response:
     session = runtime.db.session
     invalid = json_response({"error": "invalid_token", "error_description": "Invalid Value"}, 400)
     if request.values.get("id_token"):
-        claims = keys.verify(session, request.values["id_token"])
+        claims = signing.verify(session, request.values["id_token"])
         return json_response(_string_claims(claims)) if claims else invalid
     found = identity.token_details(session, request.values.get("access_token", ""))
     if found is None:
@@ -196,8 +197,8 @@ def openid_configuration() -> Response:
 @bp.get("/oauth2/v3/certs")
 def certs() -> Response:
     runtime = current_app.extensions["gstack"]
-    keys.current_key(runtime.db.session)
-    return json_response(keys.jwks(runtime.db.session))
+    signing.current_key(runtime.db.session)
+    return json_response(signing.jwks(runtime.db.session))
 
 
 from gstack.auth import pages  # noqa: E402,F401  (the browser pages attach to ``bp``)

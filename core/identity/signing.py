@@ -1,4 +1,7 @@
-"""The server's signing key: ID tokens and the JWKS that lets clients verify them."""
+"""The server's signing keys: ID tokens and the JWKS that lets clients verify them.
+
+A key is made on first use and kept in the database, so every API process signs with the same one.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def _b64(n: int) -> str:
     return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).decode().rstrip("=")
 
 
-def jwks(session: Session) -> dict:
+def jwks(session: Session) -> dict[str, list[dict[str, str]]]:
     keys = []
     for key in session.scalars(select(SigningKey)):
         public = serialization.load_pem_private_key(key.private_pem.encode(), None).public_key()
@@ -41,21 +44,21 @@ def jwks(session: Session) -> dict:
     return {"keys": keys}
 
 
-def sign(session: Session, claims: dict) -> str:
+def sign(session: Session, claims: dict[str, object]) -> str:
     """An RS256 JWT signed with the current key, its ``kid`` in the header (clients find it in the JWKS)."""
     key = current_key(session)
     return jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
 
 
 def sign_id_token(session: Session, issuer: str, subject: str, email: str, audience: str, ttl: int = 3600,
-                  **extra) -> str:
+                  **extra: object) -> str:
     now = int(time.time())
     claims = {"iss": issuer, "sub": subject, "aud": audience, "azp": email, "email": email,
               "email_verified": True, "iat": now, "exp": now + ttl, **extra}
     return sign(session, claims)
 
 
-def verify(session: Session, token: str, audience: str | None = None) -> dict | None:
+def verify(session: Session, token: str, audience: str | None = None) -> dict[str, object] | None:
     """The claims of a JWT we signed (any of our keys, RS256 only), or None."""
     try:
         kid = jwt.get_unverified_header(token).get("kid")

@@ -286,6 +286,11 @@ def find_client(session: Session, client_id: str) -> OAuthClient | None:
     return session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
 
 
+def registered_clients(session: Session) -> list[OAuthClient]:
+    """The clients an operator registered, oldest first."""
+    return list(session.scalars(select(OAuthClient).order_by(OAuthClient.created)))
+
+
 # --------------------------------------------------------------------------- tokens
 
 def new_access_token() -> str:

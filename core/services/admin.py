@@ -1,0 +1,104 @@
+"""The operator's use cases behind ``gstack admin`` that no API method shares: opening the database,
+projects and their quota limits, the system VM template of a zone, the list of system VMs.
+
+The commands run without a server, straight on the database; what they decide lives here so that
+the command line only parses, calls and prints.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS
+from core.db import create_schema, make_engine, write_session
+from core.models import Host, Operation, Project, Resource, SystemVm, Zone
+from core.services.seed import ensure_project, seed
+
+
+class AdminError(Exception):
+    """A refused operator command (unknown project, zone or metric; a name taken)."""
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    """Sessions on the database at ``url``, with its schema and the demo cloud in place."""
+    engine = make_engine(url)
+    create_schema(engine)
+    made = sessionmaker(bind=engine, expire_on_commit=False)
+    with write_session(made) as session:
+        seed(session)
+    return made
+
+
+def transaction(factory: sessionmaker[Session]) -> AbstractContextManager[Session]:
+    """A new session in a write transaction: committed when the command's block ends, rolled back
+    if it fails (or exits)."""
+    return write_session(factory)
+
+
+# -- projects --------------------------------------------------------------------------------------
+
+
+def create_project(session: Session, name: str) -> Project:
+    """A new project with its default network; AdminError if the name is taken."""
+    if session.scalar(select(Project).where(Project.name == name)) is not None:
+        raise AdminError(f"project {name} already exists")
+    return ensure_project(session, name)
+
+
+def check_quota_metric(metric: str, regional: bool) -> None:
+    known = DEFAULT_REGION_QUOTAS if regional else DEFAULT_GLOBAL_QUOTAS
+    if metric not in known:
+        raise AdminError(f"unknown {'regional' if regional else 'global'} metric {metric}; "
+                         f"known: {', '.join(sorted(known))}")
+
+
+def set_quota(session: Session, project: str, metric: str, limit: float, region: str | None) -> None:
+    """Change a project's limit of ``metric``: in ``region`` (``*``: every region) or, without one, globally."""
+    check_quota_metric(metric, region is not None)
+    p = session.scalar(select(Project).where(Project.name == project))
+    if p is None:
+        raise AdminError(f"project {project} does not exist")
+    limits = orjson.loads(p.quota_limits or "{}")
+    if region:
+        limits.setdefault("regions", {}).setdefault(region, {})[metric] = limit
+    else:
+        limits.setdefault("global", {})[metric] = limit
+    p.quota_limits = orjson.dumps(limits).decode()
+
+
+# -- zones and system VMs --------------------------------------------------------------------------
+
+
+def find_zone(session: Session, name: str) -> Zone:
+    zone = session.scalar(select(Zone).where(Zone.name == name))
+    if zone is None:
+        raise AdminError(f"zone {name} does not exist")
+    return zone
+
+
+def set_systemvm_arch(session: Session, zone: str, arch: str | None) -> Zone:
+    """The zone, its system VM template architecture changed to ``arch`` when one is given (for
+    system VMs deployed from now on)."""
+    row = find_zone(session, zone)
+    if arch:
+        row.systemvm_arch = arch
+    return row
+
+
+def system_vms(session: Session, kind: str | None) -> list[tuple[SystemVm, Resource, Zone, str]]:
+    """System VMs (of one kind, or all) by kind and name, with their resource, zone and host name ("-": none)."""
+    q = select(SystemVm, Resource, Zone).join(Resource, Resource.uid == SystemVm.uid) \
+        .join(Zone, Zone.id == SystemVm.zone_id).order_by(SystemVm.kind, SystemVm.name)
+    if kind:
+        q = q.where(SystemVm.kind == kind)
+    hosts = {h.id: h.name for h in session.scalars(select(Host))}
+    return [(vm, res, zone, hosts.get(res.host_id, "-") if res.host_id is not None else "-")
+            for vm, res, zone in session.execute(q)]
+
+
+def find_operation(session: Session, name: str) -> Operation | None:
+    return session.scalar(select(Operation).where(Operation.name == name))

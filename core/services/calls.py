@@ -1,0 +1,75 @@
+"""One API call's transaction: a write runs in ``BEGIN IMMEDIATE``, answers the Operation of an
+earlier call with the same ``requestId`` instead of running twice, wakes the job engine's workers
+in the same commit (PostgreSQL NOTIFY), and renders its Operation before that commit (afterwards
+the row would be read again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from core.db import begin_write
+from core.errors import ResourceNotReady
+from core.jobs import announce
+from core.models import Operation
+from core.resources import operations
+from core.resources.context import Call
+from core.resources.operations import DuplicateRequest
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call answered: an Operation's JSON, or whatever else its handler returned."""
+
+    operation: dict[str, object] | None = None
+    result: object = None
+    wake: bool = False  # a job is pending: the workers must be kicked for ``kind``
+    kind: str | None = None
+
+
+def run(call: Call, write: bool, handler: Callable[[], object]) -> Outcome:
+    """Run ``handler`` as ``call``: in a write transaction committed at the end when ``write``."""
+    if write:
+        begin_write(call.session)
+        existing = operations.by_request_id(call)
+        if existing is not None:
+            return Outcome(operations.to_json(existing))
+    try:
+        result = handler()
+        outcome = _outcome(result)
+        if write:
+            _commit(call.session, result)
+    except DuplicateRequest:
+        return Outcome(_replay(call))
+    return outcome
+
+
+def _outcome(result: object) -> Outcome:
+    if not isinstance(result, Operation):
+        return Outcome(result=result)
+    payload = operations.to_json(result)
+    return Outcome(payload, wake=payload["status"] != "DONE", kind=result.job)
+
+
+def _commit(session: Session, result: object) -> None:
+    if isinstance(result, Operation) and result.status != "DONE":
+        announce(session, result.job)
+    session.commit()
+
+
+def _replay(call: Call) -> dict[str, object]:
+    """A concurrent call with the same requestId committed first: answer its Operation."""
+    call.session.rollback()
+    existing = operations.by_request_id(call)
+    if existing is None:  # the other request rolled back after all: this one may run again
+        raise ResourceNotReady("A request with the same requestId is in progress; retry it.") from None
+    return operations.to_json(existing)
+
+
+def release(session: Session) -> None:
+    """End the call's transaction and hand its connection back, before a long wait holds neither."""
+    session.rollback()
+    session.close()
