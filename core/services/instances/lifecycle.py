@@ -7,7 +7,7 @@ answers with an Operation born DONE, as GCE does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from core import quotas
 from core.catalog import MachineType
@@ -43,7 +43,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
     scope = f"zones/{zone.name}"
     path = path_of(call.project, scope, "instances", name)
     if store.exists(call.session, call.project, "instances", scope, name):
-        raise AlreadyExists(path)
+        _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
     mt = spec.machine_type(call, zone, body.get("machineType"))
     hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
     new_specs, attached = _disks(call, zone, name, path, body)
@@ -135,7 +135,6 @@ def _new_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineType, b
                                   subtype=mt.name, finish=fingerprinted, body=body)
     except AlreadyExists:
         _lost_race(call, path_of(call.project, scope, "instances", name))
-        raise
 
 
 def _attach(call: Call, zone: ZoneInfo, instance_url: str, attached: list[spec.Attached]) -> list[int]:
@@ -150,7 +149,7 @@ def _attach(call: Call, zone: ZoneInfo, instance_url: str, attached: list[spec.A
     return created
 
 
-def _lost_race(call: Call, path: str) -> None:
+def _lost_race(call: Call, path: str) -> NoReturn:
     """A concurrent insert of the same instance won: this request retried the same requestId
     (it gets the winner's Operation), or it is a name clash."""
     if call.request_id and operations.by_request_id(call) is not None:
