@@ -1,0 +1,333 @@
+"""The instance jobs: what the hypervisor must do for a use case (run, batch run, power actions,
+delete, disk hotplug), each ending in the status the state table gives for what it reports.
+
+A job reads and locks its row in a short write transaction, calls the driver outside any
+transaction, and records the outcome in another; the row may have changed (or gone) meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from core import ipam, planner
+from core.errors import OperationFailure, zone_exhausted
+from core.hypervisors import DiskSpec, DriverError, HypervisorDriver, VmSpec
+from core.hypervisors.base import HostRef
+from core.ids import rfc3339
+from core.jobs import JobContext, job
+from core.links import url_of
+from core.models import Host, Resource, StoragePool
+from core.resources import store
+from core.services import addresses, disks
+from core.services.instances import states
+from core.services.instances.rows import (
+    BY_UIDS,
+    BY_UIDS_LOCKED,
+    HOSTS,
+    attached_rows,
+    driver_for,
+    host_ref,
+    instance_url,
+    load,
+    sync_routers,
+    vm_spec,
+)
+
+Staged = tuple[JobContext, HypervisorDriver, HostRef, VmSpec]
+
+
+def _stage(ctx: JobContext, s: Session, tried: set[int]) -> tuple[HypervisorDriver, HostRef, VmSpec] | None:
+    """Place the VM (if it is not) and mark it STAGING, in the caller's transaction: (driver,
+    host, spec) to start it with, or None when it is gone or running already."""
+    res = load(s, ctx.params["uid"])
+    if res is None:
+        return None
+    staging = states.event(res, "stage")
+    if staging.is_noop:
+        return None
+    if res.host_id is None:
+        host = planner.place_vm(s, ctx.params["zone_id"], res.vcpus, res.memory_mb, frozenset(tried),
+                                prefer=res.last_host_id)
+        if host is None:
+            raise zone_exhausted(res.project, res.scope.split("/", 1)[1])
+        res.host_id = host.id
+    disks.place_disks(s, ctx.params["zone_id"], ctx.params.get("created_disks", []), res.project,
+                      res.scope.split("/", 1)[1])
+    states.take(res, staging)
+    sync_routers(s, res)  # the first instance on a network deploys its virtual router
+    driver, ref = driver_for(s, ctx.drivers, res.host_id)
+    spec = vm_spec(s, res)
+    ctx.progress(40, session=s)
+    return driver, ref, spec
+
+
+def _unplace(ctx: JobContext, s: Session) -> None:
+    """Its host failed to start the VM: it is placed again, elsewhere."""
+    res = load(s, ctx.params["uid"])
+    if res is not None:
+        res.host_id = None
+
+
+def _run_vm(ctx: JobContext) -> None:
+    """Place the VM (if it is not) and start it on its host, trying other hosts when a spawn fails."""
+    tried: set[int] = set(ctx.scratch.get("tried", ()))
+    while True:
+        with ctx.write() as s:
+            staged = _stage(ctx, s, tried)
+        if staged is None:
+            return
+        driver, ref, spec = staged
+        try:
+            if ctx.params.get("resume", False):
+                driver.resume(ref, spec)
+            else:
+                driver.spawn(ref, spec)
+        except DriverError as exc:
+            tried.add(ref.id)
+            with ctx.write() as s:
+                _unplace(ctx, s)
+            if not exc.retry_elsewhere:
+                raise exc.as_failure() from exc
+            continue
+        break
+    with ctx.write() as s:
+        _mark_running([ctx], s)
+
+
+def _run_vms(ctxs: list[JobContext]) -> None:
+    """:func:`_run_vm` for a burst of new VMs: one transaction places and stages them all, each
+    driver spawns its share at once, and one transaction marks them all RUNNING. A VM this cannot
+    start (no room, a failed spawn) is left to :func:`_run_vm`, which retries or fails it alone."""
+    with ctxs[0].write() as s:
+        staged = _stage_batch([c for c in ctxs if not c.params.get("resume")], s)
+    by_driver: dict[int, list[Staged]] = {}
+    for item in staged:
+        by_driver.setdefault(id(item[1]), []).append(item)
+    started, failed = [], []
+    for items in by_driver.values():
+        errors = items[0][1].spawn_many([(ref, spec) for _, _, ref, spec in items])
+        for (ctx, _, ref, _), error in zip(items, errors, strict=True):
+            if error is None:
+                started.append(ctx)
+            else:
+                ctx.scratch["tried"] = [ref.id]
+                failed.append(ctx)
+    with ctxs[0].write() as s:
+        for ctx in failed:
+            _unplace(ctx, s)
+        _mark_running(started, s)
+
+
+def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
+    """:func:`_stage` for many new VMs at once, with one query per kind of row: their rows, their new
+    disks, each zone's capacity (read once, see :class:`~core.planner.ZoneCapacity`), one progress
+    update and one router sync request per network. A VM that is placed already, or that finds
+    no room, is left out: its single run places it, or fails it with the usual error."""
+    rows = {r.uid: r for r in s.scalars(BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
+    new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in s.scalars(
+        BY_UIDS, {"uids": [uid for c in ctxs for uid in c.params.get("created_disks", [])]})}
+    disk_by_uid = {d.uid: d for d in new_disks.values()}
+    capacity: dict[int, planner.ZoneCapacity] = {}
+    staged: list[Staged] = []
+    for ctx in ctxs:
+        res = rows.get(ctx.params["uid"])
+        if res is None or not states.may(res, "stageNew") or res.host_id is not None:
+            continue
+        zone = capacity.setdefault(ctx.params["zone_id"], planner.ZoneCapacity(s, ctx.params["zone_id"]))
+        own = [disk_by_uid[uid] for uid in ctx.params.get("created_disks", ())
+               if uid in disk_by_uid and disk_by_uid[uid].pool_id is None]
+        host = _place_with_disks(zone, res, own)
+        if host is None:
+            continue
+        states.take(res, states.event(res, "stageNew"))
+        driver: HypervisorDriver = ctx.drivers.get(zone.cluster_of(host).hypervisor)
+        staged.append((ctx, driver, host_ref(host), vm_spec(s, res, new_disks)))
+    JobContext.progress_all(s, [item[0] for item in staged], 40)
+    for ctx, *_ in staged:  # one request per network: request_sync remembers it within the transaction
+        sync_routers(s, rows[ctx.params["uid"]])
+    return staged
+
+
+def _place_with_disks(zone: planner.ZoneCapacity, res: Resource, new_disks: list[Resource]) -> Host | None:
+    """A host for the VM and a pool for each of its new disks, or nothing at all (None)."""
+    host = zone.place_vm(res.vcpus, res.memory_mb)
+    if host is None:
+        return None
+    pools: list[StoragePool] = []
+    for d in new_disks:
+        pool = zone.place_disk(d.size_gb)
+        if pool is None:
+            zone.unplace_vm(host, res.vcpus, res.memory_mb)
+            for placed, disk in zip(pools, new_disks, strict=False):
+                zone.unplace_disk(placed, disk.size_gb)
+            return None
+        pools.append(pool)
+    res.host_id = host.id
+    for pool, d in zip(pools, new_disks, strict=True):
+        d.pool_id = pool.id
+    return host
+
+
+def _mark_running(ctxs: list[JobContext], s: Session) -> None:
+    """The VMs run: RUNNING, their new disks READY, and their Operations DONE in the same
+    transaction; one query for each kind of row, however many VMs."""
+    rows = {r.uid: r for r in s.scalars(BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
+    hosts: dict[int | None, Host] = {h.id: h for h in s.scalars(HOSTS, {"ids": list({r.host_id for r in rows.values()})})}
+    created = [uid for c in ctxs for uid in c.params.get("created_disks", [])]
+    for d in s.scalars(BY_UIDS, {"uids": created}):
+        if d.status == "CREATING":
+            store.set_status(d, "READY")
+    now = rfc3339(time.time())
+    done = []
+    for ctx in ctxs:
+        res = rows.get(ctx.params["uid"])
+        if res is None:  # deleted meanwhile: its own run ends the Operation
+            continue
+        states.take(res, states.event(res, "running"), lastStartTimestamp=now,
+                    cpuPlatform=hosts[res.host_id].cpu_platform)
+        res.last_host_id = res.host_id
+        done.append(ctx)
+    JobContext.complete_all(s, done)
+
+
+def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
+    """Undo a failed insert completely; a failed start leaves the instance TERMINATED (a failed
+    resume SUSPENDED), holding nothing."""
+    with ctx.write() as s:
+        res = load(s, ctx.params["uid"])
+        if res is None:
+            return
+        host_id = res.host_id or res.last_host_id
+        found = driver_for(s, ctx.drivers, host_id) if host_id else None
+    if found is not None and ctx.params.get("delete_on_fail"):
+        found[0].destroy(found[1], ctx.params["uid"])
+    with ctx.write() as s:
+        res = load(s, ctx.params["uid"])
+        if res is None:
+            return
+        if ctx.params.get("delete_on_fail"):
+            _undo_insert(ctx, s, res)
+        else:
+            res.host_id = None
+            states.take(res, states.event(res, "resumeFailed" if ctx.params.get("resume") else "startFailed"))
+
+
+def _undo_insert(ctx: JobContext, s: Session, res: Resource) -> None:
+    """The instance never ran: its new disks go, the disks it was given are left as they were."""
+    url = instance_url(res)
+    for d in attached_rows(s, res):
+        if d.uid in ctx.params.get("created_disks", []):
+            s.delete(d)
+        elif url in store.body_of(d).get("users", []):
+            disks.remove_user(d, url)
+    _forget(s, res)
+
+
+def _forget(s: Session, res: Resource) -> None:
+    """Remove the instance row with the addresses it holds, and re-render its networks' routers."""
+    ipam.release_owner(s, res.uid)
+    addresses.release_instance(s, res)
+    sync_routers(s, res)
+    s.delete(res)
+
+
+# Batches of new VMs start at most every 0.2 s: a burst of inserts is started in batches of many
+# VMs each, at the cost of up to 0.2 s for the VMs of a burst (none for a lone insert).
+job(states.RUN, on_fail=_run_failed, batch=_run_vms, spacing=0.2)(_run_vm)
+
+
+def _power_job(action: str, reported: str, release: bool, stamp: str | None) -> Callable[[JobContext], None]:
+    """A job asking the VM's hypervisor for one power action, then recording the status the table
+    gives for ``reported`` (nothing to do when the VM has that status already).
+
+    Powering off a VM whose host is down succeeds: the VM is not running anywhere.
+    """
+
+    def run(ctx: JobContext) -> None:
+        with ctx.write() as s:
+            res = load(s, ctx.params["uid"])
+            if res is None:
+                return
+            outcome = states.event(res, reported)
+            if outcome.is_noop:
+                return
+            host_id = res.host_id or res.last_host_id
+            found = driver_for(s, ctx.drivers, host_id) if host_id else None
+        if found is not None:
+            try:
+                getattr(found[0], action)(found[1], ctx.params["uid"])
+            except DriverError as exc:
+                if action != "power_off":
+                    raise exc.as_failure() from exc
+        with ctx.write() as s:
+            res = load(s, ctx.params["uid"])
+            if res is None:
+                return
+            fields = {stamp: rfc3339(time.time())} if stamp else {}
+            if release:
+                res.host_id = None
+            states.take(res, outcome, **fields)
+            ctx.complete(s)
+
+    return run
+
+
+job(states.STOP)(_power_job("power_off", "stopped", True, "lastStopTimestamp"))
+job(states.SUSPEND)(_power_job("suspend", "suspended", True, "lastSuspendedTimestamp"))
+job(states.RESET)(_power_job("reboot", "rebooted", False, None))
+
+
+def _delete_vm(ctx: JobContext) -> None:
+    with ctx.write() as s:
+        res = load(s, ctx.params["uid"])
+        if res is None:
+            return
+        host_id = res.host_id or res.last_host_id
+        found = driver_for(s, ctx.drivers, host_id) if host_id else None
+    if found is not None:
+        found[0].destroy(found[1], ctx.params["uid"])
+    with ctx.write() as s:
+        res = load(s, ctx.params["uid"])
+        if res is None:
+            return
+        _release_disks(s, res)
+        _forget(s, res)
+        ctx.complete(s)
+
+
+def _release_disks(s: Session, res: Resource) -> None:
+    """The deleted instance's autoDelete disks go with it; the others are kept, detached (an autoDelete
+    disk still attached elsewhere, READ_ONLY, is kept as well)."""
+    url = instance_url(res)
+    auto = {d["source"] for d in store.body_of(res).get("disks", []) if d.get("autoDelete")}
+    for d in attached_rows(s, res):
+        users = store.body_of(d).get("users", [])
+        if url not in users:
+            continue
+        if url_of(d.project, d.scope, "disks", d.name) in auto and users == [url]:
+            s.delete(d)
+        else:
+            disks.remove_user(d, url)
+
+
+job(states.DELETE)(_delete_vm)
+
+
+def _disk_hotplug(ctx: JobContext) -> None:
+    with ctx.write() as s:
+        res = load(s, ctx.params["uid"])
+        disk = load(s, ctx.params["disk_uid"])
+        if res is None or disk is None or res.host_id is None:
+            return
+        driver, ref = driver_for(s, ctx.drivers, res.host_id)
+        spec = DiskSpec(disk.uid, disk.name, disk.size_gb, False, ctx.params["device_name"])
+    if ctx.params["attach"]:
+        driver.attach_volume(ref, res.uid, spec)
+    else:
+        driver.detach_volume(ref, res.uid, spec)
+
+
+job(states.HOTPLUG)(_disk_hotplug)

@@ -1,0 +1,216 @@
+"""The instance lifecycle use cases: insert, start, stop, reset, suspend, resume and delete.
+
+Each asks the state table what the action does in the instance's status (see :mod:`.states`): the
+status to take at once, in this transaction, and the job that carries the action out; a no-op
+answers with an Operation born DONE, as GCE does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from core import quotas
+from core.catalog import MachineType
+from core.errors import AlreadyExists, Invalid
+from core.ids import new_uid
+from core.links import path_of, scope_url, url_of
+from core.models import Operation, Resource
+from core.resources import operations, store
+from core.resources.context import Call
+from core.resources.operations import DuplicateRequest
+from core.resources.states import Move
+from core.services import disks, projects
+from core.services.instances import spec, states
+from core.services.instances.network import build_nics
+from core.services.instances.rows import fingerprinted, locked, operation
+from core.services.metadata import (
+    label_fingerprint,
+    metadata_block,
+    tags_block,
+    validate_items,
+    validate_labels,
+    validate_tags,
+)
+from core.services.topology import ZoneInfo
+
+_SHIELDED = {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True}
+
+
+def insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
+    """Validate the whole request, then write the instance row, its disks and its Operation (the
+    ``instances.run`` job places and starts it)."""
+    name = store.validate_name(body.get("name"))
+    scope = f"zones/{zone.name}"
+    path = path_of(call.project, scope, "instances", name)
+    if store.exists(call.session, call.project, "instances", scope, name):
+        _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
+    mt = spec.machine_type(call, zone, body.get("machineType"))
+    hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
+    new_specs, attached = _disks(call, zone, name, path, body)
+    parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))
+    fields = {**_fields(call, body), "hostname": hostname}
+    demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
+    quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name, demand)
+    # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
+    # allocated for the uid the row will have, and the new disks are described from their specs.
+    uid = new_uid()
+    instance_url = url_of(call.project, scope, "instances", name)
+    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics)
+    fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
+    # The instance row comes before the disks': a concurrent insert of the same name meets the unique
+    # constraint here (not on the boot disk's name), and a concurrent retry of the same requestId
+    # gets the operation of the request that won.
+    res = _new_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
+    created = _attach(call, zone, instance_url, attached)
+    return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
+                            job=states.RUN, params={"uid": res.uid, "created_disks": created, "zone_id": zone.id,
+                                                    "delete_on_fail": True,
+                                                    "warnings": _size_warnings(call, zone, new_specs)})
+
+
+def _disks(call: Call, zone: ZoneInfo, name: str, path: str,
+           body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[spec.Attached]]:
+    try:
+        return spec.attached_disks(call, zone, name, body.get("disks"))
+    except AlreadyExists:
+        # PostgreSQL: a concurrent insert of this instance may have committed since the check above,
+        # boot disk included; the clash to report is the instance's, not its disk's.
+        if store.exists(call.session, call.project, "instances", f"zones/{zone.name}", name):
+            _lost_race(call, path)
+        raise
+
+
+def _fields(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The body fields that are validated values of the request (metadata, labels, tags, ...)."""
+    items = validate_items((body.get("metadata") or {}).get("items"), "resource.metadata.items")
+    labels = validate_labels(body.get("labels"))
+    tags = validate_tags((body.get("tags") or {}).get("items"))
+    scheduling = spec.scheduling(body.get("scheduling"))
+    accounts = spec.service_accounts(projects.get(call.session, call.project), body.get("serviceAccounts"))
+    return {"tags": tags_block(tags), "metadata": metadata_block(items), "serviceAccounts": accounts,
+            "scheduling": scheduling, "labels": labels, "labelFingerprint": label_fingerprint(labels)}
+
+
+def _body(call: Call, zone: ZoneInfo, name: str, mt: MachineType, body: dict[str, Any],
+          fields: dict[str, Any]) -> dict[str, Any]:
+    scope = f"zones/{zone.name}"
+    return {
+        "description": body.get("description", ""), "tags": fields["tags"],
+        "machineType": url_of(call.project, scope, "machineTypes", mt.name),
+        "canIpForward": bool(body.get("canIpForward", False)), "networkInterfaces": fields["networkInterfaces"],
+        "disks": fields["disks"], "metadata": fields["metadata"], "serviceAccounts": fields["serviceAccounts"],
+        "selfLink": url_of(call.project, scope, "instances", name), "scheduling": fields["scheduling"],
+        "cpuPlatform": "Unknown CPU Platform", "labels": fields["labels"],
+        "labelFingerprint": fields["labelFingerprint"], "startRestricted": False,
+        "deletionProtection": bool(body.get("deletionProtection", False)), "zone": scope_url(call.project, scope),
+        "hostname": fields["hostname"],
+        "shieldedInstanceConfig": body.get("shieldedInstanceConfig") or dict(_SHIELDED),
+        "keyRevocationActionType": "NONE",
+    }
+
+
+def _attached_json(call: Call, scope: str, index: int, a: spec.Attached) -> dict[str, Any]:
+    """The body's entry for an attached disk (a new one is described from its spec)."""
+    if a.row is not None:
+        disk_url, size, disk_body = url_of(a.row.project, a.row.scope, "disks", a.row.name), a.row.size_gb, \
+            store.body_of(a.row)
+    else:
+        disk_url, size, disk_body = url_of(call.project, scope, "disks", a.spec["name"]), a.spec["size_gb"], \
+            a.spec["body"]
+    return {
+        "kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": a.request.get("mode", "READ_WRITE"),
+        "source": disk_url, "deviceName": a.device, "index": index, "boot": index == 0,
+        "autoDelete": bool(a.request.get("autoDelete", False)), "interface": a.request.get("interface", "SCSI"),
+        "diskSizeGb": str(size), "architecture": disk_body.get("architecture", "X86_64"),
+        **({"licenses": disk_body["licenses"]} if disk_body.get("licenses") else {}),
+    }
+
+
+def _new_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineType, body: dict[str, Any]) -> Resource:
+    scope = f"zones/{zone.name}"
+    try:  # a clash leaves the transaction usable
+        return store.new_resource(call.session, uid=uid, project=call.project, collection="instances", scope=scope,
+                                  name=name, kind="compute#instance", status=states.PROVISIONING,
+                                  region=zone.region.name, vcpus=mt.guest_cpus, memory_mb=mt.memory_mb,
+                                  subtype=mt.name, finish=fingerprinted, body=body)
+    except AlreadyExists:
+        _lost_race(call, path_of(call.project, scope, "instances", name))
+
+
+def _attach(call: Call, zone: ZoneInfo, instance_url: str, attached: list[spec.Attached]) -> list[int]:
+    """Create the new disks (born attached) and add the instance to the existing ones' users: the uids
+    of the new ones."""
+    created = []
+    for a in attached:
+        if a.row is None:
+            created.append(disks.create_row(call, zone, a.spec, users=[instance_url]).uid)
+        else:
+            disks.add_user(a.row, instance_url)
+    return created
+
+
+def _lost_race(call: Call, path: str) -> NoReturn:
+    """A concurrent insert of the same instance won: this request retried the same requestId
+    (it gets the winner's Operation), or it is a name clash."""
+    if call.request_id and operations.by_request_id(call) is not None:
+        raise DuplicateRequest() from None
+    raise AlreadyExists(path)
+
+
+def _size_warnings(call: Call, zone: ZoneInfo, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DISK_SIZE_LARGER_THAN_IMAGE_SIZE for each new disk made bigger than its image."""
+    return [{"code": "DISK_SIZE_LARGER_THAN_IMAGE_SIZE", "message": (
+        f"Disk size: '{s['size_gb']} GB' is larger than image size: '{s['source_size']} GB'. "
+        "You might need to resize the root repartition manually if the operating system does not "
+        "support automatic resizing. See https://cloud.google.com/compute/docs/disks/add-persistent-disk"
+        "#resize_pd for details."),
+        "data": [{"key": "resource_name", "value": path_of(call.project, f"zones/{zone.name}", "disks", s["name"])}]}
+        for s in specs if s.get("source_size") and s["size_gb"] > s["source_size"] and s["body"].get("sourceImage")]
+
+
+# -- power -------------------------------------------------------------------------------------------
+
+
+def _act(call: Call, res: Resource, action: str, **params: Any) -> Operation:
+    return _carry_out(call, res, action, states.move(res, action), **params)
+
+
+def _carry_out(call: Call, res: Resource, action: str, found: Move, **params: Any) -> Operation:
+    """A user's lifecycle ``action`` as the state table's move says: the job's Operation, or a DONE one."""
+    states.take(res, found)
+    return operation(call, res, action, found.job, **(params if found.job else {}))
+
+
+def start(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    res = locked(call, zone, name)
+    found = states.move(res, "start")
+    if found.status is not None:  # placed again: it needs its CPUs' quota
+        quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name,
+                            {"CPUS": res.vcpus})
+    return _carry_out(call, res, "start", found, zone_id=zone.id)
+
+
+def stop(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    """A VM starting or stopping already is stopped after the job in flight (jobs of one VM run in order)."""
+    return _act(call, locked(call, zone, name), "stop")
+
+
+def reset(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    return _act(call, locked(call, zone, name), "reset")
+
+
+def suspend(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    return _act(call, locked(call, zone, name), "suspend")
+
+
+def resume(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    return _act(call, locked(call, zone, name), "resume", zone_id=zone.id, resume=True)
+
+
+def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    res = locked(call, zone, name)
+    if store.body_of(res).get("deletionProtection"):
+        raise Invalid("deletionProtection", True, message=(
+            "Invalid resource usage: 'Resource cannot be deleted if it's protected against deletion.'."))
+    return _act(call, res, "delete")
+
