@@ -489,7 +489,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
         if desired != vms.checksums(vm.config_checksums):
             vm.config_version += 1
             vm.config_checksums = vms.dump(desired)
-        if res is None or vm.state != "Running" or res.host_id is None:  # res: never None with a vm
+        if res is None or vm.state != vms.RUNNING or res.host_id is None:  # res: never None with a vm
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
         changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}

@@ -44,7 +44,7 @@ def storage_vm(session: Session, zone: Zone) -> SystemVm:
     """The zone's storage VM if it can copy now (deployed when the zone has none)."""
     vm = jobs.ensure_zone_vm(session, vms.SECONDARY_STORAGE, zone)
     host = vms.host_of(session, vm)
-    if vm.state == "Error" or (host is not None and host.status != "Up"):
+    if vm.state == vms.ERROR or (host is not None and host.status != "Up"):
         raise SecondaryStorageUnavailable(f"The secondary storage VM {vm.name} of zone {zone.name} is not running.")
     return vm
 

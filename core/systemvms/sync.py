@@ -164,7 +164,7 @@ def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int]
     if ref is None or network is None or network.uid != network_uid:
         return [], [], [r.uid for r in routers]
     have = {r.region for r in routers}
-    to_start = [r.uid for r in routers if r.state != "Running" and not vms.unfinished_job(
+    to_start = [r.uid for r in routers if r.state != vms.RUNNING and not vms.unfinished_job(
         session, r, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
     for region, zone_name in sorted(_active_zones(session, url).items()):
         if region in have:

@@ -98,7 +98,7 @@ class Watchdog(PeriodicRounds):
         for vm, res in rows:
             seen = (vm.state, res.host_id)
             if res.host_id is None:
-                if vm.state in ("Error", "Starting") and now - vm.updated >= self.retry_after:
+                if vm.state in (vms.ERROR, vms.STARTING) and now - vm.updated >= self.retry_after:
                     why = vm.last_error or vm.state
                     out.append((vm.uid, seen, f"{vm.name} was not placed ({why}); trying again"))
                 continue
@@ -110,7 +110,7 @@ class Watchdog(PeriodicRounds):
             if host.status in ("Down", "Maintenance"):
                 out.append((vm.uid, seen, f"{vm.name}: host {host.name} is {host.status}; redeploying it elsewhere"))
                 continue
-            if vm.state != "Running" or host.status != "Up" or cluster.hypervisor not in self.drivers:
+            if vm.state != vms.RUNNING or host.status != "Up" or cluster.hypervisor not in self.drivers:
                 continue
             if host.id not in running:
                 running[host.id] = self._domains(cluster.hypervisor, host)

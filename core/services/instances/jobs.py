@@ -178,8 +178,7 @@ def _mark_running(ctxs: list[JobContext], s: Session) -> None:
     hosts: dict[int | None, Host] = {h.id: h for h in s.scalars(HOSTS, {"ids": list({r.host_id for r in rows.values()})})}
     created = [uid for c in ctxs for uid in c.params.get("created_disks", [])]
     for d in s.scalars(BY_UIDS, {"uids": created}):
-        if d.status == "CREATING":
-            store.set_status(d, "READY")
+        disks.mark_ready(d)
     now = rfc3339(time.time())
     done = []
     for ctx in ctxs:

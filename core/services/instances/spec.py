@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from core import ipam
 from core.catalog import MachineType
-from core.errors import AlreadyExists, Invalid, Required, ResourceInUse, ResourceNotReady
+from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
 from core.models import Project, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import disks, projects, vpc
 from core.services.instances.rows import lock
+from core.services.storage_states import ATTACH, DISKS
 from core.services.topology import ZoneInfo, get_machine_type
 
 ACCESS_CONFIG_TYPES = {"ONE_TO_ONE_NAT"}
@@ -277,8 +278,7 @@ def _device_names(attached: list[Attached]) -> None:
 def check_attachable(session: Session, disk: Resource, mode: str) -> None:
     """A disk can be attached when it is READY and unused; READ_ONLY also beside READ_ONLY attachments."""
     path = path_of(disk.project, disk.scope, "disks", disk.name)
-    if disk.status != "READY":
-        raise ResourceNotReady(f"The resource '{path}' is not ready")
+    DISKS.move(path, disk.status, ATTACH)
     disk_url = url_of(disk.project, disk.scope, "disks", disk.name)
     for user in store.body_of(disk).get("users", []):
         ref = parse_ref(user, project=disk.project)
