@@ -19,6 +19,7 @@ ZONE = "us-central1-a"
 HOST_VCPUS = 32 * 4  # after the cluster's 4x CPU over-provisioning
 HOST_MB = 128 * 1024  # memory is not over-provisioned
 POOL_GB = 20480 * 2
+PRIMARY = f"{ZONE}-primary"
 
 
 def hosts(session: Session, zone: str = ZONE) -> list[Host]:
@@ -29,9 +30,18 @@ def pool(session: Session, zone: str = ZONE) -> StoragePool:
     return session.scalars(select(StoragePool).where(StoragePool.zone_id == zone_id(session, zone))).one()
 
 
+def name_of(found: Host | StoragePool | None) -> str | None:
+    return found.name if found is not None else None
+
+
 def place(session: Session, vcpus: int, memory_mb: int = 1024, **kwargs) -> str | None:
-    host = planner.place_vm(session, zone_id(session, ZONE), vcpus, memory_mb, **kwargs)
-    return host.name if host is not None else None
+    """The name of the host planner.place_vm chooses in us-central1-a."""
+    return name_of(planner.place_vm(session, zone_id(session, ZONE), vcpus, memory_mb, **kwargs))
+
+
+def place_disk(session: Session, size_gb: int, zone: str = ZONE) -> str | None:
+    """The name of the pool planner.place_disk chooses."""
+    return name_of(planner.place_disk(session, zone_id(session, zone), size_gb))
 
 
 def name(n: int) -> str:
@@ -95,17 +105,16 @@ def test_an_exhausted_zone_places_nothing_and_other_zones_are_not_used(session):
     for host in hosts(session):
         add_resource(session, "instances", host_id=host.id, vcpus=HOST_VCPUS, memory_mb=0)
     assert place(session, 1) is None
-    other = planner.place_vm(session, zone_id(session, "us-central1-b"), 1, 1024)
-    assert other is not None and other.name == "sim-us-central1-b-01"
+    assert name_of(planner.place_vm(session, zone_id(session, "us-central1-b"), 1, 1024)) == "sim-us-central1-b-01"
 
 
 def test_a_burst_is_placed_from_one_read_of_the_usage(session):
     capacity = planner.ZoneCapacity(session, zone_id(session, ZONE))
     placed = [capacity.place_vm(100, 1024) for _ in range(5)]
-    assert [h.name if h else None for h in placed] == [name(1), name(2), name(3), name(4), None]
-    capacity.unplace_vm(placed[1], 100, 1024)
-    assert capacity.place_vm(100, 1024).name == name(2)
-    assert capacity.place_vm(28, 1024).name == name(1)  # what is left on each host still counts
+    assert [name_of(h) for h in placed] == [name(1), name(2), name(3), name(4), None]
+    capacity.unplace_vm(hosts(session)[1], 100, 1024)
+    assert name_of(capacity.place_vm(100, 1024)) == name(2)
+    assert name_of(capacity.place_vm(28, 1024)) == name(1)  # what is left on each host still counts
     assert capacity.place_vm(29, 1024) is None
 
 
@@ -141,29 +150,29 @@ def _libvirt_host(session: Session) -> Host:
 
 
 def test_disks_take_the_first_up_pool_with_room_after_over_provisioning(session):
-    zid = zone_id(session, ZONE)
     primary = pool(session)
-    assert planner.place_disk(session, zid, POOL_GB).id == primary.id
-    assert planner.place_disk(session, zid, POOL_GB + 1) is None
+    assert place_disk(session, POOL_GB) == PRIMARY
+    assert place_disk(session, POOL_GB + 1) is None
     add_resource(session, "disks", pool_id=primary.id, size_gb=POOL_GB - 100)
     assert planner.pool_usage(session, [primary.id]) == {primary.id: POOL_GB - 100}
-    assert planner.place_disk(session, zid, 100).id == primary.id
-    assert planner.place_disk(session, zid, 101) is None
-    second = StoragePool(zone_id=zid, name="second", capacity_gb=500, overprovisioning=1.0, status="Up")
-    session.add(second)
+    assert place_disk(session, 100) == PRIMARY
+    assert place_disk(session, 101) is None
+    session.add(StoragePool(zone_id=zone_id(session, ZONE), name="second", capacity_gb=500, overprovisioning=1.0,
+                            status="Up"))
     session.flush()
-    assert planner.place_disk(session, zid, 101).id == second.id
-    assert planner.place_disk(session, zid, 501) is None
+    assert place_disk(session, 101) == "second"
+    assert place_disk(session, 501) is None
     primary.status = "Maintenance"
     session.flush()
-    assert planner.place_disk(session, zid, 50).id == second.id
+    assert place_disk(session, 50) == "second"
 
 
 def test_pool_room_is_taken_as_a_burst_is_placed(session):
     capacity = planner.ZoneCapacity(session, zone_id(session, ZONE))
     primary = pool(session)
-    assert [capacity.place_disk(POOL_GB // 4).id for _ in range(4)] == [primary.id] * 4
+    assert [name_of(capacity.place_disk(POOL_GB // 4)) for _ in range(4)] == [PRIMARY] * 4
     assert capacity.place_disk(1) is None
     capacity.unplace_disk(primary, 10)
-    assert capacity.place_disk(10).id == primary.id
-    assert planner.place_disk(session, zone_id(session, "europe-west1-b"), POOL_GB).name == "europe-west1-b-primary"
+    assert name_of(capacity.place_disk(10)) == PRIMARY
+    assert capacity.place_disk(11) is None
+    assert place_disk(session, POOL_GB, "europe-west1-b") == "europe-west1-b-primary"  # a zone of its own

@@ -34,7 +34,7 @@ def counters(session: Session) -> set[tuple]:
     rows = session.execute(select(ResourceUsage.region, ResourceUsage.collection, ResourceUsage.subtype,
                                   ResourceUsage.count, ResourceUsage.cpus, ResourceUsage.size_gb)
                            .where(ResourceUsage.project == PROJECT))
-    return {tuple(r) for r in rows if r.count}
+    return {tuple(r) for r in rows if r[3]}  # a row whose last resource went stays at zero
 
 
 def refusal(session: Session, region: str, demand: dict[str, float]) -> QuotaExceeded:
