@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from tests.api.test_networks import custom, done, fails, names
 from tests.conftest import project_credentials, unique
+from tests.helpers.networks import custom, done, fails, names
 
 REGION = "us-central1"
 ZONE = "us-central1-b"

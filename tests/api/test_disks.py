@@ -11,8 +11,8 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
-from tests.api.test_projects import compute_client, expect_error, fresh_project, link
 from tests.conftest import PROJECT, ZONE, error_of, unique, wait_op
+from tests.helpers.compute import compute_client, disk_link, expect_error, fresh_project, link, make_disk
 
 REGEX = "(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)"
 DEBIAN_12 = "debian-12-bookworm-v20241009"
@@ -24,18 +24,6 @@ def fresh_token(creds):
 
     creds.refresh(google.auth.transport.requests.Request())
     return creds
-
-
-def disk_link(server, name: str, zone: str = ZONE, project: str = PROJECT) -> str:
-    return link(server, f"projects/{project}/zones/{zone}/disks/{name}")
-
-
-def make_disk(gce, name: str | None = None, zone: str = ZONE, project: str = PROJECT, **fields) -> dict:
-    """Insert a disk, wait for its operation, return the disk."""
-    name = name or unique("disk")
-    op = wait_op(gce, gce.disks().insert(project=project, zone=zone, body={"name": name, **fields}).execute())
-    assert op["status"] == "DONE" and "error" not in op, op
-    return gce.disks().get(project=project, zone=zone, disk=name).execute()
 
 
 def check_disk(server, disk: dict, name: str, size: str, dtype: str, zone: str = ZONE, project: str = PROJECT):

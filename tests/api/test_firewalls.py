@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_networks import custom, done, fails, names
 from tests.conftest import project_credentials, unique
+from tests.helpers.networks import custom, done, fails, names
 
 GCLOUD_TRACE = Path("/work/shared/clients/gcloud/firewall-rules-create.txt")
 ZONE = "us-central1-b"

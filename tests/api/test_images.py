@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.api.test_disks import disk_link, make_disk
-from tests.api.test_projects import compute_client, expect_error, fresh_project, link
 from tests.conftest import PROJECT, ZONE, unique, wait_op
+from tests.helpers.compute import compute_client, disk_link, expect_error, fresh_project, link, make_disk
 
 DEBIAN = ["debian-11-bullseye-v20240709", "debian-11-bullseye-v20241009", "debian-12-bookworm-v20240709",
           "debian-12-bookworm-v20241009"]

@@ -8,8 +8,8 @@ import contextlib
 import pytest
 from googleapiclient.errors import HttpError
 
-from tests.api.test_networks import done, fails, names
 from tests.conftest import project_credentials, unique
+from tests.helpers.networks import done, fails, names
 
 REGION, OTHER_REGION = "us-central1", "europe-west1"
 ZONE = "us-central1-c"

@@ -5,62 +5,23 @@ Tests that count resources run in a project of their own; the others name what t
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
-from googleapiclient.errors import HttpError
 
-from tests.conftest import error_of, project_credentials, unique, wait_op
+from tests.conftest import project_credentials, unique
+from tests.helpers.networks import (
+    ROUTE_NAME,
+    custom,
+    done,
+    fails,
+    names,
+    network_names,
+    routes_of,
+    subnets_of,
+)
 
-ROUTE_NAME = re.compile(r"^default-route-[0-9a-f]{16}$")
 AUTO_RANGES = {"us-central1": "10.128.0.0/20", "europe-west1": "10.132.0.0/20"}
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-def done(gce, request, op_type: str | None = None) -> dict:
-    """Execute a mutating request; its operation must be global and end DONE without error."""
-    op = request.execute()
-    assert op["kind"] == "compute#operation"
-    if op_type:
-        assert op["operationType"] == op_type
-    op = wait_op(gce, op)
-    assert op["status"] == "DONE" and "error" not in op, op
-    return op
-
-
-def fails(request, status: int, reason: str, message: str | None = None) -> dict:
-    with pytest.raises(HttpError) as info:
-        request.execute()
-    assert info.value.resp.status == status, info.value.content
-    err = error_of(info.value)
-    assert err["code"] == status and err["errors"][0]["reason"] == reason, err
-    assert err["errors"][0]["domain"] == "global"
-    if message is not None:
-        assert err["message"] == message
-    return err
-
-
-def names(listing: dict) -> list[str]:
-    return [i["name"] for i in listing.get("items", [])]
-
-
-def network_names(gce, project: str) -> list[str]:
-    return names(gce.networks().list(project=project).execute())
-
-
-def routes_of(gce, project: str, network: str) -> list[dict]:
-    items = gce.routes().list(project=project).execute().get("items", [])
-    return [r for r in items if r["network"].endswith(f"/global/networks/{network}")]
-
-
-def subnets_of(gce, project: str, network: str) -> dict[str, dict]:
-    """{region: subnetwork} of a network."""
-    agg = gce.subnetworks().aggregatedList(project=project).execute()["items"]
-    return {scope.split("/")[1]: s for scope, v in agg.items() for s in v.get("subnetworks", [])
-            if s["network"].endswith(f"/global/networks/{network}")}
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +29,6 @@ def project(server):
     """(name, client) of a project of this module's own: it counts networks, routes and firewalls."""
     name = unique("net")
     return name, server.gce(project_credentials(server, name))
-
-
-def custom(gce, project: str, name: str | None = None) -> str:
-    name = name or unique("cnet")
-    done(gce, gce.networks().insert(project=project, body={"name": name, "autoCreateSubnetworks": False}))
-    return name
 
 
 # -- the default VPC -------------------------------------------------------------------------------

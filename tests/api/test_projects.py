@@ -1,58 +1,14 @@
-"""projects.get and projects.setCommonInstanceMetadata, end to end.
-
-Also holds the helpers the other API test modules of this area share: a fresh project of one's
-own (so quotas and project metadata can change without touching demo-project), and error checks.
-"""
+"""projects.get and projects.setCommonInstanceMetadata, end to end."""
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 
-import pytest
-from googleapiclient.errors import HttpError
-
-from tests.conftest import CLOUD_PLATFORM, PROJECT, error_of, unique, wait_op
+from tests.conftest import PROJECT, wait_op
+from tests.helpers.compute import expect_error, fresh_project, link
 
 METADATA_MISMATCH = "Supplied fingerprint does not match current metadata fingerprint."
-
-
-def link(server, path: str) -> str:
-    """A selfLink on the server's own base URL."""
-    return server.api + path
-
-
-def expect_error(request, status: int, reason: str, message: str | None = None) -> dict:
-    """Execute a googleapiclient request that must fail; return the error envelope."""
-    with pytest.raises(HttpError) as exc:
-        request.execute()
-    assert exc.value.resp.status == status, exc.value.content
-    err = error_of(exc.value)
-    assert err["code"] == status
-    assert err["errors"][0]["reason"] == reason, err
-    assert err["errors"][0]["message"] == err["message"]
-    if message is not None:
-        assert err["message"] == message
-    return err
-
-
-_FRESH: dict = {}
-
-
-def fresh_project(server, prefix: str = "proj"):
-    """(name, googleapiclient client) of a new project owned by a new key; one per prefix and server."""
-    key = (server.data_dir, prefix)
-    if key not in _FRESH:
-        name = unique(prefix)
-        server.admin("project", "create", name)
-        path = os.path.join(server.data_dir, f"{name}-key.json")
-        server.admin("service-account-key", "--project", name, "--output", path, "--base-url", server.base)
-        from google.oauth2 import service_account
-
-        creds = service_account.Credentials.from_service_account_file(path, scopes=[CLOUD_PLATFORM])
-        _FRESH[key] = (name, server.gce(creds))
-    return _FRESH[key]
 
 
 def test_project_get(server, gce):
@@ -177,20 +133,3 @@ def test_set_common_instance_metadata_invalid(server):
     # Nothing of that was stored.
     md = g.projects().get(project=name).execute()["commonInstanceMetadata"]
     assert md["fingerprint"] == fp and "items" not in md
-
-
-def compute_client(server, client_class):
-    """``server.compute(client_class)`` whose ``ExtendedOperation.result()`` polls this server too.
-
-    google-cloud-compute builds the operation clients behind ``result()`` on compute.googleapis.com,
-    ignoring ``api_endpoint``; give the client ones on our endpoint.
-    """
-    from google.cloud import compute_v1
-
-    client = server.compute(client_class)
-    services = client._transport._extended_operations_services
-    for key, op_class in (("zone_operations", compute_v1.ZoneOperationsClient),
-                          ("region_operations", compute_v1.RegionOperationsClient),
-                          ("global_operations", compute_v1.GlobalOperationsClient)):
-        services[key] = server.compute(op_class)
-    return client

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.test_networks import ROUTE_NAME, custom, done, fails, names, routes_of
 from tests.conftest import project_credentials, unique
+from tests.helpers.networks import ROUTE_NAME, custom, done, fails, names, routes_of
 
 REGION = "us-central1"
 ZONE = "us-central1-a"

@@ -13,8 +13,8 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
-from tests.api.test_networks import custom, done, fails, routes_of
 from tests.conftest import project_credentials, unique, wait_op
+from tests.helpers.networks import custom, done, fails, routes_of
 
 REGION, OTHER_REGION = "us-central1", "europe-west1"
 ZONE = "us-central1-c"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.api.test_projects import expect_error, link
 from tests.conftest import PROJECT, ZONE
+from tests.helpers.compute import expect_error, link
 
 ZONES = ["europe-west1-b", "us-central1-a", "us-central1-b", "us-central1-c"]
 REGIONS = ["europe-west1", "us-central1"]

@@ -17,8 +17,8 @@ from google.oauth2 import service_account
 from googleapiclient.errors import HttpError
 
 from tests.auth.conftest import admin, cli, make_project, make_user
-from tests.auth.oauth import authorization_code, exchange
 from tests.conftest import CLOUD_PLATFORM, PROJECT, ZONE, error_of, unique
+from tests.helpers.oauth import authorization_code, exchange
 
 CACHE_TTL = 2.1  # the server caches membership lookups for two seconds
 

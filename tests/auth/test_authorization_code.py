@@ -14,7 +14,8 @@ from google.oauth2 import id_token
 from googleapiclient.errors import HttpError
 
 from tests.auth.conftest import admin, execute
-from tests.auth.oauth import (
+from tests.conftest import PROJECT, ZONE, error_of, unique, wait_op
+from tests.helpers.oauth import (
     CLOUD_PLATFORM,
     COMPUTE,
     EMAIL,
@@ -27,7 +28,6 @@ from tests.auth.oauth import (
     pkce,
     query,
 )
-from tests.conftest import PROJECT, ZONE, error_of, unique, wait_op
 
 REFRESH_REVOKED = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
 

@@ -7,8 +7,8 @@ import time
 import requests
 
 from tests.auth.conftest import execute
-from tests.auth.oauth import CLOUD_PLATFORM, GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Browser
 from tests.conftest import PROJECT
+from tests.helpers.oauth import CLOUD_PLATFORM, GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Browser
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

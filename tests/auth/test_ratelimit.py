@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from tests.auth.conftest import make_user
-from tests.auth.oauth import CLOUD_PLATFORM, GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Browser, pkce
 from tests.conftest import PROJECT, make_server
+from tests.helpers.oauth import CLOUD_PLATFORM, GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Browser, pkce
 
 
 @pytest.fixture(scope="module")

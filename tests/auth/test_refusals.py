@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.auth.conftest import make_project, make_user
-from tests.auth.oauth import READONLY, Browser, authorization_code, exchange, pkce
 from tests.conftest import CLOUD_PLATFORM, PROJECT, ZONE, unique
+from tests.helpers.oauth import READONLY, Browser, authorization_code, exchange, pkce
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"

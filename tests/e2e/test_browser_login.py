@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from tests.auth.conftest import make_user
-from tests.auth.oauth import CLOUD_PLATFORM, EMAIL, GCLOUD_CLIENT_ID, Browser, exchange, pkce
 from tests.conftest import PROJECT, ZONE, unique, wait_op
+from tests.helpers.oauth import CLOUD_PLATFORM, EMAIL, GCLOUD_CLIENT_ID, Browser, exchange, pkce
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no chromium at {CHROMIUM} "

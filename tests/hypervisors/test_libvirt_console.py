@@ -15,8 +15,8 @@ from websockets.sync.client import connect
 
 from core.hypervisors.libvirt import domain_name
 from tests.conftest import PROJECT, console_ticket, read_until
+from tests.helpers.libvirt import body, host_of, run, state
 from tests.hypervisors.conftest import LIBVIRT_ZONE as ZONE
-from tests.hypervisors.test_libvirt_lifecycle import body, host_of, run, state
 
 pytestmark = pytest.mark.xdist_group("libvirt")
 

@@ -10,31 +10,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from core.hypervisors.base import HostRef
 from core.hypervisors.libvirt import XMLNS, domain_name, volume_name
 from core.ipam import mac_for
-from core.models import Host
-from tests.conftest import PROJECT, wait_op
-from tests.hypervisors.conftest import LIBVIRT_ZONE as ZONE
+from tests.conftest import PROJECT
+from tests.helpers.libvirt import ZONE, body, host_of, run, state
 
 pytestmark = pytest.mark.xdist_group("libvirt")
-
-
-def body(name: str, machine_type: str = "e2-small", **extra) -> dict:
-    return {
-        "name": name,
-        "machineType": f"zones/{ZONE}/machineTypes/{machine_type}",
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
-            "sourceImage": "projects/debian-cloud/global/images/family/debian-12", "diskSizeGb": "20"}}],
-        "networkInterfaces": [{"network": "global/networks/default"}],
-        **extra,
-    }
-
-
-def host_of(cloud) -> HostRef:
-    with cloud.runtime.factory() as session:
-        h = session.query(Host).filter_by(name="kvm1-host1").one()
-        return HostRef(h.id, h.name, h.uri)
 
 
 def domain(cloud, uid: int | str, inactive: bool = False) -> ET.Element | None:
@@ -42,19 +23,9 @@ def domain(cloud, uid: int | str, inactive: bool = False) -> ET.Element | None:
     return ET.fromstring(xml) if xml is not None else None
 
 
-def state(cloud, uid) -> str | None:
-    return cloud.driver.list_instances(host_of(cloud)).get(int(uid))
-
-
 def volumes(cloud) -> set[str]:
     conn = cloud.driver.connection(cloud.uri)
     return set(conn.storagePoolLookupByName("gstack-disks").listVolumes())
-
-
-def run(gce, request) -> dict:
-    op = wait_op(gce, request.execute())
-    assert "error" not in op, op
-    return op
 
 
 def test_instance_lifecycle_on_libvirt(cloud):

@@ -14,8 +14,8 @@ from core.models import Host
 from core.services.hosts import HostMonitor
 from core.systemvms.watchdog import Watchdog
 from tests.conftest import PROJECT, wait_op
+from tests.helpers.libvirt import ZONE, body, host_of, run, state
 from tests.hypervisors.conftest import CLUSTER, NODE_XML
-from tests.hypervisors.test_libvirt_lifecycle import ZONE, body, host_of, run, state
 
 pytestmark = pytest.mark.xdist_group("libvirt")
 

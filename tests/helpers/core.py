@@ -1,0 +1,27 @@
+"""Helpers of the core's unit tests (tests/core): resource rows as the services leave them, written
+straight to the database so a test states exactly what a host, a pool or a quota holds."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.ids import new_uid
+from core.models import Resource, Zone
+
+
+def add_resource(session: Session, collection: str, *, project: str = "demo-project", zone: str = "us-central1-a",
+                 region: str | None = None, status: str = "RUNNING", subtype: str = "", **columns: int) -> Resource:
+    """A flushed instance or disk row of ``zone`` (``region``: its region, the zone's by default);
+    ``columns``: what it holds (vcpus, memory_mb, size_gb, host_id, pool_id)."""
+    uid = new_uid()
+    res = Resource(uid=uid, project=project, collection=collection, scope=f"zones/{zone}",
+                   region=region or zone.rsplit("-", 1)[0], name=f"r{uid}", status=status, subtype=subtype,
+                   created=0.0, body="{}", **columns)
+    session.add(res)
+    session.flush()
+    return res
+
+
+def zone_id(session: Session, name: str) -> int:
+    return session.scalars(select(Zone.id).where(Zone.name == name)).one()
