@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # gstack itself, for that table
 project = "gstack"
 author = "gstack developers"
 copyright = "2026, gstack developers"
-extensions = ["api_coverage"]
+extensions = ["api_coverage", "state_tables"]
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
 html_title = "gstack"

@@ -39,7 +39,8 @@ class Move:
 
 
 STAY = Move()
-"""The action succeeds and changes nothing (GCE's no-op cases)."""
+"""The action succeeds, the status stays and no job runs: GCE's no-op answers (start of a RUNNING
+instance), or a change that touches only the body (setMachineType of a TERMINATED one)."""
 
 Refusal = Callable[[str, str, str], ComputeError]
 """Builds the exact error for a refused cell from (resource path, status, action)."""

@@ -32,3 +32,16 @@ def test_docs_build_without_warnings(tmp_path):
         assert method_id in coverage
     row = coverage.split("compute.instances.insert", 1)[1].split("</tr>", 1)[0]
     assert "implemented" in row and "not implemented" not in row
+
+
+def test_state_tables_page_cells_come_from_the_tables():
+    sys.path.insert(0, os.path.join(ROOT, "docs", "_ext"))
+    try:
+        from state_tables import cell_text
+    finally:
+        sys.path.pop(0)
+    from core.services.instances.states import TABLE
+
+    assert cell_text(TABLE, "TERMINATED", "start") == "→ PROVISIONING, job instances.run"
+    assert cell_text(TABLE, "RUNNING", "start") == "stays"
+    assert cell_text(TABLE, "TERMINATED", "reset") == "refused"
