@@ -32,7 +32,7 @@ from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
 from gstack.auth.views import bp as oauth_bp
 from gstack.config import Settings
-from gstack.gce import batch
+from gstack.gce import batch, contract
 from gstack.gce.discovery import methods
 from gstack.gce.errors import error_response, from_exception
 
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _error_handlers(app)
     if settings.log_requests:
         _request_log(app)
+    contract.install(app, settings.data_dir)  # off unless GSTACK_CHECK_RESPONSES is set (the tests)
     assert api.HANDLERS
     if settings.run_jobs:
         job_engine.start()

@@ -25,6 +25,9 @@ PG_ADMIN_DSN = os.environ.get("GSTACK_TEST_PG", "postgresql://root@127.0.0.1:543
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Every server a test starts, in a subprocess or in this process, checks each compute API response
+# against the discovery document (gstack/gce/contract.py): a violation fails the test that got it.
+os.environ.setdefault("GSTACK_CHECK_RESPONSES", "1")
 
 
 def free_port() -> int:
@@ -120,6 +123,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def contract_violations(self) -> str:
+        """What the server's response check logged (gstack/gce/contract.py); empty when none."""
+        try:
+            with open(os.path.join(self.data_dir, "contract-violations.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def log_tail(self, n: int = 40) -> str:
         try:
             with open(os.path.join(self.data_dir, "server.log"), errors="replace") as f:
@@ -202,9 +213,12 @@ def make_server(backend: str, **env_extra) -> tuple[Server, callable]:
 
     def cleanup() -> None:
         server.stop()
+        violations = server.contract_violations()
         if cleanup_db:
             drop_pg_database(cleanup_db)
         shutil.rmtree(data_dir, ignore_errors=True)
+        if violations:
+            pytest.fail("responses broke the compute v1 discovery contract:\n" + violations, pytrace=False)
 
     return server, cleanup
 
