@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -105,7 +106,7 @@ class Server:
                 requests.get(self.base + "/oauth2/v3/certs", timeout=1)
                 if os.path.exists(self.key_path):
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a loaded machine
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"gstack serve did not start: {self.log_tail()}")
@@ -201,7 +202,7 @@ def project_credentials(server: Server, project: str, scopes=(CLOUD_PLATFORM,)):
     return service_account.Credentials.from_service_account_file(path, scopes=list(scopes))
 
 
-def make_server(backend: str, **env_extra) -> tuple[Server, callable]:
+def make_server(backend: str, **env_extra) -> tuple[Server, Callable[[], None]]:
     data_dir = tempfile.mkdtemp(prefix=f"gstack-{backend}-")
     cleanup_db = None
     if backend == "postgresql":
@@ -227,7 +228,7 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(request) -> Server:
+def server(request) -> Iterator[Server]:
     if request.param == "postgresql" and not pg_available():
         pytest.fail("PostgreSQL is not reachable at " + PG_ADMIN_DSN + " (.ci/run starts it)")
     srv, cleanup = make_server(request.param)

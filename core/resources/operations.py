@@ -44,7 +44,7 @@ def by_request_id(call: Call) -> Operation | None:
 
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
-          job: str | None = None, params: dict | None = None) -> Operation:
+          job: str | None = None, params: dict[str, object] | None = None) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
@@ -76,8 +76,8 @@ def find(call: Call, scope: str, name: str) -> Operation:
     return op
 
 
-def to_json(op: Operation) -> dict:
-    out: dict = {
+def to_json(op: Operation) -> dict[str, object]:
+    out: dict[str, object] = {
         "kind": "compute#operation",
         "id": str(op.uid),
         "name": op.name,
