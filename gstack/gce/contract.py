@@ -7,7 +7,7 @@ bug of ours even when the tolerant clients in a test do not notice; this module 
 suite notice.
 
 The check is **off by default** and costs nothing in production: :func:`install` adds it only when
-``GSTACK_CHECK_RESPONSES`` is set (the test conftests set it). When on, a body that breaks the
+``GSTACK_CHECK_RESPONSES`` is set to other than ``0`` (tests/conftest.py sets it). When on, a body that breaks the
 contract is replaced by a 500 Google error envelope whose message names the violation (so the test
 that got it fails and says why), and the violation is appended to
 ``<data-dir>/contract-violations.log`` (the test fixtures fail the session when it is not empty).
@@ -147,7 +147,7 @@ def response_violations(endpoint: str | None, status: int, body: object) -> list
 
 def install(app: Flask, data_dir: str) -> bool:
     """Check every compute API response of ``app`` when ``GSTACK_CHECK_RESPONSES`` is set."""
-    if not os.environ.get(ENV_FLAG):
+    if os.environ.get(ENV_FLAG, "") in ("", "0"):
         return False
     log_path = os.path.join(data_dir, LOG_NAME)
 
