@@ -23,16 +23,16 @@ from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
-from core.services.hosts import start_host_monitor
+from core.services.hosts import HostMonitor, start_host_monitor
 from core.services.seed import seed
-from core.systemvms.watchdog import start_watchdog
+from core.systemvms.watchdog import Watchdog, start_watchdog
 from gstack import api, console
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
 from gstack.auth.views import bp as oauth_bp
 from gstack.config import Settings
-from gstack.gce import batch
+from gstack.gce import batch, contract
 from gstack.gce.discovery import methods
 from gstack.gce.errors import error_response, from_exception
 
@@ -52,8 +52,8 @@ class Runtime:
     engine: JobEngine
     validator: GstackValidator
     access_cache: AccessCache = field(default_factory=AccessCache)
-    host_monitor: object | None = None
-    systemvm_watchdog: object | None = None
+    host_monitor: HostMonitor | None = None
+    systemvm_watchdog: Watchdog | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _error_handlers(app)
     if settings.log_requests:
         _request_log(app)
+    contract.install(app, settings.data_dir)  # off unless GSTACK_CHECK_RESPONSES is set (the tests)
     assert api.HANDLERS
     if settings.run_jobs:
         job_engine.start()

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -25,6 +26,9 @@ PG_ADMIN_DSN = os.environ.get("GSTACK_TEST_PG", "postgresql://root@127.0.0.1:543
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Every server a test starts, in a subprocess or in this process, checks each compute API response
+# against the discovery document (gstack/gce/contract.py): a violation fails the test that got it.
+os.environ.setdefault("GSTACK_CHECK_RESPONSES", "1")
 
 
 def free_port() -> int:
@@ -102,7 +106,7 @@ class Server:
                 requests.get(self.base + "/oauth2/v3/certs", timeout=1)
                 if os.path.exists(self.key_path):
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a loaded machine
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"gstack serve did not start: {self.log_tail()}")
@@ -119,6 +123,14 @@ class Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def contract_violations(self) -> str:
+        """What the server's response check logged (gstack/gce/contract.py); empty when none."""
+        try:
+            with open(os.path.join(self.data_dir, "contract-violations.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -190,7 +202,7 @@ def project_credentials(server: Server, project: str, scopes=(CLOUD_PLATFORM,)):
     return service_account.Credentials.from_service_account_file(path, scopes=list(scopes))
 
 
-def make_server(backend: str, **env_extra) -> tuple[Server, callable]:
+def make_server(backend: str, **env_extra) -> tuple[Server, Callable[[], None]]:
     data_dir = tempfile.mkdtemp(prefix=f"gstack-{backend}-")
     cleanup_db = None
     if backend == "postgresql":
@@ -202,9 +214,12 @@ def make_server(backend: str, **env_extra) -> tuple[Server, callable]:
 
     def cleanup() -> None:
         server.stop()
+        violations = server.contract_violations()
         if cleanup_db:
             drop_pg_database(cleanup_db)
         shutil.rmtree(data_dir, ignore_errors=True)
+        if violations:
+            pytest.fail("responses broke the compute v1 discovery contract:\n" + violations, pytrace=False)
 
     return server, cleanup
 
@@ -213,7 +228,7 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(request) -> Server:
+def server(request) -> Iterator[Server]:
     if request.param == "postgresql" and not pg_available():
         pytest.fail("PostgreSQL is not reachable at " + PG_ADMIN_DSN + " (.ci/run starts it)")
     srv, cleanup = make_server(request.param)

@@ -78,7 +78,6 @@ def find(call: Call, scope: str, name: str) -> Operation:
 
 
 def to_json(op: Operation) -> dict[str, Any]:
-    base = f"{CANONICAL_BASE}projects/{op.project}/{op.scope}/operations/"
     out: dict[str, Any] = {
         "kind": "compute#operation",
         "id": str(op.uid),
@@ -89,9 +88,7 @@ def to_json(op: Operation) -> dict[str, Any]:
         "user": op.user,
         "progress": op.progress,
         "insertTime": rfc3339(op.insert_time),
-        "creationTimestamp": rfc3339(op.insert_time),
-        "selfLink": base + op.name,
-        "selfLinkWithId": base + str(op.uid),
+        "selfLink": f"{CANONICAL_BASE}projects/{op.project}/{op.scope}/operations/{op.name}",
     }
     if op.target_id is not None:
         out["targetId"] = str(op.target_id)

@@ -100,4 +100,7 @@ def cloud():
     yield server
     server.stop()
     server.driver.close()
+    violations = server.contract_violations()
     shutil.rmtree(data_dir, ignore_errors=True)
+    if violations:
+        pytest.fail("responses broke the discovery contract:\n" + violations, pytrace=False)
