@@ -11,32 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from core.db import create_schema, make_engine, write_session
-from core.services.seed import seed
-from tests.conftest import BACKENDS, PG_ADMIN_DSN, create_pg_database, drop_pg_database, pg_available
+from tests.conftest import BACKENDS
+from tests.helpers.databases import seeded_engine
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    pg_name = None
-    if request.param == "postgresql":
-        if not pg_available():
-            pytest.fail("PostgreSQL is not reachable at " + PG_ADMIN_DSN + " (.ci/run starts it)")
-        pg_name, url = create_pg_database()
-    else:
-        url = "sqlite:///" + str(tmp_path_factory.mktemp("core") / "gstack.sqlite3")
-    eng = make_engine(url)
-    try:
-        create_schema(eng)
-        with write_session(sessionmaker(bind=eng, expire_on_commit=False)) as session:
-            seed(session)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    with seeded_engine(request.param, "gstack-core-") as eng:
         yield eng
-    finally:
-        eng.dispose()
-        if pg_name:
-            drop_pg_database(pg_name)
 
 
 @pytest.fixture

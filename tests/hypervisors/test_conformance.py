@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import create_schema, make_engine, write_session
+from core.db import write_session
 from core.hypervisors.base import (
     PUSH_CONFIG,
     RECONCILE,
@@ -42,8 +42,9 @@ from core.hypervisors.simulator import SimulatorDriver
 from core.models import Host
 from core.resources import store
 from core.services import hosts
-from core.services.seed import ensure_project, seed
-from tests.conftest import BACKENDS, create_pg_database, drop_pg_database, pg_available
+from core.services.seed import ensure_project
+from tests.conftest import BACKENDS
+from tests.helpers.databases import seeded_engine, sessions
 
 ZONE = "us-central1-a"
 PROJECT = "conformance"
@@ -111,24 +112,11 @@ DRIVERS: dict[str, Callable[[sessionmaker[Session], str], Harness]] = {
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def database(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
-    if request.param == "postgresql":
-        if not pg_available():
-            pytest.fail("PostgreSQL is not reachable (.ci/run starts it)")
-        name, url = create_pg_database()
-    else:
-        name, url = None, "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="gstack-conf-"), "gstack.sqlite3")
-    engine = make_engine(url)
-    create_schema(engine)
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
-    with write_session(factory) as s:
-        seed(s)
-        ensure_project(s, PROJECT)
-    yield factory
-    engine.dispose()
-    if name:
-        drop_pg_database(name)
-    else:
-        shutil.rmtree(os.path.dirname(url.removeprefix("sqlite:///")), ignore_errors=True)
+    with seeded_engine(request.param, "gstack-conf-") as engine:
+        factory = sessions(engine)
+        with write_session(factory) as s:
+            ensure_project(s, PROJECT)
+        yield factory
 
 
 @pytest.fixture(scope="module", params=list(DRIVERS))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 import core.services  # noqa: F401  (job handlers)
 import core.systemvms  # noqa: F401  (job handlers)
-from core.db import create_schema, make_engine, write_session
+from core.db import write_session
 from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.links import url_of
@@ -24,9 +24,10 @@ from core.models import Resource, SimVmFile, SystemVm, Zone
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances
-from core.services.seed import ensure_project, seed
+from core.services.seed import ensure_project
 from core.systemvms import router, sync, vms
-from tests.conftest import BACKENDS, create_pg_database, drop_pg_database, pg_available
+from tests.conftest import BACKENDS
+from tests.helpers.databases import seeded_engine, sessions
 
 IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 REGION = "us-central1"
@@ -124,23 +125,8 @@ class Cloud:
 @pytest.fixture(scope="module", params=BACKENDS)
 def database(request):
     """A seeded database shared by a module's tests (each test works in a project of its own)."""
-    if request.param == "postgresql":
-        if not pg_available():
-            pytest.fail("PostgreSQL is not reachable (.ci/run starts it)")
-        name, url = create_pg_database()
-    else:
-        name, url = None, "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="gstack-svm-"), "gstack.sqlite3")
-    engine = make_engine(url)
-    create_schema(engine)
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
-    with write_session(factory) as s:
-        seed(s)
-    yield factory
-    engine.dispose()
-    if name:
-        drop_pg_database(name)
-    else:
-        shutil.rmtree(os.path.dirname(url.removeprefix("sqlite:///")), ignore_errors=True)
+    with seeded_engine(request.param, "gstack-svm-") as engine:
+        yield sessions(engine)
 
 
 @pytest.fixture

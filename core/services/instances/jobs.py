@@ -31,6 +31,7 @@ from core.services.instances.rows import (
     driver_for,
     host_ref,
     instance_url,
+    last_driver,
     load,
     sync_routers,
     vm_spec,
@@ -199,8 +200,7 @@ def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:
         res = load(s, ctx.params["uid"])
         if res is None:
             return
-        host_id = res.host_id or res.last_host_id
-        found = driver_for(s, ctx.drivers, host_id) if host_id else None
+        found = last_driver(s, ctx.drivers, res)
     if found is not None and ctx.params.get("delete_on_fail"):
         found[0].destroy(found[1], ctx.params["uid"])
     with ctx.write() as s:
@@ -253,8 +253,7 @@ def _power_job(action: str, reported: str, release: bool, stamp: str | None) -> 
             outcome = states.event(res, reported)
             if outcome.is_noop:
                 return
-            host_id = res.host_id or res.last_host_id
-            found = driver_for(s, ctx.drivers, host_id) if host_id else None
+            found = last_driver(s, ctx.drivers, res)
         if found is not None:
             try:
                 getattr(found[0], action)(found[1], ctx.params["uid"])
@@ -284,8 +283,7 @@ def _delete_vm(ctx: JobContext) -> None:
         res = load(s, ctx.params["uid"])
         if res is None:
             return
-        host_id = res.host_id or res.last_host_id
-        found = driver_for(s, ctx.drivers, host_id) if host_id else None
+        found = last_driver(s, ctx.drivers, res)
     if found is not None:
         found[0].destroy(found[1], ctx.params["uid"])
     with ctx.write() as s:

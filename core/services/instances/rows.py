@@ -112,6 +112,14 @@ def driver_for(session: Session, drivers: DriverRegistry, host_id: int) -> tuple
     return drivers.get(cluster.hypervisor), host_ref(host)
 
 
+def last_driver(session: Session, drivers: DriverRegistry,
+                res: Resource) -> tuple[HypervisorDriver, HostRef] | None:
+    """The driver and host the VM runs on, or ran on last (a stopped VM's domain may still be
+    defined there); ``None`` for a VM never placed."""
+    host_id = res.host_id or res.last_host_id
+    return driver_for(session, drivers, host_id) if host_id else None
+
+
 def vm_spec(session: Session, res: Resource, known: dict[str, Resource] | None = None) -> VmSpec:
     """What the driver needs to start the VM. ``known``: disk rows the caller loaded already, by URL."""
     inst = store.body_of(res)
@@ -151,10 +159,7 @@ def serial_port_output(call: Call, zone: ZoneInfo, name: str, drivers: DriverReg
     res = find(call, zone, name)
     if port not in (1, 2, 3, 4):
         raise Invalid("port", port, "Must be between 1 and 4.")
-    host_id = res.host_id or res.last_host_id
-    contents, first, nxt = "", 0, 0
-    if host_id is not None and port == 1:
-        driver, _ = driver_for(call.session, drivers, host_id)
-        contents, first, nxt = driver.serial_output(res.uid, start)
+    found = last_driver(call.session, drivers, res) if port == 1 else None
+    contents, first, nxt = found[0].serial_output(res.uid, start) if found else ("", 0, 0)
     return {"kind": "compute#serialPortOutput", "contents": contents, "start": str(first), "next": str(nxt),
             "selfLink": instance_url(res) + "/serialPort"}

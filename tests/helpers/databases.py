@@ -1,0 +1,48 @@
+"""A fresh, seeded gstack database on either backend, for tests that drive the core directly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import create_schema, make_engine, write_session
+from core.services.seed import seed
+from tests.conftest import PG_ADMIN_DSN, create_pg_database, drop_pg_database, pg_available
+
+
+@contextmanager
+def seeded_engine(backend: str, prefix: str = "gstack-db-") -> Iterator[Engine]:
+    """An engine on a new database (SQLite in a temporary directory, or a PostgreSQL database of its
+    own) with the schema made and the demo cloud seeded; everything is removed afterwards."""
+    pg_name, tmp = None, None
+    if backend == "postgresql":
+        if not pg_available():
+            pytest.fail("PostgreSQL is not reachable at " + PG_ADMIN_DSN + " (.ci/run starts it)")
+        pg_name, url = create_pg_database()
+    else:
+        tmp = tempfile.mkdtemp(prefix=prefix)
+        url = "sqlite:///" + os.path.join(tmp, "gstack.sqlite3")
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        with write_session(sessions(engine)) as session:
+            seed(session)
+        yield engine
+    finally:
+        engine.dispose()
+        if pg_name:
+            drop_pg_database(pg_name)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    """The session factory the core's services and job engine take."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
