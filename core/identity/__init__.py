@@ -15,10 +15,11 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import AccessToken, Membership, Principal, Project, ServiceAccountKey
@@ -206,10 +207,15 @@ def grant(session: Session, project: Project, principal: Principal, role: str) -
     session.flush()
 
 
+def _rowcount(session: Session, statement: Executable) -> int:
+    """The rows a DELETE or UPDATE touched (``Session.execute`` is typed for SELECTs, which have no count)."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
 def revoke_membership(session: Session, project: Project, principal: Principal) -> None:
-    found = session.execute(delete(Membership).where(Membership.project_id == project.id,
-                                                     Membership.principal_id == principal.id))
-    if not found.rowcount:
+    found = _rowcount(session, delete(Membership).where(Membership.project_id == project.id,
+                                                        Membership.principal_id == principal.id))
+    if not found:
         raise IdentityError(f"{principal.email} is not a member of {project.name}")
 
 
@@ -221,7 +227,7 @@ def members(session: Session, project: Project) -> list[tuple[Principal, str]]:
 
 # --------------------------------------------------------------------------- service-account keys
 
-def create_key(session: Session, sa: Principal, project: Project, token_uri: str) -> dict:
+def create_key(session: Session, sa: Principal, project: Project, token_uri: str) -> dict[str, str]:
     """A new RSA key for the service account, returned as Google's JSON key file content."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_id = secrets.token_hex(20)
@@ -254,7 +260,7 @@ def find_key(session: Session, key_id: str) -> ServiceAccountKey:
     return key
 
 
-def key_json(key: dict) -> str:
+def key_json(key: dict[str, str]) -> str:
     return json.dumps(key, indent=2)
 
 
@@ -335,7 +341,7 @@ def find_refresh_token(session: Session, token: str) -> RefreshToken | None:
     return row[0]
 
 
-def _revoke_access(session: Session, *conditions) -> list[str]:
+def _revoke_access(session: Session, *conditions: ColumnElement[bool]) -> list[str]:
     hashes = list(session.scalars(select(AccessToken.token_hash).where(or_(*conditions),
                                                                         AccessToken.revoked.is_(False))))
     if hashes:
@@ -354,10 +360,10 @@ def revoke_token(session: Session, token: str) -> list[str] | None:
         if access is None or access.revoked:
             return None
         access.revoked = True
-        if access.refresh_token_id is None:
+        refresh = session.get(RefreshToken, access.refresh_token_id) if access.refresh_token_id is not None else None
+        if refresh is None:
             session.flush()
             return [key]
-        refresh = session.get(RefreshToken, access.refresh_token_id)
     elif refresh.revoked:
         return None
     refresh.revoked = True
@@ -404,9 +410,8 @@ def find_code(session: Session, code: str) -> AuthorizationCode | None:
 
 def redeem_code(session: Session, row: AuthorizationCode) -> bool:
     """Mark the code used; False if it was used already (by this or a concurrent request)."""
-    done = session.execute(update(AuthorizationCode).where(AuthorizationCode.id == row.id,
-                                                           AuthorizationCode.used.is_(False)).values(used=True))
-    return done.rowcount == 1
+    return _rowcount(session, update(AuthorizationCode).where(AuthorizationCode.id == row.id,
+                                                              AuthorizationCode.used.is_(False)).values(used=True)) == 1
 
 
 # --------------------------------------------------------------------------- device authorizations
@@ -448,10 +453,9 @@ def find_device(session: Session, device_code: str) -> DeviceAuthorization | Non
 
 def consume_device(session: Session, row: DeviceAuthorization) -> bool:
     """Mark an authorized device code consumed; False if another poll got there first."""
-    done = session.execute(update(DeviceAuthorization).where(DeviceAuthorization.id == row.id,
-                                                             DeviceAuthorization.status == "authorized")
-                           .values(status="consumed"))
-    return done.rowcount == 1
+    return _rowcount(session, update(DeviceAuthorization).where(DeviceAuthorization.id == row.id,
+                                                                DeviceAuthorization.status == "authorized")
+                     .values(status="consumed")) == 1
 
 
 # --------------------------------------------------------------------------- browser sessions

@@ -34,11 +34,18 @@ def _b64(n: int) -> str:
     return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).decode().rstrip("=")
 
 
+def _public_key(key: SigningKey) -> rsa.RSAPublicKey:
+    """The public half of a stored key; every key is RSA (``current_key`` makes no other kind)."""
+    private = serialization.load_pem_private_key(key.private_pem.encode(), None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise TypeError(f"signing key {key.kid} is not RSA")
+    return private.public_key()
+
+
 def jwks(session: Session) -> dict[str, list[dict[str, str]]]:
     keys = []
     for key in session.scalars(select(SigningKey)):
-        public = serialization.load_pem_private_key(key.private_pem.encode(), None).public_key()
-        numbers = public.public_numbers()
+        numbers = _public_key(key).public_numbers()
         keys.append({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": key.kid, "n": _b64(numbers.n),
                      "e": _b64(numbers.e)})
     return {"keys": keys}
@@ -67,7 +74,7 @@ def verify(session: Session, token: str, audience: str | None = None) -> dict[st
     key = session.scalar(select(SigningKey).where(SigningKey.kid == str(kid)))
     if key is None:
         return None
-    public = serialization.load_pem_private_key(key.private_pem.encode(), None).public_key()
+    public = _public_key(key)
     try:
         return jwt.decode(token, public, algorithms=["RS256"], audience=audience,
                           options={"verify_aud": audience is not None})

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import InvalidRequestError
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from core import planner, quotas
 from core.catalog import DEFAULT_DISK_TYPE, DISK_TYPES
 from core.errors import (
     Invalid,
     NotFound,
+    OperationFailure,
     Required,
     ResourceExhausted,
     ResourceInUse,
@@ -36,6 +38,8 @@ def parse_size(value: object, field: str) -> int | None:
     if value is None or value == "":
         return None
     try:
+        if not isinstance(value, (str, int, float)):  # an object or a list: int() would refuse it too
+            raise TypeError(value)
         size = int(value)
     except (TypeError, ValueError):
         raise Invalid(field, value, "Must be an integer number of GB.") from None
@@ -58,15 +62,15 @@ def disk_type_name(call: Call, zone_name: str, value: str | None, field: str) ->
     return get_disk_type(call.project, zone_name, ref.name).name
 
 
-def build(call: Call, zone: ZoneInfo, *, name: str, size_gb: object, disk_type: str | None, source_image: str | None,
-          source_snapshot: str | None, labels: object, description: str = "", field: str = "resource") -> dict:
+def build(call: Call, zone: ZoneInfo, *, name: object, size_gb: object, disk_type: str | None, source_image: str | None,
+          source_snapshot: str | None, labels: object, description: str = "", field: str = "resource") -> dict[str, Any]:
     """Validate a new disk and return its columns and body (shared by disks.insert and instances.insert)."""
     if field == "resource" and name in (None, ""):
         raise Required("resource.name")
-    store.validate_name(name, f"{field}.name" if field == "resource" else f"{field}.diskName")
+    name = store.validate_name(name, f"{field}.name" if field == "resource" else f"{field}.diskName")
     dtype = disk_type_name(call, zone.name, disk_type, f"{field}.{'type' if field == 'resource' else 'diskType'}")
     size = parse_size(size_gb, f"{field}.{'sizeGb' if field == 'resource' else 'diskSizeGb'}")
-    body: dict = {"description": description}
+    body: store.Body = {"description": description}
     source_size = None
     source = None
     if source_image and source_snapshot:
@@ -100,7 +104,7 @@ def build(call: Call, zone: ZoneInfo, *, name: str, size_gb: object, disk_type: 
     return {"name": name, "size_gb": size, "subtype": dtype, "body": body, "source_size": source_size}
 
 
-def create_row(call: Call, zone: ZoneInfo, spec: dict, status: str = "CREATING",
+def create_row(call: Call, zone: ZoneInfo, spec: dict[str, Any], status: str = "CREATING",
                users: list[str] | None = None) -> Resource:
     """The disk's row; ``users``: the instances it is born attached to (boot and new data disks)."""
     body = spec["body"]
@@ -111,7 +115,7 @@ def create_row(call: Call, zone: ZoneInfo, spec: dict, status: str = "CREATING",
                               region=zone.region.name, size_gb=spec["size_gb"], subtype=spec["subtype"])
 
 
-def quota_demand(specs: list[dict]) -> dict[str, float]:
+def quota_demand(specs: list[dict[str, Any]]) -> dict[str, float]:
     demand: dict[str, float] = {}
     for spec in specs:
         metric = DISK_TYPES[spec["subtype"]].quota_metric
@@ -119,7 +123,7 @@ def quota_demand(specs: list[dict]) -> dict[str, float]:
     return demand
 
 
-def insert(call: Call, zone: ZoneInfo, body: dict, source_image_param: str | None = None) -> Operation:
+def insert(call: Call, zone: ZoneInfo, body: store.Body, source_image_param: str | None = None) -> Operation:
     spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
                  source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
                  labels=body.get("labels"), description=body.get("description", ""))
@@ -131,7 +135,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict, source_image_param: str | Non
                             job="disks.insert", params={"uids": [res.uid], "zone_id": zone.id})
 
 
-def place_disks(session, zone_id: int, uids: list[int], project: str, zone_name: str) -> None:
+def place_disks(session: Session, zone_id: int, uids: list[int], project: str, zone_name: str) -> None:
     """Give every listed disk without a pool a pool with room; ZONE_RESOURCE_POOL_EXHAUSTED otherwise."""
     capacity = planner.ZoneCapacity(session, zone_id)
     for res in session.scalars(select(Resource).where(Resource.uid.in_(uids), Resource.pool_id.is_(None))):
@@ -159,7 +163,7 @@ def mark_ready(res: Resource) -> None:
         store.set_status(res, move.status)
 
 
-def _drop_created(ctx: JobContext, _failure) -> None:
+def _drop_created(ctx: JobContext, _failure: OperationFailure) -> None:
     with ctx.write() as s:
         for res in s.scalars(select(Resource).where(Resource.uid.in_(ctx.params["uids"]))):
             s.delete(res)
@@ -181,7 +185,7 @@ def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     return op
 
 
-def resize(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
+def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:
     project = projects.get(call.session, call.project, lock=True)
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, RESIZE)
@@ -197,7 +201,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
                         {DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric: grow})
     if res.pool_id is not None:
         pool = call.session.get(StoragePool, res.pool_id)
-        if pool.capacity_gb * pool.overprovisioning - planner.pool_usage(call.session, [pool.id]).get(pool.id, 0) < grow:
+        if pool is not None and pool.capacity_gb * pool.overprovisioning - planner.pool_usage(call.session, [pool.id]).get(pool.id, 0) < grow:
             raise ResourceExhausted(f"The storage pool of disk '{res.name}' has no room to grow it by {grow} GB.")
     disk = store.body_of(res)
     disk["sizeGb"] = str(size)
@@ -207,7 +211,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
                             target_id=res.uid)
 
 
-def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: dict) -> Operation:
+def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:
     res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, SET_LABELS)
     disk = store.body_of(res)

@@ -25,12 +25,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
-from core.hypervisors.base import DriverError, HostRef
+from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
+from core.hypervisors.registry import DriverRegistry
 from core.ids import rfc3339
 from core.jobs import announce
 from core.jobs.engine import UNFINISHED, local_owner_id
@@ -81,8 +83,9 @@ def add_cluster(session: Session, zone_name: str, name: str, hypervisor: str, *,
     return cluster
 
 
-def add_host(factory: sessionmaker, drivers, zone_name: str, cluster_name: str | None, name: str | None, uri: str,
-             *, cpus: int | None = None, memory_mb: int | None = None, options: dict | None = None) -> Host:
+def add_host(factory: sessionmaker[Session], drivers: DriverRegistry, zone_name: str, cluster_name: str | None,
+             name: str | None, uri: str, *, cpus: int | None = None, memory_mb: int | None = None,
+             options: dict[str, Any] | None = None) -> Host:
     """Add a host; its CPUs and memory are read from the host itself unless given.
 
     The row is written first (with no capacity, so nothing is placed on it yet) because the driver
@@ -112,7 +115,10 @@ def add_host(factory: sessionmaker, drivers, zone_name: str, cluster_name: str |
             session.delete(session.get(Host, host_id))
         raise HostError(f"cannot add {uri}: {exc}") from exc
     with write_session(factory) as session:
-        host = session.get(Host, host_id)
+        found = session.get(Host, host_id)
+        if found is None:  # removed by an operator meanwhile
+            raise HostError(f"host {probe_name} was removed while it was being added")
+        host = found
         final = name or stats.hostname or uri
         taken = session.scalar(select(Host).where(Host.name == final, Host.id != host_id)) is not None
         if taken:
@@ -244,7 +250,7 @@ class HostMonitor(PeriodicRounds):
 
     thread_name = "host-monitor"
 
-    def __init__(self, factory: sessionmaker, drivers, *, interval: float = 30.0,
+    def __init__(self, factory: sessionmaker[Session], drivers: DriverRegistry, *, interval: float = 30.0,
                  failures_to_down: int = FAILURES_TO_DOWN, local: bool = True,
                  kick: Callable[[], None] | None = None):
         super().__init__(interval)
@@ -278,13 +284,13 @@ class HostMonitor(PeriodicRounds):
     def _claim(self, host_id: int) -> bool:
         now = time.time()
         with write_session(self.factory) as session:
-            claimed = session.execute(update(Host).where(
+            claimed = cast(CursorResult[Any], session.execute(update(Host).where(  # an UPDATE's result has a count
                 Host.id == host_id,
                 or_(Host.monitor_owner.is_(None), Host.monitor_owner == self.owner, Host.monitor_expiry < now))
-                .values(monitor_owner=self.owner, monitor_expiry=now + 3 * self.interval))
+                .values(monitor_owner=self.owner, monitor_expiry=now + 3 * self.interval)))
             return claimed.rowcount == 1
 
-    def check_host(self, driver, ref: HostRef, *, reconcile: bool = True) -> list[HostEvent]:
+    def check_host(self, driver: HypervisorDriver, ref: HostRef, *, reconcile: bool = True) -> list[HostEvent]:
         events: list[HostEvent] = []
         try:
             stats, error = driver.host_stats(ref), None
@@ -330,7 +336,7 @@ class HostMonitor(PeriodicRounds):
                 events.append(event)
         return events
 
-    def _host_error(self, ref: HostRef):
+    def _host_error(self, ref: HostRef) -> Callable[[Session, Resource], HostEvent]:
         def act(session: Session, res: Resource) -> HostEvent:
             restart = (store.body_of(res).get("scheduling") or {}).get("automaticRestart", True)
             if restart:
@@ -347,7 +353,7 @@ class HostMonitor(PeriodicRounds):
         return act
 
     def _restart(self, session: Session, res: Resource, op_type: str, message: str) -> None:
-        zone = session.scalar(select(Zone).where(Zone.name == res.scope.split("/", 1)[1]))
+        zone = _zone(session, res.scope.split("/", 1)[1])
         res.host_id = None
         store.set_status(res, "PROVISIONING")
         op = operations.begin(Call(session, res.project, "system"), scope=res.scope, op_type=op_type,
@@ -364,11 +370,11 @@ class HostMonitor(PeriodicRounds):
                               target_path=_path(res), target_id=res.uid)
         op.status_message = message
 
-    def _correct(self, ref: HostRef, uid: int, seen: _Seen | None, expect: Callable[[Resource], tuple],
+    def _correct(self, ref: HostRef, uid: int, seen: _Seen | None, expect: Callable[[Resource], tuple[str, int | None]],
                  act: Callable[[Session, Resource], HostEvent | None], since_pk: int | None = None) -> HostEvent | None:
         """Run ``act`` on the instance under its row lock, if it is as ``expect`` says and no job on it
         is unfinished or was started since ``since_pk``."""
-        kicks: list = []
+        kicks: list[Callable[[], None]] = []
         with write_session(self.factory) as session:
             res = session.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
             if res is None or (res.status, res.host_id) != expect(res):
@@ -388,7 +394,7 @@ class HostMonitor(PeriodicRounds):
 
     # -- reconciliation ------------------------------------------------------------------------
 
-    def reconcile(self, driver, ref: HostRef) -> list[HostEvent]:
+    def reconcile(self, driver: HypervisorDriver, ref: HostRef) -> list[HostEvent]:
         with self.factory() as session:
             since_pk = session.scalar(select(func.max(Operation.pk))) or 0
             rows = {r.uid: r for r in session.scalars(select(Resource).where(
@@ -424,7 +430,7 @@ class HostMonitor(PeriodicRounds):
             events.append(HostEvent(ref.name, "unreachable", str(exc)))
         return events
 
-    def _reconcile_one(self, driver, ref: HostRef, seen: _Seen, state: str | None, since_pk: int,
+    def _reconcile_one(self, driver: HypervisorDriver, ref: HostRef, seen: _Seen, state: str | None, since_pk: int,
                        path: str) -> HostEvent | None:
         here = seen.host_id == ref.id or (seen.host_id is None and seen.last_host_id == ref.id)
         same = lambda res: (seen.status, seen.host_id)  # noqa: E731
@@ -444,7 +450,7 @@ class HostMonitor(PeriodicRounds):
             return None
         return self._correct(ref, seen.uid, seen, same, self._apply_drift(ref, action, state), since_pk)
 
-    def _apply_drift(self, ref: HostRef, action: str, state: str | None):
+    def _apply_drift(self, ref: HostRef, action: str, state: str | None) -> Callable[[Session, Resource], HostEvent]:
         def act(session: Session, res: Resource) -> HostEvent:
             now = rfc3339(time.time())
             what = f"the VM is {state or 'gone'} on host {ref.name}, changed outside gstack"
@@ -489,7 +495,7 @@ def _path(res: Resource) -> str:
     return f"projects/{res.project}/{res.scope}/instances/{res.name}"
 
 
-def start_host_monitor(factory: sessionmaker, drivers, interval: float = 30.0,
+def start_host_monitor(factory: sessionmaker[Session], drivers: DriverRegistry, interval: float = 30.0,
                        kick: Callable[[], None] | None = None) -> HostMonitor:
     """Start the monitor thread of a serving process (``gstack serve``, ``gstack worker``)."""
     return HostMonitor(factory, drivers, interval=interval, kick=kick).start()

@@ -6,10 +6,11 @@ import time
 
 import orjson
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from core import quotas
 from core.db import flushed_connection
-from core.errors import Invalid, NotFound, Required
+from core.errors import Invalid, NotFound, OperationFailure, Required
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import CANONICAL_BASE, parse_ref, path_of, url_of
@@ -37,7 +38,7 @@ _DEPRECATION_STATES = {"ACTIVE", "DEPRECATED", "OBSOLETE", "DELETED"}
 _PUBLIC = select(Project.public).where(Project.name == bindparam("name"))
 
 
-def readable(session, project: str, caller_project: str) -> bool:
+def readable(session: Session, project: str, caller_project: str) -> bool:
     """Images of public image projects are readable by everyone; others only inside their project."""
     if project == caller_project:
         return True
@@ -51,7 +52,7 @@ _READY_IMAGES = (select(Resource.__table__)
                  .order_by(Resource.created.desc(), Resource.pk.desc()))
 
 
-def from_family(session, project: str, family: str, *, missing_path: str | None = None) -> Resource:
+def from_family(session: Session, project: str, family: str, *, missing_path: str | None = None) -> Resource:
     """The newest READY image of the family that is not deprecated (images.getFromFamily).
 
     A read-only row (the columns of :class:`Resource` as attributes), not an object of the session:
@@ -63,7 +64,7 @@ def from_family(session, project: str, family: str, *, missing_path: str | None 
     raise NotFound(missing_path or f"projects/{project}/global/images/family/{family}")
 
 
-def resolve(session, value: str, caller_project: str, field: str) -> Resource:
+def resolve(session: Session, value: str, caller_project: str, field: str) -> Resource:
     """An image from any reference form, including imageFamilyViews and family URLs."""
     ref = parse_ref(value, project=caller_project, scope="global")
     if ref is None:
@@ -82,7 +83,7 @@ def resolve(session, value: str, caller_project: str, field: str) -> Resource:
 INHERITED = ("licenses", "guestOsFeatures", "architecture")
 
 
-def find_source(session, value: str, caller_project: str, field: str, collection: str) -> Resource:
+def find_source(session: Session, value: str, caller_project: str, field: str, collection: str) -> Resource:
     """A READY disk or snapshot named in a body, in a project the caller may read."""
     scope = None if collection == "disks" else "global"
     ref = parse_ref(value, project=caller_project, scope=scope)
@@ -94,11 +95,11 @@ def find_source(session, value: str, caller_project: str, field: str, collection
     return usable(res, path_of(res.project, res.scope, collection, res.name))
 
 
-def _source(call: Call, body: dict) -> tuple[dict, int]:
+def _source(call: Call, body: store.Body) -> tuple[store.Body, int]:
     """Fields describing where the image comes from (with what it inherits), and its size in GB."""
     if body.get("sourceDisk"):
         disk = find_source(call.session, body["sourceDisk"], call.project, "resource.sourceDisk", "disks")
-        fields = {"sourceDisk": url_of(disk.project, disk.scope, "disks", disk.name), "sourceDiskId": str(disk.uid)}
+        fields: store.Body = {"sourceDisk": url_of(disk.project, disk.scope, "disks", disk.name), "sourceDiskId": str(disk.uid)}
         src = disk
     elif body.get("sourceSnapshot"):
         snap = find_source(call.session, body["sourceSnapshot"], call.project, "resource.sourceSnapshot", "snapshots")
@@ -123,7 +124,7 @@ def snap_url(snap: Resource) -> str:
     return url_of(snap.project, "global", "snapshots", snap.name)
 
 
-def insert(call: Call, body: dict) -> Operation:
+def insert(call: Call, body: store.Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -147,14 +148,15 @@ def insert(call: Call, body: dict) -> Operation:
                             target_id=res.uid, job="images.insert", params={"uid": res.uid})
 
 
-def _source_of(session, image: dict) -> Resource | str:
+def _source_of(session: Session, image: store.Body) -> Resource | str:
     """The row an image is made from (disk, snapshot or image), or the raw tarball's URL."""
     for key in ("sourceDiskId", "sourceSnapshotId", "sourceImageId"):
         if image.get(key):
             row = session.scalar(select(Resource).where(Resource.uid == int(image[key])))
             if row is not None:
                 return row
-    return (image.get("rawDisk") or {}).get("source") or image.get("sourceDisk") or ""
+    raw: str = (image.get("rawDisk") or {}).get("source") or image.get("sourceDisk") or ""
+    return raw
 
 
 def _ready(ctx: JobContext) -> None:
@@ -171,7 +173,7 @@ def _ready(ctx: JobContext) -> None:
             store.set_status(res, move.status, archiveSizeBytes=str(size))
 
 
-def _drop(ctx: JobContext, _failure) -> None:
+def _drop(ctx: JobContext, _failure: OperationFailure) -> None:
     with ctx.write() as s:
         res = s.scalar(select(Resource).where(Resource.uid == ctx.params["uid"]))
         if res is not None:
@@ -196,7 +198,7 @@ def delete_stored(call: Call, collection: str, name: str) -> Operation:
     return op
 
 
-def deprecate(call: Call, name: str, body: dict) -> Operation:
+def deprecate(call: Call, name: str, body: store.Body) -> Operation:
     res = projects.find_for_update(call.session, call.project, "images", "global", name)
     IMAGES.move(path_of(call.project, "global", "images", res.name), res.status, DEPRECATE)
     state = body.get("state", "ACTIVE")
@@ -221,7 +223,7 @@ def deprecate(call: Call, name: str, body: dict) -> Operation:
                             target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
 
 
-def set_image_labels(call: Call, name: str, body: dict) -> Operation:
+def set_image_labels(call: Call, name: str, body: store.Body) -> Operation:
     res = projects.find_for_update(call.session, call.project, "images", "global", name)
     IMAGES.move(path_of(call.project, "global", "images", res.name), res.status, SET_LABELS)
     image = store.body_of(res)
@@ -231,7 +233,7 @@ def set_image_labels(call: Call, name: str, body: dict) -> Operation:
                             target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
 
 
-def seed_public_image(session, project: str, name: str, family: str, size_gb: int, created: float,
+def seed_public_image(session: Session, project: str, name: str, family: str, size_gb: int, created: float,
                       description: str) -> None:
     """A READY public image (the demo cloud's debian-cloud and ubuntu-os-cloud)."""
     if store.find_optional(session, project, "images", "global", name) is not None:

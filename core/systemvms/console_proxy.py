@@ -23,7 +23,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import orjson
 from sqlalchemy import delete, select
@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import begin_write
 from core.errors import ComputeError, Forbidden, NotFound, ResourceNotReady
-from core.hypervisors.base import DriverError
+from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
+from core.hypervisors.registry import DriverRegistry
 from core.links import path_of
-from core.models import ConsoleTicketUse, Host, Project, Resource, SystemSetting, SystemVm, Zone
+from core.models import ConsoleTicketUse, Project, Resource, SystemSetting, SystemVm, Zone
 from core.resources import store
 from core.systemvms import jobs, vms
 
@@ -63,6 +64,7 @@ def _secret(session: Session) -> bytes:
                 session.add(row)
         except IntegrityError:
             row = session.get(SystemSetting, SECRET_KEY)
+            assert row is not None  # the row of the process that won the race
     return row.value.encode()
 
 
@@ -85,7 +87,7 @@ class Ticket:
 
 
 def serial_enabled(session: Session, instance: Resource) -> bool:
-    def flag(items: list) -> str | None:
+    def flag(items: list[store.Body]) -> str | None:
         return next((str(i.get("value", "")).lower() for i in items if i.get("key") == SERIAL_ENABLE), None)
 
     own = flag((store.body_of(instance).get("metadata") or {}).get("items") or [])
@@ -204,11 +206,18 @@ class SerialConsole(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class StreamingConsoles(Protocol):
+    """A driver that streams the serial console itself, rather than being polled."""
+
+    def open_serial(self, host: HostRef, vm_uid: int) -> SerialConsole: ...
+
+
 class PolledConsole:
     """A serial console through ``serial_output`` (polled) and ``serial_write``; starts with the
     last ``backlog`` bytes, so the client sees the current prompt."""
 
-    def __init__(self, driver, host_ref, uid: int, backlog: int = 2048):
+    def __init__(self, driver: HypervisorDriver, host_ref: HostRef, uid: int, backlog: int = 2048):
         self.driver, self.host_ref, self.uid = driver, host_ref, uid
         _, _, end = driver.serial_output(uid, 0)
         self.offset = max(end - backlog, 0)
@@ -227,28 +236,27 @@ class PolledConsole:
         pass
 
 
-def driver_output(driver, uid: int, start: int) -> tuple[str, int, int]:
+def driver_output(driver: HypervisorDriver, uid: int, start: int) -> tuple[str, int, int]:
     try:
         return driver.serial_output(uid, start)
     except DriverError as exc:
         raise ConsoleUnavailable(str(exc)) from exc
 
 
-def open_console(factory: sessionmaker, drivers, instance_uid: int) -> SerialConsole:
+def open_console(factory: sessionmaker[Session], drivers: DriverRegistry, instance_uid: int) -> SerialConsole:
     with factory() as session:
         res = session.scalar(select(Resource).where(Resource.uid == instance_uid))
         if res is None or res.status != "RUNNING" or res.host_id is None:
             raise ConsoleUnavailable("The instance is not running.")
-        host = session.get(Host, res.host_id)
-        driver, ref = vms.driver_for(drivers, session, host.id)
-    if hasattr(driver, "open_serial"):
+        driver, ref = vms.driver_for(drivers, session, res.host_id)
+    if isinstance(driver, StreamingConsoles):
         return driver.open_serial(ref, instance_uid)
     if "serial-console" not in driver.capabilities:
         raise ConsoleUnavailable(f"The {driver.name} hypervisor has no interactive serial console.")
     return PolledConsole(driver, ref, instance_uid)
 
 
-def serial_output(session: Session, drivers, instance: Resource, start: int) -> tuple[str, int, int]:
+def serial_output(session: Session, drivers: DriverRegistry, instance: Resource, start: int) -> tuple[str, int, int]:
     """getSerialPortOutput as the console proxy serves it: (contents, start, next) of port 1, from
     the instance's host (its last one while it is stopped).
 

@@ -92,12 +92,12 @@ def _restart(ctx: JobContext) -> None:
         if vm is None or res is None:
             return
         host = s.get(Host, res.host_id) if res.host_id is not None else None
+        target = None
         if host is not None and host.status == "Up" and vms.reboots_in_place(vm):
-            driver, ref = vms.driver_for(ctx.drivers, s, host.id)
-        else:
-            driver = ref = None
+            target = vms.driver_for(ctx.drivers, s, host.id)
     rebooted = False
-    if driver is not None:
+    if target is not None:
+        driver, ref = target
         try:
             driver.reboot(ref, uid)
             rebooted = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import select
@@ -24,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from core import identity, ipam, planner
 from core.errors import OperationFailure, ResourceNotReady
-from core.hypervisors.base import DiskSpec, DriverError, HostRef, NicSpec, VmSpec
+from core.hypervisors.base import DiskSpec, DriverError, HostRef, HypervisorDriver, NicSpec, VmSpec
+from core.hypervisors.registry import DriverRegistry
 from core.jobs import JobContext, announce
 from core.jobs.engine import UNFINISHED
 from core.links import CANONICAL_BASE, path_of
@@ -196,10 +198,18 @@ def reboots_in_place(vm: SystemVm) -> bool:
     return STATES.cell(vm.state, REBOOT) is not None
 
 
-def driver_for(drivers, session: Session, host_id: int):
+def driver_for(drivers: DriverRegistry, session: Session, host_id: int) -> tuple[HypervisorDriver, HostRef]:
     host = session.get(Host, host_id)
+    assert host is not None  # the VM's resource row holds it by a foreign key
     cluster = session.get(Cluster, host.cluster_id)
+    assert cluster is not None  # a foreign key
     return drivers.get(cluster.hypervisor), HostRef(host.id, host.name, host.uri)
+
+
+def _zone(session: Session, zone_id: int) -> Zone:
+    zone = session.get(Zone, zone_id)
+    assert zone is not None  # a foreign key
+    return zone
 
 
 # -- jobs' targets and Operations -------------------------------------------------------------------
@@ -209,11 +219,11 @@ def target_of(session: Session, vm: SystemVm) -> tuple[int, str]:
     """(target_id, target path) of jobs on the VM: a router's network, else the VM itself."""
     if vm.kind == ROUTER and vm.network_uid is not None:
         return vm.network_uid, (vm.network_url or "").removeprefix(CANONICAL_BASE)
-    return vm.uid, path_of(SYSTEM_PROJECT, f"zones/{session.get(Zone, vm.zone_id).name}", COLLECTION, vm.name)
+    return vm.uid, path_of(SYSTEM_PROJECT, f"zones/{_zone(session, vm.zone_id).name}", COLLECTION, vm.name)
 
 
 def enqueue(session: Session, *, job: str, op_type: str, scope: str, target_id: int, target_path: str,
-            params: dict, message: str | None = None) -> Operation:
+            params: dict[str, Any], message: str | None = None) -> Operation:
     """A system Operation (project gstack-system, user ``system``) running ``job``."""
     op = operations.begin(Call(session, SYSTEM_PROJECT, "system"), scope=scope, op_type=op_type,
                           target_path=target_path, target_id=target_id, job=job, params=params)
@@ -224,9 +234,9 @@ def enqueue(session: Session, *, job: str, op_type: str, scope: str, target_id: 
 
 
 def enqueue_on(session: Session, vm: SystemVm, job: str, op_type: str, message: str | None = None,
-               **params) -> Operation:
+               **params: Any) -> Operation:
     target_id, target_path = target_of(session, vm)
-    scope = f"regions/{vm.region}" if vm.kind == ROUTER else f"zones/{session.get(Zone, vm.zone_id).name}"
+    scope = f"regions/{vm.region}" if vm.kind == ROUTER else f"zones/{_zone(session, vm.zone_id).name}"
     return enqueue(session, job=job, op_type=op_type, scope=scope, target_id=target_id, target_path=target_path,
                    params={"uid": vm.uid, **params}, message=message)
 
@@ -254,7 +264,7 @@ def guest_subnets(session: Session, vm: SystemVm) -> list[Resource]:
     return [r for r in rows if store.body_of(r).get("network") == vm.network_url]
 
 
-def gateway_of(subnet: dict) -> str:
+def gateway_of(subnet: store.Body) -> str:
     return subnet.get("gatewayAddress") or str(ipaddress.ip_network(subnet["ipCidrRange"]).network_address + 1)
 
 
@@ -278,7 +288,7 @@ def _candidate_zones(session: Session, vm: SystemVm) -> list[int]:
     """Where the VM may run: its zone first; a router may move to another zone of its region."""
     zones = [vm.zone_id]
     if vm.kind == ROUTER:
-        region_id = session.get(Zone, vm.zone_id).region_id
+        region_id = _zone(session, vm.zone_id).region_id
         zones += [z for z in session.scalars(select(Zone.id).where(Zone.region_id == region_id, Zone.status == "UP")
                                              .order_by(Zone.name)) if z != vm.zone_id]
     return zones
@@ -290,8 +300,7 @@ def _place(session: Session, vm: SystemVm, res: Resource, tried: set[int]) -> Ho
         host = planner.place_vm(session, zone_id, res.vcpus, res.memory_mb, frozenset(tried), prefer=res.last_host_id)
         if host is not None:
             if zone_id != vm.zone_id:
-                zone = session.get(Zone, zone_id)
-                vm.zone_id, res.scope = zone_id, f"zones/{zone.name}"
+                vm.zone_id, res.scope = zone_id, f"zones/{_zone(session, zone_id).name}"
             return host
     return None
 
@@ -310,15 +319,14 @@ def start(ctx: JobContext, uid: int) -> bool:
                 return False
             if res.host_id is None:
                 host = _place(s, vm, res, tried)
-                if host is None:
-                    report(vm, res, FAILED, "no host has capacity for it")
-                    failure = OperationFailure("ZONE_RESOURCE_POOL_EXHAUSTED",
-                                               f"No host of region {vm.region} can take system VM {vm.name}.", 503)
-                else:
-                    res.host_id, failure = host.id, None
+                if host is not None:
+                    res.host_id = host.id
+            if res.host_id is None:
+                report(vm, res, FAILED, "no host has capacity for it")
+                failure = OperationFailure("ZONE_RESOURCE_POOL_EXHAUSTED",
+                                           f"No host of region {vm.region} can take system VM {vm.name}.", 503)
             else:
                 failure = None
-            if failure is None:
                 report(vm, res, START)
                 driver, ref = driver_for(ctx.drivers, s, res.host_id)
                 spec = vm_spec(s, vm, res)
@@ -361,8 +369,9 @@ def destroy(ctx: JobContext, uid: int) -> None:
         if vm is None or res is None:
             return
         host_id = res.host_id or res.last_host_id
-        driver, ref = driver_for(ctx.drivers, s, host_id) if host_id else (None, None)
-    if driver is not None:
+        target = driver_for(ctx.drivers, s, host_id) if host_id else None
+    if target is not None:
+        driver, ref = target
         try:
             driver.destroy(ref, uid)
         except DriverError as exc:

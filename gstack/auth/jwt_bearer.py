@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
+
+from core.identity import Principal
+
+if TYPE_CHECKING:  # the validator module imports this one
+    from gstack.auth.validator import GstackValidator
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -29,7 +35,7 @@ class InvalidGrant(errors.InvalidGrantError):
         super().__init__(description=description, request=request)
 
 
-def signed_identity(assertion: str, validator) -> tuple[dict, object]:
+def signed_identity(assertion: str, validator: GstackValidator) -> tuple[dict[str, Any], Principal]:
     """Verify a service-account-signed JWT (RS256, key by ``kid``); (claims, principal) or InvalidGrant."""
     try:
         header = jwt.get_unverified_header(assertion)
@@ -58,13 +64,15 @@ def signed_identity(assertion: str, validator) -> tuple[dict, object]:
 
 
 class JWTBearerGrant(GrantTypeBase):
-    def __init__(self, request_validator, *, token_uris: tuple[str, ...], id_token_signer):
+    request_validator: GstackValidator
+
+    def __init__(self, request_validator: GstackValidator, *, token_uris: tuple[str, ...], id_token_signer):
         super().__init__(request_validator)
         self.token_uris = token_uris
         self.id_token_signer = id_token_signer
 
     def create_token_response(self, request, token_handler):
-        headers = self._get_default_headers()
+        headers = self._get_default_headers()  # type: ignore[attr-defined]  # oauthlib's, missing from types-oauthlib
         try:
             claims, principal = self.validate_token_request(request)
         except errors.OAuth2Error as e:

@@ -8,6 +8,7 @@ unverified URI); any other error goes back to the client's redirect URI, as RFC 
 from __future__ import annotations
 
 import secrets
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Response, redirect, render_template, request
@@ -25,21 +26,22 @@ ERROR_TITLES = {
 }
 
 
-def page(template: str, status: int = 200, **context) -> Response:
+def page(template: str, status: int = 200, **context: Any) -> Response:
     nonce = secrets.token_urlsafe(16)
     html = render_template(template, nonce=nonce, csrf_token=browser.csrf_token(), **context)
     return browser.finish(Response(html, status=status, content_type="text/html; charset=utf-8"), nonce)
 
 
 def go(location: str, status: int = 303) -> Response:
-    return browser.finish(redirect(location, status))
+    # Within an app, flask's redirect makes the app's response class (typed as werkzeug's base class).
+    return browser.finish(cast(Response, redirect(location, status)))
 
 
 def error_page(error: errors.OAuth2Error) -> Response:
     code, status = error.error, 401 if error.error == "invalid_client" else 400
     if isinstance(error, errors.MismatchingRedirectURIError):
         code = "redirect_uri_mismatch"
-    title = ERROR_TITLES.get(code, ERROR_TITLES["invalid_request"])
+    title = ERROR_TITLES.get(code or "", ERROR_TITLES["invalid_request"])
     return page("error.html", status, code=code, error_status=status, title=title, detail=error.description)
 
 
@@ -53,7 +55,7 @@ def _login_keys(email: str) -> tuple[str, str]:
     return "ip:" + (request.remote_addr or ""), "user:" + email.strip().lower()
 
 
-def sign_in(context: dict) -> Response:
+def sign_in(context: dict[str, Any]) -> Response:
     """Check the posted email and password; on success start a session and show the page again (GET)."""
     email, password = request.form.get("email", "").strip(), request.form.get("password", "")
     keys = _login_keys(email)
@@ -73,7 +75,7 @@ def sign_in(context: dict) -> Response:
     return go(request.url)
 
 
-def _session_actions(context: dict) -> Response | None:
+def _session_actions(context: dict[str, Any]) -> Response | None:
     """The POSTs every page shares: CSRF first, then sign in and sign out."""
     if not browser.csrf_ok():
         return page("error.html", 400, code="invalid_request", error_status=400, heading="This page has expired",
@@ -100,9 +102,11 @@ def authorize() -> Response:
     except errors.FatalClientError as e:
         return error_page(e)
     except errors.OAuth2Error as e:
+        if e.redirect_uri is None:  # an error oauthlib raised before it knew where to send it
+            return error_page(e)
         return go(e.in_uri(e.redirect_uri), 302)
     client: clients.Client = info["request"].client
-    context = {"client": client, "login_hint": info["request"].login_hint or ""}
+    context: dict[str, Any] = {"client": client, "login_hint": info["request"].login_hint or ""}
     if request.method == "GET":
         if browser.current_user() is None:
             return page("login.html", email=context["login_hint"], **context)
@@ -123,7 +127,7 @@ def authorize() -> Response:
     return go(location, 302)
 
 
-def consent(client: clients.Client, requested: list[str], info: dict) -> Response:
+def consent(client: clients.Client, requested: list[str], info: dict[str, Any]) -> Response:
     target = urlsplit(info["redirect_uri"])
     return page("consent.html", client=client, user=browser.current_user(),
                 scopes=[(s, scopes.describe(s)) for s in requested],
@@ -135,7 +139,7 @@ def consent(client: clients.Client, requested: list[str], info: dict) -> Respons
 @bp.route("/device", methods=["GET", "POST"])
 def device() -> Response:
     """Where a person types the code a device shows, signs in, and approves or denies the device."""
-    context = {"client": None, "login_hint": ""}
+    context: dict[str, Any] = {"client": None, "login_hint": ""}
     user_code = (request.form.get("user_code") or request.args.get("user_code") or "").strip()
     if request.method == "GET":
         if browser.current_user() is None:

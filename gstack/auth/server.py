@@ -105,14 +105,17 @@ def token_endpoint() -> TokenEndpoint:
         DEVICE_GRANT: DeviceCodeGrant(v),
         JWT_GRANT: JWTBearerGrant(v, token_uris=token_audiences(), id_token_signer=sign),
     }
-    return TokenEndpoint(default_grant_type=JWT_GRANT, default_token_type=bearer(v), grant_types=grants)
+    # types-oauthlib types default_token_type as a str; oauthlib takes (and calls) the token handler.
+    return TokenEndpoint(default_grant_type=JWT_GRANT, default_token_type=bearer(v),  # type: ignore[arg-type]
+                         grant_types=grants)
 
 
 def authorization_endpoint() -> AuthorizationEndpoint:
     v = validator()
     plain, oidc = _code_grants(v)
     code = AuthorizationCodeGrantDispatcher(default_grant=plain, oidc_grant=oidc)
-    return AuthorizationEndpoint(default_response_type="code", default_token_type=bearer(v),
+    return AuthorizationEndpoint(default_response_type="code",
+                                 default_token_type=bearer(v),  # type: ignore[arg-type]  # as in token_endpoint
                                  response_types={"code": code})
 
 
@@ -128,4 +131,5 @@ def user_code() -> str:
 def device_authorization_endpoint() -> DeviceAuthorizationEndpoint:
     return DeviceAuthorizationEndpoint(validator(), verification_uri=issuer() + "/device",
                                        expires_in=DEVICE_CODE_TTL, interval=DEVICE_POLL_INTERVAL,
-                                       user_code_generator=user_code)
+                                       # oauthlib calls it with no argument; its annotation says one (None)
+                                       user_code_generator=user_code)  # type: ignore[arg-type]

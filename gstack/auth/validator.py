@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from flask import has_request_context
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+from oauthlib.oauth2.rfc8628 import errors as device_errors
 from oauthlib.openid import RequestValidator
 
 from core import identity
@@ -23,12 +24,20 @@ from core.identity import Principal, digest, oauth, signing
 from gstack.auth import clients, scopes
 from gstack.auth.jwt_bearer import GRANT_TYPE as JWT_GRANT
 from gstack.auth.jwt_bearer import signed_identity
+from gstack.auth.scopes import is_known
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 # Audiences a self-signed JWT may name instead of scopes: Google's compute hosts, or this server.
 _GOOGLE_API_HOSTS = ("compute.googleapis.com", "www.googleapis.com")
 # oauthlib endpoints that accept a bare client_id from a confidential client (as Google does).
 _CLIENT_ID_ONLY_PATHS = ("/device/code", "/revoke")
+# validate_device_code's answers: oauthlib's DeviceCodeGrant.DEVICE_CODE_* statuses, spelt as oauthlib
+# defines them (types-oauthlib does not declare those names).
+DEVICE_AUTHORIZED = "authorized"
+DEVICE_PENDING = device_errors.AuthorizationPendingError.error
+DEVICE_SLOW_DOWN = device_errors.SlowDownError.error
+DEVICE_EXPIRED = device_errors.ExpiredTokenError.error
+DEVICE_DENIED = device_errors.AccessDenied.error
 
 
 def is_jwt(token: str) -> bool:
@@ -137,8 +146,8 @@ class GstackValidator(RequestValidator):
         try:
             claims, principal = signed_identity(token, self)
         except OAuth2Error:
-            claims, principal = None, None
-        if claims is not None and claims.get("sub", claims["iss"]) == claims["iss"]:
+            claims, principal = {}, None
+        if principal is not None and claims.get("sub", claims["iss"]) == claims["iss"]:
             if claims.get("scope"):
                 granted = frozenset(str(claims["scope"]).split())
             elif _api_audience(claims.get("aud"), host):
@@ -225,10 +234,10 @@ class GstackValidator(RequestValidator):
     def get_default_scopes(self, client_id, request, *args, **kwargs) -> list[str]:
         return []
 
-    def validate_scopes(self, client_id, requested, client, request, *args, **kwargs) -> bool:
-        if not requested:
+    def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs) -> bool:
+        if not scopes:
             raise errors.InvalidScopeError(description="Missing required parameter: scope", request=request)
-        invalid = [s for s in requested if not scopes.is_known(s)]
+        invalid = [s for s in scopes if not is_known(s)]
         if invalid:
             raise errors.InvalidScopeError(
                 description=f"Some requested scopes were invalid. {{invalid=[{', '.join(invalid)}]}}", request=request)
@@ -243,6 +252,8 @@ class GstackValidator(RequestValidator):
 
     def save_authorization_code(self, client_id, code, request, *args, **kwargs) -> None:
         client = request.client or clients.find(self.session_factory(), client_id)
+        if client is None:  # validate_client_id found it before
+            raise errors.InvalidClientError(description="The OAuth client was not found.", request=request)
         offline = client.kind == "installed" or request._params.get("access_type") == "offline"
         with self.writing() as session:
             identity.create_code(session, code["code"], client_id=client_id, principal_id=request.user.id,
@@ -329,36 +340,34 @@ class GstackValidator(RequestValidator):
 
     # -- device authorization (RFC 8628) -----------------------------------------------------------
 
-    def validate_device_code(self, client_id, code, request, *args, **kwargs):
-        from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant as Grant
-
+    def validate_device_code(self, client_id, code, request, *args, **kwargs) -> str | None:
         row = identity.find_device(self.session_factory(), code)
         if row is None or row.client_id != client_id or row.status == "consumed":
             return None
         now = time.time()
         if row.expires < now:
-            return Grant.DEVICE_CODE_EXPIRED
+            return DEVICE_EXPIRED
         if row.status == "denied":
-            return Grant.DEVICE_CODE_DENIED
+            return DEVICE_DENIED
         if row.status == "pending":
             with self.writing() as session:
                 too_fast = oauth.poll_device(session, row, now)
-            return Grant.DEVICE_CODE_SLOW_DOWN if too_fast else Grant.DEVICE_CODE_PENDING
+            return DEVICE_SLOW_DOWN if too_fast else DEVICE_PENDING
         with self.writing() as session:
             consumed = identity.consume_device(session, row)
-        if not consumed:
+        if not consumed or row.principal_id is None:  # an authorized device has its principal
             return None
         request.user = oauth.principal(self.session_factory(), row.principal_id)
         request.scopes = row.scopes.split()
         request.gstack_grant = row.device_code_hash
-        return Grant.DEVICE_CODE_AUTHORIZED
+        return DEVICE_AUTHORIZED
 
     # -- issuing ----------------------------------------------------------------------------------
 
     def save_bearer_token(self, token, request, *args, **kwargs) -> None:
         """Store the access token and, when this grant issued one, the refresh token (digests only)."""
-        user = getattr(request, "user", None)
-        principal_id = getattr(request, "principal_id", None) or user.id
+        # The JWT-bearer grant sets principal_id; every other grant sets the user (oauthlib's Request has one).
+        principal_id = getattr(request, "principal_id", None) or request.user.id
         grant = getattr(request, "gstack_grant", None)
         refresh = getattr(request, "gstack_refresh", None)
         granted = list(request.scopes or [])

@@ -164,8 +164,9 @@ def device_code() -> Response:
         return oauth_error(e)
     client_id = dict(parse_qsl(body)).get("client_id") or (basic_credentials(request) or ("",))[0]
     with server.validator().writing() as session:
-        identity.create_device_authorization(session, data["device_code"], data["user_code"], client_id,
-                                             data.get("scope", "").split(), endpoint.expires_in, endpoint.interval)
+        identity.create_device_authorization(session, str(data["device_code"]), str(data["user_code"]), client_id,
+                                             str(data.get("scope", "")).split(), endpoint.expires_in,
+                                             server.DEVICE_POLL_INTERVAL)
     data.pop("scope", None)
     data["verification_url"] = data["verification_uri"]  # Google's name for it
     return json_response(data, status, {**headers, "Cache-Control": "no-store"})
