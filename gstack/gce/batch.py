@@ -44,7 +44,7 @@ def _run(app: Flask, method: str, target: str, headers: dict[str, str], body: by
     path, _, query = target.partition("?")
     if "Authorization" not in headers and "authorization" not in headers and request.headers.get("Authorization"):
         headers["Authorization"] = request.headers["Authorization"]
-    env = EnvironBuilder(path=path, query_string=query, method=method, headers=headers, data=body or None,
+    env = EnvironBuilder(path=path, query_string=query, method=method, headers=list(headers.items()), data=body or None,
                          base_url=request.host_url).get_environ()
     app_iter, status, resp_headers = run_wsgi_app(app.wsgi_app, env, buffered=True)
     return status, list(resp_headers.items()), b"".join(app_iter)
@@ -64,7 +64,8 @@ def handle(app: Flask) -> Response:
     out = []
     for part in parts:
         content_id = (part.get("Content-ID") or "").strip().strip("<>")
-        status, headers, body = _run(app, *_parse_part(part.get_payload(decode=True) or b""))
+        payload = part.get_payload(decode=True)
+        status, headers, body = _run(app, *_parse_part(payload if isinstance(payload, bytes) else b""))
         code = int(status.split(" ", 1)[0])
         lines = [f"--{boundary}", "Content-Type: application/http", f"Content-ID: <response-{content_id}>", "",
                  f"HTTP/1.1 {code} {HTTPStatus(code).phrase}"]

@@ -93,7 +93,7 @@ def _error(spec: str) -> Invalid:
 
 
 @functools.lru_cache(maxsize=512)
-def _compile_cached(spec: str) -> Selector:
+def _compile_cached(spec: str) -> Selector | None:
     parser = _Parser(spec)
     tree = parser.selection_list(top=True)
     return _freeze(tree)

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -183,7 +183,7 @@ def _compile(root: dict) -> Check:
         if "type" in s:
             names = [s["type"]] if isinstance(s["type"], str) else s["type"]
             tchecks = [_TYPE_CHECKS[n] for n in names]
-            checks.append(tchecks[0] if len(tchecks) == 1 else (lambda v, tc=tuple(tchecks): any(c(v) for c in tc)))
+            checks.append(tchecks[0] if len(tchecks) == 1 else _any_of(tuple(tchecks)))
         if "enum" in s:
             if not all(e is None or isinstance(e, str) for e in s["enum"]):
                 raise NotImplementedError("enum")
@@ -221,11 +221,20 @@ def _compile(root: dict) -> Check:
             return lambda v: True
         if len(checks) == 1:
             return checks[0]
-        if len(checks) == 2:
-            return lambda v, a=checks[0], b=checks[1]: a(v) and b(v)
-        return lambda v, cs=tuple(checks): all(c(v) for c in cs)
+        return _all_of(tuple(checks))
 
     return build(root)
+
+
+def _any_of(checks: tuple[Check, ...]) -> Check:
+    return lambda v: any(c(v) for c in checks)
+
+
+def _all_of(checks: tuple[Check, ...]) -> Check:
+    if len(checks) == 2:  # the common case, without a generator per value
+        first, second = checks
+        return lambda v: first(v) and second(v)
+    return lambda v: all(c(v) for c in checks)
 
 
 # -- error selection and rendering ------------------------------------------------------------------
@@ -238,8 +247,8 @@ def _path(parts: Iterable[str | int]) -> str:
 
 
 def _unknown_names(error: ValidationError) -> list[str]:
-    known = error.schema.get("properties", {})
-    return [k for k in error.instance if k not in known]
+    known = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
+    return [k for k in error.instance if k not in known] if isinstance(error.instance, dict) else []
 
 
 def _field_path(error: ValidationError) -> tuple[str | int, ...]:
