@@ -41,6 +41,7 @@ from core.periodic import PeriodicRounds
 from core.planner import host_usage
 from core.resources import operations, store
 from core.resources.context import Call
+from core.services.instances import states as instance_states
 
 log = logging.getLogger("gstack.hosts")
 
@@ -328,10 +329,11 @@ class HostMonitor(PeriodicRounds):
         """Each VM RUNNING on the Down host is restarted elsewhere or TERMINATED, as it asks."""
         with self.factory() as session:
             uids = list(session.scalars(select(Resource.uid).where(
-                Resource.host_id == ref.id, Resource.collection == "instances", Resource.status == "RUNNING")))
+                Resource.host_id == ref.id, Resource.collection == "instances", Resource.status == instance_states.RUNNING)))
         events = []
         for uid in uids:
-            event = self._correct(ref, uid, None, lambda res: ("RUNNING", ref.id), self._host_error(ref))
+            event = self._correct(ref, uid, None, lambda res: (instance_states.RUNNING, ref.id),
+                                 self._host_error(ref))
             if event is not None:
                 events.append(event)
         return events
@@ -343,8 +345,7 @@ class HostMonitor(PeriodicRounds):
                 self._restart(session, res, "compute.instances.hostError",
                               f"Host {ref.name} failed; the instance is restarted on another host.")
                 return HostEvent(ref.name, "restarted", "host failed: restarting elsewhere", _path(res))
-            res.host_id = None
-            store.set_status(res, "TERMINATED", lastStopTimestamp=rfc3339(time.time()))
+            self._stop_here(res, "lost", lastStopTimestamp=rfc3339(time.time()))
             self._record(session, res, "compute.instances.hostError",
                          f"Host {ref.name} failed; the instance was terminated (automaticRestart is false).")
             return HostEvent(ref.name, "terminated", "host failed: TERMINATED (automaticRestart is false)",
@@ -354,15 +355,23 @@ class HostMonitor(PeriodicRounds):
 
     def _restart(self, session: Session, res: Resource, op_type: str, message: str) -> None:
         zone = _zone(session, res.scope.split("/", 1)[1])
+        move = instance_states.event(res, "restartElsewhere")
         res.host_id = None
-        store.set_status(res, "PROVISIONING")
+        instance_states.take(res, move)
         op = operations.begin(Call(session, res.project, "system"), scope=res.scope, op_type=op_type,
-                              target_path=_path(res), target_id=res.uid, job="instances.run",
+                              target_path=_path(res), target_id=res.uid, job=move.job,
                               params={"uid": res.uid, "zone_id": zone.id})
         op.status_message = message
         announce(session, op.job)
         if self.kick is not None:
             session.info.setdefault("after_commit", []).append(self.kick)
+
+    @staticmethod
+    def _stop_here(res: Resource, event: str, **fields: object) -> None:
+        """The VM no longer runs on its host: it holds no capacity there, and takes the status the
+        instance table gives the host monitor's ``event``."""
+        res.host_id = None
+        instance_states.take(res, instance_states.event(res, event), **fields)
 
     @staticmethod
     def _record(session: Session, res: Resource, op_type: str, message: str) -> None:
@@ -454,25 +463,22 @@ class HostMonitor(PeriodicRounds):
         def act(session: Session, res: Resource) -> HostEvent:
             now = rfc3339(time.time())
             what = f"the VM is {state or 'gone'} on host {ref.name}, changed outside gstack"
-            if action == "vanished":
+            if action == "lost":
                 if (store.body_of(res).get("scheduling") or {}).get("automaticRestart", True):
                     self._restart(session, res, "compute.instances.hostError", f"{what}; restarting it.")
                     return HostEvent(ref.name, "restarted", f"{what}: restarting", _path(res))
-                res.host_id = None
-                store.set_status(res, "TERMINATED", lastStopTimestamp=now)
+                self._stop_here(res, "lost", lastStopTimestamp=now)
                 self._record(session, res, "compute.instances.hostError", f"{what}; TERMINATED.")
-            elif action == "terminated":
-                res.host_id = None
-                store.set_status(res, "TERMINATED", lastStopTimestamp=now)
+            elif action in ("shutOff", "foundStopped"):
+                self._stop_here(res, action, lastStopTimestamp=now)
                 self._record(session, res, "compute.instances.guestTerminate", f"{what}; TERMINATED.")
-            elif action == "suspended":
-                res.host_id = None
-                store.set_status(res, "SUSPENDED", lastSuspendedTimestamp=now)
+            elif action == "paused":
+                self._stop_here(res, action, lastSuspendedTimestamp=now)
                 self._record(session, res, "suspend", f"{what}; SUSPENDED.")
-            else:  # running
+            else:  # foundRunning
                 res.host_id = ref.id
                 res.last_host_id = ref.id
-                store.set_status(res, "RUNNING", lastStartTimestamp=now)
+                instance_states.take(res, instance_states.event(res, action), lastStartTimestamp=now)
                 self._record(session, res, "start", f"{what}; RUNNING.")
             return HostEvent(ref.name, "drift", f"{what}: instance {res.status}", _path(res))
 
@@ -480,15 +486,13 @@ class HostMonitor(PeriodicRounds):
 
 
 def _drift(status: str, placed_here: bool, state: str | None) -> str | None:
-    """What the instance becomes when the host shows ``state`` (None: no domain) — or None."""
-    if status == "RUNNING" and placed_here:
-        return {None: "vanished", "shutoff": "terminated", "paused": "suspended"}.get(state)
-    if status in ("TERMINATED", "SUSPENDED") and not placed_here:
-        if state == "running":
-            return "running"
-        if status == "SUSPENDED" and state in (None, "shutoff"):
-            return "terminated"
-    return None
+    """The host monitor's event for an instance in ``status`` whose domain the host shows in
+    ``state`` (None: no domain), or None when the instance table has nothing to change."""
+    if placed_here:
+        event = {None: "lost", "shutoff": "shutOff", "paused": "paused"}.get(state)
+    else:
+        event = {"running": "foundRunning", None: "foundStopped", "shutoff": "foundStopped"}.get(state)
+    return event if event is not None and instance_states.TABLE.cell(status, event) is not None else None
 
 
 def _path(res: Resource) -> str:

@@ -79,6 +79,13 @@ EVENTS = {
     "stopped": (Move("TERMINATED"),) * 6 + (STAY,),
     "suspended": (Move("SUSPENDED"),) * 5 + (STAY, Move("SUSPENDED")),
     "rebooted": (TO_RUNNING,) * 7,
+    # The host monitor: a RUNNING VM's host failed or its domain changed outside gstack.
+    "restartElsewhere": (BUG, BUG, Move("PROVISIONING", RUN), BUG, BUG, BUG, BUG),
+    "lost": (BUG, BUG, Move("TERMINATED"), BUG, BUG, BUG, BUG),
+    "shutOff": (BUG, BUG, Move("TERMINATED"), BUG, BUG, BUG, BUG),
+    "paused": (BUG, BUG, Move("SUSPENDED"), BUG, BUG, BUG, BUG),
+    "foundRunning": (BUG, BUG, BUG, BUG, BUG, TO_RUNNING, TO_RUNNING),
+    "foundStopped": (BUG, BUG, BUG, BUG, BUG, Move("TERMINATED"), BUG),
 }
 VALUES = {"setMachineType": MACHINE, "setServiceAccount": ACCOUNT, "setProvisioningModel": MODEL,
           "detachBootDisk": BOOT}

@@ -40,7 +40,14 @@ _STOPPED_ONLY = {
 # What jobs report. stage: a run job places the VM (a stop or delete asked meanwhile runs after it:
 # jobs of one VM run in order); stageNew: a batch of new VMs is staged at once (any other is left to
 # its own run); the others: the hypervisor did it (stopped, suspended: nothing to do when it is so).
-EVENTS = ("stage", "stageNew", "running", "startFailed", "resumeFailed", "stopped", "suspended", "rebooted")
+# The host monitor's reports (core.services.hosts): the VM's host failed, or the host shows the VM
+# otherwise than the database does (changed outside gstack). restartElsewhere/lost: a RUNNING VM's
+# host failed or its domain vanished (restarted on another host when automaticRestart allows it);
+# shutOff/paused: its domain stopped or paused where it runs; foundRunning/foundStopped: a VM not
+# placed there runs (or a SUSPENDED one's domain is gone or off).
+HOST_EVENTS = ("restartElsewhere", "lost", "shutOff", "paused", "foundRunning", "foundStopped")
+EVENTS = ("stage", "stageNew", "running", "startFailed", "resumeFailed", "stopped", "suspended", "rebooted",
+          *HOST_EVENTS)
 ACTIONS = (*_VERBS, "delete", *_STOPPED_ONLY, "attachDisk", "detachDisk", *EVENTS)
 
 
@@ -93,6 +100,12 @@ def _cells() -> dict[tuple[str, str], Move]:
         _row("stopped", {TERMINATED: STAY}, Move(TERMINATED)),
         _row("suspended", {SUSPENDED: STAY}, Move(SUSPENDED)),
         _row("rebooted", {}, Move(RUNNING)),
+        _row("restartElsewhere", {RUNNING: Move(PROVISIONING, RUN)}),
+        _row("lost", {RUNNING: Move(TERMINATED)}),
+        _row("shutOff", {RUNNING: Move(TERMINATED)}),
+        _row("paused", {RUNNING: Move(SUSPENDED)}),
+        _row("foundRunning", {TERMINATED: Move(RUNNING), SUSPENDED: Move(RUNNING)}),
+        _row("foundStopped", {SUSPENDED: Move(TERMINATED)}),
     ]
     return {key: cell for row in rows for key, cell in row.items()}
 
