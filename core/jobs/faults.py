@@ -12,25 +12,18 @@ Three kinds, each with its own answer (:func:`verdict`):
   back-off, and reports INTERNAL_ERROR only when the fault outlasts every attempt.
 - **Anything else is a bug**, and ends INTERNAL_ERROR at once (see :mod:`core.jobs.engine`).
 
-Errors of a floor the engine may not import (a hypervisor driver's) are judged by a rule their
-upper floor registers (:func:`judge`), as job handlers are.
+A hypervisor's :class:`~core.hypervisors.base.DriverError` is transient when another host may
+take the VM, or the failed one answer, by the next attempt (``retry_elsewhere``); a refusal for
+good ends the Operation at once (:meth:`~core.hypervisors.base.DriverError.as_failure`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.errors import ComputeError, OperationFailure
-
-E = TypeVar("E", bound=Exception)
-Verdict = Callable[[Any], OperationFailure | None]
-"""An exception's outcome: the failure it ends the Operation with, or ``None``: retry the job."""
-
-_RULES: dict[type[Exception], Verdict] = {}
+from core.hypervisors.base import DriverError
 
 # PostgreSQL SQLSTATE classes of faults that pass: 08 connection exception, 40 transaction
 # rollback (40001 serialization failure, 40P01 deadlock), 53 insufficient resources (too many
@@ -40,11 +33,6 @@ _PG_TRANSIENT_CLASSES = ("08", "40", "53", "57")
 _PG_TRANSIENT_CODES = ("55P03",)
 # SQLite: another connection holds the write lock longer than the busy timeout.
 _SQLITE_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED")
-
-
-def judge(kind: type[E], rule: Callable[[E], OperationFailure | None]) -> None:
-    """Judge exceptions of ``kind`` (and its subclasses) by ``rule`` from now on."""
-    _RULES[kind] = rule
 
 
 def transient(exc: BaseException) -> bool:
@@ -74,9 +62,8 @@ def verdict(exc: Exception) -> OperationFailure | None:
         return exc
     if isinstance(exc, ComputeError):
         return exc.as_failure()
-    for kind, rule in _RULES.items():
-        if isinstance(exc, kind):
-            return rule(exc)
+    if isinstance(exc, DriverError):
+        return None if exc.retry_elsewhere else exc.as_failure()
     if transient(exc):
         return None
     return internal_error(exc)

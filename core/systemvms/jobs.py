@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import AlreadyExists, OperationFailure
 from core.hypervisors.base import DriverError
-from core.jobs import JobContext, faults, job
+from core.jobs import JobContext, job
 from core.models import Host, Operation, Resource, SystemVm, Zone
 from core.systemvms import router, vms
 
@@ -15,14 +15,6 @@ DEPLOY, RESTART, DESTROY = "systemvms.deploy", "systemvms.restart", "systemvms.d
 LIFECYCLE = (DEPLOY, RESTART, DESTROY)
 
 
-def _driver_fault(exc: DriverError) -> OperationFailure | None:
-    """A hypervisor's error that escapes a job (this is the lowest floor that sees both drivers and
-    jobs): a host that failed (``retry_elsewhere``) may answer, or another take its place, by the
-    next attempt; a refusal for good ends the Operation at once."""
-    return None if exc.retry_elsewhere else exc.as_failure()
-
-
-faults.judge(DriverError, _driver_fault)
 
 
 # -- requests -------------------------------------------------------------------------------------
