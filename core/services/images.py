@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import orjson
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from core import quotas
@@ -45,10 +45,11 @@ def readable(session: Session, project: str, caller_project: str) -> bool:
     return bool(flushed_connection(session).execute(_PUBLIC, {"name": project}).scalar())
 
 
-# Newest first, as plain rows: the ORM would load every image of the project to return one.
+# Newest first, as plain rows: the ORM would load every image of the project to return one. The
+# usable statuses are equalities, not an IN, whose list SQLAlchemy would expand at every execution.
 _READY_IMAGES = (select(Resource.__table__)
                  .where(Resource.project == bindparam("project"), Resource.collection == "images",
-                        Resource.scope == "global", Resource.status.in_(usable_statuses(IMAGES)))
+                        Resource.scope == "global", or_(*(Resource.status == s for s in usable_statuses(IMAGES))))
                  .order_by(Resource.created.desc(), Resource.pk.desc()))
 
 

@@ -14,7 +14,7 @@ from core.catalog import MachineType
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
 from core.links import path_of, scope_url, url_of
-from core.models import Operation, Resource
+from core.models import Operation, Project, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
@@ -48,9 +48,10 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
     hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
     new_specs, attached = _disks(call, zone, name, path, body)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))
-    fields = {**_fields(call, body), "hostname": hostname}
+    project = projects.get(call.session, call.project)
+    fields = {**_fields(project, body), "hostname": hostname}
     demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
-    quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name, demand)
+    quotas.check_region(call.session, project, zone.region.name, demand)
     # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
     # allocated for the uid the row will have, and the new disks are described from their specs.
     uid = new_uid()
@@ -80,13 +81,13 @@ def _disks(call: Call, zone: ZoneInfo, name: str, path: str,
         raise
 
 
-def _fields(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+def _fields(project: Project, body: dict[str, Any]) -> dict[str, Any]:
     """The body fields that are validated values of the request (metadata, labels, tags, ...)."""
     items = validate_items((body.get("metadata") or {}).get("items"), "resource.metadata.items")
     labels = validate_labels(body.get("labels"))
     tags = validate_tags((body.get("tags") or {}).get("items"))
     scheduling = spec.scheduling(body.get("scheduling"))
-    accounts = spec.service_accounts(projects.get(call.session, call.project), body.get("serviceAccounts"))
+    accounts = spec.service_accounts(project, body.get("serviceAccounts"))
     return {"tags": tags_block(tags), "metadata": metadata_block(items), "serviceAccounts": accounts,
             "scheduling": scheduling, "labels": labels, "labelFingerprint": label_fingerprint(labels)}
 
