@@ -23,6 +23,7 @@ from core.links import parse_ref, path_of, scope_url
 from core.models import IpAllocation, Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.states import STAY, Move, StateTable
 from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
@@ -31,6 +32,16 @@ from core.services.metadata import label_fingerprint, set_labels, validate_label
 GLOBAL_RANGE = str(list(ipaddress.ip_network(ipam.EXTERNAL_RANGE).subnets(new_prefix=24))[-1])
 TYPES = ("EXTERNAL", "INTERNAL")
 TIERS = ("PREMIUM", "STANDARD")
+
+# An address's status follows its users: the first one makes it IN_USE, the last one leaving makes
+# it RESERVED again. Who may become a user is decided by :func:`attach` (a forwarding rule may share
+# an address another one uses), so no cell of the table is refused.
+RESERVED, IN_USE = "RESERVED", "IN_USE"
+USED, FREED = "used", "freed"
+STATES = StateTable("address", (RESERVED, IN_USE), (USED, FREED),
+                    {(RESERVED, USED): Move(IN_USE), (IN_USE, USED): STAY,
+                     (IN_USE, FREED): Move(RESERVED), (RESERVED, FREED): STAY},
+                    lambda path, status, action: ResourceInUse("address", path, ""))
 
 
 class AddressTaken(ComputeError):
@@ -84,9 +95,9 @@ def live_users(session: Session, addr: Resource) -> list[str]:
 def _set_users(addr: Resource, users: list[str]) -> None:
     body = store.body_of(addr)
     body.pop("users", None)
-    addr.status = body["status"] = "IN_USE" if users else "RESERVED"
     if users:
         body["users"] = users
+    addr.status = body["status"] = STATES.event(addr.status, USED if users else FREED).status or addr.status
     store.save(addr, body)
 
 
@@ -289,7 +300,7 @@ def insert(call: Call, scope: str, body: Body) -> Operation:
         fields["region"] = scope_url(call.project, scope)
     fields.update(labels=labels, labelFingerprint=label_fingerprint(labels))
     addr = store.new_resource(call.session, project=call.project, collection="addresses", scope=scope, name=name,
-                              kind="compute#address", status="RESERVED", region=region, subtype=kind, body=fields)
+                              kind="compute#address", status=RESERVED, region=region, subtype=kind, body=fields)
     if kind == "EXTERNAL":
         ip = _external_ip(call, addr, scope, body.get("address"))
         extra = {}

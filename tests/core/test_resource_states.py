@@ -1,4 +1,4 @@
-"""Every cell of the state tables of disks, images, snapshots and system VMs, against tables
+"""Every cell of the state tables of disks, images, snapshots, addresses and system VMs, against tables
 written out here by hand from what the code did before the tables (behaviour unchanged).
 
 A cell is ``(status the resource takes or None, job or None)``, or ``NOT_READY``: refused with
@@ -10,6 +10,7 @@ import pytest
 
 from core.errors import ResourceNotReady
 from core.resources.states import IllegalMove, Move, StateTable
+from core.services.addresses import STATES as ADDRESSES
 from core.services.storage_states import DISKS, IMAGES, SNAPSHOTS, usable_statuses
 from core.systemvms.vms import STATES as SYSTEM_VMS
 
@@ -30,6 +31,11 @@ EXPECTED_SNAPSHOTS = {
     "CREATING": {"delete": DONE, "setLabels": DONE, "use": NOT_READY, "ready": ("READY", None)},
     "READY": {"delete": DONE, "setLabels": DONE, "use": DONE, "ready": ("READY", None)},
 }
+# An address is IN_USE while it has users, RESERVED otherwise.
+EXPECTED_ADDRESSES = {
+    "RESERVED": {"used": ("IN_USE", None), "freed": DONE},
+    "IN_USE": {"used": DONE, "freed": ("RESERVED", None)},
+}
 # System VMs have no user: every event moves them (and records its reason again); only a running
 # VM reboots where it runs.
 EXPECTED_SYSTEM_VMS = {
@@ -39,7 +45,8 @@ EXPECTED_SYSTEM_VMS = {
 }
 
 TABLES = [("disks", DISKS, EXPECTED_DISKS), ("images", IMAGES, EXPECTED_IMAGES),
-          ("snapshots", SNAPSHOTS, EXPECTED_SNAPSHOTS), ("systemvms", SYSTEM_VMS, EXPECTED_SYSTEM_VMS)]
+          ("snapshots", SNAPSHOTS, EXPECTED_SNAPSHOTS), ("addresses", ADDRESSES, EXPECTED_ADDRESSES),
+          ("systemvms", SYSTEM_VMS, EXPECTED_SYSTEM_VMS)]
 CELLS = [(kind, table, status, action, expected[status][action])
          for kind, table, expected in TABLES for status in expected for action in expected[status]]
 
