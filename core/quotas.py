@@ -112,6 +112,24 @@ def check_global(session: Session, project: Project, metric: str, amount: float 
         raise QuotaExceeded(metric, lim[metric], None)
 
 
+# Regional limits on how many resources of a collection a project has in a region, counted from
+# the rows at each check (groups are created rarely, unlike instances and disks). Not yet in the
+# catalogue's DEFAULT_REGION_QUOTAS, whose usage regions.get reports from the counters.
+REGION_COUNTS = {"INSTANCE_GROUPS": "instanceGroups"}
+DEFAULT_REGION_COUNT_LIMITS = {"INSTANCE_GROUPS": 100.0}
+
+
+def check_region_count(session: Session, project: Project, region: str, metric: str) -> None:
+    """Refuse (403 quotaExceeded) one more resource of ``metric``'s collection in ``region``; a
+    project's override of the limit (``quota_limits``) applies as for every regional metric."""
+    limit = {**DEFAULT_REGION_COUNT_LIMITS, **limits(project, region)}[metric]
+    used = session.scalar(select(func.count()).select_from(Resource).where(
+        Resource.project == project.name, Resource.collection == REGION_COUNTS[metric],
+        Resource.region == region)) or 0
+    if used + 1 > limit:
+        raise QuotaExceeded(metric, limit, region)
+
+
 class Quota(TypedDict):
     """One entry of a project's or region's ``quotas`` (GCE's Quota message)."""
 

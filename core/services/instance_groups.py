@@ -1,0 +1,275 @@
+"""Unmanaged instance groups (zonal ``instanceGroups``): a named set of instances of one zone and one
+network, with named ports a load balancer's backend service will address.
+
+The group is a stored resource like any other (its ``size`` kept in the body GET returns); its
+members are rows of ``instance_group_members`` (GCE's InstanceGroup has no member list: one reads
+it with ``listInstances``). Every change is synchronous, so its Operation is born DONE.
+
+Where GCE's behaviour is not documented, gstack chose (see docs/architecture.rst):
+
+* an instance may be in several unmanaged groups (GCE allows it; only a load balancer refuses an
+  instance in two of its backends' groups, and backend services do not exist yet);
+* an instance's network is that of its first interface, the one load balancers use; the group
+  takes the network and subnetwork of its first instance when it was created without them;
+* removeInstances ignores instances that are not members (the instance itself must exist);
+* deleting a group leaves its instances alone; deleting an instance removes it from its groups
+  (:func:`forget_instance`, called by the instance's delete job).
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import bindparam, select
+from sqlalchemy import delete as delete_rows
+from sqlalchemy.orm import Session
+
+from core import quotas
+from core.errors import AlreadyExists, ComputeError, Invalid, Required
+from core.ids import fingerprint
+from core.links import path_of, scope_url, url_of
+from core.models import InstanceGroupMember, Operation, Resource
+from core.resources import operations, store
+from core.resources.context import Call
+from core.resources.store import Body
+from core.services import projects, vpc
+from core.services.metadata import check_fingerprint
+from core.services.topology import ZoneInfo
+
+COLLECTION = "instanceGroups"
+INSTANCE_STATES = ("ALL", "RUNNING")
+
+
+class MemberAlreadyExists(ComputeError):
+    """GCE's answer to adding an instance that is in the group already."""
+
+    reason = "memberAlreadyExists"
+    op_code = "MEMBER_ALREADY_EXISTS"
+
+    def __init__(self, instance: str, group: str):
+        super().__init__(f"Resource '{instance}' is already a member of '{group}'.")
+
+
+def _named_ports(value: object, field: str) -> list[Body]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Invalid(field, value, "Must be a list of named ports.")
+    out: list[Body] = []
+    for i, item in enumerate(value):
+        here = f"{field}[{i}]"
+        if not isinstance(item, dict):
+            raise Invalid(here, item, "Must be an object.")
+        if item.get("name") in (None, ""):
+            raise Required(f"{here}.name")
+        name = store.validate_name(item["name"], f"{here}.name")
+        port = item.get("port")
+        if port is None:
+            raise Required(f"{here}.port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise Invalid(f"{here}.port", port, "Must be between 1 and 65535.")
+        out.append({"name": name, "port": port})
+    return out
+
+
+def _set_ports(body: Body, ports: list[Body]) -> None:
+    """The named ports and their fingerprint, which changes whenever they do."""
+    body.pop("namedPorts", None)
+    if ports:
+        body["namedPorts"] = ports
+    body["fingerprint"] = fingerprint(["namedPorts", ports])
+
+
+def _subnetwork(call: Call, zone: ZoneInfo, value: object, network_url: str | None) -> Resource:
+    region_scope = f"regions/{zone.region.name}"
+    ref = vpc.reference(call, value, "resource.subnetwork", "subnetworks", region_scope)
+    if ref.scope != region_scope:
+        raise Invalid("resource.subnetwork", value, f"The subnetwork must be in region '{zone.region.name}', "
+                                                    "the region of the instance group's zone.")
+    subnet = store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
+    if network_url is not None and store.body_of(subnet)["network"] != network_url:
+        raise Invalid("resource.subnetwork", value, "The subnetwork must belong to the instance group's network.")
+    return subnet
+
+
+def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
+    if body.get("name") in (None, ""):
+        raise Required("resource.name")
+    name = store.validate_name(body.get("name"))
+    project = projects.get(call.session, call.project, lock=True)
+    scope = f"zones/{zone.name}"
+    fields: Body = {}
+    if body.get("description"):
+        fields["description"] = body["description"]
+    _set_ports(fields, _named_ports(body.get("namedPorts"), "resource.namedPorts"))
+    network_url = vpc.network_url(vpc.network(call, body["network"], lock=True)) if body.get("network") else None
+    if body.get("subnetwork"):
+        subnet = _subnetwork(call, zone, body["subnetwork"], network_url)
+        network_url = store.body_of(subnet)["network"]
+        fields["subnetwork"] = vpc.url(subnet)
+    if network_url:
+        fields["network"] = network_url
+    fields = {k: fields[k] for k in ("description", "namedPorts", "network", "subnetwork", "fingerprint") if k in fields}
+    fields.update(zone=scope_url(call.project, scope), size=0)
+    if store.exists(call.session, call.project, COLLECTION, scope, name):
+        raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
+    quotas.check_region_count(call.session, project, zone.region.name, "INSTANCE_GROUPS")
+    res = store.new_resource(call.session, project=call.project, collection=COLLECTION, scope=scope, name=name,
+                             kind="compute#instanceGroup", body=fields, region=zone.region.name)
+    return operations.begin(call, scope=scope, op_type="compute.instanceGroups.insert", target_path=vpc.path(res),
+                            target_id=res.uid)
+
+
+def _begin(call: Call, group: Resource, method: str) -> Operation:
+    return operations.begin(call, scope=group.scope, op_type=f"compute.instanceGroups.{method}",
+                            target_path=vpc.path(group), target_id=group.uid)
+
+
+def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
+    """Delete the group; its instances stay. (A group a backend service uses will be refused once
+    backend services exist.)"""
+    group = projects.find_for_update(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    op = _begin(call, group, "delete")
+    call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
+    call.session.delete(group)
+    return op
+
+
+def _references(body: Body) -> list[tuple[str, object]]:
+    """(field, value) of each ``instances[i].instance`` of an add/removeInstances body."""
+    items = body.get("instances")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise Invalid("instances", items, "Must be a list of instance references.")
+    out = []
+    for i, item in enumerate(items):
+        field = f"instances[{i}].instance"
+        value = item.get("instance") if isinstance(item, dict) else None
+        if value in (None, ""):
+            raise Required(field)
+        out.append((field, value))
+    return out
+
+
+def _instances(call: Call, scope: str, body: Body) -> list[Resource]:
+    """The instances a body names, in the group's zone, row-locked in name order (the order an
+    instance's delete job cannot cross: it locks its instance, then the groups)."""
+    refs = []
+    for field, value in _references(body):
+        ref = vpc.reference(call, value, field, "instances", scope)
+        if ref.scope != scope:
+            raise Invalid(field, value, f"The instance must be in zone '{scope.split('/')[1]}', the zone of the "
+                                        "instance group.")
+        refs.append(ref)
+    refs.sort(key=lambda r: r.name)
+    return [store.find(call.session, r.project, "instances", r.scope, r.name, lock=True) for r in refs]
+
+
+_MEMBERS = select(InstanceGroupMember.instance_uid).where(InstanceGroupMember.group_uid == bindparam("group"))
+
+
+def _member_uids(session: Session, group: Resource) -> set[int]:
+    return set(session.scalars(_MEMBERS, {"group": group.uid}))
+
+
+def _check_network(group_body: Body, inst: Resource) -> None:
+    nics = store.body_of(inst).get("networkInterfaces") or [{}]
+    network, subnet = nics[0].get("network"), nics[0].get("subnetwork")
+    if "network" not in group_body:
+        group_body["network"] = network
+        if subnet:
+            group_body["subnetwork"] = subnet
+        return
+    if network != group_body["network"] or ("subnetwork" in group_body and subnet != group_body["subnetwork"]):
+        wanted = group_body.get("subnetwork") or group_body["network"]
+        raise Invalid("instances", vpc.url(inst), f"Instance '{vpc.path(inst)}' is not in "
+                                                  f"'{vpc.relative(wanted)}', the network of the instance group.")
+
+
+def add_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
+    scope = f"zones/{zone.name}"
+    group = store.find(call.session, call.project, COLLECTION, scope, name)
+    instances = _instances(call, scope, body)
+    group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
+    members = _member_uids(call.session, group)
+    current = store.body_of(group)
+    for inst in instances:
+        if inst.uid in members:
+            raise MemberAlreadyExists(vpc.path(inst), vpc.path(group))
+        _check_network(current, inst)
+        members.add(inst.uid)
+    now = time.time()
+    call.session.add_all([InstanceGroupMember(group_uid=group.uid, instance_uid=i.uid, added=now) for i in instances])
+    _save(group, current, len(members))
+    return _begin(call, group, "addInstances")
+
+
+def _save(group: Resource, body: Body, size: int) -> None:
+    """The body with its size, fields in GCE's order (network and subnetwork may be new)."""
+    body["size"] = size
+    order = ("kind", "id", "creationTimestamp", "name", "description", "namedPorts", "network", "subnetwork",
+             "fingerprint", "zone", "size", "selfLink")
+    store.save(group, {k: body[k] for k in order if k in body})
+
+
+def remove_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
+    scope = f"zones/{zone.name}"
+    group = store.find(call.session, call.project, COLLECTION, scope, name)
+    instances = _instances(call, scope, body)
+    group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
+    leaving = {i.uid for i in instances}
+    call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid,
+                                                           InstanceGroupMember.instance_uid.in_(leaving)))
+    _save(group, store.body_of(group), len(_member_uids(call.session, group)))
+    return _begin(call, group, "removeInstances")
+
+
+def set_named_ports(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
+    """Replace the named ports; a given ``fingerprint`` must be the current one (optimistic locking:
+    the field is optional, as GCE documents)."""
+    group = projects.find_for_update(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    current = store.body_of(group)
+    if body.get("fingerprint") is not None:
+        check_fingerprint(body["fingerprint"], current["fingerprint"])
+    _set_ports(current, _named_ports(body.get("namedPorts"), "namedPorts"))
+    _save(group, current, current["size"])
+    return _begin(call, group, "setNamedPorts")
+
+
+_LISTED = (select(Resource.name, Resource.scope, Resource.project, Resource.status)
+           .join(InstanceGroupMember, InstanceGroupMember.instance_uid == Resource.uid)
+           .where(InstanceGroupMember.group_uid == bindparam("group")).order_by(Resource.name))
+
+
+def list_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> list[Body]:
+    """listInstances: the members (``instanceState`` ALL, the default, or only the RUNNING ones) as
+    InstanceWithNamedPorts, in name order."""
+    state = body.get("instanceState") or "ALL"
+    if state not in INSTANCE_STATES:
+        raise Invalid("instanceState", state, "Must be ALL or RUNNING.")
+    group = store.find(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    ports = store.body_of(group).get("namedPorts")
+    out = []
+    for inst_name, scope, project, status in call.session.execute(_LISTED, {"group": group.uid}):
+        if state == "RUNNING" and status != "RUNNING":
+            continue
+        item: Body = {"instance": url_of(project, scope, "instances", inst_name), "status": status}
+        if ports:
+            item["namedPorts"] = ports
+        out.append(item)
+    return out
+
+
+def forget_instance(session: Session, instance: Resource) -> None:
+    """An instance being deleted leaves its groups (as in GCE): their sizes shrink in the caller's
+    transaction, which holds the instance's row lock (then the groups', the order add/remove take)."""
+    uids = list(session.scalars(select(InstanceGroupMember.group_uid)
+                                .where(InstanceGroupMember.instance_uid == instance.uid)))
+    if not uids:
+        return
+    session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.instance_uid == instance.uid))
+    for group in session.scalars(select(Resource).where(Resource.uid.in_(uids)).order_by(Resource.uid)
+                                 .with_for_update()):
+        _save(group, store.body_of(group), len(_member_uids(session, group)))
+
