@@ -152,18 +152,18 @@ def _references(body: Body) -> list[tuple[str, object]]:
     return out
 
 
-def _instances(call: Call, scope: str, body: Body) -> list[Resource]:
-    """The instances a body names, in the group's zone, row-locked in name order (the order an
-    instance's delete job cannot cross: it locks its instance, then the groups)."""
+def _instances(call: Call, scope: str, body: Body) -> list[tuple[str, object, Resource]]:
+    """(field, value, instance) of each instance a body names, in the group's zone, row-locked in name
+    order (the order an instance's delete job cannot cross: it locks its instance, then the groups)."""
     refs = []
     for field, value in _references(body):
         ref = vpc.reference(call, value, field, "instances", scope)
         if ref.scope != scope:
             raise Invalid(field, value, f"The instance must be in zone '{scope.split('/')[1]}', the zone of the "
                                         "instance group.")
-        refs.append(ref)
-    refs.sort(key=lambda r: r.name)
-    return [store.find(call.session, r.project, "instances", r.scope, r.name, lock=True) for r in refs]
+        refs.append((field, value, ref))
+    refs.sort(key=lambda r: r[2].name)
+    return [(f, v, store.find(call.session, r.project, "instances", r.scope, r.name, lock=True)) for f, v, r in refs]
 
 
 _MEMBERS = select(InstanceGroupMember.instance_uid).where(InstanceGroupMember.group_uid == bindparam("group"))
@@ -173,7 +173,7 @@ def _member_uids(session: Session, group: Resource) -> set[int]:
     return set(session.scalars(_MEMBERS, {"group": group.uid}))
 
 
-def _check_network(group_body: Body, inst: Resource) -> None:
+def _check_network(group_body: Body, field: str, value: object, inst: Resource) -> None:
     nics = store.body_of(inst).get("networkInterfaces") or [{}]
     network, subnet = nics[0].get("network"), nics[0].get("subnetwork")
     if "network" not in group_body:
@@ -183,8 +183,8 @@ def _check_network(group_body: Body, inst: Resource) -> None:
         return
     if network != group_body["network"] or ("subnetwork" in group_body and subnet != group_body["subnetwork"]):
         wanted = group_body.get("subnetwork") or group_body["network"]
-        raise Invalid("instances", vpc.url(inst), f"Instance '{vpc.path(inst)}' is not in "
-                                                  f"'{vpc.relative(wanted)}', the network of the instance group.")
+        raise Invalid(field, value, f"Instance '{vpc.path(inst)}' is not in "
+                                    f"'{vpc.relative(wanted)}', the network of the instance group.")
 
 
 def add_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
@@ -194,13 +194,13 @@ def add_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operatio
     group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
     members = _member_uids(call.session, group)
     current = store.body_of(group)
-    for inst in instances:
+    for field, value, inst in instances:
         if inst.uid in members:
             raise MemberAlreadyExists(vpc.path(inst), vpc.path(group))
-        _check_network(current, inst)
+        _check_network(current, field, value, inst)
         members.add(inst.uid)
     now = time.time()
-    call.session.add_all([InstanceGroupMember(group_uid=group.uid, instance_uid=i.uid, added=now) for i in instances])
+    call.session.add_all([InstanceGroupMember(group_uid=group.uid, instance_uid=i.uid, added=now) for _, _, i in instances])
     _save(group, current, len(members))
     return _begin(call, group, "addInstances")
 
@@ -218,7 +218,7 @@ def remove_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Opera
     group = store.find(call.session, call.project, COLLECTION, scope, name)
     instances = _instances(call, scope, body)
     group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
-    leaving = {i.uid for i in instances}
+    leaving = {i.uid for _, _, i in instances}
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid,
                                                            InstanceGroupMember.instance_uid.in_(leaving)))
     _save(group, store.body_of(group), len(_member_uids(call.session, group)))
