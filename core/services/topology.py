@@ -5,11 +5,22 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.catalog import DISK_TYPES, MACHINE_TYPES, DiskType, MachineType, machine_type, stable_id
+from core.catalog import (
+    DISK_TYPES,
+    DiskType,
+    InvalidShape,
+    MachineType,
+    machine_type,
+    machine_types_in,
+    offered,
+    stable_id,
+)
 from core.errors import Invalid, NotFound
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Host, Region, Zone
@@ -103,30 +114,47 @@ def region_json(project: str, r: Region, quotas: list[Quota]) -> Body:
 
 
 def machine_type_json(project: str, zone_name: str, mt: MachineType) -> Body:
-    out: Body = {
+    """A MachineType as GCE renders it: ``zone`` is a bare name; x86 types carry no ``architecture``."""
+    return {
         "kind": "compute#machineType", "id": str(stable_id("machineTypes", mt.name)), "creationTimestamp": EPOCH,
         "name": mt.name, "description": mt.describe(), "guestCpus": mt.guest_cpus, "memoryMb": mt.memory_mb,
-        "imageSpaceGb": 0, "maximumPersistentDisks": 128, "maximumPersistentDisksSizeGb": "263168",
-        "zone": zone_name, "selfLink": f"{CANONICAL_BASE}projects/{project}/zones/{zone_name}/machineTypes/{mt.name}",
-        "isSharedCpu": mt.shared_cpu, "architecture": "X86_64",
+        "imageSpaceGb": 0, "maximumPersistentDisks": mt.max_disks,
+        "maximumPersistentDisksSizeGb": mt.max_disks_size_gb, "zone": zone_name,
+        "selfLink": f"{CANONICAL_BASE}projects/{project}/zones/{zone_name}/machineTypes/{mt.name}",
+        "isSharedCpu": mt.shared_cpu,
     }
-    return out
 
 
 def machine_types(project: str, zone_name: str) -> list[Body]:
-    return [machine_type_json(project, zone_name, mt) for mt in sorted(MACHINE_TYPES.values(), key=lambda m: m.name)]
+    """The zone's predefined types, by name (custom types exist only when named)."""
+    return [machine_type_json(project, zone_name, mt) for mt in machine_types_in(zone_name)]
 
 
-def get_machine_type(project: str, zone_name: str, name: str, field: str = "resource.machineType") -> MachineType:
-    """The type, 404 when unknown, 400 (naming ``field``) for a custom shape that is not allowed."""
+@lru_cache(maxsize=1024)
+def machine_type_texts(project: str, zone_name: str) -> tuple[tuple[str, str], ...]:
+    """(name, JSON text) of the zone's predefined types, by name: rendered once per project and zone, so
+    a list or an aggregatedList over hundreds of types per zone serializes nothing again."""
+    return tuple((body["name"], orjson.dumps(body).decode()) for body in machine_types(project, zone_name))
+
+
+def get_machine_type(project: str, zone_name: str, name: str, field: str = "resource.machineType",
+                     value: str | None = None) -> MachineType:
+    """The type ``name`` in the zone, as a request names it.
+
+    ``field`` is where the name came from: ``machineType`` is machineTypes.get's path, where an unknown
+    type or one the zone does not offer is a 404; in a request body (``resource.machineType`` ...) the
+    zone's refusal is GCE's 400 quoting ``value``, the reference as sent. A custom shape the rules refuse
+    is a 400 either way.
+    """
+    quoted = name if value is None else value
     try:
         mt = machine_type(name)
-    except Invalid as e:  # the catalog words it for a request body
-        if field == "resource.machineType":
-            raise
-        raise Invalid(field, message=e.message.replace("'resource.machineType'", f"'{field}'")) from None
-    if mt is None:
+    except InvalidShape as e:
+        raise Invalid(field, quoted, e.why) from None
+    if mt is None or (field == "machineType" and not offered(mt.family, zone_name)):
         raise NotFound(f"projects/{project}/zones/{zone_name}/machineTypes/{name}")
+    if not offered(mt.family, zone_name):
+        raise Invalid(field, quoted, f"Machine type with name '{name}' does not exist in zone '{zone_name}'.")
     return mt
 
 

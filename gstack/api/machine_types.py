@@ -1,4 +1,5 @@
-"""machineTypes and diskTypes: the offerings, the same in every zone."""
+"""machineTypes and diskTypes: the offerings. Machine types are rendered once per project and zone
+(topology.machine_type_texts), so a list pages and filters over stored text as for rows."""
 
 import orjson
 
@@ -7,7 +8,7 @@ from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.common import static_list as _static_list
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
-from gstack.gce.render import json_response, storing
+from gstack.gce.render import json_response, stored_all, storing
 
 
 @handles("compute.machineTypes.get")
@@ -20,8 +21,13 @@ def get_machine_type(req: ApiRequest, zone: str, machineType: str):  # noqa: N80
 @handles("compute.machineTypes.list")
 def list_machine_types(req: ApiRequest, zone: str):
     z = req.zone(zone)
-    return _static_list(req, "compute#machineTypeList", f"projects/{req.call.project}/zones/{z.name}/machineTypes",
-                        topology.machine_types(req.call.project, z.name), "MachineType")
+    params = parse_params(req.args, "MachineType")
+    keyed = [([name], text) for name, text in topology.machine_type_texts(req.call.project, z.name)]
+    if params.order == "created":  # as static_list: the offerings share one creation time
+        keyed.reverse()
+    page, token = paginate(memory_source(keyed), params)
+    path = f"projects/{req.call.project}/zones/{z.name}/machineTypes"
+    return json_response(list_envelope("compute#machineTypeList", path, stored_all([t for _, t in page]), token))
 
 
 @handles("compute.diskTypes.get")
@@ -37,16 +43,19 @@ def list_disk_types(req: ApiRequest, zone: str):
                         topology.disk_types(req.call.project, z.name), "DiskType")
 
 
-def _aggregated(req: ApiRequest, field: str, kind: str, schema: str, items_of) -> dict:
-    """An aggregated list over in-memory offerings: every zone key, paged across zones like stored rows."""
+def _aggregated(req: ApiRequest, field: str, kind: str, schema: str, texts_of) -> dict:
+    """An aggregated list over in-memory offerings: every zone key, paged across zones like stored rows.
+
+    ``texts_of(zone)`` gives the zone's (name, JSON text) pairs by name.
+    """
     params = parse_params(req.args, schema)
     scopes = scopes_of(req, "zones")
     keyed = []
     for scope in scopes:
-        items = sorted(items_of(scope.split("/", 1)[1]), key=lambda i: i["name"])
+        texts = list(texts_of(scope.split("/", 1)[1]))
         if params.order == "created":  # as static_list: offerings share one creation time
-            items.reverse()
-        keyed += [([scope, i["name"]], orjson.dumps(i).decode()) for i in items]
+            texts.reverse()
+        keyed += [([scope, name], text) for name, text in texts]
     page, token = paginate(memory_source(keyed), params)
     out = list_envelope(kind, f"projects/{req.call.project}/aggregated/{field}", [], token)
     out["items"] = aggregate(page, scopes, field, storing())
@@ -57,10 +66,14 @@ def _aggregated(req: ApiRequest, field: str, kind: str, schema: str, items_of) -
 @handles("compute.machineTypes.aggregatedList")
 def aggregated_machine_types(req: ApiRequest):
     return json_response(_aggregated(req, "machineTypes", "compute#machineTypeAggregatedList", "MachineType",
-                                     lambda z: topology.machine_types(req.call.project, z)))
+                                     lambda z: topology.machine_type_texts(req.call.project, z)))
 
 
 @handles("compute.diskTypes.aggregatedList")
 def aggregated_disk_types(req: ApiRequest):
     return json_response(_aggregated(req, "diskTypes", "compute#diskTypeAggregatedList", "DiskType",
-                                     lambda z: topology.disk_types(req.call.project, z)))
+                                     lambda z: _texts(topology.disk_types(req.call.project, z))))
+
+
+def _texts(items: list[dict]) -> list[tuple[str, str]]:
+    return sorted((i["name"], orjson.dumps(i).decode()) for i in items)

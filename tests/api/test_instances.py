@@ -1306,9 +1306,9 @@ def test_compute_v1_failed_insert_raises_from_result(server, gce):
 
     client = compute_client(server, compute_v1.InstancesClient)
     name = unique("toobig")
-    # 144 GB of memory: within quota, more than any simulated host has (128 GB), so placement fails
+    # 144 GB of memory (n2 allows 8 GB per vCPU): within quota, more than any simulated host has (128 GB), so placement fails
     instance = compute_v1.Instance(
-        name=name, machine_type=f"zones/{ZONE}/machineTypes/custom-18-147456",
+        name=name, machine_type=f"zones/{ZONE}/machineTypes/n2-custom-18-147456",
         disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
             source_image=FAMILY))],
         network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default")],

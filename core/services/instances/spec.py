@@ -49,7 +49,7 @@ def machine_type(call: Call, zone: ZoneInfo, value: object) -> MachineType:
     if ref.scope != f"zones/{zone.name}":
         raise Invalid("resource.machineType", value,
                       f"Machine type must be in zone '{zone.name}'; the instance is in that zone.")
-    return get_machine_type(call.project, zone.name, ref.name)
+    return get_machine_type(call.project, zone.name, ref.name, value=value)
 
 
 def hostname(value: object) -> str | None:
