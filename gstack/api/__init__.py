@@ -7,6 +7,7 @@ from gstack.api import (  # noqa: F401
     forwarding_rules,
     health_checks,
     images,
+    instance_templates,
     instances,
     machine_types,
     networks,
