@@ -8,6 +8,7 @@ from gstack.api import (  # noqa: F401
     health_checks,
     images,
     instance_groups,
+    instance_templates,
     instances,
     machine_types,
     networks,

@@ -23,10 +23,10 @@ def aggregated(req: ApiRequest):
 
 @handles("compute.instances.insert")
 def insert(req: ApiRequest, zone: str):
-    for param in ("sourceInstanceTemplate", "sourceMachineImage"):
-        if req.args.get(param):
-            raise Invalid(param, req.args[param], "Instance templates and machine images are not supported yet.")
-    return instances.insert(req.call, req.zone(zone), req.body)
+    if req.args.get("sourceMachineImage"):
+        raise Invalid("sourceMachineImage", req.args["sourceMachineImage"],
+                      "Instance templates and machine images are not supported yet.")
+    return instances.insert(req.call, req.zone(zone), req.body, req.args.get("sourceInstanceTemplate"))
 
 
 def _lifecycle(action):

@@ -13,8 +13,8 @@ from core import quotas
 from core.catalog import MachineType
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
-from core.links import path_of, scope_url, url_of
-from core.models import Operation, Project, Resource
+from core.links import parse_ref, path_of, scope_url, url_of
+from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
@@ -23,22 +23,17 @@ from core.services import disks, projects
 from core.services.instances import spec, states
 from core.services.instances.network import build_nics
 from core.services.instances.rows import fingerprinted, locked, operation
-from core.services.metadata import (
-    label_fingerprint,
-    metadata_block,
-    tags_block,
-    validate_items,
-    validate_labels,
-    validate_tags,
-)
 from core.services.topology import ZoneInfo
 
 _SHIELDED = {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True}
 
 
-def insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
+def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: str | None = None) -> Operation:
     """Validate the whole request, then write the instance row, its disks and its Operation (the
-    ``instances.run`` job places and starts it)."""
+    ``instances.run`` job places and starts it). ``source_template``: an instance template whose
+    properties are the body, the request's fields overriding them."""
+    if source_template:
+        body = merged(_template_in_zone(call, zone, source_template), body)
     name = store.validate_name(body.get("name"))
     scope = f"zones/{zone.name}"
     path = path_of(call.project, scope, "instances", name)
@@ -49,7 +44,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
     new_specs, attached = _disks(call, zone, name, path, body)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))
     project = projects.get(call.session, call.project)
-    fields = {**_fields(project, body), "hostname": hostname}
+    fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname}
     demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
     quotas.check_region(call.session, project, zone.region.name, demand)
     # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
@@ -69,27 +64,45 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
                                                     "warnings": _size_warnings(call, zone, new_specs)})
 
 
+def _template_in_zone(call: Call, zone: ZoneInfo, source: str) -> dict[str, Any]:
+    """The properties of the template ``source`` names, as an instance body in ``zone``: what the
+    template names (its machine type, existing disks) linked in the zone."""
+    ref = parse_ref(source, project=call.project)
+    if ref is None or ref.collection != "instanceTemplates" or not (
+            ref.scope == "global" or ref.scope.startswith("regions/")):
+        raise Invalid("sourceInstanceTemplate", source, "The URL is malformed.")
+    if ref.scope not in ("global", f"regions/{zone.region.name}"):
+        raise Invalid("sourceInstanceTemplate", source,
+                      f"The regional instance template must be in the instance's region '{zone.region.name}'.")
+    props = store.body_of(store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name))
+    body: dict[str, Any] = dict(props.get("properties") or {})
+    scope = f"zones/{zone.name}"
+    if body.get("machineType"):
+        body["machineType"] = f"{scope}/machineTypes/{body['machineType']}"
+    body["disks"] = [{**d, "source": f"{scope}/disks/{d['source']}"} if d.get("source") else d
+                     for d in body.get("disks") or []]
+    return body
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override``'s fields in its place: objects merge field by field, anything else
+    (lists included: ``disks``, ``networkInterfaces``, metadata ``items``) is replaced whole."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _disks(call: Call, zone: ZoneInfo, name: str, path: str,
            body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[spec.Attached]]:
     try:
-        return spec.attached_disks(call, zone, name, body.get("disks"))
+        return spec.attached_disks(call, spec.Where.of(zone), name, body.get("disks"))
     except AlreadyExists:
         # PostgreSQL: a concurrent insert of this instance may have committed since the check above,
         # boot disk included; the clash to report is the instance's, not its disk's.
         if store.exists(call.session, call.project, "instances", f"zones/{zone.name}", name):
             _lost_race(call, path)
         raise
-
-
-def _fields(project: Project, body: dict[str, Any]) -> dict[str, Any]:
-    """The body fields that are validated values of the request (metadata, labels, tags, ...)."""
-    items = validate_items((body.get("metadata") or {}).get("items"), "resource.metadata.items")
-    labels = validate_labels(body.get("labels"))
-    tags = validate_tags((body.get("tags") or {}).get("items"))
-    scheduling = spec.scheduling(body.get("scheduling"))
-    accounts = spec.service_accounts(project, body.get("serviceAccounts"))
-    return {"tags": tags_block(tags), "metadata": metadata_block(items), "serviceAccounts": accounts,
-            "scheduling": scheduling, "labels": labels, "labelFingerprint": label_fingerprint(labels)}
 
 
 def _body(call: Call, zone: ZoneInfo, name: str, mt: MachineType, body: dict[str, Any],

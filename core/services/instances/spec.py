@@ -14,16 +14,24 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from core import ipam
+from core import catalog, ipam
 from core.catalog import MachineType
 from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
 from core.models import Project, Resource
 from core.resources import store
 from core.resources.context import Call
-from core.services import disks, projects, vpc
+from core.services import disks, images, projects, vpc
 from core.services.instances.rows import lock
-from core.services.storage_states import ATTACH, DISKS
+from core.services.metadata import (
+    label_fingerprint,
+    metadata_block,
+    tags_block,
+    validate_items,
+    validate_labels,
+    validate_tags,
+)
+from core.services.storage_states import ATTACH, DISKS, usable
 from core.services.topology import ZoneInfo, get_machine_type
 
 ACCESS_CONFIG_TYPES = {"ONE_TO_ONE_NAT"}
@@ -33,6 +41,31 @@ _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})+\Z")
 _SUBNETS = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "subnetworks",
                                   Resource.scope == bindparam("scope")).order_by(Resource.name)
 _NEEDS_SUBNET = "Invalid value for field '{field}.subnetwork': ''. "
+_NOT_URL = "{kind} '{value}' must be a valid resource name (not an url)."
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a body is checked: an instance's body in ``zone`` (its fields under ``resource``), or an
+    instance template's ``properties`` (under ``resource.properties``), global or in ``region``.
+
+    The rules are the same; a template has no zone, so what lives in a zone (machine types, disk
+    types, disks) is named, not linked, and is resolved when an instance is made from it."""
+
+    prefix: str = "resource"
+    zone: ZoneInfo | None = None
+    region: str | None = None
+
+    @classmethod
+    def of(cls, zone: ZoneInfo) -> Where:
+        return cls("resource", zone, zone.region.name)
+
+    @classmethod
+    def template(cls, region: str | None) -> Where:
+        return cls("resource.properties", None, region)
+
+    def field(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
 
 
 # -- machine type, hostname -------------------------------------------------------------------------
@@ -52,11 +85,26 @@ def machine_type(call: Call, zone: ZoneInfo, value: object) -> MachineType:
     return get_machine_type(call.project, zone.name, ref.name, value=value)
 
 
-def hostname(value: object) -> str | None:
+def template_machine_type(value: object, field: str = "resource.properties.machineType") -> MachineType:
+    """A template's machine type: a name (it has no zone to link to) of a type the catalog knows."""
+    if not value:
+        raise Required(field)
+    if not isinstance(value, str) or "/" in value:
+        raise Invalid(field, value, _NOT_URL.format(kind="MachineType", value=value))
+    try:
+        found = catalog.machine_type(value)
+    except Invalid as e:  # the catalog words it for an instance's body
+        raise Invalid(field, message=e.message.replace("'resource.machineType'", f"'{field}'")) from None
+    if found is None:
+        raise Invalid(field, value, "Instance properties must provide existing machine type.")
+    return found
+
+
+def hostname(value: object, field: str = "resource.hostname") -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 253 or not _HOSTNAME.match(value):
-        raise Invalid("resource.hostname", value, "The hostname must be a fully qualified DNS name: at least two "
+        raise Invalid(field, value, "The hostname must be a fully qualified DNS name: at least two "
                       "labels of lowercase letters, digits and dashes, at most 253 characters.")
     return value
 
@@ -78,43 +126,81 @@ class ParsedNic:
 
 
 def network_interfaces(call: Call, zone: ZoneInfo, nics: object) -> list[ParsedNic]:
-    """The NICs asked for; the default network when none is named."""
-    if nics is None:
-        nics = [{}]
-    if not isinstance(nics, list) or not nics:
-        raise Invalid("resource.networkInterfaces", nics, "At least one network interface is required.")
-    if len(nics) > 8:
-        raise Invalid("resource.networkInterfaces", len(nics), "At most 8 network interfaces are allowed.")
+    """An instance's NICs; the default network (and its subnetwork in the zone's region) when none is named."""
+    where = Where.of(zone)
     out: list[ParsedNic] = []
-    for i, nic in enumerate(nics):
-        out.append(_nic(call, zone, nic, f"resource.networkInterfaces[{i}]", out))
+    for i, nic in enumerate(_nic_list(where, nics)):
+        field = where.field(f"networkInterfaces[{i}]")
+        network, subnet = _nic(call, where, nic, field, [p.network_url for p in out])
+        if subnet is None:
+            subnet = _default_subnet(call, zone.region.name, network, field)
+            if nic.get("networkIP"):
+                vpc.host_address(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
+        out.append(ParsedNic(network, subnet, nic))
     return out
 
 
-def _nic(call: Call, zone: ZoneInfo, nic: object, field: str, before: list[ParsedNic]) -> ParsedNic:
+def template_interfaces(call: Call, where: Where, nics: object) -> list[dict[str, Any]]:
+    """A template's NICs as it stores them, checked by the instance's rules: links made canonical, the
+    default network filled in, no subnetwork chosen (that is done per instance)."""
+    out: list[dict[str, Any]] = []
+    for i, nic in enumerate(_nic_list(where, nics)):
+        field = where.field(f"networkInterfaces[{i}]")
+        network, subnet = _nic(call, where, nic, field, [n["network"] for n in out])
+        if subnet is None and where.region is not None:
+            _default_subnet(call, where.region, network, field)
+        stored = {"kind": "compute#networkInterface", **nic, "name": f"nic{i}",
+                  "network": url_of(network.project, "global", "networks", network.name)}
+        if subnet is not None:
+            stored["subnetwork"] = url_of(subnet.project, subnet.scope, "subnetworks", subnet.name)
+        stored["accessConfigs"] = [{"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": "External NAT",
+                                    "networkTier": "PREMIUM", **ac} for ac in nic.get("accessConfigs") or []]
+        if not stored["accessConfigs"]:
+            del stored["accessConfigs"]
+        out.append(stored)
+    return out
+
+
+def _nic_list(where: Where, nics: object) -> list[Any]:
+    if nics is None:
+        return [{}]
+    if not isinstance(nics, list) or not nics:
+        raise Invalid(where.field("networkInterfaces"), nics, "At least one network interface is required.")
+    if len(nics) > 8:
+        raise Invalid(where.field("networkInterfaces"), len(nics), "At most 8 network interfaces are allowed.")
+    return nics
+
+
+def _nic(call: Call, where: Where, nic: object, field: str, before: list[str]) -> tuple[Resource, Resource | None]:
+    """(network, the subnetwork named or None), every rule of a NIC checked that needs no chosen subnetwork."""
     if not isinstance(nic, dict):
         raise Invalid(field, nic, "Must be an object.")
-    subnet = _named_subnet(call, zone, nic, field)
+    subnet = _named_subnet(call, where, nic, field)
     network = _network(call, nic, subnet, field)
-    parsed = ParsedNic(network, subnet if subnet is not None else _default_subnet(call, zone, network, field), nic)
-    if subnet is not None and store.body_of(subnet)["network"] != parsed.network_url:
+    net_url = url_of(network.project, "global", "networks", network.name)
+    if subnet is not None and store.body_of(subnet)["network"] != net_url:
         raise Invalid(f"{field}.subnetwork", nic.get("subnetwork"), "The subnetwork does not belong to the network.")
-    if any(parsed.network_url == other.network_url for other in before):
-        raise Invalid(f"{field}.network", parsed.network_url, "Networks must be distinct for NICs attached to a VM.")
-    if nic.get("networkIP"):
-        vpc.host_address(nic["networkIP"], store.body_of(parsed.subnet)["ipCidrRange"], f"{field}.networkIP")
+    if net_url in before:
+        raise Invalid(f"{field}.network", net_url, "Networks must be distinct for NICs attached to a VM.")
+    if subnet is None and not store.body_of(network).get("autoCreateSubnetworks"):
+        raise Invalid(f"{field}.subnetwork", None, message=_NEEDS_SUBNET.format(field=field) +
+                      "Subnetwork should be specified for custom subnetmode network")
+    if nic.get("networkIP") and subnet is not None:
+        vpc.host_address(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
     _access_configs(nic.get("accessConfigs") or [], field)
-    return parsed
+    return network, subnet
 
 
-def _named_subnet(call: Call, zone: ZoneInfo, nic: dict[str, Any], field: str) -> Resource | None:
+def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> Resource | None:
+    """The subnetwork named: in the instance's (or regional template's) region; a global template's
+    may be in any region, so it must say which."""
     if not nic.get("subnetwork"):
         return None
-    region = zone.region.name
-    ref = parse_ref(nic["subnetwork"], project=call.project, scope=f"regions/{region}")
-    if ref is None or ref.collection != "subnetworks":
+    region = where.region
+    ref = parse_ref(nic["subnetwork"], project=call.project, scope=f"regions/{region}" if region else None)
+    if ref is None or ref.collection != "subnetworks" or not ref.scope.startswith("regions/"):
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], "The URL is malformed.")
-    if ref.scope != f"regions/{region}":
+    if region is not None and ref.scope != f"regions/{region}":
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], f"Subnetwork must be in region '{region}'.")
     return store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
 
@@ -132,12 +218,8 @@ def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: st
     return store.find(call.session, call.project, "networks", "global", "default")
 
 
-def _default_subnet(call: Call, zone: ZoneInfo, network: Resource, field: str) -> Resource:
-    """The auto-mode network's subnetwork in the zone's region (a custom-mode one needs it named)."""
-    region = zone.region.name
-    if not store.body_of(network).get("autoCreateSubnetworks"):
-        raise Invalid(f"{field}.subnetwork", None, message=_NEEDS_SUBNET.format(field=field) +
-                      "Subnetwork should be specified for custom subnetmode network")
+def _default_subnet(call: Call, region: str, network: Resource, field: str) -> Resource:
+    """The auto-mode network's subnetwork in the region (a custom-mode one needs it named, see :func:`_nic`)."""
     net_url = url_of(network.project, "global", "networks", network.name)
     found = next((s for s in call.session.scalars(_SUBNETS, {"project": network.project, "scope": f"regions/{region}"})
                   if store.body_of(s)["network"] == net_url), None)
@@ -180,7 +262,8 @@ def _external(nat: object) -> bool:
 @dataclass
 class Attached:
     """A requested attached disk and its source: an existing disk's ``row``, or the ``spec`` of a
-    new one (see :func:`core.services.disks.build`); ``device`` is its device name."""
+    new one (see :func:`core.services.disks.build`); ``device`` is its device name. In a template,
+    neither: the disk is only named (``spec["name"]``)."""
 
     request: dict[str, Any]
     row: Resource | None = None
@@ -192,23 +275,24 @@ class Attached:
         return self.row.name if self.row is not None else str(self.spec["name"])
 
 
-def attached_disks(call: Call, zone: ZoneInfo, name: str, requested: object) -> tuple[list[dict[str, Any]],
-                                                                                      list[Attached]]:
-    """Validate ``disks``: returns (new disk specs, the attached disks in order)."""
+def attached_disks(call: Call, where: Where, name: str, requested: object) -> tuple[list[dict[str, Any]],
+                                                                                   list[Attached]]:
+    """Validate ``disks`` (of an instance, or of a template's properties): returns (new disk specs, the
+    attached disks in order)."""
     if not isinstance(requested, list) or not requested:
-        raise Required("resource.disks")
+        raise Required(where.field("disks"))
     attached: list[Attached] = []
     for i, d in enumerate(requested):
-        attached.append(_attached_disk(call, zone, name, i, d, attached))
+        attached.append(_attached_disk(call, where, name, i, d, attached))
     if not bool(attached[0].request.get("boot", True)):
-        raise Invalid("resource.disks", "", message="Invalid value for field 'resource.disks': ''. "
+        raise Invalid(where.field("disks"), "", message=f"Invalid value for field '{where.field('disks')}': ''. "
                       "Exactly one boot disk must be specified, as the first disk.")
-    _device_names(attached)
-    return [a.spec for a in attached if a.row is None], attached
+    _device_names(where, attached)
+    return [a.spec for a in attached if a.row is None and where.zone is not None], attached
 
 
-def _attached_disk(call: Call, zone: ZoneInfo, name: str, i: int, d: object, before: list[Attached]) -> Attached:
-    field = f"resource.disks[{i}]"
+def _attached_disk(call: Call, where: Where, name: str, i: int, d: object, before: list[Attached]) -> Attached:
+    field = where.field(f"disks[{i}]")
     if not isinstance(d, dict):
         raise Invalid(field, d, "Must be an object.")
     boot = bool(d.get("boot", i == 0))
@@ -216,9 +300,14 @@ def _attached_disk(call: Call, zone: ZoneInfo, name: str, i: int, d: object, bef
     if d.get("source") and d.get("initializeParams"):
         raise Invalid(field, "source", "Only one of 'source' and 'initializeParams' may be given.")
     if d.get("source"):
-        return _existing_disk(call, zone, d, field, before)
+        if where.zone is None:
+            return _named_disk(d, field, before)
+        return _existing_disk(call, where.zone, d, field, before)
     if isinstance(d.get("initializeParams"), dict):
-        return _new_disk(call, zone, d, boot, field, name if boot else f"{name}-{i}", before)
+        default_name = name if boot else f"{name}-{i}"
+        if where.zone is None:
+            return _template_new_disk(call, d, boot, f"{field}.initializeParams", default_name)
+        return _new_disk(call, where.zone, d, boot, field, default_name, before)
     raise Required(f"{field}.source")
 
 
@@ -247,6 +336,18 @@ def _existing_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], field: str, be
     return Attached(d, row=row)
 
 
+def _named_disk(d: dict[str, Any], field: str, before: list[Attached]) -> Attached:
+    """An existing disk in a template: its name (GCE: "specify the disk name, not the URL"), found in
+    the zone of each instance made from the template."""
+    value = d["source"]
+    if not isinstance(value, str) or "/" in value:
+        raise Invalid(f"{field}.source", value, _NOT_URL.format(kind="Disk", value=value))
+    store.validate_name(value, f"{field}.source")
+    if any(a.request.get("source") == value for a in before):
+        raise Invalid(f"{field}.source", value, "The disk is already attached to this instance.")
+    return Attached(d, spec={"name": value})
+
+
 def _new_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], boot: bool, field: str, default_name: str,
               before: list[Attached]) -> Attached:
     init = d["initializeParams"]
@@ -264,13 +365,43 @@ def _new_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], boot: bool, field: 
     return Attached(d, spec=spec)
 
 
-def _device_names(attached: list[Attached]) -> None:
+def _template_new_disk(call: Call, d: dict[str, Any], boot: bool, field: str, default_name: str) -> Attached:
+    """A new disk in a template: the checks of :func:`core.services.disks.build` that need no zone (the
+    disk type is a name; its image or snapshot must exist and fit in the size asked for)."""
+    init = d["initializeParams"]
+    if boot and not (init.get("sourceImage") or init.get("sourceSnapshot")):
+        raise Required(f"{field}.sourceImage")
+    disk_name = store.validate_name(init.get("diskName") or default_name, f"{field}.diskName")
+    dtype = init.get("diskType")
+    if dtype and (not isinstance(dtype, str) or "/" in dtype):
+        raise Invalid(f"{field}.diskType", dtype, _NOT_URL.format(kind="DiskType", value=dtype))
+    if dtype and dtype not in catalog.DISK_TYPES:
+        raise Invalid(f"{field}.diskType", dtype, "Instance properties must provide existing disk type.")
+    size = disks.parse_size(init.get("diskSizeGb"), f"{field}.diskSizeGb")
+    if init.get("sourceImage") and init.get("sourceSnapshot"):
+        raise Invalid(f"{field}.sourceSnapshot", init["sourceSnapshot"],
+                      "Only one of 'sourceImage' and 'sourceSnapshot' may be given.")
+    source = None
+    if init.get("sourceImage"):
+        img = images.resolve(call.session, init["sourceImage"], call.project, f"{field}.sourceImage")
+        source = usable(img, path_of(img.project, "global", "images", img.name))
+    elif init.get("sourceSnapshot"):
+        source = images.find_source(call.session, init["sourceSnapshot"], call.project, f"{field}.sourceSnapshot",
+                                    "snapshots")
+    if source is not None and size is not None and source.size_gb and size < source.size_gb:
+        raise Invalid(f"{field}.diskSizeGb", size, f"Requested disk size cannot be smaller than the "
+                      f"{'image' if init.get('sourceImage') else 'snapshot'} size ({source.size_gb} GB)")
+    validate_labels(init.get("labels"), f"{field}.labels")
+    return Attached(d, spec={"name": disk_name})
+
+
+def _device_names(where: Where, attached: list[Attached]) -> None:
     """Each disk's device name: the one asked for, else the boot disk's name or persistent-disk-N."""
     devices: set[str] = set()
     for i, a in enumerate(attached):
         device = a.request.get("deviceName") or (a.disk_name if i == 0 else f"persistent-disk-{i}")
         if device in devices:
-            raise Invalid(f"resource.disks[{i}].deviceName", device, "Device names must be unique.")
+            raise Invalid(where.field(f"disks[{i}].deviceName"), device, "Device names must be unique.")
         devices.add(device)
         a.device = device
 
@@ -292,12 +423,24 @@ def check_attachable(session: Session, disk: Resource, mode: str) -> None:
 # -- service accounts, scheduling -------------------------------------------------------------------
 
 
-def service_accounts(project: Project, value: object) -> list[dict[str, Any]]:
+def fields(project: Project, body: dict[str, Any], where: Where) -> dict[str, Any]:
+    """The body fields that are validated values of the request (metadata, labels, tags, ...), shared
+    by an instance and a template's properties."""
+    items = validate_items((body.get("metadata") or {}).get("items"), where.field("metadata.items"))
+    labels = validate_labels(body.get("labels"), where.field("labels"))
+    tags = validate_tags((body.get("tags") or {}).get("items"), where.field("tags.items"))
+    sched = scheduling(body.get("scheduling"), where.field("scheduling"))
+    accounts = service_accounts(project, body.get("serviceAccounts"), where.prefix)
+    return {"tags": tags_block(tags), "metadata": metadata_block(items), "serviceAccounts": accounts,
+            "scheduling": sched, "labels": labels, "labelFingerprint": label_fingerprint(labels)}
+
+
+def service_accounts(project: Project, value: object, prefix: str = "resource") -> list[dict[str, Any]]:
     if not value:
         return []
     if not isinstance(value, list) or len(value) > 1:
-        raise Invalid("resource.serviceAccounts", value, "Only one service account per VM instance is supported.")
-    return [service_account(project, value[0] if isinstance(value[0], dict) else {}, "resource.serviceAccounts[0]")]
+        raise Invalid(f"{prefix}.serviceAccounts", value, "Only one service account per VM instance is supported.")
+    return [service_account(project, value[0] if isinstance(value[0], dict) else {}, f"{prefix}.serviceAccounts[0]")]
 
 
 def service_account(project: Project, sa: dict[str, Any], field: str) -> dict[str, Any]:
