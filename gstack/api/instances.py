@@ -109,3 +109,23 @@ def _integer(req: ApiRequest, name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise Invalid(name, value, "Must be an integer.") from None
+
+
+# -- in-place updates (core.services.instances.updates) ---------------------------------------------
+
+handles("compute.instances.setMinCpuPlatform")(_with_body(instances.set_min_cpu_platform))
+handles("compute.instances.setMachineResources")(_with_body(instances.set_machine_resources))
+handles("compute.instances.updateShieldedInstanceConfig")(_with_body(instances.update_shielded_instance_config))
+handles("compute.instances.setName")(_with_body(instances.set_name))
+
+
+@handles("compute.instances.update")
+def update(req: ApiRequest, zone: str, instance: str):
+    return instances.update(req.call, req.zone(zone), instance, req.body, req.args.get("minimalAction"),
+                            req.args.get("mostDisruptiveAllowedAction"))
+
+
+@handles("compute.instances.getGuestAttributes")
+def guest_attributes(req: ApiRequest, zone: str, instance: str):
+    return instances.guest_attributes(req.call, req.zone(zone), instance, req.args.get("queryPath"),
+                                      req.args.get("variableKey"))

@@ -50,6 +50,12 @@ ACCOUNT = Stopped("serviceAccount", "sa@p1.iam.gserviceaccount.com",
 MODEL = Stopped("scheduling.provisioningModel", "SPOT",
                 "Instance 'vm1' must be stopped before changing its provisioning model.")
 BOOT = Stopped("deviceName", "vm1", "The boot disk can only be detached from a stopped instance.")
+PLATFORM = Stopped("minCpuPlatform", "AMD Milan",
+                   "Instance 'vm1' must be stopped before changing its minimum CPU platform.")
+ACCELERATORS = Stopped("guestAccelerators", "[]", "Instance 'vm1' must be stopped before changing its guest accelerators.")
+RENAME = Stopped("name", "vm2", "Instance 'vm1' must be stopped before it can be renamed.")
+SECURE_BOOT = Stopped("resource.enableSecureBoot", "True", "Instance 'vm1' must be stopped before changing its "
+                      "Shielded VM secure boot or vTPM settings.")
 TO_STOPPING_DELETE = Move("STOPPING", DELETE)
 HOT = Move(None, HOTPLUG)
 
@@ -66,6 +72,10 @@ USER = {
     "setServiceAccount": (ACCOUNT,) * 6 + (STAY,),
     "setProvisioningModel": (MODEL,) * 6 + (STAY,),
     "detachBootDisk": (BOOT,) * 6 + (STAY,),
+    "setMinCpuPlatform": (PLATFORM,) * 6 + (STAY,),
+    "setMachineResources": (ACCELERATORS,) * 6 + (STAY,),
+    "setName": (RENAME,) * 6 + (STAY,),
+    "setSecureBoot": (SECURE_BOOT,) * 6 + (STAY,),
     "attachDisk": (STAY, STAY, HOT, STAY, STAY, STAY, STAY),
     "detachDisk": (STAY, STAY, HOT, STAY, STAY, STAY, STAY),
 }
@@ -88,7 +98,8 @@ EVENTS = {
     "foundStopped": (BUG, BUG, BUG, BUG, BUG, Move("TERMINATED"), BUG),
 }
 VALUES = {"setMachineType": MACHINE, "setServiceAccount": ACCOUNT, "setProvisioningModel": MODEL,
-          "detachBootDisk": BOOT}
+          "detachBootDisk": BOOT, "setMinCpuPlatform": PLATFORM, "setMachineResources": ACCELERATORS,
+          "setName": RENAME, "setSecureBoot": SECURE_BOOT}
 
 
 def _vm(status: str) -> Resource:

@@ -2,7 +2,8 @@
 
 The modules, by concern: :mod:`.spec` validates request bodies, :mod:`.states` is the state table
 (every status change and check goes through it), :mod:`.lifecycle` holds insert and the power use
-cases, :mod:`.setters` the configuration changes, :mod:`.network` the NICs and access configs,
+cases, :mod:`.setters` the configuration changes (:mod:`.updates` the rename, CPU platform,
+accelerators, Shielded VM options and the whole-instance update), :mod:`.network` the NICs and access configs,
 :mod:`.jobs` what the hypervisor does, and :mod:`.rows` finds, locks and saves rows. Importing the
 package registers the jobs. Changes that touch only the database finish synchronously (their
 Operation is born DONE); changes the hypervisor must make are jobs.
@@ -43,6 +44,14 @@ from core.services.instances.setters import (
 )
 from core.services.instances.spec import ACCESS_CONFIG_TYPES, check_access_config, check_attachable
 from core.services.instances.states import TABLE
+from core.services.instances.updates import (
+    guest_attributes,
+    set_machine_resources,
+    set_min_cpu_platform,
+    set_name,
+    update,
+    update_shielded_instance_config,
+)
 
 __all__ = [
     "ACCESS_CONFIG_TYPES", "TABLE", "AddressInUse", "add_access_config", "attach_disk", "attached_rows",
@@ -51,4 +60,6 @@ __all__ = [
     "serial_port_output", "set_deletion_protection", "set_disk_auto_delete", "set_instance_labels",
     "set_machine_type", "set_metadata", "set_scheduling", "set_service_account", "set_tags", "start", "stop",
     "suspend", "update_access_config", "vm_spec",
+    "guest_attributes", "set_machine_resources", "set_min_cpu_platform", "set_name", "update",
+    "update_shielded_instance_config",
 ]

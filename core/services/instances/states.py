@@ -36,6 +36,11 @@ _STOPPED_ONLY = {
     "setServiceAccount": "Instance '{name}' must be stopped before changing its service account.",
     "setProvisioningModel": "Instance '{name}' must be stopped before changing its provisioning model.",
     "detachBootDisk": "The boot disk can only be detached from a stopped instance.",
+    "setMinCpuPlatform": "Instance '{name}' must be stopped before changing its minimum CPU platform.",
+    "setMachineResources": "Instance '{name}' must be stopped before changing its guest accelerators.",
+    "setName": "Instance '{name}' must be stopped before it can be renamed.",
+    "setSecureBoot": "Instance '{name}' must be stopped before changing its Shielded VM secure boot or vTPM "
+                     "settings.",
 }
 # What jobs report. stage: a run job places the VM (a stop or delete asked meanwhile runs after it:
 # jobs of one VM run in order); stageNew: a batch of new VMs is staged at once (any other is left to
