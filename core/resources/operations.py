@@ -110,4 +110,14 @@ def to_json(op: Operation) -> dict[str, Any]:
         out["httpErrorMessage"] = op.http_error_message
     if op.warnings:
         out["warnings"] = orjson.loads(op.warnings)
+    if op.params and '"operationGroupId"' in op.params:  # a bulkInsert's Operations
+        _bulk_fields(out, orjson.loads(op.params))
     return out
+
+
+def _bulk_fields(out: dict[str, Any], params: dict[str, Any]) -> None:
+    """The fields of a bulkInsert's Operations: their group, and the bulk Operation's counts (each
+    kept in the job's ``params``, where the bulk job updates them)."""
+    out["operationGroupId"] = params["operationGroupId"]
+    if "bulkStatus" in params:
+        out["instancesBulkInsertOperationMetadata"] = {"perLocationStatus": params["bulkStatus"]}

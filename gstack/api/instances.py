@@ -29,6 +29,11 @@ def insert(req: ApiRequest, zone: str):
     return instances.insert(req.call, req.zone(zone), req.body, req.args.get("sourceInstanceTemplate"))
 
 
+@handles("compute.instances.bulkInsert")
+def bulk_insert(req: ApiRequest, zone: str):
+    return instances.bulk_insert(req.call, req.zone(zone), req.body)
+
+
 def _lifecycle(action):
     def handler(req: ApiRequest, zone: str, instance: str):
         return action(req.call, req.zone(zone), instance)

@@ -3,13 +3,15 @@
 The modules, by concern: :mod:`.spec` validates request bodies, :mod:`.states` is the state table
 (every status change and check goes through it), :mod:`.lifecycle` holds insert and the power use
 cases, :mod:`.setters` the configuration changes (:mod:`.updates` the rename, CPU platform,
-accelerators, Shielded VM options and the whole-instance update), :mod:`.network` the NICs and access configs,
-:mod:`.jobs` what the hypervisor does, and :mod:`.rows` finds, locks and saves rows. Importing the
+accelerators, Shielded VM options and the whole-instance update), :mod:`.network` the NICs and
+access configs, :mod:`.jobs` what the hypervisor does, :mod:`.bulk` bulkInsert, and :mod:`.rows`
+finds, locks and saves rows. Importing the
 package registers the jobs. Changes that touch only the database finish synchronously (their
 Operation is born DONE); changes the hypervisor must make are jobs.
 """
 
 from core.services.instances import jobs  # noqa: F401  (job handler registration)
+from core.services.instances.bulk import bulk_insert
 from core.services.instances.lifecycle import delete, insert, reset, resume, start, stop, suspend
 from core.services.instances.network import (
     AddressInUse,
@@ -55,7 +57,7 @@ from core.services.instances.updates import (
 
 __all__ = [
     "ACCESS_CONFIG_TYPES", "TABLE", "AddressInUse", "add_access_config", "attach_disk", "attached_rows",
-    "build_nics", "check_access_config", "check_attachable", "delete", "delete_access_config", "detach_disk",
+    "build_nics", "bulk_insert", "check_access_config", "check_attachable", "delete", "delete_access_config", "detach_disk",
     "driver_for", "find", "insert", "instance_path", "instance_url", "load", "lock", "locked", "reset", "resume",
     "serial_port_output", "set_deletion_protection", "set_disk_auto_delete", "set_instance_labels",
     "set_machine_type", "set_metadata", "set_scheduling", "set_service_account", "set_tags", "start", "stop",

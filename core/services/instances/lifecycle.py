@@ -75,12 +75,19 @@ def _template_in_zone(call: Call, zone: ZoneInfo, source: str) -> dict[str, Any]
         raise Invalid("sourceInstanceTemplate", source,
                       f"The regional instance template must be in the instance's region '{zone.region.name}'.")
     props = store.body_of(store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name))
-    body: dict[str, Any] = dict(props.get("properties") or {})
+    return in_zone(zone, props.get("properties") or {})
+
+
+def in_zone(zone: ZoneInfo, properties: dict[str, Any]) -> dict[str, Any]:
+    """Instance properties (a template's, a bulkInsert's) as an instance body in ``zone``: the
+    machine type and existing disks they name, linked in the zone."""
+    body: dict[str, Any] = dict(properties)
     scope = f"zones/{zone.name}"
-    if body.get("machineType"):
+    if body.get("machineType") and "/" not in body["machineType"]:
         body["machineType"] = f"{scope}/machineTypes/{body['machineType']}"
-    body["disks"] = [{**d, "source": f"{scope}/disks/{d['source']}"} if d.get("source") else d
-                     for d in body.get("disks") or []]
+    if body.get("disks"):  # absent, a template's disks stay when a bulkInsert's properties merge over them
+        body["disks"] = [{**d, "source": f"{scope}/disks/{d['source']}"} if d.get("source") and "/" not in d["source"]
+                         else d for d in body["disks"]]
     return body
 
 
