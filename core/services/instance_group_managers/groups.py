@@ -70,9 +70,9 @@ def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
-    base = body.get("baseInstanceName")
-    if base in (None, ""):
-        raise Required("resource.baseInstanceName")
+    # Left out (gcloud leaves it out when --base-instance-name is not given), the group's name
+    # serves, cut to the 58 characters a base name may have.
+    base = body.get("baseInstanceName") or name[:58].rstrip("-")
     if not isinstance(base, str) or not BASE_NAME.match(base):
         raise Invalid("resource.baseInstanceName", base, f"Must be a match of regex '{BASE_NAME.pattern[1:-1]}'")
     target = _size(body.get("targetSize"), "resource.targetSize")
