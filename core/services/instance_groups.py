@@ -25,7 +25,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import Session
 
 from core import quotas
-from core.errors import AlreadyExists, ComputeError, Invalid, Required
+from core.errors import AlreadyExists, ComputeError, Invalid, Required, ResourceInUse
 from core.ids import fingerprint
 from core.links import path_of, scope_url, url_of
 from core.models import InstanceGroupMember, Operation, Resource
@@ -37,6 +37,7 @@ from core.services.metadata import check_fingerprint
 from core.services.topology import ZoneInfo
 
 COLLECTION = "instanceGroups"
+MANAGER = "instanceGroupManagers"  # a managed group's instanceGroups resource has its name
 INSTANCE_STATES = ("ALL", "RUNNING")
 
 
@@ -128,7 +129,10 @@ def _begin(call: Call, group: Resource, method: str) -> Operation:
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     """Delete the group; its instances stay. (A group a backend service uses will be refused once
     backend services exist.)"""
-    group = projects.find_for_update(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    scope = f"zones/{zone.name}"
+    group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
+    if store.exists(call.session, call.project, MANAGER, scope, name):  # the managed group's own: it goes with it
+        raise ResourceInUse("instance_group", vpc.path(group), path_of(call.project, scope, MANAGER, name))
     op = _begin(call, group, "delete")
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
     call.session.delete(group)

@@ -129,6 +129,11 @@ def test_negative_size_is_refused_and_changes_nothing(gce):
     fails(managers(gce).resize(project=PROJECT, zone=ZONE, instanceGroupManager=group, size=-1), 400, "invalid",
           "Invalid value for field 'size': '-1'. Must be greater than or equal to 0")
     assert get(gce, group)["targetSize"] == 0
+    # the group's instanceGroups resource goes with the group only
+    fails(gce.instanceGroups().delete(project=PROJECT, zone=ZONE, instanceGroup=group), 400,
+          "resourceInUseByAnotherResource",
+          f"The instance_group resource 'projects/{PROJECT}/zones/{ZONE}/instanceGroups/{group}' is already being "
+          f"used by 'projects/{PROJECT}/zones/{ZONE}/instanceGroupManagers/{group}'")
     # the template a group uses cannot be deleted
     used = get(gce, group)["instanceTemplate"].rsplit("/", 1)[-1]
     fails(gce.instanceTemplates().delete(project=PROJECT, instanceTemplate=used), 400, "resourceInUseByAnotherResource")
