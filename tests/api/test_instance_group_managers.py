@@ -145,13 +145,7 @@ def test_quota_refusal_shows_in_list_errors(server):
     server.admin("project", "set-quota", "--project", project, "--region", REGION, "--metric", "INSTANCES",
                  "--limit", "1")
     name, _ = create(gce, 2, project)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        errors = managers(gce).listErrors(project=project, zone=ZONE, instanceGroupManager=name).execute()
-        if errors.get("items"):
-            break
-        time.sleep(0.2)
-    err = errors["items"][0]
+    err = wait_errors(gce, name, project)[0]
     assert err["error"]["code"] == "QUOTA_EXCEEDED"
     assert err["error"]["message"] == f"Quota 'INSTANCES' exceeded.  Limit: 1.0 in region {REGION}."
     assert err["instanceActionDetails"]["action"] == "CREATING"
@@ -166,6 +160,44 @@ def test_quota_refusal_shows_in_list_errors(server):
                  "--limit", "10")
     assert wait_stable(gce, name, project)["currentActions"]["none"] == 2
     delete(gce, name, project)
+
+
+def wait_errors(gce, name: str, project: str = PROJECT) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while True:
+        errors = managers(gce).listErrors(project=project, zone=ZONE, instanceGroupManager=name).execute()
+        if errors.get("items") or time.monotonic() > deadline:
+            return errors.get("items", [])
+        time.sleep(0.2)
+
+
+@pytest.fixture(params=BACKENDS)
+def own_server(request):
+    if request.param == "postgresql" and not pg_available():
+        pytest.fail("PostgreSQL is not reachable")
+    server, cleanup = make_server(request.param)
+    server.start()
+    yield server
+    cleanup()
+
+
+def test_a_zone_without_room_leaves_the_group_unstable_until_there_is(own_server):
+    srv = own_server
+    gce = srv.gce()
+    hosts = [f"sim-{ZONE}-0{i}" for i in range(1, 5)]
+    for h in hosts:
+        srv.admin("host", "set-status", h, "Down")
+    name, _ = create(gce, 1)
+    err = wait_errors(gce, name)[0]
+    assert err["error"]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert err["error"]["message"].startswith(f"The zone 'projects/{PROJECT}/zones/{ZONE}' does not have enough")
+    group = get(gce, name)
+    assert not group["status"]["isStable"] and group["currentActions"]["creating"] == 1
+    for h in hosts:
+        srv.admin("host", "set-status", h, "Up")
+    group = wait_stable(gce, name)
+    assert group["status"]["isStable"] and managed(gce, name)[0]["instanceStatus"] == "RUNNING"
+    delete(gce, name)
 
 
 @pytest.fixture(params=BACKENDS)
