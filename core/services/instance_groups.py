@@ -318,3 +318,10 @@ def drop(session: Session, group: Resource) -> None:
     """The managed group is gone: its instanceGroups resource and memberships go too."""
     session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
     session.delete(group)
+
+
+def remove_member(session: Session, group: Resource, instance: Resource) -> None:
+    """An instance abandoned by its managed group leaves the group's instanceGroups resource."""
+    session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid,
+                                                           InstanceGroupMember.instance_uid == instance.uid))
+    _save(group, store.body_of(group), len(_member_uids(session, group)))

@@ -52,3 +52,13 @@ def list_managed_instances(req: ApiRequest, zone: str, instanceGroupManager: str
 def list_errors(req: ApiRequest, zone: str, instanceGroupManager: str) -> Response:
     items = instance_group_managers.list_errors(req.call, req.zone(zone), instanceGroupManager)
     return json_response({"items": items} if items else {})
+
+
+@handles("compute.instanceGroupManagers.deleteInstances")
+def delete_instances(req: ApiRequest, zone: str, instanceGroupManager: str):
+    return instance_group_managers.delete_instances(req.call, req.zone(zone), instanceGroupManager, req.body)
+
+
+@handles("compute.instanceGroupManagers.abandonInstances")
+def abandon_instances(req: ApiRequest, zone: str, instanceGroupManager: str):
+    return instance_group_managers.abandon_instances(req.call, req.zone(zone), instanceGroupManager, req.body)

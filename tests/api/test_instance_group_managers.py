@@ -162,6 +162,32 @@ def test_quota_refusal_shows_in_list_errors(server):
     delete(gce, name, project)
 
 
+def test_delete_and_abandon_instances(gce, server):
+    name, _ = create(gce, 3)
+    wait_stable(gce, name)
+    a, b, c = sorted(i["name"] for i in managed(gce, name))
+    url = f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances/"
+    op = managers(gce).deleteInstances(project=PROJECT, zone=ZONE, instanceGroupManager=name,
+                                       body={"instances": [url + a]}).execute()
+    assert op["operationType"] == "compute.instanceGroupManagers.deleteInstances" and op["status"] == "DONE"
+    group = wait_stable(gce, name)
+    assert group["targetSize"] == 2 and sorted(i["name"] for i in managed(gce, name)) == [b, c]
+    fails(gce.instances().get(project=PROJECT, zone=ZONE, instance=a), 404, "notFound")
+    # an instance the group does not manage (any more) is refused, and nothing changes
+    fails(managers(gce).abandonInstances(project=PROJECT, zone=ZONE, instanceGroupManager=name,
+                                         body={"instances": [url + b, url + a]}), 400, "invalid")
+    assert get(gce, name)["targetSize"] == 2 and members(gce, name) == [b, c]
+    op = managers(gce).abandonInstances(project=PROJECT, zone=ZONE, instanceGroupManager=name,
+                                        body={"instances": [f"zones/{ZONE}/instances/{b}"]}).execute()
+    assert op["operationType"] == "compute.instanceGroupManagers.abandonInstances" and op["status"] == "DONE"
+    group = wait_stable(gce, name)
+    assert group["targetSize"] == 1 and [i["name"] for i in managed(gce, name)] == [c] and members(gce, name) == [c]
+    delete(gce, name)
+    assert gce.instances().get(project=PROJECT, zone=ZONE, instance=b).execute()["status"] == "RUNNING"
+    fails(gce.instances().get(project=PROJECT, zone=ZONE, instance=c), 404, "notFound")
+    wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=b).execute())
+
+
 def wait_errors(gce, name: str, project: str = PROJECT) -> list[dict]:
     deadline = time.monotonic() + 30
     while True:

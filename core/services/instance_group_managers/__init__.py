@@ -4,11 +4,13 @@ importing the package registers)."""
 
 from core.services.instance_group_managers import reconcile  # noqa: F401  (job registration)
 from core.services.instance_group_managers.groups import (
+    abandon_instances,
     delete,
+    delete_instances,
     insert,
     list_errors,
     list_managed_instances,
     resize,
 )
 
-__all__ = ["delete", "insert", "list_errors", "list_managed_instances", "resize"]
+__all__ = ["abandon_instances", "delete", "delete_instances", "insert", "list_errors", "list_managed_instances", "resize"]

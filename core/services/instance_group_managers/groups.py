@@ -153,3 +153,61 @@ def list_errors(call: Call, zone: ZoneInfo, name: str) -> list[Body]:
     """listErrors: the errors of the group's actions on its instances, newest first."""
     group = store.find(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
     return state.load_readonly(call.session, group).errors
+
+
+def _named_members(call: Call, group: Resource, st: state.State, body: Body) -> list[state.Member]:
+    """The members a deleteInstances or abandonInstances body names (``instances``: URLs or
+    paths of instances in the group's zone, each a managed instance of the group)."""
+    items = body.get("instances")
+    if not isinstance(items, list) or not items:
+        raise Required("instances")
+    out: list[state.Member] = []
+    for i, value in enumerate(items):
+        field = f"instances[{i}]"
+        ref = parse_ref(value, project=call.project, scope=group.scope) if isinstance(value, str) else None
+        if ref is None or ref.collection != "instances":
+            raise Invalid(field, value, "The URL is malformed.")
+        m = st.member(ref.name) if (ref.project, ref.scope) == (group.project, group.scope) else None
+        if m is None or m.action == state.DELETING or m in out:
+            raise Invalid(field, value, f"The instance is not managed by "
+                                        f"'{path_of(group.project, group.scope, COLLECTION, group.name)}'.")
+        out.append(m)
+    return out
+
+
+def _shrink(group: Resource, st: state.State, by: int) -> None:
+    body = store.body_of(group)
+    body["targetSize"] = max(0, body["targetSize"] - by)
+    store.save(group, body)
+    st.save()
+    state.render(group, st)
+
+
+def delete_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
+    """Delete the named managed instances and lower ``targetSize`` by as many; the reconcile job
+    deletes them after the Operation is DONE (as with resize)."""
+    group = _locked(call, zone, name)
+    st = state.load(call.session, group)
+    named = _named_members(call, group, st, body)
+    for m in named:
+        m.action, m.error = state.DELETING, None
+    _shrink(group, st, len(named))
+    reconcile.enqueue(call.session, group, call.user)
+    return _begin(call, group, "deleteInstances")
+
+
+def abandon_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
+    """The named instances leave the group (and its instanceGroups resource) but keep running;
+    ``targetSize`` is lowered by as many. Synchronous."""
+    group = _locked(call, zone, name)
+    st = state.load(call.session, group)
+    leaving = _named_members(call, group, st, body)
+    ig = store.find_optional(call.session, call.project, instance_groups.COLLECTION, group.scope, group.name)
+    for m in leaving:
+        st.members.remove(m)
+        inst = store.find_optional(call.session, call.project, "instances", group.scope, m.name)
+        if inst is not None and ig is not None:
+            instance_groups.remove_member(call.session, ig, inst)
+    _shrink(group, st, len(leaving))
+    reconcile.enqueue(call.session, group, call.user)
+    return _begin(call, group, "abandonInstances")
