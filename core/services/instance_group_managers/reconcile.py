@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.errors import ComputeError, NotFound
+from core.errors import ComputeError, NotFound, OperationFailure
 from core.jobs import JobContext, announce, job
 from core.jobs.engine import LEASE_SECONDS, UNFINISHED
 from core.models import Operation, Resource
@@ -36,6 +36,7 @@ from core.systemvms.vms import SYSTEM_PROJECT
 
 RECONCILE, DELETE = "instanceGroupManagers.reconcile", "instanceGroupManagers.delete"
 IN_FLIGHT_DELAY = 0.3  # seconds between runs while instances are being created or deleted
+DELETE_TIMEOUT = 600.0  # seconds the delete job waits for the instances' own delete jobs
 RETRY_DELAYS = (2.0, 5.0, 10.0, 30.0)  # back-off of a failed creation, by attempt
 
 
@@ -97,6 +98,10 @@ def _observe(session: Session, group: Resource, st: State, m: Member, now: float
         m.op, m.retry_at = None, now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
     elif m.action == NONE and inst is None:  # deleted behind the group's back: made again, same name
         m.action = CREATING
+    elif m.action == CREATING and inst is not None:
+        # Not ours (ours is created in the transaction that records its Operation): someone took the
+        # name before the group could; the member takes another.
+        m.name = state.new_name(store.body_of(group)["baseInstanceName"], {x.name for x in st.members})
 
 
 def _plan(session: Session, group: Resource, st: State) -> tuple[list[str], list[str]]:
@@ -236,7 +241,10 @@ def delete_group(ctx: JobContext) -> None:
         state.render(group, st)
         names = [m.name for m in st.members]
         project, scope = group.project, group.scope
+    deadline = time.monotonic() + DELETE_TIMEOUT
     while True:
+        if time.monotonic() > deadline:  # an instance's delete failed: the group stays, to be deleted again
+            raise OperationFailure("INTERNAL_ERROR", "The managed instances could not all be deleted.", 500)
         with ctx.write() as s:
             if all(_instance_in(s, project, scope, n) is None for n in names):
                 break
