@@ -25,7 +25,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import Session
 
 from core import quotas
-from core.errors import AlreadyExists, ComputeError, Invalid, Required
+from core.errors import AlreadyExists, ComputeError, Invalid, Required, ResourceInUse
 from core.ids import fingerprint
 from core.links import path_of, scope_url, url_of
 from core.models import InstanceGroupMember, Operation, Resource
@@ -37,6 +37,7 @@ from core.services.metadata import check_fingerprint
 from core.services.topology import ZoneInfo
 
 COLLECTION = "instanceGroups"
+MANAGER = "instanceGroupManagers"  # a managed group's instanceGroups resource has its name
 INSTANCE_STATES = ("ALL", "RUNNING")
 
 
@@ -128,7 +129,10 @@ def _begin(call: Call, group: Resource, method: str) -> Operation:
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     """Delete the group; its instances stay. (A group a backend service uses will be refused once
     backend services exist.)"""
-    group = projects.find_for_update(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    scope = f"zones/{zone.name}"
+    group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
+    if store.exists(call.session, call.project, MANAGER, scope, name):  # the managed group's own: it goes with it
+        raise ResourceInUse("instance_group", vpc.path(group), path_of(call.project, scope, MANAGER, name))
     op = _begin(call, group, "delete")
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
     call.session.delete(group)
@@ -273,3 +277,51 @@ def forget_instance(session: Session, instance: Resource) -> None:
                                  .with_for_update()):
         _save(group, store.body_of(group), len(_member_uids(session, group)))
 
+
+
+# -- the instanceGroups resource of a managed group ---------------------------------------------------
+
+MANAGED_DESCRIPTION = ("This instance group is controlled by Instance Group Manager '{}'. To modify instances "
+                       "in this group, use the Instance Group Manager API: "
+                       "https://cloud.google.com/compute/docs/reference/latest/instanceGroupManagers")
+
+
+def create_managed(call: Call, zone: ZoneInfo, name: str, network: str | None, subnetwork: str | None) -> Resource:
+    """The zonal instanceGroups resource a managed group ``name`` lists its instances in (GCE makes
+    one of the same name, with this description); AlreadyExists when an unmanaged group has the name."""
+    scope = f"zones/{zone.name}"
+    if store.exists(call.session, call.project, COLLECTION, scope, name):
+        raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
+    project = projects.get(call.session, call.project, lock=True)
+    quotas.check_region_count(call.session, project, zone.region.name, "INSTANCE_GROUPS")
+    fields: Body = {"description": MANAGED_DESCRIPTION.format(name)}
+    if network:
+        fields["network"] = network
+    if subnetwork:
+        fields["subnetwork"] = subnetwork
+    _set_ports(fields, [])
+    fields.update(zone=scope_url(call.project, scope), size=0)
+    return store.new_resource(call.session, project=call.project, collection=COLLECTION, scope=scope, name=name,
+                              kind="compute#instanceGroup", body=fields, region=zone.region.name)
+
+
+def add_member(session: Session, group: Resource, instance: Resource) -> None:
+    """A managed instance joins its group's instanceGroups resource (a repeat is a no-op)."""
+    if instance.uid in _member_uids(session, group):
+        return
+    session.add(InstanceGroupMember(group_uid=group.uid, instance_uid=instance.uid, added=time.time()))
+    session.flush()
+    _save(group, store.body_of(group), len(_member_uids(session, group)))
+
+
+def drop(session: Session, group: Resource) -> None:
+    """The managed group is gone: its instanceGroups resource and memberships go too."""
+    session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
+    session.delete(group)
+
+
+def remove_member(session: Session, group: Resource, instance: Resource) -> None:
+    """An instance abandoned by its managed group leaves the group's instanceGroups resource."""
+    session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid,
+                                                           InstanceGroupMember.instance_uid == instance.uid))
+    _save(group, store.body_of(group), len(_member_uids(session, group)))

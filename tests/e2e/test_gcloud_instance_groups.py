@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.conftest import unique
 from tests.e2e.conftest import describe
 
@@ -41,8 +39,6 @@ def test_unmanaged_instance_group_flow(gcloud):
     gcloud("compute", "instances", "delete", a, b, "--zone", ZONE)
 
 
-@pytest.mark.xfail(strict=True, reason="gcloud's describe and list of unmanaged groups also call "
-                                       "instanceGroupManagers.list (to leave managed groups out): it comes with them")
 def test_describe_and_list(gcloud):
     group = unique("igc")
     gcloud("compute", "instance-groups", "unmanaged", "create", group, "--zone", ZONE)

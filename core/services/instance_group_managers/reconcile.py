@@ -1,0 +1,264 @@
+"""The reconciler: a durable job (``instanceGroupManagers.reconcile``) that drives a group's managed
+instances towards its ``targetSize``, and the delete job.
+
+Each run is a few short transactions and ends by queueing the next run (deferred) while the group is
+not stable, so no worker waits on the instances' own jobs. Every step is idempotent and survives a
+kill: a new instance's name is recorded in the group's state (:mod:`.state`) in one transaction
+before it is created, and it is created (instances.insert from the group's template), made a member
+of the group's instanceGroups resource and marked issued in another; a resumed run finds what it
+made by name. One reconcile job at most is unfinished per group (jobs on one target run in order,
+and whoever queues one first looks for an unfinished one under the group's row lock).
+
+A quota refusal or a failed creation (no room in the zone) is no crash: the member stays CREATING
+with its error in ``lastAttempt`` and in ``listErrors``, the group unstable, and the creation is
+retried with back-off, as GCE keeps retrying.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.errors import ComputeError, NotFound, OperationFailure
+from core.jobs import JobContext, announce, job
+from core.jobs.engine import LEASE_SECONDS, UNFINISHED
+from core.models import Operation, Resource
+from core.resources import operations, store
+from core.resources.context import Call
+from core.services import instance_groups, instances, topology
+from core.services.instance_group_managers import state
+from core.services.instance_group_managers.state import CREATING, DELETING, NONE, Member, State
+from core.systemvms.vms import SYSTEM_PROJECT
+
+RECONCILE, DELETE = "instanceGroupManagers.reconcile", "instanceGroupManagers.delete"
+IN_FLIGHT_DELAY = 0.3  # seconds between runs while instances are being created or deleted
+DELETE_TIMEOUT = 600.0  # seconds the delete job waits for the instances' own delete jobs
+RETRY_DELAYS = (2.0, 5.0, 10.0, 30.0)  # back-off of a failed creation, by attempt
+
+
+def enqueue(session: Session, group: Resource, user: str, delay: float = 0.0, own_pk: int | None = None) -> None:
+    """Queue a reconcile of ``group`` (whose row the caller holds locked) unless one is unfinished:
+    a system Operation (not in the user's list), on the group as its target."""
+    found = session.scalar(select(Operation.pk).where(
+        Operation.target_id == group.uid, Operation.job == RECONCILE, Operation.status.in_(UNFINISHED),
+        Operation.pk != (own_pk or -1)).limit(1))
+    if found is not None:
+        return
+    op = operations.begin(Call(session, SYSTEM_PROJECT, "system"), scope=group.scope,
+                          op_type="compute.instanceGroupManagers.reconcile",
+                          target_path=f"projects/{group.project}/{group.scope}/instanceGroupManagers/{group.name}",
+                          target_id=group.uid, job=RECONCILE, params={"uid": group.uid, "user": user})
+    if delay:
+        op.lease_expiry = time.time() + delay
+    announce(session, RECONCILE)
+
+
+def _group(session: Session, uid: int) -> Resource | None:
+    return session.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
+
+
+def _op_error(session: Session, project: str, name: str) -> tuple[bool, Any]:
+    """(finished, its error or None) of an instance's Operation."""
+    op = session.scalar(select(Operation).where(Operation.project == project, Operation.name == name))
+    if op is None:
+        return True, None
+    if op.status != "DONE":
+        return False, None
+    return True, (orjson.loads(op.error)["errors"][0] if op.error else None)
+
+
+def _instance(session: Session, group: Resource, name: str) -> Resource | None:
+    return _instance_in(session, group.project, group.scope, name)
+
+
+def _instance_in(session: Session, project: str, scope: str, name: str) -> Resource | None:
+    return store.find_optional(session, project, "instances", scope, name)
+
+
+def _observe(session: Session, group: Resource, st: State, m: Member, now: float) -> None:
+    """What became of a member since the last run."""
+    inst = _instance(session, group, m.name)
+    if m.action == DELETING:
+        if inst is None:
+            st.members.remove(m)
+        return
+    if m.op is not None:
+        finished, error = _op_error(session, group.project, m.op)
+        if not finished:
+            return
+        if error is None and inst is not None:
+            m.action, m.op, m.error = NONE, None, None
+            return
+        tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + m.name))
+        st.record_error(m, error or {"code": "RESOURCE_NOT_FOUND", "message": "The instance was deleted."}, now)
+        m.op, m.retry_at = None, now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
+    elif m.action == NONE and inst is None:  # deleted behind the group's back: made again, same name
+        m.action = CREATING
+    elif m.action == CREATING and inst is not None:
+        # Not ours (ours is created in the transaction that records its Operation): someone took the
+        # name before the group could; the member takes another.
+        m.name = state.new_name(store.body_of(group)["baseInstanceName"], {x.name for x in st.members})
+
+
+def _plan(session: Session, group: Resource, st: State) -> tuple[list[str], list[str]]:
+    """Observe, then name the instances to create and pick those to delete; (create, delete)."""
+    now = time.time()
+    for m in list(st.members):
+        _observe(session, group, st, m, now)
+    body = store.body_of(group)
+    target, template = body["targetSize"], body["instanceTemplate"]
+    active = [m for m in st.members if m.action != DELETING]
+    taken = {m.name for m in st.members}
+    while len(active) < target:
+        name = state.new_name(body["baseInstanceName"], taken)
+        if _instance(session, group, name) is None:
+            taken.add(name)
+            active.append(Member(name, CREATING, template))
+            st.members.append(active[-1])
+    # Extras: those not made yet first, then the newest.
+    for m in sorted(active, key=lambda m: (m.action == NONE, m.op is not None))[:max(0, len(active) - target)]:
+        m.action, m.error = DELETING, None
+        if m.op is None and _instance(session, group, m.name) is None:
+            st.members.remove(m)
+    create = [m.name for m in st.members if m.action == CREATING and m.op is None and m.retry_at <= now]
+    delete = [m.name for m in st.members if m.action == DELETING and not m.issued]
+    return create, delete
+
+
+def _create(ctx: JobContext, uid: int, name: str) -> None:
+    """Create one recorded member: the instance, its membership and the record of its Operation
+    commit together; a refusal (quota, a bad template) is recorded as the member's error."""
+    try:
+        with ctx.write() as s:
+            group = _group(s, uid)
+            if group is None:
+                return
+            st = state.load(s, group)
+            m = st.member(name)
+            if st.deleting or m is None or m.action != CREATING or m.op is not None:
+                return
+            zone = topology.zone(s, group.project, group.scope.split("/", 1)[1])
+            op = instances.insert(Call(s, group.project, ctx.params.get("user", "")), zone, {"name": name},
+                                  source_template=m.template)
+            inst = store.find(s, group.project, "instances", group.scope, name)
+            ig = store.find_optional(s, group.project, instance_groups.COLLECTION, group.scope, group.name)
+            if ig is not None:
+                instance_groups.add_member(s, ig, inst)
+            m.op = op.name
+            st.save()
+            announce(s, op.job)
+    except ComputeError as exc:
+        with ctx.write() as s:
+            group = _group(s, uid)
+            if group is None:
+                return
+            st = state.load(s, group)
+            m = st.member(name)
+            if m is None or m.op is not None:
+                return
+            now = time.time()
+            tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + name))
+            st.record_error(m, {"code": exc.op_code, "message": exc.message}, now)
+            m.retry_at = now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
+            st.save()
+            state.render(group, st)
+
+
+def _delete(ctx: JobContext, uid: int, name: str) -> None:
+    with ctx.write() as s:
+        group = _group(s, uid)
+        if group is None:
+            return
+        st = state.load(s, group)
+        m = st.member(name)
+        if m is None or m.issued:
+            return
+        _delete_instance(s, group, ctx.params.get("user", ""), name)
+        m.issued = True
+        st.save()
+
+
+def _delete_instance(s: Session, group: Resource, user: str, name: str) -> None:
+    zone = topology.zone(s, group.project, group.scope.split("/", 1)[1])
+    try:
+        op = instances.delete(Call(s, group.project, user), zone, name)
+    except NotFound:
+        return
+    if op.status != "DONE":
+        announce(s, op.job)
+
+
+@job(RECONCILE)
+def reconcile(ctx: JobContext) -> None:
+    uid = ctx.params["uid"]
+    with ctx.write() as s:
+        group = _group(s, uid)
+        if group is None:
+            return
+        st = state.load(s, group)
+        if st.deleting:
+            return
+        create, delete = _plan(s, group, st)
+        st.save()
+        state.render(group, st)
+    for name in create:
+        _create(ctx, uid, name)
+    for name in delete:
+        _delete(ctx, uid, name)
+    with ctx.write() as s:
+        group = _group(s, uid)
+        if group is None:
+            return
+        st = state.load(s, group)
+        state.render(group, st)
+        if not st.deleting and not state.stable(group):
+            retry = [m.retry_at for m in st.members if m.action == CREATING and m.op is None]
+            busy = any(m.op is not None or m.action == DELETING for m in st.members) or not retry
+            delay = IN_FLIGHT_DELAY if busy else max(IN_FLIGHT_DELAY, min(retry) - time.time())
+            enqueue(s, group, ctx.params.get("user", ""), delay, own_pk=ctx.op_pk)
+        ctx.complete(s)
+
+
+@job(DELETE)
+def delete_group(ctx: JobContext) -> None:
+    """Delete the managed instances, wait for them to be gone, then drop the group, its state and
+    its instanceGroups resource. Safe to resume: a delete issued already is not issued again."""
+    uid = ctx.params["uid"]
+    with ctx.write() as s:
+        group = _group(s, uid)
+        if group is None:
+            return
+        st = state.load(s, group)
+        for m in st.members:
+            if not m.issued:
+                _delete_instance(s, group, ctx.params.get("user", ""), m.name)
+                m.issued, m.action = True, DELETING
+        st.save()
+        state.render(group, st)
+        names = [m.name for m in st.members]
+        project, scope = group.project, group.scope
+    deadline = time.monotonic() + DELETE_TIMEOUT
+    while True:
+        if time.monotonic() > deadline:  # an instance's delete failed: the group stays, to be deleted again
+            raise OperationFailure("INTERNAL_ERROR", "The managed instances could not all be deleted.", 500)
+        with ctx.write() as s:
+            if all(_instance_in(s, project, scope, n) is None for n in names):
+                break
+            s.execute(update(Operation).where(Operation.pk == ctx.op_pk)  # alive: the lease goes on
+                      .values(lease_expiry=time.time() + LEASE_SECONDS))
+        time.sleep(0.2)
+    with ctx.write() as s:
+        group = _group(s, uid)
+        if group is None:
+            return
+        ig = store.find_optional(s, project, instance_groups.COLLECTION, scope, group.name)
+        if ig is not None:
+            instance_groups.drop(s, ig)
+        state.drop(s, state.load(s, group))
+        s.delete(group)
+        ctx.complete(s)
+

@@ -1,0 +1,140 @@
+"""What a managed instance group knows beyond its GCE body: its managed instances (named before
+they exist, with the action under way on each) and the errors ``listErrors`` reports.
+
+GCE's InstanceGroupManager has no member list, and the stored body is what GET returns, so this
+state is a private row of its own (collection :data:`STATE`, same project, scope and name as the
+group), row-locked after the group's. The group's ``currentActions`` and ``status.isStable`` are
+rendered from it into the group's body whenever it changes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from core.ids import rfc3339
+from core.links import url_of
+from core.models import Resource
+from core.resources import store
+from core.resources.store import Body
+
+COLLECTION = "instanceGroupManagers"
+STATE = "instanceGroupManagerStates"  # private: never routed, never listed
+CREATING, DELETING, NONE = "CREATING", "DELETING", "NONE"
+MAX_ERRORS = 100  # listErrors keeps the newest
+_ACTIONS = ("abandoning", "creating", "creatingWithoutRetries", "deleting", "none", "recreating", "refreshing",
+            "restarting", "resuming", "starting", "stopping", "suspending", "verifying")
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass
+class Member:
+    """A managed instance: ``op`` is the name of its instances.insert Operation once issued;
+    ``retry_at`` when a failed creation may be tried again; ``issued`` whether its delete was."""
+
+    name: str
+    action: str
+    template: str
+    op: str | None = None
+    retry_at: float = 0.0
+    error: Body | None = None
+    issued: bool = False
+
+    def dump(self) -> Body:
+        return {"name": self.name, "action": self.action, "template": self.template, "op": self.op,
+                "retryAt": self.retry_at, "error": self.error, "issued": self.issued}
+
+    @classmethod
+    def load(cls, d: Body) -> Member:
+        return cls(d["name"], d["action"], d["template"], d.get("op"), d.get("retryAt", 0.0), d.get("error"),
+                   d.get("issued", False))
+
+
+@dataclass
+class State:
+    row: Resource
+    members: list[Member] = field(default_factory=list)
+    errors: list[Body] = field(default_factory=list)
+    deleting: bool = False
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.members if m.name == name), None)
+
+    def save(self) -> None:
+        store.save(self.row, {"members": [m.dump() for m in self.members], "errors": self.errors[:MAX_ERRORS],
+                              "deleting": self.deleting})
+
+    def record_error(self, m: Member, error: Body, now: float) -> None:
+        """A failed creation: the member's last attempt, and an entry of listErrors."""
+        m.error = error
+        project, scope = self.row.project, self.row.scope
+        self.errors.insert(0, {"error": error, "timestamp": rfc3339(now), "instanceActionDetails": {
+            "action": m.action, "instance": url_of(project, scope, "instances", m.name),
+            "version": {"instanceTemplate": m.template}}})
+
+
+def create(session: Session, group: Resource) -> State:
+    row = store.new_resource(session, project=group.project, collection=STATE, scope=group.scope, name=group.name,
+                             kind="gstack#instanceGroupManagerState", body={}, region=group.region)
+    st = State(row)
+    st.save()
+    return st
+
+
+def load(session: Session, group: Resource) -> State:
+    """The group's state, row-locked (the caller holds the group's lock)."""
+    row = session.scalar(_BY_GROUP.with_for_update(), _where(group))
+    if row is None:  # made with the group: only a bug could lose it, and that must not crash the job
+        return create(session, group)
+    return _parse(row)
+
+
+def load_readonly(session: Session, group: Resource) -> State:
+    row = session.scalar(_BY_GROUP, _where(group))
+    return State(Resource()) if row is None else _parse(row)
+
+
+_BY_GROUP = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == STATE,
+                                   Resource.scope == bindparam("scope"), Resource.name == bindparam("name"))
+
+
+def _where(group: Resource) -> dict[str, str]:
+    return {"project": group.project, "scope": group.scope, "name": group.name}
+
+
+def _parse(row: Resource) -> State:
+    d = store.body_of(row)
+    return State(row, [Member.load(m) for m in d.get("members", [])], d.get("errors", []), d.get("deleting", False))
+
+
+def drop(session: Session, st: State) -> None:
+    session.delete(st.row)
+
+
+def new_name(base: str, taken: set[str]) -> str:
+    """``base-xxxx``, four random lowercase alphanumerics, as GCE names managed instances."""
+    while True:
+        name = f"{base}-{''.join(secrets.choice(_ALPHABET) for _ in range(4))}"
+        if name not in taken:
+            return name
+
+
+def render(group: Resource, st: State) -> None:
+    """The group's body with ``currentActions`` and ``status`` as the state says."""
+    body = store.body_of(group)
+    counts: dict[str, int] = dict.fromkeys(_ACTIONS, 0)
+    for m in st.members:
+        counts[{CREATING: "creating", DELETING: "deleting"}.get(m.action, "none")] += 1
+    body["currentActions"] = counts
+    stable = counts["none"] == len(st.members) == body["targetSize"] and not st.deleting
+    body["status"] = {**body.get("status", {}), "isStable": stable}
+    store.save(group, body)
+
+
+def stable(group: Resource) -> bool:
+    return bool(store.body_of(group).get("status", {}).get("isStable"))
+
