@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.resources import store
 from tests.conftest import PROJECT, ZONE, unique, wait_op
-from tests.helpers.compute import expect_error
+from tests.helpers.compute import expect_error, fresh_project
 
 REGION = "us-central1"
 OTHER_REGION = "europe-west1"
@@ -22,13 +22,13 @@ def properties(machine_type: str = "e2-small", **extra) -> dict:
             "networkInterfaces": [{"network": "global/networks/default"}], **extra}
 
 
-def create(gce, region: str | None = None, **props) -> str:
+def create(gce, region: str | None = None, project: str = PROJECT, **props) -> str:
     name = unique("tpl")
     body = {"name": name, "description": "web", "properties": properties(**props)}
     if region is None:
-        op = gce.instanceTemplates().insert(project=PROJECT, body=body).execute()
+        op = gce.instanceTemplates().insert(project=project, body=body).execute()
     else:
-        op = gce.regionInstanceTemplates().insert(project=PROJECT, region=region, body=body).execute()
+        op = gce.regionInstanceTemplates().insert(project=project, region=region, body=body).execute()
     assert op["status"] == "DONE" and "error" not in op, op
     assert op["operationType"] == "insert" and op["targetLink"].endswith(f"/instanceTemplates/{name}")
     return name
@@ -244,10 +244,13 @@ def test_instance_from_a_missing_template(gce):
     expect_error(gce.instances().get(project=PROJECT, zone=ZONE, instance=vm), 404, "notFound")
 
 
-def test_instance_from_a_template_of_another_region(gce):
-    name = create(gce, OTHER_REGION)
+def test_instance_from_a_template_of_another_region(server):
+    # A project of its own: the shared project's region europe-west1 stays without Operations
+    # (tests/api/test_operations.py reads it as the empty scope of an aggregated list).
+    project, gce = fresh_project(server, "tplregion")
+    name = create(gce, OTHER_REGION, project=project)
     ref = f"regions/{OTHER_REGION}/instanceTemplates/{name}"
-    expect_error(gce.instances().insert(project=PROJECT, zone=ZONE, sourceInstanceTemplate=ref,
+    expect_error(gce.instances().insert(project=project, zone=ZONE, sourceInstanceTemplate=ref,
                                         body={"name": unique("vm")}), 400, "invalid")
 
 
