@@ -20,12 +20,13 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import ComputeError, NotFound, OperationFailure
 from core.jobs import JobContext, announce, job
-from core.jobs.engine import LEASE_SECONDS, UNFINISHED
+from core.jobs.engine import UNFINISHED
+from core.links import path_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
@@ -223,6 +224,26 @@ def reconcile(ctx: JobContext) -> None:
         ctx.complete(s)
 
 
+def _wait_until_gone(ctx: JobContext, project: str, scope: str, names: list[str]) -> None:
+    """Wait (woken by the job engine, not by polling) for the instances' own delete jobs. A name
+    still there with no delete in flight means its delete failed: the group stays, to be deleted
+    again. The engine's heartbeat keeps this job's lease while it waits."""
+    paths = [path_of(project, scope, "instances", n) for n in names]
+    deadline = time.monotonic() + DELETE_TIMEOUT
+    while True:
+        with ctx.engine.factory() as s:
+            # Deletes in flight first, then the rows: a delete that ends between the two reads is
+            # seen as gone, never as a failure.
+            pending = list(s.scalars(select(Operation.pk).where(
+                Operation.project == project, Operation.target_link.in_(paths), Operation.status != "DONE")))
+            if all(_instance_in(s, project, scope, n) is None for n in names):
+                return
+        if not pending or time.monotonic() > deadline:
+            raise OperationFailure("INTERNAL_ERROR", "The managed instances could not all be deleted.", 500)
+        for pk in pending:
+            ctx.engine.wait(pk, max(0.0, deadline - time.monotonic()))
+
+
 @job(DELETE)
 def delete_group(ctx: JobContext) -> None:
     """Delete the managed instances, wait for them to be gone, then drop the group, its state and
@@ -241,16 +262,7 @@ def delete_group(ctx: JobContext) -> None:
         state.render(group, st)
         names = [m.name for m in st.members]
         project, scope = group.project, group.scope
-    deadline = time.monotonic() + DELETE_TIMEOUT
-    while True:
-        if time.monotonic() > deadline:  # an instance's delete failed: the group stays, to be deleted again
-            raise OperationFailure("INTERNAL_ERROR", "The managed instances could not all be deleted.", 500)
-        with ctx.write() as s:
-            if all(_instance_in(s, project, scope, n) is None for n in names):
-                break
-            s.execute(update(Operation).where(Operation.pk == ctx.op_pk)  # alive: the lease goes on
-                      .values(lease_expiry=time.time() + LEASE_SECONDS))
-        time.sleep(0.2)
+    _wait_until_gone(ctx, project, scope, names)
     with ctx.write() as s:
         group = _group(s, uid)
         if group is None:
