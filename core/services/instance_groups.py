@@ -131,8 +131,7 @@ def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     backend services exist.)"""
     scope = f"zones/{zone.name}"
     group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
-    if store.exists(call.session, call.project, MANAGER, scope, name):  # the managed group's own: it goes with it
-        raise ResourceInUse("instance_group", vpc.path(group), path_of(call.project, scope, MANAGER, name))
+    _refuse_if_managed(call, group)  # the managed group's own goes with the managed group
     op = _begin(call, group, "delete")
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
     call.session.delete(group)
@@ -191,11 +190,19 @@ def _check_network(group_body: Body, field: str, value: object, inst: Resource) 
                                     f"'{vpc.relative(wanted)}', the network of the instance group.")
 
 
+def _refuse_if_managed(call: Call, group: Resource) -> None:
+    """A managed group's instanceGroups resource is its manager's to change: its membership and its
+    life follow the manager, so direct changes are refused naming the manager that uses it."""
+    if store.exists(call.session, call.project, MANAGER, group.scope, group.name):
+        raise ResourceInUse("instance_group", vpc.path(group), path_of(call.project, group.scope, MANAGER, group.name))
+
+
 def add_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
     scope = f"zones/{zone.name}"
     group = store.find(call.session, call.project, COLLECTION, scope, name)
     instances = _instances(call, scope, body)
     group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
+    _refuse_if_managed(call, group)
     members = _member_uids(call.session, group)
     current = store.body_of(group)
     for field, value, inst in instances:
@@ -222,6 +229,7 @@ def remove_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Opera
     group = store.find(call.session, call.project, COLLECTION, scope, name)
     instances = _instances(call, scope, body)
     group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
+    _refuse_if_managed(call, group)
     leaving = {i.uid for _, _, i in instances}
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid,
                                                            InstanceGroupMember.instance_uid.in_(leaving)))

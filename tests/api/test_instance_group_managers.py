@@ -134,6 +134,17 @@ def test_negative_size_is_refused_and_changes_nothing(gce):
           "resourceInUseByAnotherResource",
           f"The instance_group resource 'projects/{PROJECT}/zones/{ZONE}/instanceGroups/{group}' is already being "
           f"used by 'projects/{PROJECT}/zones/{ZONE}/instanceGroupManagers/{group}'")
+    # nor are its members changed directly: they follow the manager
+    vm = unique("vm")
+    op = gce.instances().insert(project=PROJECT, zone=ZONE, sourceInstanceTemplate=get(gce, group)["instanceTemplate"],
+                                body={"name": vm}).execute()
+    wait_op(gce, op)
+    member = {"instances": [{"instance": f"zones/{ZONE}/instances/{vm}"}]}
+    for change in (gce.instanceGroups().addInstances, gce.instanceGroups().removeInstances):
+        fails(change(project=PROJECT, zone=ZONE, instanceGroup=group, body=member), 400,
+              "resourceInUseByAnotherResource")
+    assert gce.instanceGroups().get(project=PROJECT, zone=ZONE, instanceGroup=group).execute()["size"] == 0
+    gce.instances().delete(project=PROJECT, zone=ZONE, instance=vm).execute()
     # the template a group uses cannot be deleted
     used = get(gce, group)["instanceTemplate"].rsplit("/", 1)[-1]
     fails(gce.instanceTemplates().delete(project=PROJECT, instanceTemplate=used), 400, "resourceInUseByAnotherResource")
