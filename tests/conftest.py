@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -227,14 +228,24 @@ def make_server(backend: str, **env_extra) -> tuple[Server, Callable[[], None]]:
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@contextmanager
+def running_server(backend: str, **env_extra: str) -> Iterator[Server]:
+    """A started ``gstack serve`` of its own on ``backend`` (with extra environment), removed
+    afterwards: for a fixture whose tests need a server configured, or left, unlike the shared one."""
+    if backend == "postgresql" and not pg_available():
+        pytest.fail("PostgreSQL is not reachable at " + PG_ADMIN_DSN + " (.ci/run starts it)")
+    srv, cleanup = make_server(backend, **env_extra)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        cleanup()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(request) -> Iterator[Server]:
-    if request.param == "postgresql" and not pg_available():
-        pytest.fail("PostgreSQL is not reachable at " + PG_ADMIN_DSN + " (.ci/run starts it)")
-    srv, cleanup = make_server(request.param)
-    srv.start()
-    yield srv
-    cleanup()
+    with running_server(request.param) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,14 @@ import pytest
 from googleapiclient.errors import HttpError
 from sqlalchemy import text
 
-from tests.conftest import BACKENDS, error_of, make_server, pg_available, project_credentials, unique, wait_op
+from tests.conftest import (
+    BACKENDS,
+    error_of,
+    project_credentials,
+    running_server,
+    unique,
+    wait_op,
+)
 
 ZONE = "europe-west1-b"
 REGION = "europe-west1"
@@ -16,12 +23,8 @@ REGION = "europe-west1"
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def srv(request):
-    if request.param == "postgresql" and not pg_available():
-        pytest.fail("PostgreSQL is not reachable")
-    server, cleanup = make_server(request.param)
-    server.start()
-    yield server
-    cleanup()
+    with running_server(request.param) as server:
+        yield server
 
 
 def body(name: str, machine_type: str, zone: str = ZONE) -> dict:

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import BACKENDS, PROJECT, ZONE, make_server, pg_available, unique, wait_op
+from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
 from tests.helpers.compute import fresh_project
 from tests.helpers.networks import done, fails
 
@@ -210,12 +210,8 @@ def wait_errors(gce, name: str, project: str = PROJECT) -> list[dict]:
 
 @pytest.fixture(params=BACKENDS)
 def own_server(request):
-    if request.param == "postgresql" and not pg_available():
-        pytest.fail("PostgreSQL is not reachable")
-    server, cleanup = make_server(request.param)
-    server.start()
-    yield server
-    cleanup()
+    with running_server(request.param) as server:
+        yield server
 
 
 def test_a_zone_without_room_leaves_the_group_unstable_until_there_is(own_server):
@@ -239,12 +235,8 @@ def test_a_zone_without_room_leaves_the_group_unstable_until_there_is(own_server
 
 @pytest.fixture(params=BACKENDS)
 def slow_server(request):
-    if request.param == "postgresql" and not pg_available():
-        pytest.fail("PostgreSQL is not reachable")
-    server, cleanup = make_server(request.param, GSTACK_SIM_LATENCY='{"spawn": 1.0}')
-    server.start()
-    yield server
-    cleanup()
+    with running_server(request.param, GSTACK_SIM_LATENCY='{"spawn": 1.0}') as server:
+        yield server
 
 
 @pytest.mark.xdist_group("restart")

@@ -8,19 +8,15 @@ import time
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import BACKENDS, PROJECT, make_server, pg_available, wait_op
+from tests.conftest import BACKENDS, PROJECT, running_server, wait_op
 
 ZONE = "us-central1-a"
 
 
 @pytest.fixture(params=BACKENDS)
 def slow_server(request):
-    if request.param == "postgresql" and not pg_available():
-        pytest.fail("PostgreSQL is not reachable")
-    server, cleanup = make_server(request.param, GSTACK_SIM_LATENCY='{"spawn": 1.5, "power_off": 1.5}')
-    server.start()
-    yield server
-    cleanup()
+    with running_server(request.param, GSTACK_SIM_LATENCY='{"spawn": 1.5, "power_off": 1.5}') as server:
+        yield server
 
 
 def body(name: str) -> dict:

@@ -15,7 +15,14 @@ from websockets.sync.client import connect
 
 from core.models import Host, Operation, Resource, SimVmFile, SystemVm
 from core.systemvms import router, vms
-from tests.conftest import BACKENDS, PROJECT, console_ticket, make_server, pg_available, read_until, wait_op
+from tests.conftest import (
+    BACKENDS,
+    PROJECT,
+    console_ticket,
+    read_until,
+    running_server,
+    wait_op,
+)
 from tests.systemvms.conftest import backend_servers, check_all, check_with
 
 ZONE = "us-central1-a"
@@ -28,13 +35,9 @@ pytestmark = pytest.mark.xdist_group("systemvms-server")
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def srv(request):
-    if request.param == "postgresql" and not pg_available():
-        pytest.fail("PostgreSQL is not reachable (.ci/run starts it)")
     # No watchdog thread in the server: its rounds would race the ones the tests run themselves.
-    server, cleanup = make_server(request.param, GSTACK_SYSTEMVM_CHECK_INTERVAL="0")
-    server.start()
-    yield server
-    cleanup()
+    with running_server(request.param, GSTACK_SYSTEMVM_CHECK_INTERVAL="0") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
