@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base
@@ -19,3 +19,12 @@ class SimDomain(Base):
     # Bytes of serial output dropped from the front (only the last 1 MB is kept, as on GCE).
     console_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
     boots: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SimServing(Base):
+    """An instance the operator made fail its health checks (``gstack admin health set``): the
+    simulated guest stops answering probes while it keeps RUNNING. No row: it answers."""
+
+    __tablename__ = "sim_serving"
+    instance_uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    serving: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -18,7 +18,7 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import addresses, projects, vpc
+from core.services import addresses, instance_health, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
 PROTOCOLS = ("TCP", "UDP", "ESP", "AH", "SCTP", "ICMP")
@@ -369,7 +369,7 @@ def change_health_checks(call: Call, region: str, name: str, body: Body, add: bo
 
 
 def get_health(call: Call, region: str, name: str, body: Body) -> Body:
-    """The simulator's health: a member is HEALTHY while it is RUNNING."""
+    """A member's health as the health model says (:mod:`core.services.instance_health`)."""
     scope = vpc.region_scope(call.session, call.project, region)
     pool = store.find(call.session, call.project, "targetPools", scope, name)
     ref = vpc.reference(call, body.get("instance"), "resource.instance", "instances")
@@ -377,7 +377,7 @@ def get_health(call: Call, region: str, name: str, body: Body) -> Body:
     if url not in store.body_of(pool).get("instances", []):
         raise Invalid("resource.instance", body.get("instance"), "The instance is not a member of the target pool.")
     row = store.find_optional(call.session, ref.project, "instances", ref.scope, ref.name)
-    state = "HEALTHY" if row is not None and row.status == "RUNNING" else "UNHEALTHY"
+    state = instance_health.state(call.session, row)
     rules = vpc.referring(call.session, call.project, "target", vpc.url(pool), ["forwardingRules"])
     statuses = [{"healthState": state, "instance": url, "ipAddress": store.body_of(r)["IPAddress"]} for r in rules]
     return {"kind": "compute#targetPoolInstanceHealth", "healthStatus": statuses or [{"healthState": state,

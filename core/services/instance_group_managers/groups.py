@@ -18,13 +18,11 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import instance_groups, projects
-from core.services.instance_group_managers import reconcile, state
+from core.services.instance_group_managers import reconcile, spec, state
 from core.services.instance_group_managers.state import COLLECTION
 from core.services.topology import ZoneInfo
 
 BASE_NAME = re.compile(r"^[a-z][-a-z0-9]{0,57}$")
-_UPDATE_POLICY = {"type": "OPPORTUNISTIC", "minimalAction": "REPLACE", "maxSurge": {"fixed": 1, "calculated": 1},
-                  "maxUnavailable": {"fixed": 1, "calculated": 1}, "replacementMethod": "SUBSTITUTE"}
 _STATUS = {"isStable": False, "versionTarget": {"isReached": True},
            "stateful": {"hasStatefulConfig": False, "perInstanceConfigs": {"allEffective": True}}}
 
@@ -41,28 +39,19 @@ def _size(value: object, field: str) -> int:
     return size
 
 
-def _template(call: Call, zone: ZoneInfo, value: object, field: str) -> tuple[str, Body]:
-    """The canonical URL of the template a group names (global, or regional in the zone's region),
-    and its stored body."""
-    ref = parse_ref(value, project=call.project, scope="global") if isinstance(value, str) else None
-    if ref is None or ref.collection != "instanceTemplates" or not (
-            ref.scope == "global" or ref.scope.startswith("regions/")):
-        raise Invalid(field, value, "The URL is malformed.")
-    if ref.scope not in ("global", f"regions/{zone.region.name}"):
-        raise Invalid(field, value, f"The regional instance template must be in region '{zone.region.name}'.")
-    res = store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name)
-    return url_of(res.project, res.scope, "instanceTemplates", res.name), store.body_of(res)
+def _versions(call: Call, zone: ZoneInfo, body: Body) -> list[Body]:
+    """The group's versions: ``versions`` when given, else the one ``instanceTemplate``."""
+    if body.get("versions"):
+        return spec.versions(call, zone.region.name, body["versions"])
+    if not body.get("instanceTemplate"):
+        raise Required("resource.instanceTemplate")
+    url, _ = spec.template(call, zone.region.name, body["instanceTemplate"], "resource.instanceTemplate")
+    return [{"instanceTemplate": url}]
 
 
-def _template_field(body: Body) -> tuple[object, str]:
-    if body.get("instanceTemplate"):
-        return body["instanceTemplate"], "resource.instanceTemplate"
-    versions = body.get("versions") or []
-    if isinstance(versions, list) and len(versions) > 1:
-        raise Invalid("resource.versions", versions, "Only one version is supported.")
-    if versions and isinstance(versions[0], dict) and versions[0].get("instanceTemplate"):
-        return versions[0]["instanceTemplate"], "resource.versions[0].instanceTemplate"
-    raise Required("resource.instanceTemplate")
+def main_template(versions: list[Body]) -> str:
+    """The group's ``instanceTemplate``: that of the version without a targetSize."""
+    return str(next(v for v in versions if "targetSize" not in v)["instanceTemplate"])
 
 
 def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
@@ -76,7 +65,11 @@ def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
     if not isinstance(base, str) or not BASE_NAME.match(base):
         raise Invalid("resource.baseInstanceName", base, f"Must be a match of regex '{BASE_NAME.pattern[1:-1]}'")
     target = _size(body.get("targetSize"), "resource.targetSize")
-    template_url, template = _template(call, zone, *_template_field(body))
+    versions = _versions(call, zone, body)
+    template_url = main_template(versions)
+    _, template = spec.template(call, zone.region.name, template_url, "resource.instanceTemplate")
+    policy = spec.update_policy(body.get("updatePolicy") or {}, None, target)
+    healing = spec.auto_healing(call, zone.region.name, body.get("autoHealingPolicies") or [])
     scope = f"zones/{zone.name}"
     if store.exists(call.session, call.project, COLLECTION, scope, name):
         raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
@@ -85,16 +78,24 @@ def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
     fields: Body = {"description": body["description"]} if body.get("description") else {}
     fields.update({
         "zone": scope_url(call.project, scope), "instanceTemplate": template_url,
-        "versions": [{"instanceTemplate": template_url}],
+        "versions": spec.render_versions(versions, target),
         "instanceGroup": url_of(call.project, scope, instance_groups.COLLECTION, name), "baseInstanceName": base,
         "fingerprint": fingerprint(["igm", name, time.time()]), "currentActions": {}, "status": dict(_STATUS),
-        "targetSize": target, "updatePolicy": _UPDATE_POLICY, "listManagedInstancesResults": "PAGELESS"})
+        "targetSize": target, "updatePolicy": spec.render_policy(policy, target), "listManagedInstancesResults": "PAGELESS"})
+    if healing:
+        fields["autoHealingPolicies"] = healing
     group = store.new_resource(call.session, project=call.project, collection=COLLECTION, scope=scope, name=name,
                                kind="compute#instanceGroupManager", body=fields, region=zone.region.name)
     state.render(group, state.create(call.session, group))
     if target:
         reconcile.enqueue(call.session, group, call.user)
     return _begin(call, group, "insert")
+
+
+def refresh_calculated(body: Body) -> None:
+    """The ``calculated`` values of a body whose targetSize changed."""
+    body["updatePolicy"] = spec.render_policy({**spec.DEFAULT_POLICY, **body["updatePolicy"]}, body["targetSize"])
+    body["versions"] = spec.render_versions(body["versions"], body["targetSize"])
 
 
 def _begin(call: Call, group: Resource, method: str, job: str | None = None) -> Operation:
@@ -114,6 +115,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, size: object) -> Operation:
     st = state.load(call.session, group)
     body = store.body_of(group)
     body["targetSize"] = target
+    refresh_calculated(body)
     store.save(group, body)
     state.render(group, st)
     if not st.deleting:
@@ -142,7 +144,8 @@ def list_managed_instances(call: Call, zone: ZoneInfo, name: str) -> list[Body]:
         inst = store.find_optional(call.session, call.project, "instances", scope, m.name)
         if inst is not None:
             item.update(id=str(inst.uid), instanceStatus=inst.status)
-        item.update(name=m.name, currentAction=m.action, version={"instanceTemplate": m.template})
+        version = {"instanceTemplate": m.template, **({"name": m.version} if m.version else {})}
+        item.update(name=m.name, currentAction=m.action, version=version)
         if m.error and m.action == "CREATING":
             item["lastAttempt"] = {"errors": {"errors": [m.error]}}
         out.append(item)
@@ -178,6 +181,7 @@ def _named_members(call: Call, group: Resource, st: state.State, body: Body) -> 
 def _shrink(group: Resource, st: state.State, by: int) -> None:
     body = store.body_of(group)
     body["targetSize"] = max(0, body["targetSize"] - by)
+    refresh_calculated(body)
     store.save(group, body)
     st.save()
     state.render(group, st)

@@ -31,8 +31,8 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.services import instance_groups, instances, topology
-from core.services.instance_group_managers import state
-from core.services.instance_group_managers.state import CREATING, DELETING, NONE, Member, State
+from core.services.instance_group_managers import autoheal, rollout, state
+from core.services.instance_group_managers.state import CREATING, DELETING, NONE, RECREATING, Member, State
 from core.systemvms.vms import SYSTEM_PROJECT
 
 RECONCILE, DELETE = "instanceGroupManagers.reconcile", "instanceGroupManagers.delete"
@@ -105,20 +105,24 @@ def _observe(session: Session, group: Resource, st: State, m: Member, now: float
         m.name = state.new_name(store.body_of(group)["baseInstanceName"], {x.name for x in st.members})
 
 
-def _plan(session: Session, group: Resource, st: State) -> tuple[list[str], list[str]]:
-    """Observe, then name the instances to create and pick those to delete; (create, delete)."""
+def _plan(session: Session, group: Resource, st: State, user: str) -> tuple[list[str], list[str]]:
+    """Observe, heal, update (:mod:`.autoheal`, :mod:`.rollout`), then name the instances to create
+    and pick those to delete; (create, delete)."""
     now = time.time()
     for m in list(st.members):
         _observe(session, group, st, m, now)
+    autoheal.step(session, group, st, now)
+    rollout.step(session, group, st, user)
     body = store.body_of(group)
-    target, template = body["targetSize"], body["instanceTemplate"]
-    active = [m for m in st.members if m.action != DELETING]
+    target = body["targetSize"]
+    active = [m for m in st.members if m.action != DELETING and not m.retiring]
     taken = {m.name for m in st.members}
-    while len(active) < target:
+    while len(active) < target and rollout.room(body, st):
         name = state.new_name(body["baseInstanceName"], taken)
         if _instance(session, group, name) is None:
             taken.add(name)
-            active.append(Member(name, CREATING, template))
+            template, version = rollout.next_version(body, st)
+            active.append(Member(name, CREATING, template, version=version))
             st.members.append(active[-1])
     # Extras: those not made yet first, then the newest.
     for m in sorted(active, key=lambda m: (m.action == NONE, m.op is not None))[:max(0, len(active) - target)]:
@@ -126,7 +130,7 @@ def _plan(session: Session, group: Resource, st: State) -> tuple[list[str], list
         if m.op is None and _instance(session, group, m.name) is None:
             st.members.remove(m)
     create = [m.name for m in st.members if m.action == CREATING and m.op is None and m.retry_at <= now]
-    delete = [m.name for m in st.members if m.action == DELETING and not m.issued]
+    delete = [m.name for m in st.members if m.action in (DELETING, RECREATING) and not m.issued]
     return create, delete
 
 
@@ -203,7 +207,7 @@ def reconcile(ctx: JobContext) -> None:
         st = state.load(s, group)
         if st.deleting:
             return
-        create, delete = _plan(s, group, st)
+        create, delete = _plan(s, group, st, ctx.params.get("user", ""))
         st.save()
         state.render(group, st)
     for name in create:

@@ -25,16 +25,22 @@ from core.resources.store import Body
 COLLECTION = "instanceGroupManagers"
 STATE = "instanceGroupManagerStates"  # private: never routed, never listed
 CREATING, DELETING, NONE = "CREATING", "DELETING", "NONE"
+RECREATING, RESTARTING = "RECREATING", "RESTARTING"
 MAX_ERRORS = 100  # listErrors keeps the newest
 _ACTIONS = ("abandoning", "creating", "creatingWithoutRetries", "deleting", "none", "recreating", "refreshing",
             "restarting", "resuming", "starting", "stopping", "suspending", "verifying")
 _ALPHABET = string.ascii_lowercase + string.digits
+_COUNTED = {CREATING: "creating", DELETING: "deleting", RECREATING: "recreating", RESTARTING: "restarting"}
 
 
 @dataclass
 class Member:
     """A managed instance: ``op`` is the name of its instances.insert Operation once issued;
-    ``retry_at`` when a failed creation may be tried again; ``issued`` whether its delete was."""
+    ``retry_at`` when a failed creation may be tried again; ``issued`` whether its delete was.
+    ``template`` and ``version`` (the version's name) are the member's version, the one it was made
+    from or is being moved to; ``retiring`` marks an outdated member kept serving until its
+    substitute is up (:mod:`.rollout`); ``update`` an update asked for this member alone
+    (applyUpdatesToInstances, recreateInstances), done by the next run."""
 
     name: str
     action: str
@@ -43,15 +49,19 @@ class Member:
     retry_at: float = 0.0
     error: Body | None = None
     issued: bool = False
+    version: str = ""
+    retiring: bool = False
+    update: Body | None = None
 
     def dump(self) -> Body:
         return {"name": self.name, "action": self.action, "template": self.template, "op": self.op,
-                "retryAt": self.retry_at, "error": self.error, "issued": self.issued}
+                "retryAt": self.retry_at, "error": self.error, "issued": self.issued, "version": self.version,
+                "retiring": self.retiring, "update": self.update}
 
     @classmethod
     def load(cls, d: Body) -> Member:
         return cls(d["name"], d["action"], d["template"], d.get("op"), d.get("retryAt", 0.0), d.get("error"),
-                   d.get("issued", False))
+                   d.get("issued", False), d.get("version", ""), d.get("retiring", False), d.get("update"))
 
 
 @dataclass
@@ -60,13 +70,14 @@ class State:
     members: list[Member] = field(default_factory=list)
     errors: list[Body] = field(default_factory=list)
     deleting: bool = False
+    rolling: bool = False  # a PROACTIVE update has members left to move (set by :mod:`.rollout`)
 
     def member(self, name: str) -> Member | None:
         return next((m for m in self.members if m.name == name), None)
 
     def save(self) -> None:
         store.save(self.row, {"members": [m.dump() for m in self.members], "errors": self.errors[:MAX_ERRORS],
-                              "deleting": self.deleting})
+                              "deleting": self.deleting, "rolling": self.rolling})
 
     def record_error(self, m: Member, error: Body, now: float) -> None:
         """A failed creation: the member's last attempt, and an entry of listErrors."""
@@ -108,7 +119,8 @@ def _where(group: Resource) -> dict[str, str]:
 
 def _parse(row: Resource) -> State:
     d = store.body_of(row)
-    return State(row, [Member.load(m) for m in d.get("members", [])], d.get("errors", []), d.get("deleting", False))
+    return State(row, [Member.load(m) for m in d.get("members", [])], d.get("errors", []), d.get("deleting", False),
+                 d.get("rolling", False))
 
 
 def drop(session: Session, st: State) -> None:
@@ -128,13 +140,42 @@ def render(group: Resource, st: State) -> None:
     body = store.body_of(group)
     counts: dict[str, int] = dict.fromkeys(_ACTIONS, 0)
     for m in st.members:
-        counts[{CREATING: "creating", DELETING: "deleting"}.get(m.action, "none")] += 1
+        counts[_COUNTED.get(m.action, "none")] += 1
     body["currentActions"] = counts
-    stable = counts["none"] == len(st.members) == body["targetSize"] and not st.deleting
-    body["status"] = {**body.get("status", {}), "isStable": stable}
+    busy = st.rolling or any(m.retiring or m.update is not None for m in st.members)
+    stable = counts["none"] == len(st.members) == body["targetSize"] and not st.deleting and not busy
+    reached = sorted((m.template, m.version) for m in st.members if m.action != DELETING and not m.retiring) == sorted(
+        intended(body))
+    body["status"] = {**body.get("status", {}), "isStable": stable, "versionTarget": {"isReached": reached}}
     store.save(group, body)
 
 
 def stable(group: Resource) -> bool:
     return bool(store.body_of(group).get("status", {}).get("isStable"))
 
+
+
+def calculated(value: Body | None, target: int, rounding: str) -> int:
+    """A FixedOrPercent as a number of instances: the fixed number, or the percent of ``target``
+    rounded ``up`` (maxSurge, a version's targetSize) or ``down`` (maxUnavailable), as GCE rounds."""
+    if not value:
+        return 0
+    if value.get("percent") is not None:
+        share = int(value["percent"]) * target
+        return -(-share // 100) if rounding == "up" else share // 100
+    return int(value.get("fixed") or 0)
+
+
+def version_counts(body: Body) -> list[tuple[str, str, int]]:
+    """(template, name, instances) of each version: those with a ``targetSize`` get it (a fixed one
+    at most the group's), the one without gets the rest."""
+    target = body["targetSize"]
+    versions = body.get("versions") or [{"instanceTemplate": body["instanceTemplate"]}]
+    counts = [min(target, calculated(v["targetSize"], target, "up")) if v.get("targetSize") else -1 for v in versions]
+    rest = max(0, target - sum(c for c in counts if c >= 0))
+    return [(v["instanceTemplate"], v.get("name", ""), rest if c < 0 else c) for v, c in zip(versions, counts, strict=True)]
+
+
+def intended(body: Body) -> list[tuple[str, str]]:
+    """The (template, version name) every member should have, one entry per member."""
+    return [(t, n) for t, n, count in version_counts(body) for _ in range(count)]
