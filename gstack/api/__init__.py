@@ -7,6 +7,7 @@ from gstack.api import (  # noqa: F401
     forwarding_rules,
     health_checks,
     images,
+    instance_group_manager_updates,
     instance_group_managers,
     instance_groups,
     instance_templates,

@@ -215,3 +215,7 @@ def abandon_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Oper
     _shrink(group, st, len(leaving))
     reconcile.enqueue(call.session, group, call.user)
     return _begin(call, group, "abandonInstances")
+
+
+# What the other use cases of the package (:mod:`.updates`) share with these.
+locked, begin, size, named_members = _locked, _begin, _size, _named_members

@@ -66,7 +66,7 @@ def versions(call: Call, region: str, value: object, field: str = "resource.vers
         url, _ = template(call, region, v["instanceTemplate"], f"{f}.instanceTemplate")
         item: Body = {"instanceTemplate": url}
         if v.get("name"):
-            item["name"] = store.validate_name(v["name"])
+            item["name"] = str(v["name"])  # free text: gcloud names them "0/<timestamp>"
         if v.get("targetSize") is not None:
             item["targetSize"] = _fixed_or_percent(v["targetSize"], f"{f}.targetSize")
         out.append(item)
