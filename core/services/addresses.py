@@ -279,7 +279,8 @@ def insert(call: Call, scope: str, body: Body) -> Operation:
         raise Invalid("resource.addressType", kind, "Must be EXTERNAL or INTERNAL.")
     if body.get("ipVersion", "IPV4") not in ("IPV4", "UNSPECIFIED_VERSION"):
         raise Invalid("resource.ipVersion", body.get("ipVersion"), "Only IPV4 addresses are supported.")
-    tier = body.get("networkTier") or "PREMIUM"
+    tier = body.get("networkTier") or (
+        "PREMIUM" if scope == "global" else projects.default_network_tier(call.session, call.project))
     if tier not in TIERS or (scope == "global" and tier != "PREMIUM"):
         raise Invalid("resource.networkTier", tier, "Must be PREMIUM" + (" or STANDARD." if scope != "global" else "."))
     if kind == "EXTERNAL" and body.get("subnetwork"):
