@@ -100,7 +100,7 @@ def room(body: Body, st: State) -> bool:
     most ``targetSize + maxSurge`` of them (those being deleted count until they are gone)."""
     if not any(m.retiring for m in st.members):
         return True
-    return len(st.members) < body["targetSize"] + _limits(body)[0]
+    return len(st.members) < int(body["targetSize"]) + _limits(body)[0]
 
 
 def _instance(session: Session, group: Resource, m: Member) -> Resource | None:
