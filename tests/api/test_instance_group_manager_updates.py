@@ -10,7 +10,9 @@ import time
 import pytest
 from sqlalchemy import text
 
-from tests.api.test_instance_group_managers import (
+from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
+from tests.helpers.compute import fresh_project
+from tests.helpers.managed_groups import (
     create,
     delete,
     get,
@@ -20,8 +22,6 @@ from tests.api.test_instance_group_managers import (
     template,
     wait_stable,
 )
-from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
-from tests.helpers.compute import fresh_project
 from tests.helpers.networks import done, fails
 
 TPL = f"projects/{PROJECT}/global/instanceTemplates/"

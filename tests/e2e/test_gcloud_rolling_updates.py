@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.conftest import PROJECT, unique
-from tests.e2e.test_gcloud_managed_groups import ZONE, converged, delete_group, listed
+from tests.conftest import PROJECT, ZONE, unique
+from tests.helpers.managed_groups import converged, delete, listed
 
 
 def group_of(gce, group: str) -> dict:
@@ -76,7 +76,7 @@ def test_rolling_updates_with_gcloud(gcloud, gce):
     out = json.loads(gcloud("compute", "instance-groups", "managed", "list-instances", group, "--zone", ZONE,
                             "--format=json").stdout)
     assert len(out) == 3
-    delete_group(gce, group)
+    delete(gce, group)
     gcloud("compute", "health-checks", "delete", hc)
     for t in (t1, t2, t3):
         gcloud("compute", "instance-templates", "delete", t)

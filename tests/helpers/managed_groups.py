@@ -1,0 +1,82 @@
+"""Helpers of the zonal managed group tests that change members (rolling updates, autohealing):
+making a group from a new template, reading it and its members, waiting for it, deleting it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import PROJECT, ZONE, unique, wait_op
+from tests.helpers.networks import done
+
+FAMILY = "projects/debian-cloud/global/images/family/debian-12"
+
+
+def template(gce, project: str = PROJECT) -> str:
+    """A new global e2-micro template on the default network; its name."""
+    name = unique("igmt")
+    body = {"name": name, "properties": {
+        "machineType": "e2-micro", "networkInterfaces": [{"network": "global/networks/default"}],
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}]}}
+    done(gce, gce.instanceTemplates().insert(project=project, body=body))
+    return name
+
+
+def managers(gce):
+    return gce.instanceGroupManagers()
+
+
+def create(gce, size: int, project: str = PROJECT) -> tuple[str, str]:
+    """(group, base instance name) of a new group of ``size`` from a new template."""
+    name, base = unique("mig"), unique("web")
+    body = {"name": name, "baseInstanceName": base, "targetSize": size,
+            "instanceTemplate": f"global/instanceTemplates/{template(gce, project)}"}
+    op = managers(gce).insert(project=project, zone=ZONE, body=body).execute()
+    assert op["status"] == "DONE" and "error" not in op, op
+    return name, base
+
+
+def get(gce, name: str, project: str = PROJECT) -> dict:
+    return managers(gce).get(project=project, zone=ZONE, instanceGroupManager=name).execute()
+
+
+def wait_stable(gce, name: str, project: str = PROJECT, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        group = get(gce, name, project)
+        if group["status"]["isStable"] or time.monotonic() > deadline:
+            return group
+        time.sleep(0.2)
+
+
+def managed(gce, name: str, project: str = PROJECT) -> list[dict]:
+    out = managers(gce).listManagedInstances(project=project, zone=ZONE, instanceGroupManager=name).execute()
+    return out.get("managedInstances", [])
+
+
+def members(gce, name: str, project: str = PROJECT) -> list[str]:
+    """The instances of the group's instanceGroups resource, by name."""
+    out = gce.instanceGroups().listInstances(project=project, zone=ZONE, instanceGroup=name, body={}).execute()
+    return sorted(i["instance"].rsplit("/", 1)[-1] for i in out.get("items", []))
+
+
+def delete(gce, name: str, project: str = PROJECT) -> None:
+    op = wait_op(gce, managers(gce).delete(project=project, zone=ZONE, instanceGroupManager=name).execute())
+    assert "error" not in op, op
+
+
+def listed(gcloud, group: str) -> list[dict]:
+    """gcloud's list-instances of a zonal group."""
+    return json.loads(gcloud("compute", "instance-groups", "managed", "list-instances", group, "--zone", ZONE,
+                             "--format=json").stdout)
+
+
+def converged(gcloud, group: str, size: int) -> list[dict]:
+    """list-instances once ``size`` instances are RUNNING with no action under way."""
+    deadline = time.monotonic() + 60
+    while True:
+        items = listed(gcloud, group)
+        ready = [i for i in items if (i.get("currentAction"), i.get("instanceStatus")) == ("NONE", "RUNNING")]
+        if len(items) == len(ready) == size or time.monotonic() > deadline:
+            return items
+        time.sleep(0.3)
