@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.catalog import ACCELERATOR_TYPES, AcceleratorType, stable_id
-from core.errors import NotFound
+from core.errors import Invalid, NotFound
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Host
 from core.resources.store import Body
@@ -58,3 +58,22 @@ def get(session: Session, project: str, zone: ZoneInfo, name: str) -> Body:
     if found is None:
         raise NotFound(f"projects/{project}/zones/{zone.name}/acceleratorTypes/{name}")
     return to_json(project, zone, found)
+
+
+def refuse_attached(session: Session, project: str, zone: ZoneInfo, value: object, field: str) -> None:
+    """``guestAccelerators`` asked of an instance: a type the zone does not offer is not found, as on
+    GCE; an offered one is refused, since no driver passes GPUs through yet (a VM must never run
+    without the cards it asked for)."""
+    if value in (None, []):
+        return
+    if not isinstance(value, list):
+        raise Invalid(field, value, "Must be a list.")
+    offered_names = {at.name for at in offered(session, zone)}
+    for i, acc in enumerate(value):
+        kind = acc.get("acceleratorType") if isinstance(acc, dict) else None
+        if not isinstance(kind, str) or not kind:
+            raise Invalid(f"{field}[{i}].acceleratorType", kind, "An accelerator type is required.")
+        name = kind.rsplit("/", 1)[-1]
+        if name not in offered_names:
+            raise NotFound(f"projects/{project}/zones/{zone.name}/acceleratorTypes/{name}")
+        raise Invalid(f"{field}[{i}].acceleratorType", kind, "Attaching GPUs to instances is not supported yet.")
