@@ -1,5 +1,5 @@
-"""gcloud compute project-info update --default-network-tier, project-info set-usage-bucket, and
-snapshots create --source-disk (snapshots.insert) with the real CLI."""
+"""gcloud compute project-info update --default-network-tier, project-info set-usage-bucket,
+snapshots create --source-disk (snapshots.insert) and accelerator-types list/describe with the real CLI."""
 
 from __future__ import annotations
 
@@ -47,3 +47,18 @@ def test_snapshots_create(gcloud):
     assert refused.returncode != 0 and "already exists" in refused.stderr
     gcloud("compute", "snapshots", "delete", snap)
     gcloud("compute", "disks", "delete", disk, "--zone", ZONE)
+
+
+def test_accelerator_types_list(gcloud, server):
+    assert json.loads(gcloud("compute", "accelerator-types", "list", "--format=json").stdout) == []
+    server.admin("cluster", "add", "--zone", "us-central1-b", "--name", "gpu-e2e", "--hypervisor", "simulator")
+    server.admin("host", "add", "--zone", "us-central1-b", "--cluster", "gpu-e2e", "--name", "gpu-e2e", "--cpus", "8",
+                 "--memory-mb", "32768", "--option", 'gpus={"nvidia-tesla-t4": 4}')
+    server.admin("host", "maintenance", "gpu-e2e", "on")
+    try:
+        listed = json.loads(gcloud("compute", "accelerator-types", "list", "--format=json").stdout)
+        assert [(a["name"], a["zone"].rsplit("/", 1)[-1]) for a in listed] == [("nvidia-tesla-t4", "us-central1-b")]
+        got = describe(gcloud, "compute", "accelerator-types", "describe", "nvidia-tesla-t4", "--zone", "us-central1-b")
+        assert (got["description"], got["maximumCardsPerInstance"]) == ("NVIDIA T4", 4)
+    finally:
+        server.admin("host", "remove", "gpu-e2e")
