@@ -1,5 +1,5 @@
 """gcloud compute instance-groups managed: rolling-action start-update/replace, set-instance-template,
-recreate-instances, create-instance and update (autohealing) with the real CLI."""
+recreate-instances, update-instances, create-instance and update (autohealing) with the real CLI."""
 
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ def test_rolling_updates_with_gcloud(gcloud, gce):
     items = settled(gce, gcloud, group, 2, t2)
     after = {i["instance"].rsplit("/", 1)[1]: i["id"] for i in items}
     assert set(after) == replaced and after[one] != before[one]
+
+    gcloud("compute", "instance-groups", "managed", "update-instances", group, "--instances", one,
+           "--minimal-action", "restart", "--zone", ZONE)
+    items = settled(gce, gcloud, group, 2, t2)
+    assert {i["instance"].rsplit("/", 1)[1]: i["id"] for i in items} == after  # restarted in place
 
     gcloud("compute", "instance-groups", "managed", "set-instance-template", group, "--template", t3, "--zone", ZONE)
     got = group_of(gce, group)
