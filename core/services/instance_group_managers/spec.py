@@ -13,6 +13,7 @@ from core.links import parse_ref, url_of
 from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
+from core.services import projects
 from core.services.instance_group_managers.state import calculated
 
 ACTIONS = ("NONE", "REFRESH", "RESTART", "REPLACE")  # least to most disruptive
@@ -33,6 +34,7 @@ def template(call: Call, region: str, value: object, field: str) -> tuple[str, B
         raise Invalid(field, value, "The URL is malformed.")
     if ref.scope not in ("global", f"regions/{region}"):
         raise Invalid(field, value, f"The regional instance template must be in region '{region}'.")
+    projects.own(call, ref)
     res = store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name)
     return url_of(res.project, res.scope, "instanceTemplates", res.name), store.body_of(res)
 
@@ -158,6 +160,7 @@ def auto_healing(call: Call, region: str, value: object) -> list[Body]:
             if ref is None or not ((ref.scope == "global" and ref.collection in HEALTH_CHECKS) or (
                     ref.scope == f"regions/{region}" and ref.collection == "regionHealthChecks")):
                 raise Invalid(f"{f}.healthCheck", hc, "The URL is malformed.")
+            projects.own(call, ref)
             res = store.find(call.session, ref.project, ref.collection, ref.scope, ref.name)
             item["healthCheck"] = url_of(res.project, res.scope, ref.collection, res.name)
         delay = p.get("initialDelaySec", 300)
