@@ -220,7 +220,7 @@ def _save(group: Resource, body: Body, size: int) -> None:
     """The body with its size, fields in GCE's order (network and subnetwork may be new)."""
     body["size"] = size
     order = ("kind", "id", "creationTimestamp", "name", "description", "namedPorts", "network", "subnetwork",
-             "fingerprint", "zone", "size", "selfLink")
+             "fingerprint", "zone", "size", "region", "selfLink")
     store.save(group, {k: body[k] for k in order if k in body})
 
 
@@ -294,23 +294,25 @@ MANAGED_DESCRIPTION = ("This instance group is controlled by Instance Group Mana
                        "https://cloud.google.com/compute/docs/reference/latest/instanceGroupManagers")
 
 
-def create_managed(call: Call, zone: ZoneInfo, name: str, network: str | None, subnetwork: str | None) -> Resource:
-    """The zonal instanceGroups resource a managed group ``name`` lists its instances in (GCE makes
-    one of the same name, with this description); AlreadyExists when an unmanaged group has the name."""
-    scope = f"zones/{zone.name}"
+def create_managed(call: Call, scope: str, region: str, name: str, network: str | None,
+                   subnetwork: str | None) -> Resource:
+    """The instanceGroups resource a managed group ``name`` lists its instances in, in the group's
+    scope (``zones/Z``, or ``regions/R`` for a regional group): GCE makes one of the same name, with
+    this description. AlreadyExists when an unmanaged group has the name."""
     if store.exists(call.session, call.project, COLLECTION, scope, name):
         raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
     project = projects.get(call.session, call.project, lock=True)
-    quotas.check_region_count(call.session, project, zone.region.name, "INSTANCE_GROUPS")
+    quotas.check_region_count(call.session, project, region, "INSTANCE_GROUPS")
     fields: Body = {"description": MANAGED_DESCRIPTION.format(name)}
     if network:
         fields["network"] = network
     if subnetwork:
         fields["subnetwork"] = subnetwork
     _set_ports(fields, [])
-    fields.update(zone=scope_url(call.project, scope), size=0)
+    fields["region" if scope.startswith("regions/") else "zone"] = scope_url(call.project, scope)
+    fields["size"] = 0
     return store.new_resource(call.session, project=call.project, collection=COLLECTION, scope=scope, name=name,
-                              kind="compute#instanceGroup", body=fields, region=zone.region.name)
+                              kind="compute#instanceGroup", body=fields, region=region)
 
 
 def add_member(session: Session, group: Resource, instance: Resource) -> None:

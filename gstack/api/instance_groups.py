@@ -1,5 +1,5 @@
 """instanceGroups: unmanaged zonal instance groups (regionInstanceGroups, views over regional
-managed groups, come with those)."""
+managed groups, are in region_instance_groups; the aggregated list holds both, as GCE's does)."""
 
 import orjson
 from flask import Response
@@ -24,7 +24,7 @@ def list_groups(req: ApiRequest, zone: str):
 
 @handles("compute.instanceGroups.aggregatedList")
 def aggregated(req: ApiRequest):
-    return common.aggregated_list(req, "instanceGroups", "zones", "compute#instanceGroupAggregatedList",
+    return common.aggregated_list(req, "instanceGroups", ("regions", "zones"), "compute#instanceGroupAggregatedList",
                                   "InstanceGroup")
 
 
