@@ -122,7 +122,8 @@ def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
 
 
 def _begin(call: Call, group: Resource, method: str) -> Operation:
-    return operations.begin(call, scope=group.scope, op_type=f"compute.instanceGroups.{method}",
+    kind = "regionInstanceGroups" if group.scope.startswith("regions/") else "instanceGroups"
+    return operations.begin(call, scope=group.scope, op_type=f"compute.{kind}.{method}",
                             target_path=vpc.path(group), target_id=group.uid)
 
 
@@ -237,10 +238,11 @@ def remove_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Opera
     return _begin(call, group, "removeInstances")
 
 
-def set_named_ports(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
-    """Replace the named ports; a given ``fingerprint`` must be the current one (optimistic locking:
-    the field is optional, as GCE documents)."""
-    group = projects.find_for_update(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+def set_named_ports(call: Call, scope: str, name: str, body: Body) -> Operation:
+    """Replace the named ports of the group ``name`` in ``scope`` (``zones/Z``, or ``regions/R``: a
+    regional managed group's); a given ``fingerprint`` must be the current one (optimistic
+    locking: the field is optional, as GCE documents)."""
+    group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
     current = store.body_of(group)
     if body.get("fingerprint") is not None:
         check_fingerprint(body["fingerprint"], current["fingerprint"])
@@ -254,13 +256,14 @@ _LISTED = (select(Resource.name, Resource.scope, Resource.project, Resource.stat
            .where(InstanceGroupMember.group_uid == bindparam("group")).order_by(Resource.name))
 
 
-def list_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> list[Body]:
-    """listInstances: the members (``instanceState`` ALL, the default, or only the RUNNING ones) as
-    InstanceWithNamedPorts, in name order."""
+def list_instances(call: Call, scope: str, name: str, body: Body) -> list[Body]:
+    """listInstances of the group ``name`` in ``scope`` (``zones/Z`` or ``regions/R``): the members
+    (``instanceState`` ALL, the default, or only the RUNNING ones) as InstanceWithNamedPorts, in
+    name order."""
     state = body.get("instanceState") or "ALL"
     if state not in INSTANCE_STATES:
         raise Invalid("instanceState", state, "Must be ALL or RUNNING.")
-    group = store.find(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    group = store.find(call.session, call.project, COLLECTION, scope, name)
     ports = store.body_of(group).get("namedPorts")
     out = []
     for inst_name, scope, project, status in call.session.execute(_LISTED, {"group": group.uid}):

@@ -15,6 +15,8 @@ from gstack.api import (  # noqa: F401
     networks,
     operations,
     projects,
+    region_instance_group_managers,
+    region_instance_groups,
     routes,
     snapshots,
     subnetworks,
