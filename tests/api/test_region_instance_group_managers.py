@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from tests.api.test_instance_group_managers import template
 from tests.conftest import BACKENDS, PROJECT, running_server, unique, wait_op
 from tests.helpers.compute import fresh_project
+from tests.helpers.compute import group_template as template
 from tests.helpers.networks import done, fails
 
 REGION = "us-central1"
