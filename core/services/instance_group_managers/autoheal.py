@@ -27,7 +27,7 @@ def failing(session: Session, group: Resource, body: Body, m: Member, now: float
     """Whether member ``m`` should be recreated now (see the module's docstring)."""
     if m.action != NONE or m.retiring:
         return False
-    inst = store.find_optional(session, group.project, "instances", group.scope, m.name)
+    inst = store.find_optional(session, group.project, "instances", m.scope, m.name)
     if inst is None:  # gone: the reconciler makes it again (reconcile._observe)
         return False
     if inst.status in STOPPED:

@@ -15,8 +15,6 @@ from core.models import Resource
 from core.periodic import PeriodicRounds
 from core.services.instance_group_managers import autoheal, reconcile, state
 
-COLLECTIONS = ("instanceGroupManagers", "regionInstanceGroupManagers")
-
 
 class AutohealMonitor(PeriodicRounds):
     thread_name = "autoheal"
@@ -30,7 +28,7 @@ class AutohealMonitor(PeriodicRounds):
         """One round: the names of the groups a reconcile was queued for."""
         now = time.time()
         with self.factory() as session:
-            groups = session.scalars(select(Resource).where(Resource.collection.in_(COLLECTIONS))).all()
+            groups = session.scalars(select(Resource).where(Resource.collection == state.COLLECTION)).all()
             due = [g.uid for g in groups if autoheal.due(session, g, now)]
         queued = []
         for uid in due:

@@ -104,7 +104,7 @@ def room(body: Body, st: State) -> bool:
 
 
 def _instance(session: Session, group: Resource, m: Member) -> Resource | None:
-    return store.find_optional(session, group.project, "instances", group.scope, m.name)
+    return store.find_optional(session, group.project, "instances", m.scope, m.name)
 
 
 def checked(body: Body) -> bool:
@@ -150,7 +150,7 @@ class _Step:
         return True
 
     def restart(self, m: Member) -> None:
-        zone = topology.zone(self.session, self.group.project, self.group.scope.split("/", 1)[1])
+        zone = topology.zone(self.session, self.group.project, m.zone)
         try:
             op = instances.reset(Call(self.session, self.group.project, self.user), zone, m.name)
         except ComputeError:  # not running (stopped behind the group's back): nothing to restart

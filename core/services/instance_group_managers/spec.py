@@ -22,6 +22,7 @@ METHODS = ("SUBSTITUTE", "RECREATE")
 HEALTH_CHECKS = ("healthChecks", "httpHealthChecks", "httpsHealthChecks")
 DEFAULT_POLICY: Body = {"type": "OPPORTUNISTIC", "minimalAction": "REPLACE", "mostDisruptiveAllowedAction": "REPLACE",
                         "maxSurge": {"fixed": 1}, "maxUnavailable": {"fixed": 1}, "replacementMethod": "SUBSTITUTE"}
+REDISTRIBUTION = "instanceRedistributionType"
 PERCENT_MIN_SIZE = 10  # a percent maxSurge/maxUnavailable needs a group of at least 10
 
 
@@ -94,12 +95,15 @@ def update_policy(value: object, current: Body | None, target: int) -> Body:
     field = "resource.updatePolicy"
     if not isinstance(value, dict):
         raise Invalid(field, value)
-    base = {k: v for k, v in (current or DEFAULT_POLICY).items() if k in DEFAULT_POLICY}
+    base = {k: v for k, v in (current or DEFAULT_POLICY).items() if k in DEFAULT_POLICY or k == REDISTRIBUTION}
     out: Body = {**DEFAULT_POLICY, **base}
     for key, allowed in (("type", TYPES), ("minimalAction", ACTIONS), ("mostDisruptiveAllowedAction", ACTIONS),
                          ("replacementMethod", METHODS)):
         if key in value:
             out[key] = _choice(value[key], f"{field}.{key}", allowed, DEFAULT_POLICY[key])
+    if REDISTRIBUTION in base and value.get(REDISTRIBUTION):  # regional groups only
+        out[REDISTRIBUTION] = _choice(value[REDISTRIBUTION], f"{field}.{REDISTRIBUTION}", ("PROACTIVE", "NONE"),
+                                      base[REDISTRIBUTION])
     for key in ("maxSurge", "maxUnavailable"):
         if value.get(key) is not None:
             out[key] = _fixed_or_percent(value[key], f"{field}.{key}")

@@ -35,12 +35,13 @@ _COUNTED = {CREATING: "creating", DELETING: "deleting", RECREATING: "recreating"
 
 @dataclass
 class Member:
-    """A managed instance: ``op`` is the name of its instances.insert Operation once issued;
-    ``retry_at`` when a failed creation may be tried again; ``issued`` whether its delete was.
-    ``template`` and ``version`` (the version's name) are the member's version, the one it was made
-    from or is being moved to; ``retiring`` marks an outdated member kept serving until its
-    substitute is up (:mod:`.rollout`); ``update`` an update asked for this member alone
-    (applyUpdatesToInstances, recreateInstances), done by the next run."""
+    """A managed instance: ``zone`` the zone its instance is (to be) in, the group's own for a
+    zonal group; ``op`` the name of its instances.insert Operation once issued; ``retry_at`` when a
+    failed creation may be tried again; ``issued`` whether its delete was. ``template`` and
+    ``version`` (the version's name) are the member's version, the one it was made from or is being
+    moved to; ``retiring`` marks an outdated member kept serving until its substitute is up
+    (:mod:`.rollout`); ``update`` an update asked for this member alone (applyUpdatesToInstances,
+    recreateInstances), done by the next run."""
 
     name: str
     action: str
@@ -49,19 +50,27 @@ class Member:
     retry_at: float = 0.0
     error: Body | None = None
     issued: bool = False
+    zone: str = ""
     version: str = ""
     retiring: bool = False
     update: Body | None = None
 
+    @property
+    def scope(self) -> str:
+        """``zones/Z`` of the member's instance."""
+        return f"zones/{self.zone}"
+
     def dump(self) -> Body:
-        return {"name": self.name, "action": self.action, "template": self.template, "op": self.op,
-                "retryAt": self.retry_at, "error": self.error, "issued": self.issued, "version": self.version,
-                "retiring": self.retiring, "update": self.update}
+        return {"name": self.name, "zone": self.zone, "action": self.action, "template": self.template,
+                "op": self.op, "retryAt": self.retry_at, "error": self.error, "issued": self.issued,
+                "version": self.version, "retiring": self.retiring, "update": self.update}
 
     @classmethod
-    def load(cls, d: Body) -> Member:
+    def load(cls, d: Body, zone: str) -> Member:
+        """``zone``: the group's, for a member recorded before members carried theirs."""
         return cls(d["name"], d["action"], d["template"], d.get("op"), d.get("retryAt", 0.0), d.get("error"),
-                   d.get("issued", False), d.get("version", ""), d.get("retiring", False), d.get("update"))
+                   d.get("issued", False), d.get("zone") or zone, d.get("version", ""), d.get("retiring", False),
+                   d.get("update"))
 
 
 @dataclass
@@ -70,6 +79,7 @@ class State:
     members: list[Member] = field(default_factory=list)
     errors: list[Body] = field(default_factory=list)
     deleting: bool = False
+    exhausted: dict[str, float] = field(default_factory=dict)  # zone -> when it last had no room
     rolling: bool = False  # a PROACTIVE update has members left to move (set by :mod:`.rollout`)
 
     def member(self, name: str) -> Member | None:
@@ -77,14 +87,13 @@ class State:
 
     def save(self) -> None:
         store.save(self.row, {"members": [m.dump() for m in self.members], "errors": self.errors[:MAX_ERRORS],
-                              "deleting": self.deleting, "rolling": self.rolling})
+                              "deleting": self.deleting, "exhausted": self.exhausted, "rolling": self.rolling})
 
     def record_error(self, m: Member, error: Body, now: float) -> None:
         """A failed creation: the member's last attempt, and an entry of listErrors."""
         m.error = error
-        project, scope = self.row.project, self.row.scope
         self.errors.insert(0, {"error": error, "timestamp": rfc3339(now), "instanceActionDetails": {
-            "action": m.action, "instance": url_of(project, scope, "instances", m.name),
+            "action": m.action, "instance": url_of(self.row.project, m.scope, "instances", m.name),
             "version": {"instanceTemplate": m.template}}})
 
 
@@ -119,8 +128,9 @@ def _where(group: Resource) -> dict[str, str]:
 
 def _parse(row: Resource) -> State:
     d = store.body_of(row)
-    return State(row, [Member.load(m) for m in d.get("members", [])], d.get("errors", []), d.get("deleting", False),
-                 d.get("rolling", False))
+    zone = row.scope.split("/", 1)[1] if row.scope.startswith("zones/") else ""
+    return State(row, [Member.load(m, zone) for m in d.get("members", [])], d.get("errors", []),
+                 d.get("deleting", False), d.get("exhausted", {}), d.get("rolling", False))
 
 
 def drop(session: Session, st: State) -> None:

@@ -20,9 +20,17 @@ from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import metadata
-from core.services.instance_group_managers import groups, reconcile, rollout, spec, state
+from core.services.instance_group_managers import (
+    distribution,
+    groups,
+    location,
+    reconcile,
+    rollout,
+    spec,
+    state,
+)
+from core.services.instance_group_managers.location import Where
 from core.services.instance_group_managers.state import CREATING, DELETING, Member
-from core.services.topology import ZoneInfo
 
 PATCHABLE = ("versions", "instanceTemplate", "updatePolicy", "autoHealingPolicies", "targetSize", "description")
 RECREATE: Body = {"minimalAction": "REPLACE", "mostDisruptiveAllowedAction": "REPLACE", "recreate": True}
@@ -47,16 +55,16 @@ def _set_versions(body: Body, versions: list[Body]) -> None:
     body["instanceTemplate"] = groups.main_template(versions)
 
 
-def patch(call: Call, zone: ZoneInfo, name: str, patch_body: Body) -> Operation:
+def patch(call: Call, where: Where, name: str, patch_body: Body) -> Operation:
     """Merge ``versions``/``instanceTemplate``, ``updatePolicy``, ``autoHealingPolicies``,
     ``targetSize`` and ``description`` into the group (a given ``fingerprint`` must be current)."""
-    group = groups.locked(call, zone, name)
+    group = groups.locked(call, where, name)
     st = state.load(call.session, group)
     body = store.body_of(group)
     if patch_body.get("fingerprint") is not None:
         metadata.check_fingerprint(patch_body["fingerprint"], body["fingerprint"], (
             "Supplied fingerprint does not match current fingerprint."))
-    region = zone.region.name
+    region = location.of(where).region
     target = body["targetSize"]
     if patch_body.get("targetSize") is not None:
         target = groups.size(patch_body["targetSize"], "resource.targetSize")
@@ -80,25 +88,25 @@ def patch(call: Call, zone: ZoneInfo, name: str, patch_body: Body) -> Operation:
     return _commit(call, group, st, body, "patch")
 
 
-def set_instance_template(call: Call, zone: ZoneInfo, name: str, request: Body) -> Operation:
+def set_instance_template(call: Call, where: Where, name: str, request: Body) -> Operation:
     """One version, of the given template: new members are made from it; existing ones move only
     by the update policy (PROACTIVE) or when asked."""
     if not request.get("instanceTemplate"):
         raise Required("instanceTemplate")
-    url, _ = spec.template(call, zone.region.name, request["instanceTemplate"], "instanceTemplate")
-    group = groups.locked(call, zone, name)
+    url, _ = spec.template(call, location.of(where).region, request["instanceTemplate"], "instanceTemplate")
+    group = groups.locked(call, where, name)
     st = state.load(call.session, group)
     body = store.body_of(group)
     _set_versions(body, [{"instanceTemplate": url}])
     return _commit(call, group, st, body, "setInstanceTemplate")
 
 
-def create_instances(call: Call, zone: ZoneInfo, name: str, request: Body) -> Operation:
+def create_instances(call: Call, where: Where, name: str, request: Body) -> Operation:
     """New members with the names given; ``targetSize`` grows by as many."""
     items = request.get("instances")
     if not isinstance(items, list) or not items:
         raise Required("instances")
-    group = groups.locked(call, zone, name)
+    group = groups.locked(call, where, name)
     st = state.load(call.session, group)
     names: list[str] = []
     for i, item in enumerate(items):
@@ -106,28 +114,31 @@ def create_instances(call: Call, zone: ZoneInfo, name: str, request: Body) -> Op
         if not isinstance(item, dict) or not item.get("name"):
             raise Required(field)
         n = store.validate_name(item["name"])
-        if n in names or st.member(n) is not None or store.exists(
-                call.session, call.project, "instances", group.scope, n):
+        if n in names or st.member(n) is not None:
             raise AlreadyExists(path_of(call.project, group.scope, "instances", n))
         names.append(n)
     body = store.body_of(group)
     body["targetSize"] += len(names)
+    now = time.time()
     for n in names:
         template, version = rollout.next_version(body, st)
-        st.members.append(Member(n, CREATING, template, version=version))
+        m = Member(n, CREATING, template, zone=distribution.place(body, st, now), version=version)
+        if store.exists(call.session, call.project, "instances", m.scope, n):
+            raise AlreadyExists(path_of(call.project, m.scope, "instances", n))
+        st.members.append(m)
     return _commit(call, group, st, body, "createInstances")
 
 
-def recreate_instances(call: Call, zone: ZoneInfo, name: str, request: Body) -> Operation:
+def recreate_instances(call: Call, where: Where, name: str, request: Body) -> Operation:
     """Recreate the named members under their names, on their intended version."""
-    group = groups.locked(call, zone, name)
+    group = groups.locked(call, where, name)
     st = state.load(call.session, group)
     for m in groups.named_members(call, group, st, request):
         m.update = dict(RECREATE)
     return _commit(call, group, st, store.body_of(group), "recreateInstances")
 
 
-def apply_updates(call: Call, zone: ZoneInfo, name: str, request: Body) -> Operation:
+def apply_updates(call: Call, where: Where, name: str, request: Body) -> Operation:
     """Move the named members (or all, ``allInstances``) to their intended version with at least
     ``minimalAction`` (default NONE) and at most ``mostDisruptiveAllowedAction`` (default REPLACE)."""
     minimal = spec.ACTIONS[0] if request.get("minimalAction") in (None, "") else request["minimalAction"]
@@ -142,7 +153,7 @@ def apply_updates(call: Call, zone: ZoneInfo, name: str, request: Body) -> Opera
     every = bool(request.get("allInstances"))
     if every and request.get("instances"):
         raise Invalid("allInstances", True, "Instances cannot be specified when allInstances is set.")
-    group = groups.locked(call, zone, name)
+    group = groups.locked(call, where, name)
     st = state.load(call.session, group)
     targets = ([m for m in st.members if m.action != DELETING and not m.retiring] if every
                else groups.named_members(call, group, st, request))
