@@ -347,3 +347,44 @@ def test_rolling_update_survives_kill(slow_server):
                             {"p": f"{base}-%"}).scalars().all()
     assert sorted(made) == sorted(i["name"] for i in items) == members(gce, name)
     delete(gce, name)
+
+
+def test_regional_group_rolls_and_recreates(gce, server):
+    """regionInstanceGroupManagers route to the same use cases: a rolling update within maxSurge
+    keeps the group spread over its zones; recreateInstances keeps a member's name and zone."""
+    rigm, region = gce.regionInstanceGroupManagers(), "us-central1"
+    name = unique("rmig")
+    t1, t2 = template(gce), template(gce)
+    op = rigm.insert(project=PROJECT, region=region, body={
+        "name": name, "baseInstanceName": unique("rweb"), "targetSize": 3,
+        "instanceTemplate": f"global/instanceTemplates/{t1}"}).execute()
+    assert op["status"] == "DONE"
+
+    def items() -> list[dict]:
+        return rigm.listManagedInstances(project=PROJECT, region=region, instanceGroupManager=name).execute().get(
+            "managedInstances", [])
+
+    def settled() -> dict:
+        return wait_for(lambda: (lambda g: g if g["status"]["isStable"] and g["status"]["versionTarget"]["isReached"]
+                                 else None)(rigm.get(project=PROJECT, region=region, instanceGroupManager=name).execute()),
+                        90)
+
+    assert settled()
+    zones = {i["instance"].split("/zones/")[1].split("/")[0] for i in items()}
+    assert len(zones) == 3
+    op = rigm.patch(project=PROJECT, region=region, instanceGroupManager=name, body={
+        "instanceTemplate": f"global/instanceTemplates/{t2}", "updatePolicy": proactive({"fixed": 3})}).execute()
+    assert op["operationType"] == "compute.regionInstanceGroupManagers.patch" and op["status"] == "DONE"
+    group = settled()
+    assert group["updatePolicy"]["maxSurge"] == {"fixed": 3, "calculated": 3}
+    after = items()
+    assert len(after) == 3 and on(after, t2) == sorted(i["name"] for i in after)
+    assert {i["instance"].split("/zones/")[1].split("/")[0] for i in after} == zones
+    one = after[0]
+    op = rigm.recreateInstances(project=PROJECT, region=region, instanceGroupManager=name, body={
+        "instances": [one["instance"]]}).execute()
+    assert op["operationType"] == "compute.regionInstanceGroupManagers.recreateInstances"
+    assert settled()
+    again = next(i for i in items() if i["name"] == one["name"])
+    assert again["instance"] == one["instance"] and again["id"] != one["id"]
+    wait_op(gce, rigm.delete(project=PROJECT, region=region, instanceGroupManager=name).execute())
