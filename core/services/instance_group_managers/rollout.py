@@ -215,8 +215,11 @@ def step(session: Session, group: Resource, st: State, user: str) -> None:
             continue
         if not proactive or goal == (m.template, m.version):
             continue
-        if m.action == CREATING:  # not made yet: it is made on its new version
-            m.template, m.version = goal
+        if m.action == CREATING:  # not made yet: it is made on its new version (else replaced once made)
+            if m.op is None:
+                m.template, m.version = goal
+            else:
+                left = True
             continue
         action = _action(m, goal, policy["minimalAction"], policy["mostDisruptiveAllowedAction"])
         if action is None:
