@@ -42,7 +42,7 @@ from core.links import parse_ref, url_of
 from core.models import Resource, SystemVm
 from core.resources import store
 from core.resources.store import Body
-from core.systemvms import vms
+from core.systemvms import nat, vms
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"
 NFTABLES = "/etc/nftables.conf"
@@ -105,6 +105,7 @@ class RouterView:
     firewalls: list[Body] = field(default_factory=list)
     # (forwarding rule, target pool or None, http health check or None), by rule name
     balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
+    nat_gateways: list[nat.Gateway] = field(default_factory=list)
 
 
 def _ip(value: object) -> str | None:
@@ -193,7 +194,19 @@ def view(session: Session, vm: SystemVm) -> RouterView:
         Resource.body.contains(v.network_url)).order_by(Resource.name))]
     v.firewalls = [f for f in v.firewalls if f.get("network") == v.network_url]
     v.balancers = _balancers(session, v.project, v.region, v.network_url, v.nics)
+    v.nat_gateways = nat.gateways(session, v.network_url, v.region)
     return v
+
+
+def _subnet_of(v: RouterView, ip: str) -> str | None:
+    address = ipaddress.IPv4Address(ip)
+    return next((s.name for s in v.subnets if address in ipaddress.IPv4Network(s.cidr)), None)
+
+
+def stranded(v: RouterView) -> list[str]:
+    """Instance addresses with neither an external address nor a Cloud NAT: no way out."""
+    return nat.rules(v.nat_gateways, [(n.ip, _subnet_of(v, n.ip)) for n in v.nics if not n.nat_ip],
+                     vms.PUBLIC_IFACE)[1]
 
 
 # -- nftables ------------------------------------------------------------------------------------
@@ -361,10 +374,8 @@ def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
             dnat.append(f'ip daddr {nic.nat_ip} dnat to {nic.ip} comment "{nic.instance} 1:1 NAT"')
             snat.append(f'oifname "{vms.PUBLIC_IFACE}" ip saddr {nic.ip} snat to {nic.nat_ip} '
                         f'comment "{nic.instance} 1:1 NAT"')
-    hidden = [n.ip for n in v.nics if not n.nat_ip]
-    if hidden:
-        snat.append(f'oifname "{vms.PUBLIC_IFACE}" ip saddr {_set(hidden)} masquerade '
-                    f'comment "source NAT of instances without an external address"')
+    hidden = [(n.ip, _subnet_of(v, n.ip)) for n in v.nics if not n.nat_ip]
+    snat += nat.rules(v.nat_gateways, hidden, vms.PUBLIC_IFACE)[0]
     for rule, pool, _check in v.balancers:
         name, address, ports = _name(rule.get("name")), _ip(rule.get("IPAddress")), _rule_ports(rule)
         proto = str(rule.get("IPProtocol", "TCP")).lower()
@@ -455,7 +466,7 @@ def render_view(v: RouterView) -> dict[str, str]:
                      for t, z, p in domains]),
         NFTABLES: env.get_template("nftables.conf.j2").render(
             **common, vm_addrs=[n.ip for n in v.nics], ingress=ingress, egress=egress, input=inputs,
-            dnat=dnat, snat=snat),
+            dnat=dnat, snat=snat, stranded=stranded(v)),
         HAPROXY: env.get_template("haproxy.cfg.j2").render(
             **common, frontends=frontends, backends=backends, maxconn=min(v.conntrack_max // 64, 65536)),
         SYSCTL: env.get_template("sysctl.conf.j2").render(**common, conntrack_max=v.conntrack_max),
