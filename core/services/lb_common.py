@@ -25,7 +25,7 @@ from core.models import InstanceGroupMember, Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import projects, vpc
+from core.services import metadata, projects, vpc
 
 GROUP_COLLECTIONS = ("instanceGroups",)
 
@@ -86,10 +86,9 @@ def set_fingerprint(body: Body, kind: str) -> Body:
 
 
 def check_fingerprint(given: object, current: Body) -> None:
-    """An update or patch carrying a fingerprint must carry the current one (optimistic locking)."""
-    if given is not None and given != current.get("fingerprint"):
-        raise Invalid("resource.fingerprint", given, "Supplied fingerprint does not match current fingerprint.",
-                      message="Supplied fingerprint does not match current fingerprint.")
+    """An update or patch carrying a fingerprint must carry the current one (optimistic locking; GCE's
+    412 conditionNotMet); one without a fingerprint applies, as the field is optional."""
+    metadata.check_fingerprint(given, current.get("fingerprint", ""), allow_missing=True)
 
 
 def group_rows(session: Session, group_urls: list[str]) -> list[Resource]:
