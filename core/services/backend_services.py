@@ -185,7 +185,7 @@ def _fields(call: Call, scope: str, body: Body) -> Body:
 
 
 def _save(res: Resource, body: Body) -> None:
-    store.save(res, lb_common.set_fingerprint({k: body[k] for k in _ORDER if k in body}, KIND))
+    lb_common.save(res, body, _ORDER, KIND)
 
 
 def insert(call: Call, region: str | None, body: Body) -> Operation:

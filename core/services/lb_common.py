@@ -79,10 +79,16 @@ def refuse_if_used(session: Session, kind: str, target: Resource, collections: t
         raise ResourceInUse(kind, vpc.path(target), vpc.path(found[0]))
 
 
-def set_fingerprint(body: Body, kind: str) -> Body:
-    """The body with a fingerprint over its other fields (it changes whenever they do)."""
+def set_fingerprint(body: Body, kind: str) -> None:
+    """Give the body a fingerprint over its other fields (it changes whenever they do)."""
     body["fingerprint"] = fingerprint([kind, {k: v for k, v in body.items() if k != "fingerprint"}])
-    return body
+
+
+def save(res: Resource, body: Body, order: tuple[str, ...], kind: str) -> None:
+    """Store the body, its fields in GCE's ``order``, with a new fingerprint."""
+    ordered = {k: body[k] for k in order if k in body}
+    set_fingerprint(ordered, kind)
+    store.save(res, ordered)
 
 
 def check_fingerprint(given: object, current: Body) -> None:

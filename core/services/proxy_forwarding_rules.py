@@ -20,7 +20,7 @@ from core.models import Operation, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import addresses, backend_services, lb_common, load_balancing, projects, vpc
+from core.services import addresses, lb_common, load_balancing, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
 COLLECTION = "forwardingRules"

@@ -50,7 +50,7 @@ def _bad(field: str, what: str) -> Invalid:
 
 def _self_managed(body: Body) -> tuple[Body, str, str]:
     """(body fields, certificate PEM, private key PEM) of a SELF_MANAGED certificate."""
-    given = body.get("selfManaged") if isinstance(body.get("selfManaged"), dict) else {}
+    given: Body = body["selfManaged"] if isinstance(body.get("selfManaged"), dict) else {}
     cert_pem, key_pem = body.get("certificate") or given.get("certificate"), body.get("privateKey") or \
         given.get("privateKey")
     if not cert_pem:

@@ -50,7 +50,7 @@ def _policy(call: Call, scope: str, value: object, field: str) -> str | None:
 
 
 def _save(res: Resource, body: Body) -> None:
-    store.save(res, lb_common.set_fingerprint({k: body[k] for k in _ORDER if k in body}, KINDS[res.collection]))
+    lb_common.save(res, body, _ORDER, KINDS[res.collection])
 
 
 def insert(call: Call, collection: str, region: str | None, body: Body) -> Operation:

@@ -119,7 +119,7 @@ def _host_rules(value: object, matchers: list[Body]) -> list[Body]:
         if not any(m["name"] == rule["pathMatcher"] for m in matchers):
             raise Invalid(f"{here}.pathMatcher", rule["pathMatcher"], f"Path matcher '{rule['pathMatcher']}' "
                                                                       "does not exist in the URL map.")
-        item: Body = {"hosts": [h.lower() for h in hosts], "pathMatcher": rule["pathMatcher"]}
+        item: Body = {"hosts": [str(h).lower() for h in hosts], "pathMatcher": rule["pathMatcher"]}
         if rule.get("description"):
             item = {"description": rule["description"], **item}
         out.append(item)
@@ -157,7 +157,7 @@ def _fields(call: Call, scope: str, body: Body) -> Body:
 
 
 def _save(res: Resource, body: Body) -> None:
-    store.save(res, lb_common.set_fingerprint({k: body[k] for k in _ORDER if k in body}, KIND))
+    lb_common.save(res, body, _ORDER, KIND)
 
 
 def insert(call: Call, region: str | None, body: Body) -> Operation:

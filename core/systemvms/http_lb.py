@@ -263,9 +263,9 @@ def _routing(url_map: Body) -> tuple[list[str], list[tuple[str, list[str]]]]:
         paths = []
         for j, path_rule in enumerate(matcher.get("pathRules") or []):
             for k, path in enumerate(path_rule.get("paths") or []):
-                acl = _path_acl(path)
-                if acl is not None and isinstance(path_rule.get("service"), str):
-                    paths.append((acl[0], f"path{n}_{j}_{k}", acl[1], path_rule["service"]))
+                path_acl = _path_acl(path)
+                if path_acl is not None and isinstance(path_rule.get("service"), str):
+                    paths.append((path_acl[0], f"path{n}_{j}_{k}", path_acl[1], path_rule["service"]))
         for _, name, criterion, service in sorted(paths):
             acls.append(f"acl {name} {criterion}")
             rules.append((service, [a for a in (host_acl, name) if a]))
@@ -318,7 +318,7 @@ def _frontend(session: Session, reader: _Reader, rule: Resource, network: str, r
         bind += tls
     default = backend_name(str(url_map.get("defaultService")))
     acls, rules = _routing(url_map)
-    for service in sorted({url_map.get("defaultService"), *(s for s, _ in rules)}):
+    for service in sorted({str(url_map.get("defaultService")), *(s for s, _ in rules)}):
         bname = backend_name(str(service))
         if bname and bname not in backends:
             built = _backend(session, reader, str(service), network)

@@ -9,6 +9,7 @@ import os
 import tempfile
 
 import pytest
+
 from core.db import write_session
 from core.resources import store
 from core.resources.context import Call
