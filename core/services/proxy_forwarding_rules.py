@@ -92,12 +92,29 @@ def _check_scheme(call: Call, proxy: Resource, scheme: str) -> None:
                                                                   f"balancing scheme {service['loadBalancingScheme']}.")
 
 
+def _check_proxy_subnet(call: Call, scope: str, network: str) -> None:
+    """A regional managed balancer's proxies take their addresses from the network's ACTIVE proxy-only
+    subnetwork of the region, which GCE requires before the rule."""
+    for sub in vpc.mentioning(call.session, call.project, network, ["subnetworks"]):
+        body = store.body_of(sub)
+        if sub.scope == scope and body.get("network") == network and body.get("role") == "ACTIVE" and \
+                body.get("purpose") in ("REGIONAL_MANAGED_PROXY", "INTERNAL_HTTPS_LOAD_BALANCER"):
+            return
+    raise Invalid("resource.network", network, "An active proxy-only subnetwork is required in the same region "
+                                               "and VPC as the forwarding rule.")
+
+
 def _internal_ip(call: Call, rule: Resource, scope: str, body: Body) -> tuple[str, str, str]:
-    """(IP, subnetwork URL, network URL) of an INTERNAL_MANAGED rule."""
+    """(IP, subnetwork URL, network URL) of an INTERNAL_MANAGED rule: from a subnetwork that holds VMs."""
     if body.get("subnetwork") in (None, ""):
         raise Required("resource.subnetwork")
     subnet = lb_common.referenced(call, body["subnetwork"], "resource.subnetwork", "subnetworks", scope)
     sub = store.body_of(subnet)
+    if sub.get("purpose", "PRIVATE") != "PRIVATE":
+        raise Invalid("resource.subnetwork", body["subnetwork"], f"The subnetwork has purpose {sub['purpose']}: "
+                                                                 "the forwarding rule's address comes from a "
+                                                                 "PRIVATE subnetwork.")
+    _check_proxy_subnet(call, scope, sub["network"])
     pool = addresses.subnet_pool(subnet)
     requested = body.get("IPAddress")
     if requested in (None, ""):
@@ -146,6 +163,8 @@ def insert(call: Call, region: str | None, body: Body) -> Operation:
                    "loadBalancingScheme": scheme})
     if scheme != "INTERNAL_MANAGED" and body.get("network"):
         fields["network"] = vpc.network_url(vpc.network(call, body["network"]))
+        if region is not None:
+            _check_proxy_subnet(call, scope, fields["network"])
     fields.update({"networkTier": tier, "ipVersion": "IPV4", "labels": labels,
                    "labelFingerprint": label_fingerprint(labels)})
     before = lb_common.networks_in_use(call.session, call.project)

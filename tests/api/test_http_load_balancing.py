@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import project_credentials, unique
 from tests.helpers.certificates import self_signed
-from tests.helpers.networks import done, fails, names
+from tests.helpers.networks import custom, done, fails, names
 
 REGION, ZONE = "us-central1", "us-central1-c"
 IMAGE = "projects/debian-cloud/global/images/family/debian-12"
@@ -342,3 +342,46 @@ def test_regional_external_managed_balancer(server, project, group):
           "resourceInUseByAnotherResource")
     done(gce, gce.regionBackendServices().delete(project=name, region=REGION, backendService=bs))
     done(gce, gce.regionHealthChecks().delete(project=name, region=REGION, healthCheck=hc))
+
+
+def test_regional_internal_managed_balancer_needs_a_proxy_only_subnetwork(project, group):
+    name, gce = project
+    g, _ = group
+    net = custom(gce, name)
+    private, proxy_only = unique("sub"), unique("proxy")
+    done(gce, gce.subnetworks().insert(project=name, region=REGION, body={
+        "name": private, "network": f"global/networks/{net}", "ipCidrRange": "10.70.0.0/24"}))
+    hc, bs, um, proxy, fr = (unique(p) for p in ("ihc", "ibs", "ium", "ithp", "ifr"))
+    done(gce, gce.regionHealthChecks().insert(project=name, region=REGION, body={
+        "name": hc, "type": "HTTP", "httpHealthCheck": {"port": 8080}}))
+    done(gce, gce.regionBackendServices().insert(project=name, region=REGION, body={
+        "name": bs, "loadBalancingScheme": "INTERNAL_MANAGED", "healthChecks": [f"regions/{REGION}/healthChecks/{hc}"],
+        "backends": [{"group": f"zones/{ZONE}/instanceGroups/{g}"}]}))
+    done(gce, gce.regionUrlMaps().insert(project=name, region=REGION, body={
+        "name": um, "defaultService": f"regions/{REGION}/backendServices/{bs}"}))
+    done(gce, gce.regionTargetHttpProxies().insert(project=name, region=REGION, body={
+        "name": proxy, "urlMap": f"regions/{REGION}/urlMaps/{um}"}))
+    rule = {"name": fr, "target": f"regions/{REGION}/targetHttpProxies/{proxy}", "portRange": "80",
+            "loadBalancingScheme": "INTERNAL_MANAGED", "subnetwork": f"regions/{REGION}/subnetworks/{private}"}
+    err = fails(gce.forwardingRules().insert(project=name, region=REGION, body=rule), 400, "invalid")
+    assert err["message"].endswith("An active proxy-only subnetwork is required in the same region and VPC as the "
+                                   "forwarding rule.")
+    assert fr not in names(gce.forwardingRules().list(project=name, region=REGION).execute())
+    done(gce, gce.subnetworks().insert(project=name, region=REGION, body={
+        "name": proxy_only, "network": f"global/networks/{net}", "ipCidrRange": "10.71.0.0/23",
+        "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"}))
+    fails(gce.forwardingRules().insert(project=name, region=REGION, body={
+        **rule, "subnetwork": f"regions/{REGION}/subnetworks/{proxy_only}"}), 400, "invalid")
+    done(gce, gce.forwardingRules().insert(project=name, region=REGION, body=rule))
+    got = gce.forwardingRules().get(project=name, region=REGION, forwardingRule=fr).execute()
+    assert got["IPAddress"].startswith("10.70.0.") and got["loadBalancingScheme"] == "INTERNAL_MANAGED"
+    assert got["network"].endswith(f"/global/networks/{net}") and got["subnetwork"].endswith(f"/subnetworks/{private}")
+    for request in (gce.forwardingRules().delete(project=name, region=REGION, forwardingRule=fr),
+                    gce.regionTargetHttpProxies().delete(project=name, region=REGION, targetHttpProxy=proxy),
+                    gce.regionUrlMaps().delete(project=name, region=REGION, urlMap=um),
+                    gce.regionBackendServices().delete(project=name, region=REGION, backendService=bs),
+                    gce.regionHealthChecks().delete(project=name, region=REGION, healthCheck=hc),
+                    gce.subnetworks().delete(project=name, region=REGION, subnetwork=proxy_only),
+                    gce.subnetworks().delete(project=name, region=REGION, subnetwork=private),
+                    gce.networks().delete(project=name, network=net)):
+        done(gce, request)
