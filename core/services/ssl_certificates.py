@@ -32,7 +32,7 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import lb_common
+from core.services import lb_common, vpc
 from core.systemvms.vms import SYSTEM_PROJECT
 
 COLLECTION = "sslCertificates"
@@ -134,20 +134,16 @@ def insert(call: Call, region: str | None, body: Body) -> Operation:
         _store_key(call.session, res, *secret)
     else:
         op = operations.begin(Call(call.session, SYSTEM_PROJECT, "system"), scope=scope,
-                              op_type="compute.sslCertificates.provision", target_path=vpc_path(res),
+                              op_type="compute.sslCertificates.provision", target_path=vpc.path(res),
                               target_id=res.uid, job=PROVISION, params={"uid": res.uid})
         op.lease_expiry = time.time() + PROVISION_DELAY
         announce(call.session, PROVISION)
     return lb_common.begin(call, res, "insert")
 
 
-def vpc_path(res: Resource) -> str:
-    return f"projects/{res.project}/{res.scope}/{res.collection}/{res.name}"
-
-
 def _store_key(session: Session, cert: Resource, cert_text: str, key_text: str) -> None:
     store.new_resource(session, project=cert.project, collection=KEYS, scope=cert.scope, name=cert.name,
-                       kind="gstack#sslCertificateKey", uid=None, body={"certificate": cert_text, "privateKey": key_text})
+                       kind="gstack#sslCertificateKey", body={"certificate": cert_text, "privateKey": key_text})
 
 
 def delete(call: Call, region: str | None, name: str) -> Operation:

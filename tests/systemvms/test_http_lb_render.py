@@ -233,3 +233,27 @@ def test_hostile_values_do_not_reach_the_configuration(cloud, chain_of_two):
     files = cloud.rendered()
     check_haproxy(files)
     assert "evil" not in files[router.HAPROXY]
+
+
+def test_a_regional_managed_balancer_renders_in_its_region(cloud):
+    cloud.instance("r-1")
+    region = "regions/us-central1"
+    run(cloud, load_balancing.insert_health_check, "healthChecks", {
+        "name": "rhc", "type": "TCP", "tcpHealthCheck": {"portSpecification": "USE_SERVING_PORT"}}, region)
+    group(cloud, "gr", 8000, "r-1")
+    run(cloud, backend_services.insert, "us-central1", {
+        "name": "svc", "loadBalancingScheme": "EXTERNAL_MANAGED", "healthChecks": [f"{region}/healthChecks/rhc"],
+        "backends": [{"group": f"zones/{ZONE}/instanceGroups/gr", "capacityScaler": 0.5}]})
+    run(cloud, url_maps.insert, "us-central1", {"name": "map", "defaultService": f"{region}/backendServices/svc"})
+    run(cloud, target_proxies.insert, "targetHttpProxies", "us-central1", {"name": "p", "urlMap": f"{region}/urlMaps/map"})
+    run(cloud, proxy_forwarding_rules.insert, "us-central1", {
+        "name": "edge", "target": f"{region}/targetHttpProxies/p", "portRange": "8080",
+        "loadBalancingScheme": "EXTERNAL_MANAGED"})
+    cloud.run_jobs()
+    files = cloud.rendered()
+    check_haproxy(files)
+    cfg = files[router.HAPROXY]
+    assert route(cfg, "fr-edge", "any.test", "/") == "rbs-us-central1-svc"
+    backend = section(cfg, "backend rbs-us-central1-svc")
+    # a TCP check on the serving port: no HTTP request, no port option
+    assert f"server r-1 {cloud.ip_of('r-1')}:8000 weight 50 check" in backend and "option httpchk" not in backend
