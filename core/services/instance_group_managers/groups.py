@@ -50,6 +50,7 @@ def _template(call: Call, region: str, value: object, field: str) -> tuple[str, 
         raise Invalid(field, value, "The URL is malformed.")
     if ref.scope not in ("global", f"regions/{region}"):
         raise Invalid(field, value, f"The regional instance template must be in region '{region}'.")
+    projects.own(call, ref)
     res = store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name)
     return url_of(res.project, res.scope, "instanceTemplates", res.name), store.body_of(res)
 
