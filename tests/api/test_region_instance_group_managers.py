@@ -215,7 +215,8 @@ def wait_errors(gce, name: str) -> list[dict]:
 
 
 def test_a_zone_without_room(own_server):
-    """EVEN keeps the instance waiting in its zone (unstable, in listErrors); BALANCED moves it."""
+    """EVEN keeps the instance waiting in its zone (unstable, in listErrors); BALANCED moves it to
+    the other zone, ANY_SINGLE_ZONE takes the whole group to one zone with room."""
     srv = own_server
     gce = srv.gce()
     hosts = [f"sim-{ZONES[0]}-0{i}" for i in range(1, 5)]
@@ -224,10 +225,13 @@ def test_a_zone_without_room(own_server):
     two = {"zones": [{"zone": f"zones/{ZONES[0]}"}, {"zone": f"zones/{ZONES[1]}"}]}
     even, _ = create(gce, 2, distributionPolicy=two)
     balanced, _ = create(gce, 2, distributionPolicy={**two, "targetShape": "BALANCED"})
+    single, _ = create(gce, 2, distributionPolicy={"targetShape": "ANY_SINGLE_ZONE"})
     group = wait_stable(gce, balanced)
     assert group["status"]["isStable"] and group["updatePolicy"]["instanceRedistributionType"] == "NONE"
     assert spread(gce, balanced) == {ZONES[1]: 2}
     assert wait_errors(gce, balanced)[0]["error"]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert wait_stable(gce, single)["status"]["isStable"]
+    assert list(spread(gce, single).values()) == [2] and ZONES[0] not in spread(gce, single)
 
     err = wait_errors(gce, even)[0]
     assert err["error"]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED"
@@ -238,5 +242,5 @@ def test_a_zone_without_room(own_server):
         srv.admin("host", "set-status", h, "Up")
     assert wait_stable(gce, even)["status"]["isStable"]
     assert spread(gce, even) == {ZONES[0]: 1, ZONES[1]: 1}
-    delete(gce, even)
-    delete(gce, balanced)
+    for name in (even, balanced, single):
+        delete(gce, name)

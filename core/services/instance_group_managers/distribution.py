@@ -105,9 +105,10 @@ def place(group: Body, st: State, now: float) -> str:
     counts = _counts(st, zones)
     shape = _shape(group)
     if shape == "ANY_SINGLE_ZONE":
-        # The group's zone is where its instances are (or are being made); when it has none, the
-        # first zone that has not just refused.
-        made = Counter(m.zone for m in st.members if m.action != DELETING and (m.action == NONE or m.op))
+        # The group's zone is where its instances are (or are being made) in a zone that has not
+        # just refused; when there is none, the first zone that has not.
+        made = Counter(m.zone for m in st.members
+                       if m.action != DELETING and (m.action == NONE or m.op) and not _avoided(st, m.zone, now))
         if made:
             return max(zones, key=lambda z: made[z])
         return min(zones, key=lambda z: (_avoided(st, z, now), zones.index(z)))
