@@ -93,3 +93,17 @@ def test_policy_defaults_and_refusals():
     for zones in ([{"zone": "zones/q-a"}], [{"zone": "r-a"}, {"zone": URL + "r-a"}], [{"zone": "a/b/c/d"}]):
         with pytest.raises(Invalid):
             distribution.fields("p", location(), {"distributionPolicy": {"zones": zones}})
+
+
+def test_proactive_redistribution_evens_a_drifted_group():
+    group = regional()
+    group["updatePolicy"] = {"instanceRedistributionType": "PROACTIVE"}
+    active = [Member(f"m{i}", NONE, "t", zone=z) for i, z in enumerate(["r-a", "r-a", "r-a", "r-a", "r-b"])]
+    moved = distribution.drifted(group, active)
+    assert [m.name for m in moved] == ["m3", "m2"]  # the newest of the fullest zone
+    st = State(Resource(), members=[m for m in active if m not in moved])
+    assert grow(group, st, 2) == {"r-a": 2, "r-b": 2, "r-c": 1}
+    # not while an instance is being made, nor when the group does not redistribute
+    assert distribution.drifted(group, [*active, Member("n", CREATING, "t", zone="r-c")]) == []
+    group["updatePolicy"] = {"instanceRedistributionType": "NONE"}
+    assert distribution.drifted(group, active) == []

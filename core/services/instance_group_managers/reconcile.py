@@ -115,6 +115,9 @@ def _plan(session: Session, group: Resource, st: State) -> tuple[list[str], list
     body = store.body_of(group)
     target, template = body["targetSize"], body["instanceTemplate"]
     active = [m for m in st.members if m.action != DELETING]
+    for m in distribution.drifted(body, active):  # made again below, in the emptiest zones
+        m.action, m.error = DELETING, None
+        active.remove(m)
     taken = {m.name for m in st.members}
     while len(active) < target:
         new = Member(state.new_name(body["baseInstanceName"], taken), CREATING, template,
