@@ -150,6 +150,11 @@ def test_default_distribution_is_the_regions_zones_evenly(gce):
     assert [z["zone"].rsplit("/", 1)[-1] for z in group["distributionPolicy"]["zones"]] == ZONES
     assert group["updatePolicy"]["maxUnavailable"] == {"fixed": 3, "calculated": 3}
     assert sorted(spread(gce, name).values()) == [1, 1, 2]
+    used = group["instanceTemplate"].rsplit("/", 1)[-1]
+    fails(gce.instanceTemplates().delete(project=PROJECT, instanceTemplate=used), 400,
+          "resourceInUseByAnotherResource",
+          f"The instance_template resource 'projects/{PROJECT}/global/instanceTemplates/{used}' is already being "
+          f"used by 'projects/{PROJECT}/regions/{REGION}/instanceGroupManagers/{name}'")
     # an abandoned instance leaves the group and its instanceGroups resource, and keeps running
     kept = managed(gce, name)[0]
     op = managers(gce).abandonInstances(project=PROJECT, region=REGION, instanceGroupManager=name,
