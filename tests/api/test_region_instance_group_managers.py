@@ -125,13 +125,16 @@ def test_create_spread_resize_and_delete(gce, server):
     wait_stable(gce, name)
     assert sorted(spread(gce, name).values()) == [1, 2]
 
-    item = managed(gce, name)[0]
+    # deleting the one instance of a zone leaves 0 + 2: PROACTIVE redistribution evens it to 1 + 1
+    alone = min(spread(gce, name).items(), key=lambda kv: kv[1])[0]
+    item = next(i for i in managed(gce, name) if f"/zones/{alone}/" in i["instance"])
     op = managers(gce).deleteInstances(project=PROJECT, region=REGION, instanceGroupManager=name,
                                        body={"instances": [item["instance"]]}).execute()
     assert op["operationType"] == "compute.regionInstanceGroupManagers.deleteInstances" and op["status"] == "DONE"
     group = wait_stable(gce, name)
     assert group["targetSize"] == 2 and item["name"] not in members(gce, name)
     assert item["name"] not in left_over(gce, base)
+    assert spread(gce, name) == {ZONES[0]: 1, ZONES[1]: 1}
     assert not managers(gce).listErrors(project=PROJECT, region=REGION, instanceGroupManager=name).execute().get(
         "items")
 
@@ -147,6 +150,11 @@ def test_default_distribution_is_the_regions_zones_evenly(gce):
     assert [z["zone"].rsplit("/", 1)[-1] for z in group["distributionPolicy"]["zones"]] == ZONES
     assert group["updatePolicy"]["maxUnavailable"] == {"fixed": 3, "calculated": 3}
     assert sorted(spread(gce, name).values()) == [1, 1, 2]
+    used = group["instanceTemplate"].rsplit("/", 1)[-1]
+    fails(gce.instanceTemplates().delete(project=PROJECT, instanceTemplate=used), 400,
+          "resourceInUseByAnotherResource",
+          f"The instance_template resource 'projects/{PROJECT}/global/instanceTemplates/{used}' is already being "
+          f"used by 'projects/{PROJECT}/regions/{REGION}/instanceGroupManagers/{name}'")
     # an abandoned instance leaves the group and its instanceGroups resource, and keeps running
     kept = managed(gce, name)[0]
     op = managers(gce).abandonInstances(project=PROJECT, region=REGION, instanceGroupManager=name,
@@ -215,7 +223,8 @@ def wait_errors(gce, name: str) -> list[dict]:
 
 
 def test_a_zone_without_room(own_server):
-    """EVEN keeps the instance waiting in its zone (unstable, in listErrors); BALANCED moves it."""
+    """EVEN keeps the instance waiting in its zone (unstable, in listErrors); BALANCED moves it to
+    the other zone, ANY_SINGLE_ZONE takes the whole group to one zone with room."""
     srv = own_server
     gce = srv.gce()
     hosts = [f"sim-{ZONES[0]}-0{i}" for i in range(1, 5)]
@@ -224,10 +233,13 @@ def test_a_zone_without_room(own_server):
     two = {"zones": [{"zone": f"zones/{ZONES[0]}"}, {"zone": f"zones/{ZONES[1]}"}]}
     even, _ = create(gce, 2, distributionPolicy=two)
     balanced, _ = create(gce, 2, distributionPolicy={**two, "targetShape": "BALANCED"})
+    single, _ = create(gce, 2, distributionPolicy={"targetShape": "ANY_SINGLE_ZONE"})
     group = wait_stable(gce, balanced)
     assert group["status"]["isStable"] and group["updatePolicy"]["instanceRedistributionType"] == "NONE"
     assert spread(gce, balanced) == {ZONES[1]: 2}
     assert wait_errors(gce, balanced)[0]["error"]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert wait_stable(gce, single)["status"]["isStable"]
+    assert list(spread(gce, single).values()) == [2] and ZONES[0] not in spread(gce, single)
 
     err = wait_errors(gce, even)[0]
     assert err["error"]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED"
@@ -238,5 +250,32 @@ def test_a_zone_without_room(own_server):
         srv.admin("host", "set-status", h, "Up")
     assert wait_stable(gce, even)["status"]["isStable"]
     assert spread(gce, even) == {ZONES[0]: 1, ZONES[1]: 1}
-    delete(gce, even)
-    delete(gce, balanced)
+    for name in (even, balanced, single):
+        delete(gce, name)
+
+
+def test_a_regional_group_behind_a_backend_service(server):
+    """A regional group's instanceGroups resource is a backend like a zonal one (GCE's usual
+    shape), and the group cannot be deleted while a backend service uses it."""
+    project, gce = fresh_project(server, "rmiglb")
+    name, _ = create(gce, 1, project)
+    wait_stable(gce, name, project)
+    done(gce, gce.healthChecks().insert(project=project, body={"name": "hc", "type": "HTTP",
+                                                               "httpHealthCheck": {"port": 80}}))
+    gce.regionInstanceGroups().setNamedPorts(project=project, region=REGION, instanceGroup=name, body={
+        "namedPorts": [{"name": "http", "port": 80}]}).execute()
+    group = f"projects/{project}/regions/{REGION}/instanceGroups/{name}"
+    bs = unique("bs")
+    done(gce, gce.backendServices().insert(project=project, body={
+        "name": bs, "healthChecks": ["global/healthChecks/hc"], "backends": [{"group": group}]}))
+    health = gce.backendServices().getHealth(project=project, backendService=bs, body={"group": group}).execute()
+    assert [h["instance"].rsplit("/", 1)[-1] for h in health["healthStatus"]] == [
+        i["name"] for i in managed(gce, name, project)]
+    assert health["healthStatus"][0]["healthState"] == "HEALTHY"
+    fails(managers(gce).delete(project=project, region=REGION, instanceGroupManager=name), 400,
+          "resourceInUseByAnotherResource",
+          f"The instance_group resource '{group}' is already being used by "
+          f"'projects/{project}/global/backendServices/{bs}'")
+    assert get(gce, name, project)["status"]["isStable"]
+    done(gce, gce.backendServices().delete(project=project, backendService=bs))
+    delete(gce, name, project)

@@ -5,8 +5,9 @@ A zonal group has one zone, and every function here answers it. For a regional g
 documents the shapes:
 
 * ``EVEN`` (the default): a new instance goes to the zone with the fewest, so no two zones differ
-  by more than one; scale-in takes from the zone with the most. A zone without room keeps its
-  instances waiting (unstable, in ``listErrors``): GCE does not give up the even shape for capacity.
+  by more than one; scale-in takes from the zone with the most, and zones that drifted apart are
+  evened (``PROACTIVE`` redistribution). A zone without room keeps its instances waiting
+  (unstable, in ``listErrors``): GCE does not give up the even shape for capacity.
 * ``BALANCED`` and ``ANY``: the same choice, but an instance refused for want of room moves to
   another zone of the distribution, avoiding for a while the zones that just refused.
 * ``ANY_SINGLE_ZONE``: every instance in one zone, chosen when the group has none; a refusal for
@@ -105,9 +106,10 @@ def place(group: Body, st: State, now: float) -> str:
     counts = _counts(st, zones)
     shape = _shape(group)
     if shape == "ANY_SINGLE_ZONE":
-        # The group's zone is where its instances are (or are being made); when it has none, the
-        # first zone that has not just refused.
-        made = Counter(m.zone for m in st.members if m.action != DELETING and (m.action == NONE or m.op))
+        # The group's zone is where its instances are (or are being made) in a zone that has not
+        # just refused; when there is none, the first zone that has not.
+        made = Counter(m.zone for m in st.members
+                       if m.action != DELETING and (m.action == NONE or m.op) and not _avoided(st, m.zone, now))
         if made:
             return max(zones, key=lambda z: made[z])
         return min(zones, key=lambda z: (_avoided(st, z, now), zones.index(z)))
@@ -125,6 +127,26 @@ def surplus(active: list[Member], count: int) -> list[Member]:
         pick = min((m for m in left if m.zone == fullest), key=lambda m: (m.action == NONE, m.op is not None))
         left.remove(pick)
         out.append(pick)
+    return out
+
+
+def drifted(group: Body, active: list[Member]) -> list[Member]:
+    """``PROACTIVE`` redistribution of an ``EVEN`` group whose zones drifted more than one apart
+    (``deleteInstances`` or ``abandonInstances`` in one zone): the instances to delete from the
+    fullest zones, newest first, so that making as many in the emptiest zones evens the group. Only
+    a settled group is redistributed: instances still being made (or waiting for room) are not."""
+    update = group.get("updatePolicy") or {}
+    if (_shape(group) != "EVEN" or update.get("instanceRedistributionType") != "PROACTIVE"
+            or any(m.action != NONE for m in active)):
+        return []
+    counts = Counter(dict.fromkeys(zones_of(group), 0))
+    counts.update(m.zone for m in active)
+    out: list[Member] = []
+    while max(counts.values()) - min(counts.values()) > 1:
+        fullest = max(counts, key=lambda z: counts[z])
+        out.append([m for m in active if m.zone == fullest and m not in out][-1])
+        counts[fullest] -= 1
+        counts[min(counts, key=lambda z: counts[z])] += 1
     return out
 
 

@@ -118,6 +118,9 @@ def _plan(session: Session, group: Resource, st: State, user: str) -> tuple[list
     body = store.body_of(group)
     target = body["targetSize"]
     active = [m for m in st.members if m.action != DELETING and not m.retiring]
+    for m in distribution.drifted(body, active):  # made again below, in the emptiest zones
+        m.action, m.error = DELETING, None
+        active.remove(m)
     taken = {m.name for m in st.members}
     while len(active) < target and rollout.room(body, st):
         template, version = rollout.next_version(body, st)
