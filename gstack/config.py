@@ -29,6 +29,9 @@ class Settings:
     host_check_interval: float = 30.0  # seconds between host checks; 0 turns the monitor off
     systemvm_check_interval: float = 10.0  # seconds between system VM watchdog rounds; 0 = off
     systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
+    autoscaler_interval: float = 10.0  # seconds between autoscaler rounds (CPU samples, decisions); 0 = off
+    # the scale-in stabilisation window of policies that name none (GCE's is 600 s; tests shorten it)
+    autoscaler_stabilization: float = 600.0
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -44,6 +47,8 @@ class Settings:
         s.host_check_interval = float(env.get("GSTACK_HOST_CHECK_INTERVAL", s.host_check_interval))
         s.systemvm_check_interval = float(env.get("GSTACK_SYSTEMVM_CHECK_INTERVAL", s.systemvm_check_interval))
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
+        s.autoscaler_interval = float(env.get("GSTACK_AUTOSCALER_INTERVAL", s.autoscaler_interval))
+        s.autoscaler_stabilization = float(env.get("GSTACK_AUTOSCALER_STABILIZATION", s.autoscaler_stabilization))
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

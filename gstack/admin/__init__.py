@@ -34,7 +34,14 @@ def admin() -> None:
 
 
 def _register() -> None:
-    from gstack.admin import credentials, hosts, identities, projects, systemvms  # noqa: F401  (commands attach to `admin`)
+    from gstack.admin import (  # noqa: F401  (commands attach to `admin`)
+        credentials,
+        hosts,
+        identities,
+        projects,
+        simulator,
+        systemvms,
+    )
 
 
 _register()

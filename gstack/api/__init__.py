@@ -2,6 +2,7 @@
 
 from gstack.api import (  # noqa: F401
     addresses,
+    autoscalers,
     disks,
     firewalls,
     forwarding_rules,
@@ -15,6 +16,7 @@ from gstack.api import (  # noqa: F401
     networks,
     operations,
     projects,
+    region_autoscalers,
     routes,
     snapshots,
     subnetworks,

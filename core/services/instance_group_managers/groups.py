@@ -18,7 +18,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import instance_groups, projects
-from core.services.instance_group_managers import reconcile, state
+from core.services.instance_group_managers import autoscaling, reconcile, state
 from core.services.instance_group_managers.state import COLLECTION
 from core.services.topology import ZoneInfo
 
@@ -124,6 +124,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, size: object) -> Operation:
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
     """The group stops converging at once; the delete job removes its instances, then the group."""
     group = _locked(call, zone, name)
+    autoscaling.refuse_if_autoscaled(call.session, group)
     st = state.load(call.session, group)
     st.deleting = True
     st.save()
