@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from core.services.autoscalers.policy import SCALE_OUT_ONLY, Policy
 
-# (when, what the signal asked for clamped to [min, max], the recommendation made), oldest first
+# (when, what the signal asked for clamped to [min, max], the larger of the recommendation made and the
+# group's size then: the peak scale-in control counts down from), oldest first
 History = list[tuple[float, int, int]]
 
 
@@ -51,7 +52,7 @@ def decide(policy: Policy, current: int, utilisations: list[float], history: His
                    else round((policy.scale_in_percent or 0) * peak / 100))
         recommended = max(recommended, peak - allowed)
     recommended = min(max(recommended, policy.min), policy.max)
-    recent.append((now, clamped, recommended))
+    recent.append((now, clamped, max(recommended, current)))
     if policy.mode == "OFF" or recommended == current or (policy.mode in SCALE_OUT_ONLY and recommended < current):
         resize_to = None
     else:
