@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.api.test_instance_group_managers import create, managed, wait_stable
 from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
+from tests.helpers.managed_groups import create_group, group_of, managed, wait_stable
 from tests.helpers.networks import fails
 
 STABILIZATION = 2.0
@@ -45,10 +45,6 @@ def insert(gce, group: str, name: str | None = None, **policy) -> str:
 
 def get(gce, name: str) -> dict:
     return scalers(gce).get(project=PROJECT, zone=ZONE, autoscaler=name).execute()
-
-
-def group_of(gce, group: str) -> dict:
-    return gce.instanceGroupManagers().get(project=PROJECT, zone=ZONE, instanceGroupManager=group).execute()
 
 
 def until(what: Callable[[], dict], ok: Callable[[dict], bool], timeout: float = 60) -> dict:
@@ -85,7 +81,7 @@ def remove(gce, autoscaler: str, group: str) -> None:
 
 
 def test_configuration_defaults_patch_update_and_delete(gce, fast):
-    group, _ = create(gce, 1)
+    group = create_group(gce, 1)
     name = unique("as")
     body = {"name": name, "target": f"{fast.api}projects/{PROJECT}/zones/{ZONE}/instanceGroupManagers/{group}",
             "autoscalingPolicy": {"maxNumReplicas": 3}}
@@ -133,7 +129,7 @@ def test_configuration_defaults_patch_update_and_delete(gce, fast):
 
 
 def test_bad_input_is_refused_and_changes_nothing(gce):
-    group, _ = create(gce, 0)
+    group = create_group(gce, 0)
     target = f"zones/{ZONE}/instanceGroupManagers/{group}"
     p = "resource.autoscalingPolicy"
     cases = [
@@ -175,7 +171,7 @@ def test_bad_input_is_refused_and_changes_nothing(gce):
 
 
 def test_scales_out_to_max_on_load_and_in_to_min_after_the_window(gce, fast):
-    group, _ = create(gce, 1)
+    group = create_group(gce, 1)
     wait_stable(gce, group)
     name = insert(gce, group, minNumReplicas=1, maxNumReplicas=3, cpuUtilization={"utilizationTarget": 0.5})
     assert until(lambda: get(gce, name), lambda a: a["status"] == "ACTIVE")["recommendedSize"] == 1
@@ -195,7 +191,7 @@ def test_scales_out_to_max_on_load_and_in_to_min_after_the_window(gce, fast):
 
 
 def test_modes_off_and_only_scale_out(gce, fast):
-    group, _ = create(gce, 1)
+    group = create_group(gce, 1)
     wait_stable(gce, group)
     name = insert(gce, group, maxNumReplicas=3, mode="OFF", cpuUtilization={"utilizationTarget": 0.5})
     load(fast, gce, group, 1.0)
@@ -215,7 +211,7 @@ def test_modes_off_and_only_scale_out(gce, fast):
 
 
 def test_scale_in_control_limits_each_step(gce):
-    group, _ = create(gce, 3)
+    group = create_group(gce, 3)
     wait_stable(gce, group)
     name = insert(gce, group, minNumReplicas=1, maxNumReplicas=3, stabilizationPeriodSec=0,
                   scaleInControl={"maxScaledInReplicas": {"fixed": 1}, "timeWindowSec": 6})
@@ -235,7 +231,7 @@ def test_region_autoscalers_share_the_service(gce, fast):
     fails(gce.regionAutoscalers().insert(project=PROJECT, region=region, body={
         "name": unique("ras"), "target": f"regions/{region}/instanceGroupManagers/{unique('none')}",
         "autoscalingPolicy": {"maxNumReplicas": 2}}), 404, "notFound")
-    group, _ = create(gce, 0)
+    group = create_group(gce, 0)
     fails(gce.regionAutoscalers().insert(project=PROJECT, region=region, body={
         "name": unique("ras"), "target": f"zones/{ZONE}/instanceGroupManagers/{group}",
         "autoscalingPolicy": {"maxNumReplicas": 2}}), 400, "invalid")
