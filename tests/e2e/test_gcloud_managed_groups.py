@@ -102,6 +102,10 @@ def test_set_autoscaling_describe_stop_and_delete(gcloud, gce):
         again = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--zone", ZONE)["autoscaler"]
         assert again["name"] == scaler["name"] and again["autoscalingPolicy"]["maxNumReplicas"] == 3
         assert again["autoscalingPolicy"]["mode"] == "ONLY_SCALE_OUT"
+        # update-autoscaling patches what it is given
+        gcloud("compute", "instance-groups", "managed", "update-autoscaling", group, "--zone", ZONE, "--mode", "off")
+        off = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--zone", ZONE)["autoscaler"]
+        assert (off["autoscalingPolicy"]["mode"], off["autoscalingPolicy"]["maxNumReplicas"]) == ("OFF", 3)
         gcloud("compute", "instance-groups", "managed", "stop-autoscaling", group, "--zone", ZONE)
         assert "autoscaler" not in describe(gcloud, "compute", "instance-groups", "managed", "describe", group,
                                             "--zone", ZONE)
