@@ -236,3 +236,22 @@ def test_region_autoscalers_share_the_service(gce, fast):
         "name": unique("ras"), "target": f"zones/{ZONE}/instanceGroupManagers/{group}",
         "autoscalingPolicy": {"maxNumReplicas": 2}}), 400, "invalid")
     wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=group).execute())
+
+
+def test_the_autoscaler_goes_on_after_kill_9(gce, fast):
+    """What a decision needs lives in the database: after ``kill -9`` and a restart the rounds go on,
+    and a load set while no server ran (the knob is the database's) is acted on."""
+    group = create_group(gce, 1)
+    wait_stable(gce, group)
+    name = insert(gce, group, minNumReplicas=1, maxNumReplicas=3, cpuUtilization={"utilizationTarget": 0.5})
+    load(fast, gce, group, 1.0)
+    size_becomes(gce, group, 2)
+    members = [i["name"] for i in managed(gce, group)]
+    fast.kill()
+    for member in members:
+        fast.admin("simulator", "set-cpu", "--project", PROJECT, "--zone", ZONE, "--instance", member, "1.0")
+    fast.start()
+    gce = fast.gce()
+    assert size_becomes(gce, group, 3)["currentActions"]["none"] == 3
+    assert sorted(members) == sorted(set(members) & {i["name"] for i in managed(gce, group)})  # none lost
+    remove(gce, name, group)
