@@ -238,6 +238,15 @@ def test_region_autoscalers_share_the_service(gce, fast):
     wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=group).execute())
 
 
+def test_the_cpu_knob_refuses_what_it_cannot_set(fast):
+    missing = fast.admin("simulator", "set-cpu", "--project", PROJECT, "--zone", ZONE, "--instance", unique("none"),
+                         "0.5", check=False)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    too_much = fast.admin("simulator", "set-cpu", "--project", PROJECT, "--zone", ZONE, "--instance", "any", "1.5",
+                          check=False)
+    assert too_much.returncode != 0 and "between 0 and 1" in too_much.stderr
+
+
 def test_the_autoscaler_goes_on_after_kill_9(gce, fast):
     """What a decision needs lives in the database: after ``kill -9`` and a restart the rounds go on,
     and a load set while no server ran (the knob is the database's) is acted on."""
