@@ -122,7 +122,8 @@ def insert(call: Call, zone: ZoneInfo, body: Body) -> Operation:
 
 
 def _begin(call: Call, group: Resource, method: str) -> Operation:
-    return operations.begin(call, scope=group.scope, op_type=f"compute.instanceGroups.{method}",
+    kind = "regionInstanceGroups" if group.scope.startswith("regions/") else "instanceGroups"
+    return operations.begin(call, scope=group.scope, op_type=f"compute.{kind}.{method}",
                             target_path=vpc.path(group), target_id=group.uid)
 
 
@@ -226,7 +227,7 @@ def _save(group: Resource, body: Body, size: int, session: Session | None = None
         vpc.notify_router(session, group.project, body["network"])
     body["size"] = size
     order = ("kind", "id", "creationTimestamp", "name", "description", "namedPorts", "network", "subnetwork",
-             "fingerprint", "zone", "size", "selfLink")
+             "fingerprint", "zone", "size", "region", "selfLink")
     store.save(group, {k: body[k] for k in order if k in body})
 
 
@@ -243,10 +244,11 @@ def remove_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Opera
     return _begin(call, group, "removeInstances")
 
 
-def set_named_ports(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operation:
-    """Replace the named ports; a given ``fingerprint`` must be the current one (optimistic locking:
-    the field is optional, as GCE documents)."""
-    group = projects.find_for_update(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+def set_named_ports(call: Call, scope: str, name: str, body: Body) -> Operation:
+    """Replace the named ports of the group ``name`` in ``scope`` (``zones/Z``, or ``regions/R``: a
+    regional managed group's); a given ``fingerprint`` must be the current one (optimistic
+    locking: the field is optional, as GCE documents)."""
+    group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
     current = store.body_of(group)
     if body.get("fingerprint") is not None:
         check_fingerprint(body["fingerprint"], current["fingerprint"])
@@ -260,13 +262,14 @@ _LISTED = (select(Resource.name, Resource.scope, Resource.project, Resource.stat
            .where(InstanceGroupMember.group_uid == bindparam("group")).order_by(Resource.name))
 
 
-def list_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> list[Body]:
-    """listInstances: the members (``instanceState`` ALL, the default, or only the RUNNING ones) as
-    InstanceWithNamedPorts, in name order."""
+def list_instances(call: Call, scope: str, name: str, body: Body) -> list[Body]:
+    """listInstances of the group ``name`` in ``scope`` (``zones/Z`` or ``regions/R``): the members
+    (``instanceState`` ALL, the default, or only the RUNNING ones) as InstanceWithNamedPorts, in
+    name order."""
     state = body.get("instanceState") or "ALL"
     if state not in INSTANCE_STATES:
         raise Invalid("instanceState", state, "Must be ALL or RUNNING.")
-    group = store.find(call.session, call.project, COLLECTION, f"zones/{zone.name}", name)
+    group = store.find(call.session, call.project, COLLECTION, scope, name)
     ports = store.body_of(group).get("namedPorts")
     out = []
     for inst_name, scope, project, status in call.session.execute(_LISTED, {"group": group.uid}):
@@ -300,23 +303,25 @@ MANAGED_DESCRIPTION = ("This instance group is controlled by Instance Group Mana
                        "https://cloud.google.com/compute/docs/reference/latest/instanceGroupManagers")
 
 
-def create_managed(call: Call, zone: ZoneInfo, name: str, network: str | None, subnetwork: str | None) -> Resource:
-    """The zonal instanceGroups resource a managed group ``name`` lists its instances in (GCE makes
-    one of the same name, with this description); AlreadyExists when an unmanaged group has the name."""
-    scope = f"zones/{zone.name}"
+def create_managed(call: Call, scope: str, region: str, name: str, network: str | None,
+                   subnetwork: str | None) -> Resource:
+    """The instanceGroups resource a managed group ``name`` lists its instances in, in the group's
+    scope (``zones/Z``, or ``regions/R`` for a regional group): GCE makes one of the same name, with
+    this description. AlreadyExists when an unmanaged group has the name."""
     if store.exists(call.session, call.project, COLLECTION, scope, name):
         raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
     project = projects.get(call.session, call.project, lock=True)
-    quotas.check_region_count(call.session, project, zone.region.name, "INSTANCE_GROUPS")
+    quotas.check_region_count(call.session, project, region, "INSTANCE_GROUPS")
     fields: Body = {"description": MANAGED_DESCRIPTION.format(name)}
     if network:
         fields["network"] = network
     if subnetwork:
         fields["subnetwork"] = subnetwork
     _set_ports(fields, [])
-    fields.update(zone=scope_url(call.project, scope), size=0)
+    fields["region" if scope.startswith("regions/") else "zone"] = scope_url(call.project, scope)
+    fields["size"] = 0
     return store.new_resource(call.session, project=call.project, collection=COLLECTION, scope=scope, name=name,
-                              kind="compute#instanceGroup", body=fields, region=zone.region.name)
+                              kind="compute#instanceGroup", body=fields, region=region)
 
 
 def add_member(session: Session, group: Resource, instance: Resource) -> None:

@@ -19,6 +19,8 @@ from gstack.api import (  # noqa: F401
     operations,
     projects,
     region_autoscalers,
+    region_instance_group_managers,
+    region_instance_groups,
     routers,
     routes,
     snapshots,

@@ -38,13 +38,18 @@ def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:
     return out
 
 
-def scopes_of(req: ApiRequest, scope_type: str) -> list[str]:
+def scopes_of(req: ApiRequest, scope_type: str | tuple[str, ...]) -> list[str]:
+    """The scopes of an aggregated list: every zone, every region, or (a tuple) those of several
+    kinds in key order (a collection with zonal and regional resources, as managed groups)."""
+    if isinstance(scope_type, tuple):
+        return sorted(s for kind in scope_type for s in scopes_of(req, kind))
     if scope_type == "zones":
         return [f"zones/{z.name}" for z in topology.zones(req.session)]
     return [f"regions/{r.name}" for r in topology.regions(req.session)]
 
 
-def aggregated_list(req: ApiRequest, collection: str, scope_type: str, kind: str, schema: str) -> Response:
+def aggregated_list(req: ApiRequest, collection: str, scope_type: str | tuple[str, ...], kind: str,
+                    schema: str) -> Response:
     params = parse_params(req.args, schema)
     project = req.call.project
     scopes = scopes_of(req, scope_type)

@@ -1,5 +1,6 @@
-"""instanceGroupManagers: zonal managed instance groups (regional ones come with
-regionInstanceGroupManagers)."""
+"""instanceGroupManagers: zonal managed instance groups. The views pass the zone (a
+:data:`~core.services.instance_group_managers.location.Where`); regional groups share the use
+cases (regionInstanceGroupManagers), and the aggregated list holds both, as GCE's does."""
 
 from flask import Response
 
@@ -22,7 +23,7 @@ def list_groups(req: ApiRequest, zone: str):
 
 @handles("compute.instanceGroupManagers.aggregatedList")
 def aggregated(req: ApiRequest):
-    return common.aggregated_list(req, "instanceGroupManagers", "zones", "compute#instanceGroupManagerAggregatedList",
+    return common.aggregated_list(req, "instanceGroupManagers", ("regions", "zones"), "compute#instanceGroupManagerAggregatedList",
                                   "InstanceGroupManager")
 
 

@@ -1,5 +1,5 @@
 """instanceGroups: unmanaged zonal instance groups (regionInstanceGroups, views over regional
-managed groups, come with those)."""
+managed groups, are in region_instance_groups; the aggregated list holds both, as GCE's does)."""
 
 import orjson
 from flask import Response
@@ -24,7 +24,7 @@ def list_groups(req: ApiRequest, zone: str):
 
 @handles("compute.instanceGroups.aggregatedList")
 def aggregated(req: ApiRequest):
-    return common.aggregated_list(req, "instanceGroups", "zones", "compute#instanceGroupAggregatedList",
+    return common.aggregated_list(req, "instanceGroups", ("regions", "zones"), "compute#instanceGroupAggregatedList",
                                   "InstanceGroup")
 
 
@@ -50,19 +50,22 @@ def remove_instances(req: ApiRequest, zone: str, instanceGroup: str):
 
 @handles("compute.instanceGroups.setNamedPorts")
 def set_named_ports(req: ApiRequest, zone: str, instanceGroup: str):
-    return instance_groups.set_named_ports(req.call, req.zone(zone), instanceGroup, req.body)
+    return instance_groups.set_named_ports(req.call, f"zones/{req.zone(zone).name}", instanceGroup, req.body)
 
 
 @handles("compute.instanceGroups.listInstances")
 def list_instances(req: ApiRequest, zone: str, instanceGroup: str) -> Response:
-    """A POST list: paged and filtered like the others, over the members in name order."""
+    return members(req, f"zones/{req.zone(zone).name}", instanceGroup, "compute#instanceGroupsListInstances")
+
+
+def members(req: ApiRequest, scope: str, group: str, kind: str) -> Response:
+    """listInstances, zonal or regional: a POST list, paged and filtered like the others, over the
+    members in name order."""
     params = parse_params(req.args, "InstanceWithNamedPorts")
-    z = req.zone(zone)
-    items = instance_groups.list_instances(req.call, z, instanceGroup, req.body)
+    items = instance_groups.list_instances(req.call, scope, group, req.body)
     keyed = [([i["instance"].rsplit("/", 1)[-1]], orjson.dumps(i).decode()) for i in items]
     if params.order == "created":
         keyed.reverse()
     page, token = paginate(memory_source(keyed), params)
-    path = f"projects/{req.call.project}/zones/{z.name}/instanceGroups/{instanceGroup}/listInstances"
-    out = common.list_envelope("compute#instanceGroupsListInstances", path, stored_all([t for _, t in page]), token)
-    return json_response(out)
+    path = f"projects/{req.call.project}/{scope}/instanceGroups/{group}/listInstances"
+    return json_response(common.list_envelope(kind, path, stored_all([t for _, t in page]), token))

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
-from tests.helpers.managed_groups import create_group, group_of, managed, wait_stable
+from tests.helpers.managed_groups import (
+    create_group,
+    group_of,
+    managed,
+    regional_group,
+    regional_managed,
+    wait_stable,
+)
 from tests.helpers.networks import fails
 
 STABILIZATION = 2.0
@@ -224,18 +231,45 @@ def test_scale_in_control_limits_each_step(gce):
     remove(gce, name, group)
 
 
-def test_region_autoscalers_share_the_service(gce, fast):
+def test_a_regional_autoscaler_scales_a_regional_group(gce, fast):
     region = "us-central1"
-    listed = gce.regionAutoscalers().list(project=PROJECT, region=region).execute()
-    assert listed["kind"] == "compute#regionAutoscalerList" and "items" not in listed
-    fails(gce.regionAutoscalers().insert(project=PROJECT, region=region, body={
-        "name": unique("ras"), "target": f"regions/{region}/instanceGroupManagers/{unique('none')}",
-        "autoscalingPolicy": {"maxNumReplicas": 2}}), 404, "notFound")
-    group = create_group(gce, 0)
-    fails(gce.regionAutoscalers().insert(project=PROJECT, region=region, body={
-        "name": unique("ras"), "target": f"zones/{ZONE}/instanceGroupManagers/{group}",
+    ras = gce.regionAutoscalers()
+    group = create_group(gce, 1, region=region)
+    until(lambda: regional_group(gce, group, region), lambda g: g["status"]["isStable"])
+    name = unique("ras")
+    op = ras.insert(project=PROJECT, region=region, body={
+        "name": name, "target": f"regions/{region}/instanceGroupManagers/{group}", "autoscalingPolicy": {
+            "minNumReplicas": 1, "maxNumReplicas": 3, "coolDownPeriodSec": 0,
+            "cpuUtilization": {"utilizationTarget": 0.5}}}).execute()
+    assert op["operationType"] == "compute.regionAutoscalers.insert" and op["status"] == "DONE"
+    assert op["region"].endswith(f"/regions/{region}") and "zone" not in op
+    got = ras.get(project=PROJECT, region=region, autoscaler=name).execute()
+    assert got["region"] == f"{fast.api}projects/{PROJECT}/regions/{region}" and "zone" not in got
+    assert got["selfLink"] == f"{fast.api}projects/{PROJECT}/regions/{region}/autoscalers/{name}"
+    assert [a["name"] for a in ras.list(project=PROJECT, region=region).execute()["items"]] == [name]
+    agg = scalers(gce).aggregatedList(project=PROJECT).execute()["items"]
+    assert name in [a["name"] for a in agg[f"regions/{region}"]["autoscalers"]]
+    assert regional_group(gce, group, region)["status"]["autoscaler"] == got["selfLink"]
+    # the signal of a regional group's members, in whichever zone each is
+    for item in regional_managed(gce, group, region):
+        zone = item["instance"].split("/zones/", 1)[1].split("/", 1)[0]
+        fast.admin("simulator", "set-cpu", "--project", PROJECT, "--zone", zone, "--instance", item["name"], "1.0")
+    until(lambda: regional_group(gce, group, region), lambda g: g["targetSize"] == 2 and g["status"]["isStable"])
+    zones = {i["instance"].split("/zones/", 1)[1].split("/", 1)[0] for i in regional_managed(gce, group, region)}
+    assert len(zones) == 2  # spread as the group spreads (EVEN)
+    fails(gce.regionInstanceGroupManagers().delete(project=PROJECT, region=region, instanceGroupManager=group), 400,
+          "resourceInUseByAnotherResource")
+    # a regional autoscaler scales regional groups only
+    zonal = create_group(gce, 0)
+    fails(ras.insert(project=PROJECT, region=region, body={
+        "name": unique("ras"), "target": f"zones/{ZONE}/instanceGroupManagers/{zonal}",
         "autoscalingPolicy": {"maxNumReplicas": 2}}), 400, "invalid")
-    wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=group).execute())
+    op = ras.delete(project=PROJECT, region=region, autoscaler=name).execute()
+    assert op["operationType"] == "compute.regionAutoscalers.delete" and op["status"] == "DONE"
+    assert "autoscaler" not in regional_group(gce, group, region)["status"]
+    for op in (gce.regionInstanceGroupManagers().delete(project=PROJECT, region=region, instanceGroupManager=group),
+               gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=zonal)):
+        assert "error" not in wait_op(gce, op.execute())
 
 
 def test_the_cpu_knob_refuses_what_it_cannot_set(fast):

@@ -12,19 +12,10 @@ from sqlalchemy import text
 
 from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
 from tests.helpers.compute import fresh_project
-from tests.helpers.networks import done, fails
+from tests.helpers.compute import group_template as template
+from tests.helpers.networks import fails
 
 REGION = "us-central1"
-FAMILY = "projects/debian-cloud/global/images/family/debian-12"
-
-
-def template(gce, project: str = PROJECT) -> str:
-    name = unique("igmt")
-    body = {"name": name, "properties": {
-        "machineType": "e2-micro", "networkInterfaces": [{"network": "global/networks/default"}],
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}]}}
-    done(gce, gce.instanceTemplates().insert(project=project, body=body))
-    return name
 
 
 def managers(gce):

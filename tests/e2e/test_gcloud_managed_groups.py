@@ -1,5 +1,5 @@
 """gcloud compute instance-groups managed: create, list-instances, resize, describe and delete with
-the real CLI."""
+the real CLI, zonal (--zone) and regional (--region)."""
 
 from __future__ import annotations
 
@@ -122,3 +122,62 @@ def test_set_autoscaling_describe_stop_and_delete(gcloud, gce):
             wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=group)
                     .execute())
         gcloud("compute", "instance-templates", "delete", template)
+
+
+REGION = "us-central1"
+
+
+def listed_regional(gcloud, group: str) -> list[dict]:
+    return json.loads(gcloud("compute", "instance-groups", "managed", "list-instances", group, "--region", REGION,
+                             "--format=json").stdout)
+
+
+def converged_regional(gcloud, group: str, size: int) -> list[dict]:
+    deadline = time.monotonic() + 60
+    while True:
+        items = listed_regional(gcloud, group)
+        ready = [i for i in items if (i.get("currentAction"), i.get("instanceStatus")) == ("NONE", "RUNNING")]
+        if len(items) == len(ready) == size or time.monotonic() > deadline:
+            return items
+        time.sleep(0.3)
+
+
+def test_regional_managed_group_flow(gcloud, gce):
+    template, group = unique("mgt"), unique("rmg")
+    gcloud("compute", "instance-templates", "create", template, "--machine-type", "e2-micro",
+           "--image-family", "debian-12", "--image-project", "debian-cloud")
+    gcloud("compute", "instance-groups", "managed", "create", group, "--template", template, "--size", "3",
+           "--region", REGION)
+    instances = converged_regional(gcloud, group, 3)
+    zones = sorted(i["instance"].split("/zones/", 1)[1].split("/", 1)[0] for i in instances)
+    assert zones == ["us-central1-a", "us-central1-b", "us-central1-c"]  # EVEN over the region's three zones
+    for item in instances:
+        assert re.fullmatch(rf"{group}-[a-z0-9]{{4}}", item["instance"].rsplit("/", 1)[-1])
+    # the group's regional instanceGroups resource, through the unmanaged-group commands
+    gcloud("compute", "instance-groups", "set-named-ports", group, "--named-ports", "http:80", "--region", REGION)
+    got = describe(gcloud, "compute", "instance-groups", "describe", group, "--region", REGION)
+    assert (got["size"], got["namedPorts"]) == (3, [{"name": "http", "port": 80}])
+    members = json.loads(gcloud("compute", "instance-groups", "list-instances", group, "--region", REGION,
+                                "--format=json").stdout)
+    assert sorted(m["instance"] for m in members) == sorted(i["instance"] for i in instances)
+    gcloud("compute", "instance-groups", "managed", "resize", group, "--size", "5", "--region", REGION)
+    per_zone = {}
+    for item in converged_regional(gcloud, group, 5):
+        zone = item["instance"].split("/zones/", 1)[1].split("/", 1)[0]
+        per_zone[zone] = per_zone.get(zone, 0) + 1
+    assert sorted(per_zone.values()) == [1, 2, 2]
+    # a regional autoscaler: set-autoscaling --region makes it, describe shows it, delete takes it first
+    gcloud("compute", "instance-groups", "managed", "set-autoscaling", group, "--region", REGION,
+           "--max-num-replicas", "6", "--min-num-replicas", "1", "--target-cpu-utilization", "0.7")
+    scaler = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--region", REGION)["autoscaler"]
+    assert scaler["region"].endswith(f"/regions/{REGION}") and "zone" not in scaler
+    assert scaler["target"].endswith(f"/regions/{REGION}/instanceGroupManagers/{group}")
+    assert scaler["autoscalingPolicy"]["cpuUtilization"]["utilizationTarget"] == 0.7
+    gcloud("compute", "instance-groups", "managed", "delete", group, "--region", REGION)
+    left = gce.regionAutoscalers().list(project=PROJECT, region=REGION).execute().get("items", [])
+    assert not [a for a in left if a["target"].endswith(f"/instanceGroupManagers/{group}")]
+    gone = gcloud("compute", "instance-groups", "managed", "list-instances", group, "--region", REGION, check=False)
+    assert gone.returncode != 0 and "was not found" in gone.stderr
+    left = json.loads(gcloud("compute", "instances", "list", "--format=json").stdout)
+    assert not [i for i in left if i["name"].startswith(f"{group}-")]
+    gcloud("compute", "instance-templates", "delete", template)

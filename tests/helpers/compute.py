@@ -76,3 +76,17 @@ def compute_client(server, client_class):
                           ("global_operations", compute_v1.GlobalOperationsClient)):
         services[key] = server.compute(op_class)
     return client
+
+
+def group_template(gce, project: str = PROJECT) -> str:
+    """The name of a new global instance template (e2-micro, debian-12, the default network), as
+    the managed group tests make their groups from."""
+    name = unique("igmt")
+    body = {"name": name, "properties": {
+        "machineType": "e2-micro", "networkInterfaces": [{"network": "global/networks/default"}],
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+            "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}}
+    op = gce.instanceTemplates().insert(project=project, body=body).execute()
+    op = wait_op(gce, op)
+    assert op["status"] == "DONE" and "error" not in op, op
+    return name

@@ -11,15 +11,24 @@ from tests.helpers.networks import done
 FAMILY = "projects/debian-cloud/global/images/family/debian-12"
 
 
-def create_group(gce, size: int, project: str = PROJECT) -> str:
-    """A new group of ``size`` e2-micro instances from a new template; its name."""
-    tpl, name = unique("igmt"), unique("mig")
+def _template(gce, project: str) -> str:
+    tpl = unique("igmt")
     done(gce, gce.instanceTemplates().insert(project=project, body={"name": tpl, "properties": {
         "machineType": "e2-micro", "networkInterfaces": [{"network": "global/networks/default"}],
         "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}]}}))
-    op = gce.instanceGroupManagers().insert(project=project, zone=ZONE, body={
-        "name": name, "baseInstanceName": unique("web"), "targetSize": size,
-        "instanceTemplate": f"global/instanceTemplates/{tpl}"}).execute()
+    return f"global/instanceTemplates/{tpl}"
+
+
+def create_group(gce, size: int, project: str = PROJECT, region: str | None = None) -> str:
+    """A new group of ``size`` e2-micro instances from a new template, zonal (in ``ZONE``) or in
+    ``region``; its name."""
+    name = unique("mig")
+    body = {"name": name, "baseInstanceName": unique("web"), "targetSize": size,
+            "instanceTemplate": _template(gce, project)}
+    if region:
+        op = gce.regionInstanceGroupManagers().insert(project=project, region=region, body=body).execute()
+    else:
+        op = gce.instanceGroupManagers().insert(project=project, zone=ZONE, body=body).execute()
     assert op["status"] == "DONE" and "error" not in op, op
     return name
 
@@ -40,4 +49,14 @@ def wait_stable(gce, name: str, project: str = PROJECT, timeout: float = 60) -> 
 def managed(gce, name: str, project: str = PROJECT) -> list[dict]:
     out = gce.instanceGroupManagers().listManagedInstances(project=project, zone=ZONE,
                                                            instanceGroupManager=name).execute()
+    return out.get("managedInstances", [])
+
+
+def regional_group(gce, name: str, region: str, project: str = PROJECT) -> dict:
+    return gce.regionInstanceGroupManagers().get(project=project, region=region, instanceGroupManager=name).execute()
+
+
+def regional_managed(gce, name: str, region: str, project: str = PROJECT) -> list[dict]:
+    out = gce.regionInstanceGroupManagers().listManagedInstances(project=project, region=region,
+                                                                 instanceGroupManager=name).execute()
     return out.get("managedInstances", [])

@@ -1,4 +1,6 @@
-"""Zonal managed instance groups (``instanceGroupManagers``): the use cases (:mod:`.groups`), the
+"""Managed instance groups, zonal (``instanceGroupManagers``) and regional
+(``regionInstanceGroupManagers``), one implementation: the use cases (:mod:`.groups`), where a
+group lives (:mod:`.location`), which zone each instance goes to (:mod:`.distribution`), the
 group's private state (:mod:`.state`) and the reconcile and delete jobs (:mod:`.reconcile`, which
 importing the package registers)."""
 

@@ -31,7 +31,7 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.services import instance_groups, instances, topology
-from core.services.instance_group_managers import state
+from core.services.instance_group_managers import distribution, state
 from core.services.instance_group_managers.state import CREATING, DELETING, NONE, Member, State
 from core.systemvms.vms import SYSTEM_PROJECT
 
@@ -72,8 +72,8 @@ def _op_error(session: Session, project: str, name: str) -> tuple[bool, Any]:
     return True, (orjson.loads(op.error)["errors"][0] if op.error else None)
 
 
-def _instance(session: Session, group: Resource, name: str) -> Resource | None:
-    return _instance_in(session, group.project, group.scope, name)
+def _instance(session: Session, group: Resource, m: Member) -> Resource | None:
+    return _instance_in(session, group.project, m.scope, m.name)
 
 
 def _instance_in(session: Session, project: str, scope: str, name: str) -> Resource | None:
@@ -82,7 +82,7 @@ def _instance_in(session: Session, project: str, scope: str, name: str) -> Resou
 
 def _observe(session: Session, group: Resource, st: State, m: Member, now: float) -> None:
     """What became of a member since the last run."""
-    inst = _instance(session, group, m.name)
+    inst = _instance(session, group, m)
     if m.action == DELETING:
         if inst is None:
             st.members.remove(m)
@@ -97,6 +97,8 @@ def _observe(session: Session, group: Resource, st: State, m: Member, now: float
         tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + m.name))
         st.record_error(m, error or {"code": "RESOURCE_NOT_FOUND", "message": "The instance was deleted."}, now)
         m.op, m.retry_at = None, now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
+        if error is not None and error.get("code") == distribution.NO_ROOM and inst is None:
+            distribution.after_no_room(store.body_of(group), st, m, now)
     elif m.action == NONE and inst is None:  # deleted behind the group's back: made again, same name
         m.action = CREATING
     elif m.action == CREATING and inst is not None:
@@ -113,17 +115,20 @@ def _plan(session: Session, group: Resource, st: State) -> tuple[list[str], list
     body = store.body_of(group)
     target, template = body["targetSize"], body["instanceTemplate"]
     active = [m for m in st.members if m.action != DELETING]
+    for m in distribution.drifted(body, active):  # made again below, in the emptiest zones
+        m.action, m.error = DELETING, None
+        active.remove(m)
     taken = {m.name for m in st.members}
     while len(active) < target:
-        name = state.new_name(body["baseInstanceName"], taken)
-        if _instance(session, group, name) is None:
-            taken.add(name)
-            active.append(Member(name, CREATING, template))
-            st.members.append(active[-1])
-    # Extras: those not made yet first, then the newest.
-    for m in sorted(active, key=lambda m: (m.action == NONE, m.op is not None))[:max(0, len(active) - target)]:
+        new = Member(state.new_name(body["baseInstanceName"], taken), CREATING, template,
+                     zone=distribution.place(body, st, now))
+        if _instance(session, group, new) is None:
+            taken.add(new.name)
+            active.append(new)
+            st.members.append(new)
+    for m in distribution.surplus(active, len(active) - target):
         m.action, m.error = DELETING, None
-        if m.op is None and _instance(session, group, m.name) is None:
+        if m.op is None and _instance(session, group, m) is None:
             st.members.remove(m)
     create = [m.name for m in st.members if m.action == CREATING and m.op is None and m.retry_at <= now]
     delete = [m.name for m in st.members if m.action == DELETING and not m.issued]
@@ -142,10 +147,10 @@ def _create(ctx: JobContext, uid: int, name: str) -> None:
             m = st.member(name)
             if st.deleting or m is None or m.action != CREATING or m.op is not None:
                 return
-            zone = topology.zone(s, group.project, group.scope.split("/", 1)[1])
+            zone = topology.zone(s, group.project, m.zone)
             op = instances.insert(Call(s, group.project, ctx.params.get("user", "")), zone, {"name": name},
                                   source_template=m.template)
-            inst = store.find(s, group.project, "instances", group.scope, name)
+            inst = store.find(s, group.project, "instances", m.scope, name)
             ig = store.find_optional(s, group.project, instance_groups.COLLECTION, group.scope, group.name)
             if ig is not None:
                 instance_groups.add_member(s, ig, inst)
@@ -165,6 +170,8 @@ def _create(ctx: JobContext, uid: int, name: str) -> None:
             tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + name))
             st.record_error(m, {"code": exc.op_code, "message": exc.message}, now)
             m.retry_at = now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
+            if exc.op_code == distribution.NO_ROOM:
+                distribution.after_no_room(store.body_of(group), st, m, now)
             st.save()
             state.render(group, st)
 
@@ -178,15 +185,15 @@ def _delete(ctx: JobContext, uid: int, name: str) -> None:
         m = st.member(name)
         if m is None or m.issued:
             return
-        _delete_instance(s, group, ctx.params.get("user", ""), name)
+        _delete_instance(s, group, ctx.params.get("user", ""), m)
         m.issued = True
         st.save()
 
 
-def _delete_instance(s: Session, group: Resource, user: str, name: str) -> None:
-    zone = topology.zone(s, group.project, group.scope.split("/", 1)[1])
+def _delete_instance(s: Session, group: Resource, user: str, m: Member) -> None:
+    zone = topology.zone(s, group.project, m.zone)
     try:
-        op = instances.delete(Call(s, group.project, user), zone, name)
+        op = instances.delete(Call(s, group.project, user), zone, m.name)
     except NotFound:
         return
     if op.status != "DONE":
@@ -224,11 +231,11 @@ def reconcile(ctx: JobContext) -> None:
         ctx.complete(s)
 
 
-def _wait_until_gone(ctx: JobContext, project: str, scope: str, names: list[str]) -> None:
-    """Wait (woken by the job engine, not by polling) for the instances' own delete jobs. A name
-    still there with no delete in flight means its delete failed: the group stays, to be deleted
-    again. The engine's heartbeat keeps this job's lease while it waits."""
-    paths = [path_of(project, scope, "instances", n) for n in names]
+def _wait_until_gone(ctx: JobContext, project: str, names: list[tuple[str, str]]) -> None:
+    """Wait (woken by the job engine, not by polling) for the instances' own delete jobs (``names``:
+    (scope, name) of each). A name still there with no delete in flight means its delete failed:
+    the group stays, to be deleted again. The engine's heartbeat keeps this job's lease while it waits."""
+    paths = [path_of(project, scope, "instances", n) for scope, n in names]
     deadline = time.monotonic() + DELETE_TIMEOUT
     while True:
         with ctx.engine.factory() as s:
@@ -236,7 +243,7 @@ def _wait_until_gone(ctx: JobContext, project: str, scope: str, names: list[str]
             # seen as gone, never as a failure.
             pending = list(s.scalars(select(Operation.pk).where(
                 Operation.project == project, Operation.target_link.in_(paths), Operation.status != "DONE")))
-            if all(_instance_in(s, project, scope, n) is None for n in names):
+            if all(_instance_in(s, project, scope, n) is None for scope, n in names):
                 return
         if not pending or time.monotonic() > deadline:
             raise OperationFailure("INTERNAL_ERROR", "The managed instances could not all be deleted.", 500)
@@ -256,13 +263,13 @@ def delete_group(ctx: JobContext) -> None:
         st = state.load(s, group)
         for m in st.members:
             if not m.issued:
-                _delete_instance(s, group, ctx.params.get("user", ""), m.name)
+                _delete_instance(s, group, ctx.params.get("user", ""), m)
                 m.issued, m.action = True, DELETING
         st.save()
         state.render(group, st)
-        names = [m.name for m in st.members]
+        names = [(m.scope, m.name) for m in st.members]
         project, scope = group.project, group.scope
-    _wait_until_gone(ctx, project, scope, names)
+    _wait_until_gone(ctx, project, names)
     with ctx.write() as s:
         group = _group(s, uid)
         if group is None:

@@ -33,8 +33,9 @@ _ALPHABET = string.ascii_lowercase + string.digits
 
 @dataclass
 class Member:
-    """A managed instance: ``op`` is the name of its instances.insert Operation once issued;
-    ``retry_at`` when a failed creation may be tried again; ``issued`` whether its delete was."""
+    """A managed instance: ``zone`` the zone its instance is (to be) in, the group's own for a
+    zonal group; ``op`` the name of its instances.insert Operation once issued; ``retry_at`` when a
+    failed creation may be tried again; ``issued`` whether its delete was."""
 
     name: str
     action: str
@@ -43,15 +44,22 @@ class Member:
     retry_at: float = 0.0
     error: Body | None = None
     issued: bool = False
+    zone: str = ""
+
+    @property
+    def scope(self) -> str:
+        """``zones/Z`` of the member's instance."""
+        return f"zones/{self.zone}"
 
     def dump(self) -> Body:
-        return {"name": self.name, "action": self.action, "template": self.template, "op": self.op,
-                "retryAt": self.retry_at, "error": self.error, "issued": self.issued}
+        return {"name": self.name, "zone": self.zone, "action": self.action, "template": self.template,
+                "op": self.op, "retryAt": self.retry_at, "error": self.error, "issued": self.issued}
 
     @classmethod
-    def load(cls, d: Body) -> Member:
+    def load(cls, d: Body, zone: str) -> Member:
+        """``zone``: the group's, for a member recorded before members carried theirs."""
         return cls(d["name"], d["action"], d["template"], d.get("op"), d.get("retryAt", 0.0), d.get("error"),
-                   d.get("issued", False))
+                   d.get("issued", False), d.get("zone") or zone)
 
 
 @dataclass
@@ -60,20 +68,20 @@ class State:
     members: list[Member] = field(default_factory=list)
     errors: list[Body] = field(default_factory=list)
     deleting: bool = False
+    exhausted: dict[str, float] = field(default_factory=dict)  # zone -> when it last had no room
 
     def member(self, name: str) -> Member | None:
         return next((m for m in self.members if m.name == name), None)
 
     def save(self) -> None:
         store.save(self.row, {"members": [m.dump() for m in self.members], "errors": self.errors[:MAX_ERRORS],
-                              "deleting": self.deleting})
+                              "deleting": self.deleting, "exhausted": self.exhausted})
 
     def record_error(self, m: Member, error: Body, now: float) -> None:
         """A failed creation: the member's last attempt, and an entry of listErrors."""
         m.error = error
-        project, scope = self.row.project, self.row.scope
         self.errors.insert(0, {"error": error, "timestamp": rfc3339(now), "instanceActionDetails": {
-            "action": m.action, "instance": url_of(project, scope, "instances", m.name),
+            "action": m.action, "instance": url_of(self.row.project, m.scope, "instances", m.name),
             "version": {"instanceTemplate": m.template}}})
 
 
@@ -108,7 +116,9 @@ def _where(group: Resource) -> dict[str, str]:
 
 def _parse(row: Resource) -> State:
     d = store.body_of(row)
-    return State(row, [Member.load(m) for m in d.get("members", [])], d.get("errors", []), d.get("deleting", False))
+    zone = row.scope.split("/", 1)[1] if row.scope.startswith("zones/") else ""
+    return State(row, [Member.load(m, zone) for m in d.get("members", [])], d.get("errors", []),
+                 d.get("deleting", False), d.get("exhausted", {}))
 
 
 def drop(session: Session, st: State) -> None:
