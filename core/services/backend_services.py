@@ -61,14 +61,18 @@ def _number(value: object, field: str, low: float, high: float, default: float) 
 
 
 def _group(call: Call, scope: str, value: object, field: str) -> Resource:
-    """A backend's instance group: zonal, in the service's region when the service is regional."""
+    """A backend's instance group: zonal, or a regional managed group's (``regions/R``), in the
+    service's region when the service is regional."""
     if isinstance(value, str) and "/networkEndpointGroups/" in value:
         raise Invalid(field, value, "Network endpoint groups are not supported by gstack: use an instance group.")
     ref = vpc.reference(call, value, field, instance_groups.COLLECTION)
-    if not ref.scope.startswith("zones/"):
+    if ref.scope.startswith("zones/"):
+        region = find_zone(call.session, call.project, ref.scope.split("/", 1)[1]).region.name
+    elif ref.scope.startswith("regions/"):
+        region = ref.scope.split("/", 1)[1]
+    else:
         raise Invalid(field, value, "The URL is malformed.")
-    zone = find_zone(call.session, call.project, ref.scope.split("/", 1)[1])
-    if scope != "global" and f"regions/{zone.region.name}" != scope:
+    if scope != "global" and f"regions/{region}" != scope:
         raise Invalid(field, value, f"The instance group must be in a zone of region '{scope.split('/', 1)[1]}'.")
     return lb_common.referenced(call, value, field, instance_groups.COLLECTION, scope, same_scope=False)
 

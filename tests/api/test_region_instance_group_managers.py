@@ -252,3 +252,30 @@ def test_a_zone_without_room(own_server):
     assert spread(gce, even) == {ZONES[0]: 1, ZONES[1]: 1}
     for name in (even, balanced, single):
         delete(gce, name)
+
+
+def test_a_regional_group_behind_a_backend_service(server):
+    """A regional group's instanceGroups resource is a backend like a zonal one (GCE's usual
+    shape), and the group cannot be deleted while a backend service uses it."""
+    project, gce = fresh_project(server, "rmiglb")
+    name, _ = create(gce, 1, project)
+    wait_stable(gce, name, project)
+    done(gce, gce.healthChecks().insert(project=project, body={"name": "hc", "type": "HTTP",
+                                                               "httpHealthCheck": {"port": 80}}))
+    gce.regionInstanceGroups().setNamedPorts(project=project, region=REGION, instanceGroup=name, body={
+        "namedPorts": [{"name": "http", "port": 80}]}).execute()
+    group = f"projects/{project}/regions/{REGION}/instanceGroups/{name}"
+    bs = unique("bs")
+    done(gce, gce.backendServices().insert(project=project, body={
+        "name": bs, "healthChecks": ["global/healthChecks/hc"], "backends": [{"group": group}]}))
+    health = gce.backendServices().getHealth(project=project, backendService=bs, body={"group": group}).execute()
+    assert [h["instance"].rsplit("/", 1)[-1] for h in health["healthStatus"]] == [
+        i["name"] for i in managed(gce, name, project)]
+    assert health["healthStatus"][0]["healthState"] == "HEALTHY"
+    fails(managers(gce).delete(project=project, region=REGION, instanceGroupManager=name), 400,
+          "resourceInUseByAnotherResource",
+          f"The instance_group resource '{group}' is already being used by "
+          f"'projects/{project}/global/backendServices/{bs}'")
+    assert get(gce, name, project)["status"]["isStable"]
+    done(gce, gce.backendServices().delete(project=project, backendService=bs))
+    delete(gce, name, project)

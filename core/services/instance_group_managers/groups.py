@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import time
 
-from core.errors import AlreadyExists, Invalid, Required
+from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.ids import fingerprint
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import instance_groups, projects
+from core.services import instance_groups, projects, vpc
 from core.services.instance_group_managers import autoscaling, distribution, location, reconcile, state
 from core.services.instance_group_managers.location import Where
 from core.services.instance_group_managers.state import COLLECTION
@@ -126,9 +126,14 @@ def resize(call: Call, where: Where, name: str, size: object) -> Operation:
 
 
 def delete(call: Call, where: Where, name: str) -> Operation:
-    """The group stops converging at once; the delete job removes its instances, then the group."""
+    """The group stops converging at once; the delete job removes its instances, then the group.
+    Refused while a backend service uses the group's instanceGroups resource, as GCE refuses it."""
     group = _locked(call, where, name)
     autoscaling.refuse_if_autoscaled(call.session, group)
+    ig_url = store.body_of(group)["instanceGroup"]
+    services = vpc.mentioning(call.session, call.project, ig_url, ["backendServices"])
+    if services:
+        raise ResourceInUse("instance_group", vpc.relative(ig_url), vpc.path(services[0]))
     st = state.load(call.session, group)
     st.deleting = True
     st.save()
