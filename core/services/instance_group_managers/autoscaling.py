@@ -63,15 +63,16 @@ def refuse_if_autoscaled(session: Session, group: Resource) -> None:
 
 
 def running_members(session: Session, group: Resource) -> list[Resource]:
-    """The group's instances that are made and RUNNING (none under creation or deletion), in
-    whichever zones they are (a regional group's span its region)."""
-    by_scope: dict[str, list[str]] = {}
-    for m in state.load_readonly(session, group).members:
-        if m.action == NONE:
-            by_scope.setdefault(m.scope, []).append(m.name)
-    return [res for scope, names in sorted(by_scope.items()) for res in session.scalars(select(Resource).where(
-        Resource.project == group.project, Resource.collection == "instances", Resource.scope == scope,
-        Resource.name.in_(names), Resource.status == "RUNNING"))]
+    """The group's instances that are made and RUNNING (none under creation or deletion), in the
+    group's zone, or in any zone of a regional group's region."""
+    names = [m.name for m in state.load_readonly(session, group).members if m.action == NONE]
+    if not names:
+        return []
+    where = (Resource.region == group.region if group.scope.startswith("regions/")
+             else Resource.scope == group.scope)
+    return list(session.scalars(select(Resource).where(
+        Resource.project == group.project, Resource.collection == "instances", where,
+        Resource.name.in_(names), Resource.status == "RUNNING")))
 
 
 def set_target_size(session: Session, uid: int, size: int, user: str) -> bool:
