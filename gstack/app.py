@@ -23,6 +23,7 @@ from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
+from core.services.autoscalers import AutoscalerRounds, start_autoscaler
 from core.services.hosts import HostMonitor, start_host_monitor
 from core.services.instance_group_managers.monitor import AutohealMonitor, start_autoheal_monitor
 from core.services.seed import seed
@@ -56,6 +57,7 @@ class Runtime:
     host_monitor: HostMonitor | None = None
     systemvm_watchdog: Watchdog | None = None
     autoheal_monitor: AutohealMonitor | None = None
+    autoscaler: AutoscalerRounds | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
@@ -65,7 +67,7 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop the background threads of this process (job workers, host monitor)."""
-        for thread in (self.host_monitor, self.systemvm_watchdog, self.autoheal_monitor):
+        for thread in (self.host_monitor, self.systemvm_watchdog, self.autoheal_monitor, self.autoscaler):
             if thread is not None:
                 thread.stop()
         self.engine.stop()
@@ -162,6 +164,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.autoheal_check_interval > 0:
             runtime.autoheal_monitor = start_autoheal_monitor(factory, settings.autoheal_check_interval,
                                                               kick=job_engine.kick)
+        if settings.autoscaler_interval > 0:
+            runtime.autoscaler = start_autoscaler(factory, drivers, settings.autoscaler_interval,
+                                                  settings.autoscaler_stabilization)
     else:  # jobs run in ``gstack worker`` processes: operations.wait hears when they finish one
         job_engine.listen()
     return app

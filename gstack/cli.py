@@ -84,6 +84,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     """Run job workers only (scale out: several workers on one PostgreSQL database)."""
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
+    from core.services.autoscalers import start_autoscaler
     from core.services.hosts import start_host_monitor
     from core.services.instance_group_managers.monitor import start_autoheal_monitor
     from core.systemvms.watchdog import start_watchdog
@@ -101,6 +102,8 @@ def worker(data_dir: str | None, threads: int) -> None:
                                        zone_vms=config.systemvm_zone_vms, kick=engine.kick))
     if config.autoheal_check_interval > 0:
         threads_.append(start_autoheal_monitor(sessions, config.autoheal_check_interval, kick=engine.kick))
+    if config.autoscaler_interval > 0:
+        threads_.append(start_autoscaler(sessions, drivers, config.autoscaler_interval, config.autoscaler_stabilization))
     settle()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

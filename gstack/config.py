@@ -30,6 +30,9 @@ class Settings:
     systemvm_check_interval: float = 10.0  # seconds between system VM watchdog rounds; 0 = off
     autoheal_check_interval: float = 2.0  # seconds between autohealing rounds over managed groups; 0 = off
     systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
+    autoscaler_interval: float = 10.0  # seconds between autoscaler rounds (CPU samples, decisions); 0 = off
+    # the scale-in stabilisation window of policies that name none (GCE's is 600 s; tests shorten it)
+    autoscaler_stabilization: float = 600.0
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -46,6 +49,8 @@ class Settings:
         s.systemvm_check_interval = float(env.get("GSTACK_SYSTEMVM_CHECK_INTERVAL", s.systemvm_check_interval))
         s.autoheal_check_interval = float(env.get("GSTACK_AUTOHEAL_INTERVAL", s.autoheal_check_interval))
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
+        s.autoscaler_interval = float(env.get("GSTACK_AUTOSCALER_INTERVAL", s.autoscaler_interval))
+        s.autoscaler_stabilization = float(env.get("GSTACK_AUTOSCALER_STABILIZATION", s.autoscaler_stabilization))
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

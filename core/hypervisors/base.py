@@ -233,6 +233,17 @@ class HypervisorDriver(ABC):
         whose VMs live in the database, answers for a host that is down: callers ask only of hosts
         that are up)."""
 
+    @abstractmethod
+    def cpu_times(self, host: HostRef, vm_uids: list[int]) -> dict[int, float]:
+        """VM uid -> the CPU time (seconds, all its vCPUs together) each of ``vm_uids`` that runs on
+        ``host`` has used since it last started; VMs the host does not run are left out. A cumulative
+        counter: the caller's utilisation is the difference of two readings over the wall time
+        between them and the VM's vCPUs (the autoscaler, :mod:`core.services.autoscalers`). It may
+        start again from zero when the VM starts again (a reading lower than the last is a new
+        start). Read-only.
+
+        Raises DriverError(retry_elsewhere=True) when the host cannot be reached."""
+
     # -- optional: the host monitor's hooks (core.services.hosts); the defaults suit a driver without them
 
     def shares_state(self, host: HostRef) -> bool:

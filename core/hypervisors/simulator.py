@@ -2,7 +2,9 @@
 
 Domains live in the ``sim_domains`` table so API processes and workers agree on them. Each
 action sleeps its configured latency (zero by default). Faults are injected through the host
-row: ``status='Down'`` makes the host refuse everything, ``fail_next_spawns=N`` fails spawns.
+row: ``status='Down'`` makes the host refuse everything, ``fail_next_spawns=N`` fails spawns. A VM's
+CPU load is a knob (:func:`set_cpu_load`, ``gstack admin simulator set-cpu``) that its CPU time
+(:meth:`SimulatorDriver.cpu_times`) follows, so tests can drive the autoscaler.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from core.hypervisors.base import (
     VmSpec,
 )
 from core.hypervisors.simguest import answer
-from core.models import Host, SimDomain, SimVmFile
+from core.models import Host, SimCpuLoad, SimDomain, SimVmFile
 
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
 
@@ -62,6 +64,21 @@ def _append(dom: SimDomain, text: str) -> None:
         dom.console_dropped = (dom.console_dropped or 0) + len(data) - MAX_CONSOLE
         data = data[-MAX_CONSOLE:]
     dom.console = data.decode(errors="replace")
+
+
+def _cpu_seconds(load: SimCpuLoad | None, now: float) -> float:
+    return 0.0 if load is None else load.used + load.busy * max(0.0, now - load.since)
+
+
+def set_cpu_load(session: Session, vm_uid: int, busy_vcpus: float) -> None:
+    """From now on the VM keeps ``busy_vcpus`` of its vCPUs busy (its utilisation times its vCPUs);
+    what it used so far is kept, so its CPU time never goes back."""
+    now = time.time()
+    load = session.get(SimCpuLoad, vm_uid)
+    if load is None:
+        session.add(SimCpuLoad(vm_uid=vm_uid, busy=busy_vcpus, since=now, used=0.0))
+        return
+    load.used, load.since, load.busy = _cpu_seconds(load, now), now, busy_vcpus
 
 
 class SimulatorDriver(HypervisorDriver):
@@ -178,6 +195,7 @@ class SimulatorDriver(HypervisorDriver):
         with write_session(self.factory) as session:
             session.execute(delete(SimDomain).where(SimDomain.instance_uid == vm_uid))
             session.execute(delete(SimVmFile).where(SimVmFile.vm_uid == vm_uid))
+            session.execute(delete(SimCpuLoad).where(SimCpuLoad.vm_uid == vm_uid))
 
     def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
         note = f"[  120.000000] sd 0:0:1:0: Attached SCSI disk {disk.device_name}\r\n"
@@ -202,6 +220,17 @@ class SimulatorDriver(HypervisorDriver):
         with self.factory() as session:
             rows = session.execute(select(SimDomain.instance_uid, SimDomain.state).where(SimDomain.host_id == host.id))
             return {uid: state for uid, state in rows}
+
+    def cpu_times(self, host: HostRef, vm_uids: list[int]) -> dict[int, float]:
+        """The CPU time the load knob implies: ``busy`` vCPUs for every second since it was set, on
+        top of what was used before (an idle VM uses none)."""
+        now = time.time()
+        with self.factory() as session:
+            self._check_up(session, host)
+            running = list(session.scalars(select(SimDomain.instance_uid).where(
+                SimDomain.host_id == host.id, SimDomain.state == "running", SimDomain.instance_uid.in_(vm_uids))))
+            loads = {r.vm_uid: r for r in session.scalars(select(SimCpuLoad).where(SimCpuLoad.vm_uid.in_(running)))}
+        return {uid: _cpu_seconds(loads.get(uid), now) for uid in running}
 
     # -- system VMs: configuration files and the interactive serial console
 

@@ -13,7 +13,7 @@ from core.models.identity import (
 from core.models.instance_group import InstanceGroupMember
 from core.models.operation import Operation
 from core.models.resource import IpAllocation, Resource, ResourceUsage
-from core.models.simulator import SimDomain, SimServing
+from core.models.simulator import SimCpuLoad, SimDomain, SimServing
 from core.models.systemvm import ConsoleTicketUse, SecondaryObject, SimVmFile, SystemSetting, SystemVm
 from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
 
@@ -36,6 +36,7 @@ __all__ = [
     "SecondaryObject",
     "ServiceAccountKey",
     "SigningKey",
+    "SimCpuLoad",
     "SimDomain",
     "SimServing",
     "SimVmFile",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base
@@ -28,3 +28,16 @@ class SimServing(Base):
     __tablename__ = "sim_serving"
     instance_uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     serving: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class SimCpuLoad(Base):
+    """The simulated CPU load of a VM (``gstack admin simulator set-cpu``): ``busy`` vCPUs since
+    ``since``, on top of the ``used`` CPU seconds counted before. A row of its own (not a column of
+    :class:`SimDomain`) so that setting a load survives the domain's restart and an admin process
+    can set it while the server runs."""
+
+    __tablename__ = "sim_cpu_loads"
+    vm_uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    busy: Mapped[float] = mapped_column(Float, default=0.0)
+    since: Mapped[float] = mapped_column(Float)
+    used: Mapped[float] = mapped_column(Float, default=0.0)

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS
 from core.db import create_schema, make_engine, write_session
-from core.models import Host, Operation, Project, Resource, SystemVm, Zone
+from core.hypervisors import simulator
+from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
 from core.services.seed import ensure_project, seed
 
 
@@ -102,3 +103,25 @@ def system_vms(session: Session, kind: str | None) -> list[tuple[SystemVm, Resou
 
 def find_operation(session: Session, name: str) -> Operation | None:
     return session.scalar(select(Operation).where(Operation.name == name))
+
+
+# -- the simulator's knobs -------------------------------------------------------------------------
+
+
+def set_cpu_load(session: Session, project: str, zone: str, instance: str, utilisation: float) -> Resource:
+    """From now on the simulated instance keeps ``utilisation`` (0 to 1) of its vCPUs busy, which its
+    CPU time and so the autoscaler's signal follow; the instance. Refused for an instance that is
+    missing or not placed on a simulator host."""
+    if not 0 <= utilisation <= 1:
+        raise AdminError(f"the CPU utilisation must be between 0 and 1, not {utilisation}")
+    res = session.scalar(select(Resource).where(Resource.project == project, Resource.collection == "instances",
+                                                Resource.scope == f"zones/{zone}", Resource.name == instance))
+    if res is None:
+        raise AdminError(f"instance projects/{project}/zones/{zone}/instances/{instance} does not exist")
+    host_id = res.host_id or res.last_host_id
+    hypervisor = session.scalar(select(Cluster.hypervisor).join(Host, Host.cluster_id == Cluster.id)
+                                .where(Host.id == host_id)) if host_id else None
+    if hypervisor != "simulator":
+        raise AdminError(f"instance {instance} is not on a simulator host")
+    simulator.set_cpu_load(session, res.uid, utilisation * max(1, res.vcpus))
+    return res

@@ -40,6 +40,7 @@ def _register() -> None:
         hosts,
         identities,
         projects,
+        simulator,
         systemvms,
     )
 

@@ -2,6 +2,7 @@
 
 from gstack.api import (  # noqa: F401
     addresses,
+    autoscalers,
     backend_services,
     disks,
     firewalls,
@@ -18,6 +19,7 @@ from gstack.api import (  # noqa: F401
     networks,
     operations,
     projects,
+    region_autoscalers,
     region_instance_group_manager_updates,
     region_instance_group_managers,
     region_instance_groups,

@@ -7,8 +7,6 @@ import json
 import re
 import time
 
-import pytest
-
 from tests.conftest import PROJECT, unique, wait_op
 from tests.e2e.conftest import describe
 
@@ -31,11 +29,9 @@ def listed(gcloud, group: str) -> list[dict]:
                              "--format=json").stdout)
 
 
-def delete_group(gce, group: str) -> None:
-    """gcloud's delete also calls autoscalers.list (see the xfail below): the API deletes until then."""
-    op = wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE,
-                                                         instanceGroupManager=group).execute())
-    assert op["status"] == "DONE" and "error" not in op, op
+def delete_group(gcloud, group: str) -> None:
+    """gcloud's delete: it looks for the group's autoscalers (autoscalers.list), deletes them, then the group."""
+    gcloud("compute", "instance-groups", "managed", "delete", group, "--zone", ZONE)
 
 
 def test_managed_group_flow(gcloud, gce):
@@ -53,7 +49,7 @@ def test_managed_group_flow(gcloud, gce):
     assert len(converged(gcloud, group, 3)) == 3
     refused = gcloud("compute", "instance-templates", "delete", template, check=False)
     assert refused.returncode != 0 and "is already being used by" in refused.stderr
-    delete_group(gce, group)
+    delete_group(gcloud, group)
     gone = gcloud("compute", "instance-groups", "managed", "list-instances", group, "--zone", ZONE, check=False)
     assert gone.returncode != 0 and "was not found" in gone.stderr
     left = json.loads(gcloud("compute", "instances", "list", "--format=json").stdout)
@@ -61,8 +57,6 @@ def test_managed_group_flow(gcloud, gce):
     gcloud("compute", "instance-templates", "delete", template)
 
 
-@pytest.mark.xfail(strict=True, reason="gcloud's describe, list and delete of managed groups also call autoscalers.list "
-                                       "(to show a group's autoscaler): they come with autoscalers")
 def test_describe_list_and_delete(gcloud, gce):
     template, group = unique("mgt"), unique("mg")
     gcloud("compute", "instance-templates", "create", template, "--machine-type", "e2-micro",
@@ -78,7 +72,55 @@ def test_describe_list_and_delete(gcloud, gce):
         gcloud("compute", "instance-groups", "managed", "delete", group, "--zone", ZONE)
     finally:
         if gce.instanceGroupManagers().list(project=PROJECT, zone=ZONE, filter=f"name = {group}").execute().get("items"):
-            delete_group(gce, group)
+            wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=group)
+                    .execute())
+        gcloud("compute", "instance-templates", "delete", template)
+
+
+def test_set_autoscaling_describe_stop_and_delete(gcloud, gce):
+    template, group = unique("mgt"), unique("mg")
+    gcloud("compute", "instance-templates", "create", template, "--machine-type", "e2-micro",
+           "--image-family", "debian-12", "--image-project", "debian-cloud")
+    gcloud("compute", "instance-groups", "managed", "create", group, "--template", template, "--size", "1",
+           "--zone", ZONE)
+    try:
+        gcloud("compute", "instance-groups", "managed", "set-autoscaling", group, "--zone", ZONE,
+               "--max-num-replicas", "5", "--min-num-replicas", "1", "--target-cpu-utilization", "0.6",
+               "--cool-down-period", "60")
+        scaler = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--zone", ZONE)["autoscaler"]
+        assert re.fullmatch(rf"{group}-[a-z0-9]{{4}}", scaler["name"])  # gcloud names it after the group
+        assert scaler["autoscalingPolicy"] == {
+            "minNumReplicas": 1, "maxNumReplicas": 5, "coolDownPeriodSec": 60, "mode": "ON",
+            "cpuUtilization": {"utilizationTarget": 0.6, "predictiveMethod": "NONE"}}
+        assert scaler["target"].endswith(f"/zones/{ZONE}/instanceGroupManagers/{group}")
+        listed = {g["name"]: g for g in json.loads(gcloud("compute", "instance-groups", "managed", "list",
+                                                          "--format=json").stdout)}
+        assert listed[group]["autoscaled"] == "yes"
+        # again: gcloud finds the autoscaler and updates it (PUT), keeping its name
+        gcloud("compute", "instance-groups", "managed", "set-autoscaling", group, "--zone", ZONE,
+               "--max-num-replicas", "3", "--mode", "only-scale-out")
+        again = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--zone", ZONE)["autoscaler"]
+        assert again["name"] == scaler["name"] and again["autoscalingPolicy"]["maxNumReplicas"] == 3
+        assert again["autoscalingPolicy"]["mode"] == "ONLY_SCALE_OUT"
+        # update-autoscaling patches what it is given
+        gcloud("compute", "instance-groups", "managed", "update-autoscaling", group, "--zone", ZONE, "--mode", "off")
+        off = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--zone", ZONE)["autoscaler"]
+        assert (off["autoscalingPolicy"]["mode"], off["autoscalingPolicy"]["maxNumReplicas"]) == ("OFF", 3)
+        gcloud("compute", "instance-groups", "managed", "stop-autoscaling", group, "--zone", ZONE)
+        assert "autoscaler" not in describe(gcloud, "compute", "instance-groups", "managed", "describe", group,
+                                            "--zone", ZONE)
+        gcloud("compute", "instance-groups", "managed", "set-autoscaling", group, "--zone", ZONE,
+               "--max-num-replicas", "2")
+        delete_group(gcloud, group)  # deletes the autoscaler first
+        left = gce.autoscalers().list(project=PROJECT, zone=ZONE).execute().get("items", [])
+        assert not [a for a in left if a["target"].endswith(f"/instanceGroupManagers/{group}")]
+    finally:
+        if gce.instanceGroupManagers().list(project=PROJECT, zone=ZONE, filter=f"name = {group}").execute().get("items"):
+            for a in gce.autoscalers().list(project=PROJECT, zone=ZONE).execute().get("items", []):
+                if a["target"].endswith(f"/instanceGroupManagers/{group}"):
+                    gce.autoscalers().delete(project=PROJECT, zone=ZONE, autoscaler=a["name"]).execute()
+            wait_op(gce, gce.instanceGroupManagers().delete(project=PROJECT, zone=ZONE, instanceGroupManager=group)
+                    .execute())
         gcloud("compute", "instance-templates", "delete", template)
 
 
@@ -124,10 +166,16 @@ def test_regional_managed_group_flow(gcloud, gce):
         zone = item["instance"].split("/zones/", 1)[1].split("/", 1)[0]
         per_zone[zone] = per_zone.get(zone, 0) + 1
     assert sorted(per_zone.values()) == [1, 2, 2]
-    # gcloud's delete also calls regionAutoscalers.list: the API deletes until autoscalers exist
-    op = wait_op(gce, gce.regionInstanceGroupManagers().delete(project=PROJECT, region=REGION,
-                                                               instanceGroupManager=group).execute())
-    assert op["status"] == "DONE" and "error" not in op, op
+    # a regional autoscaler: set-autoscaling --region makes it, describe shows it, delete takes it first
+    gcloud("compute", "instance-groups", "managed", "set-autoscaling", group, "--region", REGION,
+           "--max-num-replicas", "6", "--min-num-replicas", "1", "--target-cpu-utilization", "0.7")
+    scaler = describe(gcloud, "compute", "instance-groups", "managed", "describe", group, "--region", REGION)["autoscaler"]
+    assert scaler["region"].endswith(f"/regions/{REGION}") and "zone" not in scaler
+    assert scaler["target"].endswith(f"/regions/{REGION}/instanceGroupManagers/{group}")
+    assert scaler["autoscalingPolicy"]["cpuUtilization"]["utilizationTarget"] == 0.7
+    gcloud("compute", "instance-groups", "managed", "delete", group, "--region", REGION)
+    left = gce.regionAutoscalers().list(project=PROJECT, region=REGION).execute().get("items", [])
+    assert not [a for a in left if a["target"].endswith(f"/instanceGroupManagers/{group}")]
     gone = gcloud("compute", "instance-groups", "managed", "list-instances", group, "--region", REGION, check=False)
     assert gone.returncode != 0 and "was not found" in gone.stderr
     left = json.loads(gcloud("compute", "instances", "list", "--format=json").stdout)

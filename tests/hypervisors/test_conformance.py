@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from core.hypervisors.base import (
     VmSpec,
 )
 from core.hypervisors.libvirt import LibvirtDriver
-from core.hypervisors.simulator import SimulatorDriver
+from core.hypervisors.simulator import SimulatorDriver, set_cpu_load
 from core.models import Host
 from core.resources import store
 from core.services import hosts
@@ -181,6 +182,41 @@ def test_a_host_that_is_down_refuses_with_retry_elsewhere(harness: Harness) -> N
         refused(call, retry_elsewhere=True)
     errors = h.driver.spawn_many([(h.down, vm)])
     assert len(errors) == 1 and errors[0] is not None and errors[0].retry_elsewhere
+
+
+def test_cpu_times_count_up_for_running_vms_only(harness: Harness) -> None:
+    h = harness
+    running, stopped, absent = h.vm(), h.vm(), h.vm()
+    h.driver.spawn(h.host, running)
+    h.driver.spawn(h.host, stopped)
+    h.driver.power_off(h.host, stopped.uid)
+    first = h.driver.cpu_times(h.host, [running.uid, stopped.uid, absent.uid])
+    assert list(first) == [running.uid] and first[running.uid] >= 0.0
+    again = h.driver.cpu_times(h.host, [running.uid])
+    assert again[running.uid] >= first[running.uid]  # a cumulative counter
+    assert h.driver.cpu_times(h.host, []) == {}
+    if h.down is not None:
+        refused(lambda: h.driver.cpu_times(h.down, [running.uid]), retry_elsewhere=True)
+
+
+def test_simulated_cpu_time_follows_the_load_knob(harness: Harness) -> None:
+    h = harness
+    if not isinstance(h.driver, SimulatorDriver):
+        pytest.skip("the load knob is the simulator's")
+    vm = h.vm()
+    h.driver.spawn(h.host, vm)
+    assert h.driver.cpu_times(h.host, [vm.uid]) == {vm.uid: 0.0}  # idle until told otherwise
+    with write_session(h.factory) as s:
+        set_cpu_load(s, vm.uid, 2.0)
+    start = h.driver.cpu_times(h.host, [vm.uid])[vm.uid]
+    time.sleep(0.2)
+    busy = h.driver.cpu_times(h.host, [vm.uid])[vm.uid]
+    assert busy - start >= 2.0 * 0.2 * 0.9  # two vCPUs busy for 0.2 s
+    with write_session(h.factory) as s:
+        set_cpu_load(s, vm.uid, 0.0)
+    idle = h.driver.cpu_times(h.host, [vm.uid])[vm.uid]
+    time.sleep(0.1)
+    assert h.driver.cpu_times(h.host, [vm.uid])[vm.uid] == idle >= busy  # kept, no longer growing
 
 
 # -- starting and stopping ---------------------------------------------------------------------------

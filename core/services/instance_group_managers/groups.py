@@ -18,7 +18,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import instance_groups, projects, vpc
-from core.services.instance_group_managers import distribution, location, reconcile, spec, state
+from core.services.instance_group_managers import autoscaling, distribution, location, reconcile, spec, state
 from core.services.instance_group_managers.location import Where
 from core.services.instance_group_managers.state import COLLECTION
 
@@ -130,6 +130,7 @@ def delete(call: Call, where: Where, name: str) -> Operation:
     """The group stops converging at once; the delete job removes its instances, then the group.
     Refused while a backend service uses the group's instanceGroups resource, as GCE refuses it."""
     group = _locked(call, where, name)
+    autoscaling.refuse_if_autoscaled(call.session, group)
     ig_url = store.body_of(group)["instanceGroup"]
     services = vpc.mentioning(call.session, call.project, ig_url, ["backendServices"])
     if services:
