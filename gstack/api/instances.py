@@ -1,7 +1,7 @@
 """instances: the VM lifecycle."""
 
 from core.errors import Invalid, Required
-from core.services import instances
+from core.services import instances, machine_images
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 
@@ -23,9 +23,10 @@ def aggregated(req: ApiRequest):
 
 @handles("compute.instances.insert")
 def insert(req: ApiRequest, zone: str):
-    if req.args.get("sourceMachineImage"):
-        raise Invalid("sourceMachineImage", req.args["sourceMachineImage"],
-                      "Instance templates and machine images are not supported yet.")
+    source_image = req.body.get("sourceMachineImage") or req.args.get("sourceMachineImage")
+    if source_image:
+        return machine_images.insert_instance(req.call, req.zone(zone), req.body, source_image,
+                                              req.args.get("sourceInstanceTemplate"))
     return instances.insert(req.call, req.zone(zone), req.body, req.args.get("sourceInstanceTemplate"))
 
 
