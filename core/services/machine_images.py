@@ -118,7 +118,8 @@ def _properties(inst_row: Resource, disk_rows: list[Resource]) -> tuple[Body, Bo
         entry["diskSizeGb"] = str(row.size_gb)
         entry.update({key: disk[key] for key in ("licenses", "guestOsFeatures") if disk.get(key)})
         props["disks"].append({**entry, "architecture": disk.get("architecture", "X86_64")})
-        source["disks"].append({**entry, "source": attached["source"], "diskType": disk["type"],
+        source["disks"].append({**entry, "kind": "compute#savedAttachedDisk", "source": attached["source"],
+                                "diskType": disk["type"],
                                 "storageBytes": "0", "storageBytesStatus": "UPDATING"})
         saved.append({"kind": "compute#savedDisk", "sourceDisk": attached["source"],
                       "architecture": disk.get("architecture", "X86_64"), "storageBytes": "0",
