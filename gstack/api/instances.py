@@ -77,6 +77,12 @@ def delete_access_config(req: ApiRequest, zone: str, instance: str):
                                           req.args.get("accessConfig"))
 
 
+@handles("compute.instances.updateNetworkInterface")
+def update_network_interface(req: ApiRequest, zone: str, instance: str):
+    return instances.update_network_interface(req.call, req.zone(zone), instance, req.args.get("networkInterface"),
+                                              req.body)
+
+
 @handles("compute.instances.setLabels")
 def set_labels(req: ApiRequest, zone: str, instance: str):
     return instances.set_instance_labels(req.call, req.zone(zone), instance, req.body)
