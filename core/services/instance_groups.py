@@ -296,11 +296,14 @@ MANAGED_DESCRIPTION = ("This instance group is controlled by Instance Group Mana
 
 def create_managed(call: Call, zone: ZoneInfo, name: str, network: str | None, subnetwork: str | None) -> Resource:
     """The zonal instanceGroups resource a managed group ``name`` lists its instances in (GCE makes
-    one of the same name, with this description); AlreadyExists when an unmanaged group has the name."""
+    one of the same name, with this description); AlreadyExists when an unmanaged group has the name.
+    The group's INSTANCE_GROUP_MANAGERS quota is checked here, with the INSTANCE_GROUPS one its
+    instanceGroups resource takes, before either row is written."""
     scope = f"zones/{zone.name}"
     if store.exists(call.session, call.project, COLLECTION, scope, name):
         raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
     project = projects.get(call.session, call.project, lock=True)
+    quotas.check_region_count(call.session, project, zone.region.name, "INSTANCE_GROUP_MANAGERS")
     quotas.check_region_count(call.session, project, zone.region.name, "INSTANCE_GROUPS")
     fields: Body = {"description": MANAGED_DESCRIPTION.format(name)}
     if network:
