@@ -112,6 +112,16 @@ class ZoneCapacity:
         self._pool_free[pool.id] += size_gb
 
 
+def zone_room(session: Session, zone_id: int) -> tuple[float, float]:
+    """The free vCPUs and memory (MB) of a zone's Up hosts after over-provisioning, read without
+    locking them: for choosing among zones, not for placing (a placement locks and reads again)."""
+    hosts = [(h, c) for h, c in session.execute(_UP_HOSTS, {"zone_id": zone_id})]
+    usage = host_usage(session, [h.id for h, _ in hosts]) if hosts else {}
+    cpus = sum(max(0.0, h.cpus * c.cpu_overprovisioning - usage.get(h.id, (0, 0))[0]) for h, c in hosts)
+    memory = sum(max(0.0, h.memory_mb * c.memory_overprovisioning - usage.get(h.id, (0, 0))[1]) for h, c in hosts)
+    return cpus, memory
+
+
 def place_vm(session: Session, zone_id: int, vcpus: int, memory_mb: int,
              exclude: frozenset[int] = frozenset(), prefer: int | None = None,
              min_platform: str | None = None) -> Host | None:

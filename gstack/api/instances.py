@@ -35,6 +35,11 @@ def bulk_insert(req: ApiRequest, zone: str):
     return instances.bulk_insert(req.call, req.zone(zone), req.body)
 
 
+@handles("compute.regionInstances.bulkInsert")
+def regional_bulk_insert(req: ApiRequest, region: str):
+    return instances.regional_bulk_insert(req.call, region, req.body)
+
+
 def _lifecycle(action):
     def handler(req: ApiRequest, zone: str, instance: str):
         return action(req.call, req.zone(zone), instance)
