@@ -42,6 +42,7 @@ from core.periodic import PeriodicRounds
 from core.planner import host_usage
 from core.resources import operations, store
 from core.resources.context import Call
+from core.services import accelerator_types
 from core.services.instances import states as instance_states
 
 log = logging.getLogger("gstack.hosts")
@@ -97,6 +98,10 @@ def add_host(factory: sessionmaker[Session], drivers: DriverRegistry, zone_name:
     """
     if cpu_platform is not None and cpu_platform not in platforms.KNOWN:
         raise HostError(f"unknown CPU platform {cpu_platform}; known: {', '.join(sorted(platforms.KNOWN))}")
+    try:
+        accelerator_types.declared(json.dumps(options) if options else None)
+    except accelerator_types.UnknownAccelerator as exc:
+        raise HostError(str(exc)) from None
     with write_session(factory) as session:
         zone = _zone(session, zone_name)
         q = select(Cluster).where(Cluster.zone_id == zone.id)

@@ -21,7 +21,7 @@ from core.links import parse_ref, path_of, url_of
 from core.models import Host, Project, Resource
 from core.resources import store
 from core.resources.context import Call
-from core.services import disks, images, projects, vpc
+from core.services import disks, images, projects, subnetworks, vpc
 from core.services.instances.rows import lock
 from core.services.metadata import (
     label_fingerprint,
@@ -217,7 +217,9 @@ def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> 
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], "The URL is malformed.")
     if region is not None and ref.scope != f"regions/{region}":
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], f"Subnetwork must be in region '{region}'.")
-    return store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
+    subnet = store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
+    subnetworks.check_for_instances(subnet, f"{field}.subnetwork", nic["subnetwork"])
+    return subnet
 
 
 def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: str) -> Resource:
