@@ -142,8 +142,9 @@ def _region_counts(session: Session, project: str, region: str) -> dict[str, flo
                                                               "scope": f"regions/{region}"})
     found: dict[tuple[str, bool], float] = {}
     for collection, scope, count in rows:
-        key = (collection, scope.startswith("zones/"))
-        found[key] = found.get(key, 0.0) + float(count)
+        if scope.startswith("zones/") or scope == f"regions/{region}":
+            key = (collection, scope.startswith("zones/"))
+            found[key] = found.get(key, 0.0) + float(count)
     return {metric: found.get(key, 0.0) for metric, key in REGION_COUNTS.items()}
 
 
