@@ -215,7 +215,10 @@ def insert_instance(call: Call, zone: ZoneInfo, body: Body, source: str,
     merged["sourceMachineImage"] = url_of(image_row.project, "global", COLLECTION, image_row.name)
     restored = None
     if not override.get("disks"):
-        restored = _restored_disks(call, zone, image_row, store.validate_name(merged.get("name")))
+        name = store.validate_name(merged.get("name"))
+        if store.exists(call.session, call.project, "instances", f"zones/{zone.name}", name):
+            raise AlreadyExists(path_of(call.project, f"zones/{zone.name}", "instances", name))
+        restored = _restored_disks(call, zone, image_row, name)
         merged.pop("disks", None)
     return lifecycle.insert(call, zone, merged, restored=restored)
 

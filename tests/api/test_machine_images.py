@@ -189,7 +189,8 @@ def test_bad_requests_change_nothing(server, gce):
         "name": clone, "sourceMachineImage": "global/machineImages/no-such-image"}), 404, "notFound",
         f"The resource 'projects/{PROJECT}/global/machineImages/no-such-image' was not found")
     expect_error(gce.instances().insert(project=PROJECT, zone=ZONE, body={
-        "name": vm, "sourceMachineImage": image["selfLink"]}), 409, "alreadyExists")
+        "name": vm, "sourceMachineImage": image["selfLink"]}), 409, "alreadyExists",
+        f"The resource 'projects/{PROJECT}/zones/{ZONE}/instances/{vm}' already exists")
     listed = gce.instances().list(project=PROJECT, zone=ZONE, filter=f"name eq {clone}").execute()
     assert not listed.get("items")
     expect_error(gce.disks().get(project=PROJECT, zone=ZONE, disk=clone), 404, "notFound")
