@@ -15,7 +15,7 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import allocated_ranges, projects, routes, vpc
+from core.services import allocated_ranges, projects, routes, shared_vpc, vpc
 from core.services.metadata import check_fingerprint
 
 AUTO_MODE_RANGE = ipaddress.IPv4Network("10.128.0.0/9")
@@ -211,6 +211,7 @@ def delete(call: Call, region: str, name: str) -> Operation:
     subnet_url = vpc.url(subnet)
     users = vpc.referring(call.session, call.project, "subnetwork", subnet_url,
                           ["instances", "addresses", "forwardingRules"])
+    users += shared_vpc.instances_using(call.session, call.project, "subnetwork", subnet_url)
     if users:
         raise ResourceInUse("subnetwork", vpc.path(subnet), vpc.path(users[0]))
     op = operations.begin(call, scope=subnet.scope, op_type="delete", target_path=vpc.path(subnet),

@@ -113,7 +113,8 @@ def test_global_usage_counts_the_project_resources(session):
     region), three routes (the default route and one per subnetwork) and four firewall rules."""
     assert quotas.global_usage(session, PROJECT) == {
         "SNAPSHOTS": 0.0, "NETWORKS": 1.0, "FIREWALLS": 4.0, "IMAGES": 0.0, "ROUTES": 3.0,
-        "SUBNETWORKS": 2.0, "CPUS_ALL_REGIONS": 0.0, "MACHINE_IMAGES": 0.0, "INSTANCE_TEMPLATES": 0.0}
+        "SUBNETWORKS": 2.0, "ROUTERS": 0.0, "CPUS_ALL_REGIONS": 0.0, "MACHINE_IMAGES": 0.0,
+        "INSTANCE_TEMPLATES": 0.0}
 
 
 def test_group_and_template_counts(session):
