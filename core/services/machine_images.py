@@ -53,6 +53,10 @@ def insert(call: Call, body: Body, source_param: str | None = None) -> Operation
     if store.exists(call.session, call.project, COLLECTION, "global", name):
         raise AlreadyExists(path_of(call.project, "global", COLLECTION, name))
     inst = _source_instance(call, body.get("sourceInstance") or source_param)
+    for key in ("machineImageEncryptionKey", "sourceDiskEncryptionKeys"):
+        if body.get(key):
+            raise Invalid(f"resource.{key}", "", message=f"Invalid value for field 'resource.{key}': ''. "
+                          "Customer-supplied encryption keys are not supported.")
     labels = validate_labels(body.get("labels"))
     locations = _locations(body.get("storageLocations"), inst)
     disk_rows = attached_rows(call.session, inst)

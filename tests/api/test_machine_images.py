@@ -178,6 +178,10 @@ def test_bad_requests_change_nothing(server, gce):
         "name": bad, "sourceInstance": "global/networks/default"}), 400, "invalid")
     expect_error(gce.machineImages().insert(project=PROJECT, body={"name": "Bad_Name",
                                                                    "sourceInstance": inst["selfLink"]}), 400, "invalid")
+    expect_error(gce.machineImages().insert(project=PROJECT, body={
+        "name": bad, "sourceInstance": inst["selfLink"], "machineImageEncryptionKey": {"rawKey": "a2V5"}}), 400,
+        "invalid", "Invalid value for field 'resource.machineImageEncryptionKey': ''. Customer-supplied encryption "
+        "keys are not supported.")
     image = make_image(gce, inst)
     expect_error(gce.machineImages().insert(project=PROJECT, body={
         "name": image["name"], "sourceInstance": inst["selfLink"]}), 409, "alreadyExists",
