@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from core.catalog import platforms
 from core.models import Cluster, Host, Resource, StoragePool
 
 _HOST_USAGE = (select(Resource.host_id, func.sum(Resource.vcpus), func.sum(Resource.memory_mb))
@@ -65,13 +66,15 @@ class ZoneCapacity:
         return next(c for h, c in self.hosts() if h.id == host.id)
 
     def place_vm(self, vcpus: int, memory_mb: int, exclude: frozenset[int] = frozenset(),
-                 prefer: int | None = None) -> Host | None:
+                 prefer: int | None = None, min_platform: str | None = None) -> Host | None:
         """First host, not excluded, with room for the VM after over-provisioning; its room is taken.
 
         ``prefer`` is the host a VM last ran on: it is tried first (its disks and domain are there),
         and the VM stays on that host's kind of hypervisor: a libvirt VM never lands on a simulator.
+        ``min_platform``: the VM's minimum CPU platform; only hosts at or above it are candidates.
         """
-        candidates = [(h, c) for h, c in self.hosts() if h.id not in exclude]
+        candidates = [(h, c) for h, c in self.hosts()
+                      if h.id not in exclude and platforms.satisfies(h.cpu_platform, min_platform)]
         if prefer is not None:
             previous = self.session.get(Host, prefer)
             if previous is not None:
@@ -109,10 +112,21 @@ class ZoneCapacity:
         self._pool_free[pool.id] += size_gb
 
 
+def zone_room(session: Session, zone_id: int) -> tuple[float, float]:
+    """The free vCPUs and memory (MB) of a zone's Up hosts after over-provisioning, read without
+    locking them: for choosing among zones, not for placing (a placement locks and reads again)."""
+    hosts = [(h, c) for h, c in session.execute(_UP_HOSTS, {"zone_id": zone_id})]
+    usage = host_usage(session, [h.id for h, _ in hosts]) if hosts else {}
+    cpus = sum(max(0.0, h.cpus * c.cpu_overprovisioning - usage.get(h.id, (0, 0))[0]) for h, c in hosts)
+    memory = sum(max(0.0, h.memory_mb * c.memory_overprovisioning - usage.get(h.id, (0, 0))[1]) for h, c in hosts)
+    return cpus, memory
+
+
 def place_vm(session: Session, zone_id: int, vcpus: int, memory_mb: int,
-             exclude: frozenset[int] = frozenset(), prefer: int | None = None) -> Host | None:
+             exclude: frozenset[int] = frozenset(), prefer: int | None = None,
+             min_platform: str | None = None) -> Host | None:
     """One VM's host (see :meth:`ZoneCapacity.place_vm`)."""
-    return ZoneCapacity(session, zone_id).place_vm(vcpus, memory_mb, exclude, prefer)
+    return ZoneCapacity(session, zone_id).place_vm(vcpus, memory_mb, exclude, prefer, min_platform)
 
 
 def place_disk(session: Session, zone_id: int, size_gb: int) -> StoragePool | None:

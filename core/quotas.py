@@ -6,7 +6,7 @@ from collections.abc import Collection
 from typing import TypedDict
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS, DISK_TYPES
@@ -54,6 +54,8 @@ def region_usage(session: Session, project: str, region: str,
             usage[metric] += float(size or 0)
     if metrics is None or not _ADDRESS_METRICS.isdisjoint(metrics):
         usage.update(_address_usage(session, project, region))
+    if metrics is None or not REGION_COUNTS.keys().isdisjoint(metrics):
+        usage.update(_region_counts(session, project, region))
     return usage
 
 
@@ -75,7 +77,10 @@ def _address_usage(session: Session, project: str, region: str) -> dict[str, flo
 
 
 _GLOBAL_COLLECTIONS = {"SNAPSHOTS": "snapshots", "NETWORKS": "networks", "FIREWALLS": "firewalls",
-                       "IMAGES": "images", "ROUTES": "routes", "SUBNETWORKS": "subnetworks", "ROUTERS": "routers"}
+                       "IMAGES": "images", "ROUTES": "routes", "SUBNETWORKS": "subnetworks", "ROUTERS": "routers",
+                       "MACHINE_IMAGES": "machineImages"}
+# Global metrics of collections that also have regional rows (counted by REGION_COUNTS).
+_GLOBAL_SCOPED = {"INSTANCE_TEMPLATES": "instanceTemplates"}
 
 
 def global_usage(session: Session, project: str) -> dict[str, float]:
@@ -83,6 +88,12 @@ def global_usage(session: Session, project: str) -> dict[str, float]:
         select(Resource.collection, func.count()).where(Resource.project == project).group_by(Resource.collection)
     ).all())
     usage = {metric: float(counts.get(coll, 0)) for metric, coll in _GLOBAL_COLLECTIONS.items()}
+    scoped = dict(session.execute(
+        select(Resource.collection, func.count())
+        .where(Resource.project == project, Resource.scope == "global",
+               Resource.collection.in_(list(_GLOBAL_SCOPED.values())))
+        .group_by(Resource.collection)).all())
+    usage.update({metric: float(scoped.get(coll, 0)) for metric, coll in _GLOBAL_SCOPED.items()})
     usage["CPUS_ALL_REGIONS"] = all_regions_cpus(session, project)
     return usage
 
@@ -114,20 +125,35 @@ def check_global(session: Session, project: Project, metric: str, amount: float 
 
 
 # Regional limits on how many resources of a collection a project has in a region, counted from
-# the rows at each check (groups are created rarely, unlike instances and disks). Not yet in the
-# catalogue's DEFAULT_REGION_QUOTAS, whose usage regions.get reports from the counters.
-REGION_COUNTS = {"INSTANCE_GROUPS": "instanceGroups"}
-DEFAULT_REGION_COUNT_LIMITS = {"INSTANCE_GROUPS": 100.0}
+# the rows (groups and regional templates are made rarely, unlike instances and disks): the
+# collection and whether the metric counts the zonal rows of the region (True) or its regional ones.
+REGION_COUNTS = {"INSTANCE_GROUPS": ("instanceGroups", True),
+                 "INSTANCE_GROUP_MANAGERS": ("instanceGroupManagers", True),
+                 "REGIONAL_INSTANCE_GROUP_MANAGERS": ("instanceGroupManagers", False),
+                 "INSTANCE_TEMPLATES": ("instanceTemplates", False)}
+_REGION_ROWS = (select(Resource.collection, Resource.scope, func.count())
+                .where(Resource.project == bindparam("project"),
+                       Resource.collection.in_(sorted({c for c, _ in REGION_COUNTS.values()})),
+                       or_(Resource.region == bindparam("region"), Resource.scope == bindparam("scope")))
+                .group_by(Resource.collection, Resource.scope))
+
+
+def _region_counts(session: Session, project: str, region: str) -> dict[str, float]:
+    rows = flushed_connection(session).execute(_REGION_ROWS, {"project": project, "region": region,
+                                                              "scope": f"regions/{region}"})
+    found: dict[tuple[str, bool], float] = {}
+    for collection, scope, count in rows:
+        if scope.startswith("zones/") or scope == f"regions/{region}":
+            key = (collection, scope.startswith("zones/"))
+            found[key] = found.get(key, 0.0) + float(count)
+    return {metric: found.get(key, 0.0) for metric, key in REGION_COUNTS.items()}
 
 
 def check_region_count(session: Session, project: Project, region: str, metric: str) -> None:
     """Refuse (403 quotaExceeded) one more resource of ``metric``'s collection in ``region``; a
     project's override of the limit (``quota_limits``) applies as for every regional metric."""
-    limit = {**DEFAULT_REGION_COUNT_LIMITS, **limits(project, region)}[metric]
-    used = session.scalar(select(func.count()).select_from(Resource).where(
-        Resource.project == project.name, Resource.collection == REGION_COUNTS[metric],
-        Resource.region == region)) or 0
-    if used + 1 > limit:
+    limit = limits(project, region)[metric]
+    if _region_counts(session, project.name, region)[metric] + 1 > limit:
         raise QuotaExceeded(metric, limit, region)
 
 

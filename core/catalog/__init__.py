@@ -66,6 +66,12 @@ DEFAULT_REGION_QUOTAS: dict[str, float] = {
     "SSD_TOTAL_GB": 4096,
     "STATIC_ADDRESSES": 8,
     "IN_USE_ADDRESSES": 24,
+    # Counted from the rows at each check (see core.quotas.REGION_COUNTS): groups and regional
+    # templates are made rarely, unlike instances and disks.
+    "INSTANCE_GROUPS": 100,
+    "INSTANCE_GROUP_MANAGERS": 150,
+    "REGIONAL_INSTANCE_GROUP_MANAGERS": 150,
+    "INSTANCE_TEMPLATES": 100,
 }
 DEFAULT_GLOBAL_QUOTAS: dict[str, float] = {
     "SNAPSHOTS": 5000,
@@ -74,6 +80,8 @@ DEFAULT_GLOBAL_QUOTAS: dict[str, float] = {
     "IMAGES": 2000,
     "ROUTES": 250,
     "SUBNETWORKS": 175,
+    "INSTANCE_TEMPLATES": 1000,
+    "MACHINE_IMAGES": 2000,
     "ROUTERS": 20,
     "CPUS_ALL_REGIONS": 288,
 }

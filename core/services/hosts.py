@@ -30,6 +30,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.catalog import platforms
 from core.db import write_session
 from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
 from core.hypervisors.registry import DriverRegistry
@@ -87,12 +88,16 @@ def add_cluster(session: Session, zone_name: str, name: str, hypervisor: str, *,
 
 def add_host(factory: sessionmaker[Session], drivers: DriverRegistry, zone_name: str, cluster_name: str | None,
              name: str | None, uri: str, *, cpus: int | None = None, memory_mb: int | None = None,
-             options: dict[str, Any] | None = None) -> Host:
-    """Add a host; its CPUs and memory are read from the host itself unless given.
+             options: dict[str, Any] | None = None, cpu_platform: str | None = None) -> Host:
+    """Add a host; its CPUs and memory are read from the host itself unless given. ``cpu_platform``:
+    the GCE platform name of its processors (e.g. ``Intel Ice Lake``; default: the column's), what
+    instances placed on it report and their minimum CPU platform is matched against.
 
     The row is written first (with no capacity, so nothing is placed on it yet) because the driver
     reads the host's options from it; a host that cannot be reached is removed again.
     """
+    if cpu_platform is not None and cpu_platform not in platforms.KNOWN:
+        raise HostError(f"unknown CPU platform {cpu_platform}; known: {', '.join(sorted(platforms.KNOWN))}")
     try:
         accelerator_types.declared(json.dumps(options) if options else None)
     except accelerator_types.UnknownAccelerator as exc:
@@ -111,6 +116,8 @@ def add_host(factory: sessionmaker[Session], drivers: DriverRegistry, zone_name:
             raise HostError(f"host {probe_name} already exists")
         host = Host(cluster_id=cluster.id, zone_id=zone.id, name=probe_name, uri=uri, cpus=0, memory_mb=0,
                     status="Up", options=json.dumps(options) if options else None)
+        if cpu_platform is not None:
+            host.cpu_platform = cpu_platform
         session.add(host)
         session.flush()
         host_id = host.id

@@ -307,10 +307,14 @@ def create_managed(call: Call, scope: str, region: str, name: str, network: str 
                    subnetwork: str | None) -> Resource:
     """The instanceGroups resource a managed group ``name`` lists its instances in, in the group's
     scope (``zones/Z``, or ``regions/R`` for a regional group): GCE makes one of the same name, with
-    this description. AlreadyExists when an unmanaged group has the name."""
+    this description. AlreadyExists when an unmanaged group has the name. The group's
+    INSTANCE_GROUP_MANAGERS (or REGIONAL_INSTANCE_GROUP_MANAGERS) quota is checked here, with the
+    INSTANCE_GROUPS one its instanceGroups resource takes, before either row is written."""
     if store.exists(call.session, call.project, COLLECTION, scope, name):
         raise AlreadyExists(path_of(call.project, scope, COLLECTION, name))
     project = projects.get(call.session, call.project, lock=True)
+    managers = "REGIONAL_INSTANCE_GROUP_MANAGERS" if scope.startswith("regions/") else "INSTANCE_GROUP_MANAGERS"
+    quotas.check_region_count(call.session, project, region, managers)
     quotas.check_region_count(call.session, project, region, "INSTANCE_GROUPS")
     fields: Body = {"description": MANAGED_DESCRIPTION.format(name)}
     if network:

@@ -10,6 +10,7 @@ touching the database alone (their Operations are born DONE).
 
 from __future__ import annotations
 
+from core import quotas
 from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Resource
@@ -45,6 +46,11 @@ def insert(call: Call, region: str | None, body: Body) -> Operation:
     props = body.get("properties")
     if not isinstance(props, dict):
         raise Required("resource.properties")
+    project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
+    if region is None:
+        quotas.check_global(call.session, project, "INSTANCE_TEMPLATES")
+    else:
+        quotas.check_region_count(call.session, project, region, "INSTANCE_TEMPLATES")
     stored: Body = {"description": body.get("description") or "",
                     "properties": properties(call, spec.Where.template(region), name, props)}
     if region is not None:

@@ -1,4 +1,4 @@
-"""The state tables of disks, images and snapshots (see :mod:`core.resources.states`).
+"""The state tables of disks, images, snapshots and machine images (see :mod:`core.resources.states`).
 
 The three share one rule, so they live together: a disk, image or snapshot is usable (attached,
 copied into an image or a snapshot, made into a disk, picked as its family's newest) only once
@@ -6,7 +6,7 @@ its job has made it READY; before that GCE answers ``resourceNotReady``. Every o
 them (delete, resize, setLabels, deprecate) is taken in any status and done at once, as today.
 
 Only the statuses the code really gives are here: a disk is CREATING then READY, an image
-PENDING then READY, a snapshot CREATING then READY. GCE's RESTORING, FAILED, DELETING and
+PENDING then READY, a snapshot or a machine image CREATING then READY. GCE's RESTORING, FAILED, DELETING and
 UPLOADING are never reached (a failed job deletes the row; a delete removes it at once), so a
 table naming them would only hold empty rows.
 """
@@ -64,7 +64,17 @@ SNAPSHOTS = StateTable(
      ("CREATING", READY_EVENT): Move(READY), (READY, READY_EVENT): Move(READY)},
     not_ready)
 
-TABLES = {"disks": DISKS, "images": IMAGES, "snapshots": SNAPSHOTS}
+# A machine image is CREATING while its job copies its instance's disks, then READY: only then can an
+# instance be made from it.
+_MACHINE_IMAGE_STATUSES = ("CREATING", READY)
+MACHINE_IMAGES = StateTable(
+    "machineImage", _MACHINE_IMAGE_STATUSES, (DELETE, SET_LABELS, USE, READY_EVENT),
+    {**_anytime(_MACHINE_IMAGE_STATUSES, (DELETE, SET_LABELS)),
+     (READY, USE): STAY,
+     ("CREATING", READY_EVENT): Move(READY), (READY, READY_EVENT): Move(READY)},
+    not_ready)
+
+TABLES = {"disks": DISKS, "images": IMAGES, "snapshots": SNAPSHOTS, "machineImages": MACHINE_IMAGES}
 
 
 def usable(res: Resource, path: str) -> Resource:

@@ -4,7 +4,8 @@ Images and snapshots live on the zone's secondary storage; its storage VM copies
 checksums them and accounts for the space (``secondary_objects``). The ``images.insert`` and
 ``disks.createSnapshot`` jobs call :func:`copy_image` / :func:`copy_snapshot` in their final
 transaction and record the size they return (``archiveSizeBytes``, ``storageBytes``); deleting an
-image or snapshot calls :func:`remove`.
+image or snapshot calls :func:`remove`. A machine image is one object holding the copies of its
+instance's disks (:func:`copy_machine_image`).
 
 With the simulator a copy is a record: its size follows from the source (what the disk's written
 blocks would take) and its checksum from the source's identity, and a copy of a stored object
@@ -123,6 +124,20 @@ def copy_snapshot(session: Session, zone: Zone, disk: Resource, *, owner_uid: in
     size = max(disk.size_gb, 1) * GIB // 4
     return _record(session, zone, "snapshot", owner_uid, f"{disk.project}/disks/{disk.name}", size,
                    _sha("snapshot", disk.uid, owner_uid, size))
+
+
+def copy_machine_image(session: Session, zone: Zone, disks: list[Resource], *,
+                       owner_uid: int) -> tuple[str, list[int]]:
+    """Copy the written blocks of an instance's disks into the zone's secondary storage as machine
+    image ``owner_uid`` (one stored object holding every disk, in order): (sha256 checksum, each
+    disk's bytes). Idempotent: a job run again finds the copy and the sizes it recorded."""
+    sizes = [max(d.size_gb, 1) * GIB // 4 for d in disks]
+    label = ",".join(f"{d.project}/disks/{d.name}" for d in disks)
+    checksum = _sha("machineImage", owner_uid, *(f"{d.uid}:{size}" for d, size in zip(disks, sizes, strict=True)))
+    stored_checksum, total = _record(session, zone, "machineImage", owner_uid, label, sum(sizes), checksum)
+    if total != sum(sizes):  # recorded by an earlier run whose disks have grown since: keep its sizes
+        sizes = [total * size // max(sum(sizes), 1) for size in sizes]
+    return stored_checksum, sizes
 
 
 def remove(session: Session, owner_uid: int) -> int:

@@ -120,9 +120,12 @@ def host_list(data_dir: str | None) -> None:
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Driver setting, repeatable: pool, pool_path, image_pool, image_pool_path, image_copy, "
                    "networks, console_dir, shutdown_timeout (see the operator's guide).")
+@click.option("--cpu-platform", default=None,
+              help="The host's CPU platform as GCE names it (e.g. 'Intel Ice Lake', 'AMD Milan'); instances asking "
+                   "for a minimum CPU platform are placed only on hosts at or above it (default: Intel Broadwell).")
 @DATA_DIR
 def host_add(zone: str, cluster: str | None, name: str | None, uri: str, cpus: int | None, memory_mb: int | None,
-             options: tuple[str, ...], data_dir: str | None) -> None:
+             options: tuple[str, ...], cpu_platform: str | None, data_dir: str | None) -> None:
     """Add a host to a cluster; a libvirt host's CPUs and memory are read from the host."""
     sessions = factory(data_dir)
     with sessions() as session:
@@ -134,7 +137,7 @@ def host_add(zone: str, cluster: str | None, name: str | None, uri: str, cpus: i
         memory_mb = memory_mb if memory_mb is not None else SIM_MEMORY_MB
     try:
         host = add_host(sessions, _drivers(sessions, data_dir), zone, cluster, name, uri, cpus=cpus,
-                        memory_mb=memory_mb, options=_option(options) or None)
+                        memory_mb=memory_mb, options=_option(options) or None, cpu_platform=cpu_platform)
     except HostError as e:
         fail(str(e))
     click.echo(f"added host {host.name} to {zone}/{c.name if c else cluster}: {host.cpus} CPUs, "

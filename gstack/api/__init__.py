@@ -15,6 +15,7 @@ from gstack.api import (  # noqa: F401
     instance_groups,
     instance_templates,
     instances,
+    machine_images,
     machine_types,
     networks,
     operations,

@@ -1,7 +1,7 @@
 """instances: the VM lifecycle."""
 
 from core.errors import Invalid, Required
-from core.services import instances
+from core.services import instances, machine_images
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 
@@ -23,15 +23,21 @@ def aggregated(req: ApiRequest):
 
 @handles("compute.instances.insert")
 def insert(req: ApiRequest, zone: str):
-    if req.args.get("sourceMachineImage"):
-        raise Invalid("sourceMachineImage", req.args["sourceMachineImage"],
-                      "Instance templates and machine images are not supported yet.")
+    source_image = req.body.get("sourceMachineImage") or req.args.get("sourceMachineImage")
+    if source_image:
+        return machine_images.insert_instance(req.call, req.zone(zone), req.body, source_image,
+                                              req.args.get("sourceInstanceTemplate"))
     return instances.insert(req.call, req.zone(zone), req.body, req.args.get("sourceInstanceTemplate"))
 
 
 @handles("compute.instances.bulkInsert")
 def bulk_insert(req: ApiRequest, zone: str):
     return instances.bulk_insert(req.call, req.zone(zone), req.body)
+
+
+@handles("compute.regionInstances.bulkInsert")
+def regional_bulk_insert(req: ApiRequest, region: str):
+    return instances.regional_bulk_insert(req.call, region, req.body)
 
 
 def _lifecycle(action):
@@ -74,6 +80,12 @@ def add_access_config(req: ApiRequest, zone: str, instance: str):
 def delete_access_config(req: ApiRequest, zone: str, instance: str):
     return instances.delete_access_config(req.call, req.zone(zone), instance, req.args.get("networkInterface"),
                                           req.args.get("accessConfig"))
+
+
+@handles("compute.instances.updateNetworkInterface")
+def update_network_interface(req: ApiRequest, zone: str, instance: str):
+    return instances.update_network_interface(req.call, req.zone(zone), instance, req.args.get("networkInterface"),
+                                              req.body)
 
 
 @handles("compute.instances.setLabels")

@@ -254,8 +254,29 @@ def test_instance_from_a_template_of_another_region(server):
                                         body={"name": unique("vm")}), 400, "invalid")
 
 
-def test_machine_images_are_still_refused(gce):
-    expect_error(gce.instances().insert(project=PROJECT, zone=ZONE, sourceMachineImage="global/machineImages/m",
-                                        body={"name": unique("vm")}), 400, "invalid",
-                 "Invalid value for field 'sourceMachineImage': 'global/machineImages/m'. "
-                 "Instance templates and machine images are not supported yet.")
+def test_instance_templates_quotas(server):
+    """INSTANCE_TEMPLATES: global templates count against the project's (projects.get), regional ones
+    against their region's (regions.get); a refused insert makes nothing."""
+    project, gce = fresh_project(server, "tplquota")
+    server.admin("project", "set-quota", "--project", project, "--metric", "INSTANCE_TEMPLATES", "--limit", "1")
+    server.admin("project", "set-quota", "--project", project, "--metric", "INSTANCE_TEMPLATES", "--limit", "1",
+                 "--region", REGION)
+    create(gce, project=project)
+    create(gce, REGION, project=project)
+    expect_error(gce.instanceTemplates().insert(project=project, body={
+        "name": unique("tpl"), "properties": properties()}), 403, "quotaExceeded",
+        "Quota 'INSTANCE_TEMPLATES' exceeded.  Limit: 1.0 globally.")
+    expect_error(gce.regionInstanceTemplates().insert(project=project, region=REGION, body={
+        "name": unique("tpl"), "properties": properties()}), 403, "quotaExceeded",
+        f"Quota 'INSTANCE_TEMPLATES' exceeded.  Limit: 1.0 in region {REGION}.")
+    create(gce, OTHER_REGION, project=project)  # another region has its own
+    listed = gce.instanceTemplates().aggregatedList(project=project).execute()["items"]
+    assert sum(len(v.get("instanceTemplates", [])) for v in listed.values()) == 3
+    global_quotas = {q["metric"]: q for q in gce.projects().get(project=project).execute()["quotas"]}
+    assert (global_quotas["INSTANCE_TEMPLATES"]["limit"], global_quotas["INSTANCE_TEMPLATES"]["usage"]) == (1, 1)
+    region = {q["metric"]: q for q in gce.regions().get(project=project, region=REGION).execute()["quotas"]}
+    assert (region["INSTANCE_TEMPLATES"]["limit"], region["INSTANCE_TEMPLATES"]["usage"]) == (1, 1)
+    other = {q["metric"]: q for q in gce.regions().get(project=project, region=OTHER_REGION).execute()["quotas"]}
+    assert other["INSTANCE_TEMPLATES"]["usage"] == 1 and other["INSTANCE_TEMPLATES"]["limit"] == 100
+    for metric in ("INSTANCE_GROUPS", "INSTANCE_GROUP_MANAGERS", "REGIONAL_INSTANCE_GROUP_MANAGERS"):
+        assert region[metric]["usage"] == 0 and region[metric]["limit"] > 0

@@ -469,13 +469,13 @@ def test_insert_bad_hostname(server, gce, nothing_created, hostname):
 
 
 def test_insert_from_missing_template_or_machine_image_is_refused(server, gce, nothing_created):
-    """Templates are supported (tests/api/test_instance_templates.py): a missing one is a 404."""
+    """Templates and machine images are supported (tests/api/test_instance_templates.py,
+    tests/api/test_machine_images.py): a missing one is a 404."""
     fails(gce.instances().insert(project=PROJECT, zone=ZONE, body=body(unique("tpl")),
                                  sourceInstanceTemplate="global/instanceTemplates/t"), 404, "notFound")
-    value = "global/machineImages/m"
-    err = fails(gce.instances().insert(project=PROJECT, zone=ZONE, body=body(unique("tpl")), sourceMachineImage=value),
-                400, "invalid")
-    assert err["message"].startswith(f"Invalid value for field 'sourceMachineImage': '{value}'.")
+    fails(gce.instances().insert(project=PROJECT, zone=ZONE, body=body(unique("tpl")),
+                                 sourceMachineImage="global/machineImages/m"), 404, "notFound",
+          f"The resource 'projects/{PROJECT}/global/machineImages/m' was not found")
 
 
 # -- reading ---------------------------------------------------------------------------------------

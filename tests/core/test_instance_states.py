@@ -56,6 +56,8 @@ ACCELERATORS = Stopped("guestAccelerators", "[]", "Instance 'vm1' must be stoppe
 RENAME = Stopped("name", "vm2", "Instance 'vm1' must be stopped before it can be renamed.")
 SECURE_BOOT = Stopped("resource.enableSecureBoot", "True", "Instance 'vm1' must be stopped before changing its "
                       "Shielded VM secure boot or vTPM settings.")
+NETWORK = Stopped("resource.network", "global/networks/other", "Instance 'vm1' must be stopped before changing "
+                  "the network, subnetwork or internal IP address of its network interface.")
 TO_STOPPING_DELETE = Move("STOPPING", DELETE)
 HOT = Move(None, HOTPLUG)
 
@@ -76,6 +78,7 @@ USER = {
     "setMachineResources": (ACCELERATORS,) * 6 + (STAY,),
     "setName": (RENAME,) * 6 + (STAY,),
     "setSecureBoot": (SECURE_BOOT,) * 6 + (STAY,),
+    "setNetwork": (NETWORK,) * 6 + (STAY,),
     "attachDisk": (STAY, STAY, HOT, STAY, STAY, STAY, STAY),
     "detachDisk": (STAY, STAY, HOT, STAY, STAY, STAY, STAY),
 }
@@ -99,7 +102,7 @@ EVENTS = {
 }
 VALUES = {"setMachineType": MACHINE, "setServiceAccount": ACCOUNT, "setProvisioningModel": MODEL,
           "detachBootDisk": BOOT, "setMinCpuPlatform": PLATFORM, "setMachineResources": ACCELERATORS,
-          "setName": RENAME, "setSecureBoot": SECURE_BOOT}
+          "setName": RENAME, "setSecureBoot": SECURE_BOOT, "setNetwork": NETWORK}
 
 
 def _vm(status: str) -> Resource:

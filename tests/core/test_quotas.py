@@ -69,7 +69,8 @@ def test_instances_and_disks_are_counted_per_region_type_and_status(session):
     add_resource(session, "instances", project="other-project", subtype="e2-small", vcpus=2)
     assert quotas.region_usage(session, PROJECT, REGION) == {
         "CPUS": 4.0, "INSTANCES": 2.0, "DISKS_TOTAL_GB": 100.0, "SSD_TOTAL_GB": 50.0,
-        "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0}
+        "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0, "INSTANCE_GROUPS": 0.0, "INSTANCE_GROUP_MANAGERS": 0.0,
+        "REGIONAL_INSTANCE_GROUP_MANAGERS": 0.0, "INSTANCE_TEMPLATES": 0.0}
     assert quotas.region_usage(session, PROJECT, "europe-west1")["CPUS"] == 8.0
     assert quotas.all_regions_cpus(session, PROJECT) == 12.0
     assert quotas.global_usage(session, PROJECT)["CPUS_ALL_REGIONS"] == 12.0
@@ -112,7 +113,27 @@ def test_global_usage_counts_the_project_resources(session):
     region), three routes (the default route and one per subnetwork) and four firewall rules."""
     assert quotas.global_usage(session, PROJECT) == {
         "SNAPSHOTS": 0.0, "NETWORKS": 1.0, "FIREWALLS": 4.0, "IMAGES": 0.0, "ROUTES": 3.0,
-        "SUBNETWORKS": 2.0, "CPUS_ALL_REGIONS": 0.0}
+        "SUBNETWORKS": 2.0, "ROUTERS": 0.0, "CPUS_ALL_REGIONS": 0.0, "MACHINE_IMAGES": 0.0,
+        "INSTANCE_TEMPLATES": 0.0}
+
+
+def test_group_and_template_counts(session):
+    """Zonal groups and managers count in their zone's region, regional managers and templates in
+    their region; global templates only globally."""
+    add_resource(session, "instanceGroups")
+    add_resource(session, "instanceGroups", zone="us-central1-b")
+    add_resource(session, "instanceGroupManagers")
+    add_resource(session, "instanceGroups", zone="europe-west1-b")
+    for collection in ("instanceGroupManagers", "instanceTemplates"):
+        row = add_resource(session, collection)
+        row.scope = f"regions/{REGION}"
+    add_resource(session, "instanceTemplates").scope = "global"
+    session.flush()
+    usage = quotas.region_usage(session, PROJECT, REGION)
+    assert {m: usage[m] for m in quotas.REGION_COUNTS} == {
+        "INSTANCE_GROUPS": 2.0, "INSTANCE_GROUP_MANAGERS": 1.0, "REGIONAL_INSTANCE_GROUP_MANAGERS": 1.0,
+        "INSTANCE_TEMPLATES": 1.0}
+    assert quotas.global_usage(session, PROJECT)["INSTANCE_TEMPLATES"] == 1.0
 
 
 # -- checks and refusals ---------------------------------------------------------------------------

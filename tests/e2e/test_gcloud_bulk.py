@@ -39,3 +39,17 @@ def test_bulk_create_with_predefined_names(gcloud):
     # gcloud reports the refused request's error and exits 0 (it collects the errors of the request)
     assert f"ERROR: The resource 'projects/demo-project/zones/us-central1-a/instances/{a}' already exists" \
         in taken.stderr, taken.stderr
+
+
+def test_regional_bulk_create(gcloud):
+    prefix = unique("rbk")
+    out = gcloud("compute", "instances", "bulk", "create", "--name-pattern", f"{prefix}-##", "--count", "4",
+                 "--region", "us-central1", "--target-distribution-shape", "balanced", *IMAGE, "--format=json")
+    result = json.loads(out.stdout)
+    assert result["createdInstanceCount"] == 4 and result["failedInstanceCount"] == 0
+    zones = sorted(i["zone"].rsplit("/", 1)[-1] for i in result["instances"])
+    assert set(zones) == {"us-central1-a", "us-central1-b", "us-central1-c"} and len(zones) == 4
+    for inst in result["instances"]:
+        got = describe(gcloud, "compute", "instances", "describe", inst["name"], "--zone",
+                       inst["zone"].rsplit("/", 1)[-1])
+        assert got["status"] == "RUNNING"

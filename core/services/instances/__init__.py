@@ -12,6 +12,8 @@ Operation is born DONE); changes the hypervisor must make are jobs.
 
 from core.services.instances import jobs  # noqa: F401  (job handler registration)
 from core.services.instances.bulk import bulk_insert
+from core.services.instances.bulk_regional import regional_bulk_insert
+from core.services.instances.interfaces import update_network_interface
 from core.services.instances.lifecycle import delete, insert, reset, resume, start, stop, suspend
 from core.services.instances.network import (
     AddressInUse,
@@ -63,5 +65,5 @@ __all__ = [
     "set_machine_type", "set_metadata", "set_scheduling", "set_service_account", "set_tags", "start", "stop",
     "suspend", "update_access_config", "vm_spec",
     "guest_attributes", "set_machine_resources", "set_min_cpu_platform", "set_name", "update",
-    "update_shielded_instance_config",
+    "update_shielded_instance_config", "update_network_interface", "regional_bulk_insert",
 ]

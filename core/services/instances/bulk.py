@@ -46,42 +46,56 @@ _WAIT_SECONDS = 60.0
 
 def bulk_insert(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> Operation:
     """Validate the request, make its instances and begin the ``bulkInsert`` Operation."""
-    count, min_count = _counts(body)
-    per = _per_instance(body)
-    base = _properties(zone, body)
-    names = _names(call, zone, body.get("namePattern"), per, count)
+    count, min_count = counts(body)
+    per = per_instance(body)
+    check_properties(body)
+    if body.get("locationPolicy"):
+        raise Invalid(f"{_FIELD}.locationPolicy", None, message=(
+            "Location policy is supported only for regional bulkInsert requests."))
+    names = instance_names(call, [zone], body.get("namePattern"), per, count)
+    return begin(call, f"zones/{zone.name}", body, [(zone, name) for name in names], per, min_count)
+
+
+def begin(call: Call, scope: str, body: dict[str, Any], placed: list[tuple[ZoneInfo, str]],
+          per: dict[str, dict[str, Any]], min_count: int) -> Operation:
+    """Make the instances, each in the zone it was given, and begin the ``bulkInsert`` Operation in
+    ``scope`` (the zone, or the region of a regional request) with a status per zone."""
     group = str(uuid.uuid4())
     children: list[Operation] = []
-    skipped = 0
-    for name in names:
+    skipped: list[tuple[ZoneInfo, str]] = []
+    for i, (zone, name) in enumerate(placed):
         try:
             with call.session.begin_nested():
-                children.append(_insert_one(call, zone, base, body, name, per.get(name) or {}))
+                children.append(_insert_one(call, zone, body, name, per.get(name) or {}))
         except QuotaExceeded:
             if len(children) < min_count:
                 raise
-            skipped = len(names) - len(children)
+            skipped = placed[i:]
             break
     for child in children:
         child.params = orjson.dumps({**orjson.loads(child.params), "operationGroupId": group}).decode()
-    scope = f"zones/{zone.name}"
-    status = _status(count, created=0, failed=skipped, state="CREATING")
+    statuses: dict[str, dict[str, Any]] = {}
+    for zone, _name in placed:
+        key = f"zones/{zone.name}"
+        statuses[key] = _status(statuses.get(key, {}).get("targetVmCount", 0) + 1, created=0,
+                                failed=sum(1 for z, _ in skipped if z.name == zone.name), state="CREATING")
+    first_zone, first = placed[0]
+    target_scope = scope if scope.startswith("regions/") else f"zones/{first_zone.name}"
     return operations.begin(
-        call, scope=scope, op_type="bulkInsert", target_path=path_of(call.project, scope, "instances", names[0]),
+        call, scope=scope, op_type="bulkInsert", target_path=path_of(call.project, target_scope, "instances", first),
         target_id=None, job=JOB,
-        params={"operationGroupId": group, "bulkStatus": {scope: status}, "children": [c.pk for c in children],
-                "minCount": min_count, "zone": zone.name, "user": call.user})
+        params={"operationGroupId": group, "bulkStatus": statuses, "children": [c.pk for c in children],
+                "minCount": min_count, "user": call.user})
 
 
-def _insert_one(call: Call, zone: ZoneInfo, base: dict[str, Any], body: dict[str, Any], name: str,
-                per: dict[str, Any]) -> Operation:
-    one = {**base, "name": name}
+def _insert_one(call: Call, zone: ZoneInfo, body: dict[str, Any], name: str, per: dict[str, Any]) -> Operation:
+    one = {**lifecycle.in_zone(zone, body.get("instanceProperties") or {}), "name": name}
     if per.get("hostname"):
         one["hostname"] = per["hostname"]
     return lifecycle.insert(call, zone, one, body.get("sourceInstanceTemplate"))
 
 
-def _counts(body: dict[str, Any]) -> tuple[int, int]:
+def counts(body: dict[str, Any]) -> tuple[int, int]:
     """``count`` (required, at least 1) and ``minCount`` (``count`` when absent, at most ``count``)."""
     if body.get("count") in (None, ""):
         raise Required(f"{_FIELD}.count")
@@ -105,7 +119,7 @@ def _integer(name: str, value: object) -> int:
         raise Invalid(f"{_FIELD}.{name}", value, "Must be an integer.") from None
 
 
-def _per_instance(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def per_instance(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The named instances (keys are names); each name is checked as an instance name."""
     per = body.get("perInstanceProperties") or {}
     if not isinstance(per, dict):
@@ -120,34 +134,32 @@ def _per_instance(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return per
 
 
-def _properties(zone: ZoneInfo, body: dict[str, Any]) -> dict[str, Any]:
-    """The instance body every instance starts from: ``instanceProperties`` linked in the zone (the
-    template's properties are merged under it by :func:`.lifecycle.insert`)."""
+def check_properties(body: dict[str, Any]) -> None:
+    """``instanceProperties`` (an object) or ``sourceInstanceTemplate`` must be given; each instance's
+    body is ``instanceProperties`` linked in its zone (the template's properties merged under it by
+    :func:`.lifecycle.insert`)."""
     props = body.get("instanceProperties")
     if props is None and not body.get("sourceInstanceTemplate"):
         raise Invalid(f"{_FIELD}.instanceProperties", None, message=(
             "Either instanceProperties or sourceInstanceTemplate must be specified."))
     if props is not None and not isinstance(props, dict):
         raise Invalid(f"{_FIELD}.instanceProperties", props, "Must be an object.")
-    if body.get("locationPolicy"):
-        raise Invalid(f"{_FIELD}.locationPolicy", None, message=(
-            "Location policy is supported only for regional bulkInsert requests."))
-    return lifecycle.in_zone(zone, props or {})
 
 
-def _names(call: Call, zone: ZoneInfo, pattern: object, per: dict[str, dict[str, Any]], count: int) -> list[str]:
+def instance_names(call: Call, zones: list[ZoneInfo], pattern: object, per: dict[str, dict[str, Any]],
+                   count: int) -> list[str]:
     """The instances' names: the named ones first, then the pattern's, numbered after the largest
-    number an instance of the zone already has under the pattern (GCE's rule, not the first gaps)."""
+    number an instance of the zones already has under the pattern (GCE's rule, not the first gaps)."""
     if not pattern and not per:
         raise Invalid(f"{_FIELD}.namePattern", None, message=(
             "Either namePattern or perInstanceProperties must be specified."))
     if len(per) > count:
         raise Invalid(f"{_FIELD}.count", count, "Count must be greater than or equal to the number of "
                       "instances specified in perInstanceProperties.")
-    scope = f"zones/{zone.name}"
     for name in per:
-        if store.exists(call.session, call.project, "instances", scope, name):
-            raise AlreadyExists(path_of(call.project, scope, "instances", name))
+        for zone in zones:
+            if store.exists(call.session, call.project, "instances", f"zones/{zone.name}", name):
+                raise AlreadyExists(path_of(call.project, f"zones/{zone.name}", "instances", name))
     names = list(per)
     missing = count - len(names)
     if not missing:
@@ -156,7 +168,7 @@ def _names(call: Call, zone: ZoneInfo, pattern: object, per: dict[str, dict[str,
         raise Invalid(f"{_FIELD}.count", count, "Count must be equal to the number of instances specified "
                       "in perInstanceProperties when namePattern is not specified.")
     prefix, width, suffix = _pattern(pattern)
-    number = _largest(call, zone, prefix, width, suffix)
+    number = max(_largest(call, zone, prefix, width, suffix) for zone in zones)
     while len(names) < count:
         number += 1
         if len(str(number)) > width:
@@ -196,7 +208,8 @@ def _status(target: int, *, created: int, failed: int, state: str, deleted: int 
 
 
 def _run_bulk(ctx: JobContext) -> None:
-    """Wait for the instances' Operations, then record the counts; below ``minCount``, roll back."""
+    """Wait for the instances' Operations, then record the counts of each zone; below ``minCount``
+    (over all zones), roll back."""
     deadline = time.monotonic() + _WAIT_SECONDS
     for pk in ctx.params["children"]:
         ctx.engine.wait(pk, max(0.0, deadline - time.monotonic()))
@@ -207,17 +220,20 @@ def _run_bulk(ctx: JobContext) -> None:
             raise TimeoutError("the instances of the bulkInsert are still being created")
         made = [op for op in children if not op.error]
         errors = [orjson.loads(op.error)["errors"][0] for op in children if op.error]
-        ((scope, status),) = ctx.params["bulkStatus"].items()
-        failed = status["failedToCreateVmCount"] + len(errors)
-        if len(made) >= ctx.params["minCount"]:
-            status = _status(status["targetVmCount"], created=len(made), failed=failed, state="DONE")
-        else:
+        rolled_back = len(made) < ctx.params["minCount"]
+        statuses = {}
+        for scope, status in ctx.params["bulkStatus"].items():
+            here = [op for op in children if op.scope == scope]
+            created = sum(1 for op in here if not op.error)
+            failed = status["failedToCreateVmCount"] + sum(1 for op in here if op.error)
+            statuses[scope] = _status(status["targetVmCount"], created=0 if rolled_back else created, failed=failed,
+                                      state="DONE", deleted=created if rolled_back else 0)
+        if rolled_back:
             _roll_back(ctx, s, made)
-            status = _status(status["targetVmCount"], created=0, failed=failed, state="DONE", deleted=len(made))
             first = errors[0] if errors else {"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "message": ""}
             failure = OperationFailure(first["code"], first["message"], 503)
         s.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(
-            params=orjson.dumps({**ctx.params, "bulkStatus": {scope: status}}).decode()))
+            params=orjson.dumps({**ctx.params, "bulkStatus": statuses}).decode()))
         if failure is None:
             ctx.complete(s)
     if failure is not None:
@@ -227,8 +243,8 @@ def _run_bulk(ctx: JobContext) -> None:
 def _roll_back(ctx: JobContext, s: Any, made: list[Operation]) -> None:
     """Delete the instances that were made (each through its own delete job)."""
     call = Call(s, ctx.project, user=ctx.params.get("user", ""))
-    zone = topology.zone(s, ctx.project, ctx.params["zone"])
     for op in made:
+        zone = topology.zone(s, ctx.project, op.scope.split("/", 1)[1])
         name = op.target_link.rsplit("/", 1)[-1]
         if store.exists(s, ctx.project, "instances", f"zones/{zone.name}", name):
             lifecycle.delete(call, zone, name)

@@ -51,7 +51,7 @@ def _stage(ctx: JobContext, s: Session, tried: set[int]) -> tuple[HypervisorDriv
         return None
     if res.host_id is None:
         host = planner.place_vm(s, ctx.params["zone_id"], res.vcpus, res.memory_mb, frozenset(tried),
-                                prefer=res.last_host_id)
+                                prefer=res.last_host_id, min_platform=store.body_of(res).get("minCpuPlatform"))
         if host is None:
             raise zone_exhausted(res.project, res.scope.split("/", 1)[1])
         res.host_id = host.id
@@ -154,7 +154,7 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
 
 def _place_with_disks(zone: planner.ZoneCapacity, res: Resource, new_disks: list[Resource]) -> Host | None:
     """A host for the VM and a pool for each of its new disks, or nothing at all (None)."""
-    host = zone.place_vm(res.vcpus, res.memory_mb)
+    host = zone.place_vm(res.vcpus, res.memory_mb, min_platform=store.body_of(res).get("minCpuPlatform"))
     if host is None:
         return None
     pools: list[StoragePool] = []

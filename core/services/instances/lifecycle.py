@@ -28,10 +28,13 @@ from core.services.topology import ZoneInfo
 _SHIELDED = {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True}
 
 
-def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: str | None = None) -> Operation:
+def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: str | None = None, *,
+           restored: list[spec.Attached] | None = None) -> Operation:
     """Validate the whole request, then write the instance row, its disks and its Operation (the
     ``instances.run`` job places and starts it). ``source_template``: an instance template whose
-    properties are the body, the request's fields overriding them."""
+    properties are the body, the request's fields overriding them. ``restored``: the new disks of
+    an instance made from a machine image (see :mod:`core.services.machine_images`), in place of
+    the body's ``disks``."""
     if source_template:
         body = merged(_template_in_zone(call, zone, source_template), body)
     name = store.validate_name(body.get("name"))
@@ -43,10 +46,11 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     accelerator_types.refuse_attached(call.session, call.project, zone, body.get("guestAccelerators"),
                                       "resource.guestAccelerators")
     hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
-    new_specs, attached = _disks(call, zone, name, path, body)
+    new_specs, attached = ([a.spec for a in restored], restored) if restored else _disks(call, zone, name, path, body)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))
     project = projects.get(call.session, call.project)
-    fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname}
+    fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname,
+              "minCpuPlatform": spec.cpu_platform(call.session, zone, body.get("minCpuPlatform"))}
     demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
     quotas.check_region(call.session, project, zone.region.name, demand)
     # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
@@ -130,6 +134,8 @@ def _body(call: Call, zone: ZoneInfo, name: str, mt: MachineType, body: dict[str
         "hostname": fields["hostname"],
         "shieldedInstanceConfig": body.get("shieldedInstanceConfig") or dict(_SHIELDED),
         "keyRevocationActionType": "NONE",
+        **({"minCpuPlatform": fields["minCpuPlatform"]} if fields["minCpuPlatform"] else {}),
+        **({"sourceMachineImage": body["sourceMachineImage"]} if body.get("sourceMachineImage") else {}),
     }
 
 

@@ -67,11 +67,11 @@ def _access_config(call: Call, zone: ZoneInfo, uid: int, instance_url: str, ac: 
             "natIP": nat, "networkTier": ac.get("networkTier") or projects.default_network_tier(call.session, call.project)}
 
 
-def _nic_fingerprint(nic: dict[str, Any]) -> str:
+def nic_fingerprint(nic: dict[str, Any]) -> str:
     return fingerprint(["nic", {k: v for k, v in nic.items() if k != "fingerprint"}])
 
 
-def _internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, requested: str | None) -> str:
+def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, requested: str | None) -> str:
     """The NIC's address in its subnetwork: the one asked for (a static address or a free one), or the next."""
     pool = addresses.subnet_pool(subnet)
     if not requested:
@@ -89,18 +89,18 @@ def build_nics(call: Call, zone: ZoneInfo, uid: int, instance_url: str, parsed: 
         nic = {
             "kind": "compute#networkInterface", "name": f"nic{i}", "network": p.network_url,
             "subnetwork": url_of(p.subnet.project, p.subnet.scope, "subnetworks", p.subnet.name),
-            "networkIP": _internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP")),
+            "networkIP": internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP")),
             "stackType": p.request.get("stackType", "IPV4_ONLY"),
         }
         configs = [_access_config(call, zone, uid, instance_url, ac) for ac in p.request.get("accessConfigs") or []]
         if configs:
             nic["accessConfigs"] = configs
-        nic["fingerprint"] = _nic_fingerprint(nic)
+        nic["fingerprint"] = nic_fingerprint(nic)
         nics.append(nic)
     return nics
 
 
-def _nic_named(inst: dict[str, Any], nic_name: str | None) -> dict[str, Any]:
+def nic_named(inst: dict[str, Any], nic_name: str | None) -> dict[str, Any]:
     if not nic_name:
         raise Required("networkInterface")
     nic: dict[str, Any] | None = next((n for n in inst.get("networkInterfaces", []) if n.get("name") == nic_name), None)
@@ -111,7 +111,7 @@ def _nic_named(inst: dict[str, Any], nic_name: str | None) -> dict[str, Any]:
 
 def _changed(call: Call, res: Resource, inst: dict[str, Any], nic: dict[str, Any], op_type: str) -> Operation:
     """Save a changed NIC and tell its network's router."""
-    nic["fingerprint"] = _nic_fingerprint(nic)
+    nic["fingerprint"] = nic_fingerprint(nic)
     save(res, inst)
     vpc.notify_router(call.session, call.project, nic["network"])
     return operation(call, res, op_type)
@@ -120,7 +120,7 @@ def _changed(call: Call, res: Resource, inst: dict[str, Any], nic: dict[str, Any
 def add_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | None, body: dict[str, Any]) -> Operation:
     res = locked(call, zone, name)
     inst = store.body_of(res)
-    nic = _nic_named(inst, nic_name)
+    nic = nic_named(inst, nic_name)
     check_access_config(body, "resource")
     if nic.get("accessConfigs"):
         raise Invalid("networkInterface", nic_name, "At most one access config currently supported.")
@@ -134,7 +134,7 @@ def delete_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | 
     if not config:
         raise Required("accessConfig")
     inst = store.body_of(res)
-    nic = _nic_named(inst, nic_name)
+    nic = nic_named(inst, nic_name)
     ac = next((a for a in nic.get("accessConfigs", []) if a.get("name") == config), None)
     if ac is None:
         raise Invalid("accessConfig", config, f"Network interface '{nic['name']}' has no access config of that name.")
@@ -147,7 +147,7 @@ def delete_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | 
         call.session.execute(sql_delete(IpAllocation).where(
             IpAllocation.pool == f"external:{zone.region.name}", IpAllocation.owner_uid == res.uid,
             IpAllocation.address == int(ipaddress.ip_address(ac["natIP"]))))
-    nic["fingerprint"] = _nic_fingerprint(nic)
+    nic["fingerprint"] = nic_fingerprint(nic)
     save(res, inst)
     if ac.get("natIP"):  # after the save: the static address checks that the instance no longer holds it
         addresses.release_for_instance(call.session, zone.region.name, ac["natIP"], vpc.url(res))
@@ -161,7 +161,7 @@ def update_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | 
     tier and address stay (to change the address, delete the access config and add another)."""
     res = locked(call, zone, name)
     inst = store.body_of(res)
-    nic = _nic_named(inst, nic_name)
+    nic = nic_named(inst, nic_name)
     check_access_config(body, "resource")
     configs = nic.get("accessConfigs") or []
     if not configs:

@@ -15,10 +15,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core import catalog, ipam
-from core.catalog import MachineType
+from core.catalog import MachineType, platforms
 from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
-from core.models import Project, Resource
+from core.models import Host, Project, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import disks, images, projects, shared_vpc, subnetworks, vpc
@@ -98,6 +98,21 @@ def template_machine_type(value: object, field: str = "resource.properties.machi
     if found is None:
         raise Invalid(field, value, "Instance properties must provide existing machine type.")
     return found
+
+
+_ZONE_PLATFORMS = select(Host.cpu_platform).where(Host.zone_id == bindparam("zone_id"))
+
+
+def cpu_platform(session: Session, zone: ZoneInfo, value: object, field: str = "resource.minCpuPlatform") -> str | None:
+    """The minimum CPU platform asked for (None: ``Automatic``, any), one that a host of the zone is
+    at or above (see :mod:`core.catalog.platforms`); GCE's refusal lists the ones that are."""
+    if value in (None, "", platforms.AUTOMATIC):
+        return None
+    offered = platforms.minimums_offered(set(session.scalars(_ZONE_PLATFORMS, {"zone_id": zone.id})))
+    if not isinstance(value, str) or value not in offered:
+        raise Invalid(field, value, "CPU platform unavailable in requested zone. Valid options for this zone are: "
+                      f"{', '.join(offered)}.")
+    return value
 
 
 def hostname(value: object, field: str = "resource.hostname") -> str | None:

@@ -41,6 +41,8 @@ _STOPPED_ONLY = {
     "setName": "Instance '{name}' must be stopped before it can be renamed.",
     "setSecureBoot": "Instance '{name}' must be stopped before changing its Shielded VM secure boot or vTPM "
                      "settings.",
+    "setNetwork": "Instance '{name}' must be stopped before changing the network, subnetwork or internal IP "
+                  "address of its network interface.",
 }
 # What jobs report. stage: a run job places the VM (a stop or delete asked meanwhile runs after it:
 # jobs of one VM run in order); stageNew: a batch of new VMs is staged at once (any other is left to

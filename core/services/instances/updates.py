@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import AlreadyExists, ConditionNotMet, Invalid, NotFound
 from core.links import path_of, url_of
-from core.models import Host, Operation, Resource
+from core.models import Operation, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import accelerator_types, projects
@@ -55,17 +55,6 @@ _FIXED = {"name": "Use instances.setName to rename an instance.",
 # -- minimum CPU platform, accelerators, Shielded VM ----------------------------------------------
 
 
-def _cpu_platform(call: Call, zone: ZoneInfo, value: object, field: str) -> str | None:
-    """The platform asked for (None: ``Automatic``, no minimum), one the zone's hosts offer."""
-    if value in (None, "", "Automatic"):
-        return None
-    offered = set(call.session.scalars(select(Host.cpu_platform).where(Host.zone_id == zone.id)))
-    if not isinstance(value, str) or value not in offered:
-        raise Invalid(field, value, f"CPU platform '{value}' is not available in zone '{zone.name}'. Available "
-                      f"platforms: {', '.join(sorted(offered))}.")
-    return value
-
-
 def _set_cpu_platform(res: Resource, inst: dict[str, Any], platform: str | None, field: str) -> None:
     if platform == inst.get("minCpuPlatform"):
         return
@@ -81,7 +70,7 @@ def set_min_cpu_platform(call: Call, zone: ZoneInfo, name: str, body: dict[str, 
     inst = store.body_of(res)
     value = body.get("minCpuPlatform")
     states.move(res, "setMinCpuPlatform", field="minCpuPlatform", value=value)
-    _set_cpu_platform(res, inst, _cpu_platform(call, zone, value, "minCpuPlatform"), "minCpuPlatform")
+    _set_cpu_platform(res, inst, spec.cpu_platform(call.session, zone, value, "minCpuPlatform"), "minCpuPlatform")
     save(res, inst)
     return operation(call, res, "setMinCpuPlatform")
 
@@ -268,7 +257,7 @@ def _stopped_fields(call: Call, zone: ZoneInfo, res: Resource, inst: dict[str, A
             inst["machineType"] = url_of(call.project, res.scope, "machineTypes", mt.name)
             res.vcpus, res.memory_mb, res.subtype = mt.guest_cpus, mt.memory_mb, mt.name
     if "minCpuPlatform" in body:
-        platform = _cpu_platform(call, zone, body["minCpuPlatform"], "resource.minCpuPlatform")
+        platform = spec.cpu_platform(call.session, zone, body["minCpuPlatform"], "resource.minCpuPlatform")
         _set_cpu_platform(res, inst, platform, "resource.minCpuPlatform")
     if "guestAccelerators" in body:
         _accelerators(call, zone, body["guestAccelerators"], "resource.guestAccelerators")
