@@ -116,6 +116,9 @@ class MethodOverride:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    # ``.../zones//instances`` is not ``.../zones/instances``: no redirect to another resource's path,
+    # a JSON 404 like any other unknown URL.
+    app.url_map.merge_slashes = False
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url

@@ -138,3 +138,79 @@ def test_errors_respect_pretty_print(server, auth):
     assert "\n" not in r.text
     r = requests.get(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks/{unique('x')}", headers=auth)
     assert r.text.startswith("{\n  ")
+
+
+# -- what the server itself refuses: oversized lines and headers, odd paths, deep input ----------------
+
+def raw_http(server, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """Send one hand-made HTTP/1.1 request (what requests would refuse to build) and read the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head_, _, payload = data.partition(b"\r\n\r\n")
+    lines = head_.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, payload
+
+
+def assert_raw_envelope(answer: tuple[int, dict[str, str], bytes], code: int, reason: str) -> dict:
+    import json
+
+    status, headers, payload = answer
+    assert status == code, payload[:300]
+    assert headers["content-type"] == "application/json; charset=UTF-8"
+    err = json.loads(payload)["error"]
+    assert err["code"] == code and err["errors"][0]["reason"] == reason and err["message"]
+    return err
+
+
+def test_overlong_url_is_a_json_414(server, auth):
+    path = f"/compute/v1/projects/{PROJECT}/zones?filter=" + "a" * 70_000
+    answer = raw_http(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert_raw_envelope(answer, 414, "badRequest")
+
+
+def test_overlong_header_is_a_json_431(server, auth):
+    r = requests.get(f"{server.api}projects/{PROJECT}/zones", headers={**auth, "X-Big": "a" * 70_000})
+    assert r.status_code == 431
+    assert r.headers["Content-Type"] == "application/json; charset=UTF-8"
+    assert r.json()["error"]["errors"][0]["reason"] == "badRequest"
+
+
+def test_double_slash_is_not_redirected(server, auth):
+    for path in (f"/compute/v1/projects/{PROJECT}/zones//instances", f"/compute/v1/projects//{PROJECT}/zones",
+                 f"/compute/v1//projects/{PROJECT}/zones/{ZONE}"):
+        r = requests.get(server.base + path, headers=auth, allow_redirects=False)
+        assert_envelope(r, 404, "notFound", "NOT_FOUND", f"The requested URL {path} was not found on this server.")
+
+
+def test_oauth_paths_answer_json(server):
+    r = requests.get(server.base + "/token", allow_redirects=False)
+    assert r.status_code == 405
+    assert r.headers["Content-Type"] == "application/json; charset=UTF-8"
+    r = requests.post(server.base + "/oauth2//v4/token", data={"grant_type": "x"}, allow_redirects=False)
+    assert r.status_code == 404 and r.json()["error"]["errors"][0]["reason"] == "notFound"
+
+
+def test_deeply_nested_body_is_a_400(server, auth):
+    nested = '{"a":' * 1000 + "1" + "}" * 1000
+    for body in ('{"name": "deep", "labels": ' + nested + "}", "[" * 1000 + "]" * 1000):
+        r = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks",
+                          headers={**auth, "Content-Type": "application/json"}, data=body)
+        err = assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT")
+        assert "Invalid JSON payload received." in err["message"]
+
+
+def test_deeply_nested_filter_is_a_400(server, auth):
+    for expr in ("(" * 300 + "name=x" + ")" * 300, "NOT " * 2000 + "name=x"):
+        r = requests.get(f"{server.api}projects/{PROJECT}/zones", headers=auth, params={"filter": expr})
+        err = assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT")
+        assert err["message"].startswith("Invalid value for field 'filter'")
+        assert "nested too deeply" in err["message"]
