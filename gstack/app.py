@@ -35,6 +35,7 @@ from gstack.config import Settings
 from gstack.gce import batch, contract
 from gstack.gce.discovery import methods
 from gstack.gce.errors import error_response, from_exception
+from gstack.limits import LIMIT_KEY, BodyLimit, too_large_message
 
 log = logging.getLogger("gstack.http")
 # oauthlib insists on HTTPS; gstack is often served on plain loopback HTTP behind nothing.
@@ -119,7 +120,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # ``.../zones//instances`` is not ``.../zones/instances``: no redirect to another resource's path,
     # a JSON 404 like any other unknown URL.
     app.url_map.merge_slashes = False
-    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = BodyLimit(MethodOverride(app.wsgi_app), settings.max_request_bytes,  # type: ignore[method-assign]
+                             settings.max_batch_bytes)
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     engine_options: dict = {}
@@ -179,6 +181,8 @@ def _error_handlers(app: Flask) -> None:
             return error_response(405, "httpMethodNotAllowed",
                                   f"Method {request.method} is not allowed for {request.path}.",
                                   headers={"Allow": allowed} if allowed else None)
+        if exc.code == 413:  # a chunked body that ran past the limit (BodyLimit refused a known length)
+            return error_response(413, "badRequest", too_large_message(request.environ.get(LIMIT_KEY, 0)))
         return error_response(exc.code or 500, "badRequest", exc.description or exc.name)
 
     @app.errorhandler(Exception)

@@ -29,6 +29,8 @@ class Settings:
     host_check_interval: float = 30.0  # seconds between host checks; 0 turns the monitor off
     systemvm_check_interval: float = 10.0  # seconds between system VM watchdog rounds; 0 = off
     systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
+    max_request_bytes: int = 4 * 1024 * 1024  # a request body over this is refused (413) before it is read
+    max_batch_bytes: int = 32 * 1024 * 1024  # the same for a whole batch (each part then meets the above)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -44,6 +46,8 @@ class Settings:
         s.host_check_interval = float(env.get("GSTACK_HOST_CHECK_INTERVAL", s.host_check_interval))
         s.systemvm_check_interval = float(env.get("GSTACK_SYSTEMVM_CHECK_INTERVAL", s.systemvm_check_interval))
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
+        s.max_request_bytes = int(env.get("GSTACK_MAX_REQUEST_BYTES", s.max_request_bytes))
+        s.max_batch_bytes = int(env.get("GSTACK_MAX_BATCH_BYTES", s.max_batch_bytes))
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

@@ -14,6 +14,7 @@ from email.policy import HTTP
 from http import HTTPStatus
 
 from flask import Flask, Response, request
+from werkzeug.http import parse_options_header
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from core.errors import Invalid
@@ -54,7 +55,13 @@ def handle(app: Flask) -> Response:
     ctype = request.headers.get("Content-Type", "")
     if not ctype.startswith("multipart/mixed"):
         raise Invalid("Content-Type", ctype, "A batch request must be multipart/mixed.")
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + request.get_data())
+    data = request.get_data()
+    boundary = parse_options_header(ctype)[1].get("boundary", "")
+    # Count the parts before parsing them: parsing 20,000 takes seconds, counting delimiters milliseconds.
+    counted = data.count(b"--" + boundary.encode("latin-1")) - 1 if boundary else 0
+    if counted > MAX_PARTS:
+        raise Invalid("batch", counted, f"A batch may hold at most {MAX_PARTS} requests.")
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + data)
     if not message.is_multipart():
         raise Invalid("batch", "", "The batch request has no parts.")
     parts = list(message.iter_parts())

@@ -214,3 +214,29 @@ def test_deeply_nested_filter_is_a_400(server, auth):
         err = assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT")
         assert err["message"].startswith("Invalid value for field 'filter'")
         assert "nested too deeply" in err["message"]
+
+
+def test_oversized_body_is_refused_before_it_is_read(server, auth):
+    """A Content-Length over the limit (4 MiB) is answered at once: the server does not wait for 200 MB."""
+    path = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/disks"
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {200 * 1024 * 1024}\r\nConnection: close\r\n\r\n")
+    err = assert_raw_envelope(raw_http(server, head.encode(), b'{"name": "big", "description": "'), 413, "badRequest")
+    assert err["message"] == "Request payload size exceeds the limit: 4194304 bytes."
+    assert err["status"] == "INVALID_ARGUMENT"
+
+
+def test_body_under_the_limit_still_works(server, auth):
+    r = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/disks", headers=auth,
+                      json={"name": unique("small"), "bogus": "x" * (3 * 1024 * 1024)})
+    assert_envelope(r, 400, "invalid", "INVALID_ARGUMENT",  # read whole, and validated
+                    "Invalid JSON payload received. Unknown name \"bogus\" at 'resource': Cannot find field.")
+
+
+def test_method_override_body_is_limited(server, auth):
+    """The X-HTTP-Method-Override form body (a long GET filter) meets the same limit, before it is read."""
+    path = f"/compute/v1/projects/{PROJECT}/zones"
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+            f"X-HTTP-Method-Override: GET\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {100 * 1024 * 1024}\r\nConnection: close\r\n\r\n")
+    assert_raw_envelope(raw_http(server, head.encode(), b"filter=name%3D"), 413, "badRequest")
