@@ -437,7 +437,8 @@ def test_self_signed_jwt_with_audience(server, aud):
 
 
 @pytest.mark.parametrize("case", ["other-audience", "no-scope-no-aud", "expired", "too-long", "wrong-key",
-                                  "delegated-sub"])
+                                  "delegated-sub", "scope-foreign-audience", "scope-audience-list",
+                                  "scope-token-audience"])
 def test_bad_self_signed_jwt_is_401(server, case):
     key = server.key()
     now = int(time.time())
@@ -448,8 +449,36 @@ def test_bad_self_signed_jwt_is_401(server, case):
         "too-long": lambda: _self_signed(key, scope=CLOUD_PLATFORM, exp=now + 7200),
         "wrong-key": lambda: _self_signed(key, private=_other_private_key(), scope=CLOUD_PLATFORM),
         "delegated-sub": lambda: _self_signed(key, scope=CLOUD_PLATFORM, sub="someone@example.com"),
+        # A scope does not make any audience acceptable: a JWT meant for another service is not ours.
+        "scope-foreign-audience": lambda: _self_signed(key, scope=CLOUD_PLATFORM, aud="https://evil.example/"),
+        "scope-audience-list": lambda: _self_signed(key, scope=CLOUD_PLATFORM,
+                                                    aud=["https://evil.example/", "https://storage.googleapis.com/"]),
+        "scope-token-audience": lambda: _self_signed(key, scope=CLOUD_PLATFORM,
+                                                     aud="https://oauth2.googleapis.com/token"),
     }[case]()
     _assert_401(requests.get(_zones(server), headers=_bearer(token)), "authError", INVALID)
+
+
+@pytest.mark.parametrize("aud", ["https://compute.googleapis.com/", "self", "self-api"])
+def test_self_signed_jwt_with_scope_and_our_audience(server, aud):
+    key = server.key()
+    audience = {"self": server.base + "/", "self-api": server.api}.get(aud, aud)
+    token = _self_signed(key, scope=CLOUD_PLATFORM, aud=audience)
+    assert requests.get(_zones(server), headers=_bearer(token)).status_code == 200
+
+
+def test_google_auth_self_signed_jwts_are_accepted(server):
+    """google-auth's own self-signed JWTs (AIP-4111), both shapes: with scopes (a ``scope`` claim, no
+    ``aud``) and without (``aud`` = the API's default host, as AuthorizedSession's default_host makes it)."""
+    import google.auth.transport.requests
+
+    for scopes in ([CLOUD_PLATFORM], []):
+        creds = server.credentials(scopes).with_always_use_jwt_access(True)
+        session = google.auth.transport.requests.AuthorizedSession(creds, default_host="compute.googleapis.com")
+        r = session.get(_zones(server))
+        assert r.status_code == 200, r.text
+        claims = jwt.decode(creds.token, options={"verify_signature": False})
+        assert ("scope" in claims, "aud" in claims) == ((True, False) if scopes else (False, True))
 
 
 def test_cloud_compute_client_uses_self_signed_jwt(server):
