@@ -428,6 +428,9 @@ class GstackValidator(RequestValidator):
     def service_account_key(self, kid: str) -> tuple[str, Principal] | None:
         return oauth.service_account_key(self.session_factory(), kid)
 
+    def service_account_keys(self, email: str) -> list[tuple[str, Principal]]:
+        return oauth.active_service_account_keys(self.session_factory(), email)
+
     def record_assertion(self, key: str, expires: float) -> bool:
         """Remember an accepted assertion's ``key`` (its issuer and ``jti``) until it expires; False if it
         was seen before (a replay)."""

@@ -291,7 +291,7 @@ def _hs256_with_public_key(key: dict) -> str:
 
 
 @pytest.mark.parametrize("case", [
-    "wrong-key", "unknown-kid", "no-kid", "alg-none", "hs256-public-key", "too-long", "expired", "future",
+    "wrong-key", "unknown-kid", "no-kid-wrong-key", "no-kid-unknown-iss", "alg-none", "hs256-public-key", "too-long", "expired", "future",
     "exp-before-iat", "wrong-iss", "garbage", "tampered",
 ])
 def test_bad_assertions_are_invalid_grant(server, case):
@@ -301,8 +301,11 @@ def test_bad_assertions_are_invalid_grant(server, case):
         a = _assertion(key, private=_other_private_key())
     elif case == "unknown-kid":
         a = _assertion(key, headers={"kid": "0" * 40})
-    elif case == "no-kid":
-        a = jwt.encode(_claims(key), key["private_key"], algorithm="RS256")
+    elif case == "no-kid-wrong-key":
+        a = jwt.encode(_claims(key), _other_private_key(), algorithm="RS256")
+    elif case == "no-kid-unknown-iss":
+        a = jwt.encode(_claims(key, iss="nobody@demo-project.iam.gserviceaccount.com"), key["private_key"],
+                       algorithm="RS256")
     elif case == "alg-none":
         a = _unsigned({"alg": "none", "typ": "JWT", "kid": key["private_key_id"]}, _claims(key))
     elif case == "hs256-public-key":
@@ -326,7 +329,8 @@ def test_bad_assertions_are_invalid_grant(server, case):
         assert other != c
     r = _grant(server, a)
     expected = SHORT_LIVED if case in ("too-long", "expired", "future", "exp-before-iat") else None
-    if case in ("wrong-key", "unknown-kid", "alg-none", "hs256-public-key", "tampered"):
+    if case in ("wrong-key", "unknown-kid", "no-kid-wrong-key", "no-kid-unknown-iss", "alg-none", "hs256-public-key",
+                "tampered"):
         expected = "Invalid JWT Signature."
     _assert_invalid_grant(r, expected)
 
