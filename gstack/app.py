@@ -26,7 +26,7 @@ from core.models import Base
 from core.services.hosts import HostMonitor, start_host_monitor
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
-from gstack import api, console
+from gstack import api, console, datadir
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
@@ -116,6 +116,7 @@ class MethodOverride:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    datadir.secure(settings.data_dir, settings.database_url)
     app = Flask(__name__)
     # ``.../zones//instances`` is not ``.../zones/instances``: no redirect to another resource's path,
     # a JSON 404 like any other unknown URL.
