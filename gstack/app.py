@@ -36,6 +36,7 @@ from gstack.gce import batch, contract
 from gstack.gce.discovery import methods
 from gstack.gce.errors import error_response, from_exception
 from gstack.limits import LIMIT_KEY, BodyLimit, too_large_message
+from gstack.proxies import TrustedProxies, parse_networks
 
 log = logging.getLogger("gstack.http")
 # oauthlib insists on HTTPS; gstack is often served on plain loopback HTTP behind nothing.
@@ -121,8 +122,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # ``.../zones//instances`` is not ``.../zones/instances``: no redirect to another resource's path,
     # a JSON 404 like any other unknown URL.
     app.url_map.merge_slashes = False
-    app.wsgi_app = BodyLimit(MethodOverride(app.wsgi_app), settings.max_request_bytes,  # type: ignore[method-assign]
-                             settings.max_batch_bytes)
+    limited = BodyLimit(MethodOverride(app.wsgi_app), settings.max_request_bytes, settings.max_batch_bytes)
+    app.wsgi_app = TrustedProxies(limited, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     engine_options: dict = {}

@@ -31,6 +31,7 @@ class Settings:
     systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
     max_request_bytes: int = 4 * 1024 * 1024  # a request body over this is refused (413) before it is read
     max_batch_bytes: int = 32 * 1024 * 1024  # the same for a whole batch (each part then meets the above)
+    trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed (gstack/proxies.py)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -48,6 +49,7 @@ class Settings:
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
         s.max_request_bytes = int(env.get("GSTACK_MAX_REQUEST_BYTES", s.max_request_bytes))
         s.max_batch_bytes = int(env.get("GSTACK_MAX_BATCH_BYTES", s.max_batch_bytes))
+        s.trusted_proxies = env.get("GSTACK_TRUSTED_PROXIES", s.trusted_proxies)
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

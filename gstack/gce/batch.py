@@ -45,8 +45,10 @@ def _run(app: Flask, method: str, target: str, headers: dict[str, str], body: by
     path, _, query = target.partition("?")
     if "Authorization" not in headers and "authorization" not in headers and request.headers.get("Authorization"):
         headers["Authorization"] = request.headers["Authorization"]
+    # The part comes from the batch's caller: its address (after gstack.proxies) for the rate limits.
     env = EnvironBuilder(path=path, query_string=query, method=method, headers=list(headers.items()), data=body or None,
-                         base_url=request.host_url).get_environ()
+                         base_url=request.host_url,
+                         environ_overrides={"REMOTE_ADDR": request.remote_addr or ""}).get_environ()
     app_iter, status, resp_headers = run_wsgi_app(app.wsgi_app, env, buffered=True)
     return status, list(resp_headers.items()), b"".join(app_iter)
 
