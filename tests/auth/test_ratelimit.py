@@ -19,7 +19,7 @@ from tests.auth.conftest import make_user
 from tests.conftest import PROJECT, running_server
 from tests.helpers.oauth import CLOUD_PLATFORM, GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Browser, pkce
 
-LOGIN_WINDOW = 4.0
+LOGIN_WINDOW = 12.0  # long enough for four sign-ins on a loaded machine
 RATE_LIMITED = {"error": {"code": 429, "message": "Rate Limit Exceeded", "status": "RESOURCE_EXHAUSTED",
                           "errors": [{"message": "Rate Limit Exceeded", "domain": "usageLimits",
                                       "reason": "rateLimitExceeded"}]}}
