@@ -26,7 +26,7 @@ from core.models import Base
 from core.services.hosts import HostMonitor, start_host_monitor
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
-from gstack import api, console, datadir
+from gstack import api, console, datadir, metrics
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
     app.extensions["gstack"] = runtime
     register_routes(app)
+    metrics.install(app, runtime)
     app.add_url_rule("/batch/compute/v1", "batch", partial(batch.handle, app), methods=["POST"])
     app.add_url_rule("/batch", "batch_root", partial(batch.handle, app), methods=["POST"])
     app.register_blueprint(oauth_bp)

@@ -32,6 +32,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from gstack.metrics import count_refusal
+
 DEFAULTS = {"login": (10, 300.0), "login_address": (100, 300.0), "login_account": (500, 3600.0),
             "token": (60, 60.0), "api": (120, 60.0)}
 BACKOFF = frozenset({"login"})  # kinds whose window doubles each time a key runs over its limit again
@@ -62,7 +64,6 @@ class FailureLimiter:
         self.max_keys = max_keys
         self._events: dict[str, deque[float]] = {}
         self._locks: dict[str, tuple[float, int, float]] = {}  # backoff keys: (locked until, times locked, for)
-        self._refusals: dict[str, int] = {}  # 429s answered, by kind (for /metrics)
         self._lock = threading.Lock()
 
     def _recent(self, key: str, limit: Limit, now: float) -> deque[float] | None:
@@ -121,14 +122,10 @@ class FailureLimiter:
                 self._events.pop(f"{kind}:{key}", None)
                 self._locks.pop(f"{kind}:{key}", None)
 
-    def refused(self, kind: str) -> None:
-        """Count a 429 answered because of ``kind``'s limit."""
-        with self._lock:
-            self._refusals[kind] = self._refusals.get(kind, 0) + 1
-
-    def refusals(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._refusals)
+    @staticmethod
+    def refused(kind: str) -> None:
+        """Count a 429 answered because of ``kind``'s limit (``gstack_ratelimit_refusals_total``)."""
+        count_refusal(kind)
 
 
 LIMITER = FailureLimiter()

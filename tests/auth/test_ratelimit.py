@@ -118,6 +118,9 @@ def test_rejected_credentials_never_block_a_valid_token(limited):
     assert r.status_code == 429 and r.json() == RATE_LIMITED
     r = requests.get(zones, headers={"Authorization": "Bearer " + valid, "X-Forwarded-For": addr})
     assert r.status_code == 200, r.text
+    metrics = requests.get(limited.base + "/metrics").text
+    refused = [line for line in metrics.splitlines() if line.startswith('gstack_ratelimit_refusals_total{kind="api"}')]
+    assert refused and float(refused[0].split()[-1]) >= 1
 
 
 def test_one_bad_credential_is_limited_from_any_address(limited):
