@@ -10,10 +10,10 @@ from core import quotas
 from core.errors import Invalid, OperationFailure, Required
 from core.jobs import JobContext, job
 from core.links import path_of, url_of
-from core.models import Operation, Resource
+from core.models import Operation, Project, Resource
 from core.resources import operations, store
 from core.resources.context import Call
-from core.services import images, projects
+from core.services import images, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.storage_states import (
     CREATE_SNAPSHOT,
@@ -28,8 +28,35 @@ from core.systemvms import secondary_storage
 
 
 def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str, Any]) -> Operation:
+    """disks.createSnapshot: GCE's Operation is zonal and its targetLink is the source disk."""
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
+    snap, job_name = _new_snapshot(call, project, disk, body)
+    return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
+                            target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
+                            job=job_name, params={"uid": snap.uid})
+
+
+def insert(call: Call, body: dict[str, Any]) -> Operation:
+    """snapshots.insert (what ``gcloud compute snapshots create --source-disk`` sends): the same
+    copy as disks.createSnapshot, but a global Operation whose targetLink is the snapshot."""
+    project = projects.get(call.session, call.project, lock=True)
+    if body.get("name") in (None, ""):
+        raise Required("resource.name")
+    if body.get("sourceDisk") in (None, ""):
+        raise Invalid("resource.sourceDisk", None, "Only snapshots of a disk (sourceDisk) are supported.")
+    ref = vpc.reference(call, body["sourceDisk"], "resource.sourceDisk", "disks")
+    if not ref.scope.startswith("zones/"):
+        raise Invalid("resource.sourceDisk", body["sourceDisk"], "The URL is malformed.")
+    disk = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
+    snap, job_name = _new_snapshot(call, project, disk, body)
+    return operations.begin(call, scope="global", op_type="insert",
+                            target_path=path_of(call.project, "global", "snapshots", snap.name), target_id=snap.uid,
+                            job=job_name, params={"uid": snap.uid})
+
+
+def _new_snapshot(call: Call, project: Project, disk: Resource, body: dict[str, Any]) -> tuple[Resource, str | None]:
+    """The CREATING snapshot row of ``disk`` and the job that copies it."""
     if body.get("name") in (None, ""):
         raise Required("resource.name")
     name = store.validate_name(body.get("name"))
@@ -51,10 +78,7 @@ def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str,
             **{key: source[key] for key in ("licenses", "guestOsFeatures") if key in source},
         },
     )
-    # GCE: the createSnapshot operation is zonal and its targetLink is the source disk.
-    return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
-                            target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
-                            job=move.job, params={"uid": snap.uid})
+    return snap, move.job
 
 
 def _create(ctx: JobContext) -> None:

@@ -23,3 +23,8 @@ def delete(req: ApiRequest, snapshot: str):
 @handles("compute.snapshots.setLabels")
 def set_labels(req: ApiRequest, resource: str):
     return snapshots.set_snapshot_labels(req.call, resource, req.body)
+
+
+@handles("compute.snapshots.insert")
+def insert(req: ApiRequest):
+    return snapshots.insert(req.call, req.body)

@@ -133,3 +133,50 @@ def test_set_common_instance_metadata_invalid(server):
     # Nothing of that was stored.
     md = g.projects().get(project=name).execute()["commonInstanceMetadata"]
     assert md["fingerprint"] == fp and "items" not in md
+
+
+def test_default_network_tier(server):
+    """setDefaultNetworkTier is reported by projects.get and is the tier of what is made without one."""
+    name, g = fresh_project(server, "tier")
+    assert g.projects().get(project=name).execute()["defaultNetworkTier"] == "PREMIUM"
+    expect_error(g.projects().setDefaultNetworkTier(project=name, body={"networkTier": "GOLD"}), 400, "invalid",
+                 "Invalid value at 'resource.networkTier' (type.googleapis.com/google.cloud.compute.v1."
+                 "ProjectsSetDefaultNetworkTierRequest.NetworkTier), \"GOLD\"")
+    expect_error(g.projects().setDefaultNetworkTier(project=name, body={"networkTier": "FIXED_STANDARD"}), 400,
+                 "invalid", "Invalid value for field 'networkTier': 'FIXED_STANDARD'. Must be PREMIUM or STANDARD.")
+    assert g.projects().get(project=name).execute()["defaultNetworkTier"] == "PREMIUM"
+    op = wait_op(g, g.projects().setDefaultNetworkTier(project=name, body={"networkTier": "STANDARD"}).execute())
+    assert (op["operationType"], op["status"], op["targetLink"]) == (
+        "setDefaultNetworkTier", "DONE", link(server, f"projects/{name}"))
+    assert g.projects().get(project=name).execute()["defaultNetworkTier"] == "STANDARD"
+    wait_op(g, g.addresses().insert(project=name, region="us-central1", body={"name": "std"}).execute())
+    assert g.addresses().get(project=name, region="us-central1", address="std").execute()["networkTier"] == "STANDARD"
+    wait_op(g, g.addresses().insert(project=name, region="us-central1",
+                                    body={"name": "prem", "networkTier": "PREMIUM"}).execute())
+    assert g.addresses().get(project=name, region="us-central1", address="prem").execute()["networkTier"] == "PREMIUM"
+    wait_op(g, g.globalAddresses().insert(project=name, body={"name": "glob"}).execute())
+    assert g.globalAddresses().get(project=name, address="glob").execute()["networkTier"] == "PREMIUM"
+    wait_op(g, g.projects().setDefaultNetworkTier(project=name, body={"networkTier": "PREMIUM"}).execute())
+    assert g.projects().get(project=name).execute()["defaultNetworkTier"] == "PREMIUM"
+
+
+def test_usage_export_bucket(server):
+    name, g = fresh_project(server, "usage")
+    assert "usageExportLocation" not in g.projects().get(project=name).execute()
+    expect_error(g.projects().setUsageExportBucket(project=name, body={"bucketName": "gs://Not A Bucket"}), 400,
+                 "invalid")
+    assert "usageExportLocation" not in g.projects().get(project=name).execute()
+    op = wait_op(g, g.projects().setUsageExportBucket(project=name, body={
+        "bucketName": "gs://usage-reports", "reportNamePrefix": "gce"}).execute())
+    assert (op["operationType"], op["status"]) == ("setUsageExportBucket", "DONE")
+    got = g.projects().get(project=name).execute()
+    assert got["usageExportLocation"] == {"bucketName": "gs://usage-reports", "reportNamePrefix": "gce"}
+    wait_op(g, g.projects().setUsageExportBucket(project=name, body={}).execute())  # an empty body turns it off
+    assert "usageExportLocation" not in g.projects().get(project=name).execute()
+
+
+def test_move_instance_is_deprecated(server, gce):
+    err = expect_error(gce.projects().moveInstance(project=PROJECT, body={
+        "targetInstance": "zones/us-central1-a/instances/x", "destinationZone": "zones/us-central1-b"}),
+        400, "badRequest")
+    assert err["message"].startswith("projects.moveInstance is deprecated and not supported: to move an instance")

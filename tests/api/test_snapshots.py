@@ -152,3 +152,27 @@ def test_compute_client_snapshots(server, gce):
     assert (snap.status, snap.disk_size_gb, snap.source_disk) == ("READY", 10, disk["selfLink"])
     snapshots.delete(project=PROJECT, snapshot=name).result(timeout=60)
     assert name not in {s.name for s in snapshots.list(project=PROJECT)}
+
+
+def test_snapshots_insert(server, gce):
+    """snapshots.insert with sourceDisk, as gcloud's snapshots create sends it: a global Operation on
+    the snapshot, the same copy as disks.createSnapshot; bad input changes nothing."""
+    disk = make_disk(gce, sizeGb="10")
+    name = unique("sins")
+    op = gce.snapshots().insert(project=PROJECT, body={"name": name, "sourceDisk": disk["selfLink"]}).execute()
+    assert (op["operationType"], op["targetLink"]) == ("insert", snap_link(server, name))
+    assert "zone" not in op and op["selfLink"].split("/")[-3] == "global"
+    op = wait_op(gce, op)
+    assert op["status"] == "DONE" and "error" not in op, op
+    snap = gce.snapshots().get(project=PROJECT, snapshot=name).execute()
+    assert (snap["status"], snap["sourceDisk"], snap["diskSizeGb"]) == ("READY", disk["selfLink"], "10")
+    for body, reason in (({"name": unique("s")}, "invalid"),
+                         ({"name": unique("s"), "sourceDisk": f"zones/{ZONE}/disks/no-such-disk"}, "notFound"),
+                         ({"name": unique("s"), "sourceDisk": "not a link"}, "invalid"),
+                         ({"sourceDisk": disk["selfLink"]}, "required"),
+                         ({"name": name, "sourceDisk": disk["selfLink"]}, "alreadyExists")):
+        expect_error(gce.snapshots().insert(project=PROJECT, body=body), 404 if reason == "notFound" else
+                     409 if reason == "alreadyExists" else 400, reason)
+    listed = gce.snapshots().list(project=PROJECT, filter=f"sourceDisk eq .*/{disk['name']}").execute()
+    assert [s["name"] for s in listed["items"]] == [name]
+    wait_op(gce, gce.snapshots().delete(project=PROJECT, snapshot=name).execute())

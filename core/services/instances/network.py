@@ -64,7 +64,7 @@ def _access_config(call: Call, zone: ZoneInfo, uid: int, instance_url: str, ac: 
     else:
         nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid)
     return {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": ac.get("name") or "External NAT",
-            "natIP": nat, "networkTier": ac.get("networkTier", "PREMIUM")}
+            "natIP": nat, "networkTier": ac.get("networkTier") or projects.default_network_tier(call.session, call.project)}
 
 
 def _nic_fingerprint(nic: dict[str, Any]) -> str:
