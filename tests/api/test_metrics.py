@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PROJECT, ZONE, unique, wait_op
+from tests.conftest import PROJECT, ZONE, free_port, unique, wait_op
 
 
 def scrape(server) -> dict[tuple[str, tuple], float]:
@@ -72,3 +77,45 @@ def test_metrics_while_the_api_works(server, gce):
     # declared even while they have no sample (rate-limit refusals: tests/auth/test_ratelimit.py)
     for family in ("gstack_system_vms", "gstack_jobs_queued", "gstack_jobs_oldest_queued_seconds", "gstack_jobs_running"):
         assert f"# TYPE {family} " in text
+
+
+def test_metrics_sum_every_gunicorn_worker(tmp_path):
+    """Under gunicorn with PROMETHEUS_MULTIPROC_DIR, each worker keeps its counters in files there and
+    any worker's scrape sums them all: the count is every request, whichever worker served it, even
+    one that has since exited (gunicorn replaces a worker after 30 requests here)."""
+    data_dir, metrics_dir = tmp_path / "data", tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "GSTACK_DATA_DIR": str(data_dir), "GSTACK_RUN_JOBS": "0",
+           "GSTACK_DATABASE_URL": f"sqlite:///{data_dir}/gstack.sqlite3", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    subprocess.run([sys.executable, "-m", "gstack.cli", "admin", "project", "list", "--data-dir", str(data_dir)],
+                   env=env, check=True, capture_output=True, timeout=120)  # the schema, before two workers race
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--max-requests", "30",
+                                 "--control-socket", str(tmp_path / "gunicorn.ctl"), "gstack.wsgi:app"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(base + "/readyz", timeout=10).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # the workers are still starting
+                pass
+            assert time.time() < deadline and proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.3)
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda _: requests.get(base + "/healthz", timeout=30).status_code, range(100)))
+        assert codes == [200] * 100
+        pids = {name.rsplit("_", 1)[1].split(".")[0] for name in os.listdir(metrics_dir) if name.startswith("counter_")}
+        assert len(pids) >= 4, os.listdir(metrics_dir)  # 100 requests, 30 per worker: each counted in its own file
+        for _ in range(4):  # whichever worker answers the scrape
+            r = requests.get(base + "/metrics", timeout=30)
+            assert r.status_code == 200
+            total = sum(s.value for family in text_string_to_metric_families(r.text) for s in family.samples
+                        if s.name == "gstack_http_requests_total" and s.labels == {"method": "GET", "status": "200"})
+            assert total >= 101  # the probes, the readiness polls and earlier scrapes
+    finally:
+        proc.terminate()
+        proc.wait(30)
