@@ -9,10 +9,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PROJECT, ZONE, free_port, unique, wait_op
+from tests.conftest import PG_ADMIN_DSN, PROJECT, ZONE, free_port, running_server, unique, wait_op
 
 
 def scrape(server) -> dict[tuple[str, tuple], float]:
@@ -119,3 +120,22 @@ def test_metrics_sum_every_gunicorn_worker(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_not_ready_while_the_database_is_away():
+    """/readyz says 503 while PostgreSQL refuses the server's connections, and 200 again after; /healthz
+    stays 200 (the process is alive: restarting it would not bring the database back)."""
+    with running_server("postgresql") as srv:
+        name = srv.database_url.rsplit("/", 1)[1]
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            try:
+                r = requests.get(srv.base + "/readyz", timeout=30)
+                assert r.status_code == 503, r.text
+                assert r.json() == {"status": "unavailable", "checks": {"database": False, "jobEngine": True}}
+                assert requests.get(srv.base + "/healthz", timeout=30).status_code == 200
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        r = requests.get(srv.base + "/readyz", timeout=30)
+        assert r.status_code == 200, r.text
