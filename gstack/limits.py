@@ -9,8 +9,10 @@ request bodies of a few megabytes, which no resource comes near.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
-from werkzeug.wsgi import LimitedStream
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from gstack.gce.errors import envelope
 
@@ -23,6 +25,41 @@ def too_large_message(limit: int) -> str:
 
 def is_batch(path: str) -> bool:
     return path == "/batch" or path.startswith("/batch/")
+
+
+class CappedInput:
+    """A body of unknown length (chunked), read through: one byte past ``limit`` raises 413. (werkzeug's
+    LimitedStream with ``is_max`` returns the first ``limit`` bytes of a ``read()`` without a word.)"""
+
+    def __init__(self, stream: Any, limit: int):
+        self.stream = stream
+        self.limit = limit
+        self.count = 0
+
+    def _took(self, data: bytes) -> bytes:
+        self.count += len(data)
+        if self.count > self.limit:
+            raise RequestEntityTooLarge()
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        room = self.limit + 1 - self.count
+        if size is not None and size >= 0:
+            return self._took(self.stream.read(min(size, room))) if room > 0 and size else b""
+        chunks = []
+        while room > 0:
+            chunk = self.stream.read(min(room, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            room -= len(chunk)
+        return self._took(b"".join(chunks))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        room = self.limit + 1 - self.count
+        if room <= 0:
+            return b""
+        return self._took(self.stream.readline(room if size is None or size < 0 else min(size, room)))
 
 
 class BodyLimit:
@@ -47,5 +84,5 @@ class BodyLimit:
                 ("Vary", "Origin, X-Origin, Referer"), ("Connection", "close")])
             return [body]
         if length < 0 and environ.get("wsgi.input_terminated"):  # chunked: stop reading past the limit
-            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], limit, is_max=True)
+            environ["wsgi.input"] = CappedInput(environ["wsgi.input"], limit)
         return self.wsgi_app(environ, start_response)
