@@ -2,9 +2,11 @@
 
 from gstack.api import (  # noqa: F401
     addresses,
+    backend_services,
     disks,
     firewalls,
     forwarding_rules,
+    global_forwarding_rules,
     health_checks,
     images,
     instance_group_managers,
@@ -15,10 +17,15 @@ from gstack.api import (  # noqa: F401
     networks,
     operations,
     projects,
+    routers,
     routes,
     snapshots,
+    ssl_certificates,
+    ssl_policies,
     subnetworks,
     target_pools,
+    target_proxies,
+    url_maps,
     zones,
 )
 from gstack.api.registry import HANDLERS
