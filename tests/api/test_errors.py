@@ -49,23 +49,23 @@ def test_unknown_path_without_credentials_is_still_json(server):
 
 
 def test_unimplemented_discovery_method(server, auth):
-    r = requests.get(f"{server.api}projects/{PROJECT}/global/backendServices", headers=auth)
+    r = requests.get(f"{server.api}projects/{PROJECT}/global/externalVpnGateways", headers=auth)
     assert_envelope(r, 501, "notImplemented", "UNIMPLEMENTED",
-                    "Method 'compute.backendServices.list' is not implemented by gstack.")
-    r = requests.post(f"{server.api}projects/{PROJECT}/global/backendServices", headers=auth, json={"name": "x"})
+                    "Method 'compute.externalVpnGateways.list' is not implemented by gstack.")
+    r = requests.post(f"{server.api}projects/{PROJECT}/global/externalVpnGateways", headers=auth, json={"name": "x"})
     assert_envelope(r, 501, "notImplemented", "UNIMPLEMENTED")
 
 
 def test_unimplemented_method_through_client(server):
     gce = server.gce()
     with pytest.raises(HttpError) as e:
-        gce.backendServices().list(project=PROJECT).execute()
+        gce.externalVpnGateways().list(project=PROJECT).execute()
     assert e.value.resp.status == 501
     assert error_of(e.value)["errors"][0]["reason"] == "notImplemented"
 
 
 def test_unimplemented_method_still_needs_auth(server):
-    r = requests.get(f"{server.api}projects/{PROJECT}/global/backendServices")
+    r = requests.get(f"{server.api}projects/{PROJECT}/global/externalVpnGateways")
     assert_envelope(r, 401, "required", "UNAUTHENTICATED")
 
 
