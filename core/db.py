@@ -70,7 +70,7 @@ def make_engine(url: str) -> Engine:
 
 
 def sqlite_url(data_dir: str) -> str:
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)  # private: see gstack/datadir.py
     return "sqlite:///" + os.path.join(os.path.abspath(data_dir), "gstack.sqlite3")
 
 

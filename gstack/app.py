@@ -28,7 +28,7 @@ from core.services.hosts import HostMonitor, start_host_monitor
 from core.services.instance_group_managers.monitor import AutohealMonitor, start_autoheal_monitor
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
-from gstack import api, console
+from gstack import api, console, datadir, metrics
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
@@ -37,6 +37,8 @@ from gstack.config import Settings
 from gstack.gce import batch, contract
 from gstack.gce.discovery import methods
 from gstack.gce.errors import error_response, from_exception
+from gstack.limits import LIMIT_KEY, BodyLimit, too_large_message
+from gstack.proxies import TrustedProxies, parse_networks
 
 log = logging.getLogger("gstack.http")
 # oauthlib insists on HTTPS; gstack is often served on plain loopback HTTP behind nothing.
@@ -119,8 +121,13 @@ class MethodOverride:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    datadir.secure(settings.data_dir, settings.database_url)
     app = Flask(__name__)
-    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    # ``.../zones//instances`` is not ``.../zones/instances``: no redirect to another resource's path,
+    # a JSON 404 like any other unknown URL.
+    app.url_map.merge_slashes = False
+    limited = BodyLimit(MethodOverride(app.wsgi_app), settings.max_request_bytes, settings.max_batch_bytes)
+    app.wsgi_app = TrustedProxies(limited, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     engine_options: dict = {}
@@ -144,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
     app.extensions["gstack"] = runtime
     register_routes(app)
+    metrics.install(app, runtime)
     app.add_url_rule("/batch/compute/v1", "batch", partial(batch.handle, app), methods=["POST"])
     app.add_url_rule("/batch", "batch_root", partial(batch.handle, app), methods=["POST"])
     app.register_blueprint(oauth_bp)
@@ -186,6 +194,8 @@ def _error_handlers(app: Flask) -> None:
             return error_response(405, "httpMethodNotAllowed",
                                   f"Method {request.method} is not allowed for {request.path}.",
                                   headers={"Allow": allowed} if allowed else None)
+        if exc.code == 413:  # a chunked body that ran past the limit (BodyLimit refused a known length)
+            return error_response(413, "badRequest", too_large_message(request.environ.get(LIMIT_KEY, 0)))
         return error_response(exc.code or 500, "badRequest", exc.description or exc.name)
 
     @app.errorhandler(Exception)

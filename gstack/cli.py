@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ import click
 from core.db import write_session
 from core.periodic import PeriodicRounds
 from gstack.admin import admin, factory, settings
+from gstack.datadir import secure as secure_data_dir
 from gstack.interpreter import settle
 
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
@@ -37,7 +37,6 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     from gstack.serving import PooledWSGIServer
 
     config = settings(data_dir)
-    os.makedirs(config.data_dir, exist_ok=True)
     # Request threads and job workers share one interpreter. Every SQLite call releases the GIL,
     # and with the default 5 ms switch interval a request thread then waits up to 5 ms to get it
     # back from a busy worker, a dozen times per request: measured, 0.2 ms served a burst of
@@ -90,6 +89,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     from core.systemvms.watchdog import start_watchdog
 
     config = settings(data_dir)
+    secure_data_dir(config.data_dir, config.database_url)
     sessions = factory(data_dir)
     drivers = default_registry(sessions, config.sim_latency, data_dir=config.data_dir)
     engine = JobEngine(sessions, drivers, workers=threads)

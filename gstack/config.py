@@ -33,6 +33,9 @@ class Settings:
     autoscaler_interval: float = 10.0  # seconds between autoscaler rounds (CPU samples, decisions); 0 = off
     # the scale-in stabilisation window of policies that name none (GCE's is 600 s; tests shorten it)
     autoscaler_stabilization: float = 600.0
+    max_request_bytes: int = 4 * 1024 * 1024  # a request body over this is refused (413) before it is read
+    max_batch_bytes: int = 32 * 1024 * 1024  # the same for a whole batch (each part then meets the above)
+    trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed (gstack/proxies.py)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -51,6 +54,9 @@ class Settings:
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
         s.autoscaler_interval = float(env.get("GSTACK_AUTOSCALER_INTERVAL", s.autoscaler_interval))
         s.autoscaler_stabilization = float(env.get("GSTACK_AUTOSCALER_STABILIZATION", s.autoscaler_stabilization))
+        s.max_request_bytes = int(env.get("GSTACK_MAX_REQUEST_BYTES", s.max_request_bytes))
+        s.max_batch_bytes = int(env.get("GSTACK_MAX_BATCH_BYTES", s.max_batch_bytes))
+        s.trusted_proxies = env.get("GSTACK_TRUSTED_PROXIES", s.trusted_proxies)
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

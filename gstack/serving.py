@@ -15,7 +15,10 @@ import socket
 import threading
 from typing import Any
 
+import orjson
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from gstack.gce.errors import envelope
 
 # What socketserver hands over for a connection: the socket (a datagram server's is a pair), the peer address.
 _Request = socket.socket | tuple[bytes, socket.socket]
@@ -23,10 +26,37 @@ _Request = socket.socket | tuple[bytes, socket.socket]
 MAX_IDLE = 16  # threads kept waiting beyond this exit: a burst's threads do not stay forever
 
 
+# What the HTTP layer itself refuses, before any request reaches the application (http.server's limits:
+# a request line over 64 KiB, a header line over 64 KiB or more than 100 headers), in Google's words.
+SERVER_ERRORS = {
+    414: "The requested URL is too long.",
+    431: "Request header fields are too large.",
+    400: "The request could not be parsed.",
+}
+
+
+class RequestHandler(WSGIRequestHandler):
+    """werkzeug's handler, whose own error answers (the ones http.server sends before the application
+    runs: 414, 431, a garbled request line) are Google's JSON envelope instead of an HTML page."""
+
+    protocol_version = "HTTP/1.1"  # responses without a length are chunked
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        text = SERVER_ERRORS.get(code) or message or self.responses.get(code, ("Error",))[0]
+        self.log_error("code %d, message %s", code, message or text)
+        body = orjson.dumps(envelope(code, "badRequest", text), option=orjson.OPT_INDENT_2)
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
 class PooledWSGIServer(ThreadedWSGIServer):
     def __init__(self, host: str, port: int, app) -> None:
-        WSGIRequestHandler.protocol_version = "HTTP/1.1"  # responses without a length are chunked
-        super().__init__(host, port, app)
+        super().__init__(host, port, app, handler=RequestHandler)
         self._connections: queue.SimpleQueue[tuple[_Request, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0

@@ -70,6 +70,22 @@ def service_account_key(session: Session, kid: str) -> tuple[str, Principal] | N
     return row[0].public_pem, row[1]
 
 
+# Keys tried for an assertion that names no key: Google allows a service account ten keys.
+MAX_KEYS_TRIED = 10
+
+
+def active_service_account_keys(session: Session, email: str) -> list[tuple[str, Principal]]:
+    """The enabled public keys (PEM) of the enabled service account ``email``, newest first: what a
+    JWT that names no key (no ``kid``) may have been signed with."""
+    rows = session.execute(
+        select(ServiceAccountKey, Principal).join(Principal, Principal.id == ServiceAccountKey.principal_id)
+        .where(Principal.email == email, Principal.kind == "serviceAccount", Principal.disabled.is_(False),
+               ServiceAccountKey.disabled.is_(False))
+        .order_by(ServiceAccountKey.created.desc(), ServiceAccountKey.id.desc()).limit(MAX_KEYS_TRIED)
+    ).all()
+    return [(key.public_pem, principal) for key, principal in rows]
+
+
 def remember_assertion(session: Session | scoped_session[Session], key_digest: str, expires: float) -> bool:
     """Remember an accepted assertion (by the digest of its issuer and ``jti``) until it expires, in a
     transaction of its own; False if it was seen before (a replay). Expired ones are forgotten."""

@@ -280,6 +280,11 @@ class JobEngine:
             t.join(timeout)
         self._threads.clear()
 
+    def alive(self) -> bool:
+        """Are this engine's threads (listener; workers and heartbeat when it runs jobs) all running?
+        False before it started, after it stopped or once one died: what a readiness probe asks."""
+        return bool(self._threads) and not self._stop.is_set() and all(t.is_alive() for t in self._threads)
+
     def kick(self, kind: str | None = None) -> None:
         """A job (of ``kind``, when the caller knows) was committed: wake a worker. A job whose kind
         is held (spaced batches) needs none: the worker wakes when the hold ends."""

@@ -9,6 +9,7 @@ import click
 
 from core.services.admin import open_database
 from gstack.config import Settings
+from gstack.datadir import secure as secure_data_dir
 
 DATA_DIR = click.option("--data-dir", default=None, help="The server's data directory (or GSTACK_DATA_DIR).")
 
@@ -19,7 +20,9 @@ def settings(data_dir: str | None) -> Settings:
 
 def factory(data_dir: str | None):
     """Sessions on the configured database, with its schema and the demo cloud in place."""
-    return open_database(settings(data_dir).database_url)
+    config = settings(data_dir)
+    secure_data_dir(config.data_dir, config.database_url)
+    return open_database(config.database_url)
 
 
 def fail(message: str) -> NoReturn:

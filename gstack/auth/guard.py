@@ -9,7 +9,7 @@ from flask import current_app, request
 from oauthlib.oauth2 import BearerToken, ResourceEndpoint
 
 from core.errors import Forbidden, InsufficientPermissions, RateLimited, Unauthenticated
-from core.identity import access
+from core.identity import access, digest
 from core.identity.access import ProjectAccess
 from gstack.auth.ratelimit import LIMITER
 from gstack.auth.validator import GstackValidator, Identity, TokenCache
@@ -74,12 +74,15 @@ def authenticate(method: Method) -> Identity:
     auth = bearer_credential()
     if not auth:
         raise MissingCredential(UNAUTHENTICATED_MISSING)
-    caller = "ip:" + (request.remote_addr or "")
-    if LIMITER.blocked("api", caller):
-        raise RateLimited("Rate Limit Exceeded")
     ident = verify_token(runtime, auth, method)
     if ident is None:
-        LIMITER.fail("api", caller)
+        # The credential is checked first: a valid one is served whatever others failed from this address.
+        keys = ("ip:" + (request.remote_addr or ""), "cred:" + digest(auth))
+        wait = LIMITER.blocked("api", *keys)
+        LIMITER.fail("api", *keys)
+        if wait:
+            LIMITER.refused("api")
+            raise RateLimited("Rate Limit Exceeded")
         raise Unauthenticated(UNAUTHENTICATED_INVALID)
     if not (ident.scopes & method.scopes):
         raise InsufficientPermissions()

@@ -35,23 +35,44 @@ class InvalidGrant(errors.InvalidGrantError):
         super().__init__(description=description, request=request)
 
 
+def _candidate_keys(assertion: str, header: dict, validator: GstackValidator) -> list[tuple[str, Principal]]:
+    """The keys that may have signed the assertion: the one its ``kid`` names; without a ``kid`` (Node's
+    google-auth-library, libcloud, Google's own server-to-server example), the active keys of the
+    service account its ``iss`` names."""
+    if header.get("kid"):
+        found = validator.service_account_key(str(header["kid"]))
+        return [found] if found is not None else []
+    try:
+        issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return []
+    return validator.service_account_keys(issuer) if isinstance(issuer, str) and issuer else []
+
+
+def _verify(assertion: str, keys: list[tuple[str, Principal]]) -> tuple[dict[str, Any], Principal] | None:
+    """(claims, principal) of the first key whose signature matches, None when none does."""
+    for public_pem, principal in keys:
+        try:
+            return jwt.decode(assertion, public_pem, algorithms=["RS256"],
+                              options={"verify_aud": False, "verify_exp": False, "verify_iat": False}), principal
+        except jwt.PyJWTError:
+            continue
+    return None
+
+
 def signed_identity(assertion: str, validator: GstackValidator) -> tuple[dict[str, Any], Principal]:
-    """Verify a service-account-signed JWT (RS256, key by ``kid``); (claims, principal) or InvalidGrant."""
+    """Verify a service-account-signed JWT (RS256, key by ``kid`` or by issuer); (claims, principal) or
+    InvalidGrant."""
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
         raise InvalidGrant("Invalid JWT: the assertion is malformed.") from None
     if header.get("alg") != "RS256":
         raise InvalidGrant("Invalid JWT Signature.")
-    found = validator.service_account_key(str(header.get("kid", "")))
-    if found is None:
+    verified = _verify(assertion, _candidate_keys(assertion, header, validator))
+    if verified is None:
         raise InvalidGrant("Invalid JWT Signature.")
-    public_pem, principal = found
-    try:
-        claims = jwt.decode(assertion, public_pem, algorithms=["RS256"],
-                            options={"verify_aud": False, "verify_exp": False, "verify_iat": False})
-    except jwt.PyJWTError:
-        raise InvalidGrant("Invalid JWT Signature.") from None
+    claims, principal = verified
     if claims.get("iss") != principal.email:
         raise InvalidGrant("Invalid JWT: the issuer does not match the key's service account.")
     iat, exp = claims.get("iat"), claims.get("exp")

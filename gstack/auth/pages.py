@@ -51,25 +51,35 @@ def oauth_uri() -> str:
     return request.base_url + "?" + urlencode(list(request.args.items(multi=True)))
 
 
-def _login_keys(email: str) -> tuple[str, str]:
-    return "ip:" + (request.remote_addr or ""), "user:" + email.strip().lower()
+def _address() -> str:
+    return "ip:" + (request.remote_addr or "")
+
+
+def _login_keys(email: str) -> dict[str, str]:
+    """The limiter's keys for a sign-in, by kind: the (account, address) pair, the address, the account."""
+    account = email.strip().lower()
+    return {"login": f"user-ip:{account}|{request.remote_addr or ''}", "login_address": _address(),
+            "login_account": "user:" + account}
 
 
 def sign_in(context: dict[str, Any]) -> Response:
-    """Check the posted email and password; on success start a session and show the page again (GET)."""
+    """Check the posted email and password; on success start a session and show the page again (GET).
+    A source over its limit is refused without the password being checked (see ``ratelimit``)."""
     email, password = request.form.get("email", "").strip(), request.form.get("password", "")
     keys = _login_keys(email)
-    wait = LIMITER.blocked("login", *keys)
+    wait = max(LIMITER.blocked(kind, key) for kind, key in keys.items())
     if wait:
+        LIMITER.refused("login")
         minutes = max(1, round(wait / 60))
         return page("login.html", 429, email=email, error=f"Too many failed attempts. Try again in {minutes} "
                                                            f"minute{'s' if minutes > 1 else ''}.", **context)
     validator = server.validator()
     user = identity.authenticate_user(validator.session_factory(), email, password) if email and password else None
     if user is None:
-        LIMITER.fail("login", *keys)
+        for kind, key in keys.items():
+            LIMITER.fail(kind, key)
         return page("login.html", 401, email=email, error="Wrong email or password.", **context)
-    LIMITER.forgive("login", keys[1])
+    LIMITER.forgive("login", keys["login"])
     with validator.writing() as session:
         browser.start_session(identity.create_browser_session(session, user))
     return go(request.url)
@@ -160,8 +170,8 @@ def _device_step(user_code: str) -> Response:
     validator = server.validator()
     row = identity.find_device_by_user_code(validator.session_factory(), user_code)
     if row is None:
-        wait = LIMITER.blocked("login", _login_keys("")[0])
-        LIMITER.fail("login", _login_keys("")[0])
+        wait = LIMITER.blocked("login_address", _address())
+        LIMITER.fail("login_address", _address())
         status, error = (429, "Too many attempts. Try again later.") if wait else \
             (404, "That code is not valid or has expired. Check it and try again.")
         return page("device.html", status, user_code=user_code, error=error)

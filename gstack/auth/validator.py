@@ -29,6 +29,7 @@ from gstack.auth.scopes import is_known
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 # Audiences a self-signed JWT may name instead of scopes: Google's compute hosts, or this server.
 _GOOGLE_API_HOSTS = ("compute.googleapis.com", "www.googleapis.com")
+_API_AUDIENCE_PATHS = ("", "/", "/compute/v1", "/compute/v1/")
 # oauthlib endpoints that accept a bare client_id from a confidential client (as Google does).
 _CLIENT_ID_ONLY_PATHS = ("/device/code", "/revoke")
 # validate_device_code's answers: oauthlib's DeviceCodeGrant.DEVICE_CODE_* statuses, spelt as oauthlib
@@ -45,14 +46,23 @@ def is_jwt(token: str) -> bool:
 
 
 def _api_audience(aud: object, host: str) -> bool:
+    """Is ``aud`` (a string or a list) one of this API's audiences and nothing else? Google's compute
+    host (``https://compute.googleapis.com/``, what google-auth's AuthorizedSession puts there from
+    the client library's default host) or this server (its root or ``/compute/v1/``, on the host
+    the caller used). Every audience of a list must be ours: a token also meant for another
+    service could be replayed here by that service."""
     auds = aud if isinstance(aud, list) else [aud]
+    if not auds:
+        return False
     for a in auds:
         if not isinstance(a, str) or not a:
-            continue
-        netloc = urlsplit(a if "://" in a else "//" + a).netloc
-        if netloc in _GOOGLE_API_HOSTS or netloc.removesuffix(":443") in _GOOGLE_API_HOSTS or (host and netloc == host):
-            return True
-    return False
+            return False
+        parts = urlsplit(a if "://" in a else "//" + a)
+        netloc = parts.netloc.removesuffix(":443")
+        ours = netloc in _GOOGLE_API_HOSTS or (bool(host) and parts.netloc == host)
+        if not ours or parts.path not in _API_AUDIENCE_PATHS or parts.query or parts.fragment:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,9 @@ class GstackValidator(RequestValidator):
         """A JWT signed with a service-account key, used directly as the bearer token (AIP-4111): what
         google-cloud-* clients send with ``always_use_jwt_access`` and gcloud with
         ``auth/service_account_use_self_signed_jwt``. Claims: iss = sub = the account, iat, exp, and
-        ``scope`` (space-separated) or an ``aud`` naming the API (then every compute scope applies)."""
+        ``scope`` (space-separated) or an ``aud`` naming the API (then every compute scope applies).
+        google-auth sends one or the other; a JWT that carries an ``aud`` must name this API whether
+        or not it has a ``scope`` (one meant for another service is refused)."""
         key = f"jwt:{host}:{digest(token)}"
         found, ident = self.cache.get(key)
         if found:
@@ -148,9 +160,11 @@ class GstackValidator(RequestValidator):
         except OAuth2Error:
             claims, principal = {}, None
         if principal is not None and claims.get("sub", claims["iss"]) == claims["iss"]:
-            if claims.get("scope"):
+            if "aud" in claims and not _api_audience(claims["aud"], host):
+                granted = None
+            elif claims.get("scope"):
                 granted = frozenset(str(claims["scope"]).split())
-            elif _api_audience(claims.get("aud"), host):
+            elif "aud" in claims:
                 granted = frozenset({CLOUD_PLATFORM})
             else:
                 granted = None
@@ -413,6 +427,9 @@ class GstackValidator(RequestValidator):
 
     def service_account_key(self, kid: str) -> tuple[str, Principal] | None:
         return oauth.service_account_key(self.session_factory(), kid)
+
+    def service_account_keys(self, email: str) -> list[tuple[str, Principal]]:
+        return oauth.active_service_account_keys(self.session_factory(), email)
 
     def record_assertion(self, key: str, expires: float) -> bool:
         """Remember an accepted assertion's ``key`` (its issuer and ``jti``) until it expires; False if it

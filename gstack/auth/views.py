@@ -60,27 +60,41 @@ def _headers() -> dict:
     return headers
 
 
+# The form fields that carry a grant's secret, the credential whose failures count besides the address.
+SECRET_FIELDS = ("assertion", "refresh_token", "code", "device_code", "client_secret")
+
+
+def _credential_key(body: str) -> str:
+    params = dict(parse_qsl(body))
+    secret = next((params[f] for f in SECRET_FIELDS if params.get(f)), None) or request.headers.get("Authorization")
+    return "cred:" + identity.digest(secret or params.get("client_id", ""))
+
+
 @bp.post("/token")
 @bp.post("/oauth2/v4/token")
 @bp.post("/o/oauth2/token")
 def token() -> Response:
-    """Failures are counted per caller address. Not per client: gcloud's client id is public, and
-    counting its failures would let anyone lock every gcloud user out."""
-    caller = "ip:" + (request.remote_addr or "")
-    wait = LIMITER.blocked("token", caller)
-    if wait:
-        return json_response({"error": "temporarily_unavailable",
-                              "error_description": "Too many failed requests; try again later."},
-                             429, {"Retry-After": str(int(wait) + 1), "Cache-Control": "no-store"})
-    headers, body, status = server.token_endpoint().create_token_response(
-        issuer() + request.path, http_method="POST", body=_form_body(), headers=_headers())
+    """Failures are counted per caller address and per credential (the grant's secret). Not per client:
+    gcloud's client id is public, and counting its failures would let anyone lock every gcloud user out.
+    The request is always served first: a valid grant succeeds whatever failed before it; only a
+    failure over the limit is answered 429 instead."""
+    body = _form_body()
+    headers, data, status = server.token_endpoint().create_token_response(
+        issuer() + request.path, http_method="POST", body=body, headers=_headers())
     if status >= 400:
-        error = orjson.loads(body).get("error", "")
+        error = orjson.loads(data).get("error", "")
         status = DEVICE_STATUSES.get(error, status)
         if error not in NOT_FAILURES:
-            LIMITER.fail("token", caller)
+            keys = ("ip:" + (request.remote_addr or ""), _credential_key(body))
+            wait = LIMITER.blocked("token", *keys)
+            LIMITER.fail("token", *keys)
+            if wait:
+                LIMITER.refused("token")
+                return json_response({"error": "temporarily_unavailable",
+                                      "error_description": "Too many failed requests; try again later."},
+                                     429, {"Retry-After": str(int(wait) + 1), "Cache-Control": "no-store"})
     headers["Cache-Control"] = "no-store"
-    return json_response(body, status, headers)
+    return json_response(data, status, headers)
 
 
 @bp.route("/revoke", methods=["GET", "POST"])

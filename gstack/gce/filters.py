@@ -57,6 +57,11 @@ def _compile_cached(expr: str, schema: str | None) -> Predicate:
     return node.compile()
 
 
+# Parentheses and NOTs nested deeper than this are refused (400) before the parser's recursion could
+# exhaust the interpreter's stack (a 500): no real filter comes near it.
+MAX_DEPTH = 64
+
+
 def _syntax_error(expr: str) -> Invalid:
     return Invalid("filter", expr, message=f"Invalid value for field 'filter': '{expr}'. Invalid list filter expression.")
 
@@ -414,12 +419,21 @@ class _AipParser(_Scanner):
         simple     := '(' expression ')' | field op value
     """
 
+    depth = 0
+
     def parse(self) -> _Node:
         node = self.expression()
         self.skip_ws()
         if not self.at_end():
             raise self.error()
         return node
+
+    def deeper(self) -> None:
+        """One more level of parentheses or NOT; refused past :data:`MAX_DEPTH`."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Invalid("filter", self.s, message=f"Invalid value for field 'filter': '{self.s}'. The filter is "
+                                                    f"nested too deeply (more than {MAX_DEPTH} levels).")
 
     def keyword(self, kw: str) -> bool:
         """Consume ``kw`` only as a whole word, so fields like ``ORDER`` or ``NOTE`` are not keywords."""
@@ -457,7 +471,10 @@ class _AipParser(_Scanner):
 
     def term(self) -> _Node:
         if self.keyword("NOT"):
-            return _Not(self.term())
+            self.deeper()
+            node = _Not(self.term())
+            self.depth -= 1
+            return node
         self.skip_ws()
         if self.peek() == "-":
             self.i += 1
@@ -468,9 +485,11 @@ class _AipParser(_Scanner):
         self.skip_ws()
         if self.peek() == "(":
             self.i += 1
+            self.deeper()
             node = self.expression()
             self.skip_ws()
             self.expect(")")
+            self.depth -= 1
             return node
         path = self.field()
         self.skip_ws()

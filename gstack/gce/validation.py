@@ -30,6 +30,10 @@ from core.errors import Invalid
 
 ENV_VAR = "GSTACK_SCHEMAS_DIR"
 ROOT_FIELD = "resource"
+# Objects and arrays nested deeper than this are refused before validation, whose recursion would
+# otherwise exhaust the stack (a 500). GCE's deepest request schema nests about a dozen levels; 100 is
+# the nesting limit of Google's own JSON-to-protobuf front end.
+MAX_DEPTH = 100
 
 _lock = threading.Lock()
 _index: dict[str, str] | None = None
@@ -119,6 +123,7 @@ def validate_body(method_id: str, body: object) -> None:
     compiled = _compiled_for(method_id)
     if compiled is None:
         return
+    check_depth(body)
     if not isinstance(body, dict):
         raise Invalid(ROOT_FIELD, body, message="Invalid JSON payload received. Unexpected token.")
     if compiled.check is not None and compiled.check(body):
@@ -128,6 +133,24 @@ def validate_body(method_id: str, body: object) -> None:
     if first is None:
         return
     raise _to_invalid(body, _pick([first, *errors], body))
+
+
+def check_depth(body: object, limit: int = MAX_DEPTH) -> None:
+    """Raise ``Invalid`` when ``body`` nests objects or arrays more than ``limit`` levels deep (iteratively:
+    the check itself must not recurse)."""
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise Invalid(ROOT_FIELD, message=f"Invalid JSON payload received. Nested too deeply: more than {limit} "
+                                              "levels of objects and arrays.")
+        stack.extend((child, depth + 1) for child in children)
 
 
 # -- fast path: a predicate compiled from the generated schema --------------------------------------

@@ -291,7 +291,7 @@ def _hs256_with_public_key(key: dict) -> str:
 
 
 @pytest.mark.parametrize("case", [
-    "wrong-key", "unknown-kid", "no-kid", "alg-none", "hs256-public-key", "too-long", "expired", "future",
+    "wrong-key", "unknown-kid", "no-kid-wrong-key", "no-kid-unknown-iss", "alg-none", "hs256-public-key", "too-long", "expired", "future",
     "exp-before-iat", "wrong-iss", "garbage", "tampered",
 ])
 def test_bad_assertions_are_invalid_grant(server, case):
@@ -301,8 +301,11 @@ def test_bad_assertions_are_invalid_grant(server, case):
         a = _assertion(key, private=_other_private_key())
     elif case == "unknown-kid":
         a = _assertion(key, headers={"kid": "0" * 40})
-    elif case == "no-kid":
-        a = jwt.encode(_claims(key), key["private_key"], algorithm="RS256")
+    elif case == "no-kid-wrong-key":
+        a = jwt.encode(_claims(key), _other_private_key(), algorithm="RS256")
+    elif case == "no-kid-unknown-iss":
+        a = jwt.encode(_claims(key, iss="nobody@demo-project.iam.gserviceaccount.com"), key["private_key"],
+                       algorithm="RS256")
     elif case == "alg-none":
         a = _unsigned({"alg": "none", "typ": "JWT", "kid": key["private_key_id"]}, _claims(key))
     elif case == "hs256-public-key":
@@ -326,7 +329,8 @@ def test_bad_assertions_are_invalid_grant(server, case):
         assert other != c
     r = _grant(server, a)
     expected = SHORT_LIVED if case in ("too-long", "expired", "future", "exp-before-iat") else None
-    if case in ("wrong-key", "unknown-kid", "alg-none", "hs256-public-key", "tampered"):
+    if case in ("wrong-key", "unknown-kid", "no-kid-wrong-key", "no-kid-unknown-iss", "alg-none", "hs256-public-key",
+                "tampered"):
         expected = "Invalid JWT Signature."
     _assert_invalid_grant(r, expected)
 
@@ -437,7 +441,8 @@ def test_self_signed_jwt_with_audience(server, aud):
 
 
 @pytest.mark.parametrize("case", ["other-audience", "no-scope-no-aud", "expired", "too-long", "wrong-key",
-                                  "delegated-sub"])
+                                  "delegated-sub", "scope-foreign-audience", "scope-audience-list",
+                                  "scope-token-audience"])
 def test_bad_self_signed_jwt_is_401(server, case):
     key = server.key()
     now = int(time.time())
@@ -448,8 +453,36 @@ def test_bad_self_signed_jwt_is_401(server, case):
         "too-long": lambda: _self_signed(key, scope=CLOUD_PLATFORM, exp=now + 7200),
         "wrong-key": lambda: _self_signed(key, private=_other_private_key(), scope=CLOUD_PLATFORM),
         "delegated-sub": lambda: _self_signed(key, scope=CLOUD_PLATFORM, sub="someone@example.com"),
+        # A scope does not make any audience acceptable: a JWT meant for another service is not ours.
+        "scope-foreign-audience": lambda: _self_signed(key, scope=CLOUD_PLATFORM, aud="https://evil.example/"),
+        "scope-audience-list": lambda: _self_signed(key, scope=CLOUD_PLATFORM,
+                                                    aud=["https://evil.example/", "https://storage.googleapis.com/"]),
+        "scope-token-audience": lambda: _self_signed(key, scope=CLOUD_PLATFORM,
+                                                     aud="https://oauth2.googleapis.com/token"),
     }[case]()
     _assert_401(requests.get(_zones(server), headers=_bearer(token)), "authError", INVALID)
+
+
+@pytest.mark.parametrize("aud", ["https://compute.googleapis.com/", "self", "self-api"])
+def test_self_signed_jwt_with_scope_and_our_audience(server, aud):
+    key = server.key()
+    audience = {"self": server.base + "/", "self-api": server.api}.get(aud, aud)
+    token = _self_signed(key, scope=CLOUD_PLATFORM, aud=audience)
+    assert requests.get(_zones(server), headers=_bearer(token)).status_code == 200
+
+
+def test_google_auth_self_signed_jwts_are_accepted(server):
+    """google-auth's own self-signed JWTs (AIP-4111), both shapes: with scopes (a ``scope`` claim, no
+    ``aud``) and without (``aud`` = the API's default host, as AuthorizedSession's default_host makes it)."""
+    import google.auth.transport.requests
+
+    for scopes in ([CLOUD_PLATFORM], []):
+        creds = server.credentials(scopes).with_always_use_jwt_access(True)
+        session = google.auth.transport.requests.AuthorizedSession(creds, default_host="compute.googleapis.com")
+        r = session.get(_zones(server))
+        assert r.status_code == 200, r.text
+        claims = jwt.decode(creds.token, options={"verify_signature": False})
+        assert ("scope" in claims, "aud" in claims) == ((True, False) if scopes else (False, True))
 
 
 def test_cloud_compute_client_uses_self_signed_jwt(server):

@@ -234,3 +234,37 @@ def test_batch_root_path(server):
     r = _gcloud_batch(server, [f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE}"], path="/batch")
     assert r.status_code == 200
     assert _parse_multipart(r)[0][1] == 200
+
+
+def test_too_many_parts_refused_before_parsing(server):
+    """GCE takes at most 1,000 calls in a batch; 20,000 are refused at once, not after parsing them all."""
+    import time
+
+    boundary = "many"
+    part = (f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <p>\r\n\r\n"
+            f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE} HTTP/1.1\r\n\r\n\r\n")
+    body = (part * 20_000 + f"--{boundary}--\r\n").encode()
+    started = time.monotonic()
+    r = requests.post(server.base + "/batch/compute/v1", data=body,
+                      headers={"Content-Type": f"multipart/mixed; boundary={boundary}",
+                               "Authorization": "Bearer " + _token(server)})
+    assert time.monotonic() - started < 2.0
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"] == "Invalid value for field 'batch': '20000'. A batch may hold at most 1000 requests."
+
+
+def test_oversized_batch_part_is_refused_alone(server):
+    """A part whose body is over the request limit (4 MiB) gets its own 413; the other parts run."""
+    boundary = "big"
+    payload = json.dumps({"name": unique("huge"), "description": "x" * (4 * 1024 * 1024 + 1)})
+    body = (f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <huge>\r\n\r\n"
+            f"POST /compute/v1/projects/{PROJECT}/zones/{ZONE}/disks HTTP/1.1\r\n"
+            f"Content-Type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n{payload}\r\n"
+            f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <zone>\r\n\r\n"
+            f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE} HTTP/1.1\r\n\r\n\r\n--{boundary}--\r\n")
+    r = requests.post(server.base + "/batch/compute/v1", data=body.encode(),
+                      headers={"Content-Type": f"multipart/mixed; boundary={boundary}",
+                               "Authorization": "Bearer " + _token(server)})
+    (cid1, code1, _, out1), (cid2, code2, _, _) = _parse_multipart(r)
+    assert (cid1, code1, cid2, code2) == ("<response-huge>", 413, "<response-zone>", 200)
+    assert json.loads(out1)["error"]["message"] == "Request payload size exceeds the limit: 4194304 bytes."

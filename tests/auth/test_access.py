@@ -147,3 +147,34 @@ def test_service_account_roles_and_keys(server, tmp_path):
     with pytest.raises(google.auth.exceptions.RefreshError, match="Invalid JWT Signature"):
         refresh()
     assert self_signed() == 401
+
+
+def test_assertions_without_kid(server, tmp_path):
+    """Node's google-auth-library and libcloud sign ``{"alg":"RS256","typ":"JWT"}`` with no ``kid``, as
+    Google's server-to-server guide shows: the issuer's active keys are tried, each of its two keys
+    works, a disabled one does not, and the token works on the API."""
+    name = "nokid-" + unique("sa").split("-")[1]
+    email = cli(server, "service-account", "create", name, "--project", PROJECT, "--role", "viewer").stdout.strip()
+    keys = []
+    for n in range(2):
+        key_file = str(tmp_path / f"key{n}.json")
+        admin(server, "service-account", "key", "create", email, "--output", key_file, "--base-url", server.base)
+        keys.append(json.loads(Path(key_file).read_text()))
+
+    def grant(key: dict) -> requests.Response:
+        now = int(time.time())
+        claims = {"iss": email, "aud": server.base + "/token", "iat": now, "exp": now + 3600,
+                  "scope": CLOUD_PLATFORM}
+        assertion = jwt.encode(claims, key["private_key"], algorithm="RS256", headers={"typ": "JWT"})
+        assert "kid" not in jwt.get_unverified_header(assertion)
+        return requests.post(server.base + "/token", data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+
+    for key in keys:
+        r = grant(key)
+        assert r.status_code == 200, r.text
+        assert get(server, f"projects/{PROJECT}/zones", r.json()["access_token"]).status_code == 200
+    cli(server, "service-account", "key", "disable", keys[0]["private_key_id"])
+    r = grant(keys[0])
+    assert r.status_code == 400 and r.json() == {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+    assert grant(keys[1]).status_code == 200
