@@ -24,6 +24,7 @@ from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
 from core.services.hosts import HostMonitor, start_host_monitor
+from core.services.resource_policies import PolicyScheduler, start_policy_scheduler
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
 from gstack import api, console
@@ -54,6 +55,7 @@ class Runtime:
     access_cache: AccessCache = field(default_factory=AccessCache)
     host_monitor: HostMonitor | None = None
     systemvm_watchdog: Watchdog | None = None
+    policy_scheduler: PolicyScheduler | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
@@ -63,7 +65,7 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop the background threads of this process (job workers, host monitor)."""
-        for thread in (self.host_monitor, self.systemvm_watchdog):
+        for thread in (self.host_monitor, self.systemvm_watchdog, self.policy_scheduler):
             if thread is not None:
                 thread.stop()
         self.engine.stop()
@@ -157,6 +159,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.systemvm_check_interval > 0:
             runtime.systemvm_watchdog = start_watchdog(factory, drivers, settings.systemvm_check_interval,
                                                        zone_vms=settings.systemvm_zone_vms, kick=job_engine.kick)
+        if settings.policy_check_interval > 0:
+            runtime.policy_scheduler = start_policy_scheduler(factory, settings.policy_check_interval,
+                                                              kick=job_engine.kick)
     else:  # jobs run in ``gstack worker`` processes: operations.wait hears when they finish one
         job_engine.listen()
     return app

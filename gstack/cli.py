@@ -85,6 +85,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
     from core.services.hosts import start_host_monitor
+    from core.services.resource_policies import start_policy_scheduler
     from core.systemvms.watchdog import start_watchdog
 
     config = settings(data_dir)
@@ -98,6 +99,8 @@ def worker(data_dir: str | None, threads: int) -> None:
     if config.systemvm_check_interval > 0:
         threads_.append(start_watchdog(sessions, drivers, config.systemvm_check_interval,
                                        zone_vms=config.systemvm_zone_vms, kick=engine.kick))
+    if config.policy_check_interval > 0:
+        threads_.append(start_policy_scheduler(sessions, config.policy_check_interval, kick=engine.kick))
     settle()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

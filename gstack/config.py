@@ -28,6 +28,8 @@ class Settings:
     log_requests: bool = True
     host_check_interval: float = 30.0  # seconds between host checks; 0 turns the monitor off
     systemvm_check_interval: float = 10.0  # seconds between system VM watchdog rounds; 0 = off
+    # seconds between resource-policy rounds (snapshot and instance schedules); 0 = off
+    policy_check_interval: float = 60.0
     systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
 
     @classmethod
@@ -43,6 +45,7 @@ class Settings:
         s.log_requests = env.get("GSTACK_LOG_REQUESTS", "1") not in ("0", "false", "no")
         s.host_check_interval = float(env.get("GSTACK_HOST_CHECK_INTERVAL", s.host_check_interval))
         s.systemvm_check_interval = float(env.get("GSTACK_SYSTEMVM_CHECK_INTERVAL", s.systemvm_check_interval))
+        s.policy_check_interval = float(env.get("GSTACK_POLICY_CHECK_INTERVAL", s.policy_check_interval))
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:

@@ -34,7 +34,7 @@ def admin() -> None:
 
 
 def _register() -> None:
-    from gstack.admin import credentials, hosts, identities, projects, systemvms  # noqa: F401  (commands attach to `admin`)
+    from gstack.admin import credentials, hosts, identities, projects, resource_policies, systemvms  # noqa: F401  (commands attach to `admin`)
 
 
 _register()

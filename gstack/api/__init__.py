@@ -15,6 +15,7 @@ from gstack.api import (  # noqa: F401
     networks,
     operations,
     projects,
+    resource_policies,
     routes,
     snapshots,
     subnetworks,
