@@ -24,7 +24,7 @@ from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
 from core.services.hosts import HostMonitor, start_host_monitor
-from core.services.resource_policies import PolicyScheduler, start_policy_scheduler
+from core.services.resource_policies.scheduler import PolicyScheduler, start_policy_scheduler
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
 from gstack import api, console

@@ -85,7 +85,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
     from core.services.hosts import start_host_monitor
-    from core.services.resource_policies import start_policy_scheduler
+    from core.services.resource_policies.scheduler import start_policy_scheduler
     from core.systemvms.watchdog import start_watchdog
 
     config = settings(data_dir)

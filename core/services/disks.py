@@ -26,7 +26,7 @@ from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Resource, StoragePool
 from core.resources import operations, store
 from core.resources.context import Call
-from core.services import images, projects
+from core.services import images, projects, resource_policies
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.storage_states import DELETE, DISKS, READY_EVENT, RESIZE, SET_LABELS, usable
 from core.services.topology import ZoneInfo, get_disk_type
@@ -127,6 +127,10 @@ def insert(call: Call, zone: ZoneInfo, body: store.Body, source_image_param: str
     spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
                  source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
                  labels=body.get("labels"), description=body.get("description", ""))
+    policies = resource_policies.links_for_new(call, zone.region.name, body.get("resourcePolicies"),
+                                               "resource.resourcePolicies", "disks")
+    if policies:
+        spec["body"]["resourcePolicies"] = policies
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     quotas.check_region(call.session, project, zone.region.name, quota_demand([spec]))
     res = create_row(call, zone, spec)

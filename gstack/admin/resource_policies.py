@@ -12,7 +12,8 @@ import time
 
 import click
 
-from core.services.resource_policies import run_round, timing
+from core.services.resource_policies import timing
+from core.services.resource_policies.scheduler import run_round
 from gstack.admin import DATA_DIR, admin, factory, fail
 
 

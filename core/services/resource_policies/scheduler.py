@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from zoneinfo import ZoneInfo as TimeZone
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,7 +87,8 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
     slot = timing.last_slot(body["schedule"], now)
     props = body.get("snapshotProperties", {})
     link = url_of(policy.project, policy.scope, COLLECTION, policy.name)
-    actions: list[str] = []
+    taken: dict[str, float] = state.setdefault("taken", {})
+    actions = _retention(session, policy, body, taken, now)
     disks = vpc.mentioning(session, policy.project, link, ("disks",))
     for disk in disks:
         since = targets.get(str(disk.uid), disk.created)
@@ -107,18 +109,21 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
             continue
         announce(session, op.job)
         targets[str(disk.uid)] = now
+        taken[str(orjson.loads(op.params)["uid"])] = now
         actions.append(f"{vpc.path(policy)}: snapshot {name} of {vpc.path(disk)}")
     following = {str(d.uid) for d in disks}
     state["targets"] = {uid: at for uid, at in targets.items() if uid in following}
     store.save(row, state)
-    return actions + _retention(session, policy, body, now)
+    return actions
 
 
 _SNAPSHOTS_OF = select(Resource).where(Resource.collection == "snapshots", Resource.scope == "global")
 
 
-def _retention(session: Session, policy: Resource, body: Body, now: float) -> list[str]:
-    """Delete the policy's snapshots older than its retention."""
+def _retention(session: Session, policy: Resource, body: Body, taken: dict[str, float], now: float) -> list[str]:
+    """Delete the policy's snapshots older than its retention. A snapshot's age counts from the instant
+    the round that took it ran as (``taken``, kept in the policy's state), so rounds run ``--at`` a
+    later time age them as the wall clock would; one made otherwise counts from its creation."""
     retention = body.get("retentionPolicy")
     if not retention:
         return []
@@ -126,9 +131,10 @@ def _retention(session: Session, policy: Resource, body: Body, now: float) -> li
     oldest = now - int(retention["maxRetentionDays"]) * timing.DAY
     marker = f'"sourceSnapshotSchedulePolicyId":"{policy.uid}"'
     actions: list[str] = []
-    query = _SNAPSHOTS_OF.where(Resource.project == policy.project, Resource.created < oldest,
-                                Resource.body.contains(marker, autoescape=True))
+    query = _SNAPSHOTS_OF.where(Resource.project == policy.project, Resource.body.contains(marker, autoescape=True))
     for snap in list(session.scalars(query)):
+        if taken.get(str(snap.uid), snap.created) >= oldest:
+            continue
         source_id = store.body_of(snap).get("sourceDiskId")
         if keep_orphans and session.scalar(select(Resource.uid).where(Resource.uid == int(source_id or 0))) is None:
             continue
@@ -137,6 +143,7 @@ def _retention(session: Session, policy: Resource, body: Body, now: float) -> li
         except ComputeError as exc:
             actions.append(f"{vpc.path(policy)}: snapshot {snap.name} kept: {exc.message}")
             continue
+        taken.pop(str(snap.uid), None)
         actions.append(f"{vpc.path(policy)}: snapshot {snap.name} deleted (older than "
                        f"{retention['maxRetentionDays']} days)")
     return actions
