@@ -177,7 +177,12 @@ job("disks.insert", on_fail=_drop_created)(_insert)
 
 
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
-    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    return delete_in(call, f"zones/{zone.name}", name)
+
+
+def delete_in(call: Call, scope: str, name: str) -> Operation:
+    """Delete a disk of ``scope`` (``zones/Z``, or ``regions/R`` for a regional disk)."""
+    res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, DELETE)
     disk = store.body_of(res)
     if disk.get("users"):
@@ -190,8 +195,12 @@ def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
 
 
 def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:
+    return resize_in(call, f"zones/{zone.name}", zone.region.name, name, body)
+
+
+def resize_in(call: Call, scope: str, region: str, name: str, body: store.Body) -> Operation:
     project = projects.get(call.session, call.project, lock=True)
-    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, RESIZE)
     size = parse_size(body.get("sizeGb"), "sizeGb")
     if size is None:
@@ -201,7 +210,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation
             f"Invalid value for field 'sizeGb': '{size}'. New disk size '{size} GB' must be larger than "
             f"existing size '{res.size_gb} GB'."))
     grow = size - res.size_gb
-    quotas.check_region(call.session, project, zone.region.name,
+    quotas.check_region(call.session, project, region,
                         {DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric: grow})
     if res.pool_id is not None:
         pool = call.session.get(StoragePool, res.pool_id)
@@ -216,7 +225,11 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation
 
 
 def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:
-    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    return set_labels_in(call, f"zones/{zone.name}", name, body)
+
+
+def set_labels_in(call: Call, scope: str, name: str, body: store.Body) -> Operation:
+    res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, SET_LABELS)
     disk = store.body_of(res)
     set_labels(disk, body)

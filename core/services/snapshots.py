@@ -33,8 +33,14 @@ def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str,
 
     ``scheduled``: the output fields of a snapshot a snapshot schedule makes (``autoCreated``, its
     policy's link and id), added to the snapshot's body."""
+    return create_from_disk_in(call, f"zones/{zone.name}", disk_name, body, scheduled)
+
+
+def create_from_disk_in(call: Call, scope: str, disk_name: str, body: dict[str, Any],
+                        scheduled: store.Body | None = None) -> Operation:
+    """disks.createSnapshot and regionDisks.createSnapshot (``scope``: the disk's zone or region)."""
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
-    disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
+    disk = store.find(call.session, call.project, "disks", scope, disk_name)
     snap, job_name = _new_snapshot(call, project, disk, body, scheduled)
     return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
                             target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
@@ -50,7 +56,7 @@ def insert(call: Call, body: dict[str, Any]) -> Operation:
     if body.get("sourceDisk") in (None, ""):
         raise Invalid("resource.sourceDisk", None, "Only snapshots of a disk (sourceDisk) are supported.")
     ref = vpc.reference(call, body["sourceDisk"], "resource.sourceDisk", "disks")
-    if not ref.scope.startswith("zones/"):
+    if not ref.scope.startswith(("zones/", "regions/")):
         raise Invalid("resource.sourceDisk", body["sourceDisk"], "The URL is malformed.")
     disk = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
     snap, job_name = _new_snapshot(call, project, disk, body)

@@ -15,6 +15,7 @@ from gstack.api import (  # noqa: F401
     networks,
     operations,
     projects,
+    region_disks,
     resource_policies,
     routes,
     snapshots,

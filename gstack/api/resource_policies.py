@@ -41,20 +41,20 @@ def delete(req: ApiRequest, region: str, resourcePolicy: str):
 @handles("compute.disks.addResourcePolicies")
 def disk_add(req: ApiRequest, zone: str, disk: str):
     z = req.zone(zone)
-    return resource_policies.add(req.call, "disks", z.name, z.region.name, disk, req.body)
+    return resource_policies.add(req.call, "disks", f"zones/{z.name}", z.region.name, disk, req.body)
 
 
 @handles("compute.disks.removeResourcePolicies")
 def disk_remove(req: ApiRequest, zone: str, disk: str):
-    return resource_policies.remove(req.call, "disks", req.zone(zone).name, disk, req.body)
+    return resource_policies.remove(req.call, "disks", f"zones/{req.zone(zone).name}", disk, req.body)
 
 
 @handles("compute.instances.addResourcePolicies")
 def instance_add(req: ApiRequest, zone: str, instance: str):
     z = req.zone(zone)
-    return resource_policies.add(req.call, "instances", z.name, z.region.name, instance, req.body)
+    return resource_policies.add(req.call, "instances", f"zones/{z.name}", z.region.name, instance, req.body)
 
 
 @handles("compute.instances.removeResourcePolicies")
 def instance_remove(req: ApiRequest, zone: str, instance: str):
-    return resource_policies.remove(req.call, "instances", req.zone(zone).name, instance, req.body)
+    return resource_policies.remove(req.call, "instances", f"zones/{req.zone(zone).name}", instance, req.body)

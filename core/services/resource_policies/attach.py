@@ -66,12 +66,10 @@ def links_for_new(call: Call, region: str, values: object, field: str, follower:
     return [url_of(p.project, p.scope, COLLECTION, p.name) for p in resolve(call, region, values, field, follower)]
 
 
-def _follower(call: Call, collection: str, zone: str, name: str) -> Resource:
-    return projects.find_for_update(call.session, call.project, collection, f"zones/{zone}", name)
-
-
-def add(call: Call, collection: str, zone: str, region: str, name: str, body: Body) -> Operation:
-    res = _follower(call, collection, zone, name)
+def add(call: Call, collection: str, scope: str, region: str, name: str, body: Body) -> Operation:
+    """``collection``'s resource ``name`` of ``scope`` (a zone; a region for a regional disk) follows
+    the policies of the body."""
+    res = projects.find_for_update(call.session, call.project, collection, scope, name)
     policies = resolve(call, region, body.get("resourcePolicies"), "resourcePolicies", collection)
     current = store.body_of(res)
     links = list(current.get("resourcePolicies", []))
@@ -92,8 +90,8 @@ def add(call: Call, collection: str, zone: str, region: str, name: str, body: Bo
                             target_path=path_of(call.project, res.scope, collection, res.name), target_id=res.uid)
 
 
-def remove(call: Call, collection: str, zone: str, name: str, body: Body) -> Operation:
-    res = _follower(call, collection, zone, name)
+def remove(call: Call, collection: str, scope: str, name: str, body: Body) -> Operation:
+    res = projects.find_for_update(call.session, call.project, collection, scope, name)
     values = body.get("resourcePolicies")
     if not isinstance(values, list) or not values:
         raise Invalid("resourcePolicies", values, "At least one resource policy must be given.")

@@ -94,16 +94,14 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
         since = targets.get(str(disk.uid), disk.created)
         if slot <= since:
             continue
-        zone_name = disk.scope.split("/", 1)[1]
-        name = scheduled_name(disk.name, zone_name, now)
+        name = scheduled_name(disk.name, disk.scope.split("/", 1)[1], now)  # its zone (a regional disk's region)
         request = {"name": name, **{k: props[k] for k in ("labels", "storageLocations") if k in props}}
         scheduled = {"autoCreated": True, "sourceSnapshotSchedulePolicy": link,
                      "sourceSnapshotSchedulePolicyId": str(policy.uid),
                      **{k: props[k] for k in ("guestFlush", "chainName") if k in props}}
         call = Call(session, policy.project, SYSTEM_USER)
         try:  # every refusal comes before the first write, so the transaction stays clean
-            op = snapshots.create_from_disk(call, topology.zone(session, policy.project, zone_name), disk.name,
-                                            request, scheduled)
+            op = snapshots.create_from_disk_in(call, disk.scope, disk.name, request, scheduled)
         except ComputeError as exc:  # not READY yet, quota: the next round tries again
             actions.append(f"{vpc.path(policy)}: no snapshot of {vpc.path(disk)}: {exc.message}")
             continue
