@@ -4,9 +4,18 @@ a bad family or a public image is refused with nothing changed. And gcloud's ``i
 
 from __future__ import annotations
 
-from tests.api.test_images import image_link, make_image
 from tests.conftest import PROJECT, unique, wait_op
-from tests.helpers.compute import expect_error, make_disk
+from tests.helpers.compute import expect_error, link, make_disk
+
+
+def image_link(server, name: str) -> str:
+    return link(server, f"projects/{PROJECT}/global/images/{name}")
+
+
+def make_image(gce, name: str, **fields) -> dict:
+    op = wait_op(gce, gce.images().insert(project=PROJECT, body={"name": name, **fields}).execute())
+    assert op["status"] == "DONE" and "error" not in op, op
+    return gce.images().get(project=PROJECT, image=name).execute()
 
 
 def _patch(gce, name: str, body: dict) -> dict:

@@ -176,7 +176,7 @@ def _instance_round(session: Session, policy: Resource, now: float) -> list[str]
                 if op.job:
                     announce(session, op.job)
                 actions.append(f"{vpc.path(policy)}: {action} {vpc.path(vm)}")
-        targets[str(vm.uid)] = now
+        targets[str(vm.uid)] = max(targets.get(str(vm.uid), now), now)  # a round run --at a later time stays seen
     following = {str(v.uid) for v in followers}
     state["targets"] = {uid: at for uid, at in targets.items() if uid in following}
     store.save(row, state)
