@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.catalog.accelerators import ACCELERATOR_TYPES, AcceleratorType
 from core.catalog.custom import RULES as CUSTOM_RULES
 from core.catalog.custom import InvalidShape, custom_machine_type, is_custom
 from core.catalog.machines import (
@@ -22,7 +23,7 @@ from core.catalog.machines import (
 )
 
 __all__ = [
-    "ABSENT_FAMILIES", "CUSTOM_RULES", "DEFAULT_DISK_TYPE", "DEFAULT_GLOBAL_QUOTAS", "DEFAULT_REGION_QUOTAS",
+    "ACCELERATOR_TYPES", "ABSENT_FAMILIES", "AcceleratorType", "CUSTOM_RULES", "DEFAULT_DISK_TYPE", "DEFAULT_GLOBAL_QUOTAS", "DEFAULT_REGION_QUOTAS",
     "DISK_TYPES", "FAMILIES", "MACHINE_TYPES", "DiskType", "InvalidShape", "MachineType", "custom_machine_type",
     "is_custom", "machine_type", "machine_types_in", "offered", "stable_id",
 ]

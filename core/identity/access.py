@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Membership, Project
+from core.models import Membership, Principal, Project
 
 # Roles that may change a project's resources; any role (or a public project) may read them.
 WRITE_ROLES = frozenset({"roles/owner", "roles/editor"})
@@ -64,3 +64,12 @@ def project_name(session: Session, ref: str) -> str:
     if not ref.isdigit() or int(ref) >= _MAX_PROJECT_NUMBER:
         return ref
     return session.scalar(select(Project.name).where(Project.number == int(ref))) or ref
+
+
+def may_call_as(session: Session, email: str, project: str, read_only: bool) -> bool:
+    """:func:`may_call` for a principal known by email: what a use case asks when a request reaches
+    into a second project (a Shared VPC host's subnetwork, a service project to attach)."""
+    row = session.execute(select(Principal.id, Principal.admin).where(Principal.email == email)).first()
+    if row is None:
+        return False
+    return may_call(bool(row.admin), project_access(session, row.id, project), read_only)

@@ -25,7 +25,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.states import STAY, Move, StateTable
 from core.resources.store import Body
-from core.services import projects, vpc
+from core.services import allocated_ranges, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
 # Global addresses come from the top /24 of the external range: regional pools reach it last.
@@ -269,6 +269,14 @@ def _internal_ip(call: Call, addr: Resource, scope: str, body: Body) -> tuple[st
     return ip, subnet
 
 
+def _subnet_ranges(call: Call, body: Body) -> list[ipaddress.IPv4Network]:
+    net = vpc.network(call, body.get("network"))
+    return [ipaddress.IPv4Network(r) for sub in vpc.referring(call.session, call.project, "network",
+                                                              vpc.network_url(net), ["subnetworks"])
+            for r in [store.body_of(sub)["ipCidrRange"],
+                      *(x["ipCidrRange"] for x in store.body_of(sub).get("secondaryIpRanges", []))]]
+
+
 def insert(call: Call, scope: str, body: Body) -> Operation:
     """addresses.insert (``scope`` ``regions/R``) and globalAddresses.insert (``global``)."""
     if body.get("name") in (None, ""):
@@ -285,9 +293,13 @@ def insert(call: Call, scope: str, body: Body) -> Operation:
         raise Invalid("resource.networkTier", tier, "Must be PREMIUM" + (" or STANDARD." if scope != "global" else "."))
     if kind == "EXTERNAL" and body.get("subnetwork"):
         raise Invalid("resource.subnetwork", body["subnetwork"], "Only INTERNAL addresses are in a subnetwork.")
-    if body.get("purpose") not in (None, "", "GCE_ENDPOINT") or (kind == "EXTERNAL" and body.get("purpose")):
-        raise Invalid("resource.purpose", body.get("purpose"), "Only GCE_ENDPOINT (for INTERNAL addresses) is "
-                                                               "supported.")
+    peering = body.get("purpose") == allocated_ranges.PURPOSE
+    if peering and scope != "global":
+        raise Invalid("resource.purpose", body["purpose"], "Only global addresses may have purpose VPC_PEERING.")
+    if not peering and (body.get("purpose") not in (None, "", "GCE_ENDPOINT") or
+                        (kind == "EXTERNAL" and body.get("purpose"))):
+        raise Invalid("resource.purpose", body.get("purpose"), "Only GCE_ENDPOINT (for INTERNAL addresses) and "
+                                                               "VPC_PEERING (for global ones) are supported.")
     labels = validate_labels(body.get("labels"))
     project = projects.get(call.session, call.project, lock=True)
     if store.find_optional(call.session, call.project, "addresses", scope, name):
@@ -302,7 +314,10 @@ def insert(call: Call, scope: str, body: Body) -> Operation:
     fields.update(labels=labels, labelFingerprint=label_fingerprint(labels))
     addr = store.new_resource(call.session, project=call.project, collection="addresses", scope=scope, name=name,
                               kind="compute#address", status=RESERVED, region=region, subtype=kind, body=fields)
-    if kind == "EXTERNAL":
+    if peering:
+        extra = allocated_ranges.reserve(call, body, _subnet_ranges(call, body))
+        ip = extra.pop("address")
+    elif kind == "EXTERNAL":
         ip = _external_ip(call, addr, scope, body.get("address"))
         extra = {}
     else:

@@ -41,6 +41,7 @@ from core.periodic import PeriodicRounds
 from core.planner import host_usage
 from core.resources import operations, store
 from core.resources.context import Call
+from core.services import accelerator_types
 from core.services.instances import states as instance_states
 
 log = logging.getLogger("gstack.hosts")
@@ -92,6 +93,10 @@ def add_host(factory: sessionmaker[Session], drivers: DriverRegistry, zone_name:
     The row is written first (with no capacity, so nothing is placed on it yet) because the driver
     reads the host's options from it; a host that cannot be reached is removed again.
     """
+    try:
+        accelerator_types.declared(json.dumps(options) if options else None)
+    except accelerator_types.UnknownAccelerator as exc:
+        raise HostError(str(exc)) from None
     with write_session(factory) as session:
         zone = _zone(session, zone_name)
         q = select(Cluster).where(Cluster.zone_id == zone.id)

@@ -16,7 +16,7 @@ from core.models import Operation, Region, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import firewalls, projects, routes, subnetworks, vpc
+from core.services import firewalls, projects, routes, shared_vpc, subnetworks, vpc
 
 AUTO_MODE_RANGE = str(subnetworks.AUTO_MODE_RANGE)
 
@@ -145,6 +145,7 @@ def delete(call: Call, name: str) -> Operation:
     net_url = vpc.network_url(net)
     found = vpc.referring(call.session, call.project, "network", net_url, USERS)
     users = sorted((u for u in found if not _own(net, u)), key=lambda u: USERS.index(u.collection))
+    users += shared_vpc.instances_using(call.session, call.project, "network", net_url)
     if users:
         raise ResourceInUse("network", vpc.path(net), vpc.path(users[0]))
     own_subnets = [u for u in found if u.collection == "subnetworks"]

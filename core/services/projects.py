@@ -59,8 +59,7 @@ def to_json(session: Session, p: Project) -> Body:
         "name": p.name, "commonInstanceMetadata": metadata_block(items),
         "quotas": quota_list(global_usage(session, p.name), limits(p, None)),
         "selfLink": project_url(p.name), "defaultServiceAccount": default_service_account(p),
-        "xpnProjectStatus": "UNSPECIFIED_XPN_PROJECT_STATUS", "vmDnsSetting": "ZONAL_ONLY",
-        **_settings_of(session, p.name),
+        "vmDnsSetting": "ZONAL_ONLY", **_reported(session, p.name),
     }
 
 
@@ -87,25 +86,38 @@ _BY_SETTINGS = select(Resource).where(Resource.project == bindparam("name"), Res
                                       Resource.scope == "global", Resource.name == bindparam("name"))
 
 
-def _settings_of(session: Session, project: str) -> Body:
+def settings(session: Session, project: str) -> Body:
+    """The project's settings, defaults filled in (no row until one is set)."""
     row = session.scalar(_BY_SETTINGS, {"name": project})
     return {**_DEFAULTS, **(store.body_of(row) if row is not None else {})}
 
 
+def update_settings(session: Session, project: str, **fields: object) -> None:
+    """Set settings of ``project`` (whose row the caller holds locked); a None value removes one."""
+    row = session.scalar(_BY_SETTINGS, {"name": project})
+    if row is None:
+        row = store.new_resource(session, project=project, collection=SETTINGS, scope="global", name=project,
+                                 kind="gstack#projectSettings", body={})
+    body = {**store.body_of(row), **fields}
+    store.save(row, {k: v for k, v in body.items() if v is not None})
+
+
+def _reported(session: Session, project: str) -> Body:
+    """The settings projects.get shows."""
+    got = settings(session, project)
+    out: Body = {k: got[k] for k in ("defaultNetworkTier", "usageExportLocation") if k in got}
+    out["xpnProjectStatus"] = "HOST" if got.get("xpnHost") else "UNSPECIFIED_XPN_PROJECT_STATUS"
+    return out
+
+
 def default_network_tier(session: Session, project: str) -> str:
     """The tier an address, forwarding rule or access config gets when its body names none."""
-    return str(_settings_of(session, project)["defaultNetworkTier"])
+    return str(settings(session, project)["defaultNetworkTier"])
 
 
 def _set(call: Call, method: str, **fields: object) -> Operation:
     p = get(call.session, call.project, lock=True)
-    row = call.session.scalar(_BY_SETTINGS, {"name": p.name})
-    if row is None:
-        row = store.new_resource(call.session, project=p.name, collection=SETTINGS, scope="global", name=p.name,
-                                 kind="gstack#projectSettings", body={})
-    body = {k: v for k, v in store.body_of(row).items() if k in ("defaultNetworkTier", "usageExportLocation")}
-    body.update(fields)
-    store.save(row, {k: v for k, v in body.items() if v is not None})
+    update_settings(call.session, p.name, **fields)
     return operations.begin(call, scope="global", op_type=method, target_path=f"projects/{p.name}",
                             target_id=p.number)
 

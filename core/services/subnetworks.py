@@ -15,7 +15,7 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import projects, routes, vpc
+from core.services import allocated_ranges, projects, routes, shared_vpc, vpc
 from core.services.metadata import check_fingerprint
 
 AUTO_MODE_RANGE = ipaddress.IPv4Network("10.128.0.0/9")
@@ -89,6 +89,7 @@ def check_overlap(session: Session, net: Resource, new: list[tuple[str, ipaddres
             if block.overlaps(other):
                 raise Invalid(field, str(block), f"Invalid IPCidrRange: {block} conflicts with {other} "
                                                  f"('{other_field}').")
+        allocated_ranges.check_free(session, net.project, vpc.network_url(net), field, block)
         for sub in of_network(session, net):
             if sub.uid == except_uid:
                 continue
@@ -116,6 +117,53 @@ def _optional_fields(body: Body) -> Body:
     return out
 
 
+# What a subnetwork is for. VMs live in the first two; a proxy-only subnetwork gives Envoy-based load
+# balancers their source addresses and a Private Service Connect one a producer's NAT addresses, so
+# neither takes VMs (:func:`check_for_instances`).
+VM_PURPOSES = ("PRIVATE", "PRIVATE_RFC_1918")
+PROXY_PURPOSES = ("REGIONAL_MANAGED_PROXY", "GLOBAL_MANAGED_PROXY", "INTERNAL_HTTPS_LOAD_BALANCER")
+PURPOSES = (*VM_PURPOSES, "PRIVATE_SERVICE_CONNECT", *PROXY_PURPOSES)
+ROLES = ("ACTIVE", "BACKUP")
+
+
+def _purpose(body: Body) -> Body:
+    """``purpose``, and for a proxy-only subnetwork its ``role`` (required) and ``state``."""
+    purpose = body.get("purpose") or "PRIVATE"
+    if purpose not in PURPOSES:
+        raise Invalid("resource.purpose", purpose, f"Must be one of {', '.join(PURPOSES)}.")
+    role = body.get("role")
+    if purpose not in PROXY_PURPOSES:
+        if role:
+            raise Invalid("resource.role", role, "The role can only be set on subnetworks with purpose "
+                                                 "REGIONAL_MANAGED_PROXY or GLOBAL_MANAGED_PROXY.")
+        return {"purpose": purpose}
+    if not role:
+        raise Required("resource.role")
+    if role not in ROLES:
+        raise Invalid("resource.role", role, "Must be ACTIVE or BACKUP.")
+    if body.get("privateIpGoogleAccess"):
+        raise Invalid("resource.privateIpGoogleAccess", True, f"Subnetworks with purpose {purpose} cannot enable "
+                                                              "Private Google Access.")
+    return {"purpose": purpose, "role": role, "state": "READY"}
+
+
+def _one_active(call: Call, scope: str, net: Resource, purpose: str, except_uid: int | None) -> None:
+    """A network has one ACTIVE proxy-only subnetwork per region and purpose."""
+    for sub in of_network(call.session, net):
+        body = store.body_of(sub)
+        if (sub.scope, body.get("purpose"), body.get("role")) == (scope, purpose, "ACTIVE") and sub.uid != except_uid:
+            raise Invalid("resource.role", "ACTIVE", f"An ACTIVE subnetwork with purpose {purpose} already exists "
+                                                     f"in region '{scope.split('/', 1)[1]}' of this network: "
+                                                     f"'{sub.name}'.")
+
+
+def check_for_instances(subnet: Resource, field: str, value: object) -> None:
+    """Refuse a subnetwork that is not for VMs as an instance's."""
+    purpose = store.body_of(subnet).get("purpose", "PRIVATE")
+    if purpose not in VM_PURPOSES:
+        raise Invalid(field, value, f"Subnetworks with purpose {purpose} cannot be used by VM instances.")
+
+
 def insert(call: Call, region: str, body: Body) -> Operation:
     if body.get("name") in (None, ""):
         raise Required("resource.name")
@@ -126,8 +174,7 @@ def insert(call: Call, region: str, body: Body) -> Operation:
     block = vpc.cidr(body.get("ipCidrRange"), "resource.ipCidrRange")
     if body.get("stackType", "IPV4_ONLY") != "IPV4_ONLY":
         raise Invalid("resource.stackType", body.get("stackType"), "Only IPV4_ONLY subnetworks are supported.")
-    if body.get("purpose", "PRIVATE") not in ("PRIVATE", "PRIVATE_RFC_1918"):
-        raise Invalid("resource.purpose", body.get("purpose"), "Only PRIVATE subnetworks are supported.")
+    purpose_fields = _purpose(body)
     if store.find_optional(call.session, call.project, "subnetworks", scope, name):
         raise AlreadyExists(path_of(call.project, scope, "subnetworks", name))
     _check_auto_mode_range(net, block, "resource.ipCidrRange")
@@ -136,7 +183,9 @@ def insert(call: Call, region: str, body: Body) -> Operation:
         (f"resource.secondaryIpRanges[{i}].ipCidrRange", ipaddress.IPv4Network(r["ipCidrRange"]))
         for i, r in enumerate(secondary)])
     quotas.check_global(call.session, project, "SUBNETWORKS")
-    fields = _optional_fields(body)
+    fields = {**_optional_fields(body), **purpose_fields}
+    if purpose_fields.get("role") == "ACTIVE":
+        _one_active(call, scope, net, purpose_fields["purpose"], None)
     if secondary:
         fields["secondaryIpRanges"] = secondary
     res = create_row(call.session, call.project, scope.split("/", 1)[1], name, vpc.network_url(net), str(block),
@@ -162,6 +211,7 @@ def delete(call: Call, region: str, name: str) -> Operation:
     subnet_url = vpc.url(subnet)
     users = vpc.referring(call.session, call.project, "subnetwork", subnet_url,
                           ["instances", "addresses", "forwardingRules"])
+    users += shared_vpc.instances_using(call.session, call.project, "subnetwork", subnet_url)
     if users:
         raise ResourceInUse("subnetwork", vpc.path(subnet), vpc.path(users[0]))
     op = operations.begin(call, scope=subnet.scope, op_type="delete", target_path=vpc.path(subnet),
@@ -196,8 +246,11 @@ def patch(call: Call, region: str, name: str, body: Body) -> Operation:
     current = store.body_of(subnet)
     check_fingerprint(body.get("fingerprint"), current["fingerprint"])
     changed = dict(current)
+    if body.get("role") not in (None, current.get("role")):
+        _promote(call, net, subnet, body["role"])
+        changed["role"] = body["role"]
     for key, value in body.items():
-        if key in vpc.OUTPUT_ONLY or key == "gatewayAddress":
+        if key in vpc.OUTPUT_ONLY or key in ("gatewayAddress", "role", "state"):
             continue
         if key in PATCHABLE:
             if value is None:
@@ -222,6 +275,23 @@ def patch(call: Call, region: str, name: str, body: Body) -> Operation:
     vpc.notify_router(call.session, call.project, vpc.network_url(net))
     return operations.begin(call, scope=subnet.scope, op_type="patch", target_path=vpc.path(subnet),
                             target_id=subnet.uid)
+
+
+def _promote(call: Call, net: Resource, subnet: Resource, role: object) -> None:
+    """A proxy-only subnetwork's role changed by patch: promoting the BACKUP one makes the ACTIVE one
+    of its region and purpose the BACKUP, as GCE swaps them."""
+    purpose = store.body_of(subnet).get("purpose")
+    if purpose not in PROXY_PURPOSES:
+        raise Invalid("resource.role", role, "The role can only be set on subnetworks with purpose "
+                                             "REGIONAL_MANAGED_PROXY or GLOBAL_MANAGED_PROXY.")
+    if role not in ROLES:
+        raise Invalid("resource.role", role, "Must be ACTIVE or BACKUP.")
+    if role != "ACTIVE":
+        return
+    for other in of_network(call.session, net):
+        body = store.body_of(other)
+        if (other.scope, body.get("purpose"), body.get("role")) == (subnet.scope, purpose, "ACTIVE"):
+            save(other, {**body, "role": "BACKUP"})  # the network's lock, held, orders its subnetworks' writes
 
 
 def expand_ip_cidr_range(call: Call, region: str, name: str, body: Body) -> Operation:

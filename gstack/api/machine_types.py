@@ -1,9 +1,10 @@
-"""machineTypes and diskTypes: the offerings. Machine types are rendered once per project and zone
-(topology.machine_type_texts), so a list pages and filters over stored text as for rows."""
+"""machineTypes, diskTypes and acceleratorTypes: the offerings. Machine types are rendered once per
+project and zone (topology.machine_type_texts), so a list pages and filters over stored text as for
+rows; a zone's accelerator types are those its hosts declare."""
 
 import orjson
 
-from core.services import topology
+from core.services import accelerator_types, topology
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.common import static_list as _static_list
 from gstack.api.registry import ApiRequest, handles
@@ -77,3 +78,22 @@ def aggregated_disk_types(req: ApiRequest):
 
 def _texts(items: list[dict]) -> list[tuple[str, str]]:
     return sorted((i["name"], orjson.dumps(i).decode()) for i in items)
+
+
+@handles("compute.acceleratorTypes.get")
+def get_accelerator_type(req: ApiRequest, zone: str, acceleratorType: str):  # noqa: N803
+    return accelerator_types.get(req.session, req.call.project, req.zone(zone), acceleratorType)
+
+
+@handles("compute.acceleratorTypes.list")
+def list_accelerator_types(req: ApiRequest, zone: str):
+    z = req.zone(zone)
+    return _static_list(req, "compute#acceleratorTypeList", f"projects/{req.call.project}/zones/{z.name}/acceleratorTypes",
+                        accelerator_types.list_in(req.session, req.call.project, z), "AcceleratorType")
+
+
+@handles("compute.acceleratorTypes.aggregatedList")
+def aggregated_accelerator_types(req: ApiRequest):
+    return json_response(_aggregated(
+        req, "acceleratorTypes", "compute#acceleratorTypeAggregatedList", "AcceleratorType",
+        lambda z: _texts(accelerator_types.list_in(req.session, req.call.project, req.zone(z)))))

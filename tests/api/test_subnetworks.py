@@ -313,3 +313,68 @@ def test_concurrent_instance_inserts_get_distinct_addresses(server):
         assert "error" not in wait_op(gce, op)
     done(gce, gce.subnetworks().delete(project=name, region=REGION, subnetwork=sub_name))
     done(gce, gce.networks().delete(project=name, network=net_name))
+
+
+# -- purposes --------------------------------------------------------------------------------------
+
+
+def test_proxy_only_and_psc_subnetworks(project, net):
+    """REGIONAL_MANAGED_PROXY needs a role and is READY; one ACTIVE per region, promoting the BACKUP
+    demotes it; neither it nor a PRIVATE_SERVICE_CONNECT subnetwork takes VMs."""
+    name, gce = project
+    fails(insert(gce, name, net, unique("p"), "10.90.0.0/23", purpose="REGIONAL_MANAGED_PROXY"), 400, "required",
+          "Required field 'resource.role' not specified")
+    fails(insert(gce, name, net, unique("p"), "10.90.0.0/23", role="ACTIVE"), 400, "invalid")
+    fails(insert(gce, name, net, unique("p"), "10.90.0.0/23", purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE",
+                 privateIpGoogleAccess=True), 400, "invalid")
+    assert subnets_by_region(gce, name, net) == []
+    active, backup, psc = unique("proxy"), unique("proxy"), unique("psc")
+    done(gce, insert(gce, name, net, active, "10.90.0.0/23", purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE"))
+    got = get(gce, name, active)
+    assert (got["purpose"], got["role"], got["state"]) == ("REGIONAL_MANAGED_PROXY", "ACTIVE", "READY")
+    err = fails(insert(gce, name, net, unique("p"), "10.91.0.0/23", purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE"),
+                400, "invalid")
+    assert f"'{active}'" in err["message"]
+    done(gce, insert(gce, name, net, backup, "10.91.0.0/23", purpose="REGIONAL_MANAGED_PROXY", role="BACKUP"))
+    done(gce, gce.subnetworks().patch(project=name, region=REGION, subnetwork=backup, body={
+        "role": "ACTIVE", "fingerprint": get(gce, name, backup)["fingerprint"]}), "patch")
+    assert (get(gce, name, backup)["role"], get(gce, name, active)["role"]) == ("ACTIVE", "BACKUP")
+    done(gce, insert(gce, name, net, psc, "10.92.0.0/24", purpose="PRIVATE_SERVICE_CONNECT"))
+    assert get(gce, name, psc)["purpose"] == "PRIVATE_SERVICE_CONNECT" and "state" not in get(gce, name, psc)
+    for sub in (active, psc):
+        err = fails(gce.instances().insert(project=name, zone=ZONE, body=instance_body(unique("vm"), net, sub)),
+                    400, "invalid")
+        assert "cannot be used by VM instances" in err["message"]
+    assert not gce.instances().list(project=name, zone=ZONE).execute().get("items")
+
+
+def test_allocated_ranges_for_private_services_access(project, net):
+    """Global INTERNAL addresses with purpose VPC_PEERING reserve a block of the network that no
+    subnetwork and no other range may overlap; without an address the lowest free block is taken."""
+    name, gce = project
+    done(gce, insert(gce, name, net, unique("s"), "10.0.0.0/24"))
+    rng = unique("psa")
+
+    def allocate(body: dict):
+        return gce.globalAddresses().insert(project=name, body={
+            "name": body.pop("name", unique("psa")), "addressType": "INTERNAL", "purpose": "VPC_PEERING",
+            "network": f"global/networks/{net}", **body})
+
+    fails(allocate({}), 400, "required", "Required field 'resource.prefixLength' not specified")
+    fails(allocate({"prefixLength": 28}), 400, "invalid")
+    fails(allocate({"prefixLength": 24, "address": "10.0.0.0"}), 400, "invalid")  # the subnetwork's range
+    fails(gce.addresses().insert(project=name, region=REGION, body={
+        "name": unique("r"), "addressType": "INTERNAL", "purpose": "VPC_PEERING", "prefixLength": 24}), 400, "invalid")
+    done(gce, allocate({"name": rng, "prefixLength": 20}))
+    got = gce.globalAddresses().get(project=name, address=rng).execute()
+    assert (got["purpose"], got["addressType"], got["prefixLength"], got["status"]) == (
+        "VPC_PEERING", "INTERNAL", 20, "RESERVED")
+    assert got["network"].endswith(f"/projects/{name}/global/networks/{net}")
+    block = ipaddress.ip_network(f"{got['address']}/20")
+    assert not block.overlaps(ipaddress.ip_network("10.0.0.0/24"))
+    err = fails(insert(gce, name, net, unique("s"), str(block)), 400, "invalid")
+    assert f"allocated range '{rng}'" in err["message"]
+    fails(allocate({"prefixLength": 24, "address": str(block.network_address)}), 400, "invalid")
+    fails(gce.networks().delete(project=name, network=net), 400, "resourceInUseByAnotherResource")
+    done(gce, gce.globalAddresses().delete(project=name, address=rng), "delete")
+    done(gce, insert(gce, name, net, unique("s"), str(block)))

@@ -19,7 +19,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
 from core.resources.states import Move
-from core.services import disks, projects, resource_policies
+from core.services import accelerator_types, disks, projects, resource_policies
 from core.services.instances import spec, states
 from core.services.instances.network import build_nics
 from core.services.instances.rows import fingerprinted, locked, operation
@@ -40,6 +40,8 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     if store.exists(call.session, call.project, "instances", scope, name):
         _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
     mt = spec.machine_type(call, zone, body.get("machineType"))
+    accelerator_types.refuse_attached(call.session, call.project, zone, body.get("guestAccelerators"),
+                                      "resource.guestAccelerators")
     hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
     new_specs, attached = _disks(call, zone, name, path, body)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))

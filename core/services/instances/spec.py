@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from core import catalog, ipam
 from core.catalog import MachineType
-from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
+from core.errors import AlreadyExists, Invalid, NotFound, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
 from core.models import Project, Resource
 from core.resources import store
 from core.resources.context import Call
-from core.services import disks, images, projects, region_disks, vpc
+from core.services import disks, images, projects, region_disks, shared_vpc, subnetworks, vpc
 from core.services.instances.rows import lock
 from core.services.metadata import (
     label_fingerprint,
@@ -202,7 +202,10 @@ def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> 
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], "The URL is malformed.")
     if region is not None and ref.scope != f"regions/{region}":
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], f"Subnetwork must be in region '{region}'.")
-    return store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
+    shared_vpc.check_network_use(call, ref.project, f"{field}.subnetwork", nic["subnetwork"])
+    subnet = store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
+    subnetworks.check_for_instances(subnet, f"{field}.subnetwork", nic["subnetwork"])
+    return subnet
 
 
 def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: str) -> Resource:
@@ -211,6 +214,7 @@ def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: st
         ref = parse_ref(nic["network"], project=call.project, scope="global")
         if ref is None or ref.collection != "networks":
             raise Invalid(f"{field}.network", nic["network"], "The URL is malformed.")
+        shared_vpc.check_network_use(call, ref.project, f"{field}.network", nic["network"])
         return store.find(call.session, ref.project, "networks", "global", ref.name)
     if subnet is not None:
         return store.find(call.session, subnet.project, "networks", "global",
@@ -329,6 +333,8 @@ def _existing_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], field: str, be
         raise Invalid(f"{field}.source", d["source"], "The URL is malformed.")
     if ref.scope != f"zones/{zone.name}" and not region_disks.attachable_in(call.session, ref, zone.name):
         raise Invalid(f"{field}.source", d["source"], f"Disk must be in zone '{zone.name}'.")
+    if ref.project != call.project:  # another project's disks are not visible, let alone attachable
+        raise NotFound(ref.path)
     row = lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))
     check_attachable(call.session, row, d.get("mode", "READ_WRITE"))
     if any(a.row is not None and a.row.uid == row.uid for a in before):

@@ -19,7 +19,7 @@ from core.links import path_of, url_of
 from core.models import Host, Operation, Resource
 from core.resources import store
 from core.resources.context import Call
-from core.services import projects
+from core.services import accelerator_types, projects
 from core.services.instances import spec, states
 from core.services.instances.rows import (
     find,
@@ -86,18 +86,8 @@ def set_min_cpu_platform(call: Call, zone: ZoneInfo, name: str, body: dict[str, 
     return operation(call, res, "setMinCpuPlatform")
 
 
-def _accelerators(call: Call, zone: ZoneInfo, value: object, field: str) -> list[dict[str, Any]]:
-    """The accelerators asked for: none exist in gstack's catalog, so any named one is not found."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise Invalid(field, value, "Must be a list.")
-    for i, acc in enumerate(value):
-        kind = acc.get("acceleratorType") if isinstance(acc, dict) else None
-        if not isinstance(kind, str) or not kind:
-            raise Invalid(f"{field}[{i}].acceleratorType", kind, "An accelerator type is required.")
-        raise NotFound(path_of(call.project, f"zones/{zone.name}", "acceleratorTypes", kind.rsplit("/", 1)[-1]))
-    return []
+def _accelerators(call: Call, zone: ZoneInfo, value: object, field: str) -> None:
+    accelerator_types.refuse_attached(call.session, call.project, zone, value, field)
 
 
 def set_machine_resources(call: Call, zone: ZoneInfo, name: str, body: dict[str, Any]) -> Operation:
