@@ -39,6 +39,9 @@ def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:
 
 
 def scopes_of(req: ApiRequest, scope_type: str) -> list[str]:
+    """The scopes an aggregatedList covers: ``zones``, ``regions``, or both (disks: zonal and regional)."""
+    if scope_type == "regions+zones":
+        return scopes_of(req, "regions") + scopes_of(req, "zones")
     if scope_type == "zones":
         return [f"zones/{z.name}" for z in topology.zones(req.session)]
     return [f"regions/{r.name}" for r in topology.regions(req.session)]

@@ -49,6 +49,9 @@ def test_region_disk_lifecycle(server, gce):
     assert listed["selfLink"] == link(server, f"projects/{PROJECT}/regions/{REGION}/disks")
     zonal = gce.disks().list(project=PROJECT, zone=ZONES[0]).execute().get("items", [])
     assert name not in [d["name"] for d in zonal]
+    agg = gce.disks().aggregatedList(project=PROJECT, filter=f"name eq {name}").execute()["items"]
+    assert [d["name"] for d in agg[f"regions/{REGION}"]["disks"]] == [name]  # gcloud disks list shows it
+    assert "disks" not in agg[f"zones/{ZONES[0]}"]
 
     op = wait_op(gce, gce.regionDisks().resize(project=PROJECT, region=REGION, disk=name,
                                                body={"sizeGb": "30"}).execute())
