@@ -172,12 +172,7 @@ def test_instance_schedule_stops_and_starts(server, gce):
         "vmStartSchedule": {"schedule": f"0 {start_hour} * * *"},
         "vmStopSchedule": {"schedule": f"30 {stop_hour} * * *"}, "timeZone": "UTC"})
     assert policy["instanceSchedulePolicy"]["timeZone"] == "UTC"
-    vm = unique("schedvm")
-    op = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body={
-        "name": vm, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}],
-        "networkInterfaces": [{"network": "global/networks/default"}]}).execute())
-    assert "error" not in op, op
+    vm = make_vm(gce, unique("schedvm"))["name"]
     op = wait_op(gce, gce.instances().addResourcePolicies(project=PROJECT, zone=ZONE, instance=vm, body={
         "resourcePolicies": [policy_link(server, name)]}).execute())
     assert op["operationType"] == "addResourcePolicies"
@@ -207,6 +202,18 @@ def test_instance_schedule_stops_and_starts(server, gce):
     gce.resourcePolicies().delete(project=PROJECT, region=REGION, resourcePolicy=name).execute()
 
 
+def vm_body(name: str) -> dict:
+    return {"name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}],
+            "networkInterfaces": [{"network": "global/networks/default"}]}
+
+
+def make_vm(gce, name: str, **fields) -> dict:
+    op = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body={**vm_body(name), **fields}).execute())
+    assert "error" not in op, op
+    return gce.instances().get(project=PROJECT, zone=ZONE, instance=name).execute()
+
+
 def wait_status(gce, vm: str, status: str) -> None:
     for _ in range(150):
         if gce.instances().get(project=PROJECT, zone=ZONE, instance=vm).execute()["status"] == status:
@@ -224,6 +231,23 @@ def test_placement_policy_list_patch_aggregated(server, gce):
     agg = gce.resourcePolicies().aggregatedList(project=PROJECT).execute()
     assert agg["kind"] == "compute#resourcePolicyAggregatedList"
     assert name in [p["name"] for p in agg["items"][f"regions/{REGION}"]["resourcePolicies"]]
+
+    # vmCount is the most instances the policy takes: a third one is refused, at insert or added later.
+    pair = unique("pair")
+    make_policy(gce, pair, groupPlacementPolicy={"vmCount": 2, "collocation": "COLLOCATED"})
+    vms = [make_vm(gce, unique("pvm"), resourcePolicies=[policy_link(server, pair)]) for _ in range(2)]
+    assert all(vm["resourcePolicies"] == [policy_link(server, pair)] for vm in vms)
+    third = unique("pvm")
+    err = expect_error(gce.instances().insert(project=PROJECT, zone=ZONE, body={
+        **vm_body(third), "resourcePolicies": [pair]}), 400, "invalid")
+    assert "vmCount" in err["message"]
+    expect_error(gce.instances().get(project=PROJECT, zone=ZONE, instance=third), 404, "notFound")
+    loose = make_vm(gce, unique("pvm"))
+    expect_error(gce.instances().addResourcePolicies(project=PROJECT, zone=ZONE, instance=loose["name"], body={
+        "resourcePolicies": [policy_link(server, pair)]}), 400, "invalid")
+    for vm in [*vms, loose]:
+        wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=vm["name"]).execute())
+    gce.resourcePolicies().delete(project=PROJECT, region=REGION, resourcePolicy=pair).execute()
 
     sched = unique("patched")
     make_policy(gce, sched, **daily_policy(4, days=7))

@@ -17,6 +17,8 @@ def test_region_disk_flow(gcloud):
     assert got["status"] == "READY" and got["sizeGb"] == "200"
     assert [z.rsplit("/", 1)[1] for z in got["replicaZones"]] == ["us-central1-a", "us-central1-b"]
     assert got["type"].endswith(f"/regions/{REGION}/diskTypes/pd-standard")
+    listed = describe(gcloud, "compute", "disks", "list", "--filter", f"name={disk}")
+    assert [d["name"] for d in listed] == [disk] and listed[0]["region"].endswith(f"/regions/{REGION}")
     gcloud("compute", "disks", "resize", disk, "--region", REGION, "--size", "250GB", "-q")
     assert describe(gcloud, "compute", "disks", "describe", disk, "--region", REGION)["sizeGb"] == "250"
     gcloud("compute", "snapshots", "create", snap, "--source-disk", disk, "--source-disk-region", REGION)

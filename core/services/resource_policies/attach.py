@@ -22,8 +22,8 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import projects
-from core.services.resource_policies.policies import COLLECTION, FOLLOWERS, STATE, kind_of
+from core.services import projects, vpc
+from core.services.resource_policies.policies import COLLECTION, FOLLOWERS, PLACEMENT, STATE, kind_of
 
 _NOUN = {"disks": "disk", "instances": "instance"}
 
@@ -55,8 +55,22 @@ def resolve(call: Call, region: str, values: object, field: str, follower: str) 
         if FOLLOWERS[kind] != follower:
             raise Invalid(item, value, f"A resource policy of type {kind} cannot be applied to a "
                                        f"{_NOUN[follower]}.")
+        if kind == PLACEMENT:
+            _check_room(call, policy, item, value)
         out.append(policy)
     return out
+
+
+def _check_room(call: Call, policy: Resource, field: str, value: str) -> None:
+    """A placement policy with ``vmCount`` takes that many instances and no more (the one placement
+    rule one machine can keep)."""
+    count = store.body_of(policy)[PLACEMENT].get("vmCount")
+    if count is None:
+        return
+    members = vpc.mentioning(call.session, policy.project, url_of(policy.project, policy.scope, COLLECTION,
+                                                                  policy.name), ("instances",))
+    if len(members) >= count:
+        raise Invalid(field, value, f"The placement policy already holds its {count} instances (vmCount).")
 
 
 def links_for_new(call: Call, region: str, values: object, field: str, follower: str) -> list[str]:
