@@ -79,6 +79,12 @@ def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
     return conn.execute(_take(conn.dialect.name), params).scalar() is not None
 
 
+def release(session: Session, pool: str, address: str) -> None:
+    """Give back one address of a pool (its owner keeps any others it holds)."""
+    session.execute(delete(IpAllocation).where(IpAllocation.pool == pool,
+                                               IpAllocation.address == int(ipaddress.ip_address(address))))
+
+
 def release_owner(session: Session, owner_uid: int) -> None:
     session.execute(delete(IpAllocation).where(IpAllocation.owner_uid == owner_uid))
 

@@ -59,14 +59,15 @@ def region_usage(session: Session, project: str, region: str,
 
 def _address_usage(session: Session, project: str, region: str) -> dict[str, float]:
     """STATIC_ADDRESSES: reserved external addresses. IN_USE_ADDRESSES: external IPs in use, the
-    ephemeral ones instances and forwarding rules hold plus the static addresses that are IN_USE."""
+    ephemeral ones instances, forwarding rules and Cloud NATs hold plus the static addresses that are
+    IN_USE."""
     static = dict(session.execute(
         select(Resource.status, func.count())
         .where(Resource.project == project, Resource.collection == "addresses", Resource.region == region,
                Resource.subtype == "EXTERNAL")
         .group_by(Resource.status)).all())
     holders = select(Resource.uid).where(Resource.project == project,
-                                         Resource.collection.in_(("instances", "forwardingRules")))
+                                         Resource.collection.in_(("instances", "forwardingRules", "routers")))
     ephemeral = session.scalar(select(func.count()).select_from(IpAllocation).where(
         IpAllocation.pool == f"external:{region}", IpAllocation.owner_uid.in_(holders))) or 0
     return {"STATIC_ADDRESSES": float(sum(static.values())),
@@ -74,7 +75,7 @@ def _address_usage(session: Session, project: str, region: str) -> dict[str, flo
 
 
 _GLOBAL_COLLECTIONS = {"SNAPSHOTS": "snapshots", "NETWORKS": "networks", "FIREWALLS": "firewalls",
-                       "IMAGES": "images", "ROUTES": "routes", "SUBNETWORKS": "subnetworks"}
+                       "IMAGES": "images", "ROUTES": "routes", "SUBNETWORKS": "subnetworks", "ROUTERS": "routers"}
 
 
 def global_usage(session: Session, project: str) -> dict[str, float]:

@@ -74,5 +74,6 @@ DEFAULT_GLOBAL_QUOTAS: dict[str, float] = {
     "IMAGES": 2000,
     "ROUTES": 250,
     "SUBNETWORKS": 175,
+    "ROUTERS": 20,
     "CPUS_ALL_REGIONS": 288,
 }

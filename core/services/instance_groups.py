@@ -7,8 +7,8 @@ it with ``listInstances``). Every change is synchronous, so its Operation is bor
 
 Where GCE's behaviour is not documented, gstack chose (see docs/architecture.rst):
 
-* an instance may be in several unmanaged groups (GCE allows it; only a load balancer refuses an
-  instance in two of its backends' groups, and backend services do not exist yet);
+* an instance may be in several unmanaged groups (GCE allows it; gstack's backend services do not
+  refuse an instance in two of their groups either);
 * an instance's network is that of its first interface, the one load balancers use; the group
   takes the network and subnetwork of its first instance when it was created without them;
 * removeInstances ignores instances that are not members (the instance itself must exist);
@@ -127,11 +127,13 @@ def _begin(call: Call, group: Resource, method: str) -> Operation:
 
 
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
-    """Delete the group; its instances stay. (A group a backend service uses will be refused once
-    backend services exist.)"""
+    """Delete the group; its instances stay. A group a backend service uses is refused."""
     scope = f"zones/{zone.name}"
     group = projects.find_for_update(call.session, call.project, COLLECTION, scope, name)
     _refuse_if_managed(call, group)  # the managed group's own goes with the managed group
+    services = vpc.mentioning(call.session, call.project, vpc.url(group), ["backendServices"])
+    if services:
+        raise ResourceInUse("instance_group", vpc.path(group), vpc.path(services[0]))
     op = _begin(call, group, "delete")
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid))
     call.session.delete(group)
@@ -212,12 +214,16 @@ def add_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operatio
         members.add(inst.uid)
     now = time.time()
     call.session.add_all([InstanceGroupMember(group_uid=group.uid, instance_uid=i.uid, added=now) for _, _, i in instances])
-    _save(group, current, len(members))
+    _save(group, current, len(members), call.session)
     return _begin(call, group, "addInstances")
 
 
-def _save(group: Resource, body: Body, size: int) -> None:
-    """The body with its size, fields in GCE's order (network and subnetwork may be new)."""
+def _save(group: Resource, body: Body, size: int, session: Session | None = None) -> None:
+    """The body with its size, fields in GCE's order (network and subnetwork may be new); with the
+    ``session``, the routers of a group a backend service uses render its new members or ports."""
+    if session is not None and body.get("network") and vpc.mentioning(session, group.project, vpc.url(group),
+                                                                       ["backendServices"]):
+        vpc.notify_router(session, group.project, body["network"])
     body["size"] = size
     order = ("kind", "id", "creationTimestamp", "name", "description", "namedPorts", "network", "subnetwork",
              "fingerprint", "zone", "size", "selfLink")
@@ -233,7 +239,7 @@ def remove_instances(call: Call, zone: ZoneInfo, name: str, body: Body) -> Opera
     leaving = {i.uid for _, _, i in instances}
     call.session.execute(delete_rows(InstanceGroupMember).where(InstanceGroupMember.group_uid == group.uid,
                                                            InstanceGroupMember.instance_uid.in_(leaving)))
-    _save(group, store.body_of(group), len(_member_uids(call.session, group)))
+    _save(group, store.body_of(group), len(_member_uids(call.session, group)), call.session)
     return _begin(call, group, "removeInstances")
 
 
@@ -245,7 +251,7 @@ def set_named_ports(call: Call, zone: ZoneInfo, name: str, body: Body) -> Operat
     if body.get("fingerprint") is not None:
         check_fingerprint(body["fingerprint"], current["fingerprint"])
     _set_ports(current, _named_ports(body.get("namedPorts"), "namedPorts"))
-    _save(group, current, current["size"])
+    _save(group, current, current["size"], call.session)
     return _begin(call, group, "setNamedPorts")
 
 

@@ -60,7 +60,7 @@ def _pool_instances(session: Session, pool_url: str) -> list[str]:
 # -- forwarding rules --------------------------------------------------------------------------------
 
 
-def _port_range(value: object, field: str) -> tuple[int, int]:
+def port_range(value: object, field: str) -> tuple[int, int]:
     m = _PORTS.match(value) if isinstance(value, str) else None
     low, high = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
     if m is None or not 1 <= low <= high <= 65535:
@@ -81,12 +81,12 @@ def _ports(body: Body, protocol: str) -> Body:
         if not isinstance(ports, list) or len(ports) > 5:
             raise Invalid("resource.ports", ports, "At most 5 ports may be given.")
         for i, p in enumerate(ports):
-            low, high = _port_range(p, f"resource.ports[{i}]")
+            low, high = port_range(p, f"resource.ports[{i}]")
             if low != high:
                 raise Invalid(f"resource.ports[{i}]", p, "Must be a single port; use portRange for a range.")
         return {"ports": [str(int(p)) for p in ports]}
     if body.get("portRange"):
-        low, high = _port_range(body["portRange"], "resource.portRange")
+        low, high = port_range(body["portRange"], "resource.portRange")
         return {"portRange": f"{low}-{high}"}
     return {"portRange": "1-65535"}
 
@@ -98,7 +98,7 @@ def _port_set(rule: Body) -> set[int] | range:
     return range(low, high + 1)
 
 
-def _conflicts(a: Body, b: Body) -> bool:
+def ports_conflict(a: Body, b: Body) -> bool:
     """Two rules on one IP conflict when they take the same protocol on a common port."""
     if a["IPProtocol"] != b["IPProtocol"]:
         return False
@@ -122,8 +122,9 @@ def _save_rule(res: Resource, body: Body) -> None:
     store.save(res, body)
 
 
-def _take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> str:
-    """The rule's IP: an ephemeral one, a static address (by URL or by IP), or a free IP asked for."""
+def take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> str:
+    """The rule's IP: an ephemeral one, a static address (by URL or by IP), or a free IP asked for
+    (a global rule's from the global addresses' range)."""
     pool = addresses.external_pool(rule.scope)
     url = vpc.url(rule)
 
@@ -133,16 +134,17 @@ def _take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> 
             other = store.find_optional(call.session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
             if ref is None or ref.collection != "forwardingRules" or other is None:
                 return False
-            if _conflicts(rule_body, store.body_of(other)):
+            if ports_conflict(rule_body, store.body_of(other)):
                 return False
         return True
 
     if requested in (None, ""):
-        return ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, rule.uid)
+        cidr = addresses.GLOBAL_RANGE if rule.scope == "global" else ipam.EXTERNAL_RANGE
+        return ipam.allocate(call.session, pool, cidr, rule.uid)
     if isinstance(requested, str) and "/" in requested:
         ref = vpc.reference(call, requested, "resource.IPAddress", "addresses", rule.scope)
         if ref.scope != rule.scope:
-            raise Invalid("resource.IPAddress", requested, "The address must be in the forwarding rule's region.")
+            raise Invalid("resource.IPAddress", requested, "The address must be in the forwarding rule's scope.")
         addr = store.find(call.session, ref.project, "addresses", ref.scope, ref.name)
         if addr.subtype != "EXTERNAL":
             raise Invalid("resource.IPAddress", requested, "The address must be an EXTERNAL address.")
@@ -187,7 +189,7 @@ def insert_forwarding_rule(call: Call, region: str, body: Body) -> Operation:
     rule = store.new_resource(call.session, project=call.project, collection="forwardingRules", scope=scope,
                               name=name, kind="compute#forwardingRule", region=region, body=fields)
     stored = store.body_of(rule)
-    stored["IPAddress"] = _take_ip(call, rule, stored, body.get("IPAddress"))
+    stored["IPAddress"] = take_ip(call, rule, stored, body.get("IPAddress"))
     _save_rule(rule, stored)
     _notify(call.session, call.project, store.body_of(target).get("instances", []))
     return _op(call, rule, "insert")
@@ -445,10 +447,15 @@ def _check_fields(collection: str, body: Body) -> Body:
     return fields
 
 
-def insert_health_check(call: Call, collection: str, body: Body) -> Operation:
-    name = _new_name(call, collection, "global", body)
-    res = store.new_resource(call.session, project=call.project, collection=collection, scope="global", name=name,
-                             kind=_KINDS[collection], body=_check_fields(collection, body))
+def insert_health_check(call: Call, collection: str, body: Body, scope: str = "global") -> Operation:
+    """healthChecks / httpHealthChecks, and regionHealthChecks (``scope`` ``regions/R``)."""
+    name = _new_name(call, collection, scope, body)
+    fields = _check_fields(collection, body)
+    region = None if scope == "global" else scope.split("/", 1)[1]
+    if region is not None:
+        fields["region"] = scope_url(call.project, scope)
+    res = store.new_resource(call.session, project=call.project, collection=collection, scope=scope, name=name,
+                             kind=_KINDS[collection], body=fields, region=region)
     return _op(call, res, "insert")
 
 
@@ -457,9 +464,10 @@ def _writable(collection: str) -> set[str]:
     return base | ({"host", "port", "requestPath"} if collection == LEGACY else {"type", *CHECK_TYPES.values()})
 
 
-def replace_health_check(call: Call, collection: str, name: str, body: Body, merge: bool) -> Operation:
+def replace_health_check(call: Call, collection: str, name: str, body: Body, merge: bool,
+                         scope: str = "global") -> Operation:
     """patch (JSON merge patch) and update (the body replaces the check; omitted fields take defaults)."""
-    res = projects.find_for_update(call.session, call.project, collection, "global", name)
+    res = projects.find_for_update(call.session, call.project, collection, scope, name)
     if body.get("name") not in (None, res.name):
         raise Invalid("resource.name", body["name"], "The name of a health check cannot be changed.")
     current = store.body_of(res)
@@ -473,12 +481,26 @@ def replace_health_check(call: Call, collection: str, name: str, body: Body, mer
     for pool in vpc.mentioning(call.session, call.project, vpc.url(res), ["targetPools"]):
         if _served(call, pool):
             _notify(call.session, call.project, store.body_of(pool).get("instances", []))
+    for service in vpc.mentioning(call.session, call.project, vpc.url(res), ["backendServices"]):
+        for network in _group_networks(call.session, store.body_of(service)):
+            vpc.notify_router(call.session, call.project, network)
     return _op(call, res, "patch" if merge else "update")
 
 
-def delete_health_check(call: Call, collection: str, name: str) -> Operation:
-    res = projects.find_for_update(call.session, call.project, collection, "global", name)
-    pools = vpc.mentioning(call.session, call.project, vpc.url(res), ["targetPools"])
+def _group_networks(session: Session, service: Body) -> set[str]:
+    """The networks of a backend service's instance groups (their routers render its health check)."""
+    out = set()
+    for backend in service.get("backends") or []:
+        ref = parse_ref(backend["group"], project="")
+        group = store.find_optional(session, ref.project, ref.collection, ref.scope, ref.name) if ref else None
+        if group is not None and store.body_of(group).get("network"):
+            out.add(store.body_of(group)["network"])
+    return out
+
+
+def delete_health_check(call: Call, collection: str, name: str, scope: str = "global") -> Operation:
+    res = projects.find_for_update(call.session, call.project, collection, scope, name)
+    pools = vpc.mentioning(call.session, call.project, vpc.url(res), ["targetPools", "backendServices"])
     if pools:
         raise ResourceInUse(collection[:-1], vpc.path(res), vpc.path(pools[0]))
     op = _op(call, res, "delete")

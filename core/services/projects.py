@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import BadRequest, Invalid, NotFound
 from core.ids import rfc3339
-from core.links import project_url
+from core.links import Ref, project_url
 from core.models import Operation, Project, Resource
 from core.quotas import global_usage, limits, quota_list
 from core.resources import operations, store
@@ -46,6 +46,15 @@ def find_for_update(session: Session, project: str, collection: str, scope: str,
     concurrent writer waits and then sees the new state instead of overwriting it.
     """
     return store.find(session, project, collection, scope, name, lock=True)
+
+
+def own(call: Call, ref: Ref) -> Ref:
+    """``ref``, a resource a request body names, when it is of the caller's project. Another
+    project's is not found, as it is not visible (its images and snapshots are, when public:
+    :func:`core.services.images.readable`; its networks, through Shared VPC)."""
+    if ref.project != call.project:
+        raise NotFound(ref.path)
+    return ref
 
 
 def default_service_account(p: Project) -> str:

@@ -8,7 +8,9 @@ One router serves one network in one region. From the rows of the database it re
   before allow), tags and service accounts resolved to instance addresses, the implied rules
   (deny all ingress, allow all egress), 1:1 NAT for access configs and source NAT for the rest;
 * HAProxy: a frontend per TCP forwarding rule and a backend per target pool, with the pool's
-  legacy HTTP health check (other forwarding rules are DNAT in nftables, spread by ``numgen``);
+  legacy HTTP health check (other forwarding rules are DNAT in nftables, spread by ``numgen``); and
+  the HTTP(S) load balancers this router is home to (``core.systemvms.http_lb``), with their
+  certificates' PEM files;
 * sysctl: forwarding, and the connection tracking limit of the system VM template.
 
 Rendering is a pure function of the database, so a file's checksum tells whether it changed: a
@@ -42,7 +44,7 @@ from core.links import parse_ref, url_of
 from core.models import Resource, SystemVm
 from core.resources import store
 from core.resources.store import Body
-from core.systemvms import vms
+from core.systemvms import http_lb, nat, vms
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"
 NFTABLES = "/etc/nftables.conf"
@@ -105,6 +107,8 @@ class RouterView:
     firewalls: list[Body] = field(default_factory=list)
     # (forwarding rule, target pool or None, http health check or None), by rule name
     balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
+    http: http_lb.HttpBalancers = field(default_factory=http_lb.HttpBalancers)
+    nat_gateways: list[nat.Gateway] = field(default_factory=list)
 
 
 def _ip(value: object) -> str | None:
@@ -193,7 +197,20 @@ def view(session: Session, vm: SystemVm) -> RouterView:
         Resource.body.contains(v.network_url)).order_by(Resource.name))]
     v.firewalls = [f for f in v.firewalls if f.get("network") == v.network_url]
     v.balancers = _balancers(session, v.project, v.region, v.network_url, v.nics)
+    v.http = http_lb.balancers(session, v.project, v.network_url, v.region)
+    v.nat_gateways = nat.gateways(session, v.network_url, v.region)
     return v
+
+
+def _subnet_of(v: RouterView, ip: str) -> str | None:
+    address = ipaddress.IPv4Address(ip)
+    return next((s.name for s in v.subnets if address in ipaddress.IPv4Network(s.cidr)), None)
+
+
+def stranded(v: RouterView) -> list[str]:
+    """Instance addresses with neither an external address nor a Cloud NAT: no way out."""
+    return nat.rules(v.nat_gateways, [(n.ip, _subnet_of(v, n.ip)) for n in v.nics if not n.nat_ip],
+                     vms.PUBLIC_IFACE)[1]
 
 
 # -- nftables ------------------------------------------------------------------------------------
@@ -361,10 +378,8 @@ def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
             dnat.append(f'ip daddr {nic.nat_ip} dnat to {nic.ip} comment "{nic.instance} 1:1 NAT"')
             snat.append(f'oifname "{vms.PUBLIC_IFACE}" ip saddr {nic.ip} snat to {nic.nat_ip} '
                         f'comment "{nic.instance} 1:1 NAT"')
-    hidden = [n.ip for n in v.nics if not n.nat_ip]
-    if hidden:
-        snat.append(f'oifname "{vms.PUBLIC_IFACE}" ip saddr {_set(hidden)} masquerade '
-                    f'comment "source NAT of instances without an external address"')
+    hidden = [(n.ip, _subnet_of(v, n.ip)) for n in v.nics if not n.nat_ip]
+    snat += nat.rules(v.nat_gateways, hidden, vms.PUBLIC_IFACE)[0]
     for rule, pool, _check in v.balancers:
         name, address, ports = _name(rule.get("name")), _ip(rule.get("IPAddress")), _rule_ports(rule)
         proto = str(rule.get("IPProtocol", "TCP")).lower()
@@ -402,7 +417,7 @@ def _health_check(check: Body | None) -> Body | None:
         except (TypeError, ValueError):
             return default
 
-    return {"path": path, "host": host, "version": "HTTP/1.1" if host else "HTTP/1.0",
+    return {"kind": "http", "path": path, "host": host, "version": "HTTP/1.1" if host else "HTTP/1.0",
             "port": number("port", 80, 1, 65535), "interval": number("checkIntervalSec", 5, 1, 300),
             "timeout": number("timeoutSec", 5, 1, 300), "rise": number("healthyThreshold", 2, 1, 10),
             "fall": number("unhealthyThreshold", 2, 1, 10)}
@@ -418,14 +433,16 @@ def haproxy_model(v: RouterView) -> tuple[list[Body], list[Body]]:
         backend = f"tp-{pool_name}"
         spans = _spans([rule["portRange"]] if rule.get("portRange") else rule.get("ports"), lowest=1)  # _proxied: some
         frontends.append({"name": f"fr-{name}", "binds": [f"{address}:{_span_text(lo, hi)}" for lo, hi in spans or []],
-                          "backend": backend})
+                          "backend": backend, "mode": None, "acls": [], "rules": []})
         if backend not in backends:
             affinity = (pool or {}).get("sessionAffinity", "NONE")
+            hc = _health_check(check)
+            options = f" check port {hc['port']}" if hc else ""
             backends[backend] = {
-                "name": backend, "balance": "roundrobin" if affinity == "NONE" else "source",
-                "check": _health_check(check),
-                "servers": [{"name": b.instance, "ip": b.ip} for b in _backends(v, pool)]}
-    return frontends, [backends[k] for k in sorted(backends)]
+                "name": backend, "mode": None, "balance": "roundrobin" if affinity == "NONE" else "source",
+                "check": hc, "cookie": False, "timeout": None,
+                "servers": [{"name": b.instance, "address": b.ip, "options": options} for b in _backends(v, pool)]}
+    return frontends + v.http.frontends, [backends[k] for k in sorted(backends)] + v.http.backends
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -445,8 +462,9 @@ def render_view(v: RouterView) -> dict[str, str]:
     domains = sorted({(n.domain_tag, n.zone, n.project) for n in v.nics})
     ingress, egress = firewall_chains(v)
     inputs, dnat, snat = nat_rules(v)
+    inputs += v.http.inputs
     frontends, backends = haproxy_model(v)
-    return {
+    return {**v.http.files,
         DNSMASQ: env.get_template("dnsmasq.conf.j2").render(
             **common, subnets=v.subnets, nics=v.nics, mtu=v.mtu, upstream_dns=UPSTREAM_DNS,
             lease_max=max(len(v.nics), 1) * 2,
@@ -455,9 +473,10 @@ def render_view(v: RouterView) -> dict[str, str]:
                      for t, z, p in domains]),
         NFTABLES: env.get_template("nftables.conf.j2").render(
             **common, vm_addrs=[n.ip for n in v.nics], ingress=ingress, egress=egress, input=inputs,
-            dnat=dnat, snat=snat),
+            dnat=dnat, snat=snat, stranded=stranded(v)),
         HAPROXY: env.get_template("haproxy.cfg.j2").render(
-            **common, frontends=frontends, backends=backends, maxconn=min(v.conntrack_max // 64, 65536)),
+            **common, frontends=frontends, backends=backends, maxconn=min(v.conntrack_max // 64, 65536),
+            cert_dir=http_lb.CERT_DIR),
         SYSCTL: env.get_template("sysctl.conf.j2").render(**common, conntrack_max=v.conntrack_max),
     }
 

@@ -2,9 +2,11 @@
 
 from gstack.api import (  # noqa: F401
     addresses,
+    backend_services,
     disks,
     firewalls,
     forwarding_rules,
+    global_forwarding_rules,
     health_checks,
     images,
     instance_group_managers,
@@ -17,10 +19,15 @@ from gstack.api import (  # noqa: F401
     projects,
     region_disks,
     resource_policies,
+    routers,
     routes,
     snapshots,
+    ssl_certificates,
+    ssl_policies,
     subnetworks,
     target_pools,
+    target_proxies,
+    url_maps,
     zones,
 )
 from gstack.api.registry import HANDLERS

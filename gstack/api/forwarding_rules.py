@@ -1,6 +1,7 @@
-"""forwardingRules: the external IP, protocol and ports of a regional network load balancer."""
+"""forwardingRules: the IP, protocol and ports of a regional load balancer (a target pool's, or a regional
+target HTTP(S) proxy's)."""
 
-from core.services import load_balancing, vpc
+from core.services import load_balancing, proxy_forwarding_rules, vpc
 from gstack.api import common
 from gstack.api.addresses import aggregated_with_global
 from gstack.api.registry import ApiRequest, handles
@@ -24,17 +25,17 @@ def aggregated(req: ApiRequest):
 
 @handles("compute.forwardingRules.insert")
 def insert(req: ApiRequest, region: str):
-    return load_balancing.insert_forwarding_rule(req.call, region, req.body)
+    return proxy_forwarding_rules.insert(req.call, region, req.body)
 
 
 @handles("compute.forwardingRules.delete")
 def delete(req: ApiRequest, region: str, forwardingRule: str):
-    return load_balancing.delete_forwarding_rule(req.call, region, forwardingRule)
+    return proxy_forwarding_rules.delete(req.call, region, forwardingRule)
 
 
 @handles("compute.forwardingRules.setTarget")
 def set_target(req: ApiRequest, region: str, forwardingRule: str):
-    return load_balancing.set_forwarding_rule_target(req.call, region, forwardingRule, req.body)
+    return proxy_forwarding_rules.set_target(req.call, region, forwardingRule, req.body)
 
 
 @handles("compute.forwardingRules.setLabels")

@@ -1,6 +1,6 @@
 """httpHealthChecks (legacy, used by target pools) and healthChecks."""
 
-from core.services import load_balancing
+from core.services import load_balancing, vpc
 from gstack.api import common
 from gstack.api.addresses import aggregated_with_global
 from gstack.api.registry import ApiRequest, handles
@@ -71,3 +71,38 @@ def patch(req: ApiRequest, healthCheck: str):
 @handles("compute.healthChecks.update")
 def update(req: ApiRequest, healthCheck: str):
     return load_balancing.replace_health_check(req.call, "healthChecks", healthCheck, req.body, merge=False)
+
+
+@handles("compute.regionHealthChecks.get")
+def get_regional(req: ApiRequest, region: str, healthCheck: str):
+    return common.get(req, "healthChecks", vpc.region_scope(req.session, req.call.project, region), healthCheck)
+
+
+@handles("compute.regionHealthChecks.list")
+def list_regional(req: ApiRequest, region: str):
+    return common.list_scope(req, "healthChecks", vpc.region_scope(req.session, req.call.project, region),
+                             "compute#healthCheckList", "HealthCheck")
+
+
+@handles("compute.regionHealthChecks.insert")
+def insert_regional(req: ApiRequest, region: str):
+    return load_balancing.insert_health_check(req.call, "healthChecks", req.body,
+                                              vpc.region_scope(req.session, req.call.project, region))
+
+
+@handles("compute.regionHealthChecks.delete")
+def delete_regional(req: ApiRequest, region: str, healthCheck: str):
+    return load_balancing.delete_health_check(req.call, "healthChecks", healthCheck,
+                                              vpc.region_scope(req.session, req.call.project, region))
+
+
+@handles("compute.regionHealthChecks.patch")
+def patch_regional(req: ApiRequest, region: str, healthCheck: str):
+    return load_balancing.replace_health_check(req.call, "healthChecks", healthCheck, req.body, True,
+                                               vpc.region_scope(req.session, req.call.project, region))
+
+
+@handles("compute.regionHealthChecks.update")
+def update_regional(req: ApiRequest, region: str, healthCheck: str):
+    return load_balancing.replace_health_check(req.call, "healthChecks", healthCheck, req.body, False,
+                                               vpc.region_scope(req.session, req.call.project, region))

@@ -104,5 +104,18 @@ def test_no_reference_to_another_projects_disk_or_network(server):
     body = instance(unique("vm"))
     body["networkInterfaces"] = [{"network": f"projects/{theirs}/global/networks/default"}]
     expect_error(m.instances().insert(project=mine, zone=ZONE, body=body), 400, "invalid")
+    ok(t, t.instanceTemplates().insert(project=theirs, body={"name": "tmpl", "properties": {
+        "machineType": "e2-micro", "networkInterfaces": [{}],
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}]}}))
+    expect_error(m.instances().insert(project=mine, zone=ZONE, body={"name": unique("vm")},
+                                      sourceInstanceTemplate=f"projects/{theirs}/global/instanceTemplates/tmpl"),
+                 404, "notFound")
+    expect_error(m.instanceGroupManagers().insert(project=mine, zone=ZONE, body={
+        "name": unique("mig"), "targetSize": 1,
+        "instanceTemplate": f"projects/{theirs}/global/instanceTemplates/tmpl"}), 404, "notFound")
     assert not m.instances().list(project=mine, zone=ZONE).execute().get("items")
+    vm = unique("vm")
+    ok(m, m.instances().insert(project=mine, zone=ZONE, body=instance(vm)))
+    expect_error(m.instances().attachDisk(project=mine, zone=ZONE, instance=vm, body={
+        "source": f"projects/{theirs}/zones/{ZONE}/disks/secret"}), 404, "notFound")
     assert "users" not in t.disks().get(project=theirs, zone=ZONE, disk="secret").execute()

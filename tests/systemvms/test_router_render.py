@@ -122,8 +122,35 @@ def test_one_to_one_nat_and_source_nat(cloud):
     public, private = cloud.ip_of("public-1"), cloud.ip_of("private-1")
     assert f'ip daddr {nat} dnat to {public} comment "public-1 1:1 NAT"' in chain(nft, "prerouting")
     snat = chain(nft, "postrouting")
-    assert snat[0] == f'oifname "eth0" ip saddr {public} snat to {nat} comment "public-1 1:1 NAT"'
-    assert snat[1].startswith(f'oifname "eth0" ip saddr {private} masquerade')
+    assert snat == [f'oifname "eth0" ip saddr {public} snat to {nat} comment "public-1 1:1 NAT"']
+    # Without a Cloud NAT an instance without an external address has no way out, as on GCE.
+    assert f"elements = {{ {private} }}" in nft.split("set no_egress", 1)[1].split("}", 2)[0] + "}"
+    assert 'oifname "eth0" ip saddr @no_egress counter drop comment "no external address and no Cloud NAT"' in \
+        chain(nft, "forward")
+
+
+def test_cloud_nat(cloud):
+    """A Cloud NAT of the region gives the instances without an external address a way out through
+    its addresses (spread by source hash when there are several); one listing subnetworks covers
+    only those; an instance with an external address keeps its 1:1 NAT."""
+    cloud.instance("nat-public", external=True)
+    cloud.instance("nat-private")
+    base = f"https://www.googleapis.com/compute/v1/projects/{cloud.project}/regions/{REGION}"
+    cloud.add("addresses", "nat-a", {"address": "198.18.210.1", "addressType": "EXTERNAL"}, region=REGION)
+    cloud.add("addresses", "nat-b", {"address": "198.18.210.2", "addressType": "EXTERNAL"}, region=REGION)
+    nat = {"name": "egress", "natIpAllocateOption": "MANUAL_ONLY",
+           "natIps": [f"{base}/addresses/nat-a", f"{base}/addresses/nat-b"],
+           "sourceSubnetworkIpRangesToNat": "ALL_SUBNETWORKS_ALL_IP_RANGES"}
+    cloud.add("routers", "cr", {"network": cloud.network, "nats": [nat]}, region=REGION)
+    cloud.sync()
+    nft = cloud.rendered()[router.NFTABLES]
+    check_with("nft", nft)
+    private, public = cloud.ip_of("nat-private"), cloud.ip_of("nat-public")
+    rules = [r for r in chain(nft, "postrouting") if "Cloud NAT" in r]
+    assert len(rules) == 1 and private in rules[0] and public not in rules[0]
+    assert rules[0].endswith('snat to jhash ip saddr mod 2 map { 0 : 198.18.210.1, 1 : 198.18.210.2 } '
+                             'comment "Cloud NAT cr/egress"')
+    assert private not in nft.split("set no_egress", 1)[1].split("}", 1)[0]
 
 
 def test_forwarding_rule_to_a_pool_of_three(cloud):

@@ -50,6 +50,7 @@ def _template(call: Call, zone: ZoneInfo, value: object, field: str) -> tuple[st
         raise Invalid(field, value, "The URL is malformed.")
     if ref.scope not in ("global", f"regions/{zone.region.name}"):
         raise Invalid(field, value, f"The regional instance template must be in region '{zone.region.name}'.")
+    projects.own(call, ref)
     res = store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name)
     return url_of(res.project, res.scope, "instanceTemplates", res.name), store.body_of(res)
 

@@ -76,6 +76,7 @@ def _template_in_zone(call: Call, zone: ZoneInfo, source: str) -> dict[str, Any]
     if ref.scope not in ("global", f"regions/{zone.region.name}"):
         raise Invalid("sourceInstanceTemplate", source,
                       f"The regional instance template must be in the instance's region '{zone.region.name}'.")
+    projects.own(call, ref)
     props = store.body_of(store.find(call.session, ref.project, "instanceTemplates", ref.scope, ref.name))
     return in_zone(zone, props.get("properties") or {})
 

@@ -137,6 +137,7 @@ def _disk_to_attach(call: Call, zone: ZoneInfo, res: Resource, body: dict[str, A
         raise Invalid("resource.source", body["source"], "The URL is malformed.")
     if ref.scope != res.scope and not region_disks.attachable_in(call.session, ref, zone.name):
         raise Invalid("resource.source", body["source"], f"Disk must be in zone '{zone.name}'.")
+    projects.own(call, ref)
     return lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))
 
 

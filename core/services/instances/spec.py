@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core import catalog, ipam
 from core.catalog import MachineType
-from core.errors import AlreadyExists, Invalid, NotFound, Required, ResourceInUse
+from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
 from core.models import Project, Resource
 from core.resources import store
@@ -333,8 +333,7 @@ def _existing_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], field: str, be
         raise Invalid(f"{field}.source", d["source"], "The URL is malformed.")
     if ref.scope != f"zones/{zone.name}" and not region_disks.attachable_in(call.session, ref, zone.name):
         raise Invalid(f"{field}.source", d["source"], f"Disk must be in zone '{zone.name}'.")
-    if ref.project != call.project:  # another project's disks are not visible, let alone attachable
-        raise NotFound(ref.path)
+    projects.own(call, ref)  # another project's disks are not visible, let alone attachable
     row = lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))
     check_attachable(call.session, row, d.get("mode", "READ_WRITE"))
     if any(a.row is not None and a.row.uid == row.uid for a in before):

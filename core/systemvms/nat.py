@@ -1,0 +1,86 @@
+"""Cloud NAT in the virtual router: which instances a network's NAT gateways translate, and the
+nftables rules that do it.
+
+An instance NIC without an external address leaves the network only through a NAT of a Cloud Router
+in its region whose source ranges cover its subnetwork (all of the region's, or those listed): its
+packets are SNATed to the NAT's addresses (several are spread by a hash of the source, so one VM
+keeps one address). Without such a NAT it has no way out, as on GCE: the forward chain drops what it
+sends to the public side. Rendered by :mod:`core.systemvms.router`; read from the routers' rows and
+their private state (the addresses AUTO_ONLY NATs were given).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.links import parse_ref
+from core.models import Resource
+from core.resources import store
+
+ROUTER_STATE = "routerStates"  # what core.services.routers keeps: {"auto": {NAT: [addresses]}}
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """One NAT: its router and name, its addresses, and the subnetwork names it covers (None: all
+    of the region's)."""
+
+    router: str
+    name: str
+    addresses: tuple[str, ...]
+    subnets: frozenset[str] | None
+
+
+def gateways(session: Session, network_url: str, region: str) -> list[Gateway]:
+    out = []
+    for row in session.scalars(select(Resource).where(
+            Resource.collection == "routers", Resource.region == region,
+            Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
+        body = store.body_of(row)
+        if body.get("network") != network_url:
+            continue
+        state = store.find_optional(session, row.project, ROUTER_STATE, row.scope, row.name)
+        auto = store.body_of(state).get("auto", {}) if state is not None else {}
+        for nat in body.get("nats", []):
+            if nat["natIpAllocateOption"] == "AUTO_ONLY":
+                ips = list(auto.get(nat["name"], []))
+            else:
+                ips = [ip for ip in (_address_of(session, link) for link in nat.get("natIps", [])) if ip]
+            subnets = (frozenset(s["name"].rsplit("/", 1)[-1] for s in nat.get("subnetworks", []))
+                       if nat["sourceSubnetworkIpRangesToNat"] == "LIST_OF_SUBNETWORKS" else None)
+            if ips:
+                out.append(Gateway(row.name, nat["name"], tuple(ips), subnets))
+    return out
+
+
+def _address_of(session: Session, link: str) -> str | None:
+    ref = parse_ref(link, project="")
+    row = store.find_optional(session, ref.project, "addresses", ref.scope, ref.name) if ref else None
+    return str(store.body_of(row)["address"]) if row is not None else None
+
+
+def rules(gws: list[Gateway], hidden: list[tuple[str, str | None]], public_iface: str) -> tuple[list[str], list[str]]:
+    """(snat rules, addresses with no way out) for the NICs without an external address, given as
+    (address, subnetwork name or None when unknown)."""
+    snat: list[str] = []
+    covered: set[str] = set()
+    for gw in gws:
+        ips = sorted({ip for ip, subnet in hidden if ip not in covered and (
+            gw.subnets is None or subnet in gw.subnets)}, key=ipaddress.IPv4Address)
+        if not ips:
+            continue
+        covered.update(ips)
+        sources = ips[0] if len(ips) == 1 else "{ " + ", ".join(ips) + " }"
+        if len(gw.addresses) == 1:
+            to = gw.addresses[0]
+        else:
+            to = (f"jhash ip saddr mod {len(gw.addresses)} map {{ "
+                  + ", ".join(f"{i} : {a}" for i, a in enumerate(gw.addresses)) + " }")
+        snat.append(f'oifname "{public_iface}" ip saddr {sources} snat to {to} '
+                    f'comment "Cloud NAT {gw.router}/{gw.name}"')
+    stranded = sorted({ip for ip, _ in hidden} - covered, key=ipaddress.IPv4Address)
+    return snat, stranded
