@@ -274,6 +274,8 @@ def test_bad_input_changes_nothing(server, gce):
                      "notFound")
 
     refused({}, "Exactly one of")
+    expect_error(gce.resourcePolicies().insert(project=PROJECT, region=REGION, body=daily_policy(4)), 400, "required",
+                 "Required field 'resource.name' not specified")
     refused({"snapshotSchedulePolicy": {"schedule": {"dailySchedule": {"startTime": "04:30"}}}}, "startTime")
     refused({"snapshotSchedulePolicy": {"schedule": {"dailySchedule": {"startTime": "04:00"},
                                                      "hourlySchedule": {"hoursInCycle": 2, "startTime": "01:00"}}}},

@@ -222,6 +222,8 @@ def validated(body: Body) -> Body:
 
 def insert(call: Call, region: str, body: Body) -> Operation:
     scope = vpc.region_scope(call.session, call.project, region)
+    if body.get("name") in (None, ""):
+        raise Required("resource.name")
     name = store.validate_name(body.get("name"))
     policy = validated(body)
     res = store.new_resource(
@@ -269,8 +271,8 @@ def delete(call: Call, region: str, name: str) -> Operation:
 
 
 def followers(call: Call, policy: Resource) -> list[Resource]:
-    """The disks and instances that name the policy in their ``resourcePolicies``."""
-    return vpc.mentioning(call.session, policy.project, vpc.url(policy), ("disks", "instances", "regionDisks"))
+    """The disks (zonal and regional) and instances that name the policy in their ``resourcePolicies``."""
+    return vpc.mentioning(call.session, policy.project, vpc.url(policy), ("disks", "instances"))
 
 
 def policy_region(res: Resource) -> str:
