@@ -321,3 +321,25 @@ def test_bad_input_changes_nothing(server, gce):
     assert "resourcePolicies" not in gce.disks().get(project=PROJECT, zone=ZONE, disk=disk["name"]).execute()
     expect_error(gce.disks().insert(project=PROJECT, zone=ZONE, body={
         "name": unique("d"), "sizeGb": "10", "resourcePolicies": [policy_link(server, placement)]}), 400, "invalid")
+
+
+def test_source_disk_delete_keeps_or_retires_snapshots(server, gce):
+    hour = away_hour(12)
+    start = next_at(hour)
+    kept = {}
+    for rule in ("KEEP_AUTO_SNAPSHOTS", "APPLY_RETENTION_POLICY"):
+        name = unique("ondel")
+        make_policy(gce, name, snapshotSchedulePolicy={
+            "schedule": {"dailySchedule": {"daysInCycle": 1, "startTime": f"{hour:02d}:00"}},
+            "retentionPolicy": {"maxRetentionDays": 1, "onSourceDiskDelete": rule}})
+        disk = make_disk(gce, unique("ondisk"), sizeGb="10", resourcePolicies=[name])
+        policy = gce.resourcePolicies().get(project=PROJECT, region=REGION, resourcePolicy=name).execute()
+        run_at(server, start)
+        snaps = [s["name"] for s in scheduled_snapshots(gce, policy)]
+        assert len(snaps) == 1
+        wait_ready(gce, snaps)
+        wait_op(gce, gce.disks().delete(project=PROJECT, zone=ZONE, disk=disk["name"]).execute())
+        run_at(server, start + dt.timedelta(days=3))
+        kept[rule] = [s["name"] for s in scheduled_snapshots(gce, policy)]
+    assert len(kept["KEEP_AUTO_SNAPSHOTS"]) == 1  # the disk is gone: its snapshots stay
+    assert kept["APPLY_RETENTION_POLICY"] == []  # retention goes on without the disk
