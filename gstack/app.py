@@ -26,6 +26,7 @@ from core.models import Base
 from core.services.autoscalers import AutoscalerRounds, start_autoscaler
 from core.services.hosts import HostMonitor, start_host_monitor
 from core.services.instance_group_managers.monitor import AutohealMonitor, start_autoheal_monitor
+from core.services.resource_policies.scheduler import PolicyScheduler, start_policy_scheduler
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
 from gstack import api, console, datadir, metrics
@@ -60,6 +61,7 @@ class Runtime:
     systemvm_watchdog: Watchdog | None = None
     autoheal_monitor: AutohealMonitor | None = None
     autoscaler: AutoscalerRounds | None = None
+    policy_scheduler: PolicyScheduler | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
@@ -69,7 +71,8 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop the background threads of this process (job workers, host monitor)."""
-        for thread in (self.host_monitor, self.systemvm_watchdog, self.autoheal_monitor, self.autoscaler):
+        for thread in (self.host_monitor, self.systemvm_watchdog, self.autoheal_monitor, self.autoscaler,
+                       self.policy_scheduler):
             if thread is not None:
                 thread.stop()
         self.engine.stop()
@@ -175,6 +178,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.autoscaler_interval > 0:
             runtime.autoscaler = start_autoscaler(factory, drivers, settings.autoscaler_interval,
                                                   settings.autoscaler_stabilization)
+        if settings.policy_check_interval > 0:
+            runtime.policy_scheduler = start_policy_scheduler(factory, settings.policy_check_interval,
+                                                              kick=job_engine.kick)
     else:  # jobs run in ``gstack worker`` processes: operations.wait hears when they finish one
         job_engine.listen()
     return app

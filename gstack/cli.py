@@ -86,6 +86,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     from core.services.autoscalers import start_autoscaler
     from core.services.hosts import start_host_monitor
     from core.services.instance_group_managers.monitor import start_autoheal_monitor
+    from core.services.resource_policies.scheduler import start_policy_scheduler
     from core.systemvms.watchdog import start_watchdog
 
     config = settings(data_dir)
@@ -104,6 +105,8 @@ def worker(data_dir: str | None, threads: int) -> None:
         threads_.append(start_autoheal_monitor(sessions, config.autoheal_check_interval, kick=engine.kick))
     if config.autoscaler_interval > 0:
         threads_.append(start_autoscaler(sessions, drivers, config.autoscaler_interval, config.autoscaler_stabilization))
+    if config.policy_check_interval > 0:
+        threads_.append(start_policy_scheduler(sessions, config.policy_check_interval, kick=engine.kick))
     settle()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -29,6 +29,8 @@ class Settings:
     host_check_interval: float = 30.0  # seconds between host checks; 0 turns the monitor off
     systemvm_check_interval: float = 10.0  # seconds between system VM watchdog rounds; 0 = off
     autoheal_check_interval: float = 2.0  # seconds between autohealing rounds over managed groups; 0 = off
+    # seconds between resource-policy rounds (snapshot and instance schedules); 0 = off
+    policy_check_interval: float = 60.0
     systemvm_zone_vms: bool = False  # deploy a console proxy and storage VM in every zone up front
     autoscaler_interval: float = 10.0  # seconds between autoscaler rounds (CPU samples, decisions); 0 = off
     # the scale-in stabilisation window of policies that name none (GCE's is 600 s; tests shorten it)
@@ -51,6 +53,7 @@ class Settings:
         s.host_check_interval = float(env.get("GSTACK_HOST_CHECK_INTERVAL", s.host_check_interval))
         s.systemvm_check_interval = float(env.get("GSTACK_SYSTEMVM_CHECK_INTERVAL", s.systemvm_check_interval))
         s.autoheal_check_interval = float(env.get("GSTACK_AUTOHEAL_INTERVAL", s.autoheal_check_interval))
+        s.policy_check_interval = float(env.get("GSTACK_POLICY_CHECK_INTERVAL", s.policy_check_interval))
         s.systemvm_zone_vms = env.get("GSTACK_SYSTEMVM_ZONE_VMS", "0") in ("1", "true", "yes")
         s.autoscaler_interval = float(env.get("GSTACK_AUTOSCALER_INTERVAL", s.autoscaler_interval))
         s.autoscaler_stabilization = float(env.get("GSTACK_AUTOSCALER_STABILIZATION", s.autoscaler_stabilization))

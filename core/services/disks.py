@@ -26,7 +26,7 @@ from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Resource, StoragePool
 from core.resources import operations, store
 from core.resources.context import Call
-from core.services import images, projects
+from core.services import images, projects, resource_policies
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.storage_states import DELETE, DISKS, READY_EVENT, RESIZE, SET_LABELS, usable
 from core.services.topology import ZoneInfo, get_disk_type
@@ -127,6 +127,10 @@ def insert(call: Call, zone: ZoneInfo, body: store.Body, source_image_param: str
     spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
                  source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
                  labels=body.get("labels"), description=body.get("description", ""))
+    policies = resource_policies.links_for_new(call, zone.region.name, body.get("resourcePolicies"),
+                                               "resource.resourcePolicies", "disks")
+    if policies:
+        spec["body"]["resourcePolicies"] = policies
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     quotas.check_region(call.session, project, zone.region.name, quota_demand([spec]))
     res = create_row(call, zone, spec)
@@ -173,7 +177,12 @@ job("disks.insert", on_fail=_drop_created)(_insert)
 
 
 def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
-    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    return delete_in(call, f"zones/{zone.name}", name)
+
+
+def delete_in(call: Call, scope: str, name: str) -> Operation:
+    """Delete a disk of ``scope`` (``zones/Z``, or ``regions/R`` for a regional disk)."""
+    res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, DELETE)
     disk = store.body_of(res)
     if disk.get("users"):
@@ -186,8 +195,12 @@ def delete(call: Call, zone: ZoneInfo, name: str) -> Operation:
 
 
 def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:
+    return resize_in(call, f"zones/{zone.name}", zone.region.name, name, body)
+
+
+def resize_in(call: Call, scope: str, region: str, name: str, body: store.Body) -> Operation:
     project = projects.get(call.session, call.project, lock=True)
-    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, RESIZE)
     size = parse_size(body.get("sizeGb"), "sizeGb")
     if size is None:
@@ -197,7 +210,7 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation
             f"Invalid value for field 'sizeGb': '{size}'. New disk size '{size} GB' must be larger than "
             f"existing size '{res.size_gb} GB'."))
     grow = size - res.size_gb
-    quotas.check_region(call.session, project, zone.region.name,
+    quotas.check_region(call.session, project, region,
                         {DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric: grow})
     if res.pool_id is not None:
         pool = call.session.get(StoragePool, res.pool_id)
@@ -212,7 +225,11 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation
 
 
 def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:
-    res = projects.find_for_update(call.session, call.project, "disks", f"zones/{zone.name}", name)
+    return set_labels_in(call, f"zones/{zone.name}", name, body)
+
+
+def set_labels_in(call: Call, scope: str, name: str, body: store.Body) -> Operation:
+    res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, SET_LABELS)
     disk = store.body_of(res)
     set_labels(disk, body)

@@ -23,6 +23,7 @@ from core.services.storage_states import (
     DELETE,
     DEPRECATE,
     IMAGES,
+    PATCH,
     READY_EVENT,
     SET_LABELS,
     TABLES,
@@ -202,16 +203,55 @@ def delete_stored(call: Call, collection: str, name: str) -> Operation:
 def deprecate(call: Call, name: str, body: store.Body) -> Operation:
     res = projects.find_for_update(call.session, call.project, "images", "global", name)
     IMAGES.move(path_of(call.project, "global", "images", res.name), res.status, DEPRECATE)
+    image = store.body_of(res)
+    _set_deprecation(call, image, body, "resource")
+    store.save(res, image)
+    return operations.begin(call, scope="global", op_type="deprecate",
+                            target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
+
+
+# What images.patch may change (GCE: "Only the following fields can be modified: family,
+# description, deprecation status"); any other field must be left as it is.
+PATCHABLE = ("family", "description", "deprecated")
+
+
+def patch(call: Call, name: str, body: store.Body) -> Operation:
+    """images.patch: a JSON merge patch of the image's family, description and deprecation."""
+    res = projects.find_for_update(call.session, call.project, "images", "global", name)
+    IMAGES.move(path_of(call.project, "global", "images", res.name), res.status, PATCH)
+    image = store.body_of(res)
+    for key, value in body.items():
+        if key not in PATCHABLE and value is not None and value != image.get(key):
+            raise Invalid(f"resource.{key}", value if not isinstance(value, (dict, list)) else "",
+                          "Only the family, description and deprecation status of an image can be patched.")
+    if "family" in body:
+        if body["family"] in (None, ""):
+            image.pop("family", None)
+        else:
+            image["family"] = store.validate_name(body["family"], "resource.family")
+    if "description" in body:
+        image["description"] = body["description"] or ""
+    if "deprecated" in body:
+        given = body["deprecated"] or {}
+        if not isinstance(given, dict):
+            raise Invalid("resource.deprecated", given, "Must be an object.")
+        _set_deprecation(call, image, given, "resource.deprecated")
+    store.save(res, image)
+    return operations.begin(call, scope="global", op_type="patch",
+                            target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
+
+
+def _set_deprecation(call: Call, image: store.Body, body: store.Body, field: str) -> None:
+    """The image's ``deprecated`` block from a DeprecationStatus (state ACTIVE removes it)."""
     state = body.get("state", "ACTIVE")
     if state not in _DEPRECATION_STATES:
-        raise Invalid("resource.state", state, "Must be one of ACTIVE, DEPRECATED, OBSOLETE, DELETED.")
-    image = store.body_of(res)
+        raise Invalid(f"{field}.state", state, "Must be one of ACTIVE, DEPRECATED, OBSOLETE, DELETED.")
     if state == "ACTIVE":
         image.pop("deprecated", None)
     else:
         dep = {"state": state}
         if body.get("replacement"):
-            repl = resolve(call.session, body["replacement"], call.project, "resource.replacement")
+            repl = resolve(call.session, body["replacement"], call.project, f"{field}.replacement")
             dep["replacement"] = url_of(repl.project, "global", "images", repl.name)
         for key in ("deprecated", "obsolete", "deleted"):
             if body.get(key):
@@ -219,9 +259,6 @@ def deprecate(call: Call, name: str, body: store.Body) -> Operation:
         if state == "DEPRECATED" and "deprecated" not in dep:
             dep["deprecated"] = rfc3339(time.time())
         image["deprecated"] = dep
-    store.save(res, image)
-    return operations.begin(call, scope="global", op_type="deprecate",
-                            target_path=path_of(call.project, "global", "images", res.name), target_id=res.uid)
 
 
 def set_image_labels(call: Call, name: str, body: store.Body) -> Operation:

@@ -27,11 +27,21 @@ from core.services.topology import ZoneInfo
 from core.systemvms import secondary_storage
 
 
-def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str, Any]) -> Operation:
-    """disks.createSnapshot: GCE's Operation is zonal and its targetLink is the source disk."""
+def create_from_disk(call: Call, zone: ZoneInfo, disk_name: str, body: dict[str, Any],
+                     scheduled: store.Body | None = None) -> Operation:
+    """disks.createSnapshot: GCE's Operation is zonal and its targetLink is the source disk.
+
+    ``scheduled``: the output fields of a snapshot a snapshot schedule makes (``autoCreated``, its
+    policy's link and id), added to the snapshot's body."""
+    return create_from_disk_in(call, f"zones/{zone.name}", disk_name, body, scheduled)
+
+
+def create_from_disk_in(call: Call, scope: str, disk_name: str, body: dict[str, Any],
+                        scheduled: store.Body | None = None) -> Operation:
+    """disks.createSnapshot and regionDisks.createSnapshot (``scope``: the disk's zone or region)."""
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
-    disk = store.find(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
-    snap, job_name = _new_snapshot(call, project, disk, body)
+    disk = store.find(call.session, call.project, "disks", scope, disk_name)
+    snap, job_name = _new_snapshot(call, project, disk, body, scheduled)
     return operations.begin(call, scope=disk.scope, op_type="createSnapshot",
                             target_path=path_of(call.project, disk.scope, "disks", disk.name), target_id=disk.uid,
                             job=job_name, params={"uid": snap.uid})
@@ -46,7 +56,7 @@ def insert(call: Call, body: dict[str, Any]) -> Operation:
     if body.get("sourceDisk") in (None, ""):
         raise Invalid("resource.sourceDisk", None, "Only snapshots of a disk (sourceDisk) are supported.")
     ref = vpc.reference(call, body["sourceDisk"], "resource.sourceDisk", "disks")
-    if not ref.scope.startswith("zones/"):
+    if not ref.scope.startswith(("zones/", "regions/")):
         raise Invalid("resource.sourceDisk", body["sourceDisk"], "The URL is malformed.")
     disk = store.find(call.session, ref.project, "disks", ref.scope, ref.name)
     snap, job_name = _new_snapshot(call, project, disk, body)
@@ -55,7 +65,8 @@ def insert(call: Call, body: dict[str, Any]) -> Operation:
                             job=job_name, params={"uid": snap.uid})
 
 
-def _new_snapshot(call: Call, project: Project, disk: Resource, body: dict[str, Any]) -> tuple[Resource, str | None]:
+def _new_snapshot(call: Call, project: Project, disk: Resource, body: dict[str, Any],
+                  scheduled: store.Body | None = None) -> tuple[Resource, str | None]:
     """The CREATING snapshot row of ``disk`` and the job that copies it."""
     if body.get("name") in (None, ""):
         raise Required("resource.name")
@@ -76,6 +87,7 @@ def _new_snapshot(call: Call, project: Project, disk: Resource, body: dict[str, 
             "storageLocations": body.get("storageLocations") or ["us"], "snapshotType": body.get("snapshotType", "STANDARD"),
             "architecture": source.get("architecture", "X86_64"),
             **{key: source[key] for key in ("licenses", "guestOsFeatures") if key in source},
+            **(scheduled or {}),
         },
     )
     return snap, move.job

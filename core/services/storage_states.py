@@ -3,7 +3,7 @@
 The three share one rule, so they live together: a disk, image or snapshot is usable (attached,
 copied into an image or a snapshot, made into a disk, picked as its family's newest) only once
 its job has made it READY; before that GCE answers ``resourceNotReady``. Every other request on
-them (delete, resize, setLabels, deprecate) is taken in any status and done at once, as today.
+them (delete, resize, setLabels, deprecate, an image's patch) is taken in any status and done at once, as today.
 
 Only the statuses the code really gives are here: a disk is CREATING then READY, an image
 PENDING then READY, a snapshot or a machine image CREATING then READY. GCE's RESTORING, FAILED, DELETING and
@@ -19,7 +19,7 @@ from core.resources.states import STAY, Move, StateTable
 
 # Actions. ``use``: the resource is the source of another one (or an attachment);
 # ``ready``: its job finished making it.
-DELETE, RESIZE, SET_LABELS, DEPRECATE = "delete", "resize", "setLabels", "deprecate"
+DELETE, RESIZE, SET_LABELS, DEPRECATE, PATCH = "delete", "resize", "setLabels", "deprecate", "patch"
 ATTACH, CREATE_SNAPSHOT, USE, READY_EVENT = "attach", "createSnapshot", "use", "ready"
 
 READY = "READY"
@@ -49,8 +49,8 @@ DISKS = StateTable(
 
 _IMAGE_STATUSES = ("PENDING", READY)
 IMAGES = StateTable(
-    "image", _IMAGE_STATUSES, (DELETE, DEPRECATE, SET_LABELS, USE, READY_EVENT),
-    {**_anytime(_IMAGE_STATUSES, (DELETE, DEPRECATE, SET_LABELS)),
+    "image", _IMAGE_STATUSES, (DELETE, DEPRECATE, SET_LABELS, PATCH, USE, READY_EVENT),
+    {**_anytime(_IMAGE_STATUSES, (DELETE, DEPRECATE, SET_LABELS, PATCH)),
      (READY, USE): STAY,
      # A job run again after its commit copies the image again and records the new size.
      ("PENDING", READY_EVENT): Move(READY), (READY, READY_EVENT): Move(READY)},

@@ -43,6 +43,7 @@ def _register() -> None:
         hosts,
         identities,
         projects,
+        resource_policies,
         simulator,
         systemvms,
     )

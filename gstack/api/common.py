@@ -39,8 +39,11 @@ def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:
 
 
 def scopes_of(req: ApiRequest, scope_type: str | tuple[str, ...]) -> list[str]:
-    """The scopes of an aggregated list: every zone, every region, or (a tuple) those of several
-    kinds in key order (a collection with zonal and regional resources, as managed groups)."""
+    """The scopes of an aggregated list: every zone, every region, or (a tuple, or ``regions+zones``)
+    those of several kinds in key order (collections with zonal and regional resources: managed
+    groups, disks)."""
+    if scope_type == "regions+zones":
+        scope_type = ("regions", "zones")
     if isinstance(scope_type, tuple):
         return sorted(s for kind in scope_type for s in scopes_of(req, kind))
     if scope_type == "zones":

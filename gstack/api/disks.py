@@ -17,7 +17,7 @@ def list_disks(req: ApiRequest, zone: str):
 
 @handles("compute.disks.aggregatedList")
 def aggregated(req: ApiRequest):
-    return common.aggregated_list(req, "disks", "zones", "compute#diskAggregatedList", "Disk")
+    return common.aggregated_list(req, "disks", "regions+zones", "compute#diskAggregatedList", "Disk")
 
 
 @handles("compute.disks.insert")

@@ -39,3 +39,8 @@ def deprecate(req: ApiRequest, image: str):
 @handles("compute.images.setLabels")
 def set_labels(req: ApiRequest, resource: str):
     return images.set_image_labels(req.call, resource, req.body)
+
+
+@handles("compute.images.patch")
+def patch(req: ApiRequest, image: str):
+    return images.patch(req.call, image, req.body)

@@ -216,8 +216,9 @@ def test_aggregated_list_warnings(server):
     assert out["kind"] == "compute#diskAggregatedList"
     assert out["id"] == f"projects/{project}/aggregated/disks"
     assert out["selfLink"] == link(server, f"projects/{project}/aggregated/disks")
-    assert sorted(out["items"]) == ["zones/europe-west1-b", "zones/us-central1-a", "zones/us-central1-b",
-                                    "zones/us-central1-c"]
+    # Regional disks are disks too: their regions are scopes of the aggregated list, as on GCE.
+    assert sorted(out["items"]) == ["regions/europe-west1", "regions/us-central1", "zones/europe-west1-b",
+                                    "zones/us-central1-a", "zones/us-central1-b", "zones/us-central1-c"]
     assert [d["name"] for d in out["items"]["zones/us-central1-b"]["disks"]] == [name]
     assert out["items"]["zones/us-central1-b"]["disks"][0]["selfLink"] == disk_link(server, name, "us-central1-b",
                                                                                     project)

@@ -196,7 +196,7 @@ def test_aggregated_list_pages_across_zones(server, disks):
         assert resp["unreachables"] == []
         count = 0
         for scope, scoped in resp["items"].items():
-            assert scope.startswith("zones/")
+            assert scope.startswith(("zones/", "regions/"))  # regional disks are listed under their region
             if "disks" in scoped:
                 for d in scoped["disks"]:
                     assert d["zone"].endswith("/" + scope)

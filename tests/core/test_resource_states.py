@@ -24,8 +24,10 @@ EXPECTED_DISKS = {
               "createSnapshot": (None, "snapshots.create"), "use": DONE, "ready": DONE},
 }
 EXPECTED_IMAGES = {
-    "PENDING": {"delete": DONE, "deprecate": DONE, "setLabels": DONE, "use": NOT_READY, "ready": ("READY", None)},
-    "READY": {"delete": DONE, "deprecate": DONE, "setLabels": DONE, "use": DONE, "ready": ("READY", None)},
+    "PENDING": {"delete": DONE, "deprecate": DONE, "setLabels": DONE, "patch": DONE, "use": NOT_READY,
+                "ready": ("READY", None)},
+    "READY": {"delete": DONE, "deprecate": DONE, "setLabels": DONE, "patch": DONE, "use": DONE,
+              "ready": ("READY", None)},
 }
 EXPECTED_SNAPSHOTS = {
     "CREATING": {"delete": DONE, "setLabels": DONE, "use": NOT_READY, "ready": ("READY", None)},

@@ -19,7 +19,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
 from core.resources.states import Move
-from core.services import accelerator_types, disks, projects
+from core.services import accelerator_types, disks, projects, resource_policies
 from core.services.instances import spec, states
 from core.services.instances.network import build_nics
 from core.services.instances.rows import fingerprinted, locked, operation
@@ -136,7 +136,15 @@ def _body(call: Call, zone: ZoneInfo, name: str, mt: MachineType, body: dict[str
         "keyRevocationActionType": "NONE",
         **({"minCpuPlatform": fields["minCpuPlatform"]} if fields["minCpuPlatform"] else {}),
         **({"sourceMachineImage": body["sourceMachineImage"]} if body.get("sourceMachineImage") else {}),
+        **_policies(call, zone, body),
     }
+
+
+def _policies(call: Call, zone: ZoneInfo, body: dict[str, Any]) -> dict[str, Any]:
+    """``resourcePolicies`` given at insert (instance schedules, placement), checked as addResourcePolicies does."""
+    links = resource_policies.links_for_new(call, zone.region.name, body.get("resourcePolicies"),
+                                            "resource.resourcePolicies", "instances")
+    return {"resourcePolicies": links} if links else {}
 
 
 def _attached_json(call: Call, scope: str, index: int, a: spec.Attached) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from core.links import parse_ref, url_of
 from core.models import Operation, Resource
 from core.resources import store
 from core.resources.context import Call
-from core.services import disks, projects
+from core.services import disks, projects, region_disks
 from core.services.instances import spec, states
 from core.services.instances.rows import instance_url, lock, locked, operation, save, sync_routers
 from core.services.metadata import (
@@ -135,7 +135,7 @@ def _disk_to_attach(call: Call, zone: ZoneInfo, res: Resource, body: dict[str, A
     ref = parse_ref(body["source"], project=call.project, scope=f"zones/{zone.name}")
     if ref is None or ref.collection != "disks":
         raise Invalid("resource.source", body["source"], "The URL is malformed.")
-    if ref.scope != res.scope:
+    if ref.scope != res.scope and not region_disks.attachable_in(call.session, ref, zone.name):
         raise Invalid("resource.source", body["source"], f"Disk must be in zone '{zone.name}'.")
     projects.own(call, ref)
     return lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))

@@ -21,7 +21,7 @@ from core.links import parse_ref, path_of, url_of
 from core.models import Host, Project, Resource
 from core.resources import store
 from core.resources.context import Call
-from core.services import disks, images, projects, shared_vpc, subnetworks, vpc
+from core.services import disks, images, projects, region_disks, shared_vpc, subnetworks, vpc
 from core.services.instances.rows import lock
 from core.services.metadata import (
     label_fingerprint,
@@ -346,7 +346,7 @@ def _existing_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], field: str, be
     ref = parse_ref(d["source"], project=call.project, scope=f"zones/{zone.name}")
     if ref is None or ref.collection != "disks":
         raise Invalid(f"{field}.source", d["source"], "The URL is malformed.")
-    if ref.scope != f"zones/{zone.name}":
+    if ref.scope != f"zones/{zone.name}" and not region_disks.attachable_in(call.session, ref, zone.name):
         raise Invalid(f"{field}.source", d["source"], f"Disk must be in zone '{zone.name}'.")
     projects.own(call, ref)  # another project's disks are not visible, let alone attachable
     row = lock(call.session, store.find(call.session, ref.project, "disks", ref.scope, ref.name))
