@@ -58,3 +58,33 @@ def by_id() -> dict[str, Method]:
 
 def schemas() -> dict[str, dict]:
     return document()["schemas"]
+
+
+@functools.lru_cache(maxsize=4096)
+def field_exists(schema: str, path: tuple[str, ...]) -> bool:
+    """Whether ``path`` names a field of ``schema``, walked the way a list filter walks a resource:
+    arrays are transparent (a path through a repeated field addresses its elements) and maps accept
+    any key."""
+    all_schemas = schemas()
+    if schema not in all_schemas:
+        raise ValueError(f"unknown discovery schema {schema!r}")
+    node: dict = all_schemas[schema]
+    for seg in path:
+        node = _deref(node, all_schemas)
+        if "additionalProperties" in node:
+            return True
+        props = node.get("properties")
+        if not props or seg not in props:
+            return False
+        node = props[seg]
+    return True
+
+
+def _deref(node: dict, all_schemas: dict) -> dict:
+    while True:
+        if "$ref" in node:
+            node = all_schemas[node["$ref"]]
+        elif node.get("type") == "array" and "items" in node:
+            node = node["items"]
+        else:
+            return node

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import Invalid
+from gstack.gce.discovery import field_exists
 
 Predicate = Callable[[dict], bool]
 
@@ -49,7 +50,7 @@ def _compile_cached(expr: str, schema: str | None) -> Predicate:
     node = parser.parse()
     if schema is not None:
         for path in node.fields():
-            if not _field_exists(schema, path):
+            if not field_exists(schema, path):
                 raise Invalid(
                     "filter", expr,
                     message=f"Invalid value for field 'filter': '{expr}'. Invalid field name '{'.'.join(path)}'.",
@@ -64,40 +65,6 @@ MAX_DEPTH = 64
 
 def _syntax_error(expr: str) -> Invalid:
     return Invalid("filter", expr, message=f"Invalid value for field 'filter': '{expr}'. Invalid list filter expression.")
-
-
-# --------------------------------------------------------------------------- schema validation
-
-
-@functools.lru_cache(maxsize=4096)
-def _field_exists(schema: str, path: tuple[str, ...]) -> bool:
-    """Walk the discovery schema the same way a filter walks a resource: arrays are transparent (a path
-    through a repeated field addresses its elements) and maps accept any key."""
-    from gstack.gce.discovery import schemas
-
-    all_schemas = schemas()
-    if schema not in all_schemas:
-        raise ValueError(f"unknown discovery schema {schema!r}")
-    node: dict = all_schemas[schema]
-    for seg in path:
-        node = _deref(node, all_schemas)
-        if "additionalProperties" in node:
-            return True
-        props = node.get("properties")
-        if not props or seg not in props:
-            return False
-        node = props[seg]
-    return True
-
-
-def _deref(node: dict, all_schemas: dict) -> dict:
-    while True:
-        if "$ref" in node:
-            node = all_schemas[node["$ref"]]
-        elif node.get("type") == "array" and "items" in node:
-            node = node["items"]
-        else:
-            return node
 
 
 # --------------------------------------------------------------------------- evaluation helpers
