@@ -13,54 +13,10 @@ from sqlalchemy import text
 from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
 from tests.helpers.compute import fresh_project
 from tests.helpers.compute import group_template as template
+from tests.helpers.managed_groups import create, delete, get, managed, managers, members, wait_stable
 from tests.helpers.networks import fails
 
 REGION = "us-central1"
-
-
-def managers(gce):
-    return gce.instanceGroupManagers()
-
-
-def create(gce, size: int, project: str = PROJECT, base: str | None = None) -> tuple[str, str]:
-    """(group, base instance name) of a new group of ``size`` from a new template."""
-    name, base = unique("mig"), base or unique("web")
-    body = {"name": name, "baseInstanceName": base, "targetSize": size,
-            "instanceTemplate": f"global/instanceTemplates/{template(gce, project)}"}
-    op = managers(gce).insert(project=project, zone=ZONE, body=body).execute()
-    assert op["operationType"] == "compute.instanceGroupManagers.insert"
-    assert op["status"] == "DONE" and "error" not in op, op
-    return name, base
-
-
-def get(gce, name: str, project: str = PROJECT) -> dict:
-    return managers(gce).get(project=project, zone=ZONE, instanceGroupManager=name).execute()
-
-
-def wait_stable(gce, name: str, project: str = PROJECT, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        group = get(gce, name, project)
-        if group["status"]["isStable"] or time.monotonic() > deadline:
-            return group
-        time.sleep(0.2)
-
-
-def managed(gce, name: str, project: str = PROJECT) -> list[dict]:
-    out = managers(gce).listManagedInstances(project=project, zone=ZONE, instanceGroupManager=name).execute()
-    return out.get("managedInstances", [])
-
-
-def members(gce, name: str, project: str = PROJECT) -> list[str]:
-    out = gce.instanceGroups().listInstances(project=project, zone=ZONE, instanceGroup=name, body={}).execute()
-    return sorted(i["instance"].rsplit("/", 1)[-1] for i in out.get("items", []))
-
-
-def delete(gce, name: str, project: str = PROJECT) -> None:
-    op = managers(gce).delete(project=project, zone=ZONE, instanceGroupManager=name).execute()
-    assert op["operationType"] == "compute.instanceGroupManagers.delete"
-    op = wait_op(gce, op)
-    assert "error" not in op, op
 
 
 def test_create_resize_list_and_delete(gce, server):

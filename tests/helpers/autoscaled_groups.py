@@ -3,28 +3,18 @@ new template, waiting for it to be stable, its managed instances."""
 
 from __future__ import annotations
 
-import time
-
 from tests.conftest import PROJECT, ZONE, unique
-from tests.helpers.networks import done
+from tests.helpers.compute import group_template
+from tests.helpers.managed_groups import get, managed, wait_stable
 
-FAMILY = "projects/debian-cloud/global/images/family/debian-12"
-
-
-def _template(gce, project: str) -> str:
-    tpl = unique("igmt")
-    done(gce, gce.instanceTemplates().insert(project=project, body={"name": tpl, "properties": {
-        "machineType": "e2-micro", "networkInterfaces": [{"network": "global/networks/default"}],
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}]}}))
-    return f"global/instanceTemplates/{tpl}"
-
+__all__ = ["create_group", "group_of", "managed", "regional_group", "regional_managed", "wait_stable"]
 
 def create_group(gce, size: int, project: str = PROJECT, region: str | None = None) -> str:
     """A new group of ``size`` e2-micro instances from a new template, zonal (in ``ZONE``) or in
     ``region``; its name."""
     name = unique("mig")
     body = {"name": name, "baseInstanceName": unique("web"), "targetSize": size,
-            "instanceTemplate": _template(gce, project)}
+            "instanceTemplate": f"global/instanceTemplates/{group_template(gce, project)}"}
     if region:
         op = gce.regionInstanceGroupManagers().insert(project=project, region=region, body=body).execute()
     else:
@@ -33,23 +23,7 @@ def create_group(gce, size: int, project: str = PROJECT, region: str | None = No
     return name
 
 
-def group_of(gce, name: str, project: str = PROJECT) -> dict:
-    return gce.instanceGroupManagers().get(project=project, zone=ZONE, instanceGroupManager=name).execute()
-
-
-def wait_stable(gce, name: str, project: str = PROJECT, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        group = group_of(gce, name, project)
-        if group["status"]["isStable"] or time.monotonic() > deadline:
-            return group
-        time.sleep(0.2)
-
-
-def managed(gce, name: str, project: str = PROJECT) -> list[dict]:
-    out = gce.instanceGroupManagers().listManagedInstances(project=project, zone=ZONE,
-                                                           instanceGroupManager=name).execute()
-    return out.get("managedInstances", [])
+group_of = get  # the zonal group's body
 
 
 def regional_group(gce, name: str, region: str, project: str = PROJECT) -> dict:

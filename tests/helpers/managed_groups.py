@@ -7,31 +7,20 @@ import json
 import time
 
 from tests.conftest import PROJECT, ZONE, unique, wait_op
-from tests.helpers.networks import done
-
-FAMILY = "projects/debian-cloud/global/images/family/debian-12"
-
-
-def template(gce, project: str = PROJECT) -> str:
-    """A new global e2-micro template on the default network; its name."""
-    name = unique("igmt")
-    body = {"name": name, "properties": {
-        "machineType": "e2-micro", "networkInterfaces": [{"network": "global/networks/default"}],
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}]}}
-    done(gce, gce.instanceTemplates().insert(project=project, body=body))
-    return name
+from tests.helpers.compute import group_template as template
 
 
 def managers(gce):
     return gce.instanceGroupManagers()
 
 
-def create(gce, size: int, project: str = PROJECT) -> tuple[str, str]:
+def create(gce, size: int, project: str = PROJECT, base: str | None = None) -> tuple[str, str]:
     """(group, base instance name) of a new group of ``size`` from a new template."""
-    name, base = unique("mig"), unique("web")
+    name, base = unique("mig"), base or unique("web")
     body = {"name": name, "baseInstanceName": base, "targetSize": size,
             "instanceTemplate": f"global/instanceTemplates/{template(gce, project)}"}
     op = managers(gce).insert(project=project, zone=ZONE, body=body).execute()
+    assert op["operationType"] == "compute.instanceGroupManagers.insert"
     assert op["status"] == "DONE" and "error" not in op, op
     return name, base
 
@@ -61,7 +50,9 @@ def members(gce, name: str, project: str = PROJECT) -> list[str]:
 
 
 def delete(gce, name: str, project: str = PROJECT) -> None:
-    op = wait_op(gce, managers(gce).delete(project=project, zone=ZONE, instanceGroupManager=name).execute())
+    op = managers(gce).delete(project=project, zone=ZONE, instanceGroupManager=name).execute()
+    assert op["operationType"] == "compute.instanceGroupManagers.delete"
+    op = wait_op(gce, op)
     assert "error" not in op, op
 
 
