@@ -16,7 +16,7 @@ from core.models import Operation, Region, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import firewalls, projects, routes, shared_vpc, subnetworks, vpc
+from core.services import firewalls, peering, projects, routes, shared_vpc, subnetworks, vpc
 
 AUTO_MODE_RANGE = str(subnetworks.AUTO_MODE_RANGE)
 
@@ -143,6 +143,9 @@ def _own(net: Resource, user: Resource) -> bool:
 def delete(call: Call, name: str) -> Operation:
     net = projects.find_for_update(call.session, call.project, "networks", "global", name)
     net_url = vpc.network_url(net)
+    peerings = peering.peerings_of(net)
+    if peerings:  # GCE: the network's peerings are removed first
+        raise ResourceInUse("network", vpc.path(net), f"{vpc.path(net)}/peerings/{peerings[0]['name']}")
     found = vpc.referring(call.session, call.project, "network", net_url, USERS)
     users = sorted((u for u in found if not _own(net, u)), key=lambda u: USERS.index(u.collection))
     users += shared_vpc.instances_using(call.session, call.project, "network", net_url)

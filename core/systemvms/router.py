@@ -11,7 +11,9 @@ One router serves one network in one region. From the rows of the database it re
   legacy HTTP health check (other forwarding rules are DNAT in nftables, spread by ``numgen``); and
   the HTTP(S) load balancers this router is home to (``core.systemvms.http_lb``), with their
   certificates' PEM files;
-* sysctl: forwarding, and the connection tracking limit of the system VM template.
+* sysctl: forwarding, and the connection tracking limit of the system VM template;
+* routes (an ``ip -batch`` file): the ranges of peered networks, through their routers
+  (``core.systemvms.peering``).
 
 Rendering is a pure function of the database, so a file's checksum tells whether it changed: a
 push sends only the files whose checksum differs from what the router holds.
@@ -44,12 +46,13 @@ from core.links import parse_ref, url_of
 from core.models import Resource, SystemVm
 from core.resources import store
 from core.resources.store import Body
-from core.systemvms import http_lb, nat, vms
+from core.systemvms import http_lb, nat, peering, vms
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"
 NFTABLES = "/etc/nftables.conf"
 HAPROXY = "/etc/haproxy/haproxy.cfg"
 SYSCTL = "/etc/sysctl.d/90-gstack.conf"
+ROUTES = "/etc/gstack/routes.batch"
 UPSTREAM_DNS = ("8.8.8.8", "8.8.4.4")  # the zone's public resolvers (CloudStack's dns1/dns2)
 
 _NAME = re.compile(NAME_REGEX + r"\Z")
@@ -109,6 +112,8 @@ class RouterView:
     balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
     http: http_lb.HttpBalancers = field(default_factory=http_lb.HttpBalancers)
     nat_gateways: list[nat.Gateway] = field(default_factory=list)
+    peer_routes: list[peering.PeerRoute] = field(default_factory=list)
+    peer_ranges: list[str] = field(default_factory=list)
 
 
 def _ip(value: object) -> str | None:
@@ -199,6 +204,8 @@ def view(session: Session, vm: SystemVm) -> RouterView:
     v.balancers = _balancers(session, v.project, v.region, v.network_url, v.nics)
     v.http = http_lb.balancers(session, v.project, v.network_url, v.region)
     v.nat_gateways = nat.gateways(session, v.network_url, v.region)
+    v.peer_routes = peering.peer_routes(session, v.network_url, v.region)
+    v.peer_ranges = peering.peer_ranges(session, v.network_url)
     return v
 
 
@@ -473,11 +480,13 @@ def render_view(v: RouterView) -> dict[str, str]:
                      for t, z, p in domains]),
         NFTABLES: env.get_template("nftables.conf.j2").render(
             **common, vm_addrs=[n.ip for n in v.nics], ingress=ingress, egress=egress, input=inputs,
-            dnat=dnat, snat=snat, stranded=stranded(v)),
+            dnat=dnat, snat=snat, stranded=stranded(v), peer_ranges=_addresses(v.peer_ranges) or []),
         HAPROXY: env.get_template("haproxy.cfg.j2").render(
             **common, frontends=frontends, backends=backends, maxconn=min(v.conntrack_max // 64, 65536),
             cert_dir=http_lb.CERT_DIR),
         SYSCTL: env.get_template("sysctl.conf.j2").render(**common, conntrack_max=v.conntrack_max),
+        ROUTES: env.get_template("routes.batch.j2").render(**common, routes=[
+            r for r in v.peer_routes if _ip(r.via) and _addresses([r.dest_range])]),
     }
 
 

@@ -1,6 +1,6 @@
 """networks: VPC networks (global)."""
 
-from core.services import networks
+from core.services import networks, peering
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 
@@ -38,3 +38,24 @@ def switch_to_custom_mode(req: ApiRequest, network: str):
 @handles("compute.networks.getEffectiveFirewalls")
 def effective_firewalls(req: ApiRequest, network: str):
     return networks.effective_firewalls(req.call, network)
+
+
+@handles("compute.networks.addPeering")
+def add_peering(req: ApiRequest, network: str):
+    return peering.add(req.call, network, req.body)
+
+
+@handles("compute.networks.removePeering")
+def remove_peering(req: ApiRequest, network: str):
+    return peering.remove(req.call, network, req.body)
+
+
+@handles("compute.networks.updatePeering")
+def update_peering(req: ApiRequest, network: str):
+    return peering.update(req.call, network, req.body)
+
+
+@handles("compute.networks.listPeeringRoutes")
+def list_peering_routes(req: ApiRequest, network: str):
+    return peering.list_routes(req.call, network, req.args.get("peeringName"), req.args.get("direction"),
+                               req.args.get("region"))

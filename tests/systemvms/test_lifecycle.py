@@ -18,7 +18,7 @@ from core.systemvms import console_proxy, jobs, router, secondary_storage, sync,
 from core.systemvms.watchdog import Watchdog
 from tests.systemvms.conftest import check_all
 
-ALL_FILES = {router.DNSMASQ, router.NFTABLES, router.HAPROXY, router.SYSCTL}
+ALL_FILES = {router.DNSMASQ, router.NFTABLES, router.HAPROXY, router.SYSCTL, router.ROUTES}
 
 # One worker runs the module: its tests share a database.
 pytestmark = pytest.mark.xdist_group("systemvms-lifecycle")

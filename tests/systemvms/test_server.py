@@ -95,7 +95,7 @@ def test_router_deployed_and_synced_by_the_server(srv, gce):
     assert "done" in out
     vm = until("the router to run with its configuration", lambda: synced(srv))
     files = pushed(srv, vm.uid)
-    assert set(files) == {router.DNSMASQ, router.NFTABLES, router.HAPROXY, router.SYSCTL}
+    assert set(files) == {router.DNSMASQ, router.NFTABLES, router.HAPROXY, router.SYSCTL, router.ROUTES}
     check_all({p: f.content for p, f in files.items()})
     assert "dhcp-host=42:01:0a:80:00:02,set:dom0,10.128.0.2,web-1,infinite" in files[router.DNSMASQ].content
 

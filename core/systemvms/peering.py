@@ -1,0 +1,166 @@
+"""VPC Network Peering in the data plane: which routes two peered networks exchange, and where the
+virtual router sends the peer's ranges.
+
+A peering is stored in its network's body (``peerings[]``, as GCE returns it) and is ACTIVE when the
+peer network has the matching peering back (:mod:`core.services.peering` keeps that state). Over an
+ACTIVE peering, as on GCE: every subnetwork route is exchanged (gstack's subnetworks all use private
+or special-use ranges, which the ``*SubnetRoutesWithPublicIp`` switches do not govern); custom static
+routes go over when the exporter's peering says ``exportCustomRoutes`` and are taken in when the
+importer's says ``importCustomRoutes`` (and no local subnetwork covers them). Routes with network tags
+and routes to the default Internet gateway are never exchanged. The exchange is what
+``networks.listPeeringRoutes`` reports and what each router renders: a route to every imported range
+through the peer's router of the range's region, and the ranges themselves in the firewall's
+``peer_ranges`` set, so peered traffic is neither NATed nor dropped as egress to the Internet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.links import parse_ref
+from core.models import Resource, SystemVm
+from core.resources import store
+from core.resources.store import Body
+
+ACTIVE, INACTIVE = "ACTIVE", "INACTIVE"
+SUBNET_ROUTE, STATIC_ROUTE = "SUBNET_PEERING_ROUTE", "STATIC_PEERING_ROUTE"
+DEFAULT_GATEWAY = "/global/gateways/default-internet-gateway"
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """One route a peering carries: its range, type and priority, the region of a subnetwork's
+    range (None: a static route, global), and whether the receiving side took it in."""
+
+    dest_range: str
+    type: str
+    priority: int
+    region: str | None
+    imported: bool
+
+    def to_json(self) -> Body:
+        return {"destRange": self.dest_range, "type": self.type, "priority": self.priority,
+                "imported": self.imported}
+
+
+@dataclass(frozen=True)
+class PeerRoute:
+    """A range a router sends to a peer network's router (``via``, that router's public address)."""
+
+    dest_range: str
+    via: str
+    peering: str
+
+
+def network_body(session: Session, url: str) -> Body | None:
+    ref = parse_ref(url, project="", scope="global")
+    if ref is None or ref.collection != "networks":
+        return None
+    row = store.find_optional(session, ref.project, "networks", "global", ref.name)
+    return store.body_of(row) if row is not None else None
+
+
+def subnet_ranges(session: Session, network_url: str) -> list[tuple[str, str, str]]:
+    """(range, region, subnetwork selfLink) of every primary and secondary range of the network."""
+    ref = parse_ref(network_url, project="", scope="global")
+    if ref is None:
+        return []
+    out = []
+    for row in session.scalars(select(Resource).where(
+            Resource.project == ref.project, Resource.collection == "subnetworks",
+            Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
+        body = store.body_of(row)
+        if body.get("network") != network_url:
+            continue
+        region = row.scope.split("/", 1)[-1]
+        for block in [body.get("ipCidrRange"), *(r.get("ipCidrRange") for r in body.get("secondaryIpRanges") or [])]:
+            if isinstance(block, str):
+                out.append((block, region, str(body.get("selfLink", ""))))
+    return out
+
+
+def custom_routes(session: Session, network_url: str) -> list[tuple[str, int]]:
+    """(destRange, priority) of the network's static routes a peering may export: no network tags,
+    no default Internet gateway next hop (GCE never exchanges those)."""
+    ref = parse_ref(network_url, project="", scope="global")
+    if ref is None:
+        return []
+    out = []
+    for row in session.scalars(select(Resource).where(
+            Resource.project == ref.project, Resource.collection == "routes",
+            Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
+        body = store.body_of(row)
+        if row.subtype is not None or body.get("network") != network_url or body.get("tags"):
+            continue
+        if str(body.get("nextHopGateway", "")).endswith(DEFAULT_GATEWAY):
+            continue
+        out.append((str(body["destRange"]), int(body.get("priority", 1000))))
+    return out
+
+
+def matching(peer_body: Body | None, local_url: str) -> Body | None:
+    """The peer network's peering that points back at ``local_url``, if it has one."""
+    return next((p for p in (peer_body or {}).get("peerings", []) if p.get("network") == local_url), None)
+
+
+def _covered(dest: str, ranges: list[tuple[str, str, str]]) -> bool:
+    net = ipaddress.ip_network(dest, strict=False)
+    return any(net.overlaps(ipaddress.ip_network(r, strict=False)) for r, _, _ in ranges)
+
+
+def exchanged(session: Session, exporter_url: str, export: Body, importer_url: str, accept: Body) -> list[Exchanged]:
+    """What ``exporter_url`` sends over its peering ``export`` to ``importer_url``, whose matching
+    peering is ``accept``; nothing unless the peering is ACTIVE."""
+    if export.get("state") != ACTIVE or accept.get("state") != ACTIVE:
+        return []
+    out = [Exchanged(block, SUBNET_ROUTE, 0, region, True) for block, region, _ in subnet_ranges(session, exporter_url)]
+    if export.get("exportCustomRoutes"):
+        local = subnet_ranges(session, importer_url)
+        for dest, priority in custom_routes(session, exporter_url):
+            out.append(Exchanged(dest, STATIC_ROUTE, priority, None,
+                                 bool(accept.get("importCustomRoutes")) and not _covered(dest, local)))
+    return out
+
+
+def incoming(session: Session, network_url: str, peering: Body) -> list[Exchanged]:
+    """The routes the peer network of ``peering`` sends to ``network_url``."""
+    peer_url = str(peering.get("network", ""))
+    back = matching(network_body(session, peer_url), network_url)
+    return exchanged(session, peer_url, back, network_url, peering) if back else []
+
+
+def outgoing(session: Session, network_url: str, peering: Body) -> list[Exchanged]:
+    """The routes ``network_url`` sends over ``peering``."""
+    peer_url = str(peering.get("network", ""))
+    back = matching(network_body(session, peer_url), network_url)
+    return exchanged(session, network_url, peering, peer_url, back) if back else []
+
+
+def _router_address(session: Session, network_url: str, region: str) -> str | None:
+    return session.scalar(select(SystemVm.public_ip).where(
+        SystemVm.kind == "router", SystemVm.network_url == network_url, SystemVm.region == region))
+
+
+def peer_routes(session: Session, network_url: str, region: str) -> list[PeerRoute]:
+    """The imported ranges the router of ``network_url`` in ``region`` sends on, each through the
+    peer's router of the range's region (a static route's: this region). A range whose peer router
+    is not deployed yet is left out until it is (its deploy syncs the peer's routers again)."""
+    body = network_body(session, network_url) or {}
+    out: list[PeerRoute] = []
+    for peering in body.get("peerings", []):
+        peer_url = str(peering.get("network", ""))
+        for route in incoming(session, network_url, peering):
+            via = _router_address(session, peer_url, route.region or region) if route.imported else None
+            if via:
+                out.append(PeerRoute(route.dest_range, via, str(peering.get("name", ""))))
+    return out
+
+
+def peer_ranges(session: Session, network_url: str) -> list[str]:
+    """Every range the network imports over its ACTIVE peerings (for the firewall's ``peer_ranges``)."""
+    body = network_body(session, network_url) or {}
+    return [r.dest_range for p in body.get("peerings", []) for r in incoming(session, network_url, p) if r.imported]
