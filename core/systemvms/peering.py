@@ -94,7 +94,7 @@ def custom_routes(session: Session, network_url: str) -> list[tuple[str, int]]:
             Resource.project == ref.project, Resource.collection == "routes",
             Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
         body = store.body_of(row)
-        if row.subtype is not None or body.get("network") != network_url or body.get("tags"):
+        if row.subtype in ("default", "subnet") or body.get("network") != network_url or body.get("tags"):
             continue
         if str(body.get("nextHopGateway", "")).endswith(DEFAULT_GATEWAY):
             continue
