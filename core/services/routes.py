@@ -131,7 +131,7 @@ def insert(call: Call, body: Body) -> Operation:
                                    "network": net_url, "destRange": str(dest),
                                    "priority": vpc.integer(body.get("priority"), "resource.priority", 0, 65535, 1000),
                                    **hop, **({"tags": tags} if tags else {}), "routeType": "STATIC"})
-    vpc.notify_router(call.session, call.project, net_url)
+    vpc.notify_router(call.session, call.project, net_url, peers=True)
     return operations.begin(call, scope="global", op_type="insert", target_path=vpc.path(route), target_id=route.uid)
 
 
@@ -144,6 +144,6 @@ def delete(call: Call, name: str) -> Operation:
                 raise ResourceInUse("route", vpc.path(route), vpc.path(subnet))
     op = operations.begin(call, scope="global", op_type="delete", target_path=vpc.path(route), target_id=route.uid)
     call.session.delete(route)
-    vpc.notify_router(call.session, call.project, body["network"])
+    vpc.notify_router(call.session, call.project, body["network"], peers=True)
     return op
 

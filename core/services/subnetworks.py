@@ -17,6 +17,7 @@ from core.resources.context import Call
 from core.resources.store import Body
 from core.services import allocated_ranges, projects, routes, shared_vpc, vpc
 from core.services.metadata import check_fingerprint
+from core.systemvms import peering
 
 AUTO_MODE_RANGE = ipaddress.IPv4Network("10.128.0.0/9")
 AUTO_MODE_LARGEST_PREFIX = 16
@@ -90,6 +91,10 @@ def check_overlap(session: Session, net: Resource, new: list[tuple[str, ipaddres
                 raise Invalid(field, str(block), f"Invalid IPCidrRange: {block} conflicts with {other} "
                                                  f"('{other_field}').")
         allocated_ranges.check_free(session, net.project, vpc.network_url(net), field, block)
+        clash = peering.conflicting(session, vpc.network_url(net), str(block))
+        if clash:
+            raise Invalid(field, str(block), f"Invalid IPCidrRange: {block} conflicts with peer network in active "
+                                             f"peering '{clash}'.")
         for sub in of_network(session, net):
             if sub.uid == except_uid:
                 continue
@@ -190,7 +195,7 @@ def insert(call: Call, region: str, body: Body) -> Operation:
         fields["secondaryIpRanges"] = secondary
     res = create_row(call.session, call.project, scope.split("/", 1)[1], name, vpc.network_url(net), str(block),
                      fields)
-    vpc.notify_router(call.session, call.project, vpc.network_url(net))
+    vpc.notify_router(call.session, call.project, vpc.network_url(net), peers=True)
     return operations.begin(call, scope=scope, op_type="insert", target_path=vpc.path(res), target_id=res.uid)
 
 
@@ -217,7 +222,7 @@ def delete(call: Call, region: str, name: str) -> Operation:
     op = operations.begin(call, scope=subnet.scope, op_type="delete", target_path=vpc.path(subnet),
                           target_id=subnet.uid)
     remove(call.session, net, subnet)
-    vpc.notify_router(call.session, call.project, vpc.network_url(net))
+    vpc.notify_router(call.session, call.project, vpc.network_url(net), peers=True)
     return op
 
 
@@ -272,7 +277,7 @@ def patch(call: Call, region: str, name: str, body: Body) -> Operation:
     if "privateIpGoogleAccess" in changed:
         changed["privateIpGoogleAccess"] = bool(changed["privateIpGoogleAccess"])
     save(subnet, changed)
-    vpc.notify_router(call.session, call.project, vpc.network_url(net))
+    vpc.notify_router(call.session, call.project, vpc.network_url(net), peers=True)
     return operations.begin(call, scope=subnet.scope, op_type="patch", target_path=vpc.path(subnet),
                             target_id=subnet.uid)
 
@@ -315,7 +320,7 @@ def expand_ip_cidr_range(call: Call, region: str, name: str, body: Body) -> Oper
     current.update(ipCidrRange=str(new), gatewayAddress=str(new.network_address + 1))
     save(subnet, current)
     routes.move_subnet_route(call.session, call.project, vpc.network_url(net), str(old), str(new))
-    vpc.notify_router(call.session, call.project, vpc.network_url(net))
+    vpc.notify_router(call.session, call.project, vpc.network_url(net), peers=True)
     return operations.begin(call, scope=subnet.scope, op_type="expandIpCidrRange", target_path=vpc.path(subnet),
                             target_id=subnet.uid)
 
@@ -328,6 +333,6 @@ def set_private_ip_google_access(call: Call, region: str, name: str, body: Body)
     current = store.body_of(subnet)
     current["privateIpGoogleAccess"] = value
     save(subnet, current)
-    vpc.notify_router(call.session, call.project, vpc.network_url(net))
+    vpc.notify_router(call.session, call.project, vpc.network_url(net), peers=True)
     return operations.begin(call, scope=subnet.scope, op_type="setPrivateIpGoogleAccess",
                             target_path=vpc.path(subnet), target_id=subnet.uid)

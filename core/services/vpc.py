@@ -18,6 +18,7 @@ from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import projects, topology
+from core.systemvms import peering
 from core.systemvms.sync import request_sync
 
 # Ranges a subnetwork may use: RFC 1918, shared address space (RFC 6598), the IETF protocol and
@@ -30,9 +31,12 @@ EXTERNAL = ipaddress.IPv4Network(ipam.EXTERNAL_RANGE)
 SMALLEST_PREFIX, LARGEST_PREFIX = 29, 8
 
 
-def notify_router(session: Session, project: str, network_url: str) -> None:
-    """Ask the virtual router of ``network_url`` to render its configuration again, in this transaction."""
+def notify_router(session: Session, project: str, network_url: str, *, peers: bool = False) -> None:
+    """Ask the virtual router of ``network_url`` to render its configuration again, in this transaction;
+    with ``peers``, those of its ACTIVE peers too (a change of its ranges or routes, which they import)."""
     request_sync(session, project, network_url)
+    for peer_url in peering.active_peers(session, network_url) if peers else []:
+        request_sync(session, project, peer_url)
 
 
 def region_scope(session: Session, project: str, region: str) -> str:

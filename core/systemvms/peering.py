@@ -8,9 +8,11 @@ or special-use ranges, which the ``*SubnetRoutesWithPublicIp`` switches do not g
 routes go over when the exporter's peering says ``exportCustomRoutes`` and are taken in when the
 importer's says ``importCustomRoutes`` (and no local subnetwork covers them). Routes with network tags
 and routes to the default Internet gateway are never exchanged. The exchange is what
-``networks.listPeeringRoutes`` reports and what each router renders: a route to every imported range
-through the peer's router of the range's region, and the ranges themselves in the firewall's
-``peer_ranges`` set, so peered traffic is neither NATed nor dropped as egress to the Internet.
+``networks.listPeeringRoutes`` reports and what each router renders: an on-link route to every
+imported range out of its public side, where the peer's routers answer ARP for the ranges they
+serve (``proxy_arp``; the routers' public sides share a segment, and none has an address of its
+own yet), and the ranges in the firewall's ``peer_ranges`` set, so peered traffic keeps its internal
+addresses and is not dropped as Internet egress of instances without an external address.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.links import parse_ref
-from core.models import Resource, SystemVm
+from core.models import Resource
 from core.resources import store
 from core.resources.store import Body
 
@@ -45,15 +47,6 @@ class Exchanged:
     def to_json(self) -> Body:
         return {"destRange": self.dest_range, "type": self.type, "priority": self.priority,
                 "imported": self.imported}
-
-
-@dataclass(frozen=True)
-class PeerRoute:
-    """A range a router sends to a peer network's router (``via``, that router's public address)."""
-
-    dest_range: str
-    via: str
-    peering: str
 
 
 def network_body(session: Session, url: str) -> Body | None:
@@ -140,27 +133,23 @@ def outgoing(session: Session, network_url: str, peering: Body) -> list[Exchange
     return exchanged(session, network_url, peering, peer_url, back) if back else []
 
 
-def _router_address(session: Session, network_url: str, region: str) -> str | None:
-    return session.scalar(select(SystemVm.public_ip).where(
-        SystemVm.kind == "router", SystemVm.network_url == network_url, SystemVm.region == region))
-
-
-def peer_routes(session: Session, network_url: str, region: str) -> list[PeerRoute]:
-    """The imported ranges the router of ``network_url`` in ``region`` sends on, each through the
-    peer's router of the range's region (a static route's: this region). A range whose peer router
-    is not deployed yet is left out until it is (its deploy syncs the peer's routers again)."""
+def imported(session: Session, network_url: str) -> list[tuple[str, str]]:
+    """(range, peering name) of every route the network takes in over its ACTIVE peerings: what
+    its routers send to the peers, and let through without NAT."""
     body = network_body(session, network_url) or {}
-    out: list[PeerRoute] = []
-    for peering in body.get("peerings", []):
-        peer_url = str(peering.get("network", ""))
-        for route in incoming(session, network_url, peering):
-            via = _router_address(session, peer_url, route.region or region) if route.imported else None
-            if via:
-                out.append(PeerRoute(route.dest_range, via, str(peering.get("name", ""))))
-    return out
+    return [(r.dest_range, str(p.get("name", ""))) for p in body.get("peerings", [])
+            for r in incoming(session, network_url, p) if r.imported]
 
 
-def peer_ranges(session: Session, network_url: str) -> list[str]:
-    """Every range the network imports over its ACTIVE peerings (for the firewall's ``peer_ranges``)."""
+def active_peers(session: Session, network_url: str) -> list[str]:
+    """The networks ``network_url`` is ACTIVE-peered with: they import its ranges and routes."""
     body = network_body(session, network_url) or {}
-    return [r.dest_range for p in body.get("peerings", []) for r in incoming(session, network_url, p) if r.imported]
+    return [str(p["network"]) for p in body.get("peerings", []) if p.get("state") == ACTIVE and p.get("network")]
+
+
+def conflicting(session: Session, network_url: str, block: str) -> str | None:
+    """The name of the ACTIVE peering that imports a range overlapping ``block`` (GCE refuses a new
+    range of a peered network where it would clash with what the network imports)."""
+    net = ipaddress.ip_network(block, strict=False)
+    return next((name for dest, name in imported(session, network_url)
+                 if net.overlaps(ipaddress.ip_network(dest, strict=False))), None)

@@ -112,8 +112,7 @@ class RouterView:
     balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
     http: http_lb.HttpBalancers = field(default_factory=http_lb.HttpBalancers)
     nat_gateways: list[nat.Gateway] = field(default_factory=list)
-    peer_routes: list[peering.PeerRoute] = field(default_factory=list)
-    peer_ranges: list[str] = field(default_factory=list)
+    peer_ranges: list[str] = field(default_factory=list)  # imported over peerings
 
 
 def _ip(value: object) -> str | None:
@@ -204,8 +203,7 @@ def view(session: Session, vm: SystemVm) -> RouterView:
     v.balancers = _balancers(session, v.project, v.region, v.network_url, v.nics)
     v.http = http_lb.balancers(session, v.project, v.network_url, v.region)
     v.nat_gateways = nat.gateways(session, v.network_url, v.region)
-    v.peer_routes = peering.peer_routes(session, v.network_url, v.region)
-    v.peer_ranges = peering.peer_ranges(session, v.network_url)
+    v.peer_ranges = [block for block, _ in peering.imported(session, v.network_url)]
     return v
 
 
@@ -471,6 +469,7 @@ def render_view(v: RouterView) -> dict[str, str]:
     inputs, dnat, snat = nat_rules(v)
     inputs += v.http.inputs
     frontends, backends = haproxy_model(v)
+    peer_ranges = _addresses(v.peer_ranges) or []  # an imported 0.0.0.0/0 is not routed (None)
     return {**v.http.files,
         DNSMASQ: env.get_template("dnsmasq.conf.j2").render(
             **common, subnets=v.subnets, nics=v.nics, mtu=v.mtu, upstream_dns=UPSTREAM_DNS,
@@ -480,13 +479,14 @@ def render_view(v: RouterView) -> dict[str, str]:
                      for t, z, p in domains]),
         NFTABLES: env.get_template("nftables.conf.j2").render(
             **common, vm_addrs=[n.ip for n in v.nics], ingress=ingress, egress=egress, input=inputs,
-            dnat=dnat, snat=snat, stranded=stranded(v), peer_ranges=_addresses(v.peer_ranges) or []),
+            dnat=dnat, snat=snat, stranded=stranded(v), peer_ranges=peer_ranges,
+            peer_set=_set(peer_ranges) if peer_ranges else ""),
         HAPROXY: env.get_template("haproxy.cfg.j2").render(
             **common, frontends=frontends, backends=backends, maxconn=min(v.conntrack_max // 64, 65536),
             cert_dir=http_lb.CERT_DIR),
-        SYSCTL: env.get_template("sysctl.conf.j2").render(**common, conntrack_max=v.conntrack_max),
-        ROUTES: env.get_template("routes.batch.j2").render(**common, routes=[
-            r for r in v.peer_routes if _ip(r.via) and _addresses([r.dest_range])]),
+        SYSCTL: env.get_template("sysctl.conf.j2").render(**common, conntrack_max=v.conntrack_max,
+                                                          proxy_arp=bool(peer_ranges)),
+        ROUTES: env.get_template("routes.batch.j2").render(**common, routes=peer_ranges),
     }
 
 

@@ -121,6 +121,11 @@ def test_refusals(gce):
                                                                                           "network": url + b}}),
           400, "invalid", f"An IP range in the peer network (10.71.0.128/25) overlaps with an IP range (10.71.0.0/24) "
                           f"in an active peer ({url}{a}) of the local network.")
+    # Nor may c take a range that it imports from a.
+    fails(gce.subnetworks().insert(project=project, region=REGION, body={
+        "name": unique("sub"), "network": f"global/networks/{c}", "ipCidrRange": "10.71.0.0/26"}), 400, "invalid",
+        "Invalid value for field 'resource.ipCidrRange': '10.71.0.0/26'. Invalid IPCidrRange: 10.71.0.0/26 conflicts "
+        "with peer network in active peering 'c-a'.")
     fails(gce.networks().removePeering(project=project, network=a, body={"name": "none"}), 400, "invalid",
           f"Invalid value for field 'name': 'none'. There is no peering named 'none' on network '{url}{a}'.")
     fails(gce.networks().updatePeering(project=project, network=a, body={"networkPeering": {
