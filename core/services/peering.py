@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import time
 
-from core.errors import ComputeError, Invalid, NotFound, Required
+from core.errors import Invalid, NotFound, Required, ResourceNotReady
 from core.ids import rfc3339
 from core.links import parse_ref
 from core.models import Operation, Resource
@@ -38,7 +38,7 @@ STATES = StateTable(
     "network peering", (INACTIVE, ACTIVE), (CONNECT, DISCONNECT),
     {(INACTIVE, CONNECT): Move(ACTIVE), (ACTIVE, CONNECT): STAY,
      (ACTIVE, DISCONNECT): Move(INACTIVE), (INACTIVE, DISCONNECT): STAY},
-    lambda path, state, event: ComputeError(f"The peering '{path}' cannot {event} while {state}"))
+    lambda path, state, event: ResourceNotReady(f"The resource '{path}' is not ready"))  # every cell is given
 
 STACK_TYPES = ("IPV4_ONLY", "IPV4_IPV6")
 UPDATE_STRATEGIES = ("INDEPENDENT", "CONSENSUS", "UNSPECIFIED")

@@ -11,6 +11,7 @@ import pytest
 from core.errors import ResourceNotReady
 from core.resources.states import IllegalMove, Move, StateTable
 from core.services.addresses import STATES as ADDRESSES
+from core.services.peering import STATES as PEERINGS
 from core.services.storage_states import DISKS, IMAGES, SNAPSHOTS, usable_statuses
 from core.systemvms.vms import STATES as SYSTEM_VMS
 
@@ -45,10 +46,15 @@ EXPECTED_SYSTEM_VMS = {
             "redeploy": ("Starting", None), "reboot": DONE if state == "Running" else NOT_READY}
     for state in ("Starting", "Running", "Error")
 }
+# A peering is ACTIVE while the peer network has the matching peering back.
+EXPECTED_PEERINGS = {
+    "INACTIVE": {"connect": ("ACTIVE", None), "disconnect": DONE},
+    "ACTIVE": {"connect": DONE, "disconnect": ("INACTIVE", None)},
+}
 
 TABLES = [("disks", DISKS, EXPECTED_DISKS), ("images", IMAGES, EXPECTED_IMAGES),
           ("snapshots", SNAPSHOTS, EXPECTED_SNAPSHOTS), ("addresses", ADDRESSES, EXPECTED_ADDRESSES),
-          ("systemvms", SYSTEM_VMS, EXPECTED_SYSTEM_VMS)]
+          ("systemvms", SYSTEM_VMS, EXPECTED_SYSTEM_VMS), ("peerings", PEERINGS, EXPECTED_PEERINGS)]
 CELLS = [(kind, table, status, action, expected[status][action])
          for kind, table, expected in TABLES for status in expected for action in expected[status]]
 
