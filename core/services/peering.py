@@ -102,12 +102,15 @@ def _request(body: Body) -> tuple[Body, str]:
     return {"name": body.get("name"), "network": body.get("peerNetwork")}, ""
 
 
-def _ranges(call: Call, url: str) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str, str]]:
+Ranges = list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str, str]]  # (block, as written, owner)
+
+
+def _ranges(call: Call, url: str) -> Ranges:
     return [(ipaddress.ip_network(r, strict=False), r, link)
             for r, _, link in exchange.subnet_ranges(call.session, url)]
 
 
-def _first_overlap(mine: list, theirs: list) -> tuple[str, str, str] | None:
+def _first_overlap(mine: Ranges, theirs: Ranges) -> tuple[str, str, str] | None:
     """(their range, my range, my resource) of the first overlap."""
     for net, text, link in mine:
         for other, other_text, _ in theirs:
@@ -158,7 +161,7 @@ def _notify(call: Call, *nets: Resource) -> None:
 
 def add(call: Call, network: str, body: Body) -> Operation:
     given, field = _request(body)
-    name_field = f"{field}.name" if field else "name"
+    name_field, net_field = (f"{field}.name", f"{field}.network") if field else ("name", "peerNetwork")
     if given.get("name") in (None, ""):
         raise Required(name_field)
     name = store.validate_name(given.get("name"), name_field)
@@ -166,13 +169,9 @@ def add(call: Call, network: str, body: Body) -> Operation:
     found = store.find(call.session, call.project, "networks", "global", network)  # 404 before anything else
     network = found.name  # the path may give the id
     if peer_key == (call.project, network):
-        raise Invalid(f"{field}.network" if field else "peerNetwork", given.get("network"),
-                      "A network cannot be peered with itself.")
+        raise Invalid(net_field, given.get("network"), "A network cannot be peered with itself.")
     switches = _switches(given, field or "networkPeering", {})
-    try:
-        local, peer = _lock_pair(call, network, peer_key)
-    except NotFound as exc:
-        raise NotFound(exc.path) from None
+    local, peer = _lock_pair(call, network, peer_key)  # a missing peer network: 404
     _check_vpc(local)
     _check_vpc(peer)
     local_body, peer_body = store.body_of(local), store.body_of(peer)
@@ -181,7 +180,7 @@ def add(call: Call, network: str, body: Body) -> Operation:
         if p.get("name") == name:
             raise Invalid(name_field, name, f"There is already a peering named '{name}' on network '{path}'.")
         if p.get("network") == peer_url:
-            raise Invalid(f"{field}.network" if field else "peerNetwork", given.get("network"),
+            raise Invalid(net_field, given.get("network"),
                           f"There is already a peering '{p['name']}' from network '{path}' to '{vpc.path(peer)}'.")
     _check_overlaps(call, local, peer)
     new = {"name": name, "network": peer_url, "state": INACTIVE,
@@ -202,7 +201,7 @@ def add(call: Call, network: str, body: Body) -> Operation:
 def _find(body: Body, name: object, field: str, path: str) -> Body:
     if name in (None, ""):
         raise Required(field)
-    found = next((p for p in body.get("peerings", []) if p.get("name") == name), None)
+    found: Body | None = next((p for p in body.get("peerings", []) if p.get("name") == name), None)
     if found is None:
         raise Invalid(field, name, f"There is no peering named '{name}' on network '{path}'.")
     return found
