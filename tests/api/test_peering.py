@@ -155,3 +155,10 @@ def test_cross_project_peering_needs_no_role_on_the_peer(server):
     peer(t, theirs, b, "to-mine", f"projects/{mine}/global/networks/{a}")
     assert peerings(m, mine, a)["to-theirs"]["state"] == "ACTIVE"
     assert routes(m, mine, a, "to-theirs", "INCOMING") == [("10.82.0.0/24", "SUBNET_PEERING_ROUTE", True)]
+    # The other owner withdraws and deletes the network: this side stays INACTIVE and can still be removed.
+    done(t, t.networks().removePeering(project=theirs, network=b, body={"name": "to-mine"}))
+    done(t, t.subnetworks().delete(project=theirs, region=REGION, subnetwork=subnet_name(t, theirs, b)))
+    done(t, t.networks().delete(project=theirs, network=b))
+    assert peerings(m, mine, a)["to-theirs"]["state"] == "INACTIVE"
+    done(m, m.networks().removePeering(project=mine, network=a, body={"name": "to-theirs"}))
+    assert "peerings" not in m.networks().get(project=mine, network=a).execute()

@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 from core.db import write_session
+from core.errors import Invalid
 from core.resources.context import Call
 from core.services import networks, peering, routes, subnetworks
 from core.systemvms import router
@@ -89,3 +90,12 @@ def test_a_peered_network_routes_the_peers_ranges_without_nat(cloud):
     check_all(files)
     assert "route replace" not in files[router.ROUTES] and "proxy_arp" not in files[router.SYSCTL]
     assert "@peer_ranges" not in "\n".join(chain(files[router.NFTABLES], "forward"))
+
+
+def test_a_legacy_network_cannot_peer(cloud):
+    cloud.add("networks", "legacy", {"IPv4Range": "10.240.0.0/16", "gatewayIPv4": "10.240.0.1"})
+    with write_session(cloud.factory) as s, pytest.raises(Invalid) as refused:
+        peering.add(Call(s, cloud.project, "test"), "default", {"networkPeering": {
+            "name": "old", "network": "global/networks/legacy"}})
+    assert refused.value.message == (f"Invalid value for field 'network': 'projects/{cloud.project}/global/networks/"
+                                     "legacy'. Legacy networks do not support VPC Network Peering.")
