@@ -139,10 +139,9 @@ def subnet_name(gce, project: str, network: str) -> str:
     return next(s["name"] for s in items if s["network"].endswith(f"/global/networks/{network}"))
 
 
-def test_cross_project_peering_needs_no_role_on_the_peer(server):
-    mine, theirs = unique("peer-a"), unique("peer-b")
-    m = server.gce(project_credentials(server, mine))
-    t = server.gce(project_credentials(server, theirs))
+def test_cross_project_peering_needs_no_role_on_the_peer(server, gce):
+    mine, theirs = unique("peer-a"), PROJECT
+    m, t = server.gce(project_credentials(server, mine)), gce
     a, b = custom(m, mine), custom(t, theirs)
     subnet(m, mine, a, "10.81.0.0/24")
     subnet(t, theirs, b, "10.82.0.0/24")
