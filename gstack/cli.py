@@ -39,6 +39,8 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
     from gstack.app import create_app
     from gstack.bootstrap import ensure_demo_credentials
     from gstack.serving import PooledWSGIServer
+    from gstack.universe import DEFAULT_UNIVERSE
+    from gstack.universe import token_uri as universe_token_uri
 
     config = settings(data_dir)
     config.tls = bool(tls) or config.tls
@@ -53,9 +55,9 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
     display_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     scheme = "https" if config.tls else "http"
     base = config.base_url.rstrip("/") if config.base_url else f"{scheme}://{display_host}:{port}"
-    token_uri, universe = base + "/token", config.universe_domain or "googleapis.com"
-    if config.universe_domain:
-        token_uri = f"https://oauth2.{config.universe_domain}/token"  # what clients derive there
+    token_uri, universe = base + "/token", config.universe_domain or DEFAULT_UNIVERSE
+    if config.universe_domain:  # what clients derive there
+        base, token_uri = f"https://compute.{universe}", universe_token_uri(universe)
     runtime = app.extensions["gstack"]
     with write_session(runtime.factory) as session:
         key_path = ensure_demo_credentials(session, config.data_dir, token_uri, universe)
@@ -79,7 +81,8 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
 def serve_banner(config, base: str, key_path: str, port: int) -> str:
     """What ``gstack serve`` prints: where it serves and the configuration each client needs."""
     from gstack.bootstrap import ADMIN_USER, admin_password_path
-    from gstack.tls import CA_CERT, universe_hosts
+    from gstack.tls import CA_CERT
+    from gstack.universe import hosts as universe_hosts
 
     ca = os.path.join(config.data_dir, CA_CERT) if config.tls and not config.tls_cert else ""
     lines = [f"gstack is serving the GCE v1 API at {base}/compute/v1/",

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gstack import universe as universes
 from gstack.bootstrap import write_private
 
 CA_CERT = "ca.pem"
@@ -35,14 +36,6 @@ CA_DAYS = 3650
 SERVER_DAYS = 397  # the longest validity browsers and Apple's TLS stack accept for a leaf
 RENEW_BEFORE = datetime.timedelta(days=30)
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-# The host names a client derives from a universe domain for what gstack serves: the compute API,
-# the token endpoint (google-auth's ``https://oauth2.UNIVERSE/token``), IAM credentials (signBlob,
-# generateAccessToken) and STS.
-UNIVERSE_SERVICES = ("compute", "oauth2", "iamcredentials", "sts")
-
-
-def universe_hosts(universe: str) -> list[str]:
-    return [f"{service}.{universe}" for service in UNIVERSE_SERVICES]
 
 
 @dataclass(frozen=True)
@@ -155,7 +148,7 @@ def server_names(host: str, universe: str = "") -> list[str]:
     if host and host not in ("0.0.0.0", "::"):
         names.append(host)
     if universe:
-        names += universe_hosts(universe)
+        names += universes.hosts(universe)
     return names
 
 
