@@ -3,6 +3,7 @@ universe settings: checked with Python's ssl client, the trust a real client ext
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -110,3 +111,12 @@ def test_the_descriptor_is_what_gcloud_validates():
     d = universe.descriptor("example.internal")
     assert d["universeDomain"] == "example.internal" and d["state"] == "primary"
     assert universe.token_uri("example.internal") == "https://oauth2.example.internal/token"
+
+
+def test_admin_keys_name_the_universe(tmp_path, monkeypatch):
+    monkeypatch.setenv("GSTACK_UNIVERSE_DOMAIN", "example.internal")
+    result = CliRunner().invoke(main, ["admin", "service-account-key", "--project", "demo-project",
+                                       "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    key = json.loads(result.stdout)
+    assert (key["universe_domain"], key["token_uri"]) == ("example.internal", "https://oauth2.example.internal/token")
