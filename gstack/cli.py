@@ -91,6 +91,8 @@ def serve_banner(config, base: str, key_path: str, port: int) -> str:
              f"  sign-in: {ADMIN_USER}, password in {admin_password_path(config.data_dir)}"]
     if ca:
         lines.append(f"  TLS: certificates from the CA {ca} (also: gstack admin ca export)")
+    elif config.tls:
+        lines.append(f"  TLS: the certificate {config.tls_cert}")
     if config.universe_domain:
         hosts = " ".join(universe_hosts(config.universe_domain))
         lines += ["", f"Universe {config.universe_domain}: resolve its hosts to this server (/etc/hosts or DNS):",
