@@ -14,10 +14,13 @@ import pytest
 import requests
 from click.testing import CliRunner
 from cryptography import x509
+from flask import Flask
 
+from core.links import CANONICAL_BASE
 from gstack import tls, universe
 from gstack.cli import main
 from gstack.config import Settings
+from gstack.gce import render
 from gstack.serving import PooledWSGIServer
 
 
@@ -120,3 +123,18 @@ def test_admin_keys_name_the_universe(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     key = json.loads(result.stdout)
     assert (key["universe_domain"], key["token_uri"]) == ("example.internal", "https://oauth2.example.internal/token")
+
+
+@pytest.mark.parametrize(("settings", "url", "links"), [
+    (Settings(), "https://localhost:8443/compute/v1/zones", "https://localhost:8443/compute/v1/"),
+    (Settings(universe_domain="example.internal"), "https://127.0.0.1:8443/compute/v1/zones",
+     "https://compute.example.internal/compute/v1/"),
+    (Settings(universe_domain="example.internal", base_url="https://gce.example.com/"),
+     "https://compute.example.internal/compute/v1/zones", "https://gce.example.com/compute/v1/"),
+])
+def test_links_name_the_host_used_the_universe_or_the_configured_base(settings, url, links):
+    app = Flask(__name__)
+    app.config["GSTACK"] = settings
+    with app.test_request_context(url):
+        assert render.base_url() == links
+        assert render.rewrite_links(b'"' + CANONICAL_BASE.encode() + b'projects/p"') == f'"{links}projects/p"'.encode()
