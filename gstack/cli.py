@@ -100,15 +100,16 @@ def serve_banner(config, base: str, key_path: str, port: int) -> str:
         if port != 443:
             lines.append(f"  and map port 443 to {port} (e.g. iptables -t nat -A OUTPUT -p tcp -d 127.0.0.1 "
                          f"--dport 443 -j REDIRECT --to-ports {port})")
-        lines += ["Point gcloud at it:",
-                  f"  gcloud config set core/universe_domain {config.universe_domain}"]
-        lines += [f"  gcloud config set core/custom_ca_certs_file {ca}"] if ca else []
+        # gcloud checks the universe's descriptor with a bare requests call, blind to custom_ca_certs_file
+        lines += ["Point gcloud at it:"] + ([f"  gcloud config set core/custom_ca_certs_file {ca}"] if ca else [])
+        lines.append(f"  {f'REQUESTS_CA_BUNDLE={ca} ' if ca else ''}gcloud config set core/universe_domain "
+                     f"{config.universe_domain}")
         lines += ["  gcloud config set core/project demo-project",
                   "  gcloud config set core/check_gce_metadata false",
                   "  gcloud config set compute/zone us-central1-a",
                   f"  gcloud auth activate-service-account --key-file {key_path}",
                   "Client libraries: GOOGLE_CLOUD_UNIVERSE_DOMAIN=" + config.universe_domain
-                  + (f" REQUESTS_CA_BUNDLE={ca} NODE_EXTRA_CA_CERTS={ca}" if ca else "")
+                  + (f" REQUESTS_CA_BUNDLE={ca} HTTPLIB2_CA_CERTS={ca} NODE_EXTRA_CA_CERTS={ca}" if ca else "")
                   + f" GOOGLE_APPLICATION_CREDENTIALS={key_path}", ""]
         return "\n" + "\n".join(lines)
     lines += ["", "Point gcloud at it:",
