@@ -99,7 +99,10 @@ def universe_names(universe_domain: str) -> Iterator[None]:
 
 
 def port_free(port: int) -> bool:
+    """Is nothing listening on ``port``? (Connections of a server that has gone, in TIME_WAIT, do not
+    count: the server binds with SO_REUSEADDR, as this check does.)"""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
