@@ -29,7 +29,7 @@ from core.services.instance_group_managers.monitor import AutohealMonitor, start
 from core.services.resource_policies.scheduler import PolicyScheduler, start_policy_scheduler
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
-from gstack import api, console, datadir, metrics
+from gstack import api, console, datadir, metrics, universe
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule("/batch/compute/v1", "batch", partial(batch.handle, app), methods=["POST"])
     app.add_url_rule("/batch", "batch_root", partial(batch.handle, app), methods=["POST"])
     app.register_blueprint(oauth_bp)
+    app.register_blueprint(universe.bp)
     console.register(app)
     _error_handlers(app)
     if settings.log_requests:

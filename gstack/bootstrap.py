@@ -59,9 +59,11 @@ def ensure_admin_user(session: Session, data_dir: str) -> str | None:
     return path
 
 
-def ensure_demo_credentials(session: Session, data_dir: str, token_uri: str) -> str:
-    """Path of demo-project's key file, creating the account and key if they are missing; on the first
-    run also the administrator user (and says where its password is)."""
+def ensure_demo_credentials(session: Session, data_dir: str, token_uri: str,
+                            universe_domain: str = "googleapis.com") -> str:
+    """Path of demo-project's key file, creating the account and key if they are missing (or naming
+    another token URL or universe); on the first run also the administrator user (and says where
+    its password is)."""
     ensure_project(session, DEMO_PROJECT)
     created = ensure_admin_user(session, data_dir)
     if created:
@@ -72,11 +74,11 @@ def ensure_demo_credentials(session: Session, data_dir: str, token_uri: str) -> 
     if os.path.exists(path):
         with open(path) as f:
             key = json.load(f)
-        valid = key.get("token_uri") == token_uri and session.scalar(
+        valid = (key.get("token_uri"), key.get("universe_domain")) == (token_uri, universe_domain) and session.scalar(
             select(ServiceAccountKey).where(ServiceAccountKey.key_id == key.get("private_key_id"),
                                             ServiceAccountKey.disabled.is_(False))) is not None
     if not valid:
         project = session.scalars(select(Project).where(Project.name == DEMO_PROJECT)).one()
         os.makedirs(data_dir, exist_ok=True)
-        write_key(path, identity.create_key(session, sa, project, token_uri))
+        write_key(path, identity.create_key(session, sa, project, token_uri, universe_domain))
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,15 +29,22 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=None, type=int, help="Default 8080, or 443 in a universe (GSTACK_UNIVERSE_DOMAIN).")
 @click.option("--data-dir", default=None, help="Where SQLite and credentials live (default ~/.local/share/gstack).")
-def serve(host: str, port: int, data_dir: str | None) -> None:
+@click.option("--tls", is_flag=True, default=None,
+              help="Serve HTTPS with a certificate from the data directory's CA (or GSTACK_TLS_CERT/_KEY).")
+def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -> None:
     """Run the API, the OAuth2 server and in-process job workers."""
+    from gstack import tls as tls_
     from gstack.app import create_app
-    from gstack.bootstrap import ADMIN_USER, admin_password_path, ensure_demo_credentials
+    from gstack.bootstrap import ensure_demo_credentials
     from gstack.serving import PooledWSGIServer
+    from gstack.universe import DEFAULT_UNIVERSE
+    from gstack.universe import token_uri as universe_token_uri
 
     config = settings(data_dir)
+    config.tls = bool(tls) or config.tls
+    port = port if port is not None else (443 if config.universe_domain else 8080)
     # Request threads and job workers share one interpreter. Every SQLite call releases the GIL,
     # and with the default 5 ms switch interval a request thread then waits up to 5 ms to get it
     # back from a busy worker, a dozen times per request: measured, 0.2 ms served a burst of
@@ -45,28 +53,22 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(config)
     display_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    base = config.base_url.rstrip("/") if config.base_url else f"http://{display_host}:{port}"
+    scheme = "https" if config.tls else "http"
+    base = config.base_url.rstrip("/") if config.base_url else f"{scheme}://{display_host}:{port}"
+    token_uri, universe = base + "/token", config.universe_domain or DEFAULT_UNIVERSE
+    if config.universe_domain:  # what clients derive there
+        base, token_uri = f"https://compute.{universe}", universe_token_uri(universe)
     runtime = app.extensions["gstack"]
     with write_session(runtime.factory) as session:
-        key_path = ensure_demo_credentials(session, config.data_dir, base + "/token")
-    server = PooledWSGIServer(host, port, app)
+        key_path = ensure_demo_credentials(session, config.data_dir, token_uri, universe)
+    context = None
+    if config.tls:
+        certificate = (tls_.Certificate(config.tls_cert, config.tls_key or config.tls_cert) if config.tls_cert else
+                       tls_.ensure_server_certificate(config.data_dir, tls_.server_names(host, config.universe_domain)))
+        context = tls_.server_context(certificate)
+    server = PooledWSGIServer(host, port, app, ssl_context=context)
     settle()
-    click.echo(f"""
-gstack is serving the GCE v1 API at {base}/compute/v1/
-  database: {config.database_url.split('@')[-1]}
-  credentials: {key_path} (service account key, owner of demo-project)
-  sign-in: {ADMIN_USER}, password in {admin_password_path(config.data_dir)}
-
-Point gcloud at it:
-  gcloud config set api_endpoint_overrides/compute {base}/compute/v1/
-  gcloud config set auth/token_host {base}/token
-  gcloud config set core/project demo-project
-  gcloud config set compute/zone us-central1-a
-  gcloud auth activate-service-account --key-file {key_path}
-or sign in as a user (over plain HTTP gcloud also needs OAUTHLIB_INSECURE_TRANSPORT=1):
-  gcloud config set auth/auth_host {base}/o/oauth2/auth
-  gcloud auth login
-""", err=True)
+    click.echo(serve_banner(config, base, key_path, port), err=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever()
@@ -74,6 +76,55 @@ or sign in as a user (over plain HTTP gcloud also needs OAUTHLIB_INSECURE_TRANSP
         pass
     finally:
         runtime.stop()
+
+
+def serve_banner(config, base: str, key_path: str, port: int) -> str:
+    """What ``gstack serve`` prints: where it serves and the configuration each client needs."""
+    from gstack.bootstrap import ADMIN_USER, admin_password_path
+    from gstack.tls import CA_CERT
+    from gstack.universe import hosts as universe_hosts
+
+    ca = os.path.join(config.data_dir, CA_CERT) if config.tls and not config.tls_cert else ""
+    lines = [f"gstack is serving the GCE v1 API at {base}/compute/v1/",
+             f"  database: {config.database_url.split('@')[-1]}",
+             f"  credentials: {key_path} (service account key, owner of demo-project)",
+             f"  sign-in: {ADMIN_USER}, password in {admin_password_path(config.data_dir)}"]
+    if ca:
+        lines.append(f"  TLS: certificates from the CA {ca} (also: gstack admin ca export)")
+    elif config.tls:
+        lines.append(f"  TLS: the certificate {config.tls_cert}")
+    if config.universe_domain:
+        hosts = " ".join(universe_hosts(config.universe_domain))
+        lines += ["", f"Universe {config.universe_domain}: resolve its hosts to this server (/etc/hosts or DNS):",
+                  f"  127.0.0.1 {hosts}"]
+        if port != 443:
+            lines.append(f"  and map port 443 to {port} (e.g. iptables -t nat -A OUTPUT -p tcp -d 127.0.0.1 "
+                         f"--dport 443 -j REDIRECT --to-ports {port})")
+        # gcloud checks the universe's descriptor with a bare requests call, blind to custom_ca_certs_file
+        lines += ["Point gcloud at it:"] + ([f"  gcloud config set core/custom_ca_certs_file {ca}"] if ca else [])
+        lines.append(f"  {f'REQUESTS_CA_BUNDLE={ca} ' if ca else ''}gcloud config set core/universe_domain "
+                     f"{config.universe_domain}")
+        lines += ["  gcloud config set core/project demo-project",
+                  "  gcloud config set core/check_gce_metadata false",
+                  "  gcloud config set compute/zone us-central1-a",
+                  f"  gcloud auth activate-service-account --key-file {key_path}",
+                  "Client libraries: GOOGLE_CLOUD_UNIVERSE_DOMAIN=" + config.universe_domain
+                  + (f" REQUESTS_CA_BUNDLE={ca} HTTPLIB2_CA_CERTS={ca} NODE_EXTRA_CA_CERTS={ca}" if ca else "")
+                  + f" GOOGLE_APPLICATION_CREDENTIALS={key_path}", ""]
+        return "\n" + "\n".join(lines)
+    lines += ["", "Point gcloud at it:",
+              f"  gcloud config set api_endpoint_overrides/compute {base}/compute/v1/",
+              f"  gcloud config set auth/token_host {base}/token"]
+    lines += [f"  gcloud config set core/custom_ca_certs_file {ca}"] if ca else []
+    lines += ["  gcloud config set core/project demo-project",
+              "  gcloud config set core/check_gce_metadata false",
+              "  gcloud config set compute/zone us-central1-a",
+              f"  gcloud auth activate-service-account --key-file {key_path}",
+              "or sign in as a user" + ("" if config.tls else " (over plain HTTP gcloud also needs "
+                                                               "OAUTHLIB_INSECURE_TRANSPORT=1)") + ":",
+              f"  gcloud config set auth/auth_host {base}/o/oauth2/auth",
+              "  gcloud auth login", ""]
+    return "\n" + "\n".join(lines)
 
 
 @main.command()

@@ -38,6 +38,12 @@ class Settings:
     max_request_bytes: int = 4 * 1024 * 1024  # a request body over this is refused (413) before it is read
     max_batch_bytes: int = 32 * 1024 * 1024  # the same for a whole batch (each part then meets the above)
     trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed (gstack/proxies.py)
+    # HTTPS (gstack/tls.py): on with a certificate from the data directory's CA, or the operator's own
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    # a universe domain (e.g. example.internal): gstack answers as compute.UNIVERSE, links follow
+    universe_domain: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -60,12 +66,18 @@ class Settings:
         s.max_request_bytes = int(env.get("GSTACK_MAX_REQUEST_BYTES", s.max_request_bytes))
         s.max_batch_bytes = int(env.get("GSTACK_MAX_BATCH_BYTES", s.max_batch_bytes))
         s.trusted_proxies = env.get("GSTACK_TRUSTED_PROXIES", s.trusted_proxies)
+        s.tls_cert = env.get("GSTACK_TLS_CERT", s.tls_cert)
+        s.tls_key = env.get("GSTACK_TLS_KEY", s.tls_key)
+        s.tls = env.get("GSTACK_TLS", "0") in ("1", "true", "yes") or bool(s.tls_cert)
+        universe = env.get("GSTACK_UNIVERSE_DOMAIN", s.universe_domain).strip().strip(".").lower()
+        s.universe_domain = "" if universe == "googleapis.com" else universe  # Google's own is the default
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)
         for key, value in overrides.items():
             if value is not None:
                 setattr(s, key, value)
+        s.tls = s.tls or bool(s.universe_domain)  # a universe's clients derive only https:// hosts
         if not s.database_url:
             s.database_url = sqlite_url(s.data_dir)
         return s

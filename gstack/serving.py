@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -55,8 +56,14 @@ class RequestHandler(WSGIRequestHandler):
 
 
 class PooledWSGIServer(ThreadedWSGIServer):
-    def __init__(self, host: str, port: int, app) -> None:
+    def __init__(self, host: str, port: int, app, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(host, port, app, handler=RequestHandler)
+        if ssl_context is not None:
+            # Not werkzeug's ssl_context argument: that one shakes hands inside accept(), on the one
+            # thread that accepts every connection, so a client that connects and says nothing would
+            # stop the server. Here the handshake is the first read, on the connection's own thread.
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+            self.ssl_context = ssl_context  # werkzeug's handler reads it: wsgi.url_scheme is https
         self._connections: queue.SimpleQueue[tuple[_Request, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0

@@ -227,8 +227,10 @@ def members(session: Session, project: Project) -> list[tuple[Principal, str]]:
 
 # --------------------------------------------------------------------------- service-account keys
 
-def create_key(session: Session, sa: Principal, project: Project, token_uri: str) -> dict[str, str]:
-    """A new RSA key for the service account, returned as Google's JSON key file content."""
+def create_key(session: Session, sa: Principal, project: Project, token_uri: str,
+               universe_domain: str = "googleapis.com") -> dict[str, str]:
+    """A new RSA key for the service account, returned as Google's JSON key file content. Clients
+    take the universe (and with it every API host they derive) from the key's ``universe_domain``."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_id = secrets.token_hex(20)
     public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
@@ -244,7 +246,7 @@ def create_key(session: Session, sa: Principal, project: Project, token_uri: str
         "auth_uri": base + "/o/oauth2/auth", "token_uri": token_uri,
         "auth_provider_x509_cert_url": base + "/oauth2/v1/certs",
         "client_x509_cert_url": base + f"/robot/v1/metadata/x509/{sa.email}",
-        "universe_domain": "googleapis.com",
+        "universe_domain": universe_domain,
     }
 
 

@@ -38,6 +38,7 @@ def admin() -> None:
 
 def _register() -> None:
     from gstack.admin import (  # noqa: F401  (commands attach to `admin`)
+        ca,
         credentials,
         health,
         hosts,

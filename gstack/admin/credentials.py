@@ -10,6 +10,7 @@ import click
 from core import identity
 from core.identity import directory
 from core.services.admin import transaction
+from gstack import universe
 from gstack.admin import DATA_DIR, admin, factory, fail, settings
 from gstack.admin.identities import find_service_account, service_account_group
 
@@ -21,8 +22,16 @@ SCOPES = {
 
 
 def token_uri(base_url: str | None, data_dir: str | None) -> str:
-    base = base_url or settings(data_dir).base_url or "http://127.0.0.1:8080"
+    config = settings(data_dir)
+    if not (base_url or config.base_url) and config.universe_domain:
+        return universe.token_uri(config.universe_domain)
+    base = base_url or config.base_url or "http://127.0.0.1:8080"
     return base.rstrip("/") + "/token"
+
+
+def universe_domain(data_dir: str | None) -> str:
+    """The universe a key file names: clients derive every host from it."""
+    return settings(data_dir).universe_domain or universe.DEFAULT_UNIVERSE
 
 
 def write_key_file(key: dict, output: str) -> None:
@@ -79,7 +88,7 @@ def admin_sa_key(project: str, name: str, output: str, base_url: str | None, dat
                     or identity.create_service_account(session, p, name, role="roles/owner")
         except identity.IdentityError as e:
             fail(str(e))
-        key = identity.create_key(session, sa, p, token_uri(base_url, data_dir))
+        key = identity.create_key(session, sa, p, token_uri(base_url, data_dir), universe_domain(data_dir))
     write_key_file(key, output)
 
 
@@ -103,7 +112,7 @@ def key_create(account: str, project: str | None, output: str, base_url: str | N
     with transaction(factory(data_dir)) as session:
         sa = find_service_account(session, account, project)
         owner = directory.home_project(session, sa)
-        key = identity.create_key(session, sa, owner, token_uri(base_url, data_dir))
+        key = identity.create_key(session, sa, owner, token_uri(base_url, data_dir), universe_domain(data_dir))
     write_key_file(key, output)
 
 

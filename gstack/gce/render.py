@@ -20,9 +20,14 @@ JSON_TYPE = "application/json; charset=UTF-8"
 
 
 def base_url() -> str:
-    configured = current_app.config["GSTACK"].base_url
-    if configured:
-        return configured.rstrip("/") + "/compute/v1/"
+    """The base of every link: ``GSTACK_BASE_URL``; else in a universe its compute host, the form
+    GCE's links take there (``https://compute.UNIVERSE/compute/v1/``); else the scheme and host the
+    caller used (``https://`` when gstack serves TLS)."""
+    settings = current_app.config["GSTACK"]
+    if settings.base_url:
+        return settings.base_url.rstrip("/") + "/compute/v1/"
+    if settings.universe_domain:
+        return f"https://compute.{settings.universe_domain}/compute/v1/"
     return _api_base(request.scheme, request.host)
 
 
