@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from sqlalchemy import bindparam, text
 
@@ -43,11 +44,20 @@ class Client:
             self.failures.append(f"{op['operationType']} {op['targetLink']}: {op['error']}")
         return op
 
-    def insert(self, name: str) -> dict:
+    def insert(self, name: str, nic: dict | None = None) -> dict:
         return self.call("POST", f"zones/{ZONE}/instances", {
             "name": name, "machineType": f"zones/{ZONE}/machineTypes/f1-micro",
             "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
-            "networkInterfaces": [{"network": "global/networks/default"}]})
+            "networkInterfaces": [nic or {"network": "global/networks/default"}]})
+
+
+@pytest.fixture(scope="module")
+def tenant(server) -> tuple[str, str, str]:
+    """A project of this module's own on the shared server (its quotas and addresses are its
+    alone): its name, its API base URL and a token."""
+    project = unique("contend")
+    project_credentials(server, project)
+    return project, f"{server.api}projects/{project}/", server.token(project=project)
 
 
 def _mixed_traffic(client: Client, prefix: str, uids: list[int], lock: threading.Lock) -> None:
@@ -65,11 +75,8 @@ def _mixed_traffic(client: Client, prefix: str, uids: list[int], lock: threading
         client.wait(op)
 
 
-def test_concurrent_inserts_stops_and_deletes_never_fail(server):
-    project = unique("contend")
-    project_credentials(server, project)
-    token = server.token(project=project)
-    base = f"{server.api}projects/{project}/"
+def test_concurrent_inserts_stops_and_deletes_never_fail(server, tenant):
+    project, base, token = tenant
     failures: list[str] = []
     uids: list[int] = []
     lock = threading.Lock()
@@ -93,3 +100,27 @@ def test_concurrent_inserts_stops_and_deletes_never_fail(server):
     finally:
         engine.dispose()
     assert (addresses, placed) == (0, 0)  # no address and no host capacity is held by what was deleted
+
+
+def test_a_full_subnetwork_is_the_only_refusal(tenant):
+    """Six concurrent inserts into a /29 (four addresses for instances): four get an address, and
+    the other two GCE's exhaustion error, not a contention error."""
+    project, base, token = tenant
+    failures: list[str] = []
+    client = Client(base, token, failures)
+    client.wait(client.call("POST", "global/networks", {"name": "narrow", "autoCreateSubnetworks": False}))
+    client.wait(client.call("POST", "regions/us-central1/subnetworks", {
+        "name": "narrow", "network": "global/networks/narrow", "ipCidrRange": "10.9.0.0/29"}))
+    assert not failures
+    nic = {"subnetwork": "regions/us-central1/subnetworks/narrow"}
+    with ThreadPoolExecutor(6) as pool:
+        ops = list(pool.map(lambda n: Client(base, token, failures).insert(f"n{n}", nic), range(6)))
+    assert sum(1 for op in ops if op) == 4
+    message = f"IP space of 'projects/{project}/regions/us-central1/subnetworks/narrow' is exhausted."
+    assert len(failures) == 2 and all(" 400 " in f and message in f for f in failures), failures
+    for op in ops:
+        if op:
+            client.wait(op)
+    for op in [client.call("DELETE", f"zones/{ZONE}/instances/n{n}") for n, op in enumerate(ops) if op]:
+        client.wait(op)
+    assert len(failures) == 2
