@@ -55,7 +55,9 @@ def _lock_pool(conn: Connection, pool: str) -> None:
         conn.execute(_LOCK_POOL, {"pool": pool})
 
 
-_LOCK_POOL = text("SELECT pg_advisory_xact_lock(hashtext('gstack_ipam:' || :pool))")
+# Advisory locks of two keys (class, hash) never meet the one-key ones; class 1 is IPAM's pools,
+# class 2 the usage counters' projects (core.usage).
+_LOCK_POOL = text("SELECT pg_advisory_xact_lock(1, hashtext(:pool))")
 _USED = select(IpAllocation.address).where(IpAllocation.pool == bindparam("pool"))
 _POOL, _OWNER = bindparam("pool", type_=String), bindparam("owner_uid", type_=BigInteger)
 _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)

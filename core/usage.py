@@ -21,12 +21,12 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, text
 
 _COUNTED = "('instances', 'disks')"
-# The PostgreSQL function takes this advisory lock (per project) before it changes a counter row.
-# A transaction that changes an instance and a disk touches two counter rows, and another one may
-# touch them in the other order (an insert makes the instance first, a delete removes the disk
-# first): each waited for the other's row, a deadlock. Under one lock per project, taken before any
-# of its counter rows, counter rows are always locked in one order. A function of an older build
-# lacks the prefix, and :func:`install` replaces it.
+# The PostgreSQL function takes an advisory lock per project (class 2, see core.ipam) before it
+# changes a counter row. A transaction that changes an instance and a disk touches two counter
+# rows, and another one may touch them in the other order (an insert makes the instance first, a
+# delete removes the disk first): each waited for the other's row, a deadlock. Under one lock per
+# project, taken before any of its counter rows, counter rows are always locked in one order. A
+# function of an older build lacks the prefix, and :func:`install` replaces it.
 _LOCK_PREFIX = "gstack_usage:"
 # One resource row's share of its counter row, from the row as the trigger sees it (OLD or NEW).
 _SHARE = ("{r}.project, COALESCE({r}.region, ''), {r}.collection, {r}.subtype, {sign}1, "
@@ -59,7 +59,7 @@ BEGIN
     RETURN NULL;
   END IF;
   IF COALESCE(NEW.collection, OLD.collection) IN {_COUNTED} THEN
-    PERFORM pg_advisory_xact_lock(hashtext('{_LOCK_PREFIX}' || COALESCE(NEW.project, OLD.project)));
+    PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || COALESCE(NEW.project, OLD.project)));
   END IF;
   IF TG_OP IN ('UPDATE', 'DELETE') THEN {_add('OLD', '-')}; END IF;
   IF TG_OP IN ('UPDATE', 'INSERT') THEN {_add('NEW')}; END IF;

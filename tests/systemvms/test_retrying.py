@@ -105,7 +105,7 @@ def test_an_older_usage_function_is_replaced():
     with seeded_engine("postgresql") as engine:
         with engine.begin() as conn:  # what a build before the per-project lock installed
             conn.exec_driver_sql(usage._POSTGRESQL[0].replace(usage._LOCK_PREFIX, "").replace(
-                "PERFORM pg_advisory_xact_lock(hashtext('' || COALESCE(NEW.project, OLD.project)));", ""))
+                "PERFORM pg_advisory_xact_lock(2, hashtext('' || COALESCE(NEW.project, OLD.project)));", ""))
         usage.install(engine)
         with engine.connect() as conn:
             source = conn.exec_driver_sql("SELECT prosrc FROM pg_proc WHERE proname = 'gstack_resource_usage'").scalar()
