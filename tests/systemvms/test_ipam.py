@@ -41,7 +41,7 @@ def test_addresses_go_up_then_fill_gaps_then_refuse(database, pool):
 
 def test_concurrent_transactions_get_different_addresses(database, pool):
     """The first transaction holds its address uncommitted while the second allocates (on
-    PostgreSQL the second waits on the clash, then goes past it; SQLite's writers take turns)."""
+    PostgreSQL the second waits on the pool's lock, then takes the next; SQLite's writers take turns)."""
     first_took = threading.Event()
     results: dict[str, str] = {}
 
