@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import os
+import random
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -27,6 +31,8 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from core import usage
 from core.models import Base
+
+log = logging.getLogger("gstack.db")
 
 _IMMEDIATE = "gstack_immediate"
 _CONFIGURED: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -242,6 +248,53 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A new session in a write transaction (see :func:`writing`)."""
     with factory() as session, writing(session):
         yield session
+
+
+# Contention the database resolved by aborting the transaction: PostgreSQL's deadlock (40P01) and
+# serialization failure (40001); SQLite busy or locked (a writer outside gstack's queue).
+_PG_CONTENTION = ("40P01", "40001")
+_SQLITE_CONTENTION = ("SQLITE_BUSY", "SQLITE_LOCKED")
+RETRY_BUDGET = 30.0  # seconds a write keeps trying before its contention error goes to the caller
+
+T = TypeVar("T")
+
+
+def contention(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transaction the database aborted for contention alone: nothing of it
+    was committed, and the same work run again from the start may well succeed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _PG_CONTENTION:
+        return True
+    if getattr(orig, "sqlite_errorname", None) in _SQLITE_CONTENTION:
+        return True
+    return "database is locked" in str(orig)  # SQLite builds without error names
+
+
+def retrying(fn: Callable[[], T], rollback: Callable[[], None] | None = None, budget: float = RETRY_BUDGET) -> T:
+    """``fn()``, run again while it fails for :func:`contention`, with a jittered back-off, for
+    up to ``budget`` seconds; any other error, or contention past the budget, goes to the caller.
+
+    Safe because the failed transaction is gone: ``rollback`` (the session's) ends it before the
+    next attempt, which reads everything afresh. ``fn`` must do all of its transaction's work
+    (begin, writes and commit) and nothing outside the database that it cannot do twice. This is
+    how the server absorbs its own contention: a deadlock between two clients' writes is the
+    server's affair, never a 500 for one of them.
+    """
+    deadline = time.monotonic() + budget
+    delay = 0.005
+    while True:
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if not contention(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.info("transaction aborted for contention, retrying: %s", str(exc.orig).splitlines()[0])
+            if rollback is not None:
+                rollback()
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 0.5)
 
 
 class Prepared:

@@ -1,11 +1,12 @@
-"""Address allocation: lowest free address of a pool, guarded by a unique constraint."""
+"""Address allocation: the next free address of a pool, one writer of a pool at a time, guarded by a
+unique constraint."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
 
-from sqlalchemy import BigInteger, String, and_, bindparam, delete, func, or_, select
+from sqlalchemy import BigInteger, Connection, String, and_, bindparam, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -17,37 +18,46 @@ from core.models import IpAllocation
 EXTERNAL_RANGE = "198.18.0.0/15"
 
 
-def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> str:
+def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2,
+             space: str | None = None) -> str:
     """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).
 
     Addresses go up from the highest one handed out, so a released address is not reused while
     the range has room (a DHCP-like rule that keeps stale ARP and DNS entries harmless): one
-    statement finds and takes it. Concurrent transactions (PostgreSQL) may pick the same one: the
-    unique constraint lets one have it, and the others try again past it.
+    statement finds and takes it. Writers of one pool take turns (:func:`_lock_pool`), so the
+    address found is free when it is taken: no retry that could give up under load, and the only
+    refusal is a full range (GCE's ``IP space of ... is exhausted``, naming ``space``, the
+    subnetwork, when the caller gives it).
     """
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
     conn = flushed_connection(session)
+    _lock_pool(conn, pool)
     params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last}
-    for _ in range(50):
-        taken = conn.execute(_take_next(conn.dialect.name), params).scalar()
-        if taken is None:
-            highest = conn.execute(_HIGHEST, {"pool": pool}).scalar()
-            if highest is None or first <= highest < last:
-                continue  # a concurrent transaction took that one
-            # The top of the range is taken: fill the lowest gap left by released addresses.
-            used = set(conn.execute(_USED, {"pool": pool}).scalars())
-            free = next((a for a in range(first, last + 1) if a not in used), None)
-            if free is None:
-                raise BadRequest(f"The IP range {cidr} has no free address left.")
+    taken = conn.execute(_take_next(conn.dialect.name), params).scalar()
+    if taken is None:  # the top of the range is taken: fill the lowest gap left by released addresses
+        used = set(conn.execute(_USED, {"pool": pool}).scalars())
+        for free in (a for a in range(first, last + 1) if a not in used):
             taken = conn.execute(_take(conn.dialect.name), {**params, "address": free}).scalar()
-        if taken is not None:
-            return str(ipaddress.ip_address(taken))
-    raise BadRequest(f"Could not allocate an address of {cidr}: too many concurrent allocations.")
+            if taken is not None:
+                break
+    if taken is None:
+        raise BadRequest(f"IP space of '{space or cidr}' is exhausted.")
+    return str(ipaddress.ip_address(taken))
 
 
-_HIGHEST = select(func.max(IpAllocation.address)).where(IpAllocation.pool == bindparam("pool"))
+def _lock_pool(conn: Connection, pool: str) -> None:
+    """Make this transaction the pool's only writer until it ends (PostgreSQL: a transaction-scoped
+    advisory lock on the pool's name; SQLite has one writer at a time anyway). Without it two
+    transactions read the same highest address and all but one clash, again and again under load."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_POOL, {"pool": pool})
+
+
+# Advisory locks of two keys (class, hash) never meet the one-key ones; class 1 is IPAM's pools,
+# class 2 the usage counters' projects (core.usage).
+_LOCK_POOL = text("SELECT pg_advisory_xact_lock(1, hashtext(:pool))")
 _USED = select(IpAllocation.address).where(IpAllocation.pool == bindparam("pool"))
 _POOL, _OWNER = bindparam("pool", type_=String), bindparam("owner_uid", type_=BigInteger)
 _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
@@ -75,6 +85,7 @@ def _take(dialect: str) -> ReturningInsert[int]:
 def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
     """Take one given address; False if it is taken (also by a concurrent transaction)."""
     conn = flushed_connection(session)
+    _lock_pool(conn, pool)
     params = {"pool": pool, "address": int(ipaddress.ip_address(address)), "owner_uid": owner_uid}
     return conn.execute(_take(conn.dialect.name), params).scalar() is not None
 

@@ -12,13 +12,22 @@ sum, each insert cost O(resources), and a burst of N inserts O(N²).
 
 On PostgreSQL the counter row is also a lock: two transactions adding to one project's usage in
 one region take turns, so two concurrent inserts cannot both pass a quota check on the same usage.
+The function takes a per-project advisory lock before any counter row, so that the rows are
+always locked in one order (see ``_LOCK_PREFIX``).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 _COUNTED = "('instances', 'disks')"
+# The PostgreSQL function takes an advisory lock per project (class 2, see core.ipam) before it
+# changes a counter row. A transaction that changes an instance and a disk touches two counter
+# rows, and another one may touch them in the other order (an insert makes the instance first, a
+# delete removes the disk first): each waited for the other's row, a deadlock. Under one lock per
+# project, taken before any of its counter rows, counter rows are always locked in one order. A
+# function of an older build lacks the prefix, and :func:`install` replaces it.
+_LOCK_PREFIX = "gstack_usage:"
 # One resource row's share of its counter row, from the row as the trigger sees it (OLD or NEW).
 _SHARE = ("{r}.project, COALESCE({r}.region, ''), {r}.collection, {r}.subtype, {sign}1, "
           "{sign}(CASE WHEN {r}.status <> 'TERMINATED' THEN {r}.vcpus ELSE 0 END), {sign}{r}.size_gb")
@@ -49,10 +58,14 @@ BEGIN
   IF TG_OP = 'UPDATE' AND NOT ({_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
     RETURN NULL;
   END IF;
+  IF COALESCE(NEW.collection, OLD.collection) IN {_COUNTED} THEN
+    PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || COALESCE(NEW.project, OLD.project)));
+  END IF;
   IF TG_OP IN ('UPDATE', 'DELETE') THEN {_add('OLD', '-')}; END IF;
   IF TG_OP IN ('UPDATE', 'INSERT') THEN {_add('NEW')}; END IF;
   RETURN NULL;
 END $$""",
+    "DROP TRIGGER IF EXISTS resource_usage ON resources",  # made by a build whose function was older
     "CREATE TRIGGER resource_usage AFTER INSERT OR UPDATE OR DELETE ON resources "
     "FOR EACH ROW EXECUTE FUNCTION gstack_resource_usage()",
 ]
@@ -67,7 +80,9 @@ _BACKFILL = [
 
 def _installed(conn: Connection, postgres: bool) -> bool:
     if postgres:
-        return conn.exec_driver_sql("SELECT 1 FROM pg_trigger WHERE tgname = 'resource_usage'").first() is not None
+        return conn.execute(text(
+            "SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgname = 'resource_usage' "
+            "AND p.prosrc LIKE :current"), {"current": f"%{_LOCK_PREFIX}%"}).first() is not None
     return conn.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'resource_usage_update'").first() is not None
 

@@ -1,7 +1,7 @@
 """One API call's transaction: a write runs in ``BEGIN IMMEDIATE``, answers the Operation of an
 earlier call with the same ``requestId`` instead of running twice, wakes the job engine's workers
-in the same commit (PostgreSQL NOTIFY), and renders its Operation before that commit (afterwards
-the row would be read again).
+in the same commit (PostgreSQL NOTIFY), renders its Operation before that commit (afterwards the
+row would be read again), and runs again when the database aborts it for contention.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from core.db import begin_write
+from core.db import begin_write, retrying
 from core.errors import ResourceNotReady
 from core.jobs import announce
 from core.models import Operation
@@ -31,17 +31,28 @@ class Outcome:
 
 
 def run(call: Call, write: bool, handler: Callable[[], object]) -> Outcome:
-    """Run ``handler`` as ``call``: in a write transaction committed at the end when ``write``."""
-    if write:
-        begin_write(call.session)
-        existing = operations.by_request_id(call)
-        if existing is not None:
-            return Outcome(operations.to_json(existing))
+    """Run ``handler`` as ``call``: in a write transaction committed at the end when ``write``.
+
+    A write the database aborts for contention (a deadlock, a serialization failure, SQLite busy)
+    is rolled back and run again from the start (:func:`~core.db.retrying`): the clients of a
+    busy server see their calls succeed, later, never the server's own contention. ``handler``
+    may thus run more than once; it must take everything it reads from the database or its
+    arguments afresh.
+    """
+    if not write:
+        return _outcome(handler())
+    return retrying(lambda: _write(call, handler), rollback=call.session.rollback)
+
+
+def _write(call: Call, handler: Callable[[], object]) -> Outcome:
+    begin_write(call.session)
+    existing = operations.by_request_id(call)
+    if existing is not None:
+        return Outcome(operations.to_json(existing))
     try:
         result = handler()
         outcome = _outcome(result)
-        if write:
-            _commit(call.session, result)
+        _commit(call.session, result)
     except DuplicateRequest:
         return Outcome(_replay(call))
     return outcome

@@ -102,7 +102,13 @@ def run(method: Method, params: dict[str, str]) -> Response:
     body = _body(method)
     req = ApiRequest(Call(session, project or "", ident.email, _request_id(method)), method, body, request.args)
     args = {k: v for k, v in params.items() if k != "project"}
-    outcome = calls.run(req.call, is_write(method), lambda: handler(req, **args))
+    bodies = [body]
+
+    def attempt() -> object:  # a retried write (calls.run) gets the body as sent, not as the last attempt left it
+        req.body = bodies.pop() if bodies else _body(method)
+        return handler(req, **args)
+
+    outcome = calls.run(req.call, is_write(method), attempt)
     if outcome.wake:
         runtime.engine_kick(outcome.kind)
     return _response(outcome)

@@ -32,7 +32,7 @@ def test_addresses_go_up_then_fill_gaps_then_refuse(database, pool):
         ipam.release_owner(s, 2)
     assert allocate(database, pool, 4) == "10.9.8.5"  # the top has room: .3 waits
     assert allocate(database, pool, 5) == "10.9.8.3"  # the top is reached: the gap is filled
-    with pytest.raises(BadRequest, match="no free address"):
+    with pytest.raises(BadRequest, match="IP space of .10.9.8.0.29. is exhausted"):
         allocate(database, pool, 6)
     with write_session(database) as s:  # the refusal took nothing
         ipam.release_owner(s, 1)
@@ -41,7 +41,7 @@ def test_addresses_go_up_then_fill_gaps_then_refuse(database, pool):
 
 def test_concurrent_transactions_get_different_addresses(database, pool):
     """The first transaction holds its address uncommitted while the second allocates (on
-    PostgreSQL the second waits on the clash, then goes past it; SQLite's writers take turns)."""
+    PostgreSQL the second waits on the pool's lock, then takes the next; SQLite's writers take turns)."""
     first_took = threading.Event()
     results: dict[str, str] = {}
 

@@ -74,11 +74,11 @@ def nic_fingerprint(nic: dict[str, Any]) -> str:
 def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, requested: str | None) -> str:
     """The NIC's address in its subnetwork: the one asked for (a static address or a free one), or the next."""
     pool = addresses.subnet_pool(subnet)
+    subnet_path = path_of(subnet.project, subnet.scope, "subnetworks", subnet.name)
     if not requested:
-        return ipam.allocate(call.session, pool, store.body_of(subnet)["ipCidrRange"], uid)
+        return ipam.allocate(call.session, pool, store.body_of(subnet)["ipCidrRange"], uid, space=subnet_path)
     if not addresses.use_internal_for_instance(call.session, call.project, subnet, requested, instance_url):
-        _reserve(call, pool, requested, uid,
-                 f"subnetwork '{path_of(subnet.project, subnet.scope, 'subnetworks', subnet.name)}'")
+        _reserve(call, pool, requested, uid, f"subnetwork '{subnet_path}'")
     return requested
 
 
