@@ -10,6 +10,7 @@ from core.models.identity import (
     SigningKey,
     UsedAssertion,
 )
+from core.models.guest_attribute import GuestAttribute
 from core.models.instance_group import InstanceGroupMember
 from core.models.operation import Operation
 from core.models.resource import IpAllocation, Resource, ResourceUsage
@@ -22,6 +23,7 @@ __all__ = [
     "Base",
     "Cluster",
     "ConsoleTicketUse",
+    "GuestAttribute",
     "Host",
     "InstanceGroupMember",
     "IpAllocation",
