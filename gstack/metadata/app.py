@@ -149,18 +149,18 @@ class MetadataServer:
         if isinstance(node, Dir) and not is_dir and segments != [""]:
             return _redirect(request, path + "/")
 
-        def look(current: GuestView | None = None) -> tuple[Answer, str]:
+        def look(current: GuestView | None = None) -> Answer:
             fresh = current or self.view(ref, path)
             found = walk(metadata_tree(fresh), [s for s in segments if s])
             if found is None:
                 raise _not_found(path)
-            return answer(found, recursive, alt), fresh.status
+            return answer(found, recursive, alt, "up" if fresh.status == "RUNNING" else "down")
 
         if request.args.get("wait_for_change", "").lower() == "true":
             result = waits.wait_for_change(look, request.args.get("last_etag"),
                                            waits.timeout_of(request.args.get("timeout_sec")), self.stopping)
         else:
-            result = look(view)[0]
+            result = look(view)
         response = Response(result.body, 200, content_type=result.content_type)
         response.headers["ETag"] = result.etag
         return response

@@ -45,12 +45,16 @@ Node = Leaf | Dir
 
 @dataclass(frozen=True)
 class Answer:
+    """A body, and its ETag: a digest of the body and of ``state`` (whether the guest runs), so a
+    stop or a start changes every ETag and ends the guest's waits, whenever it began them."""
+
     body: str
     content_type: str
+    state: str = ""
 
     @property
     def etag(self) -> str:
-        return hashlib.sha256(f"{self.content_type}\n{self.body}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{self.state}\n{self.content_type}\n{self.body}".encode()).hexdigest()[:16]
 
 
 TEXT = "application/text"
@@ -108,8 +112,13 @@ def listing(node: Dir) -> list[str]:
     return [name + ("/" if isinstance(child, Dir) else "") for name, child in sorted(node.children.items())]
 
 
-def answer(node: Node, recursive: bool, alt: str | None) -> Answer:
-    """What GET of ``node`` says with these query parameters."""
+def answer(node: Node, recursive: bool, alt: str | None, state: str = "") -> Answer:
+    """What GET of ``node`` says with these query parameters (``state``: see :class:`Answer`)."""
+    found = _answer(node, recursive, alt)
+    return Answer(found.body, found.content_type, state)
+
+
+def _answer(node: Node, recursive: bool, alt: str | None) -> Answer:
     as_json = alt == "json" if alt in ("json", "text") else recursive
     if isinstance(node, Leaf):
         if as_json or (node.json_alone and alt != "text"):

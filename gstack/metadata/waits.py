@@ -1,9 +1,9 @@
 """Hanging GETs: ``?wait_for_change=true[&last_etag=E][&timeout_sec=N]``.
 
 The answer comes back when its ETag differs from ``last_etag`` (at once if it already does) or
-from the ETag the value had when the wait began, when the instance is stopped or started (its
-guest would lose or regain the server), or when ``timeout_sec`` runs out (with the current
-value, as GCE does).
+from the ETag the value had when the wait began, or when ``timeout_sec`` runs out (with the
+current value, as GCE does). A stop or a start changes every ETag (see
+:class:`gstack.metadata.render.Answer`), so it ends every wait, even one begun after it.
 
 The metadata server runs in processes of its own (``gstack metadata``, beside ``gstack serve``
 and its workers), so a change made by the API (setMetadata, setTags,
@@ -25,8 +25,8 @@ LOOK_INTERVAL = 0.2  # seconds between looks at the database
 DEFAULT_TIMEOUT = 600.0
 MAX_TIMEOUT = 3600.0
 
-# What a look returns: the answer, and the instance's status (a stop or start ends the wait).
-Look = Callable[[], tuple[Answer, str]]
+# A look at the current answer.
+Look = Callable[[], Answer]
 
 
 def timeout_of(value: str | None) -> float:
@@ -38,22 +38,16 @@ def timeout_of(value: str | None) -> float:
     return min(max(seconds, 0.0), MAX_TIMEOUT)
 
 
-def running(status: str) -> bool:
-    """Whether the guest is up: a wait ends when this flips (a stop, a start), not on the steps
-    between (PROVISIONING, STAGING)."""
-    return status == "RUNNING"
-
-
 def wait_for_change(look: Look, last_etag: str | None, timeout: float, stopping: threading.Event) -> Answer:
     """The answer once it changed (see the module's docstring), or the current one at the timeout
     or when the server shuts down."""
-    answer, status = look()
+    answer = look()
     if last_etag and answer.etag != last_etag:
         return answer
     baseline = last_etag or answer.etag
     deadline = time.monotonic() + timeout
     while not stopping.wait(min(LOOK_INTERVAL, max(deadline - time.monotonic(), 0.0))):
-        answer, now_status = look()
-        if answer.etag != baseline or running(now_status) != running(status) or time.monotonic() >= deadline:
+        answer = look()
+        if answer.etag != baseline or time.monotonic() >= deadline:
             return answer
     return answer
