@@ -137,14 +137,13 @@ def id_token(session: Session, view: GuestView, email: str, issuer: str, audienc
     """A signed ID token of the service account for ``audience`` (the ``identity`` endpoint); the
     ``full`` format adds the ``google.compute_engine`` claims that tell which instance asked."""
     principal = account(session, view.project, email)
-    extra: dict[str, object] = {}
-    if full:
-        created = view.body.get("creationTimestamp", "")
-        extra["google"] = {"compute_engine": {
-            "project_id": view.project, "project_number": view.project_number, "zone": view.zone,
-            "instance_id": str(view.uid), "instance_name": view.body.get("name", ""),
-            "instance_creation_timestamp": _epoch(created)}}
-    return signing.sign_id_token(session, issuer, identity.subject_id(principal), email, audience, **extra)
+    subject = identity.subject_id(principal)
+    if not full:
+        return signing.sign_id_token(session, issuer, subject, email, audience)
+    engine = {"project_id": view.project, "project_number": view.project_number, "zone": view.zone,
+              "instance_id": str(view.uid), "instance_name": view.body.get("name", ""),
+              "instance_creation_timestamp": _epoch(view.body.get("creationTimestamp", ""))}
+    return signing.sign_id_token(session, issuer, subject, email, audience, google={"compute_engine": engine})
 
 
 def _epoch(rfc3339: str) -> int:
