@@ -14,12 +14,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import jwt
 import pytest
 import requests
 
-from tests.conftest import PROJECT, ZONE, free_port, unique, wait_op
+from tests.conftest import ZONE, free_port, unique, wait_op
+from tests.helpers.compute import fresh_project
 
 READONLY = "https://www.googleapis.com/auth/compute.readonly"
 FAMILY = "projects/debian-cloud/global/images/family/debian-12"
@@ -29,12 +31,12 @@ FLAVOR = {"Metadata-Flavor": "Google"}
 class Metadata:
     """A running ``gstack metadata`` for one instance."""
 
-    def __init__(self, server, instance: str):
+    def __init__(self, server, project: str, instance: str):
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(server.data_dir, f"metadata-{instance}.log"), "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gstack.cli", "metadata", "--project", PROJECT, "--zone", ZONE, "--instance",
+            [sys.executable, "-m", "gstack.cli", "metadata", "--project", project, "--zone", ZONE, "--instance",
              instance, "--port", str(self.port), "--data-dir", server.data_dir, "--issuer", server.base],
             env=server.env(), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
@@ -57,9 +59,20 @@ class Metadata:
         self.log.close()
 
 
+@dataclass
+class Guest:
+    md: Metadata
+    inst: dict
+    number: str  # the project's
+    project: str
+    gce: object  # googleapiclient, as the project's owner
+
+
 @pytest.fixture(scope="module")
-def guest(server, gce) -> Iterator[tuple[Metadata, dict, str]]:
-    """(its metadata server, the instance, the project number) of a compute.readonly instance."""
+def guest(server) -> Iterator[Guest]:
+    """A compute.readonly instance in a project of its own (its common metadata changes here), and
+    its metadata server."""
+    project, gce = fresh_project(server, "mdsrv")
     name = unique("md")
     body = {"name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro", "description": "a guest",
             "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}],
@@ -69,20 +82,20 @@ def guest(server, gce) -> Iterator[tuple[Metadata, dict, str]]:
             "metadata": {"items": [{"key": "startup-script", "value": "echo hi"},
                                    {"key": "enable-guest-attributes", "value": "TRUE"}]},
             "serviceAccounts": [{"email": "default", "scopes": [READONLY]}]}
-    op = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute())
+    op = wait_op(gce, gce.instances().insert(project=project, zone=ZONE, body=body).execute())
     assert "error" not in op, op
-    inst = gce.instances().get(project=PROJECT, zone=ZONE, instance=name).execute()
-    number = gce.projects().get(project=PROJECT).execute()["id"]
-    md = Metadata(server, name)
+    inst = gce.instances().get(project=project, zone=ZONE, instance=name).execute()
+    number = gce.projects().get(project=project).execute()["id"]
+    md = Metadata(server, project, name)
     try:
-        yield md, inst, number
+        yield Guest(md, inst, number, project, gce)
     finally:
         md.stop()
-        wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=name).execute())
+        wait_op(gce, gce.instances().delete(project=project, zone=ZONE, instance=name).execute())
 
 
 def test_google_rules(guest):
-    md, inst, _ = guest
+    md, inst = guest.md, guest.inst
     refused = md.get("instance/id", headers={})
     assert refused.status_code == 403 and "Missing Metadata-Flavor:Google header" in refused.text
     assert refused.headers["Metadata-Flavor"] == "Google"
@@ -102,17 +115,19 @@ def test_google_rules(guest):
     assert md.get("instance/id", alt="json").json() == int(inst["id"])
 
 
-def test_instance_and_project_tree(guest, gce):
-    md, inst, number = guest
+def test_instance_and_project_tree(guest):
+    md, inst, number, project, gce = guest.md, guest.inst, guest.number, guest.project, guest.gce
     name = inst["name"]
     assert md.get("").text == "instance/\nproject/\nuniverse/\n"
-    assert md.get("instance/hostname").text == f"{name}.{ZONE}.c.{PROJECT}.internal"
+    assert md.get("instance/hostname").text == f"{name}.{ZONE}.c.{project}.internal"
     assert md.get("instance/zone").text == f"projects/{number}/zones/{ZONE}"
     assert md.get("instance/machine-type").text == f"projects/{number}/machineTypes/e2-micro"
     assert md.get("instance/image").text.startswith("projects/debian-cloud/global/images/debian-12")
-    assert md.get("instance/tags").json() == ["web"]
+    now = gce.instances().get(project=project, zone=ZONE, instance=name).execute()  # other tests change it
+    assert md.get("instance/tags").json() == now["tags"]["items"]
     assert md.get("instance/description").text == "a guest"
-    assert md.get("instance/attributes/").text == "enable-guest-attributes\nstartup-script\n"
+    assert md.get("instance/attributes/").text == "".join(f"{k}\n" for k in sorted(
+        i["key"] for i in now["metadata"]["items"]))
     assert md.get("instance/attributes/startup-script").text == "echo hi"
     nic = inst["networkInterfaces"][0]
     tree = md.get("instance/", recursive="true").json()
@@ -126,10 +141,10 @@ def test_instance_and_project_tree(guest, gce):
     assert tree["serviceAccounts"]["default"] == {"aliases": ["default"], "email": email, "scopes": [READONLY]}
     assert md.get("instance/service-accounts/").text == f"{email}/\ndefault/\n"
     assert md.get("instance/service-accounts/default/scopes").text == READONLY + "\n"
-    assert md.get("project/project-id").text == PROJECT
+    assert md.get("project/project-id").text == project
     assert md.get("project/numeric-project-id").text == number
     assert md.get("project/attributes/", recursive="true").json() == {
-        i["key"]: i["value"] for i in gce.projects().get(project=PROJECT).execute()["commonInstanceMetadata"]
+        i["key"]: i["value"] for i in gce.projects().get(project=project).execute()["commonInstanceMetadata"]
         .get("items", [])}
 
 
@@ -146,8 +161,8 @@ def _waiting(md: Metadata, path: str, **params) -> tuple[threading.Thread, dict]
     return thread, out
 
 
-def test_wait_for_change_wakes_on_set_metadata_tags_and_stop(guest, gce):
-    md, inst, _ = guest
+def test_wait_for_change_wakes_on_set_metadata_tags_and_stop(guest):
+    md, inst, project, gce = guest.md, guest.inst, guest.project, guest.gce
     name = inst["name"]
     first = md.get("instance/attributes/", recursive="true")
     quiet = md.get("instance/attributes/", recursive="true", wait_for_change="true",
@@ -158,40 +173,49 @@ def test_wait_for_change_wakes_on_set_metadata_tags_and_stop(guest, gce):
 
     thread, out = _waiting(md, "instance/attributes/", recursive="true", last_etag=first.headers["ETag"],
                            timeout_sec="30")
-    current = gce.instances().get(project=PROJECT, zone=ZONE, instance=name).execute()
+    current = gce.instances().get(project=project, zone=ZONE, instance=name).execute()
     items = [*current["metadata"]["items"], {"key": "ssh-keys", "value": "alice:ssh-ed25519 AAAA alice"}]
-    wait_op(gce, gce.instances().setMetadata(project=PROJECT, zone=ZONE, instance=name, body={
+    wait_op(gce, gce.instances().setMetadata(project=project, zone=ZONE, instance=name, body={
         "fingerprint": current["metadata"]["fingerprint"], "items": items}).execute())
     thread.join(30)
     assert out["response"].json()["ssh-keys"] == "alice:ssh-ed25519 AAAA alice" and out["seconds"] < 10
 
     tags = md.get("instance/tags")
     thread, out = _waiting(md, "instance/tags", last_etag=tags.headers["ETag"], timeout_sec="30")
-    wait_op(gce, gce.instances().setTags(project=PROJECT, zone=ZONE, instance=name, body={
+    wait_op(gce, gce.instances().setTags(project=project, zone=ZONE, instance=name, body={
         "fingerprint": current["tags"]["fingerprint"], "items": ["web", "db"]}).execute())
     thread.join(30)
     assert out["response"].json() == ["db", "web"]  # the API keeps tags sorted
 
+    common = md.get("project/attributes/", recursive="true")
+    thread, out = _waiting(md, "project/attributes/", recursive="true", last_etag=common.headers["ETag"],
+                           timeout_sec="30")
+    fingerprint = gce.projects().get(project=project).execute()["commonInstanceMetadata"].get("fingerprint")
+    wait_op(gce, gce.projects().setCommonInstanceMetadata(project=project, body={
+        "fingerprint": fingerprint, "items": [{"key": "block-project-ssh-keys", "value": "TRUE"}]}).execute())
+    thread.join(30)
+    assert out["response"].json() == {"block-project-ssh-keys": "TRUE"} and out["seconds"] < 10
+
     event = md.get("instance/maintenance-event")
     thread, out = _waiting(md, "instance/maintenance-event", last_etag=event.headers["ETag"], timeout_sec="30")
-    wait_op(gce, gce.instances().stop(project=PROJECT, zone=ZONE, instance=name).execute())
+    wait_op(gce, gce.instances().stop(project=project, zone=ZONE, instance=name).execute())
     thread.join(30)
     assert out["seconds"] < 10 and out["response"].text == "NONE"  # the value is the same, its guest is not
     assert out["response"].headers["ETag"] != event.headers["ETag"]
-    wait_op(gce, gce.instances().start(project=PROJECT, zone=ZONE, instance=name).execute())
+    wait_op(gce, gce.instances().start(project=project, zone=ZONE, instance=name).execute())
 
 
-def test_guest_attributes_are_shown_by_the_api(guest, gce):
-    md, inst, _ = guest
+def test_guest_attributes_are_shown_by_the_api(guest):
+    md, inst, project, gce = guest.md, guest.inst, guest.project, guest.gce
     url = f"{md.root}/computeMetadata/v1/instance/guest-attributes/hostkeys/ssh-ed25519"
     assert requests.put(url, data="AAAAC3Nza", headers=FLAVOR, timeout=10).status_code == 200
     assert requests.put(url, data="x", timeout=10).status_code == 403
     assert md.get("instance/guest-attributes/").text == "hostkeys/\n"
     assert md.get("instance/guest-attributes/hostkeys/ssh-ed25519").text == "AAAAC3Nza"
-    shown = gce.instances().getGuestAttributes(project=PROJECT, zone=ZONE, instance=inst["name"],
+    shown = gce.instances().getGuestAttributes(project=project, zone=ZONE, instance=inst["name"],
                                                queryPath="hostkeys/").execute()
     assert shown["queryValue"]["items"] == [{"namespace": "hostkeys", "key": "ssh-ed25519", "value": "AAAAC3Nza"}]
-    one = gce.instances().getGuestAttributes(project=PROJECT, zone=ZONE, instance=inst["name"],
+    one = gce.instances().getGuestAttributes(project=project, zone=ZONE, instance=inst["name"],
                                              variableKey="hostkeys/ssh-ed25519").execute()
     assert one["variableValue"] == "AAAAC3Nza"
     assert requests.delete(url, headers=FLAVOR, timeout=10).status_code == 200
@@ -202,7 +226,7 @@ def test_guest_attributes_are_shown_by_the_api(guest, gce):
 
 
 def test_identity_token_verifies_against_the_published_jwks(guest, server):
-    md, inst, number = guest
+    md, inst, number = guest.md, guest.inst, guest.number
     assert md.get("instance/service-accounts/default/identity").status_code == 400
     token = md.get("instance/service-accounts/default/identity", audience="https://svc.example", format="full").text
     keys = jwt.PyJWKClient(server.base + "/oauth2/v3/certs").get_signing_key_from_jwt(token)
@@ -246,15 +270,15 @@ print(json.dumps(out))
 
 
 def test_google_auth_compute_credentials_call_the_api_with_the_instance_scopes(guest, server):
-    md, inst, number = guest
+    md, inst, number, project = guest.md, guest.inst, guest.number, guest.project
     address = f"127.0.0.1:{md.port}"
     env = {**os.environ, "GCE_METADATA_HOST": address, "GCE_METADATA_IP": address, "NO_GCE_CHECK": "false"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    done = subprocess.run([sys.executable, "-c", _CLIENT, server.api, PROJECT, ZONE, inst["name"]], env=env,
+    done = subprocess.run([sys.executable, "-c", _CLIENT, server.api, project, ZONE, inst["name"]], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out["default"] == ["Credentials", PROJECT]
+    assert out["default"] == ["Credentials", project]
     assert out["email"] == f"{number}-compute@developer.gserviceaccount.com"
     assert out["read"] == inst["name"]
     assert out["write"] == [403, "insufficientPermissions"]
