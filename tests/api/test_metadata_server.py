@@ -1,6 +1,6 @@
 """The GCE metadata server: ``gstack metadata`` (a subprocess beside ``gstack serve``, on SQLite and
 PostgreSQL) serving one instance, driven over HTTP with requests and with google-auth's own
-Compute Engine credentials (``compute_engine.Credentials``, ``google.auth.default()``) pointed at
+Compute Engine credentials (``compute_engine.Credentials``, ``IDTokenCredentials``, ``google.auth.default()``) pointed at
 it by ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``; their tokens then call gstack's API through
 googleapiclient with the instance's scopes and no more.
 """
@@ -247,10 +247,11 @@ import json, sys
 import google.auth
 from google.auth import compute_engine
 from google.auth.transport.requests import Request
+from google.oauth2 import id_token
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-api, project, zone, name = sys.argv[1:]
+api, certs, project, zone, name = sys.argv[1:]
 out = {}
 creds, found = google.auth.default()
 out["default"] = [type(creds).__name__, found]
@@ -265,16 +266,19 @@ try:
     out["write"] = "allowed"
 except HttpError as exc:
     out["write"] = [exc.resp.status, json.loads(exc.content)["error"]["errors"][0]["reason"]]
+ids = compute_engine.IDTokenCredentials(Request(), "https://svc.example", use_metadata_identity_endpoint=True)
+ids.refresh(Request())
+out["id"] = id_token.verify_token(ids.token, Request(), audience="https://svc.example", certs_url=certs)["email"]
 print(json.dumps(out))
 """
 
 
-def test_google_auth_compute_credentials_call_the_api_with_the_instance_scopes(guest, server):
+def test_google_auth_credentials_call_the_api_with_the_instance_scopes_and_verify_id_tokens(guest, server):
     md, inst, number, project = guest.md, guest.inst, guest.number, guest.project
     address = f"127.0.0.1:{md.port}"
     env = {**os.environ, "GCE_METADATA_HOST": address, "GCE_METADATA_IP": address, "NO_GCE_CHECK": "false"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    done = subprocess.run([sys.executable, "-c", _CLIENT, server.api, project, ZONE, inst["name"]], env=env,
+    done = subprocess.run([sys.executable, "-c", _CLIENT, server.api, server.base + "/oauth2/v3/certs", project, ZONE, inst["name"]], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -282,3 +286,4 @@ def test_google_auth_compute_credentials_call_the_api_with_the_instance_scopes(g
     assert out["email"] == f"{number}-compute@developer.gserviceaccount.com"
     assert out["read"] == inst["name"]
     assert out["write"] == [403, "insufficientPermissions"]
+    assert out["id"] == out["email"]  # an ID token verified by google-auth against gstack's JWKS
