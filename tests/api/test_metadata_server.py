@@ -1,8 +1,8 @@
 """The GCE metadata server: ``gstack metadata`` (a subprocess beside ``gstack serve``, on SQLite and
 PostgreSQL) serving one instance, driven over HTTP with requests and with google-auth's own
-Compute Engine credentials (``compute_engine.Credentials``, ``IDTokenCredentials``, ``google.auth.default()``) pointed at
-it by ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``; their tokens then call gstack's API through
-googleapiclient with the instance's scopes and no more.
+Compute Engine credentials (``compute_engine.Credentials``, ``IDTokenCredentials``,
+``google.auth.default()``) pointed at it by ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``; their
+tokens then call gstack's API through googleapiclient with the instance's scopes and no more.
 """
 
 from __future__ import annotations
