@@ -113,6 +113,13 @@ def test_google_rules(guest):
     assert got.text == inst["id"] and got.headers["Content-Type"] == "application/text"
     assert got.headers["ETag"] == md.get("instance/id").headers["ETag"]
     assert md.get("instance/id", alt="json").json() == int(inst["id"])
+    assert md.get("instance/network-interfaces/").text == "0/\n"
+    assert md.get("instance/scheduling/", alt="json").json() == ["automatic-restart", "on-host-maintenance",
+                                                                "preemptible"]
+    assert md.get("instance/scheduling/", recursive="true", alt="text").text == (
+        "automatic-restart TRUE\non-host-maintenance MIGRATE\npreemptible FALSE\n")
+    assert md.get("instance/id", alt="xml").status_code == 400
+    assert requests.post(md.root + "/computeMetadata/v1/instance/id", headers=FLAVOR, timeout=10).status_code == 405
 
 
 def test_instance_and_project_tree(guest):
