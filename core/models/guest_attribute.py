@@ -2,7 +2,8 @@
 (``instance/guest-attributes/NAMESPACE/KEY``), read back by instances.getGuestAttributes.
 
 They live beside the instance's body, not in it: a guest writes them often (host keys, agent
-status) and a write must not change the instance's fingerprint or wake metadata waiters.
+status) and a write must not change the instance's fingerprint, nor wake a guest that waits on
+its attributes.
 """
 
 from __future__ import annotations
