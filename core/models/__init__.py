@@ -1,6 +1,7 @@
 """SQLAlchemy 2.0 models of the core. flask-sqlalchemy reuses ``Base`` as its model class."""
 
 from core.models.base import Base
+from core.models.guest_attribute import GuestAttribute
 from core.models.identity import (
     AccessToken,
     Membership,
@@ -10,7 +11,6 @@ from core.models.identity import (
     SigningKey,
     UsedAssertion,
 )
-from core.models.guest_attribute import GuestAttribute
 from core.models.instance_group import InstanceGroupMember
 from core.models.operation import Operation
 from core.models.resource import IpAllocation, Resource, ResourceUsage
