@@ -16,6 +16,7 @@ from core.periodic import PeriodicRounds
 from gstack.admin import admin, factory, settings
 from gstack.datadir import secure as secure_data_dir
 from gstack.interpreter import settle
+from gstack.metadata.cli import metadata
 
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
 
@@ -170,6 +171,7 @@ def worker(data_dir: str | None, threads: int) -> None:
 
 
 main.add_command(admin)
+main.add_command(metadata)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """SQLAlchemy 2.0 models of the core. flask-sqlalchemy reuses ``Base`` as its model class."""
 
 from core.models.base import Base
+from core.models.guest_attribute import GuestAttribute
 from core.models.identity import (
     AccessToken,
     Membership,
@@ -22,6 +23,7 @@ __all__ = [
     "Base",
     "Cluster",
     "ConsoleTicketUse",
+    "GuestAttribute",
     "Host",
     "InstanceGroupMember",
     "IpAllocation",

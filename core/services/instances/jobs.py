@@ -21,7 +21,7 @@ from core.jobs import JobContext, job
 from core.links import url_of
 from core.models import Host, Resource, StoragePool
 from core.resources import store
-from core.services import addresses, disks, instance_groups
+from core.services import addresses, disks, guest_attributes, instance_groups
 from core.services.instances import states
 from core.services.instances.rows import (
     BY_UIDS,
@@ -226,8 +226,10 @@ def _undo_insert(ctx: JobContext, s: Session, res: Resource) -> None:
 
 
 def _forget(s: Session, res: Resource) -> None:
-    """Remove the instance row with the addresses it holds, and re-render its networks' routers."""
+    """Remove the instance row with the addresses it holds and what its guest wrote, and re-render
+    its networks' routers."""
     ipam.release_owner(s, res.uid)
+    guest_attributes.forget_instance(s, res.uid)
     addresses.release_instance(s, res)
     sync_routers(s, res)
     instance_groups.forget_instance(s, res)

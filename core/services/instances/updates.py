@@ -20,6 +20,7 @@ from core.models import Operation, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import accelerator_types, projects
+from core.services import guest_attributes as guest_attributes_store
 from core.services.instances import spec, states
 from core.services.instances.rows import (
     find,
@@ -184,12 +185,22 @@ def _replaced(value: Any, old: str, new: str) -> Any:
 
 def guest_attributes(call: Call, zone: ZoneInfo, name: str, query_path: str | None,
                      variable_key: str | None) -> dict[str, Any]:
-    """What the guest has written under ``query_path`` (nothing yet: guests cannot write them), or
-    the value of ``variable_key`` (never found yet)."""
+    """What the guest wrote through its metadata server: the value of ``variable_key``
+    (``NAMESPACE/KEY``), or the values under ``query_path`` (``NAMESPACE/``, ``NAMESPACE/KEY`` or
+    everything when empty) as GCE lists them."""
     res = find(call, zone, name)
     if variable_key:
-        raise NotFound(f"{instance_path(res)}/guestAttributes/{variable_key}")
-    out: dict[str, Any] = {"kind": "compute#guestAttributes", "queryValue": {},
+        namespace, _, key = variable_key.partition("/")
+        found = [v for ns, k, v in guest_attributes_store.values(call.session, res.uid, namespace) if k == key]
+        if not found:
+            raise NotFound(f"{instance_path(res)}/guestAttributes/{variable_key}")
+        return {"kind": "compute#guestAttributes", "variableKey": variable_key, "variableValue": found[0],
+                "selfLink": f"{instance_url(res)}/guestAttributes/{variable_key}"}
+    namespace, _, key = (query_path or "").partition("/")
+    items = [{"namespace": ns, "key": k, "value": v}
+             for ns, k, v in guest_attributes_store.values(call.session, res.uid, namespace or None)
+             if not key or k == key]
+    out: dict[str, Any] = {"kind": "compute#guestAttributes", "queryValue": {"items": items} if items else {},
                            "selfLink": f"{instance_url(res)}/guestAttributes/{query_path or ''}"}
     if query_path:
         out["queryPath"] = query_path
