@@ -13,8 +13,9 @@ Where GCE's behaviour is not documented, gstack chose (see docs/architecture.rst
   endpoint groups are refused with an ``invalid`` error naming them;
 * protocols HTTP, HTTPS and HTTP2 serve url maps; TCP and SSL are stored (for target TCP/SSL proxies,
   which gstack does not have) with the CONNECTION balancing mode GCE requires there;
-* ``getHealth`` reports a member HEALTHY while it is RUNNING and its group has the named port (the
-  simulator's guests answer every probe).
+* ``getHealth`` reports a member as the health model finds it (:mod:`core.services.instance_health`:
+  RUNNING and its guest answering), and UNHEALTHY while its group lacks the named port, since no
+  probe reaches it then; the router renders the same members out of the HAProxy backend.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core.models import Operation, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import instance_groups, lb_common, vpc
+from core.services import instance_groups, instance_health, lb_common, vpc
 from core.services.topology import zone as find_zone
 
 COLLECTION = "backendServices"
@@ -262,10 +263,14 @@ def group_health(call: Call, region: str | None, name: str, body: Body) -> Body:
     group = store.find(call.session, ref.project, ref.collection, ref.scope, ref.name)
     port = next((p["port"] for p in store.body_of(group).get("namedPorts") or [] if p["name"] == service["portName"]),
                 None)
+    members = lb_common.member_addresses(call.session, group)
+    down = instance_health.not_serving(call.session, [m.uid for m in members])
     statuses = []
-    for member, status, ip in lb_common.member_addresses(call.session, group):
-        item: Body = {"healthState": "HEALTHY" if status == "RUNNING" and port is not None else "UNHEALTHY",
-                      "instance": member}
+    for m in members:
+        healthy = m.status == "RUNNING" and port is not None and m.uid not in down
+        item: Body = {"healthState": instance_health.HEALTHY if healthy else instance_health.UNHEALTHY,
+                      "instance": m.url}
+        ip = m.ip
         if ip:
             item["ipAddress"] = ip
         if port is not None:

@@ -34,6 +34,7 @@ from core.links import parse_ref
 from core.models import InstanceGroupMember, Resource
 from core.resources import store
 from core.resources.store import Body
+from core.services import instance_health
 
 CERT_DIR = "/etc/haproxy/certs"
 KEYS = "sslCertificateKeys"  # the private rows core.services.ssl_certificates keeps the PEM in
@@ -128,15 +129,20 @@ def _home(reader: _Reader, url_map: Body) -> tuple[str, str] | None:
     return min(homes) if homes else None
 
 
-_MEMBERS = (select(Resource.name, Resource.body).join(InstanceGroupMember, InstanceGroupMember.instance_uid == Resource.uid)
+_MEMBERS = (select(Resource.uid, Resource.name, Resource.body).join(InstanceGroupMember, InstanceGroupMember.instance_uid == Resource.uid)
             .where(InstanceGroupMember.group_uid == bindparam("group"), Resource.status == "RUNNING")
             .order_by(Resource.name))
 
 
 def _members(session: Session, group: Resource) -> list[tuple[str, str]]:
-    """(name, address of the first interface) of the group's RUNNING members."""
+    """(name, address of the first interface) of the group's RUNNING members that answer their health
+    checks (:mod:`core.services.instance_health`): the balancer sends nothing to an unhealthy one."""
+    rows = session.execute(_MEMBERS, {"group": group.uid}).all()
+    down = instance_health.not_serving(session, [uid for uid, _, _ in rows])
     out = []
-    for name, body in session.execute(_MEMBERS, {"group": group.uid}):
+    for uid, name, body in rows:
+        if uid in down:
+            continue
         nics = orjson.loads(body).get("networkInterfaces") or [{}]
         ip = _ip(nics[0].get("networkIP"))
         if ip and _ok(name):

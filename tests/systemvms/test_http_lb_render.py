@@ -17,6 +17,7 @@ from core.services import (
     addresses,
     backend_services,
     instance_groups,
+    instance_health,
     load_balancing,
     proxy_forwarding_rules,
     ssl_certificates,
@@ -188,6 +189,22 @@ def test_a_removed_or_stopped_instance_leaves_the_backend(cloud, chain_of_two):
     assert backend_servers(files[router.HAPROXY], "bs-svc-a") == []
     cloud.power("a-1", "start")
     assert backend_servers(cloud.rendered()[router.HAPROXY], "bs-svc-a") == ["a-1"]
+
+
+def test_an_unhealthy_instance_leaves_the_backend_and_get_health_says_so(cloud, chain_of_two):
+    with write_session(cloud.factory) as s:
+        instance_health.set_serving(s, cloud.project, ZONE, "a-1", False)
+    cloud.run_jobs()
+    files = cloud.rendered()
+    check_haproxy(files)
+    assert backend_servers(files[router.HAPROXY], "bs-svc-a") == ["a-2"]
+    health = run(cloud, backend_services.group_health, None, "svc-a", {"group": f"zones/{ZONE}/instanceGroups/ga"})
+    assert [(h["instance"].rsplit("/", 1)[1], h["healthState"], h["port"]) for h in health["healthStatus"]] == [
+        ("a-1", "UNHEALTHY", 8080), ("a-2", "HEALTHY", 8080)]
+    with write_session(cloud.factory) as s:
+        instance_health.set_serving(s, cloud.project, ZONE, "a-1", True)
+    cloud.run_jobs()
+    assert backend_servers(cloud.rendered()[router.HAPROXY], "bs-svc-a") == ["a-1", "a-2"]
 
 
 def test_hosts_choose_their_matcher_exact_before_wildcard(cloud, chain_of_two):
