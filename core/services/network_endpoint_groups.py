@@ -217,7 +217,7 @@ def list_endpoints(call: Call, zone: ZoneInfo, name: str, body: Body) -> Body:
     for (e, _), ok in zip(pairs, healthy(call.session, pairs), strict=True):
         item: Body = {"networkEndpoint": dict(e)}
         if show:
-            item["healthStatus"] = [_status(s, ok) for s in services]
+            item["healths"] = [_status(s, ok) for s in services]
         items.append(item)
     out: Body = {"kind": "compute#networkEndpointGroupsListNetworkEndpoints"}
     if items:
