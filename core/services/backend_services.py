@@ -164,6 +164,9 @@ def _backends(call: Call, scope: str, protocol: str, value: object) -> list[Body
             raise Invalid(f"resource.backends[{i}].group", item.get("group"), "Duplicate backend group: a group "
                                                                               "can be a backend of a service once.")
         out.append(backend)
+    if len({network_endpoint_groups.is_group_url(b["group"]) for b in out}) > 1:
+        raise Invalid("resource.backends", "", "A backend service cannot mix instance group and network endpoint "
+                                               "group backends.")
     return out
 
 

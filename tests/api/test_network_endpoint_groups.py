@@ -60,6 +60,13 @@ def test_endpoints_behind_a_backend_service(server, project):
         "name": bs, "healthChecks": ["global/healthChecks/hc"],
         "backends": [{"group": f"zones/{ZONE}/networkEndpointGroups/{g}", "balancingMode": "RATE",
                       "maxRatePerEndpoint": 100}]}))
+    ig = unique("ig")
+    done(gce, gce.instanceGroups().insert(project=name, zone=ZONE, body={"name": ig}))
+    fails(gce.backendServices().patch(project=name, backendService=bs, body={"backends": [
+        {"group": f"zones/{ZONE}/networkEndpointGroups/{g}", "balancingMode": "RATE", "maxRatePerEndpoint": 100},
+        {"group": f"zones/{ZONE}/instanceGroups/{ig}"}]}), 400, "invalid",
+        "Invalid value for field 'resource.backends': ''. A backend service cannot mix instance group and network "
+        "endpoint group backends.")
     backend = gce.backendServices().get(project=name, backendService=bs).execute()["backends"][0]
     assert backend == {"group": f"{base}/zones/{ZONE}/networkEndpointGroups/{g}", "balancingMode": "RATE",
                        "capacityScaler": 1.0, "maxRatePerEndpoint": 100}
