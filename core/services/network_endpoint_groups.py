@@ -14,14 +14,15 @@ attaching, detaching or deleting asks the routers of the balancers' networks to 
 
 Where GCE's behaviour is not documented, gstack chose (see docs/architecture.rst): attaching an
 endpoint the group holds, or detaching one it does not, is refused naming the endpoint (never a
-silent no-op); an endpoint whose instance was deleted stays until detached, but is neither listed
-nor served (GCE detaches it).
+silent no-op). An instance being deleted leaves the groups it is an endpoint of, as in GCE
+(:func:`forget_instance`, called by the instance's delete job).
 """
 
 from __future__ import annotations
 
 import ipaddress
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Invalid, Required, ResourceInUse
@@ -185,6 +186,24 @@ def change(call: Call, zone: ZoneInfo, name: str, body: Body, attach: bool) -> O
     store.save(group, stored)
     lb_common.notify(call.session, call.project, before)
     return lb_common.begin(call, group, "attachNetworkEndpoints" if attach else "detachNetworkEndpoints")
+
+
+def forget_instance(session: Session, instance: Resource) -> None:
+    """Detach every endpoint of an instance being deleted, in the caller's transaction (which holds the
+    instance's row lock, then the groups')."""
+    needle = f'"instance":"{instance.name}"'
+    rows = session.scalars(select(Resource).where(
+        Resource.project == instance.project, Resource.collection == ENDPOINTS, Resource.scope == instance.scope,
+        Resource.body.contains(needle, autoescape=True)).order_by(Resource.uid).with_for_update())
+    for private in rows:
+        body = store.body_of(private)
+        kept = [e for e in body.get("endpoints") or [] if e.get("instance") != instance.name]
+        group = store.find_optional(session, private.project, COLLECTION, private.scope, private.name)
+        store.save(private, {**body, "endpoints": kept})
+        if group is not None:
+            stored = store.body_of(group)
+            stored["size"] = len(kept)
+            store.save(group, stored)
 
 
 def members(session: Session, group: Resource) -> list[tuple[Body, Resource]]:

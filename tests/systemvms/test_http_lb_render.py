@@ -313,3 +313,8 @@ def test_network_endpoint_groups_serve_their_endpoints(cloud):
                  {"group": f"zones/{ZONE}/networkEndpointGroups/neg"})
     assert [(h["port"], h["healthState"]) for h in health["healthStatus"]] == [(9001, "UNHEALTHY"),
                                                                               (9000, "UNHEALTHY")]
+    cloud.delete_instance("n-2")  # a deleted instance leaves the group, as in GCE
+    with cloud.factory() as s:
+        assert store.body_of(store.find(s, cloud.project, "networkEndpointGroups", f"zones/{ZONE}", "neg"))["size"] == 0
+    listed = run(cloud, network_endpoint_groups.list_endpoints, zone(cloud), "neg", {})
+    assert "items" not in listed

@@ -21,7 +21,7 @@ from core.jobs import JobContext, job
 from core.links import url_of
 from core.models import Host, Resource, StoragePool
 from core.resources import store
-from core.services import addresses, disks, instance_groups
+from core.services import addresses, disks, instance_groups, network_endpoint_groups
 from core.services.instances import states
 from core.services.instances.rows import (
     BY_UIDS,
@@ -231,6 +231,7 @@ def _forget(s: Session, res: Resource) -> None:
     addresses.release_instance(s, res)
     sync_routers(s, res)
     instance_groups.forget_instance(s, res)
+    network_endpoint_groups.forget_instance(s, res)
     s.delete(res)
 
 
