@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import project_credentials, unique
-from tests.helpers.networks import done, fails, names
+from tests.helpers.networks import custom, done, fails, names
 
-ZONE = "us-central1-c"
+REGION, ZONE = "us-central1", "us-central1-c"
 IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 
 
@@ -121,3 +121,21 @@ def test_refusals_change_nothing(project):
         "networkEndpoints": [{"instance": vms[1], "port": 80}]}), 400, "invalid")
     assert negs.get(project=name, zone=ZONE, networkEndpointGroup=g).execute()["size"] == 1
     done(gce, negs.delete(project=name, zone=ZONE, networkEndpointGroup=g))
+
+
+def test_a_group_holds_its_network_and_subnetwork(project):
+    name, gce, _ = project
+    net, sub, g = custom(gce, name), unique("sub"), unique("neg")
+    done(gce, gce.subnetworks().insert(project=name, region=REGION, body={
+        "name": sub, "network": f"global/networks/{net}", "ipCidrRange": "10.77.0.0/24"}))
+    fails(gce.networkEndpointGroups().insert(project=name, zone=ZONE, body={
+        "name": g, "network": "global/networks/default", "subnetwork": f"regions/{REGION}/subnetworks/{sub}"}),
+        400, "invalid")
+    done(gce, gce.networkEndpointGroups().insert(project=name, zone=ZONE, body={
+        "name": g, "network": f"global/networks/{net}", "subnetwork": f"regions/{REGION}/subnetworks/{sub}"}))
+    user = f"'projects/{name}/zones/{ZONE}/networkEndpointGroups/{g}'"
+    assert user in fails(gce.subnetworks().delete(project=name, region=REGION, subnetwork=sub), 400,
+                         "resourceInUseByAnotherResource")["message"]
+    done(gce, gce.networkEndpointGroups().delete(project=name, zone=ZONE, networkEndpointGroup=g))
+    done(gce, gce.subnetworks().delete(project=name, region=REGION, subnetwork=sub))
+    done(gce, gce.networks().delete(project=name, network=net))
