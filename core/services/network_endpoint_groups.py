@@ -223,9 +223,9 @@ def healthy(session: Session, pairs: list[tuple[Body, Resource]]) -> list[bool]:
     return [inst.status == "RUNNING" and inst.uid not in down for _, inst in pairs]
 
 
-def list_endpoints(call: Call, zone: ZoneInfo, name: str, body: Body) -> Body:
-    """listNetworkEndpoints: the endpoints, with (``healthStatus: SHOW``) their health as each backend
-    service using the group checks it."""
+def list_endpoints(call: Call, zone: ZoneInfo, name: str, body: Body) -> list[Body]:
+    """listNetworkEndpoints' items: the endpoints in attach order, with (``healthStatus: SHOW``) their
+    health as each backend service using the group checks it."""
     group = store.find(call.session, call.project, COLLECTION, _scope(zone), name)
     show = (body.get("healthStatus") or "SKIP") == "SHOW"
     if body.get("healthStatus") not in (None, "SHOW", "SKIP"):
@@ -238,10 +238,7 @@ def list_endpoints(call: Call, zone: ZoneInfo, name: str, body: Body) -> Body:
         if show:
             item["healths"] = [_status(s, ok) for s in services]
         items.append(item)
-    out: Body = {"kind": "compute#networkEndpointGroupsListNetworkEndpoints"}
-    if items:
-        out["items"] = items
-    return out
+    return items
 
 
 def _status(service: Resource, ok: bool) -> Body:

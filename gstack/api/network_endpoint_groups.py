@@ -1,8 +1,13 @@
 """networkEndpointGroups: zonal groups of VM endpoints (GCE_VM_IP_PORT) behind backend services."""
 
+import orjson
+from flask import Response
+
 from core.services import network_endpoint_groups
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
+from gstack.gce.listing import memory_source, paginate, parse_params
+from gstack.gce.render import json_response, stored_all
 
 C = network_endpoint_groups.COLLECTION
 
@@ -45,5 +50,17 @@ def detach(req: ApiRequest, zone: str, networkEndpointGroup: str):
 
 
 @handles("compute.networkEndpointGroups.listNetworkEndpoints")
-def list_endpoints(req: ApiRequest, zone: str, networkEndpointGroup: str):
-    return network_endpoint_groups.list_endpoints(req.call, req.zone(zone), networkEndpointGroup, req.body)
+def list_endpoints(req: ApiRequest, zone: str, networkEndpointGroup: str) -> Response:
+    """A POST list, paged and filtered like the others, over the endpoints in attach order (the
+    answer's schema has no selfLink)."""
+    params = parse_params(req.args, "NetworkEndpointWithHealthStatus")
+    items = network_endpoint_groups.list_endpoints(req.call, req.zone(zone), networkEndpointGroup, req.body)
+    keyed = [([n], orjson.dumps(item).decode()) for n, item in enumerate(items)]
+    if params.order == "created":
+        keyed.reverse()
+    page, token = paginate(memory_source(keyed), params)
+    path = f"projects/{req.call.project}/zones/{zone}/networkEndpointGroups/{networkEndpointGroup}"
+    out = common.list_envelope("compute#networkEndpointGroupsListNetworkEndpoints", path,
+                               stored_all([t for _, t in page]), token)
+    out.pop("selfLink")
+    return json_response(out)

@@ -50,6 +50,13 @@ def test_endpoints_behind_a_backend_service(server, project):
     assert listed["kind"] == "compute#networkEndpointGroupsListNetworkEndpoints"
     assert listed["items"][0] == {"networkEndpoint": {"instance": vms[0], "ipAddress": ip0, "port": 8080}}
     assert [i["networkEndpoint"]["port"] for i in listed["items"]] == [8080, 9090]
+    request = negs.listNetworkEndpoints(project=name, zone=ZONE, networkEndpointGroup=g, maxResults=1)
+    first = request.execute()
+    rest = negs.listNetworkEndpoints_next(request, first)
+    assert first["items"] == listed["items"][:1] and rest.execute()["items"] == listed["items"][1:]
+    filtered = negs.listNetworkEndpoints(project=name, zone=ZONE, networkEndpointGroup=g,
+                                         filter="networkEndpoint.port = 9090").execute()
+    assert [i["networkEndpoint"]["instance"] for i in filtered["items"]] == [vms[1]]
     # a backend service balances to it: RATE with a per-endpoint limit
     bs = unique("bs")
     fails(gce.backendServices().insert(project=name, body={
