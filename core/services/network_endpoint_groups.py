@@ -25,7 +25,7 @@ import ipaddress
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import Invalid, Required, ResourceInUse
+from core.errors import Invalid, NotFound, Required, ResourceInUse
 from core.links import parse_ref, scope_url, url_of
 from core.models import Operation, Resource
 from core.resources import store
@@ -190,20 +190,23 @@ def change(call: Call, zone: ZoneInfo, name: str, body: Body, attach: bool) -> O
 
 def forget_instance(session: Session, instance: Resource) -> None:
     """Detach every endpoint of an instance being deleted, in the caller's transaction (which holds the
-    instance's row lock, then the groups')."""
+    instance's row lock; then each group's and its endpoints', the order attach and detach take)."""
     needle = f'"instance":"{instance.name}"'
-    rows = session.scalars(select(Resource).where(
+    names = list(session.scalars(select(Resource.name).where(
         Resource.project == instance.project, Resource.collection == ENDPOINTS, Resource.scope == instance.scope,
-        Resource.body.contains(needle, autoescape=True)).order_by(Resource.uid).with_for_update())
-    for private in rows:
+        Resource.body.contains(needle, autoescape=True)).order_by(Resource.name)))
+    for name in names:
+        try:
+            group = projects.find_for_update(session, instance.project, COLLECTION, instance.scope, name)
+            private = projects.find_for_update(session, instance.project, ENDPOINTS, instance.scope, name)
+        except NotFound:
+            continue  # the group was deleted meanwhile, with its endpoints
         body = store.body_of(private)
         kept = [e for e in body.get("endpoints") or [] if e.get("instance") != instance.name]
-        group = store.find_optional(session, private.project, COLLECTION, private.scope, private.name)
         store.save(private, {**body, "endpoints": kept})
-        if group is not None:
-            stored = store.body_of(group)
-            stored["size"] = len(kept)
-            store.save(group, stored)
+        stored = store.body_of(group)
+        stored["size"] = len(kept)
+        store.save(group, stored)
 
 
 def members(session: Session, group: Resource) -> list[tuple[Body, Resource]]:
