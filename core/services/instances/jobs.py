@@ -21,7 +21,7 @@ from core.jobs import JobContext, job
 from core.links import url_of
 from core.models import Host, Resource, StoragePool
 from core.resources import store
-from core.services import addresses, disks, instance_groups, network_endpoint_groups
+from core.services import addresses, disks, instance_groups
 from core.services.instances import states
 from core.services.instances.rows import (
     BY_UIDS,
@@ -36,6 +36,7 @@ from core.services.instances.rows import (
     sync_routers,
     vm_spec,
 )
+from core.services.network_endpoint_groups import forget_instance as leave_endpoint_groups
 
 Staged = tuple[JobContext, HypervisorDriver, HostRef, VmSpec]
 
@@ -231,7 +232,7 @@ def _forget(s: Session, res: Resource) -> None:
     addresses.release_instance(s, res)
     sync_routers(s, res)
     instance_groups.forget_instance(s, res)
-    network_endpoint_groups.forget_instance(s, res)
+    leave_endpoint_groups(s, res)
     s.delete(res)
 
 
