@@ -9,12 +9,14 @@ nothing but the database changes, and the router's render follows as a sync job.
 
 Where GCE's behaviour is not documented, gstack chose (see docs/architecture.rst):
 
-* backends are zonal instance groups (unmanaged groups, or a managed group's group); network
-  endpoint groups are refused with an ``invalid`` error naming them;
+* backends are zonal instance groups (unmanaged groups, or a managed group's group) or zonal network
+  endpoint groups of type GCE_VM_IP_PORT (balancing mode RATE for HTTP(S), CONNECTION for TCP/SSL,
+  with ``maxRate``/``maxRatePerEndpoint`` or ``maxConnections``/``maxConnectionsPerEndpoint``);
 * protocols HTTP, HTTPS and HTTP2 serve url maps; TCP and SSL are stored (for target TCP/SSL proxies,
   which gstack does not have) with the CONNECTION balancing mode GCE requires there;
-* ``getHealth`` reports a member HEALTHY while it is RUNNING and its group has the named port (the
-  simulator's guests answer every probe).
+* ``getHealth`` reports a member as the health model finds it (:mod:`core.services.instance_health`:
+  RUNNING and its guest answering), and UNHEALTHY while its group lacks the named port, since no
+  probe reaches it then; the router renders the same members out of the HAProxy backend.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from core.models import Operation, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import instance_groups, lb_common, vpc
+from core.services import instance_groups, instance_health, lb_common, network_endpoint_groups, vpc
 from core.services.topology import zone as find_zone
 
 COLLECTION = "backendServices"
@@ -39,6 +41,7 @@ CHECK_COLLECTIONS = ("healthChecks", "httpHealthChecks")
 _DEFAULT_PORTS = {"HTTP": 80, "HTTPS": 443, "HTTP2": 443, "TCP": 80, "SSL": 443}
 _RATE_LIMITS = ("maxRate", "maxRatePerInstance")
 _CONNECTION_LIMITS = ("maxConnections", "maxConnectionsPerInstance")
+_ENDPOINT_LIMITS = ("maxRatePerEndpoint", "maxConnectionsPerEndpoint")
 _WRITABLE = ("description", "backends", "healthChecks", "timeoutSec", "port", "protocol", "portName",
              "enableCDN", "sessionAffinity", "affinityCookieTtlSec", "loadBalancingScheme", "connectionDraining")
 _ORDER = ("kind", "id", "creationTimestamp", "name", "description", "selfLink", "backends", "healthChecks",
@@ -63,9 +66,9 @@ def _number(value: object, field: str, low: float, high: float, default: float) 
 def _group(call: Call, scope: str, value: object, field: str) -> Resource:
     """A backend's instance group: zonal, or a regional managed group's (``regions/R``), in the
     service's region when the service is regional."""
-    if isinstance(value, str) and "/networkEndpointGroups/" in value:
-        raise Invalid(field, value, "Network endpoint groups are not supported by gstack: use an instance group.")
-    ref = vpc.reference(call, value, field, instance_groups.COLLECTION)
+    collection = network_endpoint_groups.COLLECTION if isinstance(value, str) and \
+        "/networkEndpointGroups/" in value else instance_groups.COLLECTION
+    ref = vpc.reference(call, value, field, collection)
     if ref.scope.startswith("zones/"):
         region = find_zone(call.session, call.project, ref.scope.split("/", 1)[1]).region.name
     elif ref.scope.startswith("regions/"):
@@ -74,7 +77,9 @@ def _group(call: Call, scope: str, value: object, field: str) -> Resource:
         raise Invalid(field, value, "The URL is malformed.")
     if scope != "global" and f"regions/{region}" != scope:
         raise Invalid(field, value, f"The instance group must be in a zone of region '{scope.split('/', 1)[1]}'.")
-    return lb_common.referenced(call, value, field, instance_groups.COLLECTION, scope, same_scope=False)
+    if collection == network_endpoint_groups.COLLECTION and not ref.scope.startswith("zones/"):
+        raise Invalid(field, value, "gstack supports zonal network endpoint groups only.")
+    return lb_common.referenced(call, value, field, collection, scope, same_scope=False)
 
 
 def _backend(call: Call, scope: str, protocol: str, item: object, i: int) -> Body:
@@ -84,7 +89,10 @@ def _backend(call: Call, scope: str, protocol: str, item: object, i: int) -> Bod
     if item.get("group") in (None, ""):
         raise Required(f"{here}.group")
     out: Body = {"description": item["description"]} if item.get("description") else {}
-    out["group"] = vpc.url(_group(call, scope, item["group"], f"{here}.group"))
+    group = _group(call, scope, item["group"], f"{here}.group")
+    out["group"] = vpc.url(group)
+    if group.collection == network_endpoint_groups.COLLECTION:
+        return _neg_backend(item, here, protocol, out)
     mode = item.get("balancingMode") or ("UTILIZATION" if protocol in HTTP_PROTOCOLS else "CONNECTION")
     if mode not in MODES:
         raise Invalid(f"{here}.balancingMode", mode, f"Must be one of {', '.join(MODES)}.")
@@ -92,6 +100,9 @@ def _backend(call: Call, scope: str, protocol: str, item: object, i: int) -> Bod
     if mode not in allowed:
         raise Invalid(f"{here}.balancingMode", mode, f"Balancing mode must be {' or '.join(allowed)} for a backend "
                                                      f"service with protocol {protocol}.")
+    for key in _ENDPOINT_LIMITS:
+        if item.get(key) is not None:
+            raise Invalid(f"{here}.{key}", item[key], f"{key} is for network endpoint group backends.")
     out["balancingMode"] = mode
     scaler = _number(item.get("capacityScaler"), f"{here}.capacityScaler", 0.0, 1.0, 1.0)
     if 0 < scaler < 0.1:
@@ -114,6 +125,33 @@ def _backend(call: Call, scope: str, protocol: str, item: object, i: int) -> Bod
     return out
 
 
+def _neg_backend(item: Body, here: str, protocol: str, out: Body) -> Body:
+    """A network endpoint group's backend: RATE (HTTP(S)) or CONNECTION (TCP, SSL), one limit of the
+    mode (per endpoint or for the group), no utilization."""
+    mode = item.get("balancingMode") or ("RATE" if protocol in HTTP_PROTOCOLS else "CONNECTION")
+    allowed = "RATE" if protocol in HTTP_PROTOCOLS else "CONNECTION"
+    if mode != allowed:
+        raise Invalid(f"{here}.balancingMode", mode, f"Balancing mode must be {allowed} for a network endpoint "
+                                                     f"group backend of a backend service with protocol {protocol}.")
+    out["balancingMode"] = mode
+    scaler = _number(item.get("capacityScaler"), f"{here}.capacityScaler", 0.0, 1.0, 1.0)
+    if 0 < scaler < 0.1:
+        raise Invalid(f"{here}.capacityScaler", item.get("capacityScaler"), "capacityScaler must be 0 or in the "
+                                                                            "range [0.1, 1.0].")
+    out["capacityScaler"] = scaler
+    limits = ("maxRate", "maxRatePerEndpoint") if mode == "RATE" else ("maxConnections", "maxConnectionsPerEndpoint")
+    for key in (*_RATE_LIMITS, *_CONNECTION_LIMITS, *_ENDPOINT_LIMITS, "maxUtilization"):
+        if item.get(key) is None:
+            continue
+        if key not in limits:
+            raise Invalid(f"{here}.{key}", item[key], f"{key} cannot be set for a network endpoint group backend "
+                                                      f"with balancing mode {mode}.")
+        out[key] = int(_number(item[key], f"{here}.{key}", 1, 10**9, 0))
+    if sum(k in out for k in limits) != 1:
+        raise Invalid(here, "", f"Exactly one of {' or '.join(limits)} must be set for balancing mode {mode}.")
+    return out
+
+
 def _backends(call: Call, scope: str, protocol: str, value: object) -> list[Body]:
     if value is None:
         return []
@@ -126,6 +164,9 @@ def _backends(call: Call, scope: str, protocol: str, value: object) -> list[Body
             raise Invalid(f"resource.backends[{i}].group", item.get("group"), "Duplicate backend group: a group "
                                                                               "can be a backend of a service once.")
         out.append(backend)
+    if len({network_endpoint_groups.is_group_url(b["group"]) for b in out}) > 1:
+        raise Invalid("resource.backends", "", "A backend service cannot mix instance group and network endpoint "
+                                               "group backends.")
     return out
 
 
@@ -164,8 +205,8 @@ def _fields(call: Call, scope: str, body: Body) -> Body:
     backends = _backends(call, scope, protocol, body.get("backends"))
     checks = _health_checks(call, scope, body.get("healthChecks"))
     if backends and not checks:
-        raise Invalid("resource.healthChecks", "", "Backend services with instance group backends require a "
-                                                   "health check.")
+        raise Invalid("resource.healthChecks", "", "Backend services with instance group or network endpoint "
+                                                   "group backends require a health check.")
     draining = body.get("connectionDraining") or {}
     out: Body = {"description": body.get("description") or ""}
     if backends:
@@ -255,17 +296,26 @@ def group_health(call: Call, region: str | None, name: str, body: Body) -> Body:
     scope = lb_common.scope_of(call, region)
     res = store.find(call.session, call.project, COLLECTION, scope, name)
     service = store.body_of(res)
-    ref = vpc.reference(call, body.get("group"), "resourceGroupReference.group", instance_groups.COLLECTION)
+    neg = network_endpoint_groups.is_group_url(body.get("group"))
+    ref = vpc.reference(call, body.get("group"), "resourceGroupReference.group",
+                        network_endpoint_groups.COLLECTION if neg else instance_groups.COLLECTION)
     if ref.url not in [b["group"] for b in service.get("backends") or []]:
         raise Invalid("resourceGroupReference.group", body.get("group"), f"The instance group is not a backend of "
                                                                          f"'{vpc.path(res)}'.")
     group = store.find(call.session, ref.project, ref.collection, ref.scope, ref.name)
+    if neg:
+        found = network_endpoint_groups.endpoint_health(call.session, group)
+        return {"kind": "compute#backendServiceGroupHealth", **({"healthStatus": found} if found else {})}
     port = next((p["port"] for p in store.body_of(group).get("namedPorts") or [] if p["name"] == service["portName"]),
                 None)
+    members = lb_common.member_addresses(call.session, group)
+    down = instance_health.not_serving(call.session, [m.uid for m in members])
     statuses = []
-    for member, status, ip in lb_common.member_addresses(call.session, group):
-        item: Body = {"healthState": "HEALTHY" if status == "RUNNING" and port is not None else "UNHEALTHY",
-                      "instance": member}
+    for m in members:
+        healthy = m.status == "RUNNING" and port is not None and m.uid not in down
+        item: Body = {"healthState": instance_health.HEALTHY if healthy else instance_health.UNHEALTHY,
+                      "instance": m.url}
+        ip = m.ip
         if ip:
             item["ipAddress"] = ip
         if port is not None:

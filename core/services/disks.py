@@ -23,7 +23,7 @@ from core.errors import (
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import parse_ref, path_of, scope_url, url_of
-from core.models import Operation, Resource, StoragePool
+from core.models import Operation, Project, Resource, StoragePool
 from core.resources import operations, store
 from core.resources.context import Call
 from core.services import images, projects, resource_policies
@@ -199,15 +199,23 @@ def resize(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation
 
 
 def resize_in(call: Call, scope: str, region: str, name: str, body: store.Body) -> Operation:
-    project = projects.get(call.session, call.project, lock=True)
+    project = projects.get(call.session, call.project, lock=True)  # the project's row first, then the disk's
     res = projects.find_for_update(call.session, call.project, "disks", scope, name)
     DISKS.move(path_of(call.project, res.scope, "disks", res.name), res.status, RESIZE)
-    size = parse_size(body.get("sizeGb"), "sizeGb")
+    grow_to(call, project, res, region, body.get("sizeGb"), "sizeGb")
+    return operations.begin(call, scope=res.scope, op_type="resize", target_path=path_of(call.project, res.scope, "disks", res.name),
+                            target_id=res.uid)
+
+
+def grow_to(call: Call, project: Project, res: Resource, region: str, value: object, field: str) -> None:
+    """Make the disk ``value`` GB (larger only; the region's quota and the storage pool have room).
+    The caller holds the project's row lock (the quota's)."""
+    size = parse_size(value, field)
     if size is None:
-        raise Required("sizeGb")
+        raise Required(field)
     if size <= res.size_gb:
-        raise Invalid("sizeGb", size, message=(
-            f"Invalid value for field 'sizeGb': '{size}'. New disk size '{size} GB' must be larger than "
+        raise Invalid(field, size, message=(
+            f"Invalid value for field '{field}': '{size}'. New disk size '{size} GB' must be larger than "
             f"existing size '{res.size_gb} GB'."))
     grow = size - res.size_gb
     quotas.check_region(call.session, project, region,
@@ -220,8 +228,6 @@ def resize_in(call: Call, scope: str, region: str, name: str, body: store.Body) 
     disk["sizeGb"] = str(size)
     res.size_gb = size
     store.save(res, disk)
-    return operations.begin(call, scope=res.scope, op_type="resize", target_path=path_of(call.project, res.scope, "disks", res.name),
-                            target_id=res.uid)
 
 
 def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:

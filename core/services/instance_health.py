@@ -5,10 +5,15 @@ instance_group_managers.autoheal`).
 gstack has no prober yet (the data plane will probe real guests): an instance is HEALTHY while it
 is RUNNING and its guest serves. A simulated guest serves unless the operator said otherwise with
 ``gstack admin health set`` (a ``sim_serving`` row), so tests can make a RUNNING instance fail its
-checks. A recreated instance is a new guest, and serves.
+checks. A recreated instance is a new guest, and serves. The HTTP(S) balancers read the same model
+(``backendServices.getHealth``, and the routers, which render an UNHEALTHY member out of its HAProxy
+backend as the balancer would stop sending to it): a change of it asks the instance's routers to
+render again.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +21,7 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.links import path_of
 from core.models import Resource, SimServing
+from core.systemvms.sync import request_sync_for_instance
 
 HEALTHY, UNHEALTHY = "HEALTHY", "UNHEALTHY"
 
@@ -26,6 +32,15 @@ def state(session: Session, inst: Resource | None) -> str:
         return UNHEALTHY
     serving = session.scalar(select(SimServing.serving).where(SimServing.instance_uid == inst.uid))
     return UNHEALTHY if serving is False else HEALTHY
+
+
+def not_serving(session: Session, instance_uids: Iterable[int]) -> set[int]:
+    """Which of these instances the operator made fail their checks (one query for a whole group)."""
+    uids = list(instance_uids)
+    if not uids:
+        return set()
+    return set(session.scalars(select(SimServing.instance_uid).where(SimServing.instance_uid.in_(uids),
+                                                                    SimServing.serving.is_(False))))
 
 
 def set_serving(session: Session, project: str, zone: str, name: str, serving: bool) -> Resource:
@@ -39,4 +54,5 @@ def set_serving(session: Session, project: str, zone: str, name: str, serving: b
         session.add(SimServing(instance_uid=inst.uid, serving=serving))
     else:
         row.serving = serving
+    request_sync_for_instance(session, inst)
     return inst

@@ -14,6 +14,8 @@ rows; tracing which rule a change reaches would cost more code than it saves.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import orjson
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -122,15 +124,22 @@ def notify(session: Session, project: str, before: set[str]) -> None:
         vpc.notify_router(session, project, network)
 
 
-_MEMBERS = (select(Resource.project, Resource.scope, Resource.name, Resource.status, Resource.body)
+class Member(NamedTuple):
+    uid: int
+    url: str
+    status: str
+    ip: str | None
+
+
+_MEMBERS = (select(Resource.uid, Resource.project, Resource.scope, Resource.name, Resource.status, Resource.body)
             .join(InstanceGroupMember, InstanceGroupMember.instance_uid == Resource.uid)
             .where(InstanceGroupMember.group_uid == bindparam("group")).order_by(Resource.name))
 
 
-def member_addresses(session: Session, group: Resource) -> list[tuple[str, str, str | None]]:
-    """(URL, status, address of the first interface) of each member of an instance group, by name."""
+def member_addresses(session: Session, group: Resource) -> list[Member]:
+    """Each member of an instance group, by name, with the address of its first interface."""
     out = []
-    for project, scope, name, status, body in session.execute(_MEMBERS, {"group": group.uid}):
+    for uid, project, scope, name, status, body in session.execute(_MEMBERS, {"group": group.uid}):
         nics = orjson.loads(body).get("networkInterfaces") or [{}]
-        out.append((url_of(project, scope, "instances", name), status, nics[0].get("networkIP")))
+        out.append(Member(uid, url_of(project, scope, "instances", name), status, nics[0].get("networkIP")))
     return out

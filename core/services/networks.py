@@ -43,7 +43,7 @@ ENFORCEMENT_ORDERS = ("AFTER_CLASSIC_FIREWALL", "BEFORE_CLASSIC_FIREWALL")
 # What patch may change; any other writable field given must equal the current value.
 PATCHABLE = frozenset({"description", "routingConfig", "mtu", "networkFirewallPolicyEnforcementOrder"})
 # Collections whose resources keep a network from being deleted, in the order they are reported.
-USERS = ("firewalls", "subnetworks", "routes", "instances", "addresses", "forwardingRules")
+USERS = ("firewalls", "subnetworks", "routes", "instances", "addresses", "forwardingRules", "networkEndpointGroups")
 
 
 def _auto_range(region: str, taken: set[str]) -> str:

@@ -230,3 +230,70 @@ def set_global_labels(call: Call, name: str, body: Body) -> Operation:
     set_labels(stored, body)
     _save(rule, stored)
     return lb_common.begin(call, rule, "setLabels")
+
+
+# What forwardingRules.patch and globalForwardingRules.patch may change (GCE documents networkTier; it
+# patches allowGlobalAccess of internal rules as well). Labels change through setLabels, with their
+# fingerprint. A field the patch repeats with its current value is no change, and is accepted, as a
+# client that sends the whole resource back does.
+PATCHABLE = ("networkTier", "allowGlobalAccess")
+INTERNAL_SCHEMES = ("INTERNAL", "INTERNAL_MANAGED")
+_OUTPUT_ONLY = ("kind", "id", "creationTimestamp", "selfLink", "region", "fingerprint", "labelFingerprint")
+
+
+def patch(call: Call, region: str | None, name: str, body: Body) -> Operation:
+    """A JSON merge patch of the patchable fields of any forwarding rule (a target pool's or a proxy's)."""
+    scope = lb_common.scope_of(call, region)
+    rule = lb_common.find(call, COLLECTION, scope, name)
+    stored = store.body_of(rule)
+    lb_common.check_fingerprint(body.get("fingerprint"), stored)
+    if body.get("name") not in (None, rule.name):
+        raise Invalid("resource.name", body["name"], "The name of a forwarding rule cannot be changed.")
+    for key, value in body.items():
+        if key in PATCHABLE or key in _OUTPUT_ONLY or key == "name" or _same(value, stored.get(key)) or \
+                (key == "labels" and not value and not stored.get("labels")):
+            continue
+        hint = " Use setLabels to change labels." if key == "labels" else ""
+        raise Invalid(f"resource.{key}", value, f"Field '{key}' cannot be patched: only {' and '.join(PATCHABLE)} "
+                                                f"of a forwarding rule can be changed.{hint}")
+    scheme = stored.get("loadBalancingScheme", "EXTERNAL")
+    if "networkTier" in body:
+        stored["networkTier"] = _patched_tier(call, rule, stored, body["networkTier"], scheme)
+    if "allowGlobalAccess" in body:
+        allow = body["allowGlobalAccess"]
+        if allow is not None and not isinstance(allow, bool):
+            raise Invalid("resource.allowGlobalAccess", allow, "Must be true or false.")
+        if allow and scheme not in INTERNAL_SCHEMES:
+            raise Invalid("resource.allowGlobalAccess", allow, "Global access is only supported for internal "
+                                                               "forwarding rules (loadBalancingScheme INTERNAL or "
+                                                               "INTERNAL_MANAGED).")
+        stored.pop("allowGlobalAccess", None)
+        if allow:
+            stored["allowGlobalAccess"] = True
+    _save(rule, stored)
+    return lb_common.begin(call, rule, "patch")
+
+
+def _same(given: object, current: object) -> bool:
+    """Equal values, URLs compared by their path (a client sends back the links it was given)."""
+    if isinstance(given, str) and isinstance(current, str) and "/compute/v1/" in current:
+        return vpc.relative(given) == vpc.relative(current)
+    return given == current
+
+
+def _patched_tier(call: Call, rule: Resource, stored: Body, tier: object, scheme: str) -> str:
+    """The new network tier: PREMIUM or STANDARD for an external regional rule, PREMIUM elsewhere, and
+    the tier of the static address the rule uses (GCE keeps the two equal)."""
+    if tier in (None, ""):
+        return "PREMIUM"
+    if tier not in addresses.TIERS:
+        raise Invalid("resource.networkTier", tier, f"Must be one of {', '.join(addresses.TIERS)}.")
+    if tier != "PREMIUM" and (rule.scope == "global" or scheme in INTERNAL_SCHEMES):
+        raise Invalid("resource.networkTier", tier, "Global and internal forwarding rules are PREMIUM.")
+    if scheme not in INTERNAL_SCHEMES:
+        addr = addresses.static_at(call.session, addresses.external_pool(rule.scope), stored["IPAddress"])
+        addr_tier = store.body_of(addr).get("networkTier", "PREMIUM") if addr is not None else tier
+        if addr_tier != tier:
+            raise Invalid("resource.networkTier", tier, f"The network tier of specified IP address is {addr_tier}, "
+                                                        "that of Forwarding Rule must be the same.")
+    return str(tier)

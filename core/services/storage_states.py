@@ -3,7 +3,7 @@
 The three share one rule, so they live together: a disk, image or snapshot is usable (attached,
 copied into an image or a snapshot, made into a disk, picked as its family's newest) only once
 its job has made it READY; before that GCE answers ``resourceNotReady``. Every other request on
-them (delete, resize, setLabels, deprecate, an image's patch) is taken in any status and done at once, as today.
+them (delete, resize, setLabels, a disk's update, deprecate, an image's patch) is taken in any status and done at once, as today.
 
 Only the statuses the code really gives are here: a disk is CREATING then READY, an image
 PENDING then READY, a snapshot or a machine image CREATING then READY. GCE's RESTORING, FAILED, DELETING and
@@ -20,6 +20,7 @@ from core.resources.states import STAY, Move, StateTable
 # Actions. ``use``: the resource is the source of another one (or an attachment);
 # ``ready``: its job finished making it.
 DELETE, RESIZE, SET_LABELS, DEPRECATE, PATCH = "delete", "resize", "setLabels", "deprecate", "patch"
+UPDATE = "update"  # disks.update: the fields of its update mask
 ATTACH, CREATE_SNAPSHOT, USE, READY_EVENT = "attach", "createSnapshot", "use", "ready"
 
 READY = "READY"
@@ -39,8 +40,8 @@ def _anytime(statuses: tuple[str, ...], actions: tuple[str, ...]) -> dict[tuple[
 
 _DISK_STATUSES = ("CREATING", READY)
 DISKS = StateTable(
-    "disk", _DISK_STATUSES, (DELETE, RESIZE, SET_LABELS, ATTACH, CREATE_SNAPSHOT, USE, READY_EVENT),
-    {**_anytime(_DISK_STATUSES, (DELETE, RESIZE, SET_LABELS)),
+    "disk", _DISK_STATUSES, (DELETE, RESIZE, SET_LABELS, UPDATE, ATTACH, CREATE_SNAPSHOT, USE, READY_EVENT),
+    {**_anytime(_DISK_STATUSES, (DELETE, RESIZE, SET_LABELS, UPDATE)),
      (READY, ATTACH): STAY, (READY, USE): STAY,
      (READY, CREATE_SNAPSHOT): Move(job=SNAPSHOT_JOB),  # the snapshot's job; the disk stays READY
      ("CREATING", READY_EVENT): Move(READY),

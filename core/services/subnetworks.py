@@ -215,7 +215,7 @@ def delete(call: Call, region: str, name: str) -> Operation:
             f"network; switch network '{net.name}' to custom mode first.'."))
     subnet_url = vpc.url(subnet)
     users = vpc.referring(call.session, call.project, "subnetwork", subnet_url,
-                          ["instances", "addresses", "forwardingRules"])
+                          ["instances", "addresses", "forwardingRules", "networkEndpointGroups"])
     users += shared_vpc.instances_using(call.session, call.project, "subnetwork", subnet_url)
     if users:
         raise ResourceInUse("subnetwork", vpc.path(subnet), vpc.path(users[0]))

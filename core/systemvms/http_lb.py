@@ -34,6 +34,7 @@ from core.links import parse_ref
 from core.models import InstanceGroupMember, Resource
 from core.resources import store
 from core.resources.store import Body
+from core.services import instance_health, network_endpoint_groups
 
 CERT_DIR = "/etc/haproxy/certs"
 KEYS = "sslCertificateKeys"  # the private rows core.services.ssl_certificates keeps the PEM in
@@ -128,20 +129,46 @@ def _home(reader: _Reader, url_map: Body) -> tuple[str, str] | None:
     return min(homes) if homes else None
 
 
-_MEMBERS = (select(Resource.name, Resource.body).join(InstanceGroupMember, InstanceGroupMember.instance_uid == Resource.uid)
+_MEMBERS = (select(Resource.uid, Resource.name, Resource.body).join(InstanceGroupMember, InstanceGroupMember.instance_uid == Resource.uid)
             .where(InstanceGroupMember.group_uid == bindparam("group"), Resource.status == "RUNNING")
             .order_by(Resource.name))
 
 
 def _members(session: Session, group: Resource) -> list[tuple[str, str]]:
-    """(name, address of the first interface) of the group's RUNNING members."""
+    """(name, address of the first interface) of the group's RUNNING members that answer their health
+    checks (:mod:`core.services.instance_health`): the balancer sends nothing to an unhealthy one."""
+    rows = session.execute(_MEMBERS, {"group": group.uid}).all()
+    down = instance_health.not_serving(session, [uid for uid, _, _ in rows])
     out = []
-    for name, body in session.execute(_MEMBERS, {"group": group.uid}):
+    for uid, name, body in rows:
+        if uid in down:
+            continue
         nics = orjson.loads(body).get("networkInterfaces") or [{}]
         ip = _ip(nics[0].get("networkIP"))
         if ip and _ok(name):
             out.append((name, ip))
     return out
+
+
+def _servers(session: Session, group: Resource, body: Body, service: Body) -> list[tuple[str, str, int]]:
+    """(server name, address, port) of a backend: an instance group's members on the port it names
+    ``portName`` (none without it: GCE sends nothing there), or a network endpoint group's endpoints
+    of RUNNING instances answering their checks, each on its own address and port."""
+    if group.collection == network_endpoint_groups.COLLECTION:
+        pairs = network_endpoint_groups.members(session, group)
+        out = []
+        for (e, inst), ok in zip(pairs, network_endpoint_groups.healthy(session, pairs), strict=True):
+            ip, port = _ip(e.get("ipAddress")), e.get("port")
+            if ok and ip and _ok(inst.name) and isinstance(port, int) and 1 <= port <= 65535:
+                primary = (orjson.loads(inst.body).get("networkInterfaces") or [{}])[0].get("networkIP")
+                name = f"{inst.name}-{port}" if ip == primary else f"{inst.name}-{ip.replace('.', '-')}-{port}"
+                out.append((name, ip, port))
+        return out
+    port = next((p.get("port") for p in body.get("namedPorts") or [] if p.get("name") == service.get("portName")),
+                None)
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        return []
+    return [(member, ip, port) for member, ip in _members(session, group)]
 
 
 def _number(check: Body, key: str, default: int, low: int, high: int) -> int:
@@ -193,15 +220,11 @@ def _backend(session: Session, reader: _Reader, url: str, network: str) -> Body 
         group, body = reader.row(b.get("group")), reader.body(b.get("group"))
         if group is None or body is None or body.get("network") != network:
             continue  # another network's instances are out of this router's reach
-        port = next((p.get("port") for p in body.get("namedPorts") or [] if p.get("name") == service.get("portName")),
-                    None)
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            continue  # GCE sends nothing to a group without the named port
         try:
             weight = round(min(max(float(b.get("capacityScaler", 1.0)), 0.0), 1.0) * 100)
         except (TypeError, ValueError):
             weight = 100
-        for member, ip in _members(session, group):
+        for member, ip, port in _servers(session, group, body, service):
             if (ip, port) in seen:
                 continue
             seen.add((ip, port))

@@ -17,6 +17,7 @@ from gstack.api import (  # noqa: F401
     instances,
     machine_images,
     machine_types,
+    network_endpoint_groups,
     networks,
     operations,
     projects,

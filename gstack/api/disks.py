@@ -1,6 +1,6 @@
 """disks: persistent disks in a zone."""
 
-from core.services import disks, snapshots
+from core.services import disk_updates, disks, snapshots
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 
@@ -43,3 +43,10 @@ def set_labels(req: ApiRequest, zone: str, resource: str):
 @handles("compute.disks.createSnapshot")
 def create_snapshot(req: ApiRequest, zone: str, disk: str):
     return snapshots.create_from_disk(req.call, req.zone(zone), disk, req.body)
+
+
+@handles("compute.disks.update")
+def update(req: ApiRequest, zone: str, disk: str):
+    z = req.zone(zone)
+    fields = disk_updates.mask(req.args.getlist("paths"), req.args.get("updateMask"))
+    return disk_updates.update(req.call, f"zones/{z.name}", z.region.name, disk, req.body, fields)

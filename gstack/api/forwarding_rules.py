@@ -41,3 +41,8 @@ def set_target(req: ApiRequest, region: str, forwardingRule: str):
 @handles("compute.forwardingRules.setLabels")
 def set_labels(req: ApiRequest, region: str, resource: str):
     return load_balancing.set_forwarding_rule_labels(req.call, region, resource, req.body)
+
+
+@handles("compute.forwardingRules.patch")
+def patch(req: ApiRequest, region: str, forwardingRule: str):
+    return proxy_forwarding_rules.patch(req.call, region, forwardingRule, req.body)

@@ -33,3 +33,8 @@ def set_target(req: ApiRequest, forwardingRule: str):
 @handles("compute.globalForwardingRules.setLabels")
 def set_labels(req: ApiRequest, resource: str):
     return proxy_forwarding_rules.set_global_labels(req.call, resource, req.body)
+
+
+@handles("compute.globalForwardingRules.patch")
+def patch(req: ApiRequest, forwardingRule: str):
+    return proxy_forwarding_rules.patch(req.call, None, forwardingRule, req.body)

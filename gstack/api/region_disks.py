@@ -1,6 +1,6 @@
 """regionDisks: disks replicated in two zones of a region (stored as disks of scope ``regions/R``)."""
 
-from core.services import disks, region_disks, resource_policies, snapshots, vpc
+from core.services import disk_updates, disks, region_disks, resource_policies, snapshots, vpc
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 
@@ -54,3 +54,10 @@ def add_policies(req: ApiRequest, region: str, disk: str):
 @handles("compute.regionDisks.removeResourcePolicies")
 def remove_policies(req: ApiRequest, region: str, disk: str):
     return resource_policies.remove(req.call, "disks", _scope(req, region), disk, req.body)
+
+
+@handles("compute.regionDisks.update")
+def update(req: ApiRequest, region: str, disk: str):
+    scope = _scope(req, region)
+    fields = disk_updates.mask(req.args.getlist("paths"), req.args.get("updateMask"))
+    return disk_updates.update(req.call, scope, scope.split("/", 1)[1], disk, req.body, fields)

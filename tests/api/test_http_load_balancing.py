@@ -72,6 +72,15 @@ def test_backend_service_defaults_and_health(server, project, group):
     assert health["kind"] == "compute#backendServiceGroupHealth"
     assert sorted(h["instance"].rsplit("/", 1)[1] for h in health["healthStatus"]) == sorted(vms)
     assert {(h["healthState"], h["port"]) for h in health["healthStatus"]} == {("HEALTHY", 8080)}
+    # the health model's answer: a guest that stops answering its checks is UNHEALTHY, the others stay
+    server.admin("health", "set", "--project", name, "--zone", ZONE, vms[0], "UNHEALTHY")
+    try:
+        health = gce.backendServices().getHealth(project=name, backendService=bs["name"], body={
+            "group": group_url(server, name, g)}).execute()
+    finally:
+        server.admin("health", "set", "--project", name, "--zone", ZONE, vms[0], "HEALTHY")
+    assert {h["instance"].rsplit("/", 1)[1]: h["healthState"] for h in health["healthStatus"]} == {
+        vms[0]: "UNHEALTHY", vms[1]: "HEALTHY"}
     # patch: RATE with a per-instance rate, a longer timeout; the fingerprint moves
     done(gce, gce.backendServices().patch(project=name, backendService=bs["name"], body={
         "timeoutSec": 60, "backends": [{"group": f"zones/{ZONE}/instanceGroups/{g}", "balancingMode": "RATE",

@@ -19,9 +19,9 @@ NOT_READY = "not ready"
 DONE = (None, None)  # done at once in the request's transaction; the status stays
 
 EXPECTED_DISKS = {
-    "CREATING": {"delete": DONE, "resize": DONE, "setLabels": DONE, "attach": NOT_READY,
+    "CREATING": {"delete": DONE, "resize": DONE, "setLabels": DONE, "update": DONE, "attach": NOT_READY,
                  "createSnapshot": NOT_READY, "use": NOT_READY, "ready": ("READY", None)},
-    "READY": {"delete": DONE, "resize": DONE, "setLabels": DONE, "attach": DONE,
+    "READY": {"delete": DONE, "resize": DONE, "setLabels": DONE, "update": DONE, "attach": DONE,
               "createSnapshot": (None, "snapshots.create"), "use": DONE, "ready": DONE},
 }
 EXPECTED_IMAGES = {

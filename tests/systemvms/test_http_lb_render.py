@@ -17,7 +17,9 @@ from core.services import (
     addresses,
     backend_services,
     instance_groups,
+    instance_health,
     load_balancing,
+    network_endpoint_groups,
     proxy_forwarding_rules,
     ssl_certificates,
     ssl_policies,
@@ -190,6 +192,22 @@ def test_a_removed_or_stopped_instance_leaves_the_backend(cloud, chain_of_two):
     assert backend_servers(cloud.rendered()[router.HAPROXY], "bs-svc-a") == ["a-1"]
 
 
+def test_an_unhealthy_instance_leaves_the_backend_and_get_health_says_so(cloud, chain_of_two):
+    with write_session(cloud.factory) as s:
+        instance_health.set_serving(s, cloud.project, ZONE, "a-1", False)
+    cloud.run_jobs()
+    files = cloud.rendered()
+    check_haproxy(files)
+    assert backend_servers(files[router.HAPROXY], "bs-svc-a") == ["a-2"]
+    health = run(cloud, backend_services.group_health, None, "svc-a", {"group": f"zones/{ZONE}/instanceGroups/ga"})
+    assert [(h["instance"].rsplit("/", 1)[1], h["healthState"], h["port"]) for h in health["healthStatus"]] == [
+        ("a-1", "UNHEALTHY", 8080), ("a-2", "HEALTHY", 8080)]
+    with write_session(cloud.factory) as s:
+        instance_health.set_serving(s, cloud.project, ZONE, "a-1", True)
+    cloud.run_jobs()
+    assert backend_servers(cloud.rendered()[router.HAPROXY], "bs-svc-a") == ["a-1", "a-2"]
+
+
 def test_hosts_choose_their_matcher_exact_before_wildcard(cloud, chain_of_two):
     run(cloud, url_maps.replace, None, "web", {
         "hostRules": [{"hosts": ["*.example.com"], "pathMatcher": "wild"},
@@ -257,3 +275,45 @@ def test_a_regional_managed_balancer_renders_in_its_region(cloud):
     backend = section(cfg, "backend rbs-us-central1-svc")
     # a TCP check on the serving port: no HTTP request, no port option
     assert f"server r-1 {cloud.ip_of('r-1')}:8000 weight 50 check" in backend and "option httpchk" not in backend
+
+
+def test_network_endpoint_groups_serve_their_endpoints(cloud):
+    """A zonal GCE_VM_IP_PORT group as the backend: each endpoint of a running, healthy instance is a
+    server on its own port; detaching one or its instance failing its checks takes it out."""
+    for vm in ("n-1", "n-2"):
+        cloud.instance(vm)
+    run(cloud, load_balancing.insert_health_check, "healthChecks", {
+        "name": "nhc", "type": "TCP", "tcpHealthCheck": {"portSpecification": "USE_SERVING_PORT"}})
+    run(cloud, network_endpoint_groups.insert, zone(cloud), {"name": "neg", "defaultPort": 9000})
+    run(cloud, network_endpoint_groups.change, zone(cloud), "neg", {"networkEndpoints": [
+        {"instance": "n-1"}, {"instance": f"zones/{ZONE}/instances/n-2", "port": 9001},
+        {"instance": "n-2", "ipAddress": cloud.ip_of("n-2")}]}, True)
+    run(cloud, backend_services.insert, None, {
+        "name": "svc-n", "healthChecks": ["global/healthChecks/nhc"],
+        "backends": [{"group": f"zones/{ZONE}/networkEndpointGroups/neg", "balancingMode": "RATE",
+                      "maxRatePerEndpoint": 50}]})
+    run(cloud, url_maps.insert, None, {"name": "nmap", "defaultService": "global/backendServices/svc-n"})
+    run(cloud, target_proxies.insert, "targetHttpProxies", None, {"name": "np", "urlMap": "global/urlMaps/nmap"})
+    run(cloud, proxy_forwarding_rules.insert, None, {"name": "nrule", "target": "global/targetHttpProxies/np"})
+    cloud.run_jobs()
+    files = cloud.rendered()
+    check_haproxy(files)
+    backend = section(files[router.HAPROXY], "backend bs-svc-n")
+    assert backend_servers(files[router.HAPROXY], "bs-svc-n") == ["n-1-9000", "n-2-9001", "n-2-9000"]
+    assert f"server n-2-9001 {cloud.ip_of('n-2')}:9001 weight 100 check" in backend
+    with write_session(cloud.factory) as s:
+        instance_health.set_serving(s, cloud.project, ZONE, "n-2", False)
+    run(cloud, network_endpoint_groups.change, zone(cloud), "neg", {"networkEndpoints": [{"instance": "n-1"}]},
+        False)
+    cloud.run_jobs()
+    files = cloud.rendered()
+    check_haproxy(files)
+    assert backend_servers(files[router.HAPROXY], "bs-svc-n") == []
+    health = run(cloud, backend_services.group_health, None, "svc-n",
+                 {"group": f"zones/{ZONE}/networkEndpointGroups/neg"})
+    assert [(h["port"], h["healthState"]) for h in health["healthStatus"]] == [(9001, "UNHEALTHY"),
+                                                                              (9000, "UNHEALTHY")]
+    cloud.delete_instance("n-2")  # a deleted instance leaves the group, as in GCE
+    with cloud.factory() as s:
+        assert store.body_of(store.find(s, cloud.project, "networkEndpointGroups", f"zones/{ZONE}", "neg"))["size"] == 0
+    assert run(cloud, network_endpoint_groups.list_endpoints, zone(cloud), "neg", {}) == []

@@ -36,6 +36,7 @@ from core.services.instances.rows import (
     sync_routers,
     vm_spec,
 )
+from core.services.network_endpoint_groups import forget_instance as leave_endpoint_groups
 
 Staged = tuple[JobContext, HypervisorDriver, HostRef, VmSpec]
 
@@ -233,6 +234,7 @@ def _forget(s: Session, res: Resource) -> None:
     addresses.release_instance(s, res)
     sync_routers(s, res)
     instance_groups.forget_instance(s, res)
+    leave_endpoint_groups(s, res)
     s.delete(res)
 
 
