@@ -74,6 +74,7 @@ or sign in as a user (over plain HTTP gcloud also needs OAUTHLIB_INSECURE_TRANSP
         pass
     finally:
         runtime.stop()
+        runtime.drivers.shutdown()  # netns VMs and bridges do not outlive the server
 
 
 @main.command()

@@ -181,12 +181,18 @@ def host_maintenance(name: str, state: str, data_dir: str | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def host_remove(name: str, data_dir: str | None) -> None:
-    """Remove a host that no VM is placed on."""
-    with transaction(factory(data_dir)) as session:
+    """Remove a host that no VM is placed on; its driver removes what it made there (netns)."""
+    sessions = factory(data_dir)
+    with transaction(sessions) as session:
         try:
+            host = find_host(session, name)
+            ref, hypervisor = host_ref(host), hosts.cluster_of(session, host).hypervisor
             remove_host(session, name)
         except HostError as e:
             fail(str(e))
+    drivers = _drivers(sessions, data_dir)
+    if hypervisor in drivers:
+        drivers.get(hypervisor).release_host(ref)
     click.echo(f"removed host {name}")
 
 
