@@ -15,8 +15,9 @@ stands for software inside the guest), only the standard library. At boot it:
    file (as a config drive would);
 4. makes the users named in ``ssh-keys`` (instance and project keys, project keys dropped when
    ``block-project-ssh-keys`` is true, expired keys dropped) in a private copy of /etc/passwd
-   bind-mounted over the host's inside this mount namespace only, and runs a real sshd on port 22
-   that accepts those keys;
+   bind-mounted over the host's inside this mount namespace only, with homes on a /home of its
+   own (a tmpfs), and runs a real sshd on port 22 that asks for their keys as google-guest-agent's
+   sshd does (an ``AuthorizedKeysCommand``, run as root);
 5. writes ``ready`` into its directory (the driver's spawn waits for it) and runs
    ``startup-script`` as root, its output on the serial log as google_metadata_script_runner's.
 
@@ -137,6 +138,7 @@ def make_users(state: str, users: list[str]) -> None:
         passwd = f.read().splitlines()
     with open("/etc/group") as f:
         group = f.read().splitlines()
+    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "gstack-home", "/home")  # the guest's own /home
     known = {line.split(":")[0] for line in passwd}
     taken = {int(line.split(":")[2]) for line in passwd if line.count(":") >= 3 and line.split(":")[2].isdigit()}
     uid = FIRST_UID
@@ -145,7 +147,7 @@ def make_users(state: str, users: list[str]) -> None:
             continue
         while uid in taken:
             uid += 1
-        home = os.path.join(state, "home", user)
+        home = f"/home/{user}"
         os.makedirs(home, exist_ok=True)
         os.chown(home, uid, uid)
         passwd.append(f"{user}:x:{uid}:{uid}::{home}:/bin/sh")
@@ -184,7 +186,9 @@ def start_sshd(state: str) -> subprocess.Popen[bytes] | None:
 ListenAddress 0.0.0.0
 HostKey {host_key}
 PidFile {os.path.join(state, 'sshd.pid')}
-AuthorizedKeysFile {os.path.join(state, 'keys', '%u')}
+AuthorizedKeysFile none
+AuthorizedKeysCommand /bin/cat {os.path.join(state, 'keys', '%u')}
+AuthorizedKeysCommandUser root
 StrictModes no
 UsePAM no
 PasswordAuthentication no
@@ -196,11 +200,18 @@ Subsystem sftp internal-sftp
     os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", config])
     for _ in range(100):  # up to 2 s until it listens
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", 22)) == 0:
-                break
+        if listening(22):
+            break
         time.sleep(0.02)
     return proc
+
+
+def listening(port: int) -> bool:
+    """Whether a TCP socket of this namespace listens on ``port`` (read from /proc: a probe
+    connection would show in sshd's log)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
 
 
 # -- scripts ---------------------------------------------------------------------------------------
@@ -232,7 +243,7 @@ def main(guest_file: str) -> None:
     state = os.path.dirname(os.path.abspath(guest_file))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    socket.sethostname(guest["hostname"])
+    socket.sethostname(guest["hostname"].split(".")[0])  # as a GCE image: hostname -f gives the FQDN
     print(f"gstack netns guest {guest['name']}: booting (boot {guest.get('boot', 1)})", flush=True)
     configure_network(guest.get("nics", []))
     instance, project = read_metadata(guest)
