@@ -9,6 +9,7 @@ memory: the ``suspend`` capability), ``shutoff`` when only the definition is lef
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -62,6 +65,15 @@ class NetnsDriver(HypervisorDriver):
         with open(path + ".tmp", "w") as f:
             json.dump(data, f)
         os.replace(path + ".tmp", path)
+
+    @contextmanager
+    def _links_lock(self) -> Iterator[None]:
+        """Held while links are made or removed: another process's teardown must not delete a bridge
+        between this one's making it and plugging a VM into it."""
+        os.makedirs(self.state_dir, exist_ok=True)
+        with open(os.path.join(self.state_dir, "links.lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
 
     def _vm_uids(self) -> list[int]:
         folder = os.path.join(self.state_dir, "vms")
@@ -173,17 +185,19 @@ class NetnsDriver(HypervisorDriver):
             self._teardown(vm.uid, old, keep_files=True)
         os.makedirs(self._dir(vm.uid), exist_ok=True)
         ns = links.namespace(vm.uid)
-        links.ensure_namespace(ns)
         nics, guest_nics = [], []
-        for i, (nic, net) in enumerate(zip(vm.nics, self._networks(vm), strict=True)):
-            bridge = links.bridge(f"{self.state_dir}#{host.id}", net["network"])
-            self._record_bridge(host, bridge)
-            links.ensure_bridge(bridge)
-            veth = links.veth(vm.uid, i)
-            links.plug(ns, veth, f"eth{i}", nic.mac, bridge)
-            nics.append({"veth": veth, "bridge": bridge, "network": net["network"]})
-            guest_nics.append({"name": f"eth{i}", "mac": nic.mac, "ip": nic.ip, "prefix": net["prefix"],
-                               "gateway": net["gateway"]})
+        networks = self._networks(vm)
+        with self._links_lock():
+            links.ensure_namespace(ns)
+            for i, (nic, net) in enumerate(zip(vm.nics, networks, strict=True)):
+                bridge = links.bridge(f"{self.state_dir}#{host.id}", net["network"])
+                self._record_bridge(host, bridge)
+                links.ensure_bridge(bridge)
+                veth = links.veth(vm.uid, i)
+                links.plug(ns, veth, f"eth{i}", nic.mac, bridge)
+                nics.append({"veth": veth, "bridge": bridge, "network": net["network"]})
+                guest_nics.append({"name": f"eth{i}", "mac": nic.mac, "ip": nic.ip, "prefix": net["prefix"],
+                                   "gateway": net["gateway"]})
         boots = (old or {}).get("boots", 0)
         self._write(vm.uid, "vm.json", {"host_id": host.id, "name": vm.name, "nics": nics, "boots": boots,
                                         "disks": [d.uid for d in vm.disks]})
@@ -318,12 +332,13 @@ class NetnsDriver(HypervisorDriver):
         """The VM's processes, namespace and veths gone, and its bridges when no VM is left on them;
         its files too unless ``keep_files`` (a redefinition keeps its serial log and host keys)."""
         nics = (meta or {}).get("nics", [])
-        links.remove_namespace(links.namespace(vm_uid), [n["veth"] for n in nics])
-        for bridge in {n["bridge"] for n in nics}:
-            if links.remove_bridge_if_unused(bridge):
-                with_path = os.path.join(self.state_dir, "bridges", bridge)
-                if os.path.exists(with_path):
-                    os.remove(with_path)
+        with self._links_lock():
+            links.remove_namespace(links.namespace(vm_uid), [n["veth"] for n in nics])
+            for bridge in {n["bridge"] for n in nics}:
+                if links.remove_bridge_if_unused(bridge):
+                    record = os.path.join(self.state_dir, "bridges", bridge)
+                    if os.path.exists(record):
+                        os.remove(record)
         if not keep_files:
             shutil.rmtree(self._dir(vm_uid), ignore_errors=True)
 
@@ -338,12 +353,7 @@ class NetnsDriver(HypervisorDriver):
             meta = self._meta(uid)
             if meta is not None and meta["host_id"] == host.id:
                 self._teardown(uid, meta, keep_files=False)
-        folder = os.path.join(self.state_dir, "bridges")
-        for bridge in os.listdir(folder) if os.path.isdir(folder) else []:
-            with open(os.path.join(folder, bridge)) as f:
-                owner = f.read().strip()
-            if owner == str(host.id) and links.remove_bridge_if_unused(bridge):
-                os.remove(os.path.join(folder, bridge))
+        self._remove_bridges(host.id)
 
     def shutdown(self) -> None:
         """``gstack serve`` stops: netns VMs do not outlive it, every VM and bridge is removed."""
@@ -351,10 +361,17 @@ class NetnsDriver(HypervisorDriver):
             return
         for uid in self._vm_uids():
             self._teardown(uid, self._meta(uid), keep_files=False)
+        self._remove_bridges(None)
+
+    def _remove_bridges(self, host_id: int | None) -> None:
+        """The recorded bridges of ``host_id`` (None: of every host) that no VM uses any more."""
         folder = os.path.join(self.state_dir, "bridges")
-        for bridge in os.listdir(folder) if os.path.isdir(folder) else []:
-            if links.remove_bridge_if_unused(bridge):
-                os.remove(os.path.join(folder, bridge))
+        with self._links_lock():
+            for bridge in os.listdir(folder) if os.path.isdir(folder) else []:
+                with open(os.path.join(folder, bridge)) as f:
+                    owner = f.read().strip()
+                if (host_id is None or owner == str(host_id)) and links.remove_bridge_if_unused(bridge):
+                    os.remove(os.path.join(folder, bridge))
 
     # -- disks: a namespace has no block devices; the disk set is recorded for the guest's view ------
 
