@@ -7,22 +7,26 @@ Needs root, iproute2, openssh (client and server) and ping; skipped with the rea
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from core.db import make_engine, write_session
 from core.hypervisors.netns import NetnsDriver
 from core.hypervisors.netns import links as netns_links
-from core.hypervisors.netns.agent import ssh_keys
+from core.hypervisors.netns.agent import Metadata, ssh_keys
 from core.services import hosts
 from core.services.seed import HOSTS_PER_ZONE, ensure_project
 from tests.conftest import PROJECT, ZONE, running_server, wait_op
@@ -195,3 +199,57 @@ def test_removing_the_host_removes_what_it_made() -> None:
         driver.release_host(host)
         assert ours() & made == set() and driver.list_instances(host) == {}
         shutil.rmtree(state, ignore_errors=True)
+
+
+class _StandIn(http.server.BaseHTTPRequestHandler):
+    """The metadata server's side of what the agent relies on (Metadata-Flavor, recursive JSON, an
+    ETag, wait_for_change against last_etag): the real one serves guests once the virtual router
+    routes 169.254.169.254 to it."""
+
+    tree: dict = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        query = parse_qs(urlsplit(self.path).query)
+        assert self.headers["Metadata-Flavor"] == "Google" and query["recursive"] == ["true"]
+        if query.get("wait_for_change") == ["true"]:
+            deadline = time.monotonic() + float(query["timeout_sec"][0])
+            while self._etag() == query["last_etag"][0] and time.monotonic() < deadline:
+                time.sleep(0.01)
+        body = json.dumps(self.tree).encode()
+        self.send_response(200)
+        self.send_header("ETag", self._etag())
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _etag(self) -> str:
+        return hashlib.sha256(json.dumps(self.tree).encode()).hexdigest()[:16]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_agent_follows_the_metadata_server_with_hanging_gets() -> None:
+    _StandIn.tree = {"instance": {"attributes": {"ssh-keys": "a:ssh-ed25519 AAAA"}}, "project": {"attributes": {}}}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    metadata = Metadata({"metadata_url": f"http://127.0.0.1:{server.server_address[1]}", "metadata": {}})
+    metadata.read_at_boot()
+    assert metadata.instance == {"ssh-keys": "a:ssh-ed25519 AAAA"} and metadata.etag
+    seen: list[dict[str, str]] = []
+    stopping = threading.Event()
+    watcher = threading.Thread(target=metadata.watch, args=(lambda: seen.append(dict(metadata.instance)), stopping),
+                               daemon=True)
+    watcher.start()
+    time.sleep(0.1)
+    assert seen == []  # hanging: nothing changed
+    _StandIn.tree = {"instance": {"attributes": {"ssh-keys": "b:ssh-ed25519 BBBB"}}, "project": {"attributes": {}}}
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert seen == [{"ssh-keys": "b:ssh-ed25519 BBBB"}]
+    stopping.set()
+    _StandIn.tree = {}  # ends the hanging GET the watcher is in
+    watcher.join(5)
+    assert not watcher.is_alive()
+    server.shutdown()

@@ -11,8 +11,9 @@ stands for software inside the guest), only the standard library. At boot it:
    guest file). A NIC without one asks DHCP, the hook for when the virtual router's dnsmasq runs
    for real: the first DHCP client found (``dhclient``, ``udhcpc``, ``dhcpcd``) is run on it;
 3. reads its metadata from ``metadata_url`` (the metadata server, ``Metadata-Flavor: Google``,
-   ``?recursive=true``) when one is configured, else the metadata the driver wrote into the guest
-   file (as a config drive would);
+   ``?recursive=true``) when one is configured, and follows it with ``wait_for_change`` hanging
+   GETs (new ssh keys reach sshd without a reboot); else the metadata the driver wrote into the
+   guest file (as a config drive would);
 4. makes the users named in ``ssh-keys`` (instance and project keys, project keys dropped when
    ``block-project-ssh-keys`` is true, expired keys dropped) in a private copy of /etc/passwd
    bind-mounted over the host's inside this mount namespace only, with homes on a /home of its
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,21 +86,54 @@ def dhcp(name: str) -> None:
 # -- metadata ------------------------------------------------------------------------------------
 
 
-def read_metadata(guest: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    """(instance attributes, project attributes), from the metadata server when there is one."""
-    url = guest.get("metadata_url")
-    if not url:
-        return dict(guest.get("metadata", {})), dict(guest.get("project_metadata", {}))
-    request = urllib.request.Request(url.rstrip("/") + "/computeMetadata/v1/?recursive=true",
-                                     headers={"Metadata-Flavor": "Google"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
+class Metadata:
+    """What the guest knows of its metadata: instance and project attributes, and the ETag of the
+    metadata server's answer they came from (None: from the guest file, no server)."""
+
+    def __init__(self, guest: dict[str, Any]):
+        self.url: str | None = guest.get("metadata_url")
+        self.instance: dict[str, str] = dict(guest.get("metadata", {}))
+        self.project: dict[str, str] = dict(guest.get("project_metadata", {}))
+        self.etag: str | None = None
+
+    def fetch(self, wait: bool = False, timeout_sec: int = 60) -> bool:
+        """Read the tree from the metadata server (``wait``: a hanging GET until it differs from
+        what was last read, or ``timeout_sec``); whether it changed. Raises OSError/ValueError
+        when the server cannot be read."""
+        assert self.url is not None
+        query = "?recursive=true"
+        if wait and self.etag:
+            query += f"&wait_for_change=true&last_etag={self.etag}&timeout_sec={timeout_sec}"
+        request = urllib.request.Request(self.url.rstrip("/") + "/computeMetadata/v1/" + query,
+                                         headers={"Metadata-Flavor": "Google"})
+        with urllib.request.urlopen(request, timeout=timeout_sec + 10) as answer:
             tree = json.load(answer)
-    except (OSError, ValueError) as exc:
-        log("google_guest_agent", f"metadata server {url} unreachable ({exc}); using the metadata given at boot")
-        return dict(guest.get("metadata", {})), dict(guest.get("project_metadata", {}))
-    return (dict(tree.get("instance", {}).get("attributes", {})),
-            dict(tree.get("project", {}).get("attributes", {})))
+            etag = answer.headers.get("ETag")
+        changed = etag != self.etag
+        self.etag = etag
+        self.instance = dict(tree.get("instance", {}).get("attributes", {}))
+        self.project = dict(tree.get("project", {}).get("attributes", {}))
+        return changed
+
+    def read_at_boot(self) -> None:
+        """From the metadata server when one is configured, else (or when it cannot be read) what
+        the driver wrote into the guest file."""
+        if not self.url:
+            return
+        try:
+            self.fetch()
+        except (OSError, ValueError) as exc:
+            log("google_guest_agent", f"metadata server {self.url} unreachable ({exc}); using the metadata given at boot")
+
+    def watch(self, on_change: Callable[[], None], stopping: threading.Event) -> None:
+        """Follow the metadata server with hanging GETs as google-guest-agent does, calling
+        ``on_change`` after each change (new ssh keys reach sshd so)."""
+        while self.url and not stopping.is_set():
+            try:
+                if self.fetch(wait=True):
+                    on_change()
+            except (OSError, ValueError):
+                stopping.wait(5)
 
 
 def expired(key: str, now: datetime) -> bool:
@@ -131,14 +166,23 @@ def ssh_keys(instance: dict[str, str], project: dict[str, str]) -> dict[str, lis
 # -- users and sshd ------------------------------------------------------------------------------
 
 
+def private_accounts(state: str) -> None:
+    """A /home of the guest's own (a tmpfs) and private copies of /etc/passwd and /etc/group,
+    bind-mounted over the host's inside this mount namespace only (``ip netns exec`` made it, with
+    no propagation back to the host); :func:`make_users` adds to the copies."""
+    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "gstack-home", "/home")
+    for name in ("passwd", "group"):
+        shutil.copyfile(f"/etc/{name}", os.path.join(state, name))
+        sh("mount", "--bind", os.path.join(state, name), f"/etc/{name}")
+
+
 def make_users(state: str, users: list[str]) -> None:
-    """The users in a private /etc/passwd and /etc/group, bind-mounted over the host's inside this
-    mount namespace only (``ip netns exec`` made it, with no propagation back to the host)."""
-    with open("/etc/passwd") as f:
+    """The users that do not exist yet, each with a home and a group of its own."""
+    paths = {name: os.path.join(state, name) for name in ("passwd", "group")}
+    with open(paths["passwd"]) as f:
         passwd = f.read().splitlines()
-    with open("/etc/group") as f:
+    with open(paths["group"]) as f:
         group = f.read().splitlines()
-    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "gstack-home", "/home")  # the guest's own /home
     known = {line.split(":")[0] for line in passwd}
     taken = {int(line.split(":")[2]) for line in passwd if line.count(":") >= 3 and line.split(":")[2].isdigit()}
     uid = FIRST_UID
@@ -155,10 +199,8 @@ def make_users(state: str, users: list[str]) -> None:
         taken.add(uid)
         log("google_guest_agent", f"Created user: {user}")
     for name, lines in (("passwd", passwd), ("group", group)):
-        path = os.path.join(state, name)
-        with open(path, "w") as f:
+        with open(paths[name], "w") as f:  # the same file (inode) the bind mount shows
             f.write("\n".join(lines) + "\n")
-        sh("mount", "--bind", path, f"/etc/{name}")
 
 
 def write_keys(state: str, keys: dict[str, list[str]]) -> None:
@@ -244,23 +286,30 @@ def main(guest_file: str) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     socket.sethostname(guest["hostname"].split(".")[0])  # as a GCE image: hostname -f gives the FQDN
-    print(f"gstack netns guest {guest['name']}: booting (boot {guest.get('boot', 1)})", flush=True)
+    print(f"gstack netns guest {guest['name']}: booting", flush=True)
     configure_network(guest.get("nics", []))
-    instance, project = read_metadata(guest)
-    keys = ssh_keys(instance, project)
-    make_users(state, list(keys))
-    write_keys(state, keys)
+    metadata = Metadata(guest)
+    metadata.read_at_boot()
+
+    def update_keys() -> None:
+        keys = ssh_keys(metadata.instance, metadata.project)
+        make_users(state, list(keys))
+        write_keys(state, keys)
+
+    private_accounts(state)
+    update_keys()
     sshd = start_sshd(state)
     log("google_guest_agent", "GCE Agent Started.")
     print(f"\r\n{guest['name']} login: ", flush=True)
     with open(os.path.join(state, "ready"), "w") as f:
         f.write(str(os.getpid()))
-    if instance.get("startup-script"):
-        threading.Thread(target=run_script, args=(state, "startup-script", instance["startup-script"]),
+    if metadata.instance.get("startup-script"):
+        threading.Thread(target=run_script, args=(state, "startup-script", metadata.instance["startup-script"]),
                          daemon=True).start()
+    threading.Thread(target=metadata.watch, args=(update_keys, stopping), daemon=True).start()
     stopping.wait()
-    if instance.get("shutdown-script"):
-        run_script(state, "shutdown-script", instance["shutdown-script"], SHUTDOWN_SCRIPT_TIMEOUT)
+    if metadata.instance.get("shutdown-script"):
+        run_script(state, "shutdown-script", metadata.instance["shutdown-script"], SHUTDOWN_SCRIPT_TIMEOUT)
     if sshd is not None:
         sshd.terminate()
         sshd.wait()
