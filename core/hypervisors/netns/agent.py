@@ -108,7 +108,7 @@ class Metadata:
                                          headers={"Metadata-Flavor": "Google"})
         with urllib.request.urlopen(request, timeout=timeout_sec + 10) as answer:
             tree = json.load(answer)
-            etag = answer.headers.get("ETag")
+            etag: str | None = answer.headers.get("ETag")
         changed = etag != self.etag
         self.etag = etag
         self.instance = dict(tree.get("instance", {}).get("attributes", {}))
