@@ -24,15 +24,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from core.db import make_engine, write_session
+from core.hypervisors.base import NicSpec, VmSpec
 from core.hypervisors.netns import NetnsDriver
 from core.hypervisors.netns import links as netns_links
 from core.hypervisors.netns.agent import Metadata, ssh_keys
+from core.resources import store
 from core.services import hosts
 from core.services.seed import HOSTS_PER_ZONE, ensure_project
 from tests.conftest import PROJECT, ZONE, running_server, wait_op
 from tests.helpers.databases import seeded_engine, sessions
-from tests.hypervisors.test_conformance import PROJECT as CONFORMANCE_PROJECT
-from tests.hypervisors.test_conformance import Harness
 
 pytestmark = pytest.mark.xdist_group("netns")
 
@@ -187,11 +187,16 @@ def test_removing_the_host_removes_what_it_made() -> None:
         state = tempfile.mkdtemp(prefix="gstack-netns-state-")
         driver = NetnsDriver(factory, state)
         with write_session(factory) as s:
-            ensure_project(s, CONFORMANCE_PROJECT)
+            ensure_project(s, PROJECT)
             cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
         host = hosts.host_ref(hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, "ns-release",
                                              "netns://local"))
-        vm = Harness(driver, host, None, factory).vm()
+        uid = uuid.uuid4().int >> 66
+        with write_session(factory) as s:
+            store.new_resource(s, project=PROJECT, collection="instances", scope=f"zones/{ZONE}", name="vm-release",
+                               kind="compute#instance", body={}, uid=uid, host_id=host.id)
+        vm = VmSpec(uid, "vm-release", "vm-release", 1, 512, (), (NicSpec("nic0", "42:01:0a:00:00:02", "default",
+                                                                          "10.0.0.2"),))
         before = ours()
         driver.spawn(host, vm)
         made = ours() - before
