@@ -79,6 +79,11 @@ class NetnsDriver(HypervisorDriver):
         folder = os.path.join(self.state_dir, "vms")
         return [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
 
+    def bridge_of(self, host: HostRef, network: str) -> str:
+        """The bridge of ``network`` (its URL) on ``host``: where a virtual router of that network
+        plugs in beside the VMs."""
+        return links.bridge(f"{self.state_dir}#{host.id}", network)
+
     def options(self, host: HostRef) -> dict[str, Any]:
         with self.factory() as session:
             raw = session.scalar(select(Host.options).where(Host.id == host.id))
@@ -190,7 +195,7 @@ class NetnsDriver(HypervisorDriver):
         with self._links_lock():
             links.ensure_namespace(ns)
             for i, (nic, net) in enumerate(zip(vm.nics, networks, strict=True)):
-                bridge = links.bridge(f"{self.state_dir}#{host.id}", net["network"])
+                bridge = self.bridge_of(host, net["network"])
                 self._record_bridge(host, bridge)
                 links.ensure_bridge(bridge)
                 veth = links.veth(vm.uid, i)
