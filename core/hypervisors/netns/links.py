@@ -10,6 +10,7 @@ not of the host).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -54,13 +55,20 @@ def bridge(scope: str, network: str) -> str:
     return BRIDGE_PREFIX + digest[:IFNAMSIZ - len(BRIDGE_PREFIX)]
 
 
+@functools.cache
 def missing_tools() -> str | None:
-    """Why this machine cannot run netns VMs, or None when it can."""
+    """Why this machine cannot run netns VMs, or None when it can (asked once per process: root, the
+    tools, and a kernel that lets this process make namespaces, which an unprivileged container's
+    root may not)."""
     if os.geteuid() != 0:
         return "the netns driver needs root (network namespaces, bridges and veth pairs)"
     for tool in ("ip", "unshare"):
         if shutil.which(tool) is None:
             return f"the netns driver needs '{tool}' (iproute2, util-linux)"
+    probe = subprocess.run(["unshare", "--net", "--uts", "--mount", "true"], capture_output=True, text=True,
+                           check=False)
+    if probe.returncode != 0:
+        return f"the netns driver cannot make namespaces here: {probe.stderr.strip()}"
     return None
 
 
