@@ -77,6 +77,7 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
         pass
     finally:
         runtime.stop()
+        runtime.drivers.shutdown()  # netns VMs and bridges do not outlive the server
 
 
 def serve_banner(config, base: str, key_path: str, port: int) -> str:

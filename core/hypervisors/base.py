@@ -281,3 +281,15 @@ class HypervisorDriver(ABC):
         Raises DriverError(retry_elsewhere=False) when the VM is not running on ``host``, and always
         on a driver without the ``serial-console`` capability."""
         raise DriverError(f"the {self.name} driver has no interactive serial console", retry_elsewhere=False)
+
+    # -- optional: leaving; the defaults suit a driver whose VMs outlive gstack (libvirt's domains)
+
+    def release_host(self, host: HostRef) -> None:
+        """``host`` leaves gstack (``gstack admin host remove``): remove whatever the driver made on
+        it. Idempotent."""
+        return None
+
+    def shutdown(self) -> None:
+        """``gstack serve`` stops: remove what must not outlive it (the netns driver's namespaces and
+        bridges). Idempotent."""
+        return None

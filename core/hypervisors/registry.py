@@ -22,6 +22,11 @@ class DriverRegistry:
     def __contains__(self, hypervisor: str) -> bool:
         return hypervisor in self._drivers
 
+    def shutdown(self) -> None:
+        """The serving process stops: each driver removes what must not outlive it."""
+        for driver in self._drivers.values():
+            driver.shutdown()
+
 
 def default_registry(factory: sessionmaker[Session], sim_latency: dict[str, float] | float = 0.0, data_dir: str | None = None) -> DriverRegistry:
     """Every driver this installation can use, by hypervisor name (what clusters refer to).
@@ -31,11 +36,13 @@ def default_registry(factory: sessionmaker[Session], sim_latency: dict[str, floa
     ``test://`` hosts.
     """
     from core.hypervisors.libvirt import LibvirtDriver
+    from core.hypervisors.netns import NetnsDriver
     from core.hypervisors.simulator import SimulatorDriver
 
     state_dir = os.path.join(data_dir, "libvirt") if data_dir else None
     return DriverRegistry({"simulator": SimulatorDriver(factory, sim_latency),
-                           "libvirt": LibvirtDriver(factory, state_dir)})
+                           "libvirt": LibvirtDriver(factory, state_dir),
+                           "netns": NetnsDriver(factory, os.path.join(data_dir, "netns") if data_dir else None)})
 
 
-HYPERVISORS = ("simulator", "libvirt")
+HYPERVISORS = ("simulator", "libvirt", "netns")

@@ -114,12 +114,14 @@ def host_list(data_dir: str | None) -> None:
 @click.option("--name", default=None, help="Host name (default: the hostname the host reports; required for "
                                            "simulator hosts).")
 @click.option("--uri", default="simulator://", show_default=True,
-              help="libvirt URI (qemu:///system, qemu+ssh://root@kvm1/system, test:///default) or simulator://")
+              help="libvirt URI (qemu:///system, qemu+ssh://root@kvm1/system, test:///default), netns://local "
+                   "or simulator://")
 @click.option("--cpus", default=None, type=int, help="Default: what the host reports (simulator: 32).")
 @click.option("--memory-mb", default=None, type=int, help="Default: what the host reports (simulator: 131072).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Driver setting, repeatable: pool, pool_path, image_pool, image_pool_path, image_copy, "
-                   "networks, console_dir, shutdown_timeout (see the operator's guide).")
+                   "networks, console_dir, shutdown_timeout; netns: metadata_url, boot_timeout, shutdown_timeout "
+                   "(see the operator's guide).")
 @click.option("--cpu-platform", default=None,
               help="The host's CPU platform as GCE names it (e.g. 'Intel Ice Lake', 'AMD Milan'); instances asking "
                    "for a minimum CPU platform are placed only on hosts at or above it (default: Intel Broadwell).")
@@ -181,12 +183,18 @@ def host_maintenance(name: str, state: str, data_dir: str | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def host_remove(name: str, data_dir: str | None) -> None:
-    """Remove a host that no VM is placed on."""
-    with transaction(factory(data_dir)) as session:
+    """Remove a host that no VM is placed on; its driver removes what it made there (netns)."""
+    sessions = factory(data_dir)
+    with transaction(sessions) as session:
         try:
+            host = find_host(session, name)
+            ref, hypervisor = host_ref(host), hosts.cluster_of(session, host).hypervisor
             remove_host(session, name)
         except HostError as e:
             fail(str(e))
+    drivers = _drivers(sessions, data_dir)
+    if hypervisor in drivers:
+        drivers.get(hypervisor).release_host(ref)
     click.echo(f"removed host {name}")
 
 

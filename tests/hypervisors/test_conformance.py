@@ -1,8 +1,10 @@
 """The driver contract (core/hypervisors/base.py), held against every driver.
 
 Each test drives a driver directly through :class:`HypervisorDriver` on a database of its own
-(SQLite, and PostgreSQL): the simulator, and the libvirt driver on libvirt's ``test:///default``
-(skipped, with the reason, where libvirt-python is missing). Every call is made twice where the
+(SQLite, and PostgreSQL): the simulator, the libvirt driver on libvirt's ``test:///default``
+(skipped, with the reason, where libvirt-python is missing) and the netns driver on this machine
+(skipped where not root or without iproute2; its VMs live in the kernel, not the database, so it
+runs on SQLite only). Every call is made twice where the
 contract says it is idempotent, and the host's state (``list_instances``) must be the same after
 each: a job resumed after a crash repeats the call it was in.
 
@@ -39,6 +41,8 @@ from core.hypervisors.base import (
     VmSpec,
 )
 from core.hypervisors.libvirt import LibvirtDriver
+from core.hypervisors.netns import NetnsDriver
+from core.hypervisors.netns.links import missing_tools
 from core.hypervisors.simulator import SimulatorDriver, set_cpu_load
 from core.models import Host
 from core.resources import store
@@ -105,9 +109,24 @@ def libvirt_test_default(factory: sessionmaker[Session], tmp: str) -> Harness:
     return Harness(driver, hosts.host_ref(host), down, factory)
 
 
+def netns_local(factory: sessionmaker[Session], tmp: str) -> Harness:
+    why = missing_tools()
+    if why:
+        pytest.skip(why)
+    if factory.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("the netns driver keeps its VMs in the kernel: one database backend proves it")
+    driver = NetnsDriver(factory, tmp)
+    with write_session(factory) as s:
+        cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
+    host = hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, f"ns-{cluster.id}", "netns://local",
+                          options={"shutdown_timeout": 2, "boot_timeout": 10})
+    return Harness(driver, hosts.host_ref(host), HostRef(host.id, "ns-elsewhere", "netns://elsewhere"), factory)
+
+
 DRIVERS: dict[str, Callable[[sessionmaker[Session], str], Harness]] = {
     "simulator": simulator,
     "libvirt": libvirt_test_default,
+    "netns": netns_local,
 }
 
 
@@ -123,7 +142,13 @@ def database(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture(scope="module", params=list(DRIVERS))
 def harness(request: pytest.FixtureRequest, database: sessionmaker[Session]) -> Iterator[Harness]:
     tmp = tempfile.mkdtemp(prefix="gstack-conf-")
-    yield DRIVERS[request.param](database, tmp)
+    try:
+        made = DRIVERS[request.param](database, tmp)
+    except BaseException:  # a skip too
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    yield made
+    made.driver.release_host(made.host)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,0 +1,320 @@
+"""The guest agent of a netns VM: what a GCE image's init and google-guest-agent do at boot, done
+inside the VM's network namespace (and UTS namespace, and the mount namespace ``ip netns exec``
+gives it).
+
+The driver starts it as ``ip netns exec NS unshare --uts python3 agent.py GUEST.json`` with its
+output going to the VM's serial log, and stops it with SIGTERM. It imports nothing of gstack (it
+stands for software inside the guest), only the standard library. At boot it:
+
+1. sets the hostname (its own UTS namespace: the host's stays as it was);
+2. configures each NIC: the static address IPAM gave it (``ip``/``prefix``/``gateway`` in the
+   guest file). A NIC without one asks DHCP, the hook for when the virtual router's dnsmasq runs
+   for real: the first DHCP client found (``dhclient``, ``udhcpc``, ``dhcpcd``) is run on it;
+3. reads its metadata from ``metadata_url`` (the metadata server, ``Metadata-Flavor: Google``,
+   ``?recursive=true``) when one is configured, and follows it with ``wait_for_change`` hanging
+   GETs (new ssh keys reach sshd without a reboot); else the metadata the driver wrote into the
+   guest file (as a config drive would);
+4. makes the users named in ``ssh-keys`` (instance and project keys, project keys dropped when
+   ``block-project-ssh-keys`` is true, expired keys dropped) in a private copy of /etc/passwd
+   bind-mounted over the host's inside this mount namespace only, with homes on a /home of its
+   own (a tmpfs), and runs a real sshd on port 22 that asks for their keys as google-guest-agent's
+   sshd does (an ``AuthorizedKeysCommand``, run as root);
+5. writes ``ready`` into its directory (the driver's spawn waits for it) and runs
+   ``startup-script`` as root, its output on the serial log as google_metadata_script_runner's.
+
+On SIGTERM (a stop) it runs ``shutdown-script``, stops sshd and exits; the driver kills whatever
+is left in the namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+SHUTDOWN_SCRIPT_TIMEOUT = 30.0
+FIRST_UID = 2000
+
+
+def log(program: str, message: str) -> None:
+    """A syslog-style line on the serial port, as a GCE image prints its agents' messages."""
+    stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
+    print(f"{stamp} {socket.gethostname()} {program}[{os.getpid()}]: {message}", flush=True)
+
+
+def sh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=False)
+
+
+# -- network -------------------------------------------------------------------------------------
+
+
+def configure_network(nics: list[dict[str, Any]]) -> None:
+    sh("ip", "link", "set", "lo", "up")
+    for i, nic in enumerate(nics):
+        name = nic["name"]
+        sh("ip", "link", "set", name, "up")
+        if not nic.get("ip"):
+            dhcp(name)
+            continue
+        sh("ip", "addr", "replace", f"{nic['ip']}/{nic['prefix']}", "dev", name)
+        if i == 0 and nic.get("gateway"):
+            sh("ip", "route", "replace", "default", "via", nic["gateway"], "dev", name)
+        log("google_guest_agent", f"{name}: {nic['ip']}/{nic['prefix']} (MAC {nic['mac']})")
+
+
+def dhcp(name: str) -> None:
+    """Ask the network's DHCP server (the virtual router's dnsmasq) for an address."""
+    for client in (["dhclient", "-1", "-v"], ["udhcpc", "-n", "-q", "-i"], ["dhcpcd", "-1", "-4"]):
+        if shutil.which(client[0]):
+            out = sh(*client, name)
+            log("dhclient", f"{name}: {client[0]} exited {out.returncode}")
+            return
+    log("google_guest_agent", f"{name}: no address given and no DHCP client installed")
+
+
+# -- metadata ------------------------------------------------------------------------------------
+
+
+class Metadata:
+    """What the guest knows of its metadata: instance and project attributes, and the ETag of the
+    metadata server's answer they came from (None: from the guest file, no server)."""
+
+    def __init__(self, guest: dict[str, Any]):
+        self.url: str | None = guest.get("metadata_url")
+        self.instance: dict[str, str] = dict(guest.get("metadata", {}))
+        self.project: dict[str, str] = dict(guest.get("project_metadata", {}))
+        self.etag: str | None = None
+
+    def fetch(self, wait: bool = False, timeout_sec: int = 60) -> bool:
+        """Read the tree from the metadata server (``wait``: a hanging GET until it differs from
+        what was last read, or ``timeout_sec``); whether it changed. Raises OSError/ValueError
+        when the server cannot be read."""
+        assert self.url is not None
+        query = "?recursive=true"
+        if wait and self.etag:
+            query += f"&wait_for_change=true&last_etag={self.etag}&timeout_sec={timeout_sec}"
+        request = urllib.request.Request(self.url.rstrip("/") + "/computeMetadata/v1/" + query,
+                                         headers={"Metadata-Flavor": "Google"})
+        with urllib.request.urlopen(request, timeout=timeout_sec + 10) as answer:
+            tree = json.load(answer)
+            etag: str | None = answer.headers.get("ETag")
+        changed = etag != self.etag
+        self.etag = etag
+        self.instance = dict(tree.get("instance", {}).get("attributes", {}))
+        self.project = dict(tree.get("project", {}).get("attributes", {}))
+        return changed
+
+    def read_at_boot(self) -> None:
+        """From the metadata server when one is configured, else (or when it cannot be read) what
+        the driver wrote into the guest file."""
+        if not self.url:
+            return
+        try:
+            self.fetch()
+        except (OSError, ValueError) as exc:
+            log("google_guest_agent", f"metadata server {self.url} unreachable ({exc}); using the metadata given at boot")
+
+    def watch(self, on_change: Callable[[], None], stopping: threading.Event) -> None:
+        """Follow the metadata server with hanging GETs as google-guest-agent does, calling
+        ``on_change`` after each change (new ssh keys reach sshd so)."""
+        while self.url and not stopping.is_set():
+            try:
+                if self.fetch(wait=True):
+                    on_change()
+            except (OSError, ValueError):
+                stopping.wait(5)
+
+
+def expired(key: str, now: datetime) -> bool:
+    """A key written by gcloud with ``google-ssh {"userName": ..., "expireOn": ...}`` that has expired."""
+    marker = " google-ssh "
+    if marker not in key:
+        return False
+    try:
+        expire_on = json.loads(key.split(marker, 1)[1])["expireOn"]
+        return datetime.fromisoformat(expire_on.replace("Z", "+00:00")) <= now
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def ssh_keys(instance: dict[str, str], project: dict[str, str]) -> dict[str, list[str]]:
+    """user -> authorized keys, as google-guest-agent reads them."""
+    sources = [instance.get("ssh-keys", ""), instance.get("sshKeys", "")]
+    if instance.get("block-project-ssh-keys", "").lower() != "true":
+        sources += [project.get("ssh-keys", ""), project.get("sshKeys", "")]
+    now = datetime.now(UTC)
+    keys: dict[str, list[str]] = {}
+    for line in "\n".join(sources).splitlines():
+        user, sep, key = line.strip().partition(":")
+        if not sep or not user or not key.strip() or expired(key, now):
+            continue
+        keys.setdefault(user, []).append(key.strip())
+    return keys
+
+
+# -- users and sshd ------------------------------------------------------------------------------
+
+
+def private_accounts(state: str) -> None:
+    """A /home of the guest's own (a tmpfs) and private copies of /etc/passwd and /etc/group,
+    bind-mounted over the host's inside this mount namespace only (``ip netns exec`` made it, with
+    no propagation back to the host); :func:`make_users` adds to the copies."""
+    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "gstack-home", "/home")
+    for name in ("passwd", "group"):
+        shutil.copyfile(f"/etc/{name}", os.path.join(state, name))
+        sh("mount", "--bind", os.path.join(state, name), f"/etc/{name}")
+
+
+def make_users(state: str, users: list[str]) -> None:
+    """The users that do not exist yet, each with a home and a group of its own."""
+    paths = {name: os.path.join(state, name) for name in ("passwd", "group")}
+    with open(paths["passwd"]) as f:
+        passwd = f.read().splitlines()
+    with open(paths["group"]) as f:
+        group = f.read().splitlines()
+    known = {line.split(":")[0] for line in passwd}
+    taken = {int(line.split(":")[2]) for line in passwd if line.count(":") >= 3 and line.split(":")[2].isdigit()}
+    uid = FIRST_UID
+    for user in users:
+        if user in known:
+            continue
+        while uid in taken:
+            uid += 1
+        home = f"/home/{user}"
+        os.makedirs(home, exist_ok=True)
+        os.chown(home, uid, uid)
+        passwd.append(f"{user}:x:{uid}:{uid}::{home}:/bin/sh")
+        group.append(f"{user}:x:{uid}:")
+        taken.add(uid)
+        log("google_guest_agent", f"Created user: {user}")
+    for name, lines in (("passwd", passwd), ("group", group)):
+        with open(paths[name], "w") as f:  # the same file (inode) the bind mount shows
+            f.write("\n".join(lines) + "\n")
+
+
+def write_keys(state: str, keys: dict[str, list[str]]) -> None:
+    folder = os.path.join(state, "keys")
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name not in keys:
+            os.remove(os.path.join(folder, name))
+    for user, lines in keys.items():
+        with open(os.path.join(folder, user), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def start_sshd(state: str) -> subprocess.Popen[bytes] | None:
+    sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+    if sshd is None:
+        log("google_guest_agent", "openssh-server is not installed: no ssh")
+        return None
+    host_key = os.path.join(state, "ssh_host_ed25519_key")
+    if not os.path.exists(host_key):
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key)
+    config = os.path.join(state, "sshd_config")
+    with open(config, "w") as f:
+        f.write(f"""Port 22
+ListenAddress 0.0.0.0
+HostKey {host_key}
+PidFile {os.path.join(state, 'sshd.pid')}
+AuthorizedKeysFile none
+AuthorizedKeysCommand /bin/cat {os.path.join(state, 'keys', '%u')}
+AuthorizedKeysCommandUser root
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+PrintMotd no
+Subsystem sftp internal-sftp
+""")
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", config])
+    for _ in range(100):  # up to 2 s until it listens
+        if listening(22):
+            break
+        time.sleep(0.02)
+    return proc
+
+
+def listening(port: int) -> bool:
+    """Whether a TCP socket of this namespace listens on ``port`` (read from /proc: a probe
+    connection would show in sshd's log)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
+
+
+# -- scripts ---------------------------------------------------------------------------------------
+
+
+def run_script(state: str, key: str, body: str, timeout: float | None = None) -> None:
+    """Run a metadata script as root, each line of its output on the serial port."""
+    path = os.path.join(state, key)
+    with open(path, "w") as f:
+        f.write(body)
+    shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+    log("google_metadata_script_runner", f"Starting {key.replace('-script', '')} scripts.")
+    proc = subprocess.Popen([shell, path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd="/")
+    killer = threading.Timer(timeout, proc.kill) if timeout else None
+    if killer:
+        killer.start()
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        log("google_metadata_script_runner", f"{key}: {raw.decode(errors='replace').rstrip()}")
+    code = proc.wait()
+    if killer:
+        killer.cancel()
+    log("google_metadata_script_runner", f"{key} exit status {code}")
+
+
+def main(guest_file: str) -> None:
+    with open(guest_file) as f:
+        guest: dict[str, Any] = json.load(f)
+    state = os.path.dirname(os.path.abspath(guest_file))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    socket.sethostname(guest["hostname"].split(".")[0])  # as a GCE image: hostname -f gives the FQDN
+    print(f"gstack netns guest {guest['name']}: booting", flush=True)
+    configure_network(guest.get("nics", []))
+    metadata = Metadata(guest)
+    metadata.read_at_boot()
+
+    def update_keys() -> None:
+        keys = ssh_keys(metadata.instance, metadata.project)
+        make_users(state, list(keys))
+        write_keys(state, keys)
+
+    private_accounts(state)
+    update_keys()
+    sshd = start_sshd(state)
+    log("google_guest_agent", "GCE Agent Started.")
+    print(f"\r\n{guest['name']} login: ", flush=True)
+    with open(os.path.join(state, "ready"), "w") as f:
+        f.write(str(os.getpid()))
+    if metadata.instance.get("startup-script"):
+        threading.Thread(target=run_script, args=(state, "startup-script", metadata.instance["startup-script"]),
+                         daemon=True).start()
+    threading.Thread(target=metadata.watch, args=(update_keys, stopping), daemon=True).start()
+    stopping.wait()
+    if metadata.instance.get("shutdown-script"):
+        run_script(state, "shutdown-script", metadata.instance["shutdown-script"], SHUTDOWN_SCRIPT_TIMEOUT)
+    if sshd is not None:
+        sshd.terminate()
+        sshd.wait()
+    print("[  OK  ] Reached target poweroff.target - System Power Off.\r\nreboot: Power down", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,415 @@
+"""The netns driver: each VM a network namespace on this machine with our guest agent in it.
+
+A VM's files live in ``STATE/vms/<uid>/``: ``vm.json`` (the host it belongs to, its links and
+disks), ``guest.json`` (what the agent boots from), ``serial.log`` (its serial port 1), the agent's
+pid, sshd's keys and config. Its power state is read from the kernel each time: ``running`` when
+the agent runs in its namespace, ``paused`` when its processes are stopped (SIGSTOP keeps their
+memory: the ``suspend`` capability), ``shutoff`` when only the definition is left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.hypervisors.base import SUSPEND, DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, VmSpec
+from core.hypervisors.netns import links
+from core.links import parse_ref
+from core.models import Host, Project, Resource
+from core.resources import store
+
+LOCAL_URIS = ("netns://local", "netns:///")
+AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py")
+MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
+DEFAULTS: dict[str, Any] = {"metadata_url": None, "boot_timeout": 15.0, "shutdown_timeout": 30.0}
+
+
+class NetnsDriver(HypervisorDriver):
+    name = "netns"
+    capabilities = frozenset({SUSPEND})
+
+    def __init__(self, factory: sessionmaker[Session], state_dir: str | None = None):
+        self.factory = factory
+        self.state_dir = state_dir or os.path.join(tempfile.gettempdir(), "gstack-netns")
+
+    # -- where things are --------------------------------------------------------------------------
+
+    def _dir(self, vm_uid: int) -> str:
+        return os.path.join(self.state_dir, "vms", str(vm_uid))
+
+    def _meta(self, vm_uid: int) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(self._dir(vm_uid), "vm.json")) as f:
+                meta: dict[str, Any] = json.load(f)
+                return meta
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, vm_uid: int, name: str, data: dict[str, Any]) -> None:
+        path = os.path.join(self._dir(vm_uid), name)
+        with open(path + ".tmp", "w") as f:
+            json.dump(data, f)
+        os.replace(path + ".tmp", path)
+
+    @contextmanager
+    def _links_lock(self) -> Iterator[None]:
+        """Held while links are made or removed: another process's teardown must not delete a bridge
+        between this one's making it and plugging a VM into it."""
+        os.makedirs(self.state_dir, exist_ok=True)
+        with open(os.path.join(self.state_dir, "links.lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def _vm_uids(self) -> list[int]:
+        folder = os.path.join(self.state_dir, "vms")
+        return [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
+
+    def bridge_of(self, host: HostRef, network: str) -> str:
+        """The bridge of ``network`` (its URL) on ``host``: where a virtual router of that network
+        plugs in beside the VMs."""
+        return links.bridge(f"{self.state_dir}#{host.id}", network)
+
+    def options(self, host: HostRef) -> dict[str, Any]:
+        with self.factory() as session:
+            raw = session.scalar(select(Host.options).where(Host.id == host.id))
+        return {**DEFAULTS, **(json.loads(raw) if raw else {})}
+
+    def _check(self, host: HostRef) -> None:
+        """The host is this machine and this machine can run namespaces, else the host is unreachable."""
+        if host.uri not in LOCAL_URIS:
+            raise DriverError(f"host {host.name}: the netns driver runs VMs on this machine only "
+                              f"(netns://local), not {host.uri}")
+        why = links.missing_tools()
+        if why:
+            raise DriverError(f"host {host.name}: {why}")
+
+    def _agent_pid(self, vm_uid: int) -> int | None:
+        """The agent's pid when it runs in the VM's namespace."""
+        try:
+            with open(os.path.join(self._dir(vm_uid), "agent.pid")) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            return None
+        return pid if pid in links.pids(links.namespace(vm_uid)) else None
+
+    def _state(self, vm_uid: int) -> str:
+        if self._agent_pid(vm_uid) is None:
+            return "shutoff"
+        return "paused" if os.path.exists(os.path.join(self._dir(vm_uid), "paused")) else "running"
+
+    def _note(self, vm_uid: int, text: str) -> None:
+        """A line on the VM's serial port from the 'firmware' (the driver), as a VM's BIOS prints."""
+        with open(os.path.join(self._dir(vm_uid), "serial.log"), "a") as f:
+            f.write(text + "\r\n")
+
+    # -- the host ----------------------------------------------------------------------------------
+
+    def host_stats(self, host: HostRef) -> HostStats:
+        self._check(host)
+        meminfo: dict[str, int] = {}
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                meminfo[key] = int(value.split()[0])
+        running = sum(1 for state in self.list_instances(host).values() if state == "running")
+        return HostStats(os.cpu_count() or 1, meminfo["MemTotal"] // 1024, meminfo.get("MemAvailable", 0) // 1024,
+                         running, hostname=socket.gethostname())
+
+    def list_instances(self, host: HostRef) -> dict[int, str]:
+        self._check(host)
+        found = {}
+        for uid in self._vm_uids():
+            meta = self._meta(uid)
+            if meta is not None and meta["host_id"] == host.id:
+                found[uid] = self._state(uid)
+        return found
+
+    def cpu_times(self, host: HostRef, vm_uids: list[int]) -> dict[int, float]:
+        """The user and system time of the processes now in the VM's namespace (those that ended are
+        not counted: a reading may go back, which callers take as a new start)."""
+        self._check(host)
+        ticks = os.sysconf("SC_CLK_TCK")
+        times = {}
+        for uid in vm_uids:
+            meta = self._meta(uid)
+            if meta is None or meta["host_id"] != host.id or self._state(uid) != "running":
+                continue
+            total = 0
+            for pid in links.pids(links.namespace(uid)):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    total += int(fields[11]) + int(fields[12])  # utime, stime
+                except (OSError, IndexError, ValueError):
+                    continue
+            times[uid] = total / ticks
+        return times
+
+    # -- starting ------------------------------------------------------------------------------------
+
+    def spawn(self, host: HostRef, vm: VmSpec) -> None:
+        self._check(host)
+        meta = self._meta(vm.uid)
+        state = self._state(vm.uid) if meta is not None else None
+        if meta is not None and meta["host_id"] == host.id and state == "running":
+            return
+        if meta is not None and meta["host_id"] == host.id and state == "paused":
+            self._continue(vm.uid)
+            return
+        new = meta is None
+        try:
+            self._define(host, vm, meta)
+            self._boot(host, vm.uid)
+        except DriverError as exc:
+            tail = self.serial_output(vm.uid, -2000)[0].strip().splitlines()[-5:]
+            self._teardown(vm.uid, self._meta(vm.uid), keep_files=not new)
+            raise DriverError(f"{exc}; its serial port said: {' | '.join(tail)}") from exc
+
+    def resume(self, host: HostRef, vm: VmSpec) -> None:
+        """A paused VM runs on; one this machine does not have is started as :meth:`spawn` would."""
+        self.spawn(host, vm)
+
+    def _define(self, host: HostRef, vm: VmSpec, old: dict[str, Any] | None) -> None:
+        """(Re)make the namespace and its links to follow ``vm``, and the files the agent boots from."""
+        if old is not None:
+            self._teardown(vm.uid, old, keep_files=True)
+        os.makedirs(self._dir(vm.uid), exist_ok=True)
+        ns = links.namespace(vm.uid)
+        nics, guest_nics = [], []
+        networks = self._networks(vm)
+        with self._links_lock():
+            links.ensure_namespace(ns)
+            for i, (nic, net) in enumerate(zip(vm.nics, networks, strict=True)):
+                bridge = self.bridge_of(host, net["network"])
+                self._record_bridge(host, bridge)
+                links.ensure_bridge(bridge)
+                veth = links.veth(vm.uid, i)
+                links.plug(ns, veth, f"eth{i}", nic.mac, bridge)
+                nics.append({"veth": veth, "bridge": bridge, "network": net["network"]})
+                guest_nics.append({"name": f"eth{i}", "mac": nic.mac, "ip": nic.ip, "prefix": net["prefix"],
+                                   "gateway": net["gateway"]})
+        boots = (old or {}).get("boots", 0)
+        self._write(vm.uid, "vm.json", {"host_id": host.id, "name": vm.name, "nics": nics, "boots": boots,
+                                        "disks": [d.uid for d in vm.disks]})
+        instance, project = self._metadata(vm)
+        self._write(vm.uid, "guest.json", {"name": vm.name, "hostname": vm.hostname, "nics": guest_nics,
+                                           "metadata": instance, "project_metadata": project,
+                                           "metadata_url": self.options(host)["metadata_url"]})
+
+    def _networks(self, vm: VmSpec) -> list[dict[str, Any]]:
+        """Each NIC's network (its URL, which names the bridge), prefix length and gateway, from its
+        subnetwork where the instance row says (a NIC of a VM without one: a /24, no gateway)."""
+        with self.factory() as session:
+            res = session.scalar(select(Resource).where(Resource.uid == vm.uid))
+            body = store.body_of(res) if res is not None else {}
+            ifaces = {i.get("name"): i for i in body.get("networkInterfaces", [])}
+            out = []
+            for nic in vm.nics:
+                iface = ifaces.get(nic.name, {})
+                net = {"network": iface.get("network", nic.network), "prefix": 24, "gateway": None}
+                ref = parse_ref(iface["subnetwork"], project=res.project) if res and iface.get("subnetwork") else None
+                sub = store.find_optional(session, ref.project, "subnetworks", ref.scope, ref.name) if ref else None
+                if sub is not None:
+                    sub_body = store.body_of(sub)
+                    net["prefix"] = int(sub_body["ipCidrRange"].split("/")[1])
+                    net["gateway"] = sub_body.get("gatewayAddress")
+                out.append(net)
+            return out
+
+    def _metadata(self, vm: VmSpec) -> tuple[dict[str, str], dict[str, str]]:
+        """The instance's metadata and its project's common metadata (ssh-keys may be in either)."""
+        with self.factory() as session:
+            project_name = session.scalar(select(Resource.project).where(Resource.uid == vm.uid))
+            raw = session.scalar(select(Project.common_metadata).where(Project.name == project_name))
+        items = json.loads(raw) if raw else []
+        return dict(vm.metadata), {i["key"]: i["value"] for i in items}
+
+    def _record_bridge(self, host: HostRef, bridge: str) -> None:
+        """Remember which host a bridge serves, so removing the host (or stopping gstack) finds it."""
+        folder = os.path.join(self.state_dir, "bridges")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, bridge), "w") as f:
+            f.write(str(host.id))
+
+    def _boot(self, host: HostRef, vm_uid: int) -> None:
+        """Start the agent in the namespace and wait until it says the guest is up."""
+        folder = self._dir(vm_uid)
+        ready = os.path.join(folder, "ready")
+        if os.path.exists(ready):
+            os.remove(ready)
+        meta = self._meta(vm_uid) or {}
+        meta["boots"] = meta.get("boots", 0) + 1
+        self._write(vm_uid, "vm.json", meta)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        with open(os.path.join(folder, "serial.log"), "ab") as serial:
+            serial.write(f"gstack netns firmware: booting {links.namespace(vm_uid)} (boot {meta['boots']})\r\n".encode())
+            serial.flush()
+            agent = subprocess.Popen(
+                ["ip", "netns", "exec", links.namespace(vm_uid), "unshare", "--uts", sys.executable, AGENT,
+                 os.path.join(folder, "guest.json")],
+                stdin=subprocess.DEVNULL, stdout=serial, stderr=subprocess.STDOUT, cwd=folder, env=env,
+                start_new_session=True)
+        with open(os.path.join(folder, "agent.pid"), "w") as f:
+            f.write(str(agent.pid))
+        threading.Thread(target=agent.wait, daemon=True).start()  # reaps it should it end while we run
+        deadline = time.monotonic() + float(self.options(host)["boot_timeout"])
+        while not os.path.exists(ready):
+            if agent.poll() is not None or time.monotonic() > deadline:
+                raise DriverError(f"VM {vm_uid} did not boot on host {host.name}")
+            time.sleep(0.02)
+
+    # -- power ---------------------------------------------------------------------------------------
+
+    def _continue(self, vm_uid: int) -> None:
+        links.signal_all(links.namespace(vm_uid), signal.SIGCONT)
+        path = os.path.join(self._dir(vm_uid), "paused")
+        if os.path.exists(path):
+            os.remove(path)
+            self._note(vm_uid, "[   61.000000] PM: suspend exit")
+
+    def _kill(self, vm_uid: int) -> None:
+        """Every process of the VM gone (as the power going off)."""
+        ns = links.namespace(vm_uid)
+        for _ in range(250):
+            if not links.pids(ns):
+                break
+            links.signal_all(ns, signal.SIGKILL)
+            time.sleep(0.02)
+        for name in ("paused", "ready"):
+            path = os.path.join(self._dir(vm_uid), name)
+            if os.path.exists(path):
+                os.remove(path)
+
+    def power_off(self, host: HostRef, vm_uid: int) -> None:
+        """A clean shutdown: SIGTERM to the agent (which runs ``shutdown-script``), then the rest killed."""
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is None or meta["host_id"] != host.id:
+            return
+        pid = self._agent_pid(vm_uid)
+        if pid is None:
+            return
+        self._continue(vm_uid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + float(self.options(host)["shutdown_timeout"])
+        while self._agent_pid(vm_uid) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._kill(vm_uid)
+
+    def reboot(self, host: HostRef, vm_uid: int) -> None:
+        """A hard reset: every process killed (no shutdown-script, as GCE's reset), the agent booted again."""
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is None or meta["host_id"] != host.id or self._state(vm_uid) == "shutoff":
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
+        self._kill(vm_uid)
+        self._note(vm_uid, "[   50.000000] reboot: Restarting system")
+        self._boot(host, vm_uid)
+
+    def suspend(self, host: HostRef, vm_uid: int) -> None:
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is None or meta["host_id"] != host.id or self._state(vm_uid) != "running":
+            return
+        self._note(vm_uid, "[   60.000000] PM: suspend entry (s2idle)")
+        with open(os.path.join(self._dir(vm_uid), "paused"), "w"):
+            pass
+        links.signal_all(links.namespace(vm_uid), signal.SIGSTOP)
+
+    # -- removal -------------------------------------------------------------------------------------
+
+    def _teardown(self, vm_uid: int, meta: dict[str, Any] | None, keep_files: bool) -> None:
+        """The VM's processes, namespace and veths gone, and its bridges when no VM is left on them;
+        its files too unless ``keep_files`` (a redefinition keeps its serial log and host keys)."""
+        nics = (meta or {}).get("nics", [])
+        with self._links_lock():
+            links.remove_namespace(links.namespace(vm_uid), [n["veth"] for n in nics])
+            for bridge in {n["bridge"] for n in nics}:
+                if links.remove_bridge_if_unused(bridge):
+                    record = os.path.join(self.state_dir, "bridges", bridge)
+                    if os.path.exists(record):
+                        os.remove(record)
+        if not keep_files:
+            shutil.rmtree(self._dir(vm_uid), ignore_errors=True)
+
+    def destroy(self, host: HostRef | None, vm_uid: int) -> None:
+        if host is not None:
+            self._check(host)
+        self._teardown(vm_uid, self._meta(vm_uid), keep_files=False)
+
+    def release_host(self, host: HostRef) -> None:
+        """Every VM of the host destroyed and its bridges deleted: nothing of the host is left."""
+        for uid in self._vm_uids():
+            meta = self._meta(uid)
+            if meta is not None and meta["host_id"] == host.id:
+                self._teardown(uid, meta, keep_files=False)
+        self._remove_bridges(host.id)
+
+    def shutdown(self) -> None:
+        """``gstack serve`` stops: netns VMs do not outlive it, every VM and bridge is removed."""
+        if not os.path.isdir(self.state_dir) or links.missing_tools():
+            return
+        for uid in self._vm_uids():
+            self._teardown(uid, self._meta(uid), keep_files=False)
+        self._remove_bridges(None)
+
+    def _remove_bridges(self, host_id: int | None) -> None:
+        """The recorded bridges of ``host_id`` (None: of every host) that no VM uses any more."""
+        folder = os.path.join(self.state_dir, "bridges")
+        with self._links_lock():
+            for bridge in os.listdir(folder) if os.path.isdir(folder) else []:
+                with open(os.path.join(folder, bridge)) as f:
+                    owner = f.read().strip()
+                if (host_id is None or owner == str(host_id)) and links.remove_bridge_if_unused(bridge):
+                    os.remove(os.path.join(folder, bridge))
+
+    # -- disks: a namespace has no block devices; the disk set is recorded for the guest's view ------
+
+    def attach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is None or meta["host_id"] != host.id:
+            raise DriverError(f"VM {vm_uid} is not on host {host.name}", retry_elsewhere=False)
+        if disk.uid not in meta["disks"]:
+            meta["disks"].append(disk.uid)
+            self._write(vm_uid, "vm.json", meta)
+            self._note(vm_uid, f"[  120.000000] sd 0:0:1:0: Attached SCSI disk {disk.device_name}")
+
+    def detach_volume(self, host: HostRef, vm_uid: int, disk: DiskSpec) -> None:
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is not None and meta["host_id"] == host.id and disk.uid in meta["disks"]:
+            meta["disks"].remove(disk.uid)
+            self._write(vm_uid, "vm.json", meta)
+
+    # -- the serial port -------------------------------------------------------------------------------
+
+    def serial_output(self, vm_uid: int, start: int) -> tuple[str, int, int]:
+        path = os.path.join(self._dir(vm_uid), "serial.log")
+        try:
+            with open(path, "rb") as f:
+                end = os.fstat(f.fileno()).st_size
+                oldest = max(0, end - MAX_CONSOLE)
+                if start < 0:
+                    start = end + start
+                start = min(max(start, oldest), end)
+                f.seek(start)
+                data = f.read(end - start)
+        except FileNotFoundError:
+            return "", 0, 0
+        return data.decode(errors="replace"), start, end
