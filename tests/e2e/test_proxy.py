@@ -119,7 +119,6 @@ PLAYBOOK = """
         name: px-net
         auto_create_subnetworks: true
         state: {state}
-      register: network
     - google.cloud.gcp_compute_disk:
         <<: *gcp
         name: px-disk
@@ -137,7 +136,7 @@ PLAYBOOK = """
             initialize_params:
               source_image: projects/debian-cloud/global/images/family/debian-12
         network_interfaces:
-          - network: "{{{{ network }}}}"
+          - network: {{selfLink: "{google}projects/{project}/global/networks/px-net"}}
         state: {state}
 """
 # Deleting runs the tasks in reverse: the instance before the network it uses.
@@ -161,7 +160,7 @@ def ansible_playbook() -> str:
 
 
 def run_playbook(server, binary: str, tmp: pathlib.Path, state: str) -> dict[str, int]:
-    text = PLAYBOOK.format(project=PROJECT, key=server.key_path, zone=ZONE, state=state)
+    text = PLAYBOOK.format(project=PROJECT, key=server.key_path, zone=ZONE, state=state, google=GOOGLE)
     if state == "absent":
         head, _, tasks = text.partition("  tasks:\n")
         steps = re.split(r"(?m)^(?=    - google)", tasks)
