@@ -40,6 +40,7 @@ class InterceptingHandler(RequestHandler):
     tunnel as on any gstack connection (keep-alive included)."""
 
     server: InterceptingServer
+    disable_nagle_algorithm = True
 
     def handle(self) -> None:
         self.raw_requestline = self.rfile.readline(65537)
