@@ -189,27 +189,36 @@ def test_ansible_creates_finds_unchanged_and_deletes(server, tmp_path):
 
 # --- Apache libcloud ----------------------------------------------------------------------------------
 
-def test_libcloud_lists_creates_attaches_and_destroys(server, tmp_path, monkeypatch):
-    """libcloud reads its CA from SSL_CERT_FILE when it is imported (else certifi's bundle): set in
-    this process as its documentation says, ``libcloud.security.CA_CERTS_PATH``."""
+def libcloud_driver(monkeypatch, key_path: str, ca: str, credential_file: str):
+    """A GCENodeDriver on a key file. libcloud reads its CA from SSL_CERT_FILE when it is imported
+    (else certifi's bundle); in this process it is set as libcloud's documentation says,
+    ``libcloud.security.CA_CERTS_PATH``."""
     pytest.importorskip("libcloud", reason="apache-libcloud is not installed (the test extra has it)")
     import libcloud.security
     from libcloud.compute.providers import Provider, get_driver
 
-    monkeypatch.setattr(libcloud.security, "CA_CERTS_PATH", server.ca)
-    with open(server.key_path) as f:
+    monkeypatch.setattr(libcloud.security, "CA_CERTS_PATH", ca)
+    with open(key_path) as f:
         email = json.load(f)["client_email"]
+    return get_driver(Provider.GCE)(email, key_path, project=PROJECT, datacenter=ZONE, credential_file=credential_file)
+
+
+def libcloud_round_trip(driver, name: str, links: str) -> None:
+    """List, create a node, create and attach a disk, destroy both: libcloud follows the links
+    gstack returns (operations, the node's disks), so this fails when it cannot."""
+    before = {n.name for n in driver.list_nodes()}
+    node = driver.create_node(name, "e2-small", f"{links}projects/debian-cloud/global/images/family/debian-12")
+    assert node.extra["selfLink"] == f"{links}projects/{PROJECT}/zones/{ZONE}/instances/{name}"
+    volume = driver.create_volume(10, f"{name}-data", location=ZONE)
+    assert driver.attach_volume(node, volume)
+    attached = driver.ex_get_node(name, ZONE)
+    assert any(d["source"].endswith(f"/disks/{name}-data") for d in attached.extra["disks"])
+    assert driver.destroy_node(node)
+    assert driver.destroy_volume(volume)
+    assert {n.name for n in driver.list_nodes()} == before
+
+
+def test_libcloud_lists_creates_attaches_and_destroys(server, tmp_path, monkeypatch):
     with environ(**server.client_env()):
-        driver = get_driver(Provider.GCE)(email, server.key_path, project=PROJECT, datacenter=ZONE,
-                                          credential_file=str(tmp_path / "libcloud-auth"))
-        before = {n.name for n in driver.list_nodes()}
-        node = driver.create_node("px-libcloud", "e2-small",
-                                  f"{GOOGLE}projects/debian-cloud/global/images/family/debian-12")
-        assert node.extra["selfLink"] == f"{GOOGLE}projects/{PROJECT}/zones/{ZONE}/instances/px-libcloud"
-        volume = driver.create_volume(10, "px-libcloud-data", location=ZONE)
-        assert driver.attach_volume(node, volume)
-        attached = driver.ex_get_node("px-libcloud", ZONE)
-        assert any(d["source"].endswith("/disks/px-libcloud-data") for d in attached.extra["disks"])
-        assert driver.destroy_node(node)
-        assert driver.destroy_volume(volume)
-        assert {n.name for n in driver.list_nodes()} == before
+        driver = libcloud_driver(monkeypatch, server.key_path, server.ca, str(tmp_path / "auth"))
+        libcloud_round_trip(driver, "px-libcloud", GOOGLE)
