@@ -89,15 +89,20 @@ def test_python_client_through_the_proxy_gets_googles_links(server):
     assert zone.json()["selfLink"] == f"{GOOGLE}projects/{PROJECT}/zones/{ZONE}"
 
 
-def test_node_key_file_sign_in_lists_instances(server):
+def test_node_key_file_sign_in_lists_instances(server, tmp_path):
+    """The key file names Google's token endpoint, as one Google issued would: Node signs in there
+    (it ignores ``token_uri`` anyway), through the proxy."""
     modules = node_packages()
+    key = json.loads(pathlib.Path(server.key_path).read_text())
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps({**key, "token_uri": "https://oauth2.googleapis.com/token"}))
     created = api_session(server).post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances", json={
         "name": "px-node", "machineType": f"zones/{ZONE}/machineTypes/e2-small",
         "disks": [{"boot": True, "autoDelete": True,
                    "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
         "networkInterfaces": [{"network": "global/networks/default"}]})
     assert created.status_code == 200, created.text
-    proc = subprocess.run(["node", str(NODE_SCRIPT), server.key_path, PROJECT, ZONE],
+    proc = subprocess.run(["node", str(NODE_SCRIPT), str(key_file), PROJECT, ZONE],
                           env=server.client_env(NODE_PATH=modules), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     listed = json.loads(proc.stdout.strip().splitlines()[-1])
