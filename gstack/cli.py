@@ -71,12 +71,18 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None, p
                        tls_.ensure_server_certificate(config.data_dir, tls_.server_names(host, config.universe_domain)))
         context = tls_.server_context(certificate)
     server = PooledWSGIServer(host, port, app, ssl_context=context)
-    servers = [server] + ([InterceptingServer(host, config.proxy_port, app, config.data_dir)] if config.proxy_port else [])
-    for extra in servers[1:]:
-        threading.Thread(target=extra.serve_forever, name="proxy", daemon=True).start()
+    servers = [server]
+    if config.proxy_port:  # the intercepting proxy (gstack/intercept.py) serves the same app on its own thread
+        servers.append(InterceptingServer(host, config.proxy_port, app, config.data_dir))
+        threading.Thread(target=servers[-1].serve_forever, name="proxy", daemon=True).start()
     settle()
     click.echo(serve_banner(config, base, key_path, port), err=True)
-    signal.signal(signal.SIGTERM, lambda *_: [threading.Thread(target=s.shutdown, daemon=True).start() for s in servers])
+
+    def stop(*_) -> None:
+        for each in servers:
+            threading.Thread(target=each.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -143,7 +149,8 @@ def proxy_banner(config, key_path: str) -> list[str]:
     ca = os.path.join(config.data_dir, CA_CERT)
     return ["", f"Intercepting proxy for clients that hard-code Google's hosts (Ansible, libcloud, Node): "
                 f"port {config.proxy_port}",
-            f"  HTTPS_PROXY=http://127.0.0.1:{config.proxy_port} REQUESTS_CA_BUNDLE={ca} NODE_EXTRA_CA_CERTS={ca} "
+            f"  HTTPS_PROXY=http://127.0.0.1:{config.proxy_port} REQUESTS_CA_BUNDLE={ca} SSL_CERT_FILE={ca} "
+            f"NODE_EXTRA_CA_CERTS={ca} "
             f"GOOGLE_APPLICATION_CREDENTIALS={key_path}"]
 
 

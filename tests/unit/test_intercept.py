@@ -9,6 +9,7 @@ from flask import Flask
 
 from core.links import CANONICAL_BASE
 from gstack import intercept, tls
+from gstack.cli import serve_banner
 from gstack.config import Settings
 from gstack.gce import render
 
@@ -49,3 +50,11 @@ def test_the_proxy_certificate_names_googles_hosts_and_leaves_the_servers_alone(
 def test_the_refusal_names_the_destination_and_the_hosts_served():
     message = intercept.refusal("example.com:443")
     assert "not to example.com:443" in message and "compute.googleapis.com" in message
+
+
+def test_the_serve_banner_gives_each_client_its_proxy_lines(tmp_path):
+    config = Settings(data_dir=str(tmp_path), database_url="sqlite:///gstack.sqlite3", proxy_port=3128)
+    text = serve_banner(config, "http://127.0.0.1:8080", "/keys/demo.json", 8080)
+    ca = f"{tmp_path}/{tls.CA_CERT}"
+    assert (f"HTTPS_PROXY=http://127.0.0.1:3128 REQUESTS_CA_BUNDLE={ca} SSL_CERT_FILE={ca} NODE_EXTRA_CA_CERTS={ca} "
+            "GOOGLE_APPLICATION_CREDENTIALS=/keys/demo.json") in text
