@@ -37,9 +37,11 @@ def refusal(target: str) -> str:
 
 class InterceptingHandler(RequestHandler):
     """One proxy connection: the ``CONNECT`` in the clear, then TLS, then werkzeug's HTTP/1.1 on the
-    tunnel as on any gstack connection (keep-alive included)."""
+    tunnel as on any gstack connection (one request, then ``Connection: close``, as werkzeug does)."""
 
     server: InterceptingServer
+    # TLS writes the status line, the headers and the body as separate small records; with Nagle on,
+    # the last one waits for the client's delayed ACK (measured: 15 ms a request instead of 3.5 ms).
     disable_nagle_algorithm = True
 
     def handle(self) -> None:
