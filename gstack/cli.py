@@ -34,17 +34,21 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Where SQLite and credentials live (default ~/.local/share/gstack).")
 @click.option("--tls", is_flag=True, default=None,
               help="Serve HTTPS with a certificate from the data directory's CA (or GSTACK_TLS_CERT/_KEY).")
-def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -> None:
+@click.option("--proxy-port", default=None, type=int,
+              help="Also listen here as an HTTPS proxy serving Google's API hosts (GSTACK_PROXY_PORT).")
+def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None, proxy_port: int | None) -> None:
     """Run the API, the OAuth2 server and in-process job workers."""
     from gstack import tls as tls_
     from gstack.app import create_app
     from gstack.bootstrap import ensure_demo_credentials
+    from gstack.intercept import InterceptingServer
     from gstack.serving import PooledWSGIServer
     from gstack.universe import DEFAULT_UNIVERSE
     from gstack.universe import token_uri as universe_token_uri
 
     config = settings(data_dir)
     config.tls = bool(tls) or config.tls
+    config.proxy_port = proxy_port if proxy_port is not None else config.proxy_port
     port = port if port is not None else (443 if config.universe_domain else 8080)
     # Request threads and job workers share one interpreter. Every SQLite call releases the GIL,
     # and with the default 5 ms switch interval a request thread then waits up to 5 ms to get it
@@ -68,9 +72,18 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
                        tls_.ensure_server_certificate(config.data_dir, tls_.server_names(host, config.universe_domain)))
         context = tls_.server_context(certificate)
     server = PooledWSGIServer(host, port, app, ssl_context=context)
+    servers = [server]
+    if config.proxy_port:  # the intercepting proxy (gstack/intercept.py) serves the same app on its own thread
+        servers.append(InterceptingServer(host, config.proxy_port, app, config.data_dir))
+        threading.Thread(target=servers[-1].serve_forever, name="proxy", daemon=True).start()
     settle()
     click.echo(serve_banner(config, base, key_path, port), err=True)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+
+    def stop(*_) -> None:
+        for each in servers:
+            threading.Thread(target=each.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -95,6 +108,8 @@ def serve_banner(config, base: str, key_path: str, port: int) -> str:
         lines.append(f"  TLS: certificates from the CA {ca} (also: gstack admin ca export)")
     elif config.tls:
         lines.append(f"  TLS: the certificate {config.tls_cert}")
+    if config.proxy_port:
+        lines += proxy_banner(config, key_path)
     if config.universe_domain:
         hosts = " ".join(universe_hosts(config.universe_domain))
         lines += ["", f"Universe {config.universe_domain}: resolve its hosts to this server (/etc/hosts or DNS):",
@@ -127,6 +142,18 @@ def serve_banner(config, base: str, key_path: str, port: int) -> str:
               f"  gcloud config set auth/auth_host {base}/o/oauth2/auth",
               "  gcloud auth login", ""]
     return "\n" + "\n".join(lines)
+
+
+def proxy_banner(config, key_path: str) -> list[str]:
+    """The lines for clients that reach gstack through its intercepting proxy."""
+    from gstack.tls import CA_CERT
+
+    ca = os.path.join(config.data_dir, CA_CERT)
+    return ["", f"Intercepting proxy for clients that hard-code Google's hosts (Ansible, libcloud, Node): "
+                f"port {config.proxy_port}",
+            f"  HTTPS_PROXY=http://127.0.0.1:{config.proxy_port} REQUESTS_CA_BUNDLE={ca} SSL_CERT_FILE={ca} "
+            f"NODE_EXTRA_CA_CERTS={ca} "
+            f"GOOGLE_APPLICATION_CREDENTIALS={key_path}"]
 
 
 @main.command()

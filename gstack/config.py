@@ -44,6 +44,8 @@ class Settings:
     tls_key: str = ""
     # a universe domain (e.g. example.internal): gstack answers as compute.UNIVERSE, links follow
     universe_domain: str = ""
+    # the intercepting proxy for clients that hard-code Google's hosts (gstack/intercept.py); 0 = off
+    proxy_port: int = 0
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -71,6 +73,7 @@ class Settings:
         s.tls = env.get("GSTACK_TLS", "0") in ("1", "true", "yes") or bool(s.tls_cert)
         universe = env.get("GSTACK_UNIVERSE_DOMAIN", s.universe_domain).strip().strip(".").lower()
         s.universe_domain = "" if universe == "googleapis.com" else universe  # Google's own is the default
+        s.proxy_port = int(env.get("GSTACK_PROXY_PORT", s.proxy_port))
         latency = env.get("GSTACK_SIM_LATENCY", "")
         if latency:
             s.sim_latency = json.loads(latency) if latency.strip().startswith("{") else float(latency)

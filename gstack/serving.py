@@ -56,8 +56,9 @@ class RequestHandler(WSGIRequestHandler):
 
 
 class PooledWSGIServer(ThreadedWSGIServer):
-    def __init__(self, host: str, port: int, app, ssl_context: ssl.SSLContext | None = None) -> None:
-        super().__init__(host, port, app, handler=RequestHandler)
+    def __init__(self, host: str, port: int, app, ssl_context: ssl.SSLContext | None = None,
+                 handler: type[RequestHandler] = RequestHandler) -> None:
+        super().__init__(host, port, app, handler=handler)
         if ssl_context is not None:
             # Not werkzeug's ssl_context argument: that one shakes hands inside accept(), on the one
             # thread that accepts every connection, so a client that connects and says nothing would

@@ -30,8 +30,6 @@ from gstack.bootstrap import write_private
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
-SERVER_CERT = "tls-cert.pem"
-SERVER_KEY = "tls-key.pem"
 CA_DAYS = 3650
 SERVER_DAYS = 397  # the longest validity browsers and Apple's TLS stack accept for a leaf
 RENEW_BEFORE = datetime.timedelta(days=30)
@@ -116,13 +114,14 @@ def _current(path: str, ca: x509.Certificate, names: set[x509.GeneralName]) -> b
             and cert.not_valid_after_utc - RENEW_BEFORE > _now())
 
 
-def ensure_server_certificate(data_dir: str, names: Iterable[str]) -> Certificate:
+def ensure_server_certificate(data_dir: str, names: Iterable[str], prefix: str = "tls") -> Certificate:
     """A certificate for ``names`` (host names and addresses) signed by the data directory's CA;
-    the one from the last start when it still fits."""
+    the one from the last start when it still fits. ``prefix`` names its files (``PREFIX-cert.pem``,
+    ``PREFIX-key.pem``): each listener with names of its own keeps its own pair."""
     ca, ca_key = ensure_ca(data_dir)
     wanted = list(dict.fromkeys(names))
     general = [_general_name(n) for n in wanted]
-    paths = Certificate(os.path.join(data_dir, SERVER_CERT), os.path.join(data_dir, SERVER_KEY))
+    paths = Certificate(os.path.join(data_dir, f"{prefix}-cert.pem"), os.path.join(data_dir, f"{prefix}-key.pem"))
     if _current(paths.cert, ca, set(general)) and os.path.exists(paths.key):
         return paths
     key = ec.generate_private_key(ec.SECP256R1())

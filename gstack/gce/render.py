@@ -17,15 +17,20 @@ from gstack.gce.fields import apply_fields, compile_fields
 
 _CANONICAL = b'"' + CANONICAL_BASE.encode()
 JSON_TYPE = "application/json; charset=UTF-8"
+GOOGLE_DOMAIN = ".googleapis.com"
 
 
 def base_url() -> str:
-    """The base of every link: ``GSTACK_BASE_URL``; else in a universe its compute host, the form
-    GCE's links take there (``https://compute.UNIVERSE/compute/v1/``); else the scheme and host the
-    caller used (``https://`` when gstack serves TLS)."""
+    """The base of every link: ``GSTACK_BASE_URL``; else, for a caller that used one of Google's
+    hosts (through the intercepting proxy, gstack/intercept.py), Google's own
+    ``https://www.googleapis.com/compute/v1/`` whichever host it was, as GCE does; else in a universe
+    its compute host, the form GCE's links take there (``https://compute.UNIVERSE/compute/v1/``);
+    else the scheme and host the caller used (``https://`` when gstack serves TLS)."""
     settings = current_app.config["GSTACK"]
     if settings.base_url:
         return settings.base_url.rstrip("/") + "/compute/v1/"
+    if request.scheme == "https" and request.host.partition(":")[0].endswith(GOOGLE_DOMAIN):
+        return CANONICAL_BASE
     if settings.universe_domain:
         return f"https://compute.{settings.universe_domain}/compute/v1/"
     return _api_base(request.scheme, request.host)
