@@ -90,7 +90,7 @@ class ResourceTerm(Base):
     project: Mapped[str] = mapped_column(String(100))
     collection: Mapped[str] = mapped_column(String(40))
     scope: Mapped[str] = mapped_column(String(80))
-    name: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(_BYTEWISE)  # the page order of narrowed lists, merged in Python
 
 
 class IpAllocation(Base):
