@@ -59,11 +59,14 @@ def _of(node: _Node) -> Narrowing | None:
         found = [n for n in map(_of, node.children) if n is not None]
         return min(found, key=_rank) if found else None
     if isinstance(node, _Any):
-        parts = [_of(c) for c in node.children]
         # (a = 1) OR (a = 2): the union of the values; anything else could match any row.
-        if all(p is not None and p.values is not None and p.field == parts[0].field for p in parts):  # type: ignore[union-attr]
-            return Narrowing(parts[0].field, values=frozenset().union(*(p.values for p in parts)))  # type: ignore[union-attr,misc]
-        return None
+        parts = [_of(c) for c in node.children]
+        first = parts[0]
+        sets = [p.values for p in parts if p is not None and p.values is not None and first is not None
+                and p.field == first.field]
+        if first is None or len(sets) < len(parts):
+            return None
+        return Narrowing(first.field, values=frozenset().union(*sets))
     if isinstance(node, _Compare):
         return _of_compare(node)
     if isinstance(node, _Regex):
