@@ -26,10 +26,11 @@ LABEL_PREFIX = "labels."
 _COLUMNS = "resource_pk, project, collection, scope, name, field, value"
 
 # SQLite: the body is parsed by the JSON1 functions; only JSON strings become terms. ``{r}`` is the
-# row (NEW in a trigger), ``{rows}`` the table it comes from ("" in a trigger).
+# row (NEW in a trigger), ``{rows_join}`` the table it comes from joined to the JSON walk.
 _SQLITE_PARTS = [
-    *(f"SELECT '{f}', json_extract({{r}}.body, '$.{f}') {{rows}} WHERE json_type({{r}}.body, '$.{f}') = 'text'"
-      for f in TOP_LEVEL),
+    # One parse for the top-level fields: a json_extract apiece parsed the body once per field.
+    "SELECT key, value {rows_join} json_each({r}.body) WHERE key IN ("
+    + ", ".join(f"'{f}'" for f in TOP_LEVEL) + ") AND type = 'text'",
     "SELECT 'labels.' || key, value {rows_join} json_each({r}.body, '$.labels') WHERE type = 'text'",
     f"SELECT '{NETWORK_IP}', json_extract(value, '$.networkIP') {{rows_join}} json_each({{r}}.body, "
     "'$.networkInterfaces') WHERE json_type(value, '$.networkIP') = 'text'",
@@ -39,12 +40,12 @@ _SQLITE_ADD = ("INSERT OR IGNORE INTO resource_terms (" + _COLUMNS + ") "
                + " UNION ALL ".join(p.replace("SELECT ", _ROW, 1) for p in _SQLITE_PARTS))
 _CHANGED = "OLD.body IS NOT NEW.body OR OLD.name IS NOT NEW.name OR OLD.scope IS NOT NEW.scope"
 _SQLITE = [
-    f"CREATE TRIGGER resource_terms_insert AFTER INSERT ON resources BEGIN {_SQLITE_ADD.format(r='NEW', rows='', rows_join='FROM')}; END",
+    f"CREATE TRIGGER resource_terms_insert AFTER INSERT ON resources BEGIN {_SQLITE_ADD.format(r='NEW', rows_join='FROM')}; END",
     "CREATE TRIGGER resource_terms_delete AFTER DELETE ON resources "
     "BEGIN DELETE FROM resource_terms WHERE resource_pk = OLD.pk; END",
     f"CREATE TRIGGER resource_terms_update AFTER UPDATE ON resources WHEN {_CHANGED} "
     "BEGIN DELETE FROM resource_terms WHERE resource_pk = OLD.pk; "
-    f"{_SQLITE_ADD.format(r='NEW', rows='', rows_join='FROM')}; END",
+    f"{_SQLITE_ADD.format(r='NEW', rows_join='FROM')}; END",
 ]
 
 # PostgreSQL: the same terms from jsonb (``#>> '{}'`` is a JSON string's text).
@@ -84,7 +85,7 @@ def _backfill(postgres: bool) -> list[str]:
         return ["DELETE FROM resource_terms",
                 _PG_ADD.replace("FROM (", "FROM resources r, LATERAL (SELECT r.body::jsonb AS b) j, LATERAL (", 1)
                 .format(r="r")]
-    return ["DELETE FROM resource_terms", _SQLITE_ADD.format(r="r", rows="FROM resources r", rows_join="FROM resources r,")]
+    return ["DELETE FROM resource_terms", _SQLITE_ADD.format(r="r", rows_join="FROM resources r,")]
 
 
 def _installed(conn: Connection, postgres: bool) -> bool:
