@@ -15,8 +15,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import create_schema, write_session
 from core.links import scope_url
 from core.resources.narrowing import filtered_rows
 from core.resources.store import new_resource
@@ -115,3 +116,30 @@ def test_the_indexable_filters_are_narrowed():
         assert narrowing_of(expr, "Instance") is not None, expr
     for expr in ["NOT status = RUNNING", 'name eq ".*\\bv1\\b.*"', "status != RUNNING", "name = v OR status = X"]:
         assert narrowing_of(expr, "Instance") is None, expr
+
+
+def test_a_database_older_than_the_terms_gets_them_at_start(engine: Engine):
+    """Rows written before the triggers existed get their terms when the schema is made again."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            for trigger in ("resource_terms_insert", "resource_terms_update", "resource_terms_delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER {trigger}")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER resource_terms ON resources")
+    with write_session(sessionmaker(engine)) as session:
+        _store(session, [{"name": "old", "scope": SCOPES[0], "status": "RUNNING", "labels": {"env": "prod"},
+                          "networkInterfaces": [{"networkIP": "10.0.0.9"}]}])
+    expr = "networkInterfaces.networkIP = 10.0.0.9"
+    narrowing = narrowing_of(expr, "Instance")
+    with Session(engine) as session:
+        assert filtered_rows(session, PROJECT, "instances", SCOPES[:1], "name", None, 10, narrowing) == []
+    create_schema(engine)
+    try:
+        with Session(engine) as session:
+            assert [k for k, _ in filtered_rows(session, PROJECT, "instances", SCOPES[:1], "name", None, 10,
+                                                narrowing)] == [["old"]]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM resources WHERE project = '{PROJECT}'")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM resource_terms WHERE project = '{PROJECT}'").scalar() == 0
