@@ -95,6 +95,7 @@ def reads(size: int) -> dict[str, tuple[str, dict]]:
         "orderBy_creationTimestamp": (zonal, {"maxResults": 50, "orderBy": "creationTimestamp desc"}),
         "name_eq": (zonal, {"filter": f"name eq inst-{size // 2:06d}"}),
         "name_eq_regex": (zonal, {"maxResults": 50, "filter": 'name eq "inst-0001.*"'}),
+        "name_eq_gcloud_word": (zonal, {"filter": f'name eq ".*\\binst\\-{size // 2:06d}\\b.*"'}),
         "status": (zonal, {"maxResults": 50, "filter": "status = TERMINATED"}),
         "labels": (zonal, {"maxResults": 50, "filter": "labels.env=prod"}),
         "networkIP": (zonal, {"filter": f"networkInterfaces.networkIP = {ip}"}),

@@ -34,12 +34,15 @@ MAX_VALUES = 64
 @dataclass(frozen=True)
 class Narrowing:
     """Rows whose ``field`` term is one of ``values``, or starts with ``prefix``, or is a value
-    ``accept`` takes (tried on the distinct values the field holds in each scope). One of the three."""
+    ``accept`` takes (tried on the distinct values the field holds in each scope), or contains
+    ``part``. One of the four; ``prefix`` and ``part`` only on ``name``, whose values are in name
+    order in the index (``part`` reads every name of the scope, in the database, until a page is full)."""
 
     field: str
     values: frozenset[str] | None = None
     prefix: str | None = None
     accept: Callable[[str], bool] | None = None
+    part: str | None = None
 
 
 def filtered_rows(session: Session, project: str, collection: str, scopes: list[str], order: str,
@@ -85,6 +88,9 @@ def _walks(conn: Connection, scope_where: Callable[[str], list[Any]], scopes: li
     """(scope, condition on ResourceTerm.value) pairs, one index walk each; None past MAX_VALUES."""
     walks: list[tuple[str, Any]] = []
     for scope in scopes:
+        if narrowing.part is not None:
+            walks.append((scope, ResourceTerm.value.contains(narrowing.part, autoescape=True)))
+            continue
         if narrowing.prefix is not None:
             cond = ResourceTerm.value >= narrowing.prefix
             upper = _next_string(narrowing.prefix)
@@ -109,7 +115,8 @@ def _narrowed(conn: Connection, project: str, collection: str, scopes: list[str]
     by_name = order == "name"
     # The sort key after the scope: the term's name (its value when walking a name prefix, the same
     # string in the index's order), or the resource's (created, pk), newest first.
-    cols: Columns = ([ResourceTerm.value if narrowing.prefix is not None else ResourceTerm.name] if by_name
+    by_value = narrowing.prefix is not None or narrowing.part is not None
+    cols: Columns = ([ResourceTerm.value if by_value else ResourceTerm.name] if by_name
                      else [Resource.created, Resource.pk])
     desc = [False] if by_name else [True, True]
     _check_after([Resource.scope, *cols] if multi else cols, after)

@@ -50,7 +50,7 @@ def _field(path: tuple[str, ...]) -> str | None:
 
 
 def _rank(n: Narrowing) -> tuple[int, int]:
-    kind = 0 if n.values is not None else 1 if n.prefix is not None else 2
+    kind = 0 if n.values is not None else 1 if n.prefix is not None else 2 if n.accept is not None else 3
     return kind, _RANK.get(n.field, 3)
 
 
@@ -82,9 +82,11 @@ def _of_compare(node: _Compare) -> Narrowing | None:
     if lit.wildcard is None and lit.num is None:
         return Narrowing(field, values=frozenset([lit.text]))  # a string equals the text, nothing else
     if field == "name" and lit.wildcard is not None:
-        prefix = _literal_start(lit.wildcard)
+        prefix, part = _literal_start(lit.wildcard), _literal_part(lit.wildcard)
         if prefix:
             return Narrowing(field, prefix=prefix)
+        if part:
+            return Narrowing(field, part=part)
     if field in _FEW_VALUES or field.startswith(LABEL_PREFIX):
         return Narrowing(field, accept=_eq_matcher(lit))
     return None
@@ -102,6 +104,9 @@ def _of_regex(node: _Regex) -> Narrowing | None:
     if field in _FEW_VALUES or field.startswith(LABEL_PREFIX):
         fullmatch = node.pattern.fullmatch
         return Narrowing(field, accept=lambda v: fullmatch(v) is not None)
+    part = _literal_part(node.pattern)
+    if field == "name" and part:  # gcloud's ".*\bweb\b.*": a name containing "web"
+        return Narrowing(field, part=part)
     return None
 
 
@@ -126,6 +131,23 @@ def _literal_start(pattern: re.Pattern[str]) -> str | None:
             break
         chars.append(chr(arg))
     return "".join(chars)
+
+
+def _literal_part(pattern: re.Pattern[str]) -> str | None:
+    """The longest run of literal characters at the top level of the regex: every full match holds
+    it (the top-level items match one after the other; an alternation is one item)."""
+    tokens = _tokens(pattern)
+    if tokens is None:
+        return None
+    runs, run = [], ""
+    for op, arg in tokens:
+        if op is sre_constants.LITERAL:
+            run += chr(arg)
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    return max(runs, key=len)
 
 
 def _is_literal(pattern: re.Pattern[str]) -> bool:

@@ -43,7 +43,7 @@ resource = st.fixed_dictionaries({
 
 # Atoms of the AIP dialect and of gcloud's regex dialect; trees of the first, runs of the second.
 aip_atom = st.one_of(
-    st.builds("name = {}".format, st.sampled_from(["v", "va", "vab", "va*", "v*1", "V*", "v\\*", "*"])),
+    st.builds("name = {}".format, st.sampled_from(["v", "va", "vab", "va*", "v*1", "V*", "v\\*", "*", "*a*", "*A"])),
     st.builds("status {} {}".format, st.sampled_from(["=", "!=", ":"]), statuses),
     st.builds("labels.{} {} {}".format, st.sampled_from(["env", "tier", "a-b"]), st.sampled_from(["=", "!=", ":"]),
               st.sampled_from(["prod", "dev", "1", "01", "pr*", "*", '""', "Prod"])),
@@ -112,9 +112,10 @@ def test_the_indexable_filters_are_narrowed():
     """The filters the docs call indexed do narrow (else the test above would prove little)."""
     for expr in ['name = "v1"', "name = v*", 'name eq "v1.*"', "status = RUNNING", '(status eq "RUNNING")',
                  "labels.env = prod", "networkInterfaces.networkIP = 10.0.0.1", 'zone eq ".*\\bpd\\-a\\b.*"',
-                 "(status = RUNNING) OR (status = STOPPED)", 'status = RUNNING AND labels.env = "1"']:
+                 "(status = RUNNING) OR (status = STOPPED)", 'status = RUNNING AND labels.env = "1"',
+                 'name eq ".*\\bv1\\b.*"', "name = *a*"]:
         assert narrowing_of(expr, "Instance") is not None, expr
-    for expr in ["NOT status = RUNNING", 'name eq ".*\\bv1\\b.*"', "status != RUNNING", "name = v OR status = X"]:
+    for expr in ["NOT status = RUNNING", 'name eq "[ab].*"', "status != RUNNING", "name = v OR status = X"]:
         assert narrowing_of(expr, "Instance") is None, expr
 
 
