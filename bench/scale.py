@@ -162,6 +162,8 @@ def main(backend: str = "sqlite", small: int = 1000, large: int = 100_000) -> No
             "backend": backend, "server": "gstack serve (request log on)", "repeats": REPEATS,
             "sizes": [small, large], "goal_ratio": 1.5, "ratio_of_medians": ratios,
             "ratio_against_reference": relative,
+            "ratio_of_p10": {name: round(results[large][name]["p10_ms"] / results[small][name]["p10_ms"], 2)
+                             for name in ratios},
             "reads": {str(k): v for k, v in results.items()},
         })
     finally:
