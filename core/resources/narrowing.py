@@ -113,8 +113,8 @@ def _narrowed(conn: Connection, project: str, collection: str, scopes: list[str]
               after: Key | None, limit: int, narrowing: Narrowing) -> list[tuple[Key, str]] | None:
     multi = len(scopes) > 1
     by_name = order == "name"
-    # The sort key after the scope: the term's name (its value when walking a name prefix, the same
-    # string in the index's order), or the resource's (created, pk), newest first.
+    # The sort key after the scope: the term's name (its value when walking names by a prefix or a
+    # part: the same string, in the index's order), or the resource's (created, pk), newest first.
     by_value = narrowing.prefix is not None or narrowing.part is not None
     cols: Columns = ([ResourceTerm.value if by_value else ResourceTerm.name] if by_name
                      else [Resource.created, Resource.pk])
