@@ -29,7 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from core import usage
+from core import terms, usage
 from core.models import Base
 
 log = logging.getLogger("gstack.db")
@@ -82,7 +82,7 @@ def sqlite_url(data_dir: str) -> str:
 
 def create_schema(engine: Engine) -> None:
     """Create the tables, the indexes a newer build added to tables that exist already, and the
-    triggers that keep quota usage (:mod:`core.usage`)."""
+    triggers that keep quota usage (:mod:`core.usage`) and filter terms (:mod:`core.terms`)."""
     Base.metadata.create_all(engine)
     for table in Base.metadata.sorted_tables:
         for index in table.indexes:
@@ -91,6 +91,7 @@ def create_schema(engine: Engine) -> None:
         for name in RETIRED_INDEXES:
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     usage.install(engine)
+    terms.install(engine)
 
 
 # Indexes earlier builds made that this one does not read: every write paid for them.

@@ -13,7 +13,7 @@ from core.models.identity import (
 )
 from core.models.instance_group import InstanceGroupMember
 from core.models.operation import Operation
-from core.models.resource import IpAllocation, Resource, ResourceUsage
+from core.models.resource import IpAllocation, Resource, ResourceTerm, ResourceUsage
 from core.models.simulator import SimCpuLoad, SimDomain, SimServing
 from core.models.systemvm import ConsoleTicketUse, SecondaryObject, SimVmFile, SystemSetting, SystemVm
 from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
@@ -34,6 +34,7 @@ __all__ = [
     "Project",
     "Region",
     "Resource",
+    "ResourceTerm",
     "ResourceUsage",
     "SecondaryObject",
     "ServiceAccountKey",

@@ -22,6 +22,8 @@ class Resource(Base):
         # rows carry the JSON body before these columns. (Quota usage is counted: ResourceUsage.)
         Index("ix_resource_host_usage", "host_id", "vcpus", "memory_mb"),
         Index("ix_resource_pool_usage", "pool_id", "size_gb"),
+        # Lists in creationTimestamp order walk this instead of sorting the collection.
+        Index("ix_resource_created", "project", "collection", "scope", "created", "pk"),
     )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -62,6 +64,33 @@ class ResourceUsage(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
     cpus: Mapped[int] = mapped_column(Integer, default=0)  # of those not TERMINATED
     size_gb: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# Compared bytewise on PostgreSQL as on SQLite: a prefix is then a key range of the index whatever
+# the database's locale (in most locales punctuation sorts at a lower level than letters).
+_BYTEWISE = String().with_variant(String(collation="C"), "postgresql")
+
+
+class ResourceTerm(Base):
+    """One string value a resource's body holds in a field that list filters test: its status,
+    zone, name, each label, each network interface's IP (:mod:`core.terms` says which).
+
+    Database triggers keep the rows from the body, in the transaction that writes it. The scope
+    and name beside the value let a filtered list walk one index range in page order: a page
+    costs the same whatever the collection's size and whatever share of it the filter matches.
+    """
+
+    __tablename__ = "resource_terms"
+    __table_args__ = (
+        Index("ix_resource_term_list", "project", "collection", "scope", "field", "value", "name"),
+    )
+    resource_pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    field: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(_BYTEWISE, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100))
+    collection: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(_BYTEWISE)  # the page order of narrowed lists, merged in Python
 
 
 class IpAllocation(Base):

@@ -3,11 +3,12 @@ how an instance uses its external address."""
 
 from flask import Response
 
-from core.resources.queries import resource_rows
+from core.resources.narrowing import filtered_rows
 from core.services import addresses, instances, vpc
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, storing
 
 
@@ -18,7 +19,8 @@ def aggregated_with_global(req: ApiRequest, collection: str, kind: str, schema: 
     project = req.call.project
     scopes = ["global", *common.scopes_of(req, "regions")]
     page, token = paginate(
-        lambda after, limit: resource_rows(req.session, project, collection, scopes, params.order, after, limit),
+        lambda after, limit: filtered_rows(req.session, project, collection, scopes, params.order, after, limit,
+                                           narrowing_of(req.args.get("filter"), schema)),
         params)
     out = common.list_envelope(kind, f"projects/{project}/aggregated/{collection}", [], token)
     out["items"] = aggregate(page, scopes, collection, storing())

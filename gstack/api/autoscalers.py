@@ -3,11 +3,12 @@
 
 from flask import Response
 
-from core.resources.queries import resource_rows
+from core.resources.narrowing import filtered_rows
 from core.services import autoscalers
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, storing
 
 
@@ -32,7 +33,8 @@ def aggregated(req: ApiRequest) -> Response:
     project = req.call.project
     scopes = [*common.scopes_of(req, "regions"), *common.scopes_of(req, "zones")]
     page, token = paginate(
-        lambda after, limit: resource_rows(req.session, project, "autoscalers", scopes, params.order, after, limit),
+        lambda after, limit: filtered_rows(req.session, project, "autoscalers", scopes, params.order, after, limit,
+                                           narrowing_of(req.args.get("filter"), "Autoscaler")),
         params)
     out = common.list_envelope("compute#autoscalerAggregatedList", f"projects/{project}/aggregated/autoscalers", [],
                                token)

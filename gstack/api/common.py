@@ -7,10 +7,11 @@ from flask import Response
 
 from core.links import CANONICAL_BASE
 from core.resources import store
-from core.resources.queries import resource_rows
+from core.resources.narrowing import filtered_rows
 from core.services import topology
 from gstack.api.registry import ApiRequest
 from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
+from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, stored, stored_all, storing
 
 
@@ -21,8 +22,10 @@ def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
 def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: str) -> Response:
     params = parse_params(req.args, schema)
     project = req.call.project
+    narrowing = narrowing_of(req.args.get("filter"), schema)
     page, token = paginate(
-        lambda after, limit: resource_rows(req.session, project, collection, [scope], params.order, after, limit),
+        lambda after, limit: filtered_rows(req.session, project, collection, [scope], params.order, after, limit,
+                                           narrowing),
         params)
     return json_response(list_envelope(kind, f"projects/{project}/{scope}/{collection}", stored_all([t for _, t in page]),
                                        token))
@@ -56,8 +59,10 @@ def aggregated_list(req: ApiRequest, collection: str, scope_type: str | tuple[st
     params = parse_params(req.args, schema)
     project = req.call.project
     scopes = scopes_of(req, scope_type)
+    narrowing = narrowing_of(req.args.get("filter"), schema)
     page, token = paginate(
-        lambda after, limit: resource_rows(req.session, project, collection, scopes, params.order, after, limit),
+        lambda after, limit: filtered_rows(req.session, project, collection, scopes, params.order, after, limit,
+                                           narrowing),
         params)
     out = list_envelope(kind, f"projects/{project}/aggregated/{collection}", [], token)
     out["items"] = aggregate(page, scopes, collection, storing())

@@ -2,11 +2,12 @@
 
 from flask import Response
 
-from core.resources.queries import resource_rows
+from core.resources.narrowing import filtered_rows
 from core.services import instance_templates, vpc
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, storing
 
 _COLLECTION = instance_templates.COLLECTION
@@ -40,7 +41,8 @@ def aggregated(req: ApiRequest) -> Response:
     project = req.call.project
     scopes = ["global", *common.scopes_of(req, "regions")]
     page, token = paginate(
-        lambda after, limit: resource_rows(req.session, project, _COLLECTION, scopes, params.order, after, limit),
+        lambda after, limit: filtered_rows(req.session, project, _COLLECTION, scopes, params.order, after, limit,
+                                           narrowing_of(req.args.get("filter"), "InstanceTemplate")),
         params)
     out = common.list_envelope("compute#instanceTemplateAggregatedList", f"projects/{project}/aggregated/{_COLLECTION}",
                                [], token)

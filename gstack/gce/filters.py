@@ -27,7 +27,7 @@ from gstack.gce.discovery import field_exists
 
 Predicate = Callable[[dict], bool]
 
-__all__ = ["Predicate", "compile_filter"]
+__all__ = ["Predicate", "compile_filter", "parse_filter"]
 
 
 def compile_filter(expr: str | None, schema: str | None = None) -> Predicate | None:
@@ -46,6 +46,13 @@ def compile_filter(expr: str | None, schema: str | None = None) -> Predicate | N
 
 @functools.lru_cache(maxsize=512)
 def _compile_cached(expr: str, schema: str | None) -> Predicate:
+    return parse_filter(expr, schema).compile()
+
+
+@functools.lru_cache(maxsize=512)
+def parse_filter(expr: str, schema: str | None = None) -> _Node:
+    """The expression tree of a non-empty filter (what :mod:`gstack.gce.narrowing` reads), its
+    field names checked against ``schema``."""
     parser = _LegacyParser(expr) if _is_legacy(expr) else _AipParser(expr)
     node = parser.parse()
     if schema is not None:
@@ -55,7 +62,7 @@ def _compile_cached(expr: str, schema: str | None) -> Predicate:
                     "filter", expr,
                     message=f"Invalid value for field 'filter': '{expr}'. Invalid field name '{'.'.join(path)}'.",
                 )
-    return node.compile()
+    return node
 
 
 # Parentheses and NOTs nested deeper than this are refused (400) before the parser's recursion could

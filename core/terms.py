@@ -1,0 +1,113 @@
+"""The filter terms of resources (``resource_terms``), kept by database triggers on ``resources``.
+
+A list filter such as ``labels.env = prod`` or ``networkInterfaces.networkIP = 10.0.0.7`` tests the
+stored JSON body; without help the database could only hand every row of the collection to Python.
+So each resource's string values in the fields below are also rows of ``resource_terms``
+(resource, field, value, with its scope and name), indexed for a list's page order: a filtered list
+walks the rows of one value instead of the collection (:mod:`core.resources.narrowing`).
+
+The triggers derive the rows from the body in the transaction that writes it, whatever code path
+writes it, so they can never disagree with the body a filter finally tests:
+
+* ``name``, ``status``, ``zone``, ``region``: the top-level string;
+* ``labels.KEY``: each label whose value is a string;
+* ``networkInterfaces.networkIP``: each interface's string IP.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+
+# Every field with terms; a narrowing on any other field is not possible.
+TOP_LEVEL = ("name", "status", "zone", "region")
+NETWORK_IP = "networkInterfaces.networkIP"
+LABEL_PREFIX = "labels."
+
+_COLUMNS = "resource_pk, project, collection, scope, name, field, value"
+
+# SQLite: the body is parsed by the JSON1 functions; only JSON strings become terms. ``{r}`` is the
+# row (NEW in a trigger), ``{rows_join}`` the table it comes from joined to the JSON walk.
+_SQLITE_PARTS = [
+    # One parse for the top-level fields: a json_extract apiece parsed the body once per field.
+    "SELECT key, value {rows_join} json_each({r}.body) WHERE key IN ("
+    + ", ".join(f"'{f}'" for f in TOP_LEVEL) + ") AND type = 'text'",
+    "SELECT 'labels.' || key, value {rows_join} json_each({r}.body, '$.labels') WHERE type = 'text'",
+    f"SELECT '{NETWORK_IP}', json_extract(value, '$.networkIP') {{rows_join}} json_each({{r}}.body, "
+    "'$.networkInterfaces') WHERE json_type(value, '$.networkIP') = 'text'",
+]
+_ROW = "SELECT {r}.pk, {r}.project, {r}.collection, {r}.scope, {r}.name, "
+_SQLITE_ADD = ("INSERT OR IGNORE INTO resource_terms (" + _COLUMNS + ") "
+               + " UNION ALL ".join(p.replace("SELECT ", _ROW, 1) for p in _SQLITE_PARTS))
+_CHANGED = "OLD.body IS NOT NEW.body OR OLD.name IS NOT NEW.name OR OLD.scope IS NOT NEW.scope"
+_SQLITE = [
+    f"CREATE TRIGGER resource_terms_insert AFTER INSERT ON resources BEGIN {_SQLITE_ADD.format(r='NEW', rows_join='FROM')}; END",
+    "CREATE TRIGGER resource_terms_delete AFTER DELETE ON resources "
+    "BEGIN DELETE FROM resource_terms WHERE resource_pk = OLD.pk; END",
+    f"CREATE TRIGGER resource_terms_update AFTER UPDATE ON resources WHEN {_CHANGED} "
+    "BEGIN DELETE FROM resource_terms WHERE resource_pk = OLD.pk; "
+    f"{_SQLITE_ADD.format(r='NEW', rows_join='FROM')}; END",
+]
+
+# PostgreSQL: the same terms from jsonb (``#>> '{}'`` is a JSON string's text).
+_PG_TERMS = (
+    "SELECT {r}.pk, {r}.project, {r}.collection, {r}.scope, {r}.name, f, v FROM ("
+    + " UNION ALL ".join(
+        f"SELECT '{f}' AS f, b->'{f}' #>> '{{{{}}}}' AS v WHERE jsonb_typeof(b->'{f}') = 'string'" for f in TOP_LEVEL)
+    + " UNION ALL SELECT 'labels.' || l.key, l.value #>> '{{}}' FROM jsonb_each(CASE WHEN jsonb_typeof(b->'labels') "
+    "= 'object' THEN b->'labels' ELSE '{{}}' END) l WHERE jsonb_typeof(l.value) = 'string'"
+    " UNION ALL SELECT '" + NETWORK_IP + "', n->'networkIP' #>> '{{}}' FROM jsonb_array_elements(CASE WHEN "
+    "jsonb_typeof(b->'networkInterfaces') = 'array' THEN b->'networkInterfaces' ELSE '[]' END) n "
+    "WHERE jsonb_typeof(n->'networkIP') = 'string') t"
+)
+_PG_ADD = "INSERT INTO resource_terms (" + _COLUMNS + ") " + _PG_TERMS + " ON CONFLICT DO NOTHING"
+_POSTGRESQL = [
+    f"""CREATE OR REPLACE FUNCTION gstack_resource_terms() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE b jsonb;
+BEGIN
+  IF TG_OP = 'UPDATE' AND NOT ({_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN DELETE FROM resource_terms WHERE resource_pk = OLD.pk; END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN
+    b := NEW.body::jsonb;
+    {_PG_ADD.format(r='NEW')};
+  END IF;
+  RETURN NULL;
+END $$""",
+    "CREATE TRIGGER resource_terms AFTER INSERT OR UPDATE OR DELETE ON resources "
+    "FOR EACH ROW EXECUTE FUNCTION gstack_resource_terms()",
+]
+# Terms of the rows a database made before the triggers holds already.
+
+
+def _backfill(postgres: bool) -> list[str]:
+    if postgres:
+        return ["DELETE FROM resource_terms",
+                _PG_ADD.replace("FROM (", "FROM resources r, LATERAL (SELECT r.body::jsonb AS b) j, LATERAL (", 1)
+                .format(r="r")]
+    return ["DELETE FROM resource_terms", _SQLITE_ADD.format(r="r", rows_join="FROM resources r,")]
+
+
+def _installed(conn: Connection, postgres: bool) -> bool:
+    if postgres:
+        return conn.exec_driver_sql("SELECT 1 FROM pg_trigger WHERE tgname = 'resource_terms'").first() is not None
+    return conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'resource_terms_update'").first() is not None
+
+
+def install(engine: Engine) -> None:
+    """Create the triggers where they are missing, and derive the terms of the rows the database
+    holds already, in one transaction: no change slips between."""
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if _installed(conn, postgres):
+            return
+    with engine.begin() as conn:
+        if postgres:  # processes starting together: one installs, the others find it done
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('gstack_resource_terms'))")
+        else:
+            conn.exec_driver_sql("DELETE FROM resource_terms WHERE 0")  # take the write lock now
+        if _installed(conn, postgres):
+            return
+        for stmt in (_POSTGRESQL if postgres else _SQLITE) + _backfill(postgres):
+            conn.exec_driver_sql(stmt)

@@ -1,0 +1,155 @@
+"""What of a list filter the database's terms index can answer (:mod:`core.resources.narrowing`).
+
+The filter stays the judge: it is tested on every row the database hands over. What is derived
+here is only a necessary condition on one indexed field, so it must hold for every row the filter
+matches; where that cannot be shown (a negation, an OR over different fields, a regex without a
+literal start on a field with many values) there is no narrowing and the list reads every row.
+
+The fields with terms hold JSON strings in every body gstack stores (names, statuses and URLs are
+written by the core; label values are validated as strings), so only the filter's meaning on a
+string value matters here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from re import _constants as sre_constants  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+from core.resources.narrowing import Narrowing
+from core.terms import LABEL_PREFIX, NETWORK_IP, TOP_LEVEL
+from gstack.gce.filters import _All, _Any, _Compare, _eq_matcher, _Node, _Regex, parse_filter
+
+# Fields with few distinct values per scope: a regex or wildcard on them is tried on each value.
+_FEW_VALUES = ("status", "zone", "region")
+# Which narrowing to prefer in a conjunction: the one likely to match fewest rows.
+_RANK = {"name": 0, NETWORK_IP: 1, "zone": 4, "region": 4, "status": 5}
+
+
+def narrowing_of(expr: str | None, schema: str | None) -> Narrowing | None:
+    """The narrowing of a list filter, None when there is no filter or nothing to narrow by."""
+    if expr is None or not expr.strip():
+        return None
+    return _cached(expr, schema)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached(expr: str, schema: str | None) -> Narrowing | None:
+    return _of(parse_filter(expr, schema))
+
+
+def _field(path: tuple[str, ...]) -> str | None:
+    if len(path) == 1 and path[0] in TOP_LEVEL:
+        return path[0]
+    if len(path) == 2 and path[0] == "labels":
+        return LABEL_PREFIX + path[1]
+    if ".".join(path) == NETWORK_IP:
+        return NETWORK_IP
+    return None
+
+
+def _rank(n: Narrowing) -> tuple[int, int]:
+    kind = 0 if n.values is not None else 1 if n.prefix is not None else 2 if n.accept is not None else 3
+    return kind, _RANK.get(n.field, 3)
+
+
+def _of(node: _Node) -> Narrowing | None:
+    if isinstance(node, _All):
+        found = [n for n in map(_of, node.children) if n is not None]
+        return min(found, key=_rank) if found else None
+    if isinstance(node, _Any):
+        # (a = 1) OR (a = 2): the union of the values; anything else could match any row.
+        parts = [_of(c) for c in node.children]
+        first = parts[0]
+        sets = [p.values for p in parts if p is not None and p.values is not None and first is not None
+                and p.field == first.field]
+        if first is None or len(sets) < len(parts):
+            return None
+        return Narrowing(first.field, values=frozenset().union(*sets))
+    if isinstance(node, _Compare):
+        return _of_compare(node)
+    if isinstance(node, _Regex):
+        return _of_regex(node)
+    return None  # a negation
+
+
+def _of_compare(node: _Compare) -> Narrowing | None:
+    field = _field(node.path)
+    if field is None or node.op != "=":
+        return None
+    lit = node.lit
+    if lit.wildcard is None and lit.num is None:
+        return Narrowing(field, values=frozenset([lit.text]))  # a string equals the text, nothing else
+    if field == "name" and lit.wildcard is not None:
+        prefix, part = _literal_start(lit.wildcard), _literal_part(lit.wildcard)
+        if prefix:
+            return Narrowing(field, prefix=prefix)
+        if part:
+            return Narrowing(field, part=part)
+    if field in _FEW_VALUES or field.startswith(LABEL_PREFIX):
+        return Narrowing(field, accept=_eq_matcher(lit))
+    return None
+
+
+def _of_regex(node: _Regex) -> Narrowing | None:
+    field = _field(node.path)
+    if field is None or node.negate:
+        return None
+    start, whole = _literal_start(node.pattern), _is_literal(node.pattern)
+    if whole and start is not None:
+        return Narrowing(field, values=frozenset([start]))
+    if field == "name" and start:
+        return Narrowing(field, prefix=start)
+    if field in _FEW_VALUES or field.startswith(LABEL_PREFIX):
+        fullmatch = node.pattern.fullmatch
+        return Narrowing(field, accept=lambda v: fullmatch(v) is not None)
+    part = _literal_part(node.pattern)
+    if field == "name" and part:  # gcloud's ".*\bweb\b.*": a name containing "web"
+        return Narrowing(field, part=part)
+    return None
+
+
+def _tokens(pattern: re.Pattern[str]) -> list | None:
+    """The parsed regex, or None when a flag changes what its literals match (IGNORECASE...)."""
+    if pattern.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    try:
+        return list(sre_parse.parse(pattern.pattern, pattern.flags))
+    except Exception:  # noqa: BLE001 - the parser is CPython's; a regex it cannot re-read is not narrowed
+        return None
+
+
+def _literal_start(pattern: re.Pattern[str]) -> str | None:
+    """The characters every full match starts with (the leading literals of the regex)."""
+    tokens = _tokens(pattern)
+    if tokens is None:
+        return None
+    chars = []
+    for op, arg in tokens:
+        if op is not sre_constants.LITERAL:
+            break
+        chars.append(chr(arg))
+    return "".join(chars)
+
+
+def _literal_part(pattern: re.Pattern[str]) -> str | None:
+    """The longest run of literal characters at the top level of the regex: every full match holds
+    it (the top-level items match one after the other; an alternation is one item)."""
+    tokens = _tokens(pattern)
+    if tokens is None:
+        return None
+    runs, run = [], ""
+    for op, arg in tokens:
+        if op is sre_constants.LITERAL:
+            run += chr(arg)
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    return max(runs, key=len)
+
+
+def _is_literal(pattern: re.Pattern[str]) -> bool:
+    tokens = _tokens(pattern)
+    return tokens is not None and all(op is sre_constants.LITERAL for op, _ in tokens)
