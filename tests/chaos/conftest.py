@@ -40,14 +40,19 @@ def assert_google_error(resp: requests.Response, status: int | None = None) -> d
     """The response is an error in Google's envelope (``error.code`` equal to the HTTP status, a
     message, and ``errors[]`` each with a reason); its ``error`` object."""
     where = f"{resp.request.method} {resp.url[:200]} -> {resp.status_code}: {resp.text[:300]!r}"
-    if status is not None:
-        assert resp.status_code == status, where
-    assert resp.status_code >= 400, where
     assert resp.headers.get("Content-Type", "").startswith("application/json"), where
+    return check_envelope(resp.status_code, resp.content, where, status)
+
+
+def check_envelope(code: int, body: bytes, where: str, status: int | None = None) -> dict:
+    """:func:`assert_google_error` of a status and a body (a batch part's, say)."""
+    if status is not None:
+        assert code == status, where
+    assert code >= 400, where
     try:
-        error = json.loads(resp.content)["error"]
+        error = json.loads(body)["error"]
     except (ValueError, KeyError, TypeError) as exc:
         raise AssertionError(f"not Google's envelope: {where}") from exc
-    assert error["code"] == resp.status_code and isinstance(error["message"], str) and error["message"], where
+    assert error["code"] == code and isinstance(error["message"], str) and error["message"], where
     assert error["errors"] and all(isinstance(e.get("reason"), str) and e["reason"] for e in error["errors"]), where
     return error
