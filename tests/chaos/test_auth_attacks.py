@@ -25,7 +25,7 @@ from tests.auth.test_refusals import assertion_claims, forge, other_private_key,
 from tests.chaos.conftest import assert_google_error, check_envelope
 from tests.conftest import PROJECT, ZONE, Server, unique
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]  # one worker: one chaos_server
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _addresses = (f"203.0.113.{n}" for n in itertools.count(1))

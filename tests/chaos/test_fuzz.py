@@ -1,0 +1,234 @@
+"""A fuzzer of the compute API: request bodies and query parameters drawn from the discovery
+document's schemas (hypothesis-jsonschema over ``schemas/``, the JSON Schemas the server validates
+bodies with), sent to a real server for a spread of collections and methods.
+
+Whatever comes in, the server answers with no 5xx, every error is Google's envelope, and input it
+refuses changes nothing: a collection lists afterwards what it listed before, plus only what an
+accepted insert made. Accepted writes end in a user's error, never an internal one.
+
+Bodies come in four kinds, from shallow to deep in the server: anything the schema admits (mostly
+refused by the services' own checks), a valid base body with schema-typed values laid over it (so
+the services' deeper checks run), a valid body with one field of a wrong type or an edge value,
+and bytes that are not a JSON object at all (deep nesting, NaN, a bare string, broken UTF-8).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from urllib.parse import quote
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+
+from gstack.gce.discovery import by_id
+from tests.chaos.conftest import LONG, assert_google_error, scaled
+from tests.conftest import PROJECT, ZONE, Server
+
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]  # one worker: one chaos_server
+
+REGION = "us-central1"
+SCHEMAS = os.path.join(os.path.dirname(__file__), "..", "..", "schemas")
+IMAGE = "projects/debian-cloud/global/images/family/debian-12"
+BOOT = [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}]
+NIC = [{"network": "global/networks/default"}]
+# Fuzzed inserts: method id, collection path (under the project), a valid body but for its name.
+INSERTS: dict[str, tuple[str, dict]] = {
+    "compute.addresses.insert": (f"regions/{REGION}/addresses", {}),
+    "compute.firewalls.insert": ("global/firewalls", {
+        "network": "global/networks/default", "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}],
+        "sourceRanges": ["0.0.0.0/0"]}),
+    "compute.networks.insert": ("global/networks", {"autoCreateSubnetworks": False}),
+    "compute.disks.insert": (f"zones/{ZONE}/disks", {"sizeGb": "10"}),
+    "compute.instances.insert": (f"zones/{ZONE}/instances", {
+        "machineType": f"zones/{ZONE}/machineTypes/f1-micro", "disks": BOOT, "networkInterfaces": NIC}),
+    "compute.subnetworks.insert": (f"regions/{REGION}/subnetworks", {
+        "network": "global/networks/default", "ipCidrRange": "10.250.0.0/24"}),
+    "compute.routes.insert": ("global/routes", {
+        "network": "global/networks/default", "destRange": "10.251.0.0/16",
+        "nextHopGateway": "global/gateways/default-internet-gateway"}),
+    "compute.instanceTemplates.insert": ("global/instanceTemplates", {"properties": {
+        "machineType": "f1-micro", "disks": BOOT, "networkInterfaces": NIC}}),
+}
+LISTS = {
+    "compute.instances.list": f"zones/{ZONE}/instances",
+    "compute.disks.list": f"zones/{ZONE}/disks",
+    "compute.addresses.list": f"regions/{REGION}/addresses",
+    "compute.firewalls.list": "global/firewalls",
+    "compute.zoneOperations.list": f"zones/{ZONE}/operations",
+    "compute.instances.aggregatedList": "aggregated/instances",
+    "compute.machineTypes.list": f"zones/{ZONE}/machineTypes",
+}
+FUZZ = settings(max_examples=scaled(14, 600), deadline=None, database=None, derandomize=not LONG,
+                suppress_health_check=list(HealthCheck))
+
+# -- strategies -------------------------------------------------------------------------------
+
+names = st.uuids().map(lambda u: f"fz-{u.hex[:12]}")
+edge_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=2**63 - 2, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40), st.text(min_size=300, max_size=2000),
+    st.lists(st.integers(), max_size=5), st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+    st.integers(min_value=50, max_value=300).map(lambda n: json.loads("[" * n + "]" * n)),
+)
+raw_bodies = st.one_of(
+    st.binary(max_size=200),
+    st.integers(min_value=500, max_value=5000).map(lambda n: b'{"name":' + b"[" * n + b"]" * n + b"}"),
+    st.sampled_from([b"", b"null", b"[]", b'"name"', b'{"name": NaN}', b"\xff\xfe{}", b'{"name": "\xc3"}',
+                     b'{"name": "a", "name": 1}', b"{" * 3000]),
+)
+filter_tokens = st.sampled_from([
+    "name", "status", "zone", "labels.env", "creationTimestamp", "networkInterfaces.networkIP", "=", "!=", ":",
+    "<", ">=", "eq", "ne", "AND", "OR", "NOT", "-", "(", ")", '"', "'", "*", ":*", "RUNNING", "fz-.*", "1", "true",
+    "\\", " ", "~", "(((((((((((((((((((((((((",
+])
+filters = st.one_of(st.lists(filter_tokens, max_size=25).map(" ".join), st.text(max_size=60),
+                    st.integers(min_value=100, max_value=2000).map(lambda n: "(" * n + "name = a" + ")" * n))
+
+
+def query_value(spec: dict) -> st.SearchStrategy[str]:
+    """A value of a query parameter of the discovery spec ``spec``, or a string it does not admit."""
+    junk = st.one_of(st.text(max_size=30), st.sampled_from(["", "-1", "1e99", "true", "%00", "a" * 5000]))
+    if "enum" in spec:
+        typed = st.sampled_from(spec["enum"])
+    elif spec.get("type") == "integer":
+        typed = st.integers(min_value=-(2**40), max_value=2**40).map(str)
+    elif spec.get("type") == "boolean":
+        typed = st.sampled_from(["true", "false"])
+    else:
+        typed = st.text(max_size=40)
+    return st.one_of(typed, junk)
+
+
+def query_params(method_id: str, extra: dict[str, st.SearchStrategy[str]] | None = None) -> st.SearchStrategy:
+    """Any subset of the method's query parameters, each fuzzed (``filter`` from a filter grammar)."""
+    specs = {n: p for n, p in by_id()[method_id].parameters.items() if p.get("location") == "query"}
+    strategies = {n: filters if n == "filter" else query_value(p) for n, p in specs.items()}
+    return st.fixed_dictionaries({}, optional={**strategies, **(extra or {})})
+
+
+@functools.cache
+def body_schema(method_id: str) -> dict:
+    with open(os.path.join(SCHEMAS, "index.json")) as f:
+        name = json.load(f)[method_id]
+    with open(os.path.join(SCHEMAS, name)) as f:
+        return json.load(f)
+
+
+def bodies(method_id: str, base: dict) -> st.SearchStrategy[tuple[str | None, bytes]]:
+    """(the name the body asks for, the body's bytes) of the four kinds the module docstring names."""
+    schema = body_schema(method_id)
+    fields = sorted(schema["properties"])
+
+    def valid(name: str) -> dict:
+        return {**base, "name": name}
+
+    admitted = from_schema(schema).map(lambda b: (b.get("name") if isinstance(b.get("name"), str) else None, b))
+    overlaid = st.builds(lambda b, n: (n, {**b, **valid(n)}), from_schema(schema), names)
+    mutated = st.builds(lambda n, field, value: (n, {**valid(n), field: value}), names, st.sampled_from(fields),
+                        edge_values)
+    as_json = st.one_of(admitted, overlaid, mutated).map(lambda nb: (nb[0], json.dumps(nb[1]).encode()))
+    return st.one_of(as_json, raw_bodies.map(lambda raw: (None, raw)))
+
+
+# -- the server -------------------------------------------------------------------------------
+
+class Fuzzed:
+    """Raw HTTP to the server as the project's owner; every answer checked: no 5xx, errors in
+    Google's envelope, successes JSON."""
+
+    def __init__(self, server: Server):
+        self.base = f"{server.api}projects/{PROJECT}/"
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {server.token()}"
+
+    def send(self, method: str, path: str, params: dict | None = None, data: bytes | None = None) -> requests.Response:
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        resp = self.http.request(method, self.base + path, params=params, data=data, headers=headers, timeout=60)
+        assert resp.status_code < 500, f"{method} {path} {params} {data!r:.300} -> {resp.status_code} {resp.text[:500]}"
+        if resp.status_code >= 400:
+            assert_google_error(resp)
+        else:
+            resp.json()
+        return resp
+
+    def names(self, path: str) -> set[str]:
+        out, token = set(), None
+        while True:
+            page = self.send("GET", path, {"maxResults": "500", **({"pageToken": token} if token else {})}).json()
+            items = page.get("items", [])
+            if isinstance(items, dict):  # an aggregated list: scope -> {collection: [...]}
+                items = [item for scoped in items.values() for v in scoped.values() if isinstance(v, list)
+                         for item in v]
+            out |= {item["name"] for item in items}
+            token = page.get("nextPageToken")
+            if not token:
+                return out
+
+    def finish(self, ops: list[dict]) -> None:
+        """Wait for accepted writes: each ends DONE, and an error it ends with is a user's (4xx)."""
+        for op in ops:
+            scope = f"zones/{ZONE}/" if "zone" in op else f"regions/{REGION}/" if "region" in op else "global/"
+            while op["status"] != "DONE":
+                op = self.send("POST", f"{scope}operations/{op['name']}/wait").json()
+            assert op.get("httpErrorStatusCode", 200) < 500, op
+
+
+@pytest.fixture(scope="module")
+def fuzzed(chaos_server) -> Fuzzed:
+    return Fuzzed(chaos_server)
+
+
+def run(test: Callable[..., None], **strategies: st.SearchStrategy) -> None:
+    FUZZ(given(**strategies)(test))()
+
+
+@pytest.mark.parametrize("method_id", sorted(INSERTS))
+def test_fuzzed_inserts(fuzzed, method_id):
+    path, base = INSERTS[method_id]
+    before = fuzzed.names(path)
+    accepted: dict[str, dict] = {}
+
+    def insert(body: tuple[str | None, bytes], params: dict) -> None:
+        resp = fuzzed.send("POST", path, params, body[1])
+        if resp.status_code == 200:
+            accepted[resp.json()["targetLink"].rsplit("/", 1)[1]] = resp.json()
+
+    run(insert, body=bodies(method_id, base), params=query_params(method_id))
+    fuzzed.finish(list(accepted.values()))
+    made = fuzzed.names(path) - before
+    assert made <= set(accepted), f"refused inserts made {sorted(made - set(accepted))}"
+
+
+@pytest.mark.parametrize("method_id", sorted(LISTS))
+def test_fuzzed_list_parameters(fuzzed, method_id):
+    path = LISTS[method_id]
+    before = fuzzed.names(path)
+
+    def list_page(params: dict) -> None:
+        fuzzed.send("GET", path, params)
+
+    run(list_page, params=query_params(method_id))
+    assert fuzzed.names(path) == before
+
+
+def test_fuzzed_paths_and_writes_on_them(fuzzed):
+    """Resource names and actions in the path: junk names, a ``//``, dot segments, encoded
+    slashes. Reads and deletes of what is not there are 4xx, and nothing existing changes."""
+    path = f"zones/{ZONE}/instances"
+    before = fuzzed.names(path)
+    segment = st.one_of(st.text(max_size=70), st.sampled_from(["", ".", "..", "%2F", "a/b", "\x00", "é" * 40]))
+
+    def call(name: str, verb: tuple[str, str], body: bytes) -> None:
+        method, suffix = verb
+        fuzzed.send(method, f"{path}/{quote(name, safe='/')}{suffix}", None, body if method == "POST" else None)
+
+    run(call, name=segment, body=raw_bodies | st.just(b"{}"),
+        verb=st.sampled_from([("GET", ""), ("DELETE", ""), ("POST", "/stop"), ("POST", "/setLabels"),
+                              ("POST", "/setMetadata"), ("GET", "/getSerialPortOutput"), ("POST", "/nothing")]))
+    assert fuzzed.names(path) == before
