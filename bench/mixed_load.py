@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -186,6 +187,7 @@ class Client:
 
 HAPROXY = """global
   maxconn 2000
+  stats socket {socket}
 defaults
   mode http
   timeout connect 2s
@@ -216,7 +218,7 @@ def start_scaleout(g: Gstack) -> tuple[list[subprocess.Popen], subprocess.Popen]
     servers = "\n".join(f"  server api{i} 127.0.0.1:{p} check inter 500 fall 2 rise 2" for i, p in enumerate(ports))
     config = os.path.join(g.data_dir, "haproxy.cfg")
     with open(config, "w") as f:
-        f.write(HAPROXY.format(port=g.port, servers=servers))
+        f.write(HAPROXY.format(port=g.port, servers=servers, socket=os.path.join(g.data_dir, "haproxy.sock")))
     proxy = subprocess.Popen(["haproxy", "-db", "-f", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     g.procs.append(proxy)
     for _ in range(100):
@@ -228,18 +230,44 @@ def start_scaleout(g: Gstack) -> tuple[list[subprocess.Popen], subprocess.Popen]
     return apis, proxy
 
 
-def audit(database_url: str) -> dict:
+def proxied_sessions(g: Gstack, server: str) -> int:
+    """Requests HAProxy has in flight on ``server`` now (``scur`` of its stats socket)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(os.path.join(g.data_dir, "haproxy.sock"))
+        sock.sendall(b"show stat\n")
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    lines = out.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    row = next(dict(zip(header, line.split(","), strict=False)) for line in lines[1:]
+               if line.split(",")[1:2] == [server])
+    return int(row["scur"])
+
+
+def audit(database_url: str, settle: float = 30.0) -> dict:
+    """What the database holds once the clients are done: operations still not DONE (jobs the
+    clients did not wait for, a disk's auto-delete say, get ``settle`` seconds to end) and
+    duplicate instances."""
     engine = create_engine(database_url)
+    start = time.monotonic()
     try:
         with engine.connect() as conn:
-            return {
-                "operations_not_done": conn.execute(text("SELECT COUNT(*) FROM operations WHERE status != 'DONE'")).scalar(),
-                "duplicate_instances": conn.execute(text(
-                    "SELECT COUNT(*) FROM (SELECT name FROM resources WHERE collection = 'instances' "
-                    "GROUP BY project, scope, name HAVING COUNT(*) > 1) AS d")).scalar(),
-            }
+            while True:
+                undone = [list(row) for row in conn.execute(text(
+                    "SELECT name, operation_type, status, target_link, attempts FROM operations "
+                    "WHERE status != 'DONE'"))]
+                conn.rollback()
+                if not undone or time.monotonic() - start > settle:
+                    break
+                time.sleep(0.5)
+            duplicates = conn.execute(text(
+                "SELECT COUNT(*) FROM (SELECT name FROM resources WHERE collection = 'instances' "
+                "GROUP BY project, scope, name HAVING COUNT(*) > 1) AS d")).scalar()
     finally:
         engine.dispose()
+    return {"operations_not_done": undone, "settled_after_s": round(time.monotonic() - start, 1),
+            "duplicate_instances": duplicates}
 
 
 def main(backend: str = "sqlite", layout: str = "embedded", seconds: str = "30", clients: str = "32") -> dict:
@@ -273,7 +301,8 @@ def main(backend: str = "sqlite", layout: str = "embedded", seconds: str = "30",
         killed = None
         if layout == "scaleout":
             time.sleep(float(seconds) / 2)
-            killed = {"in_flight_everywhere": tally.in_flight, "at": time.monotonic()}
+            killed = {"in_flight_on_it": proxied_sessions(g, "api0"), "in_flight_everywhere": tally.in_flight,
+                      "at": time.monotonic()}
             apis[0].send_signal(signal.SIGKILL)
         for t in threads:
             t.join()
