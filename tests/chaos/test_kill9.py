@@ -88,6 +88,7 @@ class RetryingClient:
         self.api = f"{server.api}projects/{PROJECT}/"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.failures = failures
+        self.unanswered = 0  # sends that got no answer or a 5xx: the kill was felt
 
     def call(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> dict:
         deadline = time.monotonic() + RETRY_FOR
@@ -96,6 +97,7 @@ class RetryingClient:
                 resp = requests.request(method, self.api + path, json=body, params=params, headers=self.headers,
                                         timeout=30)
             except requests.RequestException:
+                self.unanswered += 1
                 time.sleep(0.3)
                 continue
             if resp.status_code == 200:
@@ -103,6 +105,7 @@ class RetryingClient:
             if resp.status_code not in (429, 500, 502, 503, 504):
                 self.failures.append(f"{method} {path}: {resp.status_code} {resp.text[:300]}")
                 return {}
+            self.unanswered += 1
             time.sleep(0.3)
         self.failures.append(f"{method} {path}: no answer in {RETRY_FOR} s")
         return {}
@@ -149,6 +152,7 @@ def test_kill9_of_serve_and_worker_during_a_burst(split_pg):
     killer.join()
 
     assert not failures, f"{len(failures)} failures, the first: " + "\n".join(failures[:5])
+    assert client.unanswered > 0  # clients were mid-call when serve died, and retried
     assert all(len(ops) == 1 for ops in seen.values()), {n: o for n, o in seen.items() if len(o) != 1}
     audit(server, client, names)
 
