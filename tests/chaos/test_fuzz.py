@@ -256,3 +256,25 @@ def test_oversized_and_odd_requests(fuzzed, case):
     assert 400 <= resp.status_code < 500, (case, resp.status_code, resp.text[:300])
     assert_google_error(resp)
     assert fuzzed.names(path) == before
+
+
+def test_what_the_long_run_found(fuzzed):
+    """Regressions of what GSTACK_CHAOS_LONG=1 found: JSON null is proto3's "unset". A null
+    ``description`` was stored and listed as null (the response contract's 500 on every later list),
+    and a null ``name`` was refused as "Invalid value ... 'None'" instead of a missing field."""
+    disk = {"name": "null-description", "sizeGb": "10", "description": None}
+    instance = {"name": "null-description-vm", "description": None, "machineType": f"zones/{ZONE}/machineTypes/f1-micro",
+                "disks": [{**BOOT[0], "initializeParams": {"sourceImage": IMAGE, "description": None}}]}
+    region_disk = {"name": "null-description", "sizeGb": "200", "description": None,
+                   "replicaZones": [f"zones/{ZONE}", f"zones/{REGION}-b"]}
+    ops = [fuzzed.send("POST", path, data=json.dumps(body).encode())
+           for path, body in ((f"zones/{ZONE}/disks", disk), (f"zones/{ZONE}/instances", instance),
+                              (f"regions/{REGION}/disks", region_disk))]
+    assert [op.status_code for op in ops] == [200] * 3, [op.text[:300] for op in ops]
+    fuzzed.finish([op.json() for op in ops])
+    for path, name in ((f"zones/{ZONE}/disks", "null-description"), (f"zones/{ZONE}/disks", "null-description-vm"),
+                       (f"zones/{ZONE}/instances", "null-description-vm"), (f"regions/{REGION}/disks", "null-description")):
+        assert name in fuzzed.names(path)  # a list checks every item against the contract
+    for path in (f"regions/{REGION}/addresses", "global/firewalls", f"zones/{ZONE}/disks"):
+        resp = fuzzed.send("POST", path, data=b'{"name": null}')
+        assert assert_google_error(resp, 400)["message"] == "Required field 'resource.name' not specified"
