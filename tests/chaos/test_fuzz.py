@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from gstack.gce.discovery import by_id
+from tests.api.test_batch import _parse_multipart
 from tests.chaos.conftest import LONG, assert_google_error, scaled
 from tests.conftest import PROJECT, ZONE, Server
 
@@ -278,3 +279,50 @@ def test_what_the_long_run_found(fuzzed):
     for path in (f"regions/{REGION}/addresses", "global/firewalls", f"zones/{ZONE}/disks"):
         resp = fuzzed.send("POST", path, data=b'{"name": null}')
         assert assert_google_error(resp, 400)["message"] == "Required field 'resource.name' not specified"
+
+
+def test_fuzzed_batches(chaos_server, fuzzed):
+    """Multipart batches of fuzzed parts (request lines, headers, bodies, boundaries): the batch is
+    answered 200 with a part per request or refused in Google's envelope; a part's own answer is
+    never a 5xx."""
+    token = fuzzed.http.headers["Authorization"]
+    request_line = st.one_of(
+        st.sampled_from([f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE}/disks", "POST /compute/v1/projects/"
+                         f"{PROJECT}/zones/{ZONE}/disks", "GET /compute/v1/../../etc/passwd", "GET /token",
+                         f"DELETE /compute/v1/projects/{PROJECT}/global/networks/default", "BREW /coffee"]),
+        st.text(max_size=60))
+    part = st.tuples(request_line, st.text(max_size=40), raw_bodies | st.just(b"{}"))
+
+    def send(parts: list, boundary: str) -> None:
+        body = b"".join(f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{i}>\r\n\r\n"
+                        f"{line} HTTP/1.1\r\nX-Junk: {header}\r\nContent-Type: application/json\r\n\r\n".encode(
+                            "utf-8", "surrogatepass") + payload + b"\r\n"
+                        for i, (line, header, payload) in enumerate(parts)) + f"--{boundary}--\r\n".encode()
+        resp = requests.post(chaos_server.base + "/batch/compute/v1", data=body, timeout=60, headers={
+            "Authorization": token, "Content-Type": f"multipart/mixed; boundary={boundary}"})
+        assert resp.status_code < 500, resp.text[:500]
+        if resp.status_code != 200:
+            assert_google_error(resp)
+            return
+        for _, code, _, content in _parse_multipart(resp):
+            assert code < 500, content[:500]
+
+    run(send, parts=st.lists(part, max_size=4),
+        boundary=st.one_of(st.just("b0undary"), st.text(alphabet="abc-=_019", min_size=1, max_size=70)))
+
+
+def test_fuzzed_token_requests(chaos_server):
+    """The token endpoint answers any form with RFC 6749's JSON error (or a token), never a 5xx."""
+    grants = st.sampled_from(["urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token", "authorization_code",
+                              "client_credentials", "urn:ietf:params:oauth:grant-type:device_code", "password", ""])
+    form = st.fixed_dictionaries({"grant_type": grants | st.text(max_size=20)}, optional={
+        key: st.text(max_size=300) for key in ("assertion", "refresh_token", "code", "client_id", "client_secret",
+                                               "scope", "redirect_uri", "code_verifier", "device_code")})
+
+    def send(data: dict) -> None:
+        resp = requests.post(chaos_server.base + "/token", data=data, timeout=60,
+                             headers={"X-Forwarded-For": "192.0.2.77"})  # its failures limit only this address
+        assert resp.status_code < 500, resp.text[:500]
+        assert "error" in resp.json() or "access_token" in resp.json(), resp.text[:300]
+
+    run(send, data=form)
