@@ -126,7 +126,7 @@ def quota_demand(specs: list[dict[str, Any]]) -> dict[str, float]:
 def insert(call: Call, zone: ZoneInfo, body: store.Body, source_image_param: str | None = None) -> Operation:
     spec = build(call, zone, name=body.get("name"), size_gb=body.get("sizeGb"), disk_type=body.get("type"),
                  source_image=body.get("sourceImage") or source_image_param, source_snapshot=body.get("sourceSnapshot"),
-                 labels=body.get("labels"), description=body.get("description") or "")
+                 labels=body.get("labels"), description=body.get("description", ""))
     policies = resource_policies.links_for_new(call, zone.region.name, body.get("resourcePolicies"),
                                                "resource.resourcePolicies", "disks")
     if policies:

@@ -135,7 +135,7 @@ def insert(call: Call, body: store.Body) -> Operation:
     source, size_gb = _source(call, body)
     labels = validate_labels(body.get("labels"))
     image = {
-        "description": body.get("description") or "", **source, "status": "PENDING",
+        "description": body.get("description", ""), **source, "status": "PENDING",
         "diskSizeGb": str(max(size_gb, int(body.get("diskSizeGb") or 0))),
         "labels": labels, "labelFingerprint": label_fingerprint(labels),
         "storageLocations": body.get("storageLocations") or ["us"],

@@ -71,7 +71,7 @@ def insert(call: Call, region: str, body: Body, source_image_param: str | None =
                        disk_type=_disk_type(call, region, body.get("type")),
                        source_image=body.get("sourceImage") or source_image_param,
                        source_snapshot=body.get("sourceSnapshot"), labels=body.get("labels"),
-                       description=body.get("description") or "")
+                       description=body.get("description", ""))
     if spec["subtype"] == "pd-standard" and spec["size_gb"] < MIN_STANDARD_GB:
         raise Invalid("resource.sizeGb", spec["size_gb"], f"Disk size cannot be smaller than {MIN_STANDARD_GB} GB.")
     disk = spec["body"]

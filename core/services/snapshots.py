@@ -81,7 +81,7 @@ def _new_snapshot(call: Call, project: Project, disk: Resource, body: dict[str, 
         call.session, project=call.project, collection="snapshots", scope="global", name=name,
         kind="compute#snapshot", status="CREATING", size_gb=disk.size_gb,
         body={
-            "description": body.get("description") or "", "sourceDisk": url_of(call.project, disk.scope, "disks", disk.name),
+            "description": body.get("description", ""), "sourceDisk": url_of(call.project, disk.scope, "disks", disk.name),
             "sourceDiskId": str(disk.uid), "diskSizeGb": str(disk.size_gb), "storageBytes": "0",
             "storageBytesStatus": "UPDATING", "labels": labels, "labelFingerprint": label_fingerprint(labels),
             "storageLocations": body.get("storageLocations") or ["us"], "snapshotType": body.get("snapshotType", "STANDARD"),

@@ -261,10 +261,12 @@ def test_oversized_and_odd_requests(fuzzed, case):
 
 def test_what_the_long_run_found(fuzzed):
     """Regressions of what GSTACK_CHAOS_LONG=1 found: JSON null is proto3's "unset". A null
-    ``description`` was stored and listed as null (the response contract's 500 on every later list),
-    and a null ``name`` was refused as "Invalid value ... 'None'" instead of a missing field."""
+    ``description`` or ``shieldedInstanceConfig.enableVtpm`` was stored and listed as null (the
+    response contract's 500 on every later list), and a null ``name`` was refused as
+    "Invalid value ... 'None'" instead of a missing field."""
     disk = {"name": "null-description", "sizeGb": "10", "description": None}
-    instance = {"name": "null-description-vm", "description": None, "machineType": f"zones/{ZONE}/machineTypes/f1-micro",
+    instance = {"name": "null-description-vm", "description": None, "shieldedInstanceConfig": {"enableVtpm": None},
+                "scheduling": {"preemptible": None, "onHostMaintenance": "MIGRATE"}, "machineType": f"zones/{ZONE}/machineTypes/f1-micro",
                 "disks": [{**BOOT[0], "initializeParams": {"sourceImage": IMAGE, "description": None}}]}
     region_disk = {"name": "null-description", "sizeGb": "200", "description": None,
                    "replicaZones": [f"zones/{ZONE}", f"zones/{REGION}-b"]}

@@ -123,7 +123,7 @@ def _body(call: Call, zone: ZoneInfo, name: str, mt: MachineType, body: dict[str
           fields: dict[str, Any]) -> dict[str, Any]:
     scope = f"zones/{zone.name}"
     return {
-        "description": body.get("description") or "", "tags": fields["tags"],
+        "description": body.get("description", ""), "tags": fields["tags"],
         "machineType": url_of(call.project, scope, "machineTypes", mt.name),
         "canIpForward": bool(body.get("canIpForward", False)), "networkInterfaces": fields["networkInterfaces"],
         "disks": fields["disks"], "metadata": fields["metadata"], "serviceAccounts": fields["serviceAccounts"],

@@ -376,7 +376,7 @@ def _new_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], boot: bool, field: 
     disk_name = init.get("diskName") or default_name
     spec = disks.build(call, zone, name=disk_name, size_gb=init.get("diskSizeGb"), disk_type=init.get("diskType"),
                        source_image=init.get("sourceImage"), source_snapshot=init.get("sourceSnapshot"),
-                       labels=init.get("labels"), description=init.get("description") or "",
+                       labels=init.get("labels"), description=init.get("description", ""),
                        field=f"{field}.initializeParams")
     if store.exists(call.session, call.project, "disks", f"zones/{zone.name}", disk_name):
         raise AlreadyExists(path_of(call.project, f"zones/{zone.name}", "disks", disk_name))
