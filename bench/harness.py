@@ -60,8 +60,10 @@ class Gstack:
     def token(self, project: str = "demo-project") -> str:
         return self.admin("token", "--project", project)
 
-    def serve(self, **env) -> None:
-        self._start([sys.executable, "-m", "gstack.cli", "serve", "--port", str(self.port)], env)
+    def serve(self, port: int | None = None, **env) -> None:
+        """``gstack serve`` on ``port`` (this data directory's own port unless given)."""
+        port = port or self.port
+        self._start([sys.executable, "-m", "gstack.cli", "serve", "--port", str(port)], env, f"http://127.0.0.1:{port}")
 
     def worker(self, threads: int = 4, **env) -> None:
         """A ``gstack worker`` process sharing the database (jobs run beside the API, not inside it)."""

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.db import Prepared, flushed_connection, insert_persistent
-from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound
+from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound, Required
 from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
 from core.models import Resource
@@ -26,6 +26,8 @@ _ID = re.compile(r"[1-9][0-9]{0,19}\Z")
 
 
 def validate_name(name: object, field: str = "resource.name") -> str:
+    if name is None:  # JSON null is proto3's "unset": Google says the field is missing, not 'None'
+        raise Required(field)
     if not isinstance(name, str) or not _NAME.match(name):
         raise Invalid(field, name, f"Must be a match of regex '{NAME_REGEX}'")
     return name

@@ -24,7 +24,7 @@ from core.services.topology import ZoneInfo
 from gstack.auth import guard
 from gstack.gce.discovery import Method
 from gstack.gce.render import json_response, selector
-from gstack.gce.validation import validate_body
+from gstack.gce.validation import validate_body, without_nulls
 
 log = logging.getLogger("gstack.api")
 
@@ -82,7 +82,9 @@ def _body(method: Method) -> dict:
         except orjson.JSONDecodeError:
             raise Invalid("resource", message="Invalid JSON payload received. Unexpected token.") from None
     validate_body(method.id, body)
-    return body  # type: ignore[return-value]
+    if method.http_method == "PATCH" or not isinstance(body, dict):  # a merge patch's null clears a field
+        return body  # type: ignore[return-value]
+    return without_nulls(body)
 
 
 def is_write(method: Method) -> bool:

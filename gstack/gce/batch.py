@@ -24,7 +24,9 @@ MAX_PARTS = 1000
 
 def _parse_part(payload: bytes) -> tuple[str, str, dict[str, str], bytes]:
     head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
-    lines = head.decode("latin-1").split("\n")
+    # A bare CR left in a line becomes a space, as RFC 9112 (section 2.2) lets a recipient do: in a
+    # header it would make werkzeug refuse the part's environ (a 500).
+    lines = head.decode("latin-1").replace("\r", " ").split("\n")
     try:
         method, target, version = lines[0].split(" ", 2)
     except ValueError:

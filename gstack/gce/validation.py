@@ -135,6 +135,22 @@ def validate_body(method_id: str, body: object) -> None:
     raise _to_invalid(body, _pick([first, *errors], body))
 
 
+def without_nulls(body: dict) -> dict:
+    """``body`` with every object key whose value is JSON null left out, as ESF's proto3 parsing
+    leaves it (null means "unset"), so a service never stores or renders a null. Only for bodies
+    that are not JSON merge patches, where null means "clear". A validated body's depth is bounded
+    (:func:`check_depth`), so the recursion is too."""
+    return {key: _nulls_left_out(value) for key, value in body.items() if value is not None}
+
+
+def _nulls_left_out(value: object) -> object:
+    if isinstance(value, dict):
+        return without_nulls(value)
+    if isinstance(value, list):
+        return [_nulls_left_out(item) for item in value]
+    return value
+
+
 def check_depth(body: object, limit: int = MAX_DEPTH) -> None:
     """Raise ``Invalid`` when ``body`` nests objects or arrays more than ``limit`` levels deep (iteratively:
     the check itself must not recurse)."""
