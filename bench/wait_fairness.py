@@ -70,6 +70,7 @@ def run(tree: str, seconds: float, clients: int) -> dict:
         tokens = {}
         for p in range(PROJECTS):
             project = f"load-{p}"
+            g.admin("project", "create", project)
             tokens[project] = g.token(project)
             for metric in ("CPUS", "INSTANCES"):
                 g.admin("project", "set-quota", "--project", project, "--region", "us-central1", "--metric", metric,

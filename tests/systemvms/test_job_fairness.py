@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from core.db import write_session
-from core.jobs import JobEngine
+from core.jobs import JobContext, JobEngine, job
 from core.jobs import engine as engine_module
 from core.jobs.engine import HANDLERS
 from core.models import Operation, Zone
+from core.resources import operations
 from core.resources.context import Call
 from core.services import instances
 from core.services.seed import ensure_project
@@ -27,6 +28,26 @@ from tests.systemvms.conftest import Cloud
 pytestmark = pytest.mark.xdist_group("systemvms-fairness")
 
 NEVER = 3600.0  # a poll interval no test outlives: only a kick can wake a worker
+MEETING = threading.Barrier(3)  # the jobs of the pool test meet here: all three must run at once
+IN_FLIGHT = {"now": 0, "most": 0}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def _meet(ctx: JobContext) -> None:
+    with _IN_FLIGHT_LOCK:
+        IN_FLIGHT["now"] += 1
+        IN_FLIGHT["most"] = max(IN_FLIGHT["most"], IN_FLIGHT["now"])
+    try:
+        if ctx.params["meet"]:
+            MEETING.wait(30)  # breaks (and the job fails) unless the pool grew to three
+    finally:
+        with _IN_FLIGHT_LOCK:
+            IN_FLIGHT["now"] -= 1
+    with ctx.write() as s:
+        ctx.complete(s)
+
+
+job("tests.meet")(_meet)
 
 
 @pytest.fixture
@@ -135,3 +156,28 @@ def _insert_op(cloud: Cloud, name: str) -> int:
         return s.scalar(select(Operation.pk).where(Operation.project == cloud.project,
                                                    Operation.operation_type == "insert",
                                                    Operation.target_link.endswith(f"/instances/{name}")))
+
+
+def test_the_pool_grows_to_max_workers_under_load_and_no_further(cloud):
+    """One standing worker, at most three: three jobs that each wait for the other two all finish
+    (they ran at once), and a fourth queued with them never made a fourth thread."""
+    MEETING.reset()
+    IN_FLIGHT.update(now=0, most=0)
+    with write_session(cloud.factory) as s:
+        pks = [operations.begin(Call(s, cloud.project, "test"), scope="global", op_type="test",
+                                target_path=f"projects/{cloud.project}/global/tests/meet-{i}",
+                                target_id=uuid.uuid4().int >> 65, job="tests.meet", params={"meet": i < 3}).pk
+               for i in range(4)]
+    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, max_workers=3, poll_interval=NEVER)
+    engine.start()
+    try:
+        engine.kick("tests.meet")
+        for pk in pks:
+            engine.wait(pk, timeout=60)
+        grown = engine.pool_size()
+    finally:
+        engine.stop()
+    with cloud.factory() as s:
+        ops = [s.get(Operation, pk) for pk in pks]
+    assert [(op.status, op.error) for op in ops] == [("DONE", None)] * 4
+    assert IN_FLIGHT["most"] == 3 and grown <= 3
