@@ -35,8 +35,8 @@ BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
 class Tree(Gstack):
     """A gstack of one source tree (its code first on PYTHONPATH, for the server and the admin CLI)."""
 
-    def __init__(self, tree: str):
-        super().__init__("sqlite")
+    def __init__(self, tree: str, backend: str = "sqlite"):
+        super().__init__(backend)
         self.tree = tree
 
     def env(self, **extra) -> dict:

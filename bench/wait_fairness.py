@@ -12,7 +12,7 @@ The server runs as users run it (``gstack serve`` defaults, request log on) with
 ``GSTACK_SIM_LATENCY=0.2`` and ``GSTACK_WORKERS=4``. Target and baseline trees run one after the
 other (target first) and the results go to ``bench/results/wait_fairness.json``.
 
-Usage: ``python3 -m bench.wait_fairness [seconds] [clients] [baseline tree or -]``
+Usage: ``python3 -m bench.wait_fairness [seconds] [clients] [baseline tree or -] [sqlite|postgresql]``
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def _client(base: str, token: str, project: str, ident: int, stop_at: float, out
             out.append((returned - t0, max(0.0, returned - ended)))
 
 
-def run(tree: str, seconds: float, clients: int) -> dict:
-    g = Tree(tree)
+def run(tree: str, seconds: float, clients: int, backend: str) -> dict:
+    g = Tree(tree, backend)
     try:
         tokens = {}
         for p in range(PROJECTS):
@@ -96,18 +96,19 @@ def run(tree: str, seconds: float, clients: int) -> dict:
         g.close()
 
 
-def main(seconds: float = 60.0, clients: int = 32, baseline: str = "/work/main") -> None:
-    result = {"server": "gstack serve (defaults, request log on), SQLite, GSTACK_SIM_LATENCY=0.2, GSTACK_WORKERS=4",
-              "clients": clients, "projects": PROJECTS, "seconds": seconds, "target_tree": HERE,
-              "target": run(HERE, seconds, clients)}
+def main(seconds: float = 60.0, clients: int = 32, baseline: str = "/work/main", backend: str = "sqlite") -> None:
+    result = {"server": "gstack serve (defaults, request log on), GSTACK_SIM_LATENCY=0.2, GSTACK_WORKERS=4",
+              "backend": backend, "clients": clients, "projects": PROJECTS, "seconds": seconds, "target_tree": HERE,
+              "target": run(HERE, seconds, clients, backend)}
     print("target", result["target"], file=sys.stderr)
     if baseline != "-":
         result["baseline_tree"] = baseline
-        result["baseline"] = run(baseline, seconds, clients)
+        result["baseline"] = run(baseline, seconds, clients, backend)
     result["goals"] = {"wait_after_done_p99_s": 2.0}
-    write_result("wait_fairness", result)
+    write_result(f"wait_fairness_{backend}", result)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(float(args[0]) if args else 60.0, int(args[1]) if len(args) > 1 else 32, args[2] if len(args) > 2 else "/work/main")
+    main(float(args[0]) if args else 60.0, int(args[1]) if len(args) > 1 else 32,
+         args[2] if len(args) > 2 else "/work/main", args[3] if len(args) > 3 else "sqlite")

@@ -52,6 +52,7 @@ DONE_CHANNEL = "gstack_jobs_done"
 # SQLite has no NOTIFY: a process looks this often whether another connection committed (PRAGMA
 # data_version), to pick up jobs and completions written by other processes.
 WATCH_INTERVAL = 0.05
+DONE_SWEEP = 0.25
 # A worker started beyond the engine's standing ``workers`` (the pool grew under load) retires
 # after this long without a job.
 SPARE_IDLE_SECONDS = 10.0
@@ -62,7 +63,7 @@ _HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404
 
 
 _NOTIFY_NEW = text("SELECT pg_notify(:channel, :kind)")
-_NOTIFY_DONE = text(f"NOTIFY {DONE_CHANNEL}")
+_NOTIFY_DONE = text("SELECT pg_notify(:channel, :owner)")
 
 
 def announce(session: Session, kind: str) -> None:
@@ -106,8 +107,9 @@ class JobEngine:
         self.owner = local_owner_id()
         self._wake = threading.Condition()
         self._pending_kicks = 0
-        self._done = threading.Condition()
-        self._done_count = 0  # jobs this process saw end: a waiter that read "not DONE" sleeps only if none ended since
+        self._waiters: dict[int, set[threading.Event]] = {}  # Operation -> the waits on it in this process
+        self._waiters_lock = threading.Lock()
+        self._swept = 0.0  # when the SQLite watch last woke every waiter (see _watch_loop)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._spares: list[threading.Thread] = []
@@ -136,6 +138,7 @@ class JobEngine:
         self._working = True
         self.listen()
         for _ in range(self.workers):
+            self._reserve()
             self._threads.append(self._start_worker(spare=False))
         t = threading.Thread(target=self._heartbeat_loop, name="job-heartbeat", daemon=True)
         t.start()
@@ -175,7 +178,7 @@ class JobEngine:
         """Wake the waiters of every process at commit: a job ended in ``session`` (PostgreSQL
         NOTIFY; on SQLite other processes see the commit in the database's commit counter)."""
         if self.postgres:
-            session.execute(_NOTIFY_DONE)
+            session.execute(_NOTIFY_DONE, {"channel": DONE_CHANNEL, "owner": self.owner})
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -184,28 +187,40 @@ class JobEngine:
 
         Jobs finished in this process notify at once, and jobs finished by another process sharing
         the database as soon as this one hears of it (:meth:`listen`); the periodic re-read is the
-        fallback while the listener reconnects. A job that ends between the read and the sleep is
-        not missed: the waiter sleeps only if no job ended since it read.
+        fallback while the listener reconnects. A job finished here wakes only its own waiters (under
+        load, waking every waiter at every job's end made each of them re-read the database dozens
+        of times a second). A job that ends between the read and the sleep is not missed: the
+        waiter's event is cleared before it reads.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            with self._done:
-                seen = self._done_count
-            with self.factory() as session:
-                status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
-            if status in (None, "DONE"):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            with self._done:
-                if self._done_count == seen:
-                    self._done.wait(min(remaining, self.poll_interval))
+        event = threading.Event()
+        with self._waiters_lock:
+            self._waiters.setdefault(op_pk, set()).add(event)
+        try:
+            while True:
+                event.clear()
+                with self.factory() as session:
+                    status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
+                if status in (None, "DONE"):
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                event.wait(min(remaining, self.poll_interval))
+        finally:
+            with self._waiters_lock:
+                waits = self._waiters.get(op_pk, set())
+                waits.discard(event)
+                if not waits:
+                    self._waiters.pop(op_pk, None)
 
-    def _notify_done(self) -> None:
-        with self._done:
-            self._done_count += 1
-            self._done.notify_all()
+    def _wake_waiters(self, pk: int | None = None) -> None:
+        """Wake the waits on Operation ``pk`` (every wait when None: a job ended elsewhere, which one unknown)."""
+        with self._waiters_lock:
+            events = [e for pks in ([self._waiters.get(pk, set())] if pk is not None else self._waiters.values())
+                      for e in pks]
+        for event in events:
+            event.set()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -236,20 +251,27 @@ class JobEngine:
             return [kind for kind, count in self._batches.items() if count]
 
     def _start_worker(self, spare: bool) -> threading.Thread:
-        with self._running_lock:
-            self._pool += 1
-            name = f"job-worker-{self._pool}" + ("-spare" if spare else "")
-        t = threading.Thread(target=self._worker_loop, args=(spare,), name=name, daemon=True)
+        """A worker thread, its place in the pool reserved beforehand (:meth:`_reserve`)."""
+        t = threading.Thread(target=self._worker_loop, args=(spare,), name="job-worker" + ("-spare" if spare else ""),
+                             daemon=True)
         t.start()
         return t
 
+    def _reserve(self) -> None:
+        with self._running_lock:
+            self._pool += 1
+
     def _grow(self) -> None:
-        """Every worker is busy and there was work: start a spare, within ``max_workers``, to look for more."""
+        """Every worker is busy and there was work: start a spare, within ``max_workers``, to look
+        for more. The place is reserved under the lock, so busy workers racing here never overshoot."""
         with self._running_lock:
             if self._busy < self._pool or self._pool >= self.max_workers or self._stop.is_set():
                 return
-        self._spares = [t for t in self._spares if t.is_alive()]
-        self._spares.append(self._start_worker(spare=True))
+            self._pool += 1
+            self._spares = [t for t in self._spares if t.is_alive()]
+        spare = self._start_worker(spare=True)
+        with self._running_lock:
+            self._spares.append(spare)
 
     def _worker_loop(self, spare: bool = False) -> None:
         idle_since = time.monotonic()
@@ -444,14 +466,14 @@ class JobEngine:
     def _finished(self, pk: int) -> None:
         with self._running_lock:
             self._running.discard(pk)
-        self._notify_done()
+        self._wake_waiters(pk)
 
     def _heard(self, *, new: bool, done: bool, kind: str | None = None) -> None:
         """Another process committed a job (``new``, of ``kind`` when known) or finished one (``done``)."""
         if new:
             self.kick(kind)
         if done:
-            self._notify_done()
+            self._wake_waiters()
 
     def _listen_loop(self) -> None:
         """PostgreSQL: LISTEN for jobs committed and finished by any process (API or worker)."""
@@ -466,8 +488,10 @@ class JobEngine:
                     self._heard(new=True, done=True)  # what was sent before this LISTEN went unheard
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._heard(new=note.channel == NEW_CHANNEL, done=note.channel == DONE_CHANNEL,
-                                        kind=note.payload or None)
+                            # this process's own ends woke their waiters already (_finished)
+                            done = note.channel == DONE_CHANNEL and note.payload != self.owner
+                            self._heard(new=note.channel == NEW_CHANNEL, done=done,
+                                        kind=note.payload if note.channel == NEW_CHANNEL and note.payload else None)
             except Exception:
                 log.exception("job listener lost its connection; reconnecting")
                 self._stop.wait(1.0)
@@ -475,9 +499,12 @@ class JobEngine:
     def _watch_loop(self) -> None:
         """SQLite: every ``WATCH_INTERVAL``, whether any other connection (of this process or another)
         committed; if so, wake a worker and the waiters. In one process the kicks are redundant but
-        bounded: at most one per interval, however many commits it saw."""
+        bounded: at most one per interval, however many commits it saw. A process that runs jobs
+        wakes its own waiters as its jobs end, and every waiter (for jobs a ``gstack worker`` ended)
+        at most every ``DONE_SWEEP`` seconds, so that waiters do not all re-read at every commit."""
         conn = None
         seen = None
+        unswept = False  # commits seen whose waiters were not woken yet
         while not self._stop.wait(WATCH_INTERVAL):
             try:
                 if conn is None:
@@ -493,8 +520,13 @@ class JobEngine:
                 conn = None
                 self._stop.wait(1.0)
                 continue
-            if version != seen:  # the first look, too: what was committed before it went unseen
-                self._heard(new=True, done=True)
+            unswept = unswept or version != seen  # the first look, too: what was committed before it went unseen
+            now = time.monotonic()
+            sweep = unswept and (not self._working or now - self._swept >= DONE_SWEEP)
+            if version != seen or sweep:
+                self._heard(new=version != seen, done=sweep)
+            if sweep:
+                self._swept, unswept = now, False
             seen = version
         if conn is not None:
             conn.close()
