@@ -1,8 +1,8 @@
 """``operations.wait`` under load (issue 16, defect 10): 32 clients, simulator latency 0.2 s.
 
-Each client, in a project of its own among ``projects`` (clients share them round-robin), loops for
-``seconds``: insert an instance, stop it, delete it, following every Operation with
-``operations.wait`` until it is DONE. Measured per Operation:
+Each client, in one of ``PROJECTS`` projects (clients share them round-robin), loops for
+``seconds``: insert ``burst`` instances (sent back to back), stop them, delete them, following every
+Operation with ``operations.wait`` until it is DONE. Measured per Operation:
 
 - total: from sending the request to the wait returning DONE;
 - wait-after-DONE: from the Operation's ``endTime`` (when it reached DONE in the database) to the
@@ -12,7 +12,7 @@ The server runs as users run it (``gstack serve`` defaults, request log on) with
 ``GSTACK_SIM_LATENCY=0.2`` and ``GSTACK_WORKERS=4``. Target and baseline trees run one after the
 other (target first) and the results go to ``bench/results/wait_fairness.json``.
 
-Usage: ``python3 -m bench.wait_fairness [seconds] [clients] [baseline tree or -] [sqlite|postgresql]``
+Usage: ``python3 -m bench.wait_fairness [seconds] [clients] [baseline tree or -] [sqlite|postgresql] [burst]``
 """
 
 from __future__ import annotations
@@ -36,35 +36,42 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-def _client(base: str, token: str, project: str, ident: int, stop_at: float, out: list[tuple[float, float]],
-            errors: list[str]) -> None:
+def _client(base: str, token: str, project: str, ident: int, stop_at: float, burst: int,
+            out: list[tuple[float, float]], errors: list[str]) -> None:
+    """Rounds of ``burst`` instances: insert them all, then wait for each; the same for stop, then delete."""
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {token}"
     zone = f"{base}/compute/v1/projects/{project}/zones/{ZONE}"
     n = 0
     while time.time() < stop_at:
-        name = f"c{ident:02d}-{n:04d}"
-        n += 1
-        for method, path, body in (("POST", "/instances", {**BODY, "name": name}),
-                                   ("POST", f"/instances/{name}/stop", None),
-                                   ("DELETE", f"/instances/{name}", None)):
-            t0 = time.time()
-            r = s.request(method, zone + path, json=body)
-            if r.status_code >= 400:
-                errors.append(f"{r.status_code} {r.text[:200]}")
-                break
-            op = r.json()
-            while op.get("status") != "DONE":
-                op = s.post(f"{zone}/operations/{op['name']}/wait").json()
-            returned = time.time()
-            if "error" in op:
-                errors.append(str(op["error"])[:200])
-                break
-            ended = datetime.fromisoformat(op["endTime"]).timestamp()
-            out.append((returned - t0, max(0.0, returned - ended)))
+        names = [f"c{ident:02d}-{n + i:04d}" for i in range(burst)]
+        n += burst
+        for step in ("insert", "stop", "delete"):
+            sent = []
+            for name in names:
+                method, path, body = {"insert": ("POST", "/instances", {**BODY, "name": name}),
+                                      "stop": ("POST", f"/instances/{name}/stop", None),
+                                      "delete": ("DELETE", f"/instances/{name}", None)}[step]
+                t0 = time.time()
+                r = s.request(method, zone + path, json=body)
+                if r.status_code >= 400:
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                    continue
+                sent.append((name, t0, r.json()))
+            names = []
+            for name, t0, op in sent:
+                while op.get("status") != "DONE":
+                    op = s.post(f"{zone}/operations/{op['name']}/wait").json()
+                returned = time.time()
+                if "error" in op:
+                    errors.append(str(op["error"])[:200])
+                    continue
+                names.append(name)
+                ended = datetime.fromisoformat(op["endTime"]).timestamp()
+                out.append((returned - t0, max(0.0, returned - ended)))
 
 
-def run(tree: str, seconds: float, clients: int, backend: str) -> dict:
+def run(tree: str, seconds: float, clients: int, backend: str, burst: int) -> dict:
     g = Tree(tree, backend)
     try:
         tokens = {}
@@ -81,7 +88,7 @@ def run(tree: str, seconds: float, clients: int, backend: str) -> dict:
         errors: list[str] = []
         stop_at = time.time() + seconds
         threads = [threading.Thread(target=_client, args=(g.base, tokens[f"load-{i % PROJECTS}"], f"load-{i % PROJECTS}",
-                                                          i, stop_at, out, errors)) for i in range(clients)]
+                                                          i, stop_at, burst, out, errors)) for i in range(clients)]
         for t in threads:
             t.start()
         for t in threads:
@@ -96,19 +103,21 @@ def run(tree: str, seconds: float, clients: int, backend: str) -> dict:
         g.close()
 
 
-def main(seconds: float = 60.0, clients: int = 32, baseline: str = "/work/main", backend: str = "sqlite") -> None:
+def main(seconds: float = 60.0, clients: int = 32, baseline: str = "/work/main", backend: str = "sqlite",
+         burst: int = 1) -> None:
     result = {"server": "gstack serve (defaults, request log on), GSTACK_SIM_LATENCY=0.2, GSTACK_WORKERS=4",
-              "backend": backend, "clients": clients, "projects": PROJECTS, "seconds": seconds, "target_tree": HERE,
-              "target": run(HERE, seconds, clients, backend)}
+              "backend": backend, "clients": clients, "burst": burst, "projects": PROJECTS, "seconds": seconds,
+              "target_tree": HERE, "target": run(HERE, seconds, clients, backend, burst)}
     print("target", result["target"], file=sys.stderr)
     if baseline != "-":
         result["baseline_tree"] = baseline
-        result["baseline"] = run(baseline, seconds, clients, backend)
+        result["baseline"] = run(baseline, seconds, clients, backend, burst)
     result["goals"] = {"wait_after_done_p99_s": 2.0}
-    write_result(f"wait_fairness_{backend}", result)
+    write_result(f"wait_fairness_{backend}_burst{burst}", result)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     main(float(args[0]) if args else 60.0, int(args[1]) if len(args) > 1 else 32,
-         args[2] if len(args) > 2 else "/work/main", args[3] if len(args) > 3 else "sqlite")
+         args[2] if len(args) > 2 else "/work/main", args[3] if len(args) > 3 else "sqlite",
+         int(args[4]) if len(args) > 4 else 1)
