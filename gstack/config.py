@@ -21,8 +21,9 @@ class Settings:
     # Base URL for selfLinks; empty = the URL the caller used (what gcloud's override points at).
     base_url: str = ""
     workers: int = 4
-    # job worker threads the pool may grow to under load (each job mostly waits on a hypervisor)
-    max_workers: int = 32
+    # job worker threads the pool may grow to under load (each job mostly waits on a hypervisor);
+    # 0: 32 on SQLite, ``workers`` on PostgreSQL (its concurrent job transactions still contend)
+    max_workers: int = 0
     run_jobs: bool = True
     seed: bool = True
     wait_timeout: float = 100.0  # operations.wait: GCE returns after at most ~2 minutes
@@ -71,4 +72,6 @@ class Settings:
                 setattr(s, key, value)
         if not s.database_url:
             s.database_url = sqlite_url(s.data_dir)
+        if not s.max_workers:
+            s.max_workers = s.workers if s.database_url.startswith("postgresql") else 32
         return s
