@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             with write_session(factory) as session:
                 seed(session)
     drivers = default_registry(factory, settings.sim_latency, data_dir=settings.data_dir)
-    job_engine = JobEngine(factory, drivers, workers=settings.workers)
+    job_engine = JobEngine(factory, drivers, workers=settings.workers, max_workers=settings.max_workers)
     runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
     app.extensions["gstack"] = runtime
     register_routes(app)

@@ -173,7 +173,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     secure_data_dir(config.data_dir, config.database_url)
     sessions = factory(data_dir)
     drivers = default_registry(sessions, config.sim_latency, data_dir=config.data_dir)
-    engine = JobEngine(sessions, drivers, workers=threads)
+    engine = JobEngine(sessions, drivers, workers=threads, max_workers=max(threads, config.max_workers))
     engine.start()
     threads_: list[PeriodicRounds] = []
     if config.host_check_interval > 0:

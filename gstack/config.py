@@ -21,6 +21,9 @@ class Settings:
     # Base URL for selfLinks; empty = the URL the caller used (what gcloud's override points at).
     base_url: str = ""
     workers: int = 4
+    # job worker threads the pool may grow to under load (each job mostly waits on a hypervisor);
+    # 0: 32 on SQLite, ``workers`` on PostgreSQL (its concurrent job transactions still contend)
+    max_workers: int = 0
     run_jobs: bool = True
     seed: bool = True
     wait_timeout: float = 100.0  # operations.wait: GCE returns after at most ~2 minutes
@@ -55,6 +58,7 @@ class Settings:
         s.database_url = env.get("GSTACK_DATABASE_URL", "")
         s.base_url = env.get("GSTACK_BASE_URL", "")
         s.workers = int(env.get("GSTACK_WORKERS", s.workers))
+        s.max_workers = int(env.get("GSTACK_MAX_WORKERS", s.max_workers))
         s.run_jobs = env.get("GSTACK_RUN_JOBS", "1") not in ("0", "false", "no")
         s.wait_timeout = float(env.get("GSTACK_WAIT_TIMEOUT", s.wait_timeout))
         s.log_requests = env.get("GSTACK_LOG_REQUESTS", "1") not in ("0", "false", "no")
@@ -83,4 +87,6 @@ class Settings:
         s.tls = s.tls or bool(s.universe_domain)  # a universe's clients derive only https:// hosts
         if not s.database_url:
             s.database_url = sqlite_url(s.data_dir)
+        if not s.max_workers:
+            s.max_workers = s.workers if s.database_url.startswith("postgresql") else 32
         return s

@@ -114,8 +114,11 @@ class SimulatorDriver(HypervisorDriver):
             raise error
 
     def spawn_many(self, vms: list[tuple[HostRef, VmSpec]]) -> list[DriverError | None]:
-        """All the spawns in one transaction (a failed one changes only its host's fault counter)."""
-        for _ in vms:
+        """All the spawns in one transaction (a failed one changes only its host's fault counter).
+
+        The VMs boot side by side, as on real hosts: the batch takes one spawn's latency, not one
+        per VM (a batch of 100 behind 0.2 s each would hold every job queued behind it for 20 s)."""
+        if vms:
             self._delay("spawn")
         errors: list[DriverError | None] = []
         with write_session(self.factory) as session:

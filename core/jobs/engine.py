@@ -29,185 +29,47 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, exists, func, select, text, update
-from sqlalchemy.orm import Session, aliased, sessionmaker
-from sqlalchemy.sql import Select
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
 from core.errors import OperationFailure
-from core.jobs import faults
+from core.jobs import claims, faults
+from core.jobs.claims import UNFINISHED
+from core.jobs.handlers import BATCH_SIZE, DONE_VALUES, HANDLERS, LEASE_SECONDS, JobContext, JobHandler, job
 from core.models import Operation
+
+__all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "announce", "job", "local_owner_id"]
 
 log = logging.getLogger("gstack.jobs")
 
 MAX_ATTEMPTS = 5
 NEW_CHANNEL = "gstack_jobs_new"
-# Spelled as a list (not "!= DONE") so the claim query walks the status index, not every Operation.
-UNFINISHED = ("PENDING", "RUNNING")
 DONE_CHANNEL = "gstack_jobs_done"
-LEASE_SECONDS = 30.0
 # SQLite has no NOTIFY: a process looks this often whether another connection committed (PRAGMA
 # data_version), to pick up jobs and completions written by other processes.
 WATCH_INTERVAL = 0.05
+DONE_SWEEP = 0.25
+# A worker started beyond the engine's standing ``workers`` (the pool grew under load) retires
+# after this long without a job.
+SPARE_IDLE_SECONDS = 10.0
 
 _HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
                   412: "PRECONDITION FAILED", 429: "TOO MANY REQUESTS", 500: "INTERNAL SERVER ERROR",
                   501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
 
 
-@dataclass
-class JobHandler:
-    run: Callable[[JobContext], None]
-    on_fail: Callable[[JobContext, OperationFailure], None] | None = None
-    # Runs several claimed jobs of this kind together (one transaction per step instead of one per
-    # job and step); the jobs it does not complete run through :attr:`run`, one by one. Optional:
-    # an optimisation for bursts, never a different outcome.
-    batch: Callable[[list[JobContext]], None] | None = None
-    # A worker process starts a batch of this kind at most this often (seconds): during a burst
-    # the jobs queue up behind the batch that runs, and the next batch takes them together. The
-    # first job after a quiet spell runs at once.
-    spacing: float = 0.0
-
-
-HANDLERS: dict[str, JobHandler] = {}
-BATCH_SIZE = 100  # most jobs of one kind a worker claims at once (instances.run: a batch per 0.2 s keeps up with ~300 inserts/s)
-
-
-def job(name: str, on_fail: Callable[[JobContext, OperationFailure], None] | None = None,
-        batch: Callable[[list[JobContext]], None] | None = None,
-        spacing: float = 0.0) -> Callable[[Callable[[JobContext], None]], Callable[[JobContext], None]]:
-    """Register a job handler under ``name`` (the Operation's ``job`` column)."""
-
-    def register(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
-        HANDLERS[name] = JobHandler(fn, on_fail, batch, spacing)
-        return fn
-
-    return register
-
-
-@dataclass
-class JobContext:
-    engine: JobEngine
-    op_pk: int
-    project: str
-    params: dict[str, Any]
-    attempt: int
-    job_name: str = ""
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    completed: bool = False
-    # What a batch run learnt that the single run it hands a job to must know (hosts that failed).
-    scratch: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def drivers(self) -> Any:
-        return self.engine.drivers
-
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        with write_session(self.engine.factory) as session:
-            yield session
-
-    def progress(self, percent: int, message: str | None = None, session: Session | None = None) -> None:
-        """Record progress (monotonic) and extend the lease: the job is alive.
-
-        Given a session, the update joins that transaction instead of making its own.
-        """
-        stmt = (update(Operation).where(Operation.pk == self.op_pk, Operation.progress < percent)
-                .values(progress=percent, status_message=message, lease_expiry=time.time() + LEASE_SECONDS))
-        if session is not None:
-            session.execute(stmt)
-            return
-        with self.write() as own:
-            own.execute(stmt)
-
-    @staticmethod
-    def progress_all(session: Session, ctxs: list[JobContext], percent: int) -> None:
-        """:meth:`progress` for a batch, in one UPDATE inside the batch's transaction."""
-        if ctxs:
-            session.execute(_PROGRESS_ALL, {"pks": [c.op_pk for c in ctxs], "percent": percent,
-                                            "expiry": time.time() + LEASE_SECONDS})
-
-    def complete(self, session: Session) -> None:
-        """Mark the Operation DONE inside the handler's last transaction, so the resource's final
-        state and the end of its Operation commit together (and one commit is saved)."""
-        session.execute(update(Operation).where(Operation.pk == self.op_pk).values(**self.engine.done_values(self.warnings)))
-        self.engine.announce_done(session)
-        self.completed = True
-
-    @staticmethod
-    def complete_all(session: Session, ctxs: list[JobContext]) -> None:
-        """:meth:`complete` for a batch: one UPDATE for the Operations that carry no warning."""
-        plain = [c for c in ctxs if not c.warnings]
-        for ctx in ctxs:
-            if ctx.warnings:
-                ctx.complete(session)
-        if not plain:
-            return
-        engine = plain[0].engine
-        session.execute(_DONE_ALL, {"pks": [c.op_pk for c in plain], "now": time.time()})
-        engine.announce_done(session)
-        for ctx in plain:
-            ctx.completed = True
-
-    def warn(self, code: str, message: str, data: list[dict[str, Any]] | None = None) -> None:
-        w: dict[str, Any] = {"code": code, "message": message}
-        if data:
-            w["data"] = data
-        self.warnings.append(w)
-
-
-def _claimable() -> Select[int, str]:
-    """The next job a worker may take. Jobs on one target run in order (CloudStack's per-VM sync
-    queue): a stop waits for the insert before it, a delete for the stop. Jobs of the kinds
-    ``held`` (their batches are spaced, see :attr:`JobHandler.spacing`) wait."""
-    earlier = aliased(Operation)
-    now: BindParameter[float] = bindparam("now")
-    return (
-        select(Operation.pk, Operation.job)
-        .where(Operation.status.in_(UNFINISHED), Operation.job.not_in(bindparam("held", expanding=True)),
-               (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
-               ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
-                               earlier.status.in_(UNFINISHED)))
-        .order_by(Operation.pk)
-        .limit(bindparam("limit"))
-    )
-
-
-_CLAIMABLE = _claimable()
-_CLAIMABLE_LOCKED = _claimable().with_for_update(skip_locked=True)
-_TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
-    lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
-    status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
-).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
-_PROGRESS_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)),
-                                        Operation.progress < bindparam("percent")) \
-    .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry"))
-# What an Operation that ended holds, besides its end time (and its error or warnings).
-_DONE = {"status": "DONE", "progress": 100, "lease_owner": None, "lease_expiry": None}
-_DONE_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
-    **_DONE, end_time=bindparam("now"))
-# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
-# router sync): it becomes claimable then.
-_NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
-    Operation.status == "PENDING", Operation.lease_owner.is_(None), Operation.lease_expiry >= bindparam("now"))
-_NEXT_FIRST_DUE = _NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure
-
-
 _NOTIFY_NEW = text("SELECT pg_notify(:channel, :kind)")
-_NOTIFY_DONE = text(f"NOTIFY {DONE_CHANNEL}")
+_NOTIFY_DONE = text("SELECT pg_notify(:channel, :owner)")
 
 
 def announce(session: Session, kind: str) -> None:
     """Tell workers of every process that a job of ``kind`` was committed (PostgreSQL NOTIFY, sent at
-    commit; one per kind and transaction). The kind lets a worker holding back that kind's next
-    batch sleep on (see :meth:`JobEngine.kick`).
+    commit; one per kind and transaction). The kind lets a process whose batch of that kind runs
+    sleep on: the batch's worker takes the job when the batch ends (see :meth:`JobEngine.kick`).
 
     In-process workers are woken by :meth:`JobEngine.kick`; SQLite has no NOTIFY: other processes
     see the commit in the database's commit counter (:meth:`JobEngine._watch_loop`).
@@ -231,22 +93,33 @@ def _pid_alive(pid: int) -> bool:
 
 
 class JobEngine:
-    def __init__(self, factory: sessionmaker[Session], drivers: Any, *, workers: int = 4, poll_interval: float = 1.0):
+    """Runs jobs in worker threads of this process: ``workers`` always, and more under load, up to
+    ``max_workers`` (each job mostly waits on a hypervisor, so a thread per job in flight, not per
+    core, keeps the queue short; the spare threads retire when idle)."""
+
+    def __init__(self, factory: sessionmaker[Session], drivers: Any, *, workers: int = 4, poll_interval: float = 1.0,
+                 max_workers: int | None = None):
         self.factory = factory
         self.drivers = drivers
         self.workers = workers
+        self.max_workers = max(workers, max_workers or workers)
         self.poll_interval = poll_interval
         self.owner = local_owner_id()
         self._wake = threading.Condition()
         self._pending_kicks = 0
-        self._done = threading.Condition()
+        self._waiters: dict[int, set[threading.Event]] = {}  # Operation -> the waits on it in this process
+        self._waiters_lock = threading.Lock()
+        self._swept = 0.0  # when the SQLite watch last woke every waiter (see _watch_loop)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._spares: list[threading.Thread] = []
         self._running: set[int] = set()
         self._running_lock = threading.Lock()
         self._working = False  # worker threads run here (a listening-only engine kicks nobody)
-        self._batch_started: dict[str, float] = {}  # kind of spaced job -> when its last batch began
-        self._timekeeper: dict[str, int] = {}  # ... and the thread that wakes for its next one
+        self._rotation = claims.Rotation()
+        self._batches: dict[str, int] = {}  # coalesced kind -> batches of it running here
+        self._pool = 0  # worker threads alive
+        self._busy = 0  # ... of which running jobs
         bind = factory.kw.get("bind")
         self.postgres = bind is not None and bind.dialect.name == "postgresql"
 
@@ -264,10 +137,9 @@ class JobEngine:
         self.reclaim_dead_local_leases()
         self._working = True
         self.listen()
-        for i in range(self.workers):
-            t = threading.Thread(target=self._worker_loop, name=f"job-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        for _ in range(self.workers):
+            self._reserve()
+            self._threads.append(self._start_worker(spare=False))
         t = threading.Thread(target=self._heartbeat_loop, name="job-heartbeat", daemon=True)
         t.start()
         self._threads.append(t)
@@ -276,19 +148,27 @@ class JobEngine:
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
-        for t in self._threads:
+        for t in [*self._threads, *self._spares]:
             t.join(timeout)
         self._threads.clear()
+        self._spares.clear()
 
     def alive(self) -> bool:
         """Are this engine's threads (listener; workers and heartbeat when it runs jobs) all running?
-        False before it started, after it stopped or once one died: what a readiness probe asks."""
+        False before it started, after it stopped or once one died: what a readiness probe asks.
+        Spare workers come and go and are not counted."""
         return bool(self._threads) and not self._stop.is_set() and all(t.is_alive() for t in self._threads)
 
+    def pool_size(self) -> int:
+        """Worker threads alive now (the standing ones and the spares the load called for)."""
+        with self._running_lock:
+            return self._pool
+
     def kick(self, kind: str | None = None) -> None:
-        """A job (of ``kind``, when the caller knows) was committed: wake a worker. A job whose kind
-        is held (spaced batches) needs none: the worker wakes when the hold ends."""
-        if not self._working or (kind is not None and kind in self._held(time.time())):
+        """A job (of ``kind``, when the caller knows) was committed: wake a worker now. A job whose
+        kind coalesces while a batch of it runs here needs none: that batch's worker takes it as
+        soon as the batch ends."""
+        if not self._working or (kind is not None and kind in self._held()):
             return
         with self._wake:
             self._pending_kicks += 1
@@ -298,7 +178,7 @@ class JobEngine:
         """Wake the waiters of every process at commit: a job ended in ``session`` (PostgreSQL
         NOTIFY; on SQLite other processes see the commit in the database's commit counter)."""
         if self.postgres:
-            session.execute(_NOTIFY_DONE)
+            session.execute(_NOTIFY_DONE, {"channel": DONE_CHANNEL, "owner": self.owner})
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -307,19 +187,40 @@ class JobEngine:
 
         Jobs finished in this process notify at once, and jobs finished by another process sharing
         the database as soon as this one hears of it (:meth:`listen`); the periodic re-read is the
-        fallback while the listener reconnects.
+        fallback while the listener reconnects. A job finished here wakes only its own waiters (under
+        load, waking every waiter at every job's end made each of them re-read the database dozens
+        of times a second). A job that ends between the read and the sleep is not missed: the
+        waiter's event is cleared before it reads.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            with self.factory() as session:
-                status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
-            if status in (None, "DONE"):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            with self._done:
-                self._done.wait(min(remaining, self.poll_interval))
+        event = threading.Event()
+        with self._waiters_lock:
+            self._waiters.setdefault(op_pk, set()).add(event)
+        try:
+            while True:
+                event.clear()
+                with self.factory() as session:
+                    status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
+                if status in (None, "DONE"):
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                event.wait(min(remaining, self.poll_interval))
+        finally:
+            with self._waiters_lock:
+                waits = self._waiters.get(op_pk, set())
+                waits.discard(event)
+                if not waits:
+                    self._waiters.pop(op_pk, None)
+
+    def _wake_waiters(self, pk: int | None = None) -> None:
+        """Wake the waits on Operation ``pk`` (every wait when None: a job ended elsewhere, which one unknown)."""
+        with self._waiters_lock:
+            events = [e for pks in ([self._waiters.get(pk, set())] if pk is not None else self._waiters.values())
+                      for e in pks]
+        for event in events:
+            event.set()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -342,41 +243,81 @@ class JobEngine:
             log.info("released %d job lease(s) of crashed processes", released)
         return released
 
-    # -- the worker ------------------------------------------------------------------------
+    # -- the worker pool -------------------------------------------------------------------
 
-    def _held(self, now: float) -> dict[str, float]:
-        """Kinds of spaced jobs whose next batch may not start yet, and when it may."""
+    def _held(self) -> list[str]:
+        """Kinds whose jobs gather behind a batch of theirs running here (:attr:`JobHandler.coalesce`)."""
         with self._running_lock:
-            return {kind: started + HANDLERS[kind].spacing for kind, started in self._batch_started.items()
-                    if started + HANDLERS[kind].spacing > now}
+            return [kind for kind, count in self._batches.items() if count]
 
-    def _worker_loop(self) -> None:
-        while not self._stop.is_set():
-            held = self._held(time.time())
-            try:
-                claimed = self._claim(held)
-            except Exception:  # database briefly unavailable: back off, never die
-                log.exception("claiming a job failed")
-                claimed = []
-                time.sleep(0.5)
-            if not claimed:
-                wait = self.poll_interval
+    def _start_worker(self, spare: bool) -> threading.Thread:
+        """A worker thread, its place in the pool reserved beforehand (:meth:`_reserve`)."""
+        t = threading.Thread(target=self._worker_loop, args=(spare,), name="job-worker" + ("-spare" if spare else ""),
+                             daemon=True)
+        t.start()
+        return t
+
+    def _reserve(self) -> None:
+        with self._running_lock:
+            self._pool += 1
+
+    def _grow(self) -> None:
+        """Every worker is busy and there was work: start a spare, within ``max_workers``, to look
+        for more. The place is reserved under the lock, so busy workers racing here never overshoot."""
+        with self._running_lock:
+            if self._busy < self._pool or self._pool >= self.max_workers or self._stop.is_set():
+                return
+            self._pool += 1
+            self._spares = [t for t in self._spares if t.is_alive()]
+        spare = self._start_worker(spare=True)
+        with self._running_lock:
+            self._spares.append(spare)
+
+    def _worker_loop(self, spare: bool = False) -> None:
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
                 try:
-                    mine = [until for kind, until in held.items() if self._timekeeper.get(kind) == threading.get_ident()]
-                    wait = min(wait, max(0.0, min([self.next_due(), *mine]) - time.time()))
-                except Exception:
-                    log.exception("reading the next deferred job failed")
-                with self._wake:
-                    if self._pending_kicks == 0 and not self._stop.is_set():
-                        self._wake.wait(wait)
-                    self._pending_kicks = max(0, self._pending_kicks - 1)
-                continue
-            self._run_claimed(claimed)
+                    claimed = self._claim(self._held())
+                except Exception:  # database briefly unavailable: back off, never die
+                    log.exception("claiming a job failed")
+                    claimed = []
+                    time.sleep(0.5)
+                if claimed:
+                    with self._running_lock:
+                        self._busy += 1
+                    self._grow()
+                    try:
+                        self._run_claimed(claimed)
+                    finally:
+                        with self._running_lock:
+                            self._busy -= 1
+                    idle_since = time.monotonic()
+                    continue
+                if spare and time.monotonic() - idle_since > SPARE_IDLE_SECONDS:
+                    return
+                self._sleep()
+        finally:
+            with self._running_lock:
+                self._pool -= 1
+
+    def _sleep(self) -> None:
+        """Until a kick, the next deferred job, or the poll interval."""
+        wait = self.poll_interval
+        try:
+            wait = min(wait, max(0.0, self.next_due() - time.time()))
+        except Exception:
+            log.exception("reading the next deferred job failed")
+        with self._wake:
+            if self._pending_kicks == 0 and not self._stop.is_set():
+                self._wake.wait(wait)
+            self._pending_kicks = max(0, self._pending_kicks - 1)
 
     def next_due(self, first_attempts_only: bool = False) -> float:
         """When the earliest deferred job becomes claimable (infinity if none is deferred)."""
         with self.factory() as session:
-            due = session.scalar(_NEXT_FIRST_DUE if first_attempts_only else _NEXT_DUE, {"now": time.time()})
+            query = claims.NEXT_FIRST_DUE if first_attempts_only else claims.NEXT_DUE
+            due = session.scalar(query, {"now": time.time()})
         return float("inf") if due is None else due
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
@@ -396,35 +337,31 @@ class JobEngine:
                 continue
             self._run_claimed(claimed)
 
-    def _claim(self, held: dict[str, float] | None = None) -> list[JobContext]:
-        """Claim the next job, and the jobs of the same kind queued right behind it when its
-        handler runs batches. Jobs of the ``held`` kinds are left for later."""
+    def _claim(self, held: list[str] | None = None) -> list[JobContext]:
+        """Claim the next job in fair order (:mod:`core.jobs.claims`), and with it the other queued
+        jobs of its kind when its handler runs batches. Jobs of the ``held`` kinds are left for
+        later. A claimed batch of a coalescing kind holds that kind until :meth:`_run_claimed`
+        ends it."""
         now = time.time()
         params = {"now": now, "limit": BATCH_SIZE, "held": list(held or ())}
         # Look first without the write lock: idle workers must not queue behind API writes.
         with self.factory() as session:
-            if session.execute(_CLAIMABLE, {**params, "limit": 1}).first() is None:
+            if session.execute(claims.ANY_CLAIMABLE, {**params, "limit": 1}).first() is None:
                 return []
         with write_session(self.factory) as session:
-            found = session.execute(_CLAIMABLE_LOCKED if self.postgres else _CLAIMABLE, params).all()
+            query = claims.CLAIMABLE_LOCKED if self.postgres else claims.CLAIMABLE
+            found = self._rotation.fair_order(session.execute(query, params).all())
             if not found:
                 return []
-            first = found[0].job
-            handler = HANDLERS.get(first)
-            pks = [found[0].pk]
-            if handler is not None and handler.batch is not None:
-                for row in found[1:]:
-                    if row.job != first:
-                        break
-                    pks.append(row.pk)
-                if handler.spacing:
-                    with self._running_lock:
-                        self._batch_started[first] = now
-                        self._timekeeper[first] = threading.get_ident()
-            rows = session.execute(_TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
-                                           "now": now}).all()
+            handler = HANDLERS.get(found[0][1])
+            pks = claims.batch_of(found, handler is not None and handler.batch is not None)
+            rows = session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
+                                          "now": now}).all()
+        self._rotation.served({r.project for r in rows})
         with self._running_lock:
             self._running.update(pks)
+            if handler is not None and handler.coalesce:
+                self._batches[found[0][1]] = self._batches.get(found[0][1], 0) + 1
         return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job)
                 for r in sorted(rows, key=lambda r: r.pk)]
 
@@ -435,6 +372,18 @@ class JobEngine:
                           warnings=list(params.get("warnings", [])))
 
     def _run_claimed(self, ctxs: list[JobContext]) -> None:
+        """Run claimed jobs (:meth:`_run_jobs`), then release their kind's hold: the jobs of that
+        kind queued meanwhile are the next batch, which this worker claims at once."""
+        try:
+            self._run_jobs(ctxs)
+        finally:
+            kind = ctxs[0].job_name
+            handler = HANDLERS.get(kind)
+            if handler is not None and handler.coalesce:
+                with self._running_lock:
+                    self._batches[kind] -= 1
+
+    def _run_jobs(self, ctxs: list[JobContext]) -> None:
         """Run claimed jobs: first attempts together through their handler's ``batch`` (even one:
         the batch path is the cheaper one), and one by one for whatever the batch leaves (or when
         it breaks)."""
@@ -493,7 +442,7 @@ class JobEngine:
 
     @staticmethod
     def done_values(warnings: list[dict[str, Any]]) -> dict[str, Any]:
-        values: dict[str, Any] = {**_DONE, "end_time": time.time()}
+        values: dict[str, Any] = {**DONE_VALUES, "end_time": time.time()}
         if warnings:
             values["warnings"] = orjson.dumps(warnings).decode()
         return values
@@ -517,16 +466,14 @@ class JobEngine:
     def _finished(self, pk: int) -> None:
         with self._running_lock:
             self._running.discard(pk)
-        with self._done:
-            self._done.notify_all()
+        self._wake_waiters(pk)
 
     def _heard(self, *, new: bool, done: bool, kind: str | None = None) -> None:
         """Another process committed a job (``new``, of ``kind`` when known) or finished one (``done``)."""
         if new:
             self.kick(kind)
         if done:
-            with self._done:
-                self._done.notify_all()
+            self._wake_waiters()
 
     def _listen_loop(self) -> None:
         """PostgreSQL: LISTEN for jobs committed and finished by any process (API or worker)."""
@@ -541,8 +488,10 @@ class JobEngine:
                     self._heard(new=True, done=True)  # what was sent before this LISTEN went unheard
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._heard(new=note.channel == NEW_CHANNEL, done=note.channel == DONE_CHANNEL,
-                                        kind=note.payload or None)
+                            # this process's own ends woke their waiters already (_finished)
+                            done = note.channel == DONE_CHANNEL and note.payload != self.owner
+                            self._heard(new=note.channel == NEW_CHANNEL, done=done,
+                                        kind=note.payload if note.channel == NEW_CHANNEL and note.payload else None)
             except Exception:
                 log.exception("job listener lost its connection; reconnecting")
                 self._stop.wait(1.0)
@@ -550,9 +499,12 @@ class JobEngine:
     def _watch_loop(self) -> None:
         """SQLite: every ``WATCH_INTERVAL``, whether any other connection (of this process or another)
         committed; if so, wake a worker and the waiters. In one process the kicks are redundant but
-        bounded: at most one per interval, however many commits it saw."""
+        bounded: at most one per interval, however many commits it saw. A process that runs jobs
+        wakes its own waiters as its jobs end, and every waiter (for jobs a ``gstack worker`` ended)
+        at most every ``DONE_SWEEP`` seconds, so that waiters do not all re-read at every commit."""
         conn = None
         seen = None
+        unswept = False  # commits seen whose waiters were not woken yet
         while not self._stop.wait(WATCH_INTERVAL):
             try:
                 if conn is None:
@@ -568,8 +520,13 @@ class JobEngine:
                 conn = None
                 self._stop.wait(1.0)
                 continue
-            if version != seen:  # the first look, too: what was committed before it went unseen
-                self._heard(new=True, done=True)
+            unswept = unswept or version != seen  # the first look, too: what was committed before it went unseen
+            now = time.monotonic()
+            sweep = unswept and (not self._working or now - self._swept >= DONE_SWEEP)
+            if version != seen or sweep:
+                self._heard(new=version != seen, done=sweep)
+            if sweep:
+                self._swept, unswept = now, False
             seen = version
         if conn is not None:
             conn.close()

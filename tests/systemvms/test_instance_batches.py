@@ -7,8 +7,6 @@ import pytest
 from sqlalchemy import select, update
 
 from core.db import write_session
-from core.jobs import JobEngine
-from core.jobs.engine import HANDLERS
 from core.models import Cluster, Host, Operation, Resource, Zone
 from core.planner import host_usage
 
@@ -89,35 +87,6 @@ def test_a_burst_bigger_than_the_room_left(cloud):
             s.execute(update(Host).where(Host.id.in_(others)).values(status="Up"))
             s.execute(update(Host).where(Host.id == only.id).values(memory_mb=saved_memory))
     for name in names[:3]:
-        cloud.delete_instance(name)
-
-
-def test_batches_of_a_burst_are_spaced(cloud, monkeypatch):
-    """A worker starts the first insert after a quiet spell at once, and the inserts of a burst that
-    arrive while that batch's spacing lasts together, in the next batch."""
-    sizes: list[int] = []
-    handler = HANDLERS["instances.run"]
-    monkeypatch.setattr(handler, "spacing", 2.0)  # longer than the burst takes to arrive
-    monkeypatch.setattr(handler, "batch", lambda ctxs, batch=handler.batch: (sizes.append(len(ctxs)), batch(ctxs)))
-    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, poll_interval=0.2)
-    engine.start()
-    try:
-        cloud.instance("lone", run=False)
-        engine.kick("instances.run")
-        engine.wait(_insert_op(cloud, "lone"), timeout=10)
-        names = [f"spaced-{i}" for i in range(5)]
-        for name in names:
-            cloud.instance(name, run=False)
-            engine.kick("instances.run")
-        for name in names:
-            engine.wait(_insert_op(cloud, name), timeout=10)
-    finally:
-        engine.stop()
-    assert sizes == [1, 5]
-    with cloud.factory() as s:
-        assert set(s.scalars(select(Resource.status).where(Resource.project == cloud.project,
-                                                           Resource.collection == "instances"))) == {"RUNNING"}
-    for name in ["lone", *names]:
         cloud.delete_instance(name)
 
 

@@ -238,9 +238,9 @@ def _forget(s: Session, res: Resource) -> None:
     s.delete(res)
 
 
-# Batches of new VMs start at most every 0.2 s: a burst of inserts is started in batches of many
-# VMs each, at the cost of up to 0.2 s for the VMs of a burst (none for a lone insert).
-job(states.RUN, on_fail=_run_failed, batch=_run_vms, spacing=0.2)(_run_vm)
+# A lone insert starts at once; the inserts of a burst that arrive while a batch of them runs gather
+# behind it and start together in the next batch.
+job(states.RUN, on_fail=_run_failed, batch=_run_vms, coalesce=True)(_run_vm)
 
 
 def _power_job(action: str, reported: str, release: bool, stamp: str | None) -> Callable[[JobContext], None]:

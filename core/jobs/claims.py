@@ -1,0 +1,107 @@
+"""Which queued jobs a worker takes next, fairly: the queries behind :meth:`JobEngine._claim`.
+
+Jobs on one target run in order (CloudStack's per-VM sync queue): a stop waits for the insert
+before it, a delete for the stop, so each target offers at most one job at a time. Between
+projects the queue is round-robin: a project's n-th unfinished job (counting its running ones) goes
+before any project's (n+1)-th, and among projects at the same turn the one a worker process served
+longest ago goes first (:func:`fair_order`; ties go to the older job). A burst of a thousand
+inserts in one project so delays another project's single job by about one job per project ahead
+of it, not by the burst.
+
+A claim is one transaction: it reads the candidates (on PostgreSQL ``FOR UPDATE SKIP LOCKED``, so
+workers of several processes never take the same job or wait for each other's rows) and takes
+them with a lease. On SQLite the write transaction itself serialises claims.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from sqlalchemy import Row, bindparam, exists, func, literal, select, update
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
+
+from core.models import Operation
+
+# Spelled as a list (not "!= DONE") so the claim query walks the status index, not every Operation.
+UNFINISHED = ("PENDING", "RUNNING")
+
+
+def _claimable(fair: bool) -> Select[tuple[int, str, str, int]]:
+    """Jobs a worker may take now: unfinished, not leased (or their lease lapsed), first on their
+    target, and not of the kinds ``held`` (a batch of that kind runs, see
+    :attr:`~core.jobs.handlers.JobHandler.coalesce`). ``fair`` orders them round-robin by project
+    (see the module's docstring); unfair, by age only (enough to ask whether there is any)."""
+    earlier = aliased(Operation)
+    now: BindParameter[float] = bindparam("now")
+    query = (
+        select(Operation.pk, Operation.job, Operation.project)
+        .where(Operation.status.in_(UNFINISHED), Operation.job.not_in(bindparam("held", expanding=True)),
+               (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
+               ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
+                               earlier.status.in_(UNFINISHED)))
+        .limit(bindparam("limit"))
+    )
+    if not fair:
+        return query.add_columns(literal(0).label("turn")).order_by(Operation.pk)
+    turns = (select(Operation.pk, func.row_number().over(partition_by=Operation.project, order_by=Operation.pk)
+                    .label("turn"))
+             .where(Operation.status.in_(UNFINISHED)).subquery("turns"))
+    return (query.add_columns(turns.c.turn).join(turns, turns.c.pk == Operation.pk)
+            .order_by(turns.c.turn, Operation.pk))
+
+
+ANY_CLAIMABLE = _claimable(fair=False)
+CLAIMABLE = _claimable(fair=True)
+# PostgreSQL: lock the Operation rows only (the window over the queue cannot be locked, nor need be).
+CLAIMABLE_LOCKED = _claimable(fair=True).with_for_update(skip_locked=True, of=Operation)
+TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
+    lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
+    status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
+).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
+# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
+# router sync): it becomes claimable then.
+NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
+    Operation.status == "PENDING", Operation.lease_owner.is_(None), Operation.lease_expiry >= bindparam("now"))
+NEXT_FIRST_DUE = NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure
+
+
+class Rotation:
+    """Which project a worker process served last (a claim counter per project), to break ties
+    between projects at the same turn in favour of the one served longest ago: without it, a
+    project whose jobs end as fast as they are claimed would stay at turn 1 and keep winning on age."""
+
+    LIMIT = 10_000  # projects remembered; past it the memory starts afresh (fairness, not correctness)
+
+    def __init__(self) -> None:
+        self._served: dict[str, int] = {}
+        self._claims = 0
+        self._lock = threading.Lock()
+
+    def fair_order(self, found: Sequence[Row[tuple[int, str, str, int]]]) -> list[tuple[int, str]]:
+        """The candidates (pk, kind) in the order to take them: by turn, then by when this process
+        last served their project, then by age."""
+        with self._lock:
+            served = dict(self._served)
+        ranked = sorted(found, key=lambda r: (r.turn, served.get(r.project, -1), r.pk))
+        return [(r.pk, r.job) for r in ranked]
+
+    def served(self, projects: set[str]) -> None:
+        with self._lock:
+            if len(self._served) > self.LIMIT:
+                self._served.clear()
+            self._claims += 1
+            for project in projects:
+                self._served[project] = self._claims
+
+
+def batch_of(found: list[tuple[int, str]], batches: bool) -> list[int]:
+    """The jobs one claim takes from the fair-ordered candidates: the first, and when its kind runs
+    in batches every candidate of that kind (each is first on its own target, so they are
+    independent of each other)."""
+    first = found[0][1]
+    if not batches:
+        return [found[0][0]]
+    return [pk for pk, kind in found if kind == first]

@@ -1,0 +1,183 @@
+"""Workers share the queue fairly between projects, and start a queued job without a pause.
+
+Fairness is asserted on the order jobs run in (job counts), never on wall-clock time; "no pause"
+on an engine whose clock stands still: a job that starts there started on its kick, not on a timer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from core.db import write_session
+from core.jobs import JobContext, JobEngine, job
+from core.jobs import engine as engine_module
+from core.jobs.engine import HANDLERS
+from core.models import Operation, Zone
+from core.resources import operations
+from core.resources.context import Call
+from core.services import instances
+from core.services.seed import ensure_project
+from tests.systemvms.conftest import Cloud
+
+pytestmark = pytest.mark.xdist_group("systemvms-fairness")
+
+NEVER = 3600.0  # a poll interval no test outlives: only a kick can wake a worker
+MEETING = threading.Barrier(3)  # the jobs of the pool test meet here: all three must run at once
+IN_FLIGHT = {"now": 0, "most": 0}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def _meet(ctx: JobContext) -> None:
+    with _IN_FLIGHT_LOCK:
+        IN_FLIGHT["now"] += 1
+        IN_FLIGHT["most"] = max(IN_FLIGHT["most"], IN_FLIGHT["now"])
+    try:
+        if ctx.params["meet"]:
+            MEETING.wait(30)  # breaks (and the job fails) unless the pool grew to three
+    finally:
+        with _IN_FLIGHT_LOCK:
+            IN_FLIGHT["now"] -= 1
+    with ctx.write() as s:
+        ctx.complete(s)
+
+
+job("tests.meet")(_meet)
+
+
+@pytest.fixture
+def neighbour(cloud) -> Cloud:
+    """A second project in the same cloud, sharing its job queue."""
+    project = f"svm-{uuid.uuid4().hex[:8]}"
+    with write_session(cloud.factory) as s:
+        ensure_project(s, project)
+    return Cloud(cloud.factory, cloud.drivers, cloud.engine, project)
+
+
+def _stop(cloud: Cloud, name: str) -> None:
+    """Queue instances.stop without running its job."""
+    with write_session(cloud.factory) as s:
+        instances.stop(Call(s, cloud.project, "test"), s.scalar(select(Zone).where(Zone.name == "us-central1-a")), name)
+
+
+def _recorded(monkeypatch, kind: str, attr: str, log: list) -> None:
+    """Record the project of every job of ``kind`` as its handler's ``attr`` (run or batch) gets it."""
+    handler = HANDLERS[kind]
+    inner = getattr(handler, attr)
+    if attr == "batch":
+        monkeypatch.setattr(handler, attr, lambda ctxs: (log.append([c.project for c in ctxs]), inner(ctxs)))
+    else:
+        monkeypatch.setattr(handler, attr, lambda ctx: (log.append(ctx.project), inner(ctx)))
+
+
+def test_a_burst_in_one_project_does_not_hold_back_another_projects_job(cloud, neighbour, monkeypatch):
+    """Seven inserts of project A are queued before B's one; claims of three jobs each take B's in
+    the first claim (one A job ahead of it: round-robin), not after A's burst. The same for jobs
+    that run one at a time (stops): at most one of A's four stops runs before B's."""
+    monkeypatch.setattr(engine_module, "BATCH_SIZE", 3)
+    batches: list[list[str]] = []
+    _recorded(monkeypatch, "instances.run", "batch", batches)
+    burst = [f"burst-{i}" for i in range(7)]
+    for name in burst:
+        cloud.instance(name, run=False)
+    neighbour.instance("single", run=False)
+    cloud.run_jobs()
+    runs = [b for b in batches if b]
+    assert neighbour.project in runs[0], runs
+    assert runs[0].count(cloud.project) == 2 and sum(len(b) for b in runs) == 8
+
+    stops: list[str] = []
+    _recorded(monkeypatch, "instances.stop", "run", stops)
+    for name in burst[:4]:
+        _stop(cloud, name)
+    _stop(neighbour, "single")
+    cloud.run_jobs()
+    assert sorted(stops) == sorted([cloud.project] * 4 + [neighbour.project])
+    assert stops.index(neighbour.project) <= 1, stops  # at most one of A's four ahead of it
+    for name in burst:
+        cloud.delete_instance(name)
+    neighbour.delete_instance("single")
+
+
+def test_a_queued_job_starts_on_its_kick_and_a_burst_gathers_behind_the_running_batch(cloud, monkeypatch):
+    """The engine's clock stands still, so no hold that lasts a while can ever end: the lone insert,
+    the burst queued while its batch runs (all in the next batch) and the insert after them all
+    start on their kicks, each as soon as the batch before it ends."""
+    frozen = time.time()
+    monkeypatch.setattr(engine_module, "time", types.SimpleNamespace(
+        time=lambda: frozen, monotonic=time.monotonic, sleep=time.sleep))
+    sizes: list[int] = []
+    running, release = threading.Event(), threading.Event()
+    handler = HANDLERS["instances.run"]
+
+    def batch(ctxs, inner=handler.batch):
+        sizes.append(len(ctxs))
+        running.set()
+        release.wait(30)
+        inner(ctxs)
+
+    monkeypatch.setattr(handler, "batch", batch)
+    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, poll_interval=NEVER)
+    engine.start()
+    try:
+        cloud.instance("lone", run=False)
+        engine.kick("instances.run")
+        assert running.wait(30), "the lone insert did not start on its kick"
+        burst = [f"gathered-{i}" for i in range(3)]
+        for name in burst:
+            cloud.instance(name, run=False)
+            engine.kick("instances.run")
+        release.set()
+        for name in ["lone", *burst]:
+            engine.wait(_insert_op(cloud, name), timeout=30)
+        cloud.instance("after", run=False)
+        engine.kick("instances.run")
+        engine.wait(_insert_op(cloud, "after"), timeout=30)
+    finally:
+        release.set()
+        engine.stop()
+    assert sizes == [1, 3, 1]
+    with cloud.factory() as s:
+        ops = s.scalars(select(Operation.status).where(Operation.project == cloud.project,
+                                                       Operation.operation_type == "insert"))
+        assert set(ops) == {"DONE"}
+    monkeypatch.undo()  # the clock runs again for the clean-up's deferred jobs
+    for name in ["lone", *burst, "after"]:
+        cloud.delete_instance(name)
+
+
+def _insert_op(cloud: Cloud, name: str) -> int:
+    with cloud.factory() as s:
+        return s.scalar(select(Operation.pk).where(Operation.project == cloud.project,
+                                                   Operation.operation_type == "insert",
+                                                   Operation.target_link.endswith(f"/instances/{name}")))
+
+
+def test_the_pool_grows_to_max_workers_under_load_and_no_further(cloud):
+    """One standing worker, at most three: three jobs that each wait for the other two all finish
+    (they ran at once), and a fourth queued with them never made a fourth thread."""
+    MEETING.reset()
+    IN_FLIGHT.update(now=0, most=0)
+    with write_session(cloud.factory) as s:
+        pks = [operations.begin(Call(s, cloud.project, "test"), scope="global", op_type="test",
+                                target_path=f"projects/{cloud.project}/global/tests/meet-{i}",
+                                target_id=uuid.uuid4().int >> 65, job="tests.meet", params={"meet": i < 3}).pk
+               for i in range(4)]
+    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, max_workers=3, poll_interval=NEVER)
+    engine.start()
+    try:
+        engine.kick("tests.meet")
+        for pk in pks:
+            engine.wait(pk, timeout=60)
+        grown = engine.pool_size()
+    finally:
+        engine.stop()
+    with cloud.factory() as s:
+        ops = [s.get(Operation, pk) for pk in pks]
+    assert [(op.status, op.error) for op in ops] == [("DONE", None)] * 4
+    assert IN_FLIGHT["most"] == 3 and grown <= 3
