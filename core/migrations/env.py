@@ -5,6 +5,8 @@ from alembic import context
 
 from core.models import Base
 
-context.configure(connection=context.config.attributes["connection"], target_metadata=Base.metadata)
+# Both databases roll DDL back with the transaction (SQLite too: gstack issues BEGIN itself).
+context.configure(connection=context.config.attributes["connection"], target_metadata=Base.metadata,
+                  transactional_ddl=True)
 with context.begin_transaction():
     context.run_migrations()

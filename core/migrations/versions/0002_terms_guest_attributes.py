@@ -1,5 +1,7 @@
-"""Everything since the baseline, up to the build that adopted migrations: guest attributes,
-the filter terms of resources (``resource_terms``, its triggers, and the terms of the rows the
+"""Guest attributes, resource terms, the creationTimestamp index and the locking usage function.
+
+Everything since the baseline, up to the build that adopted migrations: guest attributes, the
+filter terms of resources (``resource_terms``, its triggers, and the terms of the rows the
 database holds already), the index for creationTimestamp order, and on PostgreSQL the usage
 trigger function that takes a per-project advisory lock (see :mod:`core.usage`).
 
