@@ -103,7 +103,11 @@ def contents(engine: Engine, tables: tuple[str, ...]) -> dict[str, list[str]]:
 
 
 def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databases):
-    release = databases(True)
+    """Also: the baseline run on an empty database is the release's schema, and the revisions run
+    one by one end where create_schema (a fresh data directory, stamped) does."""
+    release, stepped, fresh = databases(True), databases(), databases()
+    migrations.upgrade(stepped, migrations.BASELINE)
+    assert without_version(schema(stepped)) == schema(release)
     with release.begin() as conn:  # an index a build before the release made; 0002 retires it
         conn.exec_driver_sql("CREATE INDEX ix_resource_list ON resources (project, collection, scope, name)")
     tables = migrations.scripts().get_revision(migrations.BASELINE).module.TABLES
@@ -117,27 +121,15 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
     assert migrations.current(release) == migrations.head()
     migrations.prepare(release)
     assert contents(release, tables) == before
-    fresh = databases()
+    migrations.upgrade(stepped)
     migrations.prepare(fresh)
-    assert migrations.current(fresh) == migrations.head()
-    assert schema(release) == schema(fresh)
+    assert migrations.current(fresh) == migrations.current(stepped) == migrations.head()
+    assert schema(release) == schema(fresh) == schema(stepped)
     with release.connect() as conn:  # 0002 derived the terms of the rows the release wrote
         terms = _rows(conn, "SELECT r.name, t.value FROM resource_terms t JOIN resources r ON r.pk = t.resource_pk "
                             "WHERE t.field = 'labels.env'")
     assert terms == [("data-1", "prod"), ("vm-1", "prod")]
     assert migrations.upgrade(release) == migrations.head()  # a second upgrade does nothing
-
-
-def test_the_revisions_make_the_release_schema_then_the_one_create_schema_makes(databases):
-    """The baseline run on an empty database is release 5b7c533's schema, and the revisions run
-    one by one end where create_schema (a fresh data directory) does: so a fresh database may
-    skip them."""
-    release, stepped, fresh = databases(True), databases(), databases()
-    migrations.upgrade(stepped, migrations.BASELINE)
-    assert without_version(schema(stepped)) == schema(release)
-    migrations.upgrade(stepped)
-    migrations.prepare(fresh)
-    assert schema(stepped) == schema(fresh)
 
 
 def test_a_schema_made_before_migrations_but_not_the_release_is_refused(databases):
