@@ -16,11 +16,19 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine
 
 from core import migrations
 from core.db import make_engine
-from tests.conftest import PROJECT, ZONE, Server, create_pg_database, drop_pg_database, free_port, pg_available
+from tests.conftest import (
+    PROJECT,
+    ZONE,
+    Server,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    pg_available,
+)
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
