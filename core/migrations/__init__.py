@@ -11,7 +11,7 @@ Three kinds of database meet a starting gstack:
   (the terms of every resource are derived once): it is a step the operator takes, after a backup,
   never a side effect of a restart;
 * one made before migrations (no ``alembic_version``): :func:`upgrade` checks that it holds what
-  release 5b7c533 made (``0001``'s tables, indexes and triggers), stamps it at ``0001`` and
+  release 5b7c533 made (``0001``'s tables, columns, indexes and triggers), stamps it at ``0001`` and
   upgrades it; :func:`prepare` refuses it like an older revision.
 
 Every upgrade runs in one transaction (both databases have transactional DDL) under a lock, so
@@ -32,7 +32,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
-from core.db import create_schema, write_connection
+from core.db import create_schema, make_engine, write_connection
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 BASELINE = "0001"  # release 5b7c533's schema, the last made without migrations
@@ -83,15 +83,33 @@ def _empty(conn: Connection) -> bool:
     return not set(inspect(conn).get_table_names()) & set(_baseline().TABLES)
 
 
+@functools.cache
+def _baseline_catalog() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """The columns and indexes of each table revision 0001 makes, read from a scratch in-memory
+    database it was run on: the revision stays the one statement of the release's schema."""
+    engine = make_engine("sqlite://")
+    try:
+        upgrade(engine, BASELINE)
+        inspector = inspect(engine)
+        return {table: (frozenset(c["name"] for c in inspector.get_columns(table)),
+                        frozenset(str(ix["name"]) for ix in inspector.get_indexes(table)))
+                for table in _baseline().TABLES}
+    finally:
+        engine.dispose()
+
+
 def legacy_gaps(conn: Connection) -> list[str]:
     """What a database made before migrations lacks of release 5b7c533's schema (empty when it
-    holds every table, index and usage trigger the baseline makes): only then is it stamped."""
-    baseline = _baseline()
+    holds every table, column, index and usage trigger the baseline makes): only then is it stamped."""
     inspector = inspect(conn)
     tables = set(inspector.get_table_names())
-    missing = [f"table {t}" for t in baseline.TABLES if t not in tables]
-    indexes = {ix["name"] for t in tables & set(baseline.TABLES) for ix in inspector.get_indexes(t)}
-    missing += [f"index {ix}" for ix in baseline.INDEXES if ix not in indexes]
+    missing = []
+    for table, (columns, indexes) in _baseline_catalog().items():
+        if table not in tables:
+            missing.append(f"table {table}")
+            continue
+        missing += [f"column {table}.{c}" for c in sorted(columns - {c["name"] for c in inspector.get_columns(table)})]
+        missing += [f"index {ix}" for ix in sorted(indexes - {str(i["name"]) for i in inspector.get_indexes(table)})]
     if conn.dialect.name == "postgresql":
         found = {row[0] for row in conn.exec_driver_sql("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")}
         wanted = ["resource_usage"]

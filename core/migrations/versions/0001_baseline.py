@@ -2,8 +2,8 @@
 
 Frozen here (tables, indexes, and the triggers that keep ``resource_usage``), never imported from
 live code: this revision must make that release's schema whatever the models say later. A
-database that release made gets this revision stamped after :func:`core.migrations.check_legacy`
-found its tables, indexes and triggers.
+database that release made gets this revision stamped after :func:`core.migrations.legacy_gaps`
+found its tables, columns, indexes and triggers.
 
 Revision ID: 0001
 Revises:
@@ -70,42 +70,6 @@ TABLES = (
     "system_vms",
     "used_assertions",
     "zones",
-)
-
-INDEXES = (
-    "ix_access_tokens_grant",
-    "ix_access_tokens_principal_id",
-    "ix_access_tokens_refresh_token_id",
-    "ix_authorization_codes_expires",
-    "ix_authorization_codes_principal_id",
-    "ix_browser_sessions_expires",
-    "ix_browser_sessions_principal_id",
-    "ix_clusters_zone_id",
-    "ix_console_ticket_uses_expires",
-    "ix_device_authorizations_expires",
-    "ix_hosts_cluster_id",
-    "ix_hosts_zone_id",
-    "ix_instance_group_members_group_uid",
-    "ix_instance_group_members_instance_uid",
-    "ix_ip_allocations_owner_uid",
-    "ix_memberships_principal_id",
-    "ix_memberships_project_id",
-    "ix_operation_claim",
-    "ix_operation_scope",
-    "ix_operation_target",
-    "ix_refresh_tokens_grant",
-    "ix_refresh_tokens_principal_id",
-    "ix_resource_host_usage",
-    "ix_resource_pool_usage",
-    "ix_secondary_objects_owner_uid",
-    "ix_secondary_objects_zone_id",
-    "ix_service_account_keys_principal_id",
-    "ix_sim_domains_host_id",
-    "ix_sim_vm_files_vm_uid",
-    "ix_storage_pools_zone_id",
-    "ix_system_vm_network",
-    "ix_system_vms_zone_id",
-    "ix_used_assertions_expires",
 )
 
 
