@@ -132,8 +132,9 @@ def _locked(engine: Engine) -> Iterator[Connection]:
 def _create_at_head(engine: Engine) -> None:
     create_schema(engine)  # idempotent: a process starting beside this one may do it too
     with _locked(engine) as conn:
-        if MigrationContext.configure(conn).get_current_revision() is None:
-            command.stamp(config(conn), "head")
+        context = MigrationContext.configure(conn)
+        if context.get_current_revision() is None:
+            context.stamp(scripts(), "head")  # no env.py run: the cheap path every test database takes
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
@@ -148,7 +149,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
             if gaps:
                 raise SchemaNotCurrent("the database has no migration revision and is not the schema of "
                                        f"release 5b7c533 (missing: {', '.join(gaps)}); gstack will not migrate it")
-            command.stamp(config(conn), BASELINE)
+            MigrationContext.configure(conn).stamp(scripts(), BASELINE)
         if not empty:
             command.upgrade(config(conn), revision)
     if empty and revision == "head":

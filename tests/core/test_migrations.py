@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine
 
 from core import migrations
-from core.db import make_engine
+from core.db import create_schema, make_engine
 from core.models import Base
 from tests.conftest import (
     PROJECT,
@@ -180,3 +180,14 @@ def test_serve_refuses_the_release_database_until_gstack_db_upgrade():
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_database_of_a_build_between_the_release_and_migrations_is_upgraded(databases):
+    """Made by create_schema without a revision (the builds after the release, before migrations):
+    stamped at the baseline, and 0002 makes only what it finds missing, changing nothing."""
+    engine = databases()
+    create_schema(engine)
+    before = schema(engine)
+    assert migrations.upgrade(engine) is None
+    assert migrations.current(engine) == migrations.head()
+    assert without_version(schema(engine)) == before
