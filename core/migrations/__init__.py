@@ -171,6 +171,9 @@ def prepare(engine: Engine) -> None:
     if empty:
         _create_at_head(engine)
         return
+    if revision is not None and revision not in {rev.revision for rev in scripts().walk_revisions()}:
+        raise SchemaNotCurrent(f"the database holds revision {revision}, which this gstack does not know: a newer "
+                               "gstack made it. Run that build, or restore a backup this build can read.")
     found = f"revision {revision}" if revision else "a schema made before migrations (no revision)"
     raise SchemaNotCurrent(f"the database holds {found}; this gstack needs revision {head()}. "
                            "Back the database up, then run `gstack db upgrade` (see the operator's guide, Upgrading).")

@@ -191,3 +191,7 @@ def test_a_database_of_a_build_between_the_release_and_migrations_is_upgraded(da
     assert migrations.upgrade(engine) is None
     assert migrations.current(engine) == migrations.head()
     assert without_version(schema(engine)) == before
+    with engine.begin() as conn:  # as a newer build leaves it
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(migrations.SchemaNotCurrent, match="revision 9999, which this gstack does not know"):
+        migrations.prepare(engine)
