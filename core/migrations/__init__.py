@@ -144,19 +144,17 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     with _locked(engine) as conn:
         before = MigrationContext.configure(conn).get_current_revision()
         empty = before is None and _empty(conn)
+        fresh = empty and revision == "head"  # made directly, as at start-up
         if before is None and not empty:
             gaps = legacy_gaps(conn)
             if gaps:
                 raise SchemaNotCurrent("the database has no migration revision and is not the schema of "
                                        f"release 5b7c533 (missing: {', '.join(gaps)}); gstack will not migrate it")
             MigrationContext.configure(conn).stamp(scripts(), BASELINE)
-        if not empty:
+        if not fresh:
             command.upgrade(config(conn), revision)
-    if empty and revision == "head":
+    if fresh:
         _create_at_head(engine)
-    elif empty:
-        with _locked(engine) as conn:
-            command.upgrade(config(conn), revision)
     return before
 
 
