@@ -25,7 +25,8 @@ import requests
 from sqlalchemy.orm import Session
 
 from bench.harness import Gstack, write_result
-from core.db import create_schema, make_engine, write_session
+from core import migrations
+from core.db import make_engine, write_session
 from core.resources.store import new_resource
 
 PROJECT = "demo-project"
@@ -62,7 +63,7 @@ def _body(i: int) -> tuple[str, dict, str]:
 
 def grow(database_url: str, start: int, stop: int) -> None:
     engine = make_engine(database_url)
-    create_schema(engine)
+    migrations.prepare(engine)
     for lo in range(start, stop, 5000):
         with write_session(lambda: Session(engine, expire_on_commit=False)) as session:
             for i in range(lo, min(stop, lo + 5000)):

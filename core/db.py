@@ -81,22 +81,19 @@ def sqlite_url(data_dir: str) -> str:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables, the indexes a newer build added to tables that exist already, and the
-    triggers that keep quota usage (:mod:`core.usage`) and filter terms (:mod:`core.terms`)."""
+    """Make the head schema directly on an empty database: the tables, and the triggers that keep
+    quota usage (:mod:`core.usage`) and filter terms (:mod:`core.terms`). What the migrations make
+    step by step (tests/core/test_migrations.py proves the two equal); a database that holds data
+    changes only through them (:mod:`core.migrations`)."""
     Base.metadata.create_all(engine)
-    for table in Base.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
-    with engine.begin() as conn:
-        for name in RETIRED_INDEXES:
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     usage.install(engine)
     terms.install(engine)
 
 
-# Indexes earlier builds made that this one does not read: every write paid for them.
-RETIRED_INDEXES = ("ix_resource_list",  # the same columns as uq_resource_name's own index
-                   "ix_resource_usage")  # quota sums, replaced by the usage counters
+def write_connection(engine: Engine) -> Connection:
+    """A connection whose transactions begin as writes (``BEGIN IMMEDIATE`` on SQLite), for work
+    outside a Session that must not meet another writer halfway (the migrations)."""
+    return engine.connect().execution_options(**{_IMMEDIATE: True})
 
 
 # SQLite's own busy handler waits by sleeping (1, 2, 5, 10 ... 100 ms), so writers queue before

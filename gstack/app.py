@@ -17,7 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 import core.services  # noqa: F401  (registers job handlers)
 import core.systemvms  # noqa: F401  (registers the system VM job handlers)
-from core.db import configure_engine, create_schema, write_session
+from core import migrations
+from core.db import configure_engine, write_session
 from core.errors import ComputeError
 from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         engine = configure_engine(db.engine)
-        create_schema(engine)
+        migrations.prepare(engine)  # SchemaNotCurrent for a database behind this build
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         if settings.seed:
             with write_session(factory) as session:

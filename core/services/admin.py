@@ -13,8 +13,9 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import migrations
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS
-from core.db import create_schema, make_engine, write_session
+from core.db import make_engine, write_session
 from core.hypervisors import simulator
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
 from core.services.seed import ensure_project, seed
@@ -25,9 +26,10 @@ class AdminError(Exception):
 
 
 def open_database(url: str) -> sessionmaker[Session]:
-    """Sessions on the database at ``url``, with its schema and the demo cloud in place."""
+    """Sessions on the database at ``url``, with its schema and the demo cloud in place; an empty
+    database is made at head, one behind it refused (:class:`core.migrations.SchemaNotCurrent`)."""
     engine = make_engine(url)
-    create_schema(engine)
+    migrations.prepare(engine)
     made = sessionmaker(bind=engine, expire_on_commit=False)
     with write_session(made) as session:
         seed(session)

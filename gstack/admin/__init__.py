@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import click
 
+from core.migrations import SchemaNotCurrent
 from core.services.admin import open_database
 from gstack.config import Settings
 from gstack.datadir import secure as secure_data_dir
@@ -22,7 +23,10 @@ def factory(data_dir: str | None):
     """Sessions on the configured database, with its schema and the demo cloud in place."""
     config = settings(data_dir)
     secure_data_dir(config.data_dir, config.database_url)
-    return open_database(config.database_url)
+    try:
+        return open_database(config.database_url)
+    except SchemaNotCurrent as exc:
+        fail(str(exc))
 
 
 def fail(message: str) -> NoReturn:

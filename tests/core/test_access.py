@@ -10,8 +10,8 @@ import tempfile
 import pytest
 from sqlalchemy.orm import sessionmaker
 
-from core import identity
-from core.db import create_schema, make_engine
+from core import identity, migrations
+from core.db import make_engine
 from core.identity import access
 from core.identity.access import NO_ACCESS, ProjectAccess
 from tests.conftest import create_pg_database, drop_pg_database, pg_available
@@ -30,7 +30,7 @@ def session(request):
         url = f"sqlite:///{data_dir}/gstack.sqlite3"
         cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
     engine = make_engine(url)
-    create_schema(engine)
+    migrations.prepare(engine)
     with sessionmaker(bind=engine, expire_on_commit=False)() as s:
         yield s
     engine.dispose()

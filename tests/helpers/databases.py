@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import create_schema, make_engine, write_session
+from core import migrations
+from core.db import make_engine, write_session
 from core.services.seed import seed
 from tests.conftest import PG_ADMIN_DSN, create_pg_database, drop_pg_database, pg_available
 
@@ -31,7 +32,7 @@ def seeded_engine(backend: str, prefix: str = "gstack-db-") -> Iterator[Engine]:
         url = "sqlite:///" + os.path.join(tmp, "gstack.sqlite3")
     engine = make_engine(url)
     try:
-        create_schema(engine)
+        migrations.prepare(engine)
         with write_session(sessions(engine)) as session:
             seed(session)
         yield engine

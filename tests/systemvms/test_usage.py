@@ -4,10 +4,10 @@ changes the rows, and a database made before them is counted when they are insta
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import case, delete, func, inspect, select, update
+from sqlalchemy import case, delete, func, select, update
 
 from core import usage
-from core.db import create_schema, write_session
+from core.db import write_session
 from core.models import Resource, ResourceUsage
 
 pytestmark = pytest.mark.xdist_group("systemvms-usage")
@@ -75,10 +75,3 @@ def test_a_database_made_before_the_counters_is_counted(cloud):
         cloud.delete_instance(name)
     assert counted(cloud) == {}
 
-
-def test_indexes_an_earlier_build_made_are_dropped(cloud):
-    engine = cloud.factory.kw["bind"]
-    with engine.begin() as conn:  # as an earlier build left it
-        conn.exec_driver_sql("CREATE INDEX ix_resource_list ON resources (project, collection, scope, name)")
-    create_schema(engine)
-    assert "ix_resource_list" not in {i["name"] for i in inspect(engine).get_indexes("resources")}
