@@ -1,4 +1,5 @@
-"""The health model: whether an instance answers its health checks. One home for every reader,
+"""The health model (its reads live in :mod:`core.resources.health`, where the routers' render can
+import them): whether an instance answers its health checks. One home for every reader,
 ``targetPools.getHealth`` and the autohealing of managed groups (:mod:`core.services.
 instance_group_managers.autoheal`).
 
@@ -13,34 +14,14 @@ render again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.links import path_of
 from core.models import Resource, SimServing
+from core.resources.health import HEALTHY, UNHEALTHY, not_serving, state  # the read side, re-exported
 from core.systemvms.sync import request_sync_for_instance
-
-HEALTHY, UNHEALTHY = "HEALTHY", "UNHEALTHY"
-
-
-def state(session: Session, inst: Resource | None) -> str:
-    """HEALTHY or UNHEALTHY, as a health check would find ``inst`` (None: no such instance)."""
-    if inst is None or inst.status != "RUNNING":
-        return UNHEALTHY
-    serving = session.scalar(select(SimServing.serving).where(SimServing.instance_uid == inst.uid))
-    return UNHEALTHY if serving is False else HEALTHY
-
-
-def not_serving(session: Session, instance_uids: Iterable[int]) -> set[int]:
-    """Which of these instances the operator made fail their checks (one query for a whole group)."""
-    uids = list(instance_uids)
-    if not uids:
-        return set()
-    return set(session.scalars(select(SimServing.instance_uid).where(SimServing.instance_uid.in_(uids),
-                                                                    SimServing.serving.is_(False))))
 
 
 def set_serving(session: Session, project: str, zone: str, name: str, serving: bool) -> Resource:
@@ -56,3 +37,6 @@ def set_serving(session: Session, project: str, zone: str, name: str, serving: b
         row.serving = serving
     request_sync_for_instance(session, inst)
     return inst
+
+
+__all__ = ["HEALTHY", "UNHEALTHY", "not_serving", "set_serving", "state"]

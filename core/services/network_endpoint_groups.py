@@ -28,14 +28,14 @@ from sqlalchemy.orm import Session
 from core.errors import Invalid, NotFound, Required, ResourceInUse
 from core.links import parse_ref, scope_url, url_of
 from core.models import Operation, Resource
-from core.resources import store
+from core.resources import health, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import instance_health, lb_common, projects, vpc
+from core.services import lb_common, projects, vpc
 from core.services.topology import ZoneInfo
 
-COLLECTION = "networkEndpointGroups"
-ENDPOINTS = "networkEndpoints"  # private: never routed, never listed
+COLLECTION = health.NEG_COLLECTION
+ENDPOINTS = health.NEG_ENDPOINTS  # private: never routed, never listed
 KIND = "compute#networkEndpointGroup"
 TYPE = "GCE_VM_IP_PORT"
 MAX_ENDPOINTS = 10000  # GCE's limit per zonal GCE_VM_IP_PORT group
@@ -209,23 +209,6 @@ def forget_instance(session: Session, instance: Resource) -> None:
         store.save(group, stored)
 
 
-def members(session: Session, group: Resource) -> list[tuple[Body, Resource]]:
-    """(endpoint, instance row) of each endpoint whose instance exists, in attach order."""
-    private = store.find_optional(session, group.project, ENDPOINTS, group.scope, group.name)
-    out = []
-    for e in store.body_of(private).get("endpoints") or [] if private is not None else []:
-        inst = store.find_optional(session, group.project, "instances", group.scope, e["instance"])
-        if inst is not None:
-            out.append((e, inst))
-    return out
-
-
-def healthy(session: Session, pairs: list[tuple[Body, Resource]]) -> list[bool]:
-    """Whether each endpoint's instance answers its health checks (:mod:`core.services.instance_health`)."""
-    down = instance_health.not_serving(session, [inst.uid for _, inst in pairs])
-    return [inst.status == "RUNNING" and inst.uid not in down for _, inst in pairs]
-
-
 def list_endpoints(call: Call, zone: ZoneInfo, name: str, body: Body) -> list[Body]:
     """listNetworkEndpoints' items: the endpoints in attach order, with (``healthStatus: SHOW``) their
     health as each backend service using the group checks it."""
@@ -234,9 +217,9 @@ def list_endpoints(call: Call, zone: ZoneInfo, name: str, body: Body) -> list[Bo
     if body.get("healthStatus") not in (None, "SHOW", "SKIP"):
         raise Invalid("healthStatus", body["healthStatus"], "Must be SHOW or SKIP.")
     services = lb_common.users(call.session, call.project, group, ("backendServices",)) if show else []
-    pairs = members(call.session, group)
+    pairs = health.members(call.session, group)
     items = []
-    for (e, _), ok in zip(pairs, healthy(call.session, pairs), strict=True):
+    for (e, _), ok in zip(pairs, health.healthy(call.session, pairs), strict=True):
         item: Body = {"networkEndpoint": dict(e)}
         if show:
             item["healths"] = [_status(s, ok) for s in services]
@@ -249,16 +232,16 @@ def _status(service: Resource, ok: bool) -> Body:
     out: Body = {"backendService": {"backendService": vpc.url(service)}}
     if checks:
         out["healthCheck"] = {"healthCheck": checks[0]}
-    out["healthState"] = instance_health.HEALTHY if ok else instance_health.UNHEALTHY
+    out["healthState"] = health.HEALTHY if ok else health.UNHEALTHY
     return out
 
 
 def endpoint_health(session: Session, group: Resource) -> list[Body]:
     """backendServices.getHealth of a group: each endpoint's instance URL, address, port and health."""
-    pairs = members(session, group)
-    return [{"healthState": instance_health.HEALTHY if ok else instance_health.UNHEALTHY,
+    pairs = health.members(session, group)
+    return [{"healthState": health.HEALTHY if ok else health.UNHEALTHY,
              "instance": url_of(inst.project, inst.scope, "instances", inst.name), "ipAddress": e["ipAddress"],
-             "port": e["port"]} for (e, inst), ok in zip(pairs, healthy(session, pairs), strict=True)]
+             "port": e["port"]} for (e, inst), ok in zip(pairs, health.healthy(session, pairs), strict=True)]
 
 
 def is_group_url(value: object) -> bool:

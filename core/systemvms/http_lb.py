@@ -32,9 +32,8 @@ from sqlalchemy.orm import Session
 from core.errors import NAME_REGEX
 from core.links import parse_ref
 from core.models import InstanceGroupMember, Resource
-from core.resources import store
+from core.resources import health, store
 from core.resources.store import Body
-from core.services import instance_health, network_endpoint_groups
 
 CERT_DIR = "/etc/haproxy/certs"
 KEYS = "sslCertificateKeys"  # the private rows core.services.ssl_certificates keeps the PEM in
@@ -136,9 +135,9 @@ _MEMBERS = (select(Resource.uid, Resource.name, Resource.body).join(InstanceGrou
 
 def _members(session: Session, group: Resource) -> list[tuple[str, str]]:
     """(name, address of the first interface) of the group's RUNNING members that answer their health
-    checks (:mod:`core.services.instance_health`): the balancer sends nothing to an unhealthy one."""
+    checks (:mod:`core.resources.health`): the balancer sends nothing to an unhealthy one."""
     rows = session.execute(_MEMBERS, {"group": group.uid}).all()
-    down = instance_health.not_serving(session, [uid for uid, _, _ in rows])
+    down = health.not_serving(session, [uid for uid, _, _ in rows])
     out = []
     for uid, name, body in rows:
         if uid in down:
@@ -154,10 +153,10 @@ def _servers(session: Session, group: Resource, body: Body, service: Body) -> li
     """(server name, address, port) of a backend: an instance group's members on the port it names
     ``portName`` (none without it: GCE sends nothing there), or a network endpoint group's endpoints
     of RUNNING instances answering their checks, each on its own address and port."""
-    if group.collection == network_endpoint_groups.COLLECTION:
-        pairs = network_endpoint_groups.members(session, group)
+    if group.collection == health.NEG_COLLECTION:
+        pairs = health.members(session, group)
         out = []
-        for (e, inst), ok in zip(pairs, network_endpoint_groups.healthy(session, pairs), strict=True):
+        for (e, inst), ok in zip(pairs, health.healthy(session, pairs), strict=True):
             ip, port = _ip(e.get("ipAddress")), e.get("port")
             if ok and ip and _ok(inst.name) and isinstance(port, int) and 1 <= port <= 65535:
                 primary = (orjson.loads(inst.body).get("networkInterfaces") or [{}])[0].get("networkIP")
