@@ -68,6 +68,7 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
                        tls_.ensure_server_certificate(config.data_dir, tls_.server_names(host, config.universe_domain)))
         context = tls_.server_context(certificate)
     server = PooledWSGIServer(host, port, app, ssl_context=context)
+    stop_guest_metadata = guest_metadata(runtime, base)
     settle()
     click.echo(serve_banner(config, base, key_path, port), err=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
@@ -78,6 +79,19 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None) -
     finally:
         runtime.stop()
         runtime.drivers.shutdown()  # netns VMs and bridges do not outlive the server
+        if stop_guest_metadata:
+            stop_guest_metadata()
+
+
+def guest_metadata(runtime, issuer: str):
+    """The metadata server of netns guests (their routers' proxies reach it on a Unix socket), where
+    this machine can run them; the function that stops it, or None."""
+    from core.hypervisors.netns import links
+    from gstack.metadata.guests import serve_guests
+
+    if "netns" not in runtime.drivers or links.missing_tools():
+        return None
+    return serve_guests(runtime.factory, runtime.drivers.get("netns").metadata_socket, issuer)
 
 
 def serve_banner(config, base: str, key_path: str, port: int) -> str:

@@ -1,0 +1,221 @@
+"""The live data plane of netns hosts: virtual routers that run, a zone public network, and a
+simulated internet.
+
+A virtual router placed on a netns host is a netns VM like any other (its namespace, its agent),
+plugged into its network's bridge (the subnets' gateway addresses) and into the host's public
+bridge. What makes it a router is :func:`apply`: the files ``core.systemvms.router`` rendered are
+written under the VM's ``root/`` and the real daemons read them inside its namespace (dnsmasq
+restarted, ``nft -f``, HAProxy reloaded with ``-sf``, ``sysctl -p``, ``ip -batch``).
+
+Beside what is rendered, the driver adds the platform's own plumbing, as Neutron's L3 agent adds
+its metadata proxy beside the firewall:
+
+* the metadata proxy: 169.254.169.254 on the router's loopback and a second HAProxy listening on
+  port 80 there, which forwards each request over a Unix socket to gstack's metadata server with
+  the guest's source address as the router sees it (``X-Gstack-Source-Ip``) and the router's
+  network (``X-Gstack-Network``), both set by the proxy over whatever the guest sent;
+* the addresses the router answers for on its public side: every destination address its
+  ruleset NATs or accepts there (external IPs, forwarding rules), as /32s on ``eth0``.
+
+The public side: one bridge per host (``bridge_of(host, "public")``) joining the routers'
+``eth0`` (an address of 100.64.0.0/10, derived from the VM's id) and the simulated internet, a
+namespace ``gstack-inet-<hash>`` at 100.64.0.1 that routes every destination onto that bridge.
+Nothing of it touches the host's own addresses, routes or firewall.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+from contextlib import suppress
+from typing import Any
+
+from core.hypervisors.base import DriverError
+from core.hypervisors.netns import links
+
+PUBLIC = "public"
+TRANSIT = ipaddress.IPv4Network("100.64.0.0/10")
+INTERNET_ADDRESS = str(TRANSIT.network_address + 1)
+METADATA_ADDRESS = "169.254.169.254"
+MAX_PROXY_CONNECTIONS = 4096
+INET_PREFIX = "gstack-inet-"
+INET_VETH = "gsi"
+DNSMASQ, NFTABLES, HAPROXY = "/etc/dnsmasq.d/gstack.conf", "/etc/nftables.conf", "/etc/haproxy/haproxy.cfg"
+SYSCTL, ROUTES = "/etc/sysctl.d/90-gstack.conf", "/etc/gstack/routes.batch"
+
+
+def transit_address(vm_uid: int) -> str:
+    """A router's address on the public bridge: unique per VM id within 100.64.0.0/10."""
+    return str(TRANSIT.network_address + 2 + vm_uid % (TRANSIT.num_addresses - 4))
+
+
+def run(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=False)
+    if check and out.returncode != 0:
+        raise DriverError(f"{cmd[0]} in {ns}: {(out.stderr or out.stdout).strip()[-400:]}")
+    return out
+
+
+# -- the simulated internet ---------------------------------------------------------------------------
+
+
+def internet_names(scope: str) -> tuple[str, str]:
+    """The internet namespace of one host of one installation and the host side of its veth."""
+    digest = links.bridge(scope, "internet")[len(links.BRIDGE_PREFIX):]
+    return INET_PREFIX + digest, INET_VETH + digest
+
+
+def ensure_internet(scope: str, public_bridge: str) -> str:
+    """The simulated internet on ``public_bridge``: it reaches any address the routers answer for."""
+    ns, host_side = internet_names(scope)
+    links.ensure_namespace(ns)
+    links.plug(ns, host_side, "eth0", "42:00:64:40:00:01", public_bridge)
+    links.ip("-n", ns, "link", "set", "lo", "up")
+    links.ip("-n", ns, "link", "set", "eth0", "up")
+    links.ip("-n", ns, "addr", "replace", f"{INTERNET_ADDRESS}/{TRANSIT.prefixlen}", "dev", "eth0")
+    links.ip("-n", ns, "route", "replace", "default", "dev", "eth0", "scope", "link")
+    return ns
+
+
+def remove_internet(scope: str) -> None:
+    ns, host_side = internet_names(scope)
+    links.remove_namespace(ns, [host_side])
+
+
+# -- a router's configuration --------------------------------------------------------------------------
+
+
+def write_files(root: str, files: dict[str, str]) -> None:
+    """Each file under ``root`` at its path in the VM (paths are the renderer's, absolute, no '..')."""
+    for path, content in files.items():
+        target = os.path.normpath(os.path.join(root, path.lstrip("/")))
+        if not target.startswith(root + os.sep):
+            raise DriverError(f"refusing to write {path} outside the router's files")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target + ".tmp", "w") as f:
+            f.write(content)
+        os.replace(target + ".tmp", target)
+
+
+def _pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            pid = int(f.read().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop(path: str) -> None:
+    pid = _pid(path)
+    if pid is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if _pid(path) is None:
+                break
+            subprocess.run(["sleep", "0.01"], check=False)
+
+
+def apply(ns: str, folder: str, network: str, socket_path: str, changed: list[str]) -> None:
+    """Load what changed into the router running in ``ns`` (its files are under ``folder/root``)."""
+    root = os.path.join(folder, "root")
+    _metadata_proxy(ns, folder, network, socket_path)
+    if SYSCTL in changed:
+        run(ns, "sysctl", "-q", "-p", root + SYSCTL, check=False)  # conntrack_max is the host's, read-only here
+    if ROUTES in changed:
+        run(ns, "ip", "-force", "-batch", root + ROUTES, check=False)
+    if NFTABLES in changed:
+        run(ns, "nft", "-f", root + NFTABLES)
+        _metadata_rules(ns)
+        _public_addresses(ns)
+    if DNSMASQ in changed:
+        _dnsmasq(ns, folder, root)
+    if HAPROXY in changed or any(p.startswith("/etc/haproxy/") for p in changed):
+        _haproxy(ns, root + HAPROXY, os.path.join(folder, "haproxy.pid"))
+
+
+def _dnsmasq(ns: str, folder: str, root: str) -> None:
+    """dnsmasq reads its configuration only when it starts: it is started again."""
+    pid_file = os.path.join(folder, "dnsmasq.pid")
+    _stop(pid_file)
+    run(ns, "dnsmasq", f"--conf-file={root + DNSMASQ}", f"--pid-file={pid_file}", "--user=root",
+        f"--dhcp-leasefile={os.path.join(folder, 'dnsmasq.leases')}", f"--log-facility={os.path.join(folder, 'dnsmasq.log')}")
+
+
+def _haproxy(ns: str, config: str, pid_file: str) -> None:
+    """Started, or reloaded with ``-sf`` (the old process finishes its connections). Its connection
+    limit is capped to what this machine's file descriptor limit allows (the template's maxconn is
+    the system VM's, sized for its own kernel)."""
+    old = _pid(pid_file)
+    cmd = ["haproxy", "-D", "-f", config, "-p", pid_file, "-n", str(MAX_PROXY_CONNECTIONS)]
+    run(ns, *(cmd + ["-sf", str(old)] if old else cmd))
+
+
+def _metadata_rules(ns: str) -> None:
+    """The router's input chain admits the metadata proxy (the rendered ruleset drops what it does not name)."""
+    run(ns, "nft", "insert", "rule", "ip", "gstack_filter", "input", "ip", "daddr", METADATA_ADDRESS, "tcp", "dport",
+        "80", "accept", "comment", '"gstack metadata proxy"', check=False)
+
+
+def _metadata_proxy(ns: str, folder: str, network: str, socket_path: str) -> None:
+    """A HAProxy of its own on 169.254.169.254:80 that tells the metadata server who asks."""
+    pid_file = os.path.join(folder, "metadata-proxy.pid")
+    if _pid(pid_file) is not None:
+        return
+    links.ip("-n", ns, "link", "set", "lo", "up")
+    links.ip("-n", ns, "addr", "replace", f"{METADATA_ADDRESS}/32", "dev", "lo")
+    config = os.path.join(folder, "metadata-proxy.cfg")
+    with open(config, "w") as f:
+        f.write(f"""global
+    maxconn 1024
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+frontend metadata
+    bind {METADATA_ADDRESS}:80
+    http-request set-header X-Gstack-Source-Ip %[src]
+    http-request set-header X-Gstack-Network {json.dumps(network)}
+    default_backend metadata
+backend metadata
+    server metadata unix@{socket_path}
+""")
+    run(ns, "haproxy", "-D", "-f", config, "-p", pid_file)
+
+
+def _destinations(ruleset: dict[str, Any]) -> set[str]:
+    """The single IPv4 destination addresses the router's NAT prerouting and input rules match."""
+    found = set()
+    for item in ruleset.get("nftables", []):
+        rule = item.get("rule")
+        if not rule or (rule.get("table"), rule.get("chain")) not in (("gstack_nat", "prerouting"),
+                                                                       ("gstack_filter", "input")):
+            continue
+        for expr in rule.get("expr", []):
+            match = expr.get("match", {})
+            left = match.get("left", {}).get("payload", {})
+            if left.get("protocol") == "ip" and left.get("field") == "daddr" and isinstance(match.get("right"), str):
+                found.add(match["right"])
+    found.discard(METADATA_ADDRESS)
+    return found
+
+
+def _public_addresses(ns: str) -> None:
+    """The router's ``eth0`` answers for every external address its ruleset serves, and no other."""
+    out = run(ns, "nft", "-j", "list", "ruleset")
+    wanted = _destinations(json.loads(out.stdout or "{}"))
+    have = set()
+    for line in links.ip("-n", ns, "-o", "-4", "addr", "show", "dev", "eth0").splitlines():
+        address, _, prefix = line.split()[3].partition("/")
+        if prefix == "32":
+            have.add(address)
+    for address in wanted - have:
+        links.ip("-n", ns, "addr", "replace", f"{address}/32", "dev", "eth0")
+    for address in have - wanted:
+        links.ip("-n", ns, "addr", "del", f"{address}/32", "dev", "eth0", check=False)

@@ -1,0 +1,127 @@
+"""The live data plane on a netns host: the virtual router runs (dnsmasq, nftables, HAProxy, the
+metadata proxy), guests take IPAM's addresses by DHCP, resolve each other by name, are reached on
+their external addresses from the simulated internet when a firewall rule admits it, read tokens
+from the real metadata server, and ``gcloud compute ssh`` runs a command in one.
+
+One ``gstack serve``, driven with google-api-python-client and gcloud; what the guests see is
+checked from inside their namespaces with the real tools (getent, curl). Needs root and the tools
+below; skipped with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from core.hypervisors.netns import dataplane
+from core.hypervisors.netns import links as netns_links
+from tests.conftest import PROJECT, ZONE, running_server, wait_op
+from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, ours
+
+pytestmark = pytest.mark.xdist_group("netns")
+TOOLS = {"udhcpc": "udhcpc", "dnsmasq": "dnsmasq-base", "nft": "nftables", "haproxy": "haproxy", "curl": "curl",
+         "sshd": "openssh-server", "ssh": "openssh-client", "socat": "socat"}
+
+
+def _missing() -> str | None:
+    why = netns_links.missing_tools()
+    if why:
+        return why
+    for tool, package in TOOLS.items():
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            return f"the netns data plane tests need '{tool}' ({package})"
+    return None
+
+
+needs_root = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+READONLY = "https://www.googleapis.com/auth/compute.readonly"
+WEB = "#!/bin/bash\ncd /tmp && exec python3 -m http.server 80 --bind 0.0.0.0"
+
+
+def until(check, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def in_guest(uid: str, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    """A command as the guest's own processes run (its mount namespace holds its resolv.conf)."""
+    pid = netns_links.pids(netns_links.namespace(int(uid)))[0]
+    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", "-u", *cmd], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def curl(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", "2", *args], capture_output=True,
+                          text=True, check=False)
+
+
+@needs_root
+def test_a_network_with_a_live_router() -> None:
+    with running_server("sqlite") as server:
+        add_netns_host(server.database_url, server.data_dir)
+        gce = server.gce()
+        web = instance("dp-web", {"startup-script": WEB})
+        web["tags"] = {"items": ["web"]}
+        web["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+        reader = instance("dp-reader", {})
+        reader["serviceAccounts"] = [{"email": "default", "scopes": [READONLY]}]
+        ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute() for body in (web, reader)]
+        for op in ops:
+            assert "error" not in wait_op(gce, op), server.log_tail(60)
+        a, b = (gce.instances().get(project=PROJECT, zone=ZONE, instance=n).execute()
+                for n in ("dp-web", "dp-reader"))
+        ip_a, ip_b = (i["networkInterfaces"][0]["networkIP"] for i in (a, b))
+        nat_ip = a["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
+
+        # DHCP: each guest holds IPAM's address, leased by the router's dnsmasq
+        for guest, ip in ((a, ip_a), (b, ip_b)):
+            assert until(lambda g=guest, i=ip: f" {i}/" in in_ns(g["id"], "ip", "-4", "-o", "addr", "show",
+                                                                  "eth0").stdout, 20), server.log_tail()
+        # DNS: each resolves the other by its name (the search domain the lease gave)
+        assert in_guest(a["id"], "getent", "hosts", "dp-reader").stdout.split()[:1] == [ip_b]
+        assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
+
+        # the external address from the simulated internet: dropped until a rule admits port 80 to the tag
+        internet = next(n for n in ours_namespaces() if n.startswith(dataplane.INET_PREFIX))
+        assert curl(internet, f"http://{nat_ip}/").returncode != 0
+        rule = {"name": "allow-web", "network": "global/networks/default", "targetTags": ["web"],
+                "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}]}
+        assert "error" not in wait_op(gce, gce.firewalls().insert(project=PROJECT, body=rule).execute())
+        answered = until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{nat_ip}/").stdout
+                         == "200", 10)
+        assert answered, server.log_tail()
+
+        # the metadata server: a compute.readonly token for the reader, read through its router
+        got = in_ns(b["id"], "curl", "-s", "--max-time", "5", "-H", "Metadata-Flavor: Google",
+                    "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token")
+        token = json.loads(got.stdout)["access_token"]
+        assert in_ns(b["id"], "curl", "-s", "-H", "Metadata-Flavor: Google",
+                     "http://169.254.169.254/computeMetadata/v1/instance/name").stdout == "dp-reader"
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = requests.get(f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances", headers=headers, timeout=10)
+        assert listed.status_code == 200 and {"dp-web", "dp-reader"} <= {i["name"] for i in listed.json()["items"]}
+        refused = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances/dp-web/stop",
+                                headers=headers, timeout=10)
+        assert refused.status_code == 403, refused.text
+
+        for name in ("dp-web", "dp-reader"):
+            assert "error" not in wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE,
+                                                                      instance=name).execute())
+        assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
+        made = ours() | ours_namespaces()
+    assert made & (ours() | ours_namespaces()) == set()
+
+
+def ours_namespaces() -> set[str]:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    return {n for n in names if n.startswith(dataplane.INET_PREFIX)}
