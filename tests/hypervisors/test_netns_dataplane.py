@@ -97,9 +97,18 @@ def test_a_network_with_a_live_router() -> None:
         rule = {"name": "allow-web", "network": "global/networks/default", "targetTags": ["web"],
                 "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}]}
         assert "error" not in wait_op(gce, gce.firewalls().insert(project=PROJECT, body=rule).execute())
+        admitted = time.monotonic()
         answered = until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{nat_ip}/").stdout
                          == "200", 10)
         assert answered, server.log_tail()
+        assert time.monotonic() - admitted < 3  # the rule's sync job reached the running router
+        # egress: to the simulated internet, from the guest's external address
+        assert in_ns(a["id"], "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
+
+        # gcloud compute ssh: its key in project metadata, the guest agent follows it with wait_for_change
+        done = gcloud_ssh(server, internet, "tester@dp-web")
+        # (its first run prints ssh-keygen's output before the command's)
+        assert (done.returncode, done.stdout.strip().splitlines()[-1:]) == (0, ["dp-web"]), done.stderr[-2000:]
 
         # the metadata server: a compute.readonly token for the reader, read through its router
         got = in_ns(b["id"], "curl", "-s", "--max-time", "5", "-H", "Metadata-Flavor: Google",
@@ -120,6 +129,25 @@ def test_a_network_with_a_live_router() -> None:
         assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
         made = ours() | ours_namespaces()
     assert made & (ours() | ours_namespaces()) == set()
+
+
+def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProcess[str]:
+    """``gcloud compute ssh TARGET --command hostname``, configured by environment (no ``gcloud config``
+    calls), its ssh reaching the external address through the simulated internet (the host has no
+    route to it: gstack never touches the host's routing)."""
+    home = os.path.join(server.data_dir, "gcloud-home")
+    os.makedirs(home, exist_ok=True)
+    env = {**os.environ, "HOME": home, "CLOUDSDK_CONFIG": os.path.join(home, "config"),
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_PROJECT": PROJECT, "CLOUDSDK_COMPUTE_ZONE": ZONE,
+           "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+           "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": server.api, "CLOUDSDK_AUTH_TOKEN_HOST": server.base + "/token",
+           "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE": server.key_path}
+    ssh_config = os.path.join(home, "ssh_config")  # gcloud splits --ssh-flag values at spaces: a file
+    with open(ssh_config, "w") as f:
+        f.write(f"Host *\n    ProxyCommand ip netns exec {internet} socat - TCP:%h:%p\n")
+    return subprocess.run(["gcloud", "compute", "ssh", target, "--command", "hostname", "--quiet",
+                           "--strict-host-key-checking=no", f"--ssh-flag=-F{ssh_config}", "--ssh-flag=-oConnectTimeout=5"],
+                          env=env, capture_output=True, text=True, timeout=90, check=False)
 
 
 def ours_namespaces() -> set[str]:
