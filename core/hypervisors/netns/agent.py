@@ -202,6 +202,16 @@ def ssh_keys(instance: dict[str, str], project: dict[str, str]) -> dict[str, lis
 # -- users and sshd ------------------------------------------------------------------------------
 
 
+def overlay_etc(state: str) -> None:
+    """A writable /etc of the guest's own (a virtual router's configuration lives there): an overlay
+    on the host's, its changes in ``STATE/etc``, in this mount namespace only."""
+    upper, work = os.path.join(state, "etc"), os.path.join(state, "etc-work")
+    os.makedirs(upper, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
+    out = sh("mount", "-t", "overlay", "gstack-etc", "-o", f"lowerdir=/etc,upperdir={upper},workdir={work}", "/etc")
+    log("google_guest_agent", f"/etc overlay: {'mounted' if out.returncode == 0 else out.stderr.strip()}")
+
+
 def private_accounts(state: str) -> None:
     """A /home of the guest's own (a tmpfs) and private copies of /etc/passwd and /etc/group,
     bind-mounted over the host's inside this mount namespace only (``ip netns exec`` made it, with
@@ -322,6 +332,8 @@ def main(guest_file: str) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     socket.sethostname(guest["hostname"].split(".")[0])  # as a GCE image: hostname -f gives the FQDN
+    if guest.get("etc_overlay"):
+        overlay_etc(state)
     print(f"gstack netns guest {guest['name']}: booting", flush=True)
     configure_network(guest.get("nics", []), state)
     metadata = Metadata(guest)

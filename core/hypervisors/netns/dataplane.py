@@ -3,9 +3,13 @@ simulated internet.
 
 A virtual router placed on a netns host is a netns VM like any other (its namespace, its agent),
 plugged into its network's bridge (the subnets' gateway addresses) and into the host's public
-bridge. What makes it a router is :func:`apply`: the files ``core.systemvms.router`` rendered are
-written under the VM's ``root/`` and the real daemons read them inside its namespace (dnsmasq
-restarted, ``nft -f``, HAProxy reloaded with ``-sf``, ``sysctl -p``, ``ip -batch``).
+bridge. Its agent lays an overlay over ``/etc`` in the router's mount namespace (the changes land
+in the VM's ``etc/`` folder, the host's ``/etc`` stays as it was), so the rendered files sit at the
+paths they name each other by, as in a system VM. What makes it a router is :func:`apply`: the
+files ``core.systemvms.router`` rendered are written through that overlay (``/proc/PID/root``)
+and the real daemons, run in the router's mount and network namespaces, read them (dnsmasq
+restarted when its main file changes, else sent SIGHUP to re-read its host files; ``nft -f``;
+HAProxy reloaded with ``-sf``; ``sysctl -p``; ``ip -batch``).
 
 Beside what is rendered, the driver adds the platform's own plumbing, as Neutron's L3 agent adds
 its metadata proxy beside the firewall:
@@ -52,10 +56,12 @@ def transit_address(vm_uid: int) -> str:
     return str(TRANSIT.network_address + 2 + vm_uid % (TRANSIT.num_addresses - 4))
 
 
-def run(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=False)
+def run(pid: int, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``cmd`` in the mount and network namespaces of the router whose agent is ``pid``."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", "--", *cmd], capture_output=True, text=True,
+                         check=False)
     if check and out.returncode != 0:
-        raise DriverError(f"{cmd[0]} in {ns}: {(out.stderr or out.stdout).strip()[-400:]}")
+        raise DriverError(f"{cmd[0]} in the router (agent {pid}): {(out.stderr or out.stdout).strip()[-400:]}")
     return out
 
 
@@ -88,12 +94,13 @@ def remove_internet(scope: str) -> None:
 # -- a router's configuration --------------------------------------------------------------------------
 
 
-def write_files(root: str, files: dict[str, str]) -> None:
-    """Each file under ``root`` at its path in the VM (paths are the renderer's, absolute, no '..')."""
+def write_files(pid: int, files: dict[str, str]) -> None:
+    """Each file at its path in the router whose agent is ``pid`` (under its ``/etc`` overlay)."""
+    root = f"/proc/{pid}/root/etc"
     for path, content in files.items():
-        target = os.path.normpath(os.path.join(root, path.lstrip("/")))
-        if not target.startswith(root + os.sep):
-            raise DriverError(f"refusing to write {path} outside the router's files")
+        target = os.path.normpath(os.path.join(root, os.path.relpath(path, "/etc")))
+        if not path.startswith("/etc/") or not target.startswith(root + os.sep):
+            raise DriverError(f"refusing to write {path}: a router's files are under /etc")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target + ".tmp", "w") as f:
             f.write(content)
@@ -110,65 +117,78 @@ def _pid(path: str) -> int | None:
         return None
 
 
-def _stop(path: str) -> None:
+def _signal(path: str, sig: signal.Signals) -> None:
     pid = _pid(path)
     if pid is not None:
         with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
+
+
+def _stop(path: str) -> None:
+    if _pid(path) is not None:
+        _signal(path, signal.SIGTERM)
         for _ in range(100):
             if _pid(path) is None:
                 break
             subprocess.run(["sleep", "0.01"], check=False)
 
 
-def apply(ns: str, folder: str, network: str, socket_path: str, changed: list[str]) -> None:
-    """Load what changed into the router running in ``ns`` (its files are under ``folder/root``)."""
-    root = os.path.join(folder, "root")
-    _metadata_proxy(ns, folder, network, socket_path)
+def apply(pid: int, folder: str, network: str, socket_path: str, changed: list[str]) -> None:
+    """Load what changed into the router whose agent is ``pid`` (``folder``: the VM's files).
+
+    Which daemon reads a file is told by its path: nftables' main file and the ``.nft`` files it
+    includes, HAProxy's folder, sysctl's and the routes' files; every other file is dnsmasq's
+    (its host files and directories)."""
+    _metadata_proxy(pid, folder, network, socket_path)
+    nft = [p for p in changed if p == NFTABLES or p.endswith(".nft")]
+    haproxy = [p for p in changed if p.startswith("/etc/haproxy/")]
+    others = set(changed) - set(nft) - set(haproxy) - {SYSCTL, ROUTES}
     if SYSCTL in changed:
-        run(ns, "sysctl", "-q", "-p", root + SYSCTL, check=False)  # conntrack_max is the host's, read-only here
+        run(pid, "sysctl", "-q", "-p", SYSCTL, check=False)  # conntrack_max is the host's, read-only here
     if ROUTES in changed:
-        run(ns, "ip", "-force", "-batch", root + ROUTES, check=False)
-    if NFTABLES in changed:
-        run(ns, "nft", "-f", root + NFTABLES)
-        _metadata_rules(ns)
-        _public_addresses(ns)
-    if DNSMASQ in changed:
-        _dnsmasq(ns, folder, root)
-    if HAPROXY in changed or any(p.startswith("/etc/haproxy/") for p in changed):
-        _haproxy(ns, root + HAPROXY, os.path.join(folder, "haproxy.pid"))
+        run(pid, "ip", "-force", "-batch", ROUTES, check=False)
+    if nft:
+        run(pid, "nft", "-f", NFTABLES)
+        _metadata_rules(pid)
+        _public_addresses(pid)
+    if DNSMASQ in changed or (others and _pid(os.path.join(folder, "dnsmasq.pid")) is None):
+        _dnsmasq(pid, folder)
+    elif others:
+        _signal(os.path.join(folder, "dnsmasq.pid"), signal.SIGHUP)
+    if haproxy:
+        _haproxy(pid, os.path.join(folder, "haproxy.pid"))
 
 
-def _dnsmasq(ns: str, folder: str, root: str) -> None:
-    """dnsmasq reads its configuration only when it starts: it is started again."""
+def _dnsmasq(pid: int, folder: str) -> None:
+    """dnsmasq reads its main file only when it starts: it is started again."""
     pid_file = os.path.join(folder, "dnsmasq.pid")
     _stop(pid_file)
-    run(ns, "dnsmasq", f"--conf-file={root + DNSMASQ}", f"--pid-file={pid_file}", "--user=root",
+    run(pid, "dnsmasq", f"--conf-file={DNSMASQ}", f"--pid-file={pid_file}", "--user=root",
         f"--dhcp-leasefile={os.path.join(folder, 'dnsmasq.leases')}", f"--log-facility={os.path.join(folder, 'dnsmasq.log')}")
 
 
-def _haproxy(ns: str, config: str, pid_file: str) -> None:
+def _haproxy(pid: int, pid_file: str) -> None:
     """Started, or reloaded with ``-sf`` (the old process finishes its connections). Its connection
     limit is capped to what this machine's file descriptor limit allows (the template's maxconn is
     the system VM's, sized for its own kernel)."""
     old = _pid(pid_file)
-    cmd = ["haproxy", "-D", "-f", config, "-p", pid_file, "-n", str(MAX_PROXY_CONNECTIONS)]
-    run(ns, *(cmd + ["-sf", str(old)] if old else cmd))
+    cmd = ["haproxy", "-D", "-f", HAPROXY, "-p", pid_file, "-n", str(MAX_PROXY_CONNECTIONS)]
+    run(pid, *(cmd + ["-sf", str(old)] if old else cmd))
 
 
-def _metadata_rules(ns: str) -> None:
+def _metadata_rules(pid: int) -> None:
     """The router's input chain admits the metadata proxy (the rendered ruleset drops what it does not name)."""
-    run(ns, "nft", "insert", "rule", "ip", "gstack_filter", "input", "ip", "daddr", METADATA_ADDRESS, "tcp", "dport",
+    run(pid, "nft", "insert", "rule", "ip", "gstack_filter", "input", "ip", "daddr", METADATA_ADDRESS, "tcp", "dport",
         "80", "accept", "comment", '"gstack metadata proxy"', check=False)
 
 
-def _metadata_proxy(ns: str, folder: str, network: str, socket_path: str) -> None:
+def _metadata_proxy(pid: int, folder: str, network: str, socket_path: str) -> None:
     """A HAProxy of its own on 169.254.169.254:80 that tells the metadata server who asks."""
     pid_file = os.path.join(folder, "metadata-proxy.pid")
     if _pid(pid_file) is not None:
         return
-    links.ip("-n", ns, "link", "set", "lo", "up")
-    links.ip("-n", ns, "addr", "replace", f"{METADATA_ADDRESS}/32", "dev", "lo")
+    run(pid, "ip", "link", "set", "lo", "up")
+    run(pid, "ip", "addr", "replace", f"{METADATA_ADDRESS}/32", "dev", "lo")
     config = os.path.join(folder, "metadata-proxy.cfg")
     with open(config, "w") as f:
         f.write(f"""global
@@ -186,7 +206,7 @@ frontend metadata
 backend metadata
     server metadata unix@{socket_path}
 """)
-    run(ns, "haproxy", "-D", "-f", config, "-p", pid_file)
+    run(pid, "haproxy", "-D", "-f", config, "-p", pid_file)
 
 
 def _destinations(ruleset: dict[str, Any]) -> set[str]:
@@ -206,16 +226,16 @@ def _destinations(ruleset: dict[str, Any]) -> set[str]:
     return found
 
 
-def _public_addresses(ns: str) -> None:
+def _public_addresses(pid: int) -> None:
     """The router's ``eth0`` answers for every external address its ruleset serves, and no other."""
-    out = run(ns, "nft", "-j", "list", "ruleset")
+    out = run(pid, "nft", "-j", "list", "ruleset")
     wanted = _destinations(json.loads(out.stdout or "{}"))
     have = set()
-    for line in links.ip("-n", ns, "-o", "-4", "addr", "show", "dev", "eth0").splitlines():
+    for line in run(pid, "ip", "-o", "-4", "addr", "show", "dev", "eth0").stdout.splitlines():
         address, _, prefix = line.split()[3].partition("/")
         if prefix == "32":
             have.add(address)
     for address in wanted - have:
-        links.ip("-n", ns, "addr", "replace", f"{address}/32", "dev", "eth0")
+        run(pid, "ip", "addr", "replace", f"{address}/32", "dev", "eth0")
     for address in have - wanted:
-        links.ip("-n", ns, "addr", "del", f"{address}/32", "dev", "eth0", check=False)
+        run(pid, "ip", "addr", "del", f"{address}/32", "dev", "eth0", check=False)

@@ -234,7 +234,8 @@ class NetnsDriver(HypervisorDriver):
         self._write(vm.uid, "guest.json", {"name": vm.name, "hostname": vm.hostname, "nics": guest_nics,
                                            "metadata": instance, "project_metadata": project,
                                            "metadata_url": None if router else
-                                           self.options(host)["metadata_url"] or GCE_METADATA})
+                                           self.options(host)["metadata_url"] or GCE_METADATA,
+                                           "etc_overlay": router})
 
     def _networks(self, vm: VmSpec) -> list[dict[str, Any]]:
         """Each NIC's network (its URL, which names the bridge), address, prefix length and gateway.
@@ -456,10 +457,11 @@ class NetnsDriver(HypervisorDriver):
         meta = self._meta(vm_uid)
         if meta is None or meta["host_id"] != host.id or self._state(vm_uid) != "running":
             raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
-        folder = self._dir(vm_uid)
-        dataplane.write_files(os.path.join(folder, "root"), files)
-        dataplane.apply(links.namespace(vm_uid), folder, meta.get("network") or "", self.metadata_socket,
-                        sorted(files))
+        pid = self._agent_pid(vm_uid)
+        if pid is None or meta.get("network") is None:
+            raise DriverError(f"VM {vm_uid} on host {host.name} is not a virtual router", retry_elsewhere=False)
+        dataplane.write_files(pid, files)
+        dataplane.apply(pid, self._dir(vm_uid), meta["network"], self.metadata_socket, sorted(files))
 
     # -- disks: a namespace has no block devices; the disk set is recorded for the guest's view ------
 
