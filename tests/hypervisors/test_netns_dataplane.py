@@ -22,7 +22,7 @@ import requests
 from core.hypervisors.netns import dataplane
 from core.hypervisors.netns import links as netns_links
 from tests.conftest import PROJECT, ZONE, running_server, wait_op
-from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, ours
+from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, ours, serial
 
 pytestmark = pytest.mark.xdist_group("netns")
 TOOLS = {"udhcpc": "udhcpc", "dnsmasq": "dnsmasq-base", "nft": "nftables", "haproxy": "haproxy", "curl": "curl",
@@ -83,10 +83,10 @@ def test_a_network_with_a_live_router() -> None:
         ip_a, ip_b = (i["networkInterfaces"][0]["networkIP"] for i in (a, b))
         nat_ip = a["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
 
-        # DHCP: each guest holds IPAM's address, leased by the router's dnsmasq
+        # DHCP: each guest holds IPAM's address, leased by the router's dnsmasq (its serial port says so)
         for guest, ip in ((a, ip_a), (b, ip_b)):
-            assert until(lambda g=guest, i=ip: f" {i}/" in in_ns(g["id"], "ip", "-4", "-o", "addr", "show",
-                                                                  "eth0").stdout, 20), server.log_tail()
+            assert f"lease of {ip} obtained" in serial(gce, guest["name"], f"lease of {ip} obtained", 20)
+            assert f" {ip}/" in in_ns(guest["id"], "ip", "-4", "-o", "addr", "show", "eth0").stdout
         # DNS: each resolves the other by its name (the search domain the lease gave)
         assert in_guest(a["id"], "getent", "hosts", "dp-reader").stdout.split()[:1] == [ip_b]
         assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]

@@ -6,12 +6,13 @@ The driver starts it as ``ip netns exec NS unshare --uts python3 agent.py GUEST.
 output going to the VM's serial log, and stops it with SIGTERM. It imports nothing of gstack (it
 stands for software inside the guest), only the standard library. At boot it:
 
-1. sets the hostname (its own UTS namespace: the host's stays as it was);
-2. configures each NIC: a static address when the guest file gives one (a virtual router's),
-   else by DHCP from the network's virtual router (its dnsmasq hands out IPAM's address by MAC):
-   busybox's ``udhcpc`` keeps running on the NIC with a script of ours that sets the address,
-   default route and a private ``/etc/resolv.conf`` (bind-mounted over the host's in this mount
-   namespace); the boot waits a few seconds for a lease, as an image waits for the network;
+1. sets the hostname (its own UTS namespace: the host's stays as it was) and lays an overlay over
+   /etc (its writes there land in its own folder, ``etc/``);
+2. configures each NIC: by DHCP from the network's virtual router (its dnsmasq hands out IPAM's
+   address by MAC) where the guest file says ``dhcp``, else the static address it gives (a
+   virtual router's own): busybox's ``udhcpc`` keeps running on the NIC with a script of ours
+   that sets the address, default route and a private ``/etc/resolv.conf`` (bind-mounted over the
+   host's in this mount namespace); see :func:`configure_network` for a lease that is late;
 3. reads its metadata from ``metadata_url`` (the metadata server, ``Metadata-Flavor: Google``,
    ``?recursive=true``) when one is configured, and follows it with ``wait_for_change`` hanging
    GETs (new ssh keys reach sshd without a reboot); else the metadata the driver wrote into the
@@ -62,7 +63,7 @@ def sh(*args: str) -> subprocess.CompletedProcess[str]:
 # -- network -------------------------------------------------------------------------------------
 
 
-DHCP_WAIT = 8.0
+DHCP_WAIT = 1.5
 DHCP_SCRIPT = """#!/bin/sh
 # udhcpc's events (busybox): the lease applied to the NIC, resolv.conf written to the guest's copy.
 case "$1" in
@@ -78,27 +79,35 @@ esac
 
 
 def configure_network(nics: list[dict[str, Any]], state: str) -> None:
+    """Each NIC up: by DHCP where the guest file says so, else with its static address. A NIC that
+    has no lease after ``DHCP_WAIT`` seconds (its network's router is still starting, or there is
+    none) gets IPAM's address from the guest file meanwhile; udhcpc keeps asking, and its lease
+    (the same address) confirms it."""
     sh("ip", "link", "set", "lo", "up")
-    leased = []
-    for i, nic in enumerate(nics):
-        name = nic["name"]
-        sh("ip", "link", "set", name, "up")
-        if not nic.get("ip"):
-            if dhcp(name, state):
-                leased.append(name)
-            continue
-        sh("ip", "addr", "replace", f"{nic['ip']}/{nic['prefix']}", "dev", name)
-        if i == 0 and nic.get("gateway"):
-            sh("ip", "route", "replace", "default", "via", nic["gateway"], "dev", name)
-        log("google_guest_agent", f"{name}: {nic['ip']}/{nic['prefix']} (MAC {nic['mac']})")
-
-
+    waiting = []
+    for nic in nics:
+        sh("ip", "link", "set", nic["name"], "up")
+        if nic.get("dhcp") and dhcp(nic["name"], state):
+            waiting.append(nic)
+        else:
+            static(nic, nic is nics[0])
     deadline = time.monotonic() + DHCP_WAIT
-    while leased and time.monotonic() < deadline:
-        leased = [n for n in leased if " inet " not in sh("ip", "-4", "-o", "addr", "show", "dev", n).stdout]
+    while waiting and time.monotonic() < deadline:
         time.sleep(0.05)
-    for name in leased:
-        log("google_guest_agent", f"{name}: no DHCP lease yet; udhcpc keeps asking")
+        waiting = [n for n in waiting if " inet " not in sh("ip", "-4", "-o", "addr", "show", "dev", n["name"]).stdout]
+    for nic in waiting:
+        log("google_guest_agent", f"{nic['name']}: no DHCP lease yet, IPAM's address meanwhile; udhcpc keeps asking")
+        static(nic, nic is nics[0])
+
+
+def static(nic: dict[str, Any], first: bool) -> None:
+    if not nic.get("ip"):
+        return
+    name = nic["name"]
+    sh("ip", "addr", "replace", f"{nic['ip']}/{nic['prefix']}", "dev", name)
+    if first and nic.get("gateway"):
+        sh("ip", "route", "replace", "default", "via", nic["gateway"], "dev", name)
+    log("google_guest_agent", f"{name}: {nic['ip']}/{nic['prefix']} (MAC {nic['mac']})")
 
 
 def dhcp(name: str, state: str) -> bool:
@@ -203,8 +212,9 @@ def ssh_keys(instance: dict[str, str], project: dict[str, str]) -> dict[str, lis
 
 
 def overlay_etc(state: str) -> None:
-    """A writable /etc of the guest's own (a virtual router's configuration lives there): an overlay
-    on the host's, its changes in ``STATE/etc``, in this mount namespace only."""
+    """A writable /etc of the guest's own: an overlay on the host's, its changes in ``STATE/etc``, in
+    this mount namespace only (a startup script's writes to /etc stay in the guest; a virtual
+    router's configuration is pushed there)."""
     upper, work = os.path.join(state, "etc"), os.path.join(state, "etc-work")
     os.makedirs(upper, exist_ok=True)
     os.makedirs(work, exist_ok=True)
@@ -332,8 +342,7 @@ def main(guest_file: str) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     socket.sethostname(guest["hostname"].split(".")[0])  # as a GCE image: hostname -f gives the FQDN
-    if guest.get("etc_overlay"):
-        overlay_etc(state)
+    overlay_etc(state)
     print(f"gstack netns guest {guest['name']}: booting", flush=True)
     configure_network(guest.get("nics", []), state)
     metadata = Metadata(guest)

@@ -224,7 +224,7 @@ class NetnsDriver(HypervisorDriver):
                 links.plug(ns, veth, f"eth{i}", nic.mac, bridge)
                 nics.append({"veth": veth, "bridge": bridge, "network": net["network"]})
                 guest_nics.append({"name": f"eth{i}", "mac": nic.mac, "ip": net["ip"], "prefix": net["prefix"],
-                                   "gateway": net["gateway"]})
+                                   "gateway": net["gateway"], "dhcp": net.get("dhcp", False)})
         boots = (old or {}).get("boots", 0)
         router = dict(vm.metadata).get(ROLE) == "router"
         self._write(vm.uid, "vm.json", {"host_id": host.id, "name": vm.name, "nics": nics, "boots": boots,
@@ -234,17 +234,20 @@ class NetnsDriver(HypervisorDriver):
         self._write(vm.uid, "guest.json", {"name": vm.name, "hostname": vm.hostname, "nics": guest_nics,
                                            "metadata": instance, "project_metadata": project,
                                            "metadata_url": None if router else
-                                           self.options(host)["metadata_url"] or GCE_METADATA,
-                                           "etc_overlay": router})
+                                           self.options(host)["metadata_url"] or GCE_METADATA})
 
     def _networks(self, vm: VmSpec) -> list[dict[str, Any]]:
         """Each NIC's network (its URL, which names the bridge), address, prefix length and gateway.
 
-        A guest's address comes by DHCP from its virtual router (``ip`` None); a router's are
-        static: its transit address on the public bridge, its subnets' gateways on its network's."""
+        A guest's address comes by DHCP from its virtual router (``ip``: IPAM's, should the lease be
+        late); a router's are static: its transit address on the public bridge, its subnets'
+        gateways on its network's."""
         if dict(vm.metadata).get(ROLE) == "router":
             return self._router_networks(vm)
-        return [{**net, "ip": None} for net in self._guest_networks(vm)]
+        # A NIC on a network of gstack's (its URL) is served by that network's router; a bare name
+        # (a VM that is no instance, as the conformance suite's) keeps the address it was given.
+        return [{**net, "ip": nic.ip, "dhcp": "/networks/" in net["network"]}
+                for nic, net in zip(vm.nics, self._guest_networks(vm), strict=True)]
 
     def _router_networks(self, vm: VmSpec) -> list[dict[str, Any]]:
         network = dict(vm.metadata).get("gstack-network", "")
@@ -452,16 +455,18 @@ class NetnsDriver(HypervisorDriver):
     # -- system VMs --------------------------------------------------------------------------------------
 
     def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
-        """The router's files written under its ``root/`` and loaded by the daemons in its namespace."""
+        """The files written into the VM's /etc (its overlay) and, in a virtual router, loaded by the
+        daemons in its namespace (another VM has nothing that reads them)."""
         self._check(host)
         meta = self._meta(vm_uid)
         if meta is None or meta["host_id"] != host.id or self._state(vm_uid) != "running":
             raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
         pid = self._agent_pid(vm_uid)
-        if pid is None or meta.get("network") is None:
-            raise DriverError(f"VM {vm_uid} on host {host.name} is not a virtual router", retry_elsewhere=False)
+        if pid is None:
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
         dataplane.write_files(pid, files)
-        dataplane.apply(pid, self._dir(vm_uid), meta["network"], self.metadata_socket, sorted(files))
+        if meta.get("network"):
+            dataplane.apply(pid, self._dir(vm_uid), meta["network"], self.metadata_socket, sorted(files))
 
     # -- disks: a namespace has no block devices; the disk set is recorded for the guest's view ------
 
