@@ -107,6 +107,18 @@ def test_a_network_with_a_live_router() -> None:
         answered = until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{nat_ip}/").stdout
                          == "200", 10)
         assert answered, server.log_tail()
+        # a forwarding rule to a target pool: the router's HAProxy answers on the rule's address
+        region = ZONE.rsplit("-", 1)[0]
+        pool = {"name": "dp-pool", "instances": [a["selfLink"]]}
+        assert "error" not in wait_op(gce, gce.targetPools().insert(project=PROJECT, region=region,
+                                                                     body=pool).execute())
+        fr = {"name": "dp-fr", "IPProtocol": "TCP", "portRange": "80",
+              "target": f"projects/{PROJECT}/regions/{region}/targetPools/dp-pool"}
+        assert "error" not in wait_op(gce, gce.forwardingRules().insert(project=PROJECT, region=region,
+                                                                         body=fr).execute())
+        vip = gce.forwardingRules().get(project=PROJECT, region=region, forwardingRule="dp-fr").execute()["IPAddress"]
+        assert until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{vip}/").stdout
+                     == "200", 5), server.log_tail()
         # egress: to the simulated internet, from the guest's external address
         assert in_ns(a["id"], "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
 
