@@ -14,15 +14,21 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
+import uuid
 
 import pytest
 import requests
 
-from core.hypervisors.netns import dataplane
+from core.db import write_session
+from core.hypervisors.base import NicSpec, VmSpec
+from core.hypervisors.netns import NetnsDriver, dataplane
 from core.hypervisors.netns import links as netns_links
+from core.services import hosts
 from tests.conftest import PROJECT, ZONE, running_server, wait_op
-from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, ours, serial
+from tests.helpers.databases import seeded_engine, sessions
+from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, made_by, serial
 
 pytestmark = pytest.mark.xdist_group("netns")
 TOOLS = {"udhcpc": "udhcpc", "dnsmasq": "dnsmasq-base", "nft": "nftables", "haproxy": "haproxy", "curl": "curl",
@@ -92,7 +98,7 @@ def test_a_network_with_a_live_router() -> None:
         assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
 
         # the external address from the simulated internet: dropped until a rule admits port 80 to the tag
-        internet = next(n for n in ours_namespaces() if n.startswith(dataplane.INET_PREFIX))
+        internet = dataplane.internet_names(internet_scope(server.data_dir))[0]
         assert curl(internet, f"http://{nat_ip}/").returncode != 0
         rule = {"name": "allow-web", "network": "global/networks/default", "targetTags": ["web"],
                 "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}]}
@@ -145,8 +151,10 @@ def test_a_network_with_a_live_router() -> None:
             assert "error" not in wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE,
                                                                       instance=name).execute())
         assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
-        made = ours() | ours_namespaces()
-    assert made & (ours() | ours_namespaces()) == set()
+        made = made_by(server.data_dir) | set(dataplane.internet_names(internet_scope(server.data_dir)))
+        assert made <= everything()
+    # gstack serve stopped: the router, the bridges, the simulated internet went with it
+    assert made & everything() == set()
 
 
 def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProcess[str]:
@@ -178,6 +186,45 @@ def router_namespace(data_dir: str) -> str:
     raise AssertionError("no router runs on the netns host")
 
 
-def ours_namespaces() -> set[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-    return {n for n in names if n.startswith(dataplane.INET_PREFIX)}
+def internet_scope(data_dir: str) -> str:
+    folder = os.path.join(data_dir, "netns", "internet")
+    with open(os.path.join(folder, os.listdir(folder)[0])) as f:
+        return f.read().strip()
+
+
+def everything() -> set[str]:
+    """The driver's namespaces, veths and bridges on this machine, simulated internets included."""
+    names = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines():
+        names.add(line.split(":")[1].strip().split("@")[0])
+    return {n for n in names if n.startswith((netns_links.NAMESPACE_PREFIX, netns_links.VETH_PREFIX,
+                                              netns_links.BRIDGE_PREFIX, dataplane.INET_PREFIX, dataplane.INET_VETH))}
+
+
+@needs_root
+def test_removing_the_host_removes_its_routers_and_internet() -> None:
+    """``release_host``: a router's namespace, both its bridges and the host's simulated internet go."""
+    with seeded_engine("sqlite", "gstack-netns-") as engine:
+        factory = sessions(engine)
+        state = tempfile.mkdtemp(prefix="gstack-netns-state-")
+        driver = NetnsDriver(factory, state)
+        with write_session(factory) as s:
+            cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
+        host = hosts.host_ref(hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, "ns-release-router",
+                                             "netns://local"))
+        uid = uuid.uuid4().int >> 66
+        network = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/n-{uid}"
+        vm = VmSpec(uid, "r-release", "r-release", 1, 256, (), (
+            NicSpec("eth0", "42:02:00:00:00:01", dataplane.PUBLIC, None),
+            NicSpec("eth1", "42:01:0a:00:00:01", "sub", "10.0.0.1")),
+            {"gstack-systemvm-role": "router", "gstack-network": network})
+        driver.spawn(host, vm)
+        internet, veth = dataplane.internet_names(f"{state}#{host.id}")
+        made = {netns_links.namespace(uid), internet, veth, driver.bridge_of(host, dataplane.PUBLIC),
+                driver.bridge_of(host, network)}
+        assert everything() & made == made
+        # the router reaches the simulated internet over the public bridge
+        assert in_ns(str(uid), "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
+        driver.release_host(host)
+        assert everything() & made == set()
+        shutil.rmtree(state, ignore_errors=True)
