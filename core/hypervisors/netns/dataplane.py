@@ -34,6 +34,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from contextlib import suppress
 from typing import Any
 
@@ -107,30 +108,29 @@ def write_files(pid: int, files: dict[str, str]) -> None:
         os.replace(target + ".tmp", target)
 
 
-def _pid(path: str) -> int | None:
+def _pid(path: str, agent: int) -> int | None:
+    """The daemon whose pid ``path`` holds, when it runs in the router of ``agent`` (a pid file a
+    reboot left behind may name a process of the host's now)."""
     try:
         with open(path) as f:
             pid = int(f.read().split()[0])
-        os.kill(pid, 0)
-        return pid
+        return pid if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/proc/{agent}/ns/net").st_ino else None
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _signal(path: str, sig: signal.Signals) -> None:
-    pid = _pid(path)
+def _signal(path: str, agent: int, sig: signal.Signals) -> None:
+    pid = _pid(path, agent)
     if pid is not None:
         with suppress(ProcessLookupError):
             os.kill(pid, sig)
 
 
-def _stop(path: str) -> None:
-    if _pid(path) is not None:
-        _signal(path, signal.SIGTERM)
-        for _ in range(100):
-            if _pid(path) is None:
-                break
-            subprocess.run(["sleep", "0.01"], check=False)
+def _stop(path: str, agent: int) -> None:
+    _signal(path, agent, signal.SIGTERM)
+    deadline = time.monotonic() + 2
+    while _pid(path, agent) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def apply(pid: int, folder: str, network: str, socket_path: str, changed: list[str]) -> None:
@@ -151,10 +151,10 @@ def apply(pid: int, folder: str, network: str, socket_path: str, changed: list[s
         run(pid, "nft", "-f", NFTABLES)
         _metadata_rules(pid)
         _public_addresses(pid)
-    if DNSMASQ in changed or (others and _pid(os.path.join(folder, "dnsmasq.pid")) is None):
+    if DNSMASQ in changed or (others and _pid(os.path.join(folder, "dnsmasq.pid"), pid) is None):
         _dnsmasq(pid, folder)
     elif others:
-        _signal(os.path.join(folder, "dnsmasq.pid"), signal.SIGHUP)
+        _signal(os.path.join(folder, "dnsmasq.pid"), pid, signal.SIGHUP)
     if haproxy:
         _haproxy(pid, os.path.join(folder, "haproxy.pid"))
 
@@ -162,7 +162,7 @@ def apply(pid: int, folder: str, network: str, socket_path: str, changed: list[s
 def _dnsmasq(pid: int, folder: str) -> None:
     """dnsmasq reads its main file only when it starts: it is started again."""
     pid_file = os.path.join(folder, "dnsmasq.pid")
-    _stop(pid_file)
+    _stop(pid_file, pid)
     run(pid, "dnsmasq", f"--conf-file={DNSMASQ}", f"--pid-file={pid_file}", "--user=root",
         f"--dhcp-leasefile={os.path.join(folder, 'dnsmasq.leases')}", f"--log-facility={os.path.join(folder, 'dnsmasq.log')}")
 
@@ -171,7 +171,7 @@ def _haproxy(pid: int, pid_file: str) -> None:
     """Started, or reloaded with ``-sf`` (the old process finishes its connections). Its connection
     limit is capped to what this machine's file descriptor limit allows (the template's maxconn is
     the system VM's, sized for its own kernel)."""
-    old = _pid(pid_file)
+    old = _pid(pid_file, pid)
     cmd = ["haproxy", "-D", "-f", HAPROXY, "-p", pid_file, "-n", str(MAX_PROXY_CONNECTIONS)]
     run(pid, *(cmd + ["-sf", str(old)] if old else cmd))
 
@@ -185,7 +185,7 @@ def _metadata_rules(pid: int) -> None:
 def _metadata_proxy(pid: int, folder: str, network: str, socket_path: str) -> None:
     """A HAProxy of its own on 169.254.169.254:80 that tells the metadata server who asks."""
     pid_file = os.path.join(folder, "metadata-proxy.pid")
-    if _pid(pid_file) is not None:
+    if _pid(pid_file, pid) is not None:
         return
     run(pid, "ip", "link", "set", "lo", "up")
     run(pid, "ip", "addr", "replace", f"{METADATA_ADDRESS}/32", "dev", "lo")
