@@ -138,8 +138,8 @@ def test_a_network_with_a_live_router() -> None:
                     "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token")
         token = json.loads(got.stdout)["access_token"]
         # the proxy says who asks, over whatever the guest claims
-        assert in_ns(b["id"], "curl", "-s", "-H", "Metadata-Flavor: Google", "-H", f"X-Gstack-Source-Ip: {ip_a}",
-                     "http://169.254.169.254/computeMetadata/v1/instance/name").stdout == "dp-reader"
+        assert in_guest(b["id"], "curl", "-s", "-H", "Metadata-Flavor: Google", "-H", f"X-Gstack-Source-Ip: {ip_a}",
+                        "http://metadata.google.internal/computeMetadata/v1/instance/name").stdout == "dp-reader"
         headers = {"Authorization": f"Bearer {token}"}
         listed = requests.get(f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances", headers=headers, timeout=10)
         assert listed.status_code == 200 and {"dp-web", "dp-reader"} <= {i["name"] for i in listed.json()["items"]}

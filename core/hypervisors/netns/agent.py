@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 SHUTDOWN_SCRIPT_TIMEOUT = 30.0
+METADATA_HOSTS_LINE = "169.254.169.254 metadata.google.internal metadata  # Added by gstack's guest agent"
 BOOT_PATIENCE = 2.0  # seconds the boot waits for the metadata server before using the guest file
 FIRST_UID = 2000
 
@@ -220,6 +221,9 @@ def overlay_etc(state: str) -> None:
     os.makedirs(work, exist_ok=True)
     out = sh("mount", "-t", "overlay", "gstack-etc", "-o", f"lowerdir=/etc,upperdir={upper},workdir={work}", "/etc")
     log("google_guest_agent", f"/etc overlay: {'mounted' if out.returncode == 0 else out.stderr.strip()}")
+    if out.returncode == 0:  # as a GCE image's /etc/hosts: the metadata server by name without DNS
+        with open("/etc/hosts", "a") as f:
+            f.write(f"{METADATA_HOSTS_LINE}\n")
 
 
 def private_accounts(state: str) -> None:
