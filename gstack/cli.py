@@ -82,6 +82,7 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None, p
     if config.proxy_port:  # the intercepting proxy (gstack/intercept.py) serves the same app on its own thread
         servers.append(InterceptingServer(host, config.proxy_port, app, config.data_dir))
         threading.Thread(target=servers[-1].serve_forever, name="proxy", daemon=True).start()
+    stop_guest_metadata = guest_metadata(runtime, base)
     settle()
     click.echo(serve_banner(config, base, key_path, port), err=True)
 
@@ -97,6 +98,19 @@ def serve(host: str, port: int | None, data_dir: str | None, tls: bool | None, p
     finally:
         runtime.stop()
         runtime.drivers.shutdown()  # netns VMs and bridges do not outlive the server
+        if stop_guest_metadata:
+            stop_guest_metadata()
+
+
+def guest_metadata(runtime, issuer: str):
+    """The metadata server of netns guests (their routers' proxies reach it on a Unix socket), where
+    this machine can run them; the function that stops it, or None."""
+    from core.hypervisors.netns import links
+    from gstack.metadata.guests import serve_guests
+
+    if "netns" not in runtime.drivers or links.missing_tools():
+        return None
+    return serve_guests(runtime.factory, runtime.drivers.get("netns").metadata_socket, issuer)
 
 
 def serve_banner(config, base: str, key_path: str, port: int) -> str:

@@ -22,7 +22,7 @@ from core import identity
 from core.errors import NotFound
 from core.identity import signing
 from core.links import parse_ref
-from core.models import Principal, Project
+from core.models import Principal, Project, Resource
 from core.resources import store
 from core.services import guest_attributes, projects
 
@@ -75,6 +75,20 @@ def guest_view(session: Session, project: str, zone: str, name: str) -> GuestVie
                      nics=[_nic(session, project, nic) for nic in body.get("networkInterfaces", [])],
                      image=_boot_image(session, project, body),
                      guest_attributes=guest_attributes.values(session, row.uid))
+
+
+def instance_at(session: Session, network_url: str, ip: str) -> tuple[str, str, str] | None:
+    """(project, zone, name) of the instance whose NIC on ``network_url`` has address ``ip``: who
+    asks the metadata server, from the source address its virtual router saw (addresses are unique
+    within a network, and only within one)."""
+    rows = session.scalars(select(Resource).where(Resource.collection == "instances",
+                                                  Resource.body.contains(f'"{ip}"', autoescape=True),
+                                                  Resource.body.contains(network_url, autoescape=True)))
+    for row in rows:
+        for nic in store.body_of(row).get("networkInterfaces", []):
+            if nic.get("network") == network_url and nic.get("networkIP") == ip:
+                return row.project, row.scope.split("/", 1)[1], row.name
+    return None
 
 
 def _nic(session: Session, project: str, nic: dict[str, Any]) -> NicView:

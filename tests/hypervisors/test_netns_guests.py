@@ -227,8 +227,8 @@ def test_removing_the_host_removes_what_it_made() -> None:
 
 class _StandIn(http.server.BaseHTTPRequestHandler):
     """The metadata server's side of what the agent relies on (Metadata-Flavor, recursive JSON, an
-    ETag, wait_for_change against last_etag): the real one serves guests once the virtual router
-    routes 169.254.169.254 to it."""
+    ETag, wait_for_change against last_etag); the real one, through the virtual router, is
+    test_netns_dataplane's."""
 
     tree: dict = {}
 

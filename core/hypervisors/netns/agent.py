@@ -6,10 +6,13 @@ The driver starts it as ``ip netns exec NS unshare --uts python3 agent.py GUEST.
 output going to the VM's serial log, and stops it with SIGTERM. It imports nothing of gstack (it
 stands for software inside the guest), only the standard library. At boot it:
 
-1. sets the hostname (its own UTS namespace: the host's stays as it was);
-2. configures each NIC: the static address IPAM gave it (``ip``/``prefix``/``gateway`` in the
-   guest file). A NIC without one asks DHCP, the hook for when the virtual router's dnsmasq runs
-   for real: the first DHCP client found (``dhclient``, ``udhcpc``, ``dhcpcd``) is run on it;
+1. sets the hostname (its own UTS namespace: the host's stays as it was) and lays an overlay over
+   /etc (its writes there land in its own folder, ``etc/``);
+2. configures each NIC: by DHCP from the network's virtual router (its dnsmasq hands out IPAM's
+   address by MAC) where the guest file says ``dhcp``, else the static address it gives (a
+   virtual router's own): busybox's ``udhcpc`` keeps running on the NIC with a script of ours
+   that sets the address, default route and a private ``/etc/resolv.conf`` (bind-mounted over the
+   host's in this mount namespace); see :func:`configure_network` for a lease that is late;
 3. reads its metadata from ``metadata_url`` (the metadata server, ``Metadata-Flavor: Google``,
    ``?recursive=true``) when one is configured, and follows it with ``wait_for_change`` hanging
    GETs (new ssh keys reach sshd without a reboot); else the metadata the driver wrote into the
@@ -43,6 +46,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 SHUTDOWN_SCRIPT_TIMEOUT = 30.0
+METADATA_HOSTS_LINE = "169.254.169.254 metadata.google.internal metadata  # Added by gstack's guest agent"
+BOOT_PATIENCE = 2.0  # seconds the boot waits for the metadata server before using the guest file
 FIRST_UID = 2000
 
 
@@ -59,28 +64,69 @@ def sh(*args: str) -> subprocess.CompletedProcess[str]:
 # -- network -------------------------------------------------------------------------------------
 
 
-def configure_network(nics: list[dict[str, Any]]) -> None:
+DHCP_WAIT = 1.5
+DHCP_SCRIPT = """#!/bin/sh
+# udhcpc's events (busybox): the lease applied to the NIC, resolv.conf written to the guest's copy.
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr replace "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    { [ -n "$search" ] && echo "search $search" || { [ -n "$domain" ] && echo "search $domain"; }
+      for d in $dns; do echo "nameserver $d"; done; } > @RESOLV@
+    echo "$interface: $ip/$mask (lease $lease s)" ;;
+esac
+"""
+
+
+def configure_network(nics: list[dict[str, Any]], state: str) -> None:
+    """Each NIC up: by DHCP where the guest file says so, else with its static address. A NIC that
+    has no lease after ``DHCP_WAIT`` seconds (its network's router is still starting, or there is
+    none) gets IPAM's address from the guest file meanwhile; udhcpc keeps asking, and its lease
+    (the same address) confirms it."""
     sh("ip", "link", "set", "lo", "up")
-    for i, nic in enumerate(nics):
-        name = nic["name"]
-        sh("ip", "link", "set", name, "up")
-        if not nic.get("ip"):
-            dhcp(name)
-            continue
-        sh("ip", "addr", "replace", f"{nic['ip']}/{nic['prefix']}", "dev", name)
-        if i == 0 and nic.get("gateway"):
-            sh("ip", "route", "replace", "default", "via", nic["gateway"], "dev", name)
-        log("google_guest_agent", f"{name}: {nic['ip']}/{nic['prefix']} (MAC {nic['mac']})")
+    waiting = []
+    for nic in nics:
+        sh("ip", "link", "set", nic["name"], "up")
+        if nic.get("dhcp") and dhcp(nic["name"], state):
+            waiting.append(nic)
+        else:
+            static(nic, nic is nics[0])
+    deadline = time.monotonic() + DHCP_WAIT
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+        waiting = [n for n in waiting if " inet " not in sh("ip", "-4", "-o", "addr", "show", "dev", n["name"]).stdout]
+    for nic in waiting:
+        log("google_guest_agent", f"{nic['name']}: no DHCP lease yet, IPAM's address meanwhile; udhcpc keeps asking")
+        static(nic, nic is nics[0])
 
 
-def dhcp(name: str) -> None:
-    """Ask the network's DHCP server (the virtual router's dnsmasq) for an address."""
-    for client in (["dhclient", "-1", "-v"], ["udhcpc", "-n", "-q", "-i"], ["dhcpcd", "-1", "-4"]):
-        if shutil.which(client[0]):
-            out = sh(*client, name)
-            log("dhclient", f"{name}: {client[0]} exited {out.returncode}")
-            return
-    log("google_guest_agent", f"{name}: no address given and no DHCP client installed")
+def static(nic: dict[str, Any], first: bool) -> None:
+    if not nic.get("ip"):
+        return
+    name = nic["name"]
+    sh("ip", "addr", "replace", f"{nic['ip']}/{nic['prefix']}", "dev", name)
+    if first and nic.get("gateway"):
+        sh("ip", "route", "replace", "default", "via", nic["gateway"], "dev", name)
+    log("google_guest_agent", f"{name}: {nic['ip']}/{nic['prefix']} (MAC {nic['mac']})")
+
+
+def dhcp(name: str, state: str) -> bool:
+    """Start udhcpc on the NIC (it stays, renewing the lease, until the guest stops); whether it runs."""
+    if shutil.which("udhcpc") is None:
+        log("google_guest_agent", f"{name}: no address given and no DHCP client (udhcpc) installed")
+        return False
+    resolv = os.path.join(state, "resolv.conf")
+    with open(resolv, "w"):
+        pass
+    sh("mount", "--bind", resolv, "/etc/resolv.conf")
+    script = os.path.join(state, "udhcpc.sh")
+    with open(script, "w") as f:
+        f.write(DHCP_SCRIPT.replace("@RESOLV@", resolv))
+    os.chmod(script, 0o755)
+    subprocess.Popen(["udhcpc", "-f", "-i", name, "-s", script, "-O", "search", "-T", "1", "-A", "1", "-t", "5"],
+                     stdin=subprocess.DEVNULL)
+    return True
 
 
 # -- metadata ------------------------------------------------------------------------------------
@@ -96,7 +142,7 @@ class Metadata:
         self.project: dict[str, str] = dict(guest.get("project_metadata", {}))
         self.etag: str | None = None
 
-    def fetch(self, wait: bool = False, timeout_sec: int = 60) -> bool:
+    def fetch(self, wait: bool = False, timeout_sec: int = 60, patience: float = 10) -> bool:
         """Read the tree from the metadata server (``wait``: a hanging GET until it differs from
         what was last read, or ``timeout_sec``); whether it changed. Raises OSError/ValueError
         when the server cannot be read."""
@@ -106,7 +152,7 @@ class Metadata:
             query += f"&wait_for_change=true&last_etag={self.etag}&timeout_sec={timeout_sec}"
         request = urllib.request.Request(self.url.rstrip("/") + "/computeMetadata/v1/" + query,
                                          headers={"Metadata-Flavor": "Google"})
-        with urllib.request.urlopen(request, timeout=timeout_sec + 10) as answer:
+        with urllib.request.urlopen(request, timeout=(timeout_sec if wait else 0) + patience) as answer:
             tree = json.load(answer)
             etag: str | None = answer.headers.get("ETag")
         changed = etag != self.etag
@@ -121,7 +167,7 @@ class Metadata:
         if not self.url:
             return
         try:
-            self.fetch()
+            self.fetch(patience=BOOT_PATIENCE)
         except (OSError, ValueError) as exc:
             log("google_guest_agent", f"metadata server {self.url} unreachable ({exc}); using the metadata given at boot")
 
@@ -164,6 +210,20 @@ def ssh_keys(instance: dict[str, str], project: dict[str, str]) -> dict[str, lis
 
 
 # -- users and sshd ------------------------------------------------------------------------------
+
+
+def overlay_etc(state: str) -> None:
+    """A writable /etc of the guest's own: an overlay on the host's, its changes in ``STATE/etc``, in
+    this mount namespace only (a startup script's writes to /etc stay in the guest; a virtual
+    router's configuration is pushed there)."""
+    upper, work = os.path.join(state, "etc"), os.path.join(state, "etc-work")
+    os.makedirs(upper, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
+    out = sh("mount", "-t", "overlay", "gstack-etc", "-o", f"lowerdir=/etc,upperdir={upper},workdir={work}", "/etc")
+    log("google_guest_agent", f"/etc overlay: {'mounted' if out.returncode == 0 else out.stderr.strip()}")
+    if out.returncode == 0:  # as a GCE image's /etc/hosts: the metadata server by name without DNS
+        with open("/etc/hosts", "a") as f:
+            f.write(f"{METADATA_HOSTS_LINE}\n")
 
 
 def private_accounts(state: str) -> None:
@@ -286,8 +346,9 @@ def main(guest_file: str) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     socket.sethostname(guest["hostname"].split(".")[0])  # as a GCE image: hostname -f gives the FQDN
+    overlay_etc(state)
     print(f"gstack netns guest {guest['name']}: booting", flush=True)
-    configure_network(guest.get("nics", []))
+    configure_network(guest.get("nics", []), state)
     metadata = Metadata(guest)
     metadata.read_at_boot()
 

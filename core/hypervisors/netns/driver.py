@@ -27,8 +27,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.hypervisors.base import SUSPEND, DiskSpec, DriverError, HostRef, HostStats, HypervisorDriver, VmSpec
-from core.hypervisors.netns import links
+from core.hypervisors.base import (
+    PUSH_CONFIG,
+    SUSPEND,
+    DiskSpec,
+    DriverError,
+    HostRef,
+    HostStats,
+    HypervisorDriver,
+    VmSpec,
+)
+from core.hypervisors.netns import dataplane, links
 from core.links import parse_ref
 from core.models import Host, Project, Resource
 from core.resources import store
@@ -36,12 +45,14 @@ from core.resources import store
 LOCAL_URIS = ("netns://local", "netns:///")
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py")
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
+GCE_METADATA = "http://169.254.169.254"  # routed by the guest's virtual router to its metadata proxy
+ROLE = "gstack-systemvm-role"  # a system VM's metadata: its role and (a router's) network
 DEFAULTS: dict[str, Any] = {"metadata_url": None, "boot_timeout": 15.0, "shutdown_timeout": 30.0}
 
 
 class NetnsDriver(HypervisorDriver):
     name = "netns"
-    capabilities = frozenset({SUSPEND})
+    capabilities = frozenset({SUSPEND, PUSH_CONFIG})
 
     def __init__(self, factory: sessionmaker[Session], state_dir: str | None = None):
         self.factory = factory
@@ -82,7 +93,15 @@ class NetnsDriver(HypervisorDriver):
     def bridge_of(self, host: HostRef, network: str) -> str:
         """The bridge of ``network`` (its URL) on ``host``: where a virtual router of that network
         plugs in beside the VMs."""
-        return links.bridge(f"{self.state_dir}#{host.id}", network)
+        return links.bridge(self._scope(host), network)
+
+    @property
+    def metadata_socket(self) -> str:
+        """Where gstack's metadata server listens for the routers' metadata proxies."""
+        return os.path.join(self.state_dir, "metadata.sock")
+
+    def _scope(self, host: HostRef) -> str:
+        return f"{self.state_dir}#{host.id}"
 
     def options(self, host: HostRef) -> dict[str, Any]:
         with self.factory() as session:
@@ -198,22 +217,59 @@ class NetnsDriver(HypervisorDriver):
                 bridge = self.bridge_of(host, net["network"])
                 self._record_bridge(host, bridge)
                 links.ensure_bridge(bridge)
+                if net["network"] == dataplane.PUBLIC:
+                    self._record_internet(host)
+                    dataplane.ensure_internet(self._scope(host), bridge)
                 veth = links.veth(vm.uid, i)
                 links.plug(ns, veth, f"eth{i}", nic.mac, bridge)
                 nics.append({"veth": veth, "bridge": bridge, "network": net["network"]})
-                guest_nics.append({"name": f"eth{i}", "mac": nic.mac, "ip": nic.ip, "prefix": net["prefix"],
-                                   "gateway": net["gateway"]})
+                guest_nics.append({"name": f"eth{i}", "mac": nic.mac, "ip": net["ip"], "prefix": net["prefix"],
+                                   "gateway": net["gateway"], "dhcp": net.get("dhcp", False)})
         boots = (old or {}).get("boots", 0)
+        router = dict(vm.metadata).get(ROLE) == "router"
         self._write(vm.uid, "vm.json", {"host_id": host.id, "name": vm.name, "nics": nics, "boots": boots,
-                                        "disks": [d.uid for d in vm.disks]})
+                                        "disks": [d.uid for d in vm.disks],
+                                        "network": dict(vm.metadata).get("gstack-network") if router else None})
         instance, project = self._metadata(vm)
         self._write(vm.uid, "guest.json", {"name": vm.name, "hostname": vm.hostname, "nics": guest_nics,
                                            "metadata": instance, "project_metadata": project,
-                                           "metadata_url": self.options(host)["metadata_url"]})
+                                           "metadata_url": None if router else
+                                           self.options(host)["metadata_url"] or GCE_METADATA})
 
     def _networks(self, vm: VmSpec) -> list[dict[str, Any]]:
-        """Each NIC's network (its URL, which names the bridge), prefix length and gateway, from its
-        subnetwork where the instance row says (a NIC of a VM without one: a /24, no gateway)."""
+        """Each NIC's network (its URL, which names the bridge), address, prefix length and gateway.
+
+        A guest's address comes by DHCP from its virtual router (``ip``: IPAM's, should the lease be
+        late); a router's are static: its transit address on the public bridge, its subnets'
+        gateways on its network's."""
+        if dict(vm.metadata).get(ROLE) == "router":
+            return self._router_networks(vm)
+        # A NIC on a network of gstack's (its URL) is served by that network's router; a bare name
+        # (a VM that is no instance, as the conformance suite's) keeps the address it was given.
+        return [{**net, "ip": nic.ip, "dhcp": "/networks/" in net["network"]}
+                for nic, net in zip(vm.nics, self._guest_networks(vm), strict=True)]
+
+    def _router_networks(self, vm: VmSpec) -> list[dict[str, Any]]:
+        network = dict(vm.metadata).get("gstack-network", "")
+        out = []
+        with self.factory() as session:
+            for nic in vm.nics:
+                if nic.network == dataplane.PUBLIC:
+                    out.append({"network": dataplane.PUBLIC, "ip": dataplane.transit_address(vm.uid),
+                                "prefix": dataplane.TRANSIT.prefixlen, "gateway": dataplane.INTERNET_ADDRESS})
+                    continue
+                prefix = 24
+                for sub in session.scalars(select(Resource).where(Resource.collection == "subnetworks",
+                                                                  Resource.name == nic.network)):
+                    body = store.body_of(sub)
+                    if body.get("network") == network and body.get("gatewayAddress", nic.ip) == nic.ip:
+                        prefix = int(body["ipCidrRange"].split("/")[1])
+                out.append({"network": network, "ip": nic.ip, "prefix": prefix, "gateway": None})
+        return out
+
+    def _guest_networks(self, vm: VmSpec) -> list[dict[str, Any]]:
+        """Each NIC's network, prefix length and gateway, from its subnetwork where the instance row
+        says (a NIC of a VM without one: a /24, no gateway)."""
         with self.factory() as session:
             res = session.scalar(select(Resource).where(Resource.uid == vm.uid))
             body = store.body_of(res) if res is not None else {}
@@ -245,6 +301,22 @@ class NetnsDriver(HypervisorDriver):
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, bridge), "w") as f:
             f.write(str(host.id))
+
+    def _record_internet(self, host: HostRef) -> None:
+        folder = os.path.join(self.state_dir, "internet")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, str(host.id)), "w") as f:
+            f.write(self._scope(host))
+
+    def _remove_internets(self, host_id: int | None) -> None:
+        """The simulated internet of ``host_id`` (None: of every host), before its public bridge goes."""
+        folder = os.path.join(self.state_dir, "internet")
+        with self._links_lock():
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                if host_id is None or name == str(host_id):
+                    with open(os.path.join(folder, name)) as f:
+                        dataplane.remove_internet(f.read().strip())
+                    os.remove(os.path.join(folder, name))
 
     def _boot(self, host: HostRef, vm_uid: int) -> None:
         """Start the agent in the namespace and wait until it says the guest is up."""
@@ -358,6 +430,7 @@ class NetnsDriver(HypervisorDriver):
             meta = self._meta(uid)
             if meta is not None and meta["host_id"] == host.id:
                 self._teardown(uid, meta, keep_files=False)
+        self._remove_internets(host.id)
         self._remove_bridges(host.id)
 
     def shutdown(self) -> None:
@@ -366,6 +439,7 @@ class NetnsDriver(HypervisorDriver):
             return
         for uid in self._vm_uids():
             self._teardown(uid, self._meta(uid), keep_files=False)
+        self._remove_internets(None)
         self._remove_bridges(None)
 
     def _remove_bridges(self, host_id: int | None) -> None:
@@ -377,6 +451,22 @@ class NetnsDriver(HypervisorDriver):
                     owner = f.read().strip()
                 if (host_id is None or owner == str(host_id)) and links.remove_bridge_if_unused(bridge):
                     os.remove(os.path.join(folder, bridge))
+
+    # -- system VMs --------------------------------------------------------------------------------------
+
+    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+        """The files written into the VM's /etc (its overlay) and, in a virtual router, loaded by the
+        daemons in its namespace (another VM has nothing that reads them)."""
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is None or meta["host_id"] != host.id or self._state(vm_uid) != "running":
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
+        pid = self._agent_pid(vm_uid)
+        if pid is None:
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
+        dataplane.write_files(pid, files)
+        if meta.get("network"):
+            dataplane.apply(pid, self._dir(vm_uid), meta["network"], self.metadata_socket, sorted(files))
 
     # -- disks: a namespace has no block devices; the disk set is recorded for the guest's view ------
 

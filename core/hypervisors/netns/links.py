@@ -62,7 +62,7 @@ def missing_tools() -> str | None:
     root may not)."""
     if os.geteuid() != 0:
         return "the netns driver needs root (network namespaces, bridges and veth pairs)"
-    for tool in ("ip", "unshare"):
+    for tool in ("ip", "unshare", "nsenter"):
         if shutil.which(tool) is None:
             return f"the netns driver needs '{tool}' (iproute2, util-linux)"
     probe = subprocess.run(["unshare", "--net", "--uts", "--mount", "true"], capture_output=True, text=True,

@@ -1,0 +1,232 @@
+"""The live data plane on a netns host: the virtual router runs (dnsmasq, nftables, HAProxy, the
+metadata proxy), guests take IPAM's addresses by DHCP, resolve each other by name, are reached on
+their external addresses from the simulated internet when a firewall rule admits it, read tokens
+from the real metadata server, and ``gcloud compute ssh`` runs a command in one.
+
+One ``gstack serve``, driven with google-api-python-client and gcloud; what the guests see is
+checked from inside their namespaces with the real tools (getent, curl). Needs root and the tools
+below; skipped with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+
+from core.db import write_session
+from core.hypervisors.base import NicSpec, VmSpec
+from core.hypervisors.netns import NetnsDriver, dataplane
+from core.hypervisors.netns import links as netns_links
+from core.services import hosts
+from tests.conftest import PROJECT, ZONE, running_server, wait_op
+from tests.helpers.databases import seeded_engine, sessions
+from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, made_by, serial
+
+pytestmark = pytest.mark.xdist_group("netns")
+TOOLS = {"udhcpc": "udhcpc", "dnsmasq": "dnsmasq-base", "nft": "nftables", "haproxy": "haproxy", "curl": "curl",
+         "sshd": "openssh-server", "ssh": "openssh-client", "socat": "socat"}
+
+
+def _missing() -> str | None:
+    why = netns_links.missing_tools()
+    if why:
+        return why
+    for tool, package in TOOLS.items():
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            return f"the netns data plane tests need '{tool}' ({package})"
+    return None
+
+
+needs_root = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+READONLY = "https://www.googleapis.com/auth/compute.readonly"
+WEB = "#!/bin/bash\ncd /tmp && exec python3 -m http.server 80 --bind 0.0.0.0"
+
+
+def until(check, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def in_guest(uid: str, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    """A command as the guest's own processes run (its mount namespace holds its resolv.conf)."""
+    pid = netns_links.pids(netns_links.namespace(int(uid)))[0]
+    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", "-u", *cmd], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def curl(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", "2", *args], capture_output=True,
+                          text=True, check=False)
+
+
+@needs_root
+def test_a_network_with_a_live_router() -> None:
+    with running_server("sqlite") as server:
+        add_netns_host(server.database_url, server.data_dir)
+        gce = server.gce()
+        web = instance("dp-web", {"startup-script": WEB})
+        web["tags"] = {"items": ["web"]}
+        web["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+        reader = instance("dp-reader", {})
+        reader["serviceAccounts"] = [{"email": "default", "scopes": [READONLY]}]
+        ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute() for body in (web, reader)]
+        for op in ops:
+            assert "error" not in wait_op(gce, op), server.log_tail(60)
+        a, b = (gce.instances().get(project=PROJECT, zone=ZONE, instance=n).execute()
+                for n in ("dp-web", "dp-reader"))
+        ip_a, ip_b = (i["networkInterfaces"][0]["networkIP"] for i in (a, b))
+        nat_ip = a["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
+
+        # DHCP: each guest holds IPAM's address, leased by the router's dnsmasq (its serial port says so)
+        for guest, ip in ((a, ip_a), (b, ip_b)):
+            assert f"lease of {ip} obtained" in serial(gce, guest["name"], f"lease of {ip} obtained", 20)
+            assert f" {ip}/" in in_ns(guest["id"], "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        # DNS: each resolves the other by its name (the search domain the lease gave)
+        assert in_guest(a["id"], "getent", "hosts", "dp-reader").stdout.split()[:1] == [ip_b]
+        assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
+
+        # the external address from the simulated internet: dropped until a rule admits port 80 to the tag
+        internet = dataplane.internet_names(internet_scope(server.data_dir))[0]
+        assert curl(internet, f"http://{nat_ip}/").returncode != 0
+        rule = {"name": "allow-web", "network": "global/networks/default", "targetTags": ["web"],
+                "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}]}
+        router = router_namespace(server.data_dir)
+        assert "error" not in wait_op(gce, gce.firewalls().insert(project=PROJECT, body=rule).execute())
+        admitted = time.monotonic()
+        # the change reaches the running router as a job, within a second
+        loaded = until(lambda: "allow-web" in subprocess.run(["ip", "netns", "exec", router, "nft", "list", "chain", "ip",
+                                                              "gstack_filter", "ingress"],
+                                                             capture_output=True, text=True).stdout, 5, 0.02)
+        assert loaded and time.monotonic() - admitted < 1.0, time.monotonic() - admitted
+        answered = until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{nat_ip}/").stdout
+                         == "200", 10)
+        assert answered, server.log_tail()
+        # a forwarding rule to a target pool: the router's HAProxy answers on the rule's address
+        region = ZONE.rsplit("-", 1)[0]
+        pool = {"name": "dp-pool", "instances": [a["selfLink"]]}
+        assert "error" not in wait_op(gce, gce.targetPools().insert(project=PROJECT, region=region,
+                                                                     body=pool).execute())
+        fr = {"name": "dp-fr", "IPProtocol": "TCP", "portRange": "80",
+              "target": f"projects/{PROJECT}/regions/{region}/targetPools/dp-pool"}
+        assert "error" not in wait_op(gce, gce.forwardingRules().insert(project=PROJECT, region=region,
+                                                                         body=fr).execute())
+        vip = gce.forwardingRules().get(project=PROJECT, region=region, forwardingRule="dp-fr").execute()["IPAddress"]
+        assert until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{vip}/").stdout
+                     == "200", 5), server.log_tail()
+        # egress: to the simulated internet, from the guest's external address
+        assert in_ns(a["id"], "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
+
+        # gcloud compute ssh (where the gcloud CLI is installed, as in CI): its key in project metadata,
+        # the guest agent follows it with wait_for_change
+        if shutil.which("gcloud") is not None:
+            done = gcloud_ssh(server, internet, "tester@dp-web")
+            # (its first run prints ssh-keygen's output before the command's)
+            assert (done.returncode, done.stdout.strip().splitlines()[-1:]) == (0, ["dp-web"]), done.stderr[-2000:]
+
+        # the metadata server: a compute.readonly token for the reader, read through its router
+        got = in_ns(b["id"], "curl", "-s", "--max-time", "5", "-H", "Metadata-Flavor: Google",
+                    "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token")
+        token = json.loads(got.stdout)["access_token"]
+        # the proxy says who asks, over whatever the guest claims
+        assert in_guest(b["id"], "curl", "-s", "-H", "Metadata-Flavor: Google", "-H", f"X-Gstack-Source-Ip: {ip_a}",
+                        "http://metadata.google.internal/computeMetadata/v1/instance/name").stdout == "dp-reader"
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = requests.get(f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances", headers=headers, timeout=10)
+        assert listed.status_code == 200 and {"dp-web", "dp-reader"} <= {i["name"] for i in listed.json()["items"]}
+        refused = requests.post(f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances/dp-web/stop",
+                                headers=headers, timeout=10)
+        assert refused.status_code == 403, refused.text
+
+        for name in ("dp-web", "dp-reader"):
+            assert "error" not in wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE,
+                                                                      instance=name).execute())
+        assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
+        made = made_by(server.data_dir) | set(dataplane.internet_names(internet_scope(server.data_dir)))
+        assert made <= everything()
+    # gstack serve stopped: the router, the bridges, the simulated internet went with it
+    assert made & everything() == set()
+
+
+def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProcess[str]:
+    """``gcloud compute ssh TARGET --command hostname``, configured by environment (no ``gcloud config``
+    calls), its ssh reaching the external address through the simulated internet (the host has no
+    route to it: gstack never touches the host's routing)."""
+    home = os.path.join(server.data_dir, "gcloud-home")
+    os.makedirs(home, exist_ok=True)
+    env = {**os.environ, "HOME": home, "CLOUDSDK_CONFIG": os.path.join(home, "config"),
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_PROJECT": PROJECT, "CLOUDSDK_COMPUTE_ZONE": ZONE,
+           "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+           "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": server.api, "CLOUDSDK_AUTH_TOKEN_HOST": server.base + "/token",
+           "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE": server.key_path}
+    ssh_config = os.path.join(home, "ssh_config")  # gcloud splits --ssh-flag values at spaces: a file
+    with open(ssh_config, "w") as f:
+        f.write(f"Host *\n    ProxyCommand ip netns exec {internet} socat - TCP:%h:%p\n")
+    return subprocess.run(["gcloud", "compute", "ssh", target, "--command", "hostname", "--quiet",
+                           "--strict-host-key-checking=no", f"--ssh-flag=-F{ssh_config}", "--ssh-flag=-oConnectTimeout=5"],
+                          env=env, capture_output=True, text=True, timeout=90, check=False)
+
+
+def router_namespace(data_dir: str) -> str:
+    """The namespace of the (only) virtual router the server's netns host runs."""
+    folder = os.path.join(data_dir, "netns", "vms")
+    for uid in os.listdir(folder):
+        with open(os.path.join(folder, uid, "guest.json")) as f:
+            if json.load(f)["metadata"].get("gstack-systemvm-role") == "router":
+                return netns_links.namespace(int(uid))
+    raise AssertionError("no router runs on the netns host")
+
+
+def internet_scope(data_dir: str) -> str:
+    folder = os.path.join(data_dir, "netns", "internet")
+    with open(os.path.join(folder, os.listdir(folder)[0])) as f:
+        return f.read().strip()
+
+
+def everything() -> set[str]:
+    """The driver's namespaces, veths and bridges on this machine, simulated internets included."""
+    names = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines():
+        names.add(line.split(":")[1].strip().split("@")[0])
+    return {n for n in names if n.startswith((netns_links.NAMESPACE_PREFIX, netns_links.VETH_PREFIX,
+                                              netns_links.BRIDGE_PREFIX, dataplane.INET_PREFIX, dataplane.INET_VETH))}
+
+
+@needs_root
+def test_removing_the_host_removes_its_routers_and_internet() -> None:
+    """``release_host``: a router's namespace, both its bridges and the host's simulated internet go."""
+    with seeded_engine("sqlite", "gstack-netns-") as engine:
+        factory = sessions(engine)
+        state = tempfile.mkdtemp(prefix="gstack-netns-state-")
+        driver = NetnsDriver(factory, state)
+        with write_session(factory) as s:
+            cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
+        host = hosts.host_ref(hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, "ns-release-router",
+                                             "netns://local"))
+        uid = uuid.uuid4().int >> 66
+        network = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/n-{uid}"
+        vm = VmSpec(uid, "r-release", "r-release", 1, 256, (), (
+            NicSpec("eth0", "42:02:00:00:00:01", dataplane.PUBLIC, None),
+            NicSpec("eth1", "42:01:0a:00:00:01", "sub", "10.0.0.1")),
+            {"gstack-systemvm-role": "router", "gstack-network": network})
+        driver.spawn(host, vm)
+        internet, veth = dataplane.internet_names(f"{state}#{host.id}")
+        made = {netns_links.namespace(uid), internet, veth, driver.bridge_of(host, dataplane.PUBLIC),
+                driver.bridge_of(host, network)}
+        assert everything() & made == made
+        # the router reaches the simulated internet over the public bridge
+        assert in_ns(str(uid), "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
+        driver.release_host(host)
+        assert everything() & made == set()
+        shutil.rmtree(state, ignore_errors=True)
