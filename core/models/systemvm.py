@@ -112,7 +112,7 @@ class RouterGuest(Base):
     vm_uid: Mapped[int] = mapped_column(BigInteger)
     instance_uid: Mapped[int] = mapped_column(BigInteger)
     domain: Mapped[str] = mapped_column(String(200))  # "ZONE PROJECT" of its NICs on the network
-    checksum: Mapped[str] = mapped_column(String(64))  # of its files, as rendered (and pushed, unless stale)
+    checksum: Mapped[str] = mapped_column(String(64))  # "D1:D2:D3", short digests of its files as rendered (and pushed, unless stale)
 
 
 class RouterSyncState(Base):

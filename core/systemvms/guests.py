@@ -161,8 +161,9 @@ def files(ctx: Context, uid: int, nics: list[GuestNic]) -> dict[str, str]:
     }
 
 
-def checksum(content: dict[str, str]) -> str:
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def checksums(content: dict[str, str]) -> list[str]:
+    """A short digest of each of the instance's files, in the order of :func:`paths`."""
+    return [hashlib.sha256(text.encode()).hexdigest()[:20] for text in content.values()]
 
 
 def _instances(session: Session, network_url: str, region: str, uids: Collection[int] | None) -> Iterable[Resource]:
@@ -191,16 +192,18 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
             continue
         seen.add(row.uid)
         content = files(ctx, row.uid, nics)
-        digest, domain = checksum(content), nics[0].domain
+        digests, domain = checksums(content), nics[0].domain
         guest = held.get(row.uid)
+        before = [] if guest is None or force else guest.checksum.split(":")
         if guest is None:
-            session.add(RouterGuest(vm_uid=vm_uid, instance_uid=row.uid, domain=domain, checksum=digest))
-        elif guest.checksum == digest and not force:
-            continue
+            session.add(RouterGuest(vm_uid=vm_uid, instance_uid=row.uid, domain=domain, checksum=":".join(digests)))
         else:
-            guest.checksum, guest.domain = digest, domain
-        out.update(content)
-        touched.append(row.uid)
+            guest.checksum, guest.domain = ":".join(digests), domain
+        changed = {path: text for i, (path, text) in enumerate(content.items())
+                   if i >= len(before) or before[i] != digests[i]}
+        if changed:
+            out.update(changed)
+            touched.append(row.uid)
     for uid, guest in held.items():
         if uid not in seen:
             out.update(dict.fromkeys(paths(uid), ""))

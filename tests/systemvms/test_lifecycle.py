@@ -195,7 +195,7 @@ def test_watchdog_redeploys_a_router_whose_host_fails(cloud):
         row = cloud.capacity_row(vm.uid)
         assert moved.state == "Running" and row.host_id not in (None, old_host)
         files = cloud.files(vm.uid)
-        assert ALL_FILES <= set(files) and set(files) == set(cloud.rendered()) and {f.host_id for f in files.values()} == {row.host_id}
+        assert set(files) >= ALL_FILES and {f.host_id for f in files.values()} == {row.host_id}
         assert {p: f.content for p, f in files.items()} == cloud.rendered()
         with cloud.factory() as s:
             assert s.scalar(select(func.count()).select_from(Resource).where(

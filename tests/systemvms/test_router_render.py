@@ -167,6 +167,7 @@ def test_cloud_nat(cloud):
     assert rules == ['oifname "eth0" ip saddr @natgw0 snat to jhash ip saddr mod 2 map { 0 : 198.18.210.1, '
                      '1 : 198.18.210.2 } comment "Cloud NAT cr/egress"']
     assert [line for line in entries if "natgw0" in line] == [f"add element ip gstack_nat natgw0 {{ {private} }}"]
+    assert [line for line in entries if public in line and "postrouting" in line]  # its 1:1 NAT
     assert not [line for line in entries if "no_egress" in line]
 
 
