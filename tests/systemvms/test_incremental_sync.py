@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from core.db import write_session
-from core.models import SimVmFile, Zone
+from core.hypervisors.base import HostRef
+from core.models import Host, SimDomain, SimVmFile, Zone
 from core.models.systemvm import RouterSyncState
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances
+from core.services.hosts import HostMonitor
 from core.systemvms import guests, router
 from tests.systemvms.conftest import check_all
 
@@ -83,3 +85,28 @@ def test_random_changes_keep_the_router_equal_to_a_full_render(cloud):
     assert files == cloud.rendered()
     check_all(files)
     assert "fw0_to" in files[router.NFTABLES]
+
+
+def test_host_monitor_reconciles_in_full_only_when_a_host_is_out_of_step(cloud):
+    """Between slow rounds the monitor compares a light summary of each host; a VM that stopped
+    outside gstack puts its host out of step, and that round corrects the instance."""
+    cloud.instance("watched")
+    with cloud.factory() as s:
+        res = store.find(s, cloud.project, "instances", "zones/us-central1-a", "watched")
+        uid, host_id = res.uid, res.host_id
+    monitor = HostMonitor(cloud.factory, cloud.drivers)
+    monitor.run_once(force=True)  # a slow round: every host in full
+    host = next(h for h in hosts_of(cloud) if h.id == host_id)
+    assert monitor.in_step(cloud.drivers.get("simulator"), host)
+    with write_session(cloud.factory) as s:
+        s.scalar(select(SimDomain).where(SimDomain.instance_uid == uid)).state = "shutoff"
+    assert not monitor.in_step(cloud.drivers.get("simulator"), host)
+    events = monitor.run_once()  # a fast round
+    assert [e.kind for e in events if e.instance and e.instance.endswith("/watched")] == ["drift"]
+    assert cloud.body("watched")["status"] == "TERMINATED"
+    assert monitor.in_step(cloud.drivers.get("simulator"), host)
+
+
+def hosts_of(cloud) -> list[HostRef]:
+    with cloud.factory() as s:
+        return [HostRef(h.id, h.name, h.uri) for h in s.scalars(select(Host))]
