@@ -20,6 +20,7 @@ import ipaddress
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import select, update
@@ -94,7 +95,7 @@ def _ip(value: object) -> str | None:
         return None
 
 
-def nics_of(name: str, project: str, scope: str, body: dict, network_url: str) -> list[GuestNic]:
+def nics_of(name: str, project: str, scope: str, body: dict[str, Any], network_url: str) -> list[GuestNic]:
     """An instance's NICs on the network (a pure function of its row), by address."""
     zone = scope.split("/", 1)[1]
     out = []

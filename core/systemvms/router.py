@@ -464,7 +464,9 @@ def render_view(v: RouterView) -> dict[str, str]:
 def guest_files(session: Session, v: RouterView) -> dict[int, dict[str, str]]:
     """Every instance's files (a scan of the network's instances in the region), by instance uid;
     sets ``v.domains`` from them."""
-    gctx, out, domains = context(v), {}, set()
+    gctx = context(v)
+    out: dict[int, dict[str, str]] = {}
+    domains: set[str] = set()
     for row in guests.network_instances(session, v.network_url, v.region):
         nics = guests.nics_of_row(row, v.network_url)
         if nics:

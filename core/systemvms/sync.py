@@ -77,7 +77,7 @@ def _remember(session: Session, url: str, op: Operation) -> tuple[Operation, set
     entry = (op, set(params.get(INSTANCES, ())))
     if not session.in_nested_transaction():
         tx = session.get_transaction()
-        memo = session.info.get(_REQUESTED)
+        memo: tuple[SessionTransaction | None, dict[str, tuple[Operation, set[int]]]] | None = session.info.get(_REQUESTED)
         if memo is None or memo[0] is not tx:
             memo = session.info[_REQUESTED] = (tx, {})
         memo[1][url] = entry
