@@ -54,7 +54,8 @@ def grow(s: requests.Session, url: str, have: int, target: int) -> None:
         n = min(1000, target - have)
         r = s.post(f"{url}/bulkInsert", json={"count": n, "namePattern": f"g{have:06d}-####",
                                               "instanceProperties": BODY})
-        r.raise_for_status()
+        if not r.ok:
+            raise RuntimeError(f"bulkInsert: {r.status_code} {r.text[:600]}")
         wait_running(s, url, [f"g{have:06d}-{n:04d}"])
         have += n
     time.sleep(SETTLE * 3)
