@@ -3,10 +3,12 @@
 One router serves one network in one region. From the rows of the database it renders:
 
 * dnsmasq: a static DHCP lease per NIC of the network in the region (GCE's MAC for the address,
-  the instance name as host name) and DNS for ``NAME.ZONE.c.PROJECT.internal``;
+  the instance name as host name) and DNS for ``NAME.ZONE.c.PROJECT.internal``, in one file per
+  instance (:mod:`core.systemvms.guests`) the main file points dnsmasq at;
 * nftables: the network's GCE firewall rules in the order they take effect (priority, then deny
-  before allow), tags and service accounts resolved to instance addresses, the implied rules
-  (deny all ingress, allow all egress), 1:1 NAT for access configs and source NAT for the rest;
+  before allow), tags and service accounts as named sets the instances' files fill, the implied
+  rules (deny all ingress, allow all egress), 1:1 NAT for access configs (in the instances' files)
+  and Cloud NAT for the rest;
 * HAProxy: a frontend per TCP forwarding rule and a backend per target pool, with the pool's
   legacy HTTP health check (other forwarding rules are DNAT in nftables, spread by ``numgen``); and
   the HTTP(S) load balancers this router is home to (``core.systemvms.http_lb``), with their
@@ -16,7 +18,9 @@ One router serves one network in one region. From the rows of the database it re
   (``core.systemvms.peering``).
 
 Rendering is a pure function of the database, so a file's checksum tells whether it changed: a
-push sends only the files whose checksum differs from what the router holds.
+push sends only the files whose checksum differs from what the router holds. The main files read
+no instance (but a target pool's), so a sync of one instance's change renders them and that
+instance's files only (see :func:`push`).
 
 Every value taken from a resource body is checked again here (addresses parsed, names matched,
 paths restricted), so no field can inject lines into a configuration file.
