@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import ipam
@@ -214,8 +214,13 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
 
 
 def domains(session: Session, vm_uid: int) -> list[str]:
-    """The DNS domains of the instances the router holds files of (an index scan, no instance read)."""
-    return sorted(session.scalars(select(RouterGuest.domain).where(RouterGuest.vm_uid == vm_uid).distinct()))
+    """The DNS domains of the instances the router holds files of: one index seek per domain (a
+    skip scan of ``ix_router_guest_domain``), so the count of instances does not matter."""
+    out: list[str] = []
+    while (found := session.scalar(select(func.min(RouterGuest.domain)).where(
+            RouterGuest.vm_uid == vm_uid, RouterGuest.domain > (out[-1] if out else "")))) is not None:
+        out.append(found)
+    return out
 
 
 def mark_stale(session: Session, vm_uid: int, uids: Collection[int]) -> None:
