@@ -28,9 +28,26 @@ ROUND = 100  # inserts per round (a clock tick is 10 ms: 0.1 ms per insert)
 ROUNDS = 5  # per size, each followed by a floor round
 SETTLE = 1.0  # seconds after the last instance runs: the router's sync (SYNC_INTERVAL 0.25) ends in it
 TICK = os.sysconf("SC_CLK_TCK")
+# One network whose subnetwork (a /14) holds 100k instances; the default network's /20 holds 4,096.
+NETWORK, SUBNET, CIDR = "bench-net", "bench-subnet", "10.0.0.0/14"
 BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
         "disks": [{"boot": True, "autoDelete": True,
-                   "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
+                   "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+        "networkInterfaces": [{"network": f"global/networks/{NETWORK}",
+                               "subnetwork": f"regions/us-central1/subnetworks/{SUBNET}"}]}
+
+
+def make_network(s: requests.Session, base: str) -> None:
+    project = f"{base}/compute/v1/projects/demo-project"
+    for url, body in ((f"{project}/global/networks", {"name": NETWORK, "autoCreateSubnetworks": False}),
+                      (f"{project}/regions/us-central1/subnetworks",
+                       {"name": SUBNET, "network": f"global/networks/{NETWORK}", "ipCidrRange": CIDR})):
+        op = s.post(url, json=body)
+        if not op.ok:
+            raise RuntimeError(f"{url}: {op.status_code} {op.text[:600]}")
+        while op.json().get("status") != "DONE":
+            time.sleep(0.1)
+            op = s.get(op.json()["selfLink"])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,6 +139,7 @@ def main(sizes: list[int]) -> None:
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
         url = f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
+        make_network(s, g.base)
         have, results = 0, {}
         for size in sizes:
             grow(s, url, have, size)

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, update
 from core.db import write_session
 from core.hypervisors.simguest import answer
 from core.models import Host, Operation, Resource, SecondaryObject, SimDomain, SystemVm, Zone
+from core.models.systemvm import RouterGuest
 from core.planner import host_usage
 from core.resources import store
 from core.systemvms import console_proxy, guests, jobs, router, secondary_storage, sync, vms
@@ -155,6 +156,8 @@ def test_a_router_per_region_and_none_left_when_the_network_goes(cloud):
             Resource.uid.in_([r.uid for r in routers]))) == 0
         assert s.scalar(select(func.count()).select_from(SimDomain).where(
             SimDomain.instance_uid.in_([r.uid for r in routers]))) == 0
+        assert s.scalar(select(func.count()).select_from(RouterGuest).where(  # the record of their instance files
+            RouterGuest.vm_uid.in_([r.uid for r in routers]))) == 0
 
 
 def test_restart_and_destroy(cloud):
