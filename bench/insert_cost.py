@@ -119,10 +119,10 @@ def main(sizes: list[int]) -> None:
             g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
                     "--limit", "10000000")
         g.admin("project", "set-quota", "--project", "demo-project", "--metric", "CPUS_ALL_REGIONS", "--limit", "10000000")
-        hosts = max(sizes) // 1000 + 2  # a host of 1,000 e2-micro each (0.25 vCPU, 1 GiB; overcommitted)
+        hosts = max(sizes) // 10_000 + 1  # a host of 10,000 e2-micro each (overcommitted)
         for h in range(hosts):
-            g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:03d}", "--cpus", "256",
-                    "--memory-mb", str(1100 * 1024))
+            g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:03d}", "--cpus", "30000",
+                    "--memory-mb", str(11_000 * 1024))
         token = g.token()
         g.serve(GSTACK_LOG_REQUESTS="1")
         pid = g.procs[-1].pid
