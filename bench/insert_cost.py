@@ -14,6 +14,7 @@ Usage: ``python3 -m bench.insert_cost [SIZE ...]`` (default 1000 10000).
 from __future__ import annotations
 
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -123,6 +124,10 @@ def main(sizes: list[int]) -> None:
         for h in range(hosts):
             g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:03d}", "--cpus", "30000",
                     "--memory-mb", str(11_000 * 1024))
+        # The zone's storage pool holds 4,096 boot disks of 10 GB; there is no admin command to grow
+        # it, so the bench writes the row (before the server starts).
+        with sqlite3.connect(g.database_url.removeprefix("sqlite:///")) as db:
+            db.execute("UPDATE storage_pools SET capacity_gb = ? WHERE name = ?", (max(sizes) * 20, f"{ZONE}-primary"))
         token = g.token()
         g.serve(GSTACK_LOG_REQUESTS="1")
         pid = g.procs[-1].pid
