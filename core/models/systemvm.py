@@ -94,3 +94,33 @@ class SimVmFile(Base):
     checksum: Mapped[str] = mapped_column(String(64))
     writes: Mapped[int] = mapped_column(Integer, default=0)
     written: Mapped[float] = mapped_column(Float)
+
+
+class RouterGuest(Base):
+    """What a router was last given for one instance: its fragment files' checksum and its DNS domain.
+
+    A router's per-instance configuration (DHCP host, DNS record, NAT and firewall set entries) lives
+    in one file per instance, so one instance's change renders and pushes that file alone; these rows
+    say which instances a router holds files for (so a deleted instance's are emptied) and which DNS
+    domains its guests are in, read by the router without scanning instances.
+    """
+
+    __tablename__ = "router_guests"
+    __table_args__ = (UniqueConstraint("vm_uid", "instance_uid", name="uq_router_guest"),
+                      Index("ix_router_guest_domain", "vm_uid", "domain"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vm_uid: Mapped[int] = mapped_column(BigInteger)
+    instance_uid: Mapped[int] = mapped_column(BigInteger)
+    domain: Mapped[str] = mapped_column(String(200))  # "ZONE PROJECT" of its NICs on the network
+    checksum: Mapped[str] = mapped_column(String(64))  # "D1:D2:D3", short digests of its files as rendered (and pushed, unless stale)
+
+
+class RouterSyncState(Base):
+    """When a router's configuration was last rendered in full, and from which network context:
+    the per-instance files depend on the network's firewall rules, subnetworks and NATs, so a change
+    to those (a different context digest) renders every instance again."""
+
+    __tablename__ = "router_sync_states"
+    vm_uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    context: Mapped[str] = mapped_column(String(64))
+    full_at: Mapped[float] = mapped_column(Float)

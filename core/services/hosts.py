@@ -48,6 +48,7 @@ from core.services.instances import states as instance_states
 log = logging.getLogger("gstack.hosts")
 
 FAILURES_TO_DOWN = 3
+FULL_EVERY = 10  # host monitor rounds: a full reconcile of every host at least this often (5 min at 30 s)
 HOST_STATUSES = ("Up", "Down", "Maintenance")
 
 
@@ -273,9 +274,15 @@ class HostMonitor(PeriodicRounds):
         self.local = local
         self.kick = kick
         self.owner = local_owner_id()
+        self._rounds = 0
+        self._slow_round = True  # check_host called alone (``gstack admin host check``) reconciles in full
 
     def run_once(self, *, force: bool = False, reconcile: bool = True) -> list[HostEvent]:
-        """One round over every host this monitor holds (``force``: every host, no lease)."""
+        """One round over every host this monitor holds (``force``: every host, no lease). Every
+        ``FULL_EVERY`` rounds (and with ``force``) each host is reconciled in full (instances
+        re-read, garbage collected); in between only hosts whose summary is out of step are."""
+        self._rounds += 1
+        self._slow_round = force or self._rounds % FULL_EVERY == 1
         with self.factory() as session:
             hosts = [(h.id, h.name, h.uri, c.hypervisor) for h, c in session.execute(
                 select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id).order_by(Host.id))]
@@ -331,7 +338,7 @@ class HostMonitor(PeriodicRounds):
             status = host.status
         if status == "Down":
             events += self.recover_vms(ref)
-        elif stats is not None and reconcile:
+        elif stats is not None and reconcile and (self._slow_round or not self.in_step(driver, ref)):
             events += self.reconcile(driver, ref)
         return events
 
@@ -414,6 +421,27 @@ class HostMonitor(PeriodicRounds):
         return event
 
     # -- reconciliation ------------------------------------------------------------------------
+
+    def in_step(self, driver: HypervisorDriver, ref: HostRef) -> bool:
+        """Whether the host runs what the database says, judged from a light summary: the uid and
+        status columns of the host's instances and system VMs (no body, no ORM object) against the
+        driver's list. What is not in step (a drifted VM, an orphan, a stale copy) gets the full
+        :meth:`reconcile`; an answer it cannot give (the driver fails) too."""
+        with self.factory() as session:
+            rows = session.execute(select(Resource.uid, Resource.status, Resource.host_id, Resource.last_host_id).where(
+                Resource.collection == "instances", or_(Resource.host_id == ref.id, Resource.last_host_id == ref.id))).all()
+            known = set(session.scalars(select(Resource.uid).where(Resource.collection == "systemvms",
+                                                                   Resource.host_id == ref.id)))
+        try:
+            actual = driver.list_instances(ref)
+        except DriverError:
+            return False
+        for uid, status, host_id, last_host_id in rows:
+            known.add(uid)
+            here = host_id == ref.id or (host_id is None and last_host_id == ref.id)
+            if (actual.get(uid) is not None) if not here else _drift(status, host_id == ref.id, actual.get(uid)):
+                return False
+        return known.issuperset(actual)
 
     def reconcile(self, driver: HypervisorDriver, ref: HostRef) -> list[HostEvent]:
         with self.factory() as session:

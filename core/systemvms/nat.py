@@ -11,7 +11,6 @@ their private state (the addresses AUTO_ONLY NATs were given).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -63,24 +62,12 @@ def _address_of(session: Session, link: str) -> str | None:
     return str(store.body_of(row)["address"]) if row is not None else None
 
 
-def rules(gws: list[Gateway], hidden: list[tuple[str, str | None]], public_iface: str) -> tuple[list[str], list[str]]:
-    """(snat rules, addresses with no way out) for the NICs without an external address, given as
-    (address, subnetwork name or None when unknown)."""
-    snat: list[str] = []
-    covered: set[str] = set()
-    for gw in gws:
-        ips = sorted({ip for ip, subnet in hidden if ip not in covered and (
-            gw.subnets is None or subnet in gw.subnets)}, key=ipaddress.IPv4Address)
-        if not ips:
-            continue
-        covered.update(ips)
-        sources = ips[0] if len(ips) == 1 else "{ " + ", ".join(ips) + " }"
-        if len(gw.addresses) == 1:
-            to = gw.addresses[0]
-        else:
-            to = (f"jhash ip saddr mod {len(gw.addresses)} map {{ "
-                  + ", ".join(f"{i} : {a}" for i, a in enumerate(gw.addresses)) + " }")
-        snat.append(f'oifname "{public_iface}" ip saddr {sources} snat to {to} '
-                    f'comment "Cloud NAT {gw.router}/{gw.name}"')
-    stranded = sorted({ip for ip, _ in hidden} - covered, key=ipaddress.IPv4Address)
-    return snat, stranded
+def rule(set_name: str, gw: Gateway, public_iface: str) -> str:
+    """The snat rule of a NAT: the addresses it translates are in ``set_name`` (the instances' files
+    put each address without an external one in the set of the first NAT covering its subnetwork)."""
+    if len(gw.addresses) == 1:
+        to = gw.addresses[0]
+    else:
+        to = (f"jhash ip saddr mod {len(gw.addresses)} map {{ "
+              + ", ".join(f"{i} : {a}" for i, a in enumerate(gw.addresses)) + " }")
+    return f'oifname "{public_iface}" ip saddr @{set_name} snat to {to} comment "Cloud NAT {gw.router}/{gw.name}"'

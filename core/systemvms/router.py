@@ -3,10 +3,12 @@
 One router serves one network in one region. From the rows of the database it renders:
 
 * dnsmasq: a static DHCP lease per NIC of the network in the region (GCE's MAC for the address,
-  the instance name as host name) and DNS for ``NAME.ZONE.c.PROJECT.internal``;
+  the instance name as host name) and DNS for ``NAME.ZONE.c.PROJECT.internal``, in one file per
+  instance (:mod:`core.systemvms.guests`) the main file points dnsmasq at;
 * nftables: the network's GCE firewall rules in the order they take effect (priority, then deny
-  before allow), tags and service accounts resolved to instance addresses, the implied rules
-  (deny all ingress, allow all egress), 1:1 NAT for access configs and source NAT for the rest;
+  before allow), tags and service accounts as named sets the instances' files fill, the implied
+  rules (deny all ingress, allow all egress), 1:1 NAT for access configs (in the instances' files)
+  and Cloud NAT for the rest;
 * HAProxy: a frontend per TCP forwarding rule and a backend per target pool, with the pool's
   legacy HTTP health check (other forwarding rules are DNAT in nftables, spread by ``numgen``); and
   the HTTP(S) load balancers this router is home to (``core.systemvms.http_lb``), with their
@@ -16,7 +18,9 @@ One router serves one network in one region. From the rows of the database it re
   (``core.systemvms.peering``).
 
 Rendering is a pure function of the database, so a file's checksum tells whether it changed: a
-push sends only the files whose checksum differs from what the router holds.
+push sends only the files whose checksum differs from what the router holds. The main files read
+no instance (but a target pool's), so a sync of one instance's change renders them and that
+instance's files only (see :func:`push`).
 
 Every value taken from a resource body is checked again here (addresses parsed, names matched,
 paths restricted), so no field can inject lines into a configuration file.
@@ -28,31 +32,32 @@ import hashlib
 import ipaddress
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from functools import cache, lru_cache
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import ipam
 from core.errors import NAME_REGEX
 from core.hypervisors.base import DriverError
 from core.jobs import JobContext
-from core.links import parse_ref, url_of
+from core.links import parse_ref
 from core.models import Resource, SystemVm
+from core.models.systemvm import RouterSyncState
 from core.resources import store
 from core.resources.store import Body
-from core.systemvms import http_lb, nat, peering, vms
+from core.systemvms import guests, http_lb, nat, peering, vms
+from core.systemvms.guests import GuestNic
 
 DNSMASQ = "/etc/dnsmasq.d/gstack.conf"
 NFTABLES = "/etc/nftables.conf"
 HAPROXY = "/etc/haproxy/haproxy.cfg"
 SYSCTL = "/etc/sysctl.d/90-gstack.conf"
 ROUTES = "/etc/gstack/routes.batch"
+RECONCILE_SECONDS = 600.0  # a router's instance files are all rendered again at least this often
 UPSTREAM_DNS = ("8.8.8.8", "8.8.4.4")  # the zone's public resolvers (CloudStack's dns1/dns2)
 
 _NAME = re.compile(NAME_REGEX + r"\Z")
@@ -65,21 +70,6 @@ MAX_PROXIED_PORTS = 100
 
 
 # -- what a router is rendered from --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GuestNic:
-    instance: str
-    url: str
-    project: str
-    zone: str
-    ip: str
-    mac: str
-    tags: frozenset[str]
-    service_accounts: frozenset[str]
-    nat_ip: str | None
-    fqdns: tuple[str, ...]
-    domain_tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,7 +96,8 @@ class RouterView:
     public_ip: str | None
     conntrack_max: int
     subnets: list[Subnet] = field(default_factory=list)
-    nics: list[GuestNic] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)  # "ZONE PROJECT" of the guests' NICs
+    pool_members: dict[str, GuestNic] = field(default_factory=dict)  # target pools' instances here, by URL
     firewalls: list[Body] = field(default_factory=list)
     # (forwarding rule, target pool or None, http health check or None), by rule name
     balancers: list[tuple[Body, Body | None, Body | None]] = field(default_factory=list)
@@ -126,38 +117,6 @@ def _name(value: object) -> str | None:
     return value if isinstance(value, str) and _NAME.match(value) else None
 
 
-def _instance_nics(session: Session, network_url: str, region: str) -> list[GuestNic]:
-    rows = session.execute(select(Resource.name, Resource.project, Resource.scope, Resource.body).where(
-        Resource.collection == "instances", Resource.region == region, Resource.body.contains(network_url)))
-    keyed = [nic for row in rows for nic in _guest_nics(*row, network_url)]
-    return [nic for _, nic in sorted(keyed, key=lambda kn: kn[0])]
-
-
-@lru_cache(maxsize=1 << 16)
-def _guest_nics(name: str, project: str, scope: str, body_json: str, network_url: str) -> tuple[tuple[int, GuestNic], ...]:
-    """An instance's NICs on the network, each with its address as a sort key. A pure function of
-    the stored row, cached: a render reads every instance of the network, and between two renders
-    of a big network few of them change."""
-    body = orjson.loads(body_json)
-    zone = scope.split("/", 1)[1]
-    out = []
-    for nic in body.get("networkInterfaces", []):
-        ip = _ip(nic.get("networkIP"))
-        if nic.get("network") != network_url or ip is None or _name(name) is None:
-            continue
-        nat = next((_ip(ac.get("natIP")) for ac in nic.get("accessConfigs") or [] if _ip(ac.get("natIP"))), None)
-        fqdns = [f"{name}.{zone}.c.{project}.internal"]
-        custom = body.get("hostname")
-        if isinstance(custom, str) and _HOSTNAME.match(custom) and custom not in fqdns:
-            fqdns.append(custom)
-        tags = {t for t in (body.get("tags") or {}).get("items") or [] if _name(t)}
-        accounts = {sa.get("email") for sa in body.get("serviceAccounts") or [] if isinstance(sa, dict)}
-        out.append((int(ipaddress.IPv4Address(ip)), GuestNic(
-            name, url_of(project, scope, "instances", name), project, zone, ip, ipam.mac_for(ip), frozenset(tags),
-            frozenset(a for a in accounts if a), nat, tuple(fqdns))))
-    return tuple(out)
-
-
 def _by_url(session: Session, url: object, collection: str, project: str) -> Body | None:
     ref = parse_ref(url, project=project) if isinstance(url, str) else None
     if ref is None or ref.collection != collection:
@@ -166,23 +125,38 @@ def _by_url(session: Session, url: object, collection: str, project: str) -> Bod
     return store.body_of(row) if row is not None else None
 
 
-def _balancers(session: Session, project: str, region: str, network_url: str,
-               nics: list[GuestNic]) -> list[tuple[Body, Body | None, Body | None]]:
-    by_url = {n.url: n for n in nics}
+def _pool_members(session: Session, pool: Body | None, network_url: str, region: str) -> dict[str, GuestNic]:
+    """A target pool's instances with a NIC on the network in this region, by URL (looked up by name)."""
+    out: dict[str, GuestNic] = {}
+    for url in (pool or {}).get("instances") or []:
+        ref = parse_ref(url, project="") if isinstance(url, str) else None
+        if ref is None or ref.collection != "instances":
+            continue
+        row = store.find_optional(session, ref.project, "instances", ref.scope, ref.name)
+        for nic in guests.nics_of_row(row, network_url) if row is not None and row.region == region else []:
+            if nic.url == url:  # a pool names its instances by URL
+                out[url] = nic
+    return out
+
+
+def _balancers(session: Session, v: RouterView) -> list[tuple[Body, Body | None, Body | None]]:
     out = []
     for row in session.scalars(select(Resource).where(
-            Resource.project == project, Resource.collection == "forwardingRules",
-            Resource.scope == f"regions/{region}").order_by(Resource.name)):
+            Resource.project == v.project, Resource.collection == "forwardingRules",
+            Resource.scope == f"regions/{v.region}").order_by(Resource.name)):
         rule = store.body_of(row)
-        pool = _by_url(session, rule.get("target"), "targetPools", project)
-        check = _by_url(session, ((pool or {}).get("healthChecks") or [None])[0], "httpHealthChecks", project)
-        ours = rule.get("network") == network_url or any(u in by_url for u in (pool or {}).get("instances") or [])
-        if ours:
+        pool = _by_url(session, rule.get("target"), "targetPools", v.project)
+        check = _by_url(session, ((pool or {}).get("healthChecks") or [None])[0], "httpHealthChecks", v.project)
+        members = _pool_members(session, pool, v.network_url, v.region)
+        if rule.get("network") == v.network_url or members:
             out.append((rule, pool, check))
+            v.pool_members.update(members)
     return out
 
 
 def view(session: Session, vm: SystemVm) -> RouterView:
+    """What the router's main files are rendered from: the network's rows, none of its instances
+    but the target pools' (the guests' DNS domains come from what the router was given)."""
     ref = parse_ref(vm.network_url or "", project=vm.project or "")
     network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
     net_body = store.body_of(network) if network is not None else {}
@@ -193,29 +167,49 @@ def view(session: Session, vm: SystemVm) -> RouterView:
         net = ipaddress.IPv4Network(body["ipCidrRange"])
         v.subnets.append(Subnet(sub.name, f"eth{i}", str(net.network_address), str(net.netmask),
                                 vms.gateway_of(body), str(net), f"subnet{i}"))
-    nics = _instance_nics(session, v.network_url, v.region)
-    domains = sorted({(n.zone, n.project) for n in nics})
-    v.nics = [replace(n, domain_tag=f"dom{domains.index((n.zone, n.project))}") for n in nics]
+    v.domains = guests.domains(session, vm.uid)
     v.firewalls = [store.body_of(r) for r in session.scalars(select(Resource).where(
         Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
         Resource.body.contains(v.network_url)).order_by(Resource.name))]
     v.firewalls = [f for f in v.firewalls if f.get("network") == v.network_url]
-    v.balancers = _balancers(session, v.project, v.region, v.network_url, v.nics)
+    v.balancers = _balancers(session, v)
     v.http = http_lb.balancers(session, v.project, v.network_url, v.region)
     v.nat_gateways = nat.gateways(session, v.network_url, v.region)
     v.peer_ranges = [block for block, _ in peering.imported(session, v.network_url)]
     return v
 
 
-def _subnet_of(v: RouterView, ip: str) -> str | None:
-    address = ipaddress.IPv4Address(ip)
-    return next((s.name for s in v.subnets if address in ipaddress.IPv4Network(s.cidr)), None)
+def _nat_sets(v: RouterView) -> list[tuple[str, nat.Gateway]]:
+    return [(f"natgw{i}", gw) for i, gw in enumerate(v.nat_gateways)]
 
 
-def stranded(v: RouterView) -> list[str]:
-    """Instance addresses with neither an external address nor a Cloud NAT: no way out."""
-    return nat.rules(v.nat_gateways, [(n.ip, _subnet_of(v, n.ip)) for n in v.nics if not n.nat_ip],
-                     vms.PUBLIC_IFACE)[1]
+def _rule_sets(v: RouterView) -> list[tuple[Body, guests.GuestSet | None, guests.GuestSet | None]]:
+    """The enabled firewall rules in the order they take effect, each with the sets of its targets and
+    sources by tag or service account (None: the rule names none)."""
+    out = []
+    for i, rule in enumerate(sorted((f for f in v.firewalls if _name(f.get("name")) and not f.get("disabled")),
+                                    key=precedence)):
+        inbound = rule.get("direction", "INGRESS") == "INGRESS"
+        sources = _guest_set(f"fw{i}_from", rule.get("sourceTags"), rule.get("sourceServiceAccounts")) if inbound else None
+        out.append((rule, _guest_set(f"fw{i}_to", rule.get("targetTags"), rule.get("targetServiceAccounts")), sources))
+    return out
+
+
+def _guest_set(name: str, tags: object, accounts: object) -> guests.GuestSet | None:
+    if not tags and not accounts:
+        return None
+    return guests.GuestSet(f"{guests.FILTER} {name}", frozenset(_strings(tags)), frozenset(_strings(accounts)))
+
+
+def _strings(values: object) -> list[str]:
+    return [x for x in values if isinstance(x, str)] if isinstance(values, list) else []
+
+
+def context(v: RouterView) -> guests.Context:
+    """The network's side of every instance's file."""
+    sets = tuple(s for _, *pair in _rule_sets(v) for s in pair if s is not None)
+    return guests.Context(vms.PUBLIC_IFACE, tuple((s.name, s.cidr) for s in v.subnets),
+                          tuple((f"{guests.NAT} {name}", gw.subnets) for name, gw in _nat_sets(v)), sets)
 
 
 # -- nftables ------------------------------------------------------------------------------------
@@ -300,12 +294,6 @@ def _l4(entry: Body) -> str | None:
     return None
 
 
-def _matching(nics: list[GuestNic], tags: Iterable[str] | None, accounts: Iterable[str] | None) -> list[str]:
-    tag_set, account_set = set(tags or []), set(accounts or [])
-    ips = {n.ip for n in nics if n.tags & tag_set or n.service_accounts & account_set}
-    return sorted(ips, key=ipaddress.IPv4Address)
-
-
 def precedence(rule: Body) -> tuple[int, int, str]:
     """GCE: the lowest priority number wins; at equal priority a deny wins over an allow."""
     return int(rule.get("priority", 1000)), 0 if rule.get("denied") else 1, str(rule.get("name", ""))
@@ -315,33 +303,25 @@ def firewall_chains(v: RouterView) -> tuple[list[str], list[str]]:
     """(ingress, egress) nft rules, in the order the GCE rules take effect."""
     ingress: list[str] = []
     egress: list[str] = []
-    for rule in sorted((f for f in v.firewalls if _name(f.get("name"))), key=precedence):
+    for rule, targets, sources in _rule_sets(v):
         name, priority = rule["name"], precedence(rule)[0]
         tag = f'comment "{name} p{priority}"'
-        if rule.get("disabled"):
-            continue
         inbound = rule.get("direction", "INGRESS") == "INGRESS"
         deny = bool(rule.get("denied"))
         verdict = "drop" if deny else ("accept" if inbound else "return")
         chain = ingress if inbound else egress
-        # Targets: every instance of the network (the chain is only entered for them) or the tagged ones.
+        # Targets: every instance of the network (the chain is only entered for them) or those in the
+        # rule's set (filled by the instances' files; an empty set matches nothing).
         here = "daddr" if inbound else "saddr"
-        if rule.get("targetTags") or rule.get("targetServiceAccounts"):
-            targets = _matching(v.nics, rule.get("targetTags"), rule.get("targetServiceAccounts"))
-            if not targets:
-                continue  # no instance carries the tag: the rule applies to nothing
-            target = f"ip {here} {_set(targets)} "
-        else:
-            target = ""
+        target = f"ip {here} @{targets.name.split()[1]} " if targets else ""
         # Peers: GCE ORs source ranges and source tags, so each gives its own nft rule.
         peers: list[str | None] = []
         if inbound:
-            ranges, tags = rule.get("sourceRanges"), rule.get("sourceTags") or rule.get("sourceServiceAccounts")
-            if ranges or not tags:
+            ranges = rule.get("sourceRanges")
+            if ranges or not sources:
                 peers.append(_peer("saddr", ranges or ["0.0.0.0/0"]))
-            if tags:
-                ips = _matching(v.nics, rule.get("sourceTags"), rule.get("sourceServiceAccounts"))
-                peers.append(f"ip saddr {_set(ips)} " if ips else None)
+            if sources:
+                peers.append(f"ip saddr @{sources.name.split()[1]} ")
         else:
             peers.append(_peer("daddr", rule.get("destinationRanges") or ["0.0.0.0/0"]))
         entries = rule.get("denied") if deny else rule.get("allowed")
@@ -362,8 +342,7 @@ def _rule_ports(rule: Body) -> str | None:
 
 
 def _backends(v: RouterView, pool: Body | None) -> list[GuestNic]:
-    by_url = {n.url: n for n in v.nics}
-    return [by_url[u] for u in (pool or {}).get("instances") or [] if u in by_url]
+    return [v.pool_members[u] for u in (pool or {}).get("instances") or [] if u in v.pool_members]
 
 
 def _proxied(rule: Body) -> bool:
@@ -376,15 +355,10 @@ def _proxied(rule: Body) -> bool:
 
 
 def nat_rules(v: RouterView) -> tuple[list[str], list[str], list[str]]:
-    """(input, dnat, snat) nft rules: load balancer frontends, 1:1 NAT, source NAT."""
-    inputs, dnat, snat = [], [], []
-    for nic in v.nics:
-        if nic.nat_ip:
-            dnat.append(f'ip daddr {nic.nat_ip} dnat to {nic.ip} comment "{nic.instance} 1:1 NAT"')
-            snat.append(f'oifname "{vms.PUBLIC_IFACE}" ip saddr {nic.ip} snat to {nic.nat_ip} '
-                        f'comment "{nic.instance} 1:1 NAT"')
-    hidden = [(n.ip, _subnet_of(v, n.ip)) for n in v.nics if not n.nat_ip]
-    snat += nat.rules(v.nat_gateways, hidden, vms.PUBLIC_IFACE)[0]
+    """(input, dnat, snat) nft rules: load balancer frontends, Cloud NAT (1:1 NAT is in the instances' files)."""
+    inputs: list[str] = []
+    dnat: list[str] = []
+    snat = [nat.rule(name, gw, vms.PUBLIC_IFACE) for name, gw in _nat_sets(v)]
     for rule, pool, _check in v.balancers:
         name, address, ports = _name(rule.get("name")), _ip(rule.get("IPAddress")), _rule_ports(rule)
         proto = str(rule.get("IPProtocol", "TCP")).lower()
@@ -464,7 +438,6 @@ def render_view(v: RouterView) -> dict[str, str]:
     env = _templates()
     common = {"router": v.name, "network": v.network_url.rsplit("/projects/", 1)[-1], "region": v.region,
               "public_iface": vms.PUBLIC_IFACE, "arch": v.arch}
-    domains = sorted({(n.domain_tag, n.zone, n.project) for n in v.nics})
     ingress, egress = firewall_chains(v)
     inputs, dnat, snat = nat_rules(v)
     inputs += v.http.inputs
@@ -472,14 +445,16 @@ def render_view(v: RouterView) -> dict[str, str]:
     peer_ranges = _addresses(v.peer_ranges) or []  # an imported 0.0.0.0/0 is not routed (None)
     return {**v.http.files,
         DNSMASQ: env.get_template("dnsmasq.conf.j2").render(
-            **common, subnets=v.subnets, nics=v.nics, mtu=v.mtu, upstream_dns=UPSTREAM_DNS,
-            lease_max=max(len(v.nics), 1) * 2,
-            domains=[{"tag": t, "name": f"{z}.c.{p}.internal",
+            **common, subnets=v.subnets, mtu=v.mtu, upstream_dns=UPSTREAM_DNS,
+            lease_max=max(sum(ipaddress.IPv4Network(s.cidr).num_addresses for s in v.subnets), 1),
+            dhcp_dir=guests.DHCP_DIR, dns_dir=guests.DNS_DIR,
+            domains=[{"tag": guests.domain_tag(d), "name": f"{z}.c.{p}.internal",
                       "search": [f"{z}.c.{p}.internal", f"c.{p}.internal", "google.internal"]}
-                     for t, z, p in domains]),
+                     for d in v.domains for z, p in [d.split(" ", 1)]]),
         NFTABLES: env.get_template("nftables.conf.j2").render(
-            **common, vm_addrs=[n.ip for n in v.nics], ingress=ingress, egress=egress, input=inputs,
-            dnat=dnat, snat=snat, stranded=stranded(v), peer_ranges=peer_ranges,
+            **common, ingress=ingress, egress=egress, input=inputs, dnat=dnat, snat=snat,
+            guest_sets=[s.name.split()[1] for _, *pair in _rule_sets(v) for s in pair if s is not None],
+            nat_sets=[name for name, _ in _nat_sets(v)], guest_files=f"{guests.NFT_DIR}/*.nft", peer_ranges=peer_ranges,
             peer_set=_set(peer_ranges) if peer_ranges else ""),
         HAPROXY: env.get_template("haproxy.cfg.j2").render(
             **common, frontends=frontends, backends=backends, maxconn=min(v.conntrack_max // 64, 65536),
@@ -490,8 +465,26 @@ def render_view(v: RouterView) -> dict[str, str]:
     }
 
 
+def guest_files(session: Session, v: RouterView) -> dict[int, dict[str, str]]:
+    """Every instance's files (a scan of the network's instances in the region), by instance uid;
+    sets ``v.domains`` from them."""
+    gctx = context(v)
+    out: dict[int, dict[str, str]] = {}
+    domains: set[str] = set()
+    for row in guests.network_instances(session, v.network_url, v.region):
+        nics = guests.nics_of_row(row, v.network_url)
+        if nics:
+            out[row.uid] = guests.files(gctx, row.uid, nics)
+            domains.update(n.domain for n in nics)
+    v.domains = sorted(domains)
+    return out
+
+
 def render(session: Session, vm: SystemVm) -> dict[str, str]:
-    return render_view(view(session, vm))
+    """The router's whole configuration rendered afresh: main files and every instance's."""
+    v = view(session, vm)
+    files = {path: text for each in guest_files(session, v).values() for path, text in each.items()}
+    return {**render_view(v), **files}
 
 
 def digest(content: str) -> str:
@@ -501,26 +494,50 @@ def digest(content: str) -> str:
 # -- pushing -------------------------------------------------------------------------------------
 
 
-def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
+def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collection[int] | None,
+                   full: bool) -> tuple[dict[str, str], list[int]]:
+    """The instances' files to push: of ``instances`` only, unless the router is new (``full``), its
+    network's context changed, or its last full pass is ``RECONCILE_SECONDS`` old (then of all)."""
+    gctx = context(v)
+    state = s.get(RouterSyncState, vm.uid)
+    now = time.time()
+    if full or instances is None or state is None or state.context != gctx.digest() or now - state.full_at > RECONCILE_SECONDS:
+        if state is None:
+            state = RouterSyncState(vm_uid=vm.uid, context="", full_at=0.0)
+            s.add(state)
+        state.context, state.full_at = gctx.digest(), now
+        instances = None
+    files, touched = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full)
+    v.domains = guests.domains(s, vm.uid)
+    return files, touched
+
+
+def push(ctx: JobContext, uid: int, *, full: bool = False, instances: Collection[int] | None = None) -> list[str]:
     """Render the router's files and push those that changed (all of them with ``full``: a new VM).
 
-    Records the rendered version (bumped when a checksum changes) and, once the driver took the
-    files, what the router holds. A router that does not run is left to its deploy, which pushes
-    everything; a failed push is recorded and retried by the next sync or the watchdog.
+    The main files are rendered whole (they read no instance); of the instances' files only those of
+    ``instances`` (the ones that changed) are rendered, unless this is a full pass (see
+    :func:`_guest_changes`); None asks for a full pass. Records the rendered version (bumped when a
+    checksum changes) and, once the driver took the files, what the router holds. A router that does
+    not run is left to its deploy, which pushes everything; a failed push is recorded and retried by
+    the next sync (in full) or the watchdog.
     """
     with ctx.write() as s:
         vm, res = vms.load(s, uid)
         if vm is None or vm.kind != vms.ROUTER:
             return []
-        files = render(s, vm)
+        v = view(s, vm)
+        guest_files, touched = _guest_changes(s, vm, v, instances, full)
+        files = render_view(v)
         desired = {path: digest(content) for path, content in files.items()}
-        if desired != vms.checksums(vm.config_checksums):
+        if desired != vms.checksums(vm.config_checksums) or guest_files:
             vm.config_version += 1
             vm.config_checksums = vms.dump(desired)
         if res is None or vm.state != vms.RUNNING or res.host_id is None:  # res: never None with a vm
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
         changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
+        changed.update(guest_files)
         version, host_id = vm.config_version, res.host_id
         if not changed:
             vm.pushed_version = version
@@ -533,6 +550,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
             vm, _ = vms.load(s, uid)
             if vm is not None:
                 vm.last_error = f"configuration push failed: {exc}"[:400]
+                guests.mark_stale(s, vm.uid, touched)
         ctx.warn("SYSTEM_VM_PUSH_FAILED", f"{ref.name}: {exc}")
         return []
     with ctx.write() as s:
@@ -540,7 +558,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False) -> list[str]:
         if vm is None or res is None or res.host_id != host_id:
             return []
         held = {} if full else vms.checksums(vm.pushed_checksums)
-        held.update({path: desired[path] for path in changed})
+        held.update({path: desired[path] for path in changed if path in desired})
         vm.pushed_checksums = vms.dump({p: c for p, c in held.items() if p in desired})
         vm.pushed_version = version
         vm.pushed_at = time.time()

@@ -8,13 +8,18 @@ number of calls in a transaction, or in many transactions before a worker gets t
 job. The job renders from the database as it is when the job runs, so it sees every change
 committed before it started, and a change committed after it started queues the next one.
 
+Requests made for an instance's change name the instance (:func:`request_sync_for_instance`), and
+the job renders the routers' main files (which read no instance) and the files of the instances
+named, looked up by uid: a change costs the same in a network of ten instances or of 100,000. Every
+instance is read (a scan) only when a router is new, when the network's context of the instances'
+files changed (firewall rules, subnetworks, NATs), and every ``router.RECONCILE_SECONDS``.
+
 A request made soon after the network's last sync started waits (its lease is a not-before
 time): syncs of one network start at least ``SYNC_INTERVAL`` apart, and at least ``SYNC_SHARE``
 times as long apart as the last one spent rendering and pushing (up to ``SYNC_MAX_SPACING``).
-Each render reads every instance of the network, so syncing once per change would make a burst
-of N inserts cost O(N²), and a fixed spacing would still let a large network's renders take a
-worker over; this way a burst costs a few renders, a router's share of a worker stays bounded,
-and a lone change still syncs at once.
+A sync has a fixed cost (a transaction, the main files, a push), so syncing once per change would
+make a burst pay it per insert; this way a burst's changes coalesce into a few syncs, a router's
+share of a worker stays bounded, and a lone change still syncs at once.
 
 The job deploys a router in each region where the network has a starting or running instance
 and none yet, destroys the routers of a network that is gone, and pushes each router the files
@@ -24,11 +29,10 @@ whose checksum changed.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from core.jobs import JobContext, job
@@ -46,6 +50,7 @@ SYNC_SHARE = 10  # ... and at least this many times as long as the last one's re
 SYNC_MAX_SPACING = 5.0  # ... but never more
 # Recorded in the job's params: when it started (its first transaction) and how long it rendered.
 STARTED_AT, RENDER_SECONDS = "started_at", "render_seconds"
+INSTANCES = "instances"  # the instances whose change a request is (their files are rendered, no others')
 
 
 def _canonical(project: str, network_url: str) -> tuple[str, str, str] | None:
@@ -56,38 +61,61 @@ def _canonical(project: str, network_url: str) -> tuple[str, str, str] | None:
     return ref.project, ref.name, url_of(ref.project, "global", "networks", ref.name)
 
 
-def _already_requested(session: Session, url: str) -> bool:
-    """Whether this transaction asked already (savepoints are not trusted: they may roll back)."""
+def _requested(session: Session, url: str) -> tuple[Operation, set[int]] | None:
+    """The request this transaction made for the network already, if any, and the instances it names
+    (savepoints are not trusted: they may roll back, so a nested transaction asks again)."""
     if session.in_nested_transaction():
-        return False
-    tx = session.get_transaction()
-    memo: tuple[SessionTransaction | None, set[str]] | None = session.info.get(_REQUESTED)
-    if memo is None or memo[0] is not tx:
-        memo = session.info[_REQUESTED] = (tx, set())
-    if url in memo[1]:
-        return True
-    memo[1].add(url)
-    return False
+        return None
+    memo: tuple[SessionTransaction | None, dict[str, tuple[Operation, set[int]]]] | None = session.info.get(_REQUESTED)
+    if memo is None or memo[0] is not session.get_transaction():
+        return None
+    return memo[1].get(url)
 
 
-_TOUCH_PENDING = update(Operation).where(
+def _remember(session: Session, url: str, op: Operation) -> tuple[Operation, set[int]]:
+    params = orjson.loads(op.params or "{}")
+    entry = (op, set(params.get(INSTANCES, ())))
+    if not session.in_nested_transaction():
+        tx = session.get_transaction()
+        memo: tuple[SessionTransaction | None, dict[str, tuple[Operation, set[int]]]] | None = session.info.get(_REQUESTED)
+        if memo is None or memo[0] is not tx:
+            memo = session.info[_REQUESTED] = (tx, {})
+        memo[1][url] = entry
+    return entry
+
+
+def _name_instance(entry: tuple[Operation, set[int]], instance_uid: int | None) -> None:
+    """Add the instance to the request: the job renders the files of the instances it names only."""
+    op, uids = entry
+    if instance_uid is None or instance_uid in uids:
+        return
+    uids.add(instance_uid)
+    params = orjson.loads(op.params or "{}")
+    params[INSTANCES] = sorted(uids)
+    op.params = orjson.dumps(params).decode()
+
+
+_PENDING = select(Operation).where(
     Operation.job == SYNC_JOB, Operation.target_id == bindparam("target"), Operation.status == "PENDING",
-    Operation.lease_owner.is_(None)).values(progress=0)
+    Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
 
 
-def request_sync(session: Session, project: str, network_url: str) -> None:
-    """Record, in the caller's transaction, that the network's routers must be rendered again.
+def request_sync(session: Session, project: str, network_url: str, instance_uid: int | None = None) -> None:
+    """Record, in the caller's transaction, that the network's routers must be rendered again (of
+    the instances' files, ``instance_uid``'s: the instance whose change it is, if any).
 
-    Cheap and idempotent: one UPDATE (and one INSERT when no request is pending) per network per
-    transaction. A PENDING request is touched rather than duplicated; the touch takes its row lock
-    on PostgreSQL, so a worker cannot claim it before this transaction commits (a claim made first
-    turns it RUNNING, and then a new request is queued).
+    Cheap and idempotent: one SELECT (and one INSERT when no request is pending) per network per
+    transaction. A PENDING request is joined rather than duplicated; the SELECT takes its row lock
+    on PostgreSQL (FOR UPDATE), so a worker cannot claim it before this transaction commits (a claim
+    made first turns it RUNNING, and then a new request is queued).
     """
     found = _canonical(project, network_url)
     if found is None:
         return
     net_project, name, url = found
-    if _already_requested(session, url):
+    entry = _requested(session, url)
+    if entry is not None:
+        _name_instance(entry, instance_uid)
         return
     network = store.find_optional(session, net_project, "networks", "global", name)
     if network is not None:
@@ -96,13 +124,16 @@ def request_sync(session: Session, project: str, network_url: str) -> None:
         target = session.scalar(select(SystemVm.network_uid).where(SystemVm.network_url == url).limit(1))
         if target is None:
             return
-    touched = cast(CursorResult[Any], session.execute(_TOUCH_PENDING, {"target": target})).rowcount  # an UPDATE's
-    if touched:
+    pending = session.scalar(_PENDING, {"target": target})
+    if pending is not None:
+        pending.progress = 0
+        _name_instance(_remember(session, url, pending), instance_uid)
         return
     vms.ensure_system_project(session)
     op = vms.enqueue(session, job=SYNC_JOB, op_type="systemvms.syncNetwork", scope="global", target_id=target,
                      target_path=path_of(net_project, "global", "networks", name),
                      params={"project": net_project, "network": url, "network_uid": target})
+    _name_instance(_remember(session, url, op), instance_uid)
     last = session.scalar(select(Operation.params).where(
         Operation.job == SYNC_JOB, Operation.target_id == target, Operation.pk != op.pk,
         Operation.status != "PENDING").order_by(Operation.pk.desc()).limit(1))
@@ -129,29 +160,28 @@ def request_sync_for_instance(session: Session, instance: Resource) -> None:
     """:func:`request_sync` for each network the instance has a NIC on."""
     for nic in store.body_of(instance).get("networkInterfaces", []):
         if nic.get("network"):
-            request_sync(session, instance.project, nic["network"])
+            request_sync(session, instance.project, nic["network"], instance.uid)
 
 
 # -- the job -------------------------------------------------------------------------------------
 
 
-def _active_zones(session: Session, url: str) -> dict[str, str]:
-    """Region -> the zone a new router goes to (the first zone, by name, with an active instance)."""
+def _active_zones(session: Session, url: str, instances: list[int] | None) -> dict[str, str]:
+    """Region -> the zone a new router goes to (the first zone, by name, with an active instance):
+    among the request's instances (looked up by uid), or every instance (a scan) when it names none."""
     zones: dict[str, str] = {}
-    rows = session.execute(select(Resource.region, Resource.scope, Resource.body).where(
-        Resource.collection == "instances", Resource.status.in_(ACTIVE), Resource.body.contains(url)))
-    for region, scope, body in rows:
-        if region is not None and url in _networks_of(body):  # (an instance always has a region)
+    query = select(Resource.region, Resource.scope, Resource.body).where(
+        Resource.collection == "instances", Resource.status.in_(ACTIVE))
+    if instances is None:
+        query = query.where(Resource.body.contains(url))
+    else:
+        query = query.where(Resource.uid.in_(instances))
+    for region, scope, body in session.execute(query):
+        nics = orjson.loads(body).get("networkInterfaces", [])
+        if region is not None and any(n.get("network") == url for n in nics):  # (an instance always has a region)
             zone = scope.split("/", 1)[1]
             zones[region] = min(zones.get(region, zone), zone)
     return zones
-
-
-@lru_cache(maxsize=1 << 16)
-def _networks_of(body_json: str) -> frozenset[str]:
-    """The networks an instance (its stored body) has NICs on; cached, as every sync asks it of
-    every active instance of the network."""
-    return frozenset(n.get("network") for n in orjson.loads(body_json).get("networkInterfaces", []))
 
 
 def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
@@ -166,7 +196,7 @@ def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int]
     have = {r.region for r in routers}
     to_start = [r.uid for r in routers if r.state != vms.RUNNING and not vms.unfinished_job(
         session, r, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
-    for region, zone_name in sorted(_active_zones(session, url).items()):
+    for region, zone_name in sorted(_active_zones(session, url, params.get(INSTANCES)).items()):
         if region in have:
             continue
         zone = session.scalars(select(Zone).where(Zone.name == zone_name)).one()  # an active instance's
@@ -190,7 +220,7 @@ def _sync(ctx: JobContext) -> None:
         vms.destroy(ctx, uid)
     started = time.perf_counter()
     for uid in to_push:
-        router.push(ctx, uid)
+        router.push(ctx, uid, instances=ctx.params.get(INSTANCES, ()))
     with ctx.write() as s:
         _record(s, ctx, RENDER_SECONDS, round(time.perf_counter() - started, 4))
         ctx.complete(s)

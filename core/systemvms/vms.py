@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from core.jobs import JobContext, announce
 from core.jobs.engine import UNFINISHED
 from core.links import CANONICAL_BASE, path_of
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
+from core.models.systemvm import RouterGuest, RouterSyncState
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.states import STAY, Move, StateTable
@@ -354,10 +355,12 @@ def start(ctx: JobContext, uid: int) -> bool:
 
 
 def release(session: Session, vm: SystemVm, res: Resource | None) -> None:
-    """Forget the VM: its capacity, its addresses and its rows."""
+    """Forget the VM: its capacity, its addresses and its rows (a router's record of its instance files too)."""
     ipam.release_owner(session, vm.uid)
     if res is not None:
         session.delete(res)
+    session.execute(delete(RouterGuest).where(RouterGuest.vm_uid == vm.uid))
+    session.execute(delete(RouterSyncState).where(RouterSyncState.vm_uid == vm.uid))
     session.delete(vm)
 
 

@@ -25,7 +25,7 @@ from core.resources import store
 from core.resources.context import Call
 from core.services import instances
 from core.services.seed import ensure_project
-from core.systemvms import router, sync, vms
+from core.systemvms import guests, router, sync, vms
 from tests.conftest import BACKENDS
 from tests.helpers.databases import seeded_engine, sessions
 
@@ -159,9 +159,26 @@ def check_with(tool: str, content: str) -> str:
     return output
 
 
+def guest_lines(files: dict[str, str], directory: str) -> list[str]:
+    """The lines of every instance's file in one of the router's instance directories."""
+    return [line for path, text in sorted(files.items()) if path.startswith(directory + "/")
+            for line in text.splitlines()]
+
+
 def check_all(files: dict[str, str]) -> None:
-    check_with("dnsmasq", files[router.DNSMASQ])
-    check_with("nft", files[router.NFTABLES])
+    """The tools' own checks of the main files with the instances' files they include: nft reads them
+    from a directory of their own; dnsmasq's lines are checked as the options they stand for."""
+    dns = [line.split() for line in guest_lines(files, guests.DNS_DIR)]
+    check_with("dnsmasq", files[router.DNSMASQ]
+               + "".join(f"dhcp-host={line}\n" for line in guest_lines(files, guests.DHCP_DIR))
+               + "".join(f"host-record={','.join(names)},{ip}\n" for ip, *names in dns))
+    with tempfile.TemporaryDirectory() as root:
+        for path, text in files.items():
+            if path.startswith(guests.NFT_DIR + "/"):
+                os.makedirs(os.path.dirname(root + path), exist_ok=True)
+                with open(root + path, "w") as f:
+                    f.write(text)
+        check_with("nft", files[router.NFTABLES].replace(f'include "{guests.NFT_DIR}/', f'include "{root}{guests.NFT_DIR}/'))
     check_with("haproxy", files[router.HAPROXY])
 
 

@@ -12,9 +12,10 @@ from sqlalchemy import delete, func, select, update
 from core.db import write_session
 from core.hypervisors.simguest import answer
 from core.models import Host, Operation, Resource, SecondaryObject, SimDomain, SystemVm, Zone
+from core.models.systemvm import RouterGuest
 from core.planner import host_usage
 from core.resources import store
-from core.systemvms import console_proxy, jobs, router, secondary_storage, sync, vms
+from core.systemvms import console_proxy, guests, jobs, router, secondary_storage, sync, vms
 from core.systemvms.watchdog import Watchdog
 from tests.systemvms.conftest import check_all
 
@@ -68,7 +69,7 @@ def test_a_sync_soon_after_the_last_waits_its_turn(cloud):
     done = next(op for op in sync_ops(cloud) if op.pk == pending.pk)
     assert done.status == "DONE" and orjson.loads(done.params)[sync.STARTED_AT] >= started + sync.SYNC_INTERVAL
     vm = cloud.router()
-    assert cloud.ip_of("spaced-2") in cloud.files(vm.uid)[router.DNSMASQ].content
+    assert any(cloud.ip_of("spaced-2") in f.content for p, f in cloud.files(vm.uid).items() if p.startswith(guests.DHCP_DIR))
     for name in ("spaced-1", "spaced-2"):
         cloud.delete_instance(name)
 
@@ -88,12 +89,14 @@ def test_router_deploys_with_the_first_running_instance(cloud):
         dom = s.scalar(select(SimDomain).where(SimDomain.instance_uid == vm.uid))
         assert dom.state == "running" and dom.host_id == row.host_id and "Reloaded configuration" in dom.console
     files = cloud.files(vm.uid)
-    assert set(files) == ALL_FILES
+    with cloud.factory() as s:
+        uid = store.find(s, cloud.project, "instances", "zones/us-central1-a", "vm-1").uid
+    assert set(files) == ALL_FILES | set(guests.paths(uid))  # the main files and the instance's
     rendered = cloud.rendered()
     check_all({path: f.content for path, f in files.items()})
     assert {p: f.content for p, f in files.items()} == rendered
     assert vm.pushed_version == vm.config_version == 1
-    assert vms.checksums(vm.pushed_checksums) == {p: router.digest(c) for p, c in rendered.items()}
+    assert vms.checksums(vm.pushed_checksums) == {p: router.digest(rendered[p]) for p in ALL_FILES}
 
 
 def test_only_changed_files_are_pushed(cloud):
@@ -112,10 +115,11 @@ def test_only_changed_files_are_pushed(cloud):
     vm = cloud.router()
     assert vm.config_version == vm.pushed_version == 2
     assert "deny-ssh" in cloud.files(vm.uid)[router.NFTABLES].content
-    cloud.instance("vm-2")  # a new instance: DHCP/DNS and the firewall's address set change
-    cloud.sync()
-    changed = {p for p, f in cloud.files(vm.uid).items() if f.writes != after[p]}
-    assert changed == {router.DNSMASQ, router.NFTABLES}
+    cloud.instance("vm-2")  # a new instance: its own files, and no other, are rendered and pushed
+    with cloud.factory() as s:
+        uid = store.find(s, cloud.project, "instances", "zones/us-central1-a", "vm-2").uid
+    changed = {p for p, f in cloud.files(vm.uid).items() if f.writes != after.get(p)}
+    assert changed == set(guests.paths(uid))
 
 
 def test_i386_template_takes_less_memory_and_caps_conntrack(cloud):
@@ -141,7 +145,7 @@ def test_a_router_per_region_and_none_left_when_the_network_goes(cloud):
     assert sorted(r.region for r in routers) == ["europe-west1", "us-central1"]
     eu = next(r for r in routers if r.region == "europe-west1")
     assert "10.132.0.0,static" in cloud.files(eu.uid)[router.DNSMASQ].content
-    assert "vm-us" not in cloud.files(eu.uid)[router.DNSMASQ].content
+    assert not any("vm-us" in f.content for f in cloud.files(eu.uid).values())
     with write_session(cloud.factory) as s:
         s.delete(store.find(s, cloud.project, "networks", "global", "default"))
         sync.request_sync(s, cloud.project, cloud.network)
@@ -152,6 +156,8 @@ def test_a_router_per_region_and_none_left_when_the_network_goes(cloud):
             Resource.uid.in_([r.uid for r in routers]))) == 0
         assert s.scalar(select(func.count()).select_from(SimDomain).where(
             SimDomain.instance_uid.in_([r.uid for r in routers]))) == 0
+        assert s.scalar(select(func.count()).select_from(RouterGuest).where(  # the record of their instance files
+            RouterGuest.vm_uid.in_([r.uid for r in routers]))) == 0
 
 
 def test_restart_and_destroy(cloud):
@@ -192,7 +198,7 @@ def test_watchdog_redeploys_a_router_whose_host_fails(cloud):
         row = cloud.capacity_row(vm.uid)
         assert moved.state == "Running" and row.host_id not in (None, old_host)
         files = cloud.files(vm.uid)
-        assert set(files) == ALL_FILES and {f.host_id for f in files.values()} == {row.host_id}
+        assert set(files) >= ALL_FILES and {f.host_id for f in files.values()} == {row.host_id}
         assert {p: f.content for p, f in files.items()} == cloud.rendered()
         with cloud.factory() as s:
             assert s.scalar(select(func.count()).select_from(Resource).where(

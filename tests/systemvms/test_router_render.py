@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -12,8 +13,8 @@ import tempfile
 import pytest
 
 from core import ipam
-from core.systemvms import router
-from tests.systemvms.conftest import REGION, backend_servers, chain, check_all, check_with
+from core.systemvms import guests, router
+from tests.systemvms.conftest import REGION, backend_servers, chain, check_all, check_with, guest_lines
 
 # Lower priority numbers first; these sit between the default network's rules (65534) and the implied ones.
 DENY_SSH = {"priority": 900, "direction": "INGRESS", "sourceRanges": ["0.0.0.0/0"],
@@ -54,12 +55,15 @@ def test_dhcp_and_dns_entry_for_every_nic(cloud):
     cloud.sync()
     files = cloud.rendered()
     check_all(files)
-    conf = files[router.DNSMASQ].splitlines()
+    hosts, records = guest_lines(files, guests.DHCP_DIR), guest_lines(files, guests.DNS_DIR)
     for name, zone in (("web-1", "us-central1-a"), ("db-1", "us-central1-b")):
         ip = cloud.ip_of(name)
-        host = next(line for line in conf if line.startswith("dhcp-host=") and f",{ip}," in line)
-        assert host.startswith(f"dhcp-host={ipam.mac_for(ip)},") and host.endswith(f",{ip},{name},infinite")
-        assert f"host-record={name}.{zone}.c.{cloud.project}.internal,{ip}" in conf
+        host = next(line for line in hosts if f",{ip}," in line)
+        assert host == f"{ipam.mac_for(ip)},set:dom.{zone}.{cloud.project},{ip},{name},infinite"
+        assert f"{ip} {name}.{zone}.c.{cloud.project}.internal" in records
+        assert f"dhcp-option=tag:dom.{zone}.{cloud.project},option:domain-name,{zone}.c.{cloud.project}.internal" \
+            in files[router.DNSMASQ]
+    conf = files[router.DNSMASQ].splitlines()
     assert "dhcp-range=set:subnet1,10.128.0.0,static,255.255.240.0,infinite" in conf
     assert "dhcp-option=tag:subnet1,option:router,10.128.0.1" in conf
 
@@ -100,31 +104,43 @@ def test_tags_resolve_to_the_tagged_instances_only(cloud):
     firewall(cloud, "blue-out", priority=100, direction="EGRESS", destinationRanges=["192.0.2.0/24", "192.0.2.128/25"],
              targetTags=["blue"], denied=[{"IPProtocol": "udp", "ports": ["53"]}])
     cloud.sync()
-    nft = cloud.rendered()[router.NFTABLES]
-    check_with("nft", nft)
-    web = f"{{ {cloud.ip_of('web-1')}, {cloud.ip_of('web-2')} }}"
-    db = cloud.ip_of("db-1")
+    files = cloud.rendered()
+    check_all(files)
+    nft, entries = files[router.NFTABLES], guest_lines(files, guests.NFT_DIR)
+
+    def members(nft_set: str) -> set[str]:
+        return {line.split("{ ")[1].split(" }")[0] for line in entries if f" {nft_set} {{" in line}
+
     rule = [line for line in chain(nft, "ingress") if '"web-from-db' in line]
-    assert rule == [f'ip saddr {db} ip daddr {web} tcp dport {{ 80, 8000-8090 }} counter accept comment "web-from-db p1000"']
-    assert not [line for line in nft.splitlines() if '"nobody' in line]
+    assert len(rule) == 1
+    sources, targets = re.fullmatch(r'ip saddr @(\S+) ip daddr @(\S+) tcp dport \{ 80, 8000-8090 \} counter accept '
+                                    r'comment "web-from-db p1000"', rule[0]).groups()
+    assert members(sources) == {cloud.ip_of("db-1")}
+    assert members(targets) == {cloud.ip_of("web-1"), cloud.ip_of("web-2")}
+    nobody = [line for line in chain(nft, "ingress") if '"nobody' in line]
+    assert len(nobody) == 1 and not members(nobody[0].split("@")[1].split()[0])  # an empty set matches nothing
     out = [line for line in chain(nft, "egress") if '"blue-out' in line]
-    assert out == [f'ip daddr 192.0.2.0/24 ip saddr {cloud.ip_of("web-2")} udp dport 53 counter drop '
-                   'comment "blue-out p100"']
+    assert len(out) == 1 and out[0].startswith("ip daddr 192.0.2.0/24 ip saddr @")
+    assert out[0].endswith(' udp dport 53 counter drop comment "blue-out p100"')
+    assert members(out[0].split("@")[1].split()[0]) == {cloud.ip_of("web-2")}
 
 
 def test_one_to_one_nat_and_source_nat(cloud):
     cloud.instance("public-1", external=True)
     cloud.instance("private-1")
     cloud.sync()
-    nft = cloud.rendered()[router.NFTABLES]
-    check_with("nft", nft)
+    files = cloud.rendered()
+    check_all(files)
+    nft, entries = files[router.NFTABLES], guest_lines(files, guests.NFT_DIR)
     nat = cloud.body("public-1")["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
     public, private = cloud.ip_of("public-1"), cloud.ip_of("private-1")
-    assert f'ip daddr {nat} dnat to {public} comment "public-1 1:1 NAT"' in chain(nft, "prerouting")
-    snat = chain(nft, "postrouting")
-    assert snat == [f'oifname "eth0" ip saddr {public} snat to {nat} comment "public-1 1:1 NAT"']
+    assert f'add rule ip gstack_nat prerouting ip daddr {nat} dnat to {public} comment "public-1 1:1 NAT"' in entries
+    assert chain(nft, "postrouting") == []
+    assert [line for line in entries if "postrouting" in line] == [
+        f'add rule ip gstack_nat postrouting oifname "eth0" ip saddr {public} snat to {nat} comment "public-1 1:1 NAT"']
     # Without a Cloud NAT an instance without an external address has no way out, as on GCE.
-    assert f"elements = {{ {private} }}" in nft.split("set no_egress", 1)[1].split("}", 2)[0] + "}"
+    assert f"add element ip gstack_filter no_egress {{ {private} }}" in entries
+    assert not [line for line in entries if "no_egress" in line and public in line]
     assert 'oifname "eth0" ip saddr @no_egress counter drop comment "no external address and no Cloud NAT"' in \
         chain(nft, "forward")
 
@@ -143,14 +159,16 @@ def test_cloud_nat(cloud):
            "sourceSubnetworkIpRangesToNat": "ALL_SUBNETWORKS_ALL_IP_RANGES"}
     cloud.add("routers", "cr", {"network": cloud.network, "nats": [nat]}, region=REGION)
     cloud.sync()
-    nft = cloud.rendered()[router.NFTABLES]
-    check_with("nft", nft)
+    files = cloud.rendered()
+    check_all(files)
+    nft, entries = files[router.NFTABLES], guest_lines(files, guests.NFT_DIR)
     private, public = cloud.ip_of("nat-private"), cloud.ip_of("nat-public")
     rules = [r for r in chain(nft, "postrouting") if "Cloud NAT" in r]
-    assert len(rules) == 1 and private in rules[0] and public not in rules[0]
-    assert rules[0].endswith('snat to jhash ip saddr mod 2 map { 0 : 198.18.210.1, 1 : 198.18.210.2 } '
-                             'comment "Cloud NAT cr/egress"')
-    assert private not in nft.split("set no_egress", 1)[1].split("}", 1)[0]
+    assert rules == ['oifname "eth0" ip saddr @natgw0 snat to jhash ip saddr mod 2 map { 0 : 198.18.210.1, '
+                     '1 : 198.18.210.2 } comment "Cloud NAT cr/egress"']
+    assert [line for line in entries if "natgw0" in line] == [f"add element ip gstack_nat natgw0 {{ {private} }}"]
+    assert [line for line in entries if public in line and "postrouting" in line]  # its 1:1 NAT
+    assert not [line for line in entries if "no_egress" in line]
 
 
 def test_forwarding_rule_to_a_pool_of_three(cloud):
@@ -222,3 +240,4 @@ def test_empty_network_and_hostile_values_render_valid_files(cloud):
     files = cloud.rendered()
     check_all(files)
     assert "elements" not in files[router.NFTABLES] and "dhcp-host=" not in files[router.DNSMASQ]
+    assert not [p for d in (guests.DHCP_DIR, guests.DNS_DIR, guests.NFT_DIR) for p in guest_lines(files, d)]

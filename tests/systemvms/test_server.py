@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from core.models import Host, Operation, Resource, SimVmFile, SystemVm
-from core.systemvms import router, vms
+from core.systemvms import guests, router, vms
 from tests.conftest import (
     BACKENDS,
     PROJECT,
@@ -95,11 +95,15 @@ def test_router_deployed_and_synced_by_the_server(srv, gce):
     assert "done" in out
     vm = until("the router to run with its configuration", lambda: synced(srv))
     files = pushed(srv, vm.uid)
-    assert set(files) == {router.DNSMASQ, router.NFTABLES, router.HAPROXY, router.SYSCTL, router.ROUTES}
+    own = {p for p in files if p.startswith("/etc/gstack/") and p != router.ROUTES}  # web-1's files
+    assert set(files) - own == {router.DNSMASQ, router.NFTABLES, router.HAPROXY, router.SYSCTL, router.ROUTES}
+    assert len(own) == 3
     check_all({p: f.content for p, f in files.items()})
-    assert "dhcp-host=42:01:0a:80:00:02,set:dom0,10.128.0.2,web-1,infinite" in files[router.DNSMASQ].content
+    assert f"42:01:0a:80:00:02,set:dom.{ZONE}.{PROJECT},10.128.0.2,web-1,infinite" in [
+        line for p in own if p.startswith(guests.DHCP_DIR) for line in files[p].content.splitlines()]
 
-    # A firewall rule made through the API reaches the router: only nftables is pushed again.
+    # A firewall rule made through the API reaches the router: only nftables and the file of the
+    # instance its tag targets are pushed again.
     before = {p: f.writes for p, f in files.items()}
     wait_op(gce, gce.firewalls().insert(project=PROJECT, body={
         "name": "deny-web-ssh", "network": "global/networks/default", "priority": 100, "targetTags": ["web"],
@@ -107,9 +111,11 @@ def test_router_deployed_and_synced_by_the_server(srv, gce):
     until("the firewall rule on the router", lambda: "deny-web-ssh" in pushed(srv, vm.uid)[router.NFTABLES].content)
     until("the push to be recorded", lambda: synced(srv))
     after = {p: f.writes for p, f in pushed(srv, vm.uid).items()}
-    assert after == {**before, router.NFTABLES: before[router.NFTABLES] + 1}
-    assert 'ip daddr 10.128.0.2 tcp dport 22 counter drop comment "deny-web-ssh p100"' in \
+    nft_file = next(p for p in own if p.startswith(guests.NFT_DIR))
+    assert after == {**before, router.NFTABLES: before[router.NFTABLES] + 1, nft_file: before[nft_file] + 1}
+    assert 'ip daddr @fw0_to tcp dport 22 counter drop comment "deny-web-ssh p100"' in \
         pushed(srv, vm.uid)[router.NFTABLES].content
+    assert "add element ip gstack_filter fw0_to { 10.128.0.2 }" in pushed(srv, vm.uid)[nft_file].content
 
     listing = srv.admin("systemvm", "list").stdout
     assert vm.name in listing and "Running" in listing

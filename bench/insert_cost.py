@@ -1,0 +1,177 @@
+"""Server CPU per instances.insert, to RUNNING and the router synced, at growing network sizes,
+against the floor: one HTTP round trip on the same server class plus one SQLite commit of the row
+(``bench.insert_floor_app``). Goal (issue 15): ≤ 3× the floor, and flat from 1k to 100k instances.
+
+CPU is the server process's own (utime + stime of ``/proc/PID/stat``: every thread, the job workers
+and the router syncs included), read before and after a round of ``ROUND`` sequential inserts and
+a pause for the coalesced router sync. Rounds alternate gstack / floor so both see the same machine;
+medians and spread (min, max) are reported. ``gstack serve`` runs as users run it (request log on).
+The network is grown between sizes through ``instances.bulkInsert`` (not measured).
+
+Usage: ``python3 -m bench.insert_cost [SIZE ...]`` (default 1000 10000).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+import requests
+
+from bench.harness import Gstack, free_port, write_result
+
+ZONE = "us-central1-a"
+ROUND = 100  # inserts per round (a clock tick is 10 ms: 0.1 ms per insert)
+ROUNDS = 5  # per size, each followed by a floor round
+SETTLE = 1.0  # seconds after the last instance runs: the router's sync (SYNC_INTERVAL 0.25) ends in it
+TICK = os.sysconf("SC_CLK_TCK")
+# One network whose subnetwork (a /14) holds 100k instances; the default network's /20 holds 4,096.
+NETWORK, SUBNET, CIDR = "bench-net", "bench-subnet", "10.0.0.0/14"
+BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+        "disks": [{"boot": True, "autoDelete": True,
+                   "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+        "networkInterfaces": [{"network": f"global/networks/{NETWORK}",
+                               "subnetwork": f"regions/us-central1/subnetworks/{SUBNET}"}]}
+
+
+def make_network(s: requests.Session, base: str) -> None:
+    project = f"{base}/compute/v1/projects/demo-project"
+    for url, body in ((f"{project}/global/networks", {"name": NETWORK, "autoCreateSubnetworks": False}),
+                      (f"{project}/regions/us-central1/subnetworks",
+                       {"name": SUBNET, "network": f"global/networks/{NETWORK}", "ipCidrRange": CIDR})):
+        op = s.post(url, json=body)
+        if not op.ok:
+            raise RuntimeError(f"{url}: {op.status_code} {op.text[:600]}")
+        while op.json().get("status") != "DONE":
+            time.sleep(0.1)
+            op = s.get(op.json()["selfLink"])
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of proc(5))
+
+
+def wait_running(s: requests.Session, url: str, names: list[str], timeout: float = 600, pause: float = 0.05) -> None:
+    """Poll single GETs (their cost does not grow with the zone, unlike a filtered list)."""
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while s.get(f"{url}/{name}", params={"fields": "status"}).json().get("status") != "RUNNING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(name)
+            time.sleep(pause)
+
+
+def grow(s: requests.Session, url: str, have: int, target: int) -> None:
+    while have < target:
+        n = min(1000, target - have)
+        r = s.post(f"{url}/bulkInsert", json={"count": n, "namePattern": f"g{have:06d}-####",
+                                              "instanceProperties": BODY})
+        if not r.ok:
+            raise RuntimeError(f"bulkInsert: {r.status_code} {r.text[:600]}")
+        wait_running(s, url, [f"g{have:06d}-{n:04d}"])
+        have += n
+    time.sleep(SETTLE * 3)
+
+
+def gstack_round(s: requests.Session, url: str, pid: int, tag: str) -> float:
+    names = [f"r{tag}-{i:03d}" for i in range(ROUND)]
+    before = cpu_seconds(pid)
+    for name in names:
+        s.post(url, json={**BODY, "name": name}, params={"prettyPrint": "false"}).raise_for_status()
+    wait_running(s, url, names[-1:], pause=0.25)  # a few polls: counted, but a small share
+    time.sleep(SETTLE)
+    spent = cpu_seconds(pid) - before
+    wait_running(s, url, names)  # all of them ran (not counted)
+    return spent / ROUND
+
+
+def floor_round(base: str, pid: int, tag: str) -> float:
+    s = requests.Session()
+    before = cpu_seconds(pid)
+    for i in range(ROUND):
+        s.post(f"{base}/compute/v1/projects/demo-project/zones/{ZONE}/instances",
+               json={**BODY, "name": f"f{tag}-{i:03d}"}, params={"prettyPrint": "false"}).raise_for_status()
+    time.sleep(SETTLE)
+    return (cpu_seconds(pid) - before) / ROUND
+
+
+def idle_rate(pid: int, seconds: float = 3.0) -> float:
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
+
+
+def summary(values: list[float]) -> dict:
+    return {"median_ms": round(statistics.median(values) * 1e3, 2), "min_ms": round(min(values) * 1e3, 2),
+            "max_ms": round(max(values) * 1e3, 2), "rounds_ms": [round(v * 1e3, 2) for v in values]}
+
+
+def main(sizes: list[int]) -> None:
+    g = Gstack("sqlite")
+    floor = None
+    try:
+        for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
+            g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
+                    "--limit", "10000000")
+        g.admin("project", "set-quota", "--project", "demo-project", "--metric", "CPUS_ALL_REGIONS", "--limit", "10000000")
+        hosts = max(sizes) // 10_000 + 1  # a host of 10,000 e2-micro each (overcommitted)
+        for h in range(hosts):
+            g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:03d}", "--cpus", "30000",
+                    "--memory-mb", str(11_000 * 1024))
+        # The zone's storage pool holds 4,096 boot disks of 10 GB; there is no admin command to grow
+        # it, so the bench writes the row (before the server starts).
+        with sqlite3.connect(g.database_url.removeprefix("sqlite:///")) as db:
+            db.execute("UPDATE storage_pools SET capacity_gb = ? WHERE name = ?", (max(sizes) * 20, f"{ZONE}-primary"))
+        token = g.token()
+        g.serve(GSTACK_LOG_REQUESTS="1")
+        pid = g.procs[-1].pid
+        floor_port = free_port()
+        floor = subprocess.Popen([sys.executable, "-m", "bench.insert_floor_app", str(floor_port),
+                                  os.path.join(g.data_dir, "floor.sqlite3")], env=g.env())
+        floor_base = f"http://127.0.0.1:{floor_port}"
+        for _ in range(100):
+            try:
+                requests.get(f"{floor_base}/ready", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {token}"
+        url = f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
+        make_network(s, g.base)
+        have, results = 0, {}
+        for size in sizes:
+            grow(s, url, have, size)
+            have = size
+            ours, floors = [], []
+            for r in range(ROUNDS):
+                ours.append(gstack_round(s, url, pid, f"{size}-{r}"))
+                floors.append(floor_round(floor_base, floor.pid, f"{size}-{r}"))
+            have += ROUNDS * ROUND
+            results[str(size)] = {"instances_at_start": size, "instances_at_end": have,
+                                  "gstack_per_insert": summary(ours), "floor_per_insert": summary(floors),
+                                  "ratio_to_floor": round(statistics.median(ours) / statistics.median(floors), 2),
+                                  "idle_cpu_share": round(idle_rate(pid), 4)}
+            print(size, results[str(size)], flush=True)
+        first, last = str(sizes[0]), str(sizes[-1])
+        write_result("insert_cost", {
+            "round_inserts": ROUND, "rounds": ROUNDS, "server": "gstack serve (request log on), SQLite",
+            "sizes": results,
+            "growth_last_over_first": round(results[last]["gstack_per_insert"]["median_ms"]
+                                            / results[first]["gstack_per_insert"]["median_ms"], 2),
+            "goals": {"ratio_to_floor": 3.0, "growth_last_over_first": 1.0}})
+    finally:
+        if floor is not None:
+            floor.terminate()
+            floor.wait(10)
+        g.close()
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [1000, 10000])

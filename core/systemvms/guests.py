@@ -1,0 +1,229 @@
+"""A router's per-instance configuration: one file per instance, so one instance's change renders
+and pushes one file.
+
+Everything a router knows of one instance NIC is a few lines that depend only on that instance's row
+and on the network's context (its firewall rules' tag and service account sets, its subnetworks and
+Cloud NATs): its DHCP host entry, its DNS record, and its nftables entries (the address in the
+``vm_addrs`` set, in the sets of the firewall rules whose tags or service accounts it carries, in its
+Cloud NAT's set or ``no_egress``; its 1:1 NAT rules). They go to one file per instance that the
+router's main files include (dnsmasq's ``dhcp-hostsdir`` and ``hostsdir``, nftables' ``include``),
+named by the instance's uid; an empty file is a removed instance.
+
+The main files name the sets; a change of the context renames or refills them, so it renders every
+instance again (see :mod:`core.systemvms.sync`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core import ipam
+from core.errors import NAME_REGEX
+from core.links import url_of
+from core.models import Resource
+from core.models.systemvm import RouterGuest
+
+DHCP_DIR = "/etc/gstack/dhcp-hosts"  # dnsmasq dhcp-hostsdir: one dhcp-host per line, re-read on change
+DNS_DIR = "/etc/gstack/dns-hosts"  # dnsmasq hostsdir: /etc/hosts lines, re-read on change
+NFT_DIR = "/etc/gstack/nft.d"  # included by the main nftables file
+FILTER, NAT = "gstack_filter", "gstack_nat"  # the main file's nftables tables
+
+_NAME = re.compile(NAME_REGEX + r"\Z")
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
+
+
+@dataclass(frozen=True)
+class GuestNic:
+    instance: str
+    url: str
+    project: str
+    zone: str
+    ip: str
+    mac: str
+    tags: frozenset[str]
+    service_accounts: frozenset[str]
+    nat_ip: str | None
+    fqdns: tuple[str, ...]
+
+    @property
+    def domain(self) -> str:
+        """Its DNS domain's key (also its DHCP tag's suffix): zone and project."""
+        return f"{self.zone} {self.project}"
+
+
+def domain_tag(domain: str) -> str:
+    """The dnsmasq tag of a domain: named after it, so it stays put as instances come and go."""
+    return "dom." + domain.replace(" ", ".")
+
+
+@dataclass(frozen=True)
+class GuestSet:
+    """An nftables set the main file declares and instances fill: a firewall rule's targets or
+    sources (instances with one of the tags or service accounts). ``name`` is "TABLE SET"."""
+
+    name: str
+    tags: frozenset[str]
+    accounts: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an instance's file depends on besides the instance: the network's side of it."""
+
+    public_iface: str
+    subnets: tuple[tuple[str, str], ...]  # (name, CIDR)
+    gateways: tuple[tuple[str, frozenset[str] | None], ...]  # ("TABLE SET", covered subnets or None: all)
+    sets: tuple[GuestSet, ...]
+
+    def digest(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+def _ip(value: object) -> str | None:
+    try:
+        return str(ipaddress.IPv4Address(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def nics_of(name: str, project: str, scope: str, body: dict[str, Any], network_url: str) -> list[GuestNic]:
+    """An instance's NICs on the network (a pure function of its row), by address."""
+    zone = scope.split("/", 1)[1]
+    out = []
+    for nic in body.get("networkInterfaces", []):
+        ip = _ip(nic.get("networkIP"))
+        if nic.get("network") != network_url or ip is None or not _NAME.match(name):
+            continue
+        nat = next((_ip(ac.get("natIP")) for ac in nic.get("accessConfigs") or [] if _ip(ac.get("natIP"))), None)
+        fqdns = [f"{name}.{zone}.c.{project}.internal"]
+        custom = body.get("hostname")
+        if isinstance(custom, str) and _HOSTNAME.match(custom) and custom not in fqdns:
+            fqdns.append(custom)
+        tags = {t for t in (body.get("tags") or {}).get("items") or [] if isinstance(t, str) and _NAME.match(t)}
+        accounts = {sa.get("email") for sa in body.get("serviceAccounts") or [] if isinstance(sa, dict)}
+        out.append(GuestNic(name, url_of(project, scope, "instances", name), project, zone, ip, ipam.mac_for(ip),
+                            frozenset(tags), frozenset(a for a in accounts if isinstance(a, str) and a), nat,
+                            tuple(fqdns)))
+    return sorted(out, key=lambda n: ipaddress.IPv4Address(n.ip))
+
+
+def nics_of_row(row: Resource, network_url: str) -> list[GuestNic]:
+    return nics_of(row.name, row.project, row.scope, orjson.loads(row.body), network_url)
+
+
+def network_instances(session: Session, network_url: str, region: str) -> Iterable[Resource]:
+    """Every instance of the region with a NIC on the network (a scan: full renders only)."""
+    return session.scalars(select(Resource).where(
+        Resource.collection == "instances", Resource.region == region, Resource.body.contains(network_url)))
+
+
+def paths(uid: int) -> tuple[str, str, str]:
+    return f"{DHCP_DIR}/{uid}", f"{DNS_DIR}/{uid}", f"{NFT_DIR}/{uid}.nft"
+
+
+def _subnet_of(ctx: Context, ip: str) -> str | None:
+    address = ipaddress.IPv4Address(ip)
+    return next((name for name, cidr in ctx.subnets if address in ipaddress.IPv4Network(cidr)), None)
+
+
+def _nft_lines(ctx: Context, nic: GuestNic) -> list[str]:
+    lines = [f"add element ip {FILTER} vm_addrs {{ {nic.ip} }}"]
+    if nic.nat_ip:
+        lines.append(f'add rule ip {NAT} prerouting ip daddr {nic.nat_ip} dnat to {nic.ip} '
+                     f'comment "{nic.instance} 1:1 NAT"')
+        lines.append(f'add rule ip {NAT} postrouting oifname "{ctx.public_iface}" ip saddr {nic.ip} '
+                     f'snat to {nic.nat_ip} comment "{nic.instance} 1:1 NAT"')
+    else:
+        subnet = _subnet_of(ctx, nic.ip)
+        way_out = next((name for name, covered in ctx.gateways if covered is None or subnet in covered), None)
+        # the first NAT that covers the subnetwork translates it; with none, it has no way out
+        lines.append(f"add element ip {way_out or FILTER + ' no_egress'} {{ {nic.ip} }}")
+    lines += [f"add element ip {s.name} {{ {nic.ip} }}" for s in ctx.sets
+              if nic.tags & s.tags or nic.service_accounts & s.accounts]
+    return lines
+
+
+def files(ctx: Context, uid: int, nics: list[GuestNic]) -> dict[str, str]:
+    """The instance's files (empty ones when it has no NIC on the network: what removes it)."""
+    dhcp, dns, nft = paths(uid)
+    return {
+        dhcp: "".join(f"{n.mac},set:{domain_tag(n.domain)},{n.ip},{n.instance},infinite\n" for n in nics),
+        dns: "".join(f"{n.ip} {' '.join(n.fqdns)}\n" for n in nics),
+        nft: "".join(line + "\n" for n in nics for line in _nft_lines(ctx, n)),
+    }
+
+
+def checksums(content: dict[str, str]) -> list[str]:
+    """A short digest of each of the instance's files, in the order of :func:`paths`."""
+    return [hashlib.sha256(text.encode()).hexdigest()[:20] for text in content.values()]
+
+
+def _instances(session: Session, network_url: str, region: str, uids: Collection[int] | None) -> Iterable[Resource]:
+    if uids is None:
+        return network_instances(session, network_url, region)
+    return session.scalars(select(Resource).where(Resource.uid.in_(list(uids)), Resource.collection == "instances",
+                                                  Resource.region == region))
+
+
+def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, region: str,
+            uids: Collection[int] | None, *, force: bool = False) -> tuple[dict[str, str], list[int]]:
+    """The instance files the router must be given, and whose they are: those of ``uids`` (None:
+    every instance of the network in the region, a scan) whose content changed since the router was
+    given them (all of them with ``force``), and empty ones for instances it holds files of that have
+    none any more. Records what it returns in ``router_guests``."""
+    held_query = select(RouterGuest).where(RouterGuest.vm_uid == vm_uid)
+    if uids is not None:
+        held_query = held_query.where(RouterGuest.instance_uid.in_(list(uids)))
+    held = {g.instance_uid: g for g in session.scalars(held_query)}
+    out: dict[str, str] = {}
+    touched: list[int] = []
+    seen: set[int] = set()
+    for row in _instances(session, network_url, region, uids):
+        nics = nics_of_row(row, network_url)
+        if not nics:
+            continue
+        seen.add(row.uid)
+        content = files(ctx, row.uid, nics)
+        digests, domain = checksums(content), nics[0].domain
+        guest = held.get(row.uid)
+        before = [] if guest is None or force else guest.checksum.split(":")
+        if guest is None:
+            session.add(RouterGuest(vm_uid=vm_uid, instance_uid=row.uid, domain=domain, checksum=":".join(digests)))
+        else:
+            guest.checksum, guest.domain = ":".join(digests), domain
+        changed = {path: text for i, (path, text) in enumerate(content.items())
+                   if i >= len(before) or before[i] != digests[i]}
+        if changed:
+            out.update(changed)
+            touched.append(row.uid)
+    for uid, guest in held.items():
+        if uid not in seen:
+            out.update(dict.fromkeys(paths(uid), ""))
+            session.delete(guest)
+    session.flush()
+    return out, touched
+
+
+def domains(session: Session, vm_uid: int) -> list[str]:
+    """The DNS domains of the instances the router holds files of: one index seek per domain (a
+    skip scan of ``ix_router_guest_domain``), so the count of instances does not matter."""
+    out: list[str] = []
+    while (found := session.scalar(select(func.min(RouterGuest.domain)).where(
+            RouterGuest.vm_uid == vm_uid, RouterGuest.domain > (out[-1] if out else "")))) is not None:
+        out.append(found)
+    return out
+
+
+def mark_stale(session: Session, vm_uid: int, uids: Collection[int]) -> None:
+    """The router did not get these instances' files: the next full pass gives them again."""
+    session.execute(update(RouterGuest).where(RouterGuest.vm_uid == vm_uid, RouterGuest.instance_uid.in_(list(uids)))
+                    .values(checksum=""))

@@ -1,0 +1,112 @@
+"""Incremental router syncs: after random instance changes, each synced by rendering only the files
+of the instances it names, what the router holds equals a fresh full render, and the tools accept it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import select
+
+from core.db import write_session
+from core.hypervisors.base import HostRef
+from core.models import Host, SimDomain, SimVmFile, Zone
+from core.models.systemvm import RouterSyncState
+from core.resources import store
+from core.resources.context import Call
+from core.services import instances
+from core.services.hosts import HostMonitor
+from core.systemvms import guests, router
+from tests.systemvms.conftest import check_all
+
+pytestmark = pytest.mark.xdist_group("systemvms-render")
+ZONES = ("us-central1-a", "us-central1-b")
+TAGS = ("web", "db", "blue")
+
+
+def held(cloud) -> dict[str, str]:
+    """The files the router holds (an empty instance file is a removed instance)."""
+    with cloud.factory() as s:
+        return {f.path: f.content for f in s.scalars(select(SimVmFile).where(SimVmFile.vm_uid == cloud.router().uid))
+                if f.content}
+
+
+def full_passes(cloud) -> float:
+    with cloud.factory() as s:
+        return s.get(RouterSyncState, cloud.router().uid).full_at
+
+
+def set_tags(cloud, name: str, zone: str, tags: list[str]) -> None:
+    with write_session(cloud.factory) as s:
+        z = s.scalar(select(Zone).where(Zone.name == zone))
+        fingerprint = store.body_of(store.find(s, cloud.project, "instances", f"zones/{zone}", name))["tags"]["fingerprint"]
+        instances.set_tags(Call(s, cloud.project, "test"), z, name, {"items": tags, "fingerprint": fingerprint})
+    cloud.run_jobs()
+
+
+def test_random_changes_keep_the_router_equal_to_a_full_render(cloud):
+    rng = random.Random(15)
+    cloud.add("firewalls", "web-from-db", {"network": cloud.network, "priority": 1000, "sourceTags": ["db"],
+                                           "targetTags": ["web"], "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}]})
+    live: dict[str, str] = {}  # name -> zone
+    for i in range(4):
+        live[f"vm-{i}"] = ZONES[i % 2]
+        cloud.instance(f"vm-{i}", zone=live[f"vm-{i}"], tags=tuple(rng.sample(TAGS, 1)), external=i == 0)
+    first_full = full_passes(cloud)
+    for step in range(8):
+        action = rng.choice(("insert", "delete", "tags", "stop"))
+        name = rng.choice(sorted(live))
+        if action == "insert" or len(live) < 2:
+            name, zone = f"new-{step}", rng.choice(ZONES)
+            cloud.instance(name, zone=zone, tags=tuple(rng.sample(TAGS, rng.randint(0, 2))), external=rng.random() < 0.3)
+            live[name] = zone
+        elif action == "delete":
+            cloud.delete_instance(name, live.pop(name))
+        elif action == "tags":
+            set_tags(cloud, name, live[name], rng.sample(TAGS, rng.randint(0, 2)))
+        else:
+            cloud.power(name, "stop", live[name])
+    for i in range(3):  # a burst: one sync names them all
+        live[f"burst-{i}"] = "us-central1-a"
+        cloud.instance(f"burst-{i}", tags=("web",), run=False)
+    cloud.run_jobs()
+    assert full_passes(cloud) == first_full  # every one of those syncs was incremental
+    files = held(cloud)
+    assert files == cloud.rendered()
+    check_all(files)
+    assert len([p for p in files if p.startswith(guests.DHCP_DIR)]) == len(live)
+
+    # A change of the network's context (a new tag rule renames the sets) renders every instance again.
+    cloud.add("firewalls", "blue-out", {"network": cloud.network, "priority": 100, "direction": "EGRESS",
+                                        "targetTags": ["blue"], "denied": [{"IPProtocol": "udp", "ports": ["53"]}]})
+    cloud.sync()
+    assert full_passes(cloud) > first_full
+    files = held(cloud)
+    assert files == cloud.rendered()
+    check_all(files)
+    assert "fw0_to" in files[router.NFTABLES]
+
+
+def test_host_monitor_reconciles_in_full_only_when_a_host_is_out_of_step(cloud):
+    """Between slow rounds the monitor compares a light summary of each host; a VM that stopped
+    outside gstack puts its host out of step, and that round corrects the instance."""
+    cloud.instance("watched")
+    with cloud.factory() as s:
+        res = store.find(s, cloud.project, "instances", "zones/us-central1-a", "watched")
+        uid, host_id = res.uid, res.host_id
+    monitor = HostMonitor(cloud.factory, cloud.drivers)
+    monitor.run_once(force=True)  # a slow round: every host in full
+    host = next(h for h in hosts_of(cloud) if h.id == host_id)
+    assert monitor.in_step(cloud.drivers.get("simulator"), host)
+    with write_session(cloud.factory) as s:
+        s.scalar(select(SimDomain).where(SimDomain.instance_uid == uid)).state = "shutoff"
+    assert not monitor.in_step(cloud.drivers.get("simulator"), host)
+    events = monitor.run_once()  # a fast round
+    assert [e.kind for e in events if e.instance and e.instance.endswith("/watched")] == ["drift"]
+    assert cloud.body("watched")["status"] == "TERMINATED"
+    assert monitor.in_step(cloud.drivers.get("simulator"), host)
+
+
+def hosts_of(cloud) -> list[HostRef]:
+    with cloud.factory() as s:
+        return [HostRef(h.id, h.name, h.uri) for h in s.scalars(select(Host))]
