@@ -104,7 +104,7 @@ def nics_of(name: str, project: str, scope: str, body: dict[str, Any], network_u
         if nic.get("network") != network_url or ip is None or not _NAME.match(name):
             continue
         nat = next((_ip(ac.get("natIP")) for ac in nic.get("accessConfigs") or [] if _ip(ac.get("natIP"))), None)
-        fqdns = [f"{name}.{zone}.c.{project}.internal"]
+        fqdns = [f"{name}.{zone}.c.{project}.internal", f"{name}.c.{project}.internal"]  # zonal, then global DNS
         custom = body.get("hostname")
         if isinstance(custom, str) and _HOSTNAME.match(custom) and custom not in fqdns:
             fqdns.append(custom)

@@ -96,6 +96,7 @@ def test_a_network_with_a_live_router() -> None:
         # DNS: each resolves the other by its name (the search domain the lease gave)
         assert in_guest(a["id"], "getent", "hosts", "dp-reader").stdout.split()[:1] == [ip_b]
         assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
+        assert in_guest(b["id"], "getent", "hosts", f"dp-web.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
 
         # the external address from the simulated internet: dropped until a rule admits port 80 to the tag
         internet = dataplane.internet_names(internet_scope(server.data_dir))[0]

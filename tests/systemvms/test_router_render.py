@@ -60,7 +60,7 @@ def test_dhcp_and_dns_entry_for_every_nic(cloud):
         ip = cloud.ip_of(name)
         host = next(line for line in hosts if f",{ip}," in line)
         assert host == f"{ipam.mac_for(ip)},set:dom.{zone}.{cloud.project},{ip},{name},infinite"
-        assert f"{ip} {name}.{zone}.c.{cloud.project}.internal" in records
+        assert f"{ip} {name}.{zone}.c.{cloud.project}.internal {name}.c.{cloud.project}.internal" in records  # zonal, global
         assert f"dhcp-option=tag:dom.{zone}.{cloud.project},option:domain-name,{zone}.c.{cloud.project}.internal" \
             in files[router.DNSMASQ]
     conf = files[router.DNSMASQ].splitlines()
