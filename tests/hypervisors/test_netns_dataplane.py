@@ -47,7 +47,8 @@ def _missing() -> str | None:
 
 needs_root = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 READONLY = "https://www.googleapis.com/auth/compute.readonly"
-WEB = "#!/bin/bash\ncd /tmp && exec python3 -m http.server 80 --bind 0.0.0.0"
+WEB = "#!/bin/bash\nd=$(mktemp -d) && hostname > $d/index.html && cd $d && exec python3 -m http.server 80 --bind 0.0.0.0"
+POOL = ("dp-web", "dp-web2", "dp-web3")  # each answers its own hostname
 
 
 def until(check, timeout: float, step: float = 0.1):
@@ -76,12 +77,13 @@ def test_a_network_with_a_live_router() -> None:
     with running_server("sqlite") as server:
         add_netns_host(server.database_url, server.data_dir)
         gce = server.gce()
-        web = instance("dp-web", {"startup-script": WEB})
-        web["tags"] = {"items": ["web"]}
-        web["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+        webs = [instance(name, {"startup-script": WEB}) for name in POOL]
+        for web in webs:
+            web["tags"] = {"items": ["web"]}
+        webs[0]["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
         reader = instance("dp-reader", {})
         reader["serviceAccounts"] = [{"email": "default", "scopes": [READONLY]}]
-        ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute() for body in (web, reader)]
+        ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute() for body in (*webs, reader)]
         for op in ops:
             assert "error" not in wait_op(gce, op), server.log_tail(60)
         a, b = (gce.instances().get(project=PROJECT, zone=ZONE, instance=n).execute()
@@ -96,6 +98,14 @@ def test_a_network_with_a_live_router() -> None:
         # DNS: each resolves the other by its name (the search domain the lease gave)
         assert in_guest(a["id"], "getent", "hosts", "dp-reader").stdout.split()[:1] == [ip_b]
         assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
+
+        # setMetadata wakes the guest agent's wait_for_change (through its router's metadata proxy):
+        # the user of the new key is made without a reboot
+        fingerprint = b["metadata"]["fingerprint"]
+        keyed = {"fingerprint": fingerprint, "items": [{"key": "ssh-keys", "value": "carol:ssh-ed25519 AAAA carol"}]}
+        assert "error" not in wait_op(gce, gce.instances().setMetadata(project=PROJECT, zone=ZONE, instance="dp-reader",
+                                                                       body=keyed).execute())
+        assert "Created user: carol" in serial(gce, "dp-reader", "Created user: carol", 5)
 
         # the external address from the simulated internet: dropped until a rule admits port 80 to the tag
         internet = dataplane.internet_names(internet_scope(server.data_dir))[0]
@@ -113,9 +123,15 @@ def test_a_network_with_a_live_router() -> None:
         answered = until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{nat_ip}/").stdout
                          == "200", 10)
         assert answered, server.log_tail()
-        # a forwarding rule to a target pool: the router's HAProxy answers on the rule's address
+        # a forwarding rule to a target pool of three: the router's HAProxy spreads connections over
+        # all three, and its health check (HAProxy's own, for real) leaves out one that stops serving
         region = ZONE.rsplit("-", 1)[0]
-        pool = {"name": "dp-pool", "instances": [a["selfLink"]]}
+        check = {"name": "dp-hc", "port": 80, "requestPath": "/", "checkIntervalSec": 1, "timeoutSec": 1,
+                 "healthyThreshold": 1, "unhealthyThreshold": 1}
+        assert "error" not in wait_op(gce, gce.httpHealthChecks().insert(project=PROJECT, body=check).execute())
+        members = [gce.instances().get(project=PROJECT, zone=ZONE, instance=n).execute() for n in POOL]
+        pool = {"name": "dp-pool", "instances": [m["selfLink"] for m in members],
+                "healthChecks": [f"projects/{PROJECT}/global/httpHealthChecks/dp-hc"]}
         assert "error" not in wait_op(gce, gce.targetPools().insert(project=PROJECT, region=region,
                                                                      body=pool).execute())
         fr = {"name": "dp-fr", "IPProtocol": "TCP", "portRange": "80",
@@ -123,8 +139,11 @@ def test_a_network_with_a_live_router() -> None:
         assert "error" not in wait_op(gce, gce.forwardingRules().insert(project=PROJECT, region=region,
                                                                          body=fr).execute())
         vip = gce.forwardingRules().get(project=PROJECT, region=region, forwardingRule="dp-fr").execute()["IPAddress"]
-        assert until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{vip}/").stdout
-                     == "200", 5), server.log_tail()
+        seen: set[str] = set()
+        assert until(lambda: seen.add(curl(internet, f"http://{vip}/").stdout.strip()) or set(POOL) <= seen, 10), seen
+        stop_web_server(members[1]["id"])
+        assert until(lambda: {curl(internet, f"http://{vip}/").stdout.strip() for _ in range(6)}
+                     == {"dp-web", "dp-web3"}, 10), server.log_tail()
         # egress: to the simulated internet, from the guest's external address
         assert in_ns(a["id"], "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
 
@@ -149,7 +168,7 @@ def test_a_network_with_a_live_router() -> None:
                                 headers=headers, timeout=10)
         assert refused.status_code == 403, refused.text
 
-        for name in ("dp-web", "dp-reader"):
+        for name in (*POOL, "dp-reader"):
             assert "error" not in wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE,
                                                                       instance=name).execute())
         assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
@@ -157,6 +176,17 @@ def test_a_network_with_a_live_router() -> None:
         assert made <= everything()
     # gstack serve stopped: the router, the bridges, the simulated internet went with it
     assert made & everything() == set()
+
+
+def stop_web_server(uid: str) -> None:
+    """The guest's startup-script web server killed (the guest runs on): its health check fails."""
+    for pid in netns_links.pids(netns_links.namespace(int(uid))):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"http.server" in f.read():
+                    os.kill(pid, 9)
+        except OSError:
+            continue
 
 
 def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProcess[str]:
