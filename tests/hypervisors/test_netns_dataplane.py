@@ -153,6 +153,11 @@ def test_a_network_with_a_live_router() -> None:
             done = gcloud_ssh(server, internet, "tester@dp-web")
             # (its first run prints ssh-keygen's output before the command's)
             assert (done.returncode, done.stdout.strip().splitlines()[-1:]) == (0, ["dp-web"]), done.stderr[-2000:]
+            # --internal-ip: to the guest's network address, from a namespace on its network (another guest's)
+            # (gcloud first checks over ssh that the address is the instance's: the guest curls its
+            # instance id from the metadata server, through its router)
+            done = gcloud_ssh(server, netns_links.namespace(int(b["id"])), "tester@dp-web2", "--internal-ip")
+            assert (done.returncode, done.stdout.strip()) == (0, "dp-web2"), done.stderr[-2000:]
 
         # the metadata server: a compute.readonly token for the reader, read through its router
         got = in_ns(b["id"], "curl", "-s", "--max-time", "5", "-H", "Metadata-Flavor: Google",
@@ -189,10 +194,11 @@ def stop_web_server(uid: str) -> None:
             continue
 
 
-def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProcess[str]:
+def gcloud_ssh(server, via: str, target: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """``gcloud compute ssh TARGET --command hostname``, configured by environment (no ``gcloud config``
-    calls), its ssh reaching the external address through the simulated internet (the host has no
-    route to it: gstack never touches the host's routing)."""
+    calls), its ssh reaching the address from the namespace ``via``: the simulated internet for the
+    external address (the host has no route to it: gstack never touches the host's routing), a
+    guest's namespace for ``--internal-ip``."""
     home = os.path.join(server.data_dir, "gcloud-home")
     os.makedirs(home, exist_ok=True)
     env = {**os.environ, "HOME": home, "CLOUDSDK_CONFIG": os.path.join(home, "config"),
@@ -200,12 +206,19 @@ def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProces
            "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
            "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": server.api, "CLOUDSDK_AUTH_TOKEN_HOST": server.base + "/token",
            "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE": server.key_path}
-    ssh_config = os.path.join(home, "ssh_config")  # gcloud splits --ssh-flag values at spaces: a file
+    # every ssh gcloud runs goes through ``via``: its --internal-ip check passes no --ssh-flag, so an
+    # ``ssh`` first on PATH adds the config (gcloud would split a ProxyCommand flag at its spaces)
+    ssh_config, shim = os.path.join(home, "ssh_config"), os.path.join(home, "bin", "ssh")
     with open(ssh_config, "w") as f:
-        f.write(f"Host *\n    ProxyCommand ip netns exec {internet} socat - TCP:%h:%p\n")
-    return subprocess.run(["gcloud", "compute", "ssh", target, "--command", "hostname", "--quiet",
-                           "--strict-host-key-checking=no", f"--ssh-flag=-F{ssh_config}", "--ssh-flag=-oConnectTimeout=5"],
-                          env=env, capture_output=True, text=True, timeout=90, check=False)
+        f.write(f"Host *\n    ProxyCommand ip netns exec {via} socat - TCP:%h:%p\n    ConnectTimeout 5\n")
+    os.makedirs(os.path.dirname(shim), exist_ok=True)
+    with open(shim, "w") as f:
+        f.write(f'#!/bin/sh\nexec {shutil.which("ssh")} -F {ssh_config} "$@"\n')
+    os.chmod(shim, 0o755)
+    env["PATH"] = os.path.dirname(shim) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(["gcloud", "compute", "ssh", target, *flags, "--command", "hostname", "--quiet",
+                           "--strict-host-key-checking=no"], env=env, capture_output=True, text=True, timeout=90,
+                          check=False)
 
 
 def router_namespace(data_dir: str) -> str:
