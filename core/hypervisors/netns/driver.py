@@ -98,6 +98,27 @@ class NetnsDriver(HypervisorDriver):
         plugs in beside the VMs."""
         return links.bridge(self._scope(host), network)
 
+    def has_vm(self, vm_uid: int) -> bool:
+        """Whether the VM is one of this driver's (another driver that lends it routers asks)."""
+        return self._meta(vm_uid) is not None
+
+    def guest_bridges(self, host: HostRef, vm: VmSpec) -> list[str | None]:
+        """The bridge each NIC of ``vm`` plugs into when another driver runs it beside this
+        machine's routers (a libvirt domain's ``<interface type='bridge'>``), made now so the domain
+        can start; None for a NIC on no network of gstack's."""
+        self._check(host)
+        out: list[str | None] = []
+        with self._links_lock():
+            for net in self._guest_networks(vm):
+                if "/networks/" not in net["network"]:
+                    out.append(None)
+                    continue
+                bridge = self.bridge_of(host, net["network"])
+                self._record_bridge(host, bridge)
+                links.ensure_bridge(bridge)
+                out.append(bridge)
+        return out
+
     @property
     def metadata_socket(self) -> str:
         """Where gstack's metadata server listens for the routers' metadata proxies."""
