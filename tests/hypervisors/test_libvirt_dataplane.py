@@ -21,7 +21,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from core.db import write_session
 from core.hypervisors.netns import links as netns_links
+from core.services import hosts
+from core.services.seed import HOSTS_PER_ZONE
 from tests.conftest import PROJECT, free_port
 from tests.helpers.libvirt import body, host_of, run
 from tests.hypervisors.conftest import LIBVIRT_ZONE as ZONE
@@ -43,12 +46,13 @@ def test_a_libvirt_guest_takes_its_address_from_the_router_beside_its_host() -> 
     server.uri = f"test://{node}"
     stand_in = uuid.uuid4().int >> 66  # the namespace standing in for the domain's NIC
     try:
-        server.admin("cluster", "add", "--zone", ZONE, "--name", "kvmnet", "--hypervisor", "libvirt")
-        server.admin("host", "add", "--zone", ZONE, "--cluster", "kvmnet", "--name", "kvm1-host1",
-                     "--uri", server.uri, "--option", "dataplane=netns",
-                     "--option", "console_dir=" + os.path.join(data_dir, "console"))
-        for i in range(1, 5):
-            server.admin("host", "maintenance", f"sim-{ZONE}-0{i}", "on")
+        runtime = server.runtime  # the services in this process (gstack admin's subprocesses cost seconds)
+        with write_session(runtime.factory) as s:
+            hosts.add_cluster(s, ZONE, "kvmnet", "libvirt")
+            for i in range(HOSTS_PER_ZONE):
+                hosts.set_host_status(s, f"sim-{ZONE}-{i + 1:02d}", "Maintenance")
+        hosts.add_host(runtime.factory, runtime.drivers, ZONE, "kvmnet", "kvm1-host1", server.uri,
+                       options={"dataplane": "netns", "console_dir": os.path.join(data_dir, "console")})
         gce = server.gce()
         run(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=body("lvnet", "e2-small")))
         inst = gce.instances().get(project=PROJECT, zone=ZONE, instance="lvnet").execute()
