@@ -555,8 +555,9 @@ class LibvirtDriver(HypervisorDriver):
         return os.path.join(self.state_dir, "config", domain_name(vm_uid))
 
     def release_host(self, host: HostRef) -> None:
-        """The host's routers beside it go with it (its domains stay: they outlive gstack)."""
-        if self.routers is not None and not is_remote_uri(host.uri) and self._dataplane(host):
+        """The host's routers beside it go with it (its domains stay: they outlive gstack). Not
+        judged by the host's options: its row is gone by now; the netns driver knows its VMs' host."""
+        if self.routers is not None and not is_remote_uri(host.uri):
             self.routers.release_host(self._beside(host))
 
     def domain_xml_of(self, host: HostRef, vm_uid: int, inactive: bool = False) -> str | None:
