@@ -40,9 +40,10 @@ def default_registry(factory: sessionmaker[Session], sim_latency: dict[str, floa
     from core.hypervisors.simulator import SimulatorDriver
 
     state_dir = os.path.join(data_dir, "libvirt") if data_dir else None
+    netns = NetnsDriver(factory, os.path.join(data_dir, "netns") if data_dir else None)
     return DriverRegistry({"simulator": SimulatorDriver(factory, sim_latency),
-                           "libvirt": LibvirtDriver(factory, state_dir),
-                           "netns": NetnsDriver(factory, os.path.join(data_dir, "netns") if data_dir else None)})
+                           "libvirt": LibvirtDriver(factory, state_dir, routers=netns),  # routers beside its hosts
+                           "netns": netns})
 
 
 HYPERVISORS = ("simulator", "libvirt", "netns")

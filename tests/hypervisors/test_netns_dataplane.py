@@ -47,7 +47,8 @@ def _missing() -> str | None:
 
 needs_root = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 READONLY = "https://www.googleapis.com/auth/compute.readonly"
-WEB = "#!/bin/bash\ncd /tmp && exec python3 -m http.server 80 --bind 0.0.0.0"
+WEB = "#!/bin/bash\nd=$(mktemp -d) && hostname > $d/index.html && cd $d && exec python3 -m http.server 80 --bind 0.0.0.0"
+POOL = ("dp-web", "dp-web2", "dp-web3")  # each answers its own hostname
 
 
 def until(check, timeout: float, step: float = 0.1):
@@ -76,12 +77,13 @@ def test_a_network_with_a_live_router() -> None:
     with running_server("sqlite") as server:
         add_netns_host(server.database_url, server.data_dir)
         gce = server.gce()
-        web = instance("dp-web", {"startup-script": WEB})
-        web["tags"] = {"items": ["web"]}
-        web["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+        webs = [instance(name, {"startup-script": WEB}) for name in POOL]
+        for web in webs:
+            web["tags"] = {"items": ["web"]}
+        webs[0]["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
         reader = instance("dp-reader", {})
         reader["serviceAccounts"] = [{"email": "default", "scopes": [READONLY]}]
-        ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute() for body in (web, reader)]
+        ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute() for body in (*webs, reader)]
         for op in ops:
             assert "error" not in wait_op(gce, op), server.log_tail(60)
         a, b = (gce.instances().get(project=PROJECT, zone=ZONE, instance=n).execute()
@@ -97,6 +99,14 @@ def test_a_network_with_a_live_router() -> None:
         assert in_guest(a["id"], "getent", "hosts", "dp-reader").stdout.split()[:1] == [ip_b]
         assert in_guest(b["id"], "getent", "hosts", f"dp-web.{ZONE}.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
         assert in_guest(b["id"], "getent", "hosts", f"dp-web.c.{PROJECT}.internal").stdout.split()[:1] == [ip_a]
+
+        # setMetadata wakes the guest agent's wait_for_change (through its router's metadata proxy):
+        # the user of the new key is made without a reboot
+        fingerprint = b["metadata"]["fingerprint"]
+        keyed = {"fingerprint": fingerprint, "items": [{"key": "ssh-keys", "value": "carol:ssh-ed25519 AAAA carol"}]}
+        assert "error" not in wait_op(gce, gce.instances().setMetadata(project=PROJECT, zone=ZONE, instance="dp-reader",
+                                                                       body=keyed).execute())
+        assert "Created user: carol" in serial(gce, "dp-reader", "Created user: carol", 5)
 
         # the external address from the simulated internet: dropped until a rule admits port 80 to the tag
         internet = dataplane.internet_names(internet_scope(server.data_dir))[0]
@@ -114,9 +124,15 @@ def test_a_network_with_a_live_router() -> None:
         answered = until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{nat_ip}/").stdout
                          == "200", 10)
         assert answered, server.log_tail()
-        # a forwarding rule to a target pool: the router's HAProxy answers on the rule's address
+        # a forwarding rule to a target pool of three: the router's HAProxy spreads connections over
+        # all three, and its health check (HAProxy's own, for real) leaves out one that stops serving
         region = ZONE.rsplit("-", 1)[0]
-        pool = {"name": "dp-pool", "instances": [a["selfLink"]]}
+        check = {"name": "dp-hc", "port": 80, "requestPath": "/", "checkIntervalSec": 1, "timeoutSec": 1,
+                 "healthyThreshold": 1, "unhealthyThreshold": 1}
+        assert "error" not in wait_op(gce, gce.httpHealthChecks().insert(project=PROJECT, body=check).execute())
+        members = [gce.instances().get(project=PROJECT, zone=ZONE, instance=n).execute() for n in POOL]
+        pool = {"name": "dp-pool", "instances": [m["selfLink"] for m in members],
+                "healthChecks": [f"projects/{PROJECT}/global/httpHealthChecks/dp-hc"]}
         assert "error" not in wait_op(gce, gce.targetPools().insert(project=PROJECT, region=region,
                                                                      body=pool).execute())
         fr = {"name": "dp-fr", "IPProtocol": "TCP", "portRange": "80",
@@ -124,8 +140,11 @@ def test_a_network_with_a_live_router() -> None:
         assert "error" not in wait_op(gce, gce.forwardingRules().insert(project=PROJECT, region=region,
                                                                          body=fr).execute())
         vip = gce.forwardingRules().get(project=PROJECT, region=region, forwardingRule="dp-fr").execute()["IPAddress"]
-        assert until(lambda: curl(internet, "-o", "/dev/null", "-w", "%{http_code}", f"http://{vip}/").stdout
-                     == "200", 5), server.log_tail()
+        seen: set[str] = set()
+        assert until(lambda: seen.add(curl(internet, f"http://{vip}/").stdout.strip()) or set(POOL) <= seen, 10), seen
+        stop_web_server(members[1]["id"])
+        assert until(lambda: {curl(internet, f"http://{vip}/").stdout.strip() for _ in range(6)}
+                     == {"dp-web", "dp-web3"}, 10), server.log_tail()
         # egress: to the simulated internet, from the guest's external address
         assert in_ns(a["id"], "ping", "-c", "1", "-W", "2", dataplane.INTERNET_ADDRESS).returncode == 0
 
@@ -135,6 +154,11 @@ def test_a_network_with_a_live_router() -> None:
             done = gcloud_ssh(server, internet, "tester@dp-web")
             # (its first run prints ssh-keygen's output before the command's)
             assert (done.returncode, done.stdout.strip().splitlines()[-1:]) == (0, ["dp-web"]), done.stderr[-2000:]
+            # --internal-ip: to the guest's network address, from a namespace on its network (another guest's)
+            # (gcloud first checks over ssh that the address is the instance's: the guest curls its
+            # instance id from the metadata server, through its router)
+            done = gcloud_ssh(server, netns_links.namespace(int(b["id"])), "tester@dp-web2", "--internal-ip")
+            assert (done.returncode, done.stdout.strip()) == (0, "dp-web2"), done.stderr[-2000:]
 
         # the metadata server: a compute.readonly token for the reader, read through its router
         got = in_ns(b["id"], "curl", "-s", "--max-time", "5", "-H", "Metadata-Flavor: Google",
@@ -150,7 +174,7 @@ def test_a_network_with_a_live_router() -> None:
                                 headers=headers, timeout=10)
         assert refused.status_code == 403, refused.text
 
-        for name in ("dp-web", "dp-reader"):
+        for name in (*POOL, "dp-reader"):
             assert "error" not in wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE,
                                                                       instance=name).execute())
         assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
@@ -160,10 +184,22 @@ def test_a_network_with_a_live_router() -> None:
     assert made & everything() == set()
 
 
-def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProcess[str]:
+def stop_web_server(uid: str) -> None:
+    """The guest's startup-script web server killed (the guest runs on): its health check fails."""
+    for pid in netns_links.pids(netns_links.namespace(int(uid))):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"http.server" in f.read():
+                    os.kill(pid, 9)
+        except OSError:
+            continue
+
+
+def gcloud_ssh(server, via: str, target: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """``gcloud compute ssh TARGET --command hostname``, configured by environment (no ``gcloud config``
-    calls), its ssh reaching the external address through the simulated internet (the host has no
-    route to it: gstack never touches the host's routing)."""
+    calls), its ssh reaching the address from the namespace ``via``: the simulated internet for the
+    external address (the host has no route to it: gstack never touches the host's routing), a
+    guest's namespace for ``--internal-ip``."""
     home = os.path.join(server.data_dir, "gcloud-home")
     os.makedirs(home, exist_ok=True)
     env = {**os.environ, "HOME": home, "CLOUDSDK_CONFIG": os.path.join(home, "config"),
@@ -171,12 +207,19 @@ def gcloud_ssh(server, internet: str, target: str) -> subprocess.CompletedProces
            "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
            "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": server.api, "CLOUDSDK_AUTH_TOKEN_HOST": server.base + "/token",
            "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE": server.key_path}
-    ssh_config = os.path.join(home, "ssh_config")  # gcloud splits --ssh-flag values at spaces: a file
+    # every ssh gcloud runs goes through ``via``: its --internal-ip check passes no --ssh-flag, so an
+    # ``ssh`` first on PATH adds the config (gcloud would split a ProxyCommand flag at its spaces)
+    ssh_config, shim = os.path.join(home, "ssh_config"), os.path.join(home, "bin", "ssh")
     with open(ssh_config, "w") as f:
-        f.write(f"Host *\n    ProxyCommand ip netns exec {internet} socat - TCP:%h:%p\n")
-    return subprocess.run(["gcloud", "compute", "ssh", target, "--command", "hostname", "--quiet",
-                           "--strict-host-key-checking=no", f"--ssh-flag=-F{ssh_config}", "--ssh-flag=-oConnectTimeout=5"],
-                          env=env, capture_output=True, text=True, timeout=90, check=False)
+        f.write(f"Host *\n    ProxyCommand ip netns exec {via} socat - TCP:%h:%p\n    ConnectTimeout 5\n")
+    os.makedirs(os.path.dirname(shim), exist_ok=True)
+    with open(shim, "w") as f:
+        f.write(f'#!/bin/sh\nexec {shutil.which("ssh")} -F {ssh_config} "$@"\n')
+    os.chmod(shim, 0o755)
+    env["PATH"] = os.path.dirname(shim) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(["gcloud", "compute", "ssh", target, *flags, "--command", "hostname", "--quiet",
+                           "--strict-host-key-checking=no"], env=env, capture_output=True, text=True, timeout=90,
+                          check=False)
 
 
 def router_namespace(data_dir: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from websockets.sync.client import connect
 
 from core.db import make_engine, write_session
 from core.hypervisors.base import NicSpec, VmSpec
@@ -31,7 +32,7 @@ from core.hypervisors.netns.agent import Metadata, ssh_keys
 from core.resources import store
 from core.services import hosts
 from core.services.seed import HOSTS_PER_ZONE, ensure_project
-from tests.conftest import PROJECT, ZONE, running_server, wait_op
+from tests.conftest import PROJECT, ZONE, console_ticket, read_until, running_server, wait_op
 from tests.helpers.databases import seeded_engine, sessions
 
 pytestmark = pytest.mark.xdist_group("netns")
@@ -93,7 +94,9 @@ def add_netns_host(database_url: str, data_dir: str) -> None:
     engine = make_engine(database_url)
     factory = sessions(engine)
     with write_session(factory) as s:
-        cluster = hosts.add_cluster(s, ZONE, "netns1", "netns")
+        # a namespace costs next to nothing: vCPUs overprovisioned well past the default 4x, so a
+        # few e2-small guests and the router fit a 2-core CI machine
+        cluster = hosts.add_cluster(s, ZONE, "netns1", "netns", cpu_overprovisioning=16.0)
         for i in range(HOSTS_PER_ZONE):
             hosts.set_host_status(s, f"sim-{ZONE}-{i + 1:02d}", "Maintenance")
     hosts.add_host(factory, {"netns": NetnsDriver(factory, os.path.join(data_dir, "netns"))}, ZONE, cluster.name,
@@ -143,7 +146,7 @@ def test_two_guests_boot_talk_and_leave_nothing(keys: str) -> None:
         add_netns_host(server.database_url, server.data_dir)
         gce = server.gce()
         ops = [gce.instances().insert(project=PROJECT, zone=ZONE, body=instance("ns-a", {
-                   "ssh-keys": f"alice:{pub} alice\nbob:{pub} google-ssh {expired}",
+                   "ssh-keys": f"alice:{pub} alice\nbob:{pub} google-ssh {expired}", "serial-port-enable": "TRUE",
                    "startup-script": "#!/bin/bash\necho hello from $(hostname)"})).execute(),
                gce.instances().insert(project=PROJECT, zone=ZONE, body=instance("ns-b", {
                    "shutdown-script": "echo goodbye"})).execute()]
@@ -165,6 +168,20 @@ def test_two_guests_boot_talk_and_leave_nothing(keys: str) -> None:
         assert (done.returncode, done.stdout.strip()) == (0, "ns-a"), done.stderr + serial(gce, "ns-a", "", 0)
         assert ssh(b["id"], os.path.join(keys, "id"), "bob", ip_a).returncode != 0
         assert "startup-script: hello from ns-a" in serial(gce, "ns-a", "hello from ns-a")
+
+        # the serial console through the console proxy's WebSocket: the guest's boot log and its
+        # startup-script's output, and its getty answering what is typed
+        resp = console_ticket(server, ZONE, "ns-a")
+        assert resp.status_code == 200, resp.text
+        with connect(resp.json()["url"], open_timeout=30) as ws:
+            shown = read_until(ws, "startup-script exit status 0")
+            assert "GCE Agent Started." in shown and "startup-script: hello from ns-a" in shown, shown
+            ws.send("root\r")
+            read_until(ws, "root\r\nPassword: ")
+            ws.send("hunter2\r")
+            read_until(ws, "Login incorrect\r\nns-a login: ")
+        console_log = serial(gce, "ns-a", "Login incorrect")
+        assert "root\r\nPassword: \r\nLogin incorrect" in console_log and "hunter2" not in console_log
 
         # stop: shutdown-script runs, the processes go, the namespace stays
         assert "error" not in wait_op(gce, gce.instances().stop(project=PROJECT, zone=ZONE, instance="ns-b").execute())

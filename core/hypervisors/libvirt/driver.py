@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.hypervisors.base import (
     LIVE_ATTACH,
+    PUSH_CONFIG,
     RECONCILE,
     SERIAL_CONSOLE,
     SUSPEND,
@@ -44,16 +46,23 @@ from core.hypervisors.libvirt.common import (
 )
 from core.models import Host, Resource
 
+if TYPE_CHECKING:
+    from core.hypervisors.netns import NetnsDriver
+
 T = TypeVar("T")
+ROLE = "gstack-systemvm-role"  # a system VM's metadata: its role (the netns driver reads the same key)
 
 
 class LibvirtDriver(HypervisorDriver):
     name = "libvirt"
-    capabilities = frozenset({SUSPEND, LIVE_ATTACH, SERIAL_CONSOLE, RECONCILE})
+    capabilities = frozenset({SUSPEND, LIVE_ATTACH, SERIAL_CONSOLE, RECONCILE, PUSH_CONFIG})
 
     def __init__(self, factory: sessionmaker[Session], state_dir: str | None = None,
-                 opener: Callable[[str], Conn] | None = None):
+                 opener: Callable[[str], Conn] | None = None, routers: NetnsDriver | None = None):
         self.factory = factory
+        # where the virtual routers of a host with ``dataplane=netns`` run: network namespaces on
+        # this machine, beside the host, whose bridges the host's domains plug into
+        self.routers = routers
         self.state_dir = state_dir or os.path.join(tempfile.gettempdir(), "gstack-libvirt")
         self._opener = opener
         self._connections: dict[str, Conn] = {}
@@ -113,6 +122,38 @@ class LibvirtDriver(HypervisorDriver):
             opts.update(json.loads(raw))
         return opts
 
+    def _dataplane(self, host: HostRef, opts: Options | None = None) -> bool:
+        """Whether the host's routers run as netns routers beside it (``dataplane=netns``): only a
+        host on this machine can have them, for the router's namespace must reach the domains' bridge."""
+        mode = (opts if opts is not None else self.options(host)).get("dataplane") or "libvirt"
+        if mode == "libvirt":
+            return False
+        if mode != "netns":
+            raise DriverError(f"host {host.name}: dataplane must be 'libvirt' or 'netns', not '{mode}'",
+                              retry_elsewhere=False)
+        if self.routers is None or is_remote_uri(host.uri):
+            raise DriverError(f"host {host.name}: dataplane=netns needs the host on the machine gstack runs on",
+                              retry_elsewhere=False)
+        return True
+
+    @staticmethod
+    def _beside(host: HostRef) -> HostRef:
+        """The host as the netns driver sees it (this machine, the host's row and settings)."""
+        return HostRef(host.id, host.name, "netns://local")
+
+    def _router(self, vm_uid: int) -> NetnsDriver | None:
+        """The netns driver when the VM is a router it runs beside a host of ours."""
+        return self.routers if self.routers is not None and self.routers.has_vm(vm_uid) else None
+
+    def _bridged(self, host: HostRef, vm: VmSpec, opts: Options) -> Options:
+        """The settings with each NIC on a gstack network mapped to that network's bridge (where its
+        router serves DHCP with IPAM's addresses), unless the host maps the network itself."""
+        assert self.routers is not None  # _dataplane said so
+        given = dict(opts.get("networks") or {})
+        bridges = self.routers.guest_bridges(self._beside(host), vm)
+        mapped = {nic.network: f"bridge:{b}" for nic, b in zip(vm.nics, bridges, strict=True) if b}
+        return {**opts, "networks": {**given, **{k: v for k, v in mapped.items() if k not in given}}}
+
     def _instance(self, vm_uid: int) -> Resource | None:
         with self.factory() as session:
             return session.scalar(select(Resource).where(Resource.uid == vm_uid, Resource.collection == "instances"))
@@ -156,9 +197,17 @@ class LibvirtDriver(HypervisorDriver):
     # -- starting ----------------------------------------------------------------------------------
 
     def spawn(self, host: HostRef, vm: VmSpec) -> None:
+        if dict(vm.metadata).get(ROLE) == "router" and self._dataplane(host):
+            assert self.routers is not None
+            self.routers.spawn(self._beside(host), vm)
+            return
         self._start(host, vm, resume=False)
 
     def resume(self, host: HostRef, vm: VmSpec) -> None:
+        if dict(vm.metadata).get(ROLE) == "router" and self._dataplane(host):
+            assert self.routers is not None
+            self.routers.resume(self._beside(host), vm)
+            return
         self._start(host, vm, resume=True)
 
     def _guest(self, conn: Conn, uri: str) -> domainxml.Guest:
@@ -178,6 +227,8 @@ class LibvirtDriver(HypervisorDriver):
         """
         libvirt = lv()
         opts = self.options(host)
+        if self._dataplane(host, opts):
+            opts = self._bridged(host, vm, opts)
 
         def note(text: str) -> None:
             self._note(host, vm.uid, text, opts)
@@ -223,6 +274,9 @@ class LibvirtDriver(HypervisorDriver):
 
     def power_off(self, host: HostRef, vm_uid: int) -> None:
         """ACPI shutdown, then destroy after ``shutdown_timeout`` seconds; a saved state is discarded."""
+        if router := self._router(vm_uid):
+            router.power_off(self._beside(host), vm_uid)
+            return
         libvirt = lv()
         opts = self.options(host)
 
@@ -248,6 +302,9 @@ class LibvirtDriver(HypervisorDriver):
 
     def reboot(self, host: HostRef, vm_uid: int) -> None:
         """A hard reset (GCE's ``reset``); where reset is unsupported, destroy and start."""
+        if router := self._router(vm_uid):
+            router.reboot(self._beside(host), vm_uid)
+            return
         libvirt = lv()
 
         def reset(conn: Conn) -> None:
@@ -267,6 +324,9 @@ class LibvirtDriver(HypervisorDriver):
 
     def suspend(self, host: HostRef, vm_uid: int) -> None:
         """Managed save: memory to disk, the domain shut off; pause where managed save is missing."""
+        if router := self._router(vm_uid):
+            router.suspend(self._beside(host), vm_uid)
+            return
         libvirt = lv()
 
         def save(conn: Conn) -> None:
@@ -290,6 +350,9 @@ class LibvirtDriver(HypervisorDriver):
     def destroy(self, host: HostRef | None, vm_uid: int) -> None:
         """Destroy and undefine the domain, delete its serial log and the volumes of its disks that
         do not outlive it (autoDelete ones no other VM uses, and those already deleted)."""
+        if router := self._router(vm_uid):
+            router.destroy(self._beside(host) if host is not None else None, vm_uid)
+            return
         res = self._instance(vm_uid)
         host = host or self._host_of(vm_uid)
         if host is None:
@@ -310,6 +373,7 @@ class LibvirtDriver(HypervisorDriver):
         if not is_remote_uri(host.uri):
             with suppress(FileNotFoundError):
                 os.remove(self.console_path(host, vm_uid, opts))
+        shutil.rmtree(self._config_dir(vm_uid), ignore_errors=True)
 
     def _undefine(self, dom: Domain) -> None:
         libvirt = lv()
@@ -325,6 +389,10 @@ class LibvirtDriver(HypervisorDriver):
             dom.undefine()
 
     def forget(self, host: HostRef, vm_uid: int) -> None:
+        if router := self._router(vm_uid):
+            router.destroy(self._beside(host), vm_uid)
+            return
+
         def remove(conn: Conn) -> None:
             dom = lookup(conn, vm_uid)
             if dom is not None:
@@ -373,6 +441,8 @@ class LibvirtDriver(HypervisorDriver):
     # -- the serial console ----------------------------------------------------------------------
 
     def serial_output(self, vm_uid: int, start: int) -> tuple[str, int, int]:
+        if router := self._router(vm_uid):
+            return router.serial_output(vm_uid, start)
         host = self._host_of(vm_uid)
         if host is None:
             return "", 0, 0
@@ -382,6 +452,9 @@ class LibvirtDriver(HypervisorDriver):
     def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
         """Type ``data`` on serial port 1 (the console proxy's interactive console); what the guest
         answers arrives in the serial log that :meth:`serial_output` reads."""
+        if router := self._router(vm_uid):
+            router.serial_write(self._beside(host), vm_uid, data)
+            return
 
         def write(conn: Conn) -> None:
             dom = lookup(conn, vm_uid)
@@ -418,7 +491,11 @@ class LibvirtDriver(HypervisorDriver):
                     out[uid] = "paused" if dom.hasManagedSaveImage(0) else "shutoff"
             return out
 
-        return self._call(host, "listing domains", states)
+        found = self._call(host, "listing domains", states)
+        if self._dataplane(host):  # the host's routers, beside it
+            assert self.routers is not None
+            found.update(self.routers.list_instances(self._beside(host)))
+        return found
 
     def cpu_times(self, host: HostRef, vm_uids: list[int]) -> dict[int, float]:
         """``virDomainGetCPUStats`` (the total ``cpu_time``, nanoseconds) of each running domain; a
@@ -439,7 +516,49 @@ class LibvirtDriver(HypervisorDriver):
                 out[uid] = nanos / 1e9
             return out
 
-        return self._call(host, "reading CPU statistics", read)
+        times = self._call(host, "reading CPU statistics", read)
+        if self._dataplane(host):
+            assert self.routers is not None
+            times.update(self.routers.cpu_times(self._beside(host), [u for u in vm_uids if u not in times]))
+        return times
+
+    # -- system VMs ------------------------------------------------------------------------------
+
+    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+        """A router beside the host (``dataplane=netns``) gets the files as the netns driver's routers
+        do: written into its /etc and loaded by its dnsmasq, nftables and HAProxy. A domain of a
+        ``test://`` host (which runs no guest) keeps them in the driver's state directory, as a
+        config drive would; a domain on a real host would need a guest agent in the router image,
+        which is not built (put its routers beside it with ``dataplane=netns``)."""
+        if router := self._router(vm_uid):
+            router.push_config(self._beside(host), vm_uid, files)
+            return
+
+        def write(conn: Conn) -> None:
+            dom = lookup(conn, vm_uid)
+            if dom is None or not dom.isActive():
+                raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            if not is_test_uri(host.uri):
+                raise DriverError(f"host {host.name}: files reach a system VM of a libvirt host only when it "
+                                  "runs beside the host (dataplane=netns)", retry_elsewhere=False)
+            for path, content in files.items():
+                target = os.path.normpath(os.path.join(self._config_dir(vm_uid), path.lstrip("/")))
+                if not target.startswith(self._config_dir(vm_uid) + os.sep):
+                    raise DriverError(f"bad configuration path {path}", retry_elsewhere=False)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "w", encoding="utf-8") as f:
+                    f.write(content)
+
+        self._call(host, "pushing configuration to " + domain_name(vm_uid), write, retry_elsewhere=False)
+
+    def _config_dir(self, vm_uid: int) -> str:
+        return os.path.join(self.state_dir, "config", domain_name(vm_uid))
+
+    def release_host(self, host: HostRef) -> None:
+        """The host's routers beside it go with it (its domains stay: they outlive gstack). Not
+        judged by the host's options: its row is gone by now; the netns driver knows its VMs' host."""
+        if self.routers is not None and not is_remote_uri(host.uri):
+            self.routers.release_host(self._beside(host))
 
     def domain_xml_of(self, host: HostRef, vm_uid: int, inactive: bool = False) -> str | None:
         """The domain XML libvirt stores for the VM (``gstack admin host domains --xml``, tests)."""

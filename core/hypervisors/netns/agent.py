@@ -23,7 +23,10 @@ stands for software inside the guest), only the standard library. At boot it:
    own (a tmpfs), and runs a real sshd on port 22 that asks for their keys as google-guest-agent's
    sshd does (an ``AuthorizedKeysCommand``, run as root);
 5. writes ``ready`` into its directory (the driver's spawn waits for it) and runs
-   ``startup-script`` as root, its output on the serial log as google_metadata_script_runner's.
+   ``startup-script`` as root, its output on the serial log as google_metadata_script_runner's;
+6. keeps a getty on serial port 1: what the console proxy types arrives on the FIFO ``console.in``
+   (the driver's ``serial_write``) and is answered on the serial log as a GCE image's
+   serial-getty answers (see :class:`Getty`).
 
 On SIGTERM (a stop) it runs ``shutdown-script``, stops sshd and exits; the driver kills whatever
 is left in the namespace.
@@ -339,6 +342,71 @@ def run_script(state: str, key: str, body: str, timeout: float | None = None) ->
     log("google_metadata_script_runner", f"{key} exit status {code}")
 
 
+# -- the serial console ------------------------------------------------------------------------------
+
+
+CONSOLE_FIFO = "console.in"
+
+
+class Getty:
+    """serial-getty on ttyS0 of a GCE image: the tty echoes what is typed (not a password), asks for
+    a login and a password, and refuses it: GCE's accounts have no passwords (google-guest-agent
+    makes them for ssh keys), so logging in on the serial port needs one set by a user who logged in
+    over ssh, which this guest does not model. What the console shows is thus the guest's: its boot
+    log, its scripts' output and this prompt, the way a real image's console shows them."""
+
+    def __init__(self, name: str, write: Callable[[str], None]):
+        self.name, self.write = name, write
+        self.line, self.asking_password = "", False
+
+    def feed(self, data: str) -> None:
+        for ch in data:
+            if ch in "\r\n":
+                self.enter()
+            elif ch in "\x7f\b":
+                if self.line:
+                    self.line = self.line[:-1]
+                    if not self.asking_password:
+                        self.write("\b \b")
+            elif ch == "\x03":  # ^C: a fresh prompt
+                self.line, self.asking_password = "", False
+                self.write(f"^C\r\n\r\n{self.name} login: ")
+            elif ch.isprintable():
+                self.line += ch
+                if not self.asking_password:
+                    self.write(ch)
+
+    def enter(self) -> None:
+        line, self.line = self.line, ""
+        if self.asking_password:
+            self.asking_password = False
+            time.sleep(0.3)  # login's delay after a failure, shortened
+            self.write(f"\r\nLogin incorrect\r\n{self.name} login: ")
+        elif line.strip():
+            self.asking_password = True
+            self.write("\r\nPassword: ")
+        else:
+            self.write(f"\r\n\r\n{self.name} login: ")
+
+
+def serve_console(state: str, name: str, stopping: threading.Event) -> None:
+    """The getty reading the console FIFO (opened read-write: it never sees end-of-file when a
+    writer closes) until the guest stops."""
+    path = os.path.join(state, CONSOLE_FIFO)
+    if not os.path.exists(path):
+        os.mkfifo(path, 0o600)
+    fd = os.open(path, os.O_RDWR)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    getty = Getty(name, write)
+    while not stopping.is_set():
+        data = os.read(fd, 4096)
+        getty.feed(data.decode(errors="replace"))
+
+
 def main(guest_file: str) -> None:
     with open(guest_file) as f:
         guest: dict[str, Any] = json.load(f)
@@ -361,6 +429,7 @@ def main(guest_file: str) -> None:
     update_keys()
     sshd = start_sshd(state)
     log("google_guest_agent", "GCE Agent Started.")
+    threading.Thread(target=serve_console, args=(state, guest["name"], stopping), daemon=True).start()
     print(f"\r\n{guest['name']} login: ", flush=True)
     with open(os.path.join(state, "ready"), "w") as f:
         f.write(str(os.getpid()))

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.hypervisors.base import (
     PUSH_CONFIG,
+    SERIAL_CONSOLE,
     SUSPEND,
     DiskSpec,
     DriverError,
@@ -38,6 +39,7 @@ from core.hypervisors.base import (
     VmSpec,
 )
 from core.hypervisors.netns import dataplane, links
+from core.hypervisors.netns.agent import CONSOLE_FIFO
 from core.links import parse_ref
 from core.models import Host, Project, Resource
 from core.resources import store
@@ -45,6 +47,7 @@ from core.resources import store
 LOCAL_URIS = ("netns://local", "netns:///")
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py")
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
+CONSOLE_ECHO_WAIT = 1.0
 GCE_METADATA = "http://169.254.169.254"  # routed by the guest's virtual router to its metadata proxy
 ROLE = "gstack-systemvm-role"  # a system VM's metadata: its role and (a router's) network
 DEFAULTS: dict[str, Any] = {"metadata_url": None, "boot_timeout": 15.0, "shutdown_timeout": 30.0}
@@ -52,7 +55,7 @@ DEFAULTS: dict[str, Any] = {"metadata_url": None, "boot_timeout": 15.0, "shutdow
 
 class NetnsDriver(HypervisorDriver):
     name = "netns"
-    capabilities = frozenset({SUSPEND, PUSH_CONFIG})
+    capabilities = frozenset({SUSPEND, PUSH_CONFIG, SERIAL_CONSOLE})
 
     def __init__(self, factory: sessionmaker[Session], state_dir: str | None = None):
         self.factory = factory
@@ -94,6 +97,27 @@ class NetnsDriver(HypervisorDriver):
         """The bridge of ``network`` (its URL) on ``host``: where a virtual router of that network
         plugs in beside the VMs."""
         return links.bridge(self._scope(host), network)
+
+    def has_vm(self, vm_uid: int) -> bool:
+        """Whether the VM is one of this driver's (another driver that lends it routers asks)."""
+        return self._meta(vm_uid) is not None
+
+    def guest_bridges(self, host: HostRef, vm: VmSpec) -> list[str | None]:
+        """The bridge each NIC of ``vm`` plugs into when another driver runs it beside this
+        machine's routers (a libvirt domain's ``<interface type='bridge'>``), made now so the domain
+        can start; None for a NIC on no network of gstack's."""
+        self._check(host)
+        out: list[str | None] = []
+        with self._links_lock():
+            for net in self._guest_networks(vm):
+                if "/networks/" not in net["network"]:
+                    out.append(None)
+                    continue
+                bridge = self.bridge_of(host, net["network"])
+                self._record_bridge(host, bridge)
+                links.ensure_bridge(bridge)
+                out.append(bridge)
+        return out
 
     @property
     def metadata_socket(self) -> str:
@@ -503,3 +527,26 @@ class NetnsDriver(HypervisorDriver):
         except FileNotFoundError:
             return "", 0, 0
         return data.decode(errors="replace"), start, end
+
+    def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
+        """Typed on the guest's console: into the FIFO its agent's getty reads (the answer shows on
+        the serial log, which the console proxy polls)."""
+        self._check(host)
+        meta = self._meta(vm_uid)
+        if meta is None or meta["host_id"] != host.id or self._state(vm_uid) != "running":
+            raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
+        try:
+            fd = os.open(os.path.join(self._dir(vm_uid), CONSOLE_FIFO), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:  # no FIFO yet, or no reader (ENXIO): the getty is not up
+            raise DriverError(f"VM {vm_uid} has no console yet: {exc}", retry_elsewhere=False) from exc
+        before = self.serial_output(vm_uid, -1)[2]
+        try:
+            os.write(fd, data.encode())
+        except BlockingIOError as exc:
+            raise DriverError(f"VM {vm_uid}'s console is not reading", retry_elsewhere=False) from exc
+        finally:
+            os.close(fd)
+        # as a tty's echo: the getty's answer (if any) is on the log when this returns, up to a second later
+        deadline = time.monotonic() + CONSOLE_ECHO_WAIT
+        while self.serial_output(vm_uid, -1)[2] == before and time.monotonic() < deadline:
+            time.sleep(0.01)
