@@ -74,8 +74,9 @@ def resource_rows(session: Session, project: str, collection: str, scopes: list[
     if cond is not None:
         q = q.where(cond)
     q = q.order_by(*[c.desc() if d else c for c, d in zip(cols, desc, strict=True)]).limit(limit)
-    # Plain rows through Core: the ORM's result processing cost more than the page's query.
-    return [(list(row[:-1]), row[-1]) for row in flushed_connection(session).execute(q)]
+    # Plain rows through Core: the ORM's result processing cost more than the page's query; and
+    # all at once (one fetchall): iterating the result fetched them one call at a time.
+    return [(list(row[:-1]), row[-1]) for row in flushed_connection(session).execute(q).all()]
 
 
 def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,
