@@ -242,5 +242,9 @@ def _request_log(app: Flask) -> None:
     @app.after_request
     def _log(resp: Response) -> Response:
         ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms", request.method, request.path, resp.status_code, ms)
+        if log.isEnabledFor(logging.INFO):
+            # The record made directly: log.info would also walk the stack for the caller's
+            # file and line, which the line does not show (gstack/logs.py writes it off this thread).
+            log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s %.1fms",
+                                      (request.method, request.path, resp.status_code, ms), None))
         return resp
