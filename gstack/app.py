@@ -189,14 +189,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-MMAP_BYTES = 1 << 30  # address space, not memory: the OS pages in what is read, and can drop it again
+# The first 32 MiB of the database file, read through a map. Mapped pages that were read count in
+# the process's RSS (as file pages the OS can drop, but they count): a map of the whole file showed
+# 737 MB RSS at 100k instances after a filter scanned them all (bench/scale.py), 127 MB at 1k.
+MMAP_BYTES = 32 << 20
 
 
 def _map_reads(engine: Engine) -> None:
     """SQLite reads the API's pages through a memory map instead of a read() per database page: a
     500-item list page reads ~1 MB of bodies, and measured 0.83 -> 0.44 ms per page for its query.
-    (The API's engine only: its reads are the large ones. The map is shared with the OS page cache,
-    so it adds no resident memory of the process's own.)"""
+    (The API's engine only: its reads are the large ones.) Bounded by :data:`MMAP_BYTES`."""
     if engine.dialect.name != "sqlite":
         return
     engine.pool.dispose()  # connections opened before the listener would read without the map
