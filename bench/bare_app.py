@@ -17,3 +17,13 @@ def get(project: str, zone: str, instance: str) -> Response:
 @app.get("/oauth2/v3/certs")
 def ready() -> Response:
     return Response(b"{}", content_type="application/json")
+
+
+if __name__ == "__main__":  # on gstack serve's own HTTP server and switch interval (bench.harness.serve_bare)
+    import sys
+
+    from gstack.cli import SWITCH_INTERVAL
+    from gstack.serving import PooledWSGIServer
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    PooledWSGIServer("127.0.0.1", int(sys.argv[1]), app).serve_forever()

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from bench.harness import Gstack, free_port, write_result
+from bench.harness import Gstack, write_result
 from bench.load import interleaved, measure
 
 ZONE = "us-central1-a"
@@ -21,7 +21,7 @@ def main(backend: str = "sqlite") -> None:
     g = Gstack(backend)
     try:
         token = g.token()
-        base = g.gunicorn(workers=2, GSTACK_WORKERS="1")
+        base = g.server(GSTACK_WORKERS="1")
         headers = {"Authorization": f"Bearer {token}"}
         url = f"{base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
         body = {"name": "bench-vm", "machineType": f"zones/{ZONE}/machineTypes/e2-small",
@@ -37,13 +37,13 @@ def main(backend: str = "sqlite") -> None:
         body_file = os.path.join(g.data_dir, "body.json")
         with open(body_file, "wb") as f:
             f.write(same_json)
-        bare_base = g.gunicorn("bench.bare_app:app", workers=2, port=free_port(), BENCH_BODY_FILE=body_file)
+        bare_base = g.bare(body_file)
         bare_url = f"{bare_base}/compute/v1/projects/demo-project/zones/{ZONE}/instances/bench-vm"
         assert requests.get(bare_url).content == same_json
         measure(instance_url, headers, seconds=1)  # warm-up
         run = interleaved((instance_url, headers), (bare_url, None), seconds=2 * SECONDS)
         write_result(f"get_instance_{backend}", {
-            "backend": backend, "server": "gunicorn sync, 2 workers", "clients": 4, "seconds": 2 * SECONDS,
+            "backend": backend, "server": os.environ.get("BENCH_SERVER", "serve"), "clients": 4, "seconds": 2 * SECONDS,
             "operation": op.get("name"), "gstack_get_per_second": run["target_per_second"],
             "bare_flask_per_second": run["baseline_per_second"], "rounds": run["rounds"],
             "ratio": run["ratio"], "goal_ratio": 0.7 if backend == "sqlite" else 0.4,

@@ -71,6 +71,28 @@ class Gstack:
         self.procs.append(subprocess.Popen([sys.executable, "-m", "gstack.cli", "worker", "--threads", str(threads)],
                                            env=self.env(**env), stdout=log, stderr=subprocess.STDOUT))
 
+    def serve_bare(self, body_file: str, port: int | None = None) -> str:
+        """:mod:`bench.bare_app` on the same HTTP server as ``gstack serve`` (its pooled werkzeug
+        server, the same switch interval): the baseline of the ratios measured as users run gstack."""
+        port = port or free_port()
+        self._start([sys.executable, "-m", "bench.bare_app", str(port)], {"BENCH_BODY_FILE": body_file},
+                    f"http://127.0.0.1:{port}")
+        return f"http://127.0.0.1:{port}"
+
+    def server(self, **env) -> str:
+        """The server under test: ``gstack serve`` as users run it (the request log on) unless
+        ``BENCH_SERVER=gunicorn`` (2 sync workers, the operator's guide's recommendation)."""
+        if os.environ.get("BENCH_SERVER", "serve") == "gunicorn":
+            return self.gunicorn(workers=2, **env)
+        self.serve(GSTACK_LOG_REQUESTS="1", **env)
+        return self.base
+
+    def bare(self, body_file: str) -> str:
+        """The baseline serving ``body_file`` on the same kind of server as :meth:`server`."""
+        if os.environ.get("BENCH_SERVER", "serve") == "gunicorn":
+            return self.gunicorn("bench.bare_app:app", workers=2, port=free_port(), BENCH_BODY_FILE=body_file)
+        return self.serve_bare(body_file)
+
     def gunicorn(self, app: str = "gstack.wsgi:app", workers: int = 2, port: int | None = None, **env) -> str:
         port = port or self.port
         self._start([sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}",

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from bench.harness import Gstack, free_port, write_result
+from bench.harness import Gstack, write_result
 from bench.load import interleaved, measure
 
 ZONE = "us-central1-a"
@@ -29,7 +29,7 @@ def main(backend: str = "sqlite") -> None:
             g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:02d}", "--cpus", "64",
                     "--memory-mb", "262144")
         token = g.token()
-        base = g.gunicorn(workers=2, GSTACK_WORKERS="2")
+        base = g.server(GSTACK_WORKERS="2")
         headers = {"Authorization": f"Bearer {token}"}
         url = f"{base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
         s = requests.Session()
@@ -46,13 +46,13 @@ def main(backend: str = "sqlite") -> None:
         body_file = os.path.join(g.data_dir, "page.json")
         with open(body_file, "wb") as f:
             f.write(page)
-        bare_base = g.gunicorn("bench.bare_app:app", workers=2, port=free_port(), BENCH_BODY_FILE=body_file)
+        bare_base = g.bare(body_file)
         bare_url = f"{bare_base}/compute/v1/projects/demo-project/zones/{ZONE}/instances/x"
         measure(page_url, headers, seconds=1)
         run = interleaved((page_url, headers), (bare_url, None), seconds=2 * SECONDS)
         compact = measure(page_url + "&prettyPrint=false", headers, seconds=SECONDS)
         write_result(f"list_page_{backend}", {
-            "backend": backend, "server": "gunicorn sync, 2 workers", "clients": 4, "items_per_page": N,
+            "backend": backend, "server": os.environ.get("BENCH_SERVER", "serve"), "clients": 4, "items_per_page": N,
             "page_bytes": len(page), "pages_per_second": run["target_per_second"],
             "pages_per_second_prettyPrint_false": compact["per_second"],
             "bare_flask_same_bytes": run["baseline_per_second"], "rounds": run["rounds"],

@@ -35,7 +35,7 @@ def main() -> None:
     profiler.disable()
     print(f"instances.get: {elapsed / N * 1e6:.0f} µs per request (in-process)")
     if "-p" in sys.argv:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler).sort_stats(sys.argv[2] if len(sys.argv) > 2 else "cumulative").print_stats(40)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Reads at 1,000 and at 100,000 instances (issue 15, goal 1): each should cost at most 1.5× more.
+"""Reads at 1,000 and at 100,000 instances (issue 15, goal 1): each should cost at most 1.5× more;
+and ``gstack serve``'s start-up time and resident memory at each size (goal 5).
 
 The instances are written straight through the core store (``new_resource``, the insert every
 instance takes, thousands per transaction): through the API the growth would take hours. Then
@@ -126,6 +127,16 @@ def measure(g: Gstack, s: requests.Session, size: int) -> dict:
     return out
 
 
+def memory(pid: int) -> dict:
+    """The server's resident memory now and at its peak (goal 5: at 100k within 1.5× of at 1k),
+    after it served every read of :func:`reads`."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    mb = {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+    return {"rss_mb": mb["VmRSS"], "peak_rss_mb": mb["VmHWM"], "anonymous_mb": mb["RssAnon"],
+            "file_mb": mb["RssFile"]}
+
+
 def r_items(body: dict) -> int:
     items = body.get("items")
     if isinstance(items, dict):
@@ -145,14 +156,18 @@ def main(backend: str = "sqlite", small: int = 1000, large: int = 100_000) -> No
             grow(g.database_url, have, size)
             print(f"grew to {size} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
             have = size
+            t = time.perf_counter()
             g.serve(GSTACK_LOG_REQUESTS="1")
+            started = time.perf_counter() - t
             s = requests.Session()
             s.headers["Authorization"] = f"Bearer {token}"
             results[size] = measure(g, s, size)
+            results[size]["serve"] = {"startup_seconds": round(started, 2), **memory(g.procs[-1].pid)}
             for p in g.procs:
                 p.terminate()
                 p.wait(10)
             g.procs.clear()
+        serve = {size: results[size].pop("serve") for size in results}
         ratios = {name: round(results[large][name]["median_ms"] / results[small][name]["median_ms"], 2)
                   for name in results[small]}
         # Each read's median over the reference's in the same round: what is left of the ratio when
@@ -163,6 +178,9 @@ def main(backend: str = "sqlite", small: int = 1000, large: int = 100_000) -> No
             "backend": backend, "server": "gstack serve (request log on)", "repeats": REPEATS,
             "sizes": [small, large], "goal_ratio": 1.5, "ratio_of_medians": ratios,
             "ratio_against_reference": relative,
+            "serve": {str(k): v for k, v in serve.items()},
+            "rss_ratio": round(serve[large]["rss_mb"] / serve[small]["rss_mb"], 2),
+            "startup_ratio": round(serve[large]["startup_seconds"] / serve[small]["startup_seconds"], 2),
             "ratio_of_p10": {name: round(results[large][name]["p10_ms"] / results[small][name]["p10_ms"], 2)
                              for name in ratios},
             "reads": {str(k): v for k, v in results.items()},

@@ -14,6 +14,7 @@ import click
 from core.db import write_session
 from core.migrations import SchemaNotCurrent
 from core.periodic import PeriodicRounds
+from gstack import logs
 from gstack.admin import admin, factory, fail, settings
 from gstack.datadir import secure as secure_data_dir
 from gstack.db_commands import db
@@ -26,7 +27,7 @@ SWITCH_INTERVAL = 0.0002  # seconds; see serve()
 @click.group()
 def main() -> None:
     """gstack: a Google Compute Engine you run yourself."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO)  # written by a listener thread, not by the request threads
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # gstack.http logs every request itself
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its context lines at every start; `db upgrade` lowers it
 

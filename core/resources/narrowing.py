@@ -143,7 +143,7 @@ def _narrowed(conn: Connection, project: str, collection: str, scopes: list[str]
             q = q.where(cond)
         q = q.order_by(*[c.desc() if d else c for c, d in zip(cols, desc, strict=True)]).limit(limit)
         prefix = [scope] if multi else []
-        runs.append([([*prefix, *row[:-1]], row[-1]) for row in conn.execute(q)])
+        runs.append([([*prefix, *row[:-1]], row[-1]) for row in conn.execute(q).all()])
     if len(runs) == 1:
         return runs[0]
     merged = heapq.merge(*runs, key=lambda item: _sort_key(item[0], multi, by_name))

@@ -95,7 +95,15 @@ def paginate(source: Source, params: ListParams) -> tuple[list[tuple[list, str]]
     wanted = params.max_results
     out: list[tuple[list, str]] = []
     after = params.after
-    batch = wanted + 1 if params.predicate is None else max(wanted * 2, 200)
+    if params.predicate is None:  # no row to test: the page is the rows, read in one go
+        try:
+            rows = source(after, wanted + 1)
+        except InvalidCursor:
+            raise _bad_token(params.token) from None
+        if len(rows) > wanted:
+            return rows[:wanted], encode_token(rows[wanted - 1][0], params.order)
+        return rows, None
+    batch = max(wanted * 2, 200)
     while True:
         try:
             rows = source(after, batch)
