@@ -22,8 +22,8 @@ class Settings:
     base_url: str = ""
     workers: int = 4
     # job worker threads the pool may grow to under load (each job mostly waits on a hypervisor);
-    # 0: 32 on SQLite, ``workers`` on PostgreSQL (its concurrent job transactions still contend)
-    max_workers: int = 0
+    # below ``workers``: no growth
+    max_workers: int = 32
     run_jobs: bool = True
     seed: bool = True
     wait_timeout: float = 100.0  # operations.wait: GCE returns after at most ~2 minutes
@@ -90,6 +90,4 @@ class Settings:
         s.tls = s.tls or bool(s.universe_domain)  # a universe's clients derive only https:// hosts
         if not s.database_url:
             s.database_url = sqlite_url(s.data_dir)
-        if not s.max_workers:
-            s.max_workers = s.workers if s.database_url.startswith("postgresql") else 32
         return s
