@@ -87,7 +87,7 @@ def _within_bound(call: Call, max_queued: int) -> None:
     session = call.session
     queued = (select(Operation.pk).where(Operation.status.in_(UNFINISHED), Operation.project == call.project)
               .limit(max_queued + 1).subquery())
-    if session.scalar(select(func.count()).select_from(queued)) <= max_queued:
+    if (session.scalar(select(func.count()).select_from(queued)) or 0) <= max_queued:
         return
     number = session.scalar(select(Project.number).where(Project.name == call.project)) or 0
     session.rollback()
