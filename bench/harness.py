@@ -124,6 +124,13 @@ class Gstack:
 
             with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+        keep = os.environ.get("GSTACK_BENCH_LOGS")  # a directory to keep the servers' logs in, to read after
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for name in os.listdir(self.data_dir):
+                if name.startswith("proc-") and name.endswith(".log"):
+                    shutil.copy(os.path.join(self.data_dir, name),
+                                os.path.join(keep, f"{os.path.basename(self.data_dir)}-{name}"))
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

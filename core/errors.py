@@ -138,6 +138,25 @@ class RateLimited(ComputeError):
     op_code = "RATE_LIMIT_EXCEEDED"
 
 
+class ProjectRateLimited(ComputeError):
+    """A project sent more work than its share: GCE's per-project rate quota answer (403
+    ``rateLimitExceeded``, domain ``usageLimits``), which Google's clients back off and retry on.
+    ``details`` is the ``google.rpc.ErrorInfo`` Google adds to it."""
+
+    status = 403
+    reason = "rateLimitExceeded"
+    op_code = "RATE_LIMIT_EXCEEDED"
+
+    def __init__(self, project_number: int):
+        super().__init__(f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
+                         f"'compute.googleapis.com' for consumer 'project_number:{project_number}'.")
+        self.details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+                         "domain": "googleapis.com",
+                         "metadata": {"service": "compute.googleapis.com", "consumer": f"projects/{project_number}",
+                                      "quota_metric": "compute.googleapis.com/default",
+                                      "quota_limit": "defaultPerMinutePerProject"}}]
+
+
 class NotImplementedMethod(ComputeError):
     status = 501
     reason = "notImplemented"

@@ -22,8 +22,8 @@ class Settings:
     base_url: str = ""
     workers: int = 4
     # job worker threads the pool may grow to under load (each job mostly waits on a hypervisor);
-    # 0: 32 on SQLite, ``workers`` on PostgreSQL (its concurrent job transactions still contend)
-    max_workers: int = 0
+    # below ``workers``: no growth
+    max_workers: int = 32
     run_jobs: bool = True
     seed: bool = True
     wait_timeout: float = 100.0  # operations.wait: GCE returns after at most ~2 minutes
@@ -40,6 +40,8 @@ class Settings:
     autoscaler_stabilization: float = 600.0
     max_request_bytes: int = 4 * 1024 * 1024  # a request body over this is refused (413) before it is read
     max_batch_bytes: int = 32 * 1024 * 1024  # the same for a whole batch (each part then meets the above)
+    # a project's unfinished Operations beyond this are refused (403 rateLimitExceeded); 0 = no bound
+    max_queued_operations: int = 1000
     trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed (gstack/proxies.py)
     # HTTPS (gstack/tls.py): on with a certificate from the data directory's CA, or the operator's own
     tls: bool = False
@@ -71,6 +73,7 @@ class Settings:
         s.autoscaler_stabilization = float(env.get("GSTACK_AUTOSCALER_STABILIZATION", s.autoscaler_stabilization))
         s.max_request_bytes = int(env.get("GSTACK_MAX_REQUEST_BYTES", s.max_request_bytes))
         s.max_batch_bytes = int(env.get("GSTACK_MAX_BATCH_BYTES", s.max_batch_bytes))
+        s.max_queued_operations = int(env.get("GSTACK_MAX_QUEUED_OPERATIONS", s.max_queued_operations))
         s.trusted_proxies = env.get("GSTACK_TRUSTED_PROXIES", s.trusted_proxies)
         s.tls_cert = env.get("GSTACK_TLS_CERT", s.tls_cert)
         s.tls_key = env.get("GSTACK_TLS_KEY", s.tls_key)
@@ -87,6 +90,4 @@ class Settings:
         s.tls = s.tls or bool(s.universe_domain)  # a universe's clients derive only https:// hosts
         if not s.database_url:
             s.database_url = sqlite_url(s.data_dir)
-        if not s.max_workers:
-            s.max_workers = s.workers if s.database_url.startswith("postgresql") else 32
         return s

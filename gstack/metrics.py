@@ -48,7 +48,8 @@ if prometheus is not None:
     LATENCY = prometheus.Histogram("gstack_http_request_duration_seconds", "Time to serve an HTTP request.",
                                    ["method"], registry=None,
                                    buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
-    REFUSALS = prometheus.Counter("gstack_ratelimit_refusals", "Requests refused (429) by a failure limit, by kind.",
+    REFUSALS = prometheus.Counter("gstack_ratelimit_refusals",
+                                  "Requests refused by a limit, by kind (429: a failure limit; 403: a full queue).",
                                   ["kind"], registry=None)
 
 

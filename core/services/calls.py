@@ -2,6 +2,14 @@
 earlier call with the same ``requestId`` instead of running twice, wakes the job engine's workers
 in the same commit (PostgreSQL NOTIFY), renders its Operation before that commit (afterwards the
 row would be read again), and runs again when the database aborts it for contention.
+
+Backpressure: a call that would leave its project more than ``max_queued`` unfinished Operations
+(queued or running) is refused with GCE's per-project rate-limit answer
+(:class:`~core.errors.ProjectRateLimited`, which Google's clients back off and retry on), and
+nothing of it is committed. The bound is per project, so a project that floods the queue is
+refused while every other project's calls go on as before. On SQLite writes are serialised and
+the bound is exact; on PostgreSQL concurrent calls of one project may each see room and overshoot
+it by at most their number.
 """
 
 from __future__ import annotations
@@ -9,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.db import begin_write, retrying
-from core.errors import ResourceNotReady
+from core.errors import ProjectRateLimited, ResourceNotReady
 from core.jobs import announce
-from core.models import Operation
+from core.jobs.claims import UNFINISHED
+from core.models import Operation, Project
 from core.resources import operations
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
@@ -30,7 +40,7 @@ class Outcome:
     kind: str | None = None
 
 
-def run(call: Call, write: bool, handler: Callable[[], object]) -> Outcome:
+def run(call: Call, write: bool, handler: Callable[[], object], max_queued: int = 0) -> Outcome:
     """Run ``handler`` as ``call``: in a write transaction committed at the end when ``write``.
 
     A write the database aborts for contention (a deadlock, a serialization failure, SQLite busy)
@@ -38,13 +48,16 @@ def run(call: Call, write: bool, handler: Callable[[], object]) -> Outcome:
     busy server see their calls succeed, later, never the server's own contention. ``handler``
     may thus run more than once; it must take everything it reads from the database or its
     arguments afresh.
+
+    ``max_queued`` (0: no bound) bounds the project's unfinished Operations (see the module's
+    docstring).
     """
     if not write:
         return _outcome(handler())
-    return retrying(lambda: _write(call, handler), rollback=call.session.rollback)
+    return retrying(lambda: _write(call, handler, max_queued), rollback=call.session.rollback)
 
 
-def _write(call: Call, handler: Callable[[], object]) -> Outcome:
+def _write(call: Call, handler: Callable[[], object], max_queued: int = 0) -> Outcome:
     begin_write(call.session)
     existing = operations.by_request_id(call)
     if existing is not None:
@@ -52,6 +65,8 @@ def _write(call: Call, handler: Callable[[], object]) -> Outcome:
     try:
         result = handler()
         outcome = _outcome(result)
+        if max_queued and outcome.wake:
+            _within_bound(call, max_queued)
         _commit(call.session, result)
     except DuplicateRequest:
         return Outcome(_replay(call))
@@ -63,6 +78,20 @@ def _outcome(result: object) -> Outcome:
         return Outcome(result=result)
     payload = operations.to_json(result)
     return Outcome(payload, wake=payload["status"] != "DONE", kind=result.job)
+
+
+def _within_bound(call: Call, max_queued: int) -> None:
+    """Refuse the call (rolled back) when its project's unfinished Operations, the new one
+    counted, are more than ``max_queued``. Counting stops past the bound: a flooded queue costs
+    no more to refuse than a short one."""
+    session = call.session
+    queued = (select(Operation.pk).where(Operation.status.in_(UNFINISHED), Operation.project == call.project)
+              .limit(max_queued + 1).subquery())
+    if (session.scalar(select(func.count()).select_from(queued)) or 0) <= max_queued:
+        return
+    number = session.scalar(select(Project.number).where(Project.name == call.project)) or 0
+    session.rollback()
+    raise ProjectRateLimited(number)
 
 
 def _commit(session: Session, result: object) -> None:

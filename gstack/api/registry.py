@@ -15,7 +15,7 @@ import orjson
 from flask import Response, current_app, request
 from werkzeug.datastructures import MultiDict
 
-from core.errors import Invalid, NotImplementedMethod
+from core.errors import Invalid, NotImplementedMethod, ProjectRateLimited
 from core.identity import access
 from core.resources import operations
 from core.resources.context import Call
@@ -25,6 +25,7 @@ from gstack.auth import guard
 from gstack.gce.discovery import Method
 from gstack.gce.render import json_response, selector
 from gstack.gce.validation import validate_body, without_nulls
+from gstack.metrics import count_refusal
 
 log = logging.getLogger("gstack.api")
 
@@ -110,7 +111,11 @@ def run(method: Method, params: dict[str, str]) -> Response:
         req.body = bodies.pop() if bodies else _body(method)
         return handler(req, **args)
 
-    outcome = calls.run(req.call, is_write(method), attempt)
+    try:
+        outcome = calls.run(req.call, is_write(method), attempt, runtime.settings.max_queued_operations)
+    except ProjectRateLimited:
+        count_refusal("queue")
+        raise
     if outcome.wake:
         runtime.engine_kick(outcome.kind)
     return _response(outcome)

@@ -53,7 +53,7 @@ def error_response(status: int, reason: str, message: str, *, headers: dict | No
 
 def from_exception(exc: ComputeError) -> Response:
     domain = "usageLimits" if exc.reason == "rateLimitExceeded" else "global"
-    details = None
+    details = getattr(exc, "details", None)
     if exc.reason == "insufficientPermissions":
         details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
                     "domain": "googleapis.com", "metadata": {"service": "compute.googleapis.com"}}]

@@ -1,5 +1,5 @@
-"""kill -9 of ``gstack serve`` and of ``gstack worker`` in the middle of a burst of inserts on
-PostgreSQL. Clients do what Google's clients do with a write that got no answer: send it again
+"""kill -9 of ``gstack serve`` and of ``gstack worker`` in the middle of a burst of inserts, on
+PostgreSQL and on SQLite (the worker then shares the database file). Clients do what Google's clients do with a write that got no answer: send it again
 with the same ``requestId`` until one is answered. Afterwards nothing is duplicated, lost, hung or
 miscounted: one instance per name, every Operation DONE without error, quota usage equal to what
 exists, and the hosts' capacity held by exactly the instances that run."""
@@ -56,13 +56,13 @@ class Workers:
                 proc.wait(10)
 
 
-@pytest.fixture
-def split_pg() -> Iterator[tuple[Server, Workers]]:
-    """A PostgreSQL server whose API process runs no jobs, and its workers; hypervisor calls take
-    0.3 s, so a kill lands while jobs are in flight."""
-    if not pg_available():
+@pytest.fixture(params=["postgresql", "sqlite"])
+def split(request) -> Iterator[tuple[Server, Workers]]:
+    """A server whose API process runs no jobs, and its workers; hypervisor calls take 0.3 s, so a
+    kill lands while jobs are in flight."""
+    if request.param == "postgresql" and not pg_available():
         pytest.fail("PostgreSQL is not reachable (.ci/run starts it)")
-    server, cleanup = make_server("postgresql", GSTACK_RUN_JOBS="0", GSTACK_SIM_LATENCY='{"spawn": 0.3}')
+    server, cleanup = make_server(request.param, GSTACK_RUN_JOBS="0", GSTACK_SIM_LATENCY='{"spawn": 0.3}')
     server.start()
     workers = Workers(server)
     try:
@@ -125,8 +125,8 @@ class RetryingClient:
             self.failures.append(f"insert {name}: {op['error']}")
 
 
-def test_kill9_of_serve_and_worker_during_a_burst(split_pg):
-    server, workers = split_pg
+def test_kill9_of_serve_and_worker_during_a_burst(split):
+    server, workers = split
     failures: list[str] = []
     seen: dict[str, set[str]] = {}
     lock = threading.Lock()
