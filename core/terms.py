@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine
 
+from core import triggers
+
 # Every field with terms; a narrowing on any other field is not possible.
 TOP_LEVEL = ("name", "status", "zone", "region")
 NETWORK_IP = "networkInterfaces.networkIP"
@@ -98,16 +100,5 @@ def _installed(conn: Connection, postgres: bool) -> bool:
 def install(engine: Engine) -> None:
     """Create the triggers where they are missing, and derive the terms of the rows the database
     holds already, in one transaction: no change slips between."""
-    postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as conn:
-        if _installed(conn, postgres):
-            return
-    with engine.begin() as conn:
-        if postgres:  # processes starting together: one installs, the others find it done
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('gstack_resource_terms'))")
-        else:
-            conn.exec_driver_sql("DELETE FROM resource_terms WHERE 0")  # take the write lock now
-        if _installed(conn, postgres):
-            return
-        for stmt in (_POSTGRESQL if postgres else _SQLITE) + _backfill(postgres):
-            conn.exec_driver_sql(stmt)
+    triggers.install_once(engine, "resource_terms", _installed,
+                          lambda postgres: (_POSTGRESQL if postgres else _SQLITE) + _backfill(postgres))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, text
 
+from core import triggers
+
 _COUNTED = "('instances', 'disks')"
 # The PostgreSQL function takes an advisory lock per project (class 2, see core.ipam) before it
 # changes a counter row. A transaction that changes an instance and a disk touches two counter
@@ -90,16 +92,5 @@ def _installed(conn: Connection, postgres: bool) -> bool:
 def install(engine: Engine) -> None:
     """Create the triggers where they are missing, and count what the database holds already
     (a database made before the counters), in one transaction: no change slips between."""
-    postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as conn:
-        if _installed(conn, postgres):
-            return
-    with engine.begin() as conn:
-        if postgres:  # processes starting together: one installs, the others find it done
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('gstack_resource_usage'))")
-        else:
-            conn.exec_driver_sql("DELETE FROM resource_usage WHERE 0")  # take the write lock now
-        if _installed(conn, postgres):
-            return
-        for stmt in (_POSTGRESQL if postgres else _SQLITE) + _BACKFILL:
-            conn.exec_driver_sql(stmt)
+    triggers.install_once(engine, "resource_usage", _installed,
+                          lambda postgres: (_POSTGRESQL if postgres else _SQLITE) + _BACKFILL)
