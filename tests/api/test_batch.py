@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from email.parser import BytesParser
-from email.policy import HTTP
 
 import pytest
 import requests
@@ -12,6 +10,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from tests.conftest import PROJECT, ZONE, unique, wait_op
+from tests.helpers.batch import parse_multipart
 
 PUBLIC = ["debian-cloud", "ubuntu-os-cloud", PROJECT]
 _TOKENS: dict[str, str] = {}
@@ -22,25 +21,6 @@ def _token(server) -> str:
     if server.data_dir not in _TOKENS:
         _TOKENS[server.data_dir] = server.token()
     return _TOKENS[server.data_dir]
-
-
-def _parse_multipart(r: requests.Response) -> list[tuple[str, int, dict, bytes]]:
-    """(Content-ID, status, headers, body) of every part of a multipart/mixed response."""
-    ctype = r.headers["Content-Type"]
-    assert ctype.startswith("multipart/mixed; boundary="), ctype
-    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + r.content)
-    out = []
-    for part in msg.iter_parts():
-        assert part.get_content_type() == "application/http"
-        payload = part.get_payload(decode=True)
-        head, _, body = payload.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        version, code, _ = lines[0].split(" ", 2)
-        assert version == "HTTP/1.1"
-        headers = dict(line.split(": ", 1) for line in lines[1:])
-        assert int(headers["Content-Length"]) == len(body)
-        out.append((part["Content-ID"], int(code), headers, body))
-    return out
 
 
 def _gcloud_batch(server, parts: list[str], boundary: str = "===============5046340073717573934==",
@@ -133,7 +113,7 @@ def test_gcloud_raw_batch(server):
     parts.append(f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE}/disks/{unique('nodisk')}?alt=json")
     r = _gcloud_batch(server, parts)
     assert r.status_code == 200, r.text
-    got = _parse_multipart(r)
+    got = parse_multipart(r)
     assert [cid for cid, *_ in got] == [f"<response-3a1a23de-e94c-471e-b856-178315d08e18+{n}>"
                                         for n in range(len(parts))]
     for (_, code, headers, body), project in zip(got[:3], PUBLIC, strict=True):
@@ -161,14 +141,14 @@ def test_raw_batch_status_lines(server):
 def test_raw_batch_full_url_targets(server):
     """googleapiclient writes the request line with the absolute path; some clients send full URLs."""
     r = _gcloud_batch(server, [f"GET {server.api}projects/{PROJECT}/zones/{ZONE}?alt=json"])
-    (_, code, _, body), = _parse_multipart(r)
+    (_, code, _, body), = parse_multipart(r)
     assert code == 200 and json.loads(body)["name"] == ZONE
 
 
 def test_raw_batch_without_credentials(server):
     r = _gcloud_batch(server, [f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE}?alt=json"], outer_auth=None)
     assert r.status_code == 200
-    (_, code, headers, body), = _parse_multipart(r)
+    (_, code, headers, body), = parse_multipart(r)
     assert code == 401
     assert headers["WWW-Authenticate"].startswith("Bearer ")
     assert json.loads(body)["error"]["errors"][0]["reason"] == "required"
@@ -177,7 +157,7 @@ def test_raw_batch_without_credentials(server):
 def test_raw_batch_bad_outer_token(server):
     r = _gcloud_batch(server, [f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE}?alt=json"],
                       outer_auth="Bearer ya29.garbage")
-    (_, code, _, body), = _parse_multipart(r)
+    (_, code, _, body), = parse_multipart(r)
     assert code == 401
     assert json.loads(body)["error"]["errors"][0]["reason"] == "authError"
 
@@ -194,7 +174,7 @@ def test_raw_batch_part_authorization_wins(server):
     r = requests.post(server.base + "/batch/compute/v1", data=body.encode(),
                       headers={"Content-Type": f"multipart/mixed; boundary={boundary}",
                                "Authorization": "Bearer " + _token(server)})
-    got = _parse_multipart(r)
+    got = parse_multipart(r)
     assert [(cid, code) for cid, code, _, _ in got] == [("<response-p1>", 401), ("<response-p2>", 200)]
 
 
@@ -210,7 +190,7 @@ def test_raw_batch_with_body(server):
     r = requests.post(server.base + "/batch/compute/v1", data=body.encode(),
                       headers={"Content-Type": f'multipart/mixed; boundary="{boundary}"',
                                "Authorization": "Bearer " + _token(server)})
-    (cid, code, _, out), = _parse_multipart(r)
+    (cid, code, _, out), = parse_multipart(r)
     assert cid == "<response-ins>" and code == 200, out
     op = json.loads(out)
     assert op["kind"] == "compute#operation" and op["targetLink"].endswith("/" + name)
@@ -233,7 +213,7 @@ def test_bad_batch_is_400(server, ctype, body):
 def test_batch_root_path(server):
     r = _gcloud_batch(server, [f"GET /compute/v1/projects/{PROJECT}/zones/{ZONE}"], path="/batch")
     assert r.status_code == 200
-    assert _parse_multipart(r)[0][1] == 200
+    assert parse_multipart(r)[0][1] == 200
 
 
 def test_too_many_parts_refused_before_parsing(server):
@@ -265,6 +245,6 @@ def test_oversized_batch_part_is_refused_alone(server):
     r = requests.post(server.base + "/batch/compute/v1", data=body.encode(),
                       headers={"Content-Type": f"multipart/mixed; boundary={boundary}",
                                "Authorization": "Bearer " + _token(server)})
-    (cid1, code1, _, out1), (cid2, code2, _, _) = _parse_multipart(r)
+    (cid1, code1, _, out1), (cid2, code2, _, _) = parse_multipart(r)
     assert (cid1, code1, cid2, code2) == ("<response-huge>", 413, "<response-zone>", 200)
     assert json.loads(out1)["error"]["message"] == "Request payload size exceeds the limit: 4194304 bytes."

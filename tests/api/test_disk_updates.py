@@ -5,8 +5,8 @@ cleared, and fields gstack cannot update are refused with the disk unchanged."""
 
 from __future__ import annotations
 
-from tests.api.test_region_disks import REGION, make_region_disk
 from tests.conftest import PROJECT, unique
+from tests.helpers.disks import REGION, make_region_disk
 from tests.helpers.networks import done, fails
 
 ZONE = "us-central1-a"

@@ -3,24 +3,22 @@ endpoint's RFC 6749 errors."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 import uuid
 
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.auth.conftest import make_project, make_user
-from tests.conftest import CLOUD_PLATFORM, PROJECT, ZONE, unique
+from tests.conftest import PROJECT, ZONE, unique
+from tests.helpers.forgery import (
+    assertion_claims,
+    forge,
+    self_signed_claims,
+)
 from tests.helpers.oauth import READONLY, Browser, authorization_code, exchange, pkce
 
-GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SEE = "See https://developers.google.com/identity/sign-in/web/devconsole-project."
 MISSING = ("Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or "
@@ -49,48 +47,6 @@ INSUFFICIENT = {"error": {"code": 403, "message": SCOPES, "status": "PERMISSION_
                           "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                                        "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com",
                                        "metadata": {"service": "compute.googleapis.com"}}]}}
-
-
-def b64(data: bytes | dict) -> str:
-    raw = json.dumps(data).encode() if isinstance(data, dict) else data
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def other_private_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def public_pem(key: dict) -> bytes:
-    private = serialization.load_pem_private_key(key["private_key"].encode(), None)
-    return private.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def forge(key: dict, how: str, claims: dict) -> str:
-    """A JWT that claims to be the service account's without its private key."""
-    kid = key["private_key_id"]
-    if how == "wrong-key":
-        return jwt.encode(claims, other_private_key(), algorithm="RS256", headers={"kid": kid})
-    if how == "wrong-kid":
-        return jwt.encode(claims, key["private_key"], algorithm="RS256", headers={"kid": uuid.uuid4().hex})
-    if how == "alg-none":
-        return f"{b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{b64(claims)}."
-    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{b64(claims)}"  # HS256 keyed with the public key
-    return signing_input + "." + b64(hmac.new(public_pem(key), signing_input.encode(), hashlib.sha256).digest())
-
-
-def self_signed_claims(key: dict) -> dict:
-    now = int(time.time())
-    return {"iss": key["client_email"], "sub": key["client_email"], "iat": now, "exp": now + 3600,
-            "scope": CLOUD_PLATFORM}
-
-
-def assertion_claims(key: dict, **over) -> dict:
-    now = int(time.time())
-    return {"iss": key["client_email"], "aud": GOOGLE_TOKEN_URI, "iat": now, "exp": now + 3600,
-            "scope": CLOUD_PLATFORM, **over}
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ import jwt
 import pytest
 import requests
 
-from tests.api.test_batch import _parse_multipart
 from tests.auth.conftest import cli
-from tests.auth.test_refusals import assertion_claims, forge, other_private_key, self_signed_claims
 from tests.chaos.conftest import assert_google_error, check_envelope
 from tests.conftest import PROJECT, ZONE, Server, unique
+from tests.helpers.batch import parse_multipart
+from tests.helpers.forgery import assertion_claims, forge, other_private_key, self_signed_claims
 
 pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]  # one worker: one chaos_server
 
@@ -101,7 +101,7 @@ def batch_part(server: Server, credential: str | None) -> tuple[int, bytes, str]
     r = requests.post(server.base + "/batch/compute/v1", data=body.encode(), timeout=30,
                       headers={"Content-Type": "multipart/mixed; boundary=b", **_headers(None)})
     assert r.status_code == 200, r.text
-    (_, code, headers, content), = _parse_multipart(r)
+    (_, code, headers, content), = parse_multipart(r)
     return code, content, headers.get("Content-Type", "")
 
 

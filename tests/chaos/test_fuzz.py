@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from gstack.gce.discovery import by_id
-from tests.api.test_batch import _parse_multipart
 from tests.chaos.conftest import LONG, assert_google_error, scaled
 from tests.conftest import PROJECT, ZONE, Server
+from tests.helpers.batch import parse_multipart
 
 pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]  # one worker: one chaos_server
 
@@ -306,7 +306,7 @@ def test_fuzzed_batches(chaos_server, fuzzed):
         if resp.status_code != 200:
             assert_google_error(resp)
             return
-        for _, code, _, content in _parse_multipart(resp):
+        for _, code, _, content in parse_multipart(resp):
             assert code < 500, content[:500]
 
     run(send, parts=st.lists(part, max_size=4),
@@ -338,4 +338,4 @@ def test_batch_part_header_with_a_bare_cr(chaos_server, fuzzed):
     resp = requests.post(chaos_server.base + "/batch/compute/v1", data=body.encode(), timeout=60, headers={
         "Authorization": fuzzed.http.headers["Authorization"], "Content-Type": "multipart/mixed; boundary=b"})
     assert resp.status_code == 200, resp.text[:300]
-    assert [code for _, code, _, _ in _parse_multipart(resp)] == [200]
+    assert [code for _, code, _, _ in parse_multipart(resp)] == [200]

@@ -22,7 +22,7 @@ from google.oauth2 import service_account
 
 from gstack import tls
 from tests.conftest import CLOUD_PLATFORM, PROJECT, ZONE, Server, free_port
-from tests.e2e.test_universe import node_packages
+from tests.helpers.node import node_packages
 from tests.helpers.tls import client_env, environ
 
 GOOGLE = "https://www.googleapis.com/compute/v1/"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 
 import httplib2
@@ -21,13 +20,12 @@ from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 
 from tests.conftest import CLOUD_PLATFORM, PROJECT, ZONE
+from tests.helpers.node import node_packages
 from tests.helpers.tls import client_env, environ, gcloud_runner, https_server, port_free, universe_names
 
 UNIVERSE = "gstack-test.internal"
 API = f"https://compute.{UNIVERSE}/compute/v1/"
 NODE_SCRIPT = pathlib.Path(__file__).with_name("node") / "universe_insert.js"
-NODE_DIR = os.environ.get("GSTACK_TEST_NODE_DIR", os.path.expanduser("~/.cache/gstack-tests/node"))
-NODE_PACKAGE = "@google-cloud/compute@7"
 
 pytestmark = pytest.mark.xdist_group("port-443")
 
@@ -94,20 +92,6 @@ def test_google_api_python_client_with_the_universe_in_client_options(server):
     gce = build("compute", "v1", http=http, static_discovery=True, client_options={"universe_domain": UNIVERSE})
     zone = gce.zones().get(project=PROJECT, zone=ZONE).execute()
     assert zone["selfLink"] == f"{API}projects/{PROJECT}/zones/{ZONE}"
-
-
-def node_packages() -> str:
-    """NODE_PATH with @google-cloud/compute, installed once into a cache directory."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are not installed here")
-    modules = os.path.join(NODE_DIR, "node_modules")
-    if not os.path.isdir(os.path.join(modules, "@google-cloud", "compute")):
-        os.makedirs(NODE_DIR, exist_ok=True)
-        proc = subprocess.run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "--silent",
-                               NODE_PACKAGE], capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            pytest.skip(f"npm could not install {NODE_PACKAGE}: {proc.stderr[-500:]}")
-    return modules
 
 
 def test_node_google_cloud_compute_with_universe_domain_and_a_key_file(server):

@@ -27,12 +27,12 @@ from core.services import hosts
 from core.services.seed import HOSTS_PER_ZONE
 from tests.conftest import PROJECT, free_port
 from tests.helpers.libvirt import body, host_of, run
+from tests.helpers.netns import DATAPLANE_TOOLS, missing
 from tests.hypervisors.conftest import LIBVIRT_ZONE as ZONE
 from tests.hypervisors.conftest import NODE_XML, InProcessServer
-from tests.hypervisors.test_netns_dataplane import _missing
 
-pytestmark = [pytest.mark.xdist_group("netns"),
-              pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
+WHY = missing(DATAPLANE_TOOLS, "the libvirt data plane test")
+pytestmark = [pytest.mark.xdist_group("netns"), pytest.mark.skipif(WHY is not None, reason=WHY or "")]
 
 
 def test_a_libvirt_guest_takes_its_address_from_the_router_beside_its_host() -> None:

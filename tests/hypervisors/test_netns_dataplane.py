@@ -28,24 +28,11 @@ from core.hypervisors.netns import links as netns_links
 from core.services import hosts
 from tests.conftest import PROJECT, ZONE, running_server, wait_op
 from tests.helpers.databases import seeded_engine, sessions
-from tests.hypervisors.test_netns_guests import add_netns_host, in_ns, instance, made_by, serial
+from tests.helpers.netns import DATAPLANE_TOOLS, add_netns_host, in_ns, instance, made_by, missing, serial
 
 pytestmark = pytest.mark.xdist_group("netns")
-TOOLS = {"udhcpc": "udhcpc", "dnsmasq": "dnsmasq-base", "nft": "nftables", "haproxy": "haproxy", "curl": "curl",
-         "sshd": "openssh-server", "ssh": "openssh-client", "socat": "socat"}
-
-
-def _missing() -> str | None:
-    why = netns_links.missing_tools()
-    if why:
-        return why
-    for tool, package in TOOLS.items():
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            return f"the netns data plane tests need '{tool}' ({package})"
-    return None
-
-
-needs_root = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+WHY = missing(DATAPLANE_TOOLS, "the netns data plane tests")
+needs_root = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 READONLY = "https://www.googleapis.com/auth/compute.readonly"
 WEB = "#!/bin/bash\nd=$(mktemp -d) && hostname > $d/index.html && cd $d && exec python3 -m http.server 80 --bind 0.0.0.0"
 POOL = ("dp-web", "dp-web2", "dp-web3")  # each answers its own hostname

@@ -24,36 +24,23 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from websockets.sync.client import connect
 
-from core.db import make_engine, write_session
+from core.db import write_session
 from core.hypervisors.base import NicSpec, VmSpec
 from core.hypervisors.netns import NetnsDriver
 from core.hypervisors.netns import links as netns_links
 from core.hypervisors.netns.agent import Metadata, ssh_keys
 from core.resources import store
 from core.services import hosts
-from core.services.seed import HOSTS_PER_ZONE, ensure_project
+from core.services.seed import ensure_project
 from tests.conftest import PROJECT, ZONE, console_ticket, read_until, running_server, wait_op
 from tests.helpers.databases import seeded_engine, sessions
+from tests.helpers.netns import GUEST_TOOLS, add_netns_host, in_ns, instance, made_by, missing, serial
 
 pytestmark = pytest.mark.xdist_group("netns")
 
 
-def _missing() -> str | None:
-    why = netns_links.missing_tools()
-    if why:
-        return why
-    for tool in ("sshd", "ssh", "ssh-keygen", "ping", "nsenter"):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            return f"the netns guest tests need '{tool}' (openssh-server, openssh-client, iputils-ping)"
-    return None
-
-
-needs_root = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-
-def in_ns(uid: str, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", netns_links.namespace(int(uid)), *cmd], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+WHY = missing(GUEST_TOOLS, "the netns guest tests")
+needs_root = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
 
 def guest_hostname(uid: str) -> str:
@@ -77,50 +64,6 @@ def bridge_of(data_dir: str, uid: str) -> str:
     with open(os.path.join(data_dir, "netns", "vms", uid, "vm.json")) as f:
         bridge: str = json.load(f)["nics"][0]["bridge"]
         return bridge
-
-
-def made_by(data_dir: str) -> set[str]:
-    """Every namespace, veth and bridge the server's netns driver keeps a record of."""
-    state = os.path.join(data_dir, "netns")
-    names = set(os.listdir(os.path.join(state, "bridges")))
-    for uid in os.listdir(os.path.join(state, "vms")):
-        with open(os.path.join(state, "vms", uid, "vm.json")) as f:
-            names |= {nic["veth"] for nic in json.load(f)["nics"]} | {netns_links.namespace(int(uid))}
-    return names
-
-
-def add_netns_host(database_url: str, data_dir: str) -> None:
-    """A netns cluster and host in ZONE, the zone's simulator hosts in maintenance (every VM lands on netns)."""
-    engine = make_engine(database_url)
-    factory = sessions(engine)
-    with write_session(factory) as s:
-        # a namespace costs next to nothing: vCPUs overprovisioned well past the default 4x, so a
-        # few e2-small guests and the router fit a 2-core CI machine
-        cluster = hosts.add_cluster(s, ZONE, "netns1", "netns", cpu_overprovisioning=16.0)
-        for i in range(HOSTS_PER_ZONE):
-            hosts.set_host_status(s, f"sim-{ZONE}-{i + 1:02d}", "Maintenance")
-    hosts.add_host(factory, {"netns": NetnsDriver(factory, os.path.join(data_dir, "netns"))}, ZONE, cluster.name,
-                   "netns-local", "netns://local")
-    engine.dispose()
-
-
-def instance(name: str, metadata: dict[str, str]) -> dict:
-    return {
-        "name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-small",
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
-            "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
-        "networkInterfaces": [{"network": "global/networks/default"}],
-        "metadata": {"items": [{"key": k, "value": v} for k, v in metadata.items()]},
-    }
-
-
-def serial(gce, name: str, needle: str, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        out = gce.instances().getSerialPortOutput(project=PROJECT, zone=ZONE, instance=name).execute()["contents"]
-        if needle in out or time.monotonic() > deadline:
-            return out
-        time.sleep(0.2)
 
 
 @pytest.fixture

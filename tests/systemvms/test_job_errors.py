@@ -42,6 +42,7 @@ USER_ERRORS: list[tuple[ComputeError, str, int]] = [
     (errors.InsufficientPermissions(), "PERMISSIONS_ERROR", 403),
     (errors.Unauthenticated("Login Required."), "PERMISSIONS_ERROR", 401),
     (errors.RateLimited("Too many requests."), "RATE_LIMIT_EXCEEDED", 429),
+    (errors.ProjectRateLimited(1234), "RATE_LIMIT_EXCEEDED", 403),
     (errors.NotImplementedMethod("Not implemented."), "UNSUPPORTED_OPERATION", 501),
 ]
 HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",

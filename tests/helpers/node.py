@@ -1,0 +1,28 @@
+"""Node client packages for the e2e tests, installed once with npm into a cache directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+NODE_DIR = os.environ.get("GSTACK_TEST_NODE_DIR", os.path.expanduser("~/.cache/gstack-tests/node"))
+
+
+def node_packages() -> str:
+    """NODE_PATH with @google-cloud/compute, installed once into a cache directory."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are not installed here")
+    modules = os.path.join(NODE_DIR, "node_modules")
+    if not os.path.isdir(os.path.join(modules, "@google-cloud", "compute")):
+        os.makedirs(NODE_DIR, exist_ok=True)
+        proc = subprocess.run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "--silent",
+                               NODE_PACKAGE], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            pytest.skip(f"npm could not install {NODE_PACKAGE}: {proc.stderr[-500:]}")
+    return modules
+
+
+NODE_PACKAGE = "@google-cloud/compute@7"
