@@ -256,10 +256,7 @@ def upgrade() -> None:
         sa.Column("admin", sa.Boolean(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
-        ),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email"),
     )
@@ -271,10 +268,7 @@ def upgrade() -> None:
         sa.Column("region_id", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("systemvm_arch", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["region_id"],
-            ["regions.id"],
-        ),
+        sa.ForeignKeyConstraint(["region_id"], ["regions.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("uid"),
@@ -294,10 +288,7 @@ def upgrade() -> None:
         sa.Column("used", sa.Boolean(), nullable=False),
         sa.Column("expires", sa.Float(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("code_hash"),
     )
@@ -312,10 +303,7 @@ def upgrade() -> None:
         sa.Column("principal_id", sa.Integer(), nullable=False),
         sa.Column("expires", sa.Float(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("token_hash"),
     )
@@ -336,10 +324,7 @@ def upgrade() -> None:
         sa.Column("last_poll", sa.Float(), nullable=False),
         sa.Column("expires", sa.Float(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("device_code_hash"),
         sa.UniqueConstraint("user_code_hash"),
@@ -353,14 +338,8 @@ def upgrade() -> None:
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("principal_id", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("project_id", "principal_id", name="uq_membership"),
     )
@@ -372,10 +351,7 @@ def upgrade() -> None:
         sa.Column("zone_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=63), nullable=False),
         sa.Column("cidr", sa.String(length=43), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["zone_id"],
-            ["zones.id"],
-        ),
+        sa.ForeignKeyConstraint(["zone_id"], ["zones.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -388,10 +364,7 @@ def upgrade() -> None:
         sa.Column("grant", sa.String(length=64), nullable=True),
         sa.Column("revoked", sa.Boolean(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("token_hash"),
     )
@@ -408,10 +381,7 @@ def upgrade() -> None:
         sa.Column("checksum", sa.String(length=64), nullable=False),
         sa.Column("copied_by", sa.String(length=63), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["zone_id"],
-            ["zones.id"],
-        ),
+        sa.ForeignKeyConstraint(["zone_id"], ["zones.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("zone_id", "owner_uid", name="uq_secondary_object"),
     )
@@ -425,10 +395,7 @@ def upgrade() -> None:
         sa.Column("public_pem", sa.Text(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key_id"),
     )
@@ -459,10 +426,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(length=400), nullable=True),
         sa.Column("created", sa.Float(), nullable=False),
         sa.Column("updated", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["zone_id"],
-            ["zones.id"],
-        ),
+        sa.ForeignKeyConstraint(["zone_id"], ["zones.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("role_key"),
@@ -482,14 +446,8 @@ def upgrade() -> None:
         sa.Column("created", sa.Float(), nullable=False),
         sa.Column("refresh_token_id", sa.Integer(), nullable=True),
         sa.Column("grant", sa.String(length=64), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["principal_id"],
-            ["principals.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["refresh_token_id"],
-            ["refresh_tokens.id"],
-        ),
+        sa.ForeignKeyConstraint(["principal_id"], ["principals.id"]),
+        sa.ForeignKeyConstraint(["refresh_token_id"], ["refresh_tokens.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("token_hash"),
     )
@@ -507,14 +465,8 @@ def upgrade() -> None:
         sa.Column("hypervisor", sa.String(length=32), nullable=False),
         sa.Column("cpu_overprovisioning", sa.Float(), nullable=False),
         sa.Column("memory_overprovisioning", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["pod_id"],
-            ["pods.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["zone_id"],
-            ["zones.id"],
-        ),
+        sa.ForeignKeyConstraint(["pod_id"], ["pods.id"]),
+        sa.ForeignKeyConstraint(["zone_id"], ["zones.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(op.f("ix_clusters_zone_id"), "clusters", ["zone_id"], unique=False)
@@ -536,14 +488,8 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), nullable=True),
         sa.Column("last_seen", sa.Float(), nullable=True),
         sa.Column("last_error", sa.String(length=255), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["cluster_id"],
-            ["clusters.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["zone_id"],
-            ["zones.id"],
-        ),
+        sa.ForeignKeyConstraint(["cluster_id"], ["clusters.id"]),
+        sa.ForeignKeyConstraint(["zone_id"], ["zones.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
@@ -558,14 +504,8 @@ def upgrade() -> None:
         sa.Column("capacity_gb", sa.BigInteger(), nullable=False),
         sa.Column("overprovisioning", sa.Float(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["cluster_id"],
-            ["clusters.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["zone_id"],
-            ["zones.id"],
-        ),
+        sa.ForeignKeyConstraint(["cluster_id"], ["clusters.id"]),
+        sa.ForeignKeyConstraint(["zone_id"], ["zones.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
@@ -589,18 +529,9 @@ def upgrade() -> None:
         sa.Column("vcpus", sa.Integer(), nullable=False),
         sa.Column("memory_mb", sa.Integer(), nullable=False),
         sa.Column("size_gb", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["host_id"],
-            ["hosts.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["last_host_id"],
-            ["hosts.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["pool_id"],
-            ["storage_pools.id"],
-        ),
+        sa.ForeignKeyConstraint(["host_id"], ["hosts.id"]),
+        sa.ForeignKeyConstraint(["last_host_id"], ["hosts.id"]),
+        sa.ForeignKeyConstraint(["pool_id"], ["storage_pools.id"]),
         sa.PrimaryKeyConstraint("pk"),
         sa.UniqueConstraint("project", "collection", "scope", "name", name="uq_resource_name"),
         sa.UniqueConstraint("uid"),
@@ -617,10 +548,7 @@ def upgrade() -> None:
         sa.Column("console", sa.Text(), nullable=False),
         sa.Column("console_dropped", sa.BigInteger(), nullable=False),
         sa.Column("boots", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["host_id"],
-            ["hosts.id"],
-        ),
+        sa.ForeignKeyConstraint(["host_id"], ["hosts.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("instance_uid"),
     )
