@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import orjson
@@ -81,6 +81,24 @@ def find_body(session: Session, project: str, collection: str, scope: str, name:
 
 def find_optional(session: Session, project: str, collection: str, scope: str, name: str) -> Resource | None:
     return session.scalar(BY_NAME, {"project": project, "collection": collection, "scope": scope, "name": name})
+
+
+def on_network(session: Session, collection: str, network_url: str, *, project: str | None = None,
+               region: str | None = None) -> Iterator[tuple[Resource, Body]]:
+    """(row, body) of each resource of ``collection`` whose ``network`` is ``network_url``, by name.
+
+    The SQL narrows by the stored text (``"network":"URL"``, escaped for LIKE); the body decides,
+    since the text could also stand in a nested field of another network's resource."""
+    where = [Resource.collection == collection,
+             Resource.body.contains(f'"network":"{network_url}"', autoescape=True)]
+    if project is not None:
+        where.append(Resource.project == project)
+    if region is not None:
+        where.append(Resource.region == region)
+    for row in session.scalars(select(Resource).where(*where).order_by(Resource.name)):
+        body = body_of(row)
+        if body.get("network") == network_url:
+            yield row, body
 
 
 _PK_BY_NAME = select(Resource.pk).where(*_IN_SCOPE, Resource.name == bindparam("name"))

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.links import parse_ref
-from core.models import Resource
 from core.resources import store
 
 ROUTER_STATE = "routerStates"  # what core.services.routers keeps: {"auto": {NAT: [addresses]}}
@@ -36,12 +34,7 @@ class Gateway:
 
 def gateways(session: Session, network_url: str, region: str) -> list[Gateway]:
     out = []
-    for row in session.scalars(select(Resource).where(
-            Resource.collection == "routers", Resource.region == region,
-            Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
-        body = store.body_of(row)
-        if body.get("network") != network_url:
-            continue
+    for row, body in store.on_network(session, "routers", network_url, region=region):
         state = store.find_optional(session, row.project, ROUTER_STATE, row.scope, row.name)
         auto = store.body_of(state).get("auto", {}) if state is not None else {}
         for nat in body.get("nats", []):

@@ -20,11 +20,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.links import parse_ref
-from core.models import Resource
 from core.resources import store
 from core.resources.store import Body
 
@@ -63,12 +61,7 @@ def subnet_ranges(session: Session, network_url: str) -> list[tuple[str, str, st
     if ref is None:
         return []
     out = []
-    for row in session.scalars(select(Resource).where(
-            Resource.project == ref.project, Resource.collection == "subnetworks",
-            Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
-        body = store.body_of(row)
-        if body.get("network") != network_url:
-            continue
+    for row, body in store.on_network(session, "subnetworks", network_url, project=ref.project):
         region = row.scope.split("/", 1)[-1]
         for block in [body.get("ipCidrRange"), *(r.get("ipCidrRange") for r in body.get("secondaryIpRanges") or [])]:
             if isinstance(block, str):
@@ -83,11 +76,8 @@ def custom_routes(session: Session, network_url: str) -> list[tuple[str, int]]:
     if ref is None:
         return []
     out = []
-    for row in session.scalars(select(Resource).where(
-            Resource.project == ref.project, Resource.collection == "routes",
-            Resource.body.contains(f'"network":"{network_url}"', autoescape=True)).order_by(Resource.name)):
-        body = store.body_of(row)
-        if row.subtype in ("default", "subnet") or body.get("network") != network_url or body.get("tags"):
+    for row, body in store.on_network(session, "routes", network_url, project=ref.project):
+        if row.subtype in ("default", "subnet") or body.get("tags"):
             continue
         if str(body.get("nextHopGateway", "")).endswith(DEFAULT_GATEWAY):
             continue
