@@ -104,11 +104,7 @@ def _backend(call: Call, scope: str, protocol: str, item: object, i: int) -> Bod
         if item.get(key) is not None:
             raise Invalid(f"{here}.{key}", item[key], f"{key} is for network endpoint group backends.")
     out["balancingMode"] = mode
-    scaler = _number(item.get("capacityScaler"), f"{here}.capacityScaler", 0.0, 1.0, 1.0)
-    if 0 < scaler < 0.1:
-        raise Invalid(f"{here}.capacityScaler", item.get("capacityScaler"), "capacityScaler must be 0 or in the "
-                                                                            "range [0.1, 1.0].")
-    out["capacityScaler"] = scaler
+    out["capacityScaler"] = _capacity_scaler(item, here)
     limits = {"RATE": _RATE_LIMITS, "CONNECTION": _CONNECTION_LIMITS}.get(mode, ())
     for key in (*_RATE_LIMITS, *_CONNECTION_LIMITS):
         if item.get(key) is None:
@@ -125,6 +121,15 @@ def _backend(call: Call, scope: str, protocol: str, item: object, i: int) -> Bod
     return out
 
 
+def _capacity_scaler(item: Body, here: str) -> float:
+    """A backend's capacityScaler: 0 (drained) or within [0.1, 1.0], 1.0 when absent."""
+    scaler = _number(item.get("capacityScaler"), f"{here}.capacityScaler", 0.0, 1.0, 1.0)
+    if 0 < scaler < 0.1:
+        raise Invalid(f"{here}.capacityScaler", item.get("capacityScaler"), "capacityScaler must be 0 or in the "
+                                                                            "range [0.1, 1.0].")
+    return scaler
+
+
 def _neg_backend(item: Body, here: str, protocol: str, out: Body) -> Body:
     """A network endpoint group's backend: RATE (HTTP(S)) or CONNECTION (TCP, SSL), one limit of the
     mode (per endpoint or for the group), no utilization."""
@@ -134,11 +139,7 @@ def _neg_backend(item: Body, here: str, protocol: str, out: Body) -> Body:
         raise Invalid(f"{here}.balancingMode", mode, f"Balancing mode must be {allowed} for a network endpoint "
                                                      f"group backend of a backend service with protocol {protocol}.")
     out["balancingMode"] = mode
-    scaler = _number(item.get("capacityScaler"), f"{here}.capacityScaler", 0.0, 1.0, 1.0)
-    if 0 < scaler < 0.1:
-        raise Invalid(f"{here}.capacityScaler", item.get("capacityScaler"), "capacityScaler must be 0 or in the "
-                                                                            "range [0.1, 1.0].")
-    out["capacityScaler"] = scaler
+    out["capacityScaler"] = _capacity_scaler(item, here)
     limits = ("maxRate", "maxRatePerEndpoint") if mode == "RATE" else ("maxConnections", "maxConnectionsPerEndpoint")
     for key in (*_RATE_LIMITS, *_CONNECTION_LIMITS, *_ENDPOINT_LIMITS, "maxUtilization"):
         if item.get(key) is None:
