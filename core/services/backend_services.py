@@ -14,7 +14,7 @@ Where GCE's behaviour is not documented, gstack chose (see docs/architecture.rst
   with ``maxRate``/``maxRatePerEndpoint`` or ``maxConnections``/``maxConnectionsPerEndpoint``);
 * protocols HTTP, HTTPS and HTTP2 serve url maps; TCP and SSL are stored (for target TCP/SSL proxies,
   which gstack does not have) with the CONNECTION balancing mode GCE requires there;
-* ``getHealth`` reports a member as the health model finds it (:mod:`core.services.instance_health`:
+* ``getHealth`` reports a member as the health model finds it (:mod:`core.resources.health`:
   RUNNING and its guest answering), and UNHEALTHY while its group lacks the named port, since no
   probe reaches it then; the router renders the same members out of the HAProxy backend.
 """
@@ -24,10 +24,10 @@ from __future__ import annotations
 from core.errors import Invalid, Required
 from core.links import scope_url
 from core.models import Operation, Resource
-from core.resources import store
+from core.resources import health, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import instance_groups, instance_health, lb_common, network_endpoint_groups, vpc
+from core.services import instance_groups, lb_common, network_endpoint_groups, vpc
 from core.services.topology import zone as find_zone
 
 COLLECTION = "backendServices"
@@ -310,11 +310,11 @@ def group_health(call: Call, region: str | None, name: str, body: Body) -> Body:
     port = next((p["port"] for p in store.body_of(group).get("namedPorts") or [] if p["name"] == service["portName"]),
                 None)
     members = lb_common.member_addresses(call.session, group)
-    down = instance_health.not_serving(call.session, [m.uid for m in members])
+    down = health.not_serving(call.session, [m.uid for m in members])
     statuses = []
     for m in members:
         healthy = m.status == "RUNNING" and port is not None and m.uid not in down
-        item: Body = {"healthState": instance_health.HEALTHY if healthy else instance_health.UNHEALTHY,
+        item: Body = {"healthState": health.HEALTHY if healthy else health.UNHEALTHY,
                       "instance": m.url}
         ip = m.ip
         if ip:

@@ -1,7 +1,7 @@
-"""The health model (its reads live in :mod:`core.resources.health`, where the routers' render can
-import them): whether an instance answers its health checks. One home for every reader,
-``targetPools.getHealth`` and the autohealing of managed groups (:mod:`core.services.
-instance_group_managers.autoheal`).
+"""The health model's one write: the operator's knob on whether an instance answers its health
+checks. Its reads (``targetPools.getHealth``, ``backendServices.getHealth``, the autohealing of
+managed groups, the routers' render) live in :mod:`core.resources.health`, on the floor the
+routers can import.
 
 gstack has no prober yet (the data plane will probe real guests): an instance is HEALTHY while it
 is RUNNING and its guest serves. A simulated guest serves unless the operator said otherwise with
@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.links import path_of
 from core.models import Resource, SimServing
-from core.resources.health import HEALTHY, UNHEALTHY, not_serving, state  # the read side, re-exported
 from core.systemvms.sync import request_sync_for_instance
 
 
@@ -38,5 +37,3 @@ def set_serving(session: Session, project: str, zone: str, name: str, serving: b
     request_sync_for_instance(session, inst)
     return inst
 
-
-__all__ = ["HEALTHY", "UNHEALTHY", "not_serving", "set_serving", "state"]

@@ -15,10 +15,10 @@ from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.ids import fingerprint
 from core.links import parse_ref, path_of, scope_url
 from core.models import Operation, Resource
-from core.resources import operations, store
+from core.resources import health, operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import addresses, instance_health, projects, vpc
+from core.services import addresses, projects, vpc
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 
 PROTOCOLS = ("TCP", "UDP", "ESP", "AH", "SCTP", "ICMP")
@@ -371,7 +371,7 @@ def change_health_checks(call: Call, region: str, name: str, body: Body, add: bo
 
 
 def get_health(call: Call, region: str, name: str, body: Body) -> Body:
-    """A member's health as the health model says (:mod:`core.services.instance_health`)."""
+    """A member's health as the health model says (:mod:`core.resources.health`)."""
     scope = vpc.region_scope(call.session, call.project, region)
     pool = store.find(call.session, call.project, "targetPools", scope, name)
     ref = vpc.reference(call, body.get("instance"), "resource.instance", "instances")
@@ -379,7 +379,7 @@ def get_health(call: Call, region: str, name: str, body: Body) -> Body:
     if url not in store.body_of(pool).get("instances", []):
         raise Invalid("resource.instance", body.get("instance"), "The instance is not a member of the target pool.")
     row = store.find_optional(call.session, ref.project, "instances", ref.scope, ref.name)
-    state = instance_health.state(call.session, row)
+    state = health.state(call.session, row)
     rules = vpc.referring(call.session, call.project, "target", vpc.url(pool), ["forwardingRules"])
     statuses = [{"healthState": state, "instance": url, "ipAddress": store.body_of(r)["IPAddress"]} for r in rules]
     return {"kind": "compute#targetPoolInstanceHealth", "healthStatus": statuses or [{"healthState": state,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from core.errors import NotFound
+from core.resources.health import HEALTHY, UNHEALTHY
 from core.services.admin import transaction
-from core.services.instance_health import HEALTHY, UNHEALTHY, set_serving
+from core.services.instance_health import set_serving
 from gstack.admin import DATA_DIR, admin, factory, fail
 
 

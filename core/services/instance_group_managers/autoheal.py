@@ -3,7 +3,7 @@
 Failing is what GCE calls it: an instance stopped or suspended behind the group's back (GCE
 recreates any managed VM that stops RUNNING without the group asking, autohealing policy or not),
 and, when the group has an autohealing policy with a health check, a RUNNING instance the health
-model (:mod:`core.services.instance_health`) finds UNHEALTHY once ``initialDelaySec`` has passed
+model (:mod:`core.resources.health`) finds UNHEALTHY once ``initialDelaySec`` has passed
 since its creation. The reconcile run marks it RECREATING (the reconciler deletes it, then makes
 it again, see :mod:`.rollout`); :mod:`.monitor` queues a reconcile when a stable group has one.
 """
@@ -13,9 +13,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core.models import Resource
-from core.resources import store
+from core.resources import health, store
 from core.resources.store import Body
-from core.services import instance_health
 from core.services.instance_group_managers.state import NONE, RECREATING, Member, State, load_readonly
 
 # Statuses a managed instance reaches only when someone other than its group stopped it.
@@ -35,7 +34,7 @@ def failing(session: Session, group: Resource, body: Body, m: Member, now: float
     policy = next((p for p in body.get("autoHealingPolicies") or [] if p.get("healthCheck")), None)
     if policy is None or inst.status != "RUNNING" or now - inst.created < policy.get("initialDelaySec", DEFAULT_DELAY):
         return False
-    return instance_health.state(session, inst) == instance_health.UNHEALTHY
+    return health.state(session, inst) == health.UNHEALTHY
 
 
 def step(session: Session, group: Resource, st: State, now: float) -> None:

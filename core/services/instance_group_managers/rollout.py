@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session
 from core.errors import ComputeError
 from core.jobs import announce
 from core.models import Resource
-from core.resources import store
+from core.resources import health, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import instance_health, instances, topology
+from core.services import instances, topology
 from core.services.instance_group_managers import spec
 from core.services.instance_group_managers.state import (
     CREATING,
@@ -119,7 +119,7 @@ def available(session: Session, group: Resource, m: Member, body: Body) -> bool:
     inst = _instance(session, group, m)
     if inst is None or inst.status != "RUNNING":
         return False
-    return not checked(body) or instance_health.state(session, inst) == instance_health.HEALTHY
+    return not checked(body) or health.state(session, inst) == health.HEALTHY
 
 
 def _action(m: Member, goal: Version, minimal: str, most: str) -> str | None:
