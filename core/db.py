@@ -42,8 +42,9 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def configure_engine(engine: Engine) -> Engine:
-    """Attach the SQLite pragmas and the write-intent BEGIN to an engine made elsewhere."""
+def configure_engine(engine: Engine, mmap_bytes: int = 0) -> Engine:
+    """Attach the SQLite pragmas and the write-intent BEGIN to an engine made elsewhere;
+    ``mmap_bytes`` lets its reads go through a memory map of at most that size (0: none)."""
     if not is_sqlite(engine) or engine in _CONFIGURED:
         return engine
     _CONFIGURED.add(engine)
@@ -57,6 +58,8 @@ def configure_engine(engine: Engine) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
+        if mmap_bytes:
+            cur.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

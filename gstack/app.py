@@ -12,7 +12,6 @@ from functools import partial
 
 from flask import Flask, Response, g, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Engine, event
 from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -145,8 +144,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     db = SQLAlchemy(model_class=Base)
     db.init_app(app)
     with app.app_context():
-        engine = configure_engine(db.engine)
-        _map_reads(engine)
+        engine = configure_engine(db.engine, mmap_bytes=MMAP_BYTES)
         migrations.prepare(engine)  # SchemaNotCurrent for a database behind this build
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         if settings.seed:
@@ -190,23 +188,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-# The first 32 MiB of the database file, read through a map. Mapped pages that were read count in
-# the process's RSS (as file pages the OS can drop, but they count): a map of the whole file showed
-# 737 MB RSS at 100k instances after a filter scanned them all (bench/scale.py), 127 MB at 1k.
+# SQLite reads the API's pages through a memory map instead of a read() per database page: a
+# 500-item list page reads ~1 MB of bodies, and measured 0.83 -> 0.44 ms per page for its query (the
+# API's engine only: its reads are the large ones). The first 32 MiB of the file only: mapped pages
+# that were read count in the process's RSS (as file pages the OS can drop, but they count); a map of
+# the whole file showed 737 MB RSS at 100k instances after a filter scanned them all
+# (bench/scale.py), 127 MB at 1k.
 MMAP_BYTES = 32 << 20
-
-
-def _map_reads(engine: Engine) -> None:
-    """SQLite reads the API's pages through a memory map instead of a read() per database page: a
-    500-item list page reads ~1 MB of bodies, and measured 0.83 -> 0.44 ms per page for its query.
-    (The API's engine only: its reads are the large ones.) Bounded by :data:`MMAP_BYTES`."""
-    if engine.dialect.name != "sqlite":
-        return
-    engine.pool.dispose()  # connections opened before the listener would read without the map
-
-    @event.listens_for(engine, "connect")
-    def _mmap(dbapi_conn: object, _record: object) -> None:
-        dbapi_conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # type: ignore[attr-defined]
 
 
 def _error_handlers(app: Flask) -> None:
