@@ -15,6 +15,8 @@ class Operation(Base):
         Index("ix_operation_scope", "project", "scope", "name"),
         Index("ix_operation_claim", "status", "lease_expiry"),
         Index("ix_operation_target", "target_id", "status"),
+        # the backpressure bound counts a project's unfinished Operations on every write
+        Index("ix_operation_project_status", "project", "status"),
     )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[int] = mapped_column(BigInteger, unique=True)
