@@ -5,7 +5,8 @@ size (goal 5).
 Growth goes through the API, the path users take: ``instances.bulkInsert`` requests of
 :data:`BATCH` instances (a boot disk each, an address in a /12 subnetwork, labels), each waited for
 until its Operation is DONE, i.e. every instance of it RUNNING on the zero-latency simulator (hosts
-with room for 100,000 e2-micro are added first). At most two bulk requests are in flight, so the
+with room for 100,000 e2-micro are added first, and the zones' storage pools are made large enough
+for their boot disks). At most two bulk requests are in flight, so the
 project's queue stays under the backpressure bound. One in ten batches goes to the second zone, one
 in ten has ``env=prod``; 90 of the first 1,000 instances are stopped (``instances.stop``), so
 ``status = TERMINATED`` matches the same 90 at every size (``status = RUNNING`` all the others).
@@ -112,6 +113,10 @@ def prepare(g: Gstack) -> None:
         for h in range(4):
             g.admin("host", "add", "--zone", zone, "--name", f"scale-{zone[-1]}-{h}", "--cpus", "65536",
                     "--memory-mb", str(64 * 1024 * 1024))
+    engine = make_engine(g.database_url)  # and room for 100,000 boot disks (no admin command sizes a pool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE storage_pools SET capacity_gb = 1000000000")
+    engine.dispose()
 
 
 def network(c: Client) -> str:
