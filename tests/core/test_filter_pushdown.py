@@ -4,7 +4,8 @@ A list narrowed by the terms index (core.resources.narrowing, from gstack.gce.na
 every resource the filter matches, in the same order, across pages; the filter itself removes what
 the narrowing lets through. Hypothesis draws the resources and the filters (both dialects, regexes
 with and without a literal start, case, ``ne``, OR, NOT, labels, NIC addresses, aggregated lists over
-zones), and each draw is compared with the pure-Python predicate over the same rows, on SQLite and
+zones; gcloud's word regexes over names with dashes, digits and characters GCE names never hold,
+which the ``nameword`` terms answer), and each draw is compared with the pure-Python predicate over the same rows, on SQLite and
 PostgreSQL.
 """
 
