@@ -134,6 +134,35 @@ class Gstack:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    number = text.rstrip("usm")
+    return float(number) * _UNITS_MS[text[len(number):]]
+
+
+def wrk_latency(url: str, headers: dict[str, str], seconds: float = 1, connections: int = 1) -> dict:
+    """``wrk`` on one URL for ``seconds`` (whole seconds, at least 1): its median and p90 latency
+    and how many requests it made. wrk is C with its own event loop, so the load generator costs
+    the server's two cores far less than a Python client would (``apt-get install wrk``; the bench
+    extra's instructions in docs/operators-guide.rst). Any non-2xx answer is an error."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
+    for key, value in headers.items():
+        cmd += ["-H", f"{key}: {value}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk {url}: {out}")
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    return {"p50_ms": _ms(lines["50%"][1]), "p90_ms": _ms(lines["90%"][1]),
+            "requests": int(next(line.split()[0] for line in out.splitlines() if " requests in " in line))}
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (two cores shared with other work)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def write_result(name: str, result: dict) -> str:
     os.makedirs(RESULTS, exist_ok=True)
     result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,4 +1,4 @@
-"""The filter terms of resources (``resource_terms``), kept by database triggers on ``resources``.
+r"""The filter terms of resources (``resource_terms``), kept by database triggers on ``resources``.
 
 A list filter such as ``labels.env = prod`` or ``networkInterfaces.networkIP = 10.0.0.7`` tests the
 stored JSON body; without help the database could only hand every row of the collection to Python.
@@ -11,7 +11,14 @@ writes it, so they can never disagree with the body a filter finally tests:
 
 * ``name``, ``status``, ``zone``, ``region``: the top-level string;
 * ``labels.KEY``: each label whose value is a string;
-* ``networkInterfaces.networkIP``: each interface's string IP.
+* ``networkInterfaces.networkIP``: each interface's string IP;
+* ``nameword``: each maximal ``\w`` run of the row's name (``web``, ``1`` of ``web-1``), for the
+  word regex gcloud sends for ``--filter=name:WORD`` (``name eq ".*\bWORD\b.*"``): the runs of
+  a name that matches it hold WORD's runs (:mod:`gstack.gce.narrowing`). The runs are cut at
+  dashes, which is exact for names of ``[A-Za-z0-9_-]`` (every GCE name); any other name gets
+  the one term :data:`IRREGULAR` instead, and a word narrowing walks it too. Two to three index
+  rows per instance (``inst-000500``: ``inst``, ``000500``), from the name column, which
+  :func:`core.resources.store.new_resource` writes equal to the body's name: no JSON parse.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from core import triggers
 TOP_LEVEL = ("name", "status", "zone", "region")
 NETWORK_IP = "networkInterfaces.networkIP"
 LABEL_PREFIX = "labels."
+NAME_WORD = "nameword"
+# The nameword term of a name whose \w runs are not its dash-separated parts: never a \w run itself.
+IRREGULAR = "-"
 
 _COLUMNS = "resource_pk, project, collection, scope, name, field, value"
 
@@ -36,6 +46,10 @@ _SQLITE_PARTS = [
     "SELECT 'labels.' || key, value {rows_join} json_each({r}.body, '$.labels') WHERE type = 'text'",
     f"SELECT '{NETWORK_IP}', json_extract(value, '$.networkIP') {{rows_join}} json_each({{r}}.body, "
     "'$.networkInterfaces') WHERE json_type(value, '$.networkIP') = 'text'",
+    # A name of [A-Za-z0-9_-] only (no quote nor backslash) is a JSON array once its dashes are
+    # '","': its parts, the empty ones (double dashes) dropped.
+    f"SELECT '{NAME_WORD}', value {{rows_join}} json_each(CASE WHEN {{r}}.name GLOB '*[^A-Za-z0-9_-]*' "
+    f"THEN '[\"{IRREGULAR}\"]' ELSE '[\"' || replace({{r}}.name, '-', '\",\"') || '\"]' END) WHERE value <> ''",
 ]
 _ROW = "SELECT {r}.pk, {r}.project, {r}.collection, {r}.scope, {r}.name, "
 _SQLITE_ADD = ("INSERT OR IGNORE INTO resource_terms (" + _COLUMNS + ") "
@@ -59,7 +73,9 @@ _PG_TERMS = (
     "= 'object' THEN b->'labels' ELSE '{{}}' END) l WHERE jsonb_typeof(l.value) = 'string'"
     " UNION ALL SELECT '" + NETWORK_IP + "', n->'networkIP' #>> '{{}}' FROM jsonb_array_elements(CASE WHEN "
     "jsonb_typeof(b->'networkInterfaces') = 'array' THEN b->'networkInterfaces' ELSE '[]' END) n "
-    "WHERE jsonb_typeof(n->'networkIP') = 'string') t"
+    "WHERE jsonb_typeof(n->'networkIP') = 'string'"
+    f" UNION ALL SELECT '{NAME_WORD}', w FROM unnest(CASE WHEN {{r}}.name ~ '^[A-Za-z0-9_-]*$' "
+    f"THEN string_to_array({{r}}.name, '-') ELSE ARRAY['{IRREGULAR}'] END) w WHERE w <> '') t"
 )
 _PG_ADD = "INSERT INTO resource_terms (" + _COLUMNS + ") " + _PG_TERMS + " ON CONFLICT DO NOTHING"
 _POSTGRESQL = [

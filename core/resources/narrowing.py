@@ -3,7 +3,8 @@
 A filter is tested in Python on each row's body (its semantics are GCE's, not SQL's); what the
 database can do is hand over only the rows that *can* match. :class:`Narrowing` is that necessary
 condition, stated over the values :mod:`core.terms` keeps (``labels.env`` is one of ``prod``;
-``name`` starts with ``web-``; ``zone`` is a value ``accept`` takes). The HTTP layer derives it
+``name`` starts with ``web-``; ``zone`` is a value ``accept`` takes; one of the name's words,
+``nameword``, is ``web`` or the name is irregular). The HTTP layer derives it
 from the filter; the rows read here are then tested by the filter as before, so a narrowing may
 let through rows the filter refuses but must never hold back one it takes.
 

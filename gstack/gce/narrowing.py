@@ -18,13 +18,13 @@ from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
 from core.resources.narrowing import Narrowing
-from core.terms import LABEL_PREFIX, NETWORK_IP, TOP_LEVEL
+from core.terms import IRREGULAR, LABEL_PREFIX, NAME_WORD, NETWORK_IP, TOP_LEVEL
 from gstack.gce.filters import _All, _Any, _Compare, _eq_matcher, _Node, _Regex, parse_filter
 
 # Fields with few distinct values per scope: a regex or wildcard on them is tried on each value.
 _FEW_VALUES = ("status", "zone", "region")
 # Which narrowing to prefer in a conjunction: the one likely to match fewest rows.
-_RANK = {"name": 0, NETWORK_IP: 1, "zone": 4, "region": 4, "status": 5}
+_RANK = {"name": 0, NAME_WORD: 0, NETWORK_IP: 1, "zone": 4, "region": 4, "status": 5}
 
 
 def narrowing_of(expr: str | None, schema: str | None) -> Narrowing | None:
@@ -104,8 +104,11 @@ def _of_regex(node: _Regex) -> Narrowing | None:
     if field in _FEW_VALUES or field.startswith(LABEL_PREFIX):
         fullmatch = node.pattern.fullmatch
         return Narrowing(field, accept=lambda v: fullmatch(v) is not None)
+    word = _word(node.pattern) if field == "name" else None
+    if word:  # gcloud's ".*\bweb\b.*": a name one of whose words is "web"
+        return Narrowing(NAME_WORD, values=frozenset([word, IRREGULAR]))
     part = _literal_part(node.pattern)
-    if field == "name" and part:  # gcloud's ".*\bweb\b.*": a name containing "web"
+    if field == "name" and part:  # ".*\b-\b.*" (no word inside): a name containing "-"
         return Narrowing(field, part=part)
     return None
 
@@ -148,6 +151,35 @@ def _literal_part(pattern: re.Pattern[str]) -> str | None:
             run = ""
     runs.append(run)
     return max(runs, key=len)
+
+
+_WORD_CHAR = re.compile(r"\w")
+_EDGES = (sre_constants.AT_BOUNDARY, sre_constants.AT_BEGINNING, sre_constants.AT_BEGINNING_STRING,
+          sre_constants.AT_END, sre_constants.AT_END_STRING)
+
+
+def _word(pattern: re.Pattern[str]) -> str | None:
+    r"""The longest ``\w`` run among the top-level literals of the regex that is delimited on both
+    sides (by ``\b``, a non-word literal, an anchor, or the regex's own start or end), or None.
+
+    Every full match holds that run as a maximal ``\w`` run of the value: the regex matches whole
+    values, its top-level items match one after the other, and at each delimiter the character
+    beyond the run is not a word character (``\b`` next to a word character says so). In a name of
+    ``[A-Za-z0-9_-]`` that is one of the dash-separated parts :mod:`core.terms` keeps as
+    ``nameword``. In ``.*\binst\-000500\b.*`` the delimited runs are ``inst`` and ``000500``."""
+    tokens = _tokens(pattern)
+    if tokens is None:
+        return None
+    best, run, delimited = "", "", True  # a filter's regex matches whole values: its ends are edges
+    for op, arg in [*tokens, (sre_constants.AT, sre_constants.AT_END_STRING)]:
+        if op is sre_constants.LITERAL and _WORD_CHAR.match(chr(arg)) is not None:
+            run += chr(arg)
+            continue
+        edge = (op is sre_constants.AT and arg in _EDGES) or op is sre_constants.LITERAL
+        if run and delimited and edge and len(run) > len(best):
+            best = run
+        run, delimited = "", edge
+    return best or None
 
 
 def _is_literal(pattern: re.Pattern[str]) -> bool:

@@ -141,7 +141,10 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
     with release.connect() as conn:  # 0002 derived the terms of the rows the release wrote
         terms = _rows(conn, "SELECT r.name, t.value FROM resource_terms t JOIN resources r ON r.pk = t.resource_pk "
                             "WHERE t.field = 'labels.env'")
+        words = _rows(conn, "SELECT DISTINCT r.name, t.value FROM resource_terms t JOIN resources r ON r.pk = t.resource_pk "
+                            "WHERE t.field = 'nameword' AND r.name IN ('vm-1', 'data-1')")
     assert terms == [("data-1", "prod"), ("vm-1", "prod")]
+    assert words == [("data-1", "1"), ("data-1", "data"), ("vm-1", "1"), ("vm-1", "vm")]  # and 0005 the words
     assert migrations.upgrade(release) == migrations.head()  # a second upgrade does nothing
 
 
