@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 from flask import Response
 
@@ -20,15 +22,22 @@ def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
 
 
 def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: str) -> Response:
-    params = parse_params(req.args, schema)
-    project = req.call.project
-    narrowing = narrowing_of(req.args.get("filter"), schema)
+    return json_response(scope_page(req.session, req.call.project, req.args, collection, scope, kind, schema,
+                                    storing()))
+
+
+def scope_page(session, project: str, args, collection: str, scope: str, kind: str, schema: str,
+               wrap: Callable[[str], object]) -> dict:
+    """One page of a scope's list (``args``: the request's query), each stored body wrapped by
+    ``wrap`` (:func:`~gstack.gce.render.storing`): the list of :func:`list_scope` and of
+    gstack/api/fastread.py."""
+    params = parse_params(args, schema)
+    narrowing = narrowing_of(args.get("filter"), schema)
     page, token = paginate(
-        lambda after, limit: filtered_rows(req.session, project, collection, [scope], params.order, after, limit,
+        lambda after, limit: filtered_rows(session, project, collection, [scope], params.order, after, limit,
                                            narrowing),
         params)
-    return json_response(list_envelope(kind, f"projects/{project}/{scope}/{collection}", stored_all([t for _, t in page]),
-                                       token))
+    return list_envelope(kind, f"projects/{project}/{scope}/{collection}", [wrap(t) for _, t in page], token)
 
 
 def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:
