@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import orjson
 from flask import Response
@@ -10,9 +11,10 @@ from flask import Response
 from core.links import CANONICAL_BASE
 from core.resources import store
 from core.resources.narrowing import filtered_rows
+from core.resources.queries import committed_rows
 from core.services import topology
 from gstack.api.registry import ApiRequest
-from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
+from gstack.gce.listing import Source, aggregate, memory_source, paginate, parse_params
 from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, stored, stored_all, storing
 
@@ -33,10 +35,13 @@ def scope_page(session, project: str, args, collection: str, scope: str, kind: s
     gstack/api/fastread.py."""
     params = parse_params(args, schema)
     narrowing = narrowing_of(args.get("filter"), schema)
-    page, token = paginate(
-        lambda after, limit: filtered_rows(session, project, collection, [scope], params.order, after, limit,
-                                           narrowing),
-        params)
+    source: Source
+    if params.predicate is None:  # every row of the scope, as committed (a list is a read: nothing uncommitted)
+        engine = session.get_bind().engine
+        source = partial(committed_rows, engine, project, collection, scope, params.order)
+    else:
+        source = partial(filtered_rows, session, project, collection, [scope], params.order, narrowing=narrowing)
+    page, token = paginate(source, params)
     return list_envelope(kind, f"projects/{project}/{scope}/{collection}", [wrap(t) for _, t in page], token)
 
 
