@@ -6,7 +6,19 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Engine, Float, Integer, String, and_, bindparam, or_, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Engine,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.db import Prepared, flushed_connection
@@ -92,12 +104,13 @@ _BY_CREATED = select(Resource.created, Resource.pk, Resource.body).where(*_IN_SC
 _AFTER_CREATED = or_(Resource.created < bindparam("created"),
                      and_(Resource.created == bindparam("created"), Resource.pk < bindparam("pk")))
 # The limit a parameter (and so the offset too: SQLite's compiler adds ``OFFSET ?`` to a bound limit).
-_PAGE = (bindparam("limit"), bindparam("offset"))
+_LIMIT: BindParameter[int] = bindparam("limit")
+_OFFSET: BindParameter[int] = bindparam("offset")
 _COMMITTED = {
-    ("name", False): Prepared(_BY_NAME.limit(_PAGE[0]).offset(_PAGE[1])),
-    ("name", True): Prepared(_BY_NAME.where(Resource.name > bindparam("name")).limit(_PAGE[0]).offset(_PAGE[1])),
-    ("created", False): Prepared(_BY_CREATED.limit(_PAGE[0]).offset(_PAGE[1])),
-    ("created", True): Prepared(_BY_CREATED.where(_AFTER_CREATED).limit(_PAGE[0]).offset(_PAGE[1])),
+    ("name", False): Prepared(_BY_NAME.limit(_LIMIT).offset(_OFFSET)),
+    ("name", True): Prepared(_BY_NAME.where(Resource.name > bindparam("name")).limit(_LIMIT).offset(_OFFSET)),
+    ("created", False): Prepared(_BY_CREATED.limit(_LIMIT).offset(_OFFSET)),
+    ("created", True): Prepared(_BY_CREATED.where(_AFTER_CREATED).limit(_LIMIT).offset(_OFFSET)),
 }
 
 
