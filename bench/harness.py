@@ -15,6 +15,8 @@ import uuid
 
 import requests
 
+from bench import wrk
+
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 PG_ADMIN_DSN = os.environ.get("GSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 
@@ -134,28 +136,14 @@ class Gstack:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _ms(text: str) -> float:
-    number = text.rstrip("usm")
-    return float(number) * _UNITS_MS[text[len(number):]]
-
-
 def wrk_latency(url: str, headers: dict[str, str], seconds: float = 1, connections: int = 1) -> dict:
-    """``wrk`` on one URL for ``seconds`` (whole seconds, at least 1): its median and p90 latency
-    and how many requests it made. wrk is C with its own event loop, so the load generator costs
-    the server's two cores far less than a Python client would (``apt-get install wrk``; the bench
-    extra's instructions in docs/operators-guide.rst). Any non-2xx answer is an error."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
-    for key, value in headers.items():
-        cmd += ["-H", f"{key}: {value}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk {url}: {out}")
-    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
-    return {"p50_ms": _ms(lines["50%"][1]), "p90_ms": _ms(lines["90%"][1]),
-            "requests": int(next(line.split()[0] for line in out.splitlines() if " requests in " in line))}
+    """``wrk`` (:mod:`bench.wrk`) on one URL for ``seconds`` (whole seconds, at least 1): its median
+    and p90 latency and how many requests it made. Any error or non-2xx answer fails the run."""
+    result = wrk.run(url, headers, seconds=seconds, connections=connections)
+    if result["errors"]:
+        raise RuntimeError(f"wrk {url}: {result}")
+    return {"p50_ms": result["latency_us"]["p50"] / 1e3, "p90_ms": result["latency_us"]["p90"] / 1e3,
+            "requests": result["requests"]}
 
 
 def load_average() -> list[float]:

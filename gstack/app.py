@@ -31,6 +31,7 @@ from core.services.resource_policies.scheduler import PolicyScheduler, start_pol
 from core.services.seed import seed
 from core.systemvms.watchdog import Watchdog, start_watchdog
 from gstack import api, console, datadir, metrics, universe
+from gstack.api.fastread import FastReads
 from gstack.api.registry import run
 from gstack.auth.guard import AccessCache, resource_endpoint
 from gstack.auth.validator import GstackValidator
@@ -40,6 +41,7 @@ from gstack.gce import batch, contract
 from gstack.gce.discovery import methods
 from gstack.gce.errors import error_response, from_exception
 from gstack.limits import LIMIT_KEY, BodyLimit, too_large_message
+from gstack.logs import log_request
 from gstack.proxies import TrustedProxies, parse_networks
 
 log = logging.getLogger("gstack.http")
@@ -130,8 +132,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     # ``.../zones//instances`` is not ``.../zones/instances``: no redirect to another resource's path,
     # a JSON 404 like any other unknown URL.
     app.url_map.merge_slashes = False
-    limited = BodyLimit(MethodOverride(app.wsgi_app), settings.max_request_bytes, settings.max_batch_bytes)
-    app.wsgi_app = TrustedProxies(limited, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     engine_options: dict = {}
@@ -154,6 +154,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     job_engine = JobEngine(factory, drivers, workers=settings.workers, max_workers=settings.max_workers)
     runtime = Runtime(settings, db, factory, drivers, job_engine, GstackValidator(lambda: db.session))
     app.extensions["gstack"] = runtime
+    fast = FastReads(app.wsgi_app, runtime, settings.log_requests)
+    limited = BodyLimit(MethodOverride(fast), settings.max_request_bytes, settings.max_batch_bytes)
+    app.wsgi_app = TrustedProxies(limited, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     register_routes(app)
     metrics.install(app, runtime)
     app.add_url_rule("/batch/compute/v1", "batch", partial(batch.handle, app), methods=["POST"])
@@ -224,7 +227,7 @@ def _error_handlers(app: Flask) -> None:
 
 
 def _request_log(app: Flask) -> None:
-    """One line per request: method, path (no query: it may carry access_token), status, time, caller."""
+    """One line per request (:func:`gstack.logs.log_request`)."""
 
     @app.before_request
     def _start() -> None:
@@ -232,10 +235,6 @@ def _request_log(app: Flask) -> None:
 
     @app.after_request
     def _log(resp: Response) -> Response:
-        ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        if log.isEnabledFor(logging.INFO):
-            # The record made directly: log.info would also walk the stack for the caller's
-            # file and line, which the line does not show (gstack/logs.py writes it off this thread).
-            log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s %.1fms",
-                                      (request.method, request.path, resp.status_code, ms), None))
+        log_request(request.method, request.path, resp.status_code,
+                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000)
         return resp

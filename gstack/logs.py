@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+REQUESTS = logging.getLogger("gstack.http")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FLUSH_SECONDS = 0.05
 
@@ -103,3 +104,12 @@ def configure(level: int = logging.INFO) -> BufferedHandler | None:
     root.setLevel(level)
     atexit.register(handler.flush)  # writes what is still buffered
     return handler
+
+
+def log_request(method: str, path: str, status: int, ms: float) -> None:
+    """The request log's line (``GSTACK_LOG_REQUESTS``): method, path (no query: it may carry
+    access_token), status, time. The record is made directly: ``log.info`` would also walk the
+    stack for the caller's file and line, which the line does not show."""
+    if REQUESTS.isEnabledFor(logging.INFO):
+        REQUESTS.handle(REQUESTS.makeRecord(REQUESTS.name, logging.INFO, __file__, 0, "%s %s %s %.1fms",
+                                            (method, path, status, ms), None))

@@ -122,6 +122,14 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status=status, content_type=JSON_TYPE, headers={"Cache-Control": "no-store"})
 
 
+def count(method: str, status: int, seconds: float) -> None:
+    """One request served, in the request counters (a no-op without prometheus_client)."""
+    if prometheus is not None:
+        method = method if method in ("GET", "POST", "PUT", "PATCH", "DELETE") else "OTHER"
+        REQUESTS.labels(method, str(status)).inc()
+        LATENCY.labels(method).observe(seconds)
+
+
 def install(app: Flask, runtime: Any) -> None:
     """The probe routes, and the request counters around every request."""
 
@@ -131,10 +139,7 @@ def install(app: Flask, runtime: Any) -> None:
 
     @app.after_request
     def _count(resp: Response) -> Response:
-        if prometheus is not None:
-            method = request.method if request.method in ("GET", "POST", "PUT", "PATCH", "DELETE") else "OTHER"
-            REQUESTS.labels(method, str(resp.status_code)).inc()
-            LATENCY.labels(method).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
+        count(request.method, resp.status_code, time.perf_counter() - g.get("metrics_started", time.perf_counter()))
         return resp
 
     @app.get("/healthz")

@@ -6,10 +6,22 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Float, Integer, String, and_, or_, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Engine,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from core.db import flushed_connection
+from core.db import Prepared, flushed_connection
 from core.models import Operation, Resource
 
 
@@ -82,6 +94,46 @@ def resource_rows(session: Session, project: str, collection: str, scopes: list[
     if len(cols) == 1:
         return [([key], body) for key, body in rows]
     return [(key, body) for *key, body in rows]
+
+
+_IN_SCOPE = (Resource.project == bindparam("project"), Resource.collection == bindparam("collection"),
+             Resource.scope == bindparam("scope"))
+_BY_NAME = select(Resource.name, Resource.body).where(*_IN_SCOPE).order_by(Resource.name)
+_BY_CREATED = select(Resource.created, Resource.pk, Resource.body).where(*_IN_SCOPE).order_by(
+    Resource.created.desc(), Resource.pk.desc())
+_AFTER_CREATED = or_(Resource.created < bindparam("created"),
+                     and_(Resource.created == bindparam("created"), Resource.pk < bindparam("pk")))
+# The limit a parameter (and so the offset too: SQLite's compiler adds ``OFFSET ?`` to a bound limit).
+_LIMIT: BindParameter[int] = bindparam("limit")
+_OFFSET: BindParameter[int] = bindparam("offset")
+_COMMITTED = {
+    ("name", False): Prepared(_BY_NAME.limit(_LIMIT).offset(_OFFSET)),
+    ("name", True): Prepared(_BY_NAME.where(Resource.name > bindparam("name")).limit(_LIMIT).offset(_OFFSET)),
+    ("created", False): Prepared(_BY_CREATED.limit(_LIMIT).offset(_OFFSET)),
+    ("created", True): Prepared(_BY_CREATED.where(_AFTER_CREATED).limit(_LIMIT).offset(_OFFSET)),
+}
+
+
+def committed_rows(engine: Engine, project: str, collection: str, scope: str, order: str, after: Key | None,
+                   limit: int) -> list[tuple[Key, str]]:
+    """:func:`resource_rows` of one scope as committed, for a read-only request: the same rows and
+    keys (and the same :class:`InvalidCursor`), read by a statement prepared once and run on a
+    pooled connection outside any Session (:class:`~core.db.Prepared`). A 500-item page's query
+    costs ~2.2 ms of CPU through the ORM session and Core's statement building and result rows,
+    ~0.9 ms so."""
+    params: dict[str, object] = {"project": project, "collection": collection, "scope": scope, "limit": limit,
+                               "offset": 0}
+    if order == "name":
+        _check_after([Resource.name], after)
+        if after is not None:
+            params["name"] = after[0]
+        rows = _COMMITTED["name", after is not None].all(engine, params)
+        return [([key], body) for key, body in rows]
+    _check_after([Resource.created, Resource.pk], after)
+    if after is not None:
+        params["created"], params["pk"] = after
+    rows = _COMMITTED["created", after is not None].all(engine, params)
+    return [([created, pk], body) for created, pk, body in rows]
 
 
 def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,

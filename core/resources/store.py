@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from core.db import Prepared, flushed_connection, insert_persistent
@@ -72,11 +72,17 @@ _BODY_BY_NAME = Prepared(select(Resource.body).where(*_IN_SCOPE, Resource.name =
 def find_body(session: Session, project: str, collection: str, scope: str, name: str) -> str:
     """The stored body only (the GET path): one prepared statement outside the ORM; it reads what is
     committed, so it is for read-only requests."""
-    body = _BODY_BY_NAME.scalar(session.get_bind().engine, {"project": project, "collection": collection, "scope": scope,
-                                                     "name": name})
+    body = committed_body(session.get_bind().engine, project, collection, scope, name)
     if body is None:
         return find(session, project, collection, scope, name).body  # by numeric id, or NotFound
-    return cast(str, body)  # the Text column
+    return body
+
+
+def committed_body(engine: Engine, project: str, collection: str, scope: str, name: str) -> str | None:
+    """The committed body of the resource named ``name`` (not by numeric id), None when there is
+    none: :func:`find_body` for a caller that holds no Session (the HTTP layer's lighter GET path)."""
+    body = _BODY_BY_NAME.scalar(engine, {"project": project, "collection": collection, "scope": scope, "name": name})
+    return cast(str | None, body)  # the Text column
 
 
 def find_optional(session: Session, project: str, collection: str, scope: str, name: str) -> Resource | None:

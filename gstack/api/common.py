@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import orjson
 from flask import Response
 
 from core.links import CANONICAL_BASE
 from core.resources import store
 from core.resources.narrowing import filtered_rows
+from core.resources.queries import committed_rows
 from core.services import topology
 from gstack.api.registry import ApiRequest
-from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
+from gstack.gce.listing import Source, aggregate, memory_source, paginate, parse_params
 from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, stored, stored_all, storing
 
@@ -20,15 +24,25 @@ def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
 
 
 def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: str) -> Response:
-    params = parse_params(req.args, schema)
-    project = req.call.project
-    narrowing = narrowing_of(req.args.get("filter"), schema)
-    page, token = paginate(
-        lambda after, limit: filtered_rows(req.session, project, collection, [scope], params.order, after, limit,
-                                           narrowing),
-        params)
-    return json_response(list_envelope(kind, f"projects/{project}/{scope}/{collection}", stored_all([t for _, t in page]),
-                                       token))
+    return json_response(scope_page(req.session, req.call.project, req.args, collection, scope, kind, schema,
+                                    storing()))
+
+
+def scope_page(session, project: str, args, collection: str, scope: str, kind: str, schema: str,
+               wrap: Callable[[str], object]) -> dict:
+    """One page of a scope's list (``args``: the request's query), each stored body wrapped by
+    ``wrap`` (:func:`~gstack.gce.render.storing`): the list of :func:`list_scope` and of
+    gstack/api/fastread.py."""
+    params = parse_params(args, schema)
+    narrowing = narrowing_of(args.get("filter"), schema)
+    source: Source
+    if params.predicate is None:  # every row of the scope, as committed (a list is a read: nothing uncommitted)
+        engine = session.get_bind().engine
+        source = partial(committed_rows, engine, project, collection, scope, params.order)
+    else:
+        source = partial(filtered_rows, session, project, collection, [scope], params.order, narrowing=narrowing)
+    page, token = paginate(source, params)
+    return list_envelope(kind, f"projects/{project}/{scope}/{collection}", [wrap(t) for _, t in page], token)
 
 
 def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:

@@ -1,9 +1,12 @@
 """instances: the VM lifecycle."""
 
+from collections.abc import Callable
+
 from core.errors import Invalid, Required
 from core.services import instances, machine_images
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
+from gstack.gce.render import json_response, storing
 
 
 @handles("compute.instances.get")
@@ -13,7 +16,14 @@ def get(req: ApiRequest, zone: str, instance: str):
 
 @handles("compute.instances.list")
 def list_instances(req: ApiRequest, zone: str):
-    return common.list_scope(req, "instances", f"zones/{req.zone(zone).name}", "compute#instanceList", "Instance")
+    return json_response(page(req.session, req.call.project, req.zone(zone).name, req.args, storing()))
+
+
+def page(session, project: str, zone: str, args, wrap: Callable[[str], object]) -> dict:
+    """A page of a zone's instances (``args``: the request's query; ``wrap``: see
+    :func:`common.scope_page`): this handler's and the lighter GET path's (gstack/api/fastread.py)."""
+    return common.scope_page(session, project, args, "instances", f"zones/{zone}", "compute#instanceList", "Instance",
+                             wrap)
 
 
 @handles("compute.instances.aggregatedList")

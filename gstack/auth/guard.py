@@ -3,6 +3,7 @@ project access and role (403 forbidden)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from flask import current_app, request
@@ -95,13 +96,37 @@ class AccessCache(TokenCache):
 
 def project_access(session, ident: Identity, project: str, cache: AccessCache) -> ProjectAccess:
     """The identity's standing on the project, from the cache when it was looked up a moment ago."""
-    key = f"{ident.principal_id}/{project}"
+    key = _access_key(ident, project)
     found, value = cache.get(key)
     if found:
         return value  # type: ignore[return-value]
     found_access = access.project_access(session, ident.principal_id, project)
     cache.put(key, found_access)  # type: ignore[arg-type]
     return found_access
+
+
+def _access_key(ident: Identity, project: str) -> str:
+    return f"{ident.principal_id}/{project}"
+
+
+def cached_check(runtime, auth: str, host: str, method: Method, project: str) -> bool:
+    """True when this process's caches alone show that the credential ``auth`` (an Authorization
+    value) may call ``method`` on ``project``: :func:`authenticate` and :func:`authorize` answered
+    from what they looked up less than a cache ttl ago (gstack/auth/validator.py's TokenCache: a
+    revocation in this process drops its entry at once), the token's expiry and the method's
+    scopes checked now. False when they cannot say yes, never a query: the full check then runs
+    and says why (and fills the caches). For the lighter GET path (gstack/api/fastread.py), which
+    runs outside Flask's request context and holds no session."""
+    parts = auth.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return False
+    found, ident = runtime.validator.cached_identity(parts[1], host)
+    if not found or ident is None or ident.expires < time.time() or not (ident.scopes & method.scopes):
+        return False
+    if ident.admin:
+        return access.may_call(True, access.NO_ACCESS, method.read_only)
+    found, standing = runtime.access_cache.get(_access_key(ident, project))
+    return found and standing is not None and access.may_call(False, standing, method.read_only)
 
 
 def authorize(session, ident: Identity, method: Method, project: str | None) -> None:

@@ -129,11 +129,23 @@ class GstackValidator(RequestValidator):
 
     # -- resource server ---------------------------------------------------------------------
 
+    @staticmethod
+    def cache_key(token: str, host: str = "") -> str:
+        """Where :meth:`lookup_token` keeps its answer: a self-signed JWT's depends on the host it
+        was sent to (its audience), an issued token's does not."""
+        return f"jwt:{host}:{digest(token)}" if is_jwt(token) else digest(token)
+
+    def cached_identity(self, token: str, host: str = "") -> tuple[bool, Identity | None]:
+        """(True, :meth:`lookup_token`'s answer) when this process looked the token up less than the
+        cache's ttl ago and no revocation here dropped it since, else (False, None); never a query
+        (the lighter GET path runs outside any request context and session)."""
+        return self.cache.get(self.cache_key(token, host))
+
     def lookup_token(self, token: str, host: str = "") -> Identity | None:
         """The identity behind an access token we issued, or behind a self-signed service-account JWT."""
         if is_jwt(token):
             return self.lookup_self_signed(token, host)
-        key = digest(token)
+        key = self.cache_key(token)
         found, ident = self.cache.get(key)
         if found:
             return ident
@@ -150,7 +162,7 @@ class GstackValidator(RequestValidator):
         ``scope`` (space-separated) or an ``aud`` naming the API (then every compute scope applies).
         google-auth sends one or the other; a JWT that carries an ``aud`` must name this API whether
         or not it has a ``scope`` (one meant for another service is refused)."""
-        key = f"jwt:{host}:{digest(token)}"
+        key = self.cache_key(token, host)
         found, ident = self.cache.get(key)
         if found:
             return ident

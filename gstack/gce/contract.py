@@ -145,9 +145,14 @@ def response_violations(endpoint: str | None, status: int, body: object) -> list
     return violations(body)
 
 
+def enabled() -> bool:
+    """Whether ``GSTACK_CHECK_RESPONSES`` asks for the check (the tests set it)."""
+    return os.environ.get(ENV_FLAG, "") not in ("", "0")
+
+
 def install(app: Flask, data_dir: str) -> bool:
     """Check every compute API response of ``app`` when ``GSTACK_CHECK_RESPONSES`` is set."""
-    if os.environ.get(ENV_FLAG, "") in ("", "0"):
+    if not enabled():
         return False
     log_path = os.path.join(data_dir, LOG_NAME)
 

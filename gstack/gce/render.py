@@ -26,14 +26,18 @@ def base_url() -> str:
     ``https://www.googleapis.com/compute/v1/`` whichever host it was, as GCE does; else in a universe
     its compute host, the form GCE's links take there (``https://compute.UNIVERSE/compute/v1/``);
     else the scheme and host the caller used (``https://`` when gstack serves TLS)."""
-    settings = current_app.config["GSTACK"]
+    return base_url_for(current_app.config["GSTACK"], request.scheme, request.host)
+
+
+def base_url_for(settings, scheme: str, host: str) -> str:
+    """:func:`base_url` for a request's scheme and ``Host`` (gstack/api/fastread.py's, served outside Flask)."""
     if settings.base_url:
         return settings.base_url.rstrip("/") + "/compute/v1/"
-    if request.scheme == "https" and request.host.partition(":")[0].endswith(GOOGLE_DOMAIN):
+    if scheme == "https" and host.partition(":")[0].endswith(GOOGLE_DOMAIN):
         return CANONICAL_BASE
     if settings.universe_domain:
         return f"https://compute.{settings.universe_domain}/compute/v1/"
-    return _api_base(request.scheme, request.host)
+    return _api_base(scheme, host)
 
 
 @functools.lru_cache(maxsize=64)
@@ -43,15 +47,17 @@ def _api_base(scheme: str, host: str) -> str:
     return get_current_url(scheme, host) + "compute/v1/"
 
 
-def rewrite_links(data: bytes) -> bytes:
-    base = base_url()
+def rewrite_links(data: bytes, base: str | None = None) -> bytes:
+    """Every link of ``data`` on ``base`` (the request's :func:`base_url` unless given)."""
+    base = base or base_url()
     if base == CANONICAL_BASE:
         return data
     return data.replace(_CANONICAL, b'"' + base.encode())
 
 
-def wants_pretty() -> bool:
-    return request.args.get("prettyPrint", "true").lower() not in ("false", "0")
+def wants_pretty(args=None) -> bool:
+    """``prettyPrint`` of the request's query (or of ``args``): true unless ``false`` or ``0``."""
+    return (request.args if args is None else args).get("prettyPrint", "true").lower() not in ("false", "0")
 
 
 def selector():
@@ -67,9 +73,12 @@ def json_response(payload: object, status: int = 200) -> Response:
     sel = selector()
     if sel is not None and isinstance(payload, dict):
         payload = apply_fields(payload, sel)
-    option = orjson.OPT_INDENT_2 if wants_pretty() else 0
-    body = rewrite_links(orjson.dumps(payload, option=option))
-    return Response(body, status=status, content_type=JSON_TYPE)
+    return Response(render(payload, wants_pretty(), base_url()), status=status, content_type=JSON_TYPE)
+
+
+def render(payload: object, pretty: bool, base: str) -> bytes:
+    """The bytes of a JSON answer: pretty-printed (GCE's default) or compact, links on ``base``."""
+    return rewrite_links(orjson.dumps(payload, option=orjson.OPT_INDENT_2 if pretty else 0), base)
 
 
 def stored(text: str) -> object:

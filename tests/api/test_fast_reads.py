@@ -1,0 +1,162 @@
+"""The lighter GET path of ``instances.get`` and ``instances.list`` (gstack/api/fastread.py): the
+same bytes as the full path, and every check still made on every call (revocation, expiry,
+scopes, project access) although the credential comes from the process's caches.
+
+A query parameter the lighter path does not take (``quotaUser``: the full path ignores it, as
+Google does) sends the same request through Flask's full path, the reference for the bytes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT, ZONE, unique, wait_op
+
+FAMILY = "projects/debian-cloud/global/images/family/debian-12"
+
+
+@pytest.fixture(scope="module")
+def instances(server, gce) -> list[str]:
+    """Three instances of a zone, by name."""
+    names = sorted(unique("fastread") for _ in range(3))
+    for name in names:
+        wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body={
+            "name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}],
+        }).execute())
+    return names
+
+
+def _url(server, name: str = "") -> str:
+    return f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances" + (f"/{name}" if name else "")
+
+
+def _get(url: str, token: str, **params) -> requests.Response:
+    return requests.get(url, headers={"Authorization": "Bearer " + token}, params=params, timeout=30)
+
+
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"prettyPrint": "true"}])
+def test_get_bytes_are_the_full_paths(server, instances, params):
+    token = server.token()
+    url = _url(server, instances[0])
+    full = _get(url, token, quotaUser="x", **params)
+    assert full.status_code == 200, full.text
+    for _ in range(3):  # the first fills the caches, the others are served from them
+        r = _get(url, token, **params)
+        assert r.status_code == 200, r.text
+        assert r.content == full.content
+        assert r.headers["Content-Type"] == full.headers["Content-Type"] == "application/json; charset=UTF-8"
+        assert r.headers["Content-Length"] == str(len(full.content))
+    assert r.json()["name"] == instances[0]
+    assert r.json()["selfLink"] == url
+
+
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"maxResults": "2"},
+                                    {"maxResults": "2", "orderBy": "creationTimestamp desc"},
+                                    {"filter": "name = fastread-*"}])
+def test_list_bytes_are_the_full_paths(server, instances, params):
+    token = server.token()
+    full = _get(_url(server), token, quotaUser="x", **params)
+    assert full.status_code == 200, full.text
+    for _ in range(2):
+        r = _get(_url(server), token, **params)
+        assert r.status_code == 200, r.text
+        assert r.content == full.content
+    page = r.json()
+    if params.get("maxResults"):
+        assert len(page["items"]) == 2
+        following = _get(_url(server), token, pageToken=page["nextPageToken"], **params)
+        assert following.content == _get(_url(server), token, pageToken=page["nextPageToken"], quotaUser="x",
+                                         **params).content
+    if "filter" in params:
+        assert {i["name"] for i in page["items"]} >= set(instances)
+
+
+def test_errors_are_the_full_paths(server, instances):
+    token = server.token()
+    missing = _get(_url(server, "fastread-missing"), token)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["errors"][0]["reason"] == "notFound"
+    bad_zone = _get(f"{server.api}projects/{PROJECT}/zones/no-such-zone/instances", token)
+    assert bad_zone.status_code == 404
+    bad_page = _get(_url(server), token, pageToken="garbage")
+    assert bad_page.status_code == 400 and bad_page.json()["error"]["errors"][0]["reason"] == "invalid"
+
+
+def test_revoked_token_is_refused_at_once(server, instances):
+    token = server.token()
+    url = _url(server, instances[0])
+    for _ in range(3):
+        assert _get(url, token).status_code == 200
+        assert _get(_url(server), token).status_code == 200
+    r = requests.post(server.base + "/revoke", data={"token": token}, timeout=30)
+    assert r.status_code == 200, r.text
+    for target in (url, _url(server)):
+        r = _get(target, token)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["errors"][0]["reason"] == "authError"
+
+
+def test_expired_token_is_refused(server, instances):
+    before = time.time()
+    token = server.admin("token", "--project", PROJECT, "--lifetime", "4").stdout.strip()
+    after = time.time()  # it expires between before + 4 and after + 4
+    url = _url(server, instances[0])
+    r = _get(url, token)
+    if time.time() < before + 3:  # served before it expired (a slow machine may not get there in time)
+        assert r.status_code == 200, r.text
+        _get(url, token)
+    time.sleep(max(0.0, after + 4.5 - time.time()))
+    for target in (url, _url(server)):
+        r = _get(target, token)
+        assert r.status_code == 401, r.text
+
+
+def test_scopes_are_checked_on_every_call(server, instances):
+    readonly = server.token("compute.readonly")
+    other = server.token("https://www.googleapis.com/auth/cloud-platform.read-only")
+    url = _url(server, instances[0])
+    for _ in range(3):
+        assert _get(url, readonly).status_code == 200
+        for target in (url, _url(server)):
+            r = _get(target, other)
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["errors"][0]["reason"] == "insufficientPermissions"
+
+
+def test_other_projects_owner_is_forbidden(server, instances):
+    name = unique("fastp")
+    server.admin("project", "create", name)
+    token = server.token(project=name)
+    for _ in range(3):
+        assert _get(f"{server.api}projects/{name}/zones/{ZONE}/instances", token).status_code == 200
+        for target in (_url(server, instances[0]), _url(server)):
+            r = _get(target, token)
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["errors"][0]["reason"] == "forbidden"
+
+
+def test_reads_are_logged_and_counted(server, instances):
+    token = server.token()
+    path = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{instances[1]}"
+    metrics = requests.get(server.base + "/metrics", timeout=30)
+    for _ in range(3):
+        assert _get(_url(server, instances[1]), token).status_code == 200
+    deadline = time.monotonic() + 10
+    while server.log_tail(400).count(f"GET {path} 200 ") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.log_tail(400).count(f"GET {path} 200 ") >= 3
+    if metrics.status_code == 200:  # prometheus_client installed
+        before = _requests_counted(metrics.text)
+        after = _requests_counted(requests.get(server.base + "/metrics", timeout=30).text)
+        assert after >= before + 3
+
+
+def _requests_counted(text: str) -> float:
+    for line in text.splitlines():
+        if line.startswith('gstack_http_requests_total{method="GET",status="200"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
