@@ -25,6 +25,10 @@ class Resource(Base):
         Index("ix_resource_pool_usage", "pool_id", "size_gb"),
         # Lists in creationTimestamp order walk this instead of sorting the collection.
         Index("ix_resource_created", "project", "collection", "scope", "created", "pk"),
+        # Reads of a collection across projects (a router's render: its network's subnetworks in the
+        # region, the Cloud NAT routers on it) walk that collection instead of the whole table, whose
+        # instances and disks grow with the cloud.
+        Index("ix_resource_collection_scope", "collection", "scope"),
     )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[int] = mapped_column(BigInteger, unique=True)

@@ -1,4 +1,6 @@
-"""Capacity counters: ``capacity_usage``, what the resources placed on each host and storage pool hold.
+"""Capacity counters (``capacity_usage``) and the index of a collection across projects.
+
+Both take work that grew with the cloud off each instance's insert.
 
 Placement summed every resource on a zone's hosts and pools on every insert (a covering index
 scan, but of 100,000 entries at 100,000 instances): the counters, kept by triggers on
@@ -8,6 +10,10 @@ triggers and the counts of the rows the database holds already are made in one t
 Frozen here (the triggers as :mod:`core.usage` made them when this revision was written), never
 imported from live code. Like 0003 and 0004 it makes only what is missing: a database made by
 ``create_schema`` without a revision (a development build) may hold the table and its triggers.
+
+``ix_resource_collection_scope``: a router's render read its network's subnetworks in the region
+and the Cloud NAT routers on it by scanning every resource (no index began with the collection):
+one scan of all instances and disks per router sync.
 
 Revision ID: 0006
 Revises: 0004
@@ -59,6 +65,9 @@ def upgrade() -> None:
                         sa.Column('memory_mb', sa.BigInteger(), nullable=False),
                         sa.Column('size_gb', sa.BigInteger(), nullable=False),
                         sa.PrimaryKeyConstraint('holder', 'holder_id'))
+    indexes = {index["name"] for index in sa.inspect(bind).get_indexes("resources")}
+    if "ix_resource_collection_scope" not in indexes:
+        op.create_index('ix_resource_collection_scope', 'resources', ['collection', 'scope'], unique=False)
     if postgres:
         installed = bind.exec_driver_sql("SELECT 1 FROM pg_trigger WHERE tgname = 'capacity_usage'").first()
     else:
