@@ -6,13 +6,20 @@ CPU is the server process's own (utime + stime of ``/proc/PID/stat``: every thre
 and the router syncs included), read before and after a round of ``ROUND`` sequential inserts and
 a pause for the coalesced router sync. Rounds alternate gstack / floor so both see the same machine;
 medians and spread (min, max) are reported. ``gstack serve`` runs as users run it (request log on).
-The network is grown between sizes through ``instances.bulkInsert`` (not measured).
+The network is grown between sizes through ``instances.bulkInsert`` (not measured), in chunks the
+server's default backpressure bound (1,000 unfinished Operations per project) admits.
 
-Usage: ``python3 -m bench.insert_cost [SIZE ...]`` (default 1000 10000).
+``--baseline TREE`` also serves a second data directory from another checkout of gstack (say the
+main branch), grown alike, and alternates its rounds with this tree's (the first of the two changes
+every round): new and old code measured on the same machine at the same time. Every process runs
+with its tree first on ``PYTHONPATH`` and the working directory outside both trees.
+
+Usage: ``python3 -m bench.insert_cost [--baseline TREE] [SIZE ...]`` (default 1000 10000).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
 import statistics
@@ -36,6 +43,23 @@ BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
                    "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
         "networkInterfaces": [{"network": f"global/networks/{NETWORK}",
                                "subnetwork": f"regions/us-central1/subnetworks/{SUBNET}"}]}
+
+
+TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GROW_CHUNK = 500  # instances per bulkInsert: within the default bound of 1,000 unfinished Operations
+
+
+class TreeGstack(Gstack):
+    """:class:`~bench.harness.Gstack` whose processes import gstack from ``tree``."""
+
+    def __init__(self, tree: str):
+        super().__init__("sqlite")
+        self.tree = tree
+
+    def env(self, **extra) -> dict:
+        env = super().env(**extra)
+        env["PYTHONPATH"] = os.pathsep.join([self.tree, *filter(None, [os.environ.get("PYTHONPATH")])])
+        return env
 
 
 def make_network(s: requests.Session, base: str) -> None:
@@ -69,7 +93,7 @@ def wait_running(s: requests.Session, url: str, names: list[str], timeout: float
 
 def grow(s: requests.Session, url: str, have: int, target: int) -> None:
     while have < target:
-        n = min(1000, target - have)
+        n = min(GROW_CHUNK, target - have)
         r = s.post(f"{url}/bulkInsert", json={"count": n, "namePattern": f"g{have:06d}-####",
                                               "instanceProperties": BODY})
         if not r.ok:
@@ -112,66 +136,96 @@ def summary(values: list[float]) -> dict:
             "max_ms": round(max(values) * 1e3, 2), "rounds_ms": [round(v * 1e3, 2) for v in values]}
 
 
-def main(sizes: list[int]) -> None:
-    g = Gstack("sqlite")
+def prepare(g: Gstack, max_size: int) -> tuple[requests.Session, str, int]:
+    """Quotas, hosts and a storage pool for ``max_size`` instances, the server, and the network:
+    (an authorised session, the zone's instances URL, the server's pid)."""
+    for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
+        g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
+                "--limit", "10000000")
+    g.admin("project", "set-quota", "--project", "demo-project", "--metric", "CPUS_ALL_REGIONS", "--limit", "10000000")
+    for h in range(max_size // 10_000 + 1):  # a host of 10,000 e2-micro each (overcommitted)
+        g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:03d}", "--cpus", "30000",
+                "--memory-mb", str(11_000 * 1024))
+    # The zone's storage pool holds 4,096 boot disks of 10 GB; there is no admin command to grow
+    # it, so the bench writes the row (before the server starts).
+    with sqlite3.connect(g.database_url.removeprefix("sqlite:///")) as db:
+        db.execute("UPDATE storage_pools SET capacity_gb = ? WHERE name = ?", (max_size * 20, f"{ZONE}-primary"))
+    token = g.token()
+    g.serve(GSTACK_LOG_REQUESTS="1")
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {token}"
+    make_network(s, g.base)
+    return s, f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances", g.procs[-1].pid
+
+
+def start_floor(g: Gstack) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "bench.insert_floor_app", str(port),
+                              os.path.join(g.data_dir, "floor.sqlite3")], env=g.env())
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(f"{base}/ready", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    return floor, base
+
+
+def main(sizes: list[int], baseline: str | None) -> None:
+    os.chdir("/")  # ``python -m`` puts the working directory first on sys.path: it must hold no tree
+    trees = {"gstack": TREE, **({"baseline": baseline} if baseline else {})}
+    servers = {label: TreeGstack(tree) for label, tree in trees.items()}
     floor = None
     try:
-        for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
-            g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
-                    "--limit", "10000000")
-        g.admin("project", "set-quota", "--project", "demo-project", "--metric", "CPUS_ALL_REGIONS", "--limit", "10000000")
-        hosts = max(sizes) // 10_000 + 1  # a host of 10,000 e2-micro each (overcommitted)
-        for h in range(hosts):
-            g.admin("host", "add", "--zone", ZONE, "--name", f"bench-host-{h:03d}", "--cpus", "30000",
-                    "--memory-mb", str(11_000 * 1024))
-        # The zone's storage pool holds 4,096 boot disks of 10 GB; there is no admin command to grow
-        # it, so the bench writes the row (before the server starts).
-        with sqlite3.connect(g.database_url.removeprefix("sqlite:///")) as db:
-            db.execute("UPDATE storage_pools SET capacity_gb = ? WHERE name = ?", (max(sizes) * 20, f"{ZONE}-primary"))
-        token = g.token()
-        g.serve(GSTACK_LOG_REQUESTS="1")
-        pid = g.procs[-1].pid
-        floor_port = free_port()
-        floor = subprocess.Popen([sys.executable, "-m", "bench.insert_floor_app", str(floor_port),
-                                  os.path.join(g.data_dir, "floor.sqlite3")], env=g.env())
-        floor_base = f"http://127.0.0.1:{floor_port}"
-        for _ in range(100):
-            try:
-                requests.get(f"{floor_base}/ready", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        s = requests.Session()
-        s.headers["Authorization"] = f"Bearer {token}"
-        url = f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
-        make_network(s, g.base)
-        have, results = 0, {}
+        clients = {label: prepare(g, max(sizes)) for label, g in servers.items()}
+        floor, floor_base = start_floor(servers["gstack"])
+        have = 0
+        results: dict[str, dict] = {}
+        loads: list[float] = []
         for size in sizes:
-            grow(s, url, have, size)
+            for s, url, _ in clients.values():
+                grow(s, url, have, size)
             have = size
-            ours, floors = [], []
+            ours: dict[str, list[float]] = {label: [] for label in servers}
+            floors: list[float] = []
             for r in range(ROUNDS):
-                ours.append(gstack_round(s, url, pid, f"{size}-{r}"))
+                order = list(clients) if r % 2 == 0 else list(reversed(clients))
+                for label in order:
+                    s, url, pid = clients[label]
+                    ours[label].append(gstack_round(s, url, pid, f"{size}-{r}"))
                 floors.append(floor_round(floor_base, floor.pid, f"{size}-{r}"))
+                loads.append(os.getloadavg()[0])
             have += ROUNDS * ROUND
-            results[str(size)] = {"instances_at_start": size, "instances_at_end": have,
-                                  "gstack_per_insert": summary(ours), "floor_per_insert": summary(floors),
-                                  "ratio_to_floor": round(statistics.median(ours) / statistics.median(floors), 2),
-                                  "idle_cpu_share": round(idle_rate(pid), 4)}
+            floor_median = statistics.median(floors)
+            results[str(size)] = {
+                "instances_at_start": size, "instances_at_end": have, "floor_per_insert": summary(floors),
+                **{f"{label}_per_insert": summary(values) for label, values in ours.items()},
+                **{f"{label}_ratio_to_floor": round(statistics.median(values) / floor_median, 2)
+                   for label, values in ours.items()},
+                "idle_cpu_share": {label: round(idle_rate(pid), 4) for label, (_, _, pid) in clients.items()}}
             print(size, results[str(size)], flush=True)
         first, last = str(sizes[0]), str(sizes[-1])
         write_result("insert_cost", {
             "round_inserts": ROUND, "rounds": ROUNDS, "server": "gstack serve (request log on), SQLite",
+            "trees": trees, "load_average_1min": {"min": min(loads), "median": statistics.median(loads),
+                                                  "max": max(loads)},
             "sizes": results,
-            "growth_last_over_first": round(results[last]["gstack_per_insert"]["median_ms"]
-                                            / results[first]["gstack_per_insert"]["median_ms"], 2),
+            "growth_last_over_first": {label: round(results[last][f"{label}_per_insert"]["median_ms"]
+                                                    / results[first][f"{label}_per_insert"]["median_ms"], 2)
+                                       for label in servers},
             "goals": {"ratio_to_floor": 3.0, "growth_last_over_first": 1.0}})
     finally:
         if floor is not None:
             floor.terminate()
             floor.wait(10)
-        g.close()
+        for g in servers.values():
+            g.close()
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1000, 10000])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", help="another gstack checkout to measure in alternating rounds")
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10000])
+    args = parser.parse_args()
+    main(args.sizes, os.path.abspath(args.baseline) if args.baseline else None)

@@ -3,21 +3,28 @@
 Free capacity is never stored: it is each host's (or pool's) size times its over-provisioning
 factor minus what the resources placed on it hold. Placing and releasing are therefore plain
 column updates on the resource, made in the same transaction as the state change they belong
-to, and a crash cannot leak capacity. On PostgreSQL the zone's hosts are locked while choosing.
+to, and a crash cannot leak capacity. What a host or pool holds is read from its counter
+(``capacity_usage``), which database triggers keep in that same transaction (:mod:`core.usage`):
+one row per host, however many VMs it runs. On PostgreSQL the zone's hosts are locked while
+choosing.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.catalog import platforms
-from core.models import Cluster, Host, Resource, StoragePool
+from core.models import CapacityUsage, Cluster, Host, StoragePool
 
-_HOST_USAGE = (select(Resource.host_id, func.sum(Resource.vcpus), func.sum(Resource.memory_mb))
-               .where(Resource.host_id.in_(bindparam("ids", expanding=True))).group_by(Resource.host_id))
-_POOL_USAGE = (select(Resource.pool_id, func.sum(Resource.size_gb))
-               .where(Resource.pool_id.in_(bindparam("ids", expanding=True))).group_by(Resource.pool_id))
+# Holders nothing is placed on have no row, or one counting none: they are left out, as a sum over
+# no resources left them out.
+_HOST_USAGE = select(CapacityUsage.holder_id, CapacityUsage.vcpus, CapacityUsage.memory_mb).where(
+    CapacityUsage.holder == "host", CapacityUsage.holder_id.in_(bindparam("ids", expanding=True)),
+    CapacityUsage.count > 0)
+_POOL_USAGE = select(CapacityUsage.holder_id, CapacityUsage.size_gb).where(
+    CapacityUsage.holder == "pool", CapacityUsage.holder_id.in_(bindparam("ids", expanding=True)),
+    CapacityUsage.count > 0)
 _UP_HOSTS = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
              .where(Host.zone_id == bindparam("zone_id"), Host.status == "Up").order_by(Host.id))
 _UP_POOLS = (select(StoragePool).where(StoragePool.zone_id == bindparam("zone_id"), StoragePool.status == "Up")

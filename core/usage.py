@@ -1,4 +1,5 @@
-"""Quota usage counters (``resource_usage``), kept by database triggers on ``resources``.
+"""Usage counters kept by database triggers on ``resources``: quota usage (``resource_usage``)
+and the capacity placed on each host and storage pool (``capacity_usage``, see the end).
 
 Every instance and disk adds to the row of its (project, region, collection, subtype): one to
 ``count``, its vCPUs to ``cpus`` unless it is TERMINATED, its size to ``size_gb``. A change of any
@@ -94,3 +95,74 @@ def install(engine: Engine) -> None:
     (a database made before the counters), in one transaction: no change slips between."""
     triggers.install_once(engine, "resource_usage", _installed,
                           lambda postgres: (_POSTGRESQL if postgres else _SQLITE) + _BACKFILL)
+    triggers.install_once(engine, "capacity_usage", _capacity_installed,
+                          lambda postgres: (CAPACITY_POSTGRESQL if postgres else CAPACITY_SQLITE) + CAPACITY_BACKFILL)
+
+
+# -- capacity: what is placed on each host (vCPUs, memory) and storage pool (GB) ------------------
+#
+# A row's share goes to its host's counter when ``host_id`` is set and to its pool's when ``pool_id``
+# is (a VM holds a host, a disk a pool). An UPDATE that moves neither and changes no amount it holds
+# (a status or body change: almost every UPDATE) runs nothing. On PostgreSQL the function first takes
+# an advisory lock per zone (class 3, the holder's zone): a transaction that changes a host's counter
+# and a pool's (a VM and its disk) and another that changes them in the other order would each wait
+# for the other's row; under the zone's lock they take turns.
+_HOLDERS = (("host", "host_id", "hosts", "COALESCE({r}.vcpus, 0)", "COALESCE({r}.memory_mb, 0)", "0"),
+            ("pool", "pool_id", "storage_pools", "0", "0", "COALESCE({r}.size_gb, 0)"))
+_CAPACITY_ADD = ("INSERT INTO capacity_usage (holder, holder_id, count, vcpus, memory_mb, size_gb) "
+                 "SELECT '{holder}', {r}.{column}, {sign}1, {sign}{vcpus}, {sign}{memory}, {sign}{size} WHERE {r}.{column} IS NOT NULL "
+                 "ON CONFLICT (holder, holder_id) DO UPDATE SET count = capacity_usage.count + excluded.count, "
+                 "vcpus = capacity_usage.vcpus + excluded.vcpus, memory_mb = capacity_usage.memory_mb + excluded.memory_mb, "
+                 "size_gb = capacity_usage.size_gb + excluded.size_gb")
+_CAPACITY_CHANGED = ("OLD.host_id IS NOT NEW.host_id OR OLD.pool_id IS NOT NEW.pool_id OR OLD.vcpus IS NOT NEW.vcpus "
+                     "OR OLD.memory_mb IS NOT NEW.memory_mb OR OLD.size_gb IS NOT NEW.size_gb")
+
+
+def _capacity(row: str, sign: str = "") -> str:
+    return "; ".join(_CAPACITY_ADD.format(holder=holder, column=column, r=row, sign=sign, vcpus=vcpus.format(r=row),
+                                          memory=memory.format(r=row), size=size.format(r=row))
+                     for holder, column, _, vcpus, memory, size in _HOLDERS)
+
+
+def _zone_lock(row: str) -> str:
+    return " ".join(f"IF {row}.{column} IS NOT NULL THEN PERFORM pg_advisory_xact_lock(3, "
+                    f"(SELECT zone_id FROM {table} WHERE id = {row}.{column})); END IF;"
+                    for _, column, table, *_ in _HOLDERS)
+
+
+CAPACITY_SQLITE = [
+    f"CREATE TRIGGER capacity_usage_insert AFTER INSERT ON resources "
+    f"WHEN NEW.host_id IS NOT NULL OR NEW.pool_id IS NOT NULL BEGIN {_capacity('NEW')}; END",
+    f"CREATE TRIGGER capacity_usage_delete AFTER DELETE ON resources "
+    f"WHEN OLD.host_id IS NOT NULL OR OLD.pool_id IS NOT NULL BEGIN {_capacity('OLD', '-')}; END",
+    f"CREATE TRIGGER capacity_usage_update AFTER UPDATE ON resources WHEN {_CAPACITY_CHANGED} "
+    f"BEGIN {_capacity('OLD', '-')}; {_capacity('NEW')}; END",
+]
+CAPACITY_POSTGRESQL = [
+    f"""CREATE OR REPLACE FUNCTION gstack_capacity_usage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NOT ({_CAPACITY_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN {_zone_lock('OLD')} {_capacity('OLD', '-')}; END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN {_zone_lock('NEW')} {_capacity('NEW')}; END IF;
+  RETURN NULL;
+END $$""",
+    "CREATE TRIGGER capacity_usage AFTER INSERT OR UPDATE OR DELETE ON resources "
+    "FOR EACH ROW EXECUTE FUNCTION gstack_capacity_usage()",
+]
+CAPACITY_BACKFILL = [
+    "DELETE FROM capacity_usage",
+    *(f"INSERT INTO capacity_usage (holder, holder_id, count, vcpus, memory_mb, size_gb) "
+      f"SELECT '{holder}', {column}, count(*), sum({vcpus.format(r='resources')}), "
+      f"sum({memory.format(r='resources')}), sum({size.format(r='resources')}) "
+      f"FROM resources WHERE {column} IS NOT NULL GROUP BY {column}"
+      for holder, column, _, vcpus, memory, size in _HOLDERS),
+]
+
+
+def _capacity_installed(conn: Connection, postgres: bool) -> bool:
+    if postgres:
+        return conn.exec_driver_sql("SELECT 1 FROM pg_trigger WHERE tgname = 'capacity_usage'").first() is not None
+    return conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'capacity_usage_update'").first() is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
@@ -64,6 +64,17 @@ def _append(dom: SimDomain, text: str) -> None:
         dom.console_dropped = (dom.console_dropped or 0) + len(data) - MAX_CONSOLE
         data = data[-MAX_CONSOLE:]
     dom.console = data.decode(errors="replace")
+
+
+_FILES_PER_QUERY = 500  # paths per IN list (SQLite bounds a statement's parameters)
+_FILES = select(SimVmFile).where(SimVmFile.vm_uid == bindparam("vm_uid"),
+                                 SimVmFile.path.in_(bindparam("paths", expanding=True)))
+
+
+def _listed(paths: list[str], shown: int = 3) -> str:
+    """The first paths, and how many more: a console line of bounded length."""
+    more = len(paths) - shown
+    return ", ".join(paths[:shown]) + (f" and {more} more files" if more > 0 else "")
 
 
 def _cpu_seconds(load: SimCpuLoad | None, now: float) -> float:
@@ -245,20 +256,29 @@ class SimulatorDriver(HypervisorDriver):
         return dom
 
     def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
-        """The files are kept in ``sim_vm_files`` (a redeployed VM gets them all again)."""
+        """The files are kept in ``sim_vm_files`` (a redeployed VM gets them all again).
+
+        A router's sync pushes a few files per instance changed: the rows it has already are read
+        with one query per ``_FILES_PER_QUERY`` paths (a query each cost more than the rest of the
+        sync), and the serial console gets one line per push, not one per file (the console is
+        rewritten whole on each append, up to 1 MB)."""
         self._delay("push_config")
         with write_session(self.factory) as session:
             dom = self._running_domain(session, host, vm_uid)
             now = time.time()
+            paths = list(files)
+            held = {row.path: row for start in range(0, len(paths), _FILES_PER_QUERY)
+                    for row in session.scalars(_FILES, {"vm_uid": vm_uid,
+                                                        "paths": paths[start:start + _FILES_PER_QUERY]})}
             for path, content in files.items():
-                row = session.scalar(select(SimVmFile).where(SimVmFile.vm_uid == vm_uid, SimVmFile.path == path))
+                row = held.get(path)
                 if row is None:
                     row = SimVmFile(vm_uid=vm_uid, path=path, writes=0)
                     session.add(row)
                 row.host_id, row.content, row.written = host.id, content, now
                 row.checksum = hashlib.sha256(content.encode()).hexdigest()
                 row.writes += 1
-            _append(dom, "".join(f"[  OK  ] Reloaded configuration {path}.\r\n" for path in sorted(files)))
+            _append(dom, f"[  OK  ] Reloaded configuration {_listed(sorted(files))}.\r\n")
 
     def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
         """The simulated guest answers as a getty and a small shell would (core.hypervisors.simguest)."""

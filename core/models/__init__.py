@@ -13,13 +13,14 @@ from core.models.identity import (
 )
 from core.models.instance_group import InstanceGroupMember
 from core.models.operation import Operation
-from core.models.resource import IpAllocation, Resource, ResourceTerm, ResourceUsage
+from core.models.resource import CapacityUsage, IpAllocation, Resource, ResourceTerm, ResourceUsage
 from core.models.simulator import SimCpuLoad, SimDomain, SimServing
 from core.models.systemvm import ConsoleTicketUse, SecondaryObject, SimVmFile, SystemSetting, SystemVm
 from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
 
 __all__ = [
     "AccessToken",
+    "CapacityUsage",
     "Base",
     "Cluster",
     "ConsoleTicketUse",

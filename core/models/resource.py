@@ -18,12 +18,17 @@ class Resource(Base):
     __table_args__ = (
         # Also the index of lookups by name and of lists (project, collection, scope, name order).
         UniqueConstraint("project", "collection", "scope", "name", name="uq_resource_name"),
-        # Covering indexes for the capacity sums of placement: they never read the table, whose
-        # rows carry the JSON body before these columns. (Quota usage is counted: ResourceUsage.)
+        # Covering indexes for summing what a host or pool holds without reading the table (whose
+        # rows carry the JSON body before these columns). Placement reads the counters instead
+        # (CapacityUsage), as quota checks read ResourceUsage.
         Index("ix_resource_host_usage", "host_id", "vcpus", "memory_mb"),
         Index("ix_resource_pool_usage", "pool_id", "size_gb"),
         # Lists in creationTimestamp order walk this instead of sorting the collection.
         Index("ix_resource_created", "project", "collection", "scope", "created", "pk"),
+        # Reads of a collection across projects (a router's render: its network's subnetworks in the
+        # region, the Cloud NAT routers on it) walk that collection instead of the whole table, whose
+        # instances and disks grow with the cloud.
+        Index("ix_resource_collection_scope", "collection", "scope"),
     )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -63,6 +68,26 @@ class ResourceUsage(Base):
     subtype: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     cpus: Mapped[int] = mapped_column(Integer, default=0)  # of those not TERMINATED
+    size_gb: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CapacityUsage(Base):
+    """What the resources placed on a host (``holder`` "host": vCPUs, memory) or a storage pool
+    ("pool": GB) hold, and how many they are: placement reads one row per host or pool instead of
+    summing every resource on it, a sum that grew with the zone (100,000 instances on one host
+    made each placement read 100,000 index entries).
+
+    Database triggers keep it (:mod:`core.usage`) in the transaction that moves the resource's
+    ``host_id``/``pool_id`` or changes what it holds, so, as when the sum was taken, no code path
+    and no crash can leak capacity; nothing in Python writes it.
+    """
+
+    __tablename__ = "capacity_usage"
+    holder: Mapped[str] = mapped_column(String(8), primary_key=True)  # "host" or "pool"
+    holder_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)  # the resources placed on it
+    vcpus: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
     size_gb: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

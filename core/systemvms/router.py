@@ -154,9 +154,10 @@ def _balancers(session: Session, v: RouterView) -> list[tuple[Body, Body | None,
     return out
 
 
-def view(session: Session, vm: SystemVm) -> RouterView:
+def view(session: Session, vm: SystemVm, *, domains: bool = True) -> RouterView:
     """What the router's main files are rendered from: the network's rows, none of its instances
-    but the target pools' (the guests' DNS domains come from what the router was given)."""
+    but the target pools' (the guests' DNS domains come from what the router was given; without
+    ``domains`` they are left for the caller, who reads them after giving it more)."""
     ref = parse_ref(vm.network_url or "", project=vm.project or "")
     network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
     net_body = store.body_of(network) if network is not None else {}
@@ -167,7 +168,8 @@ def view(session: Session, vm: SystemVm) -> RouterView:
         net = ipaddress.IPv4Network(body["ipCidrRange"])
         v.subnets.append(Subnet(sub.name, f"eth{i}", str(net.network_address), str(net.netmask),
                                 vms.gateway_of(body), str(net), f"subnet{i}"))
-    v.domains = guests.domains(session, vm.uid)
+    if domains:
+        v.domains = guests.domains(session, vm.uid)
     v.firewalls = [store.body_of(r) for r in session.scalars(select(Resource).where(
         Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
         Resource.body.contains(v.network_url)).order_by(Resource.name))]
@@ -526,7 +528,7 @@ def push(ctx: JobContext, uid: int, *, full: bool = False, instances: Collection
         vm, res = vms.load(s, uid)
         if vm is None or vm.kind != vms.ROUTER:
             return []
-        v = view(s, vm)
+        v = view(s, vm, domains=False)  # _guest_changes reads them once it recorded the instances
         guest_files, touched = _guest_changes(s, vm, v, instances, full)
         files = render_view(v)
         desired = {path: digest(content) for path, content in files.items()}

@@ -1,6 +1,6 @@
 """core.planner on a real database: first fit over a zone's Up hosts by vCPUs and memory after the
 cluster's over-provisioning factors, storage pools the same way, usage read from the resources
-placed, and ``None`` when the zone has no room.
+placed (its counters kept by triggers), and ``None`` when the zone has no room.
 
 The seeded zone us-central1-a has four simulator hosts of 32 vCPUs and 128 GiB (their cluster
 over-provisions CPU 4x and memory 1x) and one zone-wide pool of 20480 GB (2x).
@@ -8,11 +8,11 @@ over-provisions CPU 4x and memory 1x) and one zone-wide pool of 20480 GB (2x).
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import planner
-from core.models import Cluster, Host, Pod, StoragePool
+from core.models import CapacityUsage, Cluster, Host, Pod, Resource, StoragePool
 from tests.helpers.core import add_resource, zone_id
 
 ZONE = "us-central1-a"
@@ -176,3 +176,41 @@ def test_pool_room_is_taken_as_a_burst_is_placed(session):
     assert name_of(capacity.place_disk(10)) == PRIMARY
     assert capacity.place_disk(11) is None
     assert place_disk(session, POOL_GB, "europe-west1-b") == "europe-west1-b-primary"  # a zone of its own
+
+
+def _summed(session: Session) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+    """What each host and pool holds, summed over the resources placed on it (what the counters replace)."""
+    out = {}
+    for holder, column in (("host", Resource.host_id), ("pool", Resource.pool_id)):
+        for holder_id, count, vcpus, memory, size in session.execute(
+                select(column, func.count(), func.sum(Resource.vcpus), func.sum(Resource.memory_mb),
+                       func.sum(Resource.size_gb)).where(column.is_not(None)).group_by(column)):
+            out[(holder, holder_id)] = (count, vcpus or 0, memory or 0, size or 0) if holder == "host" else \
+                (count, 0, 0, size or 0)
+    return out
+
+
+def _counted(session: Session) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+    return {(c.holder, c.holder_id): (c.count, c.vcpus, c.memory_mb, c.size_gb)
+            for c in session.scalars(select(CapacityUsage).where(CapacityUsage.count != 0))}
+
+
+def test_the_capacity_counters_follow_every_change_of_what_resources_hold(session):
+    """Placing, moving, resizing, releasing and deleting, each in a flushed statement of its own:
+    the triggers' counters equal the sums over the resources after every step."""
+    first, second = hosts(session)[:2]
+    primary = pool(session)
+    vm = add_resource(session, "instances", host_id=first.id, vcpus=4, memory_mb=4096)
+    disk = add_resource(session, "disks", pool_id=primary.id, size_gb=10)
+    unplaced = add_resource(session, "instances", vcpus=2, memory_mb=2048)
+    assert _counted(session) == _summed(session)
+    steps = [lambda: setattr(vm, "host_id", second.id), lambda: setattr(vm, "vcpus", 8),
+             lambda: setattr(disk, "size_gb", 50), lambda: setattr(unplaced, "host_id", first.id),
+             lambda: setattr(vm, "host_id", None), lambda: setattr(disk, "pool_id", None),
+             lambda: setattr(disk, "pool_id", primary.id), lambda: session.delete(unplaced),
+             lambda: session.delete(disk)]
+    for step in steps:
+        step()
+        session.flush()
+        assert _counted(session) == _summed(session)
+    assert planner.host_usage(session, [first.id, second.id]) == {}  # nothing left on either
