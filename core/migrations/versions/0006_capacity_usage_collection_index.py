@@ -16,7 +16,7 @@ and the Cloud NAT routers on it by scanning every resource (no index began with 
 one scan of all instances and disks per router sync.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision: str | None = '0004'
+down_revision: str | None = '0005'
 branch_labels = None
 depends_on = None
 
