@@ -32,7 +32,7 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, func, literal, select, text, update
+from sqlalchemy import ColumnElement, Update, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import unflushed_commit, write_session
@@ -63,7 +63,6 @@ _HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404
                   501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
 
 
-_NOTIFY_DONE = text("SELECT pg_notify(:channel, :owner)")
 
 
 def announce(session: Session, kind: str) -> None:
@@ -184,11 +183,14 @@ class JobEngine:
             self._pending_kicks += 1
             self._wake.notify()
 
-    def announce_done(self, session: Session) -> None:
-        """Wake the waiters of every process at commit: a job ended in ``session`` (PostgreSQL
-        NOTIFY; on SQLite other processes see the commit in the database's commit counter)."""
+    def end_jobs(self, session: Session, stmt: Update, params: dict[str, Any] | None = None) -> None:
+        """Run ``stmt``, an UPDATE that ends Operations, and wake the waiters of every process at
+        commit. On PostgreSQL the wake-up is a NOTIFY in the statement's RETURNING (the same round
+        trip; one per transaction, however many rows, as PostgreSQL folds equal notifications); on
+        SQLite other processes see the commit in the database's commit counter."""
         if self.postgres:
-            session.execute(_NOTIFY_DONE, {"channel": DONE_CHANNEL, "owner": self.owner})
+            stmt = stmt.returning(func.pg_notify(literal(DONE_CHANNEL), literal(self.owner)))
+        session.execute(stmt, params)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -474,8 +476,7 @@ class JobEngine:
             values["http_error_status"] = failure.http_status
             values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
-            session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(**values))
-            self.announce_done(session)
+            self.end_jobs(session, update(Operation).where(Operation.pk == ctx.op_pk).values(**values))
         self._finished(ctx.op_pk)
 
     def _finished(self, pk: int) -> None:
