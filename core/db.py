@@ -364,7 +364,7 @@ class Prepared:
     The hottest reads (a resource's body, a page of a list) are one indexed SELECT that costs the
     database a few µs; through a Session each also paid ~100 µs of Python: the ORM execution path,
     ``BEGIN``, result processing and the rollback at the end. A statement prepared here runs outside
-    any Session, in its own short transaction (autocommit on SQLite), so it sees what is committed,
+    any Session, as its own transaction (autocommit), so it sees what is committed,
     as a fresh Session would, and never what the caller's own open transaction wrote.
 
     Only for statements whose parameters are all named :func:`~sqlalchemy.bindparam` without values
@@ -389,7 +389,12 @@ class Prepared:
         sql, order = self._sql(engine)
         args = tuple(params[name] for name in order) if order is not None else params
         conn = engine.raw_connection()
+        # PostgreSQL: the statement is its own transaction (autocommit), as on SQLite: no BEGIN and
+        # no ROLLBACK, two round trips of three. One statement sees one snapshot either way.
+        driver = conn.driver_connection if engine.dialect.name == "postgresql" else None
         try:
+            if driver is not None:
+                driver.autocommit = True
             cursor = conn.cursor()
             try:
                 cursor.execute(sql, args)
@@ -397,7 +402,12 @@ class Prepared:
             finally:
                 cursor.close()
         finally:
-            conn.close()  # back to the pool, which rolls back (PostgreSQL) what this read began
+            if driver is not None:
+                try:
+                    driver.autocommit = False  # as the pool hands connections out
+                except Exception:  # the connection broke (the statement's error is on its way)
+                    conn.invalidate()
+            conn.close()  # back to the pool
 
     def scalar(self, engine: Engine, params: dict[str, object]) -> object:
         """The first column of the first row, None when there is no row."""

@@ -29,13 +29,13 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Update, func, literal, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import unflushed_commit, write_session
+from core.db import Prepared, unflushed_commit, write_session
 from core.errors import OperationFailure
 from core.jobs import claims, faults
 from core.jobs.claims import UNFINISHED
@@ -85,6 +85,10 @@ def announcement(session: Session, kind: str) -> ColumnElement[Any] | None:
     if session.get_bind().dialect.name != "postgresql":
         return None
     return func.pg_notify(literal(NEW_CHANNEL), literal(kind))
+
+
+# A waiter's re-read and the worker's look for deferred jobs: one statement each, outside a Session.
+_STATUS = Prepared(select(Operation.status).where(Operation.pk == bindparam("pk")))
 
 
 def local_owner_id() -> str:
@@ -211,8 +215,7 @@ class JobEngine:
         try:
             while True:
                 event.clear()
-                with self.factory() as session:
-                    status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
+                status = _STATUS.scalar(self.factory.kw["bind"], {"pk": op_pk})
                 if status in (None, "DONE"):
                     return
                 remaining = deadline - time.monotonic()
@@ -327,10 +330,9 @@ class JobEngine:
 
     def next_due(self, first_attempts_only: bool = False) -> float:
         """When the earliest deferred job becomes claimable (infinity if none is deferred)."""
-        with self.factory() as session:
-            query = claims.NEXT_FIRST_DUE if first_attempts_only else claims.NEXT_DUE
-            due = session.scalar(query, {"now": time.time()})
-        return float("inf") if due is None else due
+        query = claims.NEXT_FIRST_DUE if first_attempts_only else claims.NEXT_DUE
+        due = query.scalar(self.factory.kw["bind"], {"now": time.time()})
+        return float("inf") if due is None else float(cast(float, due))
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Run jobs in the calling thread until none is left (tests, benchmarks, CLI).
