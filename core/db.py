@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, insert
+from sqlalchemy import Connection, Dialect, Engine, Insert, Table, create_engine, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -43,11 +43,18 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def configure_engine(engine: Engine, mmap_bytes: int = 0) -> Engine:
-    """Attach the SQLite pragmas and the write-intent BEGIN to an engine made elsewhere;
-    ``mmap_bytes`` lets its reads go through a memory map of at most that size (0: none)."""
-    if not is_sqlite(engine) or engine in _CONFIGURED:
+    """Attach the per-dialect connection set-up to an engine made elsewhere: on SQLite the pragmas
+    and the write-intent BEGIN (``mmap_bytes`` lets its reads go through a memory map of at most
+    that size, 0: none), on PostgreSQL the ping of connections that sat idle (:func:`_ping_if_idle`)."""
+    if engine in _CONFIGURED:
         return engine
     _CONFIGURED.add(engine)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine.pool, "checkin", _checked_in)
+        event.listen(engine.pool, "checkout", functools.partial(_ping_if_idle, engine.dialect))
+        return engine
+    if not is_sqlite(engine):
+        return engine
     engine.pool.dispose()  # connections made before the listeners would lack the pragmas
 
     @event.listens_for(engine, "connect")
@@ -69,13 +76,45 @@ def configure_engine(engine: Engine, mmap_bytes: int = 0) -> Engine:
     return engine
 
 
-def make_engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {}
+def engine_options(url: str) -> dict[str, Any]:
+    """``create_engine`` keywords for a database URL, the API's engine and every other alike.
+
+    PostgreSQL's pool holds up to 40 connections (the API's request threads, the job workers and
+    their spares), and does not ``pool_pre_ping``: a ping on every checkout is one more round trip
+    per transaction (a fifth of an instance insert's); :func:`_ping_if_idle` pings only connections
+    that sat idle long enough for the server to have gone away meanwhile.
+    """
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
-    return configure_engine(create_engine(url, **kwargs))
+        return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    return {"pool_size": 10, "max_overflow": 30}
+
+
+# A pooled PostgreSQL connection idle this long is pinged before use. One in steady use is not: the
+# server going away between two of its transactions fails the next one, which a ping before it would
+# not have prevented either (the server may go away between the ping and the statement).
+PING_AFTER_IDLE = 2.0
+_IDLE_SINCE = "gstack_idle_since"
+
+
+def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect, dbapi_conn: Any, record: Any, _proxy: object) -> None:
+    """SQLAlchemy's pessimistic disconnect handling, for idle connections only: a ping that fails
+    raises ``DisconnectionError``, on which the pool drops this connection and checks out (makes)
+    another. A fresh connection has no idle time and is not pinged."""
+    since = record.info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+        return
+    try:
+        dialect.do_ping(dbapi_conn)  # what pool_pre_ping runs
+    except Exception as exc:
+        raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc
+
+
+def make_engine(url: str) -> Engine:
+    return configure_engine(create_engine(url, **engine_options(url)))
 
 
 def sqlite_url(data_dir: str) -> str:
@@ -232,6 +271,27 @@ def insert_skipping_clashes(table: Table, dialect: str) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+_SYNC_OFF = text("SET LOCAL synchronous_commit = off")
+
+
+def unflushed_commit(session: Session) -> None:
+    """Let the session's write transaction commit without waiting for the disk (PostgreSQL's
+    ``synchronous_commit = off`` for this transaction alone; nothing on SQLite, whose WAL commits
+    do not wait for it either, ``synchronous=NORMAL``).
+
+    Only for the job engine's own bookkeeping, never for a write a caller is told of: a claim's
+    lease, a lease's heartbeat, a failed attempt's release. Such a commit is flushed with the next
+    flushed commit (WAL is written in order), so what is lost in a crash of the server or of
+    PostgreSQL is at most the last ~0.6 s of bookkeeping, and each loss is recovered: a lost lease
+    or heartbeat lapses and the job is claimed and run again (handlers are safe to re-run), a lost
+    release defers the retry until the lease lapses. A durable commit costs a WAL flush (2-3 ms on
+    the test machine), more than the whole claim; a job's steps and its end, which record what a
+    hypervisor did and what the caller sees, stay flushed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_SYNC_OFF)
+
+
 @contextmanager
 def writing(session: Session) -> Iterator[Session]:
     """A write transaction on an existing session, committed on success and rolled back on error."""
@@ -304,7 +364,7 @@ class Prepared:
     The hottest reads (a resource's body, a page of a list) are one indexed SELECT that costs the
     database a few µs; through a Session each also paid ~100 µs of Python: the ORM execution path,
     ``BEGIN``, result processing and the rollback at the end. A statement prepared here runs outside
-    any Session, in its own short transaction (autocommit on SQLite), so it sees what is committed,
+    any Session, as its own transaction (autocommit), so it sees what is committed,
     as a fresh Session would, and never what the caller's own open transaction wrote.
 
     Only for statements whose parameters are all named :func:`~sqlalchemy.bindparam` without values
@@ -329,7 +389,12 @@ class Prepared:
         sql, order = self._sql(engine)
         args = tuple(params[name] for name in order) if order is not None else params
         conn = engine.raw_connection()
+        # PostgreSQL: the statement is its own transaction (autocommit), as on SQLite: no BEGIN and
+        # no ROLLBACK, two round trips of three. One statement sees one snapshot either way.
+        driver = conn.driver_connection if engine.dialect.name == "postgresql" else None
         try:
+            if driver is not None:
+                driver.autocommit = True
             cursor = conn.cursor()
             try:
                 cursor.execute(sql, args)
@@ -337,7 +402,12 @@ class Prepared:
             finally:
                 cursor.close()
         finally:
-            conn.close()  # back to the pool, which rolls back (PostgreSQL) what this read began
+            if driver is not None:
+                try:
+                    driver.autocommit = False  # as the pool hands connections out
+                except Exception:  # the connection broke (the statement's error is on its way)
+                    conn.invalidate()
+            conn.close()  # back to the pool
 
     def scalar(self, engine: Engine, params: dict[str, object]) -> object:
         """The first column of the first row, None when there is no row."""

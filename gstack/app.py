@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 import core.services  # noqa: F401  (registers job handlers)
 import core.systemvms  # noqa: F401  (registers the system VM job handlers)
 from core import migrations
-from core.db import configure_engine, write_session
+from core.db import configure_engine, engine_options, write_session
 from core.errors import ComputeError
 from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
@@ -134,12 +134,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.merge_slashes = False
     app.config["GSTACK"] = settings
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
-    engine_options: dict = {}
-    if settings.database_url.startswith("sqlite"):
-        engine_options["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    else:
-        engine_options.update(pool_pre_ping=True, pool_size=10, max_overflow=30)
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings.database_url)
     app.config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     db = SQLAlchemy(model_class=Base)
     db.init_app(app)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from sqlalchemy import Row, bindparam, exists, func, literal, select, update
+from sqlalchemy import Row, bindparam, exists, func, literal, literal_column, select, update
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
+from core.db import Prepared
 from core.models import Operation
 
 # Spelled as a list (not "!= DONE") so the claim query walks the status index, not every Operation.
@@ -63,9 +64,13 @@ TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)
 ).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
 # A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
 # router sync): it becomes claimable then.
-NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
-    Operation.status == "PENDING", Operation.lease_owner.is_(None), Operation.lease_expiry >= bindparam("now"))
-NEXT_FIRST_DUE = NEXT_DUE.where(Operation.attempts == 0)  # deferred, not backing off after a failure
+_NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
+    Operation.status == literal_column("'PENDING'"), Operation.lease_owner.is_(None),
+    Operation.lease_expiry >= bindparam("now"))
+# Read by every worker going to sleep: one statement outside a Session (core.db.Prepared, whose
+# statements take named parameters only, hence the constants spelled in the SQL).
+NEXT_DUE = Prepared(_NEXT_DUE)
+NEXT_FIRST_DUE = Prepared(_NEXT_DUE.where(Operation.attempts == literal_column("0")))  # not backing off after a failure
 
 
 class Rotation:

@@ -29,20 +29,21 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import select, text, update
+from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import write_session
+from core.db import Prepared, unflushed_commit, write_session
 from core.errors import OperationFailure
 from core.jobs import claims, faults
 from core.jobs.claims import UNFINISHED
 from core.jobs.handlers import BATCH_SIZE, DONE_VALUES, HANDLERS, LEASE_SECONDS, JobContext, JobHandler, job
 from core.models import Operation
 
-__all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "announce", "job", "local_owner_id"]
+__all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "announce", "announcement", "job",
+           "local_owner_id"]
 
 log = logging.getLogger("gstack.jobs")
 
@@ -62,8 +63,6 @@ _HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404
                   501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
 
 
-_NOTIFY_NEW = text("SELECT pg_notify(:channel, :kind)")
-_NOTIFY_DONE = text("SELECT pg_notify(:channel, :owner)")
 
 
 def announce(session: Session, kind: str) -> None:
@@ -74,8 +73,22 @@ def announce(session: Session, kind: str) -> None:
     In-process workers are woken by :meth:`JobEngine.kick`; SQLite has no NOTIFY: other processes
     see the commit in the database's commit counter (:meth:`JobEngine._watch_loop`).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_NOTIFY_NEW, {"channel": NEW_CHANNEL, "kind": kind})
+    notice = announcement(session, kind)
+    if notice is not None:
+        session.execute(select(notice))
+
+
+def announcement(session: Session, kind: str) -> ColumnElement[Any] | None:
+    """:func:`announce` as a column to select along with something else the transaction reads
+    (one round trip instead of two; None on SQLite, which has no NOTIFY). A NOTIFY is sent at
+    commit only: selected in a transaction that then rolls back, it is never sent."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return func.pg_notify(literal(NEW_CHANNEL), literal(kind))
+
+
+# A waiter's re-read and the worker's look for deferred jobs: one statement each, outside a Session.
+_STATUS = Prepared(select(Operation.status).where(Operation.pk == bindparam("pk")))
 
 
 def local_owner_id() -> str:
@@ -174,11 +187,14 @@ class JobEngine:
             self._pending_kicks += 1
             self._wake.notify()
 
-    def announce_done(self, session: Session) -> None:
-        """Wake the waiters of every process at commit: a job ended in ``session`` (PostgreSQL
-        NOTIFY; on SQLite other processes see the commit in the database's commit counter)."""
+    def end_jobs(self, session: Session, stmt: Update, params: dict[str, Any] | None = None) -> None:
+        """Run ``stmt``, an UPDATE that ends Operations, and wake the waiters of every process at
+        commit. On PostgreSQL the wake-up is a NOTIFY in the statement's RETURNING (the same round
+        trip; one per transaction, however many rows, as PostgreSQL folds equal notifications); on
+        SQLite other processes see the commit in the database's commit counter."""
         if self.postgres:
-            session.execute(_NOTIFY_DONE, {"channel": DONE_CHANNEL, "owner": self.owner})
+            stmt = stmt.returning(func.pg_notify(literal(DONE_CHANNEL), literal(self.owner)))
+        session.execute(stmt, params)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -199,8 +215,7 @@ class JobEngine:
         try:
             while True:
                 event.clear()
-                with self.factory() as session:
-                    status = session.scalar(select(Operation.status).where(Operation.pk == op_pk))
+                status = _STATUS.scalar(self.factory.kw["bind"], {"pk": op_pk})
                 if status in (None, "DONE"):
                     return
                 remaining = deadline - time.monotonic()
@@ -315,10 +330,9 @@ class JobEngine:
 
     def next_due(self, first_attempts_only: bool = False) -> float:
         """When the earliest deferred job becomes claimable (infinity if none is deferred)."""
-        with self.factory() as session:
-            query = claims.NEXT_FIRST_DUE if first_attempts_only else claims.NEXT_DUE
-            due = session.scalar(query, {"now": time.time()})
-        return float("inf") if due is None else due
+        query = claims.NEXT_FIRST_DUE if first_attempts_only else claims.NEXT_DUE
+        due = query.scalar(self.factory.kw["bind"], {"now": time.time()})
+        return float("inf") if due is None else float(cast(float, due))
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Run jobs in the calling thread until none is left (tests, benchmarks, CLI).
@@ -344,15 +358,19 @@ class JobEngine:
         ends it."""
         now = time.time()
         params = {"now": now, "limit": BATCH_SIZE, "held": list(held or ())}
-        # Look first without the write lock: idle workers must not queue behind API writes.
-        with self.factory() as session:
-            if session.execute(claims.ANY_CLAIMABLE, {**params, "limit": 1}).first() is None:
-                return []
+        # SQLite: look first without the write lock, so that idle workers do not queue behind API
+        # writes. PostgreSQL has no such lock (the claim skips rows others hold): the look would cost
+        # an idle worker as many round trips as the claim, and a busy one four more per claim.
+        if not self.postgres:
+            with self.factory() as session:
+                if session.execute(claims.ANY_CLAIMABLE, {**params, "limit": 1}).first() is None:
+                    return []
         with write_session(self.factory) as session:
             query = claims.CLAIMABLE_LOCKED if self.postgres else claims.CLAIMABLE
             found = self._rotation.fair_order(session.execute(query, params).all())
             if not found:
                 return []
+            unflushed_commit(session)  # a lease lost in a crash lapses anyway: the job is claimed again
             handler = HANDLERS.get(found[0][1])
             pks = claims.batch_of(found, handler is not None and handler.batch is not None)
             rows = session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
@@ -435,6 +453,7 @@ class JobEngine:
 
     def _release(self, pk: int, delay: float) -> None:
         with write_session(self.factory) as session:
+            unflushed_commit(session)  # lost in a crash, the lease lapses later: the retry comes later
             session.execute(update(Operation).where(Operation.pk == pk)
                             .values(lease_owner=None, lease_expiry=time.time() + delay))
         with self._running_lock:
@@ -459,8 +478,7 @@ class JobEngine:
             values["http_error_status"] = failure.http_status
             values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
-            session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(**values))
-            self.announce_done(session)
+            self.end_jobs(session, update(Operation).where(Operation.pk == ctx.op_pk).values(**values))
         self._finished(ctx.op_pk)
 
     def _finished(self, pk: int) -> None:
@@ -539,6 +557,7 @@ class JobEngine:
             if running:
                 try:
                     with write_session(self.factory) as session:
+                        unflushed_commit(session)  # the next beat, or a crash, makes it moot
                         session.execute(update(Operation).where(Operation.pk.in_(running),
                                                                 Operation.lease_owner == self.owner)
                                         .values(lease_expiry=time.time() + LEASE_SECONDS))

@@ -108,8 +108,8 @@ class JobContext:
     def complete(self, session: Session) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
         state and the end of its Operation commit together (and one commit is saved)."""
-        session.execute(update(Operation).where(Operation.pk == self.op_pk).values(**self.engine.done_values(self.warnings)))
-        self.engine.announce_done(session)
+        self.engine.end_jobs(session, update(Operation).where(Operation.pk == self.op_pk)
+                             .values(**self.engine.done_values(self.warnings)))
         self.completed = True
 
     @staticmethod
@@ -122,8 +122,7 @@ class JobContext:
         if not plain:
             return
         engine = plain[0].engine
-        session.execute(_DONE_ALL, {"pks": [c.op_pk for c in plain], "now": time.time()})
-        engine.announce_done(session)
+        engine.end_jobs(session, _DONE_ALL, {"pks": [c.op_pk for c in plain], "now": time.time()})
         for ctx in plain:
             ctx.completed = True
 
