@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import orjson
@@ -14,9 +14,9 @@ from core.resources.narrowing import filtered_rows
 from core.resources.queries import committed_rows
 from core.services import topology
 from gstack.api.registry import ApiRequest
-from gstack.gce.listing import Source, aggregate, memory_source, paginate, parse_params
+from gstack.gce.listing import aggregate, memory_source, paginate, parse_params
 from gstack.gce.narrowing import narrowing_of
-from gstack.gce.render import json_response, stored, stored_all, storing
+from gstack.gce.render import base_url, json_response, stored, stored_all, storing
 
 
 def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
@@ -25,23 +25,24 @@ def get(req: ApiRequest, collection: str, scope: str, name: str) -> Response:
 
 def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: str) -> Response:
     return json_response(scope_page(req.session, req.call.project, req.args, collection, scope, kind, schema,
-                                    storing()))
+                                    storing(), base_url()))
 
 
 def scope_page(session, project: str, args, collection: str, scope: str, kind: str, schema: str,
-               wrap: Callable[[str], object]) -> dict:
+               wrap: Callable[[str | bytes], object], base: str = CANONICAL_BASE) -> dict:
     """One page of a scope's list (``args``: the request's query), each stored body wrapped by
     ``wrap`` (:func:`~gstack.gce.render.storing`): the list of :func:`list_scope` and of
     gstack/api/fastread.py."""
     params = parse_params(args, schema)
     narrowing = narrowing_of(args.get("filter"), schema)
-    source: Source
+    page: Sequence[tuple[list, str | bytes]]
     if params.predicate is None:  # every row of the scope, as committed (a list is a read: nothing uncommitted)
         engine = session.get_bind().engine
-        source = partial(committed_rows, engine, project, collection, scope, params.order)
+        page, token = paginate(partial(committed_rows, engine, project, collection, scope, params.order, base=base),
+                               params)
     else:
-        source = partial(filtered_rows, session, project, collection, [scope], params.order, narrowing=narrowing)
-    page, token = paginate(source, params)
+        page, token = paginate(partial(filtered_rows, session, project, collection, [scope], params.order,
+                                       narrowing=narrowing), params)
     return list_envelope(kind, f"projects/{project}/{scope}/{collection}", [wrap(t) for _, t in page], token)
 
 

@@ -108,4 +108,4 @@ class FastReads:
             return None if text is None else render(orjson.Fragment(text), pretty, base)
         with self.runtime.factory() as session:
             zone = topology.zone(session, project, zone).name
-            return render(instances.page(session, project, zone, args, orjson.Fragment), pretty, base)
+            return render(instances.page(session, project, zone, args, orjson.Fragment, base), pretty, base)

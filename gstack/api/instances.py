@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from core.errors import Invalid, Required
+from core.links import CANONICAL_BASE
 from core.services import instances, machine_images
 from gstack.api import common
 from gstack.api.registry import ApiRequest, handles
@@ -19,11 +20,12 @@ def list_instances(req: ApiRequest, zone: str):
     return json_response(page(req.session, req.call.project, req.zone(zone).name, req.args, storing()))
 
 
-def page(session, project: str, zone: str, args, wrap: Callable[[str], object]) -> dict:
+def page(session, project: str, zone: str, args, wrap: Callable[[str | bytes], object],
+         base: str = CANONICAL_BASE) -> dict:
     """A page of a zone's instances (``args``: the request's query; ``wrap``: see
     :func:`common.scope_page`): this handler's and the lighter GET path's (gstack/api/fastread.py)."""
     return common.scope_page(session, project, args, "instances", f"zones/{zone}", "compute#instanceList", "Instance",
-                             wrap)
+                             wrap, base)
 
 
 @handles("compute.instances.aggregatedList")

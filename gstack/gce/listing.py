@@ -8,8 +8,9 @@ a filter must look inside them.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 
@@ -74,11 +75,13 @@ def decode_token(token: str, order: str) -> list:
         raise _bad_token(token) from None
 
 
-# A source yields (sort key, stored JSON text) in order, starting strictly after ``after``.
-Source = Callable[[list | None, int], list[tuple[list, str]]]
+# A source yields (sort key, stored JSON text) in order, starting strictly after ``after``; the
+# text may come as its UTF-8 bytes (core.resources.queries.committed_rows).
+Text = TypeVar("Text", str, bytes)
+Source = Callable[[list | None, int], Sequence[tuple[list, Text]]]
 
 
-def memory_source(keyed: list[tuple[list, str]]) -> Source:
+def memory_source(keyed: list[tuple[list, str]]) -> Source[str]:
     """A source over items already in memory and in order (the offerings, zones, regions)."""
 
     def source(after: list | None, limit: int) -> list[tuple[list, str]]:
@@ -90,10 +93,10 @@ def memory_source(keyed: list[tuple[list, str]]) -> Source:
     return source
 
 
-def paginate(source: Source, params: ListParams) -> tuple[list[tuple[list, str]], str | None]:
+def paginate(source: Source[Text], params: ListParams) -> tuple[Sequence[tuple[list, Text]], str | None]:
     """Collect one page of items; returns (items with keys, nextPageToken or None)."""
     wanted = params.max_results
-    out: list[tuple[list, str]] = []
+    out: list[tuple[list, Text]] = []
     after = params.after
     if params.predicate is None:  # no row to test: the page is the rows, read in one go
         try:
