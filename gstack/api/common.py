@@ -43,16 +43,19 @@ def scope_page(session, project: str, args, collection: str, scope: str, kind: s
     else:
         page, token = paginate(partial(filtered_rows, session, project, collection, [scope], params.order,
                                        narrowing=narrowing), params)
-    return list_envelope(kind, f"projects/{project}/{scope}/{collection}", [wrap(t) for _, t in page], token)
+    return list_envelope(kind, f"projects/{project}/{scope}/{collection}", [wrap(t) for _, t in page], token,
+                         base)
 
 
-def list_envelope(kind: str, path: str, items: list, token: str | None) -> dict:
+def list_envelope(kind: str, path: str, items: list, token: str | None, base: str = CANONICAL_BASE) -> dict:
+    """A list's answer; its ``selfLink`` on ``base`` (a page whose items are on it already then
+    leaves the response's link rewrite nothing to replace, so nothing to copy)."""
     out: dict = {"kind": kind, "id": path}
     if items:
         out["items"] = items
     if token:
         out["nextPageToken"] = token
-    out["selfLink"] = CANONICAL_BASE + path
+    out["selfLink"] = base + path
     return out
 
 

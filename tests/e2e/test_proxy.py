@@ -28,7 +28,7 @@ from tests.helpers.tls import client_env, environ
 GOOGLE = "https://www.googleapis.com/compute/v1/"
 NODE_SCRIPT = pathlib.Path(__file__).with_name("node") / "proxy_list.js"
 CACHE = os.environ.get("GSTACK_TEST_CACHE", os.path.expanduser("~/.cache/gstack-tests"))
-ANSIBLE_PACKAGE = "ansible>=10"
+ANSIBLE_PACKAGES = ("ansible>=10", "google-auth", "requests")
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
                    "all_proxy")
 
@@ -149,18 +149,23 @@ PLAYBOOK = """
 
 def ansible_playbook() -> str:
     """``ansible-playbook`` from PyPI's ``ansible`` (which carries google.cloud), installed once into
-    a virtual environment under the cache directory that sees this interpreter's google-auth."""
+    a virtual environment under the cache directory, with the google-auth and requests its gcp
+    modules import (the venv sees the base interpreter's packages, not this test venv's, and a
+    fresh machine's base interpreter has neither)."""
     venv = os.path.join(CACHE, "ansible")
     binary = os.path.join(venv, "bin", "ansible-playbook")
-    if not os.path.exists(binary):
-        made = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], capture_output=True,
-                              text=True)
-        proc = made if made.returncode else subprocess.run(
-            [os.path.join(venv, "bin", "pip"), "install", "-q", "--no-input", ANSIBLE_PACKAGE], capture_output=True,
-            text=True, timeout=600)
-        if proc.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            pytest.skip(f"could not install {ANSIBLE_PACKAGE}: {proc.stderr[-500:]}")
+    python = os.path.join(venv, "bin", "python")
+    if os.path.exists(binary) and subprocess.run([python, "-c", "import google.auth, requests"],
+                                                 capture_output=True).returncode == 0:
+        return binary
+    made = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], capture_output=True,
+                          text=True)
+    proc = made if made.returncode else subprocess.run(
+        [os.path.join(venv, "bin", "pip"), "install", "-q", "--no-input", *ANSIBLE_PACKAGES], capture_output=True,
+        text=True, timeout=600)
+    if proc.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        pytest.skip(f"could not install {' '.join(ANSIBLE_PACKAGES)}: {proc.stderr[-500:]}")
     return binary
 
 
