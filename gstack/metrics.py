@@ -85,18 +85,22 @@ class DatabaseCollector:
         labels = ["host", "zone", "status"]
         cpus = GaugeMetricFamily("gstack_host_cpus", "Host vCPUs.", labels=labels)
         cpus_used = GaugeMetricFamily("gstack_host_cpus_used", "Host vCPUs held by VMs.", labels=labels)
-        cpus_free = GaugeMetricFamily("gstack_host_cpus_free", "Host vCPUs free.", labels=labels)
+        cpus_free = GaugeMetricFamily("gstack_host_cpus_free", "Host vCPUs the planner can still place "
+                                      "(vCPUs times the cluster's over-provisioning factor, less what VMs hold).",
+                                      labels=labels)
         memory = GaugeMetricFamily("gstack_host_memory_bytes", "Host memory.", labels=labels)
         memory_used = GaugeMetricFamily("gstack_host_memory_used_bytes", "Host memory held by VMs.", labels=labels)
-        memory_free = GaugeMetricFamily("gstack_host_memory_free_bytes", "Host memory free.", labels=labels)
+        memory_free = GaugeMetricFamily("gstack_host_memory_free_bytes",
+                                        "Host memory the planner can still place (times the over-provisioning factor).",
+                                        labels=labels)
         for h in snap.hosts:
             key = [h.name, h.zone, h.status]
             cpus.add_metric(key, h.cpus)
             cpus_used.add_metric(key, h.cpus_used)
-            cpus_free.add_metric(key, h.cpus - h.cpus_used)
+            cpus_free.add_metric(key, max(0.0, h.cpus_allocatable - h.cpus_used))
             memory.add_metric(key, h.memory_mb * 2**20)
             memory_used.add_metric(key, h.memory_used_mb * 2**20)
-            memory_free.add_metric(key, (h.memory_mb - h.memory_used_mb) * 2**20)
+            memory_free.add_metric(key, max(0.0, h.memory_allocatable_mb - h.memory_used_mb) * 2**20)
         system_vms = GaugeMetricFamily("gstack_system_vms", "System VMs, by kind and state.", labels=["kind", "state"])
         for (kind, state), count in sorted(snap.system_vms.items()):
             system_vms.add_metric([kind, state], count)

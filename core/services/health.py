@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core.models import Host, Operation, Resource, SystemVm, Zone
+from core.models import Cluster, Host, Operation, Resource, SystemVm, Zone
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class HostCapacity:
     cpus_used: int
     memory_mb: int
     memory_used_mb: int
+    # what the planner may place: the size times the cluster's over-provisioning factor (vCPUs 4× by
+    # default), so a busy host holds more vCPUs than it has and still has room
+    cpus_allocatable: float = 0.0
+    memory_allocatable_mb: float = 0.0
 
 
 @dataclass
@@ -62,10 +66,13 @@ def snapshot(session: Session, now: float | None = None) -> Snapshot:
     used = (select(Resource.host_id, func.coalesce(func.sum(Resource.vcpus), 0).label("cpus"),
                    func.coalesce(func.sum(Resource.memory_mb), 0).label("memory"))
             .where(Resource.host_id.is_not(None)).group_by(Resource.host_id).subquery())
-    hosts = (select(Host.name, Zone.name, Host.status, Host.cpus, Host.memory_mb, used.c.cpus, used.c.memory)
-             .join(Zone, Zone.id == Host.zone_id).outerjoin(used, used.c.host_id == Host.id).order_by(Host.name))
-    for name, zone, status, cpus, memory, cpus_used, memory_used in session.execute(hosts):
-        out.hosts.append(HostCapacity(name, zone, status, cpus, int(cpus_used or 0), memory, int(memory_used or 0)))
+    hosts = (select(Host.name, Zone.name, Host.status, Host.cpus, Host.memory_mb, used.c.cpus, used.c.memory,
+                    Cluster.cpu_overprovisioning, Cluster.memory_overprovisioning)
+             .join(Zone, Zone.id == Host.zone_id).join(Cluster, Cluster.id == Host.cluster_id)
+             .outerjoin(used, used.c.host_id == Host.id).order_by(Host.name))
+    for name, zone, status, cpus, memory, cpus_used, memory_used, cpu_factor, memory_factor in session.execute(hosts):
+        out.hosts.append(HostCapacity(name, zone, status, cpus, int(cpus_used or 0), memory, int(memory_used or 0),
+                                      cpus * cpu_factor, memory * memory_factor))
     for kind, state, count in session.execute(
             select(SystemVm.kind, SystemVm.state, func.count()).group_by(SystemVm.kind, SystemVm.state)):
         out.system_vms[(kind, state)] = count
