@@ -102,3 +102,12 @@ def lookup(conn: Conn, vm_uid: int) -> Domain | None:
         if exc.get_error_code() == lv().VIR_ERR_NO_DOMAIN:
             return None
         raise
+
+
+def running(conn: Conn, vm_uid: int, host_name: str) -> Domain:
+    """The VM's domain when it is running; else a :class:`DriverError` that another host would not
+    cure (a reset, a typed console line or a config push needs the guest up where it is)."""
+    dom = lookup(conn, vm_uid)
+    if dom is None or not dom.isActive():
+        raise DriverError(f"{domain_name(vm_uid)} is not running on host {host_name}", retry_elsewhere=False)
+    return dom

@@ -42,6 +42,7 @@ from core.hypervisors.libvirt.common import (
     is_test_uri,
     lookup,
     lv,
+    running,
     uid_of,
 )
 from core.models import Host, Resource
@@ -308,9 +309,7 @@ class LibvirtDriver(HypervisorDriver):
         libvirt = lv()
 
         def reset(conn: Conn) -> None:
-            dom = lookup(conn, vm_uid)
-            if dom is None or not dom.isActive():
-                raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            dom = running(conn, vm_uid, host.name)
             try:
                 dom.reset(0)
             except libvirt.libvirtError as exc:
@@ -457,9 +456,7 @@ class LibvirtDriver(HypervisorDriver):
             return
 
         def write(conn: Conn) -> None:
-            dom = lookup(conn, vm_uid)
-            if dom is None or not dom.isActive():
-                raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            dom = running(conn, vm_uid, host.name)
             if not is_test_uri(host.uri):
                 console.type_on(conn, dom, data)
                 return
@@ -535,9 +532,7 @@ class LibvirtDriver(HypervisorDriver):
             return
 
         def write(conn: Conn) -> None:
-            dom = lookup(conn, vm_uid)
-            if dom is None or not dom.isActive():
-                raise DriverError(f"{domain_name(vm_uid)} is not running on host {host.name}", retry_elsewhere=False)
+            running(conn, vm_uid, host.name)  # files go only to a running router
             if not is_test_uri(host.uri):
                 raise DriverError(f"host {host.name}: files reach a system VM of a libvirt host only when it "
                                   "runs beside the host (dataplane=netns)", retry_elsewhere=False)
