@@ -3,8 +3,12 @@ only when the script runs them), its Flask test client, and a token of demo-proj
 
 from __future__ import annotations
 
+import cProfile
 import os
+import pstats
+import sys
 import tempfile
+import time
 
 os.environ.setdefault("GSTACK_LOG_REQUESTS", "0")
 
@@ -23,3 +27,20 @@ def app_client():
         token, _ = identity.issue_token(s, project_admin(s, "demo-project"),
                                         ["https://www.googleapis.com/auth/cloud-platform"])
     return runtime, app.test_client(), {"Authorization": "Bearer " + token}
+
+
+def timed_gets(client, url: str, headers: dict, n: int, sort: str = "cumulative", rows: int = 40) -> float:
+    """Seconds per ``GET url`` over ``n`` requests (each must answer 200); with ``-p`` on the
+    command line, under cProfile, whose ``rows`` costliest entries by ``sort`` are then printed."""
+    profiler = cProfile.Profile()
+    profiling = "-p" in sys.argv
+    if profiling:
+        profiler.enable()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        assert client.get(url, headers=headers).status_code == 200
+    elapsed = time.perf_counter() - t0
+    profiler.disable()
+    if profiling:
+        pstats.Stats(profiler).sort_stats(sort).print_stats(rows)
+    return elapsed / n

@@ -5,12 +5,9 @@ Usage: ``python3 -m bench.profile_get [-p]``."""
 
 from __future__ import annotations
 
-import cProfile
-import pstats
 import sys
-import time
 
-from bench.inprocess import app_client
+from bench.inprocess import app_client, timed_gets
 
 N = 2000
 
@@ -25,18 +22,8 @@ def main() -> None:
     url = "/compute/v1/projects/demo-project/zones/us-central1-a/instances/vm1"
     for _ in range(200):
         client.get(url, headers=headers)
-    profiler = cProfile.Profile()
-    if "-p" in sys.argv:
-        profiler.enable()
-    t0 = time.perf_counter()
-    for _ in range(N):
-        assert client.get(url, headers=headers).status_code == 200
-    elapsed = time.perf_counter() - t0
-    profiler.disable()
-    print(f"instances.get: {elapsed / N * 1e6:.0f} µs per request (in-process)")
-    if "-p" in sys.argv:
-        pstats.Stats(profiler).sort_stats(sys.argv[2] if len(sys.argv) > 2 else "cumulative").print_stats(40)
-
+    per = timed_gets(client, url, headers, N, sys.argv[2] if len(sys.argv) > 2 else "cumulative")
+    print(f"instances.get: {per * 1e6:.0f} µs per request (in-process)")
 
 if __name__ == "__main__":
     main()

@@ -6,12 +6,7 @@ Usage: ``python3 -m bench.profile_list [-p]``."""
 
 from __future__ import annotations
 
-import cProfile
-import pstats
-import sys
-import time
-
-from bench.inprocess import app_client
+from bench.inprocess import app_client, timed_gets
 from core.db import write_session
 from core.services.admin import set_quota
 from core.services.hosts import add_host
@@ -41,18 +36,8 @@ def main() -> None:
     assert len(page.json["items"]) == N, len(page.json.get("items", []))
     for _ in range(10):
         client.get(url, headers=headers)
-    profiler = cProfile.Profile()
-    if "-p" in sys.argv:
-        profiler.enable()
-    t0 = time.perf_counter()
-    for _ in range(PAGES):
-        assert client.get(url, headers=headers).status_code == 200
-    elapsed = time.perf_counter() - t0
-    profiler.disable()
-    print(f"instances.list, {N} items, {len(page.data)} bytes: {elapsed / PAGES * 1e3:.2f} ms per page (in-process)")
-    if "-p" in sys.argv:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-
+    per = timed_gets(client, url, headers, PAGES, "tottime", 25)
+    print(f"instances.list, {N} items, {len(page.data)} bytes: {per * 1e3:.2f} ms per page (in-process)")
 
 if __name__ == "__main__":
     main()
