@@ -96,7 +96,14 @@ class Gstack:
         return self.serve_bare(body_file)
 
     def gunicorn(self, app: str = "gstack.wsgi:app", workers: int = 2, port: int | None = None, **env) -> str:
+        """gunicorn serving ``app``, laid out for gstack as the operator's guide says: the API
+        processes run no jobs (``GSTACK_RUN_JOBS=0``) and one ``gstack worker`` beside them runs
+        the jobs, the host monitor and the router syncs. With jobs in every gunicorn worker, each
+        worker also ran its own periodic rounds beside the reads it served: not what operators run."""
         port = port or self.port
+        if app == "gstack.wsgi:app":
+            env = {"GSTACK_RUN_JOBS": "0", **env}
+            self.worker(threads=8)  # the guide's `gstack worker --threads 8`
         self._start([sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}",
                      "--log-level", "warning", app], env, f"http://127.0.0.1:{port}")
         return f"http://127.0.0.1:{port}"
