@@ -78,20 +78,28 @@ class InProcessServer(Server):
         return self.runtime.drivers.get("libvirt")
 
 
+def libvirt_test_server(prefix: str) -> InProcessServer:
+    """A started in-process server on SQLite in a new data directory holding libvirt's test-driver
+    node (``NODE_XML``), whose ``test://`` URI is ``server.uri``. Skips where libvirt-python is
+    missing."""
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed (pip install 'gstack[libvirt]')")
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    node = os.path.join(data_dir, "node.xml")
+    with open(node, "w") as f:
+        f.write(NODE_XML)
+    server = InProcessServer("sqlite", data_dir, "sqlite:///" + os.path.join(data_dir, "gstack.sqlite3"),
+                             port=free_port()).start()
+    server.uri = f"test://{node}"
+    return server
+
+
 @pytest.fixture(scope="module")
 def cloud():
     """The in-process server with a libvirt cluster (one test-driver host) in us-central1-a, whose
     simulator hosts are in maintenance so that every VM lands on the libvirt host. Skipped where
     libvirt-python is missing (the simulator's tests in this directory still run)."""
-    pytest.importorskip("libvirt", reason="libvirt-python is not installed (pip install 'gstack[libvirt]')")
-    data_dir = tempfile.mkdtemp(prefix="gstack-libvirt-")
-    node = os.path.join(data_dir, "node.xml")
-    with open(node, "w") as f:
-        f.write(NODE_XML)
-    server = InProcessServer("sqlite", data_dir, "sqlite:///" + os.path.join(data_dir, "gstack.sqlite3"),
-                             port=free_port())
-    server.start()
-    server.uri = f"test://{node}"
+    server = libvirt_test_server("gstack-libvirt-")
+    data_dir = server.data_dir
     server.admin("cluster", "add", "--zone", LIBVIRT_ZONE, "--name", CLUSTER, "--hypervisor", "libvirt")
     server.admin("host", "add", "--zone", LIBVIRT_ZONE, "--cluster", CLUSTER, "--name", "kvm1-host1",
                  "--uri", server.uri, "--option", "console_dir=" + os.path.join(data_dir, "console"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -25,25 +24,19 @@ from core.db import write_session
 from core.hypervisors.netns import links as netns_links
 from core.services import hosts
 from core.services.seed import HOSTS_PER_ZONE
-from tests.conftest import PROJECT, free_port
+from tests.conftest import PROJECT
 from tests.helpers.libvirt import body, host_of, run
 from tests.helpers.netns import DATAPLANE_TOOLS, missing
 from tests.hypervisors.conftest import LIBVIRT_ZONE as ZONE
-from tests.hypervisors.conftest import NODE_XML, InProcessServer
+from tests.hypervisors.conftest import libvirt_test_server
 
 WHY = missing(DATAPLANE_TOOLS, "the libvirt data plane test")
 pytestmark = [pytest.mark.xdist_group("netns"), pytest.mark.skipif(WHY is not None, reason=WHY or "")]
 
 
 def test_a_libvirt_guest_takes_its_address_from_the_router_beside_its_host() -> None:
-    pytest.importorskip("libvirt", reason="libvirt-python is not installed (pip install 'gstack[libvirt]')")
-    data_dir = tempfile.mkdtemp(prefix="gstack-lvnet-")
-    node = os.path.join(data_dir, "node.xml")
-    with open(node, "w") as f:
-        f.write(NODE_XML)
-    server = InProcessServer("sqlite", data_dir, "sqlite:///" + os.path.join(data_dir, "gstack.sqlite3"),
-                             port=free_port()).start()
-    server.uri = f"test://{node}"
+    server = libvirt_test_server("gstack-lvnet-")
+    data_dir = server.data_dir
     stand_in = uuid.uuid4().int >> 66  # the namespace standing in for the domain's NIC
     try:
         runtime = server.runtime  # the services in this process (gstack admin's subprocesses cost seconds)
