@@ -113,10 +113,7 @@ def prepare(g: Gstack) -> None:
         for h in range(4):
             g.admin("host", "add", "--zone", zone, "--name", f"scale-{zone[-1]}-{h}", "--cpus", "65536",
                     "--memory-mb", str(64 * 1024 * 1024))
-    engine = make_engine(g.database_url)  # and room for 100,000 boot disks (no admin command sizes a pool)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE storage_pools SET capacity_gb = 1000000000")
-    engine.dispose()
+        g.admin("pool", "resize", f"{zone}-primary", "--capacity-gb", "1000000000")  # 100,000 boot disks
 
 
 def network(c: Client) -> str:

@@ -37,7 +37,7 @@ def fail(message: str) -> NoReturn:
 
 @click.group()
 def admin() -> None:
-    """Operator tasks: credentials, projects, quotas, hosts."""
+    """Operator tasks: credentials, projects, quotas, hosts, storage pools."""
 
 
 def _register() -> None:
@@ -47,6 +47,7 @@ def _register() -> None:
         health,
         hosts,
         identities,
+        pools,
         projects,
         resource_policies,
         simulator,

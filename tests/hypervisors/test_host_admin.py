@@ -5,6 +5,7 @@ Down simulator host and correcting drift."""
 from __future__ import annotations
 
 import pytest
+from googleapiclient.errors import HttpError
 from sqlalchemy import text
 
 from tests.conftest import PROJECT, make_server, wait_op
@@ -103,3 +104,66 @@ def test_maintenance_down_host_recovery_and_drift(srv):
     srv.admin("host", "add", "--zone", ZONE, "--name", "spare", "--cpus", "4")
     srv.admin("host", "remove", "spare")
     assert "spare" not in srv.admin("host", "list").stdout
+
+
+def pools(srv) -> dict[str, dict]:
+    """``gstack admin pool list``, by pool name and column."""
+    out = srv.admin("pool", "list").stdout.splitlines()
+    assert out[0].split() == ["ZONE", "NAME", "STATUS", "CAPACITY_GB", "OP", "DISKS", "USED_GB"]
+    rows = {}
+    for line in out[1:]:
+        zone, name, status, capacity, factor, disks, used = line.split()
+        rows[name] = {"zone": zone, "status": status, "capacity_gb": int(capacity), "op": float(factor),
+                      "disks": int(disks), "used_gb": int(used)}
+    return rows
+
+
+def disk_body(name: str, size_gb: int) -> dict:
+    b = body(name)
+    b["disks"][0]["initializeParams"]["diskSizeGb"] = str(size_gb)
+    return b
+
+
+def test_storage_pools_are_listed_resized_added_and_taken_out_of_placement(srv):
+    gce = srv.gce()
+    primary = f"{ZONE}-primary"
+    before = pools(srv)[primary]
+    assert before["zone"] == ZONE and before["status"] == "Up" and before["op"] == 2.0
+    wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=disk_body("pooled", 30)).execute())
+    held = pools(srv)[primary]
+    assert (held["disks"], held["used_gb"]) == (before["disks"] + 1, before["used_gb"] + 30)
+
+    # Never below what the disks hold; bad input changes nothing (checked by the next listing).
+    fits = (held["used_gb"] + 1) // 2  # at over-provisioning 2, the smallest size holding the disks
+    for args, why in ((["resize", primary, "--capacity-gb", str(fits - 1)], f"holds {held['used_gb']} GB"),
+                      (["resize", primary, "--overprovisioning", "0.5"], "at least 1"),
+                      (["add", "--zone", ZONE, "--name", primary, "--capacity-gb", "10"], "already exists")):
+        refused = srv.admin("pool", *args, check=False)
+        assert refused.returncode == 1 and why in refused.stderr, (args, refused.stderr)
+
+    # Sized to what it holds: the next disk finds no room, and nothing of its instance is left.
+    srv.admin("pool", "resize", primary, "--capacity-gb", str(fits))
+    done = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=disk_body("no-room", 10)).execute())
+    assert done["error"]["errors"][0]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED", done
+
+    # Another pool takes the disks the full one cannot; in Maintenance it takes none.
+    srv.admin("pool", "add", "--zone", ZONE, "--name", "extra", "--capacity-gb", "100", "--overprovisioning", "1")
+    srv.admin("pool", "set-status", "extra", "Maintenance")
+    done = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=disk_body("no-room-2", 10)).execute())
+    assert done["error"]["errors"][0]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED", done
+    srv.admin("pool", "set-status", "extra", "Up")
+    done = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=disk_body("in-extra", 40)).execute())
+    assert "error" not in done, done
+    now = pools(srv)
+    assert now[primary] == {**held, "capacity_gb": fits}
+    assert now["extra"] == {"zone": ZONE, "status": "Up", "capacity_gb": 100, "op": 1.0, "disks": 1, "used_gb": 40}
+    for name in ("no-room", "no-room-2"):
+        with pytest.raises(HttpError) as missing:
+            get(gce, name)
+        assert missing.value.status_code == 404
+
+    srv.admin("pool", "resize", primary, "--capacity-gb", str(before["capacity_gb"]))
+    for name in ("pooled", "in-extra"):
+        wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=name).execute())
+    after = pools(srv)
+    assert after[primary] == before and after["extra"]["disks"] == 0
