@@ -1,5 +1,7 @@
 """The real gcloud CLI against gstack, configured exactly as the server's banner says: the
-``gcloud`` fixture runs it (once per module, on SQLite: the flows test the wire, not the database)."""
+``gcloud`` fixture runs it (on SQLite: the flows test the wire, not the database). It is configured
+once per test process, not per module: each ``gcloud config set`` costs a second or more of CPU,
+and seven of them for each of seventeen modules were minutes of the suite's time."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 from tests.conftest import PROJECT
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gcloud(server, tmp_path_factory):
     if shutil.which("gcloud") is None:
         pytest.skip("the gcloud CLI is not installed here")
