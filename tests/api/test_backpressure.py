@@ -3,8 +3,9 @@ per-project rate-limit answer (403 ``rateLimitExceeded``), which Google's client
 retry on; another project's calls are served meanwhile, and the refused call committed nothing.
 
 The server bounds each project at ``GSTACK_MAX_QUEUED_OPERATIONS=3`` unfinished Operations, and
-its simulator takes 1.5 s per VM start, so three inserts keep the flooding project's queue full
-while the test looks.
+its simulator takes 5 s per VM start, so three inserts keep the flooding project's queue full
+while the test looks (with 1.5 s a loaded machine took that long between the flood and the
+retried call, and the queue had drained before it).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _instance(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def bounded():
-    with running_server("sqlite", GSTACK_MAX_QUEUED_OPERATIONS="3", GSTACK_SIM_LATENCY="1.5") as srv:
+    with running_server("sqlite", GSTACK_MAX_QUEUED_OPERATIONS="3", GSTACK_SIM_LATENCY="5") as srv:
         yield srv
 
 
