@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -16,12 +17,19 @@ def node_packages() -> str:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are not installed here")
     modules = os.path.join(NODE_DIR, "node_modules")
-    if not os.path.isdir(os.path.join(modules, "@google-cloud", "compute")):
-        os.makedirs(NODE_DIR, exist_ok=True)
-        proc = subprocess.run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "--silent",
-                               NODE_PACKAGE], capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            pytest.skip(f"npm could not install {NODE_PACKAGE}: {proc.stderr[-500:]}")
+    installed = os.path.join(modules, "@google-cloud", "compute")
+    if os.path.isdir(installed):
+        return modules
+    os.makedirs(NODE_DIR, exist_ok=True)
+    # Both test processes may get here at once: two npm installs into one prefix make one fail
+    # (a CI run skipped the Node tests so). The second waits for the first, then finds its packages.
+    with open(os.path.join(NODE_DIR, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(installed):
+            proc = subprocess.run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "--loglevel",
+                                   "error", NODE_PACKAGE], capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                pytest.skip(f"npm could not install {NODE_PACKAGE}: {(proc.stderr or proc.stdout)[-500:]}")
     return modules
 
 
