@@ -13,6 +13,11 @@ and a reused pk. The sequence takes no lock a transaction holds, and a revision 
 only by the writer of its resource row, which holds that row's lock already: no writer waits for
 another one it did not wait for before, so no new deadlock and no error for a concurrent client.
 
+On SQLite the counter itself (``sqlite_sequence``, transactional, and moved by deletes too) is a
+generation of the whole table: while it reads as it did, no page changed, which a read of one
+small row tells. PostgreSQL's sequence is not transactional (numbers are taken in one order and committed
+in another), so there pages are checked row by row.
+
 The triggers are made with the tables (``after_create`` of the metadata: ``create_schema`` makes a
 fresh database with ``create_all``); migration 0008 makes them on an older database.
 """
@@ -43,11 +48,14 @@ _PAGE_COLUMNS = "body, name, created, project, collection, scope"
 _NEW_REVISION = ("DELETE FROM resource_revisions WHERE resource_pk = NEW.pk; "
                  "INSERT INTO resource_revisions (resource_pk) VALUES (NEW.pk)")
 _DROP_REVISION = "DELETE FROM resource_revisions WHERE resource_pk = OLD.pk"
+# SQLite: a delete takes a number from the counter too, so that the counter (GENERATION) moves with
+# every write of a page column anywhere, and "unchanged" answers for every page at once.
+_SQLITE_BUMP = "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'resource_revisions'"
 SQLITE = [
     f"CREATE TRIGGER resource_revision_insert AFTER INSERT ON resources BEGIN {_NEW_REVISION}; END",
     f"CREATE TRIGGER resource_revision_update AFTER UPDATE OF {_PAGE_COLUMNS} ON resources "
     f"BEGIN {_DROP_REVISION}; {_NEW_REVISION}; END",
-    f"CREATE TRIGGER resource_revision_delete AFTER DELETE ON resources BEGIN {_DROP_REVISION}; END",
+    f"CREATE TRIGGER resource_revision_delete AFTER DELETE ON resources BEGIN {_DROP_REVISION}; {_SQLITE_BUMP}; END",
 ]
 POSTGRESQL = [
     f"""CREATE OR REPLACE FUNCTION gstack_resource_revision() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -194,6 +195,18 @@ def committed_versions(engine: Engine, project: str, collection: str, scope: str
     index walk and a revision lookup per row; no body is read."""
     rows = _VERSIONS[order, after is not None].all(engine, _page_params(project, collection, scope, order, after, limit))
     return [(pk, rev) for pk, rev in rows]
+
+
+_GENERATION = Prepared(text("SELECT seq FROM sqlite_sequence WHERE name = 'resource_revisions'"))
+
+
+def committed_generation(engine: Engine) -> int | None:
+    """A number that moves with every committed write of a resource's page columns (any row,
+    any process), read before the pages it vouches for; None where the database keeps none
+    (PostgreSQL, whose sequence is not transactional: see core/models/revision.py) or none yet."""
+    if engine.dialect.name != "sqlite":
+        return None
+    return cast(int | None, _GENERATION.scalar(engine, {}))
 
 
 def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,

@@ -32,7 +32,7 @@ from werkzeug.wrappers import Request
 
 from core.errors import ComputeError
 from core.resources import store
-from core.resources.queries import InvalidCursor, committed_versions
+from core.resources.queries import InvalidCursor, committed_generation, committed_versions
 from core.services import topology
 from gstack import metrics
 from gstack.api import instances
@@ -118,17 +118,21 @@ class FastReads:
                 return render(instances.page(session, project, zone, args, orjson.Fragment, base), pretty, base)
             # What the bytes depend on besides the rows: the caller's base and the whole query.
             key = (project, scope, base, tuple(args.items(multi=True)))
+            generation = committed_generation(self.engine)  # before the reads it vouches for
+            body = self.pages.unchanged(key, generation)
+            if body is not None:
+                return body
             try:
                 now = committed_versions(self.engine, project, "instances", scope, params.order, params.after,
                                          params.max_results + 1)  # paginate's read: one row more than the page
             except InvalidCursor:
                 return None
-            body = self.pages.get(key, now)
+            body = self.pages.get(key, now, generation)
             if body is None:
                 versions: list = []
                 body = _encode(instances.page(session, project, zone, args, orjson.Fragment, base, versions),
                                pretty)
-                self.pages.put(key, versions, body)
+                self.pages.put(key, versions, generation, body)
             return body
 
 

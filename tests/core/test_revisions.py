@@ -9,6 +9,8 @@ import itertools
 import pytest
 from sqlalchemy import Engine, text
 
+from core.resources.queries import committed_generation
+
 _UIDS = itertools.count(9_100_000_000)
 
 
@@ -73,3 +75,22 @@ def test_writers_of_one_scope_do_not_wait_for_each_other(engine):
         second.commit()
         first.commit()
     assert _rev(engine, a) != _rev(engine, b)
+
+
+def test_the_sqlite_generation_moves_with_every_write_of_a_page_column(engine):
+    """core.resources.queries.committed_generation: on SQLite the revision counter, moved by
+    inserts, page-column updates and deletes alike (not by other updates); None on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        assert committed_generation(engine) is None
+        return
+    pk = _insert(engine, "rev-e")
+    seen = [committed_generation(engine)]
+    for sql in ("UPDATE resources SET body = '{\"name\": \"rev-e\", \"z\": 1}' WHERE pk = :pk",
+                "DELETE FROM resources WHERE pk = :pk"):
+        _write(engine, sql, pk=pk)
+        seen.append(committed_generation(engine))
+        assert seen[-1] is not None and seen[-1] > seen[-2]
+    other = _insert(engine, "rev-f")
+    moved = committed_generation(engine)
+    _write(engine, "UPDATE resources SET vcpus = 2 WHERE pk = :pk", pk=other)
+    assert committed_generation(engine) == moved

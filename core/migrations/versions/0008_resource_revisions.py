@@ -24,7 +24,7 @@ depends_on = None
 SQLITE_TRIGGERS = [
     "CREATE TRIGGER resource_revision_insert AFTER INSERT ON resources BEGIN DELETE FROM resource_revisions WHERE resource_pk = NEW.pk; INSERT INTO resource_revisions (resource_pk) VALUES (NEW.pk); END",
     "CREATE TRIGGER resource_revision_update AFTER UPDATE OF body, name, created, project, collection, scope ON resources BEGIN DELETE FROM resource_revisions WHERE resource_pk = OLD.pk; DELETE FROM resource_revisions WHERE resource_pk = NEW.pk; INSERT INTO resource_revisions (resource_pk) VALUES (NEW.pk); END",
-    "CREATE TRIGGER resource_revision_delete AFTER DELETE ON resources BEGIN DELETE FROM resource_revisions WHERE resource_pk = OLD.pk; END",
+    "CREATE TRIGGER resource_revision_delete AFTER DELETE ON resources BEGIN DELETE FROM resource_revisions WHERE resource_pk = OLD.pk; UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'resource_revisions'; END",
 ]
 POSTGRESQL_TRIGGERS = [
     """CREATE OR REPLACE FUNCTION gstack_resource_revision() RETURNS trigger LANGUAGE plpgsql AS $$
