@@ -32,7 +32,7 @@ from werkzeug.wrappers import Request
 
 from core.errors import ComputeError
 from core.resources import store
-from core.resources.queries import InvalidCursor, committed_generation, committed_versions
+from core.resources.queries import InvalidCursor, committed_generation, committed_versions, versions_text
 from core.services import topology
 from gstack import metrics
 from gstack.api import instances
@@ -129,10 +129,9 @@ class FastReads:
                 return None
             body = self.pages.get(key, now, generation)
             if body is None:
-                versions: list = []
-                body = _encode(instances.page(session, project, zone, args, orjson.Fragment, base, versions),
-                               pretty)
-                self.pages.put(key, versions, generation, body)
+                read: list = []  # the versions of the page's rows, read with them
+                body = _encode(instances.page(session, project, zone, args, orjson.Fragment, base, read), pretty)
+                self.pages.put(key, versions_text(read), generation, body)
             return body
 
 

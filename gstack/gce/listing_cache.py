@@ -6,8 +6,8 @@ for the same bytes again; that was ~3/4 of a page's cost on the server (issue 15
 0.22× a bare app serving the same bytes). Asking the database whether the page's rows changed
 costs an index walk (:func:`core.resources.queries.committed_versions`), not the bodies.
 
-A page is kept with the (pk, rev) of the rows it was read from, read by the same statement as the
-bodies. A revision (core/models/revision.py) is changed by the database on every write of a row's
+A page is kept with the versions (pk, rev) of the rows it was read from, read by the same statement
+as the bodies. A revision (core/models/revision.py) is changed by the database on every write of a row's
 page columns and never handed out twice, so equal versions now mean the same rows, in the same
 order, with the same bodies: the same bytes. The check is made on every request against the
 database, so a write by any process (gunicorn's other workers, a ``gstack worker``) is seen at
@@ -25,7 +25,7 @@ from collections.abc import Hashable
 
 MAX_BYTES = 32 * 1024 * 1024  # ~32 full 500-item pages of instances
 
-Versions = list[tuple[int, int | None]]
+Versions = str  # core.resources.queries.versions_text
 
 
 class PageCache:

@@ -5,7 +5,8 @@ next page is the full path's bytes and shows the write, also when the page was c
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -40,12 +41,14 @@ def _items(server: Server, token: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def second(server) -> Iterator[Server]:
-    """Another ``gstack serve`` on the shared server's database (it runs no jobs)."""
-    other = dataclasses.replace(server, port=Server(server.backend, "", "").port, proc=None,
-                                env_extra={**server.env_extra, "GSTACK_RUN_JOBS": "0"})
+    """Another ``gstack serve`` on the shared server's database (it runs no jobs), with a data
+    directory of its own: a server writes its key file there, naming its own token URL."""
+    other = Server(server.backend, tempfile.mkdtemp(prefix="gstack-second-"), server.database_url,
+                   env_extra={**server.env_extra, "GSTACK_RUN_JOBS": "0"})
     other.start()
     yield other
     other.stop()
+    shutil.rmtree(other.data_dir, ignore_errors=True)
 
 
 def test_a_cached_page_follows_every_write(server, gce):
