@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -14,20 +14,26 @@ from sqlalchemy import (
     Float,
     Integer,
     LargeBinary,
+    Select,
     String,
+    Text,
     and_,
     bindparam,
     func,
+    literal_column,
     or_,
     select,
+    text,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from core.db import Prepared, flushed_connection
 from core.links import CANONICAL_BASE
-from core.models import Operation, Resource
+from core.models import Operation, Resource, ResourceRevision
 
 
 class InvalidCursor(ValueError):
@@ -126,42 +132,110 @@ _IN_SCOPE = (Resource.project == bindparam("project"), Resource.collection == bi
 # The body with its links moved to the caller's base by the database (one ``replace`` in C, outside
 # Python's lock), where a byte replacement of the whole page would scan and copy it once more.
 _BODY_ON_BASE = _Utf8(func.replace(Resource.body, bindparam("canonical"), bindparam("base")))
-_BY_NAME = select(Resource.name, _BODY_ON_BASE).where(*_IN_SCOPE).order_by(Resource.name)
-_BY_CREATED = select(Resource.created, Resource.pk, _BODY_ON_BASE).where(*_IN_SCOPE).order_by(
-    Resource.created.desc(), Resource.pk.desc())
+# The version of a row (core/models/revision.py): (pk, rev) names one state of its body.
+_VERSION = (Resource.pk, ResourceRevision.rev)
 _AFTER_CREATED = or_(Resource.created < bindparam("created"),
                      and_(Resource.created == bindparam("created"), Resource.pk < bindparam("pk")))
 # The limit a parameter (and so the offset too: SQLite's compiler adds ``OFFSET ?`` to a bound limit).
 _LIMIT: BindParameter[int] = bindparam("limit")
 _OFFSET: BindParameter[int] = bindparam("offset")
-_COMMITTED = {
-    ("name", False): Prepared(_BY_NAME.limit(_LIMIT).offset(_OFFSET)),
-    ("name", True): Prepared(_BY_NAME.where(Resource.name > bindparam("name")).limit(_LIMIT).offset(_OFFSET)),
-    ("created", False): Prepared(_BY_CREATED.limit(_LIMIT).offset(_OFFSET)),
-    ("created", True): Prepared(_BY_CREATED.where(_AFTER_CREATED).limit(_LIMIT).offset(_OFFSET)),
-}
 
 
-def committed_rows(engine: Engine, project: str, collection: str, scope: str, order: str, after: Key | None,
-                   limit: int, *, base: str = CANONICAL_BASE) -> list[tuple[Key, bytes]]:
-    """:func:`resource_rows` of one scope as committed, for a read-only request: the same rows and
-    keys (and the same :class:`InvalidCursor`), read by a statement prepared once and run on a
-    pooled connection outside any Session (:class:`~core.db.Prepared`). A 500-item page's query
-    costs ~2.2 ms of CPU through the ORM session and Core's statement building and result rows,
-    ~0.9 ms so. The bodies come as UTF-8 bytes with their links on ``base`` (see ``_BODY_ON_BASE``)."""
+def _page_statements(*columns: ColumnElement[Any] | InstrumentedAttribute[Any]) -> dict[tuple[str, bool], Prepared]:
+    """The page's statement, selecting ``columns``, for each order, first page or after a key."""
+    joined = select(*columns).outerjoin(ResourceRevision, ResourceRevision.resource_pk == Resource.pk).where(*_IN_SCOPE)
+    by_name = joined.order_by(Resource.name)
+    by_created = joined.order_by(Resource.created.desc(), Resource.pk.desc())
+    return {
+        ("name", False): Prepared(by_name.limit(_LIMIT).offset(_OFFSET)),
+        ("name", True): Prepared(by_name.where(Resource.name > bindparam("name")).limit(_LIMIT).offset(_OFFSET)),
+        ("created", False): Prepared(by_created.limit(_LIMIT).offset(_OFFSET)),
+        ("created", True): Prepared(by_created.where(_AFTER_CREATED).limit(_LIMIT).offset(_OFFSET)),
+    }
+
+
+_COMMITTED = _page_statements(Resource.name, Resource.created, *_VERSION, _BODY_ON_BASE)
+_VERSIONS = _page_statements(*_VERSION)
+
+
+def _aggregated_versions() -> dict[tuple[str, bool], Prepared]:
+    """PostgreSQL: :data:`_VERSIONS` as one text (see :func:`versions_text`) made by the database:
+    one value over the wire instead of 501 rows for the driver to build."""
+    out = {}
+    for (order, after), prepared in _page_statements(Resource.pk).items():
+        page = cast(Select[Any], prepared.stmt).subquery()
+        version = func.coalesce(ResourceRevision.rev, -page.c.pk)
+        out[order, after] = Prepared(
+            select(func.string_agg(sql_cast(version, Text), aggregate_order_by(literal_column("','"), version)))
+            .select_from(page.outerjoin(ResourceRevision, ResourceRevision.resource_pk == page.c.pk)))
+    return out
+
+
+_VERSIONS_TEXT = _aggregated_versions()
+
+
+def versions_text(versions: Sequence[tuple[int, int | None]]) -> str:
+    """The (pk, rev) of a page's rows as one comparable text: each row's revision (``-pk`` for a
+    row without one), in increasing order. The set is what matters: a page's order and bytes
+    follow from its rows' versions."""
+    return ",".join(map(str, sorted(-pk if rev is None else rev for pk, rev in versions)))
+
+def _page_params(project: str, collection: str, scope: str, order: str, after: Key | None,
+                 limit: int) -> dict[str, object]:
     params: dict[str, object] = {"project": project, "collection": collection, "scope": scope, "limit": limit,
-                               "offset": 0, "canonical": '"' + CANONICAL_BASE, "base": '"' + base}
+                                 "offset": 0}
     if order == "name":
         _check_after([Resource.name], after)
         if after is not None:
             params["name"] = after[0]
-        rows = _COMMITTED["name", after is not None].all(engine, params)
-        return [([key], body) for key, body in rows]
-    _check_after([Resource.created, Resource.pk], after)
-    if after is not None:
-        params["created"], params["pk"] = after
-    rows = _COMMITTED["created", after is not None].all(engine, params)
-    return [([created, pk], body) for created, pk, body in rows]
+    else:
+        _check_after([Resource.created, Resource.pk], after)
+        if after is not None:
+            params["created"], params["pk"] = after
+    return params
+
+
+def committed_rows(engine: Engine, project: str, collection: str, scope: str, order: str, after: Key | None,
+                   limit: int, *, base: str = CANONICAL_BASE,
+                   versions: list[tuple[int, int | None]] | None = None) -> list[tuple[Key, bytes]]:
+    """:func:`resource_rows` of one scope as committed, for a read-only request: the same rows and
+    keys (and the same :class:`InvalidCursor`), read by a statement prepared once and run on a
+    pooled connection outside any Session (:class:`~core.db.Prepared`). A 500-item page's query
+    costs ~2.2 ms of CPU through the ORM session and Core's statement building and result rows,
+    ~0.9 ms so. The bodies come as UTF-8 bytes with their links on ``base`` (see ``_BODY_ON_BASE``).
+    ``versions``, when given, receives the rows' (pk, rev), read by the same statement (one
+    snapshot): what :func:`committed_versions` answers while these rows are unchanged."""
+    params = _page_params(project, collection, scope, order, after, limit)
+    params["canonical"], params["base"] = '"' + CANONICAL_BASE, '"' + base
+    rows = _COMMITTED[order, after is not None].all(engine, params)
+    if versions is not None:
+        versions.extend((pk, rev) for _, _, pk, rev, _ in rows)
+    if order == "name":
+        return [([name], body) for name, _, _, _, body in rows]
+    return [([created, pk], body) for _, created, pk, _, body in rows]
+
+
+def committed_versions(engine: Engine, project: str, collection: str, scope: str, order: str,
+                       after: Key | None, limit: int) -> str:
+    """:func:`versions_text` of the rows :func:`committed_rows` would read now: equal to that of
+    the rows of a page's bytes only if that page's rows are still the same rows, unchanged. An
+    index walk and a revision lookup per row; no body is read."""
+    params = _page_params(project, collection, scope, order, after, limit)
+    if engine.dialect.name == "postgresql":
+        return cast(str | None, _VERSIONS_TEXT[order, after is not None].scalar(engine, params)) or ""
+    return versions_text(_VERSIONS[order, after is not None].all(engine, params))
+
+
+_GENERATION = Prepared(text("SELECT seq FROM sqlite_sequence WHERE name = 'resource_revisions'"))
+
+
+def committed_generation(engine: Engine) -> int | None:
+    """A number that moves with every committed write of a resource's page columns (any row,
+    any process), read before the pages it vouches for; None where the database keeps none
+    (PostgreSQL, whose sequence is not transactional: see core/models/revision.py) or none yet."""
+    if engine.dialect.name != "sqlite":
+        return None
+    return cast(int | None, _GENERATION.scalar(engine, {}))
 
 
 def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,

@@ -29,16 +29,19 @@ def list_scope(req: ApiRequest, collection: str, scope: str, kind: str, schema: 
 
 
 def scope_page(session, project: str, args, collection: str, scope: str, kind: str, schema: str,
-               wrap: Callable[[str | bytes], object], base: str = CANONICAL_BASE) -> dict:
+               wrap: Callable[[str | bytes], object], base: str = CANONICAL_BASE,
+               versions: list | None = None) -> dict:
     """One page of a scope's list (``args``: the request's query), each stored body wrapped by
     ``wrap`` (:func:`~gstack.gce.render.storing`): the list of :func:`list_scope` and of
-    gstack/api/fastread.py."""
+    gstack/api/fastread.py. ``versions`` (a page without a filter): receives the versions of the
+    rows read (:func:`~core.resources.queries.committed_rows`), for gstack/gce/listing_cache.py."""
     params = parse_params(args, schema)
     narrowing = narrowing_of(args.get("filter"), schema)
     page: Sequence[tuple[list, str | bytes]]
     if params.predicate is None:  # every row of the scope, as committed (a list is a read: nothing uncommitted)
         engine = session.get_bind().engine
-        page, token = paginate(partial(committed_rows, engine, project, collection, scope, params.order, base=base),
+        page, token = paginate(partial(committed_rows, engine, project, collection, scope, params.order, base=base,
+                                       versions=versions),
                                params)
     else:
         page, token = paginate(partial(filtered_rows, session, project, collection, [scope], params.order,

@@ -21,11 +21,11 @@ def list_instances(req: ApiRequest, zone: str):
 
 
 def page(session, project: str, zone: str, args, wrap: Callable[[str | bytes], object],
-         base: str = CANONICAL_BASE) -> dict:
+         base: str = CANONICAL_BASE, versions: list | None = None) -> dict:
     """A page of a zone's instances (``args``: the request's query; ``wrap``: see
     :func:`common.scope_page`): this handler's and the lighter GET path's (gstack/api/fastread.py)."""
     return common.scope_page(session, project, args, "instances", f"zones/{zone}", "compute#instanceList", "Instance",
-                             wrap, base)
+                             wrap, base, versions)
 
 
 @handles("compute.instances.aggregatedList")
