@@ -19,7 +19,7 @@ small row tells. PostgreSQL's sequence is not transactional (numbers are taken i
 in another), so there pages are checked row by row.
 
 The triggers are made with the tables (``after_create`` of the metadata: ``create_schema`` makes a
-fresh database with ``create_all``); migration 0008 makes them on an older database.
+fresh database with ``create_all``); migration 0007 makes them on an older database.
 """
 
 from __future__ import annotations

@@ -122,13 +122,14 @@ class FastReads:
             body = self.pages.unchanged(key, generation)
             if body is not None:
                 return body
-            try:
-                now = committed_versions(self.engine, project, "instances", scope, params.order, params.after,
-                                         params.max_results + 1)  # paginate's read: one row more than the page
-            except InvalidCursor:
-                return None
-            body = self.pages.get(key, now, generation)
-            if body is None:
+            if key in self.pages:  # kept, but written since: are its rows still as they were?
+                try:
+                    now = committed_versions(self.engine, project, "instances", scope, params.order, params.after,
+                                             params.max_results + 1)  # paginate's read: one row more than the page
+                except InvalidCursor:
+                    return None
+                body = self.pages.get(key, now, generation)
+            if body is None:  # nothing kept for this request (no rows' read to waste), or rows changed
                 read: list = []  # the versions of the page's rows, read with them
                 body = _encode(instances.page(session, project, zone, args, orjson.Fragment, base, read), pretty)
                 self.pages.put(key, versions_text(read), generation, body)

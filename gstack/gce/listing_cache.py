@@ -76,5 +76,9 @@ class PageCache:
                 _, dropped = self._pages.popitem(last=False)
                 self._bytes -= len(dropped[2])
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._pages
+
     def __len__(self) -> int:
         return len(self._pages)

@@ -188,12 +188,12 @@ def test_global_operations_aggregated(server, zone_op, global_op):
     assert "global" in keys
     assert {f"zones/{ZONE}", "zones/us-central1-b", "zones/europe-west1-b"} <= keys
     assert {f"regions/{REGION}", "regions/europe-west1"} <= keys
-    assert zone_op["name"] in {o["name"] for o in resp["items"][f"zones/{ZONE}"]["operations"]}
-    assert global_op["name"] in {o["name"] for o in resp["items"]["global"]["operations"]}
+    assert resp["items"][f"zones/{ZONE}"]["operations"] and resp["items"]["global"]["operations"]
     assert resp["unreachables"] == []
     empty = resp["items"]["regions/europe-west1"]
     assert empty["warning"]["code"] == "NO_RESULTS_ON_PAGE"
-    # paging walks every scope; the two operations show up exactly once
+    # paging walks every scope; the two operations show up exactly once (the shared server may hold
+    # more than a first page's 500 by now, so they are looked for on every page)
     seen = []
     token = None
     for _ in range(200):

@@ -145,7 +145,7 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
                             "WHERE t.field = 'nameword' AND r.name IN ('vm-1', 'data-1')")
     assert terms == [("data-1", "prod"), ("vm-1", "prod")]
     assert words == [("data-1", "1"), ("data-1", "data"), ("vm-1", "1"), ("vm-1", "vm")]  # and 0005 the words
-    with release.connect() as conn:  # 0008 gave every row a revision, each its own
+    with release.connect() as conn:  # 0007 gave every row a revision, each its own
         revisions = _rows(conn, "SELECT r.pk, v.rev FROM resources r LEFT JOIN resource_revisions v ON v.resource_pk = r.pk")
     assert len(revisions) == len(before["resources"]) and None not in {rev for _, rev in revisions}
     assert len({rev for _, rev in revisions}) == len(revisions)

@@ -7,7 +7,7 @@ database made by ``create_schema`` without a revision (a development build) may 
 and its triggers. The triggers and the revisions of the rows already there are made in one
 transaction, so no write slips between.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008'
+revision = '0007'
 down_revision: str | None = '0006'
 branch_labels = None
 depends_on = None
