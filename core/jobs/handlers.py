@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
@@ -105,11 +106,14 @@ class JobContext:
             session.execute(_PROGRESS_ALL, {"pks": [c.op_pk for c in ctxs], "percent": percent,
                                             "expiry": time.time() + LEASE_SECONDS})
 
-    def complete(self, session: Session) -> None:
+    def complete(self, session: Session, params: dict[str, Any] | None = None) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
-        state and the end of its Operation commit together (and one commit is saved)."""
-        self.engine.end_jobs(session, update(Operation).where(Operation.pk == self.op_pk)
-                             .values(**self.engine.done_values(self.warnings)))
+        state and the end of its Operation commit together (and one commit is saved). ``params``:
+        the job's parameters as it leaves them, written by the same UPDATE."""
+        values = self.engine.done_values(self.warnings)
+        if params is not None:
+            values["params"] = orjson.dumps(params).decode()
+        self.engine.end_jobs(session, update(Operation).where(Operation.pk == self.op_pk).values(**values))
         self.completed = True
 
     @staticmethod
