@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -212,12 +212,14 @@ def reboots_in_place(vm: SystemVm) -> bool:
     return STATES.cell(vm.state, REBOOT) is not None
 
 
+_HOST_AND_HYPERVISOR = (select(Host.id, Host.name, Host.uri, Cluster.hypervisor)
+                        .join(Cluster, Cluster.id == Host.cluster_id).where(Host.id == bindparam("host_id")))
+
+
 def driver_for(drivers: DriverRegistry, session: Session, host_id: int) -> tuple[HypervisorDriver, HostRef]:
-    host = session.get(Host, host_id)
-    assert host is not None  # the VM's resource row holds it by a foreign key
-    cluster = session.get(Cluster, host.cluster_id)
-    assert cluster is not None  # a foreign key
-    return drivers.get(cluster.hypervisor), HostRef(host.id, host.name, host.uri)
+    """The driver of the host's cluster and the host as the driver knows it: one read of both."""
+    host = session.execute(_HOST_AND_HYPERVISOR, {"host_id": host_id}).one()  # the VM's row holds it by a foreign key
+    return drivers.get(host.hypervisor), HostRef(host.id, host.name, host.uri)
 
 
 def _zone(session: Session, zone_id: int) -> Zone:
