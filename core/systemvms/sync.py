@@ -273,7 +273,8 @@ def _record(session: Session, ctx: JobContext, key: str, value: float, progress:
     ctx.params[key] = value
     session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(
         params=orjson.dumps(ctx.params).decode(), lease_expiry=time.time() + LEASE_SECONDS,
-        progress=case((Operation.progress < progress, progress), else_=Operation.progress)))
+        progress=case((Operation.progress < progress, progress), else_=Operation.progress))
+        .execution_options(synchronize_session=False))  # no object of the job's session is its Operation
 
 
 job(SYNC_JOB)(_sync)
