@@ -135,11 +135,10 @@ def _pool_members(session: Session, pool: Body | None, network_url: str, region:
     return out
 
 
-def _balancers(session: Session, v: RouterView) -> list[tuple[Body, Body | None, Body | None]]:
+def _balancers(session: Session, v: RouterView, rules: list[Resource]) -> list[tuple[Body, Body | None, Body | None]]:
+    """The TCP/UDP balancers among the region's forwarding ``rules`` (by name) this router serves."""
     out = []
-    for row in session.scalars(select(Resource).where(
-            Resource.project == v.project, Resource.collection == "forwardingRules",
-            Resource.scope == f"regions/{v.region}").order_by(Resource.name)):
+    for row in rules:
         rule = store.body_of(row)
         pool = _by_url(session, rule.get("target"), "targetPools", v.project)
         check = _by_url(session, ((pool or {}).get("healthChecks") or [None])[0], "httpHealthChecks", v.project)
@@ -172,8 +171,12 @@ def view(session: Session, vm: SystemVm, *, domains: bool = True, network: Resou
         Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
         Resource.body.contains(v.network_url)).order_by(Resource.name))]
     v.firewalls = [f for f in v.firewalls if f.get("network") == v.network_url]
-    v.balancers = _balancers(session, v)
-    v.http = http_lb.balancers(session, v.project, v.network_url, v.region)
+    # The project's global and regional forwarding rules, read once for both kinds of balancer.
+    rules = list(session.scalars(select(Resource).where(
+        Resource.project == v.project, Resource.collection == "forwardingRules",
+        Resource.scope.in_(("global", f"regions/{v.region}"))).order_by(Resource.scope, Resource.name)))
+    v.balancers = _balancers(session, v, [r for r in rules if r.scope == f"regions/{v.region}"])
+    v.http = http_lb.balancers(session, v.network_url, v.region, rules)
     v.nat_gateways = nat.gateways(session, v.network_url, v.region)
     v.peer_ranges = [block for block, _ in peering.imported(session, v.network_url,
                                                              net_body if network is not None else None)]
