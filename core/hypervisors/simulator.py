@@ -69,6 +69,10 @@ def _append(dom: SimDomain, text: str) -> None:
 _FILES_PER_QUERY = 500  # paths per IN list (SQLite bounds a statement's parameters)
 _FILES = select(SimVmFile).where(SimVmFile.vm_uid == bindparam("vm_uid"),
                                  SimVmFile.path.in_(bindparam("paths", expanding=True)))
+# The host's status and the VM's domain (None when it has none), in one read.
+_HOST_AND_DOMAIN = (select(Host.status, SimDomain).select_from(Host)
+                    .outerjoin(SimDomain, SimDomain.instance_uid == bindparam("vm_uid"))
+                    .where(Host.id == bindparam("host_id")))
 
 
 def _listed(paths: list[str], shown: int = 3) -> str:
@@ -249,8 +253,11 @@ class SimulatorDriver(HypervisorDriver):
     # -- system VMs: configuration files and the interactive serial console
 
     def _running_domain(self, session: Session, host: HostRef, vm_uid: int) -> SimDomain:
-        self._check_up(session, host)
-        dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
+        """The VM's domain, running on ``host``, which is up: one read of the host and the domain."""
+        found = session.execute(_HOST_AND_DOMAIN, {"host_id": host.id, "vm_uid": vm_uid}).first()
+        if found is None or found.status == "Down":
+            raise DriverError(f"host {host.name} is not reachable")
+        dom: SimDomain | None = found.SimDomain
         if dom is None or dom.state != "running" or dom.host_id != host.id:
             raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
         return dom

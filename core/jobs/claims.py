@@ -61,7 +61,13 @@ CLAIMABLE_LOCKED = _claimable(fair=True).with_for_update(skip_locked=True, of=Op
 TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
     lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
     status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
-).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
+).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts
+            ).execution_options(synchronize_session=False)  # the claim's session holds no Operation object
+# PostgreSQL: the claim commits without waiting for the disk (see core.db.unflushed_commit), said in
+# the TAKE's own RETURNING (set_config(..., is_local) is SET LOCAL) instead of a statement before
+# it: one round trip less per claim. The TAKE returns a row for each job taken, so it is said
+# whenever the claim writes anything.
+TAKE_UNFLUSHED = TAKE.returning(func.set_config("synchronous_commit", "off", True).label("unflushed"))
 # A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
 # router sync): it becomes claimable then.
 _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(

@@ -370,10 +370,11 @@ class JobEngine:
             found = self._rotation.fair_order(session.execute(query, params).all())
             if not found:
                 return []
-            unflushed_commit(session)  # a lease lost in a crash lapses anyway: the job is claimed again
             handler = HANDLERS.get(found[0][1])
             pks = claims.batch_of(found, handler is not None and handler.batch is not None)
-            rows = session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
+            # Unflushed (PostgreSQL): a lease lost in a crash lapses anyway, the job is claimed again.
+            take = claims.TAKE_UNFLUSHED if self.postgres else claims.TAKE
+            rows = session.execute(take, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
                                           "now": now}).all()
         self._rotation.served({r.project for r in rows})
         with self._running_lock:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
@@ -26,11 +27,15 @@ if TYPE_CHECKING:
 LEASE_SECONDS = 30.0
 # What an Operation that ended holds, besides its end time (and its error or warnings).
 DONE_VALUES = {"status": "DONE", "progress": 100, "lease_owner": None, "lease_expiry": None}
+# A job's UPDATEs of its own Operation are plain statements: no Operation object of the job's
+# sessions is the job's own, so the ORM's search of the session for objects to bring up to date
+# (synchronize_session, a good part of a small UPDATE's CPU) would find nothing.
+_PLAIN = {"synchronize_session": False}
 _PROGRESS_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)),
                                         Operation.progress < bindparam("percent")) \
-    .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry"))
+    .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry")).execution_options(**_PLAIN)
 _DONE_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
-    **DONE_VALUES, end_time=bindparam("now"))
+    **DONE_VALUES, end_time=bindparam("now")).execution_options(**_PLAIN)
 
 
 @dataclass
@@ -91,7 +96,8 @@ class JobContext:
         Given a session, the update joins that transaction instead of making its own.
         """
         stmt = (update(Operation).where(Operation.pk == self.op_pk, Operation.progress < percent)
-                .values(progress=percent, status_message=message, lease_expiry=time.time() + LEASE_SECONDS))
+                .values(progress=percent, status_message=message, lease_expiry=time.time() + LEASE_SECONDS)
+                .execution_options(**_PLAIN))
         if session is not None:
             session.execute(stmt)
             return
@@ -105,11 +111,15 @@ class JobContext:
             session.execute(_PROGRESS_ALL, {"pks": [c.op_pk for c in ctxs], "percent": percent,
                                             "expiry": time.time() + LEASE_SECONDS})
 
-    def complete(self, session: Session) -> None:
+    def complete(self, session: Session, params: dict[str, Any] | None = None) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
-        state and the end of its Operation commit together (and one commit is saved)."""
-        self.engine.end_jobs(session, update(Operation).where(Operation.pk == self.op_pk)
-                             .values(**self.engine.done_values(self.warnings)))
+        state and the end of its Operation commit together (and one commit is saved). ``params``:
+        the job's parameters as it leaves them, written by the same UPDATE."""
+        values = self.engine.done_values(self.warnings)
+        if params is not None:
+            values["params"] = orjson.dumps(params).decode()
+        self.engine.end_jobs(session, update(Operation).where(Operation.pk == self.op_pk).values(**values)
+                             .execution_options(**_PLAIN))
         self.completed = True
 
     @staticmethod

@@ -45,11 +45,14 @@ def by_request_id(call: Call) -> Operation | None:
 
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
-          job: str | None = None, params: dict[str, Any] | None = None) -> Operation:
+          job: str | None = None, params: dict[str, Any] | None = None,
+          not_before: float | None = None) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
-    made synchronously in this transaction and the Operation is born DONE.
+    made synchronously in this transaction and the Operation is born DONE. ``not_before``: no worker
+    claims the job before then (its lease expiry while nobody holds it); given here, it is part of
+    the row's INSERT instead of an UPDATE after it.
     """
     now = time.time()
     done = job is None
@@ -58,7 +61,7 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
         target_link=target_path, target_id=target_id, status="DONE" if done else "PENDING",
         progress=100 if done else 0, user=call.user, client_operation_id=call.request_id,
         insert_time=now, start_time=now, end_time=now if done else None,
-        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0,
+        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0, lease_expiry=not_before,
     )
     try:
         insert_persistent(call.session, op)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import bindparam, or_, select
@@ -54,16 +56,36 @@ _READY_IMAGES = (select(Resource.__table__)
                  .order_by(Resource.created.desc(), Resource.pk.desc()))
 
 
+# The same, each row with whether the project is public: another project's caller reads a family
+# of a public image project (an instance's boot disk, mostly) in one statement instead of two.
+_READY_PUBLIC_IMAGES = _READY_IMAGES.add_columns(
+    select(Project.public).where(Project.name == bindparam("project")).scalar_subquery().label("project_public"))
+
+
 def from_family(session: Session, project: str, family: str, *, missing_path: str | None = None) -> Resource:
     """The newest READY image of the family that is not deprecated (images.getFromFamily).
 
     A read-only row (the columns of :class:`Resource` as attributes), not an object of the session:
     its callers read it, none changes it."""
-    for row in flushed_connection(session).execute(_READY_IMAGES, {"project": project}):
+    found = _newest(flushed_connection(session).execute(_READY_IMAGES, {"project": project}), family)
+    if found is None:
+        raise NotFound(missing_path or f"projects/{project}/global/images/family/{family}")
+    return found
+
+
+def _newest(rows: Iterable[Any], family: str) -> Resource | None:
+    for row in rows:
         body = orjson.loads(row.body)
         if body.get("family") == family and body.get("deprecated", {}).get("state", "ACTIVE") not in _INACTIVE:
-            return row  # type: ignore[return-value]
-    raise NotFound(missing_path or f"projects/{project}/global/images/family/{family}")
+            return cast(Resource, row)
+    return None
+
+
+def _public_family(session: Session, project: str, family: str) -> Resource | None:
+    """:func:`from_family` of a public image project: None when the project is not public or the
+    family has no usable image (the caller tells which apart, on this error path only)."""
+    rows = flushed_connection(session).execute(_READY_PUBLIC_IMAGES, {"project": project})
+    return _newest((row for row in rows if row.project_public), family)
 
 
 def resolve(session: Session, value: str, caller_project: str, field: str) -> Resource:
@@ -71,11 +93,16 @@ def resolve(session: Session, value: str, caller_project: str, field: str) -> Re
     ref = parse_ref(value, project=caller_project, scope="global")
     if ref is None:
         raise Invalid(field, value, "The URL is malformed.")
+    family = ref.collection in ("images/family", "imageFamilyViews")
+    if family and ref.project != caller_project:  # readable and found in one read, see _READY_PUBLIC_IMAGES
+        found = _public_family(session, ref.project, ref.name)
+        if found is not None:
+            return found
     if not readable(session, ref.project, caller_project):
         raise NotFound(ref.path)
     if ref.collection == "images":
         return store.find(session, ref.project, "images", "global", ref.name)
-    if ref.collection in ("images/family", "imageFamilyViews"):
+    if family:
         return from_family(session, ref.project, ref.name,
                            missing_path=f"projects/{ref.project}/global/images/family/{ref.name}")
     raise Invalid(field, value, "The URL is malformed.")

@@ -356,16 +356,14 @@ def _frontend(session: Session, reader: _Reader, rule: Resource, network: str, r
     out.inputs.append(f'ip daddr {address} tcp dport {int(port)} accept comment "forwarding rule {name}"')
 
 
-def balancers(session: Session, project: str, network: str, region: str) -> HttpBalancers:
-    """The HTTP(S) balancers whose home is this router: global rules and the region's rules whose
-    target is a target HTTP(S) proxy."""
+def balancers(session: Session, network: str, region: str, rules: list[Resource]) -> HttpBalancers:
+    """The HTTP(S) balancers whose home is this router: among the project's global and regional
+    forwarding ``rules`` (by scope, then name; the router's view reads them once for both kinds of
+    balancer), those whose target is a target HTTP(S) proxy."""
     out = HttpBalancers()
     reader = _Reader(session)
     backends: dict[str, Body] = {}
-    rows = session.scalars(select(Resource).where(
-        Resource.project == project, Resource.collection == "forwardingRules",
-        Resource.scope.in_(("global", f"regions/{region}"))).order_by(Resource.scope, Resource.name))
-    for rule in rows:
+    for rule in rules:
         target = parse_ref(str(store.body_of(rule).get("target", "")), project="")
         if target is not None and target.collection in PROXIES:
             _frontend(session, reader, rule, network, region, out, backends)

@@ -9,7 +9,7 @@ from core.errors import AlreadyExists, OperationFailure
 from core.hypervisors.base import DriverError
 from core.jobs import JobContext, job
 from core.models import Host, Operation, Resource, SystemVm, Zone
-from core.systemvms import router, vms
+from core.systemvms import pushes, vms
 
 DEPLOY, RESTART, DESTROY = "systemvms.deploy", "systemvms.restart", "systemvms.destroy"
 LIFECYCLE = (DEPLOY, RESTART, DESTROY)
@@ -63,7 +63,7 @@ def destroy(session: Session, vm: SystemVm) -> Operation:
 def _deploy(ctx: JobContext) -> None:
     uid = ctx.params["uid"]
     if vms.start(ctx, uid):
-        router.push(ctx, uid, full=True)
+        pushes.push(ctx, uid, full=True)
     with ctx.write() as s:
         ctx.complete(s)
 
@@ -104,7 +104,7 @@ def _restart(ctx: JobContext) -> None:
             vms.report(vm, res, vms.START)
         if not vms.start(ctx, uid):
             return
-    router.push(ctx, uid, full=True)
+    pushes.push(ctx, uid, full=True)
     with ctx.write() as s:
         ctx.complete(s)
 

@@ -123,10 +123,12 @@ def outgoing(session: Session, network_url: str, peering: Body) -> list[Exchange
     return exchanged(session, network_url, peering, peer_url, back) if back else []
 
 
-def imported(session: Session, network_url: str) -> list[tuple[str, str]]:
+def imported(session: Session, network_url: str, body: Body | None = None) -> list[tuple[str, str]]:
     """(range, peering name) of every route the network takes in over its ACTIVE peerings: what
-    its routers send to the peers, and let through without NAT."""
-    body = network_body(session, network_url) or {}
+    its routers send to the peers, and let through without NAT. ``body``: the network's, when the
+    caller has it (it is not read again)."""
+    if body is None:
+        body = network_body(session, network_url) or {}
     return [(r.dest_range, str(p.get("name", ""))) for p in body.get("peerings", [])
             for r in incoming(session, network_url, p) if r.imported]
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import time
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -42,11 +41,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NAME_REGEX
-from core.hypervisors.base import DriverError
-from core.jobs import JobContext
 from core.links import parse_ref
 from core.models import Resource, SystemVm
-from core.models.systemvm import RouterSyncState
 from core.resources import store
 from core.resources.store import Body
 from core.systemvms import guests, http_lb, nat, peering, vms
@@ -57,7 +53,7 @@ NFTABLES = "/etc/nftables.conf"
 HAPROXY = "/etc/haproxy/haproxy.cfg"
 SYSCTL = "/etc/sysctl.d/90-gstack.conf"
 ROUTES = "/etc/gstack/routes.batch"
-RECONCILE_SECONDS = 600.0  # a router's instance files are all rendered again at least this often
+
 UPSTREAM_DNS = ("8.8.8.8", "8.8.4.4")  # the zone's public resolvers (CloudStack's dns1/dns2)
 
 _NAME = re.compile(NAME_REGEX + r"\Z")
@@ -139,11 +135,10 @@ def _pool_members(session: Session, pool: Body | None, network_url: str, region:
     return out
 
 
-def _balancers(session: Session, v: RouterView) -> list[tuple[Body, Body | None, Body | None]]:
+def _balancers(session: Session, v: RouterView, rules: list[Resource]) -> list[tuple[Body, Body | None, Body | None]]:
+    """The TCP/UDP balancers among the region's forwarding ``rules`` (by name) this router serves."""
     out = []
-    for row in session.scalars(select(Resource).where(
-            Resource.project == v.project, Resource.collection == "forwardingRules",
-            Resource.scope == f"regions/{v.region}").order_by(Resource.name)):
+    for row in rules:
         rule = store.body_of(row)
         pool = _by_url(session, rule.get("target"), "targetPools", v.project)
         check = _by_url(session, ((pool or {}).get("healthChecks") or [None])[0], "httpHealthChecks", v.project)
@@ -154,12 +149,14 @@ def _balancers(session: Session, v: RouterView) -> list[tuple[Body, Body | None,
     return out
 
 
-def view(session: Session, vm: SystemVm, *, domains: bool = True) -> RouterView:
+def view(session: Session, vm: SystemVm, *, domains: bool = True, network: Resource | None = None) -> RouterView:
     """What the router's main files are rendered from: the network's rows, none of its instances
     but the target pools' (the guests' DNS domains come from what the router was given; without
-    ``domains`` they are left for the caller, who reads them after giving it more)."""
+    ``domains`` they are left for the caller, who reads them after giving it more). ``network``:
+    the network's row, when the caller read it in this transaction (it is not read again)."""
     ref = parse_ref(vm.network_url or "", project=vm.project or "")
-    network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
+    if network is None and ref is not None:
+        network = store.find_optional(session, ref.project, "networks", "global", ref.name)
     net_body = store.body_of(network) if network is not None else {}
     v = RouterView(vm.name, vm.arch, vm.network_url or "", vm.project or "", vm.region, int(net_body.get("mtu") or 1460),
                    vm.public_ip, vm.conntrack_max or vms.TEMPLATES[vm.arch].conntrack_max)
@@ -174,10 +171,15 @@ def view(session: Session, vm: SystemVm, *, domains: bool = True) -> RouterView:
         Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
         Resource.body.contains(v.network_url)).order_by(Resource.name))]
     v.firewalls = [f for f in v.firewalls if f.get("network") == v.network_url]
-    v.balancers = _balancers(session, v)
-    v.http = http_lb.balancers(session, v.project, v.network_url, v.region)
+    # The project's global and regional forwarding rules, read once for both kinds of balancer.
+    rules = list(session.scalars(select(Resource).where(
+        Resource.project == v.project, Resource.collection == "forwardingRules",
+        Resource.scope.in_(("global", f"regions/{v.region}"))).order_by(Resource.scope, Resource.name)))
+    v.balancers = _balancers(session, v, [r for r in rules if r.scope == f"regions/{v.region}"])
+    v.http = http_lb.balancers(session, v.network_url, v.region, rules)
     v.nat_gateways = nat.gateways(session, v.network_url, v.region)
-    v.peer_ranges = [block for block, _ in peering.imported(session, v.network_url)]
+    v.peer_ranges = [block for block, _ in peering.imported(session, v.network_url,
+                                                             net_body if network is not None else None)]
     return v
 
 
@@ -491,78 +493,3 @@ def render(session: Session, vm: SystemVm) -> dict[str, str]:
 
 def digest(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
-
-
-# -- pushing -------------------------------------------------------------------------------------
-
-
-def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collection[int] | None,
-                   full: bool) -> tuple[dict[str, str], list[int]]:
-    """The instances' files to push: of ``instances`` only, unless the router is new (``full``), its
-    network's context changed, or its last full pass is ``RECONCILE_SECONDS`` old (then of all)."""
-    gctx = context(v)
-    state = s.get(RouterSyncState, vm.uid)
-    now = time.time()
-    if full or instances is None or state is None or state.context != gctx.digest() or now - state.full_at > RECONCILE_SECONDS:
-        if state is None:
-            state = RouterSyncState(vm_uid=vm.uid, context="", full_at=0.0)
-            s.add(state)
-        state.context, state.full_at = gctx.digest(), now
-        instances = None
-    files, touched = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full)
-    v.domains = guests.domains(s, vm.uid)
-    return files, touched
-
-
-def push(ctx: JobContext, uid: int, *, full: bool = False, instances: Collection[int] | None = None) -> list[str]:
-    """Render the router's files and push those that changed (all of them with ``full``: a new VM).
-
-    The main files are rendered whole (they read no instance); of the instances' files only those of
-    ``instances`` (the ones that changed) are rendered, unless this is a full pass (see
-    :func:`_guest_changes`); None asks for a full pass. Records the rendered version (bumped when a
-    checksum changes) and, once the driver took the files, what the router holds. A router that does
-    not run is left to its deploy, which pushes everything; a failed push is recorded and retried by
-    the next sync (in full) or the watchdog.
-    """
-    with ctx.write() as s:
-        vm, res = vms.load(s, uid)
-        if vm is None or vm.kind != vms.ROUTER:
-            return []
-        v = view(s, vm, domains=False)  # _guest_changes reads them once it recorded the instances
-        guest_files, touched = _guest_changes(s, vm, v, instances, full)
-        files = render_view(v)
-        desired = {path: digest(content) for path, content in files.items()}
-        if desired != vms.checksums(vm.config_checksums) or guest_files:
-            vm.config_version += 1
-            vm.config_checksums = vms.dump(desired)
-        if res is None or vm.state != vms.RUNNING or res.host_id is None:  # res: never None with a vm
-            return []
-        held = {} if full else vms.checksums(vm.pushed_checksums)
-        changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
-        changed.update(guest_files)
-        version, host_id = vm.config_version, res.host_id
-        if not changed:
-            vm.pushed_version = version
-            return []
-        driver, ref = vms.driver_for(ctx.drivers, s, host_id)
-    try:
-        driver.push_config(ref, uid, changed)
-    except DriverError as exc:
-        with ctx.write() as s:
-            vm, _ = vms.load(s, uid)
-            if vm is not None:
-                vm.last_error = f"configuration push failed: {exc}"[:400]
-                guests.mark_stale(s, vm.uid, touched)
-        ctx.warn("SYSTEM_VM_PUSH_FAILED", f"{ref.name}: {exc}")
-        return []
-    with ctx.write() as s:
-        vm, res = vms.load(s, uid)
-        if vm is None or res is None or res.host_id != host_id:
-            return []
-        held = {} if full else vms.checksums(vm.pushed_checksums)
-        held.update({path: desired[path] for path in changed if path in desired})
-        vm.pushed_checksums = vms.dump({p: c for p, c in held.items() if p in desired})
-        vm.pushed_version = version
-        vm.pushed_at = time.time()
-        vm.last_error = None
-    return sorted(changed)

@@ -12,7 +12,7 @@ Requests made for an instance's change name the instance (:func:`request_sync_fo
 the job renders the routers' main files (which read no instance) and the files of the instances
 named, looked up by uid: a change costs the same in a network of ten instances or of 100,000. Every
 instance is read (a scan) only when a router is new, when the network's context of the instances'
-files changed (firewall rules, subnetworks, NATs), and every ``router.RECONCILE_SECONDS``.
+files changed (firewall rules, subnetworks, NATs), and every ``pushes.RECONCILE_SECONDS``.
 
 A request made soon after the network's last sync started waits (its lease is a not-before
 time): syncs of one network start at least ``SYNC_INTERVAL`` apart, and at least ``SYNC_SHARE``
@@ -32,14 +32,15 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
-from core.jobs import JobContext, job
+from core.jobs import JobContext, announcement, job
+from core.jobs.handlers import LEASE_SECONDS
 from core.links import parse_ref, path_of, url_of
 from core.models import Operation, Resource, SystemVm, Zone
 from core.resources import store
-from core.systemvms import router, vms
+from core.systemvms import pushes, vms
 
 SYNC_JOB = "systemvms.syncNetwork"
 # Instances in these states make a region need its router (it serves their DHCP before they boot).
@@ -104,10 +105,12 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
     """Record, in the caller's transaction, that the network's routers must be rendered again (of
     the instances' files, ``instance_uid``'s: the instance whose change it is, if any).
 
-    Cheap and idempotent: one SELECT (and one INSERT when no request is pending) per network per
-    transaction. A PENDING request is joined rather than duplicated; the SELECT takes its row lock
-    on PostgreSQL (FOR UPDATE), so a worker cannot claim it before this transaction commits (a claim
-    made first turns it RUNNING, and then a new request is queued).
+    Cheap and idempotent: per network and transaction, the network's row, the pending request's
+    (joined rather than duplicated), and when none is pending one read of the last sync's timing
+    (which carries the workers' announcement, PostgreSQL) and one INSERT whose row holds all of
+    the request: its instance and its not-before time. The SELECT of the pending request takes its
+    row lock on PostgreSQL (FOR UPDATE), so a worker cannot claim it before this transaction commits
+    (a claim made first turns it RUNNING, and then a new request is queued).
     """
     found = _canonical(project, network_url)
     if found is None:
@@ -130,20 +133,35 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
         _name_instance(_remember(session, url, pending), instance_uid)
         return
     vms.ensure_system_project(session)
+    params: dict[str, Any] = {"project": net_project, "network": url, "network_uid": target}
+    if instance_uid is not None:
+        params[INSTANCES] = [instance_uid]
     op = vms.enqueue(session, job=SYNC_JOB, op_type="systemvms.syncNetwork", scope="global", target_id=target,
-                     target_path=path_of(net_project, "global", "networks", name),
-                     params={"project": net_project, "network": url, "network_uid": target})
-    _name_instance(_remember(session, url, op), instance_uid)
-    last = session.scalar(select(Operation.params).where(
-        Operation.job == SYNC_JOB, Operation.target_id == target, Operation.pk != op.pk,
-        Operation.status != "PENDING").order_by(Operation.pk.desc()).limit(1))
-    last_params = orjson.loads(last) if last else {}
+                     target_path=path_of(net_project, "global", "networks", name), params=params,
+                     not_before=_not_before(session, target), announced=True)
+    _remember(session, url, op)
+
+
+def _not_before(session: Session, target: int) -> float | None:
+    """When a new sync of the network may start (see the module's docstring), from the timing of
+    the last one that started; None: at once. The read selects the workers' announcement of the
+    new job along (PostgreSQL; one round trip instead of two), as a scalar subquery so that it
+    returns its row, and the NOTIFY goes out, when the network never synced."""
+    last_sync = (select(Operation.params).where(Operation.job == SYNC_JOB, Operation.target_id == target,
+                                                Operation.status != "PENDING")
+                 .order_by(Operation.pk.desc()).limit(1).scalar_subquery())
+    query = select(last_sync)
+    notice = announcement(session, SYNC_JOB)
+    if notice is not None:
+        query = query.add_columns(notice)
+    last = session.execute(query).scalar()
+    last_params: dict[str, Any] = orjson.loads(last) if last else {}
     started = last_params.get(STARTED_AT)
-    if started is not None:
-        took = last_params.get(RENDER_SECONDS, 0.0)
-        not_before = started + max(SYNC_INTERVAL, min(SYNC_SHARE * took, SYNC_MAX_SPACING))
-        if not_before > op.insert_time:
-            op.lease_expiry = not_before  # see the module's docstring
+    if started is None:
+        return None
+    took = last_params.get(RENDER_SECONDS, 0.0)
+    not_before = started + max(SYNC_INTERVAL, min(SYNC_SHARE * took, SYNC_MAX_SPACING))
+    return not_before if not_before > time.time() else None
 
 
 def pending_sync(session: Session, project: str, network_url: str) -> Operation | None:
@@ -184,15 +202,16 @@ def _active_zones(session: Session, url: str, instances: list[int] | None) -> di
     return zones
 
 
-def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
-    """(routers to start, routers to push, routers to destroy), creating the rows of new routers."""
+def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int], list[int], Resource | None]:
+    """(routers to start, routers to push, routers to destroy, the network's row: None when it is
+    gone), creating the rows of new routers."""
     url, network_uid = params["network"], params["network_uid"]
     routers = list(session.scalars(select(SystemVm).where(SystemVm.network_uid == network_uid,
                                                           SystemVm.kind == vms.ROUTER).order_by(SystemVm.name)))
     ref = parse_ref(url, project=params["project"])
     network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
     if ref is None or network is None or network.uid != network_uid:
-        return [], [], [r.uid for r in routers]
+        return [], [], [r.uid for r in routers], None
     have = {r.region for r in routers}
     to_start = [r.uid for r in routers if r.state != vms.RUNNING and not vms.unfinished_job(
         session, r, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
@@ -203,14 +222,29 @@ def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int]
         vm = vms.create(session, vms.ROUTER, zone, network_uid=network_uid, network_url=url, project=ref.project)
         to_start.append(vm.uid)
         routers.append(vm)
-    return to_start, [r.uid for r in routers], []
+    return to_start, [r.uid for r in routers], [], network
 
 
 def _sync(ctx: JobContext) -> None:
+    """Plan, start and destroy routers, push each router what changed, end the Operation.
+
+    When no router is to start or go (a change in a network whose routers run: the common case),
+    the first router's render joins the plan's transaction, and what the routers were given is
+    recorded in the transaction that ends the Operation: three transactions instead of five. That
+    is safe because every step is idempotent and the job is one unit of retry: a process killed
+    before the last commit leaves the Operation RUNNING under a lease that lapses, and the next
+    attempt renders and pushes again (a router given files that were not recorded as held is
+    given them again, which changes nothing on it).
+    """
+    instances = ctx.params.get(INSTANCES, ())
+    first: pushes.Push | None = None
     with ctx.write() as s:
-        to_start, to_push, to_destroy = plan(s, ctx.params)
-        ctx.progress(10, session=s)
-        _record(s, ctx, STARTED_AT, time.time())
+        to_start, to_push, to_destroy, network = plan(s, ctx.params)
+        _record(s, ctx, STARTED_AT, time.time(), progress=10)
+        started = time.perf_counter()
+        joined = bool(to_push) and not to_start and not to_destroy
+        if joined:
+            first = pushes.prepare(s, ctx, to_push[0], instances=instances, network=network)
     for uid in to_start:
         try:
             vms.start(ctx, uid)
@@ -218,18 +252,29 @@ def _sync(ctx: JobContext) -> None:
             ctx.warn("SYSTEM_VM_NOT_STARTED", f"router {uid}: {exc}")
     for uid in to_destroy:
         vms.destroy(ctx, uid)
-    started = time.perf_counter()
-    for uid in to_push:
-        router.push(ctx, uid, instances=ctx.params.get(INSTANCES, ()))
+    if not joined:
+        started = time.perf_counter()
+    sent = [first] if first is not None and pushes.send(ctx, first) else []
+    for uid in to_push[1:] if joined else to_push:
+        with ctx.write() as s:
+            prepared = pushes.prepare(s, ctx, uid, instances=instances)
+        if prepared is not None and pushes.send(ctx, prepared):
+            sent.append(prepared)
     with ctx.write() as s:
-        _record(s, ctx, RENDER_SECONDS, round(time.perf_counter() - started, 4))
-        ctx.complete(s)
+        for each in sent:
+            pushes.record(s, each)
+        ctx.params[RENDER_SECONDS] = round(time.perf_counter() - started, 4)
+        ctx.complete(s, params=ctx.params)
 
 
-def _record(session: Session, ctx: JobContext, key: str, value: float) -> None:
+def _record(session: Session, ctx: JobContext, key: str, value: float, progress: int) -> None:
+    """Record ``key`` in the job's params and its progress (never lowered; a retried attempt may be
+    further on), extending its lease: one UPDATE."""
     ctx.params[key] = value
-    session.execute(update(Operation).where(Operation.pk == ctx.op_pk)
-                    .values(params=orjson.dumps(ctx.params).decode()))
+    session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(
+        params=orjson.dumps(ctx.params).decode(), lease_expiry=time.time() + LEASE_SECONDS,
+        progress=case((Operation.progress < progress, progress), else_=Operation.progress))
+        .execution_options(synchronize_session=False))  # no object of the job's session is its Operation
 
 
 job(SYNC_JOB)(_sync)

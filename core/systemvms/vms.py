@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -96,13 +97,25 @@ def template_for(zone: Zone) -> Template:
                                                       f"'{zone.systemvm_arch}' (x86_64 or i386).") from None
 
 
+# Databases (by engine) where the hidden project was seen committed: projects are never deleted, so
+# a process looks for it once per database, not in every transaction that queues a system job.
+_SYSTEM_PROJECT_SEEN: weakref.WeakSet[Engine] = weakref.WeakSet()
+_CREATED_HERE = "gstack.systemvms.created_system_project"
+
+
 def ensure_system_project(session: Session) -> None:
     """Reserve the hidden project's name, so no user project can take it."""
+    engine = session.get_bind().engine
+    if engine in _SYSTEM_PROJECT_SEEN:
+        return
     if session.scalar(select(Project.id).where(Project.name == SYSTEM_PROJECT)) is not None:
+        if not session.info.get(_CREATED_HERE):  # a row this transaction made may yet roll back
+            _SYSTEM_PROJECT_SEEN.add(engine)
         return
     try:
         with session.begin_nested():  # a concurrent transaction may create it first (PostgreSQL)
             identity.create_project(session, SYSTEM_PROJECT)
+        session.info[_CREATED_HERE] = True
     except IntegrityError:
         pass
 
@@ -199,12 +212,14 @@ def reboots_in_place(vm: SystemVm) -> bool:
     return STATES.cell(vm.state, REBOOT) is not None
 
 
+_HOST_AND_HYPERVISOR = (select(Host.id, Host.name, Host.uri, Cluster.hypervisor)
+                        .join(Cluster, Cluster.id == Host.cluster_id).where(Host.id == bindparam("host_id")))
+
+
 def driver_for(drivers: DriverRegistry, session: Session, host_id: int) -> tuple[HypervisorDriver, HostRef]:
-    host = session.get(Host, host_id)
-    assert host is not None  # the VM's resource row holds it by a foreign key
-    cluster = session.get(Cluster, host.cluster_id)
-    assert cluster is not None  # a foreign key
-    return drivers.get(cluster.hypervisor), HostRef(host.id, host.name, host.uri)
+    """The driver of the host's cluster and the host as the driver knows it: one read of both."""
+    host = session.execute(_HOST_AND_HYPERVISOR, {"host_id": host_id}).one()  # the VM's row holds it by a foreign key
+    return drivers.get(host.hypervisor), HostRef(host.id, host.name, host.uri)
 
 
 def _zone(session: Session, zone_id: int) -> Zone:
@@ -224,13 +239,18 @@ def target_of(session: Session, vm: SystemVm) -> tuple[int, str]:
 
 
 def enqueue(session: Session, *, job: str, op_type: str, scope: str, target_id: int, target_path: str,
-            params: dict[str, Any], message: str | None = None) -> Operation:
-    """A system Operation (project gstack-system, user ``system``) running ``job``."""
+            params: dict[str, Any], message: str | None = None, not_before: float | None = None,
+            announced: bool = False) -> Operation:
+    """A system Operation (project gstack-system, user ``system``) running ``job``, not claimed
+    before ``not_before``. ``announced``: the caller's transaction announces the job already (it
+    selected :func:`~core.jobs.announcement` along with a read of its own)."""
     op = operations.begin(Call(session, SYSTEM_PROJECT, "system"), scope=scope, op_type=op_type,
-                          target_path=target_path, target_id=target_id, job=job, params=params)
+                          target_path=target_path, target_id=target_id, job=job, params=params,
+                          not_before=not_before)
     if message:
         op.status_message = message[:400]
-    announce(session, job)
+    if not announced:
+        announce(session, job)
     return op
 
 

@@ -39,6 +39,7 @@ from core.services.instances.rows import (
 from core.services.network_endpoint_groups import forget_instance as leave_endpoint_groups
 
 Staged = tuple[JobContext, HypervisorDriver, HostRef, VmSpec]
+_STAGED_ON, _PLATFORM = "staged_on", "cpu_platform"  # scratch: the host staging chose, and its CPU platform
 
 
 def _stage(ctx: JobContext, s: Session, tried: set[int]) -> tuple[HypervisorDriver, HostRef, VmSpec] | None:
@@ -145,6 +146,7 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
         if host is None:
             continue
         states.take(res, states.event(res, "stageNew"))
+        _staged_on(ctx, host)
         driver: HypervisorDriver = ctx.drivers.get(zone.cluster_of(host).hypervisor)
         staged.append((ctx, driver, host_ref(host), vm_spec(s, res, new_disks)))
     JobContext.progress_all(s, [item[0] for item in staged], 40)
@@ -175,9 +177,17 @@ def _place_with_disks(zone: planner.ZoneCapacity, res: Resource, new_disks: list
 
 def _mark_running(ctxs: list[JobContext], s: Session) -> None:
     """The VMs run: RUNNING, their new disks READY, and their Operations DONE in the same
-    transaction; one query for each kind of row, however many VMs."""
+    transaction; one query for each kind of row, however many VMs. A VM's CPU platform is its
+    host's, as staging read it (``scratch``); the hosts are read only for VMs staged elsewhere."""
     rows = {r.uid: r for r in s.scalars(BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
-    hosts: dict[int | None, Host] = {h.id: h for h in s.scalars(HOSTS, {"ids": list({r.host_id for r in rows.values()})})}
+    platforms: dict[int | None, str] = {}
+    for ctx in ctxs:
+        res = rows.get(ctx.params["uid"])
+        if res is not None and ctx.scratch.get(_STAGED_ON) == res.host_id:
+            platforms[res.host_id] = ctx.scratch[_PLATFORM]
+    unknown = list({r.host_id for r in rows.values()} - set(platforms))
+    if unknown:
+        platforms.update({h.id: h.cpu_platform for h in s.scalars(HOSTS, {"ids": unknown})})
     created = [uid for c in ctxs for uid in c.params.get("created_disks", [])]
     for d in s.scalars(BY_UIDS, {"uids": created}):
         disks.mark_ready(d)
@@ -188,10 +198,15 @@ def _mark_running(ctxs: list[JobContext], s: Session) -> None:
         if res is None:  # deleted meanwhile: its own run ends the Operation
             continue
         states.take(res, states.event(res, "running"), lastStartTimestamp=now,
-                    cpuPlatform=hosts[res.host_id].cpu_platform)
+                    cpuPlatform=platforms[res.host_id])
         res.last_host_id = res.host_id
         done.append(ctx)
     JobContext.complete_all(s, done)
+
+
+def _staged_on(ctx: JobContext, host: Host) -> None:
+    """Remember the host the VM was staged on, and its CPU platform, for :func:`_mark_running`."""
+    ctx.scratch[_STAGED_ON], ctx.scratch[_PLATFORM] = host.id, host.cpu_platform
 
 
 def _run_failed(ctx: JobContext, failure: OperationFailure) -> None:

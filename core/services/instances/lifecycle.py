@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from sqlalchemy import and_, bindparam, or_, select
+
 from core import quotas
 from core.catalog import MachineType
+from core.db import flushed_connection
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
 from core.links import parse_ref, path_of, scope_url, url_of
@@ -40,13 +43,16 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     name = store.validate_name(body.get("name"))
     scope = f"zones/{zone.name}"
     path = path_of(call.project, scope, "instances", name)
-    if store.exists(call.session, call.project, "instances", scope, name):
+    instance_taken, disks_taken = _names_taken(call, scope, name, [] if restored else
+                                               spec.new_disk_names(name, body.get("disks")))
+    if instance_taken:
         _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
     mt = spec.machine_type(call, zone, body.get("machineType"))
     accelerator_types.refuse_attached(call.session, call.project, zone, body.get("guestAccelerators"),
                                       "resource.guestAccelerators")
     hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
-    new_specs, attached = ([a.spec for a in restored], restored) if restored else _disks(call, zone, name, path, body)
+    new_specs, attached = ([a.spec for a in restored], restored) if restored else _disks(call, zone, name, path, body,
+                                                                                         disks_taken)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))
     project = projects.get(call.session, call.project)
     fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname,
@@ -107,10 +113,26 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _disks(call: Call, zone: ZoneInfo, name: str, path: str,
-           body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[spec.Attached]]:
+_TAKEN = select(Resource.collection, Resource.name).where(
+    Resource.project == bindparam("project"), Resource.scope == bindparam("scope"),
+    or_(and_(Resource.collection == "instances", Resource.name == bindparam("name")),
+        and_(Resource.collection == "disks", Resource.name.in_(bindparam("disks", expanding=True)))))
+
+
+def _names_taken(call: Call, scope: str, name: str, disk_names: list[str]) -> tuple[bool, dict[str, bool]]:
+    """Whether the instance's name is taken in the zone, and each of its new disks' names: one read
+    for what the insert would otherwise look up one name at a time."""
+    rows = flushed_connection(call.session).execute(
+        _TAKEN, {"project": call.project, "scope": scope, "name": name, "disks": disk_names}).all()
+    disks_found = {n for collection, n in rows if collection == "disks"}
+    return (any(collection == "instances" for collection, _ in rows),
+            {n: n in disks_found for n in disk_names})
+
+
+def _disks(call: Call, zone: ZoneInfo, name: str, path: str, body: dict[str, Any],
+           taken: dict[str, bool]) -> tuple[list[dict[str, Any]], list[spec.Attached]]:
     try:
-        return spec.attached_disks(call, spec.Where.of(zone), name, body.get("disks"))
+        return spec.attached_disks(call, spec.Where.of(zone), name, body.get("disks"), taken)
     except AlreadyExists:
         # PostgreSQL: a concurrent insert of this instance may have committed since the check above,
         # boot disk included; the clash to report is the instance's, not its disk's.

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from core import catalog, ipam
@@ -40,6 +40,11 @@ _HOSTNAME_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})+\Z")
 _SUBNETS = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "subnetworks",
                                   Resource.scope == bindparam("scope")).order_by(Resource.name)
+# A network and its project's subnetworks in a region (by name, as _SUBNETS), in one read.
+_NETWORK_AND_SUBNETS = select(Resource).where(Resource.project == bindparam("project"), or_(
+    and_(Resource.collection == "networks", Resource.scope == "global", Resource.name == bindparam("name")),
+    and_(Resource.collection == "subnetworks", Resource.scope == bindparam("scope")))).order_by(
+    Resource.collection, Resource.name)
 _NEEDS_SUBNET = "Invalid value for field '{field}.subnetwork': ''. "
 _NOT_URL = "{kind} '{value}' must be a valid resource name (not an url)."
 
@@ -144,11 +149,12 @@ def network_interfaces(call: Call, zone: ZoneInfo, nics: object) -> list[ParsedN
     """An instance's NICs; the default network (and its subnetwork in the zone's region) when none is named."""
     where = Where.of(zone)
     out: list[ParsedNic] = []
+    region_subnets: dict[str, list[Resource]] = {}
     for i, nic in enumerate(_nic_list(where, nics)):
         field = where.field(f"networkInterfaces[{i}]")
-        network, subnet = _nic(call, where, nic, field, [p.network_url for p in out])
+        network, subnet = _nic(call, where, nic, field, [p.network_url for p in out], region_subnets)
         if subnet is None:
-            subnet = _default_subnet(call, zone.region.name, network, field)
+            subnet = _default_subnet(call, zone.region.name, network, field, region_subnets.get(network.project))
             if nic.get("networkIP"):
                 vpc.host_address(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
         out.append(ParsedNic(network, subnet, nic))
@@ -186,12 +192,15 @@ def _nic_list(where: Where, nics: object) -> list[Any]:
     return nics
 
 
-def _nic(call: Call, where: Where, nic: object, field: str, before: list[str]) -> tuple[Resource, Resource | None]:
-    """(network, the subnetwork named or None), every rule of a NIC checked that needs no chosen subnetwork."""
+def _nic(call: Call, where: Where, nic: object, field: str, before: list[str],
+         region_subnets: dict[str, list[Resource]] | None = None) -> tuple[Resource, Resource | None]:
+    """(network, the subnetwork named or None), every rule of a NIC checked that needs no chosen subnetwork.
+    ``region_subnets``: filled with the subnetworks in ``where``'s region of the network's project,
+    when they were read along with the network (see :func:`_find_network`)."""
     if not isinstance(nic, dict):
         raise Invalid(field, nic, "Must be an object.")
     subnet = _named_subnet(call, where, nic, field)
-    network = _network(call, nic, subnet, field)
+    network = _network(call, nic, subnet, field, where.region, region_subnets)
     net_url = url_of(network.project, "global", "networks", network.name)
     if subnet is not None and store.body_of(subnet)["network"] != net_url:
         raise Invalid(f"{field}.subnetwork", nic.get("subnetwork"), "The subnetwork does not belong to the network.")
@@ -223,25 +232,48 @@ def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> 
     return subnet
 
 
-def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: str) -> Resource:
+def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: str, region: str | None = None,
+             region_subnets: dict[str, list[Resource]] | None = None) -> Resource:
     """The network named, else the subnetwork's, else the project's ``default``."""
     if nic.get("network"):
         ref = parse_ref(nic["network"], project=call.project, scope="global")
         if ref is None or ref.collection != "networks":
             raise Invalid(f"{field}.network", nic["network"], "The URL is malformed.")
         shared_vpc.check_network_use(call, ref.project, f"{field}.network", nic["network"])
-        return store.find(call.session, ref.project, "networks", "global", ref.name)
+        return _find_network(call.session, ref.project, ref.name, region, region_subnets)
     if subnet is not None:
         return store.find(call.session, subnet.project, "networks", "global",
                           store.body_of(subnet)["network"].rsplit("/", 1)[-1])
-    return store.find(call.session, call.project, "networks", "global", "default")
+    return _find_network(call.session, call.project, "default", region, region_subnets)
 
 
-def _default_subnet(call: Call, region: str, network: Resource, field: str) -> Resource:
-    """The auto-mode network's subnetwork in the region (a custom-mode one needs it named, see :func:`_nic`)."""
+def _find_network(session: Session, project: str, name: str, region: str | None,
+                  region_subnets: dict[str, list[Resource]] | None) -> Resource:
+    """The network, as :func:`~core.resources.store.find` finds it; given a region and somewhere
+    to put them, the project's subnetworks in that region are read with it (one statement, not
+    two: a NIC that names no subnetwork gets its network's in the region, :func:`_default_subnet`)."""
+    if region is None or region_subnets is None:
+        return store.find(session, project, "networks", "global", name)
+    network, subnets = None, []
+    for row in session.scalars(_NETWORK_AND_SUBNETS, {"project": project, "name": name, "scope": f"regions/{region}"}):
+        if row.collection == "networks":
+            network = row
+        else:
+            subnets.append(row)
+    if network is None:  # by numeric id, or NotFound
+        return store.find(session, project, "networks", "global", name)
+    region_subnets[project] = subnets
+    return network
+
+
+def _default_subnet(call: Call, region: str, network: Resource, field: str,
+                    subnets: list[Resource] | None = None) -> Resource:
+    """The auto-mode network's subnetwork in the region (a custom-mode one needs it named, see :func:`_nic`).
+    ``subnets``: the network's project's subnetworks in the region, by name, when the caller read them."""
     net_url = url_of(network.project, "global", "networks", network.name)
-    found = next((s for s in call.session.scalars(_SUBNETS, {"project": network.project, "scope": f"regions/{region}"})
-                  if store.body_of(s)["network"] == net_url), None)
+    if subnets is None:
+        subnets = list(call.session.scalars(_SUBNETS, {"project": network.project, "scope": f"regions/{region}"}))
+    found = next((s for s in subnets if store.body_of(s)["network"] == net_url), None)
     if found is None:
         raise Invalid(f"{field}.subnetwork", None, message=_NEEDS_SUBNET.format(field=field) +
                       f"Network '{network.name}' has no subnetwork in region '{region}'; specify a subnetwork.")
@@ -294,15 +326,16 @@ class Attached:
         return self.row.name if self.row is not None else str(self.spec["name"])
 
 
-def attached_disks(call: Call, where: Where, name: str, requested: object) -> tuple[list[dict[str, Any]],
-                                                                                   list[Attached]]:
+def attached_disks(call: Call, where: Where, name: str, requested: object,
+                   taken: dict[str, bool] | None = None) -> tuple[list[dict[str, Any]], list[Attached]]:
     """Validate ``disks`` (of an instance, or of a template's properties): returns (new disk specs, the
-    attached disks in order)."""
+    attached disks in order). ``taken``: whether each name of :func:`new_disk_names` is a disk of the
+    zone already, when the caller looked (else each new disk's name is looked up)."""
     if not isinstance(requested, list) or not requested:
         raise Required(where.field("disks"))
     attached: list[Attached] = []
     for i, d in enumerate(requested):
-        attached.append(_attached_disk(call, where, name, i, d, attached))
+        attached.append(_attached_disk(call, where, name, i, d, attached, taken or {}))
     if not bool(attached[0].request.get("boot", True)):
         raise Invalid(where.field("disks"), "", message=f"Invalid value for field '{where.field('disks')}': ''. "
                       "Exactly one boot disk must be specified, as the first disk.")
@@ -310,7 +343,23 @@ def attached_disks(call: Call, where: Where, name: str, requested: object) -> tu
     return [a.spec for a in attached if a.row is None and where.zone is not None], attached
 
 
-def _attached_disk(call: Call, where: Where, name: str, i: int, d: object, before: list[Attached]) -> Attached:
+def new_disk_names(name: str, requested: object) -> list[str]:
+    """The names of the new disks an instance named ``name`` asks for in ``disks`` (those it can
+    be told: a malformed entry is left to :func:`attached_disks` to refuse)."""
+    if not isinstance(requested, list):
+        return []
+    names = []
+    for i, d in enumerate(requested):
+        init = d.get("initializeParams") if isinstance(d, dict) else None
+        if isinstance(init, dict):
+            disk_name = init.get("diskName") or (name if d.get("boot", i == 0) else f"{name}-{i}")
+            if isinstance(disk_name, str):
+                names.append(disk_name)
+    return names
+
+
+def _attached_disk(call: Call, where: Where, name: str, i: int, d: object, before: list[Attached],
+                   taken: dict[str, bool]) -> Attached:
     field = where.field(f"disks[{i}]")
     if not isinstance(d, dict):
         raise Invalid(field, d, "Must be an object.")
@@ -326,7 +375,7 @@ def _attached_disk(call: Call, where: Where, name: str, i: int, d: object, befor
         default_name = name if boot else f"{name}-{i}"
         if where.zone is None:
             return _template_new_disk(call, d, boot, f"{field}.initializeParams", default_name)
-        return _new_disk(call, where.zone, d, boot, field, default_name, before)
+        return _new_disk(call, where.zone, d, boot, field, default_name, before, taken)
     raise Required(f"{field}.source")
 
 
@@ -369,7 +418,7 @@ def _named_disk(d: dict[str, Any], field: str, before: list[Attached]) -> Attach
 
 
 def _new_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], boot: bool, field: str, default_name: str,
-              before: list[Attached]) -> Attached:
+              before: list[Attached], taken: dict[str, bool]) -> Attached:
     init = d["initializeParams"]
     if boot and not (init.get("sourceImage") or init.get("sourceSnapshot")):
         raise Required(f"{field}.initializeParams.sourceImage")
@@ -378,7 +427,10 @@ def _new_disk(call: Call, zone: ZoneInfo, d: dict[str, Any], boot: bool, field: 
                        source_image=init.get("sourceImage"), source_snapshot=init.get("sourceSnapshot"),
                        labels=init.get("labels"), description=init.get("description", ""),
                        field=f"{field}.initializeParams")
-    if store.exists(call.session, call.project, "disks", f"zones/{zone.name}", disk_name):
+    exists = taken.get(disk_name) if isinstance(disk_name, str) else None
+    if exists is None:
+        exists = store.exists(call.session, call.project, "disks", f"zones/{zone.name}", disk_name)
+    if exists:
         raise AlreadyExists(path_of(call.project, f"zones/{zone.name}", "disks", disk_name))
     if any(a.row is None and a.spec["name"] == disk_name for a in before):
         raise Invalid(f"{field}.initializeParams.diskName", disk_name, "Disk names must be unique.")

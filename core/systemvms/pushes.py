@@ -1,0 +1,135 @@
+"""Pushing a router's configuration: render what changed (:mod:`core.systemvms.router`), hand the
+files to its host, record what it holds.
+
+A push is three steps (:func:`prepare`, :func:`send`, :func:`record`): the first and the last are
+write transactions, the middle one talks to the hypervisor outside any. :func:`push` runs them in
+transactions of their own; the network sync (:mod:`core.systemvms.sync`) joins the first to the
+transaction that plans it and the last to the one that ends its Operation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
+from core.jobs import JobContext
+from core.models import Resource, SystemVm
+from core.models.systemvm import RouterSyncState
+from core.systemvms import guests, vms
+from core.systemvms.router import RouterView, context, digest, render_view, view
+
+RECONCILE_SECONDS = 600.0  # a router's instance files are all rendered again at least this often
+
+
+def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collection[int] | None,
+                   full: bool) -> tuple[dict[str, str], list[int]]:
+    """The instances' files to push: of ``instances`` only, unless the router is new (``full``), its
+    network's context changed, or its last full pass is ``RECONCILE_SECONDS`` old (then of all)."""
+    gctx = context(v)
+    state = s.get(RouterSyncState, vm.uid)
+    now = time.time()
+    if full or instances is None or state is None or state.context != gctx.digest() or now - state.full_at > RECONCILE_SECONDS:
+        if state is None:
+            state = RouterSyncState(vm_uid=vm.uid, context="", full_at=0.0)
+            s.add(state)
+        state.context, state.full_at = gctx.digest(), now
+        instances = None
+    files, touched = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full)
+    v.domains = guests.domains(s, vm.uid)
+    return files, touched
+
+
+@dataclass(frozen=True)
+class Push:
+    """What a render decided to push to a router: the files that changed, to the VM on its host."""
+
+    uid: int
+    full: bool
+    version: int
+    host_id: int
+    driver: HypervisorDriver
+    ref: HostRef
+    changed: dict[str, str]
+    desired: dict[str, str]
+    touched: list[int]
+
+
+def push(ctx: JobContext, uid: int, *, full: bool = False, instances: Collection[int] | None = None) -> list[str]:
+    """Render the router's files and push those that changed (all of them with ``full``: a new VM).
+
+    The main files are rendered whole (they read no instance); of the instances' files only those of
+    ``instances`` (the ones that changed) are rendered, unless this is a full pass (see
+    :func:`_guest_changes`); None asks for a full pass. Records the rendered version (bumped when a
+    checksum changes) and, once the driver took the files, what the router holds. A router that does
+    not run is left to its deploy, which pushes everything; a failed push is recorded and retried by
+    the next sync (in full) or the watchdog.
+
+    """
+    with ctx.write() as s:
+        prepared = prepare(s, ctx, uid, full=full, instances=instances)
+    if prepared is None or not send(ctx, prepared):
+        return []
+    with ctx.write() as s:
+        return record(s, prepared)
+
+
+def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instances: Collection[int] | None = None,
+            network: Resource | None = None) -> Push | None:
+    """:func:`push`'s render, in the caller's write transaction: what to push, or None when nothing
+    is to be pushed (the router does not run, or holds every file already). ``network``: the
+    network's row, when the caller read it in this transaction."""
+    vm, res = vms.load(s, uid)
+    if vm is None or vm.kind != vms.ROUTER:
+        return None
+    v = view(s, vm, domains=False, network=network)  # _guest_changes reads them once it recorded the instances
+    guest_files, touched = _guest_changes(s, vm, v, instances, full)
+    files = render_view(v)
+    desired = {path: digest(content) for path, content in files.items()}
+    if desired != vms.checksums(vm.config_checksums) or guest_files:
+        vm.config_version += 1
+        vm.config_checksums = vms.dump(desired)
+    if res is None or vm.state != vms.RUNNING or res.host_id is None:  # res: never None with a vm
+        return None
+    held = {} if full else vms.checksums(vm.pushed_checksums)
+    changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
+    changed.update(guest_files)
+    if not changed:
+        vm.pushed_version = vm.config_version
+        return None
+    driver, ref = vms.driver_for(ctx.drivers, s, res.host_id)
+    return Push(uid, full, vm.config_version, res.host_id, driver, ref, changed, desired, touched)
+
+
+def send(ctx: JobContext, p: Push) -> bool:
+    """Hand the files to the router's host, outside any transaction; a failure is recorded on the
+    router (its instances' files marked stale) and warned about, and answers False."""
+    try:
+        p.driver.push_config(p.ref, p.uid, p.changed)
+    except DriverError as exc:
+        with ctx.write() as s:
+            vm, _ = vms.load(s, p.uid)
+            if vm is not None:
+                vm.last_error = f"configuration push failed: {exc}"[:400]
+                guests.mark_stale(s, vm.uid, p.touched)
+        ctx.warn("SYSTEM_VM_PUSH_FAILED", f"{p.ref.name}: {exc}")
+        return False
+    return True
+
+
+def record(s: Session, p: Push) -> list[str]:
+    """Record, in the caller's write transaction, that the router holds what :func:`send` pushed
+    (unless it moved meanwhile): the paths pushed."""
+    vm, res = vms.load(s, p.uid)
+    if vm is None or res is None or res.host_id != p.host_id:
+        return []
+    held = {} if p.full else vms.checksums(vm.pushed_checksums)
+    held.update({path: p.desired[path] for path in p.changed if path in p.desired})
+    vm.pushed_checksums = vms.dump({path: c for path, c in held.items() if path in p.desired})
+    vm.pushed_version = p.version
+    vm.pushed_at = time.time()
+    vm.last_error = None
+    return sorted(p.changed)
