@@ -141,9 +141,14 @@ _LIMIT: BindParameter[int] = bindparam("limit")
 _OFFSET: BindParameter[int] = bindparam("offset")
 
 
-def _page_statements(*columns: ColumnElement[Any] | InstrumentedAttribute[Any]) -> dict[tuple[str, bool], Prepared]:
-    """The page's statement, selecting ``columns``, for each order, first page or after a key."""
-    joined = select(*columns).outerjoin(ResourceRevision, ResourceRevision.resource_pk == Resource.pk).where(*_IN_SCOPE)
+def _page_statements(*columns: ColumnElement[Any] | InstrumentedAttribute[Any],
+                     revisions: bool = True) -> dict[tuple[str, bool], Prepared]:
+    """The page's statement, selecting ``columns`` (joined to the rows' revisions if they need
+    them), for each order, first page or after a key."""
+    joined = select(*columns)
+    if revisions:
+        joined = joined.outerjoin(ResourceRevision, ResourceRevision.resource_pk == Resource.pk)
+    joined = joined.where(*_IN_SCOPE)
     by_name = joined.order_by(Resource.name)
     by_created = joined.order_by(Resource.created.desc(), Resource.pk.desc())
     return {
@@ -155,6 +160,8 @@ def _page_statements(*columns: ColumnElement[Any] | InstrumentedAttribute[Any]) 
 
 
 _COMMITTED = _page_statements(Resource.name, Resource.created, *_VERSION, _BODY_ON_BASE)
+# A page whose versions nobody keeps (a page of another collection than the cached one) skips the join.
+_COMMITTED_BODIES = _page_statements(Resource.name, Resource.created, Resource.pk, _BODY_ON_BASE, revisions=False)
 _VERSIONS = _page_statements(*_VERSION)
 
 
@@ -207,12 +214,12 @@ def committed_rows(engine: Engine, project: str, collection: str, scope: str, or
     snapshot): what :func:`committed_versions` answers while these rows are unchanged."""
     params = _page_params(project, collection, scope, order, after, limit)
     params["canonical"], params["base"] = '"' + CANONICAL_BASE, '"' + base
-    rows = _COMMITTED[order, after is not None].all(engine, params)
+    rows = (_COMMITTED if versions is not None else _COMMITTED_BODIES)[order, after is not None].all(engine, params)
     if versions is not None:
-        versions.extend((pk, rev) for _, _, pk, rev, _ in rows)
+        versions.extend((row[2], row[3]) for row in rows)
     if order == "name":
-        return [([name], body) for name, _, _, _, body in rows]
-    return [([created, pk], body) for _, created, pk, _, body in rows]
+        return [([row[0]], row[-1]) for row in rows]
+    return [([row[1], row[2]], row[-1]) for row in rows]
 
 
 def committed_versions(engine: Engine, project: str, collection: str, scope: str, order: str,
