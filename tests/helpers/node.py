@@ -10,6 +10,10 @@ import subprocess
 import pytest
 
 NODE_DIR = os.environ.get("GSTACK_TEST_NODE_DIR", os.path.expanduser("~/.cache/gstack-tests/node"))
+# npm reaches its registry with the machine's own trust (NODE_EXTRA_CA_CERTS and the like), kept as
+# it was when the tests were collected: a TLS test's module runs with those settings removed
+# (tests.helpers.tls.environ), and an install made there failed the registry's certificate chain.
+MACHINE_ENV = dict(os.environ)
 
 
 def node_packages() -> str:
@@ -27,7 +31,7 @@ def node_packages() -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.isdir(installed):
             proc = subprocess.run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "--loglevel",
-                                   "error", NODE_PACKAGE], capture_output=True, text=True, timeout=300)
+                                   "error", NODE_PACKAGE], env=MACHINE_ENV, capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
                 pytest.skip(f"npm could not install {NODE_PACKAGE}: {(proc.stderr or proc.stdout)[-500:]}")
     return modules
