@@ -15,8 +15,10 @@ another one it did not wait for before, so no new deadlock and no error for a co
 
 On SQLite the counter itself (``sqlite_sequence``, transactional, and moved by deletes too) is a
 generation of the whole table: while it reads as it did, no page changed, which a read of one
-small row tells. PostgreSQL's sequence is not transactional (numbers are taken in one order and committed
-in another), so there pages are checked row by row.
+small row tells. PostgreSQL's sequence is not transactional (numbers are taken in one order and
+committed in another), so its last value is a generation only with a proof that every writer
+that took a number up to it has ended (:func:`core.resources.queries.generation_settled`); a
+delete takes a number there too. Otherwise pages are checked row by row.
 
 The triggers are made with the tables (``after_create`` of the metadata: ``create_schema`` makes a
 fresh database with ``create_all``); migration 0007 makes them on an older database.
@@ -48,6 +50,8 @@ _PAGE_COLUMNS = "body, name, created, project, collection, scope"
 _NEW_REVISION = ("DELETE FROM resource_revisions WHERE resource_pk = NEW.pk; "
                  "INSERT INTO resource_revisions (resource_pk) VALUES (NEW.pk)")
 _DROP_REVISION = "DELETE FROM resource_revisions WHERE resource_pk = OLD.pk"
+# The sequence behind ``rev`` (BIGSERIAL's name for it): its last value is PostgreSQL's generation.
+PG_SEQUENCE = "resource_revisions_rev_seq"
 # SQLite: a delete takes a number from the counter too, so that the counter (GENERATION) moves with
 # every write of a page column anywhere, and "unchanged" answers for every page at once.
 _SQLITE_BUMP = "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'resource_revisions'"
@@ -62,6 +66,7 @@ POSTGRESQL = [
 BEGIN
   IF TG_OP IN ('UPDATE', 'DELETE') THEN {_DROP_REVISION}; END IF;
   IF TG_OP IN ('UPDATE', 'INSERT') THEN {_NEW_REVISION}; END IF;
+  IF TG_OP = 'DELETE' THEN PERFORM nextval('{PG_SEQUENCE}'); END IF;
   RETURN NULL;
 END $$""",
     "CREATE TRIGGER resource_revision AFTER INSERT OR DELETE ON resources FOR EACH ROW "

@@ -32,7 +32,13 @@ from werkzeug.wrappers import Request
 
 from core.errors import ComputeError
 from core.resources import store
-from core.resources.queries import InvalidCursor, committed_generation, committed_versions, versions_text
+from core.resources.queries import (
+    InvalidCursor,
+    committed_generation,
+    committed_versions,
+    generation_settled,
+    versions_text,
+)
 from core.services import topology
 from gstack import metrics
 from gstack.api import instances
@@ -122,6 +128,8 @@ class FastReads:
             body = self.pages.unchanged(key, generation)
             if body is not None:
                 return body
+            if not generation_settled(self.engine):  # PostgreSQL: writers in flight, see its docstring
+                generation = None  # what is read now is kept, but vouched for by its rows alone
             if key in self.pages:  # kept, but written since: are its rows still as they were?
                 try:
                     now = committed_versions(self.engine, project, "instances", scope, params.order, params.after,

@@ -11,9 +11,10 @@ as the bodies. A revision (core/models/revision.py) is changed by the database o
 page columns and never handed out twice, so equal versions now mean the same rows, in the same
 order, with the same bodies: the same bytes. The check is made on every request against the
 database, so a write by any process (gunicorn's other workers, a ``gstack worker``) is seen at
-once; nothing here needs to be told of writes. On SQLite a generation of the whole table
-answers first (core/models/revision.py): while it has not moved since a page was last known
-current, the page is current, and the rows need not be asked. The cache holds at most :data:`MAX_BYTES`, the
+once; nothing here needs to be told of writes. A generation of the whole table answers first
+(core/models/revision.py): while it has not moved since a page was last known current, the page
+is current, and the rows need not be asked. (On PostgreSQL a generation vouches for a page only
+when no writer was in flight as it was read: core.resources.queries.generation_settled.) The cache holds at most :data:`MAX_BYTES`, the
 pages used least recently leaving first.
 """
 

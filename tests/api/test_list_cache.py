@@ -9,8 +9,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import requests
+from sqlalchemy import text
 
 from tests.conftest import PROJECT, ZONE, Server, unique, wait_op
 
@@ -81,3 +83,28 @@ def test_a_page_cached_by_another_process_follows_writes_made_here(server, gce, 
     assert _items(second, token)[name]["labels"] == {"seen": "elsewhere"}
     wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=name).execute())
     assert name not in _items(second, token)
+
+
+def test_a_write_in_flight_while_a_page_is_kept_is_seen_once_it_commits(server, gce):
+    """A writer that has written an instance's row but not committed while the page is asked (on
+    PostgreSQL it has taken its revision number then: the generation read names it): once it
+    commits, the next page shows the write. Kept under that generation alone, the page would be
+    served again unchanged, the sequence having no reason to move (core.resources.queries.generation_settled)."""
+    token = server.token()
+    name = unique("lcache")
+    _insert(gce, name)
+    assert _items(server, token)[name].get("description") != "in flight"
+    engine = server.engine()
+    try:
+        with engine.connect() as conn:
+            where = "WHERE project = :p AND collection = 'instances' AND name = :n"
+            body = orjson.loads(conn.execute(text(f"SELECT body FROM resources {where}"), {"p": PROJECT, "n": name})
+                                .scalar_one())
+            conn.execute(text(f"UPDATE resources SET body = :b {where}"),
+                         {"p": PROJECT, "n": name, "b": orjson.dumps({**body, "description": "in flight"}).decode()})
+            assert _items(server, token)[name].get("description") != "in flight"  # not committed: not seen; kept
+            conn.commit()
+    finally:
+        engine.dispose()
+    assert _items(server, token)[name]["description"] == "in flight"
+    wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=name).execute())

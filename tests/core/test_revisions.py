@@ -5,11 +5,12 @@ it; and writers of different rows of one scope do not wait for each other on the
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from sqlalchemy import Engine, text
 
-from core.resources.queries import committed_generation
+from core.resources.queries import committed_generation, generation_settled
 
 _UIDS = itertools.count(9_100_000_000)
 
@@ -77,20 +78,40 @@ def test_writers_of_one_scope_do_not_wait_for_each_other(engine):
     assert _rev(engine, a) != _rev(engine, b)
 
 
-def test_the_sqlite_generation_moves_with_every_write_of_a_page_column(engine):
-    """core.resources.queries.committed_generation: on SQLite the revision counter, moved by
-    inserts, page-column updates and deletes alike (not by other updates); None on PostgreSQL."""
-    if engine.dialect.name != "sqlite":
-        assert committed_generation(engine) is None
-        return
+def test_the_generation_moves_with_every_write_of_a_page_column(engine):
+    """core.resources.queries.committed_generation: SQLite's revision counter, PostgreSQL's
+    sequence, moved by inserts, page-column updates and deletes alike (not by other updates)."""
     pk = _insert(engine, "rev-e")
     seen = [committed_generation(engine)]
     for sql in ("UPDATE resources SET body = '{\"name\": \"rev-e\", \"z\": 1}' WHERE pk = :pk",
                 "DELETE FROM resources WHERE pk = :pk"):
         _write(engine, sql, pk=pk)
         seen.append(committed_generation(engine))
-        assert seen[-1] is not None and seen[-1] > seen[-2]
+        assert seen[-1] is not None and seen[-2] is not None and seen[-1] > seen[-2]
     other = _insert(engine, "rev-f")
     moved = committed_generation(engine)
     _write(engine, "UPDATE resources SET vcpus = 2 WHERE pk = :pk", pk=other)
     assert committed_generation(engine) == moved
+
+
+def test_a_generation_read_while_a_writer_is_in_flight_vouches_for_nothing(engine):
+    """core.resources.queries.generation_settled: PostgreSQL's sequence moves when a writer takes
+    its number, before it commits; while that writer runs, no page may be kept under the
+    generation that names its number. SQLite's counter moves at commit: always settled."""
+    pk = _insert(engine, "rev-g")
+    before = committed_generation(engine)
+    with engine.connect() as writer:
+        writer.execute(text("UPDATE resources SET body = '{\"name\": \"rev-g\", \"w\": 1}' WHERE pk = :pk"),
+                       {"pk": pk})
+        if engine.dialect.name == "postgresql":
+            assert committed_generation(engine) > before  # not committed, and yet moved
+            assert not generation_settled(engine)
+        else:
+            assert committed_generation(engine) == before
+            assert generation_settled(engine)
+        writer.commit()
+    # Settled again once it ended (other tests' writers of this database may be running: wait them out).
+    deadline = time.monotonic() + 30
+    while not generation_settled(engine):
+        assert time.monotonic() < deadline, "a writer's lock on resources outlived every test's writes"
+        time.sleep(0.05)
