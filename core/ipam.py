@@ -16,7 +16,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    literal,
+    literal_column,
     or_,
     select,
     text,
@@ -84,20 +84,28 @@ def _held(session: Session) -> set[str]:
     return memo[1]
 
 
-def pool_lock(session: Session, pools: list[str]) -> list[ColumnElement[Any]]:
-    """Columns that take the pools' locks (see :func:`_lock_pool`), for the caller to select along
-    with a statement of its own that returns exactly one row, before the addresses are allocated:
-    one round trip less for each pool. PostgreSQL only (an empty list elsewhere, and inside a
-    savepoint); the caller must run the statement before it allocates, in the same transaction."""
+def pool_lock(session: Session, pools: list[str]) -> tuple[list[ColumnElement[Any]], dict[str, str]]:
+    """Columns that take the pools' locks (see :func:`_lock_pool`), and their parameters, for the
+    caller to select along with a statement of its own that returns exactly one row, before the
+    addresses are allocated: one round trip less for each pool. PostgreSQL only (nothing elsewhere,
+    and inside a savepoint); the caller must run the statement before it allocates, in the same
+    transaction."""
     if not pools or session.get_bind().dialect.name != "postgresql" or session.in_nested_transaction():
-        return []
+        return [], {}
     tx = session.get_transaction()
     memo: tuple[object, set[str]] | None = session.info.get(_HELD)
     if memo is None or memo[0] is not tx:
         memo = session.info[_HELD] = (tx, set())
     memo[1].update(pools)
-    return [func.pg_advisory_xact_lock(literal(1), func.hashtext(literal(pool))).label(f"pool_lock_{i}")
-            for i, pool in enumerate(sorted(set(pools)))]
+    ordered = sorted(set(pools))  # always in one order: two transactions never wait for each other's
+    return pool_lock_columns(len(ordered)), {f"pool_lock_{i}": pool for i, pool in enumerate(ordered)}
+
+
+@functools.cache
+def pool_lock_columns(n: int) -> list[ColumnElement[Any]]:
+    """The columns of :func:`pool_lock` for ``n`` pools (parameters ``pool_lock_0`` ...), made once."""
+    return [func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(bindparam(f"pool_lock_{i}", type_=String)))
+            .label(f"pool_lock_{i}") for i in range(n)]
 
 
 # Advisory locks of two keys (class, hash) never meet the one-key ones; class 1 is IPAM's pools,

@@ -123,15 +123,17 @@ class Counter(NamedTuple):
     size_gb: float | None
 
 
-def check_usage_column(session: Session, project: str, region: str) -> ColumnElement[Any] | None:
+def check_usage_column(session: Session) -> ColumnElement[Any] | None:
     """What :func:`check_region` reads, as one column (a JSON array of its rows) for the caller to
     select along with a statement of its own that returns one row, before the check: one round trip
-    less. PostgreSQL only (None elsewhere); hand the value to :func:`counters_of`."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    rows = _CHECK_USAGE.params(project=project, region=region).subquery("usage")
-    return (select(func.json_agg(func.json_build_array(*rows.c))).select_from(rows)
-            .scalar_subquery().label("usage_counters"))
+    less. Its parameters are ``project`` (the name) and ``region``. PostgreSQL only (None
+    elsewhere); hand the value to :func:`counters_of`."""
+    return _USAGE_COLUMN if session.get_bind().dialect.name == "postgresql" else None
+
+
+_USAGE_ROWS = _CHECK_USAGE.subquery("usage")
+_USAGE_COLUMN = (select(func.json_agg(func.json_build_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
+                 .scalar_subquery().label("usage_counters"))
 
 
 def counters_of(value: Any) -> list[Counter]:

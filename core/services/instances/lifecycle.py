@@ -7,9 +7,10 @@ answers with an Operation born DONE, as GCE does.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NoReturn
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
 
 from core import ipam, quotas
 from core.catalog import MachineType
@@ -82,16 +83,23 @@ def _project(call: Call, zone: ZoneInfo, nics: list[spec.ParsedNic]) -> tuple[Pr
     allocation comes later in this transaction and asks for none): three round trips in one.
     Elsewhere the project alone (None: the quota check reads its counters)."""
     session = call.session
-    usage = quotas.check_usage_column(session, call.project, zone.region.name)
+    usage = quotas.check_usage_column(session)
     if usage is None:
         return projects.get(session, call.project), None
-    locks = ipam.pool_lock(session, [addresses.subnet_pool(n.subnet) for n in nics if not n.request.get("networkIP")])
-    row = session.execute(select(Project, usage, *locks).where(Project.name == call.project)).first()
+    locks, params = ipam.pool_lock(session, [addresses.subnet_pool(n.subnet) for n in nics
+                                             if not n.request.get("networkIP")])
+    params.update(project=call.project, region=zone.region.name)
+    row = session.execute(_project_statement(usage, len(locks)), params).first()
     if row is None:  # named by its number: the usual reads, and the locks taken on their own
         if locks:
-            session.execute(select(*locks))
+            session.execute(select(*locks), params)
         return projects.get(session, call.project), None
     return row[0], quotas.counters_of(row[1])
+
+
+@functools.cache
+def _project_statement(usage: ColumnElement[Any], pools: int) -> Select[Any]:
+    return select(Project, usage, *ipam.pool_lock_columns(pools)).where(Project.name == bindparam("project"))
 
 
 def _template_in_zone(call: Call, zone: ZoneInfo, source: str) -> dict[str, Any]:
