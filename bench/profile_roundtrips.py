@@ -3,8 +3,9 @@
 statement, BEGIN, COMMIT and pool ping waits for the server (goal 6 of issue 15).
 
 Counted on the client side: every statement SQLAlchemy sends (``before_cursor_execute``), every
-transaction's BEGIN (psycopg sends it before the first statement), COMMIT and ROLLBACK, and every
-ping of a pooled connection. ``-v`` prints the statements of the last insert and
+transaction's BEGIN (psycopg sends it before the first statement), COMMIT and ROLLBACK, every
+ping of a pooled connection, and every statement run outside a Session (``core.db.Prepared``,
+autocommit: counted as statements, listed as ``prepared: ...``). ``-v`` prints the statements of the last insert and
 of one job run.
 
 Usage: ``python3 -m bench.profile_roundtrips [sqlite|postgresql] [-v]``."""
@@ -66,6 +67,18 @@ class Counter:
             return ping(dbapi_conn)
 
         engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
+        from core.db import Prepared
+
+        run = Prepared.all
+        counter = self
+
+        def counted_all(prepared, bind, params):
+            if bind is engine:
+                counter.counts["statements"] += 1
+                counter.log.append("prepared: " + " ".join(prepared._sql(bind)[0].split())[:390])
+            return run(prepared, bind, params)
+
+        Prepared.all = counted_all
 
     def _add(self, what: str) -> None:
         self.counts[what] += 1

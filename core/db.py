@@ -406,7 +406,10 @@ class Prepared:
                 try:
                     driver.autocommit = False  # as the pool hands connections out
                 except Exception:  # the connection broke (the statement's error is on its way)
-                    conn.invalidate()
+                    # As a Session's statement would on a disconnect: every pooled connection made
+                    # before this one is suspect too (the server went away or was restarted), and is
+                    # replaced at its next checkout instead of failing the next statement of its own.
+                    engine.pool._invalidate(conn)
             conn.close()  # back to the pool
 
     def scalar(self, engine: Engine, params: dict[str, object]) -> object:

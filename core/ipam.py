@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, String, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -33,7 +47,7 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
     conn = flushed_connection(session)
-    _lock_pool(conn, pool)
+    _lock_pool(session, conn, pool)
     params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last}
     taken = conn.execute(_take_next(conn.dialect.name), params).scalar()
     if taken is None:  # the top of the range is taken: fill the lowest gap left by released addresses
@@ -47,12 +61,51 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     return str(ipaddress.ip_address(taken))
 
 
-def _lock_pool(conn: Connection, pool: str) -> None:
+def _lock_pool(session: Session, conn: Connection, pool: str) -> None:
     """Make this transaction the pool's only writer until it ends (PostgreSQL: a transaction-scoped
     advisory lock on the pool's name; SQLite has one writer at a time anyway). Without it two
-    transactions read the same highest address and all but one clash, again and again under load."""
-    if conn.dialect.name == "postgresql":
+    transactions read the same highest address and all but one clash, again and again under load.
+    A lock the transaction took already (:func:`pool_lock`) is not asked for again."""
+    if conn.dialect.name == "postgresql" and pool not in _held(session):
         conn.execute(_LOCK_POOL, {"pool": pool})
+
+
+_HELD = "gstack.ipam.held_pools"
+
+
+def _held(session: Session) -> set[str]:
+    """The pools whose lock this transaction took in a statement of its caller's (:func:`pool_lock`).
+    Inside a savepoint nothing counts as held: a savepoint that rolls back releases what it took."""
+    if session.in_nested_transaction():
+        return set()
+    memo: tuple[object, set[str]] | None = session.info.get(_HELD)
+    if memo is None or memo[0] is not session.get_transaction():
+        return set()
+    return memo[1]
+
+
+def pool_lock(session: Session, pools: list[str]) -> tuple[list[ColumnElement[Any]], dict[str, str]]:
+    """Columns that take the pools' locks (see :func:`_lock_pool`), and their parameters, for the
+    caller to select along with a statement of its own that returns exactly one row, before the
+    addresses are allocated: one round trip less for each pool. PostgreSQL only (nothing elsewhere,
+    and inside a savepoint); the caller must run the statement before it allocates, in the same
+    transaction."""
+    if not pools or session.get_bind().dialect.name != "postgresql" or session.in_nested_transaction():
+        return [], {}
+    tx = session.get_transaction()
+    memo: tuple[object, set[str]] | None = session.info.get(_HELD)
+    if memo is None or memo[0] is not tx:
+        memo = session.info[_HELD] = (tx, set())
+    memo[1].update(pools)
+    ordered = sorted(set(pools))  # always in one order: two transactions never wait for each other's
+    return pool_lock_columns(len(ordered)), {f"pool_lock_{i}": pool for i, pool in enumerate(ordered)}
+
+
+@functools.cache
+def pool_lock_columns(n: int) -> list[ColumnElement[Any]]:
+    """The columns of :func:`pool_lock` for ``n`` pools (parameters ``pool_lock_0`` ...), made once."""
+    return [func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(bindparam(f"pool_lock_{i}", type_=String)))
+            .label(f"pool_lock_{i}") for i in range(n)]
 
 
 # Advisory locks of two keys (class, hash) never meet the one-key ones; class 1 is IPAM's pools,
@@ -85,7 +138,7 @@ def _take(dialect: str) -> ReturningInsert[int]:
 def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
     """Take one given address; False if it is taken (also by a concurrent transaction)."""
     conn = flushed_connection(session)
-    _lock_pool(conn, pool)
+    _lock_pool(session, conn, pool)
     params = {"pool": pool, "address": int(ipaddress.ip_address(address)), "owner_uid": owner_uid}
     return conn.execute(_take(conn.dialect.name), params).scalar() is not None
 

@@ -8,17 +8,37 @@ longest ago goes first (:func:`fair_order`; ties go to the older job). A burst o
 inserts in one project so delays another project's single job by about one job per project ahead
 of it, not by the burst.
 
-A claim is one transaction: it reads the candidates (on PostgreSQL ``FOR UPDATE SKIP LOCKED``, so
-workers of several processes never take the same job or wait for each other's rows) and takes
-them with a lease. On SQLite the write transaction itself serialises claims.
+On SQLite a claim is one write transaction (which serialises claims): it reads the candidates and
+takes them with a lease. On PostgreSQL it is two statements, each its own transaction
+(autocommit, :func:`claim_postgres`): the candidates are read without a lock, and the take locks
+and re-checks them (``FOR UPDATE SKIP LOCKED`` inside the UPDATE), so workers of several processes
+never take the same job or wait for each other's rows. No BEGIN and no COMMIT: a claim that finds
+nothing costs one round trip, not three, and one that finds a job two, not four.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, bindparam, exists, func, literal, literal_column, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Engine,
+    Integer,
+    Row,
+    String,
+    all_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
@@ -30,44 +50,64 @@ from core.models import Operation
 UNFINISHED = ("PENDING", "RUNNING")
 
 
-def _claimable(fair: bool) -> Select[tuple[int, str, str, int]]:
+def _unfinished(constants: bool) -> tuple[Any, ...]:
+    """The unfinished statuses, as SQL constants for a :class:`~core.db.Prepared` statement (whose
+    parameters must all be named ones given at each run)."""
+    return tuple(literal_column(f"'{s}'") for s in UNFINISHED) if constants else UNFINISHED
+
+
+def _claimable(fair: bool, prepared: bool = False) -> Select[tuple[int, str, str, int]]:
     """Jobs a worker may take now: unfinished, not leased (or their lease lapsed), first on their
     target, and not of the kinds ``held`` (a batch of that kind runs, see
     :attr:`~core.jobs.handlers.JobHandler.coalesce`). ``fair`` orders them round-robin by project
-    (see the module's docstring); unfair, by age only (enough to ask whether there is any)."""
+    (see the module's docstring); unfair, by age only (enough to ask whether there is any).
+    ``prepared``: spelled for :class:`~core.db.Prepared` on PostgreSQL (``held`` an array)."""
     earlier = aliased(Operation)
     now: BindParameter[float] = bindparam("now")
+    unfinished = _unfinished(prepared)
+    not_held: ColumnElement[bool] = (Operation.job != all_(bindparam("held", type_=ARRAY(String))) if prepared
+                                     else Operation.job.not_in(bindparam("held", expanding=True)))
     query = (
         select(Operation.pk, Operation.job, Operation.project)
-        .where(Operation.status.in_(UNFINISHED), Operation.job.not_in(bindparam("held", expanding=True)),
+        .where(Operation.status.in_(unfinished), not_held,
                (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
-                               earlier.status.in_(UNFINISHED)))
+                               earlier.status.in_(unfinished)))
         .limit(bindparam("limit"))
     )
     if not fair:
         return query.add_columns(literal(0).label("turn")).order_by(Operation.pk)
     turns = (select(Operation.pk, func.row_number().over(partition_by=Operation.project, order_by=Operation.pk)
                     .label("turn"))
-             .where(Operation.status.in_(UNFINISHED)).subquery("turns"))
+             .where(Operation.status.in_(unfinished)).subquery("turns"))
     return (query.add_columns(turns.c.turn).join(turns, turns.c.pk == Operation.pk)
             .order_by(turns.c.turn, Operation.pk))
 
 
 ANY_CLAIMABLE = _claimable(fair=False)
 CLAIMABLE = _claimable(fair=True)
-# PostgreSQL: lock the Operation rows only (the window over the queue cannot be locked, nor need be).
-CLAIMABLE_LOCKED = _claimable(fair=True).with_for_update(skip_locked=True, of=Operation)
 TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
     lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
     status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
 ).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts
             ).execution_options(synchronize_session=False)  # the claim's session holds no Operation object
-# PostgreSQL: the claim commits without waiting for the disk (see core.db.unflushed_commit), said in
-# the TAKE's own RETURNING (set_config(..., is_local) is SET LOCAL) instead of a statement before
-# it: one round trip less per claim. The TAKE returns a row for each job taken, so it is said
-# whenever the claim writes anything.
-TAKE_UNFLUSHED = TAKE.returning(func.set_config("synchronous_commit", "off", True).label("unflushed"))
+# PostgreSQL (see the module's docstring): the candidates, read without a lock; and the take, which
+# locks those still free (skipping any another transaction holds: a worker taking it, or a request
+# joining a pending router sync, core.systemvms.sync) and leases them, in one statement. The lease
+# is committed without waiting for the disk (see core.db.unflushed_commit): set_config(..., is_local)
+# lasts until the statement's own transaction commits.
+_CANDIDATES = Prepared(_claimable(fair=True, prepared=True))
+_FREE = (select(Operation.pk)
+         .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(_unfinished(True)),
+                (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < bindparam("now")))
+         .with_for_update(skip_locked=True))
+_TAKE_FREE = Prepared(update(Operation).where(Operation.pk.in_(_FREE.scalar_subquery())).values(
+    lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"),
+    attempts=Operation.attempts + literal_column("1"), status=literal_column("'RUNNING'"),
+    start_time=func.coalesce(Operation.start_time, bindparam("now")),
+).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts,
+            func.set_config(literal_column("'synchronous_commit'"), literal_column("'off'"),
+                            literal_column("true"))))
 # A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
 # router sync): it becomes claimable then.
 _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
@@ -91,7 +131,7 @@ class Rotation:
         self._claims = 0
         self._lock = threading.Lock()
 
-    def fair_order(self, found: Sequence[Row[tuple[int, str, str, int]]]) -> list[tuple[int, str]]:
+    def fair_order(self, found: Sequence[Candidate | Row[tuple[int, str, str, int]]]) -> list[tuple[int, str]]:
         """The candidates (pk, kind) in the order to take them: by turn, then by when this process
         last served their project, then by age."""
         with self._lock:
@@ -116,3 +156,39 @@ def batch_of(found: list[tuple[int, str]], batches: bool) -> list[int]:
     if not batches:
         return [found[0][0]]
     return [pk for pk, kind in found if kind == first]
+
+
+class Candidate(NamedTuple):
+    pk: int
+    job: str
+    project: str
+    turn: int
+
+
+class Taken(NamedTuple):
+    pk: int
+    job: str
+    project: str
+    params: str
+    attempts: int
+
+
+TRIES = 3  # candidate reads a PostgreSQL claim makes when others took every job it found first
+
+
+def claim_postgres(bind: Engine, params: dict[str, Any], rotation: Rotation,
+                   batches: Callable[[str], bool]) -> list[Taken]:
+    """A claim on PostgreSQL (see the module's docstring): the jobs taken, in no order, all of one
+    kind. ``batches(kind)``: whether that kind's handler runs batches (:func:`batch_of`). When other
+    workers took every job this one found first, it looks again (at most ``TRIES`` times), so
+    that the jobs behind those are not left waiting for the next wake-up."""
+    for _ in range(TRIES):
+        found = rotation.fair_order([Candidate(*r) for r in _CANDIDATES.all(bind, params)])
+        if not found:
+            return []
+        pks = batch_of(found, batches(found[0][1]))
+        taken = [Taken(*r[:5]) for r in _TAKE_FREE.all(bind, {
+            "pks": pks, "owner": params["owner"], "expiry": params["expiry"], "now": params["now"]})]
+        if taken:
+            return taken
+    return []

@@ -29,10 +29,11 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
+from sqlalchemy import ColumnElement, Row, Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Prepared, unflushed_commit, write_session
@@ -357,32 +358,44 @@ class JobEngine:
         later. A claimed batch of a coalescing kind holds that kind until :meth:`_run_claimed`
         ends it."""
         now = time.time()
-        params = {"now": now, "limit": BATCH_SIZE, "held": list(held or ())}
-        # SQLite: look first without the write lock, so that idle workers do not queue behind API
-        # writes. PostgreSQL has no such lock (the claim skips rows others hold): the look would cost
-        # an idle worker as many round trips as the claim, and a busy one four more per claim.
-        if not self.postgres:
-            with self.factory() as session:
-                if session.execute(claims.ANY_CLAIMABLE, {**params, "limit": 1}).first() is None:
-                    return []
-        with write_session(self.factory) as session:
-            query = claims.CLAIMABLE_LOCKED if self.postgres else claims.CLAIMABLE
-            found = self._rotation.fair_order(session.execute(query, params).all())
-            if not found:
-                return []
-            handler = HANDLERS.get(found[0][1])
-            pks = claims.batch_of(found, handler is not None and handler.batch is not None)
-            # Unflushed (PostgreSQL): a lease lost in a crash lapses anyway, the job is claimed again.
-            take = claims.TAKE_UNFLUSHED if self.postgres else claims.TAKE
-            rows = session.execute(take, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
-                                          "now": now}).all()
+        params: dict[str, Any] = {"now": now, "limit": BATCH_SIZE, "held": list(held or ())}
+        if self.postgres:  # two autocommit statements, see core.jobs.claims
+            rows: Sequence[claims.Taken | Row[int, str, str, str, int]] = claims.claim_postgres(
+                self.factory.kw["bind"], {**params, "owner": self.owner, "expiry": now + LEASE_SECONDS},
+                self._rotation, self._batches_kind)
+        else:
+            rows = self._claim_sqlite(params)
+        if not rows:
+            return []
+        kind = rows[0].job
+        handler = HANDLERS.get(kind)
         self._rotation.served({r.project for r in rows})
         with self._running_lock:
-            self._running.update(pks)
+            self._running.update(r.pk for r in rows)
             if handler is not None and handler.coalesce:
-                self._batches[found[0][1]] = self._batches.get(found[0][1], 0) + 1
+                self._batches[kind] = self._batches.get(kind, 0) + 1
         return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job)
                 for r in sorted(rows, key=lambda r: r.pk)]
+
+    @staticmethod
+    def _batches_kind(kind: str) -> bool:
+        handler = HANDLERS.get(kind)
+        return handler is not None and handler.batch is not None
+
+    def _claim_sqlite(self, params: dict[str, Any]) -> Sequence[Row[int, str, str, str, int]]:
+        """SQLite's claim: look first without the write lock, so that idle workers do not queue
+        behind API writes; then read and take the candidates in one write transaction."""
+        with self.factory() as session:
+            if session.execute(claims.ANY_CLAIMABLE, {**params, "limit": 1}).first() is None:
+                return []
+        with write_session(self.factory) as session:
+            found = self._rotation.fair_order(session.execute(claims.CLAIMABLE, params).all())
+            if not found:
+                return []
+            pks = claims.batch_of(found, self._batches_kind(found[0][1]))
+            now = params["now"]
+            return session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
+                                                 "now": now}).all()
 
     def _context(self, pk: int, project: str, params: dict[str, Any], attempts: int, job_name: str) -> JobContext:
         """A job's context. Warnings decided when the request was taken (``params["warnings"]``) are

@@ -99,14 +99,22 @@ def _name_instance(entry: tuple[Operation, set[int]], instance_uid: int | None) 
 _PENDING = select(Operation).where(
     Operation.job == SYNC_JOB, Operation.target_id == bindparam("target"), Operation.status == "PENDING",
     Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
+# The same, of the network named (its uid read in the same statement): a burst's requests find one
+# pending and join it without reading the network's row first (one round trip instead of two).
+_NETWORK_UID = select(Resource.uid).where(
+    Resource.project == bindparam("project"), Resource.collection == "networks", Resource.scope == "global",
+    Resource.name == bindparam("name")).scalar_subquery()
+_PENDING_OF_NETWORK = select(Operation).where(
+    Operation.job == SYNC_JOB, Operation.target_id == _NETWORK_UID, Operation.status == "PENDING",
+    Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
 
 
 def request_sync(session: Session, project: str, network_url: str, instance_uid: int | None = None) -> None:
     """Record, in the caller's transaction, that the network's routers must be rendered again (of
     the instances' files, ``instance_uid``'s: the instance whose change it is, if any).
 
-    Cheap and idempotent: per network and transaction, the network's row, the pending request's
-    (joined rather than duplicated), and when none is pending one read of the last sync's timing
+    Cheap and idempotent: per network and transaction, the pending request's row (joined rather
+    than duplicated; read with the network's uid), and when none is pending the network's row, one read of the last sync's timing
     (which carries the workers' announcement, PostgreSQL) and one INSERT whose row holds all of
     the request: its instance and its not-before time. The SELECT of the pending request takes its
     row lock on PostgreSQL (FOR UPDATE), so a worker cannot claim it before this transaction commits
@@ -120,6 +128,10 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
     if entry is not None:
         _name_instance(entry, instance_uid)
         return
+    pending = session.scalar(_PENDING_OF_NETWORK, {"project": net_project, "name": name})
+    if pending is not None:
+        _join(session, url, pending, instance_uid)
+        return
     network = store.find_optional(session, net_project, "networks", "global", name)
     if network is not None:
         target = network.uid
@@ -127,11 +139,10 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
         target = session.scalar(select(SystemVm.network_uid).where(SystemVm.network_url == url).limit(1))
         if target is None:
             return
-    pending = session.scalar(_PENDING, {"target": target})
-    if pending is not None:
-        pending.progress = 0
-        _name_instance(_remember(session, url, pending), instance_uid)
-        return
+        pending = session.scalar(_PENDING, {"target": target})
+        if pending is not None:
+            _join(session, url, pending, instance_uid)
+            return
     vms.ensure_system_project(session)
     params: dict[str, Any] = {"project": net_project, "network": url, "network_uid": target}
     if instance_uid is not None:
@@ -140,6 +151,12 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
                      target_path=path_of(net_project, "global", "networks", name), params=params,
                      not_before=_not_before(session, target), announced=True)
     _remember(session, url, op)
+
+
+def _join(session: Session, url: str, pending: Operation, instance_uid: int | None) -> None:
+    """Join the pending request (naming the instance): it starts over at progress 0."""
+    pending.progress = 0
+    _name_instance(_remember(session, url, pending), instance_uid)
 
 
 def _not_before(session: Session, target: int) -> float | None:

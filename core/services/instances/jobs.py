@@ -24,7 +24,6 @@ from core.resources import store
 from core.services import addresses, disks, guest_attributes, instance_groups
 from core.services.instances import states
 from core.services.instances.rows import (
-    BY_UIDS,
     BY_UIDS_LOCKED,
     HOSTS,
     attached_rows,
@@ -129,10 +128,9 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
     disks, each zone's capacity (read once, see :class:`~core.planner.ZoneCapacity`), one progress
     update and one router sync request per network. A VM that is placed already, or that finds
     no room, is left out: its single run places it, or fails it with the usual error."""
-    rows = {r.uid: r for r in s.scalars(BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
-    new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in s.scalars(
-        BY_UIDS, {"uids": [uid for c in ctxs for uid in c.params.get("created_disks", [])]})}
-    disk_by_uid = {d.uid: d for d in new_disks.values()}
+    rows, created = _locked_with_disks(s, ctxs)
+    new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in created}
+    disk_by_uid = {d.uid: d for d in created}
     capacity: dict[int, planner.ZoneCapacity] = {}
     staged: list[Staged] = []
     for ctx in ctxs:
@@ -153,6 +151,15 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
     for ctx, *_ in staged:  # one request per network: request_sync remembers it within the transaction
         sync_routers(s, rows[ctx.params["uid"]])
     return staged
+
+
+def _locked_with_disks(s: Session, ctxs: list[JobContext]) -> tuple[dict[int, Resource], list[Resource]]:
+    """The jobs' instance rows (by uid) and the disks their inserts created, in one read that locks
+    them all: the staging and the end of a batch both change both (one round trip instead of two)."""
+    uids = {c.params["uid"] for c in ctxs}
+    found = list(s.scalars(BY_UIDS_LOCKED, {"uids": [*uids, *(d for c in ctxs for d in c.params.get("created_disks", ()))]}))
+    return ({r.uid: r for r in found if r.uid in uids and r.collection == "instances"},
+            [r for r in found if r.collection == "disks"])
 
 
 def _place_with_disks(zone: planner.ZoneCapacity, res: Resource, new_disks: list[Resource]) -> Host | None:
@@ -179,7 +186,7 @@ def _mark_running(ctxs: list[JobContext], s: Session) -> None:
     """The VMs run: RUNNING, their new disks READY, and their Operations DONE in the same
     transaction; one query for each kind of row, however many VMs. A VM's CPU platform is its
     host's, as staging read it (``scratch``); the hosts are read only for VMs staged elsewhere."""
-    rows = {r.uid: r for r in s.scalars(BY_UIDS_LOCKED, {"uids": [c.params["uid"] for c in ctxs]})}
+    rows, created = _locked_with_disks(s, ctxs)
     platforms: dict[int | None, str] = {}
     for ctx in ctxs:
         res = rows.get(ctx.params["uid"])
@@ -188,8 +195,7 @@ def _mark_running(ctxs: list[JobContext], s: Session) -> None:
     unknown = list({r.host_id for r in rows.values()} - set(platforms))
     if unknown:
         platforms.update({h.id: h.cpu_platform for h in s.scalars(HOSTS, {"ids": unknown})})
-    created = [uid for c in ctxs for uid in c.params.get("created_disks", [])]
-    for d in s.scalars(BY_UIDS, {"uids": created}):
+    for d in created:
         disks.mark_ready(d)
     now = rfc3339(time.time())
     done = []
