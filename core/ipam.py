@@ -74,13 +74,15 @@ _HELD = "gstack.ipam.held_pools"
 
 
 def _held(session: Session) -> set[str]:
-    """The pools whose lock this transaction took in a statement of its caller's (:func:`pool_lock`).
-    Inside a savepoint nothing counts as held: a savepoint that rolls back releases what it took."""
+    """The pools whose lock this transaction took in a statement of its caller's (:func:`pool_lock`),
+    a set that lasts as long as the transaction. Inside a savepoint nothing counts as held (a new
+    set each time): a savepoint that rolls back releases what it took."""
     if session.in_nested_transaction():
         return set()
+    tx = session.get_transaction()
     memo: tuple[object, set[str]] | None = session.info.get(_HELD)
-    if memo is None or memo[0] is not session.get_transaction():
-        return set()
+    if memo is None or memo[0] is not tx:
+        memo = session.info[_HELD] = (tx, set())
     return memo[1]
 
 
@@ -92,11 +94,7 @@ def pool_lock(session: Session, pools: list[str]) -> tuple[list[ColumnElement[An
     transaction."""
     if not pools or session.get_bind().dialect.name != "postgresql" or session.in_nested_transaction():
         return [], {}
-    tx = session.get_transaction()
-    memo: tuple[object, set[str]] | None = session.info.get(_HELD)
-    if memo is None or memo[0] is not tx:
-        memo = session.info[_HELD] = (tx, set())
-    memo[1].update(pools)
+    _held(session).update(pools)
     ordered = sorted(set(pools))  # always in one order: two transactions never wait for each other's
     return pool_lock_columns(len(ordered)), {f"pool_lock_{i}": pool for i, pool in enumerate(ordered)}
 

@@ -41,7 +41,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
-from sqlalchemy.sql.elements import BindParameter
 
 from core.db import Prepared
 from core.models import Operation
@@ -56,6 +55,16 @@ def _unfinished(constants: bool) -> tuple[Any, ...]:
     return tuple(literal_column(f"'{s}'") for s in UNFINISHED) if constants else UNFINISHED
 
 
+# A job no worker holds: never leased, or its lease lapsed (or, unclaimed, its not-before time passed).
+_LEASE_FREE = (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < bindparam("now"))
+# What a claim writes of each job it takes, and reads back (the constants spelled in the SQL: the
+# PostgreSQL take is a Prepared statement, whose parameters are all named ones given at each run).
+_LEASE = {"lease_owner": bindparam("owner"), "lease_expiry": bindparam("expiry"),
+          "attempts": Operation.attempts + literal_column("1"), "status": literal_column("'RUNNING'"),
+          "start_time": func.coalesce(Operation.start_time, bindparam("now"))}
+_TAKEN = (Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
+
+
 def _claimable(fair: bool, prepared: bool = False) -> Select[tuple[int, str, str, int]]:
     """Jobs a worker may take now: unfinished, not leased (or their lease lapsed), first on their
     target, and not of the kinds ``held`` (a batch of that kind runs, see
@@ -63,14 +72,13 @@ def _claimable(fair: bool, prepared: bool = False) -> Select[tuple[int, str, str
     (see the module's docstring); unfair, by age only (enough to ask whether there is any).
     ``prepared``: spelled for :class:`~core.db.Prepared` on PostgreSQL (``held`` an array)."""
     earlier = aliased(Operation)
-    now: BindParameter[float] = bindparam("now")
     unfinished = _unfinished(prepared)
     not_held: ColumnElement[bool] = (Operation.job != all_(bindparam("held", type_=ARRAY(String))) if prepared
                                      else Operation.job.not_in(bindparam("held", expanding=True)))
     query = (
         select(Operation.pk, Operation.job, Operation.project)
         .where(Operation.status.in_(unfinished), not_held,
-               (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < now),
+               _LEASE_FREE,
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
                                earlier.status.in_(unfinished)))
         .limit(bindparam("limit"))
@@ -86,11 +94,9 @@ def _claimable(fair: bool, prepared: bool = False) -> Select[tuple[int, str, str
 
 ANY_CLAIMABLE = _claimable(fair=False)
 CLAIMABLE = _claimable(fair=True)
-TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
-    lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"), attempts=Operation.attempts + 1,
-    status="RUNNING", start_time=func.coalesce(Operation.start_time, bindparam("now")),
-).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts
-            ).execution_options(synchronize_session=False)  # the claim's session holds no Operation object
+TAKE = (update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(**_LEASE)
+        .returning(*_TAKEN)
+        .execution_options(synchronize_session=False))  # the claim's session holds no Operation object
 # PostgreSQL (see the module's docstring): the candidates, read without a lock; and the take, which
 # locks those still free (skipping any another transaction holds: a worker taking it, or a request
 # joining a pending router sync, core.systemvms.sync) and leases them, in one statement. The lease
@@ -99,15 +105,10 @@ TAKE = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)
 _CANDIDATES = Prepared(_claimable(fair=True, prepared=True))
 _FREE = (select(Operation.pk)
          .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(_unfinished(True)),
-                (Operation.lease_expiry.is_(None)) | (Operation.lease_expiry < bindparam("now")))
+                _LEASE_FREE)
          .with_for_update(skip_locked=True))
-_TAKE_FREE = Prepared(update(Operation).where(Operation.pk.in_(_FREE.scalar_subquery())).values(
-    lease_owner=bindparam("owner"), lease_expiry=bindparam("expiry"),
-    attempts=Operation.attempts + literal_column("1"), status=literal_column("'RUNNING'"),
-    start_time=func.coalesce(Operation.start_time, bindparam("now")),
-).returning(Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts,
-            func.set_config(literal_column("'synchronous_commit'"), literal_column("'off'"),
-                            literal_column("true"))))
+_TAKE_FREE = Prepared(update(Operation).where(Operation.pk.in_(_FREE.scalar_subquery())).values(**_LEASE).returning(
+    *_TAKEN, func.set_config(literal_column("'synchronous_commit'"), literal_column("'off'"), literal_column("true"))))
 # A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
 # router sync): it becomes claimable then.
 _NEXT_DUE = select(func.min(Operation.lease_expiry)).where(

@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Select, bindparam, case, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from core.jobs import JobContext, announcement, job
@@ -96,17 +96,19 @@ def _name_instance(entry: tuple[Operation, set[int]], instance_uid: int | None) 
     op.params = orjson.dumps(params).decode()
 
 
-_PENDING = select(Operation).where(
-    Operation.job == SYNC_JOB, Operation.target_id == bindparam("target"), Operation.status == "PENDING",
-    Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
+def _pending_of(target: Any) -> Select[Operation]:
+    """The newest sync request of the network ``target`` (its uid) that no worker took, row-locked."""
+    return select(Operation).where(
+        Operation.job == SYNC_JOB, Operation.target_id == target, Operation.status == "PENDING",
+        Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
+
+
+_PENDING = _pending_of(bindparam("target"))
 # The same, of the network named (its uid read in the same statement): a burst's requests find one
 # pending and join it without reading the network's row first (one round trip instead of two).
-_NETWORK_UID = select(Resource.uid).where(
+_PENDING_OF_NETWORK = _pending_of(select(Resource.uid).where(
     Resource.project == bindparam("project"), Resource.collection == "networks", Resource.scope == "global",
-    Resource.name == bindparam("name")).scalar_subquery()
-_PENDING_OF_NETWORK = select(Operation).where(
-    Operation.job == SYNC_JOB, Operation.target_id == _NETWORK_UID, Operation.status == "PENDING",
-    Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
+    Resource.name == bindparam("name")).scalar_subquery())
 
 
 def request_sync(session: Session, project: str, network_url: str, instance_uid: int | None = None) -> None:
