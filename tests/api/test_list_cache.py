@@ -14,6 +14,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
+from core.db import write_connection
 from tests.conftest import PROJECT, ZONE, Server, unique, wait_op
 
 FAMILY = "projects/debian-cloud/global/images/family/debian-12"
@@ -96,7 +97,9 @@ def test_a_write_in_flight_while_a_page_is_kept_is_seen_once_it_commits(server, 
     assert _items(server, token)[name].get("description") != "in flight"
     engine = server.engine()
     try:
-        with engine.connect() as conn:
+        # BEGIN IMMEDIATE on SQLite: a deferred transaction that reads first cannot take the write
+        # lock once a server writer (the insert's router sync) commits after its read (SQLITE_BUSY_SNAPSHOT)
+        with write_connection(engine) as conn:
             where = "WHERE project = :p AND collection = 'instances' AND name = :n"
             body = orjson.loads(conn.execute(text(f"SELECT body FROM resources {where}"), {"p": PROJECT, "n": name})
                                 .scalar_one())
