@@ -11,7 +11,9 @@ choosing.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from typing import Any
+
+from sqlalchemy import Select, Subquery, and_, bindparam, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from core.catalog import platforms
@@ -25,10 +27,51 @@ _HOST_USAGE = select(CapacityUsage.holder_id, CapacityUsage.vcpus, CapacityUsage
 _POOL_USAGE = select(CapacityUsage.holder_id, CapacityUsage.size_gb).where(
     CapacityUsage.holder == "pool", CapacityUsage.holder_id.in_(bindparam("ids", expanding=True)),
     CapacityUsage.count > 0)
-_UP_HOSTS = (select(Host, Cluster).join(Cluster, Host.cluster_id == Cluster.id)
-             .where(Host.zone_id == bindparam("zone_id"), Host.status == "Up").order_by(Host.id))
-_UP_POOLS = (select(StoragePool).where(StoragePool.zone_id == bindparam("zone_id"), StoragePool.status == "Up")
-             .order_by(StoragePool.id))
+_HOST_UP = and_(Host.zone_id == bindparam("zone_id"), Host.status == "Up")
+_POOL_UP = and_(StoragePool.zone_id == bindparam("zone_id"), StoragePool.status == "Up")
+
+
+def _kinds(hosts: bool, pools: bool) -> list[str]:
+    return ["host"] * hosts + ["pool"] * pools
+
+
+def _holders(kinds: list[str]) -> Subquery:
+    parts: list[Select[Any]] = [select(literal_column(f"'{kind}'").label("holder")) for kind in kinds]
+    return union_all(*parts).subquery("kind") if len(parts) > 1 else parts[0].subquery("kind")
+
+
+def _read(hosts: bool, pools: bool) -> Select[Host, Cluster, StoragePool, int, int, int]:
+    """The zone's Up hosts (with their clusters) and/or its Up pools in one statement, each in a row
+    of its own (the other kind's entities None) with its counter outer-joined (None: nothing was
+    ever placed on it): hosts first, each kind by id. A row per requested kind (``kind``) drives
+    the outer joins, so a zone without hosts still gets its pools read, and the other way round."""
+    kind = _holders(_kinds(hosts, pools))
+    on_pool = and_(kind.c.holder == literal_column("'pool'"), _POOL_UP) if pools else literal_column("1 = 0")
+    on_host = and_(kind.c.holder == literal_column("'host'"), _HOST_UP) if hosts else literal_column("1 = 0")
+    return (select(Host, Cluster, StoragePool, CapacityUsage.vcpus, CapacityUsage.memory_mb, CapacityUsage.size_gb)
+            .select_from(kind)
+            .outerjoin(Host, on_host).outerjoin(Cluster, Cluster.id == Host.cluster_id)
+            .outerjoin(StoragePool, on_pool)
+            .outerjoin(CapacityUsage, and_(CapacityUsage.holder == kind.c.holder,
+                                           CapacityUsage.holder_id == func.coalesce(Host.id, StoragePool.id),
+                                           CapacityUsage.count > 0))
+            .order_by(kind.c.holder, Host.id, StoragePool.id))
+
+
+def _lock(hosts: bool, pools: bool) -> Select[str, int]:
+    """PostgreSQL: lock the zone's Up hosts, then its Up pools, each by id (the order every placing
+    transaction takes them in), in one statement (a UNION ALL runs its parts one after the other,
+    and a query that locks rows is never run in parallel); (kind, id) of each locked."""
+    parts: list[Select[str, int]] = []
+    for kind, model, up in (("host", Host, _HOST_UP), ("pool", StoragePool, _POOL_UP)):
+        if kind in _kinds(hosts, pools):
+            locked = select(model.id).where(up).order_by(model.id).with_for_update().subquery(kind)
+            parts.append(select(literal_column(f"'{kind}'").label("holder"), locked.c.id))
+    return union_all(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
+
+
+_READ = {(h, p): _read(h, p) for h, p in ((True, False), (False, True), (True, True))}
+_LOCK = {(h, p): _lock(h, p) for h, p in ((True, False), (False, True), (True, True))}
 
 
 def host_usage(session: Session, host_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -45,28 +88,54 @@ class ZoneCapacity:
     """A zone's Up hosts and pools with their free room, read once (and locked, on PostgreSQL) for
     as many placements as the transaction makes: each placement is subtracted as it is made, so a
     burst of VMs is placed from one read of the usage instead of one per VM. The choice is the
-    same as placing them one at a time."""
+    same as placing them one at a time.
 
-    def __init__(self, session: Session, zone_id: int):
+    ``disks``: the transaction places disks as well as VMs, so the pools are read (and locked) with
+    the hosts: one read of both instead of one each.
+
+    On PostgreSQL the rows are locked by one statement and read, with their counters, by the next:
+    a statement sees the database as it was when it began, so a read that waited for a lock inside
+    it would see the counters as they were before the lock's holder placed its VMs and committed.
+    The hosts are locked before the pools, as every placing transaction locks them; the capacity
+    triggers' per-zone lock (:mod:`core.usage`) comes after both, when a placement is written. On
+    SQLite, whose writers take turns, the one read is all.
+    """
+
+    def __init__(self, session: Session, zone_id: int, disks: bool = False):
         self.session = session
         self.zone_id = zone_id
+        self.disks = disks
         self._hosts: list[tuple[Host, Cluster]] | None = None
         self._host_free: dict[int, list[float]] = {}
         self._pools: list[StoragePool] | None = None
         self._pool_free: dict[int, float] = {}
 
-    @property
-    def _postgres(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
+    def _load(self, hosts: bool, pools: bool) -> None:
+        """Read (and lock, on PostgreSQL) the zone's Up hosts and/or pools and what they hold."""
+        params = {"zone_id": self.zone_id}
+        locked: set[tuple[str, int]] | None = None
+        if self.session.get_bind().dialect.name == "postgresql":
+            locked = {(kind, rid) for kind, rid in self.session.execute(_LOCK[hosts, pools], params)}
+        if hosts:
+            self._hosts = []
+        if pools:
+            self._pools = []
+        for host, cluster, pool, vcpus, memory, size in self.session.execute(_READ[hosts, pools], params):
+            # On PostgreSQL, a host or pool that came Up after the lock is not one this transaction holds.
+            if host is not None and (locked is None or ("host", host.id) in locked):
+                assert self._hosts is not None and cluster is not None
+                self._hosts.append((host, cluster))
+                self._host_free[host.id] = [host.cpus * cluster.cpu_overprovisioning - (vcpus or 0),
+                                            host.memory_mb * cluster.memory_overprovisioning - (memory or 0)]
+            elif pool is not None and (locked is None or ("pool", pool.id) in locked):
+                assert self._pools is not None
+                self._pools.append(pool)
+                self._pool_free[pool.id] = pool.capacity_gb * pool.overprovisioning - (size or 0)
 
     def hosts(self) -> list[tuple[Host, Cluster]]:
         if self._hosts is None:
-            q = _UP_HOSTS.with_for_update(of=Host) if self._postgres else _UP_HOSTS
-            self._hosts = [(h, c) for h, c in self.session.execute(q, {"zone_id": self.zone_id})]
-            usage = host_usage(self.session, [h.id for h, _ in self._hosts]) if self._hosts else {}
-            for h, c in self._hosts:
-                cpu, mem = usage.get(h.id, (0, 0))
-                self._host_free[h.id] = [h.cpus * c.cpu_overprovisioning - cpu, h.memory_mb * c.memory_overprovisioning - mem]
+            self._load(True, self.disks and self._pools is None)
+        assert self._hosts is not None
         return self._hosts
 
     def cluster_of(self, host: Host) -> Cluster:
@@ -105,10 +174,8 @@ class ZoneCapacity:
     def place_disk(self, size_gb: int) -> StoragePool | None:
         """First pool with room for the disk after over-provisioning; its room is taken."""
         if self._pools is None:
-            q = _UP_POOLS.with_for_update() if self._postgres else _UP_POOLS
-            self._pools = list(self.session.scalars(q, {"zone_id": self.zone_id}))
-            usage = pool_usage(self.session, [p.id for p in self._pools]) if self._pools else {}
-            self._pool_free = {p.id: p.capacity_gb * p.overprovisioning - usage.get(p.id, 0) for p in self._pools}
+            self._load(False, True)
+        assert self._pools is not None
         for pool in self._pools:
             if self._pool_free[pool.id] >= size_gb:
                 self._pool_free[pool.id] -= size_gb
@@ -122,10 +189,11 @@ class ZoneCapacity:
 def zone_room(session: Session, zone_id: int) -> tuple[float, float]:
     """The free vCPUs and memory (MB) of a zone's Up hosts after over-provisioning, read without
     locking them: for choosing among zones, not for placing (a placement locks and reads again)."""
-    hosts = [(h, c) for h, c in session.execute(_UP_HOSTS, {"zone_id": zone_id})]
-    usage = host_usage(session, [h.id for h, _ in hosts]) if hosts else {}
-    cpus = sum(max(0.0, h.cpus * c.cpu_overprovisioning - usage.get(h.id, (0, 0))[0]) for h, c in hosts)
-    memory = sum(max(0.0, h.memory_mb * c.memory_overprovisioning - usage.get(h.id, (0, 0))[1]) for h, c in hosts)
+    cpus = memory = 0.0
+    for host, cluster, _, used_cpus, used_memory, _ in session.execute(_READ[True, False], {"zone_id": zone_id}):
+        if host is not None and cluster is not None:
+            cpus += max(0.0, host.cpus * cluster.cpu_overprovisioning - (used_cpus or 0))
+            memory += max(0.0, host.memory_mb * cluster.memory_overprovisioning - (used_memory or 0))
     return cpus, memory
 
 

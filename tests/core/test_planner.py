@@ -8,10 +8,16 @@ over-provisions CPU 4x and memory 1x) and one zone-wide pool of 20480 GB (2x).
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import threading
+import time
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import planner
+from core.db import writing
 from core.models import CapacityUsage, Cluster, Host, Pod, Resource, StoragePool
 from tests.helpers.core import add_resource, zone_id
 
@@ -214,3 +220,68 @@ def test_the_capacity_counters_follow_every_change_of_what_resources_hold(sessio
         session.flush()
         assert _counted(session) == _summed(session)
     assert planner.host_usage(session, [first.id, second.id]) == {}  # nothing left on either
+
+
+def _committed(engine: Engine, collection: str, **columns: int) -> int:
+    with Session(engine) as s, writing(s):
+        return add_resource(s, collection, **columns).uid
+
+
+def _remove(engine: Engine, uids: list[int]) -> None:
+    with Session(engine) as s, writing(s):
+        for res in s.scalars(select(Resource).where(Resource.uid.in_(uids))):
+            s.delete(res)
+
+
+def test_a_placement_waiting_for_another_sees_what_that_one_placed(engine):
+    """Two transactions placing in one zone take turns, and the second decides on what the first
+    committed: the host and the pool it filled are full for the second (on PostgreSQL, a read of the
+    counters in the statement that waited for the hosts' lock would see them as they were before)."""
+    made: list[int] = []
+    seen: dict[str, str | None] = {}
+    with Session(engine) as first, writing(first):
+        zid = zone_id(first, ZONE)
+        capacity = planner.ZoneCapacity(first, zid, disks=True)
+        host, store = capacity.place_vm(HOST_VCPUS, 1024), capacity.place_disk(POOL_GB)
+        assert host is not None and store is not None and host.name == name(1)
+        made += [add_resource(first, "instances", host_id=host.id, vcpus=HOST_VCPUS, memory_mb=1024).uid,
+                 add_resource(first, "disks", pool_id=store.id, size_gb=POOL_GB).uid]
+
+        def second() -> None:
+            with Session(engine) as s, writing(s):
+                other = planner.ZoneCapacity(s, zid, disks=True)
+                seen["host"], seen["pool"] = name_of(other.place_vm(1, 1024)), name_of(other.place_disk(1))
+                s.rollback()
+
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        time.sleep(0.5)
+        assert waiting.is_alive()  # it waits for the first (its lock on the hosts; SQLite's one writer)
+    try:
+        waiting.join(30)
+        assert seen == {"host": name(2), "pool": None}
+    finally:
+        _remove(engine, made)
+
+
+def test_the_hosts_are_locked_before_the_pools(engine):
+    """PostgreSQL: a placement that waits for a pool another transaction holds (a disk's placement)
+    holds the zone's hosts meanwhile, as every placing transaction takes them: hosts, then pools."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite's writers take turns")
+    with Session(engine) as disk, writing(disk):
+        zid = zone_id(disk, ZONE)
+        assert place_disk(disk, 1) == PRIMARY  # the pool is locked
+
+        def placing() -> None:
+            with Session(engine) as s, writing(s):
+                planner.ZoneCapacity(s, zid, disks=True).hosts()
+
+        waiting = threading.Thread(target=placing)
+        waiting.start()
+        time.sleep(0.5)
+        assert waiting.is_alive()
+        with Session(engine) as probe, writing(probe), pytest.raises(OperationalError, match="could not obtain lock"):
+            probe.execute(select(Host.id).where(Host.zone_id == zid).with_for_update(nowait=True)).all()
+    waiting.join(30)
+    assert not waiting.is_alive()

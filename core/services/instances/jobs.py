@@ -132,12 +132,15 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
     new_disks = {url_of(d.project, d.scope, "disks", d.name): d for d in created}
     disk_by_uid = {d.uid: d for d in created}
     capacity: dict[int, planner.ZoneCapacity] = {}
+    placing_disks = bool(created)  # the pools are read with the hosts (one read of both)
     staged: list[Staged] = []
     for ctx in ctxs:
         res = rows.get(ctx.params["uid"])
         if res is None or not states.may(res, "stageNew") or res.host_id is not None:
             continue
-        zone = capacity.setdefault(ctx.params["zone_id"], planner.ZoneCapacity(s, ctx.params["zone_id"]))
+        zone = capacity.get(ctx.params["zone_id"])
+        if zone is None:
+            zone = capacity[ctx.params["zone_id"]] = planner.ZoneCapacity(s, ctx.params["zone_id"], disks=placing_disks)
         own = [disk_by_uid[uid] for uid in ctx.params.get("created_disks", ())
                if uid in disk_by_uid and disk_by_uid[uid].pool_id is None]
         host = _place_with_disks(zone, res, own)
