@@ -23,9 +23,12 @@ nothing is left half-made or hung.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -35,12 +38,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Prepared, unflushed_commit, write_session
 from core.errors import OperationFailure
-from core.jobs import claims, faults, leases
+from core.jobs import claims, faults
 from core.jobs.claims import UNFINISHED
 from core.jobs.handlers import BATCH_SIZE, DONE_VALUES, HANDLERS, LEASE_SECONDS, JobContext, JobHandler, job
-from core.jobs.leases import local_owner_id
 from core.models import Operation
-from core.resources.context import Handed
 
 __all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "announce", "announcement", "job",
            "local_owner_id"]
@@ -91,6 +92,20 @@ def announcement(session: Session, kind: str) -> ColumnElement[Any] | None:
 _STATUS = Prepared(select(Operation.status).where(Operation.pk == bindparam("pk")))
 
 
+def local_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class JobEngine:
     """Runs jobs in worker threads of this process: ``workers`` always, and more under load, up to
     ``max_workers`` (each job mostly waits on a hypervisor, so a thread per job in flight, not per
@@ -117,7 +132,6 @@ class JobEngine:
         self._working = False  # worker threads run here (a listening-only engine kicks nobody)
         self._rotation = claims.Rotation()
         self._batches: dict[str, int] = {}  # coalesced kind -> batches of it running here
-        self._handed: list[JobContext] = []  # jobs taken at birth, committed, not run yet (under _wake)
         self._pool = 0  # worker threads alive
         self._busy = 0  # ... of which running jobs
         bind = factory.kw.get("bind")
@@ -134,7 +148,7 @@ class JobEngine:
         self._threads.append(t)
 
     def start(self) -> None:
-        leases.reclaim_dead_local(self.factory)
+        self.reclaim_dead_local_leases()
         self._working = True
         self.listen()
         for _ in range(self.workers):
@@ -152,13 +166,6 @@ class JobEngine:
             t.join(timeout)
         self._threads.clear()
         self._spares.clear()
-        with self._wake:
-            left, self._handed = self._handed, []
-        for ctx in left:  # taken at birth, never run: any worker may take them now
-            try:
-                self._release(ctx.op_pk, delay=0.0)
-            except Exception:  # the lease lapses instead
-                log.exception("releasing job %s failed", ctx.op_pk)
 
     def alive(self) -> bool:
         """Are this engine's threads (listener; workers and heartbeat when it runs jobs) all running?
@@ -180,47 +187,6 @@ class JobEngine:
         with self._wake:
             self._pending_kicks += 1
             self._wake.notify()
-
-    def lease_at_birth(self, kind: str) -> tuple[str, float] | None:
-        """Take a new job of ``kind`` at its birth, when a worker here is idle and no batch of the
-        kind runs here (whose next batch the job should join): the lease (owner, expiry) its
-        Operation's INSERT writes, or None to leave the job to the claims
-        (:func:`core.resources.operations.begin`). The caller hands it over after its commit (:meth:`hand`)."""
-        if not self._working or self._stop.is_set():
-            return None
-        with self._running_lock:
-            busy = self._busy + len(self._handed)
-            if self._batches.get(kind) or busy >= self._pool:
-                return None
-        return self.owner, time.time() + LEASE_SECONDS
-
-    def hand(self, handed: Sequence[Handed]) -> None:
-        """Run jobs taken at birth (:meth:`lease_at_birth`), their Operations committed: the next
-        idle worker runs them without claiming them."""
-        if self._stop.is_set():  # no worker here will run them: any worker may take them now
-            for h in handed:
-                self._release(h.op_pk, delay=0.0)
-            return
-        ctxs = [self._context(h.op_pk, h.project, h.params, 1, h.job) for h in handed]
-        with self._running_lock:
-            self._running.update(c.op_pk for c in ctxs)
-        with self._wake:
-            self._handed.extend(ctxs)
-            self._wake.notify()
-
-    def _take_handed(self) -> list[JobContext]:
-        """The jobs handed to this engine of the first one's kind (a batch, as a claim takes them)."""
-        with self._wake:
-            if not self._handed:
-                return []
-            kind = self._handed[0].job_name
-            taken = [c for c in self._handed if c.job_name == kind][:BATCH_SIZE]
-            self._handed = [c for c in self._handed if c not in taken]
-        handler = HANDLERS.get(kind)
-        if handler is not None and handler.coalesce:
-            with self._running_lock:
-                self._batches[kind] = self._batches.get(kind, 0) + 1
-        return taken
 
     def end_jobs(self, session: Session, stmt: Update, params: dict[str, Any] | None = None) -> None:
         """Run ``stmt``, an UPDATE that ends Operations, and wake the waiters of every process at
@@ -272,6 +238,27 @@ class JobEngine:
         for event in events:
             event.set()
 
+    # -- recovery --------------------------------------------------------------------------
+
+    def reclaim_dead_local_leases(self) -> int:
+        """Release leases held by processes of this host that no longer exist (a crash)."""
+        host = socket.gethostname()
+        released = 0
+        with write_session(self.factory) as session:
+            rows = session.execute(
+                select(Operation.pk, Operation.lease_owner).where(
+                    Operation.status != "DONE", Operation.lease_owner.is_not(None))
+            ).all()
+            for pk, owner in rows:
+                parts = (owner or "").split(":")
+                if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                    session.execute(update(Operation).where(Operation.pk == pk)
+                                    .values(lease_owner=None, lease_expiry=None))
+                    released += 1
+        if released:
+            log.info("released %d job lease(s) of crashed processes", released)
+        return released
+
     # -- the worker pool -------------------------------------------------------------------
 
     def _held(self) -> list[str]:
@@ -307,7 +294,7 @@ class JobEngine:
         try:
             while not self._stop.is_set():
                 try:
-                    claimed = self._take_handed() or self._claim(self._held())
+                    claimed = self._claim(self._held())
                 except Exception:  # database briefly unavailable: back off, never die
                     log.exception("claiming a job failed")
                     claimed = []
@@ -338,7 +325,7 @@ class JobEngine:
         except Exception:
             log.exception("reading the next deferred job failed")
         with self._wake:
-            if self._pending_kicks == 0 and not self._handed and not self._stop.is_set():
+            if self._pending_kicks == 0 and not self._stop.is_set():
                 self._wake.wait(wait)
             self._pending_kicks = max(0, self._pending_kicks - 1)
 
@@ -583,6 +570,10 @@ class JobEngine:
                 running = list(self._running)
             if running:
                 try:
-                    leases.extend(self.factory, self.owner, running)
+                    with write_session(self.factory) as session:
+                        unflushed_commit(session)  # the next beat, or a crash, makes it moot
+                        session.execute(update(Operation).where(Operation.pk.in_(running),
+                                                                Operation.lease_owner == self.owner)
+                                        .values(lease_expiry=time.time() + LEASE_SECONDS))
                 except Exception:
                     log.exception("lease heartbeat failed")

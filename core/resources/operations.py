@@ -15,7 +15,7 @@ from core.errors import Invalid, NotFound
 from core.ids import new_uid, operation_name, rfc3339
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Operation
-from core.resources.context import Call, Handed
+from core.resources.context import Call
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -46,41 +46,27 @@ def by_request_id(call: Call) -> Operation | None:
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
           job: str | None = None, params: dict[str, Any] | None = None,
-          not_before: float | None = None, new_target: bool = False) -> Operation:
+          not_before: float | None = None) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
     made synchronously in this transaction and the Operation is born DONE. ``not_before``: no worker
     claims the job before then (its lease expiry while nobody holds it); given here, it is part of
     the row's INSERT instead of an UPDATE after it.
-
-    ``new_target``: the call created the target in this transaction, so no earlier job of the
-    target can be queued (jobs of one target run in order, :mod:`core.jobs.claims`). Its job is
-    then offered to the call's engine, which takes it at birth when one of its workers is idle:
-    the row goes in RUNNING, leased to that engine, as a claim would have left it, and the engine
-    runs it once the call commits (:attr:`Call.handed`). A sequential insert so costs no claim (a
-    read and a write transaction on SQLite, two round trips on PostgreSQL). Should the process die
-    before running it, its lease lapses (or the next start on the host releases it) and any worker
-    takes it, as after a crash in the middle of a job.
     """
     now = time.time()
     done = job is None
-    lease = call.desk.lease_at_birth(job) if (job and new_target and not_before is None
-                                              and call.desk is not None) else None
     op = Operation(
         uid=new_uid(), name=operation_name(now), project=call.project, scope=scope, operation_type=op_type,
-        target_link=target_path, target_id=target_id, status="DONE" if done else "RUNNING" if lease else "PENDING",
+        target_link=target_path, target_id=target_id, status="DONE" if done else "PENDING",
         progress=100 if done else 0, user=call.user, client_operation_id=call.request_id,
         insert_time=now, start_time=now, end_time=now if done else None,
-        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=1 if lease else 0,
-        lease_owner=lease[0] if lease else None, lease_expiry=lease[1] if lease else not_before,
+        job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0, lease_expiry=not_before,
     )
     try:
         insert_persistent(call.session, op)
     except IntegrityError:
         raise DuplicateRequest() from None
-    if lease and job:
-        call.handed.append(Handed(op.pk, call.project, params or {}, job))
     return op
 
 

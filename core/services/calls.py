@@ -15,7 +15,7 @@ it by at most their number.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from core.jobs import announcement
 from core.jobs.claims import UNFINISHED
 from core.models import Operation, Project
 from core.resources import operations
-from core.resources.context import Call, Handed
+from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
 
 
@@ -38,7 +38,6 @@ class Outcome:
     result: object = None
     wake: bool = False  # a job is pending: the workers must be kicked for ``kind``
     kind: str | None = None
-    handed: tuple[Handed, ...] = ()  # jobs the engine took at birth: hand them to it (instead of a kick)
 
 
 def run(call: Call, write: bool, handler: Callable[[], object], max_queued: int = 0) -> Outcome:
@@ -60,7 +59,6 @@ def run(call: Call, write: bool, handler: Callable[[], object], max_queued: int 
 
 def _write(call: Call, handler: Callable[[], object], max_queued: int = 0) -> Outcome:
     begin_write(call.session)
-    call.handed.clear()  # an attempt rolled back took nothing
     existing = operations.by_request_id(call)
     if existing is not None:
         return Outcome(operations.to_json(existing))
@@ -72,8 +70,6 @@ def _write(call: Call, handler: Callable[[], object], max_queued: int = 0) -> Ou
         call.session.commit()
     except DuplicateRequest:
         return Outcome(_replay(call))
-    if call.handed:
-        return replace(outcome, handed=tuple(call.handed))
     return outcome
 
 
@@ -91,8 +87,7 @@ def _queue(call: Call, kind: str, max_queued: int) -> None:
     to refuse than a short one. On PostgreSQL the count and the announcement are one statement
     (one round trip of the insert's twenty); a refused call's rollback takes the announcement back."""
     session = call.session
-    # A job the call's engine took at birth is nobody else's: no other process need be woken for it.
-    notice = None if call.handed else announcement(session, kind)
+    notice = announcement(session, kind)
     if not max_queued:
         if notice is not None:
             session.execute(select(notice))

@@ -103,8 +103,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
     handler = _handler(method)
     selector()  # a malformed fields= is a 400 before anything runs, not after a mutation committed
     body = _body(method)
-    req = ApiRequest(Call(session, project or "", ident.email, _request_id(method), desk=runtime.engine), method, body,
-                     request.args)
+    req = ApiRequest(Call(session, project or "", ident.email, _request_id(method)), method, body, request.args)
     args = {k: v for k, v in params.items() if k != "project"}
     bodies = [body]
 
@@ -117,9 +116,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
     except ProjectRateLimited:
         count_refusal("queue")
         raise
-    if outcome.handed:
-        runtime.engine.hand(outcome.handed)
-    elif outcome.wake:
+    if outcome.wake:
         runtime.engine_kick(outcome.kind)
     return _response(outcome)
 

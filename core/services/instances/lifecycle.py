@@ -74,8 +74,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
                             job=states.RUN, params={"uid": res.uid, "created_disks": created, "zone_id": zone.id,
                                                     "delete_on_fail": True,
-                                                    "warnings": _size_warnings(call, zone, new_specs)},
-                            new_target=True)
+                                                    "warnings": _size_warnings(call, zone, new_specs)})
 
 
 def _project(call: Call, zone: ZoneInfo, nics: list[spec.ParsedNic]) -> tuple[Project, list[quotas.Counter] | None]:
