@@ -29,10 +29,12 @@ whose checksum changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, bindparam, case, select, update
+from sqlalchemy import Select, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from core.jobs import JobContext, announcement, job
@@ -203,45 +205,77 @@ def request_sync_for_instance(session: Session, instance: Resource) -> None:
 # -- the job -------------------------------------------------------------------------------------
 
 
-def _active_zones(session: Session, url: str, instances: list[int] | None) -> dict[str, str]:
-    """Region -> the zone a new router goes to (the first zone, by name, with an active instance):
-    among the request's instances (looked up by uid), or every instance (a scan) when it names none."""
+def _active_zones(rows: Iterable[tuple[str | None, str, str, str]], url: str) -> dict[str, str]:
+    """Region -> the zone a new router goes to (the first zone, by name, with an active instance
+    among ``rows``: (region, scope, body, status) of instances)."""
     zones: dict[str, str] = {}
-    query = select(Resource.region, Resource.scope, Resource.body).where(
-        Resource.collection == "instances", Resource.status.in_(ACTIVE))
-    if instances is None:
-        query = query.where(Resource.body.contains(url))
-    else:
-        query = query.where(Resource.uid.in_(instances))
-    for region, scope, body in session.execute(query):
-        nics = orjson.loads(body).get("networkInterfaces", [])
+    for region, scope, body, status in rows:
+        nics = orjson.loads(body).get("networkInterfaces", []) if status in ACTIVE else ()
         if region is not None and any(n.get("network") == url for n in nics):  # (an instance always has a region)
             zone = scope.split("/", 1)[1]
             zones[region] = min(zones.get(region, zone), zone)
     return zones
 
 
-def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int], list[int], Resource | None]:
-    """(routers to start, routers to push, routers to destroy, the network's row: None when it is
-    gone), creating the rows of new routers."""
+def _network_and_instances(session: Session, project: str, name: str, url: str,
+                           instances: list[int] | None) -> tuple[Resource | None, list[Resource] | None, dict[str, str]]:
+    """(the network's row, the request's instances' rows: None when it names none, the zones of
+    :func:`_active_zones`). The network and the instances named are point reads of one table, so
+    they are one statement; without instances named every active instance is scanned, for its zone
+    only."""
+    by_name = and_(Resource.project == project, Resource.collection == "networks", Resource.scope == "global",
+                   Resource.name == name)
+    if instances is None:
+        network = store.find_optional(session, project, "networks", "global", name)
+        scan = session.execute(select(Resource.region, Resource.scope, Resource.body, Resource.status).where(
+            Resource.collection == "instances", Resource.status.in_(ACTIVE), Resource.body.contains(url)))
+        return network, None, _active_zones(scan, url)
+    network = None
+    rows: list[Resource] = []
+    for row in session.scalars(select(Resource).where(or_(
+            by_name, and_(Resource.uid.in_(instances), Resource.collection == "instances")))):
+        if row.collection == "networks":
+            network = row
+        else:
+            rows.append(row)
+    return network, rows, _active_zones(((r.region, r.scope, r.body, r.status) for r in rows), url)
+
+
+@dataclass
+class Plan:
+    """What a sync does: routers to start, to push and to destroy; the routers as read, locked, by
+    uid; the network's row (None when it is gone) and the rows of the request's instances (None: it
+    names none), read in the plan's transaction."""
+
+    to_start: list[int]
+    to_push: list[int]
+    to_destroy: list[int]
+    routers: dict[int, vms.Loaded]
+    network: Resource | None
+    instances: list[Resource] | None
+
+
+def plan(session: Session, params: dict[str, Any]) -> Plan:
+    """The sync's :class:`Plan`, creating the rows of new routers."""
     url, network_uid = params["network"], params["network_uid"]
-    routers = list(session.scalars(select(SystemVm).where(SystemVm.network_uid == network_uid,
-                                                          SystemVm.kind == vms.ROUTER).order_by(SystemVm.name)))
+    routers = vms.routers_of(session, network_uid)
+    uids = [r.vm.uid for r in routers]
     ref = parse_ref(url, project=params["project"])
-    network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
+    network, rows, zones = (_network_and_instances(session, ref.project, ref.name, url, params.get(INSTANCES))
+                            if ref is not None else (None, None, {}))
     if ref is None or network is None or network.uid != network_uid:
-        return [], [], [r.uid for r in routers], None
-    have = {r.region for r in routers}
-    to_start = [r.uid for r in routers if r.state != vms.RUNNING and not vms.unfinished_job(
-        session, r, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
-    for region, zone_name in sorted(_active_zones(session, url, params.get(INSTANCES)).items()):
+        return Plan([], [], uids, {}, None, None)
+    have = {r.vm.region for r in routers}
+    to_start = [r.vm.uid for r in routers if r.vm.state != vms.RUNNING and not vms.unfinished_job(
+        session, r.vm, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
+    for region, zone_name in sorted(zones.items()):
         if region in have:
             continue
         zone = session.scalars(select(Zone).where(Zone.name == zone_name)).one()  # an active instance's
         vm = vms.create(session, vms.ROUTER, zone, network_uid=network_uid, network_url=url, project=ref.project)
         to_start.append(vm.uid)
-        routers.append(vm)
-    return to_start, [r.uid for r in routers], [], network
+        uids.append(vm.uid)
+    return Plan(to_start, uids, [], {r.vm.uid: r for r in routers}, network, rows)
 
 
 def _sync(ctx: JobContext) -> None:
@@ -258,12 +292,14 @@ def _sync(ctx: JobContext) -> None:
     instances = ctx.params.get(INSTANCES, ())
     first: pushes.Push | None = None
     with ctx.write() as s:
-        to_start, to_push, to_destroy, network = plan(s, ctx.params)
+        p = plan(s, ctx.params)
+        to_start, to_push, to_destroy = p.to_start, p.to_push, p.to_destroy
         _record(s, ctx, STARTED_AT, time.time(), progress=10)
         started = time.perf_counter()
         joined = bool(to_push) and not to_start and not to_destroy
-        if joined:
-            first = pushes.prepare(s, ctx, to_push[0], instances=instances, network=network)
+        if joined:  # the plan read the router's rows and the instances' in this transaction: not again
+            first = pushes.prepare(s, ctx, to_push[0], instances=instances, network=p.network,
+                                   loaded=p.routers.get(to_push[0]), rows=p.instances)
     for uid in to_start:
         try:
             vms.start(ctx, uid)
