@@ -167,19 +167,24 @@ def checksums(content: dict[str, str]) -> list[str]:
     return [hashlib.sha256(text.encode()).hexdigest()[:20] for text in content.values()]
 
 
-def _instances(session: Session, network_url: str, region: str, uids: Collection[int] | None) -> Iterable[Resource]:
+def _instances(session: Session, network_url: str, region: str, uids: Collection[int] | None,
+               rows: Iterable[Resource] | None) -> Iterable[Resource]:
     if uids is None:
         return network_instances(session, network_url, region)
+    if rows is not None:
+        return [row for row in rows if row.region == region]
     return session.scalars(select(Resource).where(Resource.uid.in_(list(uids)), Resource.collection == "instances",
                                                   Resource.region == region))
 
 
 def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, region: str,
-            uids: Collection[int] | None, *, force: bool = False) -> tuple[dict[str, str], list[int]]:
+            uids: Collection[int] | None, *, force: bool = False,
+            rows: Iterable[Resource] | None = None) -> tuple[dict[str, str], list[int]]:
     """The instance files the router must be given, and whose they are: those of ``uids`` (None:
     every instance of the network in the region, a scan) whose content changed since the router was
     given them (all of them with ``force``), and empty ones for instances it holds files of that have
-    none any more. Records what it returns in ``router_guests``."""
+    none any more. Records what it returns in ``router_guests``. ``rows``: the rows of ``uids`` that
+    are instances, when the caller read them in this transaction (they are not read again)."""
     held_query = select(RouterGuest).where(RouterGuest.vm_uid == vm_uid)
     if uids is not None:
         held_query = held_query.where(RouterGuest.instance_uid.in_(list(uids)))
@@ -187,7 +192,7 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
     out: dict[str, str] = {}
     touched: list[int] = []
     seen: set[int] = set()
-    for row in _instances(session, network_url, region, uids):
+    for row in _instances(session, network_url, region, uids, rows):
         nics = nics_of_row(row, network_url)
         if not nics:
             continue

@@ -11,11 +11,14 @@ their private state (the addresses AUTO_ONLY NATs were given).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.orm import Session
 
 from core.links import parse_ref
+from core.models import Resource
 from core.resources import store
 
 ROUTER_STATE = "routerStates"  # what core.services.routers keeps: {"auto": {NAT: [addresses]}}
@@ -32,9 +35,20 @@ class Gateway:
     subnets: frozenset[str] | None
 
 
-def gateways(session: Session, network_url: str, region: str) -> list[Gateway]:
+def routers_on(network_url: str, region: str) -> ColumnElement[bool]:
+    """Which rows :func:`gateways` reads: the Cloud Routers in the region whose body names the
+    network (the body decides: see ``store.on_network``)."""
+    return and_(Resource.collection == "routers", Resource.region == region,
+                Resource.body.contains(f'"network":"{network_url}"', autoescape=True))
+
+
+def gateways(session: Session, network_url: str, region: str, rows: Iterable[Resource] | None = None) -> list[Gateway]:
+    """The NATs of the region's Cloud Routers on the network, by router name. ``rows``: the rows of
+    :func:`routers_on`, by name, when the caller read them along with others (not read again)."""
     out = []
-    for row, body in store.on_network(session, "routers", network_url, region=region):
+    found = (store.on_network(session, "routers", network_url, region=region) if rows is None else
+             ((row, body) for row in rows for body in [store.body_of(row)] if body.get("network") == network_url))
+    for row, body in found:
         state = store.find_optional(session, row.project, ROUTER_STATE, row.scope, row.name)
         auto = store.body_of(state).get("auto", {}) if state is not None else {}
         for nat in body.get("nats", []):

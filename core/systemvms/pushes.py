@@ -26,19 +26,21 @@ RECONCILE_SECONDS = 600.0  # a router's instance files are all rendered again at
 
 
 def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collection[int] | None,
-                   full: bool) -> tuple[dict[str, str], list[int]]:
+                   full: bool, rows: list[Resource] | None,
+                   loaded: vms.Loaded | None) -> tuple[dict[str, str], list[int]]:
     """The instances' files to push: of ``instances`` only, unless the router is new (``full``), its
-    network's context changed, or its last full pass is ``RECONCILE_SECONDS`` old (then of all)."""
+    network's context changed, or its last full pass is ``RECONCILE_SECONDS`` old (then of all).
+    ``loaded``: the router as the caller read it, its sync state with it."""
     gctx = context(v)
-    state = s.get(RouterSyncState, vm.uid)
+    state = loaded.state if loaded is not None else s.get(RouterSyncState, vm.uid)
     now = time.time()
     if full or instances is None or state is None or state.context != gctx.digest() or now - state.full_at > RECONCILE_SECONDS:
         if state is None:
             state = RouterSyncState(vm_uid=vm.uid, context="", full_at=0.0)
             s.add(state)
         state.context, state.full_at = gctx.digest(), now
-        instances = None
-    files, touched = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full)
+        instances = rows = None
+    files, touched = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full, rows=rows)
     v.domains = guests.domains(s, vm.uid)
     return files, touched
 
@@ -78,15 +80,19 @@ def push(ctx: JobContext, uid: int, *, full: bool = False, instances: Collection
 
 
 def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instances: Collection[int] | None = None,
-            network: Resource | None = None) -> Push | None:
+            network: Resource | None = None, loaded: vms.Loaded | None = None,
+            rows: list[Resource] | None = None) -> Push | None:
     """:func:`push`'s render, in the caller's write transaction: what to push, or None when nothing
-    is to be pushed (the router does not run, or holds every file already). ``network``: the
-    network's row, when the caller read it in this transaction."""
-    vm, res = vms.load(s, uid)
+    is to be pushed (the router does not run, or holds every file already). What the caller read
+    in this transaction is not read again: ``network``, the network's row; ``loaded``, the router's
+    (:func:`vms.routers_of`: locked, with its host and sync state); ``rows``, those of ``instances``
+    (every one of them that is an instance)."""
+    vm, res = (loaded.vm, loaded.res) if loaded is not None else vms.load(s, uid)
+    host = loaded.host if loaded is not None else None
     if vm is None or vm.kind != vms.ROUTER:
         return None
     v = view(s, vm, domains=False, network=network)  # _guest_changes reads them once it recorded the instances
-    guest_files, touched = _guest_changes(s, vm, v, instances, full)
+    guest_files, touched = _guest_changes(s, vm, v, instances, full, rows, loaded)
     files = render_view(v)
     desired = {path: digest(content) for path, content in files.items()}
     if desired != vms.checksums(vm.config_checksums) or guest_files:
@@ -100,7 +106,10 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
     if not changed:
         vm.pushed_version = vm.config_version
         return None
-    driver, ref = vms.driver_for(ctx.drivers, s, res.host_id)
+    if host is not None and host[1].id == res.host_id:
+        driver, ref = ctx.drivers.get(host[0]), host[1]
+    else:
+        driver, ref = vms.driver_for(ctx.drivers, s, res.host_id)
     return Push(uid, full, vm.config_version, res.host_id, driver, ref, changed, desired, touched)
 
 

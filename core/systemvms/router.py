@@ -37,7 +37,7 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import NAME_REGEX
@@ -149,6 +149,31 @@ def _balancers(session: Session, v: RouterView, rules: list[Resource]) -> list[t
     return out
 
 
+_VIEW_ROWS = ("subnetworks", "firewalls", "forwardingRules", "routers")
+
+
+def _network_rows(session: Session, vm: SystemVm, v: RouterView) -> dict[str, list[Resource]]:
+    """The rows of the network's side the main files are rendered from, by collection: its
+    subnetworks in the region (those of ``vms.guest_subnets``, which a router's NICs are made of),
+    its firewall rules, the project's global and regional forwarding rules, and the region's Cloud
+    Routers on it (their NATs). One statement instead of four, each collection in the order its own
+    read had (scope, then name: the database's collation, as the NICs' order was made with)."""
+    region_scope = f"regions/{v.region}"
+    rows: dict[str, list[Resource]] = {c: [] for c in _VIEW_ROWS}
+    query = select(Resource).where(or_(
+        and_(Resource.collection == "subnetworks", Resource.scope == region_scope,
+             Resource.body.contains(v.network_url)),
+        and_(Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
+             Resource.body.contains(v.network_url)),
+        and_(Resource.project == v.project, Resource.collection == "forwardingRules",
+             Resource.scope.in_(("global", region_scope))),
+        nat.routers_on(v.network_url, v.region),
+    )).order_by(Resource.collection, Resource.scope, Resource.name)
+    for row in session.scalars(query):
+        rows[row.collection].append(row)
+    return rows
+
+
 def view(session: Session, vm: SystemVm, *, domains: bool = True, network: Resource | None = None) -> RouterView:
     """What the router's main files are rendered from: the network's rows, none of its instances
     but the target pools' (the guests' DNS domains come from what the router was given; without
@@ -160,24 +185,20 @@ def view(session: Session, vm: SystemVm, *, domains: bool = True, network: Resou
     net_body = store.body_of(network) if network is not None else {}
     v = RouterView(vm.name, vm.arch, vm.network_url or "", vm.project or "", vm.region, int(net_body.get("mtu") or 1460),
                    vm.public_ip, vm.conntrack_max or vms.TEMPLATES[vm.arch].conntrack_max)
-    for i, sub in enumerate(vms.guest_subnets(session, vm), start=1):
-        body = store.body_of(sub)
+    rows = _network_rows(session, vm, v)
+    subnets = [(sub, body) for sub in rows["subnetworks"] for body in [store.body_of(sub)]
+               if vm.kind == vms.ROUTER and vm.network_url and body.get("network") == vm.network_url]
+    for i, (sub, body) in enumerate(subnets, start=1):  # vms.guest_subnets, in its order
         net = ipaddress.IPv4Network(body["ipCidrRange"])
         v.subnets.append(Subnet(sub.name, f"eth{i}", str(net.network_address), str(net.netmask),
                                 vms.gateway_of(body), str(net), f"subnet{i}"))
     if domains:
         v.domains = guests.domains(session, vm.uid)
-    v.firewalls = [store.body_of(r) for r in session.scalars(select(Resource).where(
-        Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
-        Resource.body.contains(v.network_url)).order_by(Resource.name))]
-    v.firewalls = [f for f in v.firewalls if f.get("network") == v.network_url]
-    # The project's global and regional forwarding rules, read once for both kinds of balancer.
-    rules = list(session.scalars(select(Resource).where(
-        Resource.project == v.project, Resource.collection == "forwardingRules",
-        Resource.scope.in_(("global", f"regions/{v.region}"))).order_by(Resource.scope, Resource.name)))
+    v.firewalls = [f for f in map(store.body_of, rows["firewalls"]) if f.get("network") == v.network_url]
+    rules = rows["forwardingRules"]  # read once for both kinds of balancer
     v.balancers = _balancers(session, v, [r for r in rules if r.scope == f"regions/{v.region}"])
     v.http = http_lb.balancers(session, v.network_url, v.region, rules)
-    v.nat_gateways = nat.gateways(session, v.network_url, v.region)
+    v.nat_gateways = nat.gateways(session, v.network_url, v.region, rows["routers"])
     v.peer_ranges = [block for block, _ in peering.imported(session, v.network_url,
                                                              net_body if network is not None else None)]
     return v

@@ -28,12 +28,34 @@ whose checksum changed.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, bindparam, case, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from core.jobs import JobContext, announcement, job
 from core.jobs.handlers import LEASE_SECONDS
@@ -96,31 +118,92 @@ def _name_instance(entry: tuple[Operation, set[int]], instance_uid: int | None) 
     op.params = orjson.dumps(params).decode()
 
 
-def _pending_of(target: Any) -> Select[Operation]:
+def _pending_of(target: Any) -> ScalarSelect[int]:
     """The newest sync request of the network ``target`` (its uid) that no worker took, row-locked."""
-    return select(Operation).where(
+    return select(Operation.pk).where(
         Operation.job == SYNC_JOB, Operation.target_id == target, Operation.status == "PENDING",
-        Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update()
+        Operation.lease_owner.is_(None)).order_by(Operation.pk.desc()).limit(1).with_for_update().scalar_subquery()
 
 
-_PENDING = _pending_of(bindparam("target"))
-# The same, of the network named (its uid read in the same statement): a burst's requests find one
-# pending and join it without reading the network's row first (one round trip instead of two).
-_PENDING_OF_NETWORK = _pending_of(select(Resource.uid).where(
-    Resource.project == bindparam("project"), Resource.collection == "networks", Resource.scope == "global",
-    Resource.name == bindparam("name")).scalar_subquery())
+# (bind names no column of operations has: an UPDATE of operations reads the network by them)
+_NETWORK = (Resource.project == bindparam("net_project"), Resource.collection == "networks",
+            Resource.scope == "global", Resource.name == bindparam("net_name"))
+
+
+def _listing(dialect: str) -> ColumnElement[str]:
+    """The params of a pending request with the instance ``instance`` added to those it names (unless
+    named already), computed by the database: the JSON functions of each."""
+    params, uid = Operation.params, bindparam("instance", type_=BigInteger)
+    if dialect == "postgresql":
+        doc = cast(params, JSONB)
+        named = doc.op("->")(literal(INSTANCES))
+        added = func.jsonb_set(doc, literal_column(f"'{{{INSTANCES}}}'"),
+                               func.coalesce(named, cast(literal("[]"), JSONB)).op("||")(func.to_jsonb(uid)))
+        return case((named.op("@>")(func.to_jsonb(uid)), params), else_=cast(added, String))
+    path = f"$.{INSTANCES}"
+    among = func.json_extract(params, path)
+    listed = exists(select(literal(1)).select_from(func.json_each(params, path).table_valued("value"))
+                    .where(literal_column("value") == uid))
+    appended = func.json_set(params, path, func.json(case((among.is_(None), func.json_array(uid)),
+                                                          else_=func.json_insert(among, "$[#]", uid))))
+    return case((listed, params), else_=appended)
+
+
+@functools.cache
+def _join_statement(dialect: str, by_name: bool, naming: bool) -> ReturningUpdate[Operation]:
+    """Join the network's pending request, if any (it starts over at progress 0, naming the
+    instance when ``naming``): one UPDATE that finds it (the network named by project and name when
+    ``by_name``, else by its uid ``target``), changes it and returns it, its row locked until the
+    caller's transaction ends, so no worker claims it before the caller commits (a claim made first
+    turns it RUNNING: the UPDATE re-checks that and changes nothing, and a new request is queued)."""
+    target = select(Resource.uid).where(*_NETWORK).scalar_subquery() if by_name else bindparam("target")
+    values: dict[str, Any] = {"progress": 0}
+    if naming:
+        values["params"] = _listing(dialect)
+    return (update(Operation).where(Operation.pk == _pending_of(target), Operation.status == "PENDING",
+                                    Operation.lease_owner.is_(None))
+            .values(values).returning(Operation).execution_options(synchronize_session=False))
+
+
+def _joined(session: Session, url: str, instance_uid: int | None, **where: Any) -> bool:
+    """:func:`_join_statement`; remembers the request joined."""
+    stmt = _join_statement(session.get_bind().dialect.name, "target" not in where, instance_uid is not None)
+    pending = session.scalars(stmt, {**where, "instance": instance_uid}).first()
+    if pending is None:
+        return False
+    _remember(session, url, pending)
+    return True
+
+
+_NETWORK_AND_LAST_SYNC: dict[str, Select[Any]] = {}  # by dialect: built once (its build costs CPU)
+
+
+def _network_and_last_sync(session: Session) -> Select[Any]:
+    """The network's uid and the params of its last sync that started (:func:`_not_before` reads
+    its timing), with the workers' announcement of the new job (PostgreSQL; it goes out at commit
+    only if the network's row is found): no row when the network is gone."""
+    dialect = session.get_bind().dialect.name
+    query = _NETWORK_AND_LAST_SYNC.get(dialect)
+    if query is None:
+        last_sync = (select(Operation.params).where(Operation.job == SYNC_JOB, Operation.target_id == Resource.uid,
+                                                    Operation.status != "PENDING")
+                     .order_by(Operation.pk.desc()).limit(1).scalar_subquery())
+        query = select(Resource.uid, last_sync).where(*_NETWORK)
+        notice = announcement(session, SYNC_JOB)
+        query = _NETWORK_AND_LAST_SYNC[dialect] = query.add_columns(notice) if notice is not None else query
+    return query
 
 
 def request_sync(session: Session, project: str, network_url: str, instance_uid: int | None = None) -> None:
     """Record, in the caller's transaction, that the network's routers must be rendered again (of
     the instances' files, ``instance_uid``'s: the instance whose change it is, if any).
 
-    Cheap and idempotent: per network and transaction, the pending request's row (joined rather
-    than duplicated; read with the network's uid), and when none is pending the network's row, one read of the last sync's timing
-    (which carries the workers' announcement, PostgreSQL) and one INSERT whose row holds all of
-    the request: its instance and its not-before time. The SELECT of the pending request takes its
-    row lock on PostgreSQL (FOR UPDATE), so a worker cannot claim it before this transaction commits
-    (a claim made first turns it RUNNING, and then a new request is queued).
+    Cheap and idempotent, per network and transaction: a request joins the pending one in one
+    statement (:func:`_join_statement`: the network's uid, the pending request and the change of
+    its row in one UPDATE); when none is pending, one read of the network's uid and of the last
+    sync's timing (which carries the workers' announcement, PostgreSQL) and one INSERT whose row
+    holds all of the request: its instance and its not-before time. Later requests of the same
+    transaction only change the request's row (written at flush).
     """
     found = _canonical(project, network_url)
     if found is None:
@@ -130,42 +213,30 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
     if entry is not None:
         _name_instance(entry, instance_uid)
         return
-    pending = session.scalar(_PENDING_OF_NETWORK, {"project": net_project, "name": name})
-    if pending is not None:
-        _join(session, url, pending, instance_uid)
+    if _joined(session, url, instance_uid, net_project=net_project, net_name=name):
         return
-    network = store.find_optional(session, net_project, "networks", "global", name)
-    if network is not None:
-        target = network.uid
+    row = session.execute(_network_and_last_sync(session), {"net_project": net_project, "net_name": name}).first()
+    if row is not None:
+        target, last = row[0], row[1]
     else:  # deleted in this transaction: its routers must go
         target = session.scalar(select(SystemVm.network_uid).where(SystemVm.network_url == url).limit(1))
-        if target is None:
+        if target is None or _joined(session, url, instance_uid, target=target):
             return
-        pending = session.scalar(_PENDING, {"target": target})
-        if pending is not None:
-            _join(session, url, pending, instance_uid)
-            return
+        last = _last_sync(session, target)
     vms.ensure_system_project(session)
     params: dict[str, Any] = {"project": net_project, "network": url, "network_uid": target}
     if instance_uid is not None:
         params[INSTANCES] = [instance_uid]
     op = vms.enqueue(session, job=SYNC_JOB, op_type="systemvms.syncNetwork", scope="global", target_id=target,
                      target_path=path_of(net_project, "global", "networks", name), params=params,
-                     not_before=_not_before(session, target), announced=True)
+                     not_before=_not_before(last), announced=True)
     _remember(session, url, op)
 
 
-def _join(session: Session, url: str, pending: Operation, instance_uid: int | None) -> None:
-    """Join the pending request (naming the instance): it starts over at progress 0."""
-    pending.progress = 0
-    _name_instance(_remember(session, url, pending), instance_uid)
-
-
-def _not_before(session: Session, target: int) -> float | None:
-    """When a new sync of the network may start (see the module's docstring), from the timing of
-    the last one that started; None: at once. The read selects the workers' announcement of the
-    new job along (PostgreSQL; one round trip instead of two), as a scalar subquery so that it
-    returns its row, and the NOTIFY goes out, when the network never synced."""
+def _last_sync(session: Session, target: int) -> str | None:
+    """The params of the last sync of the network ``target`` that started, selecting the workers'
+    announcement of the new job along (PostgreSQL; one round trip instead of two), as a scalar
+    subquery so that it returns its row, and the NOTIFY goes out, when the network never synced."""
     last_sync = (select(Operation.params).where(Operation.job == SYNC_JOB, Operation.target_id == target,
                                                 Operation.status != "PENDING")
                  .order_by(Operation.pk.desc()).limit(1).scalar_subquery())
@@ -173,7 +244,12 @@ def _not_before(session: Session, target: int) -> float | None:
     notice = announcement(session, SYNC_JOB)
     if notice is not None:
         query = query.add_columns(notice)
-    last = session.execute(query).scalar()
+    return session.execute(query).scalar()
+
+
+def _not_before(last: str | None) -> float | None:
+    """When a new sync of the network may start (see the module's docstring), from the params of
+    the last one that started (None: it never synced); None: at once."""
     last_params: dict[str, Any] = orjson.loads(last) if last else {}
     started = last_params.get(STARTED_AT)
     if started is None:
@@ -203,45 +279,77 @@ def request_sync_for_instance(session: Session, instance: Resource) -> None:
 # -- the job -------------------------------------------------------------------------------------
 
 
-def _active_zones(session: Session, url: str, instances: list[int] | None) -> dict[str, str]:
-    """Region -> the zone a new router goes to (the first zone, by name, with an active instance):
-    among the request's instances (looked up by uid), or every instance (a scan) when it names none."""
+def _active_zones(rows: Iterable[tuple[str | None, str, str, str]], url: str) -> dict[str, str]:
+    """Region -> the zone a new router goes to (the first zone, by name, with an active instance
+    among ``rows``: (region, scope, body, status) of instances)."""
     zones: dict[str, str] = {}
-    query = select(Resource.region, Resource.scope, Resource.body).where(
-        Resource.collection == "instances", Resource.status.in_(ACTIVE))
-    if instances is None:
-        query = query.where(Resource.body.contains(url))
-    else:
-        query = query.where(Resource.uid.in_(instances))
-    for region, scope, body in session.execute(query):
-        nics = orjson.loads(body).get("networkInterfaces", [])
+    for region, scope, body, status in rows:
+        nics = orjson.loads(body).get("networkInterfaces", []) if status in ACTIVE else ()
         if region is not None and any(n.get("network") == url for n in nics):  # (an instance always has a region)
             zone = scope.split("/", 1)[1]
             zones[region] = min(zones.get(region, zone), zone)
     return zones
 
 
-def plan(session: Session, params: dict[str, Any]) -> tuple[list[int], list[int], list[int], Resource | None]:
-    """(routers to start, routers to push, routers to destroy, the network's row: None when it is
-    gone), creating the rows of new routers."""
+def _network_and_instances(session: Session, project: str, name: str, url: str,
+                           instances: list[int] | None) -> tuple[Resource | None, list[Resource] | None, dict[str, str]]:
+    """(the network's row, the request's instances' rows: None when it names none, the zones of
+    :func:`_active_zones`). The network and the instances named are point reads of one table, so
+    they are one statement; without instances named every active instance is scanned, for its zone
+    only."""
+    by_name = and_(Resource.project == project, Resource.collection == "networks", Resource.scope == "global",
+                   Resource.name == name)
+    if instances is None:
+        network = store.find_optional(session, project, "networks", "global", name)
+        scan = session.execute(select(Resource.region, Resource.scope, Resource.body, Resource.status).where(
+            Resource.collection == "instances", Resource.status.in_(ACTIVE), Resource.body.contains(url)))
+        return network, None, _active_zones(scan, url)
+    network = None
+    rows: list[Resource] = []
+    for row in session.scalars(select(Resource).where(or_(
+            by_name, and_(Resource.uid.in_(instances), Resource.collection == "instances")))):
+        if row.collection == "networks":
+            network = row
+        else:
+            rows.append(row)
+    return network, rows, _active_zones(((r.region, r.scope, r.body, r.status) for r in rows), url)
+
+
+@dataclass
+class Plan:
+    """What a sync does: routers to start, to push and to destroy; the routers as read, locked, by
+    uid; the network's row (None when it is gone) and the rows of the request's instances (None: it
+    names none), read in the plan's transaction."""
+
+    to_start: list[int]
+    to_push: list[int]
+    to_destroy: list[int]
+    routers: dict[int, vms.Loaded]
+    network: Resource | None
+    instances: list[Resource] | None
+
+
+def plan(session: Session, params: dict[str, Any]) -> Plan:
+    """The sync's :class:`Plan`, creating the rows of new routers."""
     url, network_uid = params["network"], params["network_uid"]
-    routers = list(session.scalars(select(SystemVm).where(SystemVm.network_uid == network_uid,
-                                                          SystemVm.kind == vms.ROUTER).order_by(SystemVm.name)))
+    routers = vms.routers_of(session, network_uid)
+    uids = [r.vm.uid for r in routers]
     ref = parse_ref(url, project=params["project"])
-    network = store.find_optional(session, ref.project, "networks", "global", ref.name) if ref else None
+    network, rows, zones = (_network_and_instances(session, ref.project, ref.name, url, params.get(INSTANCES))
+                            if ref is not None else (None, None, {}))
     if ref is None or network is None or network.uid != network_uid:
-        return [], [], [r.uid for r in routers], None
-    have = {r.region for r in routers}
-    to_start = [r.uid for r in routers if r.state != vms.RUNNING and not vms.unfinished_job(
-        session, r, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
-    for region, zone_name in sorted(_active_zones(session, url, params.get(INSTANCES)).items()):
+        return Plan([], [], uids, {}, None, None)
+    have = {r.vm.region for r in routers}
+    to_start = [r.vm.uid for r in routers if r.vm.state != vms.RUNNING and not vms.unfinished_job(
+        session, r.vm, ("systemvms.deploy", "systemvms.restart", "systemvms.destroy"))]
+    for region, zone_name in sorted(zones.items()):
         if region in have:
             continue
         zone = session.scalars(select(Zone).where(Zone.name == zone_name)).one()  # an active instance's
         vm = vms.create(session, vms.ROUTER, zone, network_uid=network_uid, network_url=url, project=ref.project)
         to_start.append(vm.uid)
-        routers.append(vm)
-    return to_start, [r.uid for r in routers], [], network
+        uids.append(vm.uid)
+    return Plan(to_start, uids, [], {r.vm.uid: r for r in routers}, network, rows)
 
 
 def _sync(ctx: JobContext) -> None:
@@ -258,12 +366,14 @@ def _sync(ctx: JobContext) -> None:
     instances = ctx.params.get(INSTANCES, ())
     first: pushes.Push | None = None
     with ctx.write() as s:
-        to_start, to_push, to_destroy, network = plan(s, ctx.params)
+        p = plan(s, ctx.params)
+        to_start, to_push, to_destroy = p.to_start, p.to_push, p.to_destroy
         _record(s, ctx, STARTED_AT, time.time(), progress=10)
         started = time.perf_counter()
         joined = bool(to_push) and not to_start and not to_destroy
-        if joined:
-            first = pushes.prepare(s, ctx, to_push[0], instances=instances, network=network)
+        if joined:  # the plan read the router's rows and the instances' in this transaction: not again
+            first = pushes.prepare(s, ctx, to_push[0], instances=instances, network=p.network,
+                                   loaded=p.routers.get(to_push[0]), rows=p.instances)
     for uid in to_start:
         try:
             vms.start(ctx, uid)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core.db import write_session
 from core.hypervisors.base import HostRef
-from core.models import Host, SimDomain, SimVmFile, Zone
+from core.models import Host, Operation, SimDomain, SimVmFile, Zone
 from core.models.systemvm import RouterSyncState
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances
 from core.services.hosts import HostMonitor
-from core.systemvms import guests, router
+from core.systemvms import guests, router, sync
 from tests.systemvms.conftest import check_all
 
 pytestmark = pytest.mark.xdist_group("systemvms-render")
@@ -85,6 +86,64 @@ def test_random_changes_keep_the_router_equal_to_a_full_render(cloud):
     assert files == cloud.rendered()
     check_all(files)
     assert "fw0_to" in files[router.NFTABLES]
+
+
+def set_hostname(cloud, name: str, hostname: str) -> int:
+    """Change the instance's row (its DNS file names the hostname) without asking for a sync: its uid."""
+    with write_session(cloud.factory) as s:
+        res = store.find(s, cloud.project, "instances", "zones/us-central1-a", name)
+        body = store.body_of(res)
+        body["hostname"] = hostname
+        res.body = orjson.dumps(body).decode()
+        return res.uid
+
+
+def statements_of(cloud, work) -> int:
+    """How many statements ``work(session)`` sends, in a transaction of its own (its BEGIN and COMMIT
+    not counted)."""
+    engine = cloud.factory.kw["bind"]
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with write_session(cloud.factory) as s:
+            work(s)
+            s.flush()
+            before_commit = len(sent)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return before_commit
+
+
+def test_requests_join_the_pending_sync_in_one_statement_naming_their_instances(cloud):
+    """A request made while one is pending joins it in one statement (the database adds the
+    instance to those it names, once); the sync then renders every instance named, so each change
+    reaches the router."""
+    cloud.instance("named-1")
+    cloud.instance("named-2")
+    first, second = set_hostname(cloud, "named-1", "one.example.com"), set_hostname(cloud, "named-2", "two.example.com")
+    assert statements_of(cloud, lambda s: sync.request_sync(s, cloud.project, cloud.network, first)) >= 2
+    for uid in (second, first, second):  # each in a transaction of its own
+        assert statements_of(cloud, lambda s, uid=uid: sync.request_sync(s, cloud.project, cloud.network, uid)) == 1
+    with write_session(cloud.factory) as s:  # and several in one: the request's row changes once, at flush
+        for uid in (first, second, None):
+            sync.request_sync(s, cloud.project, cloud.network, uid)
+    with cloud.factory() as s:
+        pending = list(s.scalars(select(Operation).where(Operation.job == sync.SYNC_JOB, Operation.status == "PENDING",
+                                                         Operation.params.contains(cloud.network))))
+    assert len(pending) == 1 and pending[0].progress == 0
+    assert sorted(orjson.loads(pending[0].params)[sync.INSTANCES]) == sorted([first, second])
+    cloud.run_jobs()
+    files = held(cloud)
+    assert "one.example.com" in files[guests.paths(first)[1]] and "two.example.com" in files[guests.paths(second)[1]]
+    assert files == cloud.rendered()
+    check_all(files)
+    for name in ("named-1", "named-2"):
+        cloud.delete_instance(name)
 
 
 def test_host_monitor_reconciles_in_full_only_when_a_host_is_out_of_step(cloud):
