@@ -1,0 +1,89 @@
+"""Statements run outside a Session (core.db.Prepared): on PostgreSQL on connections kept in
+autocommit beside the pool. A read whose connection the server dropped runs again on a new one (a
+database restart costs no caller an error); a write's error goes to its caller (it may have
+committed before the break); with every such connection in use a statement takes a pooled one;
+disposing of the engine closes them all."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, bindparam, select, text, update
+
+from core import db
+from core.db import Prepared
+from core.models import Project
+
+NAME = Prepared(select(Project.name).where(Project.name == bindparam("name")))
+TOUCH = Prepared(update(Project).where(Project.name == bindparam("name")).values(public=bindparam("public"))
+                 .returning(Project.name))
+
+
+@pytest.fixture
+def pg(engine: Engine) -> Engine:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the autocommit connections are PostgreSQL's; SQLite runs statements on its pool")
+    return engine
+
+
+def _ours(engine: Engine) -> list[int]:
+    """The server pids of this process's autocommit connections to the test's database."""
+    with engine.connect() as conn:
+        mine = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        return [pid for (pid,) in conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> :me "
+            "AND backend_type = 'client backend'"), {"me": mine})]
+
+
+def _terminate(engine: Engine, pids: list[int]) -> None:
+    with engine.connect() as conn:
+        for pid in pids:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_a_read_whose_connection_the_server_dropped_runs_again(pg):
+    assert NAME.scalar(pg, {"name": "demo-project"}) == "demo-project"
+    pg.pool.dispose()  # only the autocommit connections are left to see
+    pids = _ours(pg)
+    assert pids, "the read ran on no connection of its own"
+    _terminate(pg, pids)
+    assert NAME.scalar(pg, {"name": "demo-project"}) == "demo-project"
+    assert set(_ours(pg)).isdisjoint(pids)
+
+
+def test_a_write_whose_connection_the_server_dropped_fails_to_its_caller(pg):
+    assert TOUCH.scalar(pg, {"name": "demo-project", "public": False}) == "demo-project"
+    pg.pool.dispose()
+    _terminate(pg, _ours(pg))
+    with pytest.raises(psycopg.OperationalError):
+        TOUCH.scalar(pg, {"name": "demo-project", "public": False})
+    assert TOUCH.scalar(pg, {"name": "demo-project", "public": False}) == "demo-project"  # a new connection
+
+
+def test_a_statement_error_leaves_the_connection_usable(pg):
+    bad = Prepared(text("SELECT 1 / 0 WHERE :x = 1").bindparams(bindparam("x")))
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        bad.scalar(pg, {"x": 1})
+    assert NAME.scalar(pg, {"name": "demo-project"}) == "demo-project"
+
+
+def test_with_every_autocommit_connection_in_use_statements_take_pooled_ones(pg, monkeypatch):
+    pg.dispose()  # none idle
+    monkeypatch.setattr(db, "AUTOCOMMIT_CONNECTIONS", 0)
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(NAME.scalar(pg, {"name": "demo-project"})))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == ["demo-project"] * 4
+    assert db._autocommit(pg)._open == 0  # every one ran on the pool
+
+
+def test_disposing_of_the_engine_closes_them(pg):
+    NAME.scalar(pg, {"name": "demo-project"})
+    pg.dispose()
+    assert _ours(pg) == []
