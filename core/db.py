@@ -452,6 +452,7 @@ class _Autocommit:
         self._open = 0  # idle and in use
         self._lock = threading.Lock()
         self._disposed_at = 0.0  # a connection made before is closed when given back
+        self.pid = os.getpid()
         event.listen(engine, "engine_disposed", lambda _engine: self.dispose())
 
     def _take(self) -> tuple[Any, Any, float] | None:
@@ -528,8 +529,12 @@ _AUTOCOMMIT_LOCK = threading.Lock()
 
 
 def _autocommit(engine: Engine) -> _Autocommit:
+    """The engine's autocommit connections in this process: a forked child (a server that forks
+    its workers) makes its own and leaves its parent's alone, whose sockets it shares."""
     found = _AUTOCOMMIT.get(engine)
-    if found is None:
+    if found is None or found.pid != os.getpid():
         with _AUTOCOMMIT_LOCK:
-            found = _AUTOCOMMIT.setdefault(engine, _Autocommit(engine))
+            found = _AUTOCOMMIT.get(engine)
+            if found is None or found.pid != os.getpid():
+                found = _AUTOCOMMIT[engine] = _Autocommit(engine)
     return found

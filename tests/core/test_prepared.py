@@ -87,3 +87,17 @@ def test_disposing_of_the_engine_closes_them(pg):
     NAME.scalar(pg, {"name": "demo-project"})
     pg.dispose()
     assert _ours(pg) == []
+
+
+def test_a_forked_child_makes_its_own_and_leaves_its_parents_alone(pg):
+    import os
+
+    NAME.scalar(pg, {"name": "demo-project"})  # the parent holds an idle one
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, never the parent's socket
+        code = 0 if NAME.scalar(pg, {"name": "demo-project"}) == "demo-project" else 1
+        code |= 0 if db._autocommit(pg).pid == os.getpid() else 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert NAME.scalar(pg, {"name": "demo-project"}) == "demo-project"  # the parent's still answers
