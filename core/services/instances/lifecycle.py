@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, select, union_all
 
 from core import ipam, quotas
 from core.catalog import MachineType
@@ -139,10 +139,16 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_TAKEN = select(Resource.collection, Resource.name).where(
-    Resource.project == bindparam("project"), Resource.scope == bindparam("scope"),
-    or_(and_(Resource.collection == "instances", Resource.name == bindparam("name")),
-        and_(Resource.collection == "disks", Resource.name.in_(bindparam("disks", expanding=True)))))
+# Two index seeks in one statement (UNION ALL): spelled as one WHERE with an OR of the two
+# collections, SQLite used only the index's project column and read every resource of the project
+# in the zone (42 ms at 54,000 instances, twice per insert with the network's read below).
+_TAKEN = union_all(
+    select(Resource.collection, Resource.name).where(
+        Resource.project == bindparam("project"), Resource.collection == "instances",
+        Resource.scope == bindparam("scope"), Resource.name == bindparam("name")),
+    select(Resource.collection, Resource.name).where(
+        Resource.project == bindparam("project"), Resource.collection == "disks",
+        Resource.scope == bindparam("scope"), Resource.name.in_(bindparam("disks", expanding=True))))
 
 
 def _names_taken(call: Call, scope: str, name: str, disk_names: list[str]) -> tuple[bool, dict[str, bool]]:
