@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ARRAY,
@@ -37,6 +37,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -65,19 +66,30 @@ _LEASE = {"lease_owner": bindparam("owner"), "lease_expiry": bindparam("expiry")
 _TAKEN = (Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
 
 
-def _claimable(fair: bool, prepared: bool = False) -> Select[tuple[int, str, str, int]]:
+def _not_held(held: str | None) -> ColumnElement[bool]:
+    """Not of the kinds ``held``, given as an array (``"array"``, PostgreSQL's
+    :class:`~core.db.Prepared`), as a JSON array (``"json"``, SQLite's) or as a list (None, a
+    Session's statement)."""
+    if held == "array":
+        return Operation.job != all_(bindparam("held", type_=ARRAY(String)))
+    if held == "json":
+        kinds = func.json_each(bindparam("held", type_=String)).table_valued("value")
+        return Operation.job.not_in(select(kinds.c.value))
+    return Operation.job.not_in(bindparam("held", expanding=True))
+
+
+def _claimable(fair: bool, prepared: bool = False, held: str | None = None) -> Select[tuple[int, str, str, int]]:
     """Jobs a worker may take now: unfinished, not leased (or their lease lapsed), first on their
     target, and not of the kinds ``held`` (a batch of that kind runs, see
-    :attr:`~core.jobs.handlers.JobHandler.coalesce`). ``fair`` orders them round-robin by project
-    (see the module's docstring); unfair, by age only (enough to ask whether there is any).
-    ``prepared``: spelled for :class:`~core.db.Prepared` on PostgreSQL (``held`` an array)."""
+    :attr:`~core.jobs.handlers.JobHandler.coalesce`; spelled as :func:`_not_held`). ``fair``
+    orders them round-robin by project (see the module's docstring); unfair, by age only (enough
+    to ask whether there is any). ``prepared``: the constants spelled in the SQL, for
+    :class:`~core.db.Prepared`."""
     earlier = aliased(Operation)
     unfinished = _unfinished(prepared)
-    not_held: ColumnElement[bool] = (Operation.job != all_(bindparam("held", type_=ARRAY(String))) if prepared
-                                     else Operation.job.not_in(bindparam("held", expanding=True)))
     query = (
         select(Operation.pk, Operation.job, Operation.project)
-        .where(Operation.status.in_(unfinished), not_held,
+        .where(Operation.status.in_(unfinished), _not_held(held),
                _LEASE_FREE,
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
                                earlier.status.in_(unfinished)))
@@ -92,32 +104,46 @@ def _claimable(fair: bool, prepared: bool = False) -> Select[tuple[int, str, str
             .order_by(turns.c.turn, Operation.pk))
 
 
-ANY_CLAIMABLE = _claimable(fair=False)
+# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
+# router sync): it becomes claimable then.
+_NEXT_DUE = select(func.min(Operation.lease_expiry).label("due")).where(
+    Operation.status == literal_column("'PENDING'"), Operation.lease_owner.is_(None),
+    Operation.lease_expiry >= bindparam("now"))
+# One statement outside a Session (core.db.Prepared, whose statements take named parameters only,
+# hence the constants spelled in the SQL): run_until_idle's wait for deferred jobs, and a worker's
+# when the claim that found nothing could not say (see LOOK and _CANDIDATES).
+NEXT_DUE = Prepared(_NEXT_DUE)
+NEXT_FIRST_DUE = Prepared(_NEXT_DUE.where(Operation.attempts == literal_column("0")))  # not backing off after a failure
+
+# SQLite's look before a claim, without the write lock (idle workers must not queue behind API
+# writes): whether any job is claimable, and when the next deferred one comes due, which is what
+# a worker that finds nothing sleeps until. One statement outside a Session: no BEGIN, no
+# ROLLBACK, no Session (a worker looks after every job and at every kick). ``held`` is a JSON array.
+LOOK = Prepared(select(_claimable(fair=False, prepared=True, held="json").with_only_columns(Operation.pk)
+                       .offset(literal_column("0"))  # SQLite spells a LIMIT with an OFFSET: a constant, not a parameter
+                       .scalar_subquery().label("found"),
+                       _NEXT_DUE.scalar_subquery().label("due")))
 CLAIMABLE = _claimable(fair=True)
 TAKE = (update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(**_LEASE)
         .returning(*_TAKEN)
         .execution_options(synchronize_session=False))  # the claim's session holds no Operation object
-# PostgreSQL (see the module's docstring): the candidates, read without a lock; and the take, which
-# locks those still free (skipping any another transaction holds: a worker taking it, or a request
-# joining a pending router sync, core.systemvms.sync) and leases them, in one statement. The lease
-# is committed without waiting for the disk (see core.db.unflushed_commit): set_config(..., is_local)
-# lasts until the statement's own transaction commits.
-_CANDIDATES = Prepared(_claimable(fair=True, prepared=True))
+# PostgreSQL (see the module's docstring): the candidates, read without a lock, with the next
+# deferred job's due time (a row with no candidate when there is none: a worker that finds nothing
+# sleeps until then without asking again); and the take, which locks those still free (skipping
+# any another transaction holds: a worker taking it, or a request joining a pending router sync,
+# core.systemvms.sync) and leases them, in one statement. The lease is committed without waiting
+# for the disk (see core.db.unflushed_commit): set_config(..., is_local) lasts until the
+# statement's own transaction commits.
+_FOUND = _claimable(fair=True, prepared=True, held="array").subquery("found")
+_DUE = _NEXT_DUE.subquery("due")
+_CANDIDATES = Prepared(select(_FOUND.c.pk, _FOUND.c.job, _FOUND.c.project, _FOUND.c.turn, _DUE.c.due)
+                       .select_from(_DUE.outerjoin(_FOUND, true())))
 _FREE = (select(Operation.pk)
          .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(_unfinished(True)),
                 _LEASE_FREE)
          .with_for_update(skip_locked=True))
 _TAKE_FREE = Prepared(update(Operation).where(Operation.pk.in_(_FREE.scalar_subquery())).values(**_LEASE).returning(
     *_TAKEN, func.set_config(literal_column("'synchronous_commit'"), literal_column("'off'"), literal_column("true"))))
-# A PENDING job nobody holds whose lease lies ahead is deferred (a retry's back-off, a coalesced
-# router sync): it becomes claimable then.
-_NEXT_DUE = select(func.min(Operation.lease_expiry)).where(
-    Operation.status == literal_column("'PENDING'"), Operation.lease_owner.is_(None),
-    Operation.lease_expiry >= bindparam("now"))
-# Read by every worker going to sleep: one statement outside a Session (core.db.Prepared, whose
-# statements take named parameters only, hence the constants spelled in the SQL).
-NEXT_DUE = Prepared(_NEXT_DUE)
-NEXT_FIRST_DUE = Prepared(_NEXT_DUE.where(Operation.attempts == literal_column("0")))  # not backing off after a failure
 
 
 class Rotation:
@@ -177,19 +203,26 @@ class Taken(NamedTuple):
 TRIES = 3  # candidate reads a PostgreSQL claim makes when others took every job it found first
 
 
+def due_time(due: object) -> float:
+    """A due time read (NULL: no job is deferred) as a time to sleep until."""
+    return float("inf") if due is None else float(cast(float, due))
+
+
 def claim_postgres(bind: Engine, params: dict[str, Any], rotation: Rotation,
-                   batches: Callable[[str], bool]) -> list[Taken]:
+                   batches: Callable[[str], bool]) -> tuple[list[Taken], float | None]:
     """A claim on PostgreSQL (see the module's docstring): the jobs taken, in no order, all of one
-    kind. ``batches(kind)``: whether that kind's handler runs batches (:func:`batch_of`). When other
-    workers took every job this one found first, it looks again (at most ``TRIES`` times), so
-    that the jobs behind those are not left waiting for the next wake-up."""
+    kind, and when it took none, when the next deferred job comes due (None: not known, as others
+    took what it found). ``batches(kind)``: whether that kind's handler runs batches
+    (:func:`batch_of`). When other workers took every job this one found first, it looks again (at
+    most ``TRIES`` times), so that the jobs behind those are not left waiting for the next wake-up."""
     for _ in range(TRIES):
-        found = rotation.fair_order([Candidate(*r) for r in _CANDIDATES.all(bind, params)])
+        rows = _CANDIDATES.all(bind, params)
+        found = rotation.fair_order([Candidate(*r[:4]) for r in rows if r[0] is not None])
         if not found:
-            return []
+            return [], due_time(rows[0][4]) if rows else None
         pks = batch_of(found, batches(found[0][1]))
         taken = [Taken(*r[:5]) for r in _TAKE_FREE.all(bind, {
             "pks": pks, "owner": params["owner"], "expiry": params["expiry"], "now": params["now"]})]
         if taken:
-            return taken
-    return []
+            return taken, None
+    return [], None

@@ -30,10 +30,10 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Row, Update, bindparam, func, literal, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Prepared, unflushed_commit, write_session
@@ -294,10 +294,10 @@ class JobEngine:
         try:
             while not self._stop.is_set():
                 try:
-                    claimed = self._claim(self._held())
+                    claimed, due = self._claim(self._held())
                 except Exception:  # database briefly unavailable: back off, never die
                     log.exception("claiming a job failed")
-                    claimed = []
+                    claimed, due = [], None
                     time.sleep(0.5)
                 if claimed:
                     with self._running_lock:
@@ -312,16 +312,17 @@ class JobEngine:
                     continue
                 if spare and time.monotonic() - idle_since > SPARE_IDLE_SECONDS:
                     return
-                self._sleep()
+                self._sleep(due)
         finally:
             with self._running_lock:
                 self._pool -= 1
 
-    def _sleep(self) -> None:
-        """Until a kick, the next deferred job, or the poll interval."""
+    def _sleep(self, due: float | None) -> None:
+        """Until a kick, the next deferred job (``due``, as the claim that found nothing read it;
+        None: read now), or the poll interval."""
         wait = self.poll_interval
         try:
-            wait = min(wait, max(0.0, self.next_due() - time.time()))
+            wait = min(wait, max(0.0, (self.next_due() if due is None else due) - time.time()))
         except Exception:
             log.exception("reading the next deferred job failed")
         with self._wake:
@@ -332,8 +333,7 @@ class JobEngine:
     def next_due(self, first_attempts_only: bool = False) -> float:
         """When the earliest deferred job becomes claimable (infinity if none is deferred)."""
         query = claims.NEXT_FIRST_DUE if first_attempts_only else claims.NEXT_DUE
-        due = query.scalar(self.factory.kw["bind"], {"now": time.time()})
-        return float("inf") if due is None else float(cast(float, due))
+        return claims.due_time(query.scalar(self.factory.kw["bind"], {"now": time.time()}))
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Run jobs in the calling thread until none is left (tests, benchmarks, CLI).
@@ -343,7 +343,7 @@ class JobEngine:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            claimed = self._claim()
+            claimed, _ = self._claim()
             if not claimed:
                 delay = self.next_due(first_attempts_only=True) - time.time()
                 if delay == float("inf"):
@@ -352,21 +352,24 @@ class JobEngine:
                 continue
             self._run_claimed(claimed)
 
-    def _claim(self, held: list[str] | None = None) -> list[JobContext]:
+    def _claim(self, held: list[str] | None = None) -> tuple[list[JobContext], float | None]:
         """Claim the next job in fair order (:mod:`core.jobs.claims`), and with it the other queued
         jobs of its kind when its handler runs batches. Jobs of the ``held`` kinds are left for
         later. A claimed batch of a coalescing kind holds that kind until :meth:`_run_claimed`
-        ends it."""
+        ends it. With the jobs: when it claimed none, when the next deferred job comes due, if the
+        claim's reads said (None otherwise), so that a worker going to sleep need not ask again."""
         now = time.time()
         params: dict[str, Any] = {"now": now, "limit": BATCH_SIZE, "held": list(held or ())}
+        rows: Sequence[claims.Taken]
+        due: float | None
         if self.postgres:  # two autocommit statements, see core.jobs.claims
-            rows: Sequence[claims.Taken | Row[int, str, str, str, int]] = claims.claim_postgres(
+            rows, due = claims.claim_postgres(
                 self.factory.kw["bind"], {**params, "owner": self.owner, "expiry": now + LEASE_SECONDS},
                 self._rotation, self._batches_kind)
         else:
-            rows = self._claim_sqlite(params)
+            rows, due = self._claim_sqlite(params)
         if not rows:
-            return []
+            return [], due
         kind = rows[0].job
         handler = HANDLERS.get(kind)
         self._rotation.served({r.project for r in rows})
@@ -374,28 +377,32 @@ class JobEngine:
             self._running.update(r.pk for r in rows)
             if handler is not None and handler.coalesce:
                 self._batches[kind] = self._batches.get(kind, 0) + 1
-        return [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job)
+        ctxs = [self._context(r.pk, r.project, orjson.loads(r.params), r.attempts, r.job)
                 for r in sorted(rows, key=lambda r: r.pk)]
+        return ctxs, None
 
     @staticmethod
     def _batches_kind(kind: str) -> bool:
         handler = HANDLERS.get(kind)
         return handler is not None and handler.batch is not None
 
-    def _claim_sqlite(self, params: dict[str, Any]) -> Sequence[Row[int, str, str, str, int]]:
-        """SQLite's claim: look first without the write lock, so that idle workers do not queue
-        behind API writes; then read and take the candidates in one write transaction."""
-        with self.factory() as session:
-            if session.execute(claims.ANY_CLAIMABLE, {**params, "limit": 1}).first() is None:
-                return []
+    def _claim_sqlite(self, params: dict[str, Any]) -> tuple[list[claims.Taken], float | None]:
+        """SQLite's claim: look first without the write lock (:data:`claims.LOOK`, which reads the
+        next due time too), so that idle workers do not queue behind API writes; then read and take
+        the candidates in one write transaction."""
+        found_any, due = claims.LOOK.all(self.factory.kw["bind"], {
+            **params, "limit": 1, "held": orjson.dumps(params["held"]).decode()})[0]
+        if found_any is None:
+            return [], claims.due_time(due)
         with write_session(self.factory) as session:
             found = self._rotation.fair_order(session.execute(claims.CLAIMABLE, params).all())
             if not found:
-                return []
+                return [], None
             pks = claims.batch_of(found, self._batches_kind(found[0][1]))
             now = params["now"]
-            return session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
-                                                 "now": now}).all()
+            taken = session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
+                                                  "now": now}).all()
+        return [claims.Taken(*r) for r in taken], None
 
     def _context(self, pk: int, project: str, params: dict[str, Any], attempts: int, job_name: str) -> JobContext:
         """A job's context. Warnings decided when the request was taken (``params["warnings"]``) are

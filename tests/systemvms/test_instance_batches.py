@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from core.db import write_session
 from core.models import Cluster, Host, Operation, Resource, Zone
-from core.planner import host_usage
+from core.planner import host_usage, pool_usage
 
 pytestmark = pytest.mark.xdist_group("systemvms-batches")
 
@@ -95,3 +95,57 @@ def _insert_op(cloud, name: str) -> int:
         return s.scalar(select(Operation.pk).where(Operation.project == cloud.project,
                                                    Operation.operation_type == "insert",
                                                    Operation.target_link.endswith(f"/instances/{name}")))
+
+
+def test_the_end_of_a_batch_keeps_what_changed_while_the_vms_spawned(cloud, monkeypatch):
+    """Staging and the end of a batch write their rows in one statement each: the end re-reads them
+    first, so a label set while the VMs spawned stays, an instance deleted meanwhile stays gone (its
+    Operation ends all the same), and every disk is READY in the pool staging chose, each host and
+    pool holding what its rows say."""
+    from core.hypervisors.simulator import SimulatorDriver
+    from core.resources import store
+
+    names = [f"spawning-{i}" for i in range(3)]
+    for name in names:
+        cloud.instance(name, run=False)
+    spawn_many = SimulatorDriver.spawn_many
+
+    def meanwhile(driver, vms):
+        with write_session(cloud.factory) as s:
+            rows = {r.name: r for r in s.scalars(select(Resource).where(
+                Resource.project == cloud.project, Resource.name.in_(names[1:]), Resource.collection == "instances"))}
+            assert {r.status for r in rows.values()} == {"STAGING"} and all(r.host_id for r in rows.values())
+            body = store.body_of(rows[names[1]])
+            store.save(rows[names[1]], {**body, "labels": {"set": "meanwhile"}})
+            s.delete(rows[names[2]])
+        return spawn_many(driver, vms)
+
+    monkeypatch.setattr(SimulatorDriver, "spawn_many", meanwhile)
+    cloud.run_jobs()
+    monkeypatch.undo()
+    with cloud.factory() as s:
+        rows, ops = instances_and_inserts(cloud, s)
+        disks = {r.name: r for r in s.scalars(select(Resource).where(
+            Resource.project == cloud.project, Resource.collection == "disks", Resource.name.in_(names)))}
+        hosts = {r.host_id for r in rows.values()}
+        pools = {d.pool_id for d in disks.values()}
+        usage = host_usage(s, list(hosts))
+        placed = {h: sum(r.memory_mb for r in s.scalars(select(Resource).where(Resource.host_id == h))) for h in hosts}
+        stored = {p: sum(r.size_gb for r in s.scalars(select(Resource).where(Resource.pool_id == p))) for p in pools}
+        pooled = pool_usage(s, [p for p in pools if p is not None])
+    assert sorted(n for n in rows if n in names) == names[:2]
+    for name in names[:2]:
+        body = store.body_of(rows[name])
+        assert rows[name].status == body["status"] == "RUNNING"
+        assert body["cpuPlatform"] and body["lastStartTimestamp"] and rows[name].last_host_id == rows[name].host_id
+    assert store.body_of(rows[names[1]])["labels"] == {"set": "meanwhile"}
+    assert [op.status for op in ops if any(op.target_link.endswith("/" + n) for n in names)] == ["DONE"] * 3
+    assert all(op.error is None for op in ops)
+    assert sorted(disks) == names and {d.status for d in disks.values()} == {"READY"} and None not in pools
+    assert all(usage.get(h, (0, 0))[1] == placed[h] for h in hosts)
+    assert all(pooled.get(p, 0) == stored[p] for p in pools)
+    for name in names[:2]:
+        cloud.delete_instance(name)
+    with write_session(cloud.factory) as s:
+        s.delete(s.scalar(select(Resource).where(Resource.project == cloud.project,
+                                                 Resource.collection == "disks", Resource.name == names[2])))

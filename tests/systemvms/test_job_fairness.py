@@ -48,6 +48,16 @@ def _meet(ctx: JobContext) -> None:
 
 
 job("tests.meet")(_meet)
+STARTED: dict[int, float] = {}  # a deferred job's Operation -> when it started
+
+
+def _started(ctx: JobContext) -> None:
+    STARTED[ctx.op_pk] = time.time()
+    with ctx.write() as s:
+        ctx.complete(s)
+
+
+job("tests.started")(_started)
 
 
 @pytest.fixture
@@ -181,3 +191,33 @@ def test_the_pool_grows_to_max_workers_under_load_and_no_further(cloud):
         ops = [s.get(Operation, pk) for pk in pks]
     assert [(op.status, op.error) for op in ops] == [("DONE", None)] * 4
     assert IN_FLIGHT["most"] == 3 and grown <= 3
+
+
+def test_a_deferred_job_starts_when_due_without_a_kick(cloud):
+    """A worker whose claim found nothing sleeps until the next deferred job comes due (the claim
+    read when), never later and never before: no kick and no poll wakes it (the poll interval is an
+    hour). A second job, deferred less, queued while the worker sleeps with its kick, starts first."""
+    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, poll_interval=NEVER)
+
+    def deferred(seconds: float) -> tuple[int, float]:
+        due = time.time() + seconds
+        with write_session(cloud.factory) as s:
+            pk = operations.begin(Call(s, cloud.project, "test"), scope="global", op_type="test",
+                                  target_path=f"projects/{cloud.project}/global/tests/due-{seconds}",
+                                  target_id=uuid.uuid4().int >> 65, job="tests.started", not_before=due).pk
+        return pk, due
+
+    late, late_due = deferred(1.5)
+    engine.start()
+    try:
+        time.sleep(0.3)  # the worker claimed nothing and sleeps until the late job's due time
+        early, early_due = deferred(0.4)
+        engine.kick("tests.started")  # its claim finds nothing either: it sleeps until the early one
+        engine.wait(early, timeout=10)
+        engine.wait(late, timeout=10)
+    finally:
+        engine.stop()
+    with cloud.factory() as s:
+        assert [s.get(Operation, pk).status for pk in (early, late)] == ["DONE", "DONE"]
+    assert early_due <= STARTED[early] < early_due + 0.5
+    assert late_due <= STARTED[late] < late_due + 0.5

@@ -34,11 +34,15 @@ from core.services.instances.rows import (
     load,
     sync_routers,
     vm_spec,
+    write_back,
 )
 from core.services.network_endpoint_groups import forget_instance as leave_endpoint_groups
 
 Staged = tuple[JobContext, HypervisorDriver, HostRef, VmSpec]
 _STAGED_ON, _PLATFORM = "staged_on", "cpu_platform"  # scratch: the host staging chose, and its CPU platform
+# The columns staging and the end of a batch change, in an instance's row and its disks'
+# (rows.write_back: one statement for all; a column left out would still be written, by the flush).
+_STAGED, _RUNNING = ("status", "body", "host_id", "pool_id"), ("status", "body", "last_host_id")
 
 
 def _stage(ctx: JobContext, s: Session, tried: set[int]) -> tuple[HypervisorDriver, HostRef, VmSpec] | None:
@@ -134,6 +138,7 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
     capacity: dict[int, planner.ZoneCapacity] = {}
     placing_disks = bool(created)  # the pools are read with the hosts (one read of both)
     staged: list[Staged] = []
+    changed: list[Resource] = []  # the VMs staged and the disks placed with them
     for ctx in ctxs:
         res = rows.get(ctx.params["uid"])
         if res is None or not states.may(res, "stageNew") or res.host_id is not None:
@@ -150,6 +155,8 @@ def _stage_batch(ctxs: list[JobContext], s: Session) -> list[Staged]:
         _staged_on(ctx, host)
         driver: HypervisorDriver = ctx.drivers.get(zone.cluster_of(host).hypervisor)
         staged.append((ctx, driver, host_ref(host), vm_spec(s, res, new_disks)))
+        changed += [res, *own]
+    write_back(s, changed, _STAGED)
     JobContext.progress_all(s, [item[0] for item in staged], 40)
     for ctx, *_ in staged:  # one request per network: request_sync remembers it within the transaction
         sync_routers(s, rows[ctx.params["uid"]])
@@ -210,6 +217,7 @@ def _mark_running(ctxs: list[JobContext], s: Session) -> None:
                     cpuPlatform=platforms[res.host_id])
         res.last_host_id = res.host_id
         done.append(ctx)
+    write_back(s, [*rows.values(), *created], _RUNNING)
     JobContext.complete_all(s, done)
 
 
