@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import orjson
@@ -101,7 +101,13 @@ def on_network(session: Session, collection: str, network_url: str, *, project: 
         where.append(Resource.project == project)
     if region is not None:
         where.append(Resource.region == region)
-    for row in session.scalars(select(Resource).where(*where).order_by(Resource.name)):
+    yield from of_network(session.scalars(select(Resource).where(*where).order_by(Resource.name)), network_url)
+
+
+def of_network(rows: Iterable[Resource], network_url: str) -> Iterator[tuple[Resource, Body]]:
+    """(row, body) of each of ``rows`` whose ``network`` is ``network_url``: what decides for
+    :func:`on_network`, for rows a caller read otherwise."""
+    for row in rows:
         body = body_of(row)
         if body.get("network") == network_url:
             yield row, body

@@ -47,7 +47,7 @@ def gateways(session: Session, network_url: str, region: str, rows: Iterable[Res
     :func:`routers_on`, by name, when the caller read them along with others (not read again)."""
     out = []
     found = (store.on_network(session, "routers", network_url, region=region) if rows is None else
-             ((row, body) for row in rows for body in [store.body_of(row)] if body.get("network") == network_url))
+             store.of_network(rows, network_url))
     for row, body in found:
         state = store.find_optional(session, row.project, ROUTER_STATE, row.scope, row.name)
         auto = store.body_of(state).get("auto", {}) if state is not None else {}

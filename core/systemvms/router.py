@@ -186,9 +186,8 @@ def view(session: Session, vm: SystemVm, *, domains: bool = True, network: Resou
     v = RouterView(vm.name, vm.arch, vm.network_url or "", vm.project or "", vm.region, int(net_body.get("mtu") or 1460),
                    vm.public_ip, vm.conntrack_max or vms.TEMPLATES[vm.arch].conntrack_max)
     rows = _network_rows(session, vm, v)
-    subnets = [(sub, body) for sub in rows["subnetworks"] for body in [store.body_of(sub)]
-               if vm.kind == vms.ROUTER and vm.network_url and body.get("network") == vm.network_url]
-    for i, (sub, body) in enumerate(subnets, start=1):  # vms.guest_subnets, in its order
+    for i, sub in enumerate(vms.guest_subnets_among(vm, rows["subnetworks"]), start=1):
+        body = store.body_of(sub)
         net = ipaddress.IPv4Network(body["ipCidrRange"])
         v.subnets.append(Subnet(sub.name, f"eth{i}", str(net.network_address), str(net.netmask),
                                 vms.gateway_of(body), str(net), f"subnet{i}"))

@@ -185,10 +185,7 @@ def _network_and_last_sync(session: Session) -> Select[Any]:
     dialect = session.get_bind().dialect.name
     query = _NETWORK_AND_LAST_SYNC.get(dialect)
     if query is None:
-        last_sync = (select(Operation.params).where(Operation.job == SYNC_JOB, Operation.target_id == Resource.uid,
-                                                    Operation.status != "PENDING")
-                     .order_by(Operation.pk.desc()).limit(1).scalar_subquery())
-        query = select(Resource.uid, last_sync).where(*_NETWORK)
+        query = select(Resource.uid, _last_sync_params(Resource.uid)).where(*_NETWORK)
         notice = announcement(session, SYNC_JOB)
         query = _NETWORK_AND_LAST_SYNC[dialect] = query.add_columns(notice) if notice is not None else query
     return query
@@ -233,14 +230,18 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
     _remember(session, url, op)
 
 
+def _last_sync_params(target: Any) -> ScalarSelect[Any]:
+    """The params of the last sync of the network ``target`` (its uid, or a column) that started."""
+    return (select(Operation.params).where(Operation.job == SYNC_JOB, Operation.target_id == target,
+                                           Operation.status != "PENDING")
+            .order_by(Operation.pk.desc()).limit(1).scalar_subquery())
+
+
 def _last_sync(session: Session, target: int) -> str | None:
     """The params of the last sync of the network ``target`` that started, selecting the workers'
     announcement of the new job along (PostgreSQL; one round trip instead of two), as a scalar
     subquery so that it returns its row, and the NOTIFY goes out, when the network never synced."""
-    last_sync = (select(Operation.params).where(Operation.job == SYNC_JOB, Operation.target_id == target,
-                                                Operation.status != "PENDING")
-                 .order_by(Operation.pk.desc()).limit(1).scalar_subquery())
-    query = select(last_sync)
+    query = select(_last_sync_params(target))
     notice = announcement(session, SYNC_JOB)
     if notice is not None:
         query = query.add_columns(notice)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,9 +158,8 @@ def create(session: Session, kind: str, zone: Zone, *, network_uid: int | None =
 # -- reading ------------------------------------------------------------------------------------
 
 
-def resource_of(session: Session, vm: SystemVm, *, lock: bool = False) -> Resource | None:
-    q = select(Resource).where(Resource.uid == vm.uid)
-    return session.scalar(q.with_for_update() if lock else q)
+def resource_of(session: Session, vm: SystemVm) -> Resource | None:
+    return session.scalar(select(Resource).where(Resource.uid == vm.uid))
 
 
 _LOAD = (select(SystemVm, Resource).join(Resource, Resource.uid == SystemVm.uid)
@@ -309,7 +309,15 @@ def guest_subnets(session: Session, vm: SystemVm) -> list[Resource]:
     rows = session.scalars(select(Resource).where(
         Resource.collection == "subnetworks", Resource.scope == f"regions/{vm.region}",
         Resource.body.contains(vm.network_url)).order_by(Resource.name))
-    return [r for r in rows if store.body_of(r).get("network") == vm.network_url]
+    return guest_subnets_among(vm, rows)
+
+
+def guest_subnets_among(vm: SystemVm, rows: Iterable[Resource]) -> list[Resource]:
+    """Of ``rows`` (subnetworks of the router's region, in their order), those of
+    :func:`guest_subnets`: for a caller that read them along with other rows."""
+    if vm.kind != ROUTER or not vm.network_url:
+        return []
+    return [row for row, _ in store.of_network(rows, vm.network_url)]
 
 
 def gateway_of(subnet: store.Body) -> str:

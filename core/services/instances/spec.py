@@ -40,15 +40,13 @@ _HOSTNAME_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})+\Z")
 _SUBNETS = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "subnetworks",
                                   Resource.scope == bindparam("scope")).order_by(Resource.name)
-# A network and its project's subnetworks in a region (by name, as _SUBNETS), in one read.
-# The network and the region's subnetworks: two index seeks in one statement (UNION ALL). As one
-# WHERE with an OR of the two collections, SQLite read every resource of the project (see
-# lifecycle._TAKEN).
+# A network and its project's subnetworks in a region (by name, as _SUBNETS), in one read: two
+# index seeks in one statement (UNION ALL). As one WHERE with an OR of the two collections, SQLite
+# read every resource of the project (see lifecycle._TAKEN).
 _NETWORK_AND_SUBNETS = select(Resource).from_statement(union_all(
     select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "networks",
                            Resource.scope == "global", Resource.name == bindparam("name")),
-    select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "subnetworks",
-                           Resource.scope == bindparam("scope"))).order_by("collection", "name"))
+    _SUBNETS.order_by(None)).order_by("collection", "name"))
 _NEEDS_SUBNET = "Invalid value for field '{field}.subnetwork': ''. "
 _NOT_URL = "{kind} '{value}' must be a valid resource name (not an url)."
 
