@@ -8,8 +8,8 @@ longest ago goes first (:func:`fair_order`; ties go to the older job). A burst o
 inserts in one project so delays another project's single job by about one job per project ahead
 of it, not by the burst.
 
-On SQLite a claim is one write transaction (which serialises claims): it reads the candidates and
-takes them with a lease. On PostgreSQL it is two statements, each its own transaction
+On SQLite a claim is one write transaction outside any Session (:func:`core.db.sqlite_write`,
+which serialises claims): it reads the candidates and takes them with a lease. On PostgreSQL it is two statements, each its own transaction
 (autocommit, :func:`claim_postgres`): the candidates are read without a lock, and the take locks
 and re-checks them (``FOR UPDATE SKIP LOCKED`` inside the UPDATE), so workers of several processes
 never take the same job or wait for each other's rows. No BEGIN and no COMMIT: a claim that finds
@@ -50,10 +50,9 @@ from core.models import Operation
 UNFINISHED = ("PENDING", "RUNNING")
 
 
-def _unfinished(constants: bool) -> tuple[Any, ...]:
-    """The unfinished statuses, as SQL constants for a :class:`~core.db.Prepared` statement (whose
-    parameters must all be named ones given at each run)."""
-    return tuple(literal_column(f"'{s}'") for s in UNFINISHED) if constants else UNFINISHED
+# The unfinished statuses as SQL constants: every claim statement is a core.db.Prepared one (whose
+# parameters must all be named ones given at each run).
+_UNFINISHED_SQL: tuple[ColumnElement[Any], ...] = tuple(literal_column(f"'{s}'") for s in UNFINISHED)
 
 
 # A job no worker holds: never leased, or its lease lapsed (or, unclaimed, its not-before time passed).
@@ -66,27 +65,23 @@ _LEASE = {"lease_owner": bindparam("owner"), "lease_expiry": bindparam("expiry")
 _TAKEN = (Operation.pk, Operation.job, Operation.project, Operation.params, Operation.attempts)
 
 
-def _not_held(held: str | None) -> ColumnElement[bool]:
-    """Not of the kinds ``held``, given as an array (``"array"``, PostgreSQL's
-    :class:`~core.db.Prepared`), as a JSON array (``"json"``, SQLite's) or as a list (None, a
-    Session's statement)."""
+def _not_held(held: str) -> ColumnElement[bool]:
+    """Not of the kinds ``held``, given as an array (``"array"``, PostgreSQL's) or as a JSON array
+    (``"json"``, SQLite's)."""
     if held == "array":
         return Operation.job != all_(bindparam("held", type_=ARRAY(String)))
-    if held == "json":
-        kinds = func.json_each(bindparam("held", type_=String)).table_valued("value")
-        return Operation.job.not_in(select(kinds.c.value))
-    return Operation.job.not_in(bindparam("held", expanding=True))
+    kinds = func.json_each(bindparam("held", type_=String)).table_valued("value")
+    return Operation.job.not_in(select(kinds.c.value))
 
 
-def _claimable(fair: bool, prepared: bool = False, held: str | None = None) -> Select[tuple[int, str, str, int]]:
+def _claimable(fair: bool, held: str) -> Select[tuple[int, str, str, int]]:
     """Jobs a worker may take now: unfinished, not leased (or their lease lapsed), first on their
     target, and not of the kinds ``held`` (a batch of that kind runs, see
     :attr:`~core.jobs.handlers.JobHandler.coalesce`; spelled as :func:`_not_held`). ``fair``
     orders them round-robin by project (see the module's docstring); unfair, by age only (enough
-    to ask whether there is any). ``prepared``: the constants spelled in the SQL, for
-    :class:`~core.db.Prepared`."""
+    to ask whether there is any)."""
     earlier = aliased(Operation)
-    unfinished = _unfinished(prepared)
+    unfinished = _UNFINISHED_SQL
     query = (
         select(Operation.pk, Operation.job, Operation.project)
         .where(Operation.status.in_(unfinished), _not_held(held),
@@ -119,14 +114,16 @@ NEXT_FIRST_DUE = Prepared(_NEXT_DUE.where(Operation.attempts == literal_column("
 # writes): whether any job is claimable, and when the next deferred one comes due, which is what
 # a worker that finds nothing sleeps until. One statement outside a Session: no BEGIN, no
 # ROLLBACK, no Session (a worker looks after every job and at every kick). ``held`` is a JSON array.
-LOOK = Prepared(select(_claimable(fair=False, prepared=True, held="json").with_only_columns(Operation.pk)
+LOOK = Prepared(select(_claimable(fair=False, held="json").with_only_columns(Operation.pk)
                        .offset(literal_column("0"))  # SQLite spells a LIMIT with an OFFSET: a constant, not a parameter
                        .scalar_subquery().label("found"),
                        _NEXT_DUE.scalar_subquery().label("due")))
-CLAIMABLE = _claimable(fair=True)
-TAKE = (update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(**_LEASE)
-        .returning(*_TAKEN)
-        .execution_options(synchronize_session=False))  # the claim's session holds no Operation object
+# SQLite's claim, after the look found a job: the candidates and the take, two statements of one
+# write transaction outside any Session (core.db.sqlite_write); ``held`` and the taken ``pks`` are
+# JSON arrays.
+CLAIMABLE = Prepared(_claimable(fair=True, held="json").offset(literal_column("0")))  # as LOOK's
+_PKS = func.json_each(bindparam("pks", type_=String)).table_valued("value")
+TAKE = Prepared(update(Operation).where(Operation.pk.in_(select(_PKS.c.value))).values(**_LEASE).returning(*_TAKEN))
 # PostgreSQL (see the module's docstring): the candidates, read without a lock, with the next
 # deferred job's due time (a row with no candidate when there is none: a worker that finds nothing
 # sleeps until then without asking again); and the take, which locks those still free (skipping
@@ -134,12 +131,12 @@ TAKE = (update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True
 # core.systemvms.sync) and leases them, in one statement. The lease is committed without waiting
 # for the disk (see core.db.unflushed_commit): set_config(..., is_local) lasts until the
 # statement's own transaction commits.
-_FOUND = _claimable(fair=True, prepared=True, held="array").subquery("found")
+_FOUND = _claimable(fair=True, held="array").subquery("found")
 _DUE = _NEXT_DUE.subquery("due")
 _CANDIDATES = Prepared(select(_FOUND.c.pk, _FOUND.c.job, _FOUND.c.project, _FOUND.c.turn, _DUE.c.due)
                        .select_from(_DUE.outerjoin(_FOUND, true())))
 _FREE = (select(Operation.pk)
-         .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(_unfinished(True)),
+         .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(_UNFINISHED_SQL),
                 _LEASE_FREE)
          .with_for_update(skip_locked=True))
 _TAKE_FREE = Prepared(update(Operation).where(Operation.pk.in_(_FREE.scalar_subquery())).values(**_LEASE).returning(

@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Prepared, unflushed_commit, write_session
+from core.db import Prepared, sqlite_write, unflushed_commit, write_session
 from core.errors import OperationFailure
 from core.jobs import claims, faults
 from core.jobs.claims import UNFINISHED
@@ -390,18 +390,19 @@ class JobEngine:
         """SQLite's claim: look first without the write lock (:data:`claims.LOOK`, which reads the
         next due time too), so that idle workers do not queue behind API writes; then read and take
         the candidates in one write transaction."""
-        found_any, due = claims.LOOK.all(self.factory.kw["bind"], {
-            **params, "limit": 1, "held": orjson.dumps(params["held"]).decode()})[0]
+        bind = self.factory.kw["bind"]
+        params = {**params, "held": orjson.dumps(params["held"]).decode()}
+        found_any, due = claims.LOOK.all(bind, {**params, "limit": 1})[0]
         if found_any is None:
             return [], claims.due_time(due)
-        with write_session(self.factory) as session:
-            found = self._rotation.fair_order(session.execute(claims.CLAIMABLE, params).all())
+        with sqlite_write(bind) as cursor:
+            found = self._rotation.fair_order([claims.Candidate(*r) for r in claims.CLAIMABLE.on(cursor, bind, params)])
             if not found:
                 return [], None
             pks = claims.batch_of(found, self._batches_kind(found[0][1]))
             now = params["now"]
-            taken = session.execute(claims.TAKE, {"pks": pks, "owner": self.owner, "expiry": now + LEASE_SECONDS,
-                                                  "now": now}).all()
+            taken = claims.TAKE.on(cursor, bind, {"pks": orjson.dumps(pks).decode(), "owner": self.owner,
+                                                  "expiry": now + LEASE_SECONDS, "now": now})
         return [claims.Taken(*r) for r in taken], None
 
     def _context(self, pk: int, project: str, params: dict[str, Any], attempts: int, job_name: str) -> JobContext:

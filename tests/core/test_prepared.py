@@ -101,3 +101,43 @@ def test_a_forked_child_makes_its_own_and_leaves_its_parents_alone(pg):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert NAME.scalar(pg, {"name": "demo-project"}) == "demo-project"  # the parent's still answers
+
+
+@pytest.fixture
+def lite(engine: Engine) -> Engine:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("core.db.sqlite_write is SQLite's write transaction outside a Session")
+    return engine
+
+
+PUBLIC = Prepared(select(Project.public).where(Project.name == bindparam("name")))
+
+
+def _write_elsewhere(engine: Engine) -> bool:
+    """Whether another thread gets its own write transaction within a few seconds (the writers'
+    queue is free): an ``RLock`` lets this thread in whatever it holds."""
+    done = threading.Event()
+
+    def write() -> None:
+        with db.sqlite_write(engine) as cursor:
+            TOUCH.on(cursor, engine, {"name": "demo-project", "public": False})
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    return done.wait(5)
+
+
+def test_a_sqlite_write_commits_its_statements_and_lets_the_next_writer_in(lite):
+    with db.sqlite_write(lite) as cursor:
+        assert TOUCH.on(cursor, lite, {"name": "demo-project", "public": True}) == [("demo-project",)]
+        assert PUBLIC.scalar(lite, {"name": "demo-project"}) == 0  # not committed yet: others do not see it
+    assert PUBLIC.scalar(lite, {"name": "demo-project"}) == 1
+    assert _write_elsewhere(lite)
+
+
+def test_a_sqlite_write_that_fails_is_rolled_back_and_lets_the_next_writer_in(lite):
+    with pytest.raises(RuntimeError), db.sqlite_write(lite) as cursor:
+        TOUCH.on(cursor, lite, {"name": "demo-project", "public": True})
+        raise RuntimeError("the claim broke halfway")
+    assert PUBLIC.scalar(lite, {"name": "demo-project"}) == 0
+    assert _write_elsewhere(lite)
