@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, bindparam, func, or_, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalog import platforms
@@ -48,6 +48,17 @@ from core.services.instances import states as instance_states
 log = logging.getLogger("gstack.hosts")
 
 FAILURES_TO_DOWN = 3
+
+# What the monitor reads of an instance to judge it (no body: a full round reads every instance a
+# host holds). _ON_HOST: the instances a host runs, and the stopped ones it ran last, as two index
+# seeks; one WHERE with an OR of the two columns walked every instance of the cloud for each host.
+_SEEN_COLUMNS = (Resource.uid, Resource.status, Resource.host_id, Resource.last_host_id, Resource.project,
+                 Resource.scope, Resource.name)
+_ON_HOST = union_all(
+    select(*_SEEN_COLUMNS).where(Resource.host_id == bindparam("host"), Resource.collection == "instances"),
+    select(*_SEEN_COLUMNS).where(Resource.last_host_id == bindparam("host"), Resource.collection == "instances",
+                                 or_(Resource.host_id.is_(None), Resource.host_id != bindparam("host"))))
+
 FULL_EVERY = 10  # host monitor rounds: a full reconcile of every host at least this often (5 min at 30 s)
 HOST_STATUSES = ("Up", "Down", "Maintenance")
 
@@ -428,15 +439,14 @@ class HostMonitor(PeriodicRounds):
         driver's list. What is not in step (a drifted VM, an orphan, a stale copy) gets the full
         :meth:`reconcile`; an answer it cannot give (the driver fails) too."""
         with self.factory() as session:
-            rows = session.execute(select(Resource.uid, Resource.status, Resource.host_id, Resource.last_host_id).where(
-                Resource.collection == "instances", or_(Resource.host_id == ref.id, Resource.last_host_id == ref.id))).all()
+            rows = session.execute(_ON_HOST, {"host": ref.id}).all()
             known = set(session.scalars(select(Resource.uid).where(Resource.collection == "systemvms",
                                                                    Resource.host_id == ref.id)))
         try:
             actual = driver.list_instances(ref)
         except DriverError:
             return False
-        for uid, status, host_id, last_host_id in rows:
+        for uid, status, host_id, last_host_id, *_ in rows:
             known.add(uid)
             here = host_id == ref.id or (host_id is None and last_host_id == ref.id)
             if (actual.get(uid) is not None) if not here else _drift(status, host_id == ref.id, actual.get(uid)):
@@ -446,19 +456,19 @@ class HostMonitor(PeriodicRounds):
     def reconcile(self, driver: HypervisorDriver, ref: HostRef) -> list[HostEvent]:
         with self.factory() as session:
             since_pk = session.scalar(select(func.max(Operation.pk))) or 0
-            rows = {r.uid: r for r in session.scalars(select(Resource).where(
-                Resource.collection == "instances",
-                or_(Resource.host_id == ref.id, Resource.last_host_id == ref.id)))}
+            rows: dict[int, Any] = {r.uid: r for r in session.execute(_ON_HOST, {"host": ref.id})}
         try:
             actual = driver.list_instances(ref)
-            with self.factory() as session:
-                missing = [uid for uid in actual if uid not in rows]
-                for r in session.scalars(select(Resource).where(Resource.uid.in_(missing),
-                                                                Resource.collection == "instances")):
-                    rows[r.uid] = r
-                # System VMs (routers, console proxies, storage VMs) are the watchdog's to judge.
-                system = dict(session.execute(select(Resource.uid, Resource.host_id).where(
-                    Resource.uid.in_(missing), Resource.collection == "systemvms")).all())
+            missing = [uid for uid in actual if uid not in rows]
+            system: dict[int, int | None] = {}
+            if missing:  # an empty IN walks every instance on SQLite (it is not known empty up front)
+                with self.factory() as session:
+                    for r in session.execute(select(*_SEEN_COLUMNS).where(Resource.uid.in_(missing),
+                                                                          Resource.collection == "instances")):
+                        rows[r.uid] = r
+                    # System VMs (routers, console proxies, storage VMs) are the watchdog's to judge.
+                    system = dict(session.execute(select(Resource.uid, Resource.host_id).where(
+                        Resource.uid.in_(missing), Resource.collection == "systemvms")).all())
         except DriverError as exc:
             return [HostEvent(ref.name, "unreachable", str(exc))]
         events: list[HostEvent] = []
@@ -535,7 +545,8 @@ def _drift(status: str, placed_here: bool, state: str | None) -> str | None:
     return event if event is not None and instance_states.TABLE.cell(status, event) is not None else None
 
 
-def _path(res: Resource) -> str:
+def _path(res: Any) -> str:
+    """An instance's path, from its row or the columns the monitor read (project, scope, name)."""
     return f"projects/{res.project}/{res.scope}/instances/{res.name}"
 
 
