@@ -11,7 +11,7 @@ from sqlalchemy import update
 from core.db import write_session
 from core.hypervisors.libvirt import domain_name
 from core.models import Host
-from core.services.hosts import HostMonitor
+from core.services.host_monitor import HostMonitor
 from core.systemvms.watchdog import Watchdog
 from tests.conftest import PROJECT, wait_op
 from tests.helpers.libvirt import ZONE, body, host_of, run, state
