@@ -12,6 +12,12 @@ corrected (reality wins), a stale copy of a VM that lives elsewhere now is remov
 of deleted disks are collected. Each correction is a system Operation (user ``system``) on the
 instance, so the user sees it in the instance's operations as on GCE.
 
+Reconciling VM by VM costs a row per instance of the cloud, so only the slow round (every
+``FULL_EVERY`` rounds) does it for every host. A routine round compares a summary of each host
+(:mod:`core.hypervisors.summary`): one aggregate statement over the host's rows in the database
+and the driver's digest of its domains, a few numbers each; only a host whose summaries differ is
+looked at VM by VM, and reconciled when it is out of step.
+
 Several processes may run a monitor on one database: each host is checked by one of them at a
 time (a lease on the host row). Every change re-reads the instance under a row lock and is
 skipped when a job on the instance is unfinished or was started since the host was read, so a
@@ -26,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, func, or_, select, union_all, update
+from sqlalchemy import CursorResult, and_, bindparam, case, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
 from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
 from core.hypervisors.registry import DriverRegistry
+from core.hypervisors.summary import Digest, DomainSummary, as_digest, sql_digest
 from core.ids import rfc3339
 from core.jobs import announce
 from core.jobs.engine import UNFINISHED, local_owner_id
@@ -57,6 +64,52 @@ _PLACED = and_(Resource.host_id == _HOST, Resource.collection == "instances")
 _LAST_HERE = and_(Resource.last_host_id == _HOST, Resource.collection == "instances",
                   or_(Resource.host_id.is_(None), Resource.host_id != _HOST))
 _ON_HOST = union_all(select(*_SEEN_COLUMNS).where(_PLACED), select(*_SEEN_COLUMNS).where(_LAST_HERE))
+
+
+def _classed(cls: Any) -> Any:
+    """A select of the uid, ``cls`` and (for ``any``) the uid again, to group by."""
+    return select(Resource.uid, cls.label("cls"), case((cls == "any", Resource.uid)).label("apart"))
+
+
+# The summary of a host in the database (HostMonitor.summary_in_step): its rows, each in the class
+# that says which domain the host must have of it to be in step, digested per class in one
+# statement. running: a RUNNING VM placed here (a running domain); paused: a SUSPENDED VM that ran
+# here last (a paused one); shutoff: a TERMINATED one (none running: a shut-off domain is what
+# stop leaves); absent: a VM that runs elsewhere now (no domain). any: a VM starting or stopping,
+# and the host's system VMs (the watchdog's to judge): whatever domain it has is in step, so each
+# is a group of its own, its uid set aside from the driver's digests.
+_RUNNING, _SUSPENDED, _TERMINATED = instance_states.RUNNING, instance_states.SUSPENDED, instance_states.TERMINATED
+_CLASSES = union_all(
+    _classed(case((Resource.status == _RUNNING, literal("running")), else_=literal("any"))).where(_PLACED),
+    _classed(case((Resource.host_id.is_not(None), literal("absent")),
+                  (Resource.status == _SUSPENDED, literal("paused")),
+                  (Resource.status == _TERMINATED, literal("shutoff")), else_=literal("any"))).where(_LAST_HERE),
+    _classed(literal("any")).where(Resource.host_id == _HOST, Resource.collection == "systemvms")).subquery()
+_SUMMARY = select(_CLASSES.c.cls, _CLASSES.c.apart, *sql_digest(_CLASSES.c.uid)).group_by(
+    _CLASSES.c.cls, _CLASSES.c.apart)
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    """A host's rows in the database in a few numbers: the digest of each class's uids (running,
+    paused, shutoff, absent; see _SUMMARY) and the uids whose domain may be in any state."""
+
+    classes: dict[str, Digest]
+    aside: frozenset[int]
+
+    def key(self) -> tuple[object, ...]:
+        return tuple(sorted(self.classes.items())), tuple(sorted(self.aside))
+
+
+def host_summary(session: Session, host_id: int) -> HostSummary:
+    classes: dict[str, Digest] = {}
+    aside = []
+    for cls, apart, *digest in session.execute(_SUMMARY, {"host": host_id}):
+        if apart is not None:
+            aside.append(apart)
+        else:
+            classes[cls] = as_digest(*digest)
+    return HostSummary(classes, frozenset(aside))
 
 
 @dataclass(frozen=True)
@@ -96,6 +149,7 @@ class HostMonitor(PeriodicRounds):
         self.owner = local_owner_id()
         self._rounds = 0
         self._slow_round = True  # check_host called alone (``gstack admin host check``) reconciles in full
+        self._in_step_at: dict[int, tuple[object, ...]] = {}  # host id -> summaries judged in step VM by VM
 
     def run_once(self, *, force: bool = False, reconcile: bool = True) -> list[HostEvent]:
         """One round over every host this monitor holds (``force``: every host, no lease). Every
@@ -158,7 +212,7 @@ class HostMonitor(PeriodicRounds):
             status = host.status
         if status == "Down":
             events += self.recover_vms(ref)
-        elif stats is not None and reconcile and (self._slow_round or not self.in_step(driver, ref)):
+        elif stats is not None and reconcile and (self._slow_round or not self.summary_in_step(driver, ref)):
             events += self.reconcile(driver, ref)
         return events
 
@@ -242,11 +296,46 @@ class HostMonitor(PeriodicRounds):
 
     # -- reconciliation ------------------------------------------------------------------------
 
+    def summary_in_step(self, driver: HypervisorDriver, ref: HostRef) -> bool:
+        """Whether the host runs what the database says, from the two summaries (a few numbers per
+        host, whatever its number of VMs): in step when the driver's domains in each state are
+        the database's rows of that class (running, paused, shutoff), the VMs set aside apart.
+
+        That test is sound but stricter than :meth:`in_step`: a TERMINATED VM whose domain is gone
+        (or paused) is in step too. So when the summaries differ the host is judged VM by VM, and
+        summaries it found in step are remembered for the host: a host that stays so costs the
+        summaries alone in later rounds. (They are remembered only when the summaries read after
+        the VM-by-VM look are the same, so that what was judged is what they describe.)"""
+        try:
+            before = self._summaries(driver, ref)
+        except DriverError:
+            return False
+        db, domains = before
+        if dict(domains.states) == {cls: d for cls, d in db.classes.items() if cls != "absent"}:
+            return True
+        key = (db.key(), domains.key())
+        if self._in_step_at.get(ref.id) == key:
+            return True
+        if not self.in_step(driver, ref):
+            return False
+        try:
+            after = self._summaries(driver, ref)
+        except DriverError:
+            return True
+        if (after[0].key(), after[1].key()) == key:
+            self._in_step_at[ref.id] = key
+        return True
+
+    def _summaries(self, driver: HypervisorDriver, ref: HostRef) -> tuple[HostSummary, DomainSummary]:
+        with self.factory() as session:
+            db = host_summary(session, ref.id)
+        return db, driver.domain_summary(ref, db.aside)
+
     def in_step(self, driver: HypervisorDriver, ref: HostRef) -> bool:
-        """Whether the host runs what the database says, judged from a light summary: the uid and
-        status columns of the host's instances and system VMs (no body, no ORM object) against the
-        driver's list. What is not in step (a drifted VM, an orphan, a stale copy) gets the full
-        :meth:`reconcile`; an answer it cannot give (the driver fails) too."""
+        """Whether the host runs what the database says, judged VM by VM: the uid and status columns
+        of the host's instances and system VMs (no body, no ORM object) against the driver's list.
+        What is not in step (a drifted VM, an orphan, a stale copy) gets the full :meth:`reconcile`;
+        an answer it cannot give (the driver fails) too."""
         with self.factory() as session:
             rows = session.execute(_ON_HOST, {"host": ref.id}).all()
             known = set(session.scalars(select(Resource.uid).where(Resource.collection == "systemvms",
