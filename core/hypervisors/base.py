@@ -245,7 +245,8 @@ class HypervisorDriver(ABC):
 
         Raises DriverError(retry_elsewhere=True) when the host cannot be reached."""
 
-    # -- optional: the host monitor's hooks (core.services.hosts); the defaults suit a driver without them
+    # -- optional: the host monitor's hooks (core.services.host_monitor); the defaults suit a driver
+    # without them
 
     def shares_state(self, host: HostRef) -> bool:
         """Whether every process sees the same host. libvirt's ``test://`` hosts live in the memory of
