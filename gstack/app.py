@@ -25,7 +25,7 @@ from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
 from core.models import Base
 from core.services.autoscalers import AutoscalerRounds, start_autoscaler
-from core.services.hosts import HostMonitor, start_host_monitor
+from core.services.host_monitor import HostMonitor, start_host_monitor
 from core.services.instance_group_managers.monitor import AutohealMonitor, start_autoheal_monitor
 from core.services.resource_policies.scheduler import PolicyScheduler, start_policy_scheduler
 from core.services.seed import seed

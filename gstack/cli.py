@@ -185,7 +185,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
     from core.services.autoscalers import start_autoscaler
-    from core.services.hosts import start_host_monitor
+    from core.services.host_monitor import start_host_monitor
     from core.services.instance_group_managers.monitor import start_autoheal_monitor
     from core.services.resource_policies.scheduler import start_policy_scheduler
     from core.systemvms.watchdog import start_watchdog

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from core.errors import OperationFailure
+from core.hypervisors.summary import DomainSummary
 
 # Capabilities (HypervisorDriver.capabilities)
 SUSPEND = "suspend"  # suspend keeps the VM's memory and resume restores it (else resume is a fresh boot)
@@ -244,12 +245,21 @@ class HypervisorDriver(ABC):
 
         Raises DriverError(retry_elsewhere=True) when the host cannot be reached."""
 
-    # -- optional: the host monitor's hooks (core.services.hosts); the defaults suit a driver without them
+    # -- optional: the host monitor's hooks (core.services.host_monitor); the defaults suit a driver
+    # without them
 
     def shares_state(self, host: HostRef) -> bool:
         """Whether every process sees the same host. libvirt's ``test://`` hosts live in the memory of
         the process that opened them, so only that process may judge what they run."""
         return True
+
+    def domain_summary(self, host: HostRef, aside: frozenset[int]) -> DomainSummary:
+        """:meth:`list_instances` in a few numbers (:mod:`core.hypervisors.summary`), which the
+        host monitor's routine round compares with the database's. This default digests the
+        list; a driver that can count without listing (the simulator, in SQL) does so. Read-only.
+
+        Raises DriverError(retry_elsewhere=True) when the host cannot be reached."""
+        return DomainSummary.of(self.list_instances(host), aside)
 
     def forget(self, host: HostRef, vm_uid: int) -> None:
         """Remove a stale copy of a VM from ``host`` (it runs elsewhere now, or was deleted while the

@@ -30,6 +30,7 @@ from core.hypervisors.base import (
     VmSpec,
 )
 from core.hypervisors.simguest import answer
+from core.hypervisors.summary import DomainSummary, as_digest, sql_digest
 from core.models import Host, SimCpuLoad, SimDomain, SimVmFile
 
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
@@ -294,6 +295,22 @@ class SimulatorDriver(HypervisorDriver):
         with self.factory() as session:
             rows = session.execute(select(SimDomain.instance_uid, SimDomain.state).where(SimDomain.host_id == host.id))
             return {uid: state for uid, state in rows}
+
+    def domain_summary(self, host: HostRef, aside: frozenset[int]) -> DomainSummary:
+        """The digests in SQL (one aggregate over the host's domains, by its index on host_id):
+        listing the domains cost the monitor a row per VM each round."""
+        where = [SimDomain.host_id == host.id]
+        with self.factory() as session:
+            if aside:
+                where.append(SimDomain.instance_uid.not_in(aside))
+                apart = {uid: state for uid, state in session.execute(select(SimDomain.instance_uid, SimDomain.state)
+                                                                       .where(SimDomain.host_id == host.id,
+                                                                              SimDomain.instance_uid.in_(aside)))}
+            else:
+                apart = {}
+            states = {state: as_digest(*d) for state, *d in session.execute(
+                select(SimDomain.state, *sql_digest(SimDomain.instance_uid)).where(*where).group_by(SimDomain.state))}
+        return DomainSummary(states, apart)
 
     def cpu_times(self, host: HostRef, vm_uids: list[int]) -> dict[int, float]:
         """The CPU time the load knob implies: ``busy`` vCPUs for every second since it was set, on

@@ -29,6 +29,9 @@ class Resource(Base):
         # region, the Cloud NAT routers on it) walk that collection instead of the whole table, whose
         # instances and disks grow with the cloud.
         Index("ix_resource_collection_scope", "collection", "scope"),
+        # The host monitor's look at a host: what it runs (host_id, above) and the stopped instances
+        # it ran last, without walking every instance of the cloud for each host.
+        Index("ix_resource_last_host", "last_host_id"),
     )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[int] = mapped_column(BigInteger, unique=True)

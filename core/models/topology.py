@@ -66,7 +66,8 @@ class Host(Base):
     fail_next_spawns: Mapped[int] = mapped_column(Integer, default=0)
     # Driver settings as JSON (libvirt: storage pools, network mapping, console directory).
     options: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # The host monitor (core.services.hosts): which process checks the host until when, and what it saw.
+    # The host monitor (core.services.host_monitor): which process checks the host until when, and what
+    # it saw.
     monitor_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     monitor_expiry: Mapped[float | None] = mapped_column(Float, nullable=True)
     failures: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -10,10 +10,10 @@ from core.hypervisors.base import DriverError
 from core.hypervisors.registry import HYPERVISORS, default_registry
 from core.services import hosts
 from core.services.admin import AdminError, set_systemvm_arch, transaction
+from core.services.host_monitor import HostMonitor
 from core.services.hosts import (
     HOST_STATUSES,
     HostError,
-    HostMonitor,
     add_cluster,
     add_host,
     find_host,

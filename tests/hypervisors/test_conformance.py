@@ -44,6 +44,7 @@ from core.hypervisors.libvirt import LibvirtDriver
 from core.hypervisors.netns import NetnsDriver
 from core.hypervisors.netns.links import missing_tools
 from core.hypervisors.simulator import SimulatorDriver, set_cpu_load
+from core.hypervisors.summary import DomainSummary
 from core.models import Host
 from core.resources import store
 from core.services import hosts
@@ -380,6 +381,22 @@ def test_forget_and_collect_garbage(harness: Harness) -> None:
         assert twice(h, vm.uid, lambda: h.driver.forget(h.host, vm.uid)) == "running"
     h.driver.collect_garbage(h.host)
     assert h.driver.collect_garbage(h.host) == []  # nothing left the second time
+
+
+def test_domain_summary_is_the_digest_of_the_list(harness: Harness) -> None:
+    """The host monitor compares a driver's summary with the database's: whatever way a driver
+    computes it (the simulator in SQL), it is the digest of what list_instances says."""
+    h = harness
+    vms = [h.vm(), h.vm(), h.vm()]
+    for vm in vms:
+        h.driver.spawn(h.host, vm)
+    h.driver.power_off(h.host, vms[1].uid)
+    listed = h.driver.list_instances(h.host)
+    for aside in (frozenset(), frozenset({vms[0].uid, 12345})):
+        summary = h.driver.domain_summary(h.host, aside)
+        assert summary == DomainSummary.of(listed, aside)
+        assert summary.aside == {uid: listed[uid] for uid in aside if uid in listed}
+    assert summary.states.get("shutoff", (0,))[0] >= 1
 
 
 # -- VMs the host does not have ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from core.models.systemvm import RouterSyncState
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances
-from core.services.hosts import HostMonitor
+from core.services.host_monitor import HostMonitor
 from core.systemvms import guests, router, sync
 from tests.systemvms.conftest import check_all
 

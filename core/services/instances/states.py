@@ -47,7 +47,7 @@ _STOPPED_ONLY = {
 # What jobs report. stage: a run job places the VM (a stop or delete asked meanwhile runs after it:
 # jobs of one VM run in order); stageNew: a batch of new VMs is staged at once (any other is left to
 # its own run); the others: the hypervisor did it (stopped, suspended: nothing to do when it is so).
-# The host monitor's reports (core.services.hosts): the VM's host failed, or the host shows the VM
+# The host monitor's reports (core.services.host_monitor): the VM's host failed, or the host shows the VM
 # otherwise than the database does (changed outside gstack). restartElsewhere/lost: a RUNNING VM's
 # host failed or its domain vanished (restarted on another host when automaticRestart allows it);
 # shutOff/paused: its domain stopped or paused where it runs; foundRunning/foundStopped: a VM not
