@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Prepared, sqlite_write, unflushed_commit, write_session
+from core.db import Prepared, flushed_connection, sqlite_write, unflushed_commit, write_session
 from core.errors import OperationFailure
 from core.jobs import claims, faults
 from core.jobs.claims import UNFINISHED
@@ -195,7 +195,7 @@ class JobEngine:
         SQLite other processes see the commit in the database's commit counter."""
         if self.postgres:
             stmt = stmt.returning(func.pg_notify(literal(DONE_CHANNEL), literal(self.owner)))
-        session.execute(stmt, params)
+        flushed_connection(session).execute(stmt, params)  # Core's path: the ORM's costs ~150 us more
 
     # -- waiting ---------------------------------------------------------------------------
 
