@@ -66,11 +66,8 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     instance_url = url_of(call.project, scope, "instances", name)
     fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics)
     fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
-    # The instance row comes before the disks': a concurrent insert of the same name meets the unique
-    # constraint here (not on the boot disk's name), and a concurrent retry of the same requestId
-    # gets the operation of the request that won.
-    res = _new_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
-    created = _attach(call, zone, instance_url, attached)
+    res = _instance_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
+    created = _write_rows(call, zone, res, attached)
     return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
                             job=states.RUN, params={"uid": res.uid, "created_disks": created, "zone_id": zone.id,
                                                     "delete_on_fail": True,
@@ -218,27 +215,32 @@ def _attached_json(call: Call, scope: str, index: int, a: spec.Attached) -> dict
     }
 
 
-def _new_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineType, body: dict[str, Any]) -> Resource:
-    scope = f"zones/{zone.name}"
-    try:  # a clash leaves the transaction usable
-        return store.new_resource(call.session, uid=uid, project=call.project, collection="instances", scope=scope,
-                                  name=name, kind="compute#instance", status=states.PROVISIONING,
-                                  region=zone.region.name, vcpus=mt.guest_cpus, memory_mb=mt.memory_mb,
-                                  subtype=mt.name, finish=fingerprinted, body=body)
-    except AlreadyExists:
-        _lost_race(call, path_of(call.project, scope, "instances", name))
+def _instance_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineType, body: dict[str, Any]) -> Resource:
+    return store.resource_row(uid=uid, project=call.project, collection="instances", scope=f"zones/{zone.name}",
+                              name=name, kind="compute#instance", status=states.PROVISIONING, region=zone.region.name,
+                              vcpus=mt.guest_cpus, memory_mb=mt.memory_mb, subtype=mt.name, finish=fingerprinted,
+                              body=body)
 
 
-def _attach(call: Call, zone: ZoneInfo, instance_url: str, attached: list[spec.Attached]) -> list[int]:
-    """Create the new disks (born attached) and add the instance to the existing ones' users: the uids
-    of the new ones."""
-    created = []
+def _write_rows(call: Call, zone: ZoneInfo, res: Resource, attached: list[spec.Attached]) -> list[int]:
+    """Insert the instance's row and its new disks' (born attached) in one statement, and add the
+    instance to the existing disks' users: the uids of the new disks.
+
+    A name taken since the checks (a concurrent insert committed) inserts nothing of its row and
+    the clash leaves the transaction usable. The instance's clash is the one reported, not its boot
+    disk's (which bears its name): a concurrent retry of the same requestId gets the Operation of
+    the request that won."""
+    instance_url = url_of(call.project, res.scope, "instances", res.name)
+    new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
+    clashed = store.new_resources(call.session, [res, *new])
+    if res in clashed:
+        _lost_race(call, path_of(call.project, res.scope, "instances", res.name))
+    if clashed:
+        raise AlreadyExists(path_of(call.project, res.scope, "disks", clashed[0].name))
     for a in attached:
-        if a.row is None:
-            created.append(disks.create_row(call, zone, a.spec, users=[instance_url]).uid)
-        else:
+        if a.row is not None:
             disks.add_user(a.row, instance_url)
-    return created
+    return [d.uid for d in new]
 
 
 def _lost_race(call: Call, path: str) -> NoReturn:

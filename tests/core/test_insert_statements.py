@@ -1,0 +1,87 @@
+"""What one instances.insert sends to the database, on both: the instance's row and its new disks'
+in one INSERT, and a name taken since the checks (a concurrent insert won) refused with the
+instance's clash before its disk's, nothing of the refused insert left."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
+
+from core.errors import AlreadyExists
+from core.models import Resource
+from core.resources import store
+from core.resources.context import Call
+from core.services import instances, topology
+from core.services.instances import lifecycle
+
+PROJECT = "demo-project"
+ZONE = "us-central1-a"
+IMAGE = "projects/debian-cloud/global/images/family/debian-12"
+
+
+def _body(name: str) -> dict:
+    return {"name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}},
+                      {"initializeParams": {"diskSizeGb": "10"}}, {"initializeParams": {"diskSizeGb": "20"}}]}
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _rows(session: Session, name: str) -> set[tuple[str, str]]:
+    rows = session.execute(select(Resource.collection, Resource.name)
+                           .where(Resource.project == PROJECT, Resource.name.like(f"{name}%")))
+    return {(collection, found) for collection, found in rows}
+
+
+def test_the_instance_and_its_new_disks_are_one_insert(engine, session):
+    name = f"rows-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    with _statements(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    inserts = [q for q in sent if q.startswith("INSERT INTO resources")]
+    assert len(inserts) == 1, inserts
+    assert _rows(session, name) == {("instances", name), ("disks", name), ("disks", f"{name}-1"),
+                                    ("disks", f"{name}-2")}
+    url = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{name}"
+    for disk in (name, f"{name}-1", f"{name}-2"):
+        body = store.body_of(store.find(session, PROJECT, "disks", f"zones/{ZONE}", disk))
+        assert body["users"] == [url] and body["status"] == "CREATING"
+
+
+@pytest.mark.parametrize("taken, clash", [
+    ([("instances", "{name}")], "instances/{name}"),
+    ([("instances", "{name}"), ("disks", "{name}")], "instances/{name}"),  # not its boot disk's
+    ([("disks", "{name}-2")], "disks/{name}-2"),
+])
+def test_a_name_taken_since_the_checks_is_the_clash_reported(engine, session, monkeypatch, taken, clash):
+    """A concurrent insert committed between the name check and the INSERT (the check saw nothing):
+    the instance's clash first, else its disk's; the transaction stays usable for the rollback."""
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    for collection, pattern in taken:
+        store.new_resource(session, project=PROJECT, collection=collection, scope=f"zones/{ZONE}",
+                           name=pattern.format(name=name), kind="compute#thing", body={})
+    monkeypatch.setattr(lifecycle, "_names_taken", lambda call, scope, name, disk_names: (
+        False, dict.fromkeys(disk_names, False)))
+    with pytest.raises(AlreadyExists) as refused, session.begin_nested():
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    assert refused.value.message == \
+        f"The resource 'projects/{PROJECT}/zones/{ZONE}/{clash.format(name=name)}' already exists"
+    assert _rows(session, name) == {(collection, pattern.format(name=name)) for collection, pattern in taken}
