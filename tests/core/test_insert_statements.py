@@ -1,6 +1,7 @@
-"""What one instances.insert sends to the database, on both: the instance's row and its new disks'
-in one INSERT, and a name taken since the checks (a concurrent insert won) refused with the
-instance's clash before its disk's, nothing of the refused insert left."""
+"""What one instances.insert sends to the database, on both: its names read with its network and
+the region's subnetworks in one statement; the instance's row and its new disks' in one INSERT,
+and a name taken since the checks (a concurrent insert won) refused with the instance's clash
+before its disk's."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from core.models import Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances, topology
-from core.services.instances import lifecycle
+from core.services.instances import reads
 
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
@@ -65,6 +66,21 @@ def test_the_instance_and_its_new_disks_are_one_insert(engine, session):
         assert body["users"] == [url] and body["status"] == "CREATING"
 
 
+@pytest.mark.parametrize("nic", [None, {"network": "global/networks/default"},
+                                 {"network": f"projects/{PROJECT}/global/networks/default"}])
+def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session, nic):
+    name = f"read-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    body = {**_body(name), **({"networkInterfaces": [nic]} if nic else {})}
+    with _statements(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, body)
+    reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
+    assert len(reads_of_resources) == 2, reads_of_resources  # the names with the network, and the image
+    assert reads_of_resources[0].count("UNION ALL") == 3
+    nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
+    assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/regions/us-central1/subnetworks/default")
+
+
 @pytest.mark.parametrize("taken, clash", [
     ([("instances", "{name}")], "instances/{name}"),
     ([("instances", "{name}"), ("disks", "{name}")], "instances/{name}"),  # not its boot disk's
@@ -78,8 +94,8 @@ def test_a_name_taken_since_the_checks_is_the_clash_reported(engine, session, mo
     for collection, pattern in taken:
         store.new_resource(session, project=PROJECT, collection=collection, scope=f"zones/{ZONE}",
                            name=pattern.format(name=name), kind="compute#thing", body={})
-    monkeypatch.setattr(lifecycle, "_names_taken", lambda call, scope, name, disk_names: (
-        False, dict.fromkeys(disk_names, False)))
+    monkeypatch.setattr(reads, "names_taken", lambda call, zone, region, name, disk_names, nics: reads.Taken(
+        False, dict.fromkeys(disk_names, False), reads.RegionReads()))
     with pytest.raises(AlreadyExists) as refused, session.begin_nested():
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
     assert refused.value.message == \
