@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 import pytest
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
-from core.errors import AlreadyExists
-from core.models import Resource
+from core import quotas
+from core.errors import AlreadyExists, QuotaExceeded
+from core.models import Project, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances, topology
@@ -79,6 +81,34 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
     assert reads_of_resources[0].count("UNION ALL") == 3
     nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
     assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/regions/us-central1/subnetworks/default")
+
+
+def test_the_project_is_read_with_its_quota_counters(engine, session):
+    name = f"quota-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    with _statements(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    project_reads = [q for q in sent if q.startswith("SELECT projects.")]
+    assert len(project_reads) == 1 and "FROM resource_usage" in project_reads[0], project_reads
+    assert [q for q in sent if "FROM resource_usage" in q] == project_reads
+
+
+@pytest.mark.parametrize("room, refused", [(2, False), (1, True)])
+def test_the_counters_read_with_the_project_decide_the_quota(engine, session, room, refused):
+    """An e2-micro (2 vCPUs) fits with 2 CPUs of room left in the region, not with 1: the usage
+    counted is the one the merged read brought (instances in the region, and in every region)."""
+    zone = topology.zone(session, PROJECT, ZONE)
+    used = quotas.region_usage(session, PROJECT, "us-central1", ["CPUS"])["CPUS"]
+    project = session.scalars(select(Project).where(Project.name == PROJECT)).one()
+    project.quota_limits = orjson.dumps({"regions": {"us-central1": {"CPUS": used + room}}}).decode()
+    session.flush()
+    name = f"fits-{uuid.uuid4().hex[:6]}"
+    if not refused:
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+        return
+    with pytest.raises(QuotaExceeded) as info, session.begin_nested():
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    assert info.value.message == f"Quota 'CPUS' exceeded.  Limit: {used + room:.1f} in region us-central1."
 
 
 @pytest.mark.parametrize("taken, clash", [

@@ -75,18 +75,14 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
 
 
 def _project(call: Call, zone: ZoneInfo, nics: list[spec.ParsedNic]) -> tuple[Project, list[quotas.Counter] | None]:
-    """The project, and on PostgreSQL in the same statement its quota counters in the zone's region
-    and the locks of the subnetworks' address pools the NICs take their addresses from (the
-    allocation comes later in this transaction and asks for none): three round trips in one.
-    Elsewhere the project alone (None: the quota check reads its counters)."""
+    """The project with, in the same statement, its quota counters in the zone's region and, on
+    PostgreSQL, the locks of the subnetworks' address pools the NICs take their addresses from (the
+    allocation comes later in this transaction and asks for none): up to three round trips in one."""
     session = call.session
-    usage = quotas.check_usage_column(session)
-    if usage is None:
-        return projects.get(session, call.project), None
     locks, params = ipam.pool_lock(session, [addresses.subnet_pool(n.subnet) for n in nics
                                              if not n.request.get("networkIP")])
     params.update(project=call.project, region=zone.region.name)
-    row = session.execute(_project_statement(usage, len(locks)), params).first()
+    row = session.execute(_project_statement(quotas.check_usage_column(session), len(locks)), params).first()
     if row is None:  # named by its number: the usual reads, and the locks taken on their own
         if locks:
             session.execute(select(*locks), params)
