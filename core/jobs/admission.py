@@ -5,9 +5,11 @@ things that used to take a round trip each after it:
   project's unfinished Operations first and inserts nothing when there are ``bound`` already. The
   count stops at the bound (``LIMIT``, over ix_operation_project_status): a flooded queue costs no
   more to refuse than a short one;
-- the wake-up: on PostgreSQL its RETURNING sends the NOTIFY of the job's kind (:func:`announce`'s,
-  delivered at commit, never if the transaction rolls back), so every Operation a transaction
-  queues announces its own kind.
+- the wake-up: on PostgreSQL its RETURNING sends the NOTIFY of the job's kind on ``NEW_CHANNEL``
+  (delivered at commit, never if the transaction rolls back), so every Operation a transaction
+  queues announces its own kind, and a process whose batch of that kind runs may sleep on (see
+  :meth:`~core.jobs.engine.JobEngine.kick`). In-process workers are kicked after the commit; SQLite
+  has no NOTIFY: other processes see the commit in the database's commit counter.
 """
 
 from __future__ import annotations
