@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Dialect, Engine, Insert, Table, create_engine, event, insert, text
+from sqlalchemy import Column, Connection, Dialect, Engine, Insert, Table, create_engine, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import ClauseElement, Select
@@ -247,6 +248,51 @@ def insert_persistent(session: Session, obj: Base, *, skip_clash: bool = False) 
     (two more round trips) is needed to go on after one.
     """
     table = obj.__table__
+    dialect = session.get_bind().dialect.name
+    return persist(session, obj, _insert_returning(table, dialect if skip_clash else None)) is not None
+
+
+def insert_all_persistent(session: Session, objs: Sequence[Base], key: str) -> set[Any]:
+    """:func:`insert_persistent` of several new objects of one table in one statement, a unique
+    clash skipping its row (``ON CONFLICT DO NOTHING``): the values of their column ``key`` (one
+    unique to each row, such as a uid the caller drew) of those inserted.
+
+    One multi-row ``INSERT ... VALUES (...), (...) RETURNING``, which SQLAlchemy's insertmanyvalues
+    writes from the list of rows on both databases, instead of a round trip per row. The rows come
+    back in no promised order, so each is matched to its object by ``key``."""
+    if not objs:
+        return set()
+    table = objs[0].__table__
+    pk = table.primary_key.columns[0]
+    stmt = _insert_returning(table, session.get_bind().dialect.name, table.columns[key])
+    by_key = {getattr(obj, key): obj for obj in objs}
+    inserted = set()
+    for pk_value, key_value in session.connection().execute(stmt, [_row_values(obj) for obj in objs]):
+        obj = by_key[key_value]
+        setattr(obj, pk.key, pk_value)
+        _attach(session, obj)
+        inserted.add(key_value)
+    return inserted
+
+
+def persist(session: Session, obj: Base, stmt: Any, params: dict[str, Any] | None = None) -> Row[Any] | None:
+    """Run ``stmt``, an INSERT of the new object ``obj`` whose parameters are its column values
+    (and ``params``) and whose RETURNING starts with the primary key, and make ``obj`` persistent
+    as :func:`insert_persistent` does: the statement's row, or None when it inserted nothing (a
+    clash skipped, or a condition of the statement's own that refused the row)."""
+    values = _row_values(obj)
+    row = session.connection().execute(stmt, {**values, **params} if params else values).first()
+    if row is None:
+        return None
+    setattr(obj, obj.__table__.primary_key.columns[0].key, row[0])
+    _attach(session, obj)
+    return row
+
+
+def _row_values(obj: Base) -> dict[str, Any]:
+    """The column values of the new object ``obj`` for its INSERT (the primary key left to the
+    database), unset columns given their scalar default (or NULL) on the object too."""
+    table = obj.__table__
     pk = table.primary_key.columns[0]
     given = obj.__dict__
     for c in table.columns:
@@ -255,21 +301,18 @@ def insert_persistent(session: Session, obj: Base, *, skip_clash: bool = False) 
                 raise TypeError(f"{table.name}.{c.key} has a computed default: set it before insert_persistent")
             scalar = cast(ScalarElementColumnDefault | None, c.default)  # is_scalar, checked above
             setattr(obj, c.key, scalar.arg if scalar is not None else None)
-    values = {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
-    conn = session.connection()
-    key = conn.execute(_insert_returning(table, conn.dialect.name if skip_clash else None), values).scalar()
-    if key is None:
-        return False
-    setattr(obj, pk.key, key)
+    return {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
+
+
+def _attach(session: Session, obj: Base) -> None:
     make_transient_to_detached(obj)
     session.add(obj)
-    return True
 
 
 @functools.cache
-def _insert_returning(table: Table, skipping_clashes_on: str | None) -> ReturningInsert[Any]:
+def _insert_returning(table: Table, skipping_clashes_on: str | None, *also: Column[Any]) -> ReturningInsert[Any]:
     stmt = insert_skipping_clashes(table, skipping_clashes_on) if skipping_clashes_on else insert(table)
-    return stmt.returning(table.primary_key.columns[0])
+    return stmt.returning(table.primary_key.columns[0], *also)
 
 
 def insert_skipping_clashes(table: Table, dialect: str) -> Insert:

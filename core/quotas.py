@@ -123,22 +123,26 @@ class Counter(NamedTuple):
     size_gb: float | None
 
 
-def check_usage_column(session: Session) -> ColumnElement[Any] | None:
+def check_usage_column(session: Session) -> ColumnElement[Any]:
     """What :func:`check_region` reads, as one column (a JSON array of its rows) for the caller to
     select along with a statement of its own that returns one row, before the check: one round trip
-    less. Its parameters are ``project`` (the name) and ``region``. PostgreSQL only (None
-    elsewhere); hand the value to :func:`counters_of`."""
-    return _USAGE_COLUMN if session.get_bind().dialect.name == "postgresql" else None
+    less. Its parameters are ``project`` (the name) and ``region``. Hand the value to :func:`counters_of`."""
+    return _USAGE_COLUMNS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
 
 
 _USAGE_ROWS = _CHECK_USAGE.subquery("usage")
-_USAGE_COLUMN = (select(func.json_agg(func.json_build_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
-                 .scalar_subquery().label("usage_counters"))
+# PostgreSQL's json_agg (NULL over no rows) and SQLite's json_group_array ('[]'); each array a row.
+_USAGE_COLUMNS = {
+    "postgresql": (select(func.json_agg(func.json_build_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
+                   .scalar_subquery().label("usage_counters")),
+    "sqlite": (select(func.json_group_array(func.json_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
+               .scalar_subquery().label("usage_counters"))}
 
 
 def counters_of(value: Any) -> list[Counter]:
-    """The rows of a :func:`check_usage_column` (NULL: none)."""
-    return [Counter(*row) for row in value or ()]
+    """The rows of a :func:`check_usage_column`: PostgreSQL's driver hands the JSON parsed (NULL:
+    none), SQLite's as text."""
+    return [Counter(*row) for row in (orjson.loads(value) if isinstance(value, str) else value or ())]
 
 
 def check_region(session: Session, project: Project, region: str, demand: dict[str, float],

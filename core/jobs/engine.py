@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Update, bindparam, func, literal, select, update
+from sqlalchemy import Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Prepared, flushed_connection, sqlite_write, unflushed_commit, write_session
@@ -43,7 +43,7 @@ from core.jobs.claims import UNFINISHED
 from core.jobs.handlers import BATCH_SIZE, DONE_VALUES, HANDLERS, LEASE_SECONDS, JobContext, JobHandler, job
 from core.models import Operation
 
-__all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "announce", "announcement", "job",
+__all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "job",
            "local_owner_id"]
 
 log = logging.getLogger("gstack.jobs")
@@ -62,30 +62,6 @@ SPARE_IDLE_SECONDS = 10.0
 _HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
                   412: "PRECONDITION FAILED", 429: "TOO MANY REQUESTS", 500: "INTERNAL SERVER ERROR",
                   501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
-
-
-
-
-def announce(session: Session, kind: str) -> None:
-    """Tell workers of every process that a job of ``kind`` was committed (PostgreSQL NOTIFY, sent at
-    commit; one per kind and transaction). The kind lets a process whose batch of that kind runs
-    sleep on: the batch's worker takes the job when the batch ends (see :meth:`JobEngine.kick`).
-
-    In-process workers are woken by :meth:`JobEngine.kick`; SQLite has no NOTIFY: other processes
-    see the commit in the database's commit counter (:meth:`JobEngine._watch_loop`).
-    """
-    notice = announcement(session, kind)
-    if notice is not None:
-        session.execute(select(notice))
-
-
-def announcement(session: Session, kind: str) -> ColumnElement[Any] | None:
-    """:func:`announce` as a column to select along with something else the transaction reads
-    (one round trip instead of two; None on SQLite, which has no NOTIFY). A NOTIFY is sent at
-    commit only: selected in a transaction that then rolls back, it is never sent."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    return func.pg_notify(literal(NEW_CHANNEL), literal(kind))
 
 
 # A waiter's re-read and the worker's look for deferred jobs: one statement each, outside a Session.

@@ -13,3 +13,6 @@ class Call:
     project: str
     user: str = ""
     request_id: str | None = None
+    # The bound of the project's unfinished Operations a job this call queues must stay within
+    # (backpressure, see core.services.calls); 0: none (the job engine's and the system's own calls).
+    max_queued: int = 0

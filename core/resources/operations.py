@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from core.db import insert_persistent
 from core.errors import Invalid, NotFound
 from core.ids import new_uid, operation_name, rfc3339
+from core.jobs.admission import enqueue
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Operation
 from core.resources.context import Call
@@ -53,6 +54,11 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
     made synchronously in this transaction and the Operation is born DONE. ``not_before``: no worker
     claims the job before then (its lease expiry while nobody holds it); given here, it is part of
     the row's INSERT instead of an UPDATE after it.
+
+    A job's Operation is inserted by :func:`~core.jobs.admission.enqueue`: its INSERT announces the
+    job's kind to the workers (PostgreSQL NOTIFY, at commit) and, when the call bounds its project's
+    queue (``call.max_queued``), is refused with :class:`~core.jobs.admission.QueueFull` when the
+    queue is full, all in one statement.
     """
     now = time.time()
     done = job is None
@@ -64,7 +70,10 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
         job=job or "", params=orjson.dumps(params or {}).decode(), attempts=0, lease_expiry=not_before,
     )
     try:
-        insert_persistent(call.session, op)
+        if done:
+            insert_persistent(call.session, op)
+        else:
+            enqueue(call.session, op, call.max_queued)
     except IntegrityError:
         raise DuplicateRequest() from None
     return op

@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
-from core.db import Prepared, flushed_connection, insert_persistent
+from core.db import Prepared, flushed_connection, insert_all_persistent, insert_persistent
 from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound, Required
 from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
@@ -131,6 +131,17 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     ``uid``: one the caller drew already (to own addresses before the row exists). ``finish``: a
     last change to the complete body (a fingerprint over it) before it is stored.
     """
+    res = resource_row(project=project, collection=collection, scope=scope, name=name, kind=kind, body=body,
+                       status=status, region=region, uid=uid, finish=finish, **columns)
+    if not insert_persistent(session, res, skip_clash=True):  # the name is taken (a concurrent insert won)
+        raise AlreadyExists(path_of(project, scope, collection, name))
+    return res
+
+
+def resource_row(*, project: str, collection: str, scope: str, name: str, kind: str, body: Body, status: str = "",
+                 region: str | None = None, uid: int | None = None, finish: Callable[[Body], None] | None = None,
+                 **columns: Any) -> Resource:
+    """The row :func:`new_resource` inserts, not inserted yet: for :func:`new_resources`."""
     now = time.time()
     uid = uid or new_uid()
     full: Body = {"kind": kind, "id": str(uid), "creationTimestamp": rfc3339(now), "name": name}
@@ -143,9 +154,15 @@ def new_resource(session: Session, *, project: str, collection: str, scope: str,
     res = Resource(uid=uid, project=project, collection=collection, scope=scope, name=name, status=status,
                    created=now, region=region, body="", **columns)
     save(res, full)
-    if not insert_persistent(session, res, skip_clash=True):  # the name is taken (a concurrent insert won)
-        raise AlreadyExists(path_of(project, scope, collection, name))
     return res
+
+
+def new_resources(session: Session, rows: list[Resource]) -> list[Resource]:
+    """Insert the rows of :func:`resource_row` in one statement (a multi-row INSERT: one round trip,
+    however many; an instance and its new disks go in together): the rows whose name was taken,
+    which were not inserted (a concurrent insert won; the caller decides which clash to report)."""
+    inserted = insert_all_persistent(session, rows, "uid")
+    return [row for row in rows if row.uid not in inserted]
 
 
 def set_status(res: Resource, status: str, **fields: Any) -> Body:

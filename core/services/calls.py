@@ -3,27 +3,28 @@ earlier call with the same ``requestId`` instead of running twice, wakes the job
 in the same commit (PostgreSQL NOTIFY), renders its Operation before that commit (afterwards the
 row would be read again), and runs again when the database aborts it for contention.
 
-Backpressure: a call that would leave its project more than ``max_queued`` unfinished Operations
-(queued or running) is refused with GCE's per-project rate-limit answer
+Backpressure: a call that would leave its project more than ``call.max_queued`` unfinished
+Operations (queued or running) is refused with GCE's per-project rate-limit answer
 (:class:`~core.errors.ProjectRateLimited`, which Google's clients back off and retry on), and
-nothing of it is committed. The bound is per project, so a project that floods the queue is
-refused while every other project's calls go on as before. On SQLite writes are serialised and
-the bound is exact; on PostgreSQL concurrent calls of one project may each see room and overshoot
-it by at most their number.
+nothing of it is committed. Each job's Operation is counted in as it is inserted, by its own INSERT
+(:mod:`core.jobs.admission`, which also announces it to the workers): no round trip of its own. The
+bound is per project, so a project that floods the queue is refused while every other project's
+calls go on as before. On SQLite writes are serialised and the bound is exact; on PostgreSQL
+concurrent calls of one project may each see room and overshoot it by at most their number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import begin_write, retrying
 from core.errors import ProjectRateLimited, ResourceNotReady
-from core.jobs import announcement
-from core.jobs.claims import UNFINISHED
+from core.jobs.admission import QueueFull
 from core.models import Operation, Project
 from core.resources import operations
 from core.resources.context import Call
@@ -40,7 +41,7 @@ class Outcome:
     kind: str | None = None
 
 
-def run(call: Call, write: bool, handler: Callable[[], object], max_queued: int = 0) -> Outcome:
+def run(call: Call, write: bool, handler: Callable[[], object]) -> Outcome:
     """Run ``handler`` as ``call``: in a write transaction committed at the end when ``write``.
 
     A write the database aborts for contention (a deadlock, a serialization failure, SQLite busy)
@@ -49,15 +50,15 @@ def run(call: Call, write: bool, handler: Callable[[], object], max_queued: int 
     may thus run more than once; it must take everything it reads from the database or its
     arguments afresh.
 
-    ``max_queued`` (0: no bound) bounds the project's unfinished Operations (see the module's
+    ``call.max_queued`` (0: no bound) bounds the project's unfinished Operations (see the module's
     docstring).
     """
     if not write:
         return _outcome(handler())
-    return retrying(lambda: _write(call, handler, max_queued), rollback=call.session.rollback)
+    return retrying(lambda: _write(call, handler), rollback=call.session.rollback)
 
 
-def _write(call: Call, handler: Callable[[], object], max_queued: int = 0) -> Outcome:
+def _write(call: Call, handler: Callable[[], object]) -> Outcome:
     begin_write(call.session)
     existing = operations.by_request_id(call)
     if existing is not None:
@@ -65,11 +66,11 @@ def _write(call: Call, handler: Callable[[], object], max_queued: int = 0) -> Ou
     try:
         result = handler()
         outcome = _outcome(result)
-        if outcome.wake:
-            _queue(call, outcome.kind or "", max_queued)
         call.session.commit()
     except DuplicateRequest:
         return Outcome(_replay(call))
+    except QueueFull:
+        _refuse(call)
     return outcome
 
 
@@ -80,28 +81,12 @@ def _outcome(result: object) -> Outcome:
     return Outcome(payload, wake=payload["status"] != "DONE", kind=result.job)
 
 
-def _queue(call: Call, kind: str, max_queued: int) -> None:
-    """The call queued a job of ``kind``: announce it to the workers of every process, and refuse
-    the call (rolled back) when its project's unfinished Operations, the new one counted, are more
-    than ``max_queued`` (0: no bound). Counting stops past the bound: a flooded queue costs no more
-    to refuse than a short one. On PostgreSQL the count and the announcement are one statement
-    (one round trip of the insert's twenty); a refused call's rollback takes the announcement back."""
-    session = call.session
-    notice = announcement(session, kind)
-    if not max_queued:
-        if notice is not None:
-            session.execute(select(notice))
-        return
-    queued = (select(Operation.pk).where(Operation.status.in_(UNFINISHED), Operation.project == call.project)
-              .limit(max_queued + 1).subquery())
-    count = select(func.count()).select_from(queued)
-    if notice is not None:
-        count = count.add_columns(notice)
-    if (session.execute(count).scalar() or 0) <= max_queued:
-        return
-    number = session.scalar(select(Project.number).where(Project.name == call.project)) or 0
-    session.rollback()
-    raise ProjectRateLimited(number)
+def _refuse(call: Call) -> NoReturn:
+    """The project's queue was full when the call queued a job: undo all the call made (its
+    resources, its other Operations; the NOTIFYs go with the rollback) and answer as GCE does."""
+    call.session.rollback()
+    number = call.session.scalar(select(Project.number).where(Project.name == call.project)) or 0
+    raise ProjectRateLimited(number) from None
 
 
 def _replay(call: Call) -> dict[str, object]:

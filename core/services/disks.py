@@ -104,15 +104,22 @@ def build(call: Call, zone: ZoneInfo, *, name: object, size_gb: object, disk_typ
     return {"name": name, "size_gb": size, "subtype": dtype, "body": body, "source_size": source_size}
 
 
-def create_row(call: Call, zone: ZoneInfo, spec: dict[str, Any], status: str = "CREATING",
-               users: list[str] | None = None) -> Resource:
-    """The disk's row; ``users``: the instances it is born attached to (boot and new data disks)."""
-    body = spec["body"]
-    if users:
-        body = {**body, "users": users, "lastAttachTimestamp": rfc3339(time.time())}
-    return store.new_resource(call.session, project=call.project, collection="disks", scope=f"zones/{zone.name}",
-                              name=spec["name"], kind="compute#disk", body=body, status=status,
-                              region=zone.region.name, size_gb=spec["size_gb"], subtype=spec["subtype"])
+def create_row(call: Call, zone: ZoneInfo, spec: dict[str, Any], status: str = "CREATING") -> Resource:
+    """The disk's row, inserted."""
+    return store.new_resource(call.session, **_row_fields(call, zone, spec, status, spec["body"]))
+
+
+def attached_row(call: Call, zone: ZoneInfo, spec: dict[str, Any], instance_url: str) -> Resource:
+    """The row of a new disk born attached to the instance (a boot or new data disk), not inserted
+    yet: it goes in with the instance's (:func:`~core.resources.store.new_resources`)."""
+    body = {**spec["body"], "users": [instance_url], "lastAttachTimestamp": rfc3339(time.time())}
+    return store.resource_row(**_row_fields(call, zone, spec, "CREATING", body))
+
+
+def _row_fields(call: Call, zone: ZoneInfo, spec: dict[str, Any], status: str, body: store.Body) -> dict[str, Any]:
+    return {"project": call.project, "collection": "disks", "scope": f"zones/{zone.name}", "name": spec["name"],
+            "kind": "compute#disk", "body": body, "status": status, "region": zone.region.name,
+            "size_gb": spec["size_gb"], "subtype": spec["subtype"]}
 
 
 def quota_demand(specs: list[dict[str, Any]]) -> dict[str, float]:

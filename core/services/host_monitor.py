@@ -40,7 +40,6 @@ from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
 from core.hypervisors.registry import DriverRegistry
 from core.hypervisors.summary import Digest, DomainSummary, as_digest, sql_digest
 from core.ids import rfc3339
-from core.jobs import announce
 from core.jobs.engine import UNFINISHED, local_owner_id
 from core.models import Cluster, Host, Operation, Resource
 from core.periodic import PeriodicRounds
@@ -255,7 +254,6 @@ class HostMonitor(PeriodicRounds):
                               target_path=_path(res), target_id=res.uid, job=move.job,
                               params={"uid": res.uid, "zone_id": zone.id})
         op.status_message = message
-        announce(session, op.job)
         if self.kick is not None:
             session.info.setdefault("after_commit", []).append(self.kick)
 

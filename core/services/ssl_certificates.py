@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Invalid, Required
 from core.ids import rfc3339
-from core.jobs import JobContext, announce, job
+from core.jobs import JobContext, job
 from core.links import scope_url
 from core.models import Operation, Resource
 from core.resources import operations, store
@@ -137,7 +137,6 @@ def insert(call: Call, region: str | None, body: Body) -> Operation:
                               op_type="compute.sslCertificates.provision", target_path=vpc.path(res),
                               target_id=res.uid, job=PROVISION, params={"uid": res.uid})
         op.lease_expiry = time.time() + PROVISION_DELAY
-        announce(call.session, PROVISION)
     return lb_common.begin(call, res, "insert")
 
 

@@ -60,7 +60,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from core.db import flushed_connection
-from core.jobs import JobContext, announcement, job
+from core.jobs import JobContext, job
 from core.jobs.handlers import LEASE_SECONDS
 from core.links import parse_ref, path_of, url_of
 from core.models import Operation, Resource, SystemVm, Zone
@@ -193,20 +193,11 @@ def _attached(session: Session, pk: int, params: str) -> Operation:
     return op
 
 
-_NETWORK_AND_LAST_SYNC: dict[str, Select[Any]] = {}  # by dialect: built once (its build costs CPU)
-
-
-def _network_and_last_sync(session: Session) -> Select[Any]:
+@functools.cache
+def _network_and_last_sync() -> Select[Any]:
     """The network's uid and the params of its last sync that started (:func:`_not_before` reads
-    its timing), with the workers' announcement of the new job (PostgreSQL; it goes out at commit
-    only if the network's row is found): no row when the network is gone."""
-    dialect = session.get_bind().dialect.name
-    query = _NETWORK_AND_LAST_SYNC.get(dialect)
-    if query is None:
-        query = select(Resource.uid, _last_sync_params(Resource.uid)).where(*_NETWORK)
-        notice = announcement(session, SYNC_JOB)
-        query = _NETWORK_AND_LAST_SYNC[dialect] = query.add_columns(notice) if notice is not None else query
-    return query
+    its timing): no row when the network is gone. Built once (its build costs CPU)."""
+    return select(Resource.uid, _last_sync_params(Resource.uid)).where(*_NETWORK)
 
 
 def request_sync(session: Session, project: str, network_url: str, instance_uid: int | None = None) -> None:
@@ -216,8 +207,8 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
     Cheap and idempotent, per network and transaction: a request joins the pending one in one
     statement (:func:`_join_statement`: the network's uid, the pending request and the change of
     its row in one UPDATE); when none is pending, one read of the network's uid and of the last
-    sync's timing (which carries the workers' announcement, PostgreSQL) and one INSERT whose row
-    holds all of the request: its instance and its not-before time. Later requests of the same
+    sync's timing and one INSERT whose row holds all of the request: its instance and its
+    not-before time (and, on PostgreSQL, announces it to the workers). Later requests of the same
     transaction only change the request's row (written at flush).
     """
     found = _canonical(project, network_url)
@@ -230,7 +221,7 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
         return
     if _joined(session, url, instance_uid, net_project=net_project, net_name=name):
         return
-    row = session.execute(_network_and_last_sync(session), {"net_project": net_project, "net_name": name}).first()
+    row = session.execute(_network_and_last_sync(), {"net_project": net_project, "net_name": name}).first()
     if row is not None:
         target, last = row[0], row[1]
     else:  # deleted in this transaction: its routers must go
@@ -244,7 +235,7 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
         params[INSTANCES] = [instance_uid]
     op = vms.enqueue(session, job=SYNC_JOB, op_type="systemvms.syncNetwork", scope="global", target_id=target,
                      target_path=path_of(net_project, "global", "networks", name), params=params,
-                     not_before=_not_before(last), announced=True)
+                     not_before=_not_before(last))
     _remember(session, url, op)
 
 
@@ -256,14 +247,8 @@ def _last_sync_params(target: Any) -> ScalarSelect[Any]:
 
 
 def _last_sync(session: Session, target: int) -> str | None:
-    """The params of the last sync of the network ``target`` that started, selecting the workers'
-    announcement of the new job along (PostgreSQL; one round trip instead of two), as a scalar
-    subquery so that it returns its row, and the NOTIFY goes out, when the network never synced."""
-    query = select(_last_sync_params(target))
-    notice = announcement(session, SYNC_JOB)
-    if notice is not None:
-        query = query.add_columns(notice)
-    return session.execute(query).scalar()
+    """The params of the last sync of the network ``target`` that started (None: it never synced)."""
+    return session.scalar(select(_last_sync_params(target)))
 
 
 def _not_before(last: str | None) -> float | None:

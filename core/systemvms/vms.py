@@ -29,7 +29,7 @@ from core import identity, ipam, planner
 from core.errors import OperationFailure, ResourceNotReady
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, HypervisorDriver, NicSpec, VmSpec
 from core.hypervisors.registry import DriverRegistry
-from core.jobs import JobContext, announce
+from core.jobs import JobContext
 from core.jobs.engine import UNFINISHED
 from core.links import CANONICAL_BASE, path_of
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
@@ -266,18 +266,14 @@ def target_of(session: Session, vm: SystemVm) -> tuple[int, str]:
 
 
 def enqueue(session: Session, *, job: str, op_type: str, scope: str, target_id: int, target_path: str,
-            params: dict[str, Any], message: str | None = None, not_before: float | None = None,
-            announced: bool = False) -> Operation:
+            params: dict[str, Any], message: str | None = None, not_before: float | None = None) -> Operation:
     """A system Operation (project gstack-system, user ``system``) running ``job``, not claimed
-    before ``not_before``. ``announced``: the caller's transaction announces the job already (it
-    selected :func:`~core.jobs.announcement` along with a read of its own)."""
+    before ``not_before`` (its INSERT announces it to the workers, see :mod:`core.jobs.admission`)."""
     op = operations.begin(Call(session, SYSTEM_PROJECT, "system"), scope=scope, op_type=op_type,
                           target_path=target_path, target_id=target_id, job=job, params=params,
                           not_before=not_before)
     if message:
         op.status_message = message[:400]
-    if not announced:
-        announce(session, job)
     return op
 
 

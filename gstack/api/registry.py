@@ -103,7 +103,8 @@ def run(method: Method, params: dict[str, str]) -> Response:
     handler = _handler(method)
     selector()  # a malformed fields= is a 400 before anything runs, not after a mutation committed
     body = _body(method)
-    req = ApiRequest(Call(session, project or "", ident.email, _request_id(method)), method, body, request.args)
+    call = Call(session, project or "", ident.email, _request_id(method), runtime.settings.max_queued_operations)
+    req = ApiRequest(call, method, body, request.args)
     args = {k: v for k, v in params.items() if k != "project"}
     bodies = [body]
 
@@ -112,7 +113,7 @@ def run(method: Method, params: dict[str, str]) -> Response:
         return handler(req, **args)
 
     try:
-        outcome = calls.run(req.call, is_write(method), attempt, runtime.settings.max_queued_operations)
+        outcome = calls.run(call, is_write(method), attempt)
     except ProjectRateLimited:
         count_refusal("queue")
         raise

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import ComputeError, NotFound, OperationFailure
-from core.jobs import JobContext, announce, job
+from core.jobs import JobContext, job
 from core.jobs.engine import UNFINISHED
 from core.links import path_of
 from core.models import Operation, Resource
@@ -55,7 +55,6 @@ def enqueue(session: Session, group: Resource, user: str, delay: float = 0.0, ow
                           target_id=group.uid, job=RECONCILE, params={"uid": group.uid, "user": user})
     if delay:
         op.lease_expiry = time.time() + delay
-    announce(session, RECONCILE)
 
 
 def _group(session: Session, uid: int) -> Resource | None:
@@ -160,7 +159,6 @@ def _create(ctx: JobContext, uid: int, name: str) -> None:
                 instance_groups.add_member(s, ig, inst)
             m.op = op.name
             st.save()
-            announce(s, op.job)
     except ComputeError as exc:
         with ctx.write() as s:
             group = _group(s, uid)
@@ -197,11 +195,9 @@ def _delete(ctx: JobContext, uid: int, name: str) -> None:
 def _delete_instance(s: Session, group: Resource, user: str, m: Member) -> None:
     zone = topology.zone(s, group.project, m.zone)
     try:
-        op = instances.delete(Call(s, group.project, user), zone, m.name)
+        instances.delete(Call(s, group.project, user), zone, m.name)
     except NotFound:
         return
-    if op.status != "DONE":
-        announce(s, op.job)
 
 
 @job(RECONCILE)

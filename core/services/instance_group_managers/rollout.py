@@ -25,7 +25,6 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core.errors import ComputeError
-from core.jobs import announce
 from core.models import Resource
 from core.resources import health, store
 from core.resources.context import Call
@@ -156,8 +155,6 @@ class _Step:
         except ComputeError:  # not running (stopped behind the group's back): nothing to restart
             return
         m.action, m.op, m.error = RESTARTING, op.name, None
-        if op.status != "DONE":
-            announce(self.session, op.job)
 
     def move(self, m: Member, goal: Version, action: str, recreate: bool, at_once: bool) -> bool:
         """Start moving ``m`` to ``goal`` with ``action``; False when it must wait for budget."""

@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Select, bindparam, select, union_all
+from sqlalchemy import ColumnElement, Select, bindparam, select
 
 from core import ipam, quotas
 from core.catalog import MachineType
-from core.db import flushed_connection
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
 from core.links import parse_ref, path_of, scope_url, url_of
@@ -24,7 +23,7 @@ from core.resources.context import Call
 from core.resources.operations import DuplicateRequest
 from core.resources.states import Move
 from core.services import accelerator_types, addresses, disks, projects, resource_policies
-from core.services.instances import spec, states
+from core.services.instances import reads, spec, states
 from core.services.instances.network import build_nics
 from core.services.instances.rows import fingerprinted, locked, operation
 from core.services.topology import ZoneInfo
@@ -44,17 +43,18 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     name = store.validate_name(body.get("name"))
     scope = f"zones/{zone.name}"
     path = path_of(call.project, scope, "instances", name)
-    instance_taken, disks_taken = _names_taken(call, scope, name, [] if restored else
-                                               spec.new_disk_names(name, body.get("disks")))
-    if instance_taken:
+    taken = reads.names_taken(call, scope, zone.region.name, name,
+                              [] if restored else spec.new_disk_names(name, body.get("disks")),
+                              body.get("networkInterfaces"))
+    if taken.instance:
         _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
     mt = spec.machine_type(call, zone, body.get("machineType"))
     accelerator_types.refuse_attached(call.session, call.project, zone, body.get("guestAccelerators"),
                                       "resource.guestAccelerators")
     hostname = spec.hostname(body.get("hostname")) or f"{name}.{zone.name}.c.{call.project}.internal"
     new_specs, attached = ([a.spec for a in restored], restored) if restored else _disks(call, zone, name, path, body,
-                                                                                         disks_taken)
-    parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"))
+                                                                                         taken.disks)
+    parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"), taken.reads)
     project, counters = _project(call, zone, parsed_nics)
     fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname,
               "minCpuPlatform": spec.cpu_platform(call.session, zone, body.get("minCpuPlatform"))}
@@ -66,11 +66,8 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     instance_url = url_of(call.project, scope, "instances", name)
     fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics)
     fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
-    # The instance row comes before the disks': a concurrent insert of the same name meets the unique
-    # constraint here (not on the boot disk's name), and a concurrent retry of the same requestId
-    # gets the operation of the request that won.
-    res = _new_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
-    created = _attach(call, zone, instance_url, attached)
+    res = _instance_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
+    created = _write_rows(call, zone, res, attached)
     return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
                             job=states.RUN, params={"uid": res.uid, "created_disks": created, "zone_id": zone.id,
                                                     "delete_on_fail": True,
@@ -78,18 +75,14 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
 
 
 def _project(call: Call, zone: ZoneInfo, nics: list[spec.ParsedNic]) -> tuple[Project, list[quotas.Counter] | None]:
-    """The project, and on PostgreSQL in the same statement its quota counters in the zone's region
-    and the locks of the subnetworks' address pools the NICs take their addresses from (the
-    allocation comes later in this transaction and asks for none): three round trips in one.
-    Elsewhere the project alone (None: the quota check reads its counters)."""
+    """The project with, in the same statement, its quota counters in the zone's region and, on
+    PostgreSQL, the locks of the subnetworks' address pools the NICs take their addresses from (the
+    allocation comes later in this transaction and asks for none): up to three round trips in one."""
     session = call.session
-    usage = quotas.check_usage_column(session)
-    if usage is None:
-        return projects.get(session, call.project), None
     locks, params = ipam.pool_lock(session, [addresses.subnet_pool(n.subnet) for n in nics
                                              if not n.request.get("networkIP")])
     params.update(project=call.project, region=zone.region.name)
-    row = session.execute(_project_statement(usage, len(locks)), params).first()
+    row = session.execute(_project_statement(quotas.check_usage_column(session), len(locks)), params).first()
     if row is None:  # named by its number: the usual reads, and the locks taken on their own
         if locks:
             session.execute(select(*locks), params)
@@ -137,28 +130,6 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for key, value in override.items():
         out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
-
-
-# Two index seeks in one statement (UNION ALL): spelled as one WHERE with an OR of the two
-# collections, SQLite used only the index's project column and read every resource of the project
-# in the zone (42 ms at 54,000 instances, twice per insert with the network's read below).
-_TAKEN = union_all(
-    select(Resource.collection, Resource.name).where(
-        Resource.project == bindparam("project"), Resource.collection == "instances",
-        Resource.scope == bindparam("scope"), Resource.name == bindparam("name")),
-    select(Resource.collection, Resource.name).where(
-        Resource.project == bindparam("project"), Resource.collection == "disks",
-        Resource.scope == bindparam("scope"), Resource.name.in_(bindparam("disks", expanding=True))))
-
-
-def _names_taken(call: Call, scope: str, name: str, disk_names: list[str]) -> tuple[bool, dict[str, bool]]:
-    """Whether the instance's name is taken in the zone, and each of its new disks' names: one read
-    for what the insert would otherwise look up one name at a time."""
-    rows = flushed_connection(call.session).execute(
-        _TAKEN, {"project": call.project, "scope": scope, "name": name, "disks": disk_names}).all()
-    disks_found = {n for collection, n in rows if collection == "disks"}
-    return (any(collection == "instances" for collection, _ in rows),
-            {n: n in disks_found for n in disk_names})
 
 
 def _disks(call: Call, zone: ZoneInfo, name: str, path: str, body: dict[str, Any],
@@ -218,27 +189,32 @@ def _attached_json(call: Call, scope: str, index: int, a: spec.Attached) -> dict
     }
 
 
-def _new_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineType, body: dict[str, Any]) -> Resource:
-    scope = f"zones/{zone.name}"
-    try:  # a clash leaves the transaction usable
-        return store.new_resource(call.session, uid=uid, project=call.project, collection="instances", scope=scope,
-                                  name=name, kind="compute#instance", status=states.PROVISIONING,
-                                  region=zone.region.name, vcpus=mt.guest_cpus, memory_mb=mt.memory_mb,
-                                  subtype=mt.name, finish=fingerprinted, body=body)
-    except AlreadyExists:
-        _lost_race(call, path_of(call.project, scope, "instances", name))
+def _instance_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineType, body: dict[str, Any]) -> Resource:
+    return store.resource_row(uid=uid, project=call.project, collection="instances", scope=f"zones/{zone.name}",
+                              name=name, kind="compute#instance", status=states.PROVISIONING, region=zone.region.name,
+                              vcpus=mt.guest_cpus, memory_mb=mt.memory_mb, subtype=mt.name, finish=fingerprinted,
+                              body=body)
 
 
-def _attach(call: Call, zone: ZoneInfo, instance_url: str, attached: list[spec.Attached]) -> list[int]:
-    """Create the new disks (born attached) and add the instance to the existing ones' users: the uids
-    of the new ones."""
-    created = []
+def _write_rows(call: Call, zone: ZoneInfo, res: Resource, attached: list[spec.Attached]) -> list[int]:
+    """Insert the instance's row and its new disks' (born attached) in one statement, and add the
+    instance to the existing disks' users: the uids of the new disks.
+
+    A name taken since the checks (a concurrent insert committed) inserts nothing of its row and
+    the clash leaves the transaction usable. The instance's clash is the one reported, not its boot
+    disk's (which bears its name): a concurrent retry of the same requestId gets the Operation of
+    the request that won."""
+    instance_url = url_of(call.project, res.scope, "instances", res.name)
+    new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
+    clashed = store.new_resources(call.session, [res, *new])
+    if res in clashed:
+        _lost_race(call, path_of(call.project, res.scope, "instances", res.name))
+    if clashed:
+        raise AlreadyExists(path_of(call.project, res.scope, "disks", clashed[0].name))
     for a in attached:
-        if a.row is None:
-            created.append(disks.create_row(call, zone, a.spec, users=[instance_url]).uid)
-        else:
+        if a.row is not None:
             disks.add_user(a.row, instance_url)
-    return created
+    return [d.uid for d in new]
 
 
 def _lost_race(call: Call, path: str) -> NoReturn:

@@ -22,6 +22,7 @@ from core.models import Host, Project, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import disks, images, projects, region_disks, shared_vpc, subnetworks, vpc
+from core.services.instances.reads import RegionReads, network_read
 from core.services.instances.rows import lock
 from core.services.metadata import (
     label_fingerprint,
@@ -38,15 +39,10 @@ ACCESS_CONFIG_TYPES = {"ONE_TO_ONE_NAT"}
 _EXTERNAL = ipaddress.ip_network(ipam.EXTERNAL_RANGE)
 _HOSTNAME_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})+\Z")
-_SUBNETS = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "subnetworks",
-                                  Resource.scope == bindparam("scope")).order_by(Resource.name)
-# A network and its project's subnetworks in a region (by name, as _SUBNETS), in one read: two
-# index seeks in one statement (UNION ALL). As one WHERE with an OR of the two collections, SQLite
-# read every resource of the project (see lifecycle._TAKEN).
-_NETWORK_AND_SUBNETS = select(Resource).from_statement(union_all(
-    select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "networks",
-                           Resource.scope == "global", Resource.name == bindparam("name")),
-    _SUBNETS.order_by(None)).order_by("collection", "name"))
+# A project's subnetworks in a region, by name; and a network read with them (see :mod:`.reads`).
+_SUBNETS = network_read("project", "name", "scope")[1].order_by(Resource.name)
+_NETWORK_AND_SUBNETS = select(Resource).from_statement(
+    union_all(*network_read("project", "name", "scope")).order_by("collection", "name"))
 _NEEDS_SUBNET = "Invalid value for field '{field}.subnetwork': ''. "
 _NOT_URL = "{kind} '{value}' must be a valid resource name (not an url)."
 
@@ -147,16 +143,17 @@ class ParsedNic:
         return url_of(self.network.project, "global", "networks", self.network.name)
 
 
-def network_interfaces(call: Call, zone: ZoneInfo, nics: object) -> list[ParsedNic]:
-    """An instance's NICs; the default network (and its subnetwork in the zone's region) when none is named."""
+def network_interfaces(call: Call, zone: ZoneInfo, nics: object, reads: RegionReads | None = None) -> list[ParsedNic]:
+    """An instance's NICs; the default network (and its subnetwork in the zone's region) when none
+    is named. ``reads``: what the caller read of the region already (see :mod:`.reads`)."""
     where = Where.of(zone)
     out: list[ParsedNic] = []
-    region_subnets: dict[str, list[Resource]] = {}
+    reads = reads or RegionReads()
     for i, nic in enumerate(_nic_list(where, nics)):
         field = where.field(f"networkInterfaces[{i}]")
-        network, subnet = _nic(call, where, nic, field, [p.network_url for p in out], region_subnets)
+        network, subnet = _nic(call, where, nic, field, [p.network_url for p in out], reads)
         if subnet is None:
-            subnet = _default_subnet(call, zone.region.name, network, field, region_subnets.get(network.project))
+            subnet = _default_subnet(call, zone.region.name, network, field, reads.subnets.get(network.project))
             if nic.get("networkIP"):
                 vpc.host_address(nic["networkIP"], store.body_of(subnet)["ipCidrRange"], f"{field}.networkIP")
         out.append(ParsedNic(network, subnet, nic))
@@ -195,14 +192,14 @@ def _nic_list(where: Where, nics: object) -> list[Any]:
 
 
 def _nic(call: Call, where: Where, nic: object, field: str, before: list[str],
-         region_subnets: dict[str, list[Resource]] | None = None) -> tuple[Resource, Resource | None]:
+         reads: RegionReads | None = None) -> tuple[Resource, Resource | None]:
     """(network, the subnetwork named or None), every rule of a NIC checked that needs no chosen subnetwork.
-    ``region_subnets``: filled with the subnetworks in ``where``'s region of the network's project,
-    when they were read along with the network (see :func:`_find_network`)."""
+    ``reads``: where the network is read with the subnetworks in ``where``'s region of its project
+    (see :func:`_find_network`)."""
     if not isinstance(nic, dict):
         raise Invalid(field, nic, "Must be an object.")
     subnet = _named_subnet(call, where, nic, field)
-    network = _network(call, nic, subnet, field, where.region, region_subnets)
+    network = _network(call, nic, subnet, field, where.region, reads)
     net_url = url_of(network.project, "global", "networks", network.name)
     if subnet is not None and store.body_of(subnet)["network"] != net_url:
         raise Invalid(f"{field}.subnetwork", nic.get("subnetwork"), "The subnetwork does not belong to the network.")
@@ -235,39 +232,32 @@ def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> 
 
 
 def _network(call: Call, nic: dict[str, Any], subnet: Resource | None, field: str, region: str | None = None,
-             region_subnets: dict[str, list[Resource]] | None = None) -> Resource:
+             reads: RegionReads | None = None) -> Resource:
     """The network named, else the subnetwork's, else the project's ``default``."""
     if nic.get("network"):
         ref = parse_ref(nic["network"], project=call.project, scope="global")
         if ref is None or ref.collection != "networks":
             raise Invalid(f"{field}.network", nic["network"], "The URL is malformed.")
         shared_vpc.check_network_use(call, ref.project, f"{field}.network", nic["network"])
-        return _find_network(call.session, ref.project, ref.name, region, region_subnets)
+        return _find_network(call.session, ref.project, ref.name, region, reads)
     if subnet is not None:
         return store.find(call.session, subnet.project, "networks", "global",
                           store.body_of(subnet)["network"].rsplit("/", 1)[-1])
-    return _find_network(call.session, call.project, "default", region, region_subnets)
+    return _find_network(call.session, call.project, "default", region, reads)
 
 
 def _find_network(session: Session, project: str, name: str, region: str | None,
-                  region_subnets: dict[str, list[Resource]] | None) -> Resource:
-    """The network, as :func:`~core.resources.store.find` finds it; given a region and somewhere
-    to put them, the project's subnetworks in that region are read with it (one statement, not
-    two: a NIC that names no subnetwork gets its network's in the region, :func:`_default_subnet`)."""
-    if region is None or region_subnets is None:
+                  reads: RegionReads | None) -> Resource:
+    """The network, as :func:`~core.resources.store.find` finds it; given a region and ``reads``,
+    the project's subnetworks in that region are read with it (one statement, not two: a NIC that
+    names no subnetwork gets its network's in the region, :func:`_default_subnet`), unless the
+    caller read them already."""
+    if region is None or reads is None:
         return store.find(session, project, "networks", "global", name)
-    network: Resource | None = None
-    subnets: list[Resource] = []
-    row: Resource
-    for row in session.scalars(_NETWORK_AND_SUBNETS, {"project": project, "name": name, "scope": f"regions/{region}"}):
-        if row.collection == "networks":
-            network = row
-        else:
-            subnets.append(row)
-    if network is None:  # by numeric id, or NotFound
-        return store.find(session, project, "networks", "global", name)
-    region_subnets[project] = subnets
-    return network
+    if (project, name) not in reads.networks:
+        reads.add(project, name, session.scalars(_NETWORK_AND_SUBNETS, {"project": project, "name": name,
+                                                                         "scope": f"regions/{region}"}))
+    return reads.networks[(project, name)] or store.find(session, project, "networks", "global", name)  # by id
 
 
 def _default_subnet(call: Call, region: str, network: Resource, field: str,

@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import write_session
 from core.errors import ComputeError
 from core.ids import rfc3339
-from core.jobs import announce
 from core.links import url_of
 from core.models import Resource
 from core.periodic import PeriodicRounds
@@ -105,7 +104,6 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
         except ComputeError as exc:  # not READY yet, quota: the next round tries again
             actions.append(f"{vpc.path(policy)}: no snapshot of {vpc.path(disk)}: {exc.message}")
             continue
-        announce(session, op.job)
         targets[str(disk.uid)] = now
         taken[str(orjson.loads(op.params)["uid"])] = now
         actions.append(f"{vpc.path(policy)}: snapshot {name} of {vpc.path(disk)}")
@@ -169,12 +167,10 @@ def _instance_round(session: Session, policy: Resource, now: float) -> list[str]
             zone = topology.zone(session, vm.project, vm.scope.split("/", 1)[1])
             call = Call(session, vm.project, SYSTEM_USER)
             try:  # a refusal (the state table's) comes before any write
-                op = (instances.start if action == "start" else instances.stop)(call, zone, vm.name)
+                (instances.start if action == "start" else instances.stop)(call, zone, vm.name)
             except ComputeError as exc:
                 actions.append(f"{vpc.path(policy)}: {action} of {vpc.path(vm)} refused: {exc.message}")
             else:
-                if op.job:
-                    announce(session, op.job)
                 actions.append(f"{vpc.path(policy)}: {action} {vpc.path(vm)}")
         targets[str(vm.uid)] = max(targets.get(str(vm.uid), now), now)  # a round run --at a later time stays seen
     following = {str(v.uid) for v in followers}

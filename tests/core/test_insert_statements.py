@@ -1,0 +1,133 @@
+"""What one instances.insert sends to the database, on both: its names read with its network and
+the region's subnetworks in one statement; the instance's row and its new disks' in one INSERT,
+and a name taken since the checks (a concurrent insert won) refused with the instance's clash
+before its disk's."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+import pytest
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
+
+from core import quotas
+from core.errors import AlreadyExists, QuotaExceeded
+from core.models import Project, Resource
+from core.resources import store
+from core.resources.context import Call
+from core.services import instances, topology
+from core.services.instances import reads
+
+PROJECT = "demo-project"
+ZONE = "us-central1-a"
+IMAGE = "projects/debian-cloud/global/images/family/debian-12"
+
+
+def _body(name: str) -> dict:
+    return {"name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}},
+                      {"initializeParams": {"diskSizeGb": "10"}}, {"initializeParams": {"diskSizeGb": "20"}}]}
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _rows(session: Session, name: str) -> set[tuple[str, str]]:
+    rows = session.execute(select(Resource.collection, Resource.name)
+                           .where(Resource.project == PROJECT, Resource.name.like(f"{name}%")))
+    return {(collection, found) for collection, found in rows}
+
+
+def test_the_instance_and_its_new_disks_are_one_insert(engine, session):
+    name = f"rows-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    with _statements(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    inserts = [q for q in sent if q.startswith("INSERT INTO resources")]
+    assert len(inserts) == 1, inserts
+    assert _rows(session, name) == {("instances", name), ("disks", name), ("disks", f"{name}-1"),
+                                    ("disks", f"{name}-2")}
+    url = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{name}"
+    for disk in (name, f"{name}-1", f"{name}-2"):
+        body = store.body_of(store.find(session, PROJECT, "disks", f"zones/{ZONE}", disk))
+        assert body["users"] == [url] and body["status"] == "CREATING"
+
+
+@pytest.mark.parametrize("nic", [None, {"network": "global/networks/default"},
+                                 {"network": f"projects/{PROJECT}/global/networks/default"}])
+def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session, nic):
+    name = f"read-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    body = {**_body(name), **({"networkInterfaces": [nic]} if nic else {})}
+    with _statements(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, body)
+    reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
+    assert len(reads_of_resources) == 2, reads_of_resources  # the names with the network, and the image
+    assert reads_of_resources[0].count("UNION ALL") == 3
+    nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
+    assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/regions/us-central1/subnetworks/default")
+
+
+def test_the_project_is_read_with_its_quota_counters(engine, session):
+    name = f"quota-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    with _statements(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    project_reads = [q for q in sent if q.startswith("SELECT projects.")]
+    assert len(project_reads) == 1 and "FROM resource_usage" in project_reads[0], project_reads
+    assert [q for q in sent if "FROM resource_usage" in q] == project_reads
+
+
+@pytest.mark.parametrize("room, refused", [(2, False), (1, True)])
+def test_the_counters_read_with_the_project_decide_the_quota(engine, session, room, refused):
+    """An e2-micro (2 vCPUs) fits with 2 CPUs of room left in the region, not with 1: the usage
+    counted is the one the merged read brought (instances in the region, and in every region)."""
+    zone = topology.zone(session, PROJECT, ZONE)
+    used = quotas.region_usage(session, PROJECT, "us-central1", ["CPUS"])["CPUS"]
+    project = session.scalars(select(Project).where(Project.name == PROJECT)).one()
+    project.quota_limits = orjson.dumps({"regions": {"us-central1": {"CPUS": used + room}}}).decode()
+    session.flush()
+    name = f"fits-{uuid.uuid4().hex[:6]}"
+    if not refused:
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+        return
+    with pytest.raises(QuotaExceeded) as info, session.begin_nested():
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    assert info.value.message == f"Quota 'CPUS' exceeded.  Limit: {used + room:.1f} in region us-central1."
+
+
+@pytest.mark.parametrize("taken, clash", [
+    ([("instances", "{name}")], "instances/{name}"),
+    ([("instances", "{name}"), ("disks", "{name}")], "instances/{name}"),  # not its boot disk's
+    ([("disks", "{name}-2")], "disks/{name}-2"),
+])
+def test_a_name_taken_since_the_checks_is_the_clash_reported(engine, session, monkeypatch, taken, clash):
+    """A concurrent insert committed between the name check and the INSERT (the check saw nothing):
+    the instance's clash first, else its disk's; the transaction stays usable for the rollback."""
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    for collection, pattern in taken:
+        store.new_resource(session, project=PROJECT, collection=collection, scope=f"zones/{ZONE}",
+                           name=pattern.format(name=name), kind="compute#thing", body={})
+    monkeypatch.setattr(reads, "names_taken", lambda call, zone, region, name, disk_names, nics: reads.Taken(
+        False, dict.fromkeys(disk_names, False), reads.RegionReads()))
+    with pytest.raises(AlreadyExists) as refused, session.begin_nested():
+        instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    assert refused.value.message == \
+        f"The resource 'projects/{PROJECT}/zones/{ZONE}/{clash.format(name=name)}' already exists"
+    assert _rows(session, name) == {(collection, pattern.format(name=name)) for collection, pattern in taken}
