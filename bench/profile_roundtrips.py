@@ -4,7 +4,7 @@ statement, BEGIN, COMMIT and pool ping waits for the server (goal 6 of issue 15)
 
 Counted on the client side: every statement SQLAlchemy sends (``before_cursor_execute``), every
 transaction's BEGIN (psycopg sends it before the first statement), COMMIT and ROLLBACK, every
-ping of a pooled connection, and every statement run outside a Session (``core.db.Prepared``,
+ping of a pooled connection, and every statement run outside a Session (``core.prepared.Prepared``,
 autocommit: counted as statements, listed as ``prepared: ...``). ``-v`` prints the statements of the last insert and
 of one job run.
 
@@ -67,7 +67,7 @@ class Counter:
             return ping(dbapi_conn)
 
         engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
-        from core.db import Prepared
+        from core.prepared import Prepared
 
         run = Prepared.all
         counter = self

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Prepared, write_session
+from core.db import write_session
 from core.hypervisors.base import (
     LIVE_ATTACH,
     PUSH_CONFIG,
@@ -32,6 +32,7 @@ from core.hypervisors.base import (
 from core.hypervisors.simguest import answer
 from core.hypervisors.summary import DomainSummary, as_digest, sql_digest
 from core.models import Host, SimCpuLoad, SimDomain, SimVmFile
+from core.prepared import Prepared
 
 MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
 

@@ -43,14 +43,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
-from core.db import Prepared
 from core.models import Operation
+from core.prepared import Prepared
 
 # Spelled as a list (not "!= DONE") so the claim query walks the status index, not every Operation.
 UNFINISHED = ("PENDING", "RUNNING")
 
 
-# The unfinished statuses as SQL constants: every claim statement is a core.db.Prepared one (whose
+# The unfinished statuses as SQL constants: every claim statement is a core.prepared.Prepared one (whose
 # parameters must all be named ones given at each run).
 _UNFINISHED_SQL: tuple[ColumnElement[Any], ...] = tuple(literal_column(f"'{s}'") for s in UNFINISHED)
 
@@ -104,7 +104,7 @@ def _claimable(fair: bool, held: str) -> Select[tuple[int, str, str, int]]:
 _NEXT_DUE = select(func.min(Operation.lease_expiry).label("due")).where(
     Operation.status == literal_column("'PENDING'"), Operation.lease_owner.is_(None),
     Operation.lease_expiry >= bindparam("now"))
-# One statement outside a Session (core.db.Prepared, whose statements take named parameters only,
+# One statement outside a Session (core.prepared.Prepared, whose statements take named parameters only,
 # hence the constants spelled in the SQL): run_until_idle's wait for deferred jobs, and a worker's
 # when the claim that found nothing could not say (see LOOK and _CANDIDATES).
 NEXT_DUE = Prepared(_NEXT_DUE)

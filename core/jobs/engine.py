@@ -36,12 +36,13 @@ import orjson
 from sqlalchemy import Update, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Prepared, flushed_connection, sqlite_write, unflushed_commit, write_session
+from core.db import flushed_connection, sqlite_write, unflushed_commit, write_session
 from core.errors import OperationFailure
 from core.jobs import claims, faults
 from core.jobs.claims import UNFINISHED
 from core.jobs.handlers import BATCH_SIZE, DONE_VALUES, HANDLERS, LEASE_SECONDS, JobContext, JobHandler, job
 from core.models import Operation
+from core.prepared import Prepared
 
 __all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "job",
            "local_owner_id"]

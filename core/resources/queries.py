@@ -31,9 +31,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from core.db import Prepared, flushed_connection
+from core.db import flushed_connection
 from core.links import CANONICAL_BASE
 from core.models import Operation, Resource, ResourceRevision, revision
+from core.prepared import Prepared
 
 
 class InvalidCursor(ValueError):
@@ -207,7 +208,7 @@ def committed_rows(engine: Engine, project: str, collection: str, scope: str, or
                    versions: list[tuple[int, int | None]] | None = None) -> list[tuple[Key, bytes]]:
     """:func:`resource_rows` of one scope as committed, for a read-only request: the same rows and
     keys (and the same :class:`InvalidCursor`), read by a statement prepared once and run on a
-    pooled connection outside any Session (:class:`~core.db.Prepared`). A 500-item page's query
+    pooled connection outside any Session (:class:`~core.prepared.Prepared`). A 500-item page's query
     costs ~2.2 ms of CPU through the ORM session and Core's statement building and result rows,
     ~0.9 ms so. The bodies come as UTF-8 bytes with their links on ``base`` (see ``_BODY_ON_BASE``).
     ``versions``, when given, receives the rows' (pk, rev), read by the same statement (one

@@ -11,11 +11,12 @@ import orjson
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
-from core.db import Prepared, flushed_connection, insert_all_persistent, insert_persistent
+from core.db import flushed_connection, insert_all_persistent, insert_persistent
 from core.errors import NAME_REGEX, AlreadyExists, Invalid, NotFound, Required
 from core.ids import new_uid, rfc3339
 from core.links import path_of, url_of
 from core.models import Resource
+from core.prepared import Prepared
 
 # A resource's canonical GCE JSON as stored and returned: its shape is the API's, checked by the
 # validators of each use case, not by the type system.

@@ -1,4 +1,4 @@
-"""Statements run outside a Session (core.db.Prepared): on PostgreSQL on connections kept in
+"""Statements run outside a Session (core.prepared.Prepared): on PostgreSQL on connections kept in
 autocommit beside the pool. A read whose connection the server dropped runs again on a new one (a
 database restart costs no caller an error); a write's error goes to its caller (it may have
 committed before the break); with every such connection in use a statement takes a pooled one;
@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, bindparam, select, text, update
 
-from core import db
-from core.db import Prepared
+from core import db, prepared
 from core.models import Project
+from core.prepared import Prepared
 
 NAME = Prepared(select(Project.name).where(Project.name == bindparam("name")))
 TOUCH = Prepared(update(Project).where(Project.name == bindparam("name")).values(public=bindparam("public"))
@@ -71,7 +71,7 @@ def test_a_statement_error_leaves_the_connection_usable(pg):
 
 def test_with_every_autocommit_connection_in_use_statements_take_pooled_ones(pg, monkeypatch):
     pg.dispose()  # none idle
-    monkeypatch.setattr(db, "AUTOCOMMIT_CONNECTIONS", 0)
+    monkeypatch.setattr(prepared, "AUTOCOMMIT_CONNECTIONS", 0)
     results: list[object] = []
     threads = [threading.Thread(target=lambda: results.append(NAME.scalar(pg, {"name": "demo-project"})))
                for _ in range(4)]
@@ -80,7 +80,7 @@ def test_with_every_autocommit_connection_in_use_statements_take_pooled_ones(pg,
     for t in threads:
         t.join(30)
     assert results == ["demo-project"] * 4
-    assert db._autocommit(pg)._open == 0  # every one ran on the pool
+    assert prepared._autocommit(pg)._open == 0  # every one ran on the pool
 
 
 def test_disposing_of_the_engine_closes_them(pg):
@@ -96,7 +96,7 @@ def test_a_forked_child_makes_its_own_and_leaves_its_parents_alone(pg):
     pid = os.fork()
     if pid == 0:  # the child: its own connection, never the parent's socket
         code = 0 if NAME.scalar(pg, {"name": "demo-project"}) == "demo-project" else 1
-        code |= 0 if db._autocommit(pg).pid == os.getpid() else 2
+        code |= 0 if prepared._autocommit(pg).pid == os.getpid() else 2
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0

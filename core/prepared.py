@@ -1,0 +1,207 @@
+"""Statements run outside any Session: :class:`Prepared`, compiled once per dialect and run on a
+DBAPI connection (on PostgreSQL one of a few kept in autocommit beside the pool). The hottest reads
+and the job engine's claims: through a Session each paid several times its own cost in Python."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Engine, event
+from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import TextClause
+
+log = logging.getLogger("gstack.db")
+
+
+class Prepared:
+    """A read-only Core statement compiled once per dialect and run on a pooled DBAPI connection.
+
+    The hottest reads (a resource's body, a page of a list) are one indexed SELECT that costs the
+    database a few µs; through a Session each also paid ~100 µs of Python: the ORM execution path,
+    ``BEGIN``, result processing and the rollback at the end. A statement prepared here runs outside
+    any Session, as its own transaction (autocommit), so it sees what is committed,
+    as a fresh Session would, and never what the caller's own open transaction wrote.
+
+    Only for statements whose parameters are all named :func:`~sqlalchemy.bindparam` without values
+    and whose result columns need no type conversion (strings, integers, floats): rows come back as
+    the driver returns them.
+    """
+
+    def __init__(self, stmt: ClauseElement):
+        self.stmt = stmt
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        # A read may run again on another connection when its own turns out broken; a write may
+        # have committed before the connection broke, so its error goes to the caller.
+        self.read_only = isinstance(stmt, Select) or (isinstance(stmt, TextClause)
+                                                      and stmt.text.lstrip().upper().startswith("SELECT"))
+
+    def _sql(self, engine: Engine) -> tuple[str, tuple[str, ...] | None]:
+        """The SQL text for the engine's dialect, and the parameter order when the driver's style is positional."""
+        hit = self._compiled.get(engine.dialect.name)
+        if hit is None:
+            compiled = cast(SQLCompiler, self.stmt.compile(dialect=engine.dialect))  # a statement's compiler
+            hit = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
+            self._compiled[engine.dialect.name] = hit
+        return hit
+
+    def all(self, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
+        sql, order = self._sql(engine)
+        args = tuple(params[name] for name in order) if order is not None else params
+        if engine.dialect.name == "postgresql":
+            rows = _autocommit(engine).all(sql, args, self.read_only)
+            if rows is not None:
+                return rows
+        conn = engine.raw_connection()
+        # PostgreSQL (when its autocommit connections are all in use): the statement is its own
+        # transaction, as on SQLite: no BEGIN and no ROLLBACK, two round trips of three.
+        driver = conn.driver_connection if engine.dialect.name == "postgresql" else None
+        try:
+            if driver is not None:
+                driver.autocommit = True
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, args)
+                return cursor.fetchall()
+            finally:
+                cursor.close()
+        finally:
+            if driver is not None:
+                try:
+                    driver.autocommit = False  # as the pool hands connections out
+                except Exception:  # the connection broke (the statement's error is on its way)
+                    # As a Session's statement would on a disconnect: every pooled connection made
+                    # before this one is suspect too (the server went away or was restarted), and is
+                    # replaced at its next checkout instead of failing the next statement of its own.
+                    engine.pool._invalidate(conn)
+            conn.close()  # back to the pool
+
+    def on(self, cursor: Any, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
+        """Run in the transaction of ``cursor`` (a :func:`core.db.sqlite_write` cursor), not as its own."""
+        sql, order = self._sql(engine)
+        cursor.execute(sql, tuple(params[name] for name in order) if order is not None else params)
+        return cast(Sequence[tuple[Any, ...]], cursor.fetchall())
+
+    def scalar(self, engine: Engine, params: dict[str, object]) -> object:
+        """The first column of the first row, None when there is no row."""
+        rows = self.all(engine, params)
+        return rows[0][0] if rows else None
+
+
+# Connections a process keeps in autocommit for its Prepared statements on PostgreSQL, beside the
+# engine's pool (whose connections are handed out in transactions). A statement beyond this many
+# at once takes a pooled connection instead, so a process never holds more than this many more.
+AUTOCOMMIT_CONNECTIONS = 8
+
+
+class _Autocommit:
+    """PostgreSQL connections that stay in autocommit, each with its cursor, for :class:`Prepared`.
+
+    Through the engine's pool a one-statement read cost ~90 µs of CPU against ~30 µs on a held
+    connection (measured on the test machine, psycopg 3.3): the checkout and checkin events, two
+    switches of autocommit, a new cursor and the reset at checkin. Here a statement takes an idle
+    connection off a list and puts it back. A connection found broken (the server went away or
+    restarted) is closed with every idle one made before it, as the pool would invalidate its own;
+    a read then runs once more on a new connection, so a restart costs no caller an error; a write
+    may have committed before the break, so its error goes to the caller, as it did before.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._idle: list[tuple[Any, Any, float]] = []  # (connection, its cursor, when it was made)
+        self._open = 0  # idle and in use
+        self._lock = threading.Lock()
+        self._disposed_at = 0.0  # a connection made before is closed when given back
+        self.pid = os.getpid()
+        event.listen(engine, "engine_disposed", lambda _engine: self.dispose())
+
+    def _take(self) -> tuple[Any, Any, float] | None:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._open >= AUTOCOMMIT_CONNECTIONS:
+                return None
+            self._open += 1
+        try:
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            conn = self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)
+            hook = self.engine.dialect.on_connect()  # what the pool's connections get (a notice log)
+            if hook is not None:
+                hook(conn)
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
+        return conn, conn.cursor(), time.monotonic()
+
+    def _close(self, conn: Any) -> None:
+        with self._lock:
+            self._open -= 1
+        with contextlib.suppress(Exception):  # already gone
+            conn.close()
+
+    def _lost(self, made: float) -> None:
+        """A connection made at ``made`` broke: so did every idle one made before it."""
+        with self._lock:
+            stale = [item for item in self._idle if item[2] <= made]
+            self._idle = [item for item in self._idle if item[2] > made]
+        for conn, _, _ in stale:
+            self._close(conn)
+
+    def all(self, sql: str, args: Any, read_only: bool) -> Sequence[tuple[Any, ...]] | None:
+        """The statement's rows, None when every connection is in use (the caller runs it on the pool)."""
+        for attempt in (1, 2):
+            item = self._take()
+            if item is None:
+                return None
+            conn, cursor, made = item
+            try:
+                cursor.execute(sql, args)
+                rows: Sequence[tuple[Any, ...]] = cursor.fetchall()
+            except Exception:
+                if not conn.broken:  # the statement's own error: the connection is fine (autocommit)
+                    self._give_back(item)
+                    raise
+                self._close(conn)
+                self._lost(made)
+                if read_only and attempt == 1:
+                    continue
+                raise
+            self._give_back(item)
+            return rows
+        raise AssertionError("unreachable")
+
+    def _give_back(self, item: tuple[Any, Any, float]) -> None:
+        with self._lock:
+            if item[2] > self._disposed_at:
+                self._idle.append(item)
+                return
+        self._close(item[0])
+
+    def dispose(self) -> None:
+        """The engine was disposed (``Engine.dispose``): its connections close, these too."""
+        self._disposed_at = time.monotonic()
+        self._lost(self._disposed_at)
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, _Autocommit] = weakref.WeakKeyDictionary()
+_AUTOCOMMIT_LOCK = threading.Lock()
+
+
+def _autocommit(engine: Engine) -> _Autocommit:
+    """The engine's autocommit connections in this process: a forked child (a server that forks
+    its workers) makes its own and leaves its parent's alone, whose sockets it shares."""
+    found = _AUTOCOMMIT.get(engine)
+    if found is None or found.pid != os.getpid():
+        with _AUTOCOMMIT_LOCK:
+            found = _AUTOCOMMIT.get(engine)
+            if found is None or found.pid != os.getpid():
+                found = _AUTOCOMMIT[engine] = _Autocommit(engine)
+    return found
