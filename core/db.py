@@ -266,7 +266,7 @@ def insert_all_persistent(session: Session, objs: Sequence[Base], key: str) -> s
     for pk_value, key_value in session.connection().execute(stmt, [_row_values(obj) for obj in objs]):
         obj = by_key[key_value]
         setattr(obj, pk.key, pk_value)
-        _attach(session, obj)
+        attach_persistent(session, obj)
         inserted.add(key_value)
     return inserted
 
@@ -281,7 +281,7 @@ def persist(session: Session, obj: Base, stmt: Any, params: dict[str, Any] | Non
     if row is None:
         return None
     setattr(obj, obj.__table__.primary_key.columns[0].key, row[0])
-    _attach(session, obj)
+    attach_persistent(session, obj)
     return row
 
 
@@ -300,7 +300,9 @@ def _row_values(obj: Base) -> dict[str, Any]:
     return {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
 
 
-def _attach(session: Session, obj: Base) -> None:
+def attach_persistent(session: Session, obj: Base) -> None:
+    """Make ``obj``, whose row exists with the values it holds, a persistent object of ``session``
+    without reading it: the columns it was not given are expired (read if asked for)."""
     make_transient_to_detached(obj)
     session.add(obj)
 

@@ -9,11 +9,12 @@ inserts in one project so delays another project's single job by about one job p
 of it, not by the burst.
 
 On SQLite a claim is one write transaction outside any Session (:func:`core.db.sqlite_write`,
-which serialises claims): it reads the candidates and takes them with a lease. On PostgreSQL it is two statements, each its own transaction
-(autocommit, :func:`claim_postgres`): the candidates are read without a lock, and the take locks
-and re-checks them (``FOR UPDATE SKIP LOCKED`` inside the UPDATE), so workers of several processes
-never take the same job or wait for each other's rows. No BEGIN and no COMMIT: a claim that finds
-nothing costs one round trip, not three, and one that finds a job two, not four.
+which serialises claims): it reads the candidates and takes them with a lease. On PostgreSQL it
+is two statements, each its own transaction (autocommit, :func:`claim_postgres`): the candidates
+are read without a lock, and the take locks and re-checks them (``FOR UPDATE SKIP LOCKED`` inside
+the UPDATE), so workers of several processes never take the same job or wait for each other's rows.
+No BEGIN and no COMMIT: a claim that finds nothing costs one round trip, not three, and one that
+finds a job two, not four.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ from core.prepared import Prepared
 UNFINISHED = ("PENDING", "RUNNING")
 
 
-# The unfinished statuses as SQL constants: every claim statement is a core.prepared.Prepared one (whose
-# parameters must all be named ones given at each run).
+# The unfinished statuses as SQL constants: every claim statement is a core.prepared.Prepared one
+# (whose parameters must all be named ones given at each run).
 _UNFINISHED_SQL: tuple[ColumnElement[Any], ...] = tuple(literal_column(f"'{s}'") for s in UNFINISHED)
 
 
@@ -81,20 +82,19 @@ def _claimable(fair: bool, held: str) -> Select[tuple[int, str, str, int]]:
     orders them round-robin by project (see the module's docstring); unfair, by age only (enough
     to ask whether there is any)."""
     earlier = aliased(Operation)
-    unfinished = _UNFINISHED_SQL
     query = (
         select(Operation.pk, Operation.job, Operation.project)
-        .where(Operation.status.in_(unfinished), _not_held(held),
+        .where(Operation.status.in_(_UNFINISHED_SQL), _not_held(held),
                _LEASE_FREE,
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
-                               earlier.status.in_(unfinished)))
+                               earlier.status.in_(_UNFINISHED_SQL)))
         .limit(bindparam("limit"))
     )
     if not fair:
         return query.add_columns(literal(0).label("turn")).order_by(Operation.pk)
     turns = (select(Operation.pk, func.row_number().over(partition_by=Operation.project, order_by=Operation.pk)
                     .label("turn"))
-             .where(Operation.status.in_(unfinished)).subquery("turns"))
+             .where(Operation.status.in_(_UNFINISHED_SQL)).subquery("turns"))
     return (query.add_columns(turns.c.turn).join(turns, turns.c.pk == Operation.pk)
             .order_by(turns.c.turn, Operation.pk))
 

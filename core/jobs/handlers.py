@@ -107,7 +107,7 @@ class JobContext:
         """:meth:`progress` for a batch, in one UPDATE inside the batch's transaction."""
         if ctxs:
             flushed_connection(session).execute(_PROGRESS_ALL, {"pks": [c.op_pk for c in ctxs], "percent": percent,
-                                            "expiry": time.time() + LEASE_SECONDS})
+                                                                "expiry": time.time() + LEASE_SECONDS})
 
     def complete(self, session: Session, params: dict[str, Any] | None = None) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final

@@ -54,12 +54,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from core.db import flushed_connection
+from core.db import attach_persistent, flushed_connection
 from core.jobs import JobContext, job
 from core.jobs.handlers import LEASE_SECONDS
 from core.links import parse_ref, path_of, url_of
@@ -188,8 +188,7 @@ def _attached(session: Session, pk: int, params: str) -> Operation:
         set_committed_value(known, "params", params)
         return known
     op = Operation(pk=pk, params=params)
-    make_transient_to_detached(op)
-    session.add(op)
+    attach_persistent(session, op)
     return op
 
 
