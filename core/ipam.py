@@ -112,7 +112,12 @@ _LOCK_POOL = text("SELECT pg_advisory_xact_lock(1, hashtext(:pool))")
 _USED = select(IpAllocation.address).where(IpAllocation.pool == bindparam("pool"))
 _POOL, _OWNER = bindparam("pool", type_=String), bindparam("owner_uid", type_=BigInteger)
 _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
-_TOP = select(func.max(IpAllocation.address).label("hi")).where(IpAllocation.pool == _POOL).subquery("top")
+# The pool's highest address, as a scalar subquery: one step down the index from its top. SQLite
+# does not take that shortcut for ``max()`` in a FROM subquery: it walked every address of the pool
+# (0.6 ms at 10,000 addresses, growing with the subnetwork: the largest cost that grew per insert).
+_HIGHEST = select(IpAllocation.address).where(IpAllocation.pool == _POOL) \
+    .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
+_TOP = select(_HIGHEST.label("hi")).subquery("top")
 _COLUMNS = ["pool", "address", "owner_uid"]
 
 

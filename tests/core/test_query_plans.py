@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, and_, bindparam, event, or_, select
 
+from core.ipam import _take_next
 from core.models import Resource
 from core.services.instances.reads import NAMES, NAMES_AND_NETWORK
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
@@ -59,3 +60,32 @@ def test_the_or_of_collections_they_replaced_is_a_search_by_project_alone(engine
         or_(and_(Resource.collection == "instances", Resource.name == bindparam("name")),
             and_(Resource.collection == "disks", Resource.name.in_(bindparam("disks", expanding=True)))))
     assert _seeks(engine, either, _NAMES) == ["(project=?)"]
+
+
+def _reads(engine: Engine, stmt, params: dict) -> list[str]:
+    """The opcodes of SQLite's bytecode for ``stmt`` (EXPLAIN) that move its read cursors (those
+    of OpenRead): how it walks a table or index, which the query plan does not say (a seek that
+    stops at one entry and one that scans on from it plan alike)."""
+
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        return "EXPLAIN " + statement, parameters
+
+    with engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", explain, retval=True)
+        try:
+            program = [(row[1], row[2]) for row in conn.execute(stmt, params)]
+        finally:
+            event.remove(conn, "before_cursor_execute", explain)
+    readers = {cursor for op, cursor in program if op == "OpenRead"}
+    return [op for op, cursor in program if cursor in readers and op != "OpenRead"]
+
+
+def test_an_address_is_found_from_the_top_of_its_pool_not_by_walking_the_pool(engine):
+    """The next address of a subnetwork is one past its highest: read as one step down the pool's
+    index from the top (SeekLE), never a walk up through every address handed out (SeekGE, then Next
+    over each), which cost 0.6 ms per insert at 10,000 instances in a subnetwork and grew with it."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's bytecode")
+    reads = _reads(engine, _take_next("sqlite"), {"pool": "subnet:1", "owner_uid": 1, "first": 2, "last": 9})
+    assert "SeekLE" in reads
+    assert "SeekGE" not in reads and "Next" not in reads
