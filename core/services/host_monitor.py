@@ -359,12 +359,15 @@ class HostMonitor(PeriodicRounds):
             system: dict[int, int | None] = {}
             if missing:  # an empty IN walks every instance on SQLite (it is not known empty up front)
                 with self.factory() as session:
-                    for r in session.execute(select(*_SEEN_COLUMNS).where(Resource.uid.in_(missing),
-                                                                          Resource.collection == "instances")):
-                        rows[r.uid] = r
+                    # By uid alone, told apart after: with the collection in the WHERE, SQLite walks
+                    # the collection's index for more than a few uids (see core.systemvms.sync).
                     # System VMs (routers, console proxies, storage VMs) are the watchdog's to judge.
-                    system = dict(session.execute(select(Resource.uid, Resource.host_id).where(
-                        Resource.uid.in_(missing), Resource.collection == "systemvms")).all())
+                    for r in session.execute(select(*_SEEN_COLUMNS, Resource.collection).where(
+                            Resource.uid.in_(missing))):
+                        if r.collection == "instances":
+                            rows[r.uid] = r
+                        elif r.collection == "systemvms":
+                            system[r.uid] = r.host_id
         except DriverError as exc:
             return [HostEvent(ref.name, "unreachable", str(exc))]
         events: list[HostEvent] = []

@@ -173,8 +173,10 @@ def _instances(session: Session, network_url: str, region: str, uids: Collection
         return network_instances(session, network_url, region)
     if rows is not None:
         return [row for row in rows if row.region == region]
-    return session.scalars(select(Resource).where(Resource.uid.in_(list(uids)), Resource.collection == "instances",
-                                                  Resource.region == region))
+    # By uid alone (unique across collections): with the collection beside it, SQLite walks the
+    # collection's index instead for more than a few uids (see core.systemvms.sync).
+    return [row for row in session.scalars(select(Resource).where(Resource.uid.in_(list(uids))))
+            if row.collection == "instances" and row.region == region]
 
 
 def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, region: str,

@@ -294,14 +294,19 @@ def _active_zones(rows: Iterable[tuple[str | None, str, str, str]], url: str) ->
     return zones
 
 
+# The network by name, or the instances by uid (a uid is unique across collections: which rows are
+# instances is told apart after). One statement of two index seeks: with ``collection =
+# 'instances'`` in its branch, SQLite (which has no statistics to go on) took the collection index
+# for a list of a dozen uids, reading every instance (140 ms at 100,000 instances, once per sync).
+NETWORK_OR_INSTANCES = select(Resource).where(or_(and_(*_NETWORK), Resource.uid.in_(bindparam("uids", expanding=True))))
+
+
 def _network_and_instances(session: Session, project: str, name: str, url: str,
                            instances: list[int] | None) -> tuple[Resource | None, list[Resource] | None, dict[str, str]]:
     """(the network's row, the request's instances' rows: None when it names none, the zones of
     :func:`_active_zones`). The network and the instances named are point reads of one table, so
-    they are one statement; without instances named every active instance is scanned, for its zone
-    only."""
-    by_name = and_(Resource.project == project, Resource.collection == "networks", Resource.scope == "global",
-                   Resource.name == name)
+    they are one statement (:data:`NETWORK_OR_INSTANCES`); without instances named every active
+    instance is scanned, for its zone only."""
     if instances is None:
         network = store.find_optional(session, project, "networks", "global", name)
         scan = session.execute(select(Resource.region, Resource.scope, Resource.body, Resource.status).where(
@@ -309,12 +314,11 @@ def _network_and_instances(session: Session, project: str, name: str, url: str,
         return network, None, _active_zones(scan, url)
     network = None
     rows: list[Resource] = []
-    for row in session.scalars(select(Resource).where(or_(
-            by_name, and_(Resource.uid.in_(instances), Resource.collection == "instances")))):
-        if row.collection == "networks":
-            network = row
-        else:
+    for row in session.scalars(NETWORK_OR_INSTANCES, {"net_project": project, "net_name": name, "uids": instances}):
+        if row.collection == "instances":
             rows.append(row)
+        elif row.collection == "networks" and (row.project, row.name) == (project, name):
+            network = row
     return network, rows, _active_zones(((r.region, r.scope, r.body, r.status) for r in rows), url)
 
 

@@ -14,6 +14,7 @@ from core.ipam import _take_next
 from core.models import Resource
 from core.services.instances.reads import NAMES, NAMES_AND_NETWORK
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
+from core.systemvms.sync import NETWORK_OR_INSTANCES
 
 _NAMES = {"project": "demo-project", "zone": "zones/us-central1-a", "name": "vm", "disks": ["vm", "data"]}
 _NETWORK = {"network_project": "demo-project", "network": "default", "region": "regions/us-central1"}
@@ -89,3 +90,14 @@ def test_an_address_is_found_from_the_top_of_its_pool_not_by_walking_the_pool(en
     reads = _reads(engine, _take_next("sqlite"), {"pool": "subnet:1", "owner_uid": 1, "first": 2, "last": 9})
     assert "SeekLE" in reads
     assert "SeekGE" not in reads and "Next" not in reads
+
+
+def test_a_syncs_instances_are_read_by_uid_not_by_collection(engine):
+    """A router sync reads its network by name and the instances it names by uid, in one statement.
+    With ``collection = 'instances'`` in the uids' branch SQLite took the collection's index for a
+    list of a dozen uids and read every instance of the cloud (140 ms at 100,000, once per sync)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    uids = list(range(1, 19))  # a burst's sync names a dozen or more
+    params = {"net_project": "demo-project", "net_name": "default", "uids": uids}
+    assert _seeks(engine, NETWORK_OR_INSTANCES, params) == [_BY_NAME, "(uid=?)"]
