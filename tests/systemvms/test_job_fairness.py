@@ -161,6 +161,55 @@ def test_a_queued_job_starts_on_its_kick_and_a_burst_gathers_behind_the_running_
         cloud.delete_instance(name)
 
 
+def test_a_batch_during_which_more_came_holds_its_kind_so_that_the_stream_gathers(cloud, monkeypatch):
+    """Jobs of a coalescing kind that came while a batch of it ran (a stream) make that batch hold
+    its kind a while when it ends: the next batch takes what came meanwhile too, here the insert
+    queued during the batch and the one queued after it ended, as one batch. The hold is long here
+    (3 s) so that the second insert surely comes in it; it is seen holding the first of them. (A lone job starts on its kick, held by
+    nothing: the test above.)"""
+    monkeypatch.setattr(engine_module, "LINGER_SECONDS", 3.0)
+    sizes: list[int] = []
+    first_runs, release_first, first_ended = threading.Event(), threading.Event(), threading.Event()
+    handler = HANDLERS["instances.run"]
+
+    def batch(ctxs, inner=handler.batch):
+        sizes.append(len(ctxs))
+        if len(sizes) == 1:
+            first_runs.set()
+            release_first.wait(30)
+        inner(ctxs)
+        if len(sizes) == 1:
+            first_ended.set()
+
+    monkeypatch.setattr(handler, "batch", batch)
+    engine = JobEngine(cloud.factory, cloud.drivers, workers=1, poll_interval=NEVER)
+    engine.start()
+    names = ["first", "during", "after"]
+    try:
+        cloud.instance("first", run=False)
+        engine.kick("instances.run")
+        assert first_runs.wait(30), "the first insert did not start on its kick"
+        cloud.instance("during", run=False)
+        engine.kick("instances.run")
+        release_first.set()
+        assert first_ended.wait(30)
+        time.sleep(0.3)  # without the hold, the worker would have claimed "during" by now
+        with cloud.factory() as s:
+            op = s.get(Operation, _insert_op(cloud, "during"))
+            assert (op.status, op.lease_owner) == ("PENDING", None)  # not claimed
+        cloud.instance("after", run=False)
+        engine.kick("instances.run")
+        for name in names:
+            engine.wait(_insert_op(cloud, name), timeout=30)
+    finally:
+        release_first.set()
+        engine.stop()
+    assert sizes == [1, 2]
+    monkeypatch.undo()
+    for name in names:
+        cloud.delete_instance(name)
+
+
 def _insert_op(cloud: Cloud, name: str) -> int:
     with cloud.factory() as s:
         return s.scalar(select(Operation.pk).where(Operation.project == cloud.project,
