@@ -149,7 +149,11 @@ def insert(call: Call, zone: ZoneInfo, body: store.Body, source_image_param: str
 def place_disks(session: Session, zone_id: int, uids: list[int], project: str, zone_name: str) -> None:
     """Give every listed disk without a pool a pool with room; ZONE_RESOURCE_POOL_EXHAUSTED otherwise."""
     capacity = planner.ZoneCapacity(session, zone_id)
-    for res in session.scalars(select(Resource).where(Resource.uid.in_(uids), Resource.pool_id.is_(None))):
+    # By uid alone: with ``pool_id IS NULL`` beside a list of uids, SQLite walks the pool index over
+    # every resource without a pool (see core.systemvms.sync).
+    for res in session.scalars(select(Resource).where(Resource.uid.in_(uids))):
+        if res.pool_id is not None:
+            continue
         pool = capacity.place_disk(res.size_gb)
         if pool is None:
             raise zone_exhausted(project, zone_name)
