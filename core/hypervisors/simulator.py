@@ -304,9 +304,11 @@ class SimulatorDriver(HypervisorDriver):
         with self.factory() as session:
             if aside:
                 where.append(SimDomain.instance_uid.not_in(aside))
-                apart = {uid: state for uid, state in session.execute(select(SimDomain.instance_uid, SimDomain.state)
-                                                                       .where(SimDomain.host_id == host.id,
-                                                                              SimDomain.instance_uid.in_(aside)))}
+                # By uid alone, the host told apart after: beside ``host_id =``, SQLite walks the
+                # host's domains for a list of uids (see core.systemvms.sync).
+                apart = {uid: state for uid, state, on in session.execute(
+                    select(SimDomain.instance_uid, SimDomain.state, SimDomain.host_id)
+                    .where(SimDomain.instance_uid.in_(aside))) if on == host.id}
             else:
                 apart = {}
             states = {state: as_digest(*d) for state, *d in session.execute(
@@ -319,8 +321,10 @@ class SimulatorDriver(HypervisorDriver):
         now = time.time()
         with self.factory() as session:
             self._check_up(session, host)
-            running = list(session.scalars(select(SimDomain.instance_uid).where(
-                SimDomain.host_id == host.id, SimDomain.state == "running", SimDomain.instance_uid.in_(vm_uids))))
+            # By uid alone (see domain_summary): a host's domains are many, the VMs asked about few.
+            running = [uid for uid, on, state in session.execute(
+                select(SimDomain.instance_uid, SimDomain.host_id, SimDomain.state).where(
+                    SimDomain.instance_uid.in_(vm_uids))) if on == host.id and state == "running"]
             loads = {r.vm_uid: r for r in session.scalars(select(SimCpuLoad).where(SimCpuLoad.vm_uid.in_(running)))}
         return {uid: _cpu_seconds(loads.get(uid), now) for uid in running}
 
