@@ -241,8 +241,10 @@ def _wait_until_gone(ctx: JobContext, project: str, names: list[tuple[str, str]]
         with ctx.engine.factory() as s:
             # Deletes in flight first, then the rows: a delete that ends between the two reads is
             # seen as gone, never as a failure.
+            # Unfinished as an IN of the statuses: a seek on (project, status), where ``!= 'DONE'``
+            # walked every Operation the project ever had.
             pending = list(s.scalars(select(Operation.pk).where(
-                Operation.project == project, Operation.target_link.in_(paths), Operation.status != "DONE")))
+                Operation.project == project, Operation.target_link.in_(paths), Operation.status.in_(UNFINISHED))))
             if all(_instance_in(s, project, scope, n) is None for scope, n in names):
                 return
         if not pending or time.monotonic() > deadline:
