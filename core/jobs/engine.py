@@ -235,7 +235,7 @@ class JobEngine:
         with write_session(self.factory) as session:
             rows = session.execute(
                 select(Operation.pk, Operation.lease_owner).where(
-                    Operation.status != "DONE", Operation.lease_owner.is_not(None))
+                    Operation.status.in_(UNFINISHED), Operation.lease_owner.is_not(None))
             ).all()
             for pk, owner in rows:
                 parts = (owner or "").split(":")
