@@ -87,14 +87,14 @@ def engine_options(url: str) -> dict[str, Any]:
     that sat idle long enough for the server to have gone away meanwhile.
     """
     pool = {"pool_size": 10, "max_overflow": 30}
-    if url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:"):
+    if not url.startswith("sqlite"):
+        return pool
+    if make_url(url).database in (None, "", ":memory:"):
         return {"connect_args": {"check_same_thread": False}}  # in memory: one connection per thread
-    if url.startswith("sqlite"):
-        # SQLite's default pool keeps 5: the request threads, job workers, router syncs and host
-        # monitor of a busy server check out more, and each one past 5 was a new connection (its
-        # open and pragmas, ~4 ms) every few inserts at 10,000 instances.
-        return {"connect_args": {"check_same_thread": False, "timeout": 30}, **pool}
-    return pool
+    # SQLite's default pool keeps 5: the request threads, job workers, router syncs and host monitor
+    # of a busy server check out more, and each one past 5 was a new connection (its open and
+    # pragmas, ~4 ms) every few inserts at 10,000 instances.
+    return {"connect_args": {"check_same_thread": False, "timeout": 30}, **pool}
 
 
 # A pooled PostgreSQL connection idle this long is pinged before use. One in steady use is not: the

@@ -168,10 +168,11 @@ class JobEngine:
         soon as the batch ends."""
         if not self._working:
             return
-        if kind is not None and kind in self._held():
+        if kind is not None:
             with self._running_lock:
-                self._arrived.add(kind)  # a stream: the batch lingers when it ends (_run_claimed)
-            return
+                if self._batches.get(kind):  # held (see _held)
+                    self._arrived.add(kind)  # a stream: the batch lingers when it ends (_run_claimed)
+                    return
         with self._wake:
             self._pending_kicks += 1
             self._wake.notify()

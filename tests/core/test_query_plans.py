@@ -21,18 +21,24 @@ _NETWORK = {"network_project": "demo-project", "network": "default", "region": "
 _BY_NAME = "(project=? AND collection=? AND scope=? AND name=?)"
 
 
-def _plan(engine: Engine, stmt, params: dict) -> list[str]:
-    """SQLite's plan of ``stmt`` as SQLAlchemy sends it (expanded IN lists and all)."""
+def _explained(engine: Engine, stmt, params: dict, explain_as: str) -> list[tuple]:
+    """The rows of SQLite's ``explain_as`` (EXPLAIN, or EXPLAIN QUERY PLAN) of ``stmt`` as
+    SQLAlchemy sends it (expanded IN lists and all)."""
 
     def explain(conn, cursor, statement, parameters, context, executemany):
-        return "EXPLAIN QUERY PLAN " + statement, parameters
+        return f"{explain_as} {statement}", parameters
 
     with engine.connect() as conn:
         event.listen(conn, "before_cursor_execute", explain, retval=True)
         try:
-            return [row[3] for row in conn.execute(stmt, params)]
+            return [tuple(row) for row in conn.execute(stmt, params)]
         finally:
             event.remove(conn, "before_cursor_execute", explain)
+
+
+def _plan(engine: Engine, stmt, params: dict) -> list[str]:
+    """SQLite's plan of ``stmt``, a line per step."""
+    return [row[3] for row in _explained(engine, stmt, params, "EXPLAIN QUERY PLAN")]
 
 
 def _seeks(engine: Engine, stmt, params: dict) -> list[str]:
@@ -67,16 +73,7 @@ def _reads(engine: Engine, stmt, params: dict) -> list[str]:
     """The opcodes of SQLite's bytecode for ``stmt`` (EXPLAIN) that move its read cursors (those
     of OpenRead): how it walks a table or index, which the query plan does not say (a seek that
     stops at one entry and one that scans on from it plan alike)."""
-
-    def explain(conn, cursor, statement, parameters, context, executemany):
-        return "EXPLAIN " + statement, parameters
-
-    with engine.connect() as conn:
-        event.listen(conn, "before_cursor_execute", explain, retval=True)
-        try:
-            program = [(row[1], row[2]) for row in conn.execute(stmt, params)]
-        finally:
-            event.remove(conn, "before_cursor_execute", explain)
+    program = [(row[1], row[2]) for row in _explained(engine, stmt, params, "EXPLAIN")]
     readers = {cursor for op, cursor in program if op == "OpenRead"}
     return [op for op, cursor in program if cursor in readers and op != "OpenRead"]
 

@@ -165,8 +165,8 @@ def test_a_batch_during_which_more_came_holds_its_kind_so_that_the_stream_gather
     """Jobs of a coalescing kind that came while a batch of it ran (a stream) make that batch hold
     its kind a while when it ends: the next batch takes what came meanwhile too, here the insert
     queued during the batch and the one queued after it ended, as one batch. The hold is long here
-    (3 s) so that the second insert surely comes in it; it is seen holding the first of them. (A lone job starts on its kick, held by
-    nothing: the test above.)"""
+    (3 s) so that the second insert surely comes in it; it is seen holding the first of them. (A
+    lone job starts on its kick, held by nothing: the test above.)"""
     monkeypatch.setattr(engine_module, "LINGER_SECONDS", 3.0)
     sizes: list[int] = []
     first_runs, release_first, first_ended = threading.Event(), threading.Event(), threading.Event()
