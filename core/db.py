@@ -285,7 +285,7 @@ def insert_all_persistent(session: Session, objs: Sequence[Base], key: str) -> s
     stmt = _insert_returning(table, session.get_bind().dialect.name, table.columns[key])
     by_key = {getattr(obj, key): obj for obj in objs}
     inserted = set()
-    for pk_value, key_value in session.connection().execute(stmt, [_row_values(obj) for obj in objs]):
+    for pk_value, key_value in session.connection().execute(stmt, [row_values(obj) for obj in objs]):
         obj = by_key[key_value]
         setattr(obj, pk.key, pk_value)
         attach_persistent(session, obj)
@@ -298,7 +298,7 @@ def persist(session: Session, obj: Base, stmt: Any, params: dict[str, Any] | Non
     (and ``params``) and whose RETURNING starts with the primary key, and make ``obj`` persistent
     as :func:`insert_persistent` does: the statement's row, or None when it inserted nothing (a
     clash skipped, or a condition of the statement's own that refused the row)."""
-    values = _row_values(obj)
+    values = row_values(obj)
     row = session.connection().execute(stmt, {**values, **params} if params else values).first()
     if row is None:
         return None
@@ -307,7 +307,7 @@ def persist(session: Session, obj: Base, stmt: Any, params: dict[str, Any] | Non
     return row
 
 
-def _row_values(obj: Base) -> dict[str, Any]:
+def row_values(obj: Base) -> dict[str, Any]:
     """The column values of the new object ``obj`` for its INSERT (the primary key left to the
     database), unset columns given their scalar default (or NULL) on the object too."""
     table = obj.__table__

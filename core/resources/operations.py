@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from core.db import insert_persistent
 from core.errors import Invalid, NotFound
 from core.ids import new_uid, operation_name, rfc3339
-from core.jobs.admission import enqueue
+from core.jobs.admission import enqueue, enqueue_after
 from core.links import CANONICAL_BASE, scope_url
-from core.models import Operation
+from core.models import Operation, Resource
 from core.resources.context import Call
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -23,6 +24,16 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 class DuplicateRequest(Exception):
     """Another request with the same requestId committed first; answer with its Operation."""
+
+
+class NamesTaken(Exception):
+    """The new rows :func:`begin` was to insert with the Operation whose names were taken (a
+    concurrent insert committed them first): nothing of the Operation was made, and the caller's
+    transaction must be rolled back (the other rows went in)."""
+
+    def __init__(self, rows: Sequence[Resource]):
+        super().__init__([row.name for row in rows])
+        self.rows = rows
 
 
 def validate_request_id(request_id: str | None) -> str | None:
@@ -47,7 +58,7 @@ def by_request_id(call: Call) -> Operation | None:
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
           job: str | None = None, params: dict[str, Any] | None = None,
-          not_before: float | None = None) -> Operation:
+          not_before: float | None = None, rows: Sequence[Resource] = ()) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
@@ -59,6 +70,10 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
     job's kind to the workers (PostgreSQL NOTIFY, at commit) and, when the call bounds its project's
     queue (``call.max_queued``), is refused with :class:`~core.jobs.admission.QueueFull` when the
     queue is full, all in one statement.
+
+    ``rows``: the job's new resource rows (an instance and its new disks), inserted with its
+    Operation (see :func:`~core.jobs.admission.enqueue_after`: one statement on PostgreSQL);
+    :class:`NamesTaken` when a concurrent insert took a name of theirs first.
     """
     now = time.time()
     done = job is None
@@ -72,6 +87,10 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
     try:
         if done:
             insert_persistent(call.session, op)
+        elif rows:
+            taken = enqueue_after(call.session, rows, op, call.max_queued)
+            if taken:
+                raise NamesTaken(taken)
         else:
             enqueue(call.session, op, call.max_queued)
     except IntegrityError:

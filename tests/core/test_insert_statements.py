@@ -1,7 +1,7 @@
-"""What one instances.insert sends to the database, on both: its names read with its network and
-the region's subnetworks in one statement; the instance's row and its new disks' in one INSERT,
-and a name taken since the checks (a concurrent insert won) refused with the instance's clash
-before its disk's."""
+"""What one instances.insert sends to the database, on both: its names read with its network, the
+region's subnetworks and its boot image in one statement; the instance's row and its new disks' in
+one INSERT (on PostgreSQL the same statement as its Operation's), and a name taken since the
+checks (a concurrent insert won) refused with the instance's clash before its disk's."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from contextlib import contextmanager
 
 import orjson
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from core import quotas
 from core.errors import AlreadyExists, QuotaExceeded
-from core.models import Project, Resource
+from core.models import Operation, Project, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances, topology
-from core.services.instances import reads
+from core.services.instances import lifecycle, reads
 
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
@@ -58,8 +58,11 @@ def test_the_instance_and_its_new_disks_are_one_insert(engine, session):
     zone = topology.zone(session, PROJECT, ZONE)
     with _statements(engine) as sent:
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
-    inserts = [q for q in sent if q.startswith("INSERT INTO resources")]
+    inserts = [q for q in sent if "INSERT INTO resources" in q]
     assert len(inserts) == 1, inserts
+    # PostgreSQL: the Operation in the same statement, after its rows (a CTE); SQLite: the next one
+    with_operation = [q for q in sent if "INSERT INTO operations" in q]
+    assert (with_operation == inserts) == (engine.dialect.name == "postgresql"), with_operation
     assert _rows(session, name) == {("instances", name), ("disks", name), ("disks", f"{name}-1"),
                                     ("disks", f"{name}-2")}
     url = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{name}"
@@ -77,8 +80,8 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
     with _statements(engine) as sent:
         instances.insert(Call(session, PROJECT, "test"), zone, body)
     reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
-    assert len(reads_of_resources) == 2, reads_of_resources  # the names with the network, and the image
-    assert reads_of_resources[0].count("UNION ALL") == 3
+    assert len(reads_of_resources) == 1, reads_of_resources  # the names with the network and the boot image
+    assert reads_of_resources[0].count("UNION ALL") == 4
     nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
     assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/regions/us-central1/subnetworks/default")
 
@@ -124,10 +127,20 @@ def test_a_name_taken_since_the_checks_is_the_clash_reported(engine, session, mo
     for collection, pattern in taken:
         store.new_resource(session, project=PROJECT, collection=collection, scope=f"zones/{ZONE}",
                            name=pattern.format(name=name), kind="compute#thing", body={})
-    monkeypatch.setattr(reads, "names_taken", lambda call, zone, region, name, disk_names, nics: reads.Taken(
+    monkeypatch.setattr(reads, "names_taken", lambda call, zone, region, name, disk_names, nics, image: reads.Taken(
         False, dict.fromkeys(disk_names, False), reads.RegionReads()))
+    made: list[int] = []  # the insert's Operations when the clash is seen, before the rollback
+    taken_as_it_was = lifecycle._taken
+
+    def counted(call, res, clashed):
+        made.append(session.scalar(select(func.count()).select_from(Operation)
+                                   .where(Operation.target_link.endswith(f"/{name}"))))
+        taken_as_it_was(call, res, clashed)
+
+    monkeypatch.setattr(lifecycle, "_taken", counted)
     with pytest.raises(AlreadyExists) as refused, session.begin_nested():
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
+    assert made == [0]  # nothing of the Operation, on PostgreSQL too, where it shares the rows' statement
     assert refused.value.message == \
         f"The resource 'projects/{PROJECT}/zones/{ZONE}/{clash.format(name=name)}' already exists"
     assert _rows(session, name) == {(collection, pattern.format(name=name)) for collection, pattern in taken}

@@ -8,6 +8,7 @@ answers with an Operation born DONE, as GCE does.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from sqlalchemy import ColumnElement, Select, bindparam, select
@@ -20,7 +21,7 @@ from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Project, Resource
 from core.resources import operations, store
 from core.resources.context import Call
-from core.resources.operations import DuplicateRequest
+from core.resources.operations import DuplicateRequest, NamesTaken
 from core.resources.states import Move
 from core.services import accelerator_types, addresses, disks, projects, resource_policies
 from core.services.instances import reads, spec, states
@@ -45,7 +46,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     path = path_of(call.project, scope, "instances", name)
     taken = reads.names_taken(call, scope, zone.region.name, name,
                               [] if restored else spec.new_disk_names(name, body.get("disks")),
-                              body.get("networkInterfaces"))
+                              body.get("networkInterfaces"), None if restored else spec.boot_image(body.get("disks")))
     if taken.instance:
         _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
     mt = spec.machine_type(call, zone, body.get("machineType"))
@@ -67,11 +68,18 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics)
     fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
     res = _instance_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
-    created = _write_rows(call, zone, res, attached)
-    return operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
-                            job=states.RUN, params={"uid": res.uid, "created_disks": created, "zone_id": zone.id,
-                                                    "delete_on_fail": True,
-                                                    "warnings": _size_warnings(call, zone, new_specs)})
+    new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
+    try:
+        op = operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
+                              job=states.RUN, rows=[res, *new],
+                              params={"uid": res.uid, "created_disks": [d.uid for d in new], "zone_id": zone.id,
+                                      "delete_on_fail": True, "warnings": _size_warnings(call, zone, new_specs)})
+    except NamesTaken as clash:
+        _taken(call, res, clash.rows)
+    for a in attached:
+        if a.row is not None:
+            disks.add_user(a.row, instance_url)
+    return op
 
 
 def _project(call: Call, zone: ZoneInfo, nics: list[spec.ParsedNic]) -> tuple[Project, list[quotas.Counter] | None]:
@@ -196,25 +204,15 @@ def _instance_row(call: Call, zone: ZoneInfo, uid: int, name: str, mt: MachineTy
                               body=body)
 
 
-def _write_rows(call: Call, zone: ZoneInfo, res: Resource, attached: list[spec.Attached]) -> list[int]:
-    """Insert the instance's row and its new disks' (born attached) in one statement, and add the
-    instance to the existing disks' users: the uids of the new disks.
-
-    A name taken since the checks (a concurrent insert committed) inserts nothing of its row and
-    the clash leaves the transaction usable. The instance's clash is the one reported, not its boot
-    disk's (which bears its name): a concurrent retry of the same requestId gets the Operation of
-    the request that won."""
-    instance_url = url_of(call.project, res.scope, "instances", res.name)
-    new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
-    clashed = store.new_resources(call.session, [res, *new])
+def _taken(call: Call, res: Resource, clashed: Sequence[Resource]) -> NoReturn:
+    """The instance's row and its new disks' went in with its Operation in one statement (see
+    :func:`core.resources.operations.begin`), but a name was taken since the checks: a concurrent
+    insert committed first. The instance's clash is the one reported, not its boot disk's (which
+    bears its name): a concurrent retry of the same requestId gets the Operation of the request
+    that won. The clash left the transaction usable, for the lookup and the rollback."""
     if res in clashed:
         _lost_race(call, path_of(call.project, res.scope, "instances", res.name))
-    if clashed:
-        raise AlreadyExists(path_of(call.project, res.scope, "disks", clashed[0].name))
-    for a in attached:
-        if a.row is not None:
-            disks.add_user(a.row, instance_url)
-    return [d.uid for d in new]
+    raise AlreadyExists(path_of(call.project, res.scope, "disks", clashed[0].name))
 
 
 def _lost_race(call: Call, path: str) -> NoReturn:

@@ -1,24 +1,30 @@
-"""The first read of instances.insert, one statement for what used to be two: whether the names it
-would take are taken (the instance's, its new disks'), and the network its first NIC names (or the
+"""The first read of instances.insert, one statement for what used to be three: whether the names it
+would take are taken (the instance's, its new disks'); the network its first NIC names (or the
 project's ``default``) with that network's project's subnetworks in the zone's region, which the
-NIC checks then take from here (:class:`RegionReads`) instead of reading them.
+NIC checks then take from here (:class:`RegionReads`) instead of reading them; and the usable
+images of the public project whose family the boot disk names (``debian-cloud``'s, mostly),
+which the boot disk's image lookup then takes instead of reading them.
 
 Every branch is an index seek by (project, collection, scope[, name]), the columns of
-``uq_resource_name``, in a UNION ALL: as one WHERE with an OR of the collections, SQLite used only the index's project column and read every resource of the project
-(42 ms at 54,000 instances). tests/core/test_query_plans.py checks SQLite's plan.
+``uq_resource_name``, in a UNION ALL: as one WHERE with an OR of the collections, SQLite used only
+the index's project column and read every resource of the project (42 ms at 54,000 instances).
+tests/core/test_query_plans.py checks SQLite's plan.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select, union_all
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from core.links import parse_ref
 from core.models import Resource
 from core.resources.context import Call
+from core.services import images
 
 
 def network_read(project: str, name: str, scope: str) -> list[Select[Resource]]:
@@ -73,6 +79,17 @@ NAMES_AND_NETWORK = select(Resource).from_statement(union_all(
     *_NAMES, *network_read("network_project", "network", "region")).order_by("collection", "name"))
 
 
+@functools.cache
+def _names_read(network: bool, image: bool) -> ExecutableReturnsRows:
+    """:data:`NAMES`, with the network branches and with the boot image's project's usable images
+    (:func:`core.services.images.public_images`) as asked."""
+    if not image:
+        return NAMES_AND_NETWORK if network else NAMES
+    branches = [*_NAMES, *(network_read("network_project", "network", "region") if network else ()),
+                images.public_images("image_project")]
+    return select(Resource).from_statement(union_all(*branches).order_by("collection", "name"))
+
+
 @dataclass
 class Taken:
     """Whether the instance's name is taken in its zone, and each of its new disks' names; the
@@ -83,15 +100,24 @@ class Taken:
     reads: RegionReads
 
 
-def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[str], nics: object) -> Taken:
+def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[str], nics: object,
+                boot_image: object = None) -> Taken:
     """Whether the instance ``name`` and its new disks ``disk_names`` are taken in ``zone`` (a scope),
     and the network of the first of ``nics`` (see :func:`first_network`) with the subnetworks of
-    ``region`` of its project: one read for what the insert would otherwise look up apart."""
+    ``region`` of its project, and when ``boot_image`` names a family of a public image project,
+    that project's usable images (taken by the boot disk's image lookup, see
+    :func:`core.services.images.read_ahead`): one read for what the insert would otherwise look up apart."""
     params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "disks": disk_names}
     network = first_network(call, nics)
     if network is not None:
         params.update(network_project=network[0], network=network[1], region=f"regions/{region}")
-    rows = list(call.session.scalars(NAMES if network is None else NAMES_AND_NETWORK, params))
+    image_project = images.public_family_project(boot_image, call.project)
+    if image_project is not None:
+        params["image_project"] = image_project
+    rows: list[Resource] = list(call.session.scalars(_names_read(network is not None, image_project is not None),
+                                                     params))
+    if image_project is not None:
+        images.read_ahead(call.session, image_project, (r for r in rows if r.collection == "images"))
     reads = RegionReads()
     if network is not None:
         reads.add(*network, (r for r in rows if r.collection in ("networks", "subnetworks")))

@@ -352,6 +352,14 @@ def new_disk_names(name: str, requested: object) -> list[str]:
     return names
 
 
+def boot_image(requested: object) -> object:
+    """The ``sourceImage`` a new boot disk asks for in ``disks``, if it can be told (a malformed
+    entry is left to :func:`attached_disks` to refuse)."""
+    first = requested[0] if isinstance(requested, list) and requested else None
+    init = first.get("initializeParams") if isinstance(first, dict) and first.get("boot", True) else None
+    return init.get("sourceImage") if isinstance(init, dict) else None
+
+
 def _attached_disk(call: Call, where: Where, name: str, i: int, d: object, before: list[Attached],
                    taken: dict[str, bool]) -> Attached:
     field = where.field(f"disks[{i}]")
