@@ -7,7 +7,9 @@ So each resource's string values in the fields below are also rows of ``resource
 walks the rows of one value instead of the collection (:mod:`core.resources.narrowing`).
 
 The triggers derive the rows from the body in the transaction that writes it, whatever code path
-writes it, so they can never disagree with the body a filter finally tests:
+writes it, so they can never disagree with the body a filter finally tests (PostgreSQL's moves the
+status term alone when nothing else with terms changed, most UPDATEs; tests/core/test_terms_updates.py
+checks an updated row's terms against a new row's):
 
 * ``name``, ``status``, ``zone``, ``region``: the top-level string;
 * ``labels.KEY``: each label whose value is a string;
@@ -78,16 +80,33 @@ _PG_TERMS = (
     f"THEN string_to_array({{r}}.name, '-') ELSE ARRAY['{IRREGULAR}'] END) w WHERE w <> '') t"
 )
 _PG_ADD = "INSERT INTO resource_terms (" + _COLUMNS + ") " + _PG_TERMS + " ON CONFLICT DO NOTHING"
+# An UPDATE that keeps the row's place and name and changes none of the body's fields with terms
+# but its status (a job's STAGING, RUNNING, READY: most UPDATEs) moves the status term alone. The
+# whole set was deleted and derived again: about 0.4 ms per row, 3 rows per instances.insert.
+_SAME_BUT_STATUS = " AND ".join(f"o->'{f}' IS NOT DISTINCT FROM b->'{f}'"
+                                for f in (*(f for f in TOP_LEVEL if f != "status"), "labels", "networkInterfaces"))
 _POSTGRESQL = [
     f"""CREATE OR REPLACE FUNCTION gstack_resource_terms() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE b jsonb;
+DECLARE b jsonb; o jsonb;
 BEGIN
   IF TG_OP = 'UPDATE' AND NOT ({_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
     RETURN NULL;
   END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN b := NEW.body::jsonb; END IF;
+  IF TG_OP = 'UPDATE' AND OLD.project = NEW.project AND OLD.collection = NEW.collection AND OLD.scope = NEW.scope
+     AND OLD.name = NEW.name THEN
+    o := OLD.body::jsonb;
+    IF {_SAME_BUT_STATUS} THEN  -- only the status term can differ
+      IF o->'status' IS DISTINCT FROM b->'status' THEN
+        DELETE FROM resource_terms WHERE resource_pk = OLD.pk AND field = 'status';
+        INSERT INTO resource_terms ({_COLUMNS}) SELECT NEW.pk, NEW.project, NEW.collection, NEW.scope, NEW.name,
+          'status', b->>'status' WHERE jsonb_typeof(b->'status') = 'string';
+      END IF;
+      RETURN NULL;
+    END IF;
+  END IF;
   IF TG_OP IN ('UPDATE', 'DELETE') THEN DELETE FROM resource_terms WHERE resource_pk = OLD.pk; END IF;
   IF TG_OP IN ('UPDATE', 'INSERT') THEN
-    b := NEW.body::jsonb;
     {_PG_ADD.format(r='NEW')};
   END IF;
   RETURN NULL;
@@ -115,6 +134,7 @@ def _installed(conn: Connection, postgres: bool) -> bool:
 
 def install(engine: Engine) -> None:
     """Create the triggers where they are missing, and derive the terms of the rows the database
-    holds already, in one transaction: no change slips between."""
+    holds already, in one transaction: no change slips between. (A database made by an older build
+    changes through the migrations: 0010 gave PostgreSQL's function its short way.)"""
     triggers.install_once(engine, "resource_terms", _installed,
                           lambda postgres: (_POSTGRESQL if postgres else _SQLITE) + _backfill(postgres))
