@@ -61,17 +61,33 @@ def _read(hosts: bool, pools: bool) -> Select[Host, Cluster, StoragePool, int, i
 def _lock(hosts: bool, pools: bool) -> Select[str, int]:
     """PostgreSQL: lock the zone's Up hosts, then its Up pools, each by id (the order every placing
     transaction takes them in), in one statement (a UNION ALL runs its parts one after the other,
-    and a query that locks rows is never run in parallel); (kind, id) of each locked."""
+    and a query that locks rows is never run in parallel); (kind, id) of each locked.
+
+    ``FOR NO KEY UPDATE``: placing transactions take turns, as do the host's and pool's own changes
+    (any UPDATE of their rows), but rows that merely refer to a host or pool go on: the foreign key
+    check of a VM's domain, of a running VM's ``last_host_id``, takes ``FOR KEY SHARE``, which ``FOR
+    UPDATE`` refused: a burst's next batch waited ~3 ms on each such check. Such rows hold no
+    capacity; the one writer besides placement that gives a host a VM (the host monitor, finding
+    one running there) takes the host's lock first (:func:`hold_host`)."""
     parts: list[Select[str, int]] = []
     for kind, model, up in (("host", Host, _HOST_UP), ("pool", StoragePool, _POOL_UP)):
         if kind in _kinds(hosts, pools):
-            locked = select(model.id).where(up).order_by(model.id).with_for_update().subquery(kind)
+            locked = select(model.id).where(up).order_by(model.id).with_for_update(key_share=True).subquery(kind)
             parts.append(select(literal_column(f"'{kind}'").label("holder"), locked.c.id))
     return union_all(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
 
 
 _READ = {(h, p): _read(h, p) for h, p in ((True, False), (False, True), (True, True))}
 _LOCK = {(h, p): _lock(h, p) for h, p in ((True, False), (False, True), (True, True))}
+_HOLD_HOST = select(Host.id).where(Host.id == bindparam("id")).with_for_update(key_share=True)
+
+
+def hold_host(session: Session, host_id: int) -> None:
+    """PostgreSQL: take the host's placement lock (see :func:`_lock`) before giving it a VM that no
+    placement gave it (one found running there): a placement under way ends first, and the next
+    reads the host's counters with this VM in them. SQLite's writers take turns already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_HOLD_HOST, {"id": host_id})
 
 
 def host_usage(session: Session, host_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -35,6 +35,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, bindparam, case, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import planner
 from core.db import write_session
 from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
 from core.hypervisors.registry import DriverRegistry
@@ -425,6 +426,8 @@ class HostMonitor(PeriodicRounds):
                 self._stop_here(res, action, lastSuspendedTimestamp=now)
                 self._record(session, res, "suspend", f"{what}; SUSPENDED.")
             else:  # foundRunning
+                if res.host_id != ref.id:
+                    planner.hold_host(session, ref.id)
                 res.host_id = ref.id
                 res.last_host_id = ref.id
                 instance_states.take(res, instance_states.event(res, action), lastStartTimestamp=now)

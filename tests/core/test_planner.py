@@ -285,3 +285,33 @@ def test_the_hosts_are_locked_before_the_pools(engine):
             probe.execute(select(Host.id).where(Host.zone_id == zid).with_for_update(nowait=True)).all()
     waiting.join(30)
     assert not waiting.is_alive()
+
+
+def test_a_placement_lets_rows_that_refer_to_a_host_go_on_and_holds_the_monitors_claim(engine):
+    """PostgreSQL: while a placement holds the zone's hosts, a row that merely refers to one (the
+    foreign key check of a VM's domain or last host: ``FOR KEY SHARE``) goes on at once, and the
+    host monitor's claim of a host for a VM found running there (:func:`planner.hold_host`) waits
+    for the placement to end, so the next placement reads the counters with that VM in them."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite's writers take turns")
+    with Session(engine) as placing, writing(placing):
+        zid = zone_id(placing, ZONE)
+        assert planner.ZoneCapacity(placing, zid).hosts()  # the zone's hosts are locked
+        host_id = hosts(placing)[0].id
+        with Session(engine) as referring, writing(referring):  # what a foreign key check takes
+            referring.execute(select(Host.id).where(Host.id == host_id).with_for_update(key_share=True, read=True,
+                                                                                     nowait=True)).all()
+        claimed: list[float] = []
+
+        def monitor() -> None:
+            with Session(engine) as s, writing(s):
+                planner.hold_host(s, host_id)
+                claimed.append(time.monotonic())
+
+        waiting = threading.Thread(target=monitor)
+        waiting.start()
+        time.sleep(0.5)
+        assert waiting.is_alive() and not claimed
+        ended = time.monotonic()
+    waiting.join(30)
+    assert claimed and claimed[0] >= ended
