@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Connection,
     String,
     and_,
@@ -20,6 +19,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
@@ -47,9 +47,8 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
     conn = flushed_connection(session)
-    _lock_pool(session, conn, pool)
     params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last}
-    taken = conn.execute(_take_next(conn.dialect.name), params).scalar()
+    taken = _locked_take_next(session, conn, pool, params)
     if taken is None:  # the top of the range is taken: fill the lowest gap left by released addresses
         used = set(conn.execute(_USED, {"pool": pool}).scalars())
         for free in (a for a in range(first, last + 1) if a not in used):
@@ -65,18 +64,35 @@ def _lock_pool(session: Session, conn: Connection, pool: str) -> None:
     """Make this transaction the pool's only writer until it ends (PostgreSQL: a transaction-scoped
     advisory lock on the pool's name; SQLite has one writer at a time anyway). Without it two
     transactions read the same highest address and all but one clash, again and again under load.
-    A lock the transaction took already (:func:`pool_lock`) is not asked for again."""
+    A lock the transaction took already is not asked for again."""
     if conn.dialect.name == "postgresql" and pool not in _held(session):
         conn.execute(_LOCK_POOL, {"pool": pool})
+        _held(session).add(pool)
+
+
+def _locked_take_next(session: Session, conn: Connection, pool: str, params: dict[str, Any]) -> int | None:
+    """:func:`_take_next` as this transaction the pool's writer (:func:`_lock_pool`). On PostgreSQL,
+    when the transaction does not hold the lock yet, the lock and the take go first as one
+    statement (:func:`_lock_and_take_next`): one round trip, where the lock's was one more per
+    insert. That statement's snapshot is taken before it waits for the lock, so after a wait it
+    may not see the address the previous holder took and committed: its INSERT then clashes and
+    skips (no row), and the take is made again, the lock held, by a statement that sees it."""
+    if conn.dialect.name == "postgresql" and pool not in _held(session):
+        taken = conn.execute(_lock_and_take_next(), params).scalar()
+        if taken is not None:  # a row came out of the join with the lock: it is held
+            _held(session).add(pool)
+            return int(taken)
+    _lock_pool(session, conn, pool)
+    return conn.execute(_take_next(conn.dialect.name), params).scalar()
 
 
 _HELD = "gstack.ipam.held_pools"
 
 
 def _held(session: Session) -> set[str]:
-    """The pools whose lock this transaction took in a statement of its caller's (:func:`pool_lock`),
-    a set that lasts as long as the transaction. Inside a savepoint nothing counts as held (a new
-    set each time): a savepoint that rolls back releases what it took."""
+    """The pools whose lock this transaction took, a set that lasts as long as the transaction.
+    Inside a savepoint nothing counts as held (a new set each time): a savepoint that rolls back
+    releases what it took."""
     if session.in_nested_transaction():
         return set()
     tx = session.get_transaction()
@@ -84,26 +100,6 @@ def _held(session: Session) -> set[str]:
     if memo is None or memo[0] is not tx:
         memo = session.info[_HELD] = (tx, set())
     return memo[1]
-
-
-def pool_lock(session: Session, pools: list[str]) -> tuple[list[ColumnElement[Any]], dict[str, str]]:
-    """Columns that take the pools' locks (see :func:`_lock_pool`), and their parameters, for the
-    caller to select along with a statement of its own that returns exactly one row, before the
-    addresses are allocated: one round trip less for each pool. PostgreSQL only (nothing elsewhere,
-    and inside a savepoint); the caller must run the statement before it allocates, in the same
-    transaction."""
-    if not pools or session.get_bind().dialect.name != "postgresql" or session.in_nested_transaction():
-        return [], {}
-    _held(session).update(pools)
-    ordered = sorted(set(pools))  # always in one order: two transactions never wait for each other's
-    return pool_lock_columns(len(ordered)), {f"pool_lock_{i}": pool for i, pool in enumerate(ordered)}
-
-
-@functools.cache
-def pool_lock_columns(n: int) -> list[ColumnElement[Any]]:
-    """The columns of :func:`pool_lock` for ``n`` pools (parameters ``pool_lock_0`` ...), made once."""
-    return [func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(bindparam(f"pool_lock_{i}", type_=String)))
-            .label(f"pool_lock_{i}") for i in range(n)]
 
 
 # Advisory locks of two keys (class, hash) never meet the one-key ones; class 1 is IPAM's pools,
@@ -128,6 +124,18 @@ def _take_next(dialect: str) -> ReturningInsert[int]:
     nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
     return insert_skipping_clashes(IpAllocation.__table__, dialect).from_select(_COLUMNS, nxt) \
+        .returning(IpAllocation.address)
+
+
+@functools.cache
+def _lock_and_take_next() -> ReturningInsert[int]:
+    """PostgreSQL: :func:`_take_next` joined with the pool's lock, which is taken before any row
+    goes in (the row to insert comes out of the join); no row if the take found none."""
+    lock = select(func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(_POOL)).label("held")) \
+        .cte("pool_lock")
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
+        or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
+    return insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, nxt) \
         .returning(IpAllocation.address)
 
 

@@ -1,5 +1,5 @@
 """What one instances.insert sends to the database, on both: its names read with its network, the
-region's subnetworks and its boot image in one statement; the instance's row and its new disks' in
+region's subnetworks, its boot image and the project with its quota counters in one statement; the instance's row and its new disks' in
 one INSERT (on PostgreSQL the same statement as its Operation's), and a name taken since the
 checks (a concurrent insert won) refused with the instance's clash before its disk's."""
 
@@ -86,14 +86,35 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
     assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/regions/us-central1/subnetworks/default")
 
 
-def test_the_project_is_read_with_its_quota_counters(engine, session):
+def test_the_project_is_read_with_its_quota_counters_in_the_names_read(engine, session):
     name = f"quota-{uuid.uuid4().hex[:6]}"
     zone = topology.zone(session, PROJECT, ZONE)
     with _statements(engine) as sent:
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
-    project_reads = [q for q in sent if q.startswith("SELECT projects.")]
-    assert len(project_reads) == 1 and "FROM resource_usage" in project_reads[0], project_reads
+    project_reads = [q for q in sent if "FROM projects" in q]
+    assert len(project_reads) == 1, project_reads
+    assert "FROM resource_usage" in project_reads[0] and project_reads[0].count("UNION ALL") == 4, project_reads
     assert [q for q in sent if "FROM resource_usage" in q] == project_reads
+    # PostgreSQL: the pool's lock goes with the address's take (no statement of its own)
+    assert not [q for q in sent if q.startswith("SELECT pg_advisory_xact_lock")], sent
+
+
+def test_a_project_named_by_its_number_is_read_apart(engine, session):
+    """The joined read finds no project row by name: the names are read again alone (the insert
+    then reads the project by its number), and the project found by name comes with its counters."""
+    name = f"number-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    instances.insert(Call(session, PROJECT, "test"), zone, {**_body(name), "disks": _body(name)["disks"][:1]})
+    number = session.scalars(select(Project.number).where(Project.name == PROJECT)).one()
+    with _statements(engine) as sent:
+        apart = reads.names_taken(Call(session, str(number), "test"), f"zones/{ZONE}", "us-central1", name, [name],
+                                  None)
+    assert apart.project is None and apart.counters is None and not apart.instance
+    assert len(sent) == 2 and "FROM projects" in sent[0] and "FROM projects" not in sent[1], sent
+    joined = reads.names_taken(Call(session, PROJECT, "test"), f"zones/{ZONE}", "us-central1", name, [name], None)
+    assert joined.instance and joined.disks == {name: True}
+    assert joined.project is not None and joined.project.name == PROJECT
+    assert {(c.region, c.collection) for c in joined.counters or ()} >= {("us-central1", "instances")}
 
 
 @pytest.mark.parametrize("room, refused", [(2, False), (1, True)])

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import event
 
 from core import ipam
 from core.db import write_session
@@ -39,9 +42,38 @@ def test_addresses_go_up_then_fill_gaps_then_refuse(database, pool):
     assert allocate(database, pool, 7) == "10.9.8.2"
 
 
+@contextmanager
+def _statements(factory) -> Iterator[list[str]]:
+    """The statements sent through ``factory``'s engine, in order, by the thread that reads them."""
+    engine, sent = factory.kw["bind"], []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_an_allocation_is_one_statement_with_the_pools_lock(database, pool):
+    """PostgreSQL: the pool's lock is taken in the statement that takes the address (the lock's
+    own round trip is gone); a second address of the pool in the same transaction asks no lock."""
+    if database.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns without a lock")
+    with write_session(database) as s, _statements(database) as sent:
+        assert ipam.allocate(s, pool, CIDR, 1) == "10.9.8.2"
+        assert ipam.allocate(s, pool, CIDR, 2) == "10.9.8.3"
+    assert len(sent) == 2 and all(q.startswith("WITH pool_lock AS") == (i == 0) for i, q in enumerate(sent)), sent
+    assert "pg_advisory_xact_lock" in sent[0] and "INSERT INTO ip_allocations" in sent[0]
+
+
 def test_concurrent_transactions_get_different_addresses(database, pool):
     """The first transaction holds its address uncommitted while the second allocates (on
-    PostgreSQL the second waits on the pool's lock, then takes the next; SQLite's writers take turns)."""
+    PostgreSQL the second waits on the pool's lock in the statement that takes its address, whose
+    snapshot predates the first's commit: that take clashes and skips, and the take made again,
+    the lock held, finds the next; SQLite's writers take turns)."""
     first_took = threading.Event()
     results: dict[str, str] = {}
 
@@ -54,9 +86,12 @@ def test_concurrent_transactions_get_different_addresses(database, pool):
     t = threading.Thread(target=first)
     t.start()
     assert first_took.wait(10)
-    results["second"] = allocate(database, pool, 2)
+    with _statements(database) as sent:
+        results["second"] = allocate(database, pool, 2)
     t.join(10)
     assert sorted(results.values()) == ["10.9.8.2", "10.9.8.3"]
+    if database.kw["bind"].dialect.name == "postgresql":  # the stale take, then the lock and the take
+        assert [q.split()[0] for q in sent if "ip_allocations" in q or "advisory" in q] == ["WITH", "SELECT", "INSERT"]
 
 
 def test_a_given_address_is_reserved_once(database, pool):

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 from googleapiclient.errors import HttpError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -59,6 +59,15 @@ def db(srv) -> Session:
     if not hasattr(srv, "_engine"):
         srv._engine = srv.engine()
     return Session(srv._engine)
+
+
+def set_host_status(srv, host_id: int, status: str) -> None:
+    """One UPDATE, its transaction's first statement: on SQLite it waits for the write lock (the
+    busy timeout). Read first in the same transaction, the row's write could not upgrade the
+    read once the server had written since ("database is locked" at once, no wait)."""
+    with db(srv) as s:
+        s.execute(update(Host).where(Host.id == host_id).values(status=status))
+        s.commit()
 
 
 def router_row(srv) -> SystemVm | None:
@@ -239,10 +248,7 @@ def test_watchdog_thread_acts_without_anyone_asking(srv):
     sessions = sessionmaker(bind=srv.engine(), expire_on_commit=False)
     dog = start_watchdog(sessions, default_registry(sessions), interval=0.5)
     try:
-        with db(srv) as s:
-            host = s.get(Host, old)
-            host.status = "Down"
-            s.commit()
+        set_host_status(srv, old, "Down")
         until("the router on another host", lambda: host_of(srv, vm.uid) not in (None, old))
         until("its files pushed to the new host",
               lambda: {f.host_id for f in pushed(srv, vm.uid).values()} == {host_of(srv, vm.uid)})
@@ -250,9 +256,7 @@ def test_watchdog_thread_acts_without_anyone_asking(srv):
         assert {f.host_id for f in pushed(srv, vm.uid).values()} == {host_of(srv, vm.uid)}
     finally:
         dog.stop()
-        with db(srv) as s:
-            s.get(Host, old).status = "Up"
-            s.commit()
+        set_host_status(srv, old, "Up")
 
 
 def test_operator_restart_and_destroy(srv):

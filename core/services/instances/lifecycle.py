@@ -7,23 +7,20 @@ answers with an Operation born DONE, as GCE does.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
-
-from core import ipam, quotas
+from core import quotas
 from core.catalog import MachineType
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
 from core.links import parse_ref, path_of, scope_url, url_of
-from core.models import Operation, Project, Resource
+from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest, NamesTaken
 from core.resources.states import Move
-from core.services import accelerator_types, addresses, disks, projects, resource_policies
+from core.services import accelerator_types, disks, projects, resource_policies
 from core.services.instances import reads, spec, states
 from core.services.instances.network import build_nics
 from core.services.instances.rows import fingerprinted, locked, operation
@@ -56,7 +53,8 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     new_specs, attached = ([a.spec for a in restored], restored) if restored else _disks(call, zone, name, path, body,
                                                                                          taken.disks)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"), taken.reads)
-    project, counters = _project(call, zone, parsed_nics)
+    project, counters = (taken.project, taken.counters) if taken.project is not None else (
+        projects.get(call.session, call.project), None)  # the project named by its number
     fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname,
               "minCpuPlatform": spec.cpu_platform(call.session, zone, body.get("minCpuPlatform"))}
     demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
@@ -80,27 +78,6 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
         if a.row is not None:
             disks.add_user(a.row, instance_url)
     return op
-
-
-def _project(call: Call, zone: ZoneInfo, nics: list[spec.ParsedNic]) -> tuple[Project, list[quotas.Counter] | None]:
-    """The project with, in the same statement, its quota counters in the zone's region and, on
-    PostgreSQL, the locks of the subnetworks' address pools the NICs take their addresses from (the
-    allocation comes later in this transaction and asks for none): up to three round trips in one."""
-    session = call.session
-    locks, params = ipam.pool_lock(session, [addresses.subnet_pool(n.subnet) for n in nics
-                                             if not n.request.get("networkIP")])
-    params.update(project=call.project, region=zone.region.name)
-    row = session.execute(_project_statement(quotas.check_usage_column(session), len(locks)), params).first()
-    if row is None:  # named by its number: the usual reads, and the locks taken on their own
-        if locks:
-            session.execute(select(*locks), params)
-        return projects.get(session, call.project), None
-    return row[0], quotas.counters_of(row[1])
-
-
-@functools.cache
-def _project_statement(usage: ColumnElement[Any], pools: int) -> Select[Any]:
-    return select(Project, usage, *ipam.pool_lock_columns(pools)).where(Project.name == bindparam("project"))
 
 
 def _template_in_zone(call: Call, zone: ZoneInfo, source: str) -> dict[str, Any]:

@@ -18,11 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, Select, bindparam, select, true, union_all
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
+from core import quotas
 from core.links import parse_ref
-from core.models import Resource
+from core.models import Project, Resource
 from core.resources.context import Call
 from core.services import images
 
@@ -74,30 +76,48 @@ _NAMES = [select(Resource).where(Resource.project == bindparam("project"), Resou
           select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "disks",
                                  Resource.scope == bindparam("zone"),
                                  Resource.name.in_(bindparam("disks", expanding=True)))]
-NAMES = select(Resource).from_statement(union_all(*_NAMES))
-NAMES_AND_NETWORK = select(Resource).from_statement(union_all(
-    *_NAMES, *network_read("network_project", "network", "region")).order_by("collection", "name"))
 
 
 @functools.cache
 def _names_read(network: bool, image: bool) -> ExecutableReturnsRows:
-    """:data:`NAMES`, with the network branches and with the boot image's project's usable images
-    (:func:`core.services.images.public_images`) as asked."""
-    if not image:
-        return NAMES_AND_NETWORK if network else NAMES
-    branches = [*_NAMES, *(network_read("network_project", "network", "region") if network else ()),
-                images.public_images("image_project")]
-    return select(Resource).from_statement(union_all(*branches).order_by("collection", "name"))
+    """The names' branches (:data:`NAMES`), with the network branches and with the boot image's
+    project's usable images (:func:`core.services.images.public_images`) as asked."""
+    return select(Resource).from_statement(_found(network, image).order_by("collection", "name"))
+
+
+def _found(network: bool, image: bool) -> CompoundSelect[Any]:
+    return union_all(*_NAMES, *(network_read("network_project", "network", "region_scope") if network else ()),
+                     *((images.public_images("image_project"),) if image else ()))
+
+
+NAMES = _names_read(False, False)
+NAMES_AND_NETWORK = _names_read(True, False)
+
+
+@functools.cache
+def _with_project(network: bool, image: bool, usage: ColumnElement[Any]) -> Select[tuple[Project, Any, Resource]]:
+    """:func:`_names_read` joined to the project's row and its quota counters in the region
+    (:func:`core.quotas.check_usage_column`, parameters ``project`` and ``region``): a row per
+    resource found, the project's on each (one with no resource when none is found), none when
+    the project is not named by its name (``usage``: the dialect's column). The project's read was
+    a round trip of its own."""
+    found = _found(network, image).subquery("found")
+    row = aliased(Resource, found)
+    return (select(Project, usage, row).select_from(Project).outerjoin(found, true())
+            .where(Project.name == bindparam("project")).order_by(found.c.collection, found.c.name))
 
 
 @dataclass
 class Taken:
     """Whether the instance's name is taken in its zone, and each of its new disks' names; the
-    network read along with them."""
+    network read along with them; the project (None: read apart) and its quota counters in the
+    region."""
 
     instance: bool
     disks: dict[str, bool]
     reads: RegionReads
+    project: Project | None = None
+    counters: list[quotas.Counter] | None = None
 
 
 def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[str], nics: object,
@@ -106,20 +126,27 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     and the network of the first of ``nics`` (see :func:`first_network`) with the subnetworks of
     ``region`` of its project, and when ``boot_image`` names a family of a public image project,
     that project's usable images (taken by the boot disk's image lookup, see
-    :func:`core.services.images.read_ahead`): one read for what the insert would otherwise look up apart."""
-    params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "disks": disk_names}
+    :func:`core.services.images.read_ahead`), and the project with its quota counters in
+    ``region``: one read for what the insert would otherwise look up apart."""
+    params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "disks": disk_names,
+                              "region": region}
     network = first_network(call, nics)
     if network is not None:
-        params.update(network_project=network[0], network=network[1], region=f"regions/{region}")
+        params.update(network_project=network[0], network=network[1], region_scope=f"regions/{region}")
     image_project = images.public_family_project(boot_image, call.project)
     if image_project is not None:
         params["image_project"] = image_project
-    rows: list[Resource] = list(call.session.scalars(_names_read(network is not None, image_project is not None),
-                                                     params))
+    session = call.session
+    found = session.execute(_with_project(network is not None, image_project is not None,
+                                          quotas.check_usage_column(session)), params).all()
+    project, counters = (found[0][0], quotas.counters_of(found[0][1])) if found else (None, None)
+    rows: list[Resource] = [r[2] for r in found if r[2] is not None] if found else list(
+        session.scalars(_names_read(network is not None, image_project is not None), params))
     if image_project is not None:
-        images.read_ahead(call.session, image_project, (r for r in rows if r.collection == "images"))
+        images.read_ahead(session, image_project, (r for r in rows if r.collection == "images"))
     reads = RegionReads()
     if network is not None:
         reads.add(*network, (r for r in rows if r.collection in ("networks", "subnetworks")))
     disks_found = {r.name for r in rows if r.collection == "disks"}
-    return Taken(any(r.collection == "instances" for r in rows), {n: n in disks_found for n in disk_names}, reads)
+    return Taken(any(r.collection == "instances" for r in rows), {n: n in disks_found for n in disk_names}, reads,
+                 project, counters)
