@@ -161,53 +161,73 @@ def test_a_queued_job_starts_on_its_kick_and_a_burst_gathers_behind_the_running_
         cloud.delete_instance(name)
 
 
-def test_a_batch_during_which_more_came_holds_its_kind_so_that_the_stream_gathers(cloud, monkeypatch):
-    """Jobs of a coalescing kind that came while a batch of it ran (a stream) make that batch hold
-    its kind a while when it ends: the next batch takes what came meanwhile too, here the insert
-    queued during the batch and the one queued after it ended, as one batch. The hold is long here
-    (3 s) so that the second insert surely comes in it; it is seen holding the first of them. (A
-    lone job starts on its kick, held by nothing: the test above.)"""
-    monkeypatch.setattr(engine_module, "LINGER_SECONDS", 3.0)
+def _held_batches(cloud: Cloud, monkeypatch, quiet: float, linger: float, later: list[float]) -> tuple[list[int], float]:
+    """One insert's batch held running while a second insert comes, then inserts ``later`` seconds
+    after that batch ended; the batches' sizes, and how long after the first batch ended the
+    second insert (queued during it) was claimed."""
+    monkeypatch.setattr(engine_module, "QUIET_SECONDS", quiet)
+    monkeypatch.setattr(engine_module, "LINGER_SECONDS", linger)
     sizes: list[int] = []
     first_runs, release_first, first_ended = threading.Event(), threading.Event(), threading.Event()
+    claimed: dict[str, float] = {}
     handler = HANDLERS["instances.run"]
 
     def batch(ctxs, inner=handler.batch):
         sizes.append(len(ctxs))
+        claimed.setdefault("second", time.monotonic()) if len(sizes) == 2 else None
         if len(sizes) == 1:
             first_runs.set()
             release_first.wait(30)
         inner(ctxs)
         if len(sizes) == 1:
+            claimed["ended"] = time.monotonic()
             first_ended.set()
 
     monkeypatch.setattr(handler, "batch", batch)
     engine = JobEngine(cloud.factory, cloud.drivers, workers=1, poll_interval=NEVER)
     engine.start()
-    names = ["first", "during", "after"]
+    tag = uuid.uuid4().hex[:6]  # the Operations are found by their instance's name
+    names = [f"first-{tag}", f"during-{tag}", *(f"later-{i}-{tag}" for i in range(len(later)))]
     try:
-        cloud.instance("first", run=False)
+        cloud.instance(names[0], run=False)
         engine.kick("instances.run")
         assert first_runs.wait(30), "the first insert did not start on its kick"
-        cloud.instance("during", run=False)
+        cloud.instance(names[1], run=False)
         engine.kick("instances.run")
         release_first.set()
         assert first_ended.wait(30)
-        time.sleep(0.3)  # without the hold, the worker would have claimed "during" by now
-        with cloud.factory() as s:
-            op = s.get(Operation, _insert_op(cloud, "during"))
-            assert (op.status, op.lease_owner) == ("PENDING", None)  # not claimed
-        cloud.instance("after", run=False)
-        engine.kick("instances.run")
+        for i, at in enumerate(later):
+            time.sleep(max(0.0, claimed["ended"] + at - time.monotonic()))
+            cloud.instance(names[2 + i], run=False)
+            engine.kick("instances.run")
         for name in names:
             engine.wait(_insert_op(cloud, name), timeout=30)
     finally:
         release_first.set()
         engine.stop()
-    assert sizes == [1, 2]
     monkeypatch.undo()
     for name in names:
         cloud.delete_instance(name)
+    assert "second" in claimed, sizes
+    return sizes, claimed["second"] - claimed["ended"]
+
+
+def test_a_batch_during_which_more_came_holds_its_kind_while_the_stream_goes_on(cloud, monkeypatch):
+    """Jobs of a coalescing kind that came while a batch of it ran (a stream) make that batch hold
+    its kind when it ends, for as long as another comes within the quiet time (here 1 s; they come
+    0.5 and 1.3 s after the batch ended): the next batch takes them all with the one queued during
+    the batch. A fixed hold of the quiet time would have left the last for a batch of its own."""
+    sizes, _ = _held_batches(cloud, monkeypatch, quiet=1.0, linger=30.0, later=[0.5, 1.3])
+    assert sizes == [1, 3]
+
+
+def test_the_hold_ends_when_the_stream_stops(cloud, monkeypatch):
+    """The job queued during the batch, followed by no other, waits the quiet time (0.3 s), not
+    the whole hold (30 s); and never longer than the whole hold (0.4 s, with a quiet time of 3 s)."""
+    sizes, waited = _held_batches(cloud, monkeypatch, quiet=0.3, linger=30.0, later=[])
+    assert sizes == [1, 1] and 0.25 < waited < 5, waited
+    sizes, waited = _held_batches(cloud, monkeypatch, quiet=3.0, linger=0.4, later=[])
+    assert sizes == [1, 1] and 0.35 < waited < 2.5, waited
 
 
 def _insert_op(cloud: Cloud, name: str) -> int:
