@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, delete, event, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import ProjectRateLimited
@@ -21,6 +21,7 @@ from core.models import IpAllocation, Operation, Project, Resource
 from core.resources import operations
 from core.resources.context import Call
 from core.services import calls, instances, topology
+from tests.helpers.databases import statements_sent
 
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
@@ -111,16 +112,8 @@ def test_the_bound_is_one_statement_with_the_operations_insert(engine, cleanup):
     """No count of the queue of its own: the INSERT of the Operation holds it (and the NOTIFY)."""
     name = f"one-{uuid.uuid4().hex[:6]}"
     cleanup.append(name)
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(engine) as sent:
         _insert(engine, name, 1000)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     touching = [q for q in sent if "FROM operations" in q or "INTO operations" in q]
     assert len(touching) == 1, touching
     assert "INSERT INTO operations" in touching[0] and "count(*)" in touching[0]

@@ -6,12 +6,10 @@ checks (a concurrent insert won) refused with the instance's clash before its di
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import orjson
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import quotas
@@ -21,6 +19,7 @@ from core.resources import store
 from core.resources.context import Call
 from core.services import instances, topology
 from core.services.instances import lifecycle, reads
+from tests.helpers.databases import statements_sent
 
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
@@ -33,20 +32,6 @@ def _body(name: str) -> dict:
                       {"initializeParams": {"diskSizeGb": "10"}}, {"initializeParams": {"diskSizeGb": "20"}}]}
 
 
-@contextmanager
-def _statements(engine: Engine) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def _rows(session: Session, name: str) -> set[tuple[str, str]]:
     rows = session.execute(select(Resource.collection, Resource.name)
                            .where(Resource.project == PROJECT, Resource.name.like(f"{name}%")))
@@ -56,7 +41,7 @@ def _rows(session: Session, name: str) -> set[tuple[str, str]]:
 def test_the_instance_and_its_new_disks_are_one_insert(engine, session):
     name = f"rows-{uuid.uuid4().hex[:6]}"
     zone = topology.zone(session, PROJECT, ZONE)
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
     inserts = [q for q in sent if "INSERT INTO resources" in q]
     assert len(inserts) == 1, inserts
@@ -77,7 +62,7 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
     name = f"read-{uuid.uuid4().hex[:6]}"
     zone = topology.zone(session, PROJECT, ZONE)
     body = {**_body(name), **({"networkInterfaces": [nic]} if nic else {})}
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         instances.insert(Call(session, PROJECT, "test"), zone, body)
     reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
     assert len(reads_of_resources) == 1, reads_of_resources  # the names with the network and the boot image
@@ -89,7 +74,7 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
 def test_the_project_is_read_with_its_quota_counters_in_the_names_read(engine, session):
     name = f"quota-{uuid.uuid4().hex[:6]}"
     zone = topology.zone(session, PROJECT, ZONE)
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
     project_reads = [q for q in sent if "FROM projects" in q]
     assert len(project_reads) == 1, project_reads
@@ -106,7 +91,7 @@ def test_a_project_named_by_its_number_is_read_apart(engine, session):
     zone = topology.zone(session, PROJECT, ZONE)
     instances.insert(Call(session, PROJECT, "test"), zone, {**_body(name), "disks": _body(name)["disks"][:1]})
     number = session.scalars(select(Project.number).where(Project.name == PROJECT)).one()
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         apart = reads.names_taken(Call(session, str(number), "test"), f"zones/{ZONE}", "us-central1", name, [name],
                                   None)
     assert apart.project is None and apart.counters is None and not apart.instance

@@ -4,17 +4,15 @@ number of VMs and none of its instances is read; a host out of step is found and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, select, update
 
 from core.db import write_session
 from core.ids import new_uid
 from core.models import Host, Resource, SimDomain
 from core.resources import store
 from core.services.host_monitor import HostMonitor
+from tests.helpers.databases import statements_sent
 
 ZONE = "us-central1-a"
 
@@ -31,22 +29,6 @@ def new_monitor(cloud) -> HostMonitor:
     with write_session(cloud.factory) as s:
         s.execute(update(Host).values(monitor_owner=None, monitor_expiry=None))
     return HostMonitor(cloud.factory, cloud.drivers)
-
-
-@contextmanager
-def statements(cloud) -> Iterator[list[str]]:
-    """The SQL statements run meanwhile (the monitor runs in this thread)."""
-    seen: list[str] = []
-    engine = cloud.factory.kw["bind"]
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def vm_by_vm_forbidden(monitor: HostMonitor, cloud, monkeypatch) -> None:
@@ -67,7 +49,7 @@ def test_a_summary_round_of_hosts_in_step_reads_no_instance_and_costs_the_same_f
     assert not [e for e in monitor.run_once(force=True) if e.instance]  # slow round: in step
     with monkeypatch.context() as patched:
         vm_by_vm_forbidden(monitor, cloud, patched)
-        with statements(cloud) as few:
+        with statements_sent(cloud.factory.kw["bind"]) as few:
             assert monitor.run_once() == []
     reads = [s for s in few if "resources" in s and "count(" not in s.lower()]
     assert reads == [], reads  # the host's rows only in an aggregate, never one by one
@@ -77,7 +59,7 @@ def test_a_summary_round_of_hosts_in_step_reads_no_instance_and_costs_the_same_f
     assert not [e for e in monitor.run_once(force=True) if e.instance]
     with monkeypatch.context() as patched:
         vm_by_vm_forbidden(monitor, cloud, patched)
-        with statements(cloud) as more:
+        with statements_sent(cloud.factory.kw["bind"]) as more:
             assert monitor.run_once() == []
     assert len(more) == len(few)
     for i in range(1, 7):

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 
 from core import ipam
 from core.db import write_session
 from core.errors import BadRequest
+from tests.helpers.databases import statements_sent
 
 CIDR = "10.9.8.0/29"  # .2 to .5: .0 network, .1 gateway, .6 kept by GCE, .7 broadcast
 
@@ -42,27 +40,12 @@ def test_addresses_go_up_then_fill_gaps_then_refuse(database, pool):
     assert allocate(database, pool, 7) == "10.9.8.2"
 
 
-@contextmanager
-def _statements(factory) -> Iterator[list[str]]:
-    """The statements sent through ``factory``'s engine, in order, by the thread that reads them."""
-    engine, sent = factory.kw["bind"], []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def test_an_allocation_is_one_statement_with_the_pools_lock(database, pool):
     """PostgreSQL: the pool's lock is taken in the statement that takes the address (the lock's
     own round trip is gone); a second address of the pool in the same transaction asks no lock."""
     if database.kw["bind"].dialect.name != "postgresql":
         pytest.skip("SQLite's writers take turns without a lock")
-    with write_session(database) as s, _statements(database) as sent:
+    with write_session(database) as s, statements_sent(database.kw["bind"]) as sent:
         assert ipam.allocate(s, pool, CIDR, 1) == "10.9.8.2"
         assert ipam.allocate(s, pool, CIDR, 2) == "10.9.8.3"
     assert len(sent) == 2 and all(q.startswith("WITH pool_lock AS") == (i == 0) for i, q in enumerate(sent)), sent
@@ -86,7 +69,7 @@ def test_concurrent_transactions_get_different_addresses(database, pool):
     t = threading.Thread(target=first)
     t.start()
     assert first_took.wait(10)
-    with _statements(database) as sent:
+    with statements_sent(database.kw["bind"]) as sent:
         results["second"] = allocate(database, pool, 2)
     t.join(10)
     assert sorted(results.values()) == ["10.9.8.2", "10.9.8.3"]
