@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Select,
     String,
     and_,
     bindparam,
@@ -84,6 +85,25 @@ def _locked_take_next(session: Session, conn: Connection, pool: str, params: dic
             return int(taken)
     _lock_pool(session, conn, pool)
     return conn.execute(_take_next(conn.dialect.name), params).scalar()
+
+
+def lock_pools(session: Session, pools: list[str]) -> None:
+    """Before an instance takes addresses in several pools (NICs in different subnetworks): their
+    locks at once, in one order, in one statement, so that two transactions taking addresses in
+    the same pools never wait for each other in a cycle (each allocation would otherwise take its
+    pool's lock in the NICs' order). Nothing for one pool, whose allocation takes its lock, nor on
+    SQLite."""
+    wanted = sorted({p for p in pools if p not in _held(session)})
+    if len(wanted) < 2 or session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(_lock_pools(len(wanted)), {f"pool_{i}": pool for i, pool in enumerate(wanted)})
+    _held(session).update(wanted)
+
+
+@functools.cache
+def _lock_pools(n: int) -> Select[Any]:
+    return select(*(func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(bindparam(f"pool_{i}", type_=String)))
+                    for i in range(n)))
 
 
 _HELD = "gstack.ipam.held_pools"

@@ -315,6 +315,51 @@ def test_concurrent_instance_inserts_get_distinct_addresses(server):
     done(gce, gce.networks().delete(project=name, network=net_name))
 
 
+def test_instances_with_two_nics_inserted_at_once_in_either_order(server):
+    """Instances with a NIC in each of two subnetworks, half of them naming the two in the other
+    order, inserted at once: each NIC takes its own address of its subnetwork (on PostgreSQL the two
+    pools are locked first, in one order, whatever the NICs' order)."""
+    name = unique("twonic")
+    gce = server.gce(project_credentials(server, name))
+    nets, subs, cidrs = [custom(gce, name), custom(gce, name)], [unique("nica"), unique("nicb")], \
+        ["10.81.0.0/24", "10.82.0.0/24"]
+    for net, sub, cidr in zip(nets, subs, cidrs, strict=True):
+        done(gce, insert(gce, name, net, sub, cidr))
+    headers = {"authorization": f"Bearer {server.token(project=name)}"}
+    url = f"{server.api}projects/{name}/zones/{ZONE}/instances"
+    vms = [f"two-{i:02d}" for i in range(10)]
+    barrier = threading.Barrier(len(vms))
+
+    def post(i_vm):
+        i, vm = i_vm
+        order = [0, 1] if i % 2 == 0 else [1, 0]
+        body = instance_body(vm, nets[order[0]], subs[order[0]])
+        body["networkInterfaces"].append({"network": f"global/networks/{nets[order[1]]}",
+                                          "subnetwork": f"regions/{REGION}/subnetworks/{subs[order[1]]}"})
+        barrier.wait()
+        return requests.post(url, json=body, headers=headers, timeout=120)
+
+    with ThreadPoolExecutor(len(vms)) as pool:
+        replies = list(pool.map(post, enumerate(vms)))
+    assert [r.status_code for r in replies] == [200] * len(vms), [r.text for r in replies if r.status_code != 200]
+    for r in replies:
+        assert "error" not in wait_op(gce, r.json())
+    taken: dict[str, list[str]] = {sub: [] for sub in subs}
+    for vm in vms:
+        nics = gce.instances().get(project=name, zone=ZONE, instance=vm).execute()["networkInterfaces"]
+        assert len(nics) == 2
+        for nic in nics:
+            sub = nic["subnetwork"].rsplit("/", 1)[1]
+            assert ipaddress.ip_address(nic["networkIP"]) in ipaddress.ip_network(cidrs[subs.index(sub)])
+            taken[sub].append(nic["networkIP"])
+    assert all(len(set(ips)) == len(vms) for ips in taken.values()), taken
+    for vm in vms:
+        done(gce, gce.instances().delete(project=name, zone=ZONE, instance=vm))
+    for net, sub in zip(nets, subs, strict=True):
+        done(gce, gce.subnetworks().delete(project=name, region=REGION, subnetwork=sub))
+        done(gce, gce.networks().delete(project=name, network=net))
+
+
 # -- purposes --------------------------------------------------------------------------------------
 
 

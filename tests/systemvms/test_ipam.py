@@ -52,6 +52,20 @@ def test_an_allocation_is_one_statement_with_the_pools_lock(database, pool):
     assert "pg_advisory_xact_lock" in sent[0] and "INSERT INTO ip_allocations" in sent[0]
 
 
+def test_several_pools_are_locked_at_once_in_one_order(database, pool):
+    """PostgreSQL: an instance taking addresses in two pools locks both first, sorted, in one
+    statement; its allocations then ask no lock."""
+    if database.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns without a lock")
+    other = pool + "-b"
+    with write_session(database) as s, statements_sent(database.kw["bind"]) as sent:
+        ipam.lock_pools(s, [other, pool, pool])
+        assert ipam.allocate(s, other, CIDR, 1) == "10.9.8.2" and ipam.allocate(s, pool, CIDR, 2) == "10.9.8.2"
+        ipam.lock_pools(s, [pool, other])  # held already: nothing
+    assert len(sent) == 3 and sent[0].count("hashtext(") == 2, sent
+    assert not any("advisory" in q for q in sent[1:]), sent
+
+
 def test_concurrent_transactions_get_different_addresses(database, pool):
     """The first transaction holds its address uncommitted while the second allocates (on
     PostgreSQL the second waits on the pool's lock in the statement that takes its address, whose

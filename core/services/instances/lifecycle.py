@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from core import quotas
+from core import ipam, quotas
 from core.catalog import MachineType
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
@@ -20,7 +20,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.operations import DuplicateRequest, NamesTaken
 from core.resources.states import Move
-from core.services import accelerator_types, disks, projects, resource_policies
+from core.services import accelerator_types, addresses, disks, projects, resource_policies
 from core.services.instances import reads, spec, states
 from core.services.instances.network import build_nics
 from core.services.instances.rows import fingerprinted, locked, operation
@@ -53,6 +53,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     new_specs, attached = ([a.spec for a in restored], restored) if restored else _disks(call, zone, name, path, body,
                                                                                          taken.disks)
     parsed_nics = spec.network_interfaces(call, zone, body.get("networkInterfaces"), taken.reads)
+    ipam.lock_pools(call.session, [addresses.subnet_pool(n.subnet) for n in parsed_nics if not n.request.get("networkIP")])
     project, counters = (taken.project, taken.counters) if taken.project is not None else (
         projects.get(call.session, call.project), None)  # the project named by its number
     fields = {**spec.fields(project, body, spec.Where.of(zone)), "hostname": hostname,
