@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Select,
     String,
@@ -19,7 +20,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     true,
 )
 from sqlalchemy.orm import Session
@@ -67,7 +67,7 @@ def _lock_pool(session: Session, conn: Connection, pool: str) -> None:
     transactions read the same highest address and all but one clash, again and again under load.
     A lock the transaction took already is not asked for again."""
     if conn.dialect.name == "postgresql" and pool not in _held(session):
-        conn.execute(_LOCK_POOL, {"pool": pool})
+        conn.execute(_lock_pools(1), {"pool_0": pool})
         _held(session).add(pool)
 
 
@@ -93,8 +93,10 @@ def lock_pools(session: Session, pools: list[str]) -> None:
     the same pools never wait for each other in a cycle (each allocation would otherwise take its
     pool's lock in the NICs' order). Nothing for one pool, whose allocation takes its lock, nor on
     SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
     wanted = sorted({p for p in pools if p not in _held(session)})
-    if len(wanted) < 2 or session.get_bind().dialect.name != "postgresql":
+    if len(wanted) < 2:
         return
     session.execute(_lock_pools(len(wanted)), {f"pool_{i}": pool for i, pool in enumerate(wanted)})
     _held(session).update(wanted)
@@ -102,8 +104,14 @@ def lock_pools(session: Session, pools: list[str]) -> None:
 
 @functools.cache
 def _lock_pools(n: int) -> Select[Any]:
-    return select(*(func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(bindparam(f"pool_{i}", type_=String)))
-                    for i in range(n)))
+    """The locks of ``n`` pools (parameters ``pool_0`` ...), in the order given."""
+    return select(*(_pool_lock(bindparam(f"pool_{i}", type_=String)) for i in range(n)))
+
+
+def _pool_lock(pool: ColumnElement[str]) -> ColumnElement[Any]:
+    """A pool's transaction-scoped advisory lock. Locks of two keys (class, hash) never meet the
+    one-key ones; class 1 is IPAM's pools, class 2 the usage counters' projects (core.usage)."""
+    return func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(pool))
 
 
 _HELD = "gstack.ipam.held_pools"
@@ -122,9 +130,6 @@ def _held(session: Session) -> set[str]:
     return memo[1]
 
 
-# Advisory locks of two keys (class, hash) never meet the one-key ones; class 1 is IPAM's pools,
-# class 2 the usage counters' projects (core.usage).
-_LOCK_POOL = text("SELECT pg_advisory_xact_lock(1, hashtext(:pool))")
 _USED = select(IpAllocation.address).where(IpAllocation.pool == bindparam("pool"))
 _POOL, _OWNER = bindparam("pool", type_=String), bindparam("owner_uid", type_=BigInteger)
 _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
@@ -151,8 +156,7 @@ def _take_next(dialect: str) -> ReturningInsert[int]:
 def _lock_and_take_next() -> ReturningInsert[int]:
     """PostgreSQL: :func:`_take_next` joined with the pool's lock, which is taken before any row
     goes in (the row to insert comes out of the join); no row if the take found none."""
-    lock = select(func.pg_advisory_xact_lock(literal_column("1"), func.hashtext(_POOL)).label("held")) \
-        .cte("pool_lock")
+    lock = select(_pool_lock(_POOL).label("held")).cte("pool_lock")
     nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
     return insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, nxt) \

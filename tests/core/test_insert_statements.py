@@ -1,7 +1,8 @@
 """What one instances.insert sends to the database, on both: its names read with its network, the
-region's subnetworks, its boot image and the project with its quota counters in one statement; the instance's row and its new disks' in
-one INSERT (on PostgreSQL the same statement as its Operation's), and a name taken since the
-checks (a concurrent insert won) refused with the instance's clash before its disk's."""
+region's subnetworks, its boot image and the project with its quota counters in one statement; the
+instance's row and its new disks' in one INSERT (on PostgreSQL the same statement as its
+Operation's), and a name taken since the checks (a concurrent insert won) refused with the
+instance's clash before its disk's."""
 
 from __future__ import annotations
 

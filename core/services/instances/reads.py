@@ -80,7 +80,7 @@ _NAMES = [select(Resource).where(Resource.project == bindparam("project"), Resou
 
 @functools.cache
 def _names_read(network: bool, image: bool) -> ExecutableReturnsRows:
-    """The names' branches (:data:`NAMES`), with the network branches and with the boot image's
+    """The names' branches (``_NAMES``), with the network branches and with the boot image's
     project's usable images (:func:`core.services.images.public_images`) as asked."""
     return select(Resource).from_statement(_found(network, image).order_by("collection", "name"))
 
@@ -88,10 +88,6 @@ def _names_read(network: bool, image: bool) -> ExecutableReturnsRows:
 def _found(network: bool, image: bool) -> CompoundSelect[Any]:
     return union_all(*_NAMES, *(network_read("network_project", "network", "region_scope") if network else ()),
                      *((images.public_images("image_project"),) if image else ()))
-
-
-NAMES = _names_read(False, False)
-NAMES_AND_NETWORK = _names_read(True, False)
 
 
 @functools.cache
