@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import quotas
-from core.errors import AlreadyExists, QuotaExceeded
+from core.errors import AlreadyExists, ComputeError, QuotaExceeded
 from core.models import Operation, Project, Resource
 from core.resources import store
 from core.resources.context import Call
@@ -57,9 +57,15 @@ def test_the_instance_and_its_new_disks_are_one_insert(engine, session):
         assert body["users"] == [url] and body["status"] == "CREATING"
 
 
+_SUBNET = "regions/us-central1/subnetworks/default"
+
+
 @pytest.mark.parametrize("nic", [None, {"network": "global/networks/default"},
-                                 {"network": f"projects/{PROJECT}/global/networks/default"}])
+                                 {"network": f"projects/{PROJECT}/global/networks/default"},
+                                 {"network": "global/networks/default", "subnetwork": _SUBNET},
+                                 {"network": f"projects/{PROJECT}/global/networks/default", "subnetwork": f"projects/{PROJECT}/{_SUBNET}"}])
 def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session, nic):
+    """The subnetwork a NIC names with its network is one of those read with the network."""
     name = f"read-{uuid.uuid4().hex[:6]}"
     zone = topology.zone(session, PROJECT, ZONE)
     body = {**_body(name), **({"networkInterfaces": [nic]} if nic else {})}
@@ -69,7 +75,54 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
     assert len(reads_of_resources) == 1, reads_of_resources  # the names with the network and the boot image
     assert reads_of_resources[0].count("UNION ALL") == 4
     nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
-    assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/regions/us-central1/subnetworks/default")
+    assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/{_SUBNET}")
+    assert nic_json["network"].endswith(f"projects/{PROJECT}/global/networks/default")
+
+
+@pytest.mark.parametrize("subnet", [_SUBNET, f"projects/{PROJECT}/{_SUBNET}",
+                                    f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/{_SUBNET}"])
+def test_a_subnetwork_named_alone_is_read_with_the_names(engine, session, subnet):
+    """A NIC that names a subnetwork alone: the region's subnetworks of its project come with the
+    names (the subnetwork among them); its network, which the subnetwork's body names, is the one
+    other read of resources."""
+    name = f"sub-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    with statements_sent(engine) as sent:
+        instances.insert(Call(session, PROJECT, "test"), zone, {**_body(name), "networkInterfaces": [{"subnetwork": subnet}]})
+    reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
+    assert len(reads_of_resources) == 2, reads_of_resources
+    assert reads_of_resources[0].count("UNION ALL") == 3 and "UNION ALL" not in reads_of_resources[1]
+    nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
+    assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/{_SUBNET}")
+    assert nic_json["network"].endswith(f"projects/{PROJECT}/global/networks/default")
+
+
+@pytest.mark.parametrize("nic, message", [
+    ({"subnetwork": "regions/us-central1/subnetworks/nowhere"},
+     f"The resource 'projects/{PROJECT}/regions/us-central1/subnetworks/nowhere' was not found"),
+    ({"network": "global/networks/default", "subnetwork": "regions/us-central1/subnetworks/nowhere"},
+     f"The resource 'projects/{PROJECT}/regions/us-central1/subnetworks/nowhere' was not found"),
+    ({"subnetwork": "regions/europe-west1/subnetworks/default"}, "Subnetwork must be in region 'us-central1'."),
+])
+def test_a_subnetwork_not_among_those_read_is_refused_as_before(engine, session, nic, message):
+    """Not found among the region's subnetworks read with the names: looked up alone (a numeric id
+    would be found there), and refused with the same error as without the read."""
+    name = f"bad-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    with pytest.raises(ComputeError) as refused, session.begin_nested():
+        instances.insert(Call(session, PROJECT, "test"), zone, {**_body(name), "networkInterfaces": [nic]})
+    assert message in refused.value.message
+    assert not _rows(session, name)
+
+
+def test_a_subnetwork_named_by_its_id_is_found(engine, session):
+    name = f"byid-{uuid.uuid4().hex[:6]}"
+    zone = topology.zone(session, PROJECT, ZONE)
+    uid = store.find(session, PROJECT, "subnetworks", "regions/us-central1", "default").uid
+    instances.insert(Call(session, PROJECT, "test"), zone,
+                     {**_body(name), "networkInterfaces": [{"subnetwork": f"regions/us-central1/subnetworks/{uid}"}]})
+    nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
+    assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/{_SUBNET}")
 
 
 def test_the_project_is_read_with_its_quota_counters_in_the_names_read(engine, session):

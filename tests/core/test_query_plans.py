@@ -15,7 +15,7 @@ from sqlalchemy import Engine, and_, bindparam, event, or_, select
 from core.ipam import _take_next
 from core.models import Resource
 from core.quotas import _USAGE_COLUMNS
-from core.services.instances.reads import _names_read, _with_project
+from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
 from core.systemvms.sync import NETWORK_OR_INSTANCES
 
@@ -50,12 +50,14 @@ def _seeks(engine: Engine, stmt, params: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("stmt, params, seeks", [
-    (_names_read(True, False), {**_NAMES, **_NETWORK}, [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"]),
-    (_names_read(False, False), _NAMES, [_BY_NAME] * 2),
-    (_names_read(True, True), {**_NAMES, **_NETWORK, "image_project": "debian-cloud"},
+    (_names_read(NETWORK, False), {**_NAMES, **_NETWORK}, [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"]),
+    (_names_read(None, False), _NAMES, [_BY_NAME] * 2),
+    (_names_read(SUBNETWORKS, False), {**_NAMES, **_NETWORK},
+     [_BY_NAME] * 2 + ["(project=? AND collection=? AND scope=?)"]),
+    (_names_read(NETWORK, True), {**_NAMES, **_NETWORK, "image_project": "debian-cloud"},
      [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"] * 2),
     # the same joined to the project's row (by its unique name) and its quota counters
-    (_with_project(True, True, _USAGE_COLUMNS["sqlite"]),
+    (_with_project(NETWORK, True, _USAGE_COLUMNS["sqlite"]),
      {**_NAMES, **_NETWORK, "image_project": "debian-cloud", "region": "us-central1"},
      [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"] * 2),
     (_NETWORK_AND_SUBNETS, {"project": "demo-project", "name": "default", "scope": "regions/us-central1"},

@@ -1,6 +1,7 @@
 """The first read of instances.insert, one statement for what used to be three: whether the names it
 would take are taken (the instance's, its new disks'); the network its first NIC names (or the
-project's ``default``) with that network's project's subnetworks in the zone's region, which the
+project's ``default``) with that network's project's subnetworks in the zone's region, or when
+the NIC names a subnetwork alone, that subnetwork's project's subnetworks in the region, which the
 NIC checks then take from here (:class:`RegionReads`) instead of reading them; and the usable
 images of the public project whose family the boot disk names (``debian-cloud``'s, mostly),
 which the boot disk's image lookup then takes instead of reading them.
@@ -47,28 +48,45 @@ class RegionReads:
     subnets: dict[str, list[Resource]] = field(default_factory=dict)
     networks: dict[tuple[str, str], Resource | None] = field(default_factory=dict)
 
-    def add(self, project: str, name: str, rows: Iterable[Resource]) -> None:
-        """The rows of :func:`network_read` for the network ``name`` of ``project``."""
-        self.networks[(project, name)] = None
+    def add(self, project: str, name: str | None, rows: Iterable[Resource]) -> None:
+        """The rows of :func:`network_read` for the network ``name`` of ``project`` (None: the
+        subnetworks' branch alone was read)."""
+        if name is not None:
+            self.networks[(project, name)] = None
         self.subnets[project] = []
         for row in rows:
-            if row.collection == "networks":
+            if row.collection == "networks" and name is not None:
                 self.networks[(project, name)] = row
             else:
                 self.subnets[project].append(row)
 
+    def subnet(self, project: str, name: str) -> Resource | None:
+        """The subnetwork ``name`` of ``project`` in the region, when its project's were read and
+        it is among them (None: it is to be found by :func:`~core.resources.store.find`, which
+        also takes a numeric id, and says NotFound)."""
+        return next((s for s in self.subnets.get(project, ()) if s.name == name), None)
 
-def first_network(call: Call, nics: object) -> tuple[str, str] | None:
-    """The network (project, name) the first NIC's checks read by name with its project's
-    subnetworks in the region, when the request tells it before they run (None: a NIC that names
-    a subnetwork finds its network through it, and a malformed one is left to them to refuse)."""
+
+def first_network(call: Call, nics: object, region: str) -> tuple[str, str | None] | None:
+    """What the first NIC's checks read in ``region``, when the request tells it before they run:
+    (project, name) of the network it names (or the project's ``default``), read by name with its
+    project's subnetworks in the region, among them the subnetwork it may name as well; (project,
+    None) for a NIC that names a subnetwork alone: that subnetwork's project's subnetworks in the
+    region (its network, which its body names, is read by the checks). None: a malformed NIC is
+    left to them to refuse."""
     nic = {} if nics is None else nics[0] if isinstance(nics, list) and nics else None
-    if not isinstance(nic, dict) or nic.get("subnetwork"):
+    if not isinstance(nic, dict):
         return None
-    if not nic.get("network"):
-        return call.project, "default"
-    ref = parse_ref(nic["network"], project=call.project, scope="global") if isinstance(nic["network"], str) else None
-    return (ref.project, ref.name) if ref is not None and ref.collection == "networks" else None
+    if nic.get("network"):
+        ref = parse_ref(nic["network"], project=call.project, scope="global") if isinstance(nic["network"], str) \
+            else None
+        return (ref.project, ref.name) if ref is not None and ref.collection == "networks" else None
+    if nic.get("subnetwork"):
+        ref = parse_ref(nic["subnetwork"], project=call.project, scope=f"regions/{region}") \
+            if isinstance(nic["subnetwork"], str) else None
+        return (ref.project, None) if ref is not None and ref.collection == "subnetworks" \
+            and ref.scope == f"regions/{region}" else None
+    return call.project, "default"
 
 
 _NAMES = [select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "instances",
@@ -79,19 +97,24 @@ _NAMES = [select(Resource).where(Resource.project == bindparam("project"), Resou
 
 
 @functools.cache
-def _names_read(network: bool, image: bool) -> ExecutableReturnsRows:
-    """The names' branches (``_NAMES``), with the network branches and with the boot image's
-    project's usable images (:func:`core.services.images.public_images`) as asked."""
+def _names_read(network: str | None, image: bool) -> ExecutableReturnsRows:
+    """The names' branches (``_NAMES``), with the network's (``network``: NETWORK, the network and
+    its project's subnetworks in the region; SUBNETWORKS, the subnetworks alone) and with the boot
+    image's project's usable images (:func:`core.services.images.public_images`) as asked."""
     return select(Resource).from_statement(_found(network, image).order_by("collection", "name"))
 
 
-def _found(network: bool, image: bool) -> CompoundSelect[Any]:
-    return union_all(*_NAMES, *(network_read("network_project", "network", "region_scope") if network else ()),
+NETWORK, SUBNETWORKS = "network", "subnetworks"  # what the first NIC's branches read (see _names_read)
+
+
+def _found(network: str | None, image: bool) -> CompoundSelect[Any]:
+    branches = network_read("network_project", "network", "region_scope") if network else []
+    return union_all(*_NAMES, *(branches[1:] if network == SUBNETWORKS else branches),
                      *((images.public_images("image_project"),) if image else ()))
 
 
 @functools.cache
-def _with_project(network: bool, image: bool, usage: ColumnElement[Any]) -> Select[tuple[Project, Any, Resource]]:
+def _with_project(network: str | None, image: bool, usage: ColumnElement[Any]) -> Select[tuple[Project, Any, Resource]]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
     (:func:`core.quotas.check_usage_column`, parameters ``project`` and ``region``): a row per
     resource found, the project's on each (one with no resource when none is found), none when
@@ -126,18 +149,20 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     ``region``: one read for what the insert would otherwise look up apart."""
     params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "disks": disk_names,
                               "region": region}
-    network = first_network(call, nics)
+    network = first_network(call, nics, region)
+    reading = None if network is None else NETWORK if network[1] is not None else SUBNETWORKS
     if network is not None:
-        params.update(network_project=network[0], network=network[1], region_scope=f"regions/{region}")
+        params.update(network_project=network[0], region_scope=f"regions/{region}",
+                      **({"network": network[1]} if reading == NETWORK else {}))
     image_project = images.public_family_project(boot_image, call.project)
     if image_project is not None:
         params["image_project"] = image_project
     session = call.session
-    found = session.execute(_with_project(network is not None, image_project is not None,
+    found = session.execute(_with_project(reading, image_project is not None,
                                           quotas.check_usage_column(session)), params).all()
     project, counters = (found[0][0], quotas.counters_of(found[0][1])) if found else (None, None)
     rows: list[Resource] = [r[2] for r in found if r[2] is not None] if found else list(
-        session.scalars(_names_read(network is not None, image_project is not None), params))
+        session.scalars(_names_read(reading, image_project is not None), params))
     if image_project is not None:
         images.read_ahead(session, image_project, (r for r in rows if r.collection == "images"))
     reads = RegionReads()

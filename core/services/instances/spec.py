@@ -198,7 +198,7 @@ def _nic(call: Call, where: Where, nic: object, field: str, before: list[str],
     (see :func:`_find_network`)."""
     if not isinstance(nic, dict):
         raise Invalid(field, nic, "Must be an object.")
-    subnet = _named_subnet(call, where, nic, field)
+    subnet = _named_subnet(call, where, nic, field, reads)
     network = _network(call, nic, subnet, field, where.region, reads)
     net_url = url_of(network.project, "global", "networks", network.name)
     if subnet is not None and store.body_of(subnet)["network"] != net_url:
@@ -214,9 +214,11 @@ def _nic(call: Call, where: Where, nic: object, field: str, before: list[str],
     return network, subnet
 
 
-def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> Resource | None:
+def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str,
+                  reads: RegionReads | None = None) -> Resource | None:
     """The subnetwork named: in the instance's (or regional template's) region; a global template's
-    may be in any region, so it must say which."""
+    may be in any region, so it must say which. ``reads``: the region's subnetworks of the projects
+    the caller read them of (taken from there, not read again)."""
     if not nic.get("subnetwork"):
         return None
     region = where.region
@@ -226,7 +228,8 @@ def _named_subnet(call: Call, where: Where, nic: dict[str, Any], field: str) -> 
     if region is not None and ref.scope != f"regions/{region}":
         raise Invalid(f"{field}.subnetwork", nic["subnetwork"], f"Subnetwork must be in region '{region}'.")
     shared_vpc.check_network_use(call, ref.project, f"{field}.subnetwork", nic["subnetwork"])
-    subnet = store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
+    subnet = reads.subnet(ref.project, ref.name) if reads is not None and region is not None else None
+    subnet = subnet or store.find(call.session, ref.project, "subnetworks", ref.scope, ref.name)
     subnetworks.check_for_instances(subnet, f"{field}.subnetwork", nic["subnetwork"])
     return subnet
 
