@@ -77,9 +77,13 @@ def _append(dom: SimDomain, text: str) -> None:
     dom.console = data.decode(errors="replace")
 
 
-_FILES_PER_QUERY = 500  # paths per IN list (SQLite bounds a statement's parameters)
-_FILES = select(SimVmFile).where(SimVmFile.vm_uid == bindparam("vm_uid"),
-                                 SimVmFile.path.in_(bindparam("paths", expanding=True)))
+# A pushed file, written or written again (its count of writes goes up): one statement run for
+# all the files of a push (executemany), the same text on both databases.
+_WRITE_FILE = text(
+    "INSERT INTO sim_vm_files (vm_uid, host_id, path, content, checksum, writes, written) "
+    "VALUES (:vm_uid, :host_id, :path, :content, :checksum, 1, :written) "
+    "ON CONFLICT (vm_uid, path) DO UPDATE SET host_id = excluded.host_id, content = excluded.content, "
+    "checksum = excluded.checksum, writes = sim_vm_files.writes + 1, written = excluded.written")
 # The host's status and the VM's domain (None when it has none), in one read.
 _HOST_AND_DOMAIN = (select(Host.status, SimDomain).select_from(Host)
                     .outerjoin(SimDomain, SimDomain.instance_uid == bindparam("vm_uid"))
@@ -343,26 +347,20 @@ class SimulatorDriver(HypervisorDriver):
     def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
         """The files are kept in ``sim_vm_files`` (a redeployed VM gets them all again).
 
-        A router's sync pushes a few files per instance changed: the rows it has already are read
-        with one query per ``_FILES_PER_QUERY`` paths (a query each cost more than the rest of the
-        sync), and the serial console gets one line per push, not one per file (the console is
-        rewritten whole on each append, up to 1 MB)."""
+        A router's sync pushes a few files per instance changed, all of them in one upsert run for
+        every file (a file held already is written over, its count of writes goes up): as ORM
+        objects, read first by path, they cost the sync more than its renders. The serial console
+        gets one line per push, not one per file (the console is rewritten whole on each append,
+        up to 1 MB)."""
         self._delay("push_config")
         with write_session(self.factory) as session:
             dom = self._running_domain(session, host, vm_uid)
             now = time.time()
-            paths = list(files)
-            held = {row.path: row for start in range(0, len(paths), _FILES_PER_QUERY)
-                    for row in session.scalars(_FILES, {"vm_uid": vm_uid,
-                                                        "paths": paths[start:start + _FILES_PER_QUERY]})}
-            for path, content in files.items():
-                row = held.get(path)
-                if row is None:
-                    row = SimVmFile(vm_uid=vm_uid, path=path, writes=0)
-                    session.add(row)
-                row.host_id, row.content, row.written = host.id, content, now
-                row.checksum = hashlib.sha256(content.encode()).hexdigest()
-                row.writes += 1
+            if files:
+                session.execute(_WRITE_FILE, [
+                    {"vm_uid": vm_uid, "host_id": host.id, "path": path, "content": content,
+                     "checksum": hashlib.sha256(content.encode()).hexdigest(), "written": now}
+                    for path, content in files.items()])
             _append(dom, f"[  OK  ] Reloaded configuration {_listed(sorted(files))}.\r\n")
 
     def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core import ipam
@@ -194,6 +194,7 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
     out: dict[str, str] = {}
     touched: list[int] = []
     seen: set[int] = set()
+    new: list[dict[str, Any]] = []  # rows of instances the router holds no files of yet
     for row in _instances(session, network_url, region, uids, rows):
         nics = nics_of_row(row, network_url)
         if not nics:
@@ -204,7 +205,7 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
         guest = held.get(row.uid)
         before = [] if guest is None or force else guest.checksum.split(":")
         if guest is None:
-            session.add(RouterGuest(vm_uid=vm_uid, instance_uid=row.uid, domain=domain, checksum=":".join(digests)))
+            new.append({"vm_uid": vm_uid, "instance_uid": row.uid, "domain": domain, "checksum": ":".join(digests)})
         else:
             guest.checksum, guest.domain = ":".join(digests), domain
         changed = {path: text for i, (path, text) in enumerate(content.items())
@@ -217,6 +218,8 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
             out.update(dict.fromkeys(paths(uid), ""))
             session.delete(guest)
     session.flush()
+    if new:  # one INSERT for them all, no ORM object each (a burst's sync adds dozens)
+        session.connection().execute(insert(RouterGuest.__table__), new)
     return out, touched
 
 
