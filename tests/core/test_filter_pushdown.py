@@ -160,7 +160,8 @@ def test_rows_older_than_the_terms_get_them_when_the_triggers_are_installed(engi
     migration 0002 does to a database made by an earlier release: tests/core/test_migrations.py)."""
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
-            for trigger in ("resource_terms_insert", "resource_terms_update", "resource_terms_delete"):
+            for trigger in ("resource_terms_insert", "resource_terms_update", "resource_terms_status",
+                            "resource_terms_delete"):
                 conn.exec_driver_sql(f"DROP TRIGGER {trigger}")
         else:
             conn.exec_driver_sql("DROP TRIGGER resource_terms ON resources")

@@ -82,3 +82,47 @@ def test_an_updated_rows_terms_are_a_new_rows(engine: Engine, before: dict[str, 
         with write_session(factory) as session:
             session.execute(delete(Resource).where(Resource.project.in_([PROJECT, ORACLE])))
 
+
+
+
+_MARK = ("marker", "kept")  # a term no body has: only a trigger that derives them all again drops it
+
+
+def _terms_with_mark(session: Session, pk: int) -> set[tuple[str, str]]:
+    return {(f, v) for f, v in session.execute(select(ResourceTerm.field, ResourceTerm.value)
+                                                 .where(ResourceTerm.resource_pk == pk))}
+
+
+def test_a_status_change_moves_the_status_term_alone(engine: Engine):
+    """The short way of both databases' triggers: a job's status change (its body's other fields
+    may change too, as a job's do, but none with terms) moves the status term and leaves every
+    other one (the marker too, which the long way would drop); a change of a label derives them
+    all again."""
+    factory = sessionmaker(engine)
+    body = {"name": "web-1", "status": "PROVISIONING", "labels": {"env": "prod"}, "zone": f"{PROJECT}-zone",
+            "networkInterfaces": [{"networkIP": "10.0.0.9"}]}
+    try:
+        with write_session(factory) as session:
+            pk = store.new_resource(session, project=PROJECT, collection="instances", scope=SCOPES[0], name="web-1",
+                                    kind="compute#instance", body=body).pk
+            session.add(ResourceTerm(resource_pk=pk, field=_MARK[0], value=_MARK[1], project=PROJECT,
+                                     collection="instances", scope=SCOPES[0], name="web-1"))
+        with Session(engine) as session:
+            before = _terms_with_mark(session, pk)
+        with write_session(factory) as session:
+            row = session.get(Resource, pk)
+            assert row is not None
+            store.save(row, {**store.body_of(row), "status": "RUNNING", "cpuPlatform": "Intel Broadwell"})
+        with Session(engine) as session:
+            assert _terms_with_mark(session, pk) == before - {("status", "PROVISIONING")} | {("status", "RUNNING")}
+        with write_session(factory) as session:
+            row = session.get(Resource, pk)
+            assert row is not None
+            store.save(row, {**store.body_of(row), "labels": {"env": "dev"}})
+        with Session(engine) as session:
+            relabelled = _terms_with_mark(session, pk)
+        assert ("labels.env", "dev") in relabelled and ("labels.env", "prod") not in relabelled
+        assert _MARK not in relabelled and ("name", "web-1") in relabelled  # the long way: derived again
+    finally:
+        with write_session(factory) as session:
+            session.execute(delete(Resource).where(Resource.project == PROJECT))
