@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.catalog import (
@@ -50,23 +51,29 @@ class ZoneInfo:
 
 
 class _ZoneCache:
-    """Zones change only by operator action; every API call names one. Cache them briefly."""
+    """Zones change only by operator action; every API call names one. Cache them briefly, apart
+    for each database (engine): a zone's row id is its database's, and a process may serve more
+    than one (the test suite's in-process servers, one after another). Shared by name alone, a
+    server could place VMs by the zone id another database gave the name, on that database's
+    hosts of another zone or on none (ZONE_RESOURCE_POOL_EXHAUSTED)."""
 
     ttl = 5.0
 
     def __init__(self) -> None:
-        self._zones: dict[str, ZoneInfo] = {}
-        self._expires = 0.0
+        self._by_engine: weakref.WeakKeyDictionary[Engine, tuple[float, dict[str, ZoneInfo]]] = \
+            weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def get(self, session: Session, name: str) -> ZoneInfo | None:
-        if time.monotonic() >= self._expires:
+        engine = session.get_bind().engine
+        expires, zones = self._by_engine.get(engine, (0.0, {}))
+        if time.monotonic() >= expires:
             with self._lock:
                 rows = session.execute(select(Zone, Region).join(Region, Region.id == Zone.region_id)).all()
-                self._zones = {z.name: ZoneInfo(z.id, z.uid, z.name, z.status,
-                                                RegionInfo(r.id, r.uid, r.name, r.status)) for z, r in rows}
-                self._expires = time.monotonic() + self.ttl
-        return self._zones.get(name)
+                zones = {z.name: ZoneInfo(z.id, z.uid, z.name, z.status, RegionInfo(r.id, r.uid, r.name, r.status))
+                         for z, r in rows}
+                self._by_engine[engine] = (time.monotonic() + self.ttl, zones)
+        return zones.get(name)
 
 
 _ZONES = _ZoneCache()
