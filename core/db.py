@@ -458,3 +458,42 @@ def retrying(fn: Callable[[], T], rollback: Callable[[], None] | None = None, bu
                 rollback()
         time.sleep(delay * random.uniform(0.5, 1.5))
         delay = min(delay * 2, 0.5)
+
+
+_S = TypeVar("_S")
+_SHARED_LOCK = threading.Lock()
+_DIALECTS: tuple[Dialect, ...] = (sqlite.dialect(), cast(Callable[[], Dialect], postgresql.dialect)())
+
+
+def shared_statement(build: Callable[..., _S]) -> Callable[..., _S]:
+    """:func:`functools.cache` for a function that builds a statement the request threads share,
+    built once, under a lock, and compiled once for each dialect before any thread gets it.
+
+    A statement's first compilations fill structures SQLAlchemy builds lazily (an ORM entity
+    aliased to a subquery adapts the entity's columns to the subquery's). Compiled for the first
+    time by several threads at once, an ORM select over such a subquery once came out with a
+    column left unadapted (``resources.size_gb`` for ``found.size_gb``: the table in the FROM list
+    again, every row joined to every resource), and the engine kept that SQL in its compiled
+    cache: a PostgreSQL server's first burst of inserts answered 400s until the entry was evicted
+    (tests/chaos/test_kill9.py). Compiled here first, in one thread, no thread compiles it cold."""
+    built: dict[Any, _S] = {}
+
+    @functools.wraps(build)
+    def get(*args: Any) -> _S:
+        found = built.get(args)
+        if found is None:
+            with _SHARED_LOCK:
+                found = built.get(args)
+                if found is None:
+                    found = built[args] = warmed(build(*args))
+        return found
+
+    return get
+
+
+def warmed(stmt: _S) -> _S:
+    """``stmt`` compiled once for each dialect, in this thread, before threads share it (see
+    :func:`shared_statement`): for a statement built at import and run by every request."""
+    for dialect in _DIALECTS:
+        cast(Any, stmt).compile(dialect=dialect)
+    return stmt

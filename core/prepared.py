@@ -19,6 +19,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
 
 log = logging.getLogger("gstack.db")
+_COMPILING = threading.Lock()
 
 
 class Prepared:
@@ -47,9 +48,12 @@ class Prepared:
         """The SQL text for the engine's dialect, and the parameter order when the driver's style is positional."""
         hit = self._compiled.get(engine.dialect.name)
         if hit is None:
-            compiled = cast(SQLCompiler, self.stmt.compile(dialect=engine.dialect))  # a statement's compiler
-            hit = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
-            self._compiled[engine.dialect.name] = hit
+            with _COMPILING:  # never two threads compiling one statement cold (see core.db.shared_statement)
+                hit = self._compiled.get(engine.dialect.name)
+                if hit is None:
+                    compiled = cast(SQLCompiler, self.stmt.compile(dialect=engine.dialect))  # a statement's compiler
+                    hit = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
+                    self._compiled[engine.dialect.name] = hit
         return hit
 
     def all(self, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:

@@ -14,7 +14,6 @@ tests/core/test_query_plans.py checks SQLite's plan.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from core import quotas
+from core.db import shared_statement
 from core.links import parse_ref
 from core.models import Project, Resource
 from core.resources.context import Call
@@ -96,7 +96,7 @@ _NAMES = [select(Resource).where(Resource.project == bindparam("project"), Resou
                                  Resource.name.in_(bindparam("disks", expanding=True)))]
 
 
-@functools.cache
+@shared_statement
 def _names_read(network: str | None, image: bool) -> ExecutableReturnsRows:
     """The names' branches (``_NAMES``), with the network's (``network``: NETWORK, the network and
     its project's subnetworks in the region; SUBNETWORKS, the subnetworks alone) and with the boot
@@ -113,7 +113,7 @@ def _found(network: str | None, image: bool) -> CompoundSelect[Any]:
                      *((images.public_images("image_project"),) if image else ()))
 
 
-@functools.cache
+@shared_statement
 def _with_project(network: str | None, image: bool, usage: ColumnElement[Any]) -> Select[tuple[Project, Any, Resource]]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
     (:func:`core.quotas.check_usage_column`, parameters ``project`` and ``region``): a row per

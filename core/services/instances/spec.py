@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core import catalog, ipam
 from core.catalog import MachineType, platforms
+from core.db import warmed
 from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
 from core.models import Host, Project, Resource
@@ -41,8 +42,8 @@ _HOSTNAME_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})+\Z")
 # A project's subnetworks in a region, by name; and a network read with them (see :mod:`.reads`).
 _SUBNETS = network_read("project", "name", "scope")[1].order_by(Resource.name)
-_NETWORK_AND_SUBNETS = select(Resource).from_statement(
-    union_all(*network_read("project", "name", "scope")).order_by("collection", "name"))
+_NETWORK_AND_SUBNETS = warmed(select(Resource).from_statement(
+    union_all(*network_read("project", "name", "scope")).order_by("collection", "name")))
 _NEEDS_SUBNET = "Invalid value for field '{field}.subnetwork': ''. "
 _NOT_URL = "{kind} '{value}' must be a valid resource name (not an url)."
 
