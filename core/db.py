@@ -20,16 +20,27 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Column, Connection, Dialect, Engine, Insert, Table, create_engine, event, insert, text
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
-from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from core import terms, usage
 from core.models import Base
+from core.prepared import Prepared
 
 log = logging.getLogger("gstack.db")
 
@@ -275,36 +286,40 @@ def insert_all_persistent(session: Session, objs: Sequence[Base], key: str) -> s
     clash skipping its row (``ON CONFLICT DO NOTHING``): the values of their column ``key`` (one
     unique to each row, such as a uid the caller drew) of those inserted.
 
-    One multi-row ``INSERT ... VALUES (...), (...) RETURNING``, which SQLAlchemy's insertmanyvalues
-    writes from the list of rows on both databases, instead of a round trip per row. The rows come
-    back in no promised order, so each is matched to its object by ``key``."""
+    One multi-row ``INSERT ... VALUES (...), (...) RETURNING`` (for up to ``ROWS_PER_INSERT`` rows),
+    compiled once for each count of rows, instead of a round trip per row. The rows come back in
+    no promised order, so each is matched to its object by ``key``."""
     if not objs:
         return set()
     table = objs[0].__table__
     pk = table.primary_key.columns[0]
-    stmt = _insert_returning(table, session.get_bind().dialect.name, table.columns[key])
+    dialect = session.get_bind().dialect.name
     by_key = {getattr(obj, key): obj for obj in objs}
     inserted = set()
-    for pk_value, key_value in session.connection().execute(stmt, [row_values(obj) for obj in objs]):
-        obj = by_key[key_value]
-        setattr(obj, pk.key, pk_value)
-        attach_persistent(session, obj)
-        inserted.add(key_value)
+    for start in range(0, len(objs), ROWS_PER_INSERT):
+        chunk = objs[start:start + ROWS_PER_INSERT]
+        params = {f"{name}_{i}": value for i, obj in enumerate(chunk) for name, value in row_values(obj).items()}
+        for pk_value, key_value in _insert_rows(table, dialect, key, len(chunk)).in_session(session, params):
+            obj = by_key[key_value]
+            setattr(obj, pk.key, pk_value)
+            attach_persistent(session, obj)
+            inserted.add(key_value)
     return inserted
 
 
-def persist(session: Session, obj: Base, stmt: Any, params: dict[str, Any] | None = None) -> Row[Any] | None:
+def persist(session: Session, obj: Base, stmt: Prepared, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
     """Run ``stmt``, an INSERT of the new object ``obj`` whose parameters are its column values
-    (and ``params``) and whose RETURNING starts with the primary key, and make ``obj`` persistent
-    as :func:`insert_persistent` does: the statement's row, or None when it inserted nothing (a
-    clash skipped, or a condition of the statement's own that refused the row)."""
+    (and ``params``) and whose RETURNING starts with the primary key, in the session's transaction
+    (:meth:`~core.prepared.Prepared.in_session`), and make ``obj`` persistent as
+    :func:`insert_persistent` does: the statement's row, or None when it inserted nothing (a clash
+    skipped, or a condition of the statement's own that refused the row)."""
     values = row_values(obj)
-    row = session.connection().execute(stmt, {**values, **params} if params else values).first()
-    if row is None:
+    rows = stmt.in_session(session, {**values, **params} if params else values)
+    if not rows:
         return None
-    setattr(obj, obj.__table__.primary_key.columns[0].key, row[0])
+    setattr(obj, obj.__table__.primary_key.columns[0].key, rows[0][0])
     attach_persistent(session, obj)
-    return row
+    return rows[0]
 
 
 def row_values(obj: Base) -> dict[str, Any]:
@@ -330,10 +345,28 @@ def attach_persistent(session: Session, obj: Base) -> None:
     session.info.setdefault(_ATTACHED, []).append(obj)  # forgotten if the transaction rolls back
 
 
+ROWS_PER_INSERT = 100  # rows of one INSERT of insert_all_persistent: 1,600 parameters of 16 columns
+
+
+def row_params(table: Table, suffix: str = "") -> dict[str, Any]:
+    """A bound parameter for each column of ``table`` but its primary key, named after the column
+    (and ``suffix``): the VALUES of an INSERT whose parameters are :func:`row_values`."""
+    pk = table.primary_key.columns[0]
+    return {c.key: bindparam(c.key + suffix, type_=c.type) for c in table.columns if c is not pk}
+
+
 @functools.cache
-def _insert_returning(table: Table, skipping_clashes_on: str | None, *also: Column[Any]) -> ReturningInsert[Any]:
+def _insert_returning(table: Table, skipping_clashes_on: str | None) -> Prepared:
     stmt = insert_skipping_clashes(table, skipping_clashes_on) if skipping_clashes_on else insert(table)
-    return stmt.returning(table.primary_key.columns[0], *also)
+    return Prepared(stmt.values(row_params(table)).returning(table.primary_key.columns[0]))
+
+
+@functools.cache
+def _insert_rows(table: Table, dialect: str, key: str, count: int) -> Prepared:
+    """``count`` rows of ``table`` skipping clashes, RETURNING each one's primary key and ``key``;
+    the parameters of row ``i`` are suffixed ``_i``."""
+    stmt = insert_skipping_clashes(table, dialect).values([row_params(table, f"_{i}") for i in range(count)])
+    return Prepared(stmt.returning(table.primary_key.columns[0], table.columns[key]))
 
 
 def insert_skipping_clashes(table: Table, dialect: str) -> Insert:

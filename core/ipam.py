@@ -28,6 +28,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from core.db import flushed_connection, insert_skipping_clashes
 from core.errors import BadRequest
 from core.models import IpAllocation
+from core.prepared import Prepared
 
 # The range ephemeral external addresses come from (RFC 2544 benchmark space: never routed).
 EXTERNAL_RANGE = "198.18.0.0/15"
@@ -79,12 +80,13 @@ def _locked_take_next(session: Session, conn: Connection, pool: str, params: dic
     may not see the address the previous holder took and committed: its INSERT then clashes and
     skips (no row), and the take is made again, the lock held, by a statement that sees it."""
     if conn.dialect.name == "postgresql" and pool not in _held(session):
-        taken = conn.execute(_lock_and_take_next(), params).scalar()
-        if taken is not None:  # a row came out of the join with the lock: it is held
+        rows = _lock_and_take_next().in_session(session, params)
+        if rows:  # a row came out of the join with the lock: it is held
             _held(session).add(pool)
-            return int(taken)
+            return int(rows[0][0])
     _lock_pool(session, conn, pool)
-    return conn.execute(_take_next(conn.dialect.name), params).scalar()
+    rows = _take_next(conn.dialect.name).in_session(session, params)
+    return int(rows[0][0]) if rows else None
 
 
 def lock_pools(session: Session, pools: list[str]) -> None:
@@ -137,30 +139,31 @@ _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=Bi
 # does not take that shortcut for ``max()`` in a FROM subquery: it walked every address of the pool
 # (0.6 ms at 10,000 addresses, growing with the subnetwork: the largest cost that grew per insert).
 _HIGHEST = select(IpAllocation.address).where(IpAllocation.pool == _POOL) \
-    .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
+    .order_by(IpAllocation.address.desc()).limit(literal_column("1")).offset(literal_column("0")).scalar_subquery()
+_ONE: ColumnElement[int] = literal_column("1")  # constants, not parameters: the takes are core.prepared.Prepared statements
 _TOP = select(_HIGHEST.label("hi")).subquery("top")
 _COLUMNS = ["pool", "address", "owner_uid"]
 
 
 @functools.cache
-def _take_next(dialect: str) -> ReturningInsert[int]:
+def _take_next(dialect: str) -> Prepared:
     """The address after the highest one of the pool (the first one of an empty pool), unless the
     highest is the range's last; returns the address, or no row (no room at the top, or a clash)."""
-    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).where(
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + _ONE, _FIRST), _OWNER).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
-    return insert_skipping_clashes(IpAllocation.__table__, dialect).from_select(_COLUMNS, nxt) \
-        .returning(IpAllocation.address)
+    return Prepared(insert_skipping_clashes(IpAllocation.__table__, dialect).from_select(_COLUMNS, nxt)
+                    .returning(IpAllocation.address))
 
 
 @functools.cache
-def _lock_and_take_next() -> ReturningInsert[int]:
+def _lock_and_take_next() -> Prepared:
     """PostgreSQL: :func:`_take_next` joined with the pool's lock, which is taken before any row
     goes in (the row to insert comes out of the join); no row if the take found none."""
     lock = select(_pool_lock(_POOL).label("held")).cte("pool_lock")
-    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + _ONE, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
-    return insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, nxt) \
-        .returning(IpAllocation.address)
+    return Prepared(insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, nxt)
+                    .returning(IpAllocation.address))
 
 
 @functools.cache

@@ -25,14 +25,12 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
-    CompoundSelect,
     Integer,
     String,
     bindparam,
     cast,
     func,
     insert,
-    literal,
     literal_column,
     null,
     select,
@@ -42,10 +40,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
-from core.db import attach_persistent, insert_all_persistent, persist, row_values
-from core.jobs.claims import UNFINISHED
+from core.db import attach_persistent, insert_all_persistent, persist, row_params, row_values
+from core.jobs.claims import UNFINISHED_SQL
 from core.jobs.engine import NEW_CHANNEL
 from core.models import Operation, Resource
+from core.prepared import Prepared
 
 
 class QueueFull(Exception):
@@ -78,7 +77,7 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
         return clashed
     params: dict[str, Any] = {"rows": orjson.dumps([row_values(row) for row in rows]).decode(), "count": len(rows),
                               **row_values(op), **({"bound": bound} if bound else {})}
-    found = session.connection().execute(_insert_after(bound > 0), params).all()
+    found = _insert_after(bound > 0).in_session(session, params)
     by_uid = {row.uid: row for row in rows}
     for kind, pk, uid in found:
         obj = op if kind == "operation" else by_uid.pop(uid)
@@ -92,7 +91,7 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
 
 
 @functools.cache
-def _insert_after(bounded: bool) -> CompoundSelect[Any]:
+def _insert_after(bounded: bool) -> Prepared:
     """:func:`enqueue_after`'s statement on PostgreSQL: the resource rows of the JSON array
     parameter ``rows`` (objects of their columns) skipping clashes, then the Operation (parameters
     named after its columns) when all ``count`` went in; its rows are (``'row'``, pk, uid) of each
@@ -107,33 +106,33 @@ def _insert_after(bounded: bool) -> CompoundSelect[Any]:
                 .on_conflict_do_nothing().returning(pk, table.c.uid).cte("new_rows"))
     all_in = select(func.count()).select_from(new_rows).scalar_subquery() == bindparam("count", type_=Integer)
     new_op = _build_insert(True, bounded, all_in).cte("new_operation")
-    return union_all(select(literal("row"), new_rows.c[pk.key], new_rows.c.uid),
-                     select(literal("operation"), new_op.c[Operation.pk.key], null().cast(BigInteger)))
+    return Prepared(union_all(select(literal_column("'row'"), new_rows.c[pk.key], new_rows.c.uid),
+                              select(literal_column("'operation'"), new_op.c[Operation.pk.key], null().cast(BigInteger))))
 
 
 @functools.cache
-def _insert(notify: bool, bounded: bool) -> ReturningInsert[Any]:
+def _insert(notify: bool, bounded: bool) -> Prepared:
     """The INSERT of an Operation's row (its columns' values as parameters named after them),
     RETURNING its primary key, and on PostgreSQL (``notify``) the NOTIFY of its job's kind;
     ``bounded``: inserted only while its project has fewer unfinished Operations than the
     parameter ``bound``. Built once: building it costs more than running it."""
-    return _build_insert(notify, bounded)
+    return Prepared(_build_insert(notify, bounded))
 
 
 def _build_insert(notify: bool, bounded: bool, condition: Any = None) -> ReturningInsert[Any]:
     """:func:`_insert`, the row inserted only where ``condition`` (an SQL expression) holds too."""
     table = Operation.__table__
     pk = table.primary_key.columns[0]
-    returned = [pk, func.pg_notify(literal(NEW_CHANNEL), table.c.job)] if notify else [pk]
+    returned = [pk, func.pg_notify(literal_column(f"'{NEW_CHANNEL}'"), table.c.job)] if notify else [pk]
     if not bounded and condition is None:
-        return insert(table).returning(*returned)
+        return insert(table).values(row_params(table)).returning(*returned)
     columns = [c for c in table.columns if c is not pk]
     values = {c.key: bindparam(c.key, type_=c.type) for c in columns}
     row = select(*values.values())
     if bounded:
         bound = bindparam("bound", type_=Integer)
-        queued = (select(Operation.pk).where(Operation.status.in_(UNFINISHED), Operation.project == values["project"])
-                  .limit(bound).subquery())
+        queued = (select(Operation.pk).where(Operation.status.in_(UNFINISHED_SQL), Operation.project == values["project"])
+                  .limit(bound).offset(literal_column("0")).subquery())  # no OFFSET parameter (see Prepared)
         row = row.where(select(func.count()).select_from(queued).scalar_subquery() < bound)
     if condition is not None:
         row = row.where(condition)

@@ -53,7 +53,7 @@ UNFINISHED = ("PENDING", "RUNNING")
 
 # The unfinished statuses as SQL constants: every claim statement is a core.prepared.Prepared one
 # (whose parameters must all be named ones given at each run).
-_UNFINISHED_SQL: tuple[ColumnElement[Any], ...] = tuple(literal_column(f"'{s}'") for s in UNFINISHED)
+UNFINISHED_SQL: tuple[ColumnElement[Any], ...] = tuple(literal_column(f"'{s}'") for s in UNFINISHED)
 
 
 # A job no worker holds: never leased, or its lease lapsed (or, unclaimed, its not-before time passed).
@@ -84,17 +84,17 @@ def _claimable(fair: bool, held: str) -> Select[tuple[int, str, str, int]]:
     earlier = aliased(Operation)
     query = (
         select(Operation.pk, Operation.job, Operation.project)
-        .where(Operation.status.in_(_UNFINISHED_SQL), _not_held(held),
+        .where(Operation.status.in_(UNFINISHED_SQL), _not_held(held),
                _LEASE_FREE,
                ~exists().where(earlier.target_id == Operation.target_id, earlier.pk < Operation.pk,
-                               earlier.status.in_(_UNFINISHED_SQL)))
+                               earlier.status.in_(UNFINISHED_SQL)))
         .limit(bindparam("limit"))
     )
     if not fair:
         return query.add_columns(literal(0).label("turn")).order_by(Operation.pk)
     turns = (select(Operation.pk, func.row_number().over(partition_by=Operation.project, order_by=Operation.pk)
                     .label("turn"))
-             .where(Operation.status.in_(_UNFINISHED_SQL)).subquery("turns"))
+             .where(Operation.status.in_(UNFINISHED_SQL)).subquery("turns"))
     return (query.add_columns(turns.c.turn).join(turns, turns.c.pk == Operation.pk)
             .order_by(turns.c.turn, Operation.pk))
 
@@ -136,7 +136,7 @@ _DUE = _NEXT_DUE.subquery("due")
 _CANDIDATES = Prepared(select(_FOUND.c.pk, _FOUND.c.job, _FOUND.c.project, _FOUND.c.turn, _DUE.c.due)
                        .select_from(_DUE.outerjoin(_FOUND, true())))
 _FREE = (select(Operation.pk)
-         .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(_UNFINISHED_SQL),
+         .where(Operation.pk == any_(bindparam("pks", type_=ARRAY(Integer))), Operation.status.in_(UNFINISHED_SQL),
                 _LEASE_FREE)
          .with_for_update(skip_locked=True))
 _TAKE_FREE = Prepared(update(Operation).where(Operation.pk.in_(_FREE.scalar_subquery())).values(**_LEASE).returning(

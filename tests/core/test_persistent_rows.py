@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import itertools
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import bindparam, create_engine, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import db
 from core.models import Resource
+from core.prepared import Prepared
+from tests.helpers.databases import statements_sent
 
 _UIDS = itertools.count(7_000_000_001)
 
@@ -51,3 +55,60 @@ def test_a_committed_insert_stays_in_the_session(engine):
         assert session.get(Resource, disk.pk) is disk
         session.delete(disk)
         session.commit()
+
+
+def test_a_unique_clash_is_sqlalchemys_integrity_error_and_the_transaction_goes_on(engine):
+    """The INSERT runs on the Session's DBAPI connection (core.prepared.Prepared.in_session), not
+    through Core: its driver error must still reach callers as SQLAlchemy's, the class they and
+    core.db.retrying tell apart, and the session must roll back and go on as before."""
+    with Session(engine) as session:
+        db.begin_write(session)
+        first = _disk("clash")
+        db.insert_persistent(session, first)
+        twin = _disk("clash")
+        with pytest.raises(IntegrityError) as caught:
+            db.insert_persistent(session, twin)
+        assert isinstance(caught.value.orig, engine.dialect.loaded_dbapi.IntegrityError)
+        assert twin not in session
+        session.rollback()
+        db.begin_write(session)
+        again = _disk("clash")
+        db.insert_persistent(session, again)
+        session.flush()
+        assert session.scalar(select(func.count()).select_from(Resource).where(Resource.name == "clash")) == 1
+        session.rollback()
+
+
+def test_the_connections_listeners_see_the_statements(engine):
+    """A statement counted by an engine listener (the tests of what an insert sends) is counted
+    though it does not go through Core's execution path."""
+    with Session(engine) as session, statements_sent(engine) as sent:
+        db.begin_write(session)
+        db.insert_persistent(session, _disk("seen"))
+        db.insert_all_persistent(session, [_disk("seen-1"), _disk("seen-2")], "uid")
+        session.rollback()
+    assert sum("INSERT INTO resources" in q for q in sent) == 2, sent
+
+
+def test_many_rows_go_in_by_chunks_each_matched_to_its_object(engine):
+    """More rows than one INSERT takes (core.db.ROWS_PER_INSERT), one of them clashing: every other
+    row is in, each object has its own row's key, and the clash is left out."""
+    count = db.ROWS_PER_INSERT * 2 + 7
+    with Session(engine) as session:
+        db.begin_write(session)
+        taken = _disk("chunk-taken")
+        db.insert_persistent(session, taken)
+        rows = [_disk(f"chunk-{i}") for i in range(count)] + [_disk("chunk-taken")]
+        inserted = db.insert_all_persistent(session, rows, "uid")
+        assert inserted == {row.uid for row in rows[:-1]}
+        found = dict(session.execute(select(Resource.pk, Resource.name).where(Resource.name.like("chunk-%"))).all())
+        assert len(found) == count + 1
+        assert all(found[row.pk] == row.name for row in rows[:-1])
+        session.rollback()
+
+
+def test_a_prepared_statement_refuses_values_it_would_not_send():
+    """A constant bound in the statement would be left out of what Prepared sends: refused at once."""
+    prepared = Prepared(select(Resource.pk).where(Resource.status == "RUNNING", Resource.name == bindparam("name")))
+    with pytest.raises(TypeError, match="status_1"):
+        prepared.all(create_engine("sqlite://"), {"name": "x"})
