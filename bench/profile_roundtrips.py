@@ -75,7 +75,7 @@ class Counter:
         def counted_all(prepared, bind, params):
             if bind is engine:
                 counter.counts["statements"] += 1
-                counter.log.append("prepared: " + " ".join(prepared._sql(bind)[0].split())[:390])
+                counter.log.append("prepared: " + " ".join(prepared._sql(bind).sql.split())[:390])
             return run(prepared, bind, params)
 
         Prepared.all = counted_all

@@ -139,8 +139,7 @@ _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=Bi
 # does not take that shortcut for ``max()`` in a FROM subquery: it walked every address of the pool
 # (0.6 ms at 10,000 addresses, growing with the subnetwork: the largest cost that grew per insert).
 _HIGHEST = select(IpAllocation.address).where(IpAllocation.pool == _POOL) \
-    .order_by(IpAllocation.address.desc()).limit(literal_column("1")).offset(literal_column("0")).scalar_subquery()
-_ONE: ColumnElement[int] = literal_column("1")  # constants, not parameters: the takes are core.prepared.Prepared statements
+    .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
 _TOP = select(_HIGHEST.label("hi")).subquery("top")
 _COLUMNS = ["pool", "address", "owner_uid"]
 
@@ -149,7 +148,7 @@ _COLUMNS = ["pool", "address", "owner_uid"]
 def _take_next(dialect: str) -> Prepared:
     """The address after the highest one of the pool (the first one of an empty pool), unless the
     highest is the range's last; returns the address, or no row (no room at the top, or a clash)."""
-    nxt = select(_POOL, func.coalesce(_TOP.c.hi + _ONE, _FIRST), _OWNER).where(
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
     return Prepared(insert_skipping_clashes(IpAllocation.__table__, dialect).from_select(_COLUMNS, nxt)
                     .returning(IpAllocation.address))
@@ -160,7 +159,7 @@ def _lock_and_take_next() -> Prepared:
     """PostgreSQL: :func:`_take_next` joined with the pool's lock, which is taken before any row
     goes in (the row to insert comes out of the join); no row if the take found none."""
     lock = select(_pool_lock(_POOL).label("held")).cte("pool_lock")
-    nxt = select(_POOL, func.coalesce(_TOP.c.hi + _ONE, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
     return Prepared(insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, nxt)
                     .returning(IpAllocation.address))

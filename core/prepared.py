@@ -12,6 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Engine, event
@@ -35,38 +36,32 @@ class Prepared:
     any Session, as its own transaction (autocommit), so it sees what is committed,
     as a fresh Session would, and never what the caller's own open transaction wrote.
 
-    Only for statements whose parameters are all named :func:`~sqlalchemy.bindparam` without values
-    and whose result columns need no type conversion (strings, integers, floats): rows come back as
-    the driver returns them.
+    Only for statements whose parameters are named :func:`~sqlalchemy.bindparam` or constants of the
+    statement (no expanding IN list), none of whose values or result columns need type conversion
+    (strings, integers, floats): parameters go to the driver and rows come back as they are.
     """
 
     def __init__(self, stmt: ClauseElement):
         self.stmt = stmt
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[str, _Compiled] = {}
         # A read may run again on another connection when its own turns out broken; a write may
         # have committed before the connection broke, so its error goes to the caller.
         self.read_only = isinstance(stmt, Select) or (isinstance(stmt, TextClause)
                                                       and stmt.text.lstrip().upper().startswith("SELECT"))
 
-    def _sql(self, engine: Engine) -> tuple[str, tuple[str, ...] | None]:
-        """The SQL text for the engine's dialect, and the parameter order when the driver's style is positional."""
+    def _sql(self, engine: Engine) -> _Compiled:
+        """The statement compiled for the engine's dialect."""
         hit = self._compiled.get(engine.dialect.name)
         if hit is None:
             with _COMPILING:  # never two threads compiling one statement cold (see core.db.shared_statement)
                 hit = self._compiled.get(engine.dialect.name)
                 if hit is None:
-                    compiled = cast(SQLCompiler, self.stmt.compile(dialect=engine.dialect))  # a statement's compiler
-                    valued = [name for name, bind in compiled.binds.items()
-                              if bind.value is not None or bind.callable is not None or bind.expanding]
-                    if valued:  # their values would not be sent: constants go in as literal_column
-                        raise TypeError(f"a Prepared statement's parameters are named ones only: {valued}")
-                    hit = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
-                    self._compiled[engine.dialect.name] = hit
+                    hit = self._compiled[engine.dialect.name] = _Compiled.of(self.stmt, engine)
         return hit
 
     def all(self, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
-        sql, order = self._sql(engine)
-        args = tuple(params[name] for name in order) if order is not None else params
+        compiled = self._sql(engine)
+        sql, args = compiled.sql, compiled.args(params)
         if engine.dialect.name == "postgresql":
             rows = _autocommit(engine).all(sql, args, self.read_only)
             if rows is not None:
@@ -97,24 +92,28 @@ class Prepared:
 
     def on(self, cursor: Any, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
         """Run in the transaction of ``cursor`` (a :func:`core.db.sqlite_write` cursor), not as its own."""
-        sql, order = self._sql(engine)
-        cursor.execute(sql, tuple(params[name] for name in order) if order is not None else params)
+        compiled = self._sql(engine)
+        cursor.execute(compiled.sql, compiled.args(params))
         return cast(Sequence[tuple[Any, ...]], cursor.fetchall())
 
     def in_session(self, session: Session, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
-        """Run in the Session's transaction, on its DBAPI connection: a write of the caller's (the
-        rows and Operation of an insert), at ~10 µs of Python where the Core execution path cost
-        ~130 µs (its execution context, parameter processing, result object). Not for statements
-        whose parameters or results need type conversion (see the class).
+        """Run in the Session's transaction, on its DBAPI connection: a statement of the caller's
+        transaction (an insert's first read, its rows, address and Operation), at ~10 µs of Python
+        where Core's execution path cost ~130 µs (its execution context, parameter processing,
+        result object) and the ORM's several times that. Not for statements whose parameters or
+        results need type conversion (see the class).
 
-        As Core would: the connection's ``before_cursor_execute`` listeners see the statement (and
+        As a Session's statement would, what the session holds unflushed is flushed first; as Core
+        would, the connection's ``before_cursor_execute`` listeners see the statement (and
         may rewrite it), and the driver's error is raised as SQLAlchemy's (an ``IntegrityError`` on a
         unique clash; the connection invalidated on a disconnect), so callers and
         :func:`core.db.retrying` tell them apart as before."""
+        if session.new or session.dirty or session.deleted:
+            session.flush()
         conn = session.connection()
         engine = conn.engine
-        sql, order = self._sql(engine)
-        args: Any = tuple(params[name] for name in order) if order is not None else params
+        compiled = self._sql(engine)
+        sql, args = compiled.sql, compiled.args(params)
         fairy = conn.connection
         cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]  # a live transaction's
         try:
@@ -135,6 +134,35 @@ class Prepared:
         """The first column of the first row, None when there is no row."""
         rows = self.all(engine, params)
         return rows[0][0] if rows else None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement's SQL for one dialect: ``order``, its parameters' names in order when the
+    driver's style is positional (None: by name); ``constants``, the values bound in the statement
+    itself (``collection == "instances"``), sent with the caller's parameters."""
+
+    sql: str
+    order: tuple[str, ...] | None
+    constants: dict[str, Any]
+
+    @classmethod
+    def of(cls, stmt: ClauseElement, engine: Engine) -> _Compiled:
+        compiled = cast(SQLCompiler, stmt.compile(dialect=engine.dialect))  # a statement's compiler
+        expanding = [name for name, bind in compiled.binds.items() if bind.expanding]
+        if expanding:  # rendered at each run by Core: a list of plain parameters instead
+            raise TypeError(f"a Prepared statement takes no expanding parameter: {expanding}")
+        bound = {name for name, bind in compiled.binds.items() if bind.value is not None or bind.callable is not None}
+        constants = {name: value for name, value in compiled.construct_params(_check=False).items() if name in bound}
+        return cls(compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None, constants)
+
+    def args(self, params: dict[str, object]) -> Any:
+        """The driver's parameters: the caller's ``params`` with the statement's constants."""
+        if self.order is None:
+            return {**self.constants, **params} if self.constants else params
+        if not self.constants:
+            return tuple(params[name] for name in self.order)
+        return tuple(self.constants[name] if name in self.constants else params[name] for name in self.order)
 
 
 # Connections a process keeps in autocommit for its Prepared statements on PostgreSQL, beside the

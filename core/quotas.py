@@ -127,12 +127,12 @@ def check_usage_column(session: Session) -> ColumnElement[Any]:
     """What :func:`check_region` reads, as one column (a JSON array of its rows) for the caller to
     select along with a statement of its own that returns one row, before the check: one round trip
     less. Its parameters are ``project`` (the name) and ``region``. Hand the value to :func:`counters_of`."""
-    return _USAGE_COLUMNS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    return USAGE_COLUMNS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
 
 
 _USAGE_ROWS = _CHECK_USAGE.subquery("usage")
 # PostgreSQL's json_agg (NULL over no rows) and SQLite's json_group_array ('[]'); each array a row.
-_USAGE_COLUMNS = {
+USAGE_COLUMNS = {
     "postgresql": (select(func.json_agg(func.json_build_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
                    .scalar_subquery().label("usage_counters")),
     "sqlite": (select(func.json_group_array(func.json_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)

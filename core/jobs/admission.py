@@ -31,6 +31,7 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    literal,
     literal_column,
     null,
     select,
@@ -106,8 +107,8 @@ def _insert_after(bounded: bool) -> Prepared:
                 .on_conflict_do_nothing().returning(pk, table.c.uid).cte("new_rows"))
     all_in = select(func.count()).select_from(new_rows).scalar_subquery() == bindparam("count", type_=Integer)
     new_op = _build_insert(True, bounded, all_in).cte("new_operation")
-    return Prepared(union_all(select(literal_column("'row'"), new_rows.c[pk.key], new_rows.c.uid),
-                              select(literal_column("'operation'"), new_op.c[Operation.pk.key], null().cast(BigInteger))))
+    return Prepared(union_all(select(literal("row"), new_rows.c[pk.key], new_rows.c.uid),
+                              select(literal("operation"), new_op.c[Operation.pk.key], null().cast(BigInteger))))
 
 
 @functools.cache
@@ -123,7 +124,7 @@ def _build_insert(notify: bool, bounded: bool, condition: Any = None) -> Returni
     """:func:`_insert`, the row inserted only where ``condition`` (an SQL expression) holds too."""
     table = Operation.__table__
     pk = table.primary_key.columns[0]
-    returned = [pk, func.pg_notify(literal_column(f"'{NEW_CHANNEL}'"), table.c.job)] if notify else [pk]
+    returned = [pk, func.pg_notify(literal(NEW_CHANNEL), table.c.job)] if notify else [pk]
     if not bounded and condition is None:
         return insert(table).values(row_params(table)).returning(*returned)
     columns = [c for c in table.columns if c is not pk]
@@ -132,7 +133,7 @@ def _build_insert(notify: bool, bounded: bool, condition: Any = None) -> Returni
     if bounded:
         bound = bindparam("bound", type_=Integer)
         queued = (select(Operation.pk).where(Operation.status.in_(UNFINISHED_SQL), Operation.project == values["project"])
-                  .limit(bound).offset(literal_column("0")).subquery())  # no OFFSET parameter (see Prepared)
+                  .limit(bound).subquery())
         row = row.where(select(func.count()).select_from(queued).scalar_subquery() < bound)
     if condition is not None:
         row = row.where(condition)

@@ -51,8 +51,8 @@ from core.prepared import Prepared
 UNFINISHED = ("PENDING", "RUNNING")
 
 
-# The unfinished statuses as SQL constants: every claim statement is a core.prepared.Prepared one
-# (whose parameters must all be named ones given at each run).
+# The unfinished statuses as SQL constants: every claim statement, and the bounded INSERT of an
+# Operation, is a core.prepared.Prepared one, which takes no expanding parameter (an IN list).
 UNFINISHED_SQL: tuple[ColumnElement[Any], ...] = tuple(literal_column(f"'{s}'") for s in UNFINISHED)
 
 

@@ -14,12 +14,12 @@ from sqlalchemy import Engine, and_, bindparam, event, or_, select
 
 from core.ipam import _take_next
 from core.models import Resource
-from core.quotas import _USAGE_COLUMNS
+from core.quotas import USAGE_COLUMNS
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
 from core.systemvms.sync import NETWORK_OR_INSTANCES
 
-_NAMES = {"project": "demo-project", "zone": "zones/us-central1-a", "name": "vm", "disks": ["vm", "data"]}
+_NAMES = {"project": "demo-project", "zone": "zones/us-central1-a", "name": "vm", "disk_0": "vm", "disk_1": "data"}
 _NETWORK = {"network_project": "demo-project", "network": "default", "region_scope": "regions/us-central1"}
 _BY_NAME = "(project=? AND collection=? AND scope=? AND name=?)"
 
@@ -50,14 +50,14 @@ def _seeks(engine: Engine, stmt, params: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("stmt, params, seeks", [
-    (_names_read(NETWORK, False), {**_NAMES, **_NETWORK}, [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"]),
-    (_names_read(None, False), _NAMES, [_BY_NAME] * 2),
-    (_names_read(SUBNETWORKS, False), {**_NAMES, **_NETWORK},
+    (_names_read(NETWORK, False, 2), {**_NAMES, **_NETWORK}, [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"]),
+    (_names_read(None, False, 2), _NAMES, [_BY_NAME] * 2),
+    (_names_read(SUBNETWORKS, False, 2), {**_NAMES, **_NETWORK},
      [_BY_NAME] * 2 + ["(project=? AND collection=? AND scope=?)"]),
-    (_names_read(NETWORK, True), {**_NAMES, **_NETWORK, "image_project": "debian-cloud"},
+    (_names_read(NETWORK, True, 2), {**_NAMES, **_NETWORK, "image_project": "debian-cloud"},
      [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"] * 2),
     # the same joined to the project's row (by its unique name) and its quota counters
-    (_with_project(NETWORK, True, _USAGE_COLUMNS["sqlite"]),
+    (_with_project(NETWORK, True, USAGE_COLUMNS["sqlite"], 2),
      {**_NAMES, **_NETWORK, "image_project": "debian-cloud", "region": "us-central1"},
      [_BY_NAME] * 3 + ["(project=? AND collection=? AND scope=?)"] * 2),
     (_NETWORK_AND_SUBNETS, {"project": "demo-project", "name": "default", "scope": "regions/us-central1"},
@@ -76,7 +76,7 @@ def test_the_or_of_collections_they_replaced_is_a_search_by_project_alone(engine
     either = select(Resource.collection, Resource.name).where(
         Resource.project == bindparam("project"), Resource.scope == bindparam("zone"),
         or_(and_(Resource.collection == "instances", Resource.name == bindparam("name")),
-            and_(Resource.collection == "disks", Resource.name.in_(bindparam("disks", expanding=True)))))
+            and_(Resource.collection == "disks", Resource.name.in_([bindparam("disk_0"), bindparam("disk_1")]))))
     assert _seeks(engine, either, _NAMES) == ["(project=?)"]
 
 

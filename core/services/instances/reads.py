@@ -14,20 +14,24 @@ tests/core/test_query_plans.py checks SQLite's plan.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, bindparam, select, true, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, Select, String, bindparam, select, true, union_all
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from core import quotas
 from core.db import shared_statement
 from core.links import parse_ref
-from core.models import Project, Resource
+from core.models import Base, Project, Resource
+from core.prepared import Prepared
 from core.resources.context import Call
 from core.services import images
+
+_M = TypeVar("_M", bound=Base)
 
 
 def network_read(project: str, name: str, scope: str) -> list[Select[Resource]]:
@@ -89,41 +93,79 @@ def first_network(call: Call, nics: object, region: str) -> tuple[str, str | Non
     return call.project, "default"
 
 
-_NAMES = [select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "instances",
-                                 Resource.scope == bindparam("zone"), Resource.name == bindparam("name")),
-          select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "disks",
-                                 Resource.scope == bindparam("zone"),
-                                 Resource.name.in_(bindparam("disks", expanding=True)))]
+def _names(disks: int) -> list[Select[Any]]:
+    """The branches of the instance's name and of its ``disks`` new disks' names (parameters
+    ``disk_0`` ...; none: no branch) in the zone: one list of names per count, as plain parameters,
+    where an expanding one would be compiled again at every run."""
+    instance = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "instances",
+                                      Resource.scope == bindparam("zone"), Resource.name == bindparam("name"))
+    if not disks:
+        return [instance]
+    return [instance, select(Resource).where(
+        Resource.project == bindparam("project"), Resource.collection == "disks", Resource.scope == bindparam("zone"),
+        Resource.name.in_([bindparam(f"disk_{i}", type_=String) for i in range(disks)]))]
 
 
 @shared_statement
-def _names_read(network: str | None, image: bool) -> ExecutableReturnsRows:
-    """The names' branches (``_NAMES``), with the network's (``network``: NETWORK, the network and
+def _names_read(network: str | None, image: bool, disks: int) -> ExecutableReturnsRows:
+    """The names' branches (:func:`_names`), with the network's (``network``: NETWORK, the network and
     its project's subnetworks in the region; SUBNETWORKS, the subnetworks alone) and with the boot
     image's project's usable images (:func:`core.services.images.public_images`) as asked."""
-    return select(Resource).from_statement(_found(network, image).order_by("collection", "name"))
+    return select(Resource).from_statement(_found(network, image, disks).order_by("collection", "name"))
 
 
 NETWORK, SUBNETWORKS = "network", "subnetworks"  # what the first NIC's branches read (see _names_read)
 
 
-def _found(network: str | None, image: bool) -> CompoundSelect[Any]:
+def _found(network: str | None, image: bool, disks: int) -> CompoundSelect[Any]:
     branches = network_read("network_project", "network", "region_scope") if network else []
-    return union_all(*_NAMES, *(branches[1:] if network == SUBNETWORKS else branches),
+    return union_all(*_names(disks), *(branches[1:] if network == SUBNETWORKS else branches),
                      *((images.public_images("image_project"),) if image else ()))
 
 
 @shared_statement
-def _with_project(network: str | None, image: bool, usage: ColumnElement[Any]) -> Select[tuple[Project, Any, Resource]]:
+def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
+                  disks: int) -> Select[tuple[Project, Any, Resource]]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
     (:func:`core.quotas.check_usage_column`, parameters ``project`` and ``region``): a row per
     resource found, the project's on each (one with no resource when none is found), none when
     the project is not named by its name (``usage``: the dialect's column). The project's read was
     a round trip of its own."""
-    found = _found(network, image).subquery("found")
+    found = _found(network, image, disks).subquery("found")
     row = aliased(Resource, found)
     return (select(Project, usage, row).select_from(Project).outerjoin(found, true())
             .where(Project.name == bindparam("project")).order_by(found.c.collection, found.c.name))
+
+
+_PROJECT_KEYS = tuple(c.key for c in Project.__table__.columns)
+_RESOURCE_KEYS = tuple(c.key for c in Resource.__table__.columns)
+_USAGE = len(_PROJECT_KEYS)  # the column of the quota counters, between the project's and the resource's
+
+
+@functools.cache
+def _prepared(network: str | None, image: bool, dialect: str, disks: int) -> Prepared:
+    """:func:`_with_project` as a :class:`~core.prepared.Prepared` statement: its rows as the
+    driver gives them, the project's columns, the counters, the resource's, in their tables' order."""
+    return Prepared(_with_project(network, image, quotas.USAGE_COLUMNS[dialect], disks))
+
+
+def _project_of(row: tuple[Any, ...]) -> Project:
+    project = _loaded(Project, _PROJECT_KEYS, row[:_USAGE])
+    project.__dict__["public"] = bool(project.public)  # SQLite's 0 or 1, loaded as the ORM would
+    return project
+
+
+def _resource_of(row: tuple[Any, ...]) -> Resource:
+    return _loaded(Resource, _RESOURCE_KEYS, row[_USAGE + 1:])
+
+
+def _loaded(cls: type[_M], keys: tuple[str, ...], values: tuple[Any, ...]) -> _M:
+    """An object of ``cls`` holding a row's values as loaded ones (no change to flush), outside the
+    session: what the ORM's loading would make of the row (its bookkeeping cost three times the
+    statement), for rows the insert reads and never changes."""
+    obj: _M = cls.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(zip(keys, values, strict=True))
+    return obj
 
 
 @dataclass
@@ -146,9 +188,12 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     ``region`` of its project, and when ``boot_image`` names a family of a public image project,
     that project's usable images (taken by the boot disk's image lookup, see
     :func:`core.services.images.read_ahead`), and the project with its quota counters in
-    ``region``: one read for what the insert would otherwise look up apart."""
-    params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "disks": disk_names,
-                              "region": region}
+    ``region``: one read for what the insert would otherwise look up apart.
+
+    The rows it answers (the project, the network, subnetworks and images) are read-only copies,
+    not the session's objects (see :func:`_loaded`): a change to one would not be written."""
+    params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "region": region,
+                              **{f"disk_{i}": disk for i, disk in enumerate(disk_names)}}
     network = first_network(call, nics, region)
     reading = None if network is None else NETWORK if network[1] is not None else SUBNETWORKS
     if network is not None:
@@ -158,11 +203,11 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     if image_project is not None:
         params["image_project"] = image_project
     session = call.session
-    found = session.execute(_with_project(reading, image_project is not None,
-                                          quotas.check_usage_column(session)), params).all()
-    project, counters = (found[0][0], quotas.counters_of(found[0][1])) if found else (None, None)
-    rows: list[Resource] = [r[2] for r in found if r[2] is not None] if found else list(
-        session.scalars(_names_read(reading, image_project is not None), params))
+    found = _prepared(reading, image_project is not None, session.get_bind().dialect.name,
+                      len(disk_names)).in_session(session, params)
+    project, counters = (_project_of(found[0]), quotas.counters_of(found[0][_USAGE])) if found else (None, None)
+    rows: list[Resource] = [_resource_of(r) for r in found if r[_USAGE + 1] is not None] if found else list(
+        session.scalars(_names_read(reading, image_project is not None, len(disk_names)), params))
     if image_project is not None:
         images.read_ahead(session, image_project, (r for r in rows if r.collection == "images"))
     reads = RegionReads()
