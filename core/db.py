@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Dialect,
     Engine,
@@ -335,6 +336,31 @@ def row_values(obj: Base) -> dict[str, Any]:
             scalar = cast(ScalarElementColumnDefault | None, c.default)  # is_scalar, checked above
             setattr(obj, c.key, scalar.arg if scalar is not None else None)
     return {c.key: getattr(obj, c.key) for c in table.columns if c is not pk}
+
+
+_B = TypeVar("_B", bound=Base)
+
+
+def read_only(cls: type[_B], row: Sequence[Any]) -> _B:
+    """An object of ``cls`` holding ``row`` (the values of its table's columns, in their order, as
+    the driver gives them) as loaded values, outside any session: what the ORM's loading would
+    make of the row, without its bookkeeping (several times the cost of a small read), for rows a
+    caller reads and never changes. A change to it is not written."""
+    keys, flags = _columns_of(cls)
+    obj: _B = cls.__mapper__.class_manager.new_instance()
+    values = obj.__dict__
+    values.update(zip(keys, row, strict=True))
+    for key in flags:  # SQLite's 0 or 1
+        if values[key] is not None:
+            values[key] = bool(values[key])
+    return obj
+
+
+@functools.cache
+def _columns_of(cls: type[Base]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys of ``cls``'s table's columns, in order, and those of its Boolean ones."""
+    columns = cls.__table__.columns
+    return tuple(c.key for c in columns), tuple(c.key for c in columns if isinstance(c.type, Boolean))
 
 
 def attach_persistent(session: Session, obj: Base) -> None:

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -59,7 +59,7 @@ class Prepared:
                     hit = self._compiled[engine.dialect.name] = _Compiled.of(self.stmt, engine)
         return hit
 
-    def all(self, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
+    def all(self, engine: Engine, params: Mapping[str, object]) -> Sequence[tuple[Any, ...]]:
         compiled = self._sql(engine)
         sql, args = compiled.sql, compiled.args(params)
         if engine.dialect.name == "postgresql":
@@ -90,13 +90,13 @@ class Prepared:
                     engine.pool._invalidate(conn)
             conn.close()  # back to the pool
 
-    def on(self, cursor: Any, engine: Engine, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
+    def on(self, cursor: Any, engine: Engine, params: Mapping[str, object]) -> Sequence[tuple[Any, ...]]:
         """Run in the transaction of ``cursor`` (a :func:`core.db.sqlite_write` cursor), not as its own."""
         compiled = self._sql(engine)
         cursor.execute(compiled.sql, compiled.args(params))
         return cast(Sequence[tuple[Any, ...]], cursor.fetchall())
 
-    def in_session(self, session: Session, params: dict[str, object]) -> Sequence[tuple[Any, ...]]:
+    def in_session(self, session: Session, params: Mapping[str, object]) -> Sequence[tuple[Any, ...]]:
         """Run in the Session's transaction, on its DBAPI connection: a statement of the caller's
         transaction (an insert's first read, its rows, address and Operation), at ~10 µs of Python
         where Core's execution path cost ~130 µs (its execution context, parameter processing,
@@ -120,7 +120,8 @@ class Prepared:
             for listener in conn.dispatch.before_cursor_execute:
                 sql, args = listener(conn, cursor, sql, args, None, False)
             cursor.execute(sql, args)
-            return cast(Sequence[tuple[Any, ...]], cursor.fetchall())
+            # No rows to fetch from a statement that returns none (psycopg refuses to fetch them).
+            return cast(Sequence[tuple[Any, ...]], cursor.fetchall()) if cursor.description is not None else []
         except engine.dialect.loaded_dbapi.Error as exc:
             lost = engine.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
             if lost:
@@ -130,7 +131,7 @@ class Prepared:
         finally:
             cursor.close()
 
-    def scalar(self, engine: Engine, params: dict[str, object]) -> object:
+    def scalar(self, engine: Engine, params: Mapping[str, object]) -> object:
         """The first column of the first row, None when there is no row."""
         rows = self.all(engine, params)
         return rows[0][0] if rows else None
@@ -156,7 +157,7 @@ class _Compiled:
         constants = {name: value for name, value in compiled.construct_params(_check=False).items() if name in bound}
         return cls(compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None, constants)
 
-    def args(self, params: dict[str, object]) -> Any:
+    def args(self, params: Mapping[str, object]) -> Any:
         """The driver's parameters: the caller's ``params`` with the statement's constants."""
         if self.order is None:
             return {**self.constants, **params} if self.constants else params

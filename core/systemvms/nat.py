@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, bindparam
 from sqlalchemy.orm import Session
 
 from core.links import parse_ref
@@ -35,11 +35,17 @@ class Gateway:
     subnets: frozenset[str] | None
 
 
-def routers_on(network_url: str, region: str) -> ColumnElement[bool]:
-    """Which rows :func:`gateways` reads: the Cloud Routers in the region whose body names the
-    network (the body decides: see ``store.on_network``)."""
-    return and_(Resource.collection == "routers", Resource.region == region,
-                Resource.body.contains(f'"network":"{network_url}"', autoescape=True))
+# Which rows gateways reads: the Cloud Routers in the region whose body names the network (the body
+# decides: see store.on_network); its parameters are routers_on's.
+ROUTERS_ON: ColumnElement[bool] = and_(Resource.collection == "routers", Resource.region == bindparam("nat_region"),
+                                       Resource.body.like(bindparam("nat_pattern"), escape="/"))
+
+
+def routers_on(network_url: str, region: str) -> dict[str, str]:
+    """The parameters of :data:`ROUTERS_ON` for the network's routers in ``region``: the body's
+    ``"network":"URL"`` anywhere, the URL's LIKE wildcards escaped (as ``contains(..., autoescape=True)``)."""
+    text = f'"network":"{network_url}"'.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return {"nat_region": region, "nat_pattern": f"%{text}%"}
 
 
 def gateways(session: Session, network_url: str, region: str, rows: Iterable[Resource] | None = None) -> list[Gateway]:

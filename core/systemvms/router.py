@@ -37,12 +37,14 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, literal, or_, select
 from sqlalchemy.orm import Session
 
+from core.db import read_only
 from core.errors import NAME_REGEX
 from core.links import parse_ref
 from core.models import Resource, SystemVm
+from core.prepared import Prepared
 from core.resources import store
 from core.resources.store import Body
 from core.systemvms import guests, http_lb, nat, peering, vms
@@ -152,24 +154,29 @@ def _balancers(session: Session, v: RouterView, rules: list[Resource]) -> list[t
 _VIEW_ROWS = ("subnetworks", "firewalls", "forwardingRules", "routers")
 
 
+_NETWORK_ROWS = Prepared(select(*Resource.__table__.columns).where(or_(
+    and_(Resource.collection == "subnetworks", Resource.scope == bindparam("region_scope"),
+         Resource.body.contains(bindparam("network_url"))),
+    and_(Resource.project == bindparam("project"), Resource.collection == "firewalls", Resource.scope == "global",
+         Resource.body.contains(bindparam("network_url"))),
+    and_(Resource.project == bindparam("project"), Resource.collection == "forwardingRules",
+         Resource.scope.in_([literal("global"), bindparam("region_scope")])),
+    nat.ROUTERS_ON,
+)).order_by(Resource.collection, Resource.scope, Resource.name))
+
+
 def _network_rows(session: Session, vm: SystemVm, v: RouterView) -> dict[str, list[Resource]]:
     """The rows of the network's side the main files are rendered from, by collection: its
     subnetworks in the region (those of ``vms.guest_subnets``, which a router's NICs are made of),
     its firewall rules, the project's global and regional forwarding rules, and the region's Cloud
     Routers on it (their NATs). One statement instead of four, each collection in the order its own
-    read had (scope, then name: the database's collation, as the NICs' order was made with)."""
-    region_scope = f"regions/{v.region}"
+    read had (scope, then name: the database's collation, as the NICs' order was made with), built
+    once; its rows are read-only copies (the render changes none), not the session's objects."""
     rows: dict[str, list[Resource]] = {c: [] for c in _VIEW_ROWS}
-    query = select(Resource).where(or_(
-        and_(Resource.collection == "subnetworks", Resource.scope == region_scope,
-             Resource.body.contains(v.network_url)),
-        and_(Resource.project == v.project, Resource.collection == "firewalls", Resource.scope == "global",
-             Resource.body.contains(v.network_url)),
-        and_(Resource.project == v.project, Resource.collection == "forwardingRules",
-             Resource.scope.in_(("global", region_scope))),
-        nat.routers_on(v.network_url, v.region),
-    )).order_by(Resource.collection, Resource.scope, Resource.name)
-    for row in session.scalars(query):
+    params = {"region_scope": f"regions/{v.region}", "network_url": v.network_url, "project": v.project,
+              **nat.routers_on(v.network_url, v.region)}
+    for found in _NETWORK_ROWS.in_session(session, params):
+        row = read_only(Resource, found)
         rows[row.collection].append(row)
     return rows
 

@@ -64,6 +64,7 @@ from core.jobs import JobContext, job
 from core.jobs.handlers import LEASE_SECONDS
 from core.links import parse_ref, path_of, url_of
 from core.models import Operation, Resource, SystemVm, Zone
+from core.prepared import Prepared
 from core.resources import store
 from core.systemvms import pushes, vms
 
@@ -403,14 +404,18 @@ def _sync(ctx: JobContext) -> None:
         ctx.complete(s, params=ctx.params)
 
 
+_RECORD = Prepared(update(Operation).where(Operation.pk == bindparam("pk")).values(
+    params=bindparam("params"), lease_expiry=bindparam("expiry"),
+    progress=case((Operation.progress < bindparam("progress"), bindparam("progress")), else_=Operation.progress)))
+
+
 def _record(session: Session, ctx: JobContext, key: str, value: float, progress: int) -> None:
     """Record ``key`` in the job's params and its progress (never lowered; a retried attempt may be
-    further on), extending its lease: one UPDATE."""
+    further on), extending its lease: one UPDATE, built once (no object of the job's session is
+    its Operation)."""
     ctx.params[key] = value
-    session.execute(update(Operation).where(Operation.pk == ctx.op_pk).values(
-        params=orjson.dumps(ctx.params).decode(), lease_expiry=time.time() + LEASE_SECONDS,
-        progress=case((Operation.progress < progress, progress), else_=Operation.progress))
-        .execution_options(synchronize_session=False))  # no object of the job's session is its Operation
+    _RECORD.in_session(session, {"pk": ctx.op_pk, "params": orjson.dumps(ctx.params).decode(),
+                                 "expiry": time.time() + LEASE_SECONDS, "progress": progress})
 
 
 job(SYNC_JOB)(_sync)

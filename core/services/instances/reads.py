@@ -17,21 +17,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, CompoundSelect, Select, String, bindparam, select, true, union_all
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from core import quotas
-from core.db import shared_statement
+from core.db import read_only, shared_statement
 from core.links import parse_ref
-from core.models import Base, Project, Resource
+from core.models import Project, Resource
 from core.prepared import Prepared
 from core.resources.context import Call
 from core.services import images
-
-_M = TypeVar("_M", bound=Base)
 
 
 def network_read(project: str, name: str, scope: str) -> list[Select[Resource]]:
@@ -137,9 +135,7 @@ def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
             .where(Project.name == bindparam("project")).order_by(found.c.collection, found.c.name))
 
 
-_PROJECT_KEYS = tuple(c.key for c in Project.__table__.columns)
-_RESOURCE_KEYS = tuple(c.key for c in Resource.__table__.columns)
-_USAGE = len(_PROJECT_KEYS)  # the column of the quota counters, between the project's and the resource's
+_USAGE = len(Project.__table__.columns)  # the quota counters' column, between the project's and the resource's
 
 
 @functools.cache
@@ -147,25 +143,6 @@ def _prepared(network: str | None, image: bool, dialect: str, disks: int) -> Pre
     """:func:`_with_project` as a :class:`~core.prepared.Prepared` statement: its rows as the
     driver gives them, the project's columns, the counters, the resource's, in their tables' order."""
     return Prepared(_with_project(network, image, quotas.USAGE_COLUMNS[dialect], disks))
-
-
-def _project_of(row: tuple[Any, ...]) -> Project:
-    project = _loaded(Project, _PROJECT_KEYS, row[:_USAGE])
-    project.__dict__["public"] = bool(project.public)  # SQLite's 0 or 1, loaded as the ORM would
-    return project
-
-
-def _resource_of(row: tuple[Any, ...]) -> Resource:
-    return _loaded(Resource, _RESOURCE_KEYS, row[_USAGE + 1:])
-
-
-def _loaded(cls: type[_M], keys: tuple[str, ...], values: tuple[Any, ...]) -> _M:
-    """An object of ``cls`` holding a row's values as loaded ones (no change to flush), outside the
-    session: what the ORM's loading would make of the row (its bookkeeping cost three times the
-    statement), for rows the insert reads and never changes."""
-    obj: _M = cls.__mapper__.class_manager.new_instance()
-    obj.__dict__.update(zip(keys, values, strict=True))
-    return obj
 
 
 @dataclass
@@ -191,7 +168,7 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     ``region``: one read for what the insert would otherwise look up apart.
 
     The rows it answers (the project, the network, subnetworks and images) are read-only copies,
-    not the session's objects (see :func:`_loaded`): a change to one would not be written."""
+    not the session's objects (:func:`core.db.read_only`): a change to one would not be written."""
     params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "region": region,
                               **{f"disk_{i}": disk for i, disk in enumerate(disk_names)}}
     network = first_network(call, nics, region)
@@ -205,8 +182,10 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     session = call.session
     found = _prepared(reading, image_project is not None, session.get_bind().dialect.name,
                       len(disk_names)).in_session(session, params)
-    project, counters = (_project_of(found[0]), quotas.counters_of(found[0][_USAGE])) if found else (None, None)
-    rows: list[Resource] = [_resource_of(r) for r in found if r[_USAGE + 1] is not None] if found else list(
+    project, counters = (read_only(Project, found[0][:_USAGE]), quotas.counters_of(found[0][_USAGE])) if found \
+        else (None, None)
+    rows: list[Resource] = [read_only(Resource, r[_USAGE + 1:]) for r in found if r[_USAGE + 1] is not None] if found \
+        else list(
         session.scalars(_names_read(reading, image_project is not None, len(disk_names)), params))
     if image_project is not None:
         images.read_ahead(session, image_project, (r for r in rows if r.collection == "images"))
