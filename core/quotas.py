@@ -123,16 +123,12 @@ class Counter(NamedTuple):
     size_gb: float | None
 
 
-def check_usage_column(session: Session) -> ColumnElement[Any]:
-    """What :func:`check_region` reads, as one column (a JSON array of its rows) for the caller to
-    select along with a statement of its own that returns one row, before the check: one round trip
-    less. Its parameters are ``project`` (the name) and ``region``. Hand the value to :func:`counters_of`."""
-    return USAGE_COLUMNS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
-
-
 _USAGE_ROWS = _CHECK_USAGE.subquery("usage")
-# PostgreSQL's json_agg (NULL over no rows) and SQLite's json_group_array ('[]'); each array a row.
-USAGE_COLUMNS = {
+# What check_region reads, as one column (a JSON array of its rows) for the caller to select along
+# with a statement of its own that returns one row, before the check: one round trip less. By
+# dialect: PostgreSQL's json_agg (NULL over no rows) and SQLite's json_group_array ('[]'), each
+# array a row. Its parameters are ``project`` (the name) and ``region``; counters_of reads its value.
+USAGE_COLUMNS: dict[str, ColumnElement[Any]] = {
     "postgresql": (select(func.json_agg(func.json_build_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
                    .scalar_subquery().label("usage_counters")),
     "sqlite": (select(func.json_group_array(func.json_array(*_USAGE_ROWS.c))).select_from(_USAGE_ROWS)
@@ -140,7 +136,7 @@ USAGE_COLUMNS = {
 
 
 def counters_of(value: Any) -> list[Counter]:
-    """The rows of a :func:`check_usage_column`: PostgreSQL's driver hands the JSON parsed (NULL:
+    """The rows of a :data:`USAGE_COLUMNS` value: PostgreSQL's driver hands the JSON parsed (NULL:
     none), SQLite's as text."""
     return [Counter(*row) for row in (orjson.loads(value) if isinstance(value, str) else value or ())]
 
@@ -151,7 +147,7 @@ def check_region(session: Session, project: Project, region: str, demand: dict[s
 
     The region's counters and, for CPUS_ALL_REGIONS, every region's instance counters are one read
     (:data:`_CHECK_USAGE`): an insert checks its quotas in one round trip, not two. ``counters``:
-    that read's rows, when the caller read them along with something else (:func:`check_usage_column`)."""
+    that read's rows, when the caller read them along with something else (:data:`USAGE_COLUMNS`)."""
     demand = {k: v for k, v in demand.items() if v > 0}
     if not demand:
         return

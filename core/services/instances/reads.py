@@ -125,7 +125,7 @@ def _found(network: str | None, image: bool, disks: int) -> CompoundSelect[Any]:
 def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
                   disks: int) -> Select[tuple[Project, Any, Resource]]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
-    (:func:`core.quotas.check_usage_column`, parameters ``project`` and ``region``): a row per
+    (:data:`core.quotas.USAGE_COLUMNS`, parameters ``project`` and ``region``): a row per
     resource found, the project's on each (one with no resource when none is found), none when
     the project is not named by its name (``usage``: the dialect's column). The project's read was
     a round trip of its own."""
