@@ -121,14 +121,14 @@ def _found(network: str | None, image: bool, disks: int) -> CompoundSelect[Any]:
                      *((images.public_images("image_project"),) if image else ()))
 
 
-@shared_statement
 def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
                   disks: int) -> Select[tuple[Project, Any, Resource]]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
     (:data:`core.quotas.USAGE_COLUMNS`, parameters ``project`` and ``region``): a row per
     resource found, the project's on each (one with no resource when none is found), none when
     the project is not named by its name (``usage``: the dialect's column). The project's read was
-    a round trip of its own."""
+    a round trip of its own. Run only as :func:`_prepared`'s statement, which compiles it once, under
+    ``Prepared``'s lock: no thread compiles it cold beside another (see core.db.shared_statement)."""
     found = _found(network, image, disks).subquery("found")
     row = aliased(Resource, found)
     return (select(Project, usage, row).select_from(Project).outerjoin(found, true())
@@ -182,11 +182,14 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     session = call.session
     found = _prepared(reading, image_project is not None, session.get_bind().dialect.name,
                       len(disk_names)).in_session(session, params)
-    project, counters = (read_only(Project, found[0][:_USAGE]), quotas.counters_of(found[0][_USAGE])) if found \
-        else (None, None)
-    rows: list[Resource] = [read_only(Resource, r[_USAGE + 1:]) for r in found if r[_USAGE + 1] is not None] if found \
-        else list(
-        session.scalars(_names_read(reading, image_project is not None, len(disk_names)), params))
+    project: Project | None = None
+    counters: list[quotas.Counter] | None = None
+    rows: list[Resource]
+    if found:
+        project, counters = read_only(Project, found[0][:_USAGE]), quotas.counters_of(found[0][_USAGE])
+        rows = [read_only(Resource, r[_USAGE + 1:]) for r in found if r[_USAGE + 1] is not None]
+    else:  # the project named by its number: the names read alone, the project read apart
+        rows = list(session.scalars(_names_read(reading, image_project is not None, len(disk_names)), params))
     if image_project is not None:
         images.read_ahead(session, image_project, (r for r in rows if r.collection == "images"))
     reads = RegionReads()
