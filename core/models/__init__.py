@@ -15,7 +15,7 @@ from core.models.instance_group import InstanceGroupMember
 from core.models.operation import Operation
 from core.models.resource import CapacityUsage, IpAllocation, Resource, ResourceTerm, ResourceUsage
 from core.models.revision import ResourceRevision
-from core.models.simulator import SimCpuLoad, SimDomain, SimServing
+from core.models.simulator import SimConsoleChunk, SimCpuLoad, SimDomain, SimServing
 from core.models.systemvm import ConsoleTicketUse, SecondaryObject, SimVmFile, SystemSetting, SystemVm
 from core.models.topology import Cluster, Host, Pod, Region, StoragePool, Zone
 
@@ -42,6 +42,7 @@ __all__ = [
     "SecondaryObject",
     "ServiceAccountKey",
     "SigningKey",
+    "SimConsoleChunk",
     "SimCpuLoad",
     "SimDomain",
     "SimServing",

@@ -15,10 +15,24 @@ class SimDomain(Base):
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16))  # running | shutoff | paused
+    # The newest serial output (under the simulator's CONSOLE_CHUNK bytes); what came before it is
+    # in SimConsoleChunk rows, so an append rewrites this short text, never the whole console.
     console: Mapped[str] = mapped_column(Text, default="")
     # Bytes of serial output dropped from the front (only the last 1 MB is kept, as on GCE).
     console_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
     boots: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SimConsoleChunk(Base):
+    """A full piece of a domain's serial output, older than its ``console``: the pieces in ``seq``
+    order, then ``console``, are the output kept (see ``core.hypervisors.simulator``). Keyed by the
+    instance, so a domain's pieces are one range of the primary key."""
+
+    __tablename__ = "sim_console_chunks"
+    instance_uid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)  # bytes of ``data`` in UTF-8
 
 
 class SimServing(Base):
