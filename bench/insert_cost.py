@@ -14,6 +14,11 @@ main branch), grown alike, and alternates its rounds with this tree's (the first
 every round): new and old code measured on the same machine at the same time. Every process runs
 with its tree first on ``PYTHONPATH`` and the working directory outside both trees.
 
+``BENCH_SERVER=gunicorn``: gstack as the operator's guide lays it out (gunicorn, 2 sync workers, the
+request log on, and a ``gstack worker`` running the jobs and router syncs), and the floor on
+gunicorn too; CPU is then that of every process of the server (the master, its workers, the
+``gstack worker``).
+
 Usage: ``python3 -m bench.insert_cost [--baseline TREE] [SIZE ...]`` (default 1000 10000).
 """
 
@@ -30,6 +35,7 @@ import time
 import requests
 
 from bench.harness import Gstack, free_port, write_result
+from bench.insert_floor_app import make_table
 
 ZONE = "us-central1-a"
 ROUND = 100  # inserts per round (a clock tick is 10 ms: 0.1 ms per insert)
@@ -75,10 +81,36 @@ def make_network(s: requests.Session, base: str) -> None:
             op = s.get(op.json()["selfLink"])
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of proc(5))
+SERVER = os.environ.get("BENCH_SERVER", "serve")
+SERVERS = {"serve": "gstack serve (request log on), SQLite",
+           "gunicorn": "gunicorn, 2 sync workers (request log on) and a gstack worker, SQLite; the floor on gunicorn"}
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command's name (None: the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU (utime + stime, fields 14 and 15 of proc(5)) of the processes ``pids`` and their
+    descendants (gunicorn's workers are its master's children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        fields = _stat(entry) if entry.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))  # field 4: the parent's pid
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        fields = _stat(pid)
+        if fields is not None:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        todo += children.get(pid, [])
+    return total
 
 
 def wait_running(s: requests.Session, url: str, names: list[str], timeout: float = 600, pause: float = 0.05) -> None:
@@ -103,32 +135,32 @@ def grow(s: requests.Session, url: str, have: int, target: int) -> None:
     time.sleep(SETTLE * 3)
 
 
-def gstack_round(s: requests.Session, url: str, pid: int, tag: str) -> float:
+def gstack_round(s: requests.Session, url: str, pids: list[int], tag: str) -> float:
     names = [f"r{tag}-{i:03d}" for i in range(ROUND)]
-    before = cpu_seconds(pid)
+    before = cpu_seconds(pids)
     for name in names:
         s.post(url, json={**BODY, "name": name}, params={"prettyPrint": "false"}).raise_for_status()
     wait_running(s, url, names[-1:], pause=0.25)  # a few polls: counted, but a small share
     time.sleep(SETTLE)
-    spent = cpu_seconds(pid) - before
+    spent = cpu_seconds(pids) - before
     wait_running(s, url, names)  # all of them ran (not counted)
     return spent / ROUND
 
 
-def floor_round(base: str, pid: int, tag: str) -> float:
+def floor_round(base: str, pids: list[int], tag: str) -> float:
     s = requests.Session()
-    before = cpu_seconds(pid)
+    before = cpu_seconds(pids)
     for i in range(ROUND):
         s.post(f"{base}/compute/v1/projects/demo-project/zones/{ZONE}/instances",
                json={**BODY, "name": f"f{tag}-{i:03d}"}, params={"prettyPrint": "false"}).raise_for_status()
     time.sleep(SETTLE)
-    return (cpu_seconds(pid) - before) / ROUND
+    return (cpu_seconds(pids) - before) / ROUND
 
 
-def idle_rate(pid: int, seconds: float = 3.0) -> float:
-    before = cpu_seconds(pid)
+def idle_rate(pids: list[int], seconds: float = 3.0) -> float:
+    before = cpu_seconds(pids)
     time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds
+    return (cpu_seconds(pids) - before) / seconds
 
 
 def summary(values: list[float]) -> dict:
@@ -136,9 +168,9 @@ def summary(values: list[float]) -> dict:
             "max_ms": round(max(values) * 1e3, 2), "rounds_ms": [round(v * 1e3, 2) for v in values]}
 
 
-def prepare(g: Gstack, max_size: int) -> tuple[requests.Session, str, int]:
+def prepare(g: Gstack, max_size: int) -> tuple[requests.Session, str, list[int]]:
     """Quotas, hosts and a storage pool for ``max_size`` instances, the server, and the network:
-    (an authorised session, the zone's instances URL, the server's pid)."""
+    (an authorised session, the zone's instances URL, the server's processes)."""
     for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
         g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
                 "--limit", "10000000")
@@ -151,17 +183,22 @@ def prepare(g: Gstack, max_size: int) -> tuple[requests.Session, str, int]:
     with sqlite3.connect(g.database_url.removeprefix("sqlite:///")) as db:
         db.execute("UPDATE storage_pools SET capacity_gb = ? WHERE name = ?", (max_size * 20, f"{ZONE}-primary"))
     token = g.token()
-    g.serve(GSTACK_LOG_REQUESTS="1")
+    g.server()  # as users run it: the request log on (BENCH_SERVER=gunicorn: gunicorn and a gstack worker)
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {token}"
     make_network(s, g.base)
-    return s, f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances", g.procs[-1].pid
+    return s, f"{g.base}/compute/v1/projects/demo-project/zones/{ZONE}/instances", [p.pid for p in g.procs]
 
 
 def start_floor(g: Gstack) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    floor = subprocess.Popen([sys.executable, "-m", "bench.insert_floor_app", str(port),
-                              os.path.join(g.data_dir, "floor.sqlite3")], env=g.env())
+    """The floor on the server class of gstack's (``gstack serve``'s, or gunicorn with as many workers)."""
+    port, path = free_port(), os.path.join(g.data_dir, "floor.sqlite3")
+    if SERVER == "gunicorn":
+        make_table(path)
+        floor = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{port}",
+                                  "--log-level", "warning", "bench.insert_floor_app:app"], env=g.env(BENCH_FLOOR_DB=path))
+    else:
+        floor = subprocess.Popen([sys.executable, "-m", "bench.insert_floor_app", str(port), path], env=g.env())
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -192,9 +229,9 @@ def main(sizes: list[int], baseline: str | None) -> None:
             for r in range(ROUNDS):
                 order = list(clients) if r % 2 == 0 else list(reversed(clients))
                 for label in order:
-                    s, url, pid = clients[label]
-                    ours[label].append(gstack_round(s, url, pid, f"{size}-{r}"))
-                floors.append(floor_round(floor_base, floor.pid, f"{size}-{r}"))
+                    s, url, pids = clients[label]
+                    ours[label].append(gstack_round(s, url, pids, f"{size}-{r}"))
+                floors.append(floor_round(floor_base, [floor.pid], f"{size}-{r}"))
                 loads.append(os.getloadavg()[0])
             have += ROUNDS * ROUND
             floor_median = statistics.median(floors)
@@ -203,11 +240,11 @@ def main(sizes: list[int], baseline: str | None) -> None:
                 **{f"{label}_per_insert": summary(values) for label, values in ours.items()},
                 **{f"{label}_ratio_to_floor": round(statistics.median(values) / floor_median, 2)
                    for label, values in ours.items()},
-                "idle_cpu_share": {label: round(idle_rate(pid), 4) for label, (_, _, pid) in clients.items()}}
+                "idle_cpu_share": {label: round(idle_rate(pids), 4) for label, (_, _, pids) in clients.items()}}
             print(size, results[str(size)], flush=True)
         first, last = str(sizes[0]), str(sizes[-1])
-        write_result("insert_cost", {
-            "round_inserts": ROUND, "rounds": ROUNDS, "server": "gstack serve (request log on), SQLite",
+        write_result("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}", {
+            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER],
             "trees": trees, "load_average_1min": {"min": min(loads), "median": statistics.median(loads),
                                                   "max": max(loads)},
             "sizes": results,

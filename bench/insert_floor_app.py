@@ -2,10 +2,13 @@
 (:class:`gstack.serving.PooledWSGIServer`) and one SQLite commit of the row (WAL, synchronous=NORMAL,
 as gstack configures SQLite). What an insert cannot cost less than on this machine.
 
-Usage: ``python3 -m bench.insert_floor_app PORT DB_PATH``."""
+Usage: ``python3 -m bench.insert_floor_app PORT DB_PATH``; under gunicorn (gstack's other server
+class), ``BENCH_FLOOR_DB=DB_PATH gunicorn bench.insert_floor_app:app`` once :func:`make_table` made
+the table."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import threading
@@ -16,6 +19,7 @@ from flask import Flask, Response, request
 from gstack.serving import PooledWSGIServer
 
 app = Flask(__name__)
+app.config["DB"] = os.environ.get("BENCH_FLOOR_DB")
 _local = threading.local()
 
 
@@ -46,12 +50,16 @@ def ready() -> Response:
     return Response(b"{}", content_type="application/json")
 
 
-def main(port: str, path: str) -> None:
-    app.config["DB"] = path
+def make_table(path: str) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, project TEXT, zone TEXT, "
                      "name TEXT, body TEXT, UNIQUE (project, zone, name))")
+
+
+def main(port: str, path: str) -> None:
+    app.config["DB"] = path
+    make_table(path)
     PooledWSGIServer("127.0.0.1", int(port), app).serve_forever()
 
 
