@@ -13,7 +13,7 @@ import hashlib
 import time
 
 import orjson
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
@@ -75,7 +75,10 @@ def _append(session: Session, dom: SimDomain, text: str) -> None:
     1 MB console cost each configuration push ~1.4 ms of CPU and 1 MB written). Once it reaches
     CONSOLE_CHUNK it becomes a chunk of its own, and the oldest chunks are dropped (counted in
     ``console_dropped``) as long as the chunks left hold MAX_CONSOLE bytes: the last 1 MB is always
-    there for :meth:`SimulatorDriver.serial_output`, which returns exactly that."""
+    there for :meth:`SimulatorDriver.serial_output`, which returns exactly that.
+
+    Appends to one console take turns (:func:`_lock_console`)."""
+    _lock_console(session, dom)
     data = (dom.console or "") + text
     size = len(data.encode())
     if size < CONSOLE_CHUNK:
@@ -99,6 +102,16 @@ def _append(session: Session, dom: SimDomain, text: str) -> None:
         session.execute(delete(SimConsoleChunk).where(SimConsoleChunk.instance_uid == dom.instance_uid,
                                                       SimConsoleChunk.seq <= dropped[-1].seq))
         dom.console_dropped = (dom.console_dropped or 0) + sum(chunk.size for chunk in dropped)
+
+
+def _lock_console(session: Session, dom: SimDomain) -> None:
+    """Lock the domain's row and read its console again, on PostgreSQL: two transactions appending
+    at once each wrote the column from what it had read (a line lost, and a chunk rolled over by one
+    came back in the other's column). SQLite's writers take turns already. The caller's other
+    changes to the row are kept."""
+    if session.get_bind().dialect.name == "postgresql" and inspect(dom).persistent:
+        dom.console, dom.console_dropped = session.execute(
+            select(SimDomain.console, SimDomain.console_dropped).where(SimDomain.id == dom.id).with_for_update()).one()
 
 
 def _chunks(session: Session, vm_uid: int, newest_first: bool = False) -> list[str]:
@@ -416,4 +429,5 @@ class SimulatorDriver(HypervisorDriver):
         """The simulated guest answers as a getty and a small shell would (core.hypervisors.simguest)."""
         with write_session(self.factory) as session:
             dom = self._running_domain(session, host, vm_uid)
+            _lock_console(session, dom)  # the guest's state is read from the console as it stands
             _append(session, dom, answer(_recent(session, dom, 4096), dom.name, data))

@@ -6,6 +6,7 @@ router's console gets a line per configuration push for as long as the router li
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ from core.hypervisors.simulator import CONSOLE_CHUNK, MAX_CONSOLE, SimulatorDriv
 from core.models import SimConsoleChunk, SimDomain
 from tests.conftest import BACKENDS
 from tests.helpers.databases import seeded_engine, sessions
-from tests.hypervisors.test_simulator_spawn import add_host, vm
+from tests.helpers.simulator import add_host, vm
 
 # Three long paths, one with two-byte characters: a push's console line is ~800 bytes, and byte
 # counts differ from character counts.
@@ -148,3 +149,32 @@ def test_a_reboot_past_a_chunk_goes_through_the_append(factory):
     assert driver.serial_output(vm_.uid, 0) == (written, 0, len(written.encode()))
     with write_session(factory) as s:
         assert s.scalars(select(SimDomain.boots).where(SimDomain.instance_uid == vm_.uid)).one() == 2
+
+
+def test_appends_to_one_console_at_once_are_all_kept(factory):
+    """Two processes' appends to one console (a router's configuration push and a user typing on
+    its serial console) take turns: none is lost, and none fails, whichever rolls a chunk over."""
+    driver, host, router = SimulatorDriver(factory), add_host(factory), vm()
+    driver.spawn(host, router)
+    pushes = 120
+    lines = {side: f"[  OK  ] Reloaded configuration {_listed(sorted({**FILES, f'/etc/0{side}': side}))}.\r\n"
+             for side in ("left", "right")}
+    errors: list[BaseException] = []
+
+    def push(side: str) -> None:
+        try:
+            for _ in range(pushes):
+                driver.push_config(host, router.uid, {**FILES, f"/etc/0{side}": side})
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(side,)) for side in lines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    output, start, end = driver.serial_output(router.uid, 0)
+    assert start == 0 and end == len(output.encode())
+    assert chunks(factory, router.uid)  # the pushes rolled chunks over meanwhile
+    assert [output.count(line) for line in lines.values()] == [pushes, pushes]

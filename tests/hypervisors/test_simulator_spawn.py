@@ -6,7 +6,6 @@ asserts the domains and errors a spawn leaves, exactly as the one-by-one spawn m
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,14 +13,13 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
-from core.hypervisors.base import DiskSpec, DriverError, HostRef, NicSpec, VmSpec
+from core.hypervisors.base import DriverError, HostRef
 from core.hypervisors.simulator import MAX_CONSOLE, SimulatorDriver, boot_log
 from core.models import Host, SimDomain
-from core.services import hosts
 from tests.conftest import BACKENDS
 from tests.helpers.databases import seeded_engine, sessions
+from tests.helpers.simulator import add_host, vm
 
-ZONE = "us-central1-a"
 OFF = "[  OK  ] Reached target poweroff.target - System Power Off.\r\n[   99.000000] reboot: Power down\r\n"
 
 
@@ -29,22 +27,6 @@ OFF = "[  OK  ] Reached target poweroff.target - System Power Off.\r\n[   99.000
 def factory(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
     with seeded_engine(request.param, "gstack-simspawn-") as engine:
         yield sessions(engine)
-
-
-def add_host(factory: sessionmaker[Session], status: str = "Up", fail_next_spawns: int = 0) -> HostRef:
-    with write_session(factory) as s:
-        cluster = hosts.add_cluster(s, ZONE, f"sim-{uuid.uuid4().hex[:6]}", "simulator")
-        host = Host(cluster_id=cluster.id, zone_id=cluster.zone_id, name=f"sim-{cluster.id}", cpus=8,
-                    memory_mb=16384, status=status, fail_next_spawns=fail_next_spawns)
-        s.add(host)
-        s.flush()
-        return hosts.host_ref(host)
-
-
-def vm() -> VmSpec:
-    uid = uuid.uuid4().int >> 66
-    return VmSpec(uid, f"vm-{uid}", f"vm-{uid}", 2, 1024, (DiskSpec(uid + 1, "boot", 10, True, "persistent-disk-0"),),
-                  (NicSpec("nic0", "42:01:0a:00:00:02", "default", "10.0.0.2"),))
 
 
 def domain(factory: sessionmaker[Session], uid: int) -> tuple[int, str, str, int, int] | None:
