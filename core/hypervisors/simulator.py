@@ -13,7 +13,7 @@ import hashlib
 import time
 
 import orjson
-from sqlalchemy import bindparam, delete, inspect, select, text
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
@@ -77,8 +77,10 @@ def _append(session: Session, dom: SimDomain, text: str) -> None:
     ``console_dropped``) as long as the chunks left hold MAX_CONSOLE bytes: the last 1 MB is always
     there for :meth:`SimulatorDriver.serial_output`, which returns exactly that.
 
-    Appends to one console take turns (:func:`_lock_console`)."""
-    _lock_console(session, dom)
+    Appends to one console take turns: every caller reads the domain's row ``FOR UPDATE`` (on
+    PostgreSQL; SQLite's writers take turns already). Two transactions appending at once each wrote
+    the column from what it had read: a line lost, and a chunk rolled over by one came back in the
+    other's column."""
     data = (dom.console or "") + text
     size = len(data.encode())
     if size < CONSOLE_CHUNK:
@@ -102,16 +104,6 @@ def _append(session: Session, dom: SimDomain, text: str) -> None:
         session.execute(delete(SimConsoleChunk).where(SimConsoleChunk.instance_uid == dom.instance_uid,
                                                       SimConsoleChunk.seq <= dropped[-1].seq))
         dom.console_dropped = (dom.console_dropped or 0) + sum(chunk.size for chunk in dropped)
-
-
-def _lock_console(session: Session, dom: SimDomain) -> None:
-    """Lock the domain's row and read its console again, on PostgreSQL: two transactions appending
-    at once each wrote the column from what it had read (a line lost, and a chunk rolled over by one
-    came back in the other's column). SQLite's writers take turns already. The caller's other
-    changes to the row are kept."""
-    if session.get_bind().dialect.name == "postgresql" and inspect(dom).persistent:
-        dom.console, dom.console_dropped = session.execute(
-            select(SimDomain.console, SimDomain.console_dropped).where(SimDomain.id == dom.id).with_for_update()).one()
 
 
 def _chunks(session: Session, vm_uid: int, newest_first: bool = False) -> list[str]:
@@ -139,10 +131,15 @@ _WRITE_FILE = text(
     "VALUES (:vm_uid, :host_id, :path, :content, :checksum, 1, :written) "
     "ON CONFLICT (vm_uid, path) DO UPDATE SET host_id = excluded.host_id, content = excluded.content, "
     "checksum = excluded.checksum, writes = sim_vm_files.writes + 1, written = excluded.written")
-# The host's status and the VM's domain (None when it has none), in one read.
+# The host's status and the VM's domain (None when it has none), in one read; the domain locked
+# (an append to its console follows, see _append), when there is one: an outer join's nullable side
+# cannot be locked, so no row sends the caller to the unlocked read to tell which is missing.
 _HOST_AND_DOMAIN = (select(Host.status, SimDomain).select_from(Host)
                     .outerjoin(SimDomain, SimDomain.instance_uid == bindparam("vm_uid"))
                     .where(Host.id == bindparam("host_id")))
+_HOST_AND_DOMAIN_LOCKED = (select(Host.status, SimDomain).select_from(Host)
+                           .join(SimDomain, SimDomain.instance_uid == bindparam("vm_uid"))
+                           .where(Host.id == bindparam("host_id")).with_for_update(of=SimDomain))
 
 
 # A spawn in one statement, for each VM (JSON: [uid, host id, name, first boot's console]) whose
@@ -257,7 +254,7 @@ class SimulatorDriver(HypervisorDriver):
         if rest:
             with write_session(self.factory) as session:
                 domains = {d.instance_uid: d for d in session.scalars(
-                    select(SimDomain).where(SimDomain.instance_uid.in_({vms[i][1].uid for i in rest})))}
+                    select(SimDomain).where(SimDomain.instance_uid.in_({vms[i][1].uid for i in rest})).with_for_update())}
                 hosts: dict[int, Host] = {}
                 for i in rest:
                     try:
@@ -293,7 +290,7 @@ class SimulatorDriver(HypervisorDriver):
         self._delay(action)
         with write_session(self.factory) as session:
             self._check_up(session, host)
-            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid))
+            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm_uid).with_for_update())
             if dom is None or dom.state not in only:
                 return dom.state if dom is not None else None
             dom.state = state or dom.state
@@ -319,7 +316,7 @@ class SimulatorDriver(HypervisorDriver):
         self._delay("resume")
         with write_session(self.factory) as session:
             self._check_up(session, host)
-            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm.uid))
+            dom = session.scalar(select(SimDomain).where(SimDomain.instance_uid == vm.uid).with_for_update())
             if dom is not None:
                 dom.state, dom.host_id = "running", host.id
                 _append(session, dom, "[   61.000000] PM: suspend exit\r\n")
@@ -398,8 +395,10 @@ class SimulatorDriver(HypervisorDriver):
     # -- system VMs: configuration files and the interactive serial console
 
     def _running_domain(self, session: Session, host: HostRef, vm_uid: int) -> SimDomain:
-        """The VM's domain, running on ``host``, which is up: one read of the host and the domain."""
-        found = session.execute(_HOST_AND_DOMAIN, {"host_id": host.id, "vm_uid": vm_uid}).first()
+        """The VM's domain, locked, running on ``host``, which is up: one read of the host and the
+        domain (a second one when either is missing, to say which)."""
+        params = {"host_id": host.id, "vm_uid": vm_uid}
+        found = session.execute(_HOST_AND_DOMAIN_LOCKED, params).first() or session.execute(_HOST_AND_DOMAIN, params).first()
         if found is None or found.status == "Down":
             raise DriverError(f"host {host.name} is not reachable")
         dom: SimDomain | None = found.SimDomain
@@ -429,5 +428,4 @@ class SimulatorDriver(HypervisorDriver):
         """The simulated guest answers as a getty and a small shell would (core.hypervisors.simguest)."""
         with write_session(self.factory) as session:
             dom = self._running_domain(session, host, vm_uid)
-            _lock_console(session, dom)  # the guest's state is read from the console as it stands
             _append(session, dom, answer(_recent(session, dom, 4096), dom.name, data))
