@@ -106,21 +106,21 @@ def _append(session: Session, dom: SimDomain, text: str) -> None:
         dom.console_dropped = (dom.console_dropped or 0) + sum(chunk.size for chunk in dropped)
 
 
-def _chunks(session: Session, vm_uid: int, newest_first: bool = False) -> list[str]:
-    """The texts of a domain's console chunks, oldest first (or newest first)."""
-    order = SimConsoleChunk.seq.desc() if newest_first else SimConsoleChunk.seq
+def _chunks(session: Session, vm_uid: int) -> list[str]:
+    """The texts of a domain's console chunks, oldest first."""
     return list(session.scalars(select(SimConsoleChunk.data).where(SimConsoleChunk.instance_uid == vm_uid)
-                                .order_by(order)))
+                                .order_by(SimConsoleChunk.seq)))
 
 
 def _recent(session: Session, dom: SimDomain, chars: int) -> str:
-    """The last ``chars`` characters of the domain's serial output (or all of it, when shorter)."""
+    """The last ``chars`` characters of the domain's serial output (or all of it, when shorter).
+    Only the newest chunks that can hold them are read: a chunk holds at least CONSOLE_CHUNK bytes,
+    so at least a quarter as many characters."""
     recent = dom.console or ""
     if len(recent) < chars:
-        for chunk in _chunks(session, dom.instance_uid, newest_first=True):
-            recent = chunk + recent
-            if len(recent) >= chars:
-                break
+        newest = session.scalars(select(SimConsoleChunk.data).where(SimConsoleChunk.instance_uid == dom.instance_uid)
+                                 .order_by(SimConsoleChunk.seq.desc()).limit(1 + 4 * chars // CONSOLE_CHUNK))
+        recent = "".join(reversed(list(newest))) + recent
     return recent[-chars:]
 
 
@@ -148,8 +148,8 @@ _HOST_AND_DOMAIN_LOCKED = (select(Host.status, SimDomain).select_from(Host)
 # boot's output appended. Left out, for the transaction of :meth:`SimulatorDriver._spawn_one`: a
 # VM running here already, one whose console column would reach CONSOLE_CHUNK (with room for the
 # boot's number: _append makes it a chunk), and every VM of a host that is Down, missing or
-# failing spawns. The statements differ
-# only in how they read the JSON and count a text's bytes (the console's limit is in bytes).
+# failing spawns. The statements differ only in how they read the JSON and count a text's bytes
+# (the console's limit is in bytes).
 _SPAWN = """INSERT INTO sim_domains AS d (instance_uid, host_id, name, state, console, console_dropped, boots)
 SELECT {uid}, hosts.id, {name}, 'running', {console}, 0, 1
 FROM {vms} JOIN hosts ON hosts.id = {host}
