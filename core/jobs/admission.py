@@ -125,10 +125,9 @@ def _build_insert(notify: bool, bounded: bool, condition: Any = None) -> Returni
     table = Operation.__table__
     pk = table.primary_key.columns[0]
     returned = [pk, func.pg_notify(literal(NEW_CHANNEL), table.c.job)] if notify else [pk]
+    values = row_params(table)
     if not bounded and condition is None:
-        return insert(table).values(row_params(table)).returning(*returned)
-    columns = [c for c in table.columns if c is not pk]
-    values = {c.key: bindparam(c.key, type_=c.type) for c in columns}
+        return insert(table).values(values).returning(*returned)
     row = select(*values.values())
     if bounded:
         bound = bindparam("bound", type_=Integer)
