@@ -36,8 +36,8 @@ def refusal(target: str) -> str:
 
 
 class InterceptingHandler(RequestHandler):
-    """One proxy connection: the ``CONNECT`` in the clear, then TLS, then werkzeug's HTTP/1.1 on the
-    tunnel as on any gstack connection (one request, then ``Connection: close``, as werkzeug does)."""
+    """One proxy connection: the ``CONNECT`` in the clear, then TLS, then HTTP/1.1 on the tunnel as on
+    any gstack connection, kept alive (one CONNECT and one handshake for a client's many requests)."""
 
     server: InterceptingServer
     # TLS writes the status line, the headers and the body as separate small records; with Nagle on,

@@ -1,15 +1,19 @@
-"""The HTTP server of ``gstack serve``: request threads are reused, and a request held open (a
-console's WebSocket) never keeps the next one waiting."""
+"""The HTTP server of ``gstack serve``: request threads are reused, a request held open (a console's
+WebSocket) never keeps the next one waiting, and a connection serves request after request
+(HTTP/1.1 keep-alive) whatever the application read of each body."""
 
 from __future__ import annotations
 
+import http.client
+import socket
 import threading
 import time
 
 import pytest
 import requests
 
-from gstack.serving import MAX_IDLE, PooledWSGIServer
+from gstack import serving
+from gstack.serving import DRAIN_MAX, MAX_IDLE, PooledWSGIServer
 
 
 @pytest.fixture
@@ -84,3 +88,132 @@ def wait_for(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+# Keep-alive: a connection serves request after request, whatever the application read of each body.
+
+@pytest.fixture
+def kept():
+    """A server whose application reads the body only on /read, raises on /raise, and answers each
+    request with the id of its connection (the thread serving it) and the body it read."""
+    seen: list[tuple[int, bytes]] = []
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/raise":
+            raise RuntimeError("boom")
+        data = environ["wsgi.input"].read() if environ["PATH_INFO"] == "/read" else b""
+        seen.append((threading.get_ident(), data))
+        body = b"%d %s" % (threading.get_ident(), data)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = PooledWSGIServer("127.0.0.1", 0, app)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, seen
+    server.shutdown()
+    server.server_close()
+
+
+def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+              headers: dict | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+    headers = headers or {}
+    conn.request(method, path, body=body, headers=headers, encode_chunked="Transfer-Encoding" in headers)
+    response = conn.getresponse()
+    return response, response.read()
+
+
+def test_one_connection_serves_many_requests(kept):
+    server, seen = kept
+    port = server.server_port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    answers = [_exchange(conn, "GET", "/")[1] for _ in range(3)]
+    answers.append(_exchange(conn, "POST", "/read", b'{"name": "vm-1"}')[1])
+    sock = conn.sock
+    response, data = _exchange(conn, "GET", "/")
+    assert conn.sock is sock  # http.client reconnects (a new socket) when the server closed
+    assert response.getheader("Connection") is None
+    assert len({a.split()[0] for a in [*answers, data]}) == 1  # one thread: one connection
+    assert answers[3].endswith(b'{"name": "vm-1"}')
+    conn.close()
+
+
+def test_a_body_left_unread_is_drained_before_the_next_request(kept):
+    server, seen = kept
+    port = server.server_port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    _exchange(conn, "POST", "/ignore", b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+    sock = conn.sock
+    response, data = _exchange(conn, "POST", "/read", b"next")
+    assert conn.sock is sock and response.status == 200 and data.endswith(b" next")
+    assert [body for _, body in seen] == [b"", b"next"]  # no request was read from the first body
+    conn.close()
+
+
+def test_a_chunked_body_keeps_the_connection_once_read(kept):
+    server, seen = kept
+    port = server.server_port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    response, data = _exchange(conn, "POST", "/read", iter([b"ab", b"cd"]), {"Transfer-Encoding": "chunked"})
+    assert data.endswith(b" abcd") and response.getheader("Connection") is None
+    # Left unread, a chunked body has no known end short of reading it: the connection closes.
+    response, _ = _exchange(conn, "POST", "/ignore", iter([b"ab"]), {"Transfer-Encoding": "chunked"})
+    assert response.getheader("Connection") == "close"
+    assert conn.sock is None  # http.client closed it, as the answer said
+    assert _exchange(conn, "GET", "/")[0].status == 200  # on a new connection
+    conn.close()
+
+
+def test_a_large_unread_body_closes_the_connection(kept):
+    port = kept[0].server_port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    response, _ = _exchange(conn, "POST", "/ignore", b"x" * (DRAIN_MAX + 1))
+    assert response.getheader("Connection") == "close"
+    conn.close()
+
+
+@pytest.mark.parametrize("version, headers", [("HTTP/1.0", ""), ("HTTP/1.1", "Connection: close\r\n")])
+def test_a_client_that_asks_for_a_close_gets_one(kept, version, headers):
+    port = kept[0].server_port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET / {version}\r\nHost: x\r\n{headers}\r\n".encode())
+        answer = _read_until_closed(sock)
+    assert answer.startswith(f"{version.replace('1.0', '1.1')} 200".encode())
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_an_application_error_answers_500_and_closes(kept):
+    port = kept[0].server_port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /raise HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 500") and answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_requests_sent_back_to_back_are_answered_in_order(kept):
+    port = kept[0].server_port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+                     b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo")
+        answer = _read_until_closed(sock)
+    assert answer.count(b"HTTP/1.1 200") == 2
+    assert answer.index(b" one") < answer.index(b" two")
+
+
+def test_an_idle_connection_is_closed_and_its_thread_freed(kept, monkeypatch):
+    server, seen = kept
+    port = server.server_port
+    monkeypatch.setattr(serving, "KEEP_ALIVE_IDLE", 0.2)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _read_until_closed(sock)  # the server closes once the connection has been idle 0.2 s
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" not in answer
+    # The thread went back to the pool: the next connection is served by it.
+    wait_for(lambda: server._idle == 1)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.split()[0] == str(seen[0][0])
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
