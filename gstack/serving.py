@@ -195,7 +195,6 @@ class RequestHandler(WSGIRequestHandler):
             from werkzeug.debug.tbtools import DebugTraceback
 
             self.server.log("error", f"Error on request:\n{DebugTraceback(e).render_traceback_text()}")
-            return
         if self.close_connection:
             self._linger()
         elif not _drain(body):
