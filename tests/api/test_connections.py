@@ -1,6 +1,7 @@
 """Google's clients keep their connection to ``gstack serve`` from one call to the next (HTTP/1.1
-keep-alive, gstack/serving.py): google-api-python-client over httplib2 and google-cloud-compute over
-a requests session each make their calls on one socket. Before, every answer closed its connection
+keep-alive, gstack/serving.py): google-api-python-client over httplib2 and google-auth's
+AuthorizedSession (the requests session of google-cloud-compute's REST transport) each make their
+calls on one socket. Before, every answer closed its connection
 and each call opened another. A wire property: it runs once, on SQLite."""
 
 from __future__ import annotations
