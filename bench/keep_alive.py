@@ -42,6 +42,14 @@ def serve(tls: bool) -> tuple[Gstack, str, dict[str, str]]:
     """A ``gstack serve`` (over HTTPS when ``tls``) holding one RUNNING instance: (it, the
     instance's URL, the request headers)."""
     g = Gstack("sqlite")
+    try:
+        return _serve(g, tls)
+    except BaseException:
+        g.close()
+        raise
+
+
+def _serve(g: Gstack, tls: bool) -> tuple[Gstack, str, dict[str, str]]:
     token = g.token()
     g.serve(GSTACK_LOG_REQUESTS="1", GSTACK_TLS="1" if tls else "0")
     base = g.base.replace("http://", "https://") if tls else g.base
