@@ -41,6 +41,9 @@ _Request = socket.socket | tuple[bytes, socket.socket]
 
 MAX_IDLE = 16  # threads kept waiting beyond this exit: a burst's threads do not stay forever
 KEEP_ALIVE_IDLE = 60.0  # seconds an open connection waits for its next request (nginx: 75, gunicorn's gthread: 2)
+# Connections kept waiting for a next request, each holding a thread: past this, answers close theirs
+# (a client that opens connections without end would otherwise make a thread of each).
+MAX_KEPT = 256
 DRAIN_MAX = 1 << 20  # bytes of a request body the application left unread that are read to keep the connection
 
 
@@ -63,6 +66,7 @@ class RequestHandler(WSGIRequestHandler):
     # otherwise wait for the client's delayed ACK of the previous one.
     disable_nagle_algorithm = True
     _served = False  # a request of this connection was answered: the next one may take its time
+    server: PooledWSGIServer
 
     def handle_one_request(self) -> None:
         if self._served and not self._next_request():
@@ -74,12 +78,15 @@ class RequestHandler(WSGIRequestHandler):
     def _next_request(self) -> bool:
         """Wait at most :data:`KEEP_ALIVE_IDLE` for the first byte of the connection's next request
         (it may be buffered already): False when the client closed or went quiet."""
+        server = self.server
+        server.kept(1)
         try:
             self.connection.settimeout(KEEP_ALIVE_IDLE)
             return bool(typing.cast(io.BufferedReader, self.rfile).peek(1))
         except (OSError, ValueError):  # a timeout, a reset, a TLS close
             return False
         finally:
+            server.kept(-1)
             with contextlib.suppress(OSError):
                 self.connection.settimeout(None)
 
@@ -137,7 +144,7 @@ class RequestHandler(WSGIRequestHandler):
                          or 100 <= code < 200 or code in (204, 304))):
                     chunk_response = True
                     self.send_header("Transfer-Encoding", "chunked")
-                if not self.close_connection and not _drainable(body):
+                if not self.close_connection and (not _drainable(body) or not self.server.may_keep()):
                     self.close_connection = True
                 if self.close_connection and "connection" not in header_keys:
                     self.send_header("Connection", "close")
@@ -252,6 +259,15 @@ class PooledWSGIServer(ThreadedWSGIServer):
         self._connections: queue.SimpleQueue[tuple[_Request, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
+        self._kept = 0  # connections waiting for their next request
+
+    def kept(self, change: int) -> None:
+        with self._lock:
+            self._kept += change
+
+    def may_keep(self) -> bool:
+        """Whether one more connection may wait for its next request (:data:`MAX_KEPT`)."""
+        return self._kept < MAX_KEPT
 
     def process_request(self, request: _Request, client_address: Any) -> None:
         """Hand the connection to an idle thread, or to a new one when every thread is busy."""

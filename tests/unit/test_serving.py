@@ -212,6 +212,21 @@ def test_an_idle_connection_is_closed_and_its_thread_freed(kept, monkeypatch):
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.split()[0] == str(seen[0][0])
 
 
+def test_past_max_kept_connections_answers_close_theirs(kept, monkeypatch):
+    server, _ = kept
+    monkeypatch.setattr(serving, "MAX_KEPT", 1)
+    first = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+    assert _exchange(first, "GET", "/")[0].getheader("Connection") is None
+    wait_for(lambda: server._kept == 1)  # the first waits for its next request
+    second = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+    assert _exchange(second, "GET", "/")[0].getheader("Connection") == "close"
+    assert second.sock is None
+    first.close()  # its thread stops waiting: the next connection is kept again
+    wait_for(lambda: server._kept == 0)
+    assert _exchange(second, "GET", "/")[0].getheader("Connection") is None
+    second.close()
+
+
 def _read_until_closed(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):
