@@ -113,11 +113,13 @@ class RequestHandler(WSGIRequestHandler):
         body = environ["wsgi.input"]
         if not environ.get("wsgi.input_terminated"):  # not chunked: the body is Content-Length bytes, or none
             try:
-                length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
+                length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = -1
-            if length < 0:
-                self.close_connection = True  # a garbled length: nothing says where the next request starts
+            if length < 0 or environ.get("HTTP_TRANSFER_ENCODING"):
+                # A garbled length, or a transfer coding other than chunked: nothing says where the
+                # next request would start.
+                self.close_connection = True
             else:
                 body = environ["wsgi.input"] = LimitedStream(typing.cast(typing.IO[bytes], self.rfile), length)
                 environ["wsgi.input_terminated"] = True

@@ -181,6 +181,16 @@ def test_a_client_that_asks_for_a_close_gets_one(kept, version, headers):
     assert b"\r\nConnection: close\r\n" in answer
 
 
+@pytest.mark.parametrize("framing", ["Content-Length: -3", "Content-Length: 3x", "Transfer-Encoding: gzip"])
+def test_a_body_of_unknown_extent_closes_the_connection(kept, framing):
+    port = kept[0].server_port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        answer = _read_until_closed(sock)
+    # one answer: what followed the headers was not read as a request
+    assert answer.count(b"HTTP/1.1 ") == 1 and b"\r\nConnection: close\r\n" in answer
+
+
 def test_an_application_error_answers_500_and_closes(kept):
     port = kept[0].server_port
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
