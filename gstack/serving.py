@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import queue
 import selectors
 import socket
@@ -38,6 +39,8 @@ from gstack.gce.errors import envelope
 
 # What socketserver hands over for a connection: the socket (a datagram server's is a pair), the peer address.
 _Request = socket.socket | tuple[bytes, socket.socket]
+
+_WERKZEUG_LOG = logging.getLogger("werkzeug")
 
 MAX_IDLE = 16  # threads kept waiting beyond this exit: a burst's threads do not stay forever
 KEEP_ALIVE_IDLE = 60.0  # seconds an open connection waits for its next request (nginx: 75, gunicorn's gthread: 2)
@@ -89,6 +92,13 @@ class RequestHandler(WSGIRequestHandler):
             server.kept(-1)
             with contextlib.suppress(OSError):
                 self.connection.settimeout(None)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """werkzeug's line for the request, unless its logger is turned down (``gstack serve`` logs
+        every request itself, gstack.http): werkzeug formats the line, its path and its timestamp
+        before the logger drops it, ~20 us a request. Left alone (no level set), werkzeug logs."""
+        if _WERKZEUG_LOG.level == logging.NOTSET or _WERKZEUG_LOG.isEnabledFor(logging.INFO):
+            super().log_request(code, size)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         text = SERVER_ERRORS.get(code) or message or self.responses.get(code, ("Error",))[0]

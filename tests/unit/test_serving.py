@@ -5,6 +5,7 @@ WebSocket) never keeps the next one waiting, and a connection serves request aft
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
 import time
@@ -235,6 +236,21 @@ def test_past_max_kept_connections_answers_close_theirs(kept, monkeypatch):
     wait_for(lambda: server._kept == 0)
     assert _exchange(second, "GET", "/")[0].getheader("Connection") is None
     second.close()
+
+
+@pytest.mark.parametrize("level", [logging.NOTSET, logging.INFO])
+def test_werkzeug_logs_each_request_unless_turned_down(kept, caplog, level):
+    logger = logging.getLogger("werkzeug")
+    before = logger.level
+    logger.setLevel(level)  # NOTSET: as an app that never configured it (werkzeug then logs at INFO)
+    try:
+        with caplog.at_level(logging.INFO):
+            conn = http.client.HTTPConnection("127.0.0.1", kept[0].server_port, timeout=5)
+            _exchange(conn, "GET", "/logged")
+            conn.close()
+            wait_for(lambda: any("GET /logged HTTP/1.1" in r.getMessage() for r in caplog.records))
+    finally:
+        logger.setLevel(before)
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
