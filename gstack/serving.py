@@ -66,7 +66,8 @@ class RequestHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.1"  # responses without a length are chunked
     # A response's chunks go out as written (TCP_NODELAY): a kept connection's next send would
-    # otherwise wait for the client's delayed ACK of the previous one.
+    # otherwise wait for the client's delayed ACK of the previous one (through the proxy's TLS,
+    # whose records are small and separate, 15 ms a request instead of 3.5 ms).
     disable_nagle_algorithm = True
     _served = False  # a request of this connection was answered: the next one may take its time
     server: PooledWSGIServer
