@@ -117,9 +117,9 @@ class RequestHandler(WSGIRequestHandler):
         """werkzeug's ``run_wsgi`` (its response writing, its 500 for an application that raised
         before answering), keeping the connection when the request body can be read to its end:
         ``wsgi.input`` stops at the body's length (``wsgi.input_terminated``; werkzeug's own
-        chunked reader for a chunked body), and what the application left is drained afterwards."""
-        if self.headers.get("Expect", "").lower().strip() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        chunked reader for a chunked body), and what the application left is drained afterwards.
+        (An ``Expect: 100-continue`` was answered by http.server's ``parse_request`` already; werkzeug
+        answered it a second time.)"""
         self.environ = environ = self.make_environ()
         body = environ["wsgi.input"]
         if not environ.get("wsgi.input_terminated"):  # not chunked: the body is Content-Length bytes, or none

@@ -192,6 +192,17 @@ def test_a_body_of_unknown_extent_closes_the_connection(kept, framing):
     assert answer.count(b"HTTP/1.1 ") == 1 and b"\r\nConnection: close\r\n" in answer
 
 
+def test_expect_100_continue_is_answered_once(kept):
+    port = kept[0].server_port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
+        sock.sendall(b"body")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = _read_until_closed(sock)
+    assert answer.count(b"HTTP/1.1 ") == 2 and b"100 Continue" not in answer and b" body" in answer
+
+
 def test_an_application_error_answers_500_and_closes(kept):
     port = kept[0].server_port
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
