@@ -19,6 +19,7 @@ from bench import wrk
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 PG_ADMIN_DSN = os.environ.get("GSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -153,6 +154,33 @@ def wrk_latency(url: str, headers: dict[str, str], seconds: float = 1, connectio
         raise RuntimeError(f"wrk {url}: {result}")
     return {"p50_ms": result["latency_us"]["p50"] / 1e3, "p90_ms": result["latency_us"]["p90"] / 1e3,
             "requests": result["requests"]}
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command's name (None: the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU (utime + stime, fields 14 and 15 of proc(5)) of the processes ``pids`` and their
+    descendants (gunicorn's workers are its master's children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        fields = _stat(entry) if entry.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))  # field 4: the parent's pid
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        fields = _stat(pid)
+        if fields is not None:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        todo += children.get(pid, [])
+    return total
 
 
 def load_average() -> list[float]:

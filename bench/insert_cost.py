@@ -34,14 +34,13 @@ import time
 
 import requests
 
-from bench.harness import Gstack, free_port, write_result
+from bench.harness import Gstack, cpu_seconds, free_port, write_result
 from bench.insert_floor_app import make_table
 
 ZONE = "us-central1-a"
 ROUND = 100  # inserts per round (a clock tick is 10 ms: 0.1 ms per insert)
 ROUNDS = 5  # per size, each followed by a floor round
 SETTLE = 1.0  # seconds after the last instance runs: the router's sync (SYNC_INTERVAL 0.25) ends in it
-TICK = os.sysconf("SC_CLK_TCK")
 # One network whose subnetwork (a /14) holds 100k instances; the default network's /20 holds 4,096.
 NETWORK, SUBNET, CIDR = "bench-net", "bench-subnet", "10.0.0.0/14"
 BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
@@ -84,33 +83,6 @@ def make_network(s: requests.Session, base: str) -> None:
 SERVER = os.environ.get("BENCH_SERVER", "serve")
 SERVERS = {"serve": "gstack serve (request log on), SQLite",
            "gunicorn": "gunicorn, 2 sync workers (request log on) and a gstack worker, SQLite; the floor on gunicorn"}
-
-
-def _stat(pid: int | str) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command's name (None: the process is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU (utime + stime, fields 14 and 15 of proc(5)) of the processes ``pids`` and their
-    descendants (gunicorn's workers are its master's children)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        fields = _stat(entry) if entry.isdigit() else None
-        if fields is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry))  # field 4: the parent's pid
-    total, todo = 0.0, list(pids)
-    while todo:
-        pid = todo.pop()
-        fields = _stat(pid)
-        if fields is not None:
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        todo += children.get(pid, [])
-    return total
 
 
 def wait_running(s: requests.Session, url: str, names: list[str], timeout: float = 600, pause: float = 0.05) -> None:

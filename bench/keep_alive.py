@@ -20,7 +20,7 @@ import time
 import requests
 
 from bench import wrk
-from bench.harness import Gstack, load_average, write_result
+from bench.harness import Gstack, cpu_seconds, load_average, write_result
 from gstack.tls import CA_CERT
 
 ZONE = "us-central1-a"
@@ -29,14 +29,6 @@ BODY = {"name": "ka-vm", "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
         "disks": [{"boot": True, "autoDelete": True,
                    "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
         "networkInterfaces": [{"network": "global/networks/default"}]}
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
 
 def serve(tls: bool) -> tuple[Gstack, str, dict[str, str]]:
     """A ``gstack serve`` (over HTTPS when ``tls``) holding one RUNNING instance: (it, the
@@ -74,11 +66,11 @@ def measure(g: Gstack, url: str, headers: dict[str, str], rounds: int) -> dict:
     rate: dict[str, list[float]] = {k: [] for k in clients}
     for i in range(rounds):
         for name in (list(clients) if i % 2 == 0 else list(clients)[::-1]):
-            before = cpu_seconds(pid)
+            before = cpu_seconds([pid])
             result = wrk.run(url, clients[name], seconds=SECONDS, connections=1)
             if result["errors"]:
                 raise RuntimeError(f"wrk {name}: {result}")
-            cpu[name].append((cpu_seconds(pid) - before) / result["requests"])
+            cpu[name].append((cpu_seconds([pid]) - before) / result["requests"])
             rate[name].append(result["per_second"])
     ratios = [k / n for k, n in zip(cpu["kept"], cpu["new_each_request"], strict=True)]
     return {**{f"{name}_cpu_us_per_request": {**wrk.spread([c * 1e6 for c in cpu[name]]),
