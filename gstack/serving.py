@@ -247,9 +247,8 @@ def _drainable(body: Any) -> bool:
 
 def _drain(body: Any) -> bool:
     """Read what the application left of the request body, so that the next request starts where
-    it ends: False when that cannot be done (the client went away, a chunked body not read)."""
-    if not _drainable(body):
-        return False
+    it ends: False when the client went away. Called only for a connection kept when its answer
+    began, so the body was :func:`_drainable` then, and still is (what is left only shrinks)."""
     if isinstance(body, LimitedStream) and not body.is_exhausted:
         try:
             body.exhaust()
