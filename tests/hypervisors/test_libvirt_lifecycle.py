@@ -10,10 +10,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from core.hypervisors.base import HostRef
 from core.hypervisors.libvirt import XMLNS, domain_name, volume_name
 from core.ipam import mac_for
 from tests.conftest import PROJECT
 from tests.helpers.libvirt import ZONE, body, host_of, run, state
+from tests.hypervisors.conftest import NODE_XML
 
 pytestmark = pytest.mark.xdist_group("libvirt")
 
@@ -131,3 +133,21 @@ def test_disk_attach_detach_on_libvirt(cloud):
 
     run(gce, inst_api.delete(project=PROJECT, zone=ZONE, instance="lv2"))
     assert domain(cloud, uid) is None
+
+
+def test_a_pool_not_started_has_no_garbage_and_is_no_failure(cloud, tmp_path):
+    """A host's first VM defines its disk pool and then starts it, on a job's thread: the host
+    monitor's sweep between the two found the pool inactive, failed to list it and reported the
+    host unreachable (the monitor's HA test saw it). An inactive pool has nothing to collect."""
+    node = tmp_path / "node.xml"
+    node.write_text(NODE_XML)
+    here = host_of(cloud)
+    spare = HostRef(here.id, "spare", f"test://{node}")  # host1's options, a node of its own
+    conn = cloud.driver.connection(spare.uri)
+    pool = conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>gstack-disks</name><target><path>{tmp_path}</path></target></pool>", 0)
+    assert not pool.isActive()
+    assert cloud.driver.collect_garbage(spare) == []
+    pool.create(0)
+    pool.createXML(f"<volume><name>{volume_name(987654321)}</name><capacity>1024</capacity></volume>", 0)
+    assert cloud.driver.collect_garbage(spare) == [volume_name(987654321)]  # started, it is swept

@@ -178,6 +178,11 @@ def sweep(factory: sessionmaker[Session], conn: Conn, opts: Options) -> list[str
     libvirt = lv()
     try:
         disks = conn.storagePoolLookupByName(opts["pool"])
+        if not disks.isActive():
+            # Not started yet (a job on another thread is between :func:`pool`'s define and its
+            # start, on a host's first VM) or stopped by the operator: its volumes cannot be listed
+            # and none of them is in use, so there is nothing to collect; that is no host failure.
+            return []
     except libvirt.libvirtError:
         return []
     disks.refresh(0)
