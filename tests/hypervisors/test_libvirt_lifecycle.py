@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from core.hypervisors.base import HostRef
-from core.hypervisors.libvirt import XMLNS, domain_name, volume_name
+from core.hypervisors.libvirt import XMLNS, domain_name, storage, volume_name
 from core.ipam import mac_for
 from tests.conftest import PROJECT
 from tests.helpers.libvirt import ZONE, body, host_of, run, state
@@ -151,3 +151,36 @@ def test_a_pool_not_started_has_no_garbage_and_is_no_failure(cloud, tmp_path):
     pool.create(0)
     pool.createXML(f"<volume><name>{volume_name(987654321)}</name><capacity>1024</capacity></volume>", 0)
     assert cloud.driver.collect_garbage(spare) == [volume_name(987654321)]  # started, it is swept
+
+
+def test_two_jobs_making_a_hosts_pool_at_once_both_get_it(cloud, tmp_path):
+    """A job that loses the race to define (and start) a host's disk pool to another process's
+    job gets the pool the other made, not libvirt's "already exists"."""
+    import libvirt
+
+    node = tmp_path / "node.xml"
+    node.write_text(NODE_XML)
+    conn = cloud.driver.connection(f"test://{node}")
+    path = str(tmp_path / "disks")
+
+    class Racing:
+        """The real connection, whose first define comes just after another process's job
+        defined, built and started the pool (after this job looked the pool up and missed)."""
+
+        raced = False
+
+        def __getattr__(self, name):
+            return getattr(conn, name)
+
+        def storagePoolDefineXML(self, xml, flags):
+            if not self.raced:
+                self.raced = True
+                other = conn.storagePoolDefineXML(xml, flags)
+                other.build(0)
+                other.create(0)
+            return conn.storagePoolDefineXML(xml, flags)
+
+    mine = storage.pool(Racing(), "gstack-disks", path)
+    assert mine.isActive() and conn.listStoragePools() == ["gstack-disks"]
+    with pytest.raises(libvirt.libvirtError):  # a define that fails for its own reason still fails
+        storage.pool(conn, "bad/name", path)

@@ -8,6 +8,7 @@ when the disk goes too, or by :func:`sweep` once its disk no longer exists.
 from __future__ import annotations
 
 import json
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -32,10 +33,25 @@ from core.hypervisors.libvirt.common import (
 from core.models import Resource
 
 IMAGE_SUFFIXES = (".qcow2", ".img", ".raw", "")
+_MAKING = threading.Lock()  # one thread of the process defines and starts a pool at a time
 
 
 def pool(conn: Conn, name: str, path: str) -> Pool:
-    """The storage pool ``name``, defined as a directory pool at ``path`` and started if need be."""
+    """The storage pool ``name``, defined as a directory pool at ``path`` and started if need be.
+
+    Two jobs may place a host's first VMs at once. Threads of this process take turns; a job of
+    another process that loses the race to define or to start the pool finds it defined or
+    started by the other, which is what it wanted, and not an error."""
+    libvirt = lv()
+    with suppress(libvirt.libvirtError):
+        found = conn.storagePoolLookupByName(name)
+        if found.isActive():
+            return found
+    with _MAKING:
+        return _make_pool(conn, name, path)
+
+
+def _make_pool(conn: Conn, name: str, path: str) -> Pool:
     libvirt = lv()
     try:
         found = conn.storagePoolLookupByName(name)
@@ -43,12 +59,23 @@ def pool(conn: Conn, name: str, path: str) -> Pool:
         xml = ET.Element("pool", type="dir")
         sub(xml, "name", name)
         sub(sub(xml, "target"), "path", path)
-        found = conn.storagePoolDefineXML(ET.tostring(xml, encoding="unicode"), 0)
-        found.build(0)
-        with suppress(libvirt.libvirtError):
-            found.setAutostart(1)
+        try:
+            found = conn.storagePoolDefineXML(ET.tostring(xml, encoding="unicode"), 0)
+        except libvirt.libvirtError as exc:
+            try:
+                found = conn.storagePoolLookupByName(name)  # defined (and built) meanwhile
+            except libvirt.libvirtError:
+                raise exc from None  # not defined: the define's own error
+        else:
+            found.build(0)  # the directory (one that exists is kept)
+            with suppress(libvirt.libvirtError):
+                found.setAutostart(1)
     if not found.isActive():
-        found.create(0)
+        try:
+            found.create(0)
+        except libvirt.libvirtError:
+            if not found.isActive():  # not started by another meanwhile: a real failure
+                raise
     return found
 
 
