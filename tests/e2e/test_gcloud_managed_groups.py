@@ -5,28 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 from tests.conftest import PROJECT, unique, wait_op
 from tests.e2e.conftest import describe
+from tests.helpers.managed_groups import converged
 
 ZONE = "us-central1-a"
-
-
-def converged(gcloud, group: str, size: int) -> list[dict]:
-    """list-instances once ``size`` instances are RUNNING with no action under way."""
-    deadline = time.monotonic() + 60
-    while True:
-        items = listed(gcloud, group)
-        ready = [i for i in items if (i.get("currentAction"), i.get("instanceStatus")) == ("NONE", "RUNNING")]
-        if len(items) == len(ready) == size or time.monotonic() > deadline:
-            return items
-        time.sleep(0.3)
-
-
-def listed(gcloud, group: str) -> list[dict]:
-    return json.loads(gcloud("compute", "instance-groups", "managed", "list-instances", group, "--zone", ZONE,
-                             "--format=json").stdout)
 
 
 def delete_group(gcloud, group: str) -> None:
@@ -40,13 +24,13 @@ def test_managed_group_flow(gcloud, gce):
            "--image-family", "debian-12", "--image-project", "debian-cloud")
     gcloud("compute", "instance-groups", "managed", "create", group, "--template", template, "--size", "2",
            "--zone", ZONE)
-    instances = converged(gcloud, group, 2)
+    instances = converged(gce, gcloud, group, 2)
     assert len(instances) == 2
     for item in instances:
         assert re.fullmatch(rf"{group}-[a-z0-9]{{4}}", item["instance"].rsplit("/", 1)[-1])
         assert (item["currentAction"], item["instanceStatus"]) == ("NONE", "RUNNING")
     gcloud("compute", "instance-groups", "managed", "resize", group, "--size", "3", "--zone", ZONE)
-    assert len(converged(gcloud, group, 3)) == 3
+    assert len(converged(gce, gcloud, group, 3)) == 3
     refused = gcloud("compute", "instance-templates", "delete", template, check=False)
     assert refused.returncode != 0 and "is already being used by" in refused.stderr
     delete_group(gcloud, group)
@@ -127,28 +111,13 @@ def test_set_autoscaling_describe_stop_and_delete(gcloud, gce):
 REGION = "us-central1"
 
 
-def listed_regional(gcloud, group: str) -> list[dict]:
-    return json.loads(gcloud("compute", "instance-groups", "managed", "list-instances", group, "--region", REGION,
-                             "--format=json").stdout)
-
-
-def converged_regional(gcloud, group: str, size: int) -> list[dict]:
-    deadline = time.monotonic() + 60
-    while True:
-        items = listed_regional(gcloud, group)
-        ready = [i for i in items if (i.get("currentAction"), i.get("instanceStatus")) == ("NONE", "RUNNING")]
-        if len(items) == len(ready) == size or time.monotonic() > deadline:
-            return items
-        time.sleep(0.3)
-
-
 def test_regional_managed_group_flow(gcloud, gce):
     template, group = unique("mgt"), unique("rmg")
     gcloud("compute", "instance-templates", "create", template, "--machine-type", "e2-micro",
            "--image-family", "debian-12", "--image-project", "debian-cloud")
     gcloud("compute", "instance-groups", "managed", "create", group, "--template", template, "--size", "3",
            "--region", REGION)
-    instances = converged_regional(gcloud, group, 3)
+    instances = converged(gce, gcloud, group, 3, REGION)
     zones = sorted(i["instance"].split("/zones/", 1)[1].split("/", 1)[0] for i in instances)
     assert zones == ["us-central1-a", "us-central1-b", "us-central1-c"]  # EVEN over the region's three zones
     for item in instances:
@@ -162,7 +131,7 @@ def test_regional_managed_group_flow(gcloud, gce):
     assert sorted(m["instance"] for m in members) == sorted(i["instance"] for i in instances)
     gcloud("compute", "instance-groups", "managed", "resize", group, "--size", "5", "--region", REGION)
     per_zone = {}
-    for item in converged_regional(gcloud, group, 5):
+    for item in converged(gce, gcloud, group, 5, REGION):
         zone = item["instance"].split("/zones/", 1)[1].split("/", 1)[0]
         per_zone[zone] = per_zone.get(zone, 0) + 1
     assert sorted(per_zone.values()) == [1, 2, 2]

@@ -7,7 +7,7 @@ import json
 import time
 
 from tests.conftest import PROJECT, ZONE, unique
-from tests.helpers.managed_groups import converged, delete, listed
+from tests.helpers.managed_groups import delete, listed, managed, ready
 
 
 def group_of(gce, group: str) -> dict:
@@ -15,16 +15,20 @@ def group_of(gce, group: str) -> dict:
 
 
 def settled(gce, gcloud, group: str, size: int, template: str) -> list[dict]:
-    """list-instances once every member is RUNNING on ``template`` and the group is stable."""
+    """gcloud's list-instances once every member is RUNNING on ``template`` and the group is stable
+    (waited for with the Python client: see ``converged``)."""
     deadline = time.monotonic() + 90
     while True:
-        items = converged(gcloud, group, size)
         status = group_of(gce, group)["status"]
-        if (status["isStable"] and status["versionTarget"]["isReached"] and {
-                i["version"]["instanceTemplate"].rsplit("/", 1)[1] for i in items} == {template}):
-            return items
-        assert time.monotonic() < deadline, (status, items)
-        time.sleep(0.3)
+        members = managed(gce, group)
+        if (status["isStable"] and status["versionTarget"]["isReached"] and ready(members, size)
+                and {i["version"]["instanceTemplate"].rsplit("/", 1)[1] for i in members} == {template}):
+            break
+        assert time.monotonic() < deadline, (status, members)
+        time.sleep(0.2)
+    items = listed(gcloud, group)
+    assert ready(items, size) and {i["version"]["instanceTemplate"].rsplit("/", 1)[1] for i in items} == {template}
+    return items
 
 
 def names(items: list[dict]) -> set[str]:
