@@ -5,6 +5,8 @@ WebSocket) never keeps the next one waiting, and a connection serves request aft
 from __future__ import annotations
 
 import http.client
+import io
+import json
 import logging
 import socket
 import threading
@@ -12,9 +14,11 @@ import time
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gstack import serving
-from gstack.serving import DRAIN_MAX, MAX_IDLE, PooledWSGIServer
+from gstack.serving import DRAIN_MAX, MAX_HEADERS, MAX_IDLE, PooledWSGIServer, read_headers
 
 
 @pytest.fixture
@@ -102,6 +106,11 @@ def kept():
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/raise":
             raise RuntimeError("boom")
+        if environ["PATH_INFO"] == "/environ":  # what the application sees of the request
+            body = json.dumps({k: v for k, v in environ.items() if k.startswith("HTTP_") or k in (
+                "PATH_INFO", "CONTENT_TYPE", "CONTENT_LENGTH")}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         data = environ["wsgi.input"].read() if environ["PATH_INFO"] == "/read" else b""
         seen.append((threading.get_ident(), data))
         body = b"%d %s" % (threading.get_ident(), data)
@@ -262,6 +271,75 @@ def test_werkzeug_logs_each_request_unless_turned_down(kept, caplog, level):
             wait_for(lambda: any("GET /logged HTTP/1.1" in r.getMessage() for r in caplog.records))
     finally:
         logger.setLevel(before)
+
+
+# Header blocks as clients send them, and as some should not: names in any case, repeated, values
+# with blanks and Latin-1 bytes, empty values, lines ending in a bare LF, continuation lines.
+_NAME = st.text(alphabet=st.sampled_from("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+                min_size=1, max_size=20)
+_VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+                 max_size=40)
+_FOLD = st.tuples(st.sampled_from([" ", "\t", "  "]), _VALUE.filter(lambda v: v.strip()))
+_LINE = st.tuples(_NAME, st.sampled_from(["", " ", "  ", "\t"]), _VALUE, st.lists(_FOLD, max_size=2),
+                  st.sampled_from(["\r\n", "\n"]))
+
+
+def _block(lines: list[tuple[str, str, str, list[tuple[str, str]], str]]) -> bytes:
+    text = "".join(f"{name}:{blank}{value}" + "".join(f"{eol}{lead}{more}" for lead, more in folds) + eol
+                   for name, blank, value, folds, eol in lines)
+    return (text + "\r\n").encode("latin-1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=12), st.binary(max_size=20))
+def test_headers_are_read_as_http_client_reads_them(lines, body):
+    """read_headers against http.client.parse_headers (the email package), which http.server used:
+    the same names, values and order, the same lookups in any case, and the body left unread."""
+    block = _block(lines)
+    ours, theirs = io.BufferedReader(io.BytesIO(block + body)), io.BytesIO(block + body)
+    got, want = read_headers(ours), http.client.parse_headers(theirs)
+    assert got.items() == want.items()
+    for name, _, _, _, _ in lines:
+        assert got.get_all(name.upper()) == want.get_all(name.upper())
+    assert ours.read() == theirs.read() == body
+
+
+@pytest.mark.parametrize("request_head, status", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\nX-After: 1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n folded first\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),  # a blank before the colon (RFC 9112: 400)
+    (b"GET / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * MAX_HEADERS + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nX-Long: " + b"x" * 70_000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.x\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
+    (b"POST /\r\n\r\n", 400),  # HTTP/0.9 knew GET alone
+])
+def test_a_request_head_that_is_not_http_is_refused(kept, request_head, status):
+    """Refused with Google's JSON error before the application runs, the connection closed. A
+    line that is not a header was read by http.server's parser as the start of the body: the
+    headers after it were dropped and the request went on without them."""
+    with socket.create_connection(("127.0.0.1", kept[0].server_port), timeout=5) as sock:
+        sock.sendall(request_head)
+        answer = _read_until_closed(sock)
+    if b"HTTP/1.1" in request_head.split(b"\r\n")[0][-8:]:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status) and b"\r\nConnection: close" in head
+    else:  # no version read from the request line: answered as HTTP/0.9 (no status line), as http.server does
+        body = answer
+    assert json.loads(body)["error"]["code"] == status
+    assert kept[1] == []  # the application saw nothing
+
+
+def test_the_application_sees_the_headers_as_sent(kept):
+    """Through the server: repeated names joined, a folded value unfolded, a //path reduced (gh-87389)."""
+    with socket.create_connection(("127.0.0.1", kept[0].server_port), timeout=5) as sock:
+        sock.sendall(b"GET //environ HTTP/1.1\r\nHost: x\r\nX-Twice: a\r\nx-twice: b\r\n"
+                     b"X-Folded: one\r\n  two\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+        answer = _read_until_closed(sock)
+    seen = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert seen["PATH_INFO"] == "/environ" and seen["HTTP_X_TWICE"] == "a,b"
+    assert seen["HTTP_X_FOLDED"] == "one  two" and seen["CONTENT_TYPE"] == "text/plain"
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
