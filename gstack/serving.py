@@ -52,8 +52,8 @@ MAX_KEPT = 256
 DRAIN_MAX = 1 << 20  # bytes of a request body the application left unread that are read to keep the connection
 MAX_LINE = 65536  # bytes of a header line (http.client's limit)
 MAX_HEADERS = 100  # header lines of a request (http.client's limit)
-# A header line: a name (visible ASCII but the colon) and its colon, or a continuation (obs-fold), as
-# the email package's parser tells them (email.feedparser.headerRE, without its mbox "From " line).
+# The start of a header line: a name (visible ASCII but the colon) and its colon, as the email
+# package's parser tells one (email.feedparser.headerRE, without its mbox "From " line).
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
 
 

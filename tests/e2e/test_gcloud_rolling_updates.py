@@ -14,6 +14,11 @@ def group_of(gce, group: str) -> dict:
     return gce.instanceGroupManagers().get(project=PROJECT, zone=ZONE, instanceGroupManager=group).execute()
 
 
+def templates(items: list[dict]) -> set[str]:
+    """The names of the templates the members run."""
+    return {i["version"]["instanceTemplate"].rsplit("/", 1)[1] for i in items}
+
+
 def settled(gce, gcloud, group: str, size: int, template: str) -> list[dict]:
     """gcloud's list-instances once every member is RUNNING on ``template`` and the group is stable
     (waited for with the Python client: see ``converged``)."""
@@ -22,12 +27,12 @@ def settled(gce, gcloud, group: str, size: int, template: str) -> list[dict]:
         status = group_of(gce, group)["status"]
         members = managed(gce, group)
         if (status["isStable"] and status["versionTarget"]["isReached"] and ready(members, size)
-                and {i["version"]["instanceTemplate"].rsplit("/", 1)[1] for i in members} == {template}):
+                and templates(members) == {template}):
             break
         assert time.monotonic() < deadline, (status, members)
         time.sleep(0.2)
     items = listed(gcloud, group)
-    assert ready(items, size) and {i["version"]["instanceTemplate"].rsplit("/", 1)[1] for i in items} == {template}
+    assert ready(items, size) and templates(items) == {template}
     return items
 
 

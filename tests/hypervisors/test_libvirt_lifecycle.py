@@ -135,15 +135,20 @@ def test_disk_attach_detach_on_libvirt(cloud):
     assert domain(cloud, uid) is None
 
 
+def fresh_node(cloud, tmp_path):
+    """The driver's connection to a test-driver node of its own (no pool yet); its URI."""
+    node = tmp_path / "node.xml"
+    node.write_text(NODE_XML)
+    uri = f"test://{node}"
+    return cloud.driver.connection(uri), uri
+
+
 def test_a_pool_not_started_has_no_garbage_and_is_no_failure(cloud, tmp_path):
     """A host's first VM defines its disk pool and then starts it, on a job's thread: the host
     monitor's sweep between the two found the pool inactive, failed to list it and reported the
     host unreachable (the monitor's HA test saw it). An inactive pool has nothing to collect."""
-    node = tmp_path / "node.xml"
-    node.write_text(NODE_XML)
-    here = host_of(cloud)
-    spare = HostRef(here.id, "spare", f"test://{node}")  # host1's options, a node of its own
-    conn = cloud.driver.connection(spare.uri)
+    conn, uri = fresh_node(cloud, tmp_path)
+    spare = HostRef(host_of(cloud).id, "spare", uri)  # host1's options, a node of its own
     pool = conn.storagePoolDefineXML(
         f"<pool type='dir'><name>gstack-disks</name><target><path>{tmp_path}</path></target></pool>", 0)
     assert not pool.isActive()
@@ -158,9 +163,7 @@ def test_two_jobs_making_a_hosts_pool_at_once_both_get_it(cloud, tmp_path):
     job gets the pool the other made, not libvirt's "already exists"."""
     import libvirt
 
-    node = tmp_path / "node.xml"
-    node.write_text(NODE_XML)
-    conn = cloud.driver.connection(f"test://{node}")
+    conn, _ = fresh_node(cloud, tmp_path)
     path = str(tmp_path / "disks")
 
     class Racing:
