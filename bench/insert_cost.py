@@ -119,14 +119,14 @@ def gstack_round(s: requests.Session, url: str, pids: list[int], tag: str) -> fl
     return spent / ROUND
 
 
-def floor_round(base: str, pids: list[int], tag: str) -> float:
+def floor_round(base: str, pids: list[int], tag: str, count: int = ROUND) -> float:
     s = requests.Session()
     before = cpu_seconds(pids)
-    for i in range(ROUND):
+    for i in range(count):
         s.post(f"{base}/compute/v1/projects/demo-project/zones/{ZONE}/instances",
                json={**BODY, "name": f"f{tag}-{i:03d}"}, params={"prettyPrint": "false"}).raise_for_status()
     time.sleep(SETTLE)
-    return (cpu_seconds(pids) - before) / ROUND
+    return (cpu_seconds(pids) - before) / count
 
 
 def idle_rate(pids: list[int], seconds: float = 3.0) -> float:
