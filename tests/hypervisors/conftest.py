@@ -66,7 +66,7 @@ class InProcessServer(Server):
     def stop(self) -> None:
         if self.http is not None:
             self.http.shutdown()
-            self.app.extensions["gstack"].engine.stop()
+            self.runtime.stop()  # every background thread: the job engine, host monitor, autoscaler ...
             self.http = None
 
     @property
