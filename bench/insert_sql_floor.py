@@ -102,9 +102,15 @@ def _recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
     return _connect(*args, factory=_Connection, **kwargs)
 
 
-def capture(n: int) -> tuple[str, list, list]:
+def _state(conn: sqlite3.Connection) -> list:
+    """What the statements made: resources by collection and status, Operations by status."""
+    return (conn.execute("SELECT collection, status, count(*) FROM resources GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            + conn.execute("SELECT status, count(*) FROM operations GROUP BY 1 ORDER BY 1").fetchall())
+
+
+def capture(n: int) -> tuple[str, list, list, list]:
     """(a copy of the database before the first recorded insert, the requests' statements, the
-    jobs' statements)."""
+    jobs' statements, :func:`_state` after them)."""
     sqlite3.connect = sqlite3.dbapi2.connect = _recording_connect  # type: ignore[assignment] # SQLAlchemy's: dbapi2's
     runtime, client, headers = app_client()
     with write_session(runtime.factory) as s:
@@ -132,9 +138,13 @@ def capture(n: int) -> tuple[str, list, list]:
     time.sleep(1)
     runtime.engine.run_until_idle(timeout=600)
     _recording_on.clear()
-    runtime.engine.stop()
+    runtime.stop()
     sqlite3.connect = sqlite3.dbapi2.connect = _connect
-    return snapshot, _recording[:requests_end], _recording[requests_end:]
+    with _connect(database) as conn:
+        state = _state(conn)
+    runtime.factory.kw["bind"].dispose()
+    shutil.rmtree(runtime.settings.data_dir, ignore_errors=True)
+    return snapshot, _recording[:requests_end], _recording[requests_end:], state
 
 
 def _open(path: str) -> sqlite3.Connection:
@@ -145,8 +155,9 @@ def _open(path: str) -> sqlite3.Connection:
     return conn
 
 
-def replay(snapshot: str, statements: list) -> float:
-    """CPU seconds to run ``statements`` on a fresh copy of ``snapshot``."""
+def replay(snapshot: str, statements: list, state: list | None = None) -> float:
+    """CPU seconds to run ``statements`` on a fresh copy of ``snapshot``; given the :func:`_state`
+    they made in gstack, the replay must have made it too (no statement did less)."""
     work = tempfile.mkdtemp(prefix="gstack-sqlfloor-")
     try:
         path = os.path.join(work, "db.sqlite3")
@@ -157,6 +168,8 @@ def replay(snapshot: str, statements: list) -> float:
         for method, sql, params in statements:
             getattr(conn, method)(sql, params).fetchall()
         spent = time.process_time() - t0
+        if state is not None and _state(conn) != state:
+            raise AssertionError(f"the replay made {_state(conn)}, gstack {state}")
         conn.close()
         return spent
     finally:
@@ -187,14 +200,14 @@ def floor(n: int) -> float:
 
 
 def main(n: int) -> None:
-    snapshot, requests, jobs = capture(n)
+    snapshot, requests, jobs, state = capture(n)
     rounds: dict[str, list[float]] = {"requests": [], "requests_and_jobs": [], "floor": [], "served_floor": []}
     served = Gstack("sqlite")  # a data directory for the floor's server (no gstack runs)
     server, base = start_floor(served)
     try:
         for r in range(ROUNDS):
             rounds["requests"].append(replay(snapshot, requests) / n)
-            rounds["requests_and_jobs"].append(replay(snapshot, requests + jobs) / n)
+            rounds["requests_and_jobs"].append(replay(snapshot, requests + jobs, state) / n)
             rounds["floor"].append(floor(n) / n)
             rounds["served_floor"].append(floor_round(base, [server.pid], f"{r}", count=SERVED))
     finally:

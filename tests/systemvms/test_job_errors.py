@@ -5,9 +5,7 @@ transient fault is retried and the job then succeeds; a bug ends INTERNAL_ERROR 
 from __future__ import annotations
 
 import inspect
-import os
 import sqlite3
-import tempfile
 import uuid
 
 import orjson
@@ -161,8 +159,8 @@ def test_a_transient_fault_is_retried_and_the_job_then_succeeds(cloud, what):
 # -- which database errors are transient: real errors of real databases -------------------------------
 
 
-def test_sqlite_busy_is_transient_and_a_missing_table_is_not():
-    path = os.path.join(tempfile.mkdtemp(prefix="gstack-faults-"), "db.sqlite3")
+def test_sqlite_busy_is_transient_and_a_missing_table_is_not(tmp_path):
+    path = str(tmp_path / "db.sqlite3")
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("CREATE TABLE t (x INTEGER)")
     holder.execute("BEGIN IMMEDIATE")  # holds the write lock
