@@ -4,25 +4,19 @@ about to be removed."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 
 from tests.conftest import free_port
 from tests.hypervisors.conftest import InProcessServer
 
 
-def test_a_stopped_in_process_server_leaves_no_thread_running():
+def test_a_stopped_in_process_server_leaves_no_thread_running(tmp_path):
     before = set(threading.enumerate())
-    data_dir = tempfile.mkdtemp(prefix="gstack-inproc-")
+    server = InProcessServer("sqlite", str(tmp_path), f"sqlite:///{tmp_path}/gstack.sqlite3", port=free_port())
     try:
-        server = InProcessServer("sqlite", data_dir, "sqlite:///" + os.path.join(data_dir, "gstack.sqlite3"),
-                                 port=free_port()).start()
+        server.start()
         started = {t.name for t in threading.enumerate() if t not in before}
         assert {"host-monitor", "autoscaler", "job-heartbeat"} <= started, started  # its background work runs
-        server.stop()
-        left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
-        assert left == []
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        server.stop()
+    assert [t.name for t in threading.enumerate() if t not in before and t.is_alive()] == []
