@@ -34,7 +34,15 @@ pytestmark = pytest.mark.xdist_group("netns")
 WHY = missing(DATAPLANE_TOOLS, "the netns data plane tests")
 needs_root = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 READONLY = "https://www.googleapis.com/auth/compute.readonly"
-WEB = "#!/bin/bash\nd=$(mktemp -d) && hostname > $d/index.html && cd $d && exec python3 -m http.server 80 --bind 0.0.0.0"
+
+
+def web_script(root: str) -> str:
+    """A startup script serving the guest's hostname on port 80, from a directory under ``root``
+    (the server's data directory: removed with it; the guests share the host's file system)."""
+    return (f"#!/bin/bash\nd=$(mktemp -d -p {root}) && hostname > $d/index.html && cd $d && "
+            "exec python3 -m http.server 80 --bind 0.0.0.0")
+
+
 POOL = ("dp-web", "dp-web2", "dp-web3")  # each answers its own hostname
 
 
@@ -64,7 +72,7 @@ def test_a_network_with_a_live_router() -> None:
     with running_server("sqlite") as server:
         add_netns_host(server.database_url, server.data_dir)
         gce = server.gce()
-        webs = [instance(name, {"startup-script": WEB}) for name in POOL]
+        webs = [instance(name, {"startup-script": web_script(server.data_dir)}) for name in POOL]
         for web in webs:
             web["tags"] = {"items": ["web"]}
         webs[0]["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
