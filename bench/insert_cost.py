@@ -19,7 +19,12 @@ request log on, and a ``gstack worker`` running the jobs and router syncs), and 
 gunicorn too; CPU is then that of every process of the server (the master, its workers, the
 ``gstack worker``).
 
-Usage: ``python3 -m bench.insert_cost [--baseline TREE] [SIZE ...]`` (default 1000 10000).
+``--wait-each``: each insert waits for its Operation to end (``zoneOperations.wait``) before the next
+is sent, as ``gcloud compute instances create`` does, instead of a stream of inserts whose jobs the
+job engine batches: each job then runs alone and pays its fixed cost (its claim, its transactions,
+the spawn) whole.
+
+Usage: ``python3 -m bench.insert_cost [--baseline TREE] [--wait-each] [SIZE ...]`` (default 1000 10000).
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ def make_network(s: requests.Session, base: str) -> None:
 
 
 SERVER = os.environ.get("BENCH_SERVER", "serve")
+WAIT_EACH = False  # --wait-each: each insert waits for its Operation before the next is sent
 SERVERS = {"serve": "gstack serve (request log on), SQLite",
            "gunicorn": "gunicorn, 2 sync workers (request log on) and a gstack worker, SQLite; the floor on gunicorn"}
 
@@ -111,7 +117,12 @@ def gstack_round(s: requests.Session, url: str, pids: list[int], tag: str) -> fl
     names = [f"r{tag}-{i:03d}" for i in range(ROUND)]
     before = cpu_seconds(pids)
     for name in names:
-        s.post(url, json={**BODY, "name": name}, params={"prettyPrint": "false"}).raise_for_status()
+        r = s.post(url, json={**BODY, "name": name}, params={"prettyPrint": "false"})
+        r.raise_for_status()
+        if WAIT_EACH:  # as gcloud compute instances create does: on the Operation, until it is DONE
+            while r.json().get("status") != "DONE":
+                r = s.post(r.json()["selfLink"] + "/wait", params={"prettyPrint": "false"})
+                r.raise_for_status()
     wait_running(s, url, names[-1:], pause=0.25)  # a few polls: counted, but a small share
     time.sleep(SETTLE)
     spent = cpu_seconds(pids) - before
@@ -215,8 +226,8 @@ def main(sizes: list[int], baseline: str | None) -> None:
                 "idle_cpu_share": {label: round(idle_rate(pids), 4) for label, (_, _, pids) in clients.items()}}
             print(size, results[str(size)], flush=True)
         first, last = str(sizes[0]), str(sizes[-1])
-        write_result("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}", {
-            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER],
+        write_result(("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}") + ("_wait_each" if WAIT_EACH else ""), {
+            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER], "wait_each": WAIT_EACH,
             "trees": trees, "load_average_1min": {"min": min(loads), "median": statistics.median(loads),
                                                   "max": max(loads)},
             "sizes": results,
@@ -235,6 +246,9 @@ def main(sizes: list[int], baseline: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="another gstack checkout to measure in alternating rounds")
+    parser.add_argument("--wait-each", action="store_true",
+                        help="each insert waits for its Operation (operations.wait) before the next, as gcloud does")
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10000])
     args = parser.parse_args()
+    WAIT_EACH = args.wait_each
     main(args.sizes, os.path.abspath(args.baseline) if args.baseline else None)
