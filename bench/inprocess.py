@@ -3,9 +3,11 @@ only when the script runs them), its Flask test client, and a token of demo-proj
 
 from __future__ import annotations
 
+import atexit
 import cProfile
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -21,7 +23,9 @@ from gstack.config import Settings  # noqa: E402
 
 def app_client():
     """(runtime, test client, headers with an owner's bearer token)."""
-    app = create_app(Settings.from_env(data_dir=tempfile.mkdtemp(), run_jobs=False))
+    data_dir = tempfile.mkdtemp(prefix="gstack-inprocess-")
+    atexit.register(shutil.rmtree, data_dir, True)  # (ignore_errors)
+    app = create_app(Settings.from_env(data_dir=data_dir, run_jobs=False))
     runtime = app.extensions["gstack"]
     with write_session(runtime.factory) as s:
         token, _ = identity.issue_token(s, project_admin(s, "demo-project"),

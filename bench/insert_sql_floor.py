@@ -37,15 +37,11 @@ import time
 from typing import Any, Self
 
 import orjson
-from sqlalchemy import update
 
 from bench.harness import Gstack, write_result
-from bench.inprocess import app_client
 from bench.insert_cost import floor_round, start_floor
 from bench.insert_floor_app import make_table
-from bench.profile_insert import BODY, UNLIMITED, URL
-from core.db import write_session
-from core.models import Project
+from bench.profile_insert import BODY, inserting
 
 ROUNDS = 7
 SERVED = 500  # served floor requests per round: CPU is read in 10 ms ticks
@@ -112,15 +108,7 @@ def capture(n: int) -> tuple[str, list, list, list]:
     """(a copy of the database before the first recorded insert, the requests' statements, the
     jobs' statements, :func:`_state` after them)."""
     sqlite3.connect = sqlite3.dbapi2.connect = _recording_connect  # type: ignore[assignment] # SQLAlchemy's: dbapi2's
-    runtime, client, headers = app_client()
-    with write_session(runtime.factory) as s:
-        s.execute(update(Project).where(Project.name == "demo-project")
-                  .values(quota_limits=orjson.dumps(UNLIMITED).decode()))
-
-    def insert(i: int) -> None:
-        r = client.post(URL, json={**BODY, "name": f"vm-{i:04d}"}, headers=headers, query_string={"prettyPrint": "false"})
-        assert r.status_code == 200, r.get_data(as_text=True)
-
+    runtime, _, _, insert = inserting()
     for i in range(WARM_UP):
         insert(i)
     runtime.engine.run_until_idle(timeout=600)
@@ -143,7 +131,6 @@ def capture(n: int) -> tuple[str, list, list, list]:
     with _connect(database) as conn:
         state = _state(conn)
     runtime.factory.kw["bind"].dispose()
-    shutil.rmtree(runtime.settings.data_dir, ignore_errors=True)
     return snapshot, _recording[:requests_end], _recording[requests_end:], state
 
 

@@ -10,6 +10,8 @@ import cProfile
 import pstats
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from sqlalchemy import update
@@ -28,7 +30,9 @@ BODY = {"machineType": "zones/us-central1-a/machineTypes/e2-micro",
                    "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
 
 
-def main() -> None:
+def inserting() -> tuple[Any, Any, dict[str, str], Callable[[int], None]]:
+    """:func:`bench.inprocess.app_client` (runtime, test client, headers) with demo-project's quotas
+    unlimited, and a function inserting the instance ``vm-NNNN`` that fails unless it is taken."""
     runtime, client, headers = app_client()
     with write_session(runtime.factory) as s:
         s.execute(update(Project).where(Project.name == "demo-project")
@@ -38,6 +42,11 @@ def main() -> None:
         r = client.post(URL, json={**BODY, "name": f"vm-{i:04d}"}, headers=headers, query_string={"prettyPrint": "false"})
         assert r.status_code == 200, r.get_data(as_text=True)
 
+    return runtime, client, headers, insert
+
+
+def main() -> None:
+    runtime, client, headers, insert = inserting()
     for i in range(WARM_UP):
         insert(i)
     runtime.engine.run_until_idle()
