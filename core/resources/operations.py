@@ -8,15 +8,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from core.db import insert_persistent
+from core.db import insert_persistent, read_only
 from core.errors import Invalid, NotFound
 from core.ids import new_uid, operation_name, rfc3339
 from core.jobs.admission import enqueue, enqueue_after
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Operation, Resource
+from core.prepared import Prepared
 from core.resources.context import Call
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -106,6 +107,18 @@ def find(call: Call, scope: str, name: str) -> Operation:
     if op is None:
         raise NotFound(f"projects/{call.project}/{scope}/operations/{name}")
     return op
+
+
+_COMMITTED = Prepared(select(*Operation.__table__.columns).where(
+    Operation.project == bindparam("project"), Operation.scope == bindparam("scope"), Operation.name == bindparam("name")))
+
+
+def committed(engine: Engine, project: str, scope: str, name: str) -> Operation | None:
+    """The committed Operation named ``name`` (not by numeric id) in ``scope``, None when there is
+    none: :func:`find` for a caller that holds no Session (the HTTP layer's lighter GET path, which
+    clients polling an Operation call most), as a read-only copy of its row."""
+    rows = _COMMITTED.all(engine, {"project": project, "scope": scope, "name": name})
+    return read_only(Operation, rows[0]) if rows else None
 
 
 def to_json(op: Operation) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The lighter GET path of ``instances.get`` and ``instances.list`` (gstack/api/fastread.py): the
-same bytes as the full path, and every check still made on every call (revocation, expiry,
+"""The lighter GET path of ``instances.get``, ``instances.list`` and an Operation's ``get``
+(gstack/api/fastread.py): the same bytes as the full path, and every check still made on every call (revocation, expiry,
 scopes, project access) although the credential comes from the process's caches.
 
 A query parameter the lighter path does not take (``quotaUser``: the full path ignores it, as
@@ -30,6 +30,22 @@ def instances(server, gce) -> list[str]:
     return names
 
 
+@pytest.fixture(scope="module")
+def operations(server, gce, instances) -> dict[str, str]:
+    """The URL of a zonal, a regional and a global Operation, ended, by kind."""
+    region = ZONE.rsplit("-", 1)[0]
+    made = {"zones": gce.zoneOperations().list(project=PROJECT, zone=ZONE, maxResults=1).execute()["items"][0],
+            "regions": gce.addresses().insert(project=PROJECT, region=region,
+                                              body={"name": unique("fastread-addr")}).execute(),
+            "global": gce.firewalls().insert(project=PROJECT, body={
+                "name": unique("fastread-fw"), "network": "global/networks/default",
+                "allowed": [{"IPProtocol": "tcp", "ports": ["8080"]}], "sourceRanges": ["10.9.0.0/16"]}).execute()}
+    for op in made.values():
+        wait_op(gce, op)
+    return {kind: op["selfLink"].replace("https://compute.googleapis.com/compute/v1/", server.api)
+            for kind, op in made.items()}
+
+
 def _url(server, name: str = "") -> str:
     return f"{server.api}projects/{PROJECT}/zones/{ZONE}/instances" + (f"/{name}" if name else "")
 
@@ -52,6 +68,25 @@ def test_get_bytes_are_the_full_paths(server, instances, params):
         assert r.headers["Content-Length"] == str(len(full.content))
     assert r.json()["name"] == instances[0]
     assert r.json()["selfLink"] == url
+
+
+@pytest.mark.parametrize("kind", ["zones", "regions", "global"])
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}])
+def test_operation_get_bytes_are_the_full_paths(server, operations, kind, params):
+    token = server.token()
+    url = operations[kind]
+    full = _get(url, token, quotaUser="x", **params)
+    assert full.status_code == 200, full.text
+    for _ in range(3):
+        r = _get(url, token, **params)
+        assert r.status_code == 200, r.text
+        assert r.content == full.content
+        assert r.headers["Content-Type"] == full.headers["Content-Type"] == "application/json; charset=UTF-8"
+        assert r.headers["Content-Length"] == str(len(full.content))
+    op = r.json()
+    assert (op["kind"], op["status"], op["selfLink"]) == ("compute#operation", "DONE", url)
+    scope = url.split(f"/projects/{PROJECT}/")[1].split("/operations/")[0]  # zones/Z, regions/R or global
+    assert kind == "global" or op[kind[:-1]] == f"{server.api}projects/{PROJECT}/{scope}"
 
 
 @pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"maxResults": "2"},
@@ -86,15 +121,27 @@ def test_errors_are_the_full_paths(server, instances):
     assert bad_page.status_code == 400 and bad_page.json()["error"]["errors"][0]["reason"] == "invalid"
 
 
-def test_revoked_token_is_refused_at_once(server, instances):
+def test_operation_errors_and_ids_are_the_full_paths(server, operations):
+    token = server.token()
+    url = operations["zones"]
+    by_name = _get(url, token)
+    missing = _get(url.rsplit("/", 1)[0] + "/operation-0-missing", token)
+    assert missing.status_code == 404 and missing.json()["error"]["errors"][0]["reason"] == "notFound"
+    other_zone = _get(url.replace(f"/zones/{ZONE}/", "/zones/us-central1-b/"), token)  # it is not there
+    assert other_zone.status_code == 404
+    by_id = _get(url.rsplit("/", 1)[0] + "/" + by_name.json()["id"], token)  # a numeric id: the full path
+    assert by_id.status_code == 200 and by_id.content == by_name.content
+
+
+def test_revoked_token_is_refused_at_once(server, instances, operations):
     token = server.token()
     url = _url(server, instances[0])
     for _ in range(3):
-        assert _get(url, token).status_code == 200
-        assert _get(_url(server), token).status_code == 200
+        for target in (url, _url(server), operations["zones"]):
+            assert _get(target, token).status_code == 200
     r = requests.post(server.base + "/revoke", data={"token": token}, timeout=30)
     assert r.status_code == 200, r.text
-    for target in (url, _url(server)):
+    for target in (url, _url(server), operations["zones"]):
         r = _get(target, token)
         assert r.status_code == 401, r.text
         assert r.json()["error"]["errors"][0]["reason"] == "authError"
@@ -115,25 +162,26 @@ def test_expired_token_is_refused(server, instances):
         assert r.status_code == 401, r.text
 
 
-def test_scopes_are_checked_on_every_call(server, instances):
+def test_scopes_are_checked_on_every_call(server, instances, operations):
     readonly = server.token("compute.readonly")
     other = server.token("https://www.googleapis.com/auth/cloud-platform.read-only")
     url = _url(server, instances[0])
     for _ in range(3):
         assert _get(url, readonly).status_code == 200
-        for target in (url, _url(server)):
+        assert _get(operations["global"], readonly).status_code == 200
+        for target in (url, _url(server), operations["global"]):
             r = _get(target, other)
             assert r.status_code == 403, r.text
             assert r.json()["error"]["errors"][0]["reason"] == "insufficientPermissions"
 
 
-def test_other_projects_owner_is_forbidden(server, instances):
+def test_other_projects_owner_is_forbidden(server, instances, operations):
     name = unique("fastp")
     server.admin("project", "create", name)
     token = server.token(project=name)
     for _ in range(3):
         assert _get(f"{server.api}projects/{name}/zones/{ZONE}/instances", token).status_code == 200
-        for target in (_url(server, instances[0]), _url(server)):
+        for target in (_url(server, instances[0]), _url(server), operations["regions"]):
             r = _get(target, token)
             assert r.status_code == 403, r.text
             assert r.json()["error"]["errors"][0]["reason"] == "forbidden"
