@@ -36,13 +36,17 @@ def _db() -> sqlite3.Connection:
 @app.post("/compute/v1/projects/<project>/zones/<zone>/instances")
 def insert(project: str, zone: str) -> Response:
     body = request.get_json()
-    conn = _db()
+    commit_row(_db(), project, zone, body)
+    return Response(orjson.dumps({"kind": "compute#operation", "status": "DONE", "targetLink": body["name"]}),
+                    content_type="application/json; charset=UTF-8")
+
+
+def commit_row(conn: sqlite3.Connection, project: str, zone: str, body: dict) -> None:
+    """The floor's statements: one transaction committing the row of ``body``."""
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("INSERT INTO rows (project, zone, name, body) VALUES (?, ?, ?, ?)",
                  (project, zone, body["name"], orjson.dumps(body).decode()))
     conn.execute("COMMIT")
-    return Response(orjson.dumps({"kind": "compute#operation", "status": "DONE", "targetLink": body["name"]}),
-                    content_type="application/json; charset=UTF-8")
 
 
 @app.get("/ready")

@@ -36,12 +36,11 @@ import threading
 import time
 from typing import Any, Self
 
-import orjson
-
 from bench.harness import Gstack, write_result
 from bench.insert_cost import floor_round, start_floor
-from bench.insert_floor_app import make_table
+from bench.insert_floor_app import commit_row, make_table
 from bench.profile_insert import BODY, inserting
+from gstack.app import MMAP_BYTES
 
 ROUNDS = 7
 SERVED = 500  # served floor requests per round: CPU is read in 10 ms ticks
@@ -109,11 +108,15 @@ def capture(n: int) -> tuple[str, list, list, list]:
     jobs' statements, :func:`_state` after them)."""
     sqlite3.connect = sqlite3.dbapi2.connect = _recording_connect  # type: ignore[assignment] # SQLAlchemy's: dbapi2's
     runtime, _, _, insert = inserting()
+
+    def run_jobs() -> None:  # to their end, with the router syncs they ask for (deferred ~0.25 s)
+        runtime.engine.run_until_idle(timeout=600)
+        time.sleep(1)
+        runtime.engine.run_until_idle(timeout=600)
+
     for i in range(WARM_UP):
         insert(i)
-    runtime.engine.run_until_idle(timeout=600)
-    time.sleep(1)  # the router syncs the warm-up asked for are done
-    runtime.engine.run_until_idle(timeout=600)
+    run_jobs()
     database = runtime.factory.kw["bind"].url.database
     snapshot = os.path.join(tempfile.mkdtemp(prefix="gstack-sqlfloor-"), "before.sqlite3")
     with _connect(database) as src, _connect(snapshot) as dst:
@@ -122,9 +125,7 @@ def capture(n: int) -> tuple[str, list, list, list]:
     for i in range(WARM_UP, WARM_UP + n):
         insert(i)
     requests_end = len(_recording)
-    runtime.engine.run_until_idle(timeout=600)
-    time.sleep(1)
-    runtime.engine.run_until_idle(timeout=600)
+    run_jobs()
     _recording_on.clear()
     runtime.stop()
     sqlite3.connect = sqlite3.dbapi2.connect = _connect
@@ -137,7 +138,7 @@ def capture(n: int) -> tuple[str, list, list, list]:
 def _open(path: str) -> sqlite3.Connection:
     conn = _connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON",
-                   f"mmap_size={32 << 20}"):
+                   f"mmap_size={MMAP_BYTES}"):
         conn.execute("PRAGMA " + pragma)
     return conn
 
@@ -171,14 +172,10 @@ def floor(n: int) -> float:
         make_table(path)
         conn = _open(path)
         for i in range(WARM_UP):
-            conn.execute("INSERT INTO rows (project, zone, name, body) VALUES (?, ?, ?, ?)",
-                         ("demo-project", "us-central1-a", f"w-{i}", orjson.dumps(BODY).decode()))
+            commit_row(conn, "demo-project", "us-central1-a", {**BODY, "name": f"w-{i}"})
         t0 = time.process_time()
         for i in range(n):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO rows (project, zone, name, body) VALUES (?, ?, ?, ?)",
-                         ("demo-project", "us-central1-a", f"vm-{i:04d}", orjson.dumps({**BODY, "name": f"vm-{i:04d}"}).decode()))
-            conn.execute("COMMIT")
+            commit_row(conn, "demo-project", "us-central1-a", {**BODY, "name": f"vm-{i:04d}"})
         spent = time.process_time() - t0
         conn.close()
         return spent

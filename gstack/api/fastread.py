@@ -80,17 +80,18 @@ class FastReads:
         self.get_method = by_id()["compute.instances.get"]
         self.list_method = by_id()["compute.instances.list"]
         self.operation_methods = {kind: by_id()[method] for kind, method in _OPERATION_GET.items()}
+        self.routes = ((_PATH, self._answer), (_OPERATION, self._operation))  # the paths served here
         self.pages = PageCache()
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") == "GET":
             path = environ.get("PATH_INFO", "")
-            match = _PATH.match(path)
-            operation = None if match is not None else _OPERATION.match(path)
-            if match is not None or operation is not None:
+            for pattern, answer in self.routes:
+                match = pattern.match(path)
+                if match is None:
+                    continue
                 started = time.perf_counter()
-                body = (self._answer(environ, *match.groups()) if match is not None
-                        else self._operation(environ, *operation.groups()))  # type: ignore[union-attr]
+                body = answer(environ, *match.groups())
                 if body is not None:
                     start_response(_HEADERS_200, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))])
                     seconds = time.perf_counter() - started
@@ -98,6 +99,7 @@ class FastReads:
                     if self.log_requests:
                         log_request("GET", path, 200, seconds * 1000)
                     return [body]
+                break
         return self.wsgi_app(environ, start_response)
 
     def _answer(self, environ, project: str, zone: str, name: str | None) -> bytes | None:

@@ -42,8 +42,7 @@ def operations(server, gce, instances) -> dict[str, str]:
                 "allowed": [{"IPProtocol": "tcp", "ports": ["8080"]}], "sourceRanges": ["10.9.0.0/16"]}).execute()}
     for op in made.values():
         wait_op(gce, op)
-    return {kind: op["selfLink"].replace("https://compute.googleapis.com/compute/v1/", server.api)
-            for kind, op in made.items()}
+    return {kind: op["selfLink"] for kind, op in made.items()}  # on the server's base, as every link
 
 
 def _url(server, name: str = "") -> str:
