@@ -11,19 +11,58 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, event
+import orjson
+from sqlalchemy import ColumnElement, Engine, String, bindparam, event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.sqltypes import NullType
 
 log = logging.getLogger("gstack.db")
 _COMPILING = threading.Lock()
+
+
+class Among(ColumnElement[Any]):
+    """``column IN`` the integers of a JSON array given as the parameter ``name`` (text, as
+    ``"[3, 5, 8]"``): a list in a :class:`Prepared` statement, which takes no expanding parameter.
+    SQLite reads the array with ``json_each``; PostgreSQL makes it an array once (an InitPlan) and
+    matches ``= ANY`` of it, which walks the column's index as an ``IN`` list would."""
+
+    type = NullType()  # a Boolean one would be compared with 1 on SQLite (which then scans the table)
+    inherit_cache = False  # compiled once by Prepared, never looked up in Core's statement cache
+
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any], name: str):
+        self.column = column.expression if isinstance(column, QueryableAttribute) else column
+        self.param = bindparam(name, type_=String)
+
+
+@compiles(Among)
+def _among(element: Among, compiler: SQLCompiler, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} IN "
+            f"(SELECT value FROM json_each({compiler.process(element.param, **kw)}))")
+
+
+@compiles(Among, "postgresql")
+def _among_postgresql(element: Among, compiler: SQLCompiler, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} = ANY(ARRAY("
+            f"SELECT CAST(json_array_elements_text(CAST({compiler.process(element.param, **kw)} AS json)) AS bigint)))")
+
+
+def among(column: ColumnElement[Any] | QueryableAttribute[Any], name: str) -> Among:
+    """See :class:`Among`."""
+    return Among(column, name)
+
+
+def json_ids(ids: Iterable[int]) -> str:
+    """Integers as the parameter of :func:`among`."""
+    return orjson.dumps(list(ids)).decode()
 
 
 class Prepared:
@@ -108,17 +147,32 @@ class Prepared:
         may rewrite it), and the driver's error is raised as SQLAlchemy's (an ``IntegrityError`` on a
         unique clash; the connection invalidated on a disconnect), so callers and
         :func:`core.db.retrying` tell them apart as before."""
-        if session.new or session.dirty or session.deleted:
+        return self._in_session(session, params, many=False)
+
+    def many_in_session(self, session: Session, params: Sequence[Mapping[str, object]]) -> None:
+        """:meth:`in_session` once for each of ``params``, as one executemany (which psycopg sends
+        as one pipeline), without flushing the session first: what its caller writes is the rows
+        the session holds changed (:func:`core.services.instances.rows.write_back`), which a flush
+        would write first, one UPDATE each."""
+        if params:
+            self._in_session(session, params, many=True)
+
+    def _in_session(self, session: Session, params: Any, many: bool) -> Sequence[tuple[Any, ...]]:
+        if not many and (session.new or session.dirty or session.deleted):
             session.flush()
         conn = session.connection()
         engine = conn.engine
         compiled = self._sql(engine)
-        sql, args = compiled.sql, compiled.args(params)
+        sql = compiled.sql
+        args = [compiled.args(p) for p in params] if many else compiled.args(params)
         fairy = conn.connection
         cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]  # a live transaction's
         try:
             for listener in conn.dispatch.before_cursor_execute:
-                sql, args = listener(conn, cursor, sql, args, None, False)
+                sql, args = listener(conn, cursor, sql, args, None, many)
+            if many:
+                cursor.executemany(sql, args)
+                return []
             cursor.execute(sql, args)
             # No rows to fetch from a statement that returns none (psycopg refuses to fetch them).
             return cast(Sequence[tuple[Any, ...]], cursor.fetchall()) if cursor.description is not None else []

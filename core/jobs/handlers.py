@@ -14,27 +14,63 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import bindparam, update
+from sqlalchemy import Update, bindparam, func, literal_column, null, update
 from sqlalchemy.orm import Session
 
-from core.db import flushed_connection, write_session
+from core.db import write_session
 from core.errors import OperationFailure
 from core.models import Operation
+from core.prepared import Prepared, among, json_ids
 
 if TYPE_CHECKING:
     from core.jobs.engine import JobEngine
 
 LEASE_SECONDS = 30.0
+DONE_CHANNEL = "gstack_jobs_done"  # PostgreSQL's NOTIFY of a job's end, heard by the other processes
 # What an Operation that ended holds, besides its end time (and its error or warnings).
 DONE_VALUES = {"status": "DONE", "progress": 100, "lease_owner": None, "lease_expiry": None}
-# A job's UPDATEs of its own Operation run as Core statements on the session's connection: no
-# Operation object of the job's sessions is the job's own, so the ORM's execution path (its bulk
-# UPDATE machinery, ~150 us of a small UPDATE's ~250) would bring nothing up to date.
-_PROGRESS_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True)),
-                                        Operation.progress < bindparam("percent")) \
-    .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry"))
-_DONE_ALL = update(Operation).where(Operation.pk.in_(bindparam("pks", expanding=True))).values(
-    **DONE_VALUES, end_time=bindparam("now"))
+# A job's UPDATEs of its own Operation are prepared statements on the session's connection
+# (core.prepared): no Operation object of the job's sessions is the job's own, so the ORM's
+# execution path would bring nothing up to date, and Core's cost ~130 us of a small UPDATE's ~150.
+# The Operations of a batch are a JSON array (``pks``, core.prepared.among).
+_PROGRESS_ALL = Prepared(update(Operation).where(among(Operation.pk, "pks"), Operation.progress < bindparam("percent"))
+                         .values(progress=bindparam("percent"), lease_expiry=bindparam("expiry")))
+_PROGRESS = Prepared(update(Operation).where(Operation.pk == bindparam("pk"), Operation.progress < bindparam("percent"))
+                     .values(progress=bindparam("percent"), status_message=bindparam("message"),
+                             lease_expiry=bindparam("expiry")))
+
+
+class Ending:
+    """A prepared UPDATE that ends Operations (see :meth:`JobEngine.end_jobs`), in two forms: as it
+    is, and on PostgreSQL with a NOTIFY in its RETURNING (the same round trip) whose payload is the
+    ending process (``owner``), so that the others wake their waiters."""
+
+    def __init__(self, stmt: Update):
+        self.plain = Prepared(stmt)
+        self.notifying = Prepared(stmt.returning(func.pg_notify(literal_column(f"'{DONE_CHANNEL}'"), bindparam("owner"))))
+
+
+_DONE = {**{c: null() if v is None else v for c, v in DONE_VALUES.items()}, "end_time": bindparam("now")}
+# The end of one Operation: its warnings, params and error written when given (not None), kept
+# otherwise (see JobEngine.ending); and the end of many, none of which has any.
+_GIVEN = ("warnings", "params", "error", "http_error_status", "http_error_message")
+END_ONE = Ending(update(Operation).where(Operation.pk == bindparam("pk")).values(
+    **_DONE, **{c: func.coalesce(bindparam(c, type_=Operation.__table__.c[c].type), Operation.__table__.c[c])
+                for c in _GIVEN}))
+_END_ALL = Ending(update(Operation).where(among(Operation.pk, "pks")).values(**_DONE))
+
+
+def ending(pk: int, warnings: list[dict[str, Any]], params: dict[str, Any] | None = None,
+           failure: OperationFailure | None = None, http_message: str | None = None) -> dict[str, Any]:
+    """:data:`END_ONE`'s parameters: the Operation ``pk`` ends now, with its ``warnings`` (if
+    any), its job's ``params`` as the job leaves them (if given) and ``failure`` as its error."""
+    def text(value: Any) -> str | None:
+        return orjson.dumps(value).decode() if value else None
+
+    error = None if failure is None else {"errors": [{"code": failure.code, "message": failure.message}]}
+    return {"pk": pk, "now": time.time(), "warnings": text(warnings), "params": None if params is None else orjson.dumps(params).decode(),
+            "error": text(error), "http_error_status": None if failure is None else failure.http_status,
+            "http_error_message": http_message}
 
 
 @dataclass
@@ -94,29 +130,25 @@ class JobContext:
 
         Given a session, the update joins that transaction instead of making its own.
         """
-        stmt = (update(Operation).where(Operation.pk == self.op_pk, Operation.progress < percent)
-                .values(progress=percent, status_message=message, lease_expiry=time.time() + LEASE_SECONDS))
+        params = {"pk": self.op_pk, "percent": percent, "message": message, "expiry": time.time() + LEASE_SECONDS}
         if session is not None:
-            flushed_connection(session).execute(stmt)
+            _PROGRESS.in_session(session, params)
             return
         with self.write() as own:
-            flushed_connection(own).execute(stmt)
+            _PROGRESS.in_session(own, params)
 
     @staticmethod
     def progress_all(session: Session, ctxs: list[JobContext], percent: int) -> None:
         """:meth:`progress` for a batch, in one UPDATE inside the batch's transaction."""
         if ctxs:
-            flushed_connection(session).execute(_PROGRESS_ALL, {"pks": [c.op_pk for c in ctxs], "percent": percent,
-                                                                "expiry": time.time() + LEASE_SECONDS})
+            _PROGRESS_ALL.in_session(session, {"pks": json_ids(c.op_pk for c in ctxs), "percent": percent,
+                                               "expiry": time.time() + LEASE_SECONDS})
 
     def complete(self, session: Session, params: dict[str, Any] | None = None) -> None:
         """Mark the Operation DONE inside the handler's last transaction, so the resource's final
         state and the end of its Operation commit together (and one commit is saved). ``params``:
         the job's parameters as it leaves them, written by the same UPDATE."""
-        values = self.engine.done_values(self.warnings)
-        if params is not None:
-            values["params"] = orjson.dumps(params).decode()
-        self.engine.end_jobs(session, update(Operation).where(Operation.pk == self.op_pk).values(**values))
+        self.engine.end_jobs(session, END_ONE, ending(self.op_pk, self.warnings, params))
         self.completed = True
 
     @staticmethod
@@ -129,7 +161,7 @@ class JobContext:
         if not plain:
             return
         engine = plain[0].engine
-        engine.end_jobs(session, _DONE_ALL, {"pks": [c.op_pk for c in plain], "now": time.time()})
+        engine.end_jobs(session, _END_ALL, {"pks": json_ids(c.op_pk for c in plain), "now": time.time()})
         for ctx in plain:
             ctx.completed = True
 

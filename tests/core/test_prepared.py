@@ -10,11 +10,12 @@ import threading
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Engine, bindparam, inspect, select, text, update
 
 from core import db, prepared
-from core.models import Project
-from core.prepared import Prepared
+from core.models import Project, Resource, Zone
+from core.prepared import Prepared, among, json_ids
+from core.services.instances.rows import BY_UIDS_LOCKED, write_back
 
 NAME = Prepared(select(Project.name).where(Project.name == bindparam("name")))
 TOUCH = Prepared(update(Project).where(Project.name == bindparam("name")).values(public=bindparam("public"))
@@ -141,3 +142,75 @@ def test_a_sqlite_write_that_fails_is_rolled_back_and_lets_the_next_writer_in(li
         raise RuntimeError("the claim broke halfway")
     assert PUBLIC.scalar(lite, {"name": "demo-project"}) == 0
     assert _write_elsewhere(lite)
+
+
+# -- lists in a prepared statement: core.prepared.among ----------------------------------------
+
+ZONES_AMONG = Prepared(select(Zone.id).where(among(Zone.id, "ids")).order_by(Zone.id))
+RENAME = Prepared(update(Zone).where(Zone.id == bindparam("id")).values(status=bindparam("status")))
+
+
+def test_among_matches_exactly_the_ids_of_its_json_array(engine, session):
+    ids = [z for (z,) in session.execute(select(Zone.id).order_by(Zone.id))]
+    assert len(ids) >= 2
+    assert [z for (z,) in ZONES_AMONG.in_session(session, {"ids": json_ids(ids)})] == ids
+    assert [z for (z,) in ZONES_AMONG.in_session(session, {"ids": json_ids([ids[-1], 10**9])})] == [ids[-1]]
+    assert ZONES_AMONG.in_session(session, {"ids": json_ids([])}) == []
+    assert ZONES_AMONG.all(engine, {"ids": json_ids(ids[:1])}) == [(ids[0],)]  # outside a session too
+
+
+def test_among_seeks_the_columns_index_on_sqlite(engine):
+    """Compared with 1 (what a Boolean expression gets on SQLite), the IN made SQLite scan the table."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    sql = BY_UIDS_LOCKED._sql(engine).sql
+    conn = engine.raw_connection()
+    try:
+        plan = [row[3] for row in conn.cursor().execute("EXPLAIN QUERY PLAN " + sql, ("[1, 2]",))]
+    finally:
+        conn.close()
+    assert any(line.startswith("SEARCH resources USING INDEX") and "(uid=?)" in line for line in plan), plan
+    assert not any(line.startswith("SCAN resources") for line in plan), plan
+
+
+def test_many_in_session_runs_once_per_parameter_set_in_the_transaction(engine, session):
+    before = dict(session.execute(select(Zone.id, Zone.status)).all())
+    RENAME.many_in_session(session, [{"id": z, "status": f"S{z}"} for z in before])
+    RENAME.many_in_session(session, [])  # nothing to run
+    assert dict(session.execute(select(Zone.id, Zone.status)).all()) == {z: f"S{z}" for z in before}
+    with engine.connect() as other:  # the caller's transaction's, not committed
+        assert dict(other.execute(select(Zone.id, Zone.status)).all()) == before
+
+
+# -- rows read as persistent objects: core.db.loaded -------------------------------------------
+
+ZONE_ROWS = Prepared(select(*Zone.__table__.columns).where(among(Zone.id, "ids")).order_by(Zone.id))
+
+
+def test_loaded_rows_are_persistent_objects_whose_changes_the_session_writes(engine, session):
+    ids = [z for (z,) in session.execute(select(Zone.id).order_by(Zone.id))]
+    found = db.loaded(session, Zone, ZONE_ROWS, {"ids": json_ids(ids)})
+    assert [z.id for z in found] == ids
+    assert not session.dirty and all(inspect(z).persistent for z in found)
+    assert session.get(Zone, ids[0]) is found[0]  # the session's own object: not read again
+    found[0].status = "DOWN"
+    session.flush()
+    assert session.execute(select(Zone.status).where(Zone.id == ids[0])).scalar() == "DOWN"
+    assert db.loaded(session, Zone, ZONE_ROWS, {"ids": json_ids(ids[:1])})[0] is found[0]  # kept, as the ORM keeps it
+
+
+def test_rows_written_back_leave_nothing_for_the_next_flush(engine, session):
+    """rows.write_back writes the changed columns itself; the rows must then be clean, or the next
+    statement's autoflush compares them attribute by attribute (~130 us a row) to write nothing."""
+    rows = list(session.scalars(select(Resource).where(Resource.collection == "networks").limit(2)))
+    assert rows, "the seed has networks"
+    for r in rows:
+        r.status = "CHANGED"
+    write_back(session, rows, ("status",))
+    assert not session.dirty
+    rows[0].status, rows[0].subtype = "AGAIN", "other"  # a column write_back is not given stays the flush's
+    write_back(session, rows[:1], ("status",))
+    assert rows[0] in session.dirty
+    session.flush()
+    assert session.execute(select(Resource.status, Resource.subtype).where(Resource.pk == rows[0].pk)).one() == (
+        "AGAIN", "other")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from core import ipam, planner
+from core.db import loaded
 from core.errors import OperationFailure, zone_exhausted
 from core.hypervisors import DiskSpec, DriverError, HypervisorDriver, VmSpec
 from core.hypervisors.base import HostRef
@@ -20,6 +21,7 @@ from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import url_of
 from core.models import Host, Resource, StoragePool
+from core.prepared import json_ids
 from core.resources import store
 from core.services import addresses, disks, guest_attributes, instance_groups
 from core.services.instances import states
@@ -167,7 +169,8 @@ def _locked_with_disks(s: Session, ctxs: list[JobContext]) -> tuple[dict[int, Re
     """The jobs' instance rows (by uid) and the disks their inserts created, in one read that locks
     them all: the staging and the end of a batch both change both (one round trip instead of two)."""
     uids = {c.params["uid"] for c in ctxs}
-    found = list(s.scalars(BY_UIDS_LOCKED, {"uids": [*uids, *(d for c in ctxs for d in c.params.get("created_disks", ()))]}))
+    found = loaded(s, Resource, BY_UIDS_LOCKED,
+                   {"uids": json_ids([*uids, *(d for c in ctxs for d in c.params.get("created_disks", ()))])})
     return ({r.uid: r for r in found if r.uid in uids and r.collection == "instances"},
             [r for r in found if r.collection == "disks"])
 
