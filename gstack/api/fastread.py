@@ -1,18 +1,20 @@
-"""The reads clients repeat most, ``instances.get``, a page of ``instances.list`` and the ``get`` of
-an Operation (what a client polls until its change is done), answered before Flask's request
-machinery when the answer is a plain success.
+"""The calls clients repeat most, ``instances.get``, a page of ``instances.list``, and the ``get``
+and ``wait`` of an Operation (what a client polls, or waits on, until its change is done),
+answered before Flask's request machinery when the answer is a plain success.
 
 Why: through Flask an ``instances.get`` paid its request context, the match among ~900 routes,
 four before/after hooks, the request session's set-up and teardown and the generic call path
 (``registry.run``) around what it needs: the token and project checks, one indexed SELECT and a
 byte replacement. Those layers made it ~0.6× of a bare Flask endpoint serving the same bytes on
 the same server (issue 15's goal: 0.8×). An Operation's ``get`` cost ~800 µs of server CPU against
-~210 µs for an ``instances.get`` on this path.
+~210 µs for an ``instances.get`` on this path, and its ``wait`` (gcloud waits on every Operation it
+starts) ~1 ms more than the job it waited for needed.
 
 Only what this layer can be sure of is served here: a ``GET`` of
 ``/compute/v1/projects/NAME/zones/ZONE/instances[/NAME]`` or of
-``/compute/v1/projects/NAME/{zones/ZONE,regions/REGION,global}/operations/NAME`` (names, not numeric ids), whose query
-holds nothing but ``prettyPrint`` (and, for a list, its paging, order and filter), whose
+``/compute/v1/projects/NAME/{zones/ZONE,regions/REGION,global}/operations/NAME`` (names, not numeric
+ids), or a ``POST`` of that Operation's ``/wait`` with no body, whose query holds nothing but
+``prettyPrint`` and ``alt=json`` (and, for a list, its paging, order and filter), whose
 ``Authorization: Bearer`` credential and standing on the project this process checked less than a
 cache ttl ago (:func:`gstack.auth.guard.cached_check`: expiry and scopes are checked on every call,
 a revocation in this process drops its token at once), and whose answer is there. Everything else
@@ -61,10 +63,12 @@ _PATH = re.compile(r"/compute/v1/projects/([a-z][-a-z0-9.:]*)/zones/([a-z][-a-z0
 # An Operation by name in its zone, region or the project's global scope.
 _OPERATION = re.compile(r"/compute/v1/projects/([a-z][-a-z0-9.:]*)/((?:zones|regions)/[a-z][-a-z0-9]*|global)"
                         r"/operations/([a-z][-a-z0-9]*)\Z")
-_OPERATION_GET = {"zones": "compute.zoneOperations.get", "regions": "compute.regionOperations.get",
-                  "global": "compute.globalOperations.get"}
-_GET_ARGS = frozenset({"prettyPrint"})
-_LIST_ARGS = frozenset({"prettyPrint", "maxResults", "pageToken", "orderBy", "filter"})
+_WAIT = re.compile(_OPERATION.pattern.removesuffix(r"\Z") + r"/wait\Z")
+_OPERATIONS = {"zones": "zoneOperations", "regions": "regionOperations", "global": "globalOperations"}
+# ``alt=json`` (what gcloud adds to every call) asks for what every answer is; any other ``alt``
+# takes the full path.
+_GET_ARGS = frozenset({"prettyPrint", "alt"})
+_LIST_ARGS = frozenset({"prettyPrint", "alt", "maxResults", "pageToken", "orderBy", "filter"})
 _HEADERS_200 = "200 OK"
 
 
@@ -79,27 +83,29 @@ class FastReads:
         self.check_contract = contract.enabled()
         self.get_method = by_id()["compute.instances.get"]
         self.list_method = by_id()["compute.instances.list"]
-        self.operation_methods = {kind: by_id()[method] for kind, method in _OPERATION_GET.items()}
-        self.routes = ((_PATH, self._answer), (_OPERATION, self._operation))  # the paths served here
+        self.operation_methods = {kind: by_id()[f"compute.{name}.get"] for kind, name in _OPERATIONS.items()}
+        self.wait_methods = {kind: by_id()[f"compute.{name}.wait"] for kind, name in _OPERATIONS.items()}
+        # The paths served here, by HTTP method.
+        self.routes = {"GET": ((_PATH, self._answer), (_OPERATION, self._operation)), "POST": ((_WAIT, self._wait),)}
         self.pages = PageCache()
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") == "GET":
-            path = environ.get("PATH_INFO", "")
-            for pattern, answer in self.routes:
-                match = pattern.match(path)
-                if match is None:
-                    continue
-                started = time.perf_counter()
-                body = answer(environ, *match.groups())
-                if body is not None:
-                    start_response(_HEADERS_200, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))])
-                    seconds = time.perf_counter() - started
-                    metrics.count("GET", 200, seconds)
-                    if self.log_requests:
-                        log_request("GET", path, 200, seconds * 1000)
-                    return [body]
-                break
+        verb = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO", "")
+        for pattern, answer in self.routes.get(verb, ()):
+            match = pattern.match(path)
+            if match is None:
+                continue
+            started = time.perf_counter()
+            body = answer(environ, *match.groups())
+            if body is not None:
+                start_response(_HEADERS_200, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))])
+                seconds = time.perf_counter() - started
+                metrics.count(verb, 200, seconds)
+                if self.log_requests:
+                    log_request(verb, path, 200, seconds * 1000)
+                return [body]
+            break
         return self.wsgi_app(environ, start_response)
 
     def _answer(self, environ, project: str, zone: str, name: str | None) -> bytes | None:
@@ -117,12 +123,29 @@ class FastReads:
 
         return self._checked(environ, self.operation_methods[scope.split("/", 1)[0]], project, _GET_ARGS, body)
 
+    def _wait(self, environ, project: str, scope: str, name: str) -> bytes | None:
+        """``operations.wait`` (gcloud waits on every Operation it starts with it): the Operation as
+        :meth:`_operation` answers, once it is DONE or the wait's deadline passed, as the full path
+        waits (:meth:`core.jobs.engine.JobEngine.wait`). A request with a body, or an Operation
+        that is not there (before or after the wait), goes on to the Flask app."""
+        if environ.get("CONTENT_LENGTH", "") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ:
+            return None
+
+        def body(_args, pretty: bool, base: str) -> bytes | None:
+            op = operations.committed(self.engine, project, scope, name)
+            if op is not None and op.status != "DONE":
+                self.runtime.engine.wait(op.pk, self.runtime.settings.wait_timeout)
+                op = operations.committed(self.engine, project, scope, name)
+            return None if op is None else render(operations.to_json(op), pretty, base)
+
+        return self._checked(environ, self.wait_methods[scope.split("/", 1)[0]], project, _GET_ARGS, body)
+
     def _checked(self, environ, method, project: str, allowed: frozenset[str], produce) -> bytes | None:
         """``produce(args, pretty, base)`` once the query holds only ``allowed`` arguments and the
         caches vouch for the caller (see the module's docstring); None when the Flask app must answer."""
         request = Request(environ)  # werkzeug's, as Flask's: the same query, host and scheme
         args = request.args
-        if not args.keys() <= allowed:
+        if not args.keys() <= allowed or args.get("alt", "json") != "json":
             return None
         base = base_url_for(self.runtime.settings, request.scheme, request.host)
         auth = request.headers.get("Authorization", "").strip()

@@ -1,4 +1,4 @@
-"""The lighter GET path of ``instances.get``, ``instances.list`` and an Operation's ``get``
+"""The lighter path of ``instances.get``, ``instances.list`` and an Operation's ``get`` and ``wait``
 (gstack/api/fastread.py): the same bytes as the full path, and every check still made on every call (revocation, expiry,
 scopes, project access) although the credential comes from the process's caches.
 
@@ -86,6 +86,61 @@ def test_operation_get_bytes_are_the_full_paths(server, operations, kind, params
     assert (op["kind"], op["status"], op["selfLink"]) == ("compute#operation", "DONE", url)
     scope = url.split(f"/projects/{PROJECT}/")[1].split("/operations/")[0]  # zones/Z, regions/R or global
     assert kind == "global" or op[kind[:-1]] == f"{server.api}projects/{PROJECT}/{scope}"
+
+
+def _wait(url: str, token: str, body: bytes | None = None, **params) -> requests.Response:
+    """``operations.wait`` as gcloud sends it (a POST with no body, ``content-length: 0``)."""
+    return requests.post(url + "/wait", headers={"Authorization": "Bearer " + token}, params=params, data=body or b"",
+                         timeout=130)
+
+
+@pytest.mark.parametrize("kind", ["zones", "regions", "global"])
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"alt": "json"}])
+def test_operation_wait_bytes_are_the_full_paths(server, operations, kind, params):
+    token = server.token()
+    url = operations[kind]
+    full = _wait(url, token, quotaUser="x", **params)
+    assert full.status_code == 200, full.text
+    for _ in range(3):
+        r = _wait(url, token, **params)
+        assert r.status_code == 200, r.text
+        assert r.content == full.content == _get(url, token, quotaUser="x", **params).content
+        assert r.headers["Content-Type"] == full.headers["Content-Type"] == "application/json; charset=UTF-8"
+        assert r.headers["Content-Length"] == str(len(full.content))
+    assert _wait(url, token, body=b"{}").content == _get(url, token).content  # a body: the full path's answer
+
+
+def test_a_wait_returns_when_the_operation_has_ended(server, gce, instances):
+    """The lighter path waits as the full path does: what it answers is the Operation DONE (a stop's,
+    queued behind nothing, sent by a caller whose token the caches hold)."""
+    token = server.token()
+    assert _get(_url(server, instances[2]), token).status_code == 200  # the caches hold the token now
+    op = gce.instances().stop(project=PROJECT, zone=ZONE, instance=instances[2]).execute()
+    r = _wait(op["selfLink"], token, alt="json")
+    assert r.status_code == 200, r.text
+    assert (r.json()["name"], r.json()["status"]) == (op["name"], "DONE")
+    assert gce.instances().get(project=PROJECT, zone=ZONE, instance=instances[2]).execute()["status"] == "TERMINATED"
+    missing = _wait(op["selfLink"].rsplit("/", 1)[0] + "/operation-0-missing", token)
+    assert missing.status_code == 404 and missing.json()["error"]["errors"][0]["reason"] == "notFound"
+
+
+def test_a_wait_checks_the_caller_on_every_call(server, operations):
+    token, readonly = server.token(), server.token("compute.readonly")
+    other = server.token("https://www.googleapis.com/auth/cloud-platform.read-only")
+    name = unique("fastw")
+    server.admin("project", "create", name)
+    stranger = server.token(project=name)
+    assert _get(f"{server.api}projects/{name}/zones/{ZONE}/instances", stranger).status_code == 200
+    for _ in range(3):
+        for good in (token, readonly):
+            assert _wait(operations["zones"], good).status_code == 200
+        refused = _wait(operations["zones"], other)
+        assert refused.status_code == 403 and refused.json()["error"]["errors"][0]["reason"] == "insufficientPermissions"
+        foreign = _wait(operations["zones"], stranger)
+        assert foreign.status_code == 403 and foreign.json()["error"]["errors"][0]["reason"] == "forbidden"
+    assert requests.post(server.base + "/revoke", data={"token": token}, timeout=30).status_code == 200
+    revoked = _wait(operations["zones"], token)
+    assert revoked.status_code == 401 and revoked.json()["error"]["errors"][0]["reason"] == "authError"
 
 
 @pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"maxResults": "2"},
