@@ -99,6 +99,8 @@ def _entities(row: Sequence[Any]) -> tuple[Host | None, Cluster | None, StorageP
     cluster = read_only(Cluster, row[_HOST_END:_CLUSTER_END]) if row[_HOST_END] is not None else None
     pool = read_only(StoragePool, row[_CLUSTER_END:_POOL_END]) if row[_CLUSTER_END] is not None else None
     return host, cluster, pool, *row[_POOL_END:]
+
+
 _LOCK = {(h, p): _lock(h, p) for h, p in ((True, False), (False, True), (True, True))}
 _HOLD_HOST = select(Host.id).where(Host.id == bindparam("id")).with_for_update(key_share=True)
 
@@ -157,7 +159,8 @@ class ZoneCapacity:
             self._hosts = []
         if pools:
             self._pools = []
-        for host, cluster, pool, vcpus, memory, size in map(_entities, _READ[hosts, pools].in_session(self.session, params)):
+        rows = map(_entities, _READ[hosts, pools].in_session(self.session, params))
+        for host, cluster, pool, vcpus, memory, size in rows:
             # On PostgreSQL, a host or pool that came Up after the lock is not one this transaction holds.
             if host is not None and (locked is None or ("host", host.id) in locked):
                 assert self._hosts is not None and cluster is not None
@@ -227,7 +230,8 @@ def zone_room(session: Session, zone_id: int) -> tuple[float, float]:
     """The free vCPUs and memory (MB) of a zone's Up hosts after over-provisioning, read without
     locking them: for choosing among zones, not for placing (a placement locks and reads again)."""
     cpus = memory = 0.0
-    for host, cluster, _, used_cpus, used_memory, _ in map(_entities, _READ[True, False].in_session(session, {"zone_id": zone_id})):
+    rows = map(_entities, _READ[True, False].in_session(session, {"zone_id": zone_id}))
+    for host, cluster, _, used_cpus, used_memory, _ in rows:
         if host is not None and cluster is not None:
             cpus += max(0.0, host.cpus * cluster.cpu_overprovisioning - (used_cpus or 0))
             memory += max(0.0, host.memory_mb * cluster.memory_overprovisioning - (used_memory or 0))

@@ -52,7 +52,7 @@ class Ending:
 
 _DONE = {**{c: null() if v is None else v for c, v in DONE_VALUES.items()}, "end_time": bindparam("now")}
 # The end of one Operation: its warnings, params and error written when given (not None), kept
-# otherwise (see JobEngine.ending); and the end of many, none of which has any.
+# otherwise (see ending); and the end of many, none of which has any.
 _GIVEN = ("warnings", "params", "error", "http_error_status", "http_error_message")
 END_ONE = Ending(update(Operation).where(Operation.pk == bindparam("pk")).values(
     **_DONE, **{c: func.coalesce(bindparam(c, type_=Operation.__table__.c[c].type), Operation.__table__.c[c])
@@ -68,8 +68,8 @@ def ending(pk: int, warnings: list[dict[str, Any]], params: dict[str, Any] | Non
         return orjson.dumps(value).decode() if value else None
 
     error = None if failure is None else {"errors": [{"code": failure.code, "message": failure.message}]}
-    return {"pk": pk, "now": time.time(), "warnings": text(warnings), "params": None if params is None else orjson.dumps(params).decode(),
-            "error": text(error), "http_error_status": None if failure is None else failure.http_status,
+    return {"pk": pk, "now": time.time(), "warnings": text(warnings),
+            "params": None if params is None else orjson.dumps(params).decode(), "error": text(error), "http_error_status": None if failure is None else failure.http_status,
             "http_error_message": http_message}
 
 
