@@ -53,36 +53,34 @@ def _get(url: str, token: str, **params) -> requests.Response:
     return requests.get(url, headers={"Authorization": "Bearer " + token}, params=params, timeout=30)
 
 
-@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"prettyPrint": "true"}])
-def test_get_bytes_are_the_full_paths(server, instances, params):
-    token = server.token()
-    url = _url(server, instances[0])
-    full = _get(url, token, quotaUser="x", **params)
+def _served_alike(call, url: str, token: str, params: dict) -> requests.Response:
+    """``call(url, token, **params)`` three times (the first fills the caches, the others are served
+    from them), each answering the bytes and headers of the full path (taken with ``quotaUser``,
+    which the lighter path leaves to it); the last answer."""
+    full = call(url, token, quotaUser="x", **params)
     assert full.status_code == 200, full.text
-    for _ in range(3):  # the first fills the caches, the others are served from them
-        r = _get(url, token, **params)
+    for _ in range(3):
+        r = call(url, token, **params)
         assert r.status_code == 200, r.text
         assert r.content == full.content
         assert r.headers["Content-Type"] == full.headers["Content-Type"] == "application/json; charset=UTF-8"
         assert r.headers["Content-Length"] == str(len(full.content))
+    return r
+
+
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"prettyPrint": "true"}, {"alt": "json"}])
+def test_get_bytes_are_the_full_paths(server, instances, params):
+    url = _url(server, instances[0])
+    r = _served_alike(_get, url, server.token(), params)
     assert r.json()["name"] == instances[0]
     assert r.json()["selfLink"] == url
 
 
 @pytest.mark.parametrize("kind", ["zones", "regions", "global"])
-@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}])
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"alt": "json"}])
 def test_operation_get_bytes_are_the_full_paths(server, operations, kind, params):
-    token = server.token()
     url = operations[kind]
-    full = _get(url, token, quotaUser="x", **params)
-    assert full.status_code == 200, full.text
-    for _ in range(3):
-        r = _get(url, token, **params)
-        assert r.status_code == 200, r.text
-        assert r.content == full.content
-        assert r.headers["Content-Type"] == full.headers["Content-Type"] == "application/json; charset=UTF-8"
-        assert r.headers["Content-Length"] == str(len(full.content))
-    op = r.json()
+    op = _served_alike(_get, url, server.token(), params).json()
     assert (op["kind"], op["status"], op["selfLink"]) == ("compute#operation", "DONE", url)
     scope = url.split(f"/projects/{PROJECT}/")[1].split("/operations/")[0]  # zones/Z, regions/R or global
     assert kind == "global" or op[kind[:-1]] == f"{server.api}projects/{PROJECT}/{scope}"
@@ -99,14 +97,7 @@ def _wait(url: str, token: str, body: bytes | None = None, **params) -> requests
 def test_operation_wait_bytes_are_the_full_paths(server, operations, kind, params):
     token = server.token()
     url = operations[kind]
-    full = _wait(url, token, quotaUser="x", **params)
-    assert full.status_code == 200, full.text
-    for _ in range(3):
-        r = _wait(url, token, **params)
-        assert r.status_code == 200, r.text
-        assert r.content == full.content == _get(url, token, quotaUser="x", **params).content
-        assert r.headers["Content-Type"] == full.headers["Content-Type"] == "application/json; charset=UTF-8"
-        assert r.headers["Content-Length"] == str(len(full.content))
+    assert _served_alike(_wait, url, token, params).content == _get(url, token, quotaUser="x", **params).content
     assert _wait(url, token, body=b"{}").content == _get(url, token).content  # a body: the full path's answer
 
 
