@@ -226,6 +226,7 @@ def reads(c: Client, size: int) -> dict[str, tuple[str, dict]]:
     word = f'.*\\binst\\-{middle:06d}\\b.*'  # gcloud's --filter=name:inst-000501
     return {
         "get": (f"{zonal}/{_name(middle)}", {}),
+        "project_get": (API, {}),  # gcloud's read before every instance it creates (its quotas count)
         "list_first_page": (zonal, {"maxResults": 50}),
         "list_later_page": (zonal, {"maxResults": 50, "pageToken": _token([late], "name")}),
         "orderBy_name": (zonal, {"maxResults": 50, "orderBy": "name"}),

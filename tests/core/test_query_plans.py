@@ -14,7 +14,7 @@ from sqlalchemy import Engine, and_, bindparam, event, or_, select
 
 from core.ipam import _take_next
 from core.models import Resource
-from core.quotas import USAGE_COLUMNS
+from core.quotas import _GLOBAL_COUNTS, USAGE_COLUMNS
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
 from core.systemvms.sync import NETWORK_OR_INSTANCES
@@ -109,3 +109,12 @@ def test_a_syncs_instances_are_read_by_uid_not_by_collection(engine):
     uids = list(range(1, 19))  # a burst's sync names a dozen or more
     params = {"net_project": "demo-project", "net_name": "default", "uids": uids}
     assert _seeks(engine, NETWORK_OR_INSTANCES, params) == [_BY_NAME, "(uid=?)"]
+
+
+def test_a_projects_global_counts_seek_their_collections_not_every_resource(engine):
+    """projects.get (gcloud reads it before every instance it creates) counts the project's global
+    resources by collection: a seek per collection. It counted every resource of the project, its
+    instances and disks too, and grew with them."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    assert set(_seeks(engine, _GLOBAL_COUNTS, {"project": "demo-project"})) == {"(project=? AND collection=?)"}
