@@ -1,5 +1,6 @@
-"""The calls clients repeat most, ``instances.get``, a page of ``instances.list``, and the ``get``
-and ``wait`` of an Operation (what a client polls, or waits on, until its change is done),
+"""The calls clients repeat most, ``instances.get``, a page of ``instances.list``, the ``get`` and
+``wait`` of an Operation (what a client polls, or waits on, until its change is done), and the
+``get`` of the project and of a zone (what gcloud reads before every instance it creates),
 answered before Flask's request machinery when the answer is a plain success.
 
 Why: through Flask an ``instances.get`` paid its request context, the match among ~900 routes,
@@ -11,9 +12,9 @@ the same server (issue 15's goal: 0.8×). An Operation's ``get`` cost ~800 µs o
 starts) ~1 ms more than the job it waited for needed.
 
 Only what this layer can be sure of is served here: a ``GET`` of
-``/compute/v1/projects/NAME/zones/ZONE/instances[/NAME]`` or of
-``/compute/v1/projects/NAME/{zones/ZONE,regions/REGION,global}/operations/NAME`` (names, not numeric
-ids), or a ``POST`` of that Operation's ``/wait`` with no body, whose query holds nothing but
+``/compute/v1/projects/NAME[/zones/ZONE]``, of ``/compute/v1/projects/NAME/zones/ZONE/instances[/NAME]``
+or of ``/compute/v1/projects/NAME/{zones/ZONE,regions/REGION,global}/operations/NAME`` (names, not
+numeric ids), or a ``POST`` of that Operation's ``/wait`` with no body, whose query holds nothing but
 ``prettyPrint`` and ``alt=json`` (and, for a list, its paging, order and filter), whose
 ``Authorization: Bearer`` credential and standing on the project this process checked less than a
 cache ttl ago (:func:`gstack.auth.guard.cached_check`: expiry and scopes are checked on every call,
@@ -44,7 +45,7 @@ from core.resources.queries import (
     generation_settled,
     versions_text,
 )
-from core.services import topology
+from core.services import projects, topology
 from gstack import metrics
 from gstack.api import instances
 from gstack.auth.guard import cached_check
@@ -63,6 +64,9 @@ _PATH = re.compile(r"/compute/v1/projects/([a-z][-a-z0-9.:]*)/zones/([a-z][-a-z0
 # An Operation by name in its zone, region or the project's global scope.
 _OPERATION = re.compile(r"/compute/v1/projects/([a-z][-a-z0-9.:]*)/((?:zones|regions)/[a-z][-a-z0-9]*|global)"
                         r"/operations/([a-z][-a-z0-9]*)\Z")
+# The project itself and one of its zones: what gcloud reads before every instance it creates.
+_PROJECT = re.compile(r"/compute/v1/projects/([a-z][-a-z0-9.:]*)\Z")
+_ZONE = re.compile(r"/compute/v1/projects/([a-z][-a-z0-9.:]*)/zones/([a-z][-a-z0-9]*)\Z")
 _WAIT = re.compile(_OPERATION.pattern.removesuffix(r"\Z") + r"/wait\Z")
 _OPERATIONS = {"zones": "zoneOperations", "regions": "regionOperations", "global": "globalOperations"}
 # ``alt=json`` (what gcloud adds to every call) asks for what every answer is; any other ``alt``
@@ -85,8 +89,11 @@ class FastReads:
         self.list_method = by_id()["compute.instances.list"]
         self.operation_methods = {kind: by_id()[f"compute.{name}.get"] for kind, name in _OPERATIONS.items()}
         self.wait_methods = {kind: by_id()[f"compute.{name}.wait"] for kind, name in _OPERATIONS.items()}
+        self.project_method, self.zone_method = by_id()["compute.projects.get"], by_id()["compute.zones.get"]
         # The paths served here, by HTTP method.
-        self.routes = {"GET": ((_PATH, self._answer), (_OPERATION, self._operation)), "POST": ((_WAIT, self._wait),)}
+        self.routes = {"GET": ((_PATH, self._answer), (_OPERATION, self._operation), (_PROJECT, self._project),
+                               (_ZONE, self._zone)),
+                       "POST": ((_WAIT, self._wait),)}
         self.pages = PageCache()
 
     def __call__(self, environ, start_response):
@@ -122,6 +129,22 @@ class FastReads:
             return None if op is None else render(operations.to_json(op), pretty, base)
 
         return self._checked(environ, self.operation_methods[scope.split("/", 1)[0]], project, _GET_ARGS, body)
+
+    def _project(self, environ, project: str) -> bytes | None:
+        """``projects.get``: as the full path renders it (no such project: the full path's error)."""
+        def body(_args, pretty: bool, base: str) -> bytes:
+            with self.runtime.factory() as session:
+                return render(projects.to_json(session, projects.get(session, project)), pretty, base)
+
+        return self._checked(environ, self.project_method, project, _GET_ARGS, body)
+
+    def _zone(self, environ, project: str, zone: str) -> bytes | None:
+        """``zones.get``: as the full path renders it (no such zone: the full path's error)."""
+        def body(_args, pretty: bool, base: str) -> bytes:
+            with self.runtime.factory() as session:
+                return render(topology.zone_json(session, project, topology.zone(session, project, zone)), pretty, base)
+
+        return self._checked(environ, self.zone_method, project, _GET_ARGS, body)
 
     def _wait(self, environ, project: str, scope: str, name: str) -> bytes | None:
         """``operations.wait`` (gcloud waits on every Operation it starts with it): the Operation as

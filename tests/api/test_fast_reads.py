@@ -86,6 +86,29 @@ def test_operation_get_bytes_are_the_full_paths(server, operations, kind, params
     assert kind == "global" or op[kind[:-1]] == f"{server.api}projects/{PROJECT}/{scope}"
 
 
+@pytest.mark.parametrize("path", ["", f"/zones/{ZONE}"])
+@pytest.mark.parametrize("params", [{}, {"prettyPrint": "false"}, {"alt": "json"}])
+def test_project_and_zone_bytes_are_the_full_paths(server, path, params):
+    url = f"{server.api}projects/{PROJECT}{path}"
+    body = _served_alike(_get, url, server.token(), params).json()
+    assert (body["kind"], body["selfLink"]) == (("compute#zone" if path else "compute#project"), url)
+
+
+def test_project_and_zone_errors_and_refusals_are_the_full_paths(server):
+    token, other = server.token(), server.token("https://www.googleapis.com/auth/cloud-platform.read-only")
+    name = unique("fastz")
+    server.admin("project", "create", name)
+    stranger = server.token(project=name)
+    assert _get(f"{server.api}projects/{name}", stranger).status_code == 200
+    for _ in range(2):
+        missing = _get(f"{server.api}projects/{PROJECT}/zones/no-such-zone", token)
+        assert missing.status_code == 404 and missing.json()["error"]["errors"][0]["reason"] == "notFound"
+        for path in ("", f"/zones/{ZONE}"):
+            assert _get(f"{server.api}projects/{PROJECT}{path}", other).status_code == 403
+            foreign = _get(f"{server.api}projects/{PROJECT}{path}", stranger)
+            assert foreign.status_code == 403 and foreign.json()["error"]["errors"][0]["reason"] == "forbidden"
+
+
 def _wait(url: str, token: str, body: bytes | None = None, **params) -> requests.Response:
     """``operations.wait`` as gcloud sends it (a POST with no body, ``content-length: 0``)."""
     return requests.post(url + "/wait", headers={"Authorization": "Bearer " + token}, params=params, data=body or b"",
