@@ -22,9 +22,11 @@ gunicorn too; CPU is then that of every process of the server (the master, its w
 ``--wait-each``: each insert waits for its Operation to end (``zoneOperations.wait``) before the next
 is sent, as ``gcloud compute instances create`` does, instead of a stream of inserts whose jobs the
 job engine batches: each job then runs alone and pays its fixed cost (its claim, its transactions,
-the spawn) whole.
+the spawn) whole. ``--gcloud``: the whole sequence ``gcloud compute instances create`` sends for one
+instance (``../shared/clients/gcloud/polling-instances-create.txt``): the zone's and the project's
+GET, the insert, its waits, the instance's GET, each with ``alt=json``.
 
-Usage: ``python3 -m bench.insert_cost [--baseline TREE] [--wait-each] [SIZE ...]`` (default 1000 10000).
+Usage: ``python3 -m bench.insert_cost [--baseline TREE] [--wait-each | --gcloud] [SIZE ...]`` (default 1000 10000).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def make_network(s: requests.Session, base: str) -> None:
 
 SERVER = os.environ.get("BENCH_SERVER", "serve")
 WAIT_EACH = False  # --wait-each: each insert waits for its Operation before the next is sent
+GCLOUD = False  # --gcloud: and around it the reads gcloud makes (see the module's docstring)
 SERVERS = {"serve": "gstack serve (request log on), SQLite",
            "gunicorn": "gunicorn, 2 sync workers (request log on) and a gstack worker, SQLite; the floor on gunicorn"}
 
@@ -116,13 +119,20 @@ def grow(s: requests.Session, url: str, have: int, target: int) -> None:
 def gstack_round(s: requests.Session, url: str, pids: list[int], tag: str) -> float:
     names = [f"r{tag}-{i:03d}" for i in range(ROUND)]
     before = cpu_seconds(pids)
+    params = {"alt": "json"} if GCLOUD else {"prettyPrint": "false"}
+    zone = url.rsplit("/", 1)[0]
     for name in names:
-        r = s.post(url, json={**BODY, "name": name}, params={"prettyPrint": "false"})
+        if GCLOUD:
+            for read in (zone, zone.split("/zones/")[0]):  # the zone, the project
+                s.get(read, params=params).raise_for_status()
+        r = s.post(url, json={**BODY, "name": name}, params=params)
         r.raise_for_status()
         if WAIT_EACH:  # as gcloud compute instances create does: on the Operation, until it is DONE
             while r.json().get("status") != "DONE":
-                r = s.post(r.json()["selfLink"] + "/wait", params={"prettyPrint": "false"})
+                r = s.post(r.json()["selfLink"] + "/wait", params=params)
                 r.raise_for_status()
+        if GCLOUD:
+            s.get(f"{url}/{name}", params=params).raise_for_status()
     wait_running(s, url, names[-1:], pause=0.25)  # a few polls: counted, but a small share
     time.sleep(SETTLE)
     spent = cpu_seconds(pids) - before
@@ -226,8 +236,8 @@ def main(sizes: list[int], baseline: str | None) -> None:
                 "idle_cpu_share": {label: round(idle_rate(pids), 4) for label, (_, _, pids) in clients.items()}}
             print(size, results[str(size)], flush=True)
         first, last = str(sizes[0]), str(sizes[-1])
-        write_result(("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}") + ("_wait_each" if WAIT_EACH else ""), {
-            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER], "wait_each": WAIT_EACH,
+        write_result(("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}") + ("_gcloud" if GCLOUD else "_wait_each" if WAIT_EACH else ""), {
+            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER], "wait_each": WAIT_EACH, "gcloud": GCLOUD,
             "trees": trees, "load_average_1min": {"min": min(loads), "median": statistics.median(loads),
                                                   "max": max(loads)},
             "sizes": results,
@@ -248,7 +258,9 @@ if __name__ == "__main__":
     parser.add_argument("--baseline", help="another gstack checkout to measure in alternating rounds")
     parser.add_argument("--wait-each", action="store_true",
                         help="each insert waits for its Operation (operations.wait) before the next, as gcloud does")
+    parser.add_argument("--gcloud", action="store_true",
+                        help="the requests gcloud compute instances create sends for each instance (waits included)")
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10000])
     args = parser.parse_args()
-    WAIT_EACH = args.wait_each
+    WAIT_EACH, GCLOUD = args.wait_each or args.gcloud, args.gcloud
     main(args.sizes, os.path.abspath(args.baseline) if args.baseline else None)
