@@ -131,20 +131,22 @@ class FastReads:
         return self._checked(environ, self.operation_methods[scope.split("/", 1)[0]], project, _GET_ARGS, body)
 
     def _project(self, environ, project: str) -> bytes | None:
-        """``projects.get``: as the full path renders it (no such project: the full path's error)."""
-        def body(_args, pretty: bool, base: str) -> bytes:
-            with self.runtime.factory() as session:
-                return render(projects.to_json(session, projects.get(session, project)), pretty, base)
-
-        return self._checked(environ, self.project_method, project, _GET_ARGS, body)
+        """``projects.get``, as the full path renders it (no such project: the full path's error)."""
+        return self._read(environ, self.project_method, project,
+                          lambda session: projects.to_json(session, projects.get(session, project)))
 
     def _zone(self, environ, project: str, zone: str) -> bytes | None:
-        """``zones.get``: as the full path renders it (no such zone: the full path's error)."""
+        """``zones.get``, as the full path renders it (no such zone: the full path's error)."""
+        return self._read(environ, self.zone_method, project,
+                          lambda session: topology.zone_json(session, project, topology.zone(session, project, zone)))
+
+    def _read(self, environ, method, project: str, answer) -> bytes | None:
+        """A resource's get whose body ``answer(session)`` makes, read in a session of its own."""
         def body(_args, pretty: bool, base: str) -> bytes:
             with self.runtime.factory() as session:
-                return render(topology.zone_json(session, project, topology.zone(session, project, zone)), pretty, base)
+                return render(answer(session), pretty, base)
 
-        return self._checked(environ, self.zone_method, project, _GET_ARGS, body)
+        return self._checked(environ, method, project, _GET_ARGS, body)
 
     def _wait(self, environ, project: str, scope: str, name: str) -> bytes | None:
         """``operations.wait`` (gcloud waits on every Operation it starts with it): the Operation as
