@@ -236,8 +236,11 @@ def main(sizes: list[int], baseline: str | None) -> None:
                 "idle_cpu_share": {label: round(idle_rate(pids), 4) for label, (_, _, pids) in clients.items()}}
             print(size, results[str(size)], flush=True)
         first, last = str(sizes[0]), str(sizes[-1])
-        write_result(("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}") + ("_gcloud" if GCLOUD else "_wait_each" if WAIT_EACH else ""), {
-            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER], "wait_each": WAIT_EACH, "gcloud": GCLOUD,
+        name = ("insert_cost" if SERVER == "serve" else f"insert_cost_{SERVER}") + (
+            "_gcloud" if GCLOUD else "_wait_each" if WAIT_EACH else "")
+        write_result(name, {
+            "round_inserts": ROUND, "rounds": ROUNDS, "server": SERVERS[SERVER], "wait_each": WAIT_EACH,
+            "gcloud": GCLOUD,
             "trees": trees, "load_average_1min": {"min": min(loads), "median": statistics.median(loads),
                                                   "max": max(loads)},
             "sizes": results,

@@ -45,7 +45,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from core.models import Operation
-from core.prepared import Prepared
+from core.prepared import Prepared, among
 
 # Spelled as a list (not "!= DONE") so the claim query walks the status index, not every Operation.
 UNFINISHED = ("PENDING", "RUNNING")
@@ -122,8 +122,7 @@ LOOK = Prepared(select(_claimable(fair=False, held="json").with_only_columns(Ope
 # write transaction outside any Session (core.db.sqlite_write); ``held`` and the taken ``pks`` are
 # JSON arrays.
 CLAIMABLE = Prepared(_claimable(fair=True, held="json").offset(literal_column("0")))  # as LOOK's
-_PKS = func.json_each(bindparam("pks", type_=String)).table_valued("value")
-TAKE = Prepared(update(Operation).where(Operation.pk.in_(select(_PKS.c.value))).values(**_LEASE).returning(*_TAKEN))
+TAKE = Prepared(update(Operation).where(among(Operation.pk, "pks")).values(**_LEASE).returning(*_TAKEN))
 # PostgreSQL (see the module's docstring): the candidates, read without a lock, with the next
 # deferred job's due time (a row with no candidate when there is none: a worker that finds nothing
 # sleeps until then without asking again); and the take, which locks those still free (skipping

@@ -53,7 +53,7 @@ from core.jobs.handlers import (
     job,
 )
 from core.models import Operation
-from core.prepared import Prepared
+from core.prepared import Prepared, json_ids
 
 __all__ = ["HANDLERS", "UNFINISHED", "JobContext", "JobEngine", "JobHandler", "job",
            "local_owner_id"]
@@ -78,11 +78,6 @@ SPARE_IDLE_SECONDS = 10.0
 # and was followed by no other waits QUIET_SECONDS.
 LINGER_SECONDS = 0.15
 QUIET_SECONDS = 0.015
-
-_HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
-                  412: "PRECONDITION FAILED", 429: "TOO MANY REQUESTS", 500: "INTERNAL SERVER ERROR",
-                  501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
-
 
 # A waiter's re-read and the worker's look for deferred jobs: one statement each, outside a Session.
 _STATUS = Prepared(select(Operation.status).where(Operation.pk == bindparam("pk")))
@@ -405,7 +400,7 @@ class JobEngine:
                 return [], None
             pks = claims.batch_of(found, self._batches_kind(found[0][1]))
             now = params["now"]
-            taken = claims.TAKE.on(cursor, bind, {"pks": orjson.dumps(pks).decode(), "owner": self.owner,
+            taken = claims.TAKE.on(cursor, bind, {"pks": json_ids(pks), "owner": self.owner,
                                                   "expiry": now + LEASE_SECONDS, "now": now})
         return [claims.Taken(*r) for r in taken], None
 
@@ -508,9 +503,8 @@ class JobEngine:
         if ctx.completed and failure is None:
             self._finished(ctx.op_pk)
             return
-        message = None if failure is None else _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
         with write_session(self.factory) as session:
-            self.end_jobs(session, END_ONE, ending(ctx.op_pk, ctx.warnings, failure=failure, http_message=message))
+            self.end_jobs(session, END_ONE, ending(ctx.op_pk, ctx.warnings, failure=failure))
         self._finished(ctx.op_pk)
 
     def _finished(self, pk: int) -> None:

@@ -60,17 +60,25 @@ END_ONE = Ending(update(Operation).where(Operation.pk == bindparam("pk")).values
 _END_ALL = Ending(update(Operation).where(among(Operation.pk, "pks")).values(**_DONE))
 
 
+# The reason phrase an Operation that failed with a status shows (httpErrorMessage).
+_HTTP_MESSAGES = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT FOUND", 409: "CONFLICT",
+                  412: "PRECONDITION FAILED", 429: "TOO MANY REQUESTS", 500: "INTERNAL SERVER ERROR",
+                  501: "NOT IMPLEMENTED", 503: "SERVICE UNAVAILABLE"}
+
+
 def ending(pk: int, warnings: list[dict[str, Any]], params: dict[str, Any] | None = None,
-           failure: OperationFailure | None = None, http_message: str | None = None) -> dict[str, Any]:
+           failure: OperationFailure | None = None) -> dict[str, Any]:
     """:data:`END_ONE`'s parameters: the Operation ``pk`` ends now, with its ``warnings`` (if
     any), its job's ``params`` as the job leaves them (if given) and ``failure`` as its error."""
-    def text(value: Any) -> str | None:
-        return orjson.dumps(value).decode() if value else None
-
-    error = None if failure is None else {"errors": [{"code": failure.code, "message": failure.message}]}
-    return {"pk": pk, "now": time.time(), "warnings": text(warnings),
-            "params": None if params is None else orjson.dumps(params).decode(), "error": text(error), "http_error_status": None if failure is None else failure.http_status,
-            "http_error_message": http_message}
+    values: dict[str, Any] = {"pk": pk, "now": time.time(),
+                              "warnings": orjson.dumps(warnings).decode() if warnings else None,
+                              "params": None if params is None else orjson.dumps(params).decode(),
+                              "error": None, "http_error_status": None, "http_error_message": None}
+    if failure is not None:
+        values["error"] = orjson.dumps({"errors": [{"code": failure.code, "message": failure.message}]}).decode()
+        values["http_error_status"] = failure.http_status
+        values["http_error_message"] = _HTTP_MESSAGES.get(failure.http_status, "BAD REQUEST")
+    return values
 
 
 @dataclass

@@ -93,9 +93,10 @@ def write_back(s: Session, rows: Iterable[Resource], columns: tuple[str, ...]) -
     if not params:
         return
     _written(columns).many_in_session(s, params)
+    written = set(columns)
     for r in rows:
         state = inspect(r)
-        if state.committed_state.keys() <= set(columns):
+        if state.committed_state.keys() <= written:
             # Every change of the row was written: it is clean. Left flagged modified, it stayed in
             # the session's dirty set, and the next statement's autoflush compared it attribute by
             # attribute to write nothing (~130 us a row: half a lone VM's staging).
