@@ -6,6 +6,7 @@ writes: through SQLAlchemy's execution path each paid several times its own cost
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, String, bindparam, event
+from sqlalchemy import ColumnElement, Engine, String, Table, bindparam, event, inspect, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
@@ -152,8 +154,8 @@ class Prepared:
     def many_in_session(self, session: Session, params: Sequence[Mapping[str, object]]) -> None:
         """:meth:`in_session` once for each of ``params``, as one executemany (which psycopg sends
         as one pipeline), without flushing the session first: what its caller writes is the rows
-        the session holds changed (:func:`core.services.instances.rows.write_back`), which a flush
-        would write first, one UPDATE each."""
+        the session holds changed (:func:`write_back`), which a flush would write first, one
+        UPDATE each."""
         if params:
             self._in_session(session, params, many=True)
 
@@ -330,3 +332,41 @@ def _autocommit(engine: Engine) -> _Autocommit:
             if found is None or found.pid != os.getpid():
                 found = _AUTOCOMMIT[engine] = _Autocommit(engine)
     return found
+
+
+@functools.cache
+def _written(table: Table, columns: tuple[str, ...]) -> Prepared:
+    pk = table.primary_key.columns[0]
+    return Prepared(update(table).where(pk == bindparam("row_pk")).values({c: bindparam("row_" + c) for c in columns}))
+
+
+def write_back(session: Session, objs: Iterable[Any], columns: tuple[str, ...]) -> None:
+    """Write ``columns`` of ``objs`` (persistent objects of one table, changed in memory in this
+    transaction) with one executemany UPDATE by primary key, and leave them clean.
+
+    The flush would make the same change through the unit of work: one UPDATE per set of changed
+    columns, at ~0.2-0.3 ms of Python for a single row, the cost of a whole small statement several
+    times over (psycopg pipelines the executemany: one round trip however many rows). A column an
+    object did not change is written with the value it has (the triggers compare values). An
+    object with a change to a column not in ``columns`` stays dirty, and the flush writes that
+    change; so does an object the session has not inserted yet."""
+    # (What an autoflush wrote is not written again; an object not yet inserted is the flush's.)
+    changed = [obj for obj in objs if (state := inspect(obj)).modified and state.persistent]
+    if not changed:
+        return
+    table = changed[0].__table__
+    pk = table.primary_key.columns[0].key
+    _written(table, columns).many_in_session(
+        session, [{"row_pk": getattr(obj, pk), **{"row_" + c: getattr(obj, c) for c in columns}} for obj in changed])
+    written = set(columns)
+    for obj in changed:
+        state = inspect(obj)
+        if state.committed_state.keys() <= written:
+            # Every change was written: the object is clean. Left flagged modified, it stayed in
+            # the session's dirty set, and the next statement's autoflush compared it attribute by
+            # attribute to write nothing (~130 us a row: half a lone VM's staging). (The public
+            # set_committed_value leaves it flagged modified.)
+            state._commit_all(state.dict, session.identity_map)
+            continue
+        for c in columns:
+            set_committed_value(obj, c, getattr(obj, c))

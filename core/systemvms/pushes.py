@@ -13,16 +13,26 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam, null, select, update
 from sqlalchemy.orm import Session
 
 from core.hypervisors.base import DriverError, HostRef, HypervisorDriver
 from core.jobs import JobContext
 from core.models import Resource, SystemVm
 from core.models.systemvm import RouterSyncState
+from core.prepared import Prepared, write_back
 from core.systemvms import guests, vms
 from core.systemvms.router import RouterView, context, digest, render_view, view
 
 RECONCILE_SECONDS = 600.0  # a router's instance files are all rendered again at least this often
+# What a render changes of the router's row (written by core.prepared.write_back, not the flush).
+_RENDERED = ("config_version", "config_checksums", "pushed_version")
+# What the router holds and where it runs, its two rows locked (vms.load's lock); what a push gave it.
+_HELD = Prepared(select(SystemVm.pushed_checksums, Resource.host_id).join(Resource, Resource.uid == SystemVm.uid)
+                 .where(SystemVm.uid == bindparam("uid")).with_for_update())
+_RECORD = Prepared(update(SystemVm).where(SystemVm.uid == bindparam("uid")).values(
+    pushed_checksums=bindparam("checksums"), pushed_version=bindparam("version"), pushed_at=bindparam("at"),
+    last_error=null()))
 
 
 def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collection[int] | None,
@@ -99,12 +109,15 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
         vm.config_version += 1
         vm.config_checksums = vms.dump(desired)
     if res is None or vm.state != vms.RUNNING or res.host_id is None:  # res: never None with a vm
+        write_back(s, [vm], _RENDERED)
         return None
     held = {} if full else vms.checksums(vm.pushed_checksums)
     changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
     changed.update(guest_files)
     if not changed:
         vm.pushed_version = vm.config_version
+    write_back(s, [vm], _RENDERED)
+    if not changed:
         return None
     if host is not None and host[1].id == res.host_id:
         driver, ref = ctx.drivers.get(host[0]), host[1]
@@ -131,14 +144,17 @@ def send(ctx: JobContext, p: Push) -> bool:
 
 def record(s: Session, p: Push) -> list[str]:
     """Record, in the caller's write transaction, that the router holds what :func:`send` pushed
-    (unless it moved meanwhile): the paths pushed."""
-    vm, res = vms.load(s, p.uid)
-    if vm is None or res is None or res.host_id != p.host_id:
+    (unless it moved meanwhile): the paths pushed. Two statements of its own, the router's rows
+    locked as :func:`vms.load` locks them, and no ORM object (an object of the router the session
+    holds is expired)."""
+    found = _HELD.in_session(s, {"uid": p.uid})
+    if not found or found[0][1] != p.host_id:
         return []
-    held = {} if p.full else vms.checksums(vm.pushed_checksums)
+    held = {} if p.full else vms.checksums(found[0][0])
     held.update({path: p.desired[path] for path in p.changed if path in p.desired})
-    vm.pushed_checksums = vms.dump({path: c for path, c in held.items() if path in p.desired})
-    vm.pushed_version = p.version
-    vm.pushed_at = time.time()
-    vm.last_error = None
+    _RECORD.in_session(s, {"uid": p.uid, "checksums": vms.dump({path: c for path, c in held.items() if path in p.desired}),
+                           "version": p.version, "at": time.time()})
+    for obj in list(s.identity_map.values()):
+        if isinstance(obj, SystemVm) and obj.uid == p.uid:
+            s.expire(obj)
     return sorted(p.changed)

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, bindparam, inspect, select, text, update
 
 from core import db, prepared
 from core.models import Project, Resource, Zone
-from core.prepared import Prepared, among, json_ids
-from core.services.instances.rows import BY_UIDS_LOCKED, write_back
+from core.prepared import Prepared, among, json_ids, write_back
+from core.services.instances.rows import BY_UIDS_LOCKED
 
 NAME = Prepared(select(Project.name).where(Project.name == bindparam("name")))
 TOUCH = Prepared(update(Project).where(Project.name == bindparam("name")).values(public=bindparam("public"))
@@ -200,7 +200,7 @@ def test_loaded_rows_are_persistent_objects_whose_changes_the_session_writes(eng
 
 
 def test_rows_written_back_leave_nothing_for_the_next_flush(engine, session):
-    """rows.write_back writes the changed columns itself; the rows must then be clean, or the next
+    """write_back writes the changed columns itself; the rows must then be clean, or the next
     statement's autoflush compares them attribute by attribute (~130 us a row) to write nothing."""
     rows = list(session.scalars(select(Resource).where(Resource.collection == "networks").limit(2)))
     assert rows, "the seed has networks"
@@ -214,3 +214,21 @@ def test_rows_written_back_leave_nothing_for_the_next_flush(engine, session):
     session.flush()
     assert session.execute(select(Resource.status, Resource.subtype).where(Resource.pk == rows[0].pk)).one() == (
         "AGAIN", "other")
+
+
+def test_write_back_writes_any_table_and_leaves_new_objects_to_the_flush(engine, session):
+    """The same for another table (a zone's row: its primary key is ``id``, a resource's ``pk``);
+    an object the session has not inserted yet has no row to update: the flush inserts it, with
+    the value it was given."""
+    zone = session.scalars(select(Zone).order_by(Zone.id).limit(1)).one()
+    zone.status = "DOWN"
+    write_back(session, [zone], ("status",))
+    assert not session.dirty
+    assert session.execute(select(Zone.status).where(Zone.id == zone.id)).scalar() == "DOWN"
+    new = Zone(uid=987654321, name="written-back-z", region_id=zone.region_id, status="UP")
+    session.add(new)
+    new.status = "DOWN"
+    write_back(session, [new], ("status",))
+    assert new in session.new
+    session.flush()
+    assert session.execute(select(Zone.status).where(Zone.name == "written-back-z")).scalar() == "DOWN"

@@ -21,7 +21,7 @@ from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import url_of
 from core.models import Host, Resource, StoragePool
-from core.prepared import json_ids
+from core.prepared import json_ids, write_back
 from core.resources import store
 from core.services import addresses, disks, guest_attributes, instance_groups
 from core.services.instances import states
@@ -36,14 +36,13 @@ from core.services.instances.rows import (
     load,
     sync_routers,
     vm_spec,
-    write_back,
 )
 from core.services.network_endpoint_groups import forget_instance as leave_endpoint_groups
 
 Staged = tuple[JobContext, HypervisorDriver, HostRef, VmSpec]
 _STAGED_ON, _PLATFORM = "staged_on", "cpu_platform"  # scratch: the host staging chose, and its CPU platform
 # The columns staging and the end of a batch change, in an instance's row and its disks'
-# (rows.write_back: one statement for all; a column left out would still be written, by the flush).
+# (core.prepared.write_back: one statement for all; a column left out would still be written, by the flush).
 _STAGED, _RUNNING = ("status", "body", "host_id", "pool_id"), ("status", "body", "last_host_id")
 
 

@@ -7,14 +7,11 @@ fingerprinting rules live in one place.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from core import ipam
 from core.errors import Invalid, NotFound
@@ -73,37 +70,6 @@ def locked(call: Call, zone: ZoneInfo, name: str) -> Resource:
 def load(s: Session, uid: int) -> Resource | None:
     """A row a job is about to change, locked until its write transaction ends (see :func:`lock`)."""
     return s.scalar(_BY_UID_LOCKED, {"uid": uid})
-
-
-@functools.cache
-def _written(columns: tuple[str, ...]) -> Prepared:
-    return Prepared(update(Resource.__table__).where(Resource.__table__.c.pk == bindparam("row_pk"))
-                    .values({c: bindparam("row_" + c) for c in columns}))
-
-
-def write_back(s: Session, rows: Iterable[Resource], columns: tuple[str, ...]) -> None:
-    """Write ``columns`` of ``rows`` (changed in memory, read in this transaction) with one
-    executemany UPDATE, and leave the rows clean: the flush would write an instance and its disks
-    with one UPDATE for each set of changed columns (an instance's status, body and host; a disk's
-    pool), and psycopg pipelines an executemany (one round trip however many rows). A column a row
-    did not change is written with the value it has: the quota and filter triggers compare values,
-    and fire for none of these."""
-    rows = [r for r in rows if inspect(r).modified]  # (what an autoflush wrote already is not written again)
-    params = [{"row_pk": r.pk, **{"row_" + c: getattr(r, c) for c in columns}} for r in rows]
-    if not params:
-        return
-    _written(columns).many_in_session(s, params)
-    written = set(columns)
-    for r in rows:
-        state = inspect(r)
-        if state.committed_state.keys() <= written:
-            # Every change of the row was written: it is clean. Left flagged modified, it stayed in
-            # the session's dirty set, and the next statement's autoflush compared it attribute by
-            # attribute to write nothing (~130 us a row: half a lone VM's staging).
-            state._commit_all(state.dict, s.identity_map)
-            continue
-        for c in columns:
-            set_committed_value(r, c, getattr(r, c))
 
 
 def fingerprinted(inst: dict[str, Any]) -> None:
