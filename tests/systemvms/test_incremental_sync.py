@@ -3,6 +3,7 @@ of the instances it names, what the router holds equals a fresh full render, and
 
 from __future__ import annotations
 
+import copy
 import random
 
 import orjson
@@ -11,13 +12,13 @@ from sqlalchemy import event, select
 
 from core.db import write_session
 from core.hypervisors.base import HostRef
-from core.models import Host, Operation, SimDomain, SimVmFile, Zone
+from core.models import Host, Operation, SimDomain, SimVmFile, SystemVm, Zone
 from core.models.systemvm import RouterSyncState
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances
 from core.services.host_monitor import HostMonitor
-from core.systemvms import guests, router, sync
+from core.systemvms import guests, nat, pushes, router, sync
 from tests.systemvms.conftest import check_all
 
 pytestmark = pytest.mark.xdist_group("systemvms-render")
@@ -169,3 +170,23 @@ def test_host_monitor_reconciles_in_full_only_when_a_host_is_out_of_step(cloud):
 def hosts_of(cloud) -> list[HostRef]:
     with cloud.factory() as s:
         return [HostRef(h.id, h.name, h.uri) for h in s.scalars(select(Host))]
+
+
+def test_a_view_rendered_before_is_not_rendered_again(cloud, monkeypatch):
+    """An instance's change leaves the router's view as it was: the main files are those of the last
+    render of that view, not rendered afresh; a view that differs in anything is rendered again
+    (a NAT's subnetworks, a frozenset, are compared too)."""
+    cloud.instance("kept")
+    renders: list[router.RouterView] = []
+    monkeypatch.setattr(pushes, "render_view", lambda v: renders.append(v) or router.render_view(v))
+    with cloud.factory() as s:
+        vm = s.get(SystemVm, cloud.router().id)
+        v = router.view(s, vm)
+    first = pushes._render(vm.uid, v)
+    renders.clear()
+    assert pushes._render(vm.uid, copy.deepcopy(v)) == first and not renders
+    assert first[0] == router.render_view(v)
+    v.nat_gateways.append(nat.Gateway("nat-router", "nat-1", ("203.0.113.9",), frozenset({"sub"})))
+    files, digests = pushes._render(vm.uid, v)
+    assert len(renders) == 1 and files == router.render_view(v)
+    assert files[router.NFTABLES] != first[0][router.NFTABLES] and digests != first[1]
