@@ -365,22 +365,23 @@ def read_only(cls: type[_B], row: Sequence[Any]) -> _B:
 def loaded(session: Session, cls: type[_B], stmt: Prepared, params: dict[str, Any]) -> list[_B]:
     """The rows of ``stmt``, a SELECT of the columns of ``cls``'s table in their order, run in the
     session's transaction (:meth:`~core.prepared.Prepared.in_session`: a locking read of rows the
-    caller changes), as persistent objects of ``session``: what the ORM's loading makes of them
-    (an object the session holds already is kept as it is) without its per-query set-up, which
-    cost a job's read of two rows ~300 us."""
+    caller changes), as persistent objects of ``session`` (:func:`attached`) without the ORM's
+    per-query set-up, which cost a job's read of two rows ~300 us."""
+    return [attached(session, cls, row) for row in stmt.in_session(session, params)]
+
+
+def attached(session: Session, cls: type[_B], row: Sequence[Any]) -> _B:
+    """``row`` (the values of ``cls``'s table's columns, in their order) as a persistent object of
+    ``session``: what the ORM's loading makes of it (an object the session holds already is kept
+    as it is)."""
     keys, _ = _columns_of(cls)
-    at = keys.index(cls.__table__.primary_key.columns[0].key)
-    found: list[_B] = []
-    for row in stmt.in_session(session, params):
-        known = session.identity_map.get(identity_key(cls, row[at]))
-        if isinstance(known, cls):
-            found.append(known)
-            continue
-        obj = read_only(cls, row)
-        make_transient_to_detached(obj)
-        session.add(obj)
-        found.append(obj)
-    return found
+    known = session.identity_map.get(identity_key(cls, row[keys.index(cls.__table__.primary_key.columns[0].key)]))
+    if isinstance(known, cls):
+        return known
+    obj = read_only(cls, row)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 @functools.cache

@@ -59,12 +59,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from core.db import attach_persistent, flushed_connection
+from core.db import attach_persistent, flushed_connection, read_only
 from core.jobs import JobContext, job
 from core.jobs.handlers import LEASE_SECONDS
 from core.links import parse_ref, path_of, url_of
 from core.models import Operation, Resource, SystemVm, Zone
-from core.prepared import Prepared
+from core.prepared import Prepared, among, json_ids
 from core.resources import store
 from core.systemvms import pushes, vms
 
@@ -299,7 +299,8 @@ def _active_zones(rows: Iterable[tuple[str | None, str, str, str]], url: str) ->
 # instances is told apart after). One statement of two index seeks: with ``collection =
 # 'instances'`` in its branch, SQLite (which has no statistics to go on) took the collection index
 # for a list of a dozen uids, reading every instance (140 ms at 100,000 instances, once per sync).
-NETWORK_OR_INSTANCES = select(Resource).where(or_(and_(*_NETWORK), Resource.uid.in_(bindparam("uids", expanding=True))))
+# Their rows are read-only copies (core.db.read_only): the sync changes neither.
+NETWORK_OR_INSTANCES = Prepared(select(*Resource.__table__.columns).where(or_(and_(*_NETWORK), among(Resource.uid, "uids"))))
 
 
 def _network_and_instances(session: Session, project: str, name: str, url: str,
@@ -315,7 +316,9 @@ def _network_and_instances(session: Session, project: str, name: str, url: str,
         return network, None, _active_zones(scan, url)
     network = None
     rows: list[Resource] = []
-    for row in session.scalars(NETWORK_OR_INSTANCES, {"net_project": project, "net_name": name, "uids": instances}):
+    for found in NETWORK_OR_INSTANCES.in_session(session, {"net_project": project, "net_name": name,
+                                                           "uids": json_ids(instances)}):
+        row = read_only(Resource, found)
         if row.collection == "instances":
             rows.append(row)
         elif row.collection == "networks" and (row.project, row.name) == (project, name):

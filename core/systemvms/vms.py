@@ -14,6 +14,7 @@ console proxy or storage VM target the VM itself.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import time
 import weakref
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import identity, ipam, planner
+from core.db import attached
 from core.errors import OperationFailure, ResourceNotReady
 from core.hypervisors.base import DiskSpec, DriverError, HostRef, HypervisorDriver, NicSpec, VmSpec
 from core.hypervisors.registry import DriverRegistry
@@ -34,6 +36,7 @@ from core.jobs.engine import UNFINISHED
 from core.links import CANONICAL_BASE, path_of
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
 from core.models.systemvm import RouterGuest, RouterSyncState
+from core.prepared import Prepared
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.states import STAY, Move, StateTable
@@ -184,20 +187,30 @@ class Loaded:
     host: tuple[str, HostRef] | None  # (hypervisor, host)
 
 
-_ROUTERS = (select(SystemVm, Resource, RouterSyncState, Host.id, Host.name, Host.uri, Cluster.hypervisor)
-            .join(Resource, Resource.uid == SystemVm.uid)
-            .outerjoin(RouterSyncState, RouterSyncState.vm_uid == SystemVm.uid)
-            .outerjoin(Host, Host.id == Resource.host_id).outerjoin(Cluster, Cluster.id == Host.cluster_id)
-            .where(SystemVm.network_uid == bindparam("network_uid"), SystemVm.kind == ROUTER)
-            .order_by(SystemVm.name).with_for_update(of=[SystemVm, Resource]))
+_TABLES = (SystemVm, Resource, RouterSyncState)
+_ROUTERS = Prepared(
+    select(*(c for cls in _TABLES for c in cls.__table__.columns), Host.id, Host.name, Host.uri, Cluster.hypervisor)
+    .join(Resource, Resource.uid == SystemVm.uid)
+    .outerjoin(RouterSyncState, RouterSyncState.vm_uid == SystemVm.uid)
+    .outerjoin(Host, Host.id == Resource.host_id).outerjoin(Cluster, Cluster.id == Host.cluster_id)
+    .where(SystemVm.network_uid == bindparam("network_uid"), SystemVm.kind == ROUTER)
+    .order_by(SystemVm.name).with_for_update(of=[SystemVm, Resource]))
+_ENDS = tuple(itertools.accumulate(len(cls.__table__.columns) for cls in _TABLES))  # where each table's columns end
 
 
 def routers_of(session: Session, network_uid: int) -> list[Loaded]:
     """The network's routers, by name, each with what a push of its configuration reads besides
     the network's rows: its two rows (locked, as :func:`load` locks them), its sync state and its
-    host. One statement instead of one per router and four more for the first one's push."""
-    return [Loaded(vm, res, state, (hypervisor, HostRef(host_id, name, uri)) if host_id is not None else None)
-            for vm, res, state, host_id, name, uri, hypervisor in session.execute(_ROUTERS, {"network_uid": network_uid})]
+    host. One statement instead of one per router and four more for the first one's push, made
+    persistent objects by :func:`core.db.attached` (the ORM's query cost a lone sync ~0.2 ms more)."""
+    found = []
+    for row in _ROUTERS.in_session(session, {"network_uid": network_uid}):
+        vm, res, state = (row[:_ENDS[0]], row[_ENDS[0]:_ENDS[1]], row[_ENDS[1]:_ENDS[2]])
+        host_id, name, uri, hypervisor = row[_ENDS[2]:]
+        found.append(Loaded(attached(session, SystemVm, vm), attached(session, Resource, res),
+                            attached(session, RouterSyncState, state) if state[0] is not None else None,
+                            (hypervisor, HostRef(host_id, name, uri)) if host_id is not None else None))
+    return found
 
 
 def find_by_name(session: Session, name: str) -> SystemVm | None:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, and_, bindparam, event, or_, select
 
 from core.ipam import _take_next
 from core.models import Resource
+from core.prepared import json_ids
 from core.quotas import _GLOBAL_COUNTS, USAGE_COLUMNS
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
@@ -107,8 +108,8 @@ def test_a_syncs_instances_are_read_by_uid_not_by_collection(engine):
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plans")
     uids = list(range(1, 19))  # a burst's sync names a dozen or more
-    params = {"net_project": "demo-project", "net_name": "default", "uids": uids}
-    assert _seeks(engine, NETWORK_OR_INSTANCES, params) == [_BY_NAME, "(uid=?)"]
+    params = {"net_project": "demo-project", "net_name": "default", "uids": json_ids(uids)}
+    assert _seeks(engine, NETWORK_OR_INSTANCES.stmt, params) == [_BY_NAME, "(uid=?)"]
 
 
 def test_a_projects_global_counts_seek_their_collections_not_every_resource(engine):
