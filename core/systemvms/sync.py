@@ -39,7 +39,6 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     ScalarSelect,
-    Select,
     String,
     and_,
     bindparam,
@@ -57,9 +56,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
-from sqlalchemy.sql.dml import ReturningUpdate
 
-from core.db import attach_persistent, flushed_connection, read_only
+from core.db import attach_persistent, read_only
 from core.jobs import JobContext, job
 from core.jobs.handlers import LEASE_SECONDS
 from core.links import parse_ref, path_of, url_of
@@ -154,7 +152,7 @@ def _listing(dialect: str) -> ColumnElement[str]:
 
 
 @functools.cache
-def _join_statement(dialect: str, by_name: bool, naming: bool) -> ReturningUpdate[int, str]:
+def _join_statement(dialect: str, by_name: bool, naming: bool) -> Prepared:
     """Join the network's pending request, if any (it starts over at progress 0, naming the
     instance when ``naming``): one UPDATE that finds it (the network named by project and name when
     ``by_name``, else by its uid ``target``), changes it and returns it, its row locked until the
@@ -164,17 +162,18 @@ def _join_statement(dialect: str, by_name: bool, naming: bool) -> ReturningUpdat
     values: dict[str, Any] = {"progress": 0}
     if naming:
         values["params"] = _listing(dialect)
-    return (update(Operation).where(Operation.pk == _pending_of(target), Operation.status == "PENDING",
-                                    Operation.lease_owner.is_(None))
-            .values(values).returning(Operation.pk, Operation.params))
+    return Prepared(update(Operation).where(Operation.pk == _pending_of(target), Operation.status == "PENDING",
+                                            Operation.lease_owner.is_(None))
+                    .values(values).returning(Operation.pk, Operation.params))
 
 
 def _joined(session: Session, url: str, instance_uid: int | None, **where: Any) -> bool:
     """:func:`_join_statement`; remembers the request joined."""
     stmt = _join_statement(session.get_bind().dialect.name, "target" not in where, instance_uid is not None)
-    pending = flushed_connection(session).execute(stmt, {**where, "instance": instance_uid}).first()
-    if pending is None:
+    found = stmt.in_session(session, {**where, "instance": instance_uid} if instance_uid is not None else where)
+    if not found:
         return False
+    pending = found[0]
     _remember(session, url, _attached(session, pending[0], pending[1]))
     return True
 
@@ -194,10 +193,10 @@ def _attached(session: Session, pk: int, params: str) -> Operation:
 
 
 @functools.cache
-def _network_and_last_sync() -> Select[Any]:
+def _network_and_last_sync() -> Prepared:
     """The network's uid and the params of its last sync that started (:func:`_not_before` reads
     its timing): no row when the network is gone. Built once (its build costs CPU)."""
-    return select(Resource.uid, _last_sync_params(Resource.uid)).where(*_NETWORK)
+    return Prepared(select(Resource.uid, _last_sync_params(Resource.uid)).where(*_NETWORK))
 
 
 def request_sync(session: Session, project: str, network_url: str, instance_uid: int | None = None) -> None:
@@ -221,7 +220,8 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
         return
     if _joined(session, url, instance_uid, net_project=net_project, net_name=name):
         return
-    row = session.execute(_network_and_last_sync(), {"net_project": net_project, "net_name": name}).first()
+    rows = _network_and_last_sync().in_session(session, {"net_project": net_project, "net_name": name})
+    row = rows[0] if rows else None
     if row is not None:
         target, last = row[0], row[1]
     else:  # deleted in this transaction: its routers must go
