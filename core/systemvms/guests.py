@@ -232,20 +232,20 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
 
 
 # The skip scan as one statement: each step seeks the next domain above the last one found.
-_DOMAINS = text(
+_DOMAINS = Prepared(text(
     "WITH RECURSIVE found(domain) AS ("
     " SELECT min(domain) FROM router_guests WHERE vm_uid = :vm AND domain > ''"
     " UNION ALL"
     " SELECT (SELECT min(g.domain) FROM router_guests AS g WHERE g.vm_uid = :vm AND g.domain > found.domain)"
     " FROM found WHERE found.domain IS NOT NULL)"
-    " SELECT domain FROM found WHERE domain IS NOT NULL ORDER BY domain")
+    " SELECT domain FROM found WHERE domain IS NOT NULL ORDER BY domain"))
 
 
 def domains(session: Session, vm_uid: int) -> list[str]:
     """The DNS domains of the instances the router holds files of: one index seek per domain (a
     skip scan of ``ix_router_guest_domain``), so the count of instances does not matter; all of
     them in one statement (a recursive query), one round trip however many domains."""
-    return list(session.scalars(_DOMAINS, {"vm": vm_uid}))
+    return [domain for domain, in _DOMAINS.in_session(session, {"vm": vm_uid})]
 
 
 def mark_stale(session: Session, vm_uid: int, uids: Collection[int]) -> None:
