@@ -18,6 +18,7 @@ from core.prepared import json_ids
 from core.quotas import _GLOBAL_COUNTS, USAGE_COLUMNS
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
+from core.systemvms.guests import _HELD_OF
 from core.systemvms.sync import NETWORK_OR_INSTANCES
 
 _NAMES = {"project": "demo-project", "zone": "zones/us-central1-a", "name": "vm", "disk_0": "vm", "disk_1": "data"}
@@ -110,6 +111,17 @@ def test_a_syncs_instances_are_read_by_uid_not_by_collection(engine):
     uids = list(range(1, 19))  # a burst's sync names a dozen or more
     params = {"net_project": "demo-project", "net_name": "default", "uids": json_ids(uids)}
     assert _seeks(engine, NETWORK_OR_INSTANCES.stmt, params) == [_BY_NAME, "(uid=?)"]
+
+
+def test_a_syncs_guests_are_read_by_router_and_instance_not_by_router_alone(engine):
+    """The router's rows of the instances a sync names: a seek of both columns of the unique index,
+    not the router's every guest (its other index also starts with the router)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    plan = _plan(engine, _HELD_OF.stmt, {"vm": 1, "uids": json_ids([5, 9])})
+    # (SQLite's name of the unique constraint's index: sqlite_autoindex_router_guests_1)
+    assert any(line.startswith("SEARCH router_guests USING INDEX sqlite_autoindex_")
+               and line.endswith("(vm_uid=? AND instance_uid=?)") for line in plan), plan
 
 
 def test_a_projects_global_counts_seek_their_collections_not_every_resource(engine):
