@@ -131,11 +131,11 @@ def _recent(session: Session, dom: SimDomain, chars: int) -> str:
 
 # A pushed file, written or written again (its count of writes goes up): one statement run for
 # all the files of a push (executemany), the same text on both databases.
-_WRITE_FILE = text(
+_WRITE_FILE = Prepared(text(
     "INSERT INTO sim_vm_files (vm_uid, host_id, path, content, checksum, writes, written) "
     "VALUES (:vm_uid, :host_id, :path, :content, :checksum, 1, :written) "
     "ON CONFLICT (vm_uid, path) DO UPDATE SET host_id = excluded.host_id, content = excluded.content, "
-    "checksum = excluded.checksum, writes = sim_vm_files.writes + 1, written = excluded.written")
+    "checksum = excluded.checksum, writes = sim_vm_files.writes + 1, written = excluded.written"))
 # The host's status and the VM's domain (None when it has none), in one read; the domain locked
 # (an append to its console follows, see _append), when there is one: an outer join's nullable side
 # cannot be locked, so no row sends the caller to the unlocked read to tell which is missing.
@@ -430,7 +430,7 @@ class SimulatorDriver(HypervisorDriver):
             dom = self._running_domain(session, host, vm_uid)
             now = time.time()
             if files:
-                session.execute(_WRITE_FILE, [
+                _WRITE_FILE.many_in_session(session, [
                     {"vm_uid": vm_uid, "host_id": host.id, "path": path, "content": content,
                      "checksum": hashlib.sha256(content.encode()).hexdigest(), "written": now}
                     for path, content in files.items()])

@@ -187,6 +187,10 @@ _HELD_OF = Prepared(select(*RouterGuest.__table__.columns).where(
     RouterGuest.vm_uid == bindparam("vm"), among(RouterGuest.instance_uid, "uids")))
 
 
+_ADD = Prepared(insert(RouterGuest.__table__).values(
+    {c: bindparam(c) for c in ("vm_uid", "instance_uid", "domain", "checksum")}))
+
+
 def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, region: str,
             uids: Collection[int] | None, *, force: bool = False,
             rows: Iterable[Resource] | None = None) -> tuple[dict[str, str], list[int]]:
@@ -227,7 +231,7 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
             session.delete(guest)
     session.flush()
     if new:  # one INSERT for them all, no ORM object each (a burst's sync adds dozens)
-        session.connection().execute(insert(RouterGuest.__table__), new)
+        _ADD.many_in_session(session, new)
     return out, touched
 
 
