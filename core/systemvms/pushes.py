@@ -28,10 +28,43 @@ from core.systemvms import guests, vms
 from core.systemvms.router import RouterView, context, digest, render_view, view
 
 RECONCILE_SECONDS = 600.0  # a router's instance files are all rendered again at least this often
-# Routers' last renders (see _render): router uid -> (its view, serialized; its files; their digests).
-_RENDERS: OrderedDict[int, tuple[bytes, dict[str, str], dict[str, str]]] = OrderedDict()
-_RENDERS_KEPT = 1024
-_RENDERS_LOCK = threading.Lock()
+RENDERS_KEPT_BYTES = 16 * 1024 * 1024  # routers' last renders kept (see _render), views and files
+
+
+class _Renders:
+    """Routers' last renders, by router uid: (its view, serialized; its files; their digests), the
+    newest last, at most ``limit`` bytes of views and files in all (a router with many rules has
+    files of a few hundred KB: a count of routers alone would not bound the memory)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self.items: OrderedDict[int, tuple[bytes, dict[str, str], dict[str, str], int]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, uid: int, key: bytes) -> tuple[dict[str, str], dict[str, str]] | None:
+        with self.lock:
+            hit = self.items.get(uid)
+            if hit is None or hit[0] != key:
+                return None
+            self.items.move_to_end(uid)
+            return hit[1], hit[2]
+
+    def put(self, uid: int, key: bytes, files: dict[str, str], desired: dict[str, str]) -> None:
+        size = len(key) + sum(len(text) for text in files.values())
+        with self.lock:
+            old = self.items.pop(uid, None)
+            if old is not None:
+                self.size -= old[3]
+            if size > self.limit:
+                return
+            self.items[uid] = (key, files, desired, size)
+            self.size += size
+            while self.size > self.limit:
+                _, dropped = self.items.popitem(last=False)
+                self.size -= dropped[3]
+
+
+_RENDERS = _Renders(RENDERS_KEPT_BYTES)
 # What a render changes of the router's row (written by core.prepared.write_back, not the flush).
 _RENDERED = ("config_version", "config_checksums", "pushed_version")
 # What the router holds and where it runs, its two rows locked (vms.load's lock); what a push gave it.
@@ -72,19 +105,14 @@ def _render(uid: int, v: RouterView) -> tuple[dict[str, str], dict[str, str]]:
     """The router's main files (:func:`render_view`) and their digests. The last render of each
     router is kept, with its view, and given again while the view is the same: a change of an
     instance (most syncs) leaves the view as it was, and rendering the five files again cost the
-    sync ~0.4 ms. Kept for the ``_RENDERS_KEPT`` routers rendered last."""
+    sync ~0.4 ms. Kept for the routers rendered last, ``RENDERS_KEPT_BYTES`` in all."""
     key = orjson.dumps(v, default=_plain)
-    with _RENDERS_LOCK:
-        hit = _RENDERS.get(uid)
-    if hit is not None and hit[0] == key:
-        return hit[1], hit[2]
+    hit = _RENDERS.get(uid, key)
+    if hit is not None:
+        return hit
     files = render_view(v)
     desired = {path: digest(content) for path, content in files.items()}
-    with _RENDERS_LOCK:
-        _RENDERS[uid] = (key, files, desired)
-        _RENDERS.move_to_end(uid)
-        while len(_RENDERS) > _RENDERS_KEPT:
-            _RENDERS.popitem(last=False)
+    _RENDERS.put(uid, key, files, desired)
     return files, desired
 
 

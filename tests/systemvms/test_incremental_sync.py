@@ -190,3 +190,18 @@ def test_a_view_rendered_before_is_not_rendered_again(cloud, monkeypatch):
     files, digests = pushes._render(vm.uid, v)
     assert len(renders) == 1 and files == router.render_view(v)
     assert files[router.NFTABLES] != first[0][router.NFTABLES] and digests != first[1]
+
+
+def test_the_renders_kept_are_bounded_by_their_size():
+    """The oldest render goes first once the views and files kept pass the bound; a render larger
+    than the whole bound is not kept; a router rendered again replaces its own."""
+    kept = pushes._Renders(100)
+    kept.put(1, b"k1", {"a": "x" * 40}, {"a": "d1"})
+    kept.put(2, b"k2", {"a": "y" * 40}, {"a": "d2"})
+    assert kept.get(1, b"k1") == ({"a": "x" * 40}, {"a": "d1"}) and kept.get(1, b"other") is None
+    kept.put(3, b"k3", {"a": "z" * 40}, {"a": "d3"})  # 1 was read last: 2 goes
+    assert kept.get(2, b"k2") is None and kept.get(1, b"k1") is not None and kept.get(3, b"k3") is not None
+    kept.put(3, b"k3b", {"a": "w"}, {"a": "d4"})
+    assert kept.get(3, b"k3") is None and kept.get(3, b"k3b") == ({"a": "w"}, {"a": "d4"})
+    kept.put(4, b"k4", {"a": "v" * 200}, {"a": "d5"})
+    assert kept.get(4, b"k4") is None and kept.size == sum(item[3] for item in kept.items.values()) <= 100
