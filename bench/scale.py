@@ -227,6 +227,7 @@ def reads(c: Client, size: int) -> dict[str, tuple[str, dict]]:
     return {
         "get": (f"{zonal}/{_name(middle)}", {}),
         "project_get": (API, {}),  # gcloud's read before every instance it creates (its quotas count)
+        "region_get": (f"{API}/regions/{ZONES[0].rsplit('-', 1)[0]}", {}),  # its quotas count addresses in use
         "list_first_page": (zonal, {"maxResults": 50}),
         "list_later_page": (zonal, {"maxResults": 50, "pageToken": _token([late], "name")}),
         "orderBy_name": (zonal, {"maxResults": 50, "orderBy": "name"}),

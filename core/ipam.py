@@ -35,7 +35,7 @@ EXTERNAL_RANGE = "198.18.0.0/15"
 
 
 def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2,
-             space: str | None = None) -> str:
+             space: str | None = None, project: str | None = None) -> str:
     """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).
 
     Addresses go up from the highest one handed out, so a released address is not reused while
@@ -44,12 +44,16 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     address found is free when it is taken: no retry that could give up under load, and the only
     refusal is a full range (GCE's ``IP space of ... is exhausted``, naming ``space``, the
     subnetwork, when the caller gives it).
+
+    ``project``: the project whose in-use external addresses (``IN_USE_ADDRESSES``) this one counts
+    in: an external address an instance, a forwarding rule or a Cloud NAT holds without a static
+    address. Triggers keep the count (:mod:`core.usage`); None for any other address.
     """
     net = ipaddress.ip_network(cidr)
     first = int(net.network_address) + reserved_head
     last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
     conn = flushed_connection(session)
-    params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last}
+    params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last, "project": project}
     taken = _locked_take_next(session, conn, pool, params)
     if taken is None:  # the top of the range is taken: fill the lowest gap left by released addresses
         used = set(conn.execute(_USED, {"pool": pool}).scalars())
@@ -134,6 +138,7 @@ def _held(session: Session) -> set[str]:
 
 _USED = select(IpAllocation.address).where(IpAllocation.pool == bindparam("pool"))
 _POOL, _OWNER = bindparam("pool", type_=String), bindparam("owner_uid", type_=BigInteger)
+_PROJECT = bindparam("project", type_=String)  # whose IN_USE_ADDRESSES the address counts in, if anyone's
 _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
 # The pool's highest address, as a scalar subquery: one step down the index from its top. SQLite
 # does not take that shortcut for ``max()`` in a FROM subquery: it walked every address of the pool
@@ -141,14 +146,14 @@ _FIRST, _LAST = bindparam("first", type_=BigInteger), bindparam("last", type_=Bi
 _HIGHEST = select(IpAllocation.address).where(IpAllocation.pool == _POOL) \
     .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
 _TOP = select(_HIGHEST.label("hi")).subquery("top")
-_COLUMNS = ["pool", "address", "owner_uid"]
+_COLUMNS = ["pool", "address", "owner_uid", "project"]
 
 
 @functools.cache
 def _take_next(dialect: str) -> Prepared:
     """The address after the highest one of the pool (the first one of an empty pool), unless the
     highest is the range's last; returns the address, or no row (no room at the top, or a clash)."""
-    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).where(
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER, _PROJECT).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
     return Prepared(insert_skipping_clashes(IpAllocation.__table__, dialect).from_select(_COLUMNS, nxt)
                     .returning(IpAllocation.address))
@@ -159,7 +164,7 @@ def _lock_and_take_next() -> Prepared:
     """PostgreSQL: :func:`_take_next` joined with the pool's lock, which is taken before any row
     goes in (the row to insert comes out of the join); no row if the take found none."""
     lock = select(_pool_lock(_POOL).label("held")).cte("pool_lock")
-    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER).select_from(lock).join(_TOP, true()).where(
+    nxt = select(_POOL, func.coalesce(_TOP.c.hi + 1, _FIRST), _OWNER, _PROJECT).select_from(lock).join(_TOP, true()).where(
         or_(_TOP.c.hi.is_(None), and_(_TOP.c.hi >= _FIRST, _TOP.c.hi < _LAST)))
     return Prepared(insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, nxt)
                     .returning(IpAllocation.address))
@@ -169,14 +174,16 @@ def _lock_and_take_next() -> Prepared:
 def _take(dialect: str) -> ReturningInsert[int]:
     """One given address; no row if it is taken."""
     return insert_skipping_clashes(IpAllocation.__table__, dialect).values(
-        pool=_POOL, address=bindparam("address", type_=BigInteger), owner_uid=_OWNER).returning(IpAllocation.address)
+        pool=_POOL, address=bindparam("address", type_=BigInteger), owner_uid=_OWNER, project=_PROJECT,
+    ).returning(IpAllocation.address)
 
 
-def reserve(session: Session, pool: str, address: str, owner_uid: int) -> bool:
-    """Take one given address; False if it is taken (also by a concurrent transaction)."""
+def reserve(session: Session, pool: str, address: str, owner_uid: int, project: str | None = None) -> bool:
+    """Take one given address; False if it is taken (also by a concurrent transaction).
+    ``project``: as :func:`allocate`'s."""
     conn = flushed_connection(session)
     _lock_pool(session, conn, pool)
-    params = {"pool": pool, "address": int(ipaddress.ip_address(address)), "owner_uid": owner_uid}
+    params = {"pool": pool, "address": int(ipaddress.ip_address(address)), "owner_uid": owner_uid, "project": project}
     return conn.execute(_take(conn.dialect.name), params).scalar() is not None
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS, DISK_TYPES
 from core.db import flushed_connection
 from core.errors import QuotaExceeded
-from core.models import IpAllocation, Project, Resource, ResourceUsage
+from core.models import Project, Resource, ResourceUsage
+from core.usage import ADDRESSES
 
 
 def limits(project: Project, region: str | None) -> dict[str, float]:
@@ -55,35 +56,37 @@ def _region_usage_of(session: Session, project: str, region: str, metrics: Colle
     """:func:`region_usage` from the region's counters, as (collection, subtype, count, cpus, size_gb)."""
     usage = {"CPUS": 0.0, "INSTANCES": 0.0, "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0,
              "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0}
+    ephemeral = 0.0
     for collection, subtype, count, cpus, size in counters:
         if collection == "instances":
             usage["INSTANCES"] += float(count)
             usage["CPUS"] += float(cpus or 0)
+        elif collection == ADDRESSES:
+            ephemeral += float(count)
         else:
             metric = DISK_TYPES[subtype].quota_metric if subtype in DISK_TYPES else "DISKS_TOTAL_GB"
             usage[metric] += float(size or 0)
     if metrics is None or not _ADDRESS_METRICS.isdisjoint(metrics):
-        usage.update(_address_usage(session, project, region))
+        usage.update(_address_usage(session, project, region, ephemeral))
     if metrics is None or not REGION_COUNTS.keys().isdisjoint(metrics):
         usage.update(_region_counts(session, project, region))
     return usage
 
 
-def _address_usage(session: Session, project: str, region: str) -> dict[str, float]:
+def _address_usage(session: Session, project: str, region: str, ephemeral: float) -> dict[str, float]:
     """STATIC_ADDRESSES: reserved external addresses. IN_USE_ADDRESSES: external IPs in use, the
-    ephemeral ones instances, forwarding rules and Cloud NATs hold plus the static addresses that are
-    IN_USE."""
-    static = dict(session.execute(
-        select(Resource.status, func.count())
-        .where(Resource.project == project, Resource.collection == "addresses", Resource.region == region,
-               Resource.subtype == "EXTERNAL")
-        .group_by(Resource.status)).all())
-    holders = select(Resource.uid).where(Resource.project == project,
-                                         Resource.collection.in_(("instances", "forwardingRules", "routers")))
-    ephemeral = session.scalar(select(func.count()).select_from(IpAllocation).where(
-        IpAllocation.pool == f"external:{region}", IpAllocation.owner_uid.in_(holders))) or 0
+    ephemeral ones instances, forwarding rules and Cloud NATs hold (``ephemeral``, the region's
+    counter: :mod:`core.usage`) plus the static addresses that are IN_USE (a count of the project's
+    addresses: a few, unlike its instances)."""
+    static = dict(flushed_connection(session).execute(_STATIC_ADDRESSES, {"project": project, "region": region}).all())
     return {"STATIC_ADDRESSES": float(sum(static.values())),
-            "IN_USE_ADDRESSES": float(ephemeral + static.get("IN_USE", 0))}
+            "IN_USE_ADDRESSES": ephemeral + static.get("IN_USE", 0)}
+
+
+_STATIC_ADDRESSES = (select(Resource.status, func.count())
+                     .where(Resource.project == bindparam("project"), Resource.collection == "addresses",
+                            Resource.region == bindparam("region"), Resource.subtype == "EXTERNAL")
+                     .group_by(Resource.status))
 
 
 _GLOBAL_COLLECTIONS = {"SNAPSHOTS": "snapshots", "NETWORKS": "networks", "FIREWALLS": "firewalls",

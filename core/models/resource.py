@@ -131,3 +131,6 @@ class IpAllocation(Base):
     pool: Mapped[str] = mapped_column(String(120))
     address: Mapped[int] = mapped_column(BigInteger)
     owner_uid: Mapped[int] = mapped_column(BigInteger, index=True)
+    # An ephemeral external address of an instance, forwarding rule or Cloud NAT: the project whose
+    # IN_USE_ADDRESSES it counts in (triggers keep the count, see core.usage). None: any other.
+    project: Mapped[str | None] = mapped_column(String(100), nullable=True)

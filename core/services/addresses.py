@@ -245,7 +245,8 @@ def _take_or_promote(call: Call, addr: Resource, pool: str, ip: str, users: tupl
     if current is None or current.project != call.project or current.collection not in users:
         return False
     call.session.execute(IpAllocation.__table__.update().where(
-        IpAllocation.pool == pool, IpAllocation.address == int(ipaddress.ip_address(ip))).values(owner_uid=addr.uid))
+        IpAllocation.pool == pool, IpAllocation.address == int(ipaddress.ip_address(ip))).values(
+            owner_uid=addr.uid, project=None))  # now a static address's: counted as one (IN_USE), not as ephemeral
     _set_users(addr, [vpc.url(current)])
     return True
 

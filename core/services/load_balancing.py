@@ -140,7 +140,7 @@ def take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> s
 
     if requested in (None, ""):
         cidr = addresses.GLOBAL_RANGE if rule.scope == "global" else ipam.EXTERNAL_RANGE
-        return ipam.allocate(call.session, pool, cidr, rule.uid)
+        return ipam.allocate(call.session, pool, cidr, rule.uid, project=call.project)
     if isinstance(requested, str) and "/" in requested:
         ref = vpc.reference(call, requested, "resource.IPAddress", "addresses", rule.scope)
         if ref.scope != rule.scope:
@@ -156,7 +156,7 @@ def take_ip(call: Call, rule: Resource, rule_body: Body, requested: object) -> s
     if static is not None and static.project == call.project:
         addresses.attach(call.session, static, url, shareable)
         return ip
-    if static is not None or not ipam.reserve(call.session, pool, ip, rule.uid):
+    if static is not None or not ipam.reserve(call.session, pool, ip, rule.uid, call.project):
         raise Invalid("resource.IPAddress", ip, "Specified IP address is in-use and would result in a conflict.")
     return ip
 

@@ -249,11 +249,15 @@ def _apply_addresses(call: Call, router: Resource, old: list[Body], new: list[Bo
         addresses.detach(call.session, _address(call, link), url)
     for link in sorted(after - before):
         addresses.attach(call.session, _address(call, link), url)
+    # New addresses first: an allocation takes the pool's lock, then (PostgreSQL, core.usage) the
+    # project's usage lock, which a release takes too; the other way round it would wait on an insert
+    # that holds the pool and waits for the project.
+    for name in sorted(wanted - set(auto)):
+        auto[name] = [ipam.allocate(call.session, f"external:{region}", ipam.EXTERNAL_RANGE, router.uid,
+                                    project=call.project)]
     for name in sorted(set(auto) - wanted):
         for ip in auto.pop(name):
             ipam.release(call.session, f"external:{region}", ip)
-    for name in sorted(wanted - set(auto)):
-        auto[name] = [ipam.allocate(call.session, f"external:{region}", ipam.EXTERNAL_RANGE, router.uid)]
     store.save(row, {**state, "auto": auto})
 
 

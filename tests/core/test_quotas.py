@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from core import quotas
+from core import quotas, usage
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS
 from core.errors import ComputeError, QuotaExceeded
 from core.models import IpAllocation, Operation, Project, Resource, ResourceUsage
@@ -99,13 +99,40 @@ def test_addresses_in_use_are_the_ephemeral_ones_held_and_the_static_ones_used(s
     add_resource(session, "addresses", zone=REGION, region=REGION, subtype="EXTERNAL", status="RESERVED")
     add_resource(session, "addresses", zone=REGION, region=REGION, subtype="EXTERNAL", status="IN_USE")
     add_resource(session, "addresses", zone=REGION, region=REGION, subtype="INTERNAL", status="RESERVED")
-    session.add(IpAllocation(pool=f"external:{REGION}", address=0x22000001, owner_uid=vm.uid))
-    session.add(IpAllocation(pool="external:europe-west1", address=0x23000001, owner_uid=vm.uid))
+    session.add(IpAllocation(pool=f"external:{REGION}", address=0x22000001, owner_uid=vm.uid, project=PROJECT))
+    session.add(IpAllocation(pool="external:europe-west1", address=0x23000001, owner_uid=vm.uid, project=PROJECT))
     session.flush()
     usage = quotas.region_usage(session, PROJECT, REGION)
     assert (usage["STATIC_ADDRESSES"], usage["IN_USE_ADDRESSES"]) == (2.0, 2.0)
     # A check that asks for no address metric skips their queries: they read as zero.
     assert quotas.region_usage(session, PROJECT, REGION, ["CPUS"])["STATIC_ADDRESSES"] == 0.0
+
+
+def test_the_ephemeral_addresses_are_counted_by_triggers(session):
+    """An address that names a project counts in that project's region (its pool's); a delete, and a
+    change of its project (a promotion to a static address clears it) move the count. One that names
+    none (a static address's) counts nowhere, nor does an internal one."""
+
+    def counted() -> dict[tuple[str, str], int]:
+        return {(row.project, row.region): row.count for row in session.scalars(
+            select(ResourceUsage).where(ResourceUsage.collection == usage.ADDRESSES))}
+
+    held = [IpAllocation(pool=f"external:{REGION}", address=1, owner_uid=1, project=PROJECT),
+            IpAllocation(pool=f"external:{REGION}", address=2, owner_uid=2, project=PROJECT),
+            IpAllocation(pool="external:europe-west1", address=3, owner_uid=3, project="other-project"),
+            IpAllocation(pool=f"external:{REGION}", address=4, owner_uid=4),
+            IpAllocation(pool="subnet:1", address=5, owner_uid=5, project=PROJECT)]
+    session.add_all(held)
+    session.flush()
+    assert counted() == {(PROJECT, REGION): 2, ("other-project", "europe-west1"): 1}
+    held[1].project, held[2].project = None, PROJECT
+    session.flush()
+    assert counted() == {(PROJECT, REGION): 1, ("other-project", "europe-west1"): 0, (PROJECT, "europe-west1"): 1}
+    session.delete(held[0])
+    session.delete(held[2])
+    session.flush()
+    assert counted() == {(PROJECT, REGION): 0, ("other-project", "europe-west1"): 0, (PROJECT, "europe-west1"): 0}
+    assert quotas.region_usage(session, PROJECT, REGION)["IN_USE_ADDRESSES"] == 0.0
 
 
 def test_global_usage_counts_the_project_resources(session):

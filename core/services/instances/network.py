@@ -44,8 +44,8 @@ def _address_owner(session: Session, pool: str, address: str) -> str:
     return instance_path(res) if res is not None else "another resource"
 
 
-def _reserve(call: Call, pool: str, address: str, uid: int, what: str) -> str:
-    if not ipam.reserve(call.session, pool, address, uid):
+def _reserve(call: Call, pool: str, address: str, uid: int, what: str, project: str | None = None) -> str:
+    if not ipam.reserve(call.session, pool, address, uid, project):
         raise AddressInUse(f"The IP address '{address}' of {what} is already being used by "
                            f"'{_address_owner(call.session, pool, address)}'")
     return address
@@ -60,9 +60,9 @@ def _access_config(call: Call, zone: ZoneInfo, uid: int, instance_url: str, ac: 
     nat = ac.get("natIP")
     if nat:
         if not addresses.use_for_instance(call.session, call.project, region, nat, instance_url):
-            _reserve(call, pool, nat, uid, f"region '{region}'")
+            _reserve(call, pool, nat, uid, f"region '{region}'", call.project)  # counted in IN_USE_ADDRESSES
     else:
-        nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid)
+        nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid, project=call.project)
     return {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": ac.get("name") or "External NAT",
             "natIP": nat, "networkTier": ac.get("networkTier") or projects.default_network_tier(call.session, call.project)}
 
