@@ -24,7 +24,8 @@ is sent, as ``gcloud compute instances create`` does, instead of a stream of ins
 job engine batches: each job then runs alone and pays its fixed cost (its claim, its transactions,
 the spawn) whole. ``--gcloud``: the whole sequence ``gcloud compute instances create`` sends for one
 instance (``../shared/clients/gcloud/polling-instances-create.txt``): the zone's and the project's
-GET, the insert, its waits, the instance's GET, each with ``alt=json``.
+GET, the insert, its waits, the instance's GET, each with ``alt=json``; the insert's body is gcloud's
+default one (an external address, the default service account: :data:`GCLOUD_BODY`).
 
 Usage: ``python3 -m bench.insert_cost [--baseline TREE] [--wait-each | --gcloud] [SIZE ...]`` (default 1000 10000).
 """
@@ -56,6 +57,17 @@ BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
         "networkInterfaces": [{"network": f"global/networks/{NETWORK}",
                                "subnetwork": f"regions/us-central1/subnetworks/{SUBNET}"}]}
 
+# What gcloud compute instances create adds to it by default (../shared/clients/gcloud/instances-create-image.txt):
+# an external address (an access config), the default service account, scheduling, no metadata.
+GCLOUD_BODY = {**BODY, "canIpForward": False, "deletionProtection": False, "metadata": {},
+               "networkInterfaces": [{**BODY["networkInterfaces"][0],
+                                      "accessConfigs": [{"name": "external-nat", "type": "ONE_TO_ONE_NAT"}]}],
+               "scheduling": {"automaticRestart": True},
+               "serviceAccounts": [{"email": "default", "scopes": [
+                   "https://www.googleapis.com/auth/devstorage.read_only", "https://www.googleapis.com/auth/logging.write",
+                   "https://www.googleapis.com/auth/monitoring.write", "https://www.googleapis.com/auth/pubsub",
+                   "https://www.googleapis.com/auth/service.management.readonly",
+                   "https://www.googleapis.com/auth/servicecontrol", "https://www.googleapis.com/auth/trace.append"]}]}
 
 TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROW_CHUNK = 500  # instances per bulkInsert: within the default bound of 1,000 unfinished Operations
@@ -125,7 +137,7 @@ def gstack_round(s: requests.Session, url: str, pids: list[int], tag: str) -> fl
         if GCLOUD:
             for read in (zone, zone.split("/zones/")[0]):  # the zone, the project
                 s.get(read, params=params).raise_for_status()
-        r = s.post(url, json={**BODY, "name": name}, params=params)
+        r = s.post(url, json={**(GCLOUD_BODY if GCLOUD else BODY), "name": name}, params=params)
         r.raise_for_status()
         if WAIT_EACH:  # as gcloud compute instances create does: on the Operation, until it is DONE
             while r.json().get("status") != "DONE":
@@ -164,7 +176,7 @@ def summary(values: list[float]) -> dict:
 def prepare(g: Gstack, max_size: int) -> tuple[requests.Session, str, list[int]]:
     """Quotas, hosts and a storage pool for ``max_size`` instances, the server, and the network:
     (an authorised session, the zone's instances URL, the server's processes)."""
-    for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
+    for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB", "IN_USE_ADDRESSES"):
         g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
                 "--limit", "10000000")
     g.admin("project", "set-quota", "--project", "demo-project", "--metric", "CPUS_ALL_REGIONS", "--limit", "10000000")

@@ -20,6 +20,8 @@ always locked in one order (see ``_LOCK_PREFIX``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Connection, Engine, text
 
 from core import triggers
@@ -50,12 +52,34 @@ def _add(row: str, sign: str = "") -> str:
     return _ADD.format(share=_SHARE.format(r=row, sign=sign), r=row)
 
 
-_SQLITE = [
-    f"CREATE TRIGGER resource_usage_insert AFTER INSERT ON resources BEGIN {_add('NEW')}; END",
-    f"CREATE TRIGGER resource_usage_delete AFTER DELETE ON resources BEGIN {_add('OLD', '-')}; END",
-    f"CREATE TRIGGER resource_usage_update AFTER UPDATE ON resources WHEN {_CHANGED} "
-    f"BEGIN {_add('OLD', '-')}; {_add('NEW')}; END",
-]
+def _sqlite_triggers(name: str, table: str, changed: str, share: Callable[[str, str], str],
+                     held: Callable[[str], str] | None = None) -> list[str]:
+    """SQLite's three triggers of a counter on ``table``: a new row adds its ``share(row, sign)``, a
+    deleted row takes it away, and an UPDATE that ``changed`` moves it (``held``: the condition
+    under which a row holds a share at all, None: always)."""
+    when = {row: f"WHEN {held(row)} " if held else "" for row in ("NEW", "OLD")}
+    return [f"CREATE TRIGGER {name}_insert AFTER INSERT ON {table} {when['NEW']}BEGIN {share('NEW', '')}; END",
+            f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} {when['OLD']}BEGIN {share('OLD', '-')}; END",
+            f"CREATE TRIGGER {name}_update AFTER UPDATE ON {table} WHEN {changed} "
+            f"BEGIN {share('OLD', '-')}; {share('NEW', '')}; END"]
+
+
+def _postgresql_triggers(name: str, table: str, changed: str, share: Callable[[str, str], str],
+                         lock: Callable[[str], str]) -> list[str]:
+    """PostgreSQL's function ``gstack_NAME`` and its trigger ``NAME`` on ``table``, doing what
+    :func:`_sqlite_triggers` does, each row's ``lock(row)`` statements taken first."""
+    return [f"""CREATE OR REPLACE FUNCTION gstack_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NOT ({changed.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN {lock('OLD')} {share('OLD', '-')}; END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN {lock('NEW')} {share('NEW', '')}; END IF;
+  RETURN NULL;
+END $$""", f"CREATE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION gstack_{name}()"]
+
+
+_SQLITE = _sqlite_triggers("resource_usage", "resources", _CHANGED, _add)
 _POSTGRESQL = [
     f"""CREATE OR REPLACE FUNCTION gstack_resource_usage() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -133,27 +157,9 @@ def _zone_lock(row: str) -> str:
                     for _, column, table, *_ in _HOLDERS)
 
 
-CAPACITY_SQLITE = [
-    f"CREATE TRIGGER capacity_usage_insert AFTER INSERT ON resources "
-    f"WHEN NEW.host_id IS NOT NULL OR NEW.pool_id IS NOT NULL BEGIN {_capacity('NEW')}; END",
-    f"CREATE TRIGGER capacity_usage_delete AFTER DELETE ON resources "
-    f"WHEN OLD.host_id IS NOT NULL OR OLD.pool_id IS NOT NULL BEGIN {_capacity('OLD', '-')}; END",
-    f"CREATE TRIGGER capacity_usage_update AFTER UPDATE ON resources WHEN {_CAPACITY_CHANGED} "
-    f"BEGIN {_capacity('OLD', '-')}; {_capacity('NEW')}; END",
-]
-CAPACITY_POSTGRESQL = [
-    f"""CREATE OR REPLACE FUNCTION gstack_capacity_usage() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'UPDATE' AND NOT ({_CAPACITY_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
-    RETURN NULL;
-  END IF;
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN {_zone_lock('OLD')} {_capacity('OLD', '-')}; END IF;
-  IF TG_OP IN ('UPDATE', 'INSERT') THEN {_zone_lock('NEW')} {_capacity('NEW')}; END IF;
-  RETURN NULL;
-END $$""",
-    "CREATE TRIGGER capacity_usage AFTER INSERT OR UPDATE OR DELETE ON resources "
-    "FOR EACH ROW EXECUTE FUNCTION gstack_capacity_usage()",
-]
+CAPACITY_SQLITE = _sqlite_triggers("capacity_usage", "resources", _CAPACITY_CHANGED, _capacity,
+                                   lambda r: f"{r}.host_id IS NOT NULL OR {r}.pool_id IS NOT NULL")
+CAPACITY_POSTGRESQL = _postgresql_triggers("capacity_usage", "resources", _CAPACITY_CHANGED, _capacity, _zone_lock)
 CAPACITY_BACKFILL = [
     "DELETE FROM capacity_usage",
     *(f"INSERT INTO capacity_usage (holder, holder_id, count, vcpus, memory_mb, size_gb) "
@@ -193,31 +199,11 @@ def _address(row: str, sign: str = "") -> str:
     return _ADDRESS_ADD.format(r=row, sign=sign)
 
 
-ADDRESS_SQLITE = [
-    f"CREATE TRIGGER address_usage_insert AFTER INSERT ON ip_allocations WHEN NEW.project IS NOT NULL "
-    f"BEGIN {_address('NEW')}; END",
-    f"CREATE TRIGGER address_usage_delete AFTER DELETE ON ip_allocations WHEN OLD.project IS NOT NULL "
-    f"BEGIN {_address('OLD', '-')}; END",
-    f"CREATE TRIGGER address_usage_update AFTER UPDATE ON ip_allocations WHEN {_ADDRESS_CHANGED} "
-    f"BEGIN {_address('OLD', '-')}; {_address('NEW')}; END",
-]
-ADDRESS_POSTGRESQL = [
-    f"""CREATE OR REPLACE FUNCTION gstack_address_usage() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'UPDATE' AND NOT ({_ADDRESS_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")}) THEN
-    RETURN NULL;
-  END IF;
-  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.project IS NOT NULL THEN
-    PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || OLD.project)); {_address('OLD', '-')};
-  END IF;
-  IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.project IS NOT NULL THEN
-    PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || NEW.project)); {_address('NEW')};
-  END IF;
-  RETURN NULL;
-END $$""",
-    "CREATE TRIGGER address_usage AFTER INSERT OR UPDATE OR DELETE ON ip_allocations "
-    "FOR EACH ROW EXECUTE FUNCTION gstack_address_usage()",
-]
+ADDRESS_SQLITE = _sqlite_triggers("address_usage", "ip_allocations", _ADDRESS_CHANGED, _address,
+                                  lambda r: f"{r}.project IS NOT NULL")
+ADDRESS_POSTGRESQL = _postgresql_triggers(
+    "address_usage", "ip_allocations", _ADDRESS_CHANGED, _address,
+    lambda r: f"IF {r}.project IS NOT NULL THEN PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || {r}.project)); END IF;")
 ADDRESS_BACKFILL = [
     f"DELETE FROM resource_usage WHERE collection = '{ADDRESSES}'",
     "INSERT INTO resource_usage (project, region, collection, subtype, count, cpus, size_gb) "
