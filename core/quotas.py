@@ -44,8 +44,8 @@ def region_usage(session: Session, project: str, region: str,
                  metrics: Collection[str] | None = None) -> dict[str, float]:
     """Usage of the regional metrics, from the project's usage counters in the region.
 
-    ``metrics``: the ones the caller needs (all by default). The address counts take two more
-    queries, one over every instance of the project, so a check that needs none skips them.
+    ``metrics``: the ones the caller needs (all by default). The address counts take one more
+    query (the static addresses'), so a check that needs none skips it.
     """
     rows = flushed_connection(session).execute(_REGION_USAGE, {"project": project, "region": region})
     return _region_usage_of(session, project, region, metrics, rows)

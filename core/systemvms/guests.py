@@ -186,7 +186,7 @@ def _instances(session: Session, network_url: str, region: str, uids: Collection
 _HELD_OF = Prepared(select(*RouterGuest.__table__.columns).where(
     RouterGuest.vm_uid == bindparam("vm"), among(RouterGuest.instance_uid, "uids")))
 
-
+# The rows of instances new to the router: one executemany for them all.
 _ADD = Prepared(insert(RouterGuest.__table__).values(
     {c: bindparam(c) for c in ("vm_uid", "instance_uid", "domain", "checksum")}))
 

@@ -174,11 +174,11 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
     held = {} if full else vms.checksums(vm.pushed_checksums)
     changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
     changed.update(guest_files)
-    if not changed:
+    if not changed:  # it holds every file already
         vm.pushed_version = vm.config_version
-    write_back(s, [vm], _RENDERED)
-    if not changed:
+        write_back(s, [vm], _RENDERED)
         return None
+    write_back(s, [vm], _RENDERED)
     if host is not None and host[1].id == res.host_id:
         driver, ref = ctx.drivers.get(host[0]), host[1]
     else:
