@@ -384,6 +384,19 @@ def attached(session: Session, cls: type[_B], row: Sequence[Any]) -> _B:
     return obj
 
 
+def parts_of(row: Sequence[Any], *classes: type[Base]) -> tuple[list[Sequence[Any] | None], Sequence[Any]]:
+    """A row holding the columns of each of ``classes``' tables in turn (in their order), then
+    others: each table's part (None where an outer join found no row: its first column is NULL)
+    and what follows them."""
+    parts: list[Sequence[Any] | None] = []
+    at = 0
+    for cls in classes:
+        end = at + len(_columns_of(cls)[0])
+        parts.append(row[at:end] if row[at] is not None else None)
+        at = end
+    return parts, row[at:]
+
+
 @functools.cache
 def _columns_of(cls: type[Base]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The keys of ``cls``'s table's columns, in order, and those of its Boolean ones."""

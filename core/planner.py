@@ -18,7 +18,7 @@ from sqlalchemy import Select, Subquery, and_, bindparam, func, literal_column, 
 from sqlalchemy.orm import Session
 
 from core.catalog import platforms
-from core.db import read_only
+from core.db import parts_of, read_only
 from core.models import CapacityUsage, Cluster, Host, StoragePool
 from core.prepared import Prepared
 
@@ -87,18 +87,15 @@ def _lock(hosts: bool, pools: bool) -> Select[str, int]:
 # Prepared (core.prepared): through the ORM, making Host, Cluster and StoragePool objects of its rows
 # cost a lone VM's staging ~0.3 ms, twice its statement.
 _READ = {(h, p): Prepared(_read(h, p)) for h, p in ((True, False), (False, True), (True, True))}
-_HOST_END = len(Host.__table__.columns)
-_CLUSTER_END = _HOST_END + len(Cluster.__table__.columns)
-_POOL_END = _CLUSTER_END + len(StoragePool.__table__.columns)
 
 
 def _entities(row: Sequence[Any]) -> tuple[Host | None, Cluster | None, StoragePool | None, Any, Any, Any]:
     """A row of :func:`_read` as (host, cluster, pool, its counters): read-only objects
     (:func:`core.db.read_only`) placements take ids and sizes from, never changed."""
-    host = read_only(Host, row[:_HOST_END]) if row[0] is not None else None
-    cluster = read_only(Cluster, row[_HOST_END:_CLUSTER_END]) if row[_HOST_END] is not None else None
-    pool = read_only(StoragePool, row[_CLUSTER_END:_POOL_END]) if row[_CLUSTER_END] is not None else None
-    return host, cluster, pool, *row[_POOL_END:]
+    (host, cluster, pool), counters = parts_of(row, Host, Cluster, StoragePool)
+    return (read_only(Host, host) if host is not None else None,
+            read_only(Cluster, cluster) if cluster is not None else None,
+            read_only(StoragePool, pool) if pool is not None else None, *counters)
 
 
 _LOCK = {(h, p): _lock(h, p) for h, p in ((True, False), (False, True), (True, True))}

@@ -221,9 +221,8 @@ def request_sync(session: Session, project: str, network_url: str, instance_uid:
     if _joined(session, url, instance_uid, net_project=net_project, net_name=name):
         return
     rows = _network_and_last_sync().in_session(session, {"net_project": net_project, "net_name": name})
-    row = rows[0] if rows else None
-    if row is not None:
-        target, last = row[0], row[1]
+    if rows:
+        target, last = rows[0]
     else:  # deleted in this transaction: its routers must go
         target = session.scalar(select(SystemVm.network_uid).where(SystemVm.network_url == url).limit(1))
         if target is None or _joined(session, url, instance_uid, target=target):
