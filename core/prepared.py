@@ -1,7 +1,9 @@
 """Statements run on the DBAPI connection: :class:`Prepared`, compiled once per dialect and run
 outside any Session (on PostgreSQL on one of a few connections kept in autocommit beside the pool),
 or in a Session's transaction. The hottest reads, the job engine's claims and the rows an insert
-writes: through SQLAlchemy's execution path each paid several times its own cost in Python."""
+writes: through SQLAlchemy's execution path each paid several times its own cost in Python. And
+:func:`shared_statement` and :func:`warmed`, for the statements that do take SQLAlchemy's path but
+are shared by every request thread: compiled once, in one thread, before any thread runs them."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 from sqlalchemy import ColumnElement, Engine, String, Table, bindparam, event, inspect, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute, Session
@@ -94,7 +98,7 @@ class Prepared:
         """The statement compiled for the engine's dialect."""
         hit = self._compiled.get(engine.dialect.name)
         if hit is None:
-            with _COMPILING:  # never two threads compiling one statement cold (see core.db.shared_statement)
+            with _COMPILING:  # never two threads compiling one statement cold (see shared_statement below)
                 hit = self._compiled.get(engine.dialect.name)
                 if hit is None:
                     hit = self._compiled[engine.dialect.name] = _Compiled.of(self.stmt, engine)
@@ -370,3 +374,42 @@ def write_back(session: Session, objs: Iterable[Any], columns: tuple[str, ...]) 
             continue
         for c in columns:
             set_committed_value(obj, c, getattr(obj, c))
+
+
+_S = TypeVar("_S")
+_SHARED_LOCK = threading.Lock()
+_DIALECTS: tuple[Dialect, ...] = (sqlite.dialect(), cast(Callable[[], Dialect], postgresql.dialect)())
+
+
+def shared_statement(build: Callable[..., _S]) -> Callable[..., _S]:
+    """:func:`functools.cache` for a function that builds a statement the request threads share,
+    built once, under a lock, and compiled once for each dialect before any thread gets it.
+
+    A statement's first compilations fill structures SQLAlchemy builds lazily (an ORM entity
+    aliased to a subquery adapts the entity's columns to the subquery's). Compiled for the first
+    time by several threads at once, an ORM select over such a subquery once came out with a
+    column left unadapted (``resources.size_gb`` for ``found.size_gb``: the table in the FROM list
+    again, every row joined to every resource), and the engine kept that SQL in its compiled
+    cache: a PostgreSQL server's first burst of inserts answered 400s until the entry was evicted
+    (tests/chaos/test_kill9.py). Compiled here first, in one thread, no thread compiles it cold."""
+    built: dict[Any, _S] = {}
+
+    @functools.wraps(build)
+    def get(*args: Any) -> _S:
+        found = built.get(args)
+        if found is None:
+            with _SHARED_LOCK:
+                found = built.get(args)
+                if found is None:
+                    found = built[args] = warmed(build(*args))
+        return found
+
+    return get
+
+
+def warmed(stmt: _S) -> _S:
+    """``stmt`` compiled once for each dialect, in this thread, before threads share it (see
+    :func:`shared_statement`): for a statement built at import and run by every request."""
+    for dialect in _DIALECTS:
+        cast(Any, stmt).compile(dialect=dialect)
+    return stmt

@@ -1,5 +1,5 @@
 """Statements the request threads share are built once and compiled before any thread gets them
-(core.db.shared_statement): compiled cold by several threads at once, an ORM select over an
+(core.prepared.shared_statement): compiled cold by several threads at once, an ORM select over an
 aliased subquery once came out with a column left unadapted, and the engine cached that SQL
 (a PostgreSQL server's first burst of inserts answered 400s; tests/chaos/test_kill9.py found it)."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
-from core.db import shared_statement
+from core.prepared import shared_statement
 
 
 class _Statement:

@@ -24,10 +24,10 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from core import quotas
-from core.db import read_only, shared_statement
+from core.db import read_only
 from core.links import parse_ref
 from core.models import Project, Resource
-from core.prepared import Prepared
+from core.prepared import Prepared, shared_statement
 from core.resources.context import Call
 from core.services import images
 
@@ -128,7 +128,7 @@ def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
     resource found, the project's on each (one with no resource when none is found), none when
     the project is not named by its name (``usage``: the dialect's column). The project's read was
     a round trip of its own. Run only as :func:`_prepared`'s statement, which compiles it once, under
-    ``Prepared``'s lock: no thread compiles it cold beside another (see core.db.shared_statement)."""
+    ``Prepared``'s lock: no thread compiles it cold beside another (see core.prepared.shared_statement)."""
     found = _found(network, image, disks).subquery("found")
     row = aliased(Resource, found)
     return (select(Project, usage, row).select_from(Project).outerjoin(found, true())

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from core import catalog, ipam
 from core.catalog import MachineType, platforms
-from core.db import warmed
 from core.errors import AlreadyExists, Invalid, Required, ResourceInUse
 from core.links import parse_ref, path_of, url_of
 from core.models import Host, Project, Resource
+from core.prepared import warmed
 from core.resources import store
 from core.resources.context import Call
 from core.services import disks, images, projects, region_disks, shared_vpc, subnetworks, vpc
