@@ -1,10 +1,10 @@
 """The pages an instances.insert writes on SQLite, by table and index: what its commits cost.
 
 A commit in WAL mode appends one frame (a whole 4 KB page) to the WAL for every page the
-transaction changed, and a checkpoint later copies each of them into the database file. Measured
-on this machine's disk, a commit costs about 8 µs of CPU per page it changed, so the pages of an
-insert, more than its statements' count, are what its commits cost: an index whose rows of one
-insert land on several leaf pages costs several frames.
+transaction changed, and a checkpoint later copies each of them into the database file. On this
+machine's disk, commits of 20 to 40 pages of a plain table cost about 8 µs of CPU per page, their
+checkpoints included, so the pages of an insert, more than its statements' count, are what its
+commits cost: an index whose rows of one insert land on several leaf pages costs several frames.
 
 The script runs gstack in this process (:mod:`bench.inprocess`, SQLite), inserts ``N`` instances
 one request at a time and reads, after each request's commit, the frames it appended to the WAL
