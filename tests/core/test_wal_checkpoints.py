@@ -1,7 +1,8 @@
 """How gstack's SQLite connections checkpoint their WAL (core.db.WAL_CHECKPOINT_PAGES): every
 10,000 pages, not SQLite's default 1,000, so that the commits of one checkpoint share more of the
-pages it copies; and a WAL grown past WAL_KEPT_BYTES by a long transaction is cut back to it at
-the next checkpoint, so a data directory does not keep a WAL as large as its largest transaction."""
+pages it copies; and a WAL grown past WAL_KEPT_BYTES by a long transaction is cut back to it when
+the next writer restarts it after a checkpoint, so a data directory does not keep a WAL as large as
+its largest transaction."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_the_wal_is_checkpointed_every_wal_checkpoint_pages(engine):
     _write_pages(engine, db.WAL_CHECKPOINT_PAGES + 3000, 100)
     assert _wal_pages(engine) <= db.WAL_CHECKPOINT_PAGES + 200
     with engine.connect() as conn:
-        busy, wal_frames, checkpointed = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        busy, wal_frames, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
     assert busy == 0 and wal_frames < db.WAL_CHECKPOINT_PAGES  # the frames since the restart only
 
 
