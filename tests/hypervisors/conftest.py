@@ -43,6 +43,7 @@ class InProcessServer(Server):
 
     app = None
     http = None
+    serving: threading.Thread | None = None
 
     def start(self, timeout: float = 60) -> InProcessServer:
         from werkzeug.serving import make_server
@@ -60,12 +61,18 @@ class InProcessServer(Server):
         with write_session(runtime.factory) as session:
             ensure_demo_credentials(session, self.data_dir, self.base + "/token")
         self.http = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.serving = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.serving.start()
         return self
 
     def stop(self) -> None:
         if self.http is not None:
+            # shutdown() returns once serve_forever's loop has ended, before its thread has: joined
+            # here, it is gone when stop() returns (a test checks that no thread outlives it).
             self.http.shutdown()
+            if self.serving is not None:
+                self.serving.join(10)
+            self.http.server_close()
             self.runtime.stop()  # every background thread: the job engine, host monitor, autoscaler ...
             self.http = None
 
