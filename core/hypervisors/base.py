@@ -17,6 +17,7 @@ Where drivers differ, they say so in :attr:`HypervisorDriver.capabilities` (libc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.errors import OperationFailure
@@ -274,10 +275,11 @@ class HypervisorDriver(ABC):
 
     # -- optional: system VMs (core.systemvms); a driver without them cannot host routers or consoles
 
-    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+    def push_config(self, host: HostRef, vm_uid: int, files: Mapping[str, str | None]) -> None:
         """Write ``files`` (path in the VM -> content) into a running system VM and reload what reads
-        them; files not named are left as they are. Idempotent: the same files again give the same
-        contents (and another reload).
+        them; a path given None is removed (a removed instance's files: emptied instead, they would
+        pile up in the router, each read again at every reload); files not named are left as they
+        are. Idempotent: the same files again give the same contents (and another reload).
 
         Raises DriverError(retry_elsewhere=False) when the VM is not running on ``host``, and always
         on a driver without the ``push-config`` capability."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 
 import orjson
 from sqlalchemy import bindparam, delete, select, text
@@ -136,6 +137,7 @@ _WRITE_FILE = Prepared(text(
     "VALUES (:vm_uid, :host_id, :path, :content, :checksum, 1, :written) "
     "ON CONFLICT (vm_uid, path) DO UPDATE SET host_id = excluded.host_id, content = excluded.content, "
     "checksum = excluded.checksum, writes = sim_vm_files.writes + 1, written = excluded.written"))
+_REMOVE_FILE = Prepared(text("DELETE FROM sim_vm_files WHERE vm_uid = :vm_uid AND path = :path"))
 # The host's status and the VM's domain (None when it has none), in one read; the domain locked
 # (an append to its console follows, see _append), when there is one: an outer join's nullable side
 # cannot be locked, so no row sends the caller to the unlocked read to tell which is missing.
@@ -418,7 +420,7 @@ class SimulatorDriver(HypervisorDriver):
             raise DriverError(f"VM {vm_uid} is not running on host {host.name}", retry_elsewhere=False)
         return dom
 
-    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+    def push_config(self, host: HostRef, vm_uid: int, files: Mapping[str, str | None]) -> None:
         """The files are kept in ``sim_vm_files`` (a redeployed VM gets them all again).
 
         A router's sync pushes a few files per instance changed, all of them in one upsert run for
@@ -429,11 +431,12 @@ class SimulatorDriver(HypervisorDriver):
         with write_session(self.factory) as session:
             dom = self._running_domain(session, host, vm_uid)
             now = time.time()
-            if files:
-                _WRITE_FILE.many_in_session(session, [
-                    {"vm_uid": vm_uid, "host_id": host.id, "path": path, "content": content,
-                     "checksum": hashlib.sha256(content.encode()).hexdigest(), "written": now}
-                    for path, content in files.items()])
+            written = [{"vm_uid": vm_uid, "host_id": host.id, "path": path, "content": content,
+                        "checksum": hashlib.sha256(content.encode()).hexdigest(), "written": now}
+                       for path, content in files.items() if content is not None]
+            _WRITE_FILE.many_in_session(session, written)
+            _REMOVE_FILE.many_in_session(session, [{"vm_uid": vm_uid, "path": path}
+                                                   for path, content in files.items() if content is None])
             _append(session, dom, f"[  OK  ] Reloaded configuration {_listed(sorted(files))}.\r\n")
 
     def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:

@@ -7,7 +7,8 @@ Cloud NATs): its DHCP host entry, its DNS record, and its nftables entries (the 
 ``vm_addrs`` set, in the sets of the firewall rules whose tags or service accounts it carries, in its
 Cloud NAT's set or ``no_egress``; its 1:1 NAT rules). They go to one file per instance that the
 router's main files include (dnsmasq's ``dhcp-hostsdir`` and ``hostsdir``, nftables' ``include``),
-named by the instance's uid; an empty file is a removed instance.
+named by the instance's uid; a removed instance's files are removed (pushed as None): emptied, they
+would pile up in the router with every instance it ever served, each read again at every reload.
 
 The main files name the sets; a change of the context renames or refills them, so it renders every
 instance again (see :mod:`core.systemvms.sync`).
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core import ipam
@@ -155,7 +156,7 @@ def _nft_lines(ctx: Context, nic: GuestNic) -> list[str]:
 
 
 def files(ctx: Context, uid: int, nics: list[GuestNic]) -> dict[str, str]:
-    """The instance's files (empty ones when it has no NIC on the network: what removes it)."""
+    """The instance's files, from its NICs on the network."""
     dhcp, dns, nft = paths(uid)
     return {
         dhcp: "".join(f"{n.mac},set:{domain_tag(n.domain)},{n.ip},{n.instance},infinite\n" for n in nics),
@@ -193,16 +194,21 @@ _ADD = Prepared(insert(RouterGuest.__table__).values(
 
 def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, region: str,
             uids: Collection[int] | None, *, force: bool = False,
-            rows: Iterable[Resource] | None = None) -> tuple[dict[str, str], list[int]]:
-    """The instance files the router must be given, and whose they are: those of ``uids`` (None:
-    every instance of the network in the region, a scan) whose content changed since the router was
-    given them (all of them with ``force``), and empty ones for instances it holds files of that have
-    none any more. Records what it returns in ``router_guests``. ``rows``: the rows of ``uids`` that
-    are instances, when the caller read them in this transaction (they are not read again)."""
+            rows: Iterable[Resource] | None = None) -> tuple[dict[str, str | None], list[int], list[int]]:
+    """The instance files the router must be given, whose they are, and the instances whose files
+    it must drop: the files of ``uids`` (None: every instance of the network in the region, a scan)
+    whose content changed since the router was given them (all of them with ``force``), and None
+    for each file of an instance it holds files of that has none any more (their removal).
+
+    Records what it returns in ``router_guests``. A removed instance's row stays, out of the DNS
+    domains, until the push that removes its files succeeded (:func:`forget`): a push that fails
+    is done again by the next full pass, which finds the row of an instance it does not see.
+    ``rows``: the rows of ``uids`` that are instances, when the caller read them in this
+    transaction (they are not read again)."""
     found = (session.scalars(select(RouterGuest).where(RouterGuest.vm_uid == vm_uid)) if uids is None
              else loaded(session, RouterGuest, _HELD_OF, {"vm": vm_uid, "uids": json_ids(uids)}))
     held = {g.instance_uid: g for g in found}
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     touched: list[int] = []
     seen: set[int] = set()
     new: list[dict[str, Any]] = []  # rows of instances the router holds no files of yet
@@ -224,15 +230,24 @@ def changes(session: Session, vm_uid: int, ctx: Context, network_url: str, regio
         if changed:
             out.update(changed)
             touched.append(row.uid)
+    removed = [uid for uid in held if uid not in seen]
+    for uid in removed:
+        out.update(dict.fromkeys(paths(uid)))
+        held[uid].domain = ""
     write_back(session, held.values(), ("checksum", "domain"))
-    for uid, guest in held.items():
-        if uid not in seen:
-            out.update(dict.fromkeys(paths(uid), ""))
-            session.delete(guest)
-    session.flush()
     if new:  # one INSERT for them all, no ORM object each (a burst's sync adds dozens)
         _ADD.many_in_session(session, new)
-    return out, touched
+    return out, touched, removed
+
+
+_FORGET = Prepared(delete(RouterGuest).where(RouterGuest.vm_uid == bindparam("vm"),
+                                            among(RouterGuest.instance_uid, "uids"), RouterGuest.domain == ""))
+
+
+def forget(session: Session, vm_uid: int, uids: Collection[int]) -> None:
+    """The router no longer holds the files of these removed instances (:func:`changes`): their rows go."""
+    if uids:
+        _FORGET.in_session(session, {"vm": vm_uid, "uids": json_ids(uids)})
 
 
 # The skip scan as one statement: each step seeks the next domain above the last one found.

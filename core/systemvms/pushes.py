@@ -77,7 +77,7 @@ _RECORD = Prepared(update(SystemVm).where(SystemVm.uid == bindparam("uid")).valu
 
 def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collection[int] | None,
                    full: bool, rows: list[Resource] | None,
-                   loaded: vms.Loaded | None) -> tuple[dict[str, str], list[int]]:
+                   loaded: vms.Loaded | None) -> tuple[dict[str, str | None], list[int], list[int]]:
     """The instances' files to push: of ``instances`` only, unless the router is new (``full``), its
     network's context changed, or its last full pass is ``RECONCILE_SECONDS`` old (then of all).
     ``loaded``: the router as the caller read it, its sync state with it."""
@@ -90,9 +90,10 @@ def _guest_changes(s: Session, vm: SystemVm, v: RouterView, instances: Collectio
             s.add(state)
         state.context, state.full_at = gctx.digest(), now
         instances = rows = None
-    files, touched = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full, rows=rows)
+    files, touched, removed = guests.changes(s, vm.uid, gctx, v.network_url, v.region, instances, force=full,
+                                             rows=rows)
     v.domains = guests.domains(s, vm.uid)
-    return files, touched
+    return files, touched, removed
 
 
 def _plain(value: object) -> object:
@@ -126,9 +127,10 @@ class Push:
     host_id: int
     driver: HypervisorDriver
     ref: HostRef
-    changed: dict[str, str]
+    changed: dict[str, str | None]  # None: a file removed (a removed instance's)
     desired: dict[str, str]
     touched: list[int]
+    removed: list[int]  # instances whose files it removes (guests.forget once it did)
 
 
 def push(ctx: JobContext, uid: int, *, full: bool = False, instances: Collection[int] | None = None) -> list[str]:
@@ -163,7 +165,7 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
     if vm is None or vm.kind != vms.ROUTER:
         return None
     v = view(s, vm, domains=False, network=network)  # _guest_changes reads them once it recorded the instances
-    guest_files, touched = _guest_changes(s, vm, v, instances, full, rows, loaded)
+    guest_files, touched, removed = _guest_changes(s, vm, v, instances, full, rows, loaded)
     files, desired = _render(vm.uid, v)
     if desired != vms.checksums(vm.config_checksums) or guest_files:
         vm.config_version += 1
@@ -172,7 +174,8 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
         write_back(s, [vm], _RENDERED)
         return None
     held = {} if full else vms.checksums(vm.pushed_checksums)
-    changed = {path: content for path, content in files.items() if held.get(path) != desired[path]}
+    changed: dict[str, str | None] = {path: content for path, content in files.items()
+                                       if held.get(path) != desired[path]}
     changed.update(guest_files)
     if not changed:  # it holds every file already
         vm.pushed_version = vm.config_version
@@ -183,7 +186,7 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
         driver, ref = ctx.drivers.get(host[0]), host[1]
     else:
         driver, ref = vms.driver_for(ctx.drivers, s, res.host_id)
-    return Push(uid, full, vm.config_version, res.host_id, driver, ref, changed, desired, touched)
+    return Push(uid, full, vm.config_version, res.host_id, driver, ref, changed, desired, touched, removed)
 
 
 def send(ctx: JobContext, p: Push) -> bool:
@@ -214,6 +217,7 @@ def record(s: Session, p: Push) -> list[str]:
     held.update({path: p.desired[path] for path in p.changed if path in p.desired})
     _RECORD.in_session(s, {"uid": p.uid, "checksums": vms.dump({path: c for path, c in held.items() if path in p.desired}),
                            "version": p.version, "at": time.time()})
+    guests.forget(s, p.uid, p.removed)
     for obj in list(s.identity_map.values()):
         if isinstance(obj, SystemVm) and obj.uid == p.uid:
             s.expire(obj)

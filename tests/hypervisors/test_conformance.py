@@ -367,6 +367,9 @@ def test_push_config_where_the_driver_has_it(harness: Harness) -> None:
         refused(lambda: h.driver.push_config(h.host, vm.uid, files), retry_elsewhere=False)
         return
     assert twice(h, vm.uid, lambda: h.driver.push_config(h.host, vm.uid, files)) == "running"
+    # None removes a file: one held, one never pushed (nothing to remove), twice
+    gone = {"/etc/gstack/a.conf": None, "/etc/gstack/never.conf": None}
+    assert twice(h, vm.uid, lambda: h.driver.push_config(h.host, vm.uid, gone)) == "running"
     h.driver.power_off(h.host, vm.uid)
     refused(lambda: h.driver.push_config(h.host, vm.uid, files), retry_elsewhere=False)
 

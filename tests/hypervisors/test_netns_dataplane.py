@@ -26,6 +26,7 @@ from core.hypervisors.base import NicSpec, VmSpec
 from core.hypervisors.netns import NetnsDriver, dataplane
 from core.hypervisors.netns import links as netns_links
 from core.services import hosts
+from core.systemvms import guests
 from tests.conftest import PROJECT, ZONE, running_server, wait_op
 from tests.helpers.databases import seeded_engine, sessions
 from tests.helpers.netns import DATAPLANE_TOOLS, add_netns_host, in_ns, instance, made_by, missing, serial
@@ -171,9 +172,15 @@ def test_a_network_with_a_live_router() -> None:
                                 headers=headers, timeout=10)
         assert refused.status_code == 403, refused.text
 
+        # the router's /etc holds three files per instance; a deleted instance's leave it
+        root = router_root(server.data_dir)
+        instance_files = [root + os.path.join(d, name) for d in (guests.DHCP_DIR, guests.DNS_DIR, guests.NFT_DIR)
+                          for name in os.listdir(root + d)]
+        assert len(instance_files) == 3 * (len(POOL) + 1), instance_files
         for name in (*POOL, "dp-reader"):
             assert "error" not in wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE,
                                                                       instance=name).execute())
+        assert until(lambda: not [p for p in instance_files if os.path.exists(p)], 20), instance_files
         assert not netns_links.namespace_exists(netns_links.namespace(int(a["id"])))
         made = made_by(server.data_dir) | set(dataplane.internet_names(internet_scope(server.data_dir)))
         assert made <= everything()
@@ -219,14 +226,24 @@ def gcloud_ssh(server, via: str, target: str, *flags: str) -> subprocess.Complet
                           check=False)
 
 
-def router_namespace(data_dir: str) -> str:
-    """The namespace of the (only) virtual router the server's netns host runs."""
+def router_folder(data_dir: str) -> str:
+    """The netns driver's folder of the (only) virtual router the server's netns host runs."""
     folder = os.path.join(data_dir, "netns", "vms")
     for uid in os.listdir(folder):
         with open(os.path.join(folder, uid, "guest.json")) as f:
             if json.load(f)["metadata"].get("gstack-systemvm-role") == "router":
-                return netns_links.namespace(int(uid))
+                return os.path.join(folder, uid)
     raise AssertionError("no router runs on the netns host")
+
+
+def router_namespace(data_dir: str) -> str:
+    return netns_links.namespace(int(os.path.basename(router_folder(data_dir))))
+
+
+def router_root(data_dir: str) -> str:
+    """The router's file system as its agent sees it (its /etc is an overlay of its own)."""
+    with open(os.path.join(router_folder(data_dir), "agent.pid")) as f:
+        return f"/proc/{int(f.read())}/root"
 
 
 def internet_scope(data_dir: str) -> str:

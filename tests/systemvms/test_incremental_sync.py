@@ -13,7 +13,7 @@ from sqlalchemy import event, select
 from core.db import write_session
 from core.hypervisors.base import HostRef
 from core.models import Host, Operation, SimDomain, SimVmFile, SystemVm, Zone
-from core.models.systemvm import RouterSyncState
+from core.models.systemvm import RouterGuest, RouterSyncState
 from core.resources import store
 from core.resources.context import Call
 from core.services import instances
@@ -27,10 +27,15 @@ TAGS = ("web", "db", "blue")
 
 
 def held(cloud) -> dict[str, str]:
-    """The files the router holds (an empty instance file is a removed instance)."""
+    """The files the router holds: a removed instance's are gone, not left empty."""
     with cloud.factory() as s:
-        return {f.path: f.content for f in s.scalars(select(SimVmFile).where(SimVmFile.vm_uid == cloud.router().uid))
-                if f.content}
+        return {f.path: f.content for f in s.scalars(select(SimVmFile).where(SimVmFile.vm_uid == cloud.router().uid))}
+
+
+def set_router_state(cloud, state: str) -> None:
+    """The simulated domain of the router: "stopped" under gstack's feet (a push to it fails), or running again."""
+    with write_session(cloud.factory) as s:
+        s.scalar(select(SimDomain).where(SimDomain.instance_uid == cloud.router().uid)).state = state
 
 
 def full_passes(cloud) -> float:
@@ -205,3 +210,30 @@ def test_the_renders_kept_are_bounded_by_their_size():
     assert kept.get(3, b"k3") is None and kept.get(3, b"k3b") == ({"a": "w"}, {"a": "d4"})
     kept.put(4, b"k4", {"a": "v" * 200}, {"a": "d5"})
     assert kept.get(4, b"k4") is None and kept.size == sum(item[3] for item in kept.items.values()) <= 100
+
+
+def test_a_removal_the_router_missed_is_done_by_the_next_full_pass(cloud):
+    """A deleted instance's files leave the router; when the push that removes them fails, the router
+    keeps its record of the instance, and the next full pass removes them."""
+    cloud.instance("stays")
+    cloud.instance("goes")
+    cloud.instance("goes-too")
+    goes, goes_too = (int(cloud.body(name)["id"]) for name in ("goes", "goes-too"))
+    cloud.delete_instance("goes")
+    files = held(cloud)
+    assert files == cloud.rendered() and not [p for p in files if str(goes) in p]
+
+    set_router_state(cloud, "stopped")
+    cloud.delete_instance("goes-too")  # its sync's push fails
+    assert len([p for p in held(cloud) if str(goes_too) in p]) == 3
+    with cloud.factory() as s:
+        assert s.scalar(select(RouterGuest.domain).where(RouterGuest.instance_uid == goes_too)) == ""
+        assert (s.get(SystemVm, cloud.router().id).last_error or "").startswith("configuration push failed")
+    set_router_state(cloud, "running")
+    with write_session(cloud.factory) as s:  # as when RECONCILE_SECONDS have passed
+        s.get(RouterSyncState, cloud.router().uid).full_at = 0.0
+    cloud.sync()
+    files = held(cloud)
+    assert files == cloud.rendered() and not [p for p in files if str(goes_too) in p]
+    with cloud.factory() as s:
+        assert s.scalar(select(RouterGuest).where(RouterGuest.instance_uid.in_([goes, goes_too]))) is None

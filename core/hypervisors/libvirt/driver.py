@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, TypeVar
 
@@ -521,7 +521,7 @@ class LibvirtDriver(HypervisorDriver):
 
     # -- system VMs ------------------------------------------------------------------------------
 
-    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+    def push_config(self, host: HostRef, vm_uid: int, files: Mapping[str, str | None]) -> None:
         """A router beside the host (``dataplane=netns``) gets the files as the netns driver's routers
         do: written into its /etc and loaded by its dnsmasq, nftables and HAProxy. A domain of a
         ``test://`` host (which runs no guest) keeps them in the driver's state directory, as a
@@ -540,6 +540,10 @@ class LibvirtDriver(HypervisorDriver):
                 target = os.path.normpath(os.path.join(self._config_dir(vm_uid), path.lstrip("/")))
                 if not target.startswith(self._config_dir(vm_uid) + os.sep):
                     raise DriverError(f"bad configuration path {path}", retry_elsewhere=False)
+                if content is None:
+                    with suppress(FileNotFoundError):
+                        os.remove(target)
+                    continue
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with open(target, "w", encoding="utf-8") as f:
                     f.write(content)

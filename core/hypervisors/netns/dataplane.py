@@ -35,6 +35,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -95,13 +96,18 @@ def remove_internet(scope: str) -> None:
 # -- a router's configuration --------------------------------------------------------------------------
 
 
-def write_files(pid: int, files: dict[str, str]) -> None:
-    """Each file at its path in the router whose agent is ``pid`` (under its ``/etc`` overlay)."""
+def write_files(pid: int, files: Mapping[str, str | None]) -> None:
+    """Each file at its path in the router whose agent is ``pid`` (under its ``/etc`` overlay); one
+    given None removed."""
     root = f"/proc/{pid}/root/etc"
     for path, content in files.items():
         target = os.path.normpath(os.path.join(root, os.path.relpath(path, "/etc")))
         if not path.startswith("/etc/") or not target.startswith(root + os.sep):
             raise DriverError(f"refusing to write {path}: a router's files are under /etc")
+        if content is None:
+            with suppress(FileNotFoundError):
+                os.remove(target)
+            continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target + ".tmp", "w") as f:
             f.write(content)

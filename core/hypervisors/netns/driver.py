@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -478,7 +478,7 @@ class NetnsDriver(HypervisorDriver):
 
     # -- system VMs --------------------------------------------------------------------------------------
 
-    def push_config(self, host: HostRef, vm_uid: int, files: dict[str, str]) -> None:
+    def push_config(self, host: HostRef, vm_uid: int, files: Mapping[str, str | None]) -> None:
         """The files written into the VM's /etc (its overlay) and, in a virtual router, loaded by the
         daemons in its namespace (another VM has nothing that reads them)."""
         self._check(host)
