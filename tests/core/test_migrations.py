@@ -133,6 +133,11 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
         uid = conn.exec_driver_sql("SELECT uid FROM resources WHERE collection = 'instances' ORDER BY name").first()[0]
         conn.exec_driver_sql("INSERT INTO ip_allocations (pool, address, owner_uid) "
                              f"VALUES ('external:us-central1', 3323199300, {uid})")
+        # a router's files of a removed instance (emptied: 0014 removes them) and of a live one
+        for path, content in (("/etc/gstack/dhcp-hosts/17", ""), ("/etc/gstack/nft.d/17.nft", ""),
+                              ("/etc/gstack/dhcp-hosts/18", "aa:bb,10.128.0.9\n"), ("/etc/gstack/empty.conf", "")):
+            conn.exec_driver_sql("INSERT INTO sim_vm_files (vm_uid, host_id, path, content, checksum, writes, written) "
+                                 f"VALUES (1, 1, '{path}', '{content}', 'c', 1, 0)")
     tables = columns(release, migrations.scripts().get_revision(migrations.BASELINE).module.TABLES)
     before = contents(release, tables)
     assert len(before["resources"]) > 20 and before["resource_usage"]
@@ -145,6 +150,9 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
     migrations.prepare(release)
     after = contents(release, tables)
     after["resource_usage"] = [row for row in after["resource_usage"] if "'ipAllocations'" not in row]  # 0013's, below
+    gone = [row for row in before["sim_vm_files"] if "'/etc/gstack/dhcp-hosts/17'" in row or "'/etc/gstack/nft.d/17.nft'" in row]  # 0014's
+    assert len(gone) == 2 and sorted(after["sim_vm_files"] + gone) == before["sim_vm_files"]
+    after["sim_vm_files"] = before["sim_vm_files"]
     assert after == before
     migrations.upgrade(stepped)
     migrations.prepare(fresh)
