@@ -23,6 +23,7 @@ from core.errors import ComputeError
 from core.hypervisors import DriverRegistry
 from core.hypervisors.registry import default_registry
 from core.jobs import JobEngine
+from core.jobs.retention import Retention, start_retention
 from core.models import Base
 from core.services.autoscalers import AutoscalerRounds, start_autoscaler
 from core.services.host_monitor import HostMonitor, start_host_monitor
@@ -65,6 +66,7 @@ class Runtime:
     autoheal_monitor: AutohealMonitor | None = None
     autoscaler: AutoscalerRounds | None = None
     policy_scheduler: PolicyScheduler | None = None
+    retention: Retention | None = None
 
     def __post_init__(self):
         self.resource_endpoint = resource_endpoint(self.validator)
@@ -75,7 +77,7 @@ class Runtime:
     def stop(self) -> None:
         """Stop the background threads of this process (job workers, host monitor)."""
         for thread in (self.host_monitor, self.systemvm_watchdog, self.autoheal_monitor, self.autoscaler,
-                       self.policy_scheduler):
+                       self.policy_scheduler, self.retention):
             if thread is not None:
                 thread.stop()
         self.engine.stop()
@@ -181,6 +183,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.policy_check_interval > 0:
             runtime.policy_scheduler = start_policy_scheduler(factory, settings.policy_check_interval,
                                                               kick=job_engine.kick)
+        if settings.operation_retention > 0:
+            runtime.retention = start_retention(factory, settings.operation_retention)
     else:  # jobs run in ``gstack worker`` processes: operations.wait hears when they finish one
         job_engine.listen()
     return app

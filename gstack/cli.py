@@ -184,6 +184,7 @@ def worker(data_dir: str | None, threads: int) -> None:
     """Run job workers only (scale out: several workers on one PostgreSQL database)."""
     from core.hypervisors.registry import default_registry
     from core.jobs import JobEngine
+    from core.jobs.retention import start_retention
     from core.services.autoscalers import start_autoscaler
     from core.services.host_monitor import start_host_monitor
     from core.services.instance_group_managers.monitor import start_autoheal_monitor
@@ -208,6 +209,8 @@ def worker(data_dir: str | None, threads: int) -> None:
         threads_.append(start_autoscaler(sessions, drivers, config.autoscaler_interval, config.autoscaler_stabilization))
     if config.policy_check_interval > 0:
         threads_.append(start_policy_scheduler(sessions, config.policy_check_interval, kick=engine.kick))
+    if config.operation_retention > 0:
+        threads_.append(start_retention(sessions, config.operation_retention))
     settle()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -42,6 +42,8 @@ class Settings:
     max_batch_bytes: int = 32 * 1024 * 1024  # the same for a whole batch (each part then meets the above)
     # a project's unfinished Operations beyond this are refused (403 rateLimitExceeded); 0 = no bound
     max_queued_operations: int = 1000
+    # seconds a finished Operation is kept (GCE: at least an hour, up to 14 days); 0 = kept forever
+    operation_retention: float = 86400.0
     trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed (gstack/proxies.py)
     # HTTPS (gstack/tls.py): on with a certificate from the data directory's CA, or the operator's own
     tls: bool = False
@@ -74,6 +76,7 @@ class Settings:
         s.max_request_bytes = int(env.get("GSTACK_MAX_REQUEST_BYTES", s.max_request_bytes))
         s.max_batch_bytes = int(env.get("GSTACK_MAX_BATCH_BYTES", s.max_batch_bytes))
         s.max_queued_operations = int(env.get("GSTACK_MAX_QUEUED_OPERATIONS", s.max_queued_operations))
+        s.operation_retention = float(env.get("GSTACK_OPERATION_RETENTION", s.operation_retention))
         s.trusted_proxies = env.get("GSTACK_TRUSTED_PROXIES", s.trusted_proxies)
         s.tls_cert = env.get("GSTACK_TLS_CERT", s.tls_cert)
         s.tls_key = env.get("GSTACK_TLS_KEY", s.tls_key)
