@@ -176,6 +176,9 @@ def prepare(s: Session, ctx: JobContext, uid: int, *, full: bool = False, instan
     held = {} if full else vms.checksums(vm.pushed_checksums)
     changed: dict[str, str | None] = {path: content for path, content in files.items()
                                        if held.get(path) != desired[path]}
+    # A main file no longer rendered (a certificate no proxy names now, its private key with it)
+    # leaves the router; the record of the push forgets it (record keeps only desired paths).
+    changed.update(dict.fromkeys(path for path in held if path not in desired))
     changed.update(guest_files)
     if not changed:  # it holds every file already
         vm.pushed_version = vm.config_version

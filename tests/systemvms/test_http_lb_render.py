@@ -239,6 +239,10 @@ def test_deleting_the_chain_empties_the_router(cloud, chain_of_two):
     check_haproxy(files)
     assert "frontend gfr-" not in files[router.HAPROXY] and "backend bs-" not in files[router.HAPROXY]
     assert not [p for p in files if p.startswith(http_lb.CERT_DIR)]
+    # the router itself no longer holds the certificate (and its private key) either
+    held = cloud.files(cloud.router().uid)
+    assert held[router.HAPROXY].content == files[router.HAPROXY]
+    assert not [p for p in held if p.startswith(http_lb.CERT_DIR)]
 
 
 def test_hostile_values_do_not_reach_the_configuration(cloud, chain_of_two):
