@@ -127,7 +127,7 @@ class Push:
     host_id: int
     driver: HypervisorDriver
     ref: HostRef
-    changed: dict[str, str | None]  # None: a file removed (a removed instance's)
+    changed: dict[str, str | None]  # None: a file removed (a removed instance's, a main file no longer rendered)
     desired: dict[str, str]
     touched: list[int]
     removed: list[int]  # instances whose files it removes (guests.forget once it did)
