@@ -1,10 +1,11 @@
 """The netns driver: each VM a network namespace on this machine with our guest agent in it.
 
 A VM's files live in ``STATE/vms/<uid>/``: ``vm.json`` (the host it belongs to, its links and
-disks), ``guest.json`` (what the agent boots from), ``serial.log`` (its serial port 1), the agent's
-pid, sshd's keys and config. Its power state is read from the kernel each time: ``running`` when
-the agent runs in its namespace, ``paused`` when its processes are stopped (SIGSTOP keeps their
-memory: the ``suspend`` capability), ``shutoff`` when only the definition is left.
+disks), ``guest.json`` (what the agent boots from), ``serial.log`` (its serial port 1, kept to its
+last bytes by :mod:`core.hypervisors.netns.serial`), the agent's pid, sshd's keys and config. Its
+power state is read from the kernel each time: ``running`` when the agent runs in its namespace,
+``paused`` when its processes are stopped (SIGSTOP keeps their memory: the ``suspend``
+capability), ``shutoff`` when only the definition is left.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from core.hypervisors.base import (
     HypervisorDriver,
     VmSpec,
 )
-from core.hypervisors.netns import dataplane, links
+from core.hypervisors.netns import dataplane, links, serial
 from core.hypervisors.netns.agent import CONSOLE_FIFO
 from core.links import parse_ref
 from core.models import Host, Project, Resource
@@ -46,7 +47,6 @@ from core.resources import store
 
 LOCAL_URIS = ("netns://local", "netns:///")
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py")
-MAX_CONSOLE = 1024 * 1024  # GCE keeps the last 1 MB of serial output
 CONSOLE_ECHO_WAIT = 1.0
 GCE_METADATA = "http://169.254.169.254"  # routed by the guest's virtual router to its metadata proxy
 ROLE = "gstack-systemvm-role"  # a system VM's metadata: its role and (a router's) network
@@ -157,8 +157,7 @@ class NetnsDriver(HypervisorDriver):
 
     def _note(self, vm_uid: int, text: str) -> None:
         """A line on the VM's serial port from the 'firmware' (the driver), as a VM's BIOS prints."""
-        with open(os.path.join(self._dir(vm_uid), "serial.log"), "a") as f:
-            f.write(text + "\r\n")
+        serial.note(self._dir(vm_uid), text)
 
     # -- the host ----------------------------------------------------------------------------------
 
@@ -174,12 +173,15 @@ class NetnsDriver(HypervisorDriver):
                          running, hostname=socket.gethostname())
 
     def list_instances(self, host: HostRef) -> dict[int, str]:
+        """Also keeps each VM's serial log to its last megabyte or two (:func:`serial.trim`): the
+        host monitor asks for this list every round, whether or not anyone reads the logs."""
         self._check(host)
         found = {}
         for uid in self._vm_uids():
             meta = self._meta(uid)
             if meta is not None and meta["host_id"] == host.id:
                 found[uid] = self._state(uid)
+                serial.trim(self._dir(uid))
         return found
 
     def cpu_times(self, host: HostRef, vm_uids: list[int]) -> dict[int, float]:
@@ -514,19 +516,7 @@ class NetnsDriver(HypervisorDriver):
     # -- the serial port -------------------------------------------------------------------------------
 
     def serial_output(self, vm_uid: int, start: int) -> tuple[str, int, int]:
-        path = os.path.join(self._dir(vm_uid), "serial.log")
-        try:
-            with open(path, "rb") as f:
-                end = os.fstat(f.fileno()).st_size
-                oldest = max(0, end - MAX_CONSOLE)
-                if start < 0:
-                    start = end + start
-                start = min(max(start, oldest), end)
-                f.seek(start)
-                data = f.read(end - start)
-        except FileNotFoundError:
-            return "", 0, 0
-        return data.decode(errors="replace"), start, end
+        return serial.read(self._dir(vm_uid), start)
 
     def serial_write(self, host: HostRef, vm_uid: int, data: str) -> None:
         """Typed on the guest's console: into the FIFO its agent's getty reads (the answer shows on
