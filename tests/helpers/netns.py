@@ -6,15 +6,23 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.orm import sessionmaker
 
 from core.db import make_engine, write_session
+from core.hypervisors.base import HostRef, NicSpec, VmSpec
 from core.hypervisors.netns import NetnsDriver
 from core.hypervisors.netns import links as netns_links
+from core.resources import store
 from core.services import hosts
-from core.services.seed import HOSTS_PER_ZONE
+from core.services.seed import HOSTS_PER_ZONE, ensure_project
 from tests.conftest import PROJECT, ZONE
-from tests.helpers.databases import sessions
+from tests.helpers.databases import seeded_engine, sessions
 
 GUEST_TOOLS = {"sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
                "ping": "iputils-ping", "nsenter": "util-linux"}
@@ -80,3 +88,32 @@ def serial(gce, name: str, needle: str, timeout: float = 10) -> str:
         if needle in out or time.monotonic() > deadline:
             return out
         time.sleep(0.2)
+
+
+@contextmanager
+def standalone_host(name: str) -> Iterator[tuple[sessionmaker, NetnsDriver, HostRef, str]]:
+    """A netns host of its own on a fresh seeded SQLite database, driven without a server:
+    (sessions, the driver, the host, the driver's state folder); released and removed afterwards."""
+    with seeded_engine("sqlite", "gstack-netns-") as engine:
+        factory = sessions(engine)
+        state = tempfile.mkdtemp(prefix="gstack-netns-state-")
+        driver = NetnsDriver(factory, state)
+        with write_session(factory) as s:
+            ensure_project(s, PROJECT)
+            cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
+        host = hosts.host_ref(hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, name, "netns://local"))
+        try:
+            yield factory, driver, host, state
+        finally:
+            driver.release_host(host)
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def vm_on(factory: sessionmaker, host: HostRef, name: str, ip: str, metadata: dict[str, str] | None = None) -> VmSpec:
+    """The spec of a VM for ``host``, its instance row made (a driver's host check asks for it)."""
+    uid = uuid.uuid4().int >> 66
+    with write_session(factory) as s:
+        store.new_resource(s, project=PROJECT, collection="instances", scope=f"zones/{ZONE}", name=name,
+                           kind="compute#instance", body={}, uid=uid, host_id=host.id)
+    mac = "42:01:" + ":".join(f"{int(part):02x}" for part in ip.split("."))
+    return VmSpec(uid, name, name, 1, 512, (), (NicSpec("nic0", mac, "default", ip),), metadata or {})

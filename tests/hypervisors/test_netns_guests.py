@@ -17,24 +17,26 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from websockets.sync.client import connect
 
-from core.db import write_session
-from core.hypervisors.base import NicSpec, VmSpec
-from core.hypervisors.netns import NetnsDriver
 from core.hypervisors.netns import links as netns_links
 from core.hypervisors.netns.agent import Metadata, ssh_keys
-from core.resources import store
-from core.services import hosts
-from core.services.seed import ensure_project
 from tests.conftest import PROJECT, ZONE, console_ticket, read_until, running_server, wait_op
-from tests.helpers.databases import seeded_engine, sessions
-from tests.helpers.netns import GUEST_TOOLS, add_netns_host, in_ns, instance, made_by, missing, serial
+from tests.helpers.netns import (
+    GUEST_TOOLS,
+    add_netns_host,
+    in_ns,
+    instance,
+    made_by,
+    missing,
+    serial,
+    standalone_host,
+    vm_on,
+)
 
 pytestmark = pytest.mark.xdist_group("netns")
 
@@ -162,27 +164,13 @@ def test_ssh_keys_as_google_guest_agent_reads_them() -> None:
 @needs_root
 def test_removing_the_host_removes_what_it_made() -> None:
     """``release_host`` (``gstack admin host remove``): the VMs' namespaces, veths and bridges go."""
-    with seeded_engine("sqlite", "gstack-netns-") as engine:
-        factory = sessions(engine)
-        state = tempfile.mkdtemp(prefix="gstack-netns-state-")
-        driver = NetnsDriver(factory, state)
-        with write_session(factory) as s:
-            ensure_project(s, PROJECT)
-            cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
-        host = hosts.host_ref(hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, "ns-release",
-                                             "netns://local"))
-        uid = uuid.uuid4().int >> 66
-        with write_session(factory) as s:
-            store.new_resource(s, project=PROJECT, collection="instances", scope=f"zones/{ZONE}", name="vm-release",
-                               kind="compute#instance", body={}, uid=uid, host_id=host.id)
-        vm = VmSpec(uid, "vm-release", "vm-release", 1, 512, (), (NicSpec("nic0", "42:01:0a:00:00:02", "default",
-                                                                          "10.0.0.2"),))
+    with standalone_host("ns-release") as (factory, driver, host, _):
+        vm = vm_on(factory, host, "vm-release", "10.0.0.2")
         driver.spawn(host, vm)
         made = {netns_links.namespace(vm.uid), netns_links.veth(vm.uid, 0), driver.bridge_of(host, "default")}
         assert ours() & made == made
         driver.release_host(host)
         assert ours() & made == set() and driver.list_instances(host) == {}
-        shutil.rmtree(state, ignore_errors=True)
 
 
 class _StandIn(http.server.BaseHTTPRequestHandler):

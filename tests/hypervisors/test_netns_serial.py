@@ -11,19 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import pytest
 
-from core.db import write_session
-from core.hypervisors.base import NicSpec, VmSpec
-from core.hypervisors.netns import NetnsDriver, serial
-from core.resources import store
-from core.services import hosts
-from core.services.seed import ensure_project
-from tests.conftest import PROJECT, ZONE
-from tests.helpers.databases import seeded_engine, sessions
-from tests.helpers.netns import GUEST_TOOLS, missing
+from core.hypervisors.netns import serial
+from tests.helpers.netns import GUEST_TOOLS, missing, standalone_host, vm_on
 
 LINE = 16  # bytes of each numbered line the writers append: line k starts at byte 16 k
 # A process appending numbered lines to serial.log (O_APPEND, as the agent's stdout) as fast as it can.
@@ -87,37 +79,20 @@ WHY = missing(GUEST_TOOLS, "the netns serial test")
 def test_the_host_check_cuts_a_chatty_guests_log():
     """A guest whose startup script prints 3 MB: the host monitor's list of the host's VMs cuts its
     log, and getSerialPortOutput's numbers go on."""
-    with seeded_engine("sqlite", "gstack-netns-") as engine:
-        factory = sessions(engine)
-        state = tempfile.mkdtemp(prefix="gstack-netns-state-")
-        driver = NetnsDriver(factory, state)
-        with write_session(factory) as s:
-            ensure_project(s, PROJECT)
-            cluster = hosts.add_cluster(s, ZONE, f"ns-{uuid.uuid4().hex[:6]}", "netns")
-        host = hosts.host_ref(hosts.add_host(factory, {"netns": driver}, ZONE, cluster.name, "ns-serial",
-                                             "netns://local"))
-        uid = uuid.uuid4().int >> 66
-        with write_session(factory) as s:
-            store.new_resource(s, project=PROJECT, collection="instances", scope=f"zones/{ZONE}", name="vm-chatty",
-                               kind="compute#instance", body={}, uid=uid, host_id=host.id)
-        script = "#!/bin/bash\nfor i in $(seq 1 200000); do printf 'chatty line %07d\\n' $i; done; echo chatty-done\n"
-        vm = VmSpec(uid, "vm-chatty", "vm-chatty", 1, 512, (), (NicSpec("nic0", "42:01:0a:00:00:03", "default",
-                                                                          "10.0.0.3"),), {"startup-script": script})
-        try:
-            driver.spawn(host, vm)
-            deadline = time.monotonic() + 120
-            while "chatty-done" not in driver.serial_output(uid, -200)[0]:
-                assert time.monotonic() < deadline, driver.serial_output(uid, -2000)[0]
-                time.sleep(0.5)
-            log = os.path.join(state, "vms", str(uid), serial.LOG)
-            before = os.path.getsize(log)
-            assert before > serial.TRIM_AT
-            _, start, end = driver.serial_output(uid, 0)
-            assert driver.list_instances(host) == {uid: "running"}  # the host check
-            assert os.path.getsize(log) < serial.TRIM_AT
-            text, start_after, end_after = driver.serial_output(uid, 0)
-            assert end_after >= end and start_after == end_after - serial.MAX_CONSOLE
-            assert "chatty line 0200000" in text and "chatty line 0000001" not in text
-        finally:
-            driver.release_host(host)
-            shutil.rmtree(state, ignore_errors=True)
+    script = "#!/bin/bash\nfor i in $(seq 1 200000); do printf 'chatty line %07d\\n' $i; done; echo chatty-done\n"
+    with standalone_host("ns-serial") as (factory, driver, host, state):
+        vm = vm_on(factory, host, "vm-chatty", "10.0.0.3", {"startup-script": script})
+        uid = vm.uid
+        driver.spawn(host, vm)
+        deadline = time.monotonic() + 120
+        while "chatty-done" not in driver.serial_output(uid, -200)[0]:
+            assert time.monotonic() < deadline, driver.serial_output(uid, -2000)[0]
+            time.sleep(0.5)
+        log = os.path.join(state, "vms", str(uid), serial.LOG)
+        assert os.path.getsize(log) > serial.TRIM_AT
+        _, start, end = driver.serial_output(uid, 0)
+        assert driver.list_instances(host) == {uid: "running"}  # the host check
+        assert os.path.getsize(log) < serial.TRIM_AT
+        text, start_after, end_after = driver.serial_output(uid, 0)
+        assert end_after >= end and start_after == end_after - serial.MAX_CONSOLE
+        assert "chatty line 0200000" in text and "chatty line 0000001" not in text
