@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, select
 from sqlalchemy.orm import Session
 
 from core.db import flushed_connection
-from core.models import Resource, ResourceTerm
+from core.models import Operation, Resource, ResourceTerm
 from core.resources.queries import Columns, Key, _check_after, _keyset, resource_rows
 
 # A field with more distinct values than this in a scope is not narrowed by ``accept``: trying
@@ -162,3 +162,24 @@ def _sort_key(key: Key, multi: bool, by_name: bool) -> tuple[Any, ...]:
     scope = (key[0],) if multi else ()
     rest = key[1:] if multi else key
     return (*scope, rest[0]) if by_name else (*scope, -rest[0], -rest[1])
+
+
+# An Operation's statuses (a narrowing's ``accept`` is tried on each).
+OPERATION_STATUSES = ("PENDING", "RUNNING", "DONE")
+
+
+def operation_condition(n: Narrowing | None) -> ColumnElement[bool] | None:
+    """A narrowing on an Operation's ``status`` or ``name`` as the SQL condition on its column (the
+    Operations table has no terms: both are columns), None when it says nothing of them. A filter
+    on a list of a day of history tested every Operation in Python: 2.4 s at 100,000."""
+    if n is None or n.field not in ("status", "name"):
+        return None
+    column = Operation.status if n.field == "status" else Operation.name
+    if n.values is not None:
+        return column.in_(sorted(n.values))
+    if n.accept is not None and n.field == "status":
+        return column.in_([s for s in OPERATION_STATUSES if n.accept(s)])
+    if n.prefix is not None:
+        upper = _next_string(n.prefix)
+        return and_(column >= n.prefix, column < upper) if upper is not None else column >= n.prefix
+    return None

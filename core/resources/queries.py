@@ -278,7 +278,17 @@ def generation_settled(engine: Engine) -> bool:
 
 
 def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,
-                   limit: int) -> list[tuple[Key, Operation]]:
+                   limit: int, where: ColumnElement[bool] | None = None) -> list[tuple[Key, Operation]]:
+    """A page of the scopes' Operations in ``order`` after the key ``after``; ``where``: only those
+    that can match the list's filter (:func:`core.resources.narrowing.operation_condition`)."""
+    q, cols = operation_page(project, scopes, order, after, limit, where)
+    return [([getattr(op, c.key) for c in cols], op) for op in session.scalars(q)]
+
+
+def operation_page(project: str, scopes: list[str], order: str, after: Key | None, limit: int,
+                   where: ColumnElement[bool] | None = None) -> tuple[Select[Operation], Columns]:
+    """:func:`operation_rows`' statement and its page order's columns. Newest first (the default
+    order) it walks ``ix_operation_list`` backwards, a page of rows whatever the history's length."""
     multi = len(scopes) > 1
     cols: Columns
     if order == "name":
@@ -289,15 +299,13 @@ def operation_rows(session: Session, project: str, scopes: list[str], order: str
         cols, desc = [Operation.scope, *cols], [False, *desc]
     q = select(Operation).where(Operation.project == project)
     q = q.where(Operation.scope == scopes[0]) if not multi else q.where(Operation.scope.in_(scopes))
+    if where is not None:
+        q = q.where(where)
     cond = _keyset(cols, after, desc)
     if cond is not None:
         q = q.where(cond)
-    q = q.order_by(*[c.desc() if d else c for c, d in zip(cols, desc, strict=True)]).limit(limit)
-    out: list[tuple[Key, Operation]] = []
-    for op in session.scalars(q):
-        key = [getattr(op, c.key) for c in cols]
-        out.append((key, op))
-    return out
+    return q.order_by(*[c.desc() if d else c for c, d in zip(cols, desc, strict=True)]).limit(limit), cols
+
 
 
 

@@ -6,12 +6,14 @@ import orjson
 from flask import Response
 
 from core.resources import operations
+from core.resources.narrowing import operation_condition
 from core.resources.queries import operation_rows
 from core.services import calls, topology
 from core.services import operations as operation_service
 from gstack.api.common import list_envelope, reorder, scopes_of
 from gstack.api.registry import ApiRequest, handles
 from gstack.gce.listing import aggregate, paginate, parse_params
+from gstack.gce.narrowing import narrowing_of
 from gstack.gce.render import json_response, stored_all, storing
 
 
@@ -24,9 +26,13 @@ def _scope(req: ApiRequest, zone: str | None, region: str | None) -> str:
 
 
 def _op_source(req: ApiRequest, scopes: list[str], order: str):
+    """The Operations' pages; only those that can match the filter, where its status or name says
+    which can (the filter still tests each)."""
+    where = operation_condition(narrowing_of(req.args.get("filter"), "Operation"))
+
     def source(after, limit):
         return [(key, orjson.dumps(operations.to_json(op)).decode())
-                for key, op in operation_rows(req.session, req.call.project, scopes, order, after, limit)]
+                for key, op in operation_rows(req.session, req.call.project, scopes, order, after, limit, where)]
 
     return source
 

@@ -284,3 +284,34 @@ def test_request_id_is_per_request(server):
     assert second["id"] == first["id"]
     wait_op(gce, first)
     assert "items" not in gce.disks().list(project=PROJECT, zone=ZONE, filter=f"name = {b}").execute()
+
+
+def test_filters_on_status_and_name_give_what_the_whole_list_holds(server, zone_op):
+    """Filters on an Operation's status and name are narrowed in the database (its columns, not the
+    terms index): each answers what a test of every Operation of the list gives."""
+    gce = server.gce()
+
+    def listed(flt: str | None = None) -> list[dict]:
+        items, token = [], None
+        while True:
+            page = gce.zoneOperations().list(project=PROJECT, zone=ZONE, filter=flt, maxResults=50,
+                                             pageToken=token).execute()
+            items += page.get("items", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return items
+
+    everything = listed()
+    prefix = zone_op["name"][:14]
+    cases = {
+        "status = DONE": lambda op: op["status"] == "DONE",
+        "(status = RUNNING) OR (status = PENDING)": lambda op: op["status"] in ("RUNNING", "PENDING"),
+        "status eq D.*": lambda op: op["status"] == "DONE",
+        "status != DONE": lambda op: op["status"] != "DONE",
+        f"name = {zone_op['name']}": lambda op: op["name"] == zone_op["name"],
+        f"name eq {prefix}.*": lambda op: op["name"].startswith(prefix),
+        f"(name eq {prefix}.*) (status eq DONE)": lambda op: op["name"].startswith(prefix) and op["status"] == "DONE",
+    }
+    assert zone_op["name"] in {op["name"] for op in everything}
+    for flt, matches in cases.items():
+        assert [op["name"] for op in listed(flt)] == [op["name"] for op in everything if matches(op)], flt

@@ -16,6 +16,7 @@ from core.ipam import _take_next
 from core.models import Resource
 from core.prepared import json_ids
 from core.quotas import _GLOBAL_COUNTS, USAGE_COLUMNS
+from core.resources.queries import operation_page
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
 from core.systemvms.guests import _HELD_OF
@@ -132,3 +133,15 @@ def test_a_projects_global_counts_seek_their_collections_not_every_resource(engi
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plans")
     assert set(_seeks(engine, _GLOBAL_COUNTS, {"project": "demo-project"})) == {"(project=? AND collection=?)"}
+
+
+def test_a_page_of_operations_newest_first_walks_their_list_index(engine):
+    """A page of a zone's Operations in the default order (newest first), the first or one after a
+    page token, is a walk of ix_operation_list: no sort of the zone's whole history, which a page
+    paid with the index it replaced (project, scope, name): 135 ms at 100,000 Operations."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    for after in (None, [1.7e9, 5000]):
+        stmt, _ = operation_page("demo-project", ["zones/us-central1-a"], "creationTimestamp", after, 501)
+        plan = _plan(engine, stmt, {})
+        assert plan and all("ix_operation_list" in line for line in plan), plan
