@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, select
 from sqlalchemy.orm import Session
 
 from core.db import flushed_connection
+from core.jobs.claims import UNFINISHED
 from core.models import Operation, Resource, ResourceTerm
 from core.resources.queries import Columns, Key, _check_after, _keyset, resource_rows
 
@@ -54,6 +55,12 @@ def filtered_rows(session: Session, project: str, collection: str, scopes: list[
         if rows is not None:
             return rows
     return resource_rows(session, project, collection, scopes, order, after, limit)
+
+
+def _starting_with(column: Any, prefix: str) -> ColumnElement[bool]:
+    """The values of ``column`` that start with ``prefix``, as a range an index walks."""
+    upper = _next_string(prefix)
+    return column >= prefix if upper is None else and_(column >= prefix, column < upper)
 
 
 def _next_string(prefix: str) -> str | None:
@@ -93,9 +100,7 @@ def _walks(conn: Connection, scope_where: Callable[[str], list[Any]], scopes: li
             walks.append((scope, ResourceTerm.value.contains(narrowing.part, autoescape=True)))
             continue
         if narrowing.prefix is not None:
-            cond = ResourceTerm.value >= narrowing.prefix
-            upper = _next_string(narrowing.prefix)
-            walks.append((scope, cond if upper is None else and_(cond, ResourceTerm.value < upper)))
+            walks.append((scope, _starting_with(ResourceTerm.value, narrowing.prefix)))
             continue
         if narrowing.values is not None:
             values = sorted(narrowing.values)
@@ -165,7 +170,7 @@ def _sort_key(key: Key, multi: bool, by_name: bool) -> tuple[Any, ...]:
 
 
 # An Operation's statuses (a narrowing's ``accept`` is tried on each).
-OPERATION_STATUSES = ("PENDING", "RUNNING", "DONE")
+OPERATION_STATUSES = (*UNFINISHED, "DONE")
 
 
 def operation_condition(n: Narrowing | None) -> ColumnElement[bool] | None:
@@ -180,6 +185,5 @@ def operation_condition(n: Narrowing | None) -> ColumnElement[bool] | None:
     if n.accept is not None and n.field == "status":
         return column.in_([s for s in OPERATION_STATUSES if n.accept(s)])
     if n.prefix is not None:
-        upper = _next_string(n.prefix)
-        return and_(column >= n.prefix, column < upper) if upper is not None else column >= n.prefix
+        return _starting_with(column, n.prefix)
     return None

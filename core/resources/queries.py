@@ -305,7 +305,3 @@ def operation_page(project: str, scopes: list[str], order: str, after: Key | Non
     if cond is not None:
         q = q.where(cond)
     return q.order_by(*[c.desc() if d else c for c, d in zip(cols, desc, strict=True)]).limit(limit), cols
-
-
-
-

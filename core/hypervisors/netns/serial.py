@@ -80,9 +80,9 @@ def trim(folder: str) -> int:
         if os.stat(path).st_size < TRIM_AT:
             return 0
         with _locked(folder, exclusive=True), open(path, "r+b") as f:
-            size = os.fstat(f.fileno()).st_size
-            block = os.fstat(f.fileno()).st_blksize
-            cut = (size - MAX_CONSOLE) // block * block
+            stat = os.fstat(f.fileno())
+            size = stat.st_size
+            cut = (size - MAX_CONSOLE) // stat.st_blksize * stat.st_blksize
             if size < TRIM_AT or cut <= 0:
                 return 0
             if _libc.fallocate(f.fileno(), _COLLAPSE_RANGE, 0, cut) != 0:
