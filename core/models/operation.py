@@ -12,8 +12,10 @@ class Operation(Base):
     __tablename__ = "operations"
     __table_args__ = (
         UniqueConstraint("project", "client_operation_id", name="uq_operation_request_id"),
-        # A list's pages in their default order (newest first), walked backwards: a page reads a
-        # page of rows however long the scope's history (a name is found by its own unique index).
+        # A list's pages in either order GCE sorts by: a page reads a page of rows however long the
+        # scope's history. By name (the default order), and newest first (creationTimestamp desc),
+        # walked backwards.
+        Index("ix_operation_scope", "project", "scope", "name"),
         Index("ix_operation_list", "project", "scope", "insert_time", "pk"),
         Index("ix_operation_claim", "status", "lease_expiry"),
         Index("ix_operation_target", "target_id", "status"),

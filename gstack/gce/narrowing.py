@@ -2,8 +2,9 @@
 
 The filter stays the judge: it is tested on every row the database hands over. What is derived
 here is only a necessary condition on one indexed field, so it must hold for every row the filter
-matches; where that cannot be shown (a negation, an OR over different fields, a regex without a
-literal start on a field with many values) there is no narrowing and the list reads every row.
+matches; where that cannot be shown (a negation, but on a field every item holds, an OR over
+different fields, a regex without a literal start on a field with many values) there is no
+narrowing and the list reads every row.
 
 The fields with terms hold JSON strings in every body gstack stores (names, statuses and URLs are
 written by the core; label values are validated as strings), so only the filter's meaning on a
@@ -25,6 +26,10 @@ from gstack.gce.filters import _All, _Any, _Compare, _eq_matcher, _Node, _Regex,
 _FEW_VALUES = ("status", "zone", "region")
 # Which narrowing to prefer in a conjunction: the one likely to match fewest rows.
 _RANK = {"name": 0, NAME_WORD: 0, NETWORK_IP: 1, "zone": 4, "region": 4, "status": 5}
+# Fields every item of the schema holds, as one string: there a negation (``status != DONE``) is a
+# narrowing too, the values it does not refuse. On another field an item without it would match a
+# negation whatever its values: an Operation's status is a column that is never empty.
+_ALWAYS_ONE_STRING = {"Operation": frozenset({"status"})}
 
 
 def narrowing_of(expr: str | None, schema: str | None) -> Narrowing | None:
@@ -36,7 +41,7 @@ def narrowing_of(expr: str | None, schema: str | None) -> Narrowing | None:
 
 @functools.lru_cache(maxsize=512)
 def _cached(expr: str, schema: str | None) -> Narrowing | None:
-    return _of(parse_filter(expr, schema))
+    return _of(parse_filter(expr, schema), _ALWAYS_ONE_STRING.get(schema or "", frozenset()))
 
 
 def _field(path: tuple[str, ...]) -> str | None:
@@ -54,13 +59,14 @@ def _rank(n: Narrowing) -> tuple[int, int]:
     return kind, _RANK.get(n.field, 3)
 
 
-def _of(node: _Node) -> Narrowing | None:
+def _of(node: _Node, always: frozenset[str]) -> Narrowing | None:
+    """``always``: the fields of :data:`_ALWAYS_ONE_STRING` of the list's schema."""
     if isinstance(node, _All):
-        found = [n for n in map(_of, node.children) if n is not None]
+        found = [n for n in (_of(c, always) for c in node.children) if n is not None]
         return min(found, key=_rank) if found else None
     if isinstance(node, _Any):
         # (a = 1) OR (a = 2): the union of the values; anything else could match any row.
-        parts = [_of(c) for c in node.children]
+        parts = [_of(c, always) for c in node.children]
         first = parts[0]
         sets = [p.values for p in parts if p is not None and p.values is not None and first is not None
                 and p.field == first.field]
@@ -68,14 +74,17 @@ def _of(node: _Node) -> Narrowing | None:
             return None
         return Narrowing(first.field, values=frozenset().union(*sets))
     if isinstance(node, _Compare):
-        return _of_compare(node)
+        return _of_compare(node, always)
     if isinstance(node, _Regex):
-        return _of_regex(node)
+        return _of_regex(node, always)
     return None  # a negation
 
 
-def _of_compare(node: _Compare) -> Narrowing | None:
+def _of_compare(node: _Compare, always: frozenset[str]) -> Narrowing | None:
     field = _field(node.path)
+    if field is not None and field in always and node.op == "!=":
+        eq = _eq_matcher(node.lit)
+        return Narrowing(field, accept=lambda v: not eq(v))
     if field is None or node.op != "=":
         return None
     lit = node.lit
@@ -92,8 +101,11 @@ def _of_compare(node: _Compare) -> Narrowing | None:
     return None
 
 
-def _of_regex(node: _Regex) -> Narrowing | None:
+def _of_regex(node: _Regex, always: frozenset[str]) -> Narrowing | None:
     field = _field(node.path)
+    if field is not None and field in always and node.negate:
+        fullmatch = node.pattern.fullmatch
+        return Narrowing(field, accept=lambda v: fullmatch(v) is None)
     if field is None or node.negate:
         return None
     start, whole = _literal_start(node.pattern), _is_literal(node.pattern)

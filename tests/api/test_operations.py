@@ -288,7 +288,8 @@ def test_request_id_is_per_request(server):
 
 def test_filters_on_status_and_name_give_what_the_whole_list_holds(server, zone_op):
     """Filters on an Operation's status and name are narrowed in the database (its columns, not the
-    terms index): each answers what a test of every Operation of the list gives."""
+    terms index), negations of a status too: each answers what a test of every Operation of the
+    list gives."""
     gce = server.gce()
 
     def listed(flt: str | None = None) -> list[dict]:
@@ -308,6 +309,8 @@ def test_filters_on_status_and_name_give_what_the_whole_list_holds(server, zone_
         "(status = RUNNING) OR (status = PENDING)": lambda op: op["status"] in ("RUNNING", "PENDING"),
         "status eq D.*": lambda op: op["status"] == "DONE",
         "status != DONE": lambda op: op["status"] != "DONE",
+        "status != RUNNING": lambda op: op["status"] != "RUNNING",
+        "status ne R.*": lambda op: not op["status"].startswith("R"),
         f"name = {zone_op['name']}": lambda op: op["name"] == zone_op["name"],
         f"name eq {prefix}.*": lambda op: op["name"].startswith(prefix),
         f"(name eq {prefix}.*) (status eq DONE)": lambda op: op["name"].startswith(prefix) and op["status"] == "DONE",
@@ -315,3 +318,4 @@ def test_filters_on_status_and_name_give_what_the_whole_list_holds(server, zone_
     assert zone_op["name"] in {op["name"] for op in everything}
     for flt, matches in cases.items():
         assert [op["name"] for op in listed(flt)] == [op["name"] for op in everything if matches(op)], flt
+    assert listed("status != RUNNING")  # a negation that matches

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import terms
 from core.db import write_session
 from core.links import scope_url
-from core.resources.narrowing import filtered_rows
+from core.resources.narrowing import filtered_rows, operation_condition
 from core.resources.store import new_resource
 from gstack.gce.filters import compile_filter
 from gstack.gce.listing import ListParams, decode_token, paginate
@@ -153,6 +153,20 @@ def test_the_indexable_filters_are_narrowed():
         assert narrowing is not None and narrowing.field == terms.NAME_WORD, expr
     for expr in ["NOT status = RUNNING", 'name eq "[ab].*"', "status != RUNNING", "name = v OR status = X"]:
         assert narrowing_of(expr, "Instance") is None, expr
+
+
+def test_a_negated_status_of_operations_narrows_to_the_other_statuses():
+    """An Operation always has a status (a column, never empty), so a negation on it says which
+    statuses can match; an Instance's narrowing stays None (an item without the field would match)."""
+    for expr, statuses in [("status != DONE", ["PENDING", "RUNNING"]), ("status ne DONE", ["PENDING", "RUNNING"]),
+                           ('status ne "R.*"', ["DONE", "PENDING"]), ("status != R*", ["DONE", "PENDING"]),
+                           ("(status ne DONE) (name eq operation-1.*)", None)]:
+        narrowed = operation_condition(narrowing_of(expr, "Operation"))
+        assert narrowed is not None, expr
+        if statuses is not None:
+            assert sorted(narrowed.where.right.value) == statuses, expr  # status IN (...)
+            assert narrowed.unfinished == (statuses == ["PENDING", "RUNNING"]), expr
+    assert narrowing_of("status != DONE", "Instance") is None
 
 
 def test_rows_older_than_the_terms_get_them_when_the_triggers_are_installed(engine: Engine):

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 
 from core import migrations
 from core.db import create_schema, make_engine
@@ -179,6 +179,17 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
     assert migrations.upgrade(release) == migrations.head()  # a second upgrade does nothing
 
 
+def test_a_database_at_0015_gets_the_operations_name_order_index_back(databases):
+    """0015 dropped the index of the Operations' default (name) order, so that each page sorted the
+    zone's whole history; 0016 makes it again."""
+    engine = databases()
+    migrations.upgrade(engine, "0015")
+    assert "ix_operation_scope" not in {ix["name"] for ix in inspect(engine).get_indexes("operations")}
+    migrations.upgrade(engine)
+    index = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("operations")}
+    assert index["ix_operation_scope"] == ["project", "scope", "name"]
+
+
 def test_a_schema_made_before_migrations_but_not_the_release_is_refused(databases):
     engine = databases(True)
     with engine.begin() as conn:
@@ -222,8 +233,6 @@ def test_a_database_of_a_build_between_the_release_and_migrations_is_upgraded(da
     engine = databases()
     create_schema(engine)
     before = schema(engine)
-    with engine.begin() as conn:  # those builds' index of the Operations' list, which 0015 retires
-        conn.exec_driver_sql("CREATE INDEX ix_operation_scope ON operations (project, scope, name)")
     assert migrations.upgrade(engine) is None
     assert migrations.current(engine) == migrations.head()
     assert without_version(schema(engine)) == before

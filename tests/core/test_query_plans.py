@@ -16,11 +16,13 @@ from core.ipam import _take_next
 from core.models import Resource
 from core.prepared import json_ids
 from core.quotas import _GLOBAL_COUNTS, USAGE_COLUMNS
+from core.resources.narrowing import operation_condition
 from core.resources.queries import operation_page
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
 from core.systemvms.guests import _HELD_OF
 from core.systemvms.sync import NETWORK_OR_INSTANCES
+from gstack.gce.narrowing import narrowing_of
 
 _NAMES = {"project": "demo-project", "zone": "zones/us-central1-a", "name": "vm", "disk_0": "vm", "disk_1": "data"}
 _NETWORK = {"network_project": "demo-project", "network": "default", "region_scope": "regions/us-central1"}
@@ -135,13 +137,34 @@ def test_a_projects_global_counts_seek_their_collections_not_every_resource(engi
     assert set(_seeks(engine, _GLOBAL_COUNTS, {"project": "demo-project"})) == {"(project=? AND collection=?)"}
 
 
-def test_a_page_of_operations_newest_first_walks_their_list_index(engine):
-    """A page of a zone's Operations in the default order (newest first), the first or one after a
-    page token, is a walk of ix_operation_list: no sort of the zone's whole history, which a page
-    paid with the index it replaced (project, scope, name): 135 ms at 100,000 Operations."""
+@pytest.mark.parametrize("order, index", [("name", "ix_operation_scope"), ("creationTimestamp", "ix_operation_list")])
+def test_a_page_of_operations_walks_the_index_in_its_order(engine, order, index):
+    """A page of a zone's Operations, the first or one after a page token, is a walk of the index
+    in its order: by name (the default order, ix_operation_scope) or newest first (walked backwards,
+    ix_operation_list). No sort of the zone's whole history, which a page paid without it: 135 ms
+    newest first at 100,000 Operations, 21 ms by name (0015 to 0016)."""
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plans")
-    for after in (None, [1.7e9, 5000]):
-        stmt, _ = operation_page("demo-project", ["zones/us-central1-a"], "creationTimestamp", after, 501)
+    for after in (None, [1.7e9, 5000] if order != "name" else ["operation-1"]):
+        stmt, _ = operation_page("demo-project", ["zones/us-central1-a"], order, after, 501)
         plan = _plan(engine, stmt, {})
-        assert plan and all("ix_operation_list" in line for line in plan), plan
+        assert plan and all(index in line for line in plan), plan
+
+
+@pytest.mark.parametrize("scopes", [["zones/us-central1-a"], ["global", "regions/us-central1", "zones/us-central1-a"]])
+def test_a_list_of_unfinished_operations_reads_them_alone(engine, scopes):
+    """A list whose filter only unfinished Operations can match (status = RUNNING, status != DONE)
+    reads the project's unfinished ones by ix_operation_project_status, a few, and sorts them. The
+    walk of ix_operation_list in page order, which SQLite's planner chose for its order, went
+    through the zone's whole finished history to find them: 28 ms at 100,000."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    running = operation_condition(narrowing_of("status = RUNNING", "Operation"))
+    assert running is not None and running.unfinished
+    prefix = [] if len(scopes) == 1 else ["zones/us-central1-a"]
+    for order, after in (("creationTimestamp", [*prefix, 1.7e9, 5000]), ("name", [*prefix, "operation-1"])):
+        for key in (None, after):
+            stmt, _ = operation_page("demo-project", scopes, order, key, 501, running.where, True)
+            plan = _plan(engine, stmt, {})
+            assert any("ix_operation_project_status (project=? AND status=?)" in line for line in plan), plan
+            assert not any("ix_operation_list" in line or "ix_operation_scope" in line for line in plan), plan
