@@ -241,6 +241,8 @@ def reads(c: Client, size: int) -> dict[str, tuple[str, dict]]:
         "networkIP": (zonal, {"filter": f"networkInterfaces.networkIP = {ip}"}),
         "aggregated_zone": (f"{API}/aggregated/instances",
                             {"maxResults": 50, "filter": f'zone eq ".*\\b{ZONES[1]}\\b.*"'}),
+        "aggregated_newest_first": (f"{API}/aggregated/instances",
+                                    {"maxResults": 50, "orderBy": "creationTimestamp desc"}),
     }
 
 

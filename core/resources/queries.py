@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -93,6 +93,10 @@ def resource_rows(session: Session, project: str, collection: str, scopes: list[
         cols, desc = [Resource.created, Resource.pk], [True, True]
     if multi:
         cols, desc = [Resource.scope, *cols], [False, *desc]
+        if desc[-1]:
+            _check_after(cols, after)
+            return scope_by_scope(scopes, after, limit, lambda scope, rest, n: resource_rows(
+                session, project, collection, [scope], order, rest, n))
     q = select(*cols, Resource.body).where(Resource.project == project, Resource.collection == collection)
     q = q.where(Resource.scope == scopes[0]) if not multi else q.where(Resource.scope.in_(scopes))
     cond = _keyset(cols, after, desc)
@@ -106,6 +110,27 @@ def resource_rows(session: Session, project: str, collection: str, scopes: list[
     if len(cols) == 1:
         return [([key], body) for key, body in rows]
     return [(key, body) for *key, body in rows]
+
+
+_T = TypeVar("_T")
+
+
+def scope_by_scope(scopes: list[str], after: Key | None, limit: int,
+                   read: Callable[[str, Key | None, int], list[tuple[Key, _T]]]) -> list[tuple[Key, _T]]:
+    """A page over several scopes newest first ((scope, newest first) order), read one scope after
+    another from the page token's on: ``read(scope, after within it or None, limit)`` gives a
+    scope's rows, each a walk of its own index range backwards. One statement over every scope
+    made the database sort each scope's whole collection (SQLite walks an IN list ascending, not
+    the rest of the key descending beside it): 106 ms at 20,000 instances, against 1 ms by name."""
+    out: list[tuple[Key, _T]] = []
+    for scope in sorted(scopes):
+        if after is not None and scope < after[0]:
+            continue
+        rest = after[1:] if after is not None and scope == after[0] else None
+        out += [([scope, *key], item) for key, item in read(scope, rest, limit - len(out))]
+        if len(out) >= limit:
+            break
+    return out
 
 
 class _Utf8(FunctionElement[bytes]):
@@ -303,6 +328,10 @@ def operation_rows(session: Session, project: str, scopes: list[str], order: str
     """A page of the scopes' Operations in ``order`` after the key ``after``; ``where``: only those
     that can match the list's filter (:func:`core.resources.narrowing.operation_condition`), which
     only unfinished ones can when ``unfinished``."""
+    if len(scopes) > 1 and order != "name" and not unfinished:  # (a few unfinished ones are sorted at once)
+        _check_after([Operation.scope, Operation.insert_time, Operation.pk], after)
+        return scope_by_scope(scopes, after, limit, lambda scope, rest, n: operation_rows(
+            session, project, [scope], order, rest, n, where))
     q, cols = operation_page(project, scopes, order, after, limit, where, unfinished)
     return [([getattr(op, c.key) for c in cols], op) for op in session.scalars(q)]
 

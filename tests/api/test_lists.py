@@ -151,6 +151,9 @@ def _token(order: str, key: list) -> str:
     ("aggregated/disks", "name", ["x"]),
     ("zones/us-central1-a/operations", "created", [1.5, "x"]),
     ("aggregated/operations", "name", [["global"], "x"]),
+    ("aggregated/disks", "created", [5, 1.5, 3]),
+    ("aggregated/disks", "created", ["zones/us-central1-a", 1.5]),
+    ("aggregated/operations", "created", [["global"], 1.5, 3]),
 ])
 def test_forged_page_token_is_400(server, auth, path, order, key):
     """A token whose key does not fit the list's sort columns is refused before it reaches SQL."""
@@ -216,6 +219,33 @@ def test_aggregated_list_pages_across_zones(server, disks):
     assert sorted(seen) == sorted(expected)
     assert len(seen) == len(set(seen))
     assert pages == 5  # 9 items, 2 a page
+
+
+def test_aggregated_list_newest_first_pages_scope_after_scope(server, disks):
+    """aggregatedList with orderBy=creationTimestamp desc, read a scope at a time on the server:
+    pages of two hold what one page holds, in the same order, each scope's items newest first."""
+    gce = server.gce()
+    prefix, names, other = disks
+
+    def listed(max_results: int) -> list[tuple[str, str, str]]:
+        seen, token = [], None
+        while True:
+            resp = gce.disks().aggregatedList(project=PROJECT, maxResults=max_results, pageToken=token,
+                                              orderBy="creationTimestamp desc").execute()
+            seen += [(scope, d["creationTimestamp"], d["name"]) for scope, scoped in resp["items"].items()
+                     for d in scoped.get("disks", [])]
+            token = resp.get("nextPageToken")
+            if not token:
+                return seen
+
+    whole = listed(500)
+    assert listed(2) == whole
+    assert [s for s, _, _ in whole] == sorted(s for s, _, _ in whole)
+    for scope in {s for s, _, _ in whole}:
+        stamps = [t for s, t, _ in whole if s == scope]
+        assert stamps == sorted(stamps, reverse=True), scope
+    assert [n for _, _, n in whole if n in names] == names[::-1]
+    assert [n for _, _, n in whole if n in other] == other[::-1]
 
 
 # --------------------------------------------------------------------------- filters: AIP-160

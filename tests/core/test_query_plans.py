@@ -10,14 +10,16 @@ bench.scale."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, and_, bindparam, event, or_, select
+from sqlalchemy import Engine, and_, bindparam, event, or_, select, update
+from sqlalchemy.orm import Session
 
 from core.ipam import _take_next
-from core.models import Resource
+from core.models import Operation, Resource
 from core.prepared import json_ids
 from core.quotas import _GLOBAL_COUNTS, USAGE_COLUMNS
 from core.resources.narrowing import operation_condition
-from core.resources.queries import operation_page
+from core.resources.queries import operation_page, operation_rows, resource_rows
+from core.resources.store import new_resource
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
 from core.systemvms.guests import _HELD_OF
@@ -168,3 +170,58 @@ def test_a_list_of_unfinished_operations_reads_them_alone(engine, scopes):
             plan = _plan(engine, stmt, {})
             assert any("ix_operation_project_status (project=? AND status=?)" in line for line in plan), plan
             assert not any("ix_operation_list" in line or "ix_operation_scope" in line for line in plan), plan
+
+
+_SCOPES = ["zones/us-central1-a", "zones/us-central1-b", "zones/us-central1-c"]
+
+
+def _pages(read) -> list[list]:
+    """Every key of every page of two of ``read(after, limit)``."""
+    keys: list[list] = []
+    after = None
+    while True:
+        page = read(after, 2)
+        keys += [key for key, _ in page]
+        if len(page) < 2:
+            return keys
+        after = page[-1][0]
+
+
+def test_pages_over_several_scopes_newest_first_walk_each_scope(engine):
+    """An aggregated list newest first is read scope after scope, each a backwards walk of its index
+    range: one statement over every scope made SQLite sort each scope's whole collection (106 ms
+    at 20,000 instances). The pages hold every row once, in (scope, newest first) order, resources
+    and Operations alike; on SQLite no statement sorts."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    with Session(engine) as session:
+        for i in range(7):
+            for scope in _SCOPES[:2] if i % 3 else _SCOPES:
+                new_resource(session, project="demo-project", collection="instances", scope=scope, name=f"vm-{i}",
+                             kind="compute#instance", body={}, status="RUNNING")
+                session.add(Operation(uid=10**12 + i + 10 * _SCOPES.index(scope),
+                                      name=f"operation-{scope[-1]}-{i}", project="demo-project", scope=scope,
+                                      operation_type="insert", target_link="x", status="DONE",
+                                      insert_time=1.7e9 + (i * 7 % 5), job="none"))
+        session.flush()
+        session.execute(update(Resource).values(created=1.7e9 + (Resource.pk * 7 % 5)))
+        rows = session.execute(select(Resource.scope, Resource.created, Resource.pk).where(
+            Resource.project == "demo-project", Resource.collection == "instances", Resource.scope.in_(_SCOPES))).all()
+        ops = session.execute(select(Operation.scope, Operation.insert_time, Operation.pk).where(
+            Operation.project == "demo-project", Operation.scope.in_(_SCOPES))).all()
+        event.listen(session.connection(), "before_cursor_execute", record)
+        listed = _pages(lambda after, n: resource_rows(session, "demo-project", "instances", _SCOPES, "created",
+                                                        after, n))
+        listed_ops = _pages(lambda after, n: operation_rows(session, "demo-project", _SCOPES, "creationTimestamp",
+                                                             after, n))
+        for found, every in ((listed, rows), (listed_ops, ops)):
+            assert found == sorted(([s, c, p] for s, c, p in every), key=lambda k: (k[0], -k[1], -k[2]))
+        if engine.dialect.name == "sqlite":
+            plans = [[row[3] for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql,
+                                                                               tuple([None] * sql.count("?")))]
+                     for sql in set(statements) if "ORDER BY" in sql]
+            assert plans and not any("TEMP B-TREE" in line for plan in plans for line in plan), plans
+        session.rollback()
