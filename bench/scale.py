@@ -237,6 +237,8 @@ def reads(c: Client, size: int) -> dict[str, tuple[str, dict]]:
         "name_eq_gcloud_word": (zonal, {"filter": f'name eq "{word}"'}),
         "status": (zonal, {"maxResults": 50, "filter": "status = TERMINATED"}),
         "status_running": (zonal, {"maxResults": 50, "filter": "status = RUNNING"}),
+        "status_not_terminated": (zonal, {"maxResults": 50, "filter": "status != TERMINATED"}),  # gcloud's
+        "status_not_running": (zonal, {"maxResults": 50, "filter": '(status ne "RUNNING")'}),  # the 90 stopped
         "labels": (zonal, {"maxResults": 50, "filter": "labels.env=prod"}),
         "networkIP": (zonal, {"filter": f"networkInterfaces.networkIP = {ip}"}),
         "aggregated_zone": (f"{API}/aggregated/instances",

@@ -26,10 +26,12 @@ from gstack.gce.filters import _All, _Any, _Compare, _eq_matcher, _Node, _Regex,
 _FEW_VALUES = ("status", "zone", "region")
 # Which narrowing to prefer in a conjunction: the one likely to match fewest rows.
 _RANK = {"name": 0, NAME_WORD: 0, NETWORK_IP: 1, "zone": 4, "region": 4, "status": 5}
-# Fields every item of the schema holds, as one string: there a negation (``status != DONE``) is a
-# narrowing too, the values it does not refuse. On another field an item without it would match a
-# negation whatever its values: an Operation's status is a column that is never empty.
-_ALWAYS_ONE_STRING = {"Operation": frozenset({"status"})}
+# Fields every item of the schema holds, as one string: there a negation (``status != TERMINATED``,
+# gcloud's ``--filter=status!=TERMINATED``) is a narrowing too, the values it does not refuse. On
+# another field an item without it would match a negation whatever its values. An Operation's
+# status is a column that is never empty; an instance has one from its insert on (the core writes
+# every state it takes), so its terms hold one status.
+_ALWAYS_ONE_STRING = {"Operation": frozenset({"status"}), "Instance": frozenset({"status"})}
 
 
 def narrowing_of(expr: str | None, schema: str | None) -> Narrowing | None:

@@ -146,18 +146,20 @@ def test_the_indexable_filters_are_narrowed():
     for expr in ['name = "v1"', "name = v*", 'name eq "v1.*"', "status = RUNNING", '(status eq "RUNNING")',
                  "labels.env = prod", "networkInterfaces.networkIP = 10.0.0.1", 'zone eq ".*\\bpd\\-a\\b.*"',
                  "(status = RUNNING) OR (status = STOPPED)", 'status = RUNNING AND labels.env = "1"',
-                 'name eq ".*\\bv1\\b.*"', "name = *a*"]:
+                 'name eq ".*\\bv1\\b.*"', "name = *a*", "status != TERMINATED", '(status ne "TERMINATED")']:
         assert narrowing_of(expr, "Instance") is not None, expr
     for expr in ['name eq ".*\\bweb\\b.*"', 'name eq ".*\\binst\\-000500\\b.*"', 'name eq ".*-web-1"']:
         narrowing = narrowing_of(expr, "Instance")  # one word of the name, not a scan of every name
         assert narrowing is not None and narrowing.field == terms.NAME_WORD, expr
-    for expr in ["NOT status = RUNNING", 'name eq "[ab].*"', "status != RUNNING", "name = v OR status = X"]:
+    for expr in ["NOT status = RUNNING", 'name eq "[ab].*"', "zone != x", "name = v OR status = X"]:
         assert narrowing_of(expr, "Instance") is None, expr
+    for expr in ["status != RUNNING", '(status ne "RUNNING")']:  # a disk's status is not known to be there
+        assert narrowing_of(expr, "Disk") is None, expr
 
 
 def test_a_negated_status_of_operations_narrows_to_the_other_statuses():
     """An Operation always has a status (a column, never empty), so a negation on it says which
-    statuses can match; an Instance's narrowing stays None (an item without the field would match)."""
+    statuses can match."""
     for expr, statuses in [("status != DONE", ["PENDING", "RUNNING"]), ("status ne DONE", ["PENDING", "RUNNING"]),
                            ('status ne "R.*"', ["DONE", "PENDING"]), ("status != R*", ["DONE", "PENDING"]),
                            ("(status ne DONE) (name eq operation-1.*)", None)]:
@@ -166,7 +168,6 @@ def test_a_negated_status_of_operations_narrows_to_the_other_statuses():
         if statuses is not None:
             assert sorted(narrowed.where.right.value) == statuses, expr  # status IN (...)
             assert narrowed.unfinished == (statuses == ["PENDING", "RUNNING"]), expr
-    assert narrowing_of("status != DONE", "Instance") is None
 
 
 def test_rows_older_than_the_terms_get_them_when_the_triggers_are_installed(engine: Engine):
