@@ -53,7 +53,7 @@ def _rows(first: int, count: int, status: str, inserted: float) -> list[dict[str
 
 def _server(size: int) -> tuple[Any, dict[str, str]]:
     """A test client and its headers, over a zone of ``size`` finished Operations and the few
-    unfinished ones (the newest of all but the last :data:`PENDING`, so that every page holds them)."""
+    unfinished ones, the newest of all."""
     runtime, client, headers = app_client()
     with runtime.factory.kw["bind"].begin() as conn:
         for start in range(0, size, 10_000):
