@@ -178,7 +178,7 @@ class OperationFilter:
     """What a list's filter says of its Operations' columns (:func:`operation_condition`)."""
 
     where: ColumnElement[bool]  # met by every Operation that can match
-    unfinished: bool  # only unfinished ones can match: a few, however long the history kept
+    unfinished: bool  # no finished one can match: a few at most, however long the history kept
 
 
 def operation_condition(n: Narrowing | None) -> OperationFilter | None:
@@ -197,4 +197,4 @@ def operation_condition(n: Narrowing | None) -> OperationFilter | None:
         statuses = [s for s in OPERATION_STATUSES if n.accept(s)]
     else:
         return None  # (a prefix or a part is a narrowing of names alone)
-    return OperationFilter(Operation.status.in_(statuses), set(statuses) <= set(UNFINISHED))
+    return OperationFilter(Operation.status.in_(statuses), "DONE" not in statuses)

@@ -93,7 +93,7 @@ def resource_rows(session: Session, project: str, collection: str, scopes: list[
         cols, desc = [Resource.created, Resource.pk], [True, True]
     if multi:
         cols, desc = [Resource.scope, *cols], [False, *desc]
-        if desc[-1]:
+        if order != "name":
             _check_after(cols, after)
             return scope_by_scope(scopes, after, limit, lambda scope, rest, n: resource_rows(
                 session, project, collection, [scope], order, rest, n))
@@ -346,9 +346,9 @@ def operation_page(project: str, scopes: list[str], order: str, after: Key | Non
     A list of unfinished Operations alone (``unfinished``) reads the project's unfinished ones from
     ``ix_operation_project_status`` instead and sorts them: a few (the job engine's backpressure
     bound), where the walk in page order went through the whole finished history to find them
-    (68 ms a page newest first at 100,000 finished in the zone, against 3.2 ms). SQLite's planner preferred that walk for its order, so
-    the scope is kept off the index there, in the page's condition and in its order
-    (:class:`_Unindexed`)."""
+    (68 ms a page newest first at 100,000 finished in the zone, against 3.2 ms). SQLite's planner
+    preferred that walk for its order, so the scope is kept off the index there, in the page's
+    condition and in its order (:class:`_Unindexed`)."""
     multi = len(scopes) > 1
     cols: Columns
     if order == "name":
