@@ -11,7 +11,9 @@ writes it, so they can never disagree with the body a filter finally tests (both
 status term alone when nothing else with terms changed, most UPDATEs; tests/core/test_terms_updates.py
 checks an updated row's terms against a new row's):
 
-* ``name``, ``status``, ``zone``, ``region``: the top-level string;
+* ``name``, ``status``, ``zone``, ``region``, ``family``: the top-level string (an image's
+  family: ``images.getFromFamily`` and an instance's boot disk of a family read the family's
+  images, not every image of the project, :mod:`core.services.images`);
 * ``labels.KEY``: each label whose value is a string;
 * ``networkInterfaces.networkIP``: each interface's string IP;
 * ``nameword``: each maximal ``\w`` run of the row's name (``web``, ``1`` of ``web-1``), for the
@@ -30,7 +32,7 @@ from sqlalchemy import Connection, Engine
 from core import triggers
 
 # Every field with terms; a narrowing on any other field is not possible.
-TOP_LEVEL = ("name", "status", "zone", "region")
+TOP_LEVEL = ("name", "status", "zone", "region", "family")
 NETWORK_IP = "networkInterfaces.networkIP"
 LABEL_PREFIX = "labels."
 NAME_WORD = "nameword"

@@ -153,7 +153,7 @@ def _utf8_postgresql(element: _Utf8, compiler: Any, **kw: Any) -> str:
     return f"convert_to({compiler.process(element.clauses, **kw)}, 'UTF8')"
 
 
-class _Unindexed(FunctionElement[str]):
+class Unindexed(FunctionElement[str]):
     """A column as a value SQLite answers with no index (its unary ``+``; the column itself
     elsewhere): it steers SQLite's planner, which has no statistics to choose by, off an index
     whose order it would otherwise prefer (see :func:`operation_page`)."""
@@ -163,13 +163,13 @@ class _Unindexed(FunctionElement[str]):
     name = "unindexed"
 
 
-@compiles(_Unindexed, "sqlite")
-def _unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+@compiles(Unindexed, "sqlite")
+def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
     return f"+{compiler.process(element.clauses, **kw)}"
 
 
-@compiles(_Unindexed)
-def _unindexed(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+@compiles(Unindexed)
+def _unindexed(element: Unindexed, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clauses, **kw))
 
 
@@ -348,14 +348,14 @@ def operation_page(project: str, scopes: list[str], order: str, after: Key | Non
     bound), where the walk in page order went through the whole finished history to find them
     (68 ms a page newest first at 100,000 finished in the zone, against 3.2 ms). SQLite's planner
     preferred that walk for its order, so the scope is kept off the index there, in the page's
-    condition and in its order (:class:`_Unindexed`)."""
+    condition and in its order (:class:`Unindexed`)."""
     multi = len(scopes) > 1
     cols: Columns
     if order == "name":
         cols, desc = [Operation.name], [False]
     else:
         cols, desc = [Operation.insert_time, Operation.pk], [True, True]
-    scope: Any = _Unindexed(Operation.scope) if unfinished else Operation.scope
+    scope: Any = Unindexed(Operation.scope) if unfinished else Operation.scope
     sort = cols
     if multi:
         cols, sort, desc = [Operation.scope, *cols], [scope, *cols], [False, *desc]

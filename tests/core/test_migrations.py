@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, insert, inspect, update
 
 from core import migrations
 from core.db import create_schema, make_engine
-from core.models import Base
+from core.models import Base, Resource
 from tests.conftest import (
     PROJECT,
     ZONE,
@@ -188,6 +188,35 @@ def test_a_database_at_0015_gets_the_operations_name_order_index_back(databases)
     migrations.upgrade(engine)
     index = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("operations")}
     assert index["ix_operation_scope"] == ["project", "scope", "name"]
+
+
+def _family_terms(engine: Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return _rows(conn, "SELECT r.name, t.value FROM resource_terms t JOIN resources r ON r.pk = t.resource_pk "
+                           "WHERE t.field = 'family'")
+
+
+def _add(engine: Engine, pk: int, collection: str, name: str, body: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(Resource).values(pk=pk, uid=pk, project=PROJECT, collection=collection, scope="global",
+                                             name=name, status="READY", created=float(pk), body=body))
+
+
+def test_a_database_at_0016_gets_the_family_terms_of_its_images(databases):
+    """0017 makes an image's family a filter term: the rows a database holds get theirs in the
+    upgrade (only a top-level string family is a term), and the triggers keep them from then on."""
+    engine = databases()
+    migrations.upgrade(engine, "0016")
+    _add(engine, 1, "images", "img-1", '{"name": "img-1", "family": "fam-a", "status": "READY"}')
+    _add(engine, 2, "images", "img-2", '{"name": "img-2", "family": 7}')
+    _add(engine, 3, "networks", "net-1", '{"name": "net-1", "labels": {"family": "x"}}')  # a label, not a family
+    assert _family_terms(engine) == []  # 0016's triggers keep no family
+    migrations.upgrade(engine)
+    assert _family_terms(engine) == [("img-1", "fam-a")]
+    _add(engine, 4, "images", "img-3", '{"name": "img-3", "family": "fam-b"}')
+    with engine.begin() as conn:  # a family changed (images.patch) moves its term
+        conn.execute(update(Resource).where(Resource.pk == 1).values(body='{"name": "img-1", "family": "fam-c"}'))
+    assert _family_terms(engine) == [("img-1", "fam-c"), ("img-3", "fam-b")]
 
 
 def test_a_schema_made_before_migrations_but_not_the_release_is_refused(databases):

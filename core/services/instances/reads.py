@@ -3,8 +3,8 @@ would take are taken (the instance's, its new disks'); the network its first NIC
 project's ``default``) with that network's project's subnetworks in the zone's region, or when
 the NIC names a subnetwork alone, that subnetwork's project's subnetworks in the region, which the
 NIC checks then take from here (:class:`RegionReads`) instead of reading them; and the usable
-images of the public project whose family the boot disk names (``debian-cloud``'s, mostly),
-which the boot disk's image lookup then takes instead of reading them.
+images of the family the boot disk names of a public project (``debian-cloud``'s ``debian-12``,
+mostly), which the boot disk's image lookup then takes instead of reading them.
 
 Every branch is an index seek by (project, collection, scope[, name]), the columns of
 ``uq_resource_name``, in a UNION ALL: as one WHERE with an OR of the collections, SQLite used only
@@ -108,7 +108,7 @@ def _names(disks: int) -> list[Select[Any]]:
 def _names_read(network: str | None, image: bool, disks: int) -> ExecutableReturnsRows:
     """The names' branches (:func:`_names`), with the network's (``network``: NETWORK, the network and
     its project's subnetworks in the region; SUBNETWORKS, the subnetworks alone) and with the boot
-    image's project's usable images (:func:`core.services.images.public_images`) as asked."""
+    image's family's usable images (:func:`core.services.images.public_images`) as asked."""
     return select(Resource).from_statement(_found(network, image, disks).order_by("collection", "name"))
 
 
@@ -118,7 +118,7 @@ NETWORK, SUBNETWORKS = "network", "subnetworks"  # what the first NIC's branches
 def _found(network: str | None, image: bool, disks: int) -> CompoundSelect[Any]:
     branches = network_read("network_project", "network", "region_scope") if network else []
     return union_all(*_names(disks), *(branches[1:] if network == SUBNETWORKS else branches),
-                     *((images.public_images("image_project"),) if image else ()))
+                     *((images.public_images("image_project", "image_family"),) if image else ()))
 
 
 def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
@@ -163,7 +163,7 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     """Whether the instance ``name`` and its new disks ``disk_names`` are taken in ``zone`` (a scope),
     and the network of the first of ``nics`` (see :func:`first_network`) with the subnetworks of
     ``region`` of its project, and when ``boot_image`` names a family of a public image project,
-    that project's usable images (taken by the boot disk's image lookup, see
+    that family's usable images (taken by the boot disk's image lookup, see
     :func:`core.services.images.read_ahead`), and the project with its quota counters in
     ``region``: one read for what the insert would otherwise look up apart.
 
@@ -176,11 +176,11 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     if network is not None:
         params.update(network_project=network[0], region_scope=f"regions/{region}",
                       **({"network": network[1]} if reading == NETWORK else {}))
-    image_project = images.public_family_project(boot_image, call.project)
-    if image_project is not None:
-        params["image_project"] = image_project
+    image_family = images.public_family(boot_image, call.project)
+    if image_family is not None:
+        params["image_project"], params["image_family"] = image_family
     session = call.session
-    found = _prepared(reading, image_project is not None, session.get_bind().dialect.name,
+    found = _prepared(reading, image_family is not None, session.get_bind().dialect.name,
                       len(disk_names)).in_session(session, params)
     project: Project | None = None
     counters: list[quotas.Counter] | None = None
@@ -189,9 +189,9 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
         project, counters = read_only(Project, found[0][:_USAGE]), quotas.counters_of(found[0][_USAGE])
         rows = [read_only(Resource, r[_USAGE + 1:]) for r in found if r[_USAGE + 1] is not None]
     else:  # the project named by its number: the names read alone, the project read apart
-        rows = list(session.scalars(_names_read(reading, image_project is not None, len(disk_names)), params))
-    if image_project is not None:
-        images.read_ahead(session, image_project, (r for r in rows if r.collection == "images"))
+        rows = list(session.scalars(_names_read(reading, image_family is not None, len(disk_names)), params))
+    if image_family is not None:
+        images.read_ahead(session, *image_family, (r for r in rows if r.collection == "images"))
     reads = RegionReads()
     if network is not None:
         reads.add(*network, (r for r in rows if r.collection in ("networks", "subnetworks")))
