@@ -5,13 +5,15 @@ should cost what the family costs, not what the project's other families hold.
 
 Each size is a data directory whose ``debian-cloud`` holds its seeded images and ``SIZE`` images
 more, each in a family of its own (``bench-N``), all newer than the seeded ones: the newest first,
-a walk of the project's images meets every one of them before ``debian-12``'s. Each read is timed
+a walk of the project's images meets every one of them before ``debian-12``'s. With
+``--same-family`` the ``SIZE`` images are older images of ``debian-12`` itself instead (a family
+that keeps its history: a build a day adds one), which every lookup must tell from the newest. Each read is timed
 through the Flask test client (the whole request: auth, the reads, the insert's rows; the inserts'
 jobs do not run), in :data:`ROUNDS` rounds that alternate the sizes; the result holds each read's
 median milliseconds per request with its spread (min and max of the rounds), by size, and the ratio
 of the largest size's median to the smallest's.
 
-Usage: ``python3 -m bench.image_families [SIZE ...]`` (default 0 1000); writes
+Usage: ``python3 -m bench.image_families [--same-family] [SIZE ...]`` (default 0 1000); writes
 ``bench/results/image_families.json``.
 """
 
@@ -42,16 +44,21 @@ BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
         "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}]}
 
 
-def _server(size: int) -> tuple[Any, dict[str, str]]:
+def _server(size: int, same_family: bool) -> tuple[Any, dict[str, str]]:
     """A test client and its headers, over a ``debian-cloud`` with ``size`` images more, each in a
-    family of its own, newer than the seeded ones; demo-project's quotas unlimited."""
+    family of its own, newer than the seeded ones (``same_family``: in ``debian-12``, older than
+    its seeded ones); demo-project's quotas unlimited."""
     runtime, client, headers = app_client()
     with write_session(runtime.factory) as s:
         s.execute(update(Project).where(Project.name == "demo-project")
                   .values(quota_limits=orjson.dumps(UNLIMITED).decode()))
         for i in range(size):
-            images.seed_public_image(s, "debian-cloud", f"bench-image-{i}", f"bench-{i}", 10, 1.8e9 + i,
-                                     "an image of another family")
+            if same_family:
+                images.seed_public_image(s, "debian-cloud", f"bench-image-{i}", "debian-12", 10, 1.5e9 + i,
+                                         "an older image of the family")
+            else:
+                images.seed_public_image(s, "debian-cloud", f"bench-image-{i}", f"bench-{i}", 10, 1.8e9 + i,
+                                         "an image of another family")
     return client, headers
 
 
@@ -69,8 +76,8 @@ def _insert(client: Any, headers: dict[str, str], n: int) -> None:
 READS = [("images.getFromFamily", _get), ("instances.insert from a family", _insert)]
 
 
-def main(sizes: list[int]) -> None:
-    servers = {size: _server(size) for size in sizes}
+def main(sizes: list[int], same_family: bool) -> None:
+    servers = {size: _server(size, same_family) for size in sizes}
     serial = itertools.count()
     times: dict[str, dict[int, list[float]]] = {label: {size: [] for size in sizes} for label, _ in READS}
     for r in range(ROUNDS):
@@ -86,9 +93,10 @@ def main(sizes: list[int]) -> None:
         result[label] = {str(size): {"median_ms": round(statistics.median(v), 2), "min": round(min(v), 2),
                                      "max": round(max(v), 2)} for size, v in by_size.items()}
         result[label]["ratio"] = round(statistics.median(by_size[sizes[-1]]) / statistics.median(by_size[sizes[0]]), 2)
-    write_result("image_families", {"sizes": sizes, "rounds": ROUNDS, "requests_per_round": PER_ROUND,
+    write_result("image_families", {"sizes": sizes, "images_added": "to debian-12" if same_family else
+                                     "to other families", "rounds": ROUNDS, "requests_per_round": PER_ROUND,
                                      "reads": result})
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [0, 1000])
+    main([int(a) for a in sys.argv[1:] if a != "--same-family"] or [0, 1000], "--same-family" in sys.argv)
