@@ -24,7 +24,7 @@ from core.identity import signing
 from core.links import parse_ref
 from core.models import Principal, Project, Resource
 from core.resources import store
-from core.services import guest_attributes, projects
+from core.services import addresses, guest_attributes, projects, vpc
 
 Sessions = sessionmaker[Session]
 
@@ -80,15 +80,46 @@ def guest_view(session: Session, project: str, zone: str, name: str) -> GuestVie
 def instance_at(session: Session, network_url: str, ip: str) -> tuple[str, str, str] | None:
     """(project, zone, name) of the instance whose NIC on ``network_url`` has address ``ip``: who
     asks the metadata server, from the source address its virtual router saw (addresses are unique
-    within a network, and only within one)."""
-    rows = session.scalars(select(Resource).where(Resource.collection == "instances",
-                                                  Resource.body.contains(f'"{ip}"', autoescape=True),
-                                                  Resource.body.contains(network_url, autoescape=True)))
-    for row in rows:
-        for nic in store.body_of(row).get("networkInterfaces", []):
-            if nic.get("network") == network_url and nic.get("networkIP") == ip:
+    within a network, and only within one).
+
+    The address's allocation in the pool of its subnetwork (the network's, whose range holds it)
+    names its holder: the instance, or the static internal address it uses, whose users name the
+    instance. Index seeks, each request: the test of every instance's body for the address and the
+    network (a LIKE over the cloud's instances) that it was read more the more instances the cloud
+    held, for every request of every guest."""
+    ref = parse_ref(network_url, project="")
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if ref is None or ref.collection != "networks":
+        return None
+    for subnet in vpc.referring(session, ref.project, "network", network_url, ["subnetworks"]):
+        if address not in ipaddress.ip_network(store.body_of(subnet).get("ipCidrRange", "0.0.0.0/32")):
+            continue
+        owner = addresses.holder(session, addresses.subnet_pool(subnet), ip)
+        for row in _instances_of(session, owner):
+            if any(nic.get("network") == network_url and nic.get("networkIP") == ip
+                   for nic in store.body_of(row).get("networkInterfaces", [])):
                 return row.project, row.scope.split("/", 1)[1], row.name
     return None
+
+
+def _instances_of(session: Session, owner: Resource | None) -> list[Resource]:
+    """The holder of an address if it is an instance; the instances among its users if it is a
+    static address (none otherwise: a forwarding rule's, or no one's)."""
+    if owner is None or owner.collection not in ("instances", "addresses"):
+        return []
+    if owner.collection == "instances":
+        return [owner]
+    found = []
+    for user in store.body_of(owner).get("users", []):
+        user_ref = parse_ref(user, project="")
+        row = (store.find_optional(session, user_ref.project, "instances", user_ref.scope, user_ref.name)
+               if user_ref is not None and user_ref.collection == "instances" else None)
+        if row is not None:
+            found.append(row)
+    return found
 
 
 def _nic(session: Session, project: str, nic: dict[str, Any]) -> NicView:
