@@ -79,6 +79,8 @@ def set_common_instance_metadata(call: Call, body: Body) -> Operation:
     check_fingerprint(body.get("fingerprint"), current, METADATA_MISMATCH, allow_missing=not existing)
     items = validate_items(body.get("items"))
     p.common_metadata = orjson.dumps(items).decode()
+    # what a guest's waiting metadata request looks at (core.services.instance_metadata.view_stamp)
+    p.metadata_fingerprint = metadata_block(items)["fingerprint"]
     return operations.begin(call, scope="global", op_type="setMetadata", target_path=f"projects/{p.name}",
                             target_id=p.number)
 

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Request, Response
 from core.errors import NotFound
 from core.services import guest_attributes
 from core.services.admin import transaction
-from core.services.instance_metadata import GuestView, Sessions, guest_view
+from core.services.instance_metadata import GuestView, Sessions, guest_view, view_stamp
 from gstack.metadata import waits
 from gstack.metadata.accounts import Minter, TokenRefused, account_email
 from gstack.metadata.render import JSON, TEXT, Answer, Dir, answer, walk
@@ -157,8 +157,10 @@ class MetadataServer:
             return answer(found, recursive, alt, "up" if fresh.status == "RUNNING" else "down")
 
         if request.args.get("wait_for_change", "").lower() == "true":
+            engine = self.sessions.kw["bind"]
             result = waits.wait_for_change(look, request.args.get("last_etag"),
-                                           waits.timeout_of(request.args.get("timeout_sec")), self.stopping)
+                                           waits.timeout_of(request.args.get("timeout_sec")), self.stopping,
+                                           stamp=lambda: view_stamp(engine, view))
         else:
             result = look(view)
         response = Response(result.body, 200, content_type=result.content_type)

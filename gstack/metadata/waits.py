@@ -8,8 +8,12 @@ current value, as GCE does). A stop or a start changes every ETag (see
 The metadata server runs in processes of its own (``gstack metadata``, beside ``gstack serve``
 and its workers), so a change made by the API (setMetadata, setTags,
 setCommonInstanceMetadata, stop, start) cannot notify it in memory: a wait looks again every
-:data:`LOOK_INTERVAL`, reading one instance's rows. That bounds how late a guest hears of a
-change (GCE promises no better) at a cost of a few indexed reads per second per waiting guest.
+:data:`LOOK_INTERVAL`. That bounds how late a guest hears of a change (GCE promises no better).
+A look is a stamp of what the API and the guest change (one read,
+:func:`core.services.instance_metadata.view_stamp`); the whole view (~0.45 ms of reads and
+rendering) is read only when the stamp moved, or every :data:`FULL_LOOK_INTERVAL` for what the
+stamp leaves out (a subnetwork's range). google-guest-agent keeps such a wait open all the time,
+so each running guest cost its server ~2.3 ms of CPU a second, ~0.2 ms with the stamp.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from collections.abc import Callable
 from gstack.metadata.render import Answer
 
 LOOK_INTERVAL = 0.2  # seconds between looks at the database
+FULL_LOOK_INTERVAL = 10.0  # seconds between reads of the whole view while the stamp stays
 # A wait without timeout_sec still ends: GCE's clients loop on wait_for_change anyway.
 DEFAULT_TIMEOUT = 600.0
 MAX_TIMEOUT = 3600.0
 
-# A look at the current answer.
+# A look at the current answer; a stamp of what it is made of (equal stamps: the same answer).
 Look = Callable[[], Answer]
+Stamp = Callable[[], object]
 
 
 def timeout_of(value: str | None) -> float:
@@ -38,16 +44,26 @@ def timeout_of(value: str | None) -> float:
     return min(max(seconds, 0.0), MAX_TIMEOUT)
 
 
-def wait_for_change(look: Look, last_etag: str | None, timeout: float, stopping: threading.Event) -> Answer:
+def wait_for_change(look: Look, last_etag: str | None, timeout: float, stopping: threading.Event,
+                    stamp: Stamp | None = None) -> Answer:
     """The answer once it changed (see the module's docstring), or the current one at the timeout
-    or when the server shuts down."""
+    or when the server shuts down. ``stamp``: see the module's docstring (None: a whole look each
+    time)."""
+    seen = stamp() if stamp is not None else None  # before the look: a change between is seen next
     answer = look()
     if last_etag and answer.etag != last_etag:
         return answer
     baseline = last_etag or answer.etag
-    deadline = time.monotonic() + timeout
+    looked = time.monotonic()
+    deadline = looked + timeout
     while not stopping.wait(min(LOOK_INTERVAL, max(deadline - time.monotonic(), 0.0))):
-        answer = look()
-        if answer.etag != baseline or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if stamp is not None and now < deadline and now - looked < FULL_LOOK_INTERVAL:
+            current = stamp()
+            if current == seen:
+                continue
+            seen = current
+        answer, looked = look(), now
+        if answer.etag != baseline or now >= deadline:
             return answer
     return answer
