@@ -1,5 +1,6 @@
 """What the cloud's history keeps, and for how long: finished Operations, and access tokens past
-their expiry, are forgotten after a while, so the database does not grow with the cloud's age.
+their expiry, are forgotten after a while, and revoked refresh tokens once no access token names
+them any more, so the database does not grow with the cloud's age.
 
 Every request that changes something leaves an Operation, and every token grant an access token;
 nothing else ever removes either. A cloud that kept them all would grow by every call it ever
@@ -8,7 +9,10 @@ served, and so would the cost of the indexes they sit in. GCE keeps a finished O
 it answered (a retry past that is a new request). Here a finished Operation goes
 ``operation_retention`` seconds (a setting) after it ended; an unfinished one stays, however old.
 An access token goes :data:`TOKEN_KEPT_SECONDS` after it expired: a bearer of an expired token and
-of an unknown one get the same 401.
+of an unknown one get the same 401. A revoked refresh token goes once the access tokens issued
+from it have gone (each names it): presented again, a revoked token and an unknown one get the
+same ``invalid_grant``. (Authorization and device codes go a day after they expired, as each new
+one is issued: ``core.identity``.)
 
 A round walks each table from its oldest row (the primary key's order is the order rows were made
 in), a page at a time, each page's rows removed in a transaction of their own, and stops at the
@@ -24,11 +28,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import write_session
-from core.models import AccessToken, Operation
+from core.models import AccessToken, Operation, RefreshToken
 from core.periodic import PeriodicRounds
 from core.prepared import Prepared, among, json_ids
 
@@ -45,6 +49,11 @@ _FORGET_OPERATIONS = Prepared(delete(Operation).where(among(Operation.pk, "pks")
 _TOKENS = Prepared(select(AccessToken.id, AccessToken.expires, AccessToken.created)
                    .where(AccessToken.id > bindparam("after")).order_by(AccessToken.id).limit(PAGE_ROWS))
 _FORGET_TOKENS = Prepared(delete(AccessToken).where(among(AccessToken.id, "pks")))
+# Revoked refresh tokens no access token names: a walk of the table (every live login's token), in
+# one statement a round; few rows against the Operations' and access tokens' history.
+_FORGET_REVOKED_REFRESH = Prepared(delete(RefreshToken).where(
+    RefreshToken.revoked.is_(True), ~exists().where(AccessToken.refresh_token_id == RefreshToken.id))
+    .returning(RefreshToken.id))
 
 
 def forget_operations(factory: sessionmaker[Session], ended_before: float) -> int:
@@ -66,6 +75,12 @@ def forget_tokens(factory: sessionmaker[Session], expired_before: float) -> int:
     """Remove the access tokens that expired before ``expired_before``: how many went."""
     return _walk(factory, _TOKENS, _FORGET_TOKENS, lambda row: row[1] < expired_before,
                  lambda row: row[2] >= expired_before)
+
+
+def forget_revoked_refresh_tokens(factory: sessionmaker[Session]) -> int:
+    """Remove the revoked refresh tokens that no access token names any more: how many went."""
+    with write_session(factory) as session:
+        return len(_FORGET_REVOKED_REFRESH.in_session(session, {}))
 
 
 def _walk(factory: sessionmaker[Session], page: Prepared, forget: Prepared,
@@ -92,7 +107,8 @@ def _walk(factory: sessionmaker[Session], page: Prepared, forget: Prepared,
 
 class Retention(PeriodicRounds):
     """The rounds of a process that runs jobs: Operations ``operation_retention`` seconds after they
-    ended, access tokens :data:`TOKEN_KEPT_SECONDS` after they expired."""
+    ended, access tokens :data:`TOKEN_KEPT_SECONDS` after they expired, then the revoked refresh
+    tokens none of them names any more."""
 
     thread_name = "retention"
     first_round_at_start = True  # a server that was down for days forgets what aged meanwhile
@@ -102,13 +118,15 @@ class Retention(PeriodicRounds):
         self.factory = factory
         self.operation_retention = operation_retention
 
-    def run_once(self) -> tuple[int, int]:
+    def run_once(self) -> tuple[int, int, int]:
         now = time.time()
         operations = forget_operations(self.factory, now - self.operation_retention)
         tokens = forget_tokens(self.factory, now - TOKEN_KEPT_SECONDS)
-        if operations or tokens:
-            log.info("retention: forgot %d finished operations and %d expired access tokens", operations, tokens)
-        return operations, tokens
+        refresh = forget_revoked_refresh_tokens(self.factory)
+        if operations or tokens or refresh:
+            log.info("retention: forgot %d finished operations, %d expired access tokens and %d revoked refresh "
+                     "tokens", operations, tokens, refresh)
+        return operations, tokens, refresh
 
 
 def start_retention(factory: sessionmaker[Session], operation_retention: float) -> Retention:

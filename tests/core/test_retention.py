@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from core import identity
 from core.db import write_session
 from core.jobs import retention
-from core.models import AccessToken, Operation
+from core.models import AccessToken, Operation, RefreshToken
 from tests.conftest import BACKENDS
 from tests.helpers.databases import seeded_engine, sessions
 
@@ -74,3 +74,26 @@ def test_expired_access_tokens_go_a_while_after_they_expired(factory):
     with factory() as s:
         left = set(s.scalars(select(AccessToken.token_hash)))
     assert {"just-expired", "live"} <= left and "long-expired" not in left
+
+
+def test_a_revoked_refresh_token_goes_once_no_access_token_names_it(factory):
+    now = time.time()
+    with write_session(factory) as s:
+        principal = identity.create_service_account(s, identity.find_project(s, "demo-project"), "refresh-test").id
+        tokens = {name: RefreshToken(token_hash=name, principal_id=principal, client_id="c", scopes="x",
+                                     revoked=revoked, created=now)
+                  for name, revoked in (("live", False), ("revoked", True), ("revoked-named", True))}
+        s.add_all(tokens.values())
+        s.flush()
+        s.add(AccessToken(token_hash="from-revoked", principal_id=principal, scopes="x", created=now - 10,
+                          expires=now - 5, revoked=True, refresh_token_id=tokens["revoked-named"].id))
+    assert retention.forget_revoked_refresh_tokens(factory) == 1
+    with factory() as s:
+        assert set(s.scalars(select(RefreshToken.token_hash))) >= {"live", "revoked-named"}
+        assert "revoked" not in set(s.scalars(select(RefreshToken.token_hash)))
+    assert retention.forget_tokens(factory, now) == 1  # its access token expired: gone, and then the token
+    assert retention.forget_revoked_refresh_tokens(factory) == 1
+    with factory() as s:
+        assert not {"revoked", "revoked-named"} & set(s.scalars(select(RefreshToken.token_hash)))
+        assert "live" in set(s.scalars(select(RefreshToken.token_hash)))
+    assert retention.forget_revoked_refresh_tokens(factory) == 0
