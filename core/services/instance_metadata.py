@@ -94,10 +94,10 @@ _STAMP = Prepared(select(
 
 def view_stamp(engine: Engine, view: GuestView) -> tuple[Any, ...]:
     """A value that changes whenever the instance of ``view`` (its :class:`GuestView`) changes as
-    the API or the guest changes it: a hanging GET looks at it several times a second
-    and reads the whole view (~0.45 ms, several statements) only when it moved. Its subnetworks'
-    and boot disk's parts are not in it (a subnetwork's expanded range): those waits see them at
-    the next full look (:data:`gstack.metadata.waits.FULL_LOOK_INTERVAL`)."""
+    the API or the guest changes it: a hanging GET looks at it several times a second and reads
+    the whole view (~0.45 ms, several statements) only when it moved. Its subnetworks' and boot
+    disk's parts are not in it (a subnetwork's expanded range): a wait sees those at its next
+    full look (``gstack.metadata.waits.FULL_LOOK_INTERVAL``)."""
     rows = _STAMP.all(engine, {"project": view.project, "scope": f"zones/{view.zone}", "name": view.body.get("name"),
                                "uid": view.uid})
     return tuple(rows[0])
@@ -110,9 +110,9 @@ def instance_at(session: Session, network_url: str, ip: str) -> tuple[str, str, 
 
     The address's allocation in the pool of its subnetwork (the network's, whose range holds it)
     names its holder: the instance, or the static internal address it uses, whose users name the
-    instance. Index seeks, each request: the test of every instance's body for the address and the
-    network (a LIKE over the cloud's instances) that it was read more the more instances the cloud
-    held, for every request of every guest."""
+    instance. A few index seeks for each request of each guest, where a test of every instance's
+    body for the address and the network (a LIKE over the cloud's instances) cost more the more
+    instances the cloud held."""
     ref = parse_ref(network_url, project="")
     try:
         address = ipaddress.ip_address(ip)

@@ -13,7 +13,8 @@ A look is a stamp of what the API and the guest change (one read,
 :func:`core.services.instance_metadata.view_stamp`); the whole view (~0.45 ms of reads and
 rendering) is read only when the stamp moved, or every :data:`FULL_LOOK_INTERVAL` for what the
 stamp leaves out (a subnetwork's range). google-guest-agent keeps such a wait open all the time,
-so each running guest cost its server ~2.3 ms of CPU a second, ~0.2 ms with the stamp.
+so that is what each running guest costs its server while nothing changes: 0.45 ms of CPU a
+second per wait, against 3.8 ms when each look read the whole view (``bench.metadata_waits``).
 """
 
 from __future__ import annotations
