@@ -34,6 +34,13 @@ from core.prepared import Prepared
 EXTERNAL_RANGE = "198.18.0.0/15"
 
 
+def subnet_pool(subnet_uid: int) -> str:
+    """The pool of a subnetwork's internal addresses (its primary range): every NIC's ``networkIP``
+    comes from one, so its holders are the instances on the subnetwork (or the static addresses
+    they use)."""
+    return f"subnet:{subnet_uid}"
+
+
 def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2,
              space: str | None = None, project: str | None = None) -> str:
     """Take the next free host address of ``cidr`` (skipping network, gateway and broadcast).

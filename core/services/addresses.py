@@ -148,7 +148,7 @@ def use_internal_for_instance(session: Session, project: str, subnet: Resource, 
 
 def subnet_pool(subnet: Resource) -> str:
     """The IPAM pool of a subnetwork's internal addresses."""
-    return f"subnet:{subnet.uid}"
+    return ipam.subnet_pool(subnet.uid)
 
 
 def release_for_instance(session: Session, region: str, ip: str, instance_url: str) -> None:

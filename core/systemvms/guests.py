@@ -28,12 +28,13 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core import ipam
-from core.db import loaded
+from core.db import loaded, read_only
 from core.errors import NAME_REGEX
-from core.links import url_of
-from core.models import Resource
+from core.links import parse_ref, url_of
+from core.models import IpAllocation, Resource
 from core.models.systemvm import RouterGuest
 from core.prepared import Prepared, among, json_ids, write_back
+from core.resources import store
 
 DHCP_DIR = "/etc/gstack/dhcp-hosts"  # dnsmasq dhcp-hostsdir: one dhcp-host per line, re-read on change
 DNS_DIR = "/etc/gstack/dns-hosts"  # dnsmasq hostsdir: /etc/hosts lines, re-read on change
@@ -123,10 +124,40 @@ def nics_of_row(row: Resource, network_url: str) -> list[GuestNic]:
     return nics_of(row.name, row.project, row.scope, orjson.loads(row.body), network_url)
 
 
-def network_instances(session: Session, network_url: str, region: str) -> Iterable[Resource]:
-    """Every instance of the region with a NIC on the network (a scan: full renders only)."""
-    return session.scalars(select(Resource).where(
-        Resource.collection == "instances", Resource.region == region, Resource.body.contains(network_url)))
+# The resources holding an address of the pool named by the parameter ``pool``: instances, and the
+# static addresses and forwarding rules among them, told apart after. The pool's range of its
+# index, then each holder by uid (with the collection beside the uid, SQLite would walk the
+# collection instead: see core.systemvms.sync).
+_HOLDERS = Prepared(select(*Resource.__table__.columns).select_from(IpAllocation)
+                    .join(Resource, Resource.uid == IpAllocation.owner_uid).where(IpAllocation.pool == bindparam("pool")))
+
+
+def network_instances(session: Session, network_url: str, region: str | None = None) -> list[Resource]:
+    """Every instance with a NIC on the network (in ``region``, when given), by pk: the holders of
+    the addresses of the network's subnetworks (there), and the users of the static internal
+    addresses among them. Read-only copies. A full render and a sync that names no instance read
+    them; they read every instance of the region (of the cloud, for the sync) and tested its body
+    for the network's URL: a firewall rule's change cost more the more instances other networks held."""
+    ref = parse_ref(network_url, project="")
+    if ref is None or ref.collection != "networks":
+        return []
+    rows: dict[int, Resource] = {}
+    static: list[Resource] = []
+    for subnet, _ in store.on_network(session, "subnetworks", network_url, project=ref.project, region=region):
+        for found in _HOLDERS.in_session(session, {"pool": ipam.subnet_pool(subnet.uid)}):
+            row = read_only(Resource, found)
+            if row.collection == "instances":
+                rows[row.pk] = row
+            elif row.collection == "addresses":
+                static.append(row)
+    for address in static:
+        for user in orjson.loads(address.body).get("users", []):
+            user_ref = parse_ref(user, project="")
+            found_user = (store.find_optional(session, user_ref.project, "instances", user_ref.scope, user_ref.name)
+                          if user_ref is not None and user_ref.collection == "instances" else None)
+            if found_user is not None:
+                rows[found_user.pk] = found_user
+    return [rows[pk] for pk in sorted(rows)]
 
 
 def paths(uid: int) -> tuple[str, str, str]:

@@ -64,7 +64,7 @@ from core.links import parse_ref, path_of, url_of
 from core.models import Operation, Resource, SystemVm, Zone
 from core.prepared import Prepared, among, json_ids
 from core.resources import store
-from core.systemvms import pushes, vms
+from core.systemvms import guests, pushes, vms
 
 SYNC_JOB = "systemvms.syncNetwork"
 # Instances in these states make a region need its router (it serves their DHCP before they boot).
@@ -306,13 +306,12 @@ def _network_and_instances(session: Session, project: str, name: str, url: str,
                            instances: list[int] | None) -> tuple[Resource | None, list[Resource] | None, dict[str, str]]:
     """(the network's row, the request's instances' rows: None when it names none, the zones of
     :func:`_active_zones`). The network and the instances named are point reads of one table, so
-    they are one statement (:data:`NETWORK_OR_INSTANCES`); without instances named every active
-    instance is scanned, for its zone only."""
+    they are one statement (:data:`NETWORK_OR_INSTANCES`); without instances named the network's
+    instances are read (:func:`core.systemvms.guests.network_instances`), for their zones only."""
     if instances is None:
         network = store.find_optional(session, project, "networks", "global", name)
-        scan = session.execute(select(Resource.region, Resource.scope, Resource.body, Resource.status).where(
-            Resource.collection == "instances", Resource.status.in_(ACTIVE), Resource.body.contains(url)))
-        return network, None, _active_zones(scan, url)
+        on_network = guests.network_instances(session, url)
+        return network, None, _active_zones(((r.region, r.scope, r.body, r.status) for r in on_network), url)
     network = None
     rows: list[Resource] = []
     for found in NETWORK_OR_INSTANCES.in_session(session, {"net_project": project, "net_name": name,
