@@ -26,6 +26,7 @@ from core.models import GuestAttribute, Principal, Project, Resource, ResourceRe
 from core.prepared import Prepared
 from core.resources import store
 from core.services import addresses, guest_attributes, projects, vpc
+from core.systemvms.guests import instances_using
 
 Sessions = sessionmaker[Session]
 
@@ -136,16 +137,7 @@ def _instances_of(session: Session, owner: Resource | None) -> list[Resource]:
     static address (none otherwise: a forwarding rule's, or no one's)."""
     if owner is None or owner.collection not in ("instances", "addresses"):
         return []
-    if owner.collection == "instances":
-        return [owner]
-    found = []
-    for user in store.body_of(owner).get("users", []):
-        user_ref = parse_ref(user, project="")
-        row = (store.find_optional(session, user_ref.project, "instances", user_ref.scope, user_ref.name)
-               if user_ref is not None and user_ref.collection == "instances" else None)
-        if row is not None:
-            found.append(row)
-    return found
+    return [owner] if owner.collection == "instances" else instances_using(session, owner)
 
 
 def _nic(session: Session, project: str, nic: dict[str, Any]) -> NicView:

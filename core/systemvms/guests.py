@@ -151,13 +151,20 @@ def network_instances(session: Session, network_url: str, region: str | None = N
             elif row.collection == "addresses":
                 static.append(row)
     for address in static:
-        for user in orjson.loads(address.body).get("users", []):
-            user_ref = parse_ref(user, project="")
-            found_user = (store.find_optional(session, user_ref.project, "instances", user_ref.scope, user_ref.name)
-                          if user_ref is not None and user_ref.collection == "instances" else None)
-            if found_user is not None:
-                rows[found_user.pk] = found_user
+        rows.update((row.pk, row) for row in instances_using(session, address))
     return [rows[pk] for pk in sorted(rows)]
+
+
+def instances_using(session: Session, address: Resource) -> list[Resource]:
+    """The instances among a static address's ``users`` that are still there."""
+    found = []
+    for user in orjson.loads(address.body).get("users", []):
+        ref = parse_ref(user, project="")
+        row = (store.find_optional(session, ref.project, "instances", ref.scope, ref.name)
+               if ref is not None and ref.collection == "instances" else None)
+        if row is not None:
+            found.append(row)
+    return found
 
 
 def paths(uid: int) -> tuple[str, str, str]:

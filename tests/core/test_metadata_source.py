@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import event
 
 from core.resources import store
 from core.resources.context import Call
 from core.services import addresses, instances, topology
 from core.services.instance_metadata import instance_at
+from tests.helpers.databases import sqlite_reads
 
 PROJECT, ZONE, REGION = "demo-project", "us-central1-a", "us-central1"
 NETWORK = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/default"
@@ -71,21 +71,9 @@ def test_the_lookup_never_walks_the_clouds_instances(engine, session):
         pytest.skip("SQLite's plans")
     _, ip = _instance(session)
     session.flush()
-    conn = session.connection()
-    sent: list[tuple[str, object]] = []
-
-    def record(c, cursor, statement, parameters, context, executemany):
-        sent.append((statement, parameters))
-
-    event.listen(conn, "before_cursor_execute", record)
-    try:
-        assert instance_at(session, NETWORK, ip) is not None
-    finally:
-        event.remove(conn, "before_cursor_execute", record)
-    cursor = conn.connection.driver_connection.cursor()
-    plans = [[row[3] for row in cursor.execute("EXPLAIN QUERY PLAN " + sql, params)] for sql, params in sent]
-    reads_of_resources = [line for plan in plans for line in plan if " resources " in f"{line} "]
-    assert reads_of_resources, plans
+    found: list[object] = []
+    plans, reads_of_resources = sqlite_reads(session, lambda: found.append(instance_at(session, NETWORK, ip)))
+    assert found[0] is not None and reads_of_resources, plans
     # each read of resources a seek by its project and collection (the network's subnetworks) or by uid
     assert all(line.startswith("SEARCH resources USING ") and ("(project=? AND collection=?" in line or "(uid=?)" in line)
                for line in reads_of_resources), plans

@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import event
 
 from core.resources import store
 from core.resources.context import Call
 from core.services import addresses, instances, seed, topology
 from core.systemvms.guests import network_instances
+from tests.helpers.databases import sqlite_reads
 
 PROJECT = "demo-project"
 NETWORK = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/default"
@@ -69,22 +69,10 @@ def test_the_reads_never_walk_the_clouds_instances(engine, session):
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plans")
     _instance(session)
-    conn = session.connection()
-    sent: list[tuple[str, object]] = []
-
-    def record(c, cursor, statement, parameters, context, executemany):
-        sent.append((statement, parameters))
-
-    event.listen(conn, "before_cursor_execute", record)
-    try:
-        assert network_instances(session, NETWORK, "us-central1")
-        assert network_instances(session, NETWORK)
-    finally:
-        event.remove(conn, "before_cursor_execute", record)
-    cursor = conn.connection.driver_connection.cursor()
-    plans = [[row[3] for row in cursor.execute("EXPLAIN QUERY PLAN " + sql, params)] for sql, params in sent]
-    reads = [line for plan in plans for line in plan if " resources " in f"{line} "]
-    assert reads, plans
+    found: list[list] = []
+    plans, reads = sqlite_reads(session, lambda: found.extend(
+        [network_instances(session, NETWORK, "us-central1"), network_instances(session, NETWORK)]))
+    assert all(found) and reads, plans
     # the network's subnetworks by (project, collection); each address's holder by uid
     assert all(line.startswith("SEARCH resources USING ") and ("(project=? AND collection=?" in line or "(uid=?)" in line)
                for line in reads), plans

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -62,3 +62,22 @@ def statements_sent(engine: Engine) -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def sqlite_reads(session: Session, action: Callable[[], object]) -> tuple[list[list[str]], list[str]]:
+    """Run ``action`` in ``session`` (SQLite) and explain what it sent: SQLite's plan of each
+    statement (a line per step), and every step among them that reads ``resources``."""
+    conn = session.connection()
+    sent: list[tuple[str, object]] = []
+
+    def record(c, cursor, statement, parameters, context, executemany):
+        sent.append((statement, parameters))
+
+    event.listen(conn, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(conn, "before_cursor_execute", record)
+    cursor = conn.connection.driver_connection.cursor()
+    plans = [[row[3] for row in cursor.execute("EXPLAIN QUERY PLAN " + sql, params)] for sql, params in sent]
+    return plans, [line for plan in plans for line in plan if " resources " in f"{line} "]
