@@ -24,6 +24,7 @@ from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import addresses, projects, vpc
+from core.systemvms import guests
 
 STATE = "routerStates"  # private: the NATs' allocated addresses; never routed, never listed
 RANGE_CHOICES = ("ALL_SUBNETWORKS_ALL_IP_RANGES", "ALL_SUBNETWORKS_ALL_PRIMARY_IP_RANGES", "LIST_OF_SUBNETWORKS")
@@ -359,9 +360,7 @@ def translated(session: Session, router: Resource, nat: Body) -> list[str]:
     subnets = ({s["name"] for s in nat.get("subnetworks", [])}
                if nat["sourceSubnetworkIpRangesToNat"] == "LIST_OF_SUBNETWORKS" else None)
     out = []
-    for inst in session.scalars(select(Resource).where(
-            Resource.collection == "instances", Resource.region == router.region,
-            Resource.body.contains(f'"network":"{network}"', autoescape=True))):
+    for inst in guests.network_instances(session, network, router.region):  # the network's, not the region's
         for nic in store.body_of(inst).get("networkInterfaces", []):
             if nic.get("network") == network and not nic.get("accessConfigs") and (
                     subnets is None or nic.get("subnetwork") in subnets):
