@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core.db import flushed_connection
 from core.jobs.claims import UNFINISHED
 from core.models import Operation, Resource, ResourceTerm
-from core.resources.queries import Columns, Key, _check_after, _keyset, resource_rows
+from core.resources.queries import Columns, Key, OperationFilter, _check_after, _keyset, resource_rows
 
 # A field with more distinct values than this in a scope is not narrowed by ``accept``: trying
 # each value would cost more than it saves. Scopes times values above this are not narrowed either.
@@ -171,14 +171,6 @@ def _sort_key(key: Key, multi: bool, by_name: bool) -> tuple[Any, ...]:
 
 # An Operation's statuses (a narrowing's ``accept`` is tried on each).
 OPERATION_STATUSES = (*UNFINISHED, "DONE")
-
-
-@dataclass(frozen=True)
-class OperationFilter:
-    """What a list's filter says of its Operations' columns (:func:`operation_condition`)."""
-
-    where: ColumnElement[bool]  # met by every Operation that can match
-    unfinished: bool  # no finished one can match: a few at most, however long the history kept
 
 
 def operation_condition(n: Narrowing | None) -> OperationFilter | None:

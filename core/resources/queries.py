@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
@@ -322,28 +323,34 @@ def generation_settled(engine: Engine) -> bool:
     return bool(_PG_SETTLED.scalar(engine, {}))
 
 
+@dataclass(frozen=True)
+class OperationFilter:
+    """What a list's filter says of its Operations' columns
+    (:func:`core.resources.narrowing.operation_condition`)."""
+
+    where: ColumnElement[bool]  # met by every Operation that can match
+    unfinished: bool  # no finished one can match: a few at most, however long the history kept
+
+
 def operation_rows(session: Session, project: str, scopes: list[str], order: str, after: Key | None,
-                   limit: int, where: ColumnElement[bool] | None = None, unfinished: bool = False,
-                   ) -> list[tuple[Key, Operation]]:
-    """A page of the scopes' Operations in ``order`` after the key ``after``; ``where``: only those
-    that can match the list's filter (:func:`core.resources.narrowing.operation_condition`), which
-    only unfinished ones can when ``unfinished``."""
-    if len(scopes) > 1 and order != "name" and not unfinished:  # (a few unfinished ones are sorted at once)
+                   limit: int, narrowed: OperationFilter | None = None) -> list[tuple[Key, Operation]]:
+    """A page of the scopes' Operations in ``order`` after the key ``after``; ``narrowed``: only
+    those that can match the list's filter."""
+    if len(scopes) > 1 and order != "name" and not (narrowed and narrowed.unfinished):  # (a few are sorted at once)
         _check_after([Operation.scope, Operation.insert_time, Operation.pk], after)
         return scope_by_scope(scopes, after, limit, lambda scope, rest, n: operation_rows(
-            session, project, [scope], order, rest, n, where))
-    q, cols = operation_page(project, scopes, order, after, limit, where, unfinished)
+            session, project, [scope], order, rest, n, narrowed))
+    q, cols = operation_page(project, scopes, order, after, limit, narrowed)
     return [([getattr(op, c.key) for c in cols], op) for op in session.scalars(q)]
 
 
 def operation_page(project: str, scopes: list[str], order: str, after: Key | None, limit: int,
-                   where: ColumnElement[bool] | None = None, unfinished: bool = False,
-                   ) -> tuple[Select[Operation], Columns]:
+                   narrowed: OperationFilter | None = None) -> tuple[Select[Operation], Columns]:
     """:func:`operation_rows`' statement and its page order's columns. It walks the index in the
     page's order: ``ix_operation_scope`` by name (the default order), ``ix_operation_list``
     backwards newest first; a page of rows, whatever the history's length.
 
-    A list of unfinished Operations alone (``unfinished``) reads the project's unfinished ones from
+    A list of unfinished Operations alone (``narrowed.unfinished``) reads the project's unfinished ones from
     ``ix_operation_project_status`` instead and sorts them: a few (the job engine's backpressure
     bound), where the walk in page order went through the whole finished history to find them
     (68 ms a page newest first at 100,000 finished in the zone, against 3.2 ms). SQLite's planner
@@ -355,14 +362,14 @@ def operation_page(project: str, scopes: list[str], order: str, after: Key | Non
         cols, desc = [Operation.name], [False]
     else:
         cols, desc = [Operation.insert_time, Operation.pk], [True, True]
-    scope: Any = Unindexed(Operation.scope) if unfinished else Operation.scope
+    scope: Any = Unindexed(Operation.scope) if narrowed and narrowed.unfinished else Operation.scope
     sort = cols
     if multi:
         cols, sort, desc = [Operation.scope, *cols], [scope, *cols], [False, *desc]
     q = select(Operation).where(Operation.project == project)
     q = q.where(scope == scopes[0]) if not multi else q.where(scope.in_(scopes))
-    if where is not None:
-        q = q.where(where)
+    if narrowed is not None:
+        q = q.where(narrowed.where)
     cond = _keyset(sort, after, desc)
     if cond is not None:
         q = q.where(cond)

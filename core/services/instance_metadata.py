@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import identity
@@ -25,7 +25,7 @@ from core.links import parse_ref
 from core.models import GuestAttribute, Principal, Project, Resource, ResourceRevision
 from core.prepared import Prepared
 from core.resources import store
-from core.services import addresses, guest_attributes, projects, vpc
+from core.services import addresses, guest_attributes, projects
 from core.systemvms.guests import instances_using
 
 Sessions = sessionmaker[Session]
@@ -93,13 +93,13 @@ _STAMP = Prepared(select(
     select(func.max(GuestAttribute.updated)).where(_OF_GUEST).scalar_subquery()))
 
 
-def view_stamp(engine: Engine, view: GuestView) -> tuple[Any, ...]:
+def view_stamp(sessions: Sessions, view: GuestView) -> tuple[Any, ...]:
     """A value that changes whenever the instance of ``view`` (its :class:`GuestView`) changes as
     the API or the guest changes it: a hanging GET looks at it several times a second and reads
     the whole view (~0.45 ms, several statements) only when it moved. Its subnetworks' and boot
     disk's parts are not in it (a subnetwork's expanded range): a wait sees those at its next
     full look (``gstack.metadata.waits.FULL_LOOK_INTERVAL``)."""
-    rows = _STAMP.all(engine, {"project": view.project, "scope": f"zones/{view.zone}", "name": view.body.get("name"),
+    rows = _STAMP.all(sessions.kw["bind"], {"project": view.project, "scope": f"zones/{view.zone}", "name": view.body.get("name"),
                                "uid": view.uid})
     return tuple(rows[0])
 
@@ -121,8 +121,8 @@ def instance_at(session: Session, network_url: str, ip: str) -> tuple[str, str, 
         return None
     if ref is None or ref.collection != "networks":
         return None
-    for subnet in vpc.referring(session, ref.project, "network", network_url, ["subnetworks"]):
-        if address not in ipaddress.ip_network(store.body_of(subnet).get("ipCidrRange", "0.0.0.0/32")):
+    for subnet, body in store.on_network(session, "subnetworks", network_url, project=ref.project):
+        if address not in ipaddress.ip_network(body.get("ipCidrRange", "0.0.0.0/32")):
             continue
         owner = addresses.holder(session, addresses.subnet_pool(subnet), ip)
         for row in _instances_of(session, owner):

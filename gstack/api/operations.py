@@ -29,12 +29,10 @@ def _op_source(req: ApiRequest, scopes: list[str], order: str):
     """The Operations' pages; only those that can match the filter, where its status or name says
     which can (the filter still tests each)."""
     narrowed = operation_condition(narrowing_of(req.args.get("filter"), "Operation"))
-    where, unfinished = (None, False) if narrowed is None else (narrowed.where, narrowed.unfinished)
 
     def source(after, limit):
         return [(key, orjson.dumps(operations.to_json(op)).decode())
-                for key, op in operation_rows(req.session, req.call.project, scopes, order, after, limit, where,
-                                              unfinished)]
+                for key, op in operation_rows(req.session, req.call.project, scopes, order, after, limit, narrowed)]
 
     return source
 

@@ -157,10 +157,9 @@ class MetadataServer:
             return answer(found, recursive, alt, "up" if fresh.status == "RUNNING" else "down")
 
         if request.args.get("wait_for_change", "").lower() == "true":
-            engine = self.sessions.kw["bind"]
             result = waits.wait_for_change(look, request.args.get("last_etag"),
                                            waits.timeout_of(request.args.get("timeout_sec")), self.stopping,
-                                           stamp=lambda: view_stamp(engine, view))
+                                           stamp=lambda: view_stamp(self.sessions, view))
         else:
             result = look(view)
         response = Response(result.body, 200, content_type=result.content_type)

@@ -186,7 +186,7 @@ def test_a_list_of_unfinished_operations_reads_them_alone(engine, scopes):
     prefix = [] if len(scopes) == 1 else ["zones/us-central1-a"]
     for order, after in (("creationTimestamp", [*prefix, 1.7e9, 5000]), ("name", [*prefix, "operation-1"])):
         for key in (None, after):
-            stmt, _ = operation_page("demo-project", scopes, order, key, 501, running.where, True)
+            stmt, _ = operation_page("demo-project", scopes, order, key, 501, running)
             plan = _plan(engine, stmt, {})
             assert any("ix_operation_project_status (project=? AND status=?)" in line for line in plan), plan
             assert not any("ix_operation_list" in line or "ix_operation_scope" in line for line in plan), plan
