@@ -16,6 +16,10 @@ checks an updated row's terms against a new row's):
   images, not every image of the project, :mod:`core.services.images`);
 * ``labels.KEY``: each label whose value is a string;
 * ``networkInterfaces.networkIP``: each interface's string IP;
+* ``resourcePolicies``: each policy a disk or instance follows (its canonical link): the scheduler's
+  round and a placement policy's room read a policy's followers by it, not by a substring test of
+  every disk or instance of the project (:func:`core.services.resource_policies.policies.followers`).
+  Only a body holding the key is parsed for it (an ``instr`` first): most hold none;
 * ``nameword``: each maximal ``\w`` run of the row's name (``web``, ``1`` of ``web-1``), for the
   word regex gcloud sends for ``--filter=name:WORD`` (``name eq ".*\bWORD\b.*"``): the runs of
   a name that matches it hold WORD's runs (:mod:`gstack.gce.narrowing`). The runs are cut at
@@ -34,6 +38,7 @@ from core import triggers
 # Every field with terms; a narrowing on any other field is not possible.
 TOP_LEVEL = ("name", "status", "zone", "region", "family")
 NETWORK_IP = "networkInterfaces.networkIP"
+RESOURCE_POLICIES = "resourcePolicies"
 LABEL_PREFIX = "labels."
 NAME_WORD = "nameword"
 # The nameword term of a name whose \w runs are not its dash-separated parts: never a \w run itself.
@@ -50,6 +55,9 @@ _SQLITE_PARTS = [
     "SELECT 'labels.' || key, value {rows_join} json_each({r}.body, '$.labels') WHERE type = 'text'",
     f"SELECT '{NETWORK_IP}', json_extract(value, '$.networkIP') {{rows_join}} json_each({{r}}.body, "
     "'$.networkInterfaces') WHERE json_type(value, '$.networkIP') = 'text'",
+    # One more parse of the body, so only of a body that holds the key.
+    f"SELECT '{RESOURCE_POLICIES}', value {{rows_join}} json_each(CASE WHEN instr({{r}}.body, '\"{RESOURCE_POLICIES}\"') "
+    f"THEN {{r}}.body ELSE '{{{{}}}}' END, '$.{RESOURCE_POLICIES}') WHERE type = 'text'",
     # A name of [A-Za-z0-9_-] only (no quote nor backslash) is a JSON array once its dashes are
     # '","': its parts, the empty ones (double dashes) dropped.
     f"SELECT '{NAME_WORD}', value {{rows_join}} json_each(CASE WHEN {{r}}.name GLOB '*[^A-Za-z0-9_-]*' "
@@ -60,7 +68,7 @@ _SQLITE_ADD = ("INSERT OR IGNORE INTO resource_terms (" + _COLUMNS + ") "
                + " UNION ALL ".join(p.replace("SELECT ", _ROW, 1) for p in _SQLITE_PARTS))
 _CHANGED = "OLD.body IS NOT NEW.body OR OLD.name IS NOT NEW.name OR OLD.scope IS NOT NEW.scope"
 # The fields whose terms an UPDATE that changes the status alone keeps (PostgreSQL's below too).
-_KEPT = (*(f for f in TOP_LEVEL if f != "status"), "labels", "networkInterfaces")
+_KEPT = (*(f for f in TOP_LEVEL if f != "status"), "labels", "networkInterfaces", RESOURCE_POLICIES)
 # SQLite's short way, a trigger of its own (resource_terms_status): an UPDATE that keeps the row's
 # place and name and none of whose kept fields changed (one json_extract of all of them per body,
 # one parse each) moves the status term alone. Deleting and deriving every term again cost ~70 us
@@ -93,6 +101,9 @@ _PG_TERMS = (
     " UNION ALL SELECT '" + NETWORK_IP + "', n->'networkIP' #>> '{{}}' FROM jsonb_array_elements(CASE WHEN "
     "jsonb_typeof(b->'networkInterfaces') = 'array' THEN b->'networkInterfaces' ELSE '[]' END) n "
     "WHERE jsonb_typeof(n->'networkIP') = 'string'"
+    f" UNION ALL SELECT '{RESOURCE_POLICIES}', p #>> '{{{{}}}}' FROM jsonb_array_elements(CASE WHEN "
+    f"jsonb_typeof(b->'{RESOURCE_POLICIES}') = 'array' THEN b->'{RESOURCE_POLICIES}' ELSE '[]' END) p "
+    "WHERE jsonb_typeof(p) = 'string'"
     f" UNION ALL SELECT '{NAME_WORD}', w FROM unnest(CASE WHEN {{r}}.name ~ '^[A-Za-z0-9_-]*$' "
     f"THEN string_to_array({{r}}.name, '-') ELSE ARRAY['{IRREGULAR}'] END) w WHERE w <> '') t"
 )

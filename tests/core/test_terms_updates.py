@@ -1,6 +1,6 @@
 """The filter terms of a resource stay exact when its row is updated (core.terms): whatever an
 UPDATE changes (its status alone, as most jobs do, which PostgreSQL's trigger answers by moving the
-status term alone; its labels, its NICs' addresses, its name or its scope), the row's terms are
+status term alone; its labels, its NICs' addresses, the policies it follows, its name or its scope), the row's terms are
 those a new row with the same name, scope and body gets. Hypothesis draws the row before and after,
 on SQLite and PostgreSQL; the oracle is the INSERT's terms, which tests/core/test_filter_pushdown.py
 checks against the filters themselves."""
@@ -25,12 +25,16 @@ statuses = st.sampled_from(["PROVISIONING", "STAGING", "RUNNING", "TERMINATED", 
 labels = st.dictionaries(st.sampled_from(["env", "tier", "a-b"]), st.sampled_from(["prod", "dev", "", 3]), max_size=3)
 nics = st.lists(st.fixed_dictionaries({}, optional={"networkIP": st.sampled_from(["10.0.0.1", "10.0.0.2", 5])}),
                 max_size=2)
+# The policies a disk or instance follows: each string link is a term (a number is none).
+policies = st.lists(st.sampled_from([f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/regions/tu/resourcePolicies/{p}"
+                                     for p in ("daily", "weekly")] + [9]), max_size=2, unique=True)
 state = st.fixed_dictionaries({
     "name": st.sampled_from(["vm", "vm-1", "web-vm-2", "v.x"]),
     "scope": st.sampled_from(SCOPES),
     "status": statuses,
     "labels": labels,
     "networkInterfaces": nics,
+    "resourcePolicies": policies,
     "description": st.sampled_from(["", "a", "b"]),  # no term: an UPDATE of it alone changes none
 })
 # An update that changes the status alone half the time: the trigger's short way on PostgreSQL.

@@ -22,8 +22,15 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import projects, vpc
-from core.services.resource_policies.policies import COLLECTION, FOLLOWERS, PLACEMENT, STATE, kind_of
+from core.services import projects
+from core.services.resource_policies.policies import (
+    COLLECTION,
+    FOLLOWERS,
+    PLACEMENT,
+    STATE,
+    followers,
+    kind_of,
+)
 
 _NOUN = {"disks": "disk", "instances": "instance"}
 
@@ -67,8 +74,7 @@ def _check_room(call: Call, policy: Resource, field: str, value: str) -> None:
     count = store.body_of(policy)[PLACEMENT].get("vmCount")
     if count is None:
         return
-    members = vpc.mentioning(call.session, policy.project, url_of(policy.project, policy.scope, COLLECTION,
-                                                                  policy.name), ("instances",))
+    members = followers(call.session, policy, ("instances",))
     if len(members) >= count:
         raise Invalid(field, value, f"The placement policy already holds its {count} instances (vmCount).")
 

@@ -44,7 +44,7 @@ from core.resources.store import Body
 from core.services import instances, snapshots, topology, vpc
 from core.services.resource_policies import timing
 from core.services.resource_policies.attach import state_of
-from core.services.resource_policies.policies import COLLECTION, INSTANCE, SNAPSHOT, policy_kind
+from core.services.resource_policies.policies import COLLECTION, INSTANCE, SNAPSHOT, followers, policy_kind
 
 log = logging.getLogger("gstack.core")
 
@@ -88,7 +88,7 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
     link = url_of(policy.project, policy.scope, COLLECTION, policy.name)
     taken: dict[str, float] = state.setdefault("taken", {})
     actions = _retention(session, policy, body, taken, now)
-    disks = vpc.mentioning(session, policy.project, link, ("disks",))
+    disks = followers(session, policy, ("disks",))
     for disk in disks:
         since = targets.get(str(disk.uid), disk.created)
         if slot <= since:
@@ -156,10 +156,9 @@ def _instance_round(session: Session, policy: Resource, now: float) -> list[str]
     row, state = state_of(session, policy, lock=True)
     targets: dict[str, float] = state["targets"]
     actions: list[str] = []
-    link = url_of(policy.project, policy.scope, COLLECTION, policy.name)
-    followers = vpc.mentioning(session, policy.project, link, ("instances",))
+    vms = followers(session, policy, ("instances",))
     fired = {action: timing.previous_fire(cron, tz, min(now, ends)) for action, cron in crons.items()}
-    for vm in followers:
+    for vm in vms:
         since = max(targets.get(str(vm.uid), vm.created), begins)
         due = [(at, action) for action, at in fired.items() if at is not None and since < at <= now]
         if due:
@@ -173,7 +172,7 @@ def _instance_round(session: Session, policy: Resource, now: float) -> list[str]
             else:
                 actions.append(f"{vpc.path(policy)}: {action} {vpc.path(vm)}")
         targets[str(vm.uid)] = max(targets.get(str(vm.uid), now), now)  # a round run --at a later time stays seen
-    following = {str(v.uid) for v in followers}
+    following = {str(v.uid) for v in vms}
     state["targets"] = {uid: at for uid, at in targets.items() if uid in following}
     store.save(row, state)
     _report(policy, full, fired, crons, tz, now, ends, bool(actions))
