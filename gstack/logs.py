@@ -4,9 +4,13 @@
 request thread cost ~20% of an ``instances.get``; a queue whose listener wakes for every record
 (logging's QueueHandler/QueueListener) cost as much again in thread hand-offs under load. Here
 the logging thread only renders the message and appends the record to a deque; one writer thread
-wakes every :data:`FLUSH_SECONDS` (at once for a warning or worse), formats what accumulated and
-writes it with one call, in order. Nothing is dropped: the deque is unbounded, and it is drained
-when the process exits.
+formats what accumulated over :data:`FLUSH_SECONDS` and writes it with one call, in order (at once
+for a warning or worse). Nothing is dropped: the deque is unbounded, and it is drained when the
+process exits.
+
+An idle writer sleeps until a record comes: it woke every :data:`FLUSH_SECONDS` to find nothing,
+twenty times a second, the largest share of an idle server's CPU. The first record wakes it (the
+only one that does: under load the writer never sleeps long, and a record costs no hand-off).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import time
 REQUESTS = logging.getLogger("gstack.http")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FLUSH_SECONDS = 0.05
+# An idle writer looks anyway this often: a safety net, the wake-up of the first record is exact.
+IDLE_SECONDS = 1.0
 
 
 class _Formatter(logging.Formatter):
@@ -45,7 +51,9 @@ class BufferedHandler(logging.Handler):
         super().__init__()
         self.stream = stream
         self.records: collections.deque[logging.LogRecord] = collections.deque()
-        self.wake = threading.Event()
+        self.wake = threading.Event()  # the first record for a sleeping writer, or a warning
+        self.urgent = threading.Event()  # a warning: write what is gathered now
+        self.sleeping = False
         self.interval = interval
         self._writing = threading.Lock()
         threading.Thread(target=self._write_forever, name="log-writer", daemon=True).start()
@@ -62,8 +70,12 @@ class BufferedHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging must not fail the caller
             self.handleError(record)
             return
-        self.records.append(record)  # atomic: no lock, no thread woken
+        self.records.append(record)  # atomic: no lock, no thread woken but a sleeping writer
         if record.levelno >= logging.WARNING:
+            self.urgent.set()
+            self.wake.set()
+        elif self.sleeping:  # read after the append: see _write_forever
+            self.sleeping = False
             self.wake.set()
 
     def flush(self) -> None:
@@ -83,8 +95,15 @@ class BufferedHandler(logging.Handler):
 
     def _write_forever(self) -> None:
         while True:
-            self.wake.wait(self.interval)
+            # Said before the writer looks at the deque, read by emit after its append: either the
+            # writer sees the record, or the record's emit sees the writer sleeping and wakes it.
+            self.sleeping = True
+            if not self.records:
+                self.wake.wait(IDLE_SECONDS)
+            self.sleeping = False
             self.wake.clear()
+            self.urgent.wait(self.interval)  # what else comes meanwhile goes in the same write
+            self.urgent.clear()
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - a closed stderr at exit: the writer stops, the process goes on
