@@ -16,6 +16,9 @@ checks an updated row's terms against a new row's):
   images, not every image of the project, :mod:`core.services.images`);
 * ``labels.KEY``: each label whose value is a string;
 * ``networkInterfaces.networkIP``: each interface's string IP;
+* ``sourceSnapshotSchedulePolicyId``: a scheduled snapshot's policy, whose retention reads the
+  policy's snapshots by it, not every snapshot of the project (no filter narrows by it; it comes
+  with the top-level fields' parse, at no cost to any other row);
 * ``resourcePolicies``: each policy a disk or instance follows (its canonical link): the scheduler's
   round and a placement policy's room read a policy's followers by it, not by a substring test of
   every disk or instance of the project (:func:`core.services.resource_policies.policies.followers`).
@@ -37,6 +40,9 @@ from core import triggers
 
 # Every field with terms; a narrowing on any other field is not possible.
 TOP_LEVEL = ("name", "status", "zone", "region", "family")
+# A scheduled snapshot's policy (its id): terms no filter narrows by, for the policy's retention.
+SNAPSHOT_POLICY_ID = "sourceSnapshotSchedulePolicyId"
+_TOP_LEVEL_TERMS = (*TOP_LEVEL, SNAPSHOT_POLICY_ID)
 NETWORK_IP = "networkInterfaces.networkIP"
 RESOURCE_POLICIES = "resourcePolicies"
 LABEL_PREFIX = "labels."
@@ -51,7 +57,7 @@ _COLUMNS = "resource_pk, project, collection, scope, name, field, value"
 _SQLITE_PARTS = [
     # One parse for the top-level fields: a json_extract apiece parsed the body once per field.
     "SELECT key, value {rows_join} json_each({r}.body) WHERE key IN ("
-    + ", ".join(f"'{f}'" for f in TOP_LEVEL) + ") AND type = 'text'",
+    + ", ".join(f"'{f}'" for f in _TOP_LEVEL_TERMS) + ") AND type = 'text'",
     "SELECT 'labels.' || key, value {rows_join} json_each({r}.body, '$.labels') WHERE type = 'text'",
     f"SELECT '{NETWORK_IP}', json_extract(value, '$.networkIP') {{rows_join}} json_each({{r}}.body, "
     "'$.networkInterfaces') WHERE json_type(value, '$.networkIP') = 'text'",
@@ -68,7 +74,7 @@ _SQLITE_ADD = ("INSERT OR IGNORE INTO resource_terms (" + _COLUMNS + ") "
                + " UNION ALL ".join(p.replace("SELECT ", _ROW, 1) for p in _SQLITE_PARTS))
 _CHANGED = "OLD.body IS NOT NEW.body OR OLD.name IS NOT NEW.name OR OLD.scope IS NOT NEW.scope"
 # The fields whose terms an UPDATE that changes the status alone keeps (PostgreSQL's below too).
-_KEPT = (*(f for f in TOP_LEVEL if f != "status"), "labels", "networkInterfaces", RESOURCE_POLICIES)
+_KEPT = (*(f for f in _TOP_LEVEL_TERMS if f != "status"), "labels", "networkInterfaces", RESOURCE_POLICIES)
 # SQLite's short way, a trigger of its own (resource_terms_status): an UPDATE that keeps the row's
 # place and name and none of whose kept fields changed (one json_extract of all of them per body,
 # one parse each) moves the status term alone. Deleting and deriving every term again cost ~70 us
@@ -95,7 +101,7 @@ _SQLITE = [
 _PG_TERMS = (
     "SELECT {r}.pk, {r}.project, {r}.collection, {r}.scope, {r}.name, f, v FROM ("
     + " UNION ALL ".join(
-        f"SELECT '{f}' AS f, b->'{f}' #>> '{{{{}}}}' AS v WHERE jsonb_typeof(b->'{f}') = 'string'" for f in TOP_LEVEL)
+        f"SELECT '{f}' AS f, b->'{f}' #>> '{{{{}}}}' AS v WHERE jsonb_typeof(b->'{f}') = 'string'" for f in _TOP_LEVEL_TERMS)
     + " UNION ALL SELECT 'labels.' || l.key, l.value #>> '{{}}' FROM jsonb_each(CASE WHEN jsonb_typeof(b->'labels') "
     "= 'object' THEN b->'labels' ELSE '{{}}' END) l WHERE jsonb_typeof(l.value) = 'string'"
     " UNION ALL SELECT '" + NETWORK_IP + "', n->'networkIP' #>> '{{}}' FROM jsonb_array_elements(CASE WHEN "

@@ -219,23 +219,32 @@ def test_a_database_at_0016_gets_the_family_terms_of_its_images(databases):
     assert _family_terms(engine) == [("img-1", "fam-c"), ("img-3", "fam-b")]
 
 
-def _policy_terms(engine: Engine) -> list[tuple]:
+SCHEDULED = "sourceSnapshotSchedulePolicyId"
+
+
+def _policy_terms(engine: Engine, field: str = "resourcePolicies") -> list[tuple]:
     with engine.connect() as conn:
         return _rows(conn, "SELECT r.name, t.value FROM resource_terms t JOIN resources r ON r.pk = t.resource_pk "
-                           "WHERE t.field = 'resourcePolicies'")
+                           f"WHERE t.field = '{field}'")
 
 
-def test_a_database_at_0017_gets_the_followers_terms_of_its_disks_and_instances(databases):
-    """0018 makes each policy a disk or instance follows a term: the rows a database holds get
-    theirs in the upgrade (each string of a top-level list), and the triggers keep them after."""
+def test_a_database_at_0017_gets_the_policy_terms_of_its_disks_instances_and_snapshots(databases):
+    """0018 makes each policy a disk or instance follows a term (each string of a top-level list),
+    and a scheduled snapshot's policy id: the rows a database holds get theirs in the upgrade, and
+    the triggers keep them after."""
     engine = databases()
     migrations.upgrade(engine, "0017")
     _add(engine, 1, "disks", "disk-1", '{"name": "disk-1", "resourcePolicies": ["pol/daily", "pol/weekly"]}')
     _add(engine, 2, "instances", "vm-1", '{"name": "vm-1", "resourcePolicies": [3]}')
     _add(engine, 3, "instances", "vm-2", '{"name": "vm-2", "metadata": {"resourcePolicies": ["pol/x"]}}')
-    assert _policy_terms(engine) == []  # 0017's triggers keep none
+    _add(engine, 5, "snapshots", "snap-1", '{"name": "snap-1", "sourceSnapshotSchedulePolicyId": "77"}')
+    _add(engine, 6, "snapshots", "snap-2", '{"name": "snap-2", "sourceSnapshotSchedulePolicyId": 77}')
+    assert _policy_terms(engine) == [] and _policy_terms(engine, SCHEDULED) == []  # 0017's triggers keep none
     migrations.upgrade(engine)
     assert _policy_terms(engine) == [("disk-1", "pol/daily"), ("disk-1", "pol/weekly")]
+    assert _policy_terms(engine, SCHEDULED) == [("snap-1", "77")]
+    _add(engine, 7, "snapshots", "snap-3", '{"name": "snap-3", "sourceSnapshotSchedulePolicyId": "78"}')
+    assert _policy_terms(engine, SCHEDULED) == [("snap-1", "77"), ("snap-3", "78")]
     _add(engine, 4, "instances", "vm-3", '{"name": "vm-3", "resourcePolicies": ["pol/stop"]}')
     with engine.begin() as conn:  # a policy removed (disks.removeResourcePolicies) takes its term along
         conn.execute(update(Resource).where(Resource.pk == 1).values(body='{"name": "disk-1", "resourcePolicies": ["pol/weekly"]}'))

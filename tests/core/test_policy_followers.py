@@ -3,7 +3,8 @@ scheduler's rounds, a placement policy's room and a policy's delete read them, o
 the disks (in any zone of the policy's region, or regional) and instances whose ``resourcePolicies``
 name it, by collection and name, and no other; and, on SQLite's own plans, by reads of the policy's
 terms that never walk the project's disks or instances. They tested every disk and instance body
-of the project for the policy's link."""
+of the project for the policy's link. The same for the snapshots a snapshot schedule's retention
+reads (scheduler.policy_snapshots): those whose ``sourceSnapshotSchedulePolicyId`` is its id."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.resources import store
 from core.resources.context import Call
 from core.services import disks, instances, region_disks, resource_policies, topology
 from core.services.resource_policies.policies import COLLECTION, followers
+from core.services.resource_policies.scheduler import policy_snapshots
 from tests.helpers.databases import sqlite_reads
 
 PROJECT = "demo-project"
@@ -101,3 +103,24 @@ def test_the_reads_never_walk_the_projects_disks(engine, session):
     assert all(line.startswith("SEARCH resources USING INTEGER PRIMARY KEY") for line in reads), plans
     assert any(line.startswith("SEARCH resource_terms USING ") and "ix_resource_term_list" in line
                and "field=? AND value=?" in line for plan in plans for line in plan), plans
+
+
+def _snapshot(session, **body) -> str:
+    name = f"snap-{uuid.uuid4().hex[:8]}"
+    store.new_resource(session, project=PROJECT, collection="snapshots", scope="global", name=name,
+                       kind="compute#snapshot", body={"name": name, "status": "READY", **body})
+    session.flush()
+    return name
+
+
+def test_a_schedules_snapshots_are_those_of_its_id(engine, session):
+    policy, _ = _policy(session)
+    other, _ = _policy(session)
+    mine = [_snapshot(session, autoCreated=True, sourceSnapshotSchedulePolicyId=str(policy.uid)) for _ in range(2)]
+    _snapshot(session, autoCreated=True, sourceSnapshotSchedulePolicyId=str(other.uid))
+    _snapshot(session, description=f"made by hand, like {policy.uid}")
+    assert [s.name for s in policy_snapshots(session, policy)] == mine  # in the order they were made
+    if engine.dialect.name != "sqlite":
+        return
+    plans, reads = sqlite_reads(session, lambda: policy_snapshots(session, policy))
+    assert reads and all(line.startswith("SEARCH resources USING INTEGER PRIMARY KEY") for line in reads), plans

@@ -35,6 +35,7 @@ state = st.fixed_dictionaries({
     "labels": labels,
     "networkInterfaces": nics,
     "resourcePolicies": policies,
+    "sourceSnapshotSchedulePolicyId": st.sampled_from(["77", "78", None, 5]),  # a scheduled snapshot's
     "description": st.sampled_from(["", "a", "b"]),  # no term: an UPDATE of it alone changes none
 })
 # An update that changes the status alone half the time: the trigger's short way on PostgreSQL.

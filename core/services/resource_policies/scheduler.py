@@ -36,7 +36,7 @@ from core.db import write_session
 from core.errors import ComputeError
 from core.ids import rfc3339
 from core.links import url_of
-from core.models import Resource
+from core.models import Resource, ResourceTerm
 from core.periodic import PeriodicRounds
 from core.resources import store
 from core.resources.context import Call
@@ -45,6 +45,7 @@ from core.services import instances, snapshots, topology, vpc
 from core.services.resource_policies import timing
 from core.services.resource_policies.attach import state_of
 from core.services.resource_policies.policies import COLLECTION, INSTANCE, SNAPSHOT, followers, policy_kind
+from core.terms import SNAPSHOT_POLICY_ID
 
 log = logging.getLogger("gstack.core")
 
@@ -113,7 +114,14 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
     return actions
 
 
-_SNAPSHOTS_OF = select(Resource).where(Resource.collection == "snapshots", Resource.scope == "global")
+def policy_snapshots(session: Session, policy: Resource) -> list[Resource]:
+    """The snapshots the policy's rounds took (``sourceSnapshotSchedulePolicyId``), by their terms
+    (:mod:`core.terms`): a retention that tested every snapshot body of the project each minute cost
+    more the more snapshots the project kept, of any policy or none."""
+    pks = select(ResourceTerm.resource_pk).where(
+        ResourceTerm.project == policy.project, ResourceTerm.collection == "snapshots", ResourceTerm.scope == "global",
+        ResourceTerm.field == SNAPSHOT_POLICY_ID, ResourceTerm.value == str(policy.uid))
+    return list(session.scalars(select(Resource).where(Resource.pk.in_(pks)).order_by(Resource.pk)))
 
 
 def _retention(session: Session, policy: Resource, body: Body, taken: dict[str, float], now: float) -> list[str]:
@@ -125,10 +133,8 @@ def _retention(session: Session, policy: Resource, body: Body, taken: dict[str, 
         return []
     keep_orphans = retention.get("onSourceDiskDelete", "KEEP_AUTO_SNAPSHOTS") == "KEEP_AUTO_SNAPSHOTS"
     oldest = now - int(retention["maxRetentionDays"]) * timing.DAY
-    marker = f'"sourceSnapshotSchedulePolicyId":"{policy.uid}"'
     actions: list[str] = []
-    query = _SNAPSHOTS_OF.where(Resource.project == policy.project, Resource.body.contains(marker, autoescape=True))
-    for snap in list(session.scalars(query)):
+    for snap in policy_snapshots(session, policy):
         if taken.get(str(snap.uid), snap.created) >= oldest:
             continue
         source_id = store.body_of(snap).get("sourceDiskId")
