@@ -34,7 +34,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from core.db import flushed_connection
 from core.links import CANONICAL_BASE
-from core.models import Operation, Resource, ResourceRevision, revision
+from core.models import Operation, Resource, ResourceRevision, ResourceTerm, revision
 from core.prepared import Prepared
 
 
@@ -172,6 +172,20 @@ def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
 @compiles(Unindexed)
 def _unindexed(element: Unindexed, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clauses, **kw))
+
+
+def with_term(project: Any, collection: Any, scope: Any, field: str, value: Any) -> Select[int]:
+    """The pks of ``project``'s resources of ``collection`` in ``scope`` whose ``field`` has the
+    term ``value`` (:mod:`core.terms`): one range of ``ix_resource_term_list``, whose columns these
+    are in its order, per collection and scope. ``collection`` and ``scope`` are each a value (a
+    string or a bound parameter) or a list of them; the others, a value."""
+    return select(ResourceTerm.resource_pk).where(
+        ResourceTerm.project == project, _one_of(ResourceTerm.collection, collection),
+        _one_of(ResourceTerm.scope, scope), ResourceTerm.field == field, ResourceTerm.value == value)
+
+
+def _one_of(column: InstrumentedAttribute[str], wanted: Any) -> ColumnElement[bool]:
+    return column.in_(wanted) if isinstance(wanted, (list, tuple)) else column == wanted
 
 
 _IN_SCOPE = (Resource.project == bindparam("project"), Resource.collection == bindparam("collection"),

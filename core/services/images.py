@@ -16,10 +16,10 @@ from core.errors import Invalid, NotFound, OperationFailure, Required
 from core.ids import rfc3339
 from core.jobs import JobContext, job
 from core.links import CANONICAL_BASE, parse_ref, path_of, url_of
-from core.models import Operation, Project, Resource, ResourceTerm
+from core.models import Operation, Project, Resource
 from core.resources import operations, store
 from core.resources.context import Call
-from core.resources.queries import Unindexed
+from core.resources.queries import Unindexed, with_term
 from core.services import projects
 from core.services.metadata import label_fingerprint, set_labels, validate_labels
 from core.services.storage_states import (
@@ -65,9 +65,7 @@ def _usable_images(project: str, family: str, images: Any = Resource) -> tuple[A
     hand them over in order; but SQLite then weighs it for every statement that binds a collection,
     reads the bound value to tell, and so prepares each such statement again at every run: every
     read of a resource by name cost 17 µs instead of 4.)"""
-    of_family = select(ResourceTerm.resource_pk).where(
-        ResourceTerm.project == bindparam(project), ResourceTerm.collection == "images", ResourceTerm.scope == "global",
-        ResourceTerm.field == "family", ResourceTerm.value == bindparam(family))
+    of_family = with_term(bindparam(project), "images", "global", "family", bindparam(family))
     return (images.pk.in_(of_family), Unindexed(images.project) == bindparam(project), images.collection == "images",
             images.scope == "global", or_(*(images.status == s for s in usable_statuses(IMAGES))))
 

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from core.errors import Invalid, Required, ResourceInUse
 from core.links import path_of, scope_url
-from core.models import Operation, Region, Resource, ResourceTerm, Zone
+from core.models import Operation, Region, Resource, Zone
 from core.resources import operations, store
 from core.resources.context import Call
+from core.resources.queries import with_term
 from core.resources.store import Body
 from core.services import projects, vpc
 from core.services.metadata import validate_labels
@@ -289,10 +290,7 @@ def followers(session: Session, policy: Resource, collections: Iterable[str] = (
     the region itself: one index range each, whatever else the project holds.
     """
     scopes = [f"zones/{z}" for z in session.scalars(_REGION_ZONES, {"region": policy_region(policy)})]
-    pks = select(ResourceTerm.resource_pk).where(
-        ResourceTerm.project == policy.project, ResourceTerm.collection.in_(tuple(collections)),
-        ResourceTerm.scope.in_([*scopes, policy.scope]), ResourceTerm.field == RESOURCE_POLICIES,
-        ResourceTerm.value == vpc.url(policy))
+    pks = with_term(policy.project, tuple(collections), [*scopes, policy.scope], RESOURCE_POLICIES, vpc.url(policy))
     return list(session.scalars(select(Resource).where(Resource.pk.in_(pks)).order_by(Resource.collection, Resource.name)))
 
 

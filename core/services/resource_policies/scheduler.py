@@ -36,10 +36,11 @@ from core.db import write_session
 from core.errors import ComputeError
 from core.ids import rfc3339
 from core.links import url_of
-from core.models import Resource, ResourceTerm
+from core.models import Resource
 from core.periodic import PeriodicRounds
 from core.resources import store
 from core.resources.context import Call
+from core.resources.queries import with_term
 from core.resources.store import Body
 from core.services import instances, snapshots, topology, vpc
 from core.services.resource_policies import timing
@@ -118,9 +119,7 @@ def policy_snapshots(session: Session, policy: Resource) -> list[Resource]:
     """The snapshots the policy's rounds took (``sourceSnapshotSchedulePolicyId``), by their terms
     (:mod:`core.terms`): a retention that tested every snapshot body of the project each minute cost
     more the more snapshots the project kept, of any policy or none."""
-    pks = select(ResourceTerm.resource_pk).where(
-        ResourceTerm.project == policy.project, ResourceTerm.collection == "snapshots", ResourceTerm.scope == "global",
-        ResourceTerm.field == SNAPSHOT_POLICY_ID, ResourceTerm.value == str(policy.uid))
+    pks = with_term(policy.project, "snapshots", "global", SNAPSHOT_POLICY_ID, str(policy.uid))
     return list(session.scalars(select(Resource).where(Resource.pk.in_(pks)).order_by(Resource.pk)))
 
 
