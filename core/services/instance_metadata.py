@@ -26,7 +26,7 @@ from core.models import GuestAttribute, Principal, Project, Resource, ResourceRe
 from core.prepared import Prepared
 from core.resources import store
 from core.services import addresses, guest_attributes, projects
-from core.systemvms.guests import instances_using
+from core.systemvms.guests import instances_holding
 
 Sessions = sessionmaker[Session]
 
@@ -125,19 +125,11 @@ def instance_at(session: Session, network_url: str, ip: str) -> tuple[str, str, 
         if address not in ipaddress.ip_network(body.get("ipCidrRange", "0.0.0.0/32")):
             continue
         owner = addresses.holder(session, addresses.subnet_pool(subnet), ip)
-        for row in _instances_of(session, owner):
+        for row in instances_holding(session, owner):
             if any(nic.get("network") == network_url and nic.get("networkIP") == ip
                    for nic in store.body_of(row).get("networkInterfaces", [])):
                 return row.project, row.scope.split("/", 1)[1], row.name
     return None
-
-
-def _instances_of(session: Session, owner: Resource | None) -> list[Resource]:
-    """The holder of an address if it is an instance; the instances among its users if it is a
-    static address (none otherwise: a forwarding rule's, or no one's)."""
-    if owner is None or owner.collection not in ("instances", "addresses"):
-        return []
-    return [owner] if owner.collection == "instances" else instances_using(session, owner)
 
 
 def _nic(session: Session, project: str, nic: dict[str, Any]) -> NicView:

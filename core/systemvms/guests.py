@@ -142,17 +142,19 @@ def network_instances(session: Session, network_url: str, region: str | None = N
     if ref is None or ref.collection != "networks":
         return []
     rows: dict[int, Resource] = {}
-    static: list[Resource] = []
     for subnet, _ in store.on_network(session, "subnetworks", network_url, project=ref.project, region=region):
         for found in _HOLDERS.in_session(session, {"pool": ipam.subnet_pool(subnet.uid)}):
-            row = read_only(Resource, found)
-            if row.collection == "instances":
-                rows[row.pk] = row
-            elif row.collection == "addresses":
-                static.append(row)
-    for address in static:
-        rows.update((row.pk, row) for row in instances_using(session, address))
+            rows.update((row.pk, row) for row in instances_holding(session, read_only(Resource, found)))
     return [rows[pk] for pk in sorted(rows)]
+
+
+def instances_holding(session: Session, holder: Resource | None) -> list[Resource]:
+    """The instances a holder of a subnetwork's address stands for: itself if it is an instance,
+    the instances among its users if it is a static internal address, none otherwise (a
+    forwarding rule's address, or no one's)."""
+    if holder is None or holder.collection not in ("instances", "addresses"):
+        return []
+    return [holder] if holder.collection == "instances" else instances_using(session, holder)
 
 
 def instances_using(session: Session, address: Resource) -> list[Resource]:
