@@ -7,11 +7,13 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from typing import Any
 
 import requests
 
@@ -186,6 +188,17 @@ def cpu_seconds(pids: list[int]) -> float:
 def load_average() -> list[float]:
     """The machine's 1, 5 and 15 minute load averages (two cores shared with other work)."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def by_size(times: dict[int, list[float]], unit: str = "ms", digits: int = 3) -> dict[str, Any]:
+    """A growth bench's summary of one read: each size's median of the rounds with their spread
+    (``median_<unit>``, ``min``, ``max``), and ``ratio``, the largest size's median over the smallest's
+    (sizes in the order given)."""
+    sizes = list(times)
+    out: dict[str, Any] = {str(size): {f"median_{unit}": round(statistics.median(v), digits), "min": round(min(v), digits),
+                                       "max": round(max(v), digits)} for size, v in times.items()}
+    out["ratio"] = round(statistics.median(times[sizes[-1]]) / statistics.median(times[sizes[0]]), 2)
+    return out
 
 
 def write_result(name: str, result: dict) -> str:

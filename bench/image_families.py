@@ -20,7 +20,6 @@ Usage: ``python3 -m bench.image_families [--same-family] [SIZE ...]`` (default 0
 from __future__ import annotations
 
 import itertools
-import statistics
 import sys
 import time
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import update
 
-from bench.harness import write_result
+from bench.harness import by_size, write_result
 from bench.inprocess import app_client
 from core.db import write_session
 from core.models import Project
@@ -88,11 +87,7 @@ def main(sizes: list[int], same_family: bool) -> None:
                 for _ in range(PER_ROUND):
                     read(client, headers, next(serial))
                 times[label][size].append((time.perf_counter() - t0) / PER_ROUND * 1e3)
-    result: dict[str, Any] = {}
-    for label, by_size in times.items():
-        result[label] = {str(size): {"median_ms": round(statistics.median(v), 2), "min": round(min(v), 2),
-                                     "max": round(max(v), 2)} for size, v in by_size.items()}
-        result[label]["ratio"] = round(statistics.median(by_size[sizes[-1]]) / statistics.median(by_size[sizes[0]]), 2)
+    result = {label: by_size(per_size, digits=2) for label, per_size in times.items()}
     write_result("image_families", {"sizes": sizes, "images_added": "to debian-12" if same_family else
                                      "to other families", "rounds": ROUNDS, "requests_per_round": PER_ROUND,
                                      "reads": result})

@@ -16,7 +16,6 @@ Usage: ``python3 -m bench.metadata_source [SIZE ...]`` (default 1000 10000); wri
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import orjson
 from sqlalchemy import update
 
-from bench.harness import write_result
+from bench.harness import by_size, write_result
 from bench.inprocess import app_client
 from core.db import write_session
 from core.models import Project
@@ -81,11 +80,8 @@ def main(sizes: list[int]) -> None:
     for r in range(ROUNDS):
         for size in (sizes if r % 2 == 0 else sizes[::-1]):
             times[size].append(_timed(*clouds[size]))
-    result: dict[str, Any] = {str(size): {"median_us": round(statistics.median(v), 1), "min": round(min(v), 1),
-                                          "max": round(max(v), 1)} for size, v in times.items()}
-    result["ratio"] = round(statistics.median(times[sizes[-1]]) / statistics.median(times[sizes[0]]), 2)
     write_result("metadata_source", {"sizes": sizes, "rounds": ROUNDS, "lookups_per_round": LOOKUPS,
-                                     "instance_at": result})
+                                     "instance_at": by_size(times, unit="us", digits=1)})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Usage: ``python3 -m bench.network_instances [SIZE ...]`` (default 1000 10000); w
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import update
 
-from bench.harness import write_result
+from bench.harness import by_size, write_result
 from bench.metadata_source import UNLIMITED, _cloud
 from core.db import write_session
 from core.models import Project
@@ -70,11 +69,7 @@ def main(sizes: list[int]) -> None:
         for size in (sizes if r % 2 == 0 else sizes[::-1]):
             for label, region in reads.items():
                 times[label][size].append(_timed(data[size], region))
-    result: dict[str, Any] = {}
-    for label, by_size in times.items():
-        result[label] = {str(size): {"median_ms": round(statistics.median(v), 3), "min": round(min(v), 3),
-                                     "max": round(max(v), 3)} for size, v in by_size.items()}
-        result[label]["ratio"] = round(statistics.median(by_size[sizes[-1]]) / statistics.median(by_size[sizes[0]]), 2)
+    result = {label: by_size(per_size, digits=3) for label, per_size in times.items()}
     write_result("network_instances", {"sizes": sizes, "small_network_instances": SMALL, "rounds": ROUNDS,
                                        "reads_per_round": READS, "reads": result})
 

@@ -16,14 +16,13 @@ Usage: ``python3 -m bench.operation_lists [SIZE ...]`` (default 1000 100000); wr
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from typing import Any
 
 from sqlalchemy import insert
 
-from bench.harness import write_result
+from bench.harness import by_size, write_result
 from bench.inprocess import app_client
 from core.models import Operation
 
@@ -83,11 +82,7 @@ def main(sizes: list[int]) -> None:
             client, headers = servers[size]
             for label, query in READS:
                 times[label][size].append(_timed(client, headers, query))
-    result: dict[str, Any] = {}
-    for label, by_size in times.items():
-        result[label] = {str(size): {"median_ms": round(statistics.median(v), 2), "min": round(min(v), 2),
-                                     "max": round(max(v), 2)} for size, v in by_size.items()}
-        result[label]["ratio"] = round(statistics.median(by_size[sizes[-1]]) / statistics.median(by_size[sizes[0]]), 2)
+    result = {label: by_size(per_size, digits=2) for label, per_size in times.items()}
     write_result("operation_lists", {"sizes": sizes, "rounds": ROUNDS, "requests_per_round": PER_ROUND,
                                      "unfinished": {"RUNNING": RUNNING, "PENDING": PENDING}, "reads": result})
 

@@ -17,12 +17,11 @@ Usage: ``python3 -m bench.policy_rounds [SIZE ...]`` (default 1000 10000); write
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from typing import Any
 
-from bench.harness import write_result
+from bench.harness import by_size, write_result
 from bench.metadata_source import PROJECT, ZONE, _cloud
 from core.db import write_session
 from core.resources import store
@@ -71,11 +70,8 @@ def main(sizes: list[int]) -> None:
     for r in range(ROUNDS):
         for size in (sizes if r % 2 == 0 else sizes[::-1]):
             times[size].append(_timed(data[size]))
-    result: dict[str, Any] = {str(size): {"median_ms": round(statistics.median(v), 3), "min": round(min(v), 3),
-                                          "max": round(max(v), 3)} for size, v in times.items()}
-    result["ratio"] = round(statistics.median(times[sizes[-1]]) / statistics.median(times[sizes[0]]), 2)
     write_result("policy_rounds", {"sizes": sizes, "followers": FOLLOWERS, "rounds": ROUNDS,
-                                   "scheduler_rounds_per_round": RUNS, "round_ms": result})
+                                   "scheduler_rounds_per_round": RUNS, "round_ms": by_size(times)})
 
 
 if __name__ == "__main__":
