@@ -12,22 +12,18 @@ import pytest
 
 from core.resources import store
 from core.resources.context import Call
-from core.services import addresses, instances, topology
+from core.services import addresses
 from core.services.instance_metadata import instance_at
+from tests.helpers.core import new_instance
 from tests.helpers.databases import sqlite_reads
 
 PROJECT, ZONE, REGION = "demo-project", "us-central1-a", "us-central1"
 NETWORK = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/default"
-IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 
 
 def _instance(session, **nic) -> tuple[str, str]:
     """A new instance on the default network (its NIC's fields ``nic``): its name and address."""
-    name = f"md-{uuid.uuid4().hex[:8]}"
-    body = {"name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
-            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
-            "networkInterfaces": [{"network": "global/networks/default", **nic}]}
-    instances.insert(Call(session, PROJECT, "test"), topology.zone(session, PROJECT, ZONE), body)
+    name = new_instance(session, zone=ZONE, prefix="md", nic=nic)
     found = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))
     return name, found["networkInterfaces"][0]["networkIP"]
 

@@ -12,23 +12,17 @@ import pytest
 
 from core.resources import store
 from core.resources.context import Call
-from core.services import addresses, instances, seed, topology
+from core.services import addresses, seed
 from core.systemvms.guests import network_instances
+from tests.helpers.core import new_instance
 from tests.helpers.databases import sqlite_reads
 
 PROJECT = "demo-project"
 NETWORK = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/default"
-IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 
 
 def _instance(session, project: str = PROJECT, zone: str = "us-central1-a", **nic) -> str:
-    name = f"net-{uuid.uuid4().hex[:8]}"
-    body = {"name": name, "machineType": f"zones/{zone}/machineTypes/e2-micro",
-            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
-            "networkInterfaces": [{"network": "global/networks/default", **nic}]}
-    instances.insert(Call(session, project, "test"), topology.zone(session, project, zone), body)
-    session.flush()
-    return name
+    return new_instance(session, project=project, zone=zone, prefix="net", nic=nic)
 
 
 def _names(rows) -> set[str]:

@@ -14,14 +14,14 @@ import pytest
 
 from core.resources import store
 from core.resources.context import Call
-from core.services import disks, instances, region_disks, resource_policies, topology
+from core.services import disks, region_disks, resource_policies, topology
 from core.services.resource_policies.policies import COLLECTION, followers
 from core.services.resource_policies.scheduler import policy_snapshots
+from tests.helpers.core import new_instance
 from tests.helpers.databases import sqlite_reads
 
 PROJECT = "demo-project"
 REGION = "us-central1"
-IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 SCHEDULE = {"schedule": {"dailySchedule": {"daysInCycle": 1, "startTime": "04:00"}},
             "retentionPolicy": {"maxRetentionDays": 3}}
 
@@ -47,13 +47,7 @@ def _disk(session, zone: str, *policies: str) -> str:
 
 
 def _instance(session, zone: str, *policies: str) -> str:
-    name = f"vm-{uuid.uuid4().hex[:8]}"
-    instances.insert(_call(session), topology.zone(session, PROJECT, zone), {
-        "name": name, "machineType": f"zones/{zone}/machineTypes/e2-micro",
-        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
-        "networkInterfaces": [{"network": "global/networks/default"}], "resourcePolicies": list(policies)})
-    session.flush()
-    return name
+    return new_instance(session, zone=zone, resourcePolicies=list(policies))
 
 
 def _named(rows) -> list[tuple[str, str]]:
