@@ -159,10 +159,10 @@ class ClusterRow:
 
 def clusters(session: Session) -> list[ClusterRow]:
     """Every cluster by zone and name, with its number of hosts."""
-    counted = session.execute(select(Host.cluster_id, func.count(Host.id)).group_by(Host.cluster_id)).tuples()
+    counted = session.execute(select(Host.cluster_id, func.count(Host.id)).group_by(Host.cluster_id))
     counts = {cluster_id: n for cluster_id, n in counted}  # dict() would take the Result for a mapping
     rows = session.execute(select(Cluster, Zone).join(Zone, Cluster.zone_id == Zone.id).order_by(Zone.name, Cluster.name))
-    return [ClusterRow(c, z, counts.get(c.id, 0)) for c, z in rows.tuples()]
+    return [ClusterRow(c, z, counts.get(c.id, 0)) for c, z in rows]
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class HostRow:
 def hosts(session: Session) -> list[HostRow]:
     """Every host by zone and name, with the CPUs and memory its VMs hold."""
     rows = list(session.execute(select(Host, Cluster, Zone).join(Cluster, Host.cluster_id == Cluster.id)
-                                .join(Zone, Host.zone_id == Zone.id).order_by(Zone.name, Host.name)).tuples())
+                                .join(Zone, Host.zone_id == Zone.id).order_by(Zone.name, Host.name)))
     usage = host_usage(session, [h.id for h, _, _ in rows])
     return [HostRow(h, c, z, *usage.get(h.id, (0, 0))) for h, c, z in rows]
 

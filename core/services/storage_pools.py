@@ -37,9 +37,9 @@ def pools(session: Session) -> list[PoolRow]:
     planner's counters, kept by the database's triggers)."""
     usage = {holder_id: (count, size_gb) for holder_id, count, size_gb in session.execute(
         select(CapacityUsage.holder_id, CapacityUsage.count, CapacityUsage.size_gb)
-        .where(CapacityUsage.holder == "pool")).tuples()}
+        .where(CapacityUsage.holder == "pool"))}
     rows = session.execute(select(StoragePool, Zone).join(Zone, StoragePool.zone_id == Zone.id)
-                           .order_by(Zone.name, StoragePool.name)).tuples()
+                           .order_by(Zone.name, StoragePool.name))
     return [PoolRow(p, z, int(usage.get(p.id, (0, 0))[0] or 0), int(usage.get(p.id, (0, 0))[1] or 0))
             for p, z in rows]
 

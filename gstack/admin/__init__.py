@@ -20,13 +20,21 @@ def settings(data_dir: str | None) -> Settings:
 
 
 def factory(data_dir: str | None):
-    """Sessions on the configured database, with its schema and the demo cloud in place."""
+    """Sessions on the configured database, with its schema and the demo cloud in place.
+
+    The engine's connections close when the command ends (its click context closes), not when the
+    process does: a caller that runs commands in its own process (the test suite, hundreds of
+    them) keeps no PostgreSQL connection or SQLite file open per command."""
     config = settings(data_dir)
     secure_data_dir(config.data_dir, config.database_url)
     try:
-        return open_database(config.database_url)
+        made = open_database(config.database_url)
     except SchemaNotCurrent as exc:
         fail(str(exc))
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(made.kw["bind"].dispose)
+    return made
 
 
 def fail(message: str) -> NoReturn:
