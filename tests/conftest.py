@@ -28,10 +28,6 @@ PG_ADMIN_DSN = os.environ.get("GSTACK_TEST_PG", "postgresql://root@127.0.0.1:543
 PROJECT = "demo-project"
 ZONE = "us-central1-a"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
-# The short scope names ``gstack admin token --scope`` takes (gstack/admin/credentials.py).
-SCOPE_NAMES = {"compute": "https://www.googleapis.com/auth/compute",
-               "compute.readonly": "https://www.googleapis.com/auth/compute.readonly",
-               "cloud-platform": CLOUD_PLATFORM}
 # Every server a test starts, in a subprocess or in this process, checks each compute API response
 # against the discovery document (gstack/gce/contract.py): a violation fails the test that got it.
 os.environ.setdefault("GSTACK_CHECK_RESPONSES", "1")
@@ -170,10 +166,12 @@ class Server:
         names as ``gstack admin token`` takes them, or URLs; cloud-platform by default).
 
         For the default project it is minted as its clients mint one: google-auth signs a JWT with
-        the account's key file and trades it at the server's ``/token``, ~50 ms. Another project's
-        comes from ``gstack admin token``, a process of its own: ~1.5 s of CPU, which the suite
-        paid at every one of its hundreds of calls when every token came that way."""
-        wanted = [SCOPE_NAMES.get(s, s) for s in scopes or ("cloud-platform",)]
+        the account's key file and trades it at the server's ``/token``. Another project's, whose
+        key file no test holds, comes from ``gstack admin token``. (Every token came from a
+        ``gstack admin token`` process once: ~1.5 s of CPU each, hundreds of times a run.)"""
+        from gstack.admin.credentials import SCOPES
+
+        wanted = [SCOPES.get(s, s) for s in scopes or ("cloud-platform",)]
         if project != PROJECT:
             args = ["token", "--project", project]
             for s in wanted:
