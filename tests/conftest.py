@@ -141,22 +141,26 @@ class Server:
         except OSError:
             return ""
 
-    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, stdin: str | None = None):
         """``gstack admin ARGS`` on this server's data directory, run in this process by click's
         test runner: the commands' own code on the server's database without the ~1.2 s of CPU a
-        new interpreter costs (the suite runs hundreds; tests/auth/conftest.py's ``admin`` and the
-        CLI's own tests run it as a process). Answers as ``subprocess.run`` would."""
+        new interpreter costs (the suite runs hundreds; tests/auth/conftest.py's ``admin`` runs it
+        as a process, as operators do). Click's Result (exit_code, stdout, stderr, exception)."""
         from click.testing import CliRunner
 
         from gstack.cli import main
 
-        command = ["admin", *args, "--data-dir", self.data_dir]
         env = {"GSTACK_DATA_DIR": self.data_dir, "GSTACK_DATABASE_URL": self.database_url, **self.env_extra}
-        result = CliRunner().invoke(main, command, env=env)
+        return CliRunner().invoke(main, ["admin", *args, "--data-dir", self.data_dir], input=stdin, env=env)
+
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """:meth:`cli`, answered as ``subprocess.run`` would (the traceback of an unexpected
+        exception on stderr)."""
+        result = self.cli(*args)
         stderr = result.stderr
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             stderr += "".join(traceback.format_exception(result.exception))
-        done = subprocess.CompletedProcess(["gstack", *command], result.exit_code, result.stdout, stderr)
+        done = subprocess.CompletedProcess(["gstack", "admin", *args], result.exit_code, result.stdout, stderr)
         if check:
             done.check_returncode()
         return done

@@ -22,14 +22,8 @@ def admin(server: Server, *args: str, stdin: str | None = None, check: bool = Tr
 
 
 def cli(server: Server, *args: str, stdin: str | None = None):
-    """``gstack admin ...`` run in this process by click's test runner: the same commands on the server's
-    database, without the second a new interpreter costs. Returns click's Result (exit_code, stdout, stderr)."""
-    from click.testing import CliRunner
-
-    from gstack.cli import main
-
-    env = {"GSTACK_DATABASE_URL": server.database_url, "GSTACK_DATA_DIR": server.data_dir}
-    return CliRunner().invoke(main, ["admin", *args, "--data-dir", server.data_dir], input=stdin, env=env)
+    """``gstack admin ...`` run in this process (:meth:`tests.conftest.Server.cli`): click's Result."""
+    return server.cli(*args, stdin=stdin)
 
 
 @dataclass(frozen=True)
