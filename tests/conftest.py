@@ -255,13 +255,27 @@ def make_server(backend: str, **env_extra) -> tuple[Server, Callable[[], None]]:
     def cleanup() -> None:
         server.stop()
         violations = server.contract_violations()
+        strays = _stray_instance_links(server)
         if cleanup_db:
             drop_pg_database(cleanup_db)
         shutil.rmtree(data_dir, ignore_errors=True)
         if violations:
             pytest.fail("responses broke the compute v1 discovery contract:\n" + violations, pytrace=False)
+        if strays:
+            pytest.fail("instance links a rename would miss (core.services.instances.updates.link_holders):\n"
+                        + strays, pytrace=False)
 
     return server, cleanup
+
+
+def _stray_instance_links(server: Server) -> str:
+    from tests.helpers.links import stray_instance_links
+
+    engine = server.engine()
+    try:
+        return stray_instance_links(engine)
+    finally:
+        engine.dispose()
 
 
 BACKENDS = ["sqlite", "postgresql"]

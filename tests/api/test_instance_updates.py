@@ -12,12 +12,13 @@ from tests.conftest import PROJECT, ZONE, unique, wait_op
 from tests.helpers.compute import expect_error, link
 
 FAMILY = "projects/debian-cloud/global/images/family/debian-12"
+REGION = "us-central1"
 
 
-def _create(gce, name: str) -> dict:
+def _create(gce, name: str, **nic) -> dict:
     body = {"name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
             "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": FAMILY}}],
-            "networkInterfaces": [{"network": "global/networks/default"}]}
+            "networkInterfaces": [{"network": "global/networks/default", **nic}]}
     op = wait_op(gce, gce.instances().insert(project=PROJECT, zone=ZONE, body=body).execute())
     assert "error" not in op, op
     return _get(gce, name)
@@ -78,6 +79,56 @@ def test_set_name_renames_a_stopped_instance_and_its_links(server, gce):
     assert _get(gce, new)["status"] == "RUNNING"
     for vm_name in (new, other):
         wait_op(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=vm_name).execute())
+
+
+def _done(gce, request) -> None:
+    done = wait_op(gce, request.execute())
+    assert done["status"] == "DONE" and "error" not in done, done
+
+
+def test_set_name_moves_every_link_other_resources_hold(server, gce):
+    """Each kind of resource that holds an instance's link (core.services.instances.updates.
+    link_holders, and its disks) holds the new one after the rename, and nothing else changed."""
+    name, new, data = unique("held"), unique("moved"), unique("data")
+    ext, internal, pool, route, image = (unique(p) for p in ("ext", "int", "pool", "route", "mi"))
+    _done(gce, gce.addresses().insert(project=PROJECT, region=REGION, body={"name": ext}))
+    _done(gce, gce.addresses().insert(project=PROJECT, region=REGION, body={
+        "name": internal, "addressType": "INTERNAL", "subnetwork": f"regions/{REGION}/subnetworks/default"}))
+    ip = {a: gce.addresses().get(project=PROJECT, region=REGION, address=a).execute()["address"] for a in (ext, internal)}
+    vm = _create(gce, name, networkIP=ip[internal],
+                 accessConfigs=[{"name": "External NAT", "type": "ONE_TO_ONE_NAT", "natIP": ip[ext]}])
+    _done(gce, gce.disks().insert(project=PROJECT, zone=ZONE, body={"name": data, "sizeGb": "10"}))
+    _act(gce, "attachDisk", name, body={"source": f"zones/{ZONE}/disks/{data}"})
+    _done(gce, gce.targetPools().insert(project=PROJECT, region=REGION, body={"name": pool, "instances": [vm["selfLink"]]}))
+    _done(gce, gce.routes().insert(project=PROJECT, body={
+        "name": route, "network": "global/networks/default", "destRange": "192.168.77.0/24",
+        "nextHopInstance": vm["selfLink"]}))
+    _done(gce, gce.machineImages().insert(project=PROJECT, body={"name": image, "sourceInstance": vm["selfLink"]}))
+    _act(gce, "stop", name)
+
+    def holders() -> dict:
+        return {"boot": gce.disks().get(project=PROJECT, zone=ZONE, disk=name).execute()["users"],
+                "data": gce.disks().get(project=PROJECT, zone=ZONE, disk=data).execute()["users"],
+                **{a: gce.addresses().get(project=PROJECT, region=REGION, address=a).execute()["users"]
+                   for a in (ext, internal)},
+                "pool": gce.targetPools().get(project=PROJECT, region=REGION, targetPool=pool).execute()["instances"],
+                "route": [gce.routes().get(project=PROJECT, route=route).execute()["nextHopInstance"]],
+                "image": [gce.machineImages().get(project=PROJECT, machineImage=image).execute()["sourceInstance"]]}
+
+    assert holders() == dict.fromkeys(holders(), [vm["selfLink"]])
+    _act(gce, "setName", name, body={"name": new, "currentName": name})
+    renamed = _get(gce, new)
+    assert renamed["selfLink"] == link(server, f"projects/{PROJECT}/zones/{ZONE}/instances/{new}")
+    assert holders() == dict.fromkeys(holders(), [renamed["selfLink"]])
+    assert renamed["networkInterfaces"][0]["networkIP"] == ip[internal]
+    assert renamed["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == ip[ext]
+    _done(gce, gce.routes().delete(project=PROJECT, route=route))
+    _done(gce, gce.targetPools().delete(project=PROJECT, region=REGION, targetPool=pool))
+    _done(gce, gce.machineImages().delete(project=PROJECT, machineImage=image))
+    _done(gce, gce.instances().delete(project=PROJECT, zone=ZONE, instance=new))
+    _done(gce, gce.disks().delete(project=PROJECT, zone=ZONE, disk=data))
+    for address in (ext, internal):
+        _done(gce, gce.addresses().delete(project=PROJECT, region=REGION, address=address))
 
 
 # -- CPU platform, accelerators, Shielded VM ------------------------------------------------------

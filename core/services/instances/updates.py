@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import AlreadyExists, ConditionNotMet, Invalid, NotFound
@@ -23,6 +23,7 @@ from core.services import accelerator_types, projects
 from core.services import guest_attributes as guest_attributes_store
 from core.services.instances import spec, states
 from core.services.instances.rows import (
+    attached_rows,
     find,
     instance_path,
     instance_url,
@@ -122,8 +123,9 @@ def update_shielded_instance_config(call: Call, zone: ZoneInfo, name: str, body:
 
 def set_name(call: Call, zone: ZoneInfo, name: str, body: dict[str, Any]) -> Operation:
     """Rename a stopped instance. Its id stays; every link to it other resources hold (disks' and
-    addresses' ``users``, target pools, routes) follows, and so does a hostname derived from the
-    name. Auto-named resources (the boot disk) keep their names, as in GCE."""
+    addresses' ``users``, target pools, routes, machine images: :func:`link_holders`) follows, and so
+    does a hostname derived from the name. Auto-named resources (the boot disk) keep their names, as
+    in GCE."""
     res = locked(call, zone, name)
     new = store.validate_name(body.get("name"), "name")
     states.move(res, "setName", field="name", value=new)
@@ -140,7 +142,7 @@ def set_name(call: Call, zone: ZoneInfo, name: str, body: dict[str, Any]) -> Ope
     if inst.get("hostname") == old_host:
         inst["hostname"] = _default_hostname(call, zone, new)
     save(res, inst)
-    _relink(call, res, old_url, instance_url(res))
+    _relink(call, res, zone, old_url, instance_url(res))
     sync_routers(call.session, res)  # DHCP and DNS answer with the new name
     return operation(call, res, "setName")
 
@@ -163,11 +165,28 @@ def _claim(call: Call, res: Resource, new: str) -> None:
         raise taken from None
 
 
-def _relink(call: Call, res: Resource, old: str, new: str) -> None:
-    """Point every stored link to the instance at its new URL (rows locked, in uid order)."""
-    query = (select(Resource).where(Resource.body.contains(f'"{old}"', autoescape=True), Resource.uid != res.uid)
+def link_holders(region: str) -> list[tuple[str, str]]:
+    """Where resources other than its disks may hold a link to an instance of ``region``, as
+    (collection, scope): a static address's ``users`` (external or internal, of the instance's
+    region), a target pool's ``instances`` (pools take the instances of their region), a route's
+    ``nextHopInstance``, a machine image's ``sourceInstance``. Any project's: a pool or route may
+    name another project's instance. Its disks' ``users`` are the disks its body lists.
+
+    A rename reads these and no other: a test over every body in the cloud cost as much as the cloud
+    (a LIKE over 100,000 instances' bodies for each rename). tests/conftest.py checks, on every test
+    server it stops, that no body of any other collection holds an instance's link."""
+    return [("addresses", f"regions/{region}"), ("targetPools", f"regions/{region}"), ("routes", "global"),
+            ("machineImages", "global")]
+
+
+def _relink(call: Call, res: Resource, zone: ZoneInfo, old: str, new: str) -> None:
+    """Point every stored link to the instance at its new URL: its disks' (locked as attaching
+    does), then the other holders' (locked in uid order), each walked by its collection and scope."""
+    holders = or_(*(and_(Resource.collection == collection, Resource.scope == scope)
+                    for collection, scope in link_holders(zone.region.name)))
+    query = (select(Resource).where(holders, Resource.body.contains(f'"{old}"', autoescape=True))
              .order_by(Resource.uid).with_for_update())
-    for row in call.session.scalars(query):
+    for row in [*attached_rows(call.session, res), *call.session.scalars(query)]:
         body = store.body_of(row)
         store.save(row, _replaced(body, old, new))
 
