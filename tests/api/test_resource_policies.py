@@ -12,9 +12,14 @@ during a test.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 
+from sqlalchemy import select
+
+from core.models import Resource
+from core.services.resource_policies.policies import STATE
 from tests.conftest import PROJECT, ZONE, unique, wait_op
 from tests.helpers.compute import disk_link, expect_error, link, make_disk
 
@@ -51,6 +56,19 @@ def next_at(hour: int, minute: int = 1) -> dt.datetime:
 def run_at(server, at: dt.datetime) -> list[str]:
     out = server.admin("resource-policies", "run", "--at", at.isoformat().replace("+00:00", "Z")).stdout
     return [line for line in out.splitlines() if line]
+
+
+def taken(server, name: str) -> set[str]:
+    """The ids of the policy's snapshots whose round's instant its private state records (rounds run
+    ``--at`` a time other than the wall clock: retention ages those snapshots from it)."""
+    engine = server.engine()
+    try:
+        with engine.connect() as conn:
+            body = conn.scalar(select(Resource.body).where(
+                Resource.project == PROJECT, Resource.collection == STATE, Resource.name == name))
+    finally:
+        engine.dispose()
+    return set(json.loads(body).get("taken", {}))
 
 
 def scheduled_snapshots(gce, policy: dict) -> list[dict]:
@@ -130,7 +148,11 @@ def test_snapshot_schedule_snapshots_and_retains(server, gce):
         "resourcePolicies": [policy_link(server, name)]}).execute())
     assert "resourcePolicies" not in gce.disks().get(project=PROJECT, zone=ZONE, disk=disk["name"]).execute()
     run_at(server, first_at + dt.timedelta(days=4))  # not followed any more: no snapshot, retention goes on
-    assert len(scheduled_snapshots(gce, policy)) == 1
+    left = scheduled_snapshots(gce, policy)
+    assert len(left) == 1 and taken(server, name) == {left[0]["id"]}  # the deleted ones' instants went too
+    wait_op(gce, gce.snapshots().delete(project=PROJECT, snapshot=left[0]["name"]).execute())
+    run_at(server, first_at + dt.timedelta(days=5))  # its owner deleted the last one: nothing left to age
+    assert scheduled_snapshots(gce, policy) == [] and taken(server, name) == set()
     op = gce.resourcePolicies().delete(project=PROJECT, region=REGION, resourcePolicy=name).execute()
     assert op["operationType"] == "delete" and op["status"] == "DONE"
     expect_error(gce.resourcePolicies().get(project=PROJECT, region=REGION, resourcePolicy=name), 404, "notFound",

@@ -52,6 +52,8 @@ log = logging.getLogger("gstack.core")
 
 SYSTEM_USER = "system"
 _SUFFIX = string.ascii_lowercase + string.digits
+# A round run within this of the wall clock records no instant for its snapshots: their creation is it.
+_ON_TIME = 60.0
 _POLICIES = select(Resource.uid).where(Resource.collection == COLLECTION).order_by(Resource.pk)
 
 
@@ -107,7 +109,8 @@ def _snapshot_round(session: Session, policy: Resource, now: float) -> list[str]
             actions.append(f"{vpc.path(policy)}: no snapshot of {vpc.path(disk)}: {exc.message}")
             continue
         targets[str(disk.uid)] = now
-        taken[str(orjson.loads(op.params)["uid"])] = now
+        if abs(now - time.time()) > _ON_TIME:
+            taken[str(orjson.loads(op.params)["uid"])] = now
         actions.append(f"{vpc.path(policy)}: snapshot {name} of {vpc.path(disk)}")
     following = {str(d.uid) for d in disks}
     state["targets"] = {uid: at for uid, at in targets.items() if uid in following}
@@ -124,16 +127,21 @@ def policy_snapshots(session: Session, policy: Resource) -> list[Resource]:
 
 
 def _retention(session: Session, policy: Resource, body: Body, taken: dict[str, float], now: float) -> list[str]:
-    """Delete the policy's snapshots older than its retention. A snapshot's age counts from the instant
-    the round that took it ran as (``taken``, kept in the policy's state), so rounds run ``--at`` a
-    later time age them as the wall clock would; one made otherwise counts from its creation."""
+    """Delete the policy's snapshots older than its retention. A snapshot's age counts from its
+    creation, or from the instant the round that took it ran as when that was not the wall clock
+    (``taken``, kept in the policy's state), so rounds run ``--at`` a later time age them as the
+    wall clock would. ``taken`` keeps only the policy's snapshots that still exist: the state is
+    written every round, and a map of every snapshot ever taken made each round cost more."""
     retention = body.get("retentionPolicy")
     if not retention:
         return []
+    kept = policy_snapshots(session, policy)
+    for uid in taken.keys() - {str(snap.uid) for snap in kept}:
+        del taken[uid]
     keep_orphans = retention.get("onSourceDiskDelete", "KEEP_AUTO_SNAPSHOTS") == "KEEP_AUTO_SNAPSHOTS"
     oldest = now - int(retention["maxRetentionDays"]) * timing.DAY
     actions: list[str] = []
-    for snap in policy_snapshots(session, policy):
+    for snap in kept:
         if taken.get(str(snap.uid), snap.created) >= oldest:
             continue
         source_id = store.body_of(snap).get("sourceDiskId")
