@@ -52,6 +52,7 @@ from core.jobs.handlers import (
     ending,
     job,
 )
+from core.jobs.watch import CommitWatch
 from core.models import Operation
 from core.prepared import Prepared, json_ids
 
@@ -62,9 +63,9 @@ log = logging.getLogger("gstack.jobs")
 
 MAX_ATTEMPTS = 5
 NEW_CHANNEL = "gstack_jobs_new"
-# SQLite has no NOTIFY: a process looks this often whether another connection committed (PRAGMA
-# data_version), to pick up jobs and completions written by other processes.
-WATCH_INTERVAL = 0.05
+# SQLite has no NOTIFY: a process looks whether another connection committed (PRAGMA data_version,
+# see .watch), to pick up jobs and completions written by other processes; it wakes every waiter for
+# those at most this often.
 DONE_SWEEP = 0.25
 # A worker started beyond the engine's standing ``workers`` (the pool grew under load) retires
 # after this long without a job.
@@ -115,6 +116,7 @@ class JobEngine:
         self._waiters: dict[int, set[threading.Event]] = {}  # Operation -> the waits on it in this process
         self._waiters_lock = threading.Lock()
         self._swept = 0.0  # when the SQLite watch last woke every waiter (see _watch_loop)
+        self._commits: CommitWatch | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._spares: list[threading.Thread] = []
@@ -152,6 +154,8 @@ class JobEngine:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self._commits is not None:
+            self._commits.interrupt()
         with self._wake:
             self._wake.notify_all()
         for t in [*self._threads, *self._spares]:
@@ -541,29 +545,16 @@ class JobEngine:
                 self._stop.wait(1.0)
 
     def _watch_loop(self) -> None:
-        """SQLite: every ``WATCH_INTERVAL``, whether any other connection (of this process or another)
-        committed; if so, wake a worker and the waiters. In one process the kicks are redundant but
-        bounded: at most one per interval, however many commits it saw. A process that runs jobs
-        wakes its own waiters as its jobs end, and every waiter (for jobs a ``gstack worker`` ended)
-        at most every ``DONE_SWEEP`` seconds, so that waiters do not all re-read at every commit."""
-        conn = None
+        """SQLite: at each look of the commit watch (:mod:`.watch`: every 50 ms while the database
+        is busy), whether any other connection (of this process or another) committed; if so, wake a
+        worker and the waiters. In one process the kicks are redundant but bounded: at most one per
+        look, however many commits it saw. A process that runs jobs wakes its own waiters as its jobs
+        end, and every waiter (for jobs a ``gstack worker`` ended) at most every ``DONE_SWEEP``
+        seconds, so that waiters do not all re-read at every commit."""
+        self._commits = CommitWatch(self.factory.kw["bind"], self._stop)
         seen = None
         unswept = False  # commits seen whose waiters were not woken yet
-        while not self._stop.wait(WATCH_INTERVAL):
-            try:
-                if conn is None:
-                    conn = self.factory.kw["bind"].raw_connection()
-                cursor = conn.cursor()
-                cursor.execute("PRAGMA data_version")
-                version = cursor.fetchone()[0]
-                cursor.close()
-            except Exception:
-                log.exception("watching the database for commits failed; retrying")
-                if conn is not None:
-                    conn.invalidate()
-                conn = None
-                self._stop.wait(1.0)
-                continue
+        for version in self._commits.looks():
             unswept = unswept or version != seen  # the first look, too: what was committed before it went unseen
             now = time.monotonic()
             sweep = unswept and (not self._working or now - self._swept >= DONE_SWEEP)
@@ -572,8 +563,6 @@ class JobEngine:
             if sweep:
                 self._swept, unswept = now, False
             seen = version
-        if conn is not None:
-            conn.close()
 
     def _heartbeat_loop(self) -> None:
         """Extend the leases of running jobs: a lease that lapses lets another worker take the job over."""
