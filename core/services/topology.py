@@ -65,15 +65,23 @@ class _ZoneCache:
         self._lock = threading.Lock()
 
     def get(self, session: Session, name: str) -> ZoneInfo | None:
+        return self._zones(session).get(name)
+
+    def in_region(self, session: Session, region: str) -> list[ZoneInfo]:
+        return [z for z in self._zones(session).values() if z.region.name == region]
+
+    def _zones(self, session: Session) -> dict[str, ZoneInfo]:
+        """Every zone by name, in name order."""
         engine = session.get_bind().engine
         expires, zones = self._by_engine.get(engine, (0.0, {}))
         if time.monotonic() >= expires:
             with self._lock:
-                rows = session.execute(select(Zone, Region).join(Region, Region.id == Zone.region_id)).all()
+                rows = session.execute(select(Zone, Region).join(Region, Region.id == Zone.region_id)
+                                       .order_by(Zone.name)).all()
                 zones = {z.name: ZoneInfo(z.id, z.uid, z.name, z.status, RegionInfo(r.id, r.uid, r.name, r.status))
                          for z, r in rows}
                 self._by_engine[engine] = (time.monotonic() + self.ttl, zones)
-        return zones.get(name)
+        return zones
 
 
 _ZONES = _ZoneCache()
@@ -84,6 +92,12 @@ def zone(session: Session, project: str, name: str) -> ZoneInfo:
     if z is None:
         raise NotFound(f"projects/{project}/zones/{name}")
     return z
+
+
+def region_zones(session: Session, region: str) -> list[ZoneInfo]:
+    """The zones of ``region``, by name (none for an unknown region): from the zone cache, so a
+    caller asking at every request (a placement policy's followers) reads no row."""
+    return _ZONES.in_region(session, region)
 
 
 def region(session: Session, project: str, name: str) -> Region:

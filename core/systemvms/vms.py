@@ -351,9 +351,7 @@ def _candidate_zones(session: Session, vm: SystemVm) -> list[int]:
     """Where the VM may run: its zone first; a router may move to another zone of its region."""
     zones = [vm.zone_id]
     if vm.kind == ROUTER:
-        region_id = _zone(session, vm.zone_id).region_id
-        zones += [z for z in session.scalars(select(Zone.id).where(Zone.region_id == region_id, Zone.status == "UP")
-                                             .order_by(Zone.name)) if z != vm.zone_id]
+        zones += [z.id for z in _zone(session, vm.zone_id).region.zones if z.status == "UP" and z.id != vm.zone_id]
     return zones
 
 

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from core import catalog, planner
 from core.errors import Invalid
 from core.links import parse_ref
-from core.models import Operation, Zone
+from core.models import Operation
 from core.resources import store
 from core.resources.context import Call
 from core.services import topology
@@ -48,7 +46,7 @@ def regional_bulk_insert(call: Call, region: str, body: dict[str, Any]) -> Opera
     policy = body.get("locationPolicy") or {}
     if not isinstance(policy, dict):
         raise Invalid(_FIELD, policy, "Must be an object.")
-    zones = _allowed_zones(call, found.id, found.name, policy.get("locations"))
+    zones = _allowed_zones(call, found.name, policy.get("locations"))
     shape = policy.get("targetShape") or "ANY"
     if shape not in _SHAPES:
         raise Invalid(f"{_FIELD}.targetShape", shape, f"Must be one of {', '.join(_SHAPES)}.")
@@ -57,10 +55,8 @@ def regional_bulk_insert(call: Call, region: str, body: dict[str, Any]) -> Opera
     return bulk.begin(call, f"regions/{found.name}", body, placed, per, min_count)
 
 
-def _allowed_zones(call: Call, region_id: int, region: str, locations: object) -> list[ZoneInfo]:
-    in_region = [topology.zone(call.session, call.project, name) for name in call.session.scalars(
-        select(Zone.name).where(Zone.region_id == region_id).order_by(Zone.name))]
-    by_scope = {f"zones/{z.name}": z for z in in_region}
+def _allowed_zones(call: Call, region: str, locations: object) -> list[ZoneInfo]:
+    by_scope = {f"zones/{z.name}": z for z in topology.region_zones(call.session, region)}
     denied: set[str] = set()
     if locations is not None:
         if not isinstance(locations, dict):

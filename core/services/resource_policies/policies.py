@@ -14,17 +14,17 @@ from typing import Any
 from zoneinfo import ZoneInfo as TimeZone
 from zoneinfo import ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Invalid, Required, ResourceInUse
 from core.links import path_of, scope_url
-from core.models import Operation, Region, Resource, Zone
+from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.queries import with_term
 from core.resources.store import Body
-from core.services import projects, vpc
+from core.services import projects, topology, vpc
 from core.services.metadata import validate_labels
 from core.services.resource_policies import timing
 from core.terms import RESOURCE_POLICIES
@@ -276,9 +276,6 @@ def delete(call: Call, region: str, name: str) -> Operation:
     return op
 
 
-_REGION_ZONES = select(Zone.name).join(Region, Region.id == Zone.region_id).where(Region.name == bindparam("region"))
-
-
 def followers(session: Session, policy: Resource, collections: Iterable[str] = ("disks", "instances")) -> list[Resource]:
     """The disks (zonal and regional) and instances that name the policy in their ``resourcePolicies``,
     by collection and name.
@@ -289,7 +286,7 @@ def followers(session: Session, policy: Resource, collections: Iterable[str] = (
     region (:func:`.attach.resolve` takes no other), so the terms are read in the region's zones and
     the region itself: one index range each, whatever else the project holds.
     """
-    scopes = [f"zones/{z}" for z in session.scalars(_REGION_ZONES, {"region": policy_region(policy)})]
+    scopes = [f"zones/{z.name}" for z in topology.region_zones(session, policy_region(policy))]
     pks = with_term(policy.project, tuple(collections), [*scopes, policy.scope], RESOURCE_POLICIES, vpc.url(policy))
     return list(session.scalars(select(Resource).where(Resource.pk.in_(pks)).order_by(Resource.collection, Resource.name)))
 
