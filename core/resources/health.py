@@ -35,6 +35,16 @@ def state(session: Session, inst: Resource | None) -> str:
     return UNHEALTHY if serving is False else HEALTHY
 
 
+def failing_in(session: Session, project: str, scopes: Iterable[str], made_by: float) -> set[tuple[str, str]]:
+    """(scope, name) of the project's RUNNING instances in ``scopes``, made at ``made_by`` or before,
+    that fail their checks: a walk of the few the operator made fail (``sim_serving``), not of the
+    instances."""
+    return {(scope, name) for scope, name in session.execute(
+        select(Resource.scope, Resource.name).join(SimServing, SimServing.instance_uid == Resource.uid).where(
+            SimServing.serving.is_(False), Resource.project == project, Resource.collection == "instances",
+            Resource.scope.in_(list(scopes)), Resource.status == "RUNNING", Resource.created <= made_by))}
+
+
 def not_serving(session: Session, instance_uids: Iterable[int]) -> set[int]:
     """Which of these instances the operator made fail their checks (one query for a whole group)."""
     uids = list(instance_uids)

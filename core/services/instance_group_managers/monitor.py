@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import write_session
 from core.models import Resource
 from core.periodic import PeriodicRounds
+from core.services import topology
 from core.services.instance_group_managers import autoheal, reconcile, state
 
 
@@ -29,7 +30,7 @@ class AutohealMonitor(PeriodicRounds):
         now = time.time()
         with self.factory() as session:
             groups = session.scalars(select(Resource).where(Resource.collection == state.COLLECTION)).all()
-            due = [g.uid for g in groups if autoheal.due(session, g, now)]
+            due = [g.uid for g in groups if autoheal.due(session, g, _zones(session, g), now)]
         queued = []
         for uid in due:
             with write_session(self.factory) as session:
@@ -41,6 +42,12 @@ class AutohealMonitor(PeriodicRounds):
         if queued and self.kick is not None:
             self.kick()
         return queued
+
+
+def _zones(session: Session, group: Resource) -> list[str]:
+    """Where the group's instances may be: its zone, or every zone of its region."""
+    where, name = group.scope.split("/", 1)
+    return [name] if where == "zones" else [z.name for z in topology.region_zones(session, name)]
 
 
 def start_autoheal_monitor(factory: sessionmaker[Session], interval: float,

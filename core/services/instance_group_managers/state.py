@@ -118,8 +118,16 @@ def load_readonly(session: Session, group: Resource) -> State:
     return State(Resource()) if row is None else _parse(row)
 
 
-_BY_GROUP = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == STATE,
-                                   Resource.scope == bindparam("scope"), Resource.name == bindparam("name"))
+def text_readonly(session: Session, group: Resource) -> str:
+    """The state's stored text ('' when there is none): a caller may test it for a name before it
+    pays for parsing every member."""
+    return session.scalar(_TEXT_BY_GROUP, _where(group)) or ""
+
+
+_OF_GROUP = (Resource.project == bindparam("project"), Resource.collection == STATE,
+             Resource.scope == bindparam("scope"), Resource.name == bindparam("name"))
+_BY_GROUP = select(Resource).where(*_OF_GROUP)
+_TEXT_BY_GROUP = select(Resource.body).where(*_OF_GROUP)
 
 
 def _where(group: Resource) -> dict[str, str]:
