@@ -40,20 +40,30 @@ def _healable(members: Sequence[Member]) -> set[tuple[str, str]]:
     return {(m.scope, m.name) for m in members if m.action == NONE and not m.retiring}
 
 
-def _suspects(session: Session, group: Resource, body: Body, scopes: Iterable[str], now: float) -> set[tuple[str, str]]:
+# The stopped instances of a project's zones, by (project, zones): what a monitor round read already.
+Stopped = dict[tuple[str, tuple[str, ...]], set[tuple[str, str]]]
+
+
+def _suspects(session: Session, group: Resource, body: Body, scopes: Iterable[str], now: float,
+              seen: Stopped | None = None) -> set[tuple[str, str]]:
     """(scope, name) of the project's instances in ``scopes`` that would be recreated if they were
     members: stopped ones, from the status terms of the zones (:mod:`core.terms`, an index range per
-    zone and status), and, when the group's policy has a health check, RUNNING ones old enough to
-    be checked that fail their checks (:func:`health.failing_in`). Each read is as long as what it
-    finds, not as the group: a row read per member cost ~70 us, 70 ms a monitor round at 1,000
-    members, and the monitor asks of every group every two seconds."""
-    scopes = sorted(scopes)
-    found = {(scope, name) for scope, name in session.execute(select(ResourceTerm.scope, ResourceTerm.name).where(
-        ResourceTerm.project == group.project, ResourceTerm.collection == "instances", ResourceTerm.scope.in_(scopes),
-        ResourceTerm.field == "status", ResourceTerm.value.in_(STOPPED)))}
+    zone and status; read once per round for the groups of the same zones, ``seen``), and, when the
+    group's policy has a health check, RUNNING ones old enough to be checked that fail their checks
+    (:func:`health.failing_in`). Each read is as long as what it finds, not as the group: a row read
+    per member cost ~70 us, 70 ms a monitor round at 1,000 members, and the monitor asks of every
+    group every two seconds."""
+    key = (group.project, tuple(sorted(scopes)))
+    found = (seen or {}).get(key)
+    if found is None:
+        found = {(scope, name) for scope, name in session.execute(select(ResourceTerm.scope, ResourceTerm.name).where(
+            ResourceTerm.project == group.project, ResourceTerm.collection == "instances",
+            ResourceTerm.scope.in_(key[1]), ResourceTerm.field == "status", ResourceTerm.value.in_(STOPPED)))}
+        if seen is not None:
+            seen[key] = found
     policy = next((p for p in body.get("autoHealingPolicies") or [] if p.get("healthCheck")), None)
     if policy is not None:
-        found |= health.failing_in(session, group.project, scopes, now - policy.get("initialDelaySec", DEFAULT_DELAY))
+        return found | health.failing_in(session, group.project, key[1], now - policy.get("initialDelaySec", DEFAULT_DELAY))
     return found
 
 
@@ -65,13 +75,14 @@ def step(session: Session, group: Resource, st: State, now: float) -> None:
             m.action, m.issued, m.op, m.error = RECREATING, False, None, None
 
 
-def due(session: Session, group: Resource, zones: Sequence[str], now: float) -> bool:
+def due(session: Session, group: Resource, zones: Sequence[str], now: float, seen: Stopped | None = None) -> bool:
     """Whether a reconcile of ``group``, whose instances are in ``zones``, would heal a member (read
-    only). Its members are read only when an instance of those zones is a suspect whose name the
-    group's state holds (a substring test of the state's text first: a stopped VM of the zone that is
-    no member costs no parse of the members)."""
+    only; ``seen``: the round's reads of stopped instances, shared by its groups). Its members are
+    read only when an instance of those zones is a suspect whose name the group's state holds (a
+    substring test of the state's text first: a stopped VM of the zone that is no member costs no
+    parse of the members)."""
     body = store.body_of(group)
-    suspects = _suspects(session, group, body, [f"zones/{z}" for z in zones], now)
+    suspects = _suspects(session, group, body, [f"zones/{z}" for z in zones], now, seen)
     if not suspects:
         return False
     text = state.text_readonly(session, group)

@@ -30,7 +30,8 @@ class AutohealMonitor(PeriodicRounds):
         now = time.time()
         with self.factory() as session:
             groups = session.scalars(select(Resource).where(Resource.collection == state.COLLECTION)).all()
-            due = [g.uid for g in groups if autoheal.due(session, g, _zones(session, g), now)]
+            seen: autoheal.Stopped = {}
+            due = [g.uid for g in groups if autoheal.due(session, g, _zones(session, g), now, seen)]
         queued = []
         for uid in due:
             with write_session(self.factory) as session:
