@@ -13,9 +13,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
+from core.jobs.claims import UNFINISHED
+from core.models import Operation
 from core.services.instance_group_managers.monitor import AutohealMonitor
+from core.services.instance_group_managers.reconcile import RECONCILE
 from tests.conftest import BACKENDS, PROJECT, ZONE, running_server, unique, wait_op
 from tests.helpers.managed_groups import create, delete, get, managed, managers, wait_stable
 from tests.helpers.networks import done
@@ -45,6 +49,24 @@ def _healed(gce, name: str, member: str, old_id: str) -> None:
         assert time.monotonic() < deadline, (get(gce, name), managed(gce, name))
         time.sleep(0.2)
     assert gce.instances().get(project=PROJECT, zone=ZONE, instance=member).execute()["status"] == "RUNNING"
+
+
+def _reconciled(srv, group_id: int, timeout: float = 60) -> None:
+    """Until no reconcile of the group is queued or running (its Operations are the system's, never
+    listed: read from the server's database)."""
+    engine = srv.engine()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine.connect() as conn:
+                left = conn.scalar(select(func.count()).select_from(Operation).where(
+                    Operation.target_id == group_id, Operation.job == RECONCILE, Operation.status.in_(UNFINISHED)))
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"{left} reconcile runs left"
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
 
 
 def _stop(gce, instance: str) -> None:
@@ -84,17 +106,27 @@ def test_a_round_heals_a_member_failing_its_checks_once_old_enough(srv, monitor)
     wait_stable(gce, name)
     first = _ids(gce, name)
     member = sorted(first)[0]
-    srv.admin("health", "set", "--project", PROJECT, "--zone", ZONE, member, "UNHEALTHY")
-    assert name not in monitor.run_once()  # no autohealing policy: a failing check is no reason
+
+    def health(state: str) -> None:
+        srv.admin("health", "set", "--project", PROJECT, "--zone", ZONE, member, state)
 
     def policy(delay: int) -> None:
+        """Set the policy, and let the reconcile its patch queued end before the member fails: that
+        run would heal it itself, and no other comes (the server's monitor is off)."""
         op = managers(gce).patch(project=PROJECT, zone=ZONE, instanceGroupManager=name, body={
             "autoHealingPolicies": [{"healthCheck": f"global/healthChecks/{hc}", "initialDelaySec": delay}]}).execute()
         assert op["status"] == "DONE", op
+        _reconciled(srv, int(get(gce, name)["id"]))
 
+    health("UNHEALTHY")
+    assert name not in monitor.run_once()  # no autohealing policy: a failing check is no reason
+    health("HEALTHY")
     policy(3600)
+    health("UNHEALTHY")
     assert name not in monitor.run_once()  # younger than initialDelaySec
+    health("HEALTHY")
     policy(0)
+    health("UNHEALTHY")
     assert name in monitor.run_once()
     _healed(gce, name, member, first[member])
     assert name not in monitor.run_once()  # the new instance serves

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,7 +30,7 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.services import instance_groups, instances, topology
-from core.services.instance_group_managers import autoheal, distribution, rollout, state
+from core.services.instance_group_managers import autoheal, distribution, observed, rollout, state
 from core.services.instance_group_managers.state import CREATING, DELETING, NONE, RECREATING, Member, State
 from core.systemvms.vms import SYSTEM_PROJECT
 
@@ -61,16 +60,6 @@ def _group(session: Session, uid: int) -> Resource | None:
     return session.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
 
 
-def _op_error(session: Session, project: str, name: str) -> tuple[bool, Any]:
-    """(finished, its error or None) of an instance's Operation."""
-    op = session.scalar(select(Operation).where(Operation.project == project, Operation.name == name))
-    if op is None:
-        return True, None
-    if op.status != "DONE":
-        return False, None
-    return True, (orjson.loads(op.error)["errors"][0] if op.error else None)
-
-
 def _instance(session: Session, group: Resource, m: Member) -> Resource | None:
     return _instance_in(session, group.project, m.scope, m.name)
 
@@ -79,28 +68,29 @@ def _instance_in(session: Session, project: str, scope: str, name: str) -> Resou
     return store.find_optional(session, project, "instances", scope, name)
 
 
-def _observe(session: Session, group: Resource, st: State, m: Member, now: float) -> None:
-    """What became of a member since the last run."""
-    inst = _instance(session, group, m)
+def _observe(group: Resource, st: State, m: Member, now: float, seen: observed.Seen,
+             ops: dict[str, tuple[bool, Any]]) -> None:
+    """What became of a member since the last run (``ops``: how its Operation ended)."""
+    exists = seen.exists(m)
     if m.action == DELETING:
-        if inst is None:
+        if not exists:
             st.members.remove(m)
         return
     if m.op is not None:
-        finished, error = _op_error(session, group.project, m.op)
+        finished, error = ops.get(m.op, (True, None))
         if not finished:
             return
-        if error is None and inst is not None:
+        if error is None and exists:
             m.action, m.op, m.error = NONE, None, None
             return
         tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + m.name))
         st.record_error(m, error or {"code": "RESOURCE_NOT_FOUND", "message": "The instance was deleted."}, now)
         m.op, m.retry_at = None, now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
-        if error is not None and error.get("code") == distribution.NO_ROOM and inst is None:
+        if error is not None and error.get("code") == distribution.NO_ROOM and not exists:
             distribution.after_no_room(store.body_of(group), st, m, now)
-    elif m.action == NONE and inst is None:  # deleted behind the group's back: made again, same name
+    elif m.action == NONE and not exists:  # deleted behind the group's back: made again, same name
         m.action = CREATING
-    elif m.action == CREATING and inst is not None:
+    elif m.action == CREATING and exists:
         # Not ours (ours is created in the transaction that records its Operation): someone took the
         # name before the group could; the member takes another.
         m.name = state.new_name(store.body_of(group)["baseInstanceName"], {x.name for x in st.members})
@@ -110,11 +100,13 @@ def _plan(session: Session, group: Resource, st: State, user: str) -> tuple[list
     """Observe, heal, update (:mod:`.autoheal`, :mod:`.rollout`), then name the instances to create
     and pick those to delete; (create, delete)."""
     now = time.time()
-    for m in list(st.members):
-        _observe(session, group, st, m, now)
-    autoheal.step(session, group, st, now)
-    rollout.step(session, group, st, user)
     body = store.body_of(group)
+    seen = observed.Seen(session, group.project, st.members, rollout.checked(body))
+    ops = observed.operations(session, group.project, (m.op for m in st.members if m.op is not None))
+    for m in list(st.members):
+        _observe(group, st, m, now, seen, ops)
+    autoheal.step(session, group, st, now)
+    rollout.step(session, group, st, user, seen)
     target = body["targetSize"]
     active = [m for m in st.members if m.action != DELETING and not m.retiring]
     for m in distribution.drifted(body, active):  # made again below, in the emptiest zones

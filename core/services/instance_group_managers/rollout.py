@@ -26,11 +26,12 @@ from sqlalchemy.orm import Session
 
 from core.errors import ComputeError
 from core.models import Resource
-from core.resources import health, store
+from core.resources import store
 from core.resources.context import Call
 from core.resources.store import Body
 from core.services import instances, topology
 from core.services.instance_group_managers import spec
+from core.services.instance_group_managers.observed import Seen
 from core.services.instance_group_managers.state import (
     CREATING,
     DELETING,
@@ -102,23 +103,14 @@ def room(body: Body, st: State) -> bool:
     return len(st.members) < int(body["targetSize"]) + _limits(body)[0]
 
 
-def _instance(session: Session, group: Resource, m: Member) -> Resource | None:
-    return store.find_optional(session, group.project, "instances", m.scope, m.name)
-
-
 def checked(body: Body) -> bool:
     """Whether the group judges its instances by a health check."""
     return any(p.get("healthCheck") for p in body.get("autoHealingPolicies") or [])
 
 
-def available(session: Session, group: Resource, m: Member, body: Body) -> bool:
+def available(seen: Seen, m: Member) -> bool:
     """RUNNING with no action under way and, when the group has a health check, HEALTHY."""
-    if m.action != NONE:
-        return False
-    inst = _instance(session, group, m)
-    if inst is None or inst.status != "RUNNING":
-        return False
-    return not checked(body) or health.state(session, inst) == health.HEALTHY
+    return m.action == NONE and seen.available(m)
 
 
 def _action(m: Member, goal: Version, minimal: str, most: str) -> str | None:
@@ -131,17 +123,17 @@ def _action(m: Member, goal: Version, minimal: str, most: str) -> str | None:
 class _Step:
     """One run's decisions: the availability budget it spends as it disrupts members."""
 
-    def __init__(self, session: Session, group: Resource, st: State, user: str):
-        self.session, self.group, self.st, self.user = session, group, st, user
+    def __init__(self, session: Session, group: Resource, st: State, user: str, seen: Seen):
+        self.session, self.group, self.st, self.user, self.seen = session, group, st, user, seen
         self.body = store.body_of(group)
         self.surge, self.unavailable = _limits(self.body)
         self.floor = self.body["targetSize"] - self.unavailable
-        self.up = sum(1 for m in st.members if available(session, group, m, self.body))
+        self.up = sum(1 for m in st.members if available(seen, m))
         self.surging = 0  # members retired by this step whose substitutes are yet to be named
 
     def may_disrupt(self, m: Member) -> bool:
         """Take ``m`` out of service if the group stays at or above its floor; spend the budget."""
-        if not available(self.session, self.group, m, self.body):
+        if not available(self.seen, m):
             return True
         if self.up - 1 < self.floor:
             return False
@@ -182,14 +174,15 @@ class _Step:
         return True
 
 
-def step(session: Session, group: Resource, st: State, user: str) -> None:
-    """Advance the group's updates by what its policy allows now (see the module's docstring)."""
+def step(session: Session, group: Resource, st: State, user: str, seen: Seen) -> None:
+    """Advance the group's updates by what its policy allows now (see the module's docstring);
+    ``seen``: the run's reads of its members' instances."""
     for m in st.members:
         if m.action == RESTARTING and m.op is None:  # the reset ended (its error, if any, is listed)
             m.action = NONE
-        elif m.action == RECREATING and m.issued and _instance(session, group, m) is None:
+        elif m.action == RECREATING and m.issued and not seen.exists(m):
             m.action, m.issued, m.op, m.error, m.retry_at = CREATING, False, None, None, 0.0
-    s = _Step(session, group, st, user)
+    s = _Step(session, group, st, user, seen)
     policy = _policy(s.body)
     recreate_all = policy["replacementMethod"] == "RECREATE"
     for m in st.members:  # retiring members leave once the group can spare them
