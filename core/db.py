@@ -102,15 +102,23 @@ def configure_engine(engine: Engine, mmap_bytes: int = 0) -> Engine:
     return engine
 
 
-def engine_options(url: str) -> dict[str, Any]:
+DEFAULT_POOL_MAX = 40
+
+
+def engine_options(url: str, pool_max: int = DEFAULT_POOL_MAX) -> dict[str, Any]:
     """``create_engine`` keywords for a database URL, the API's engine and every other alike.
 
-    PostgreSQL's pool holds up to 40 connections (the API's request threads, the job workers and
-    their spares), and does not ``pool_pre_ping``: a ping on every checkout is one more round trip
-    per transaction (a fifth of an instance insert's); :func:`_ping_if_idle` pings only connections
-    that sat idle long enough for the server to have gone away meanwhile.
+    The pool holds up to ``pool_max`` connections (the API's request threads, the job workers and
+    their spares; 40 by default, ``GSTACK_DB_POOL_MAX``), 10 of them kept open. Each process has its
+    own: ``gstack serve`` and two ``gstack worker`` could ask PostgreSQL for 120 under load, past
+    its default ``max_connections`` of 100, and a caller past that limit is refused; a thread that
+    finds the pool full waits for a connection instead. PostgreSQL's pool does not
+    ``pool_pre_ping``: a ping on every checkout is one more round trip per transaction (a fifth of
+    an instance insert's); :func:`_ping_if_idle` pings only connections that sat idle long enough
+    for the server to have gone away meanwhile.
     """
-    pool = {"pool_size": 10, "max_overflow": 30}
+    kept = min(10, pool_max)
+    pool = {"pool_size": kept, "max_overflow": pool_max - kept}
     if not url.startswith("sqlite"):
         return pool
     if make_url(url).database in (None, "", ":memory:"):
@@ -150,8 +158,8 @@ def _ping_if_idle(dialect: Dialect, dbapi_conn: Any, record: Any, _proxy: object
         raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc
 
 
-def make_engine(url: str) -> Engine:
-    return configure_engine(create_engine(url, **engine_options(url)))
+def make_engine(url: str, pool_max: int = DEFAULT_POOL_MAX) -> Engine:
+    return configure_engine(create_engine(url, **engine_options(url, pool_max)))
 
 
 def sqlite_url(data_dir: str) -> str:

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from core.db import sqlite_url
+from core.db import DEFAULT_POOL_MAX, sqlite_url
 
 
 def default_data_dir() -> str:
@@ -18,6 +18,7 @@ def default_data_dir() -> str:
 class Settings:
     data_dir: str = field(default_factory=default_data_dir)
     database_url: str = ""
+    db_pool_max: int = DEFAULT_POOL_MAX  # database connections per process at most (see core.db.engine_options)
     # Base URL for selfLinks; empty = the URL the caller used (what gcloud's override points at).
     base_url: str = ""
     workers: int = 4
@@ -60,6 +61,7 @@ class Settings:
         s = cls()
         s.data_dir = env.get("GSTACK_DATA_DIR", s.data_dir)
         s.database_url = env.get("GSTACK_DATABASE_URL", "")
+        s.db_pool_max = max(1, int(env.get("GSTACK_DB_POOL_MAX", s.db_pool_max)))
         s.base_url = env.get("GSTACK_BASE_URL", "")
         s.workers = int(env.get("GSTACK_WORKERS", s.workers))
         s.max_workers = int(env.get("GSTACK_MAX_WORKERS", s.max_workers))

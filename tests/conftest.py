@@ -248,6 +248,10 @@ def make_server(backend: str, **env_extra) -> tuple[Server, Callable[[], None]]:
     if backend == "postgresql":
         name, url = create_pg_database()
         cleanup_db = name
+        # The suite's servers, workers and bursts share one PostgreSQL of 100 connections: at 40 per
+        # process (the default) a burst test's server and workers held 49 while others ran, and a
+        # test's own connection was refused. A thread that finds the pool full waits instead.
+        env_extra = {"GSTACK_DB_POOL_MAX": "20", **env_extra}
     else:
         url = "sqlite:///" + os.path.join(data_dir, "gstack.sqlite3")
     server = Server(backend, data_dir, url, env_extra=env_extra)

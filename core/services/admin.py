@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import migrations
 from core.catalog import DEFAULT_GLOBAL_QUOTAS, DEFAULT_REGION_QUOTAS
-from core.db import make_engine, write_session
+from core.db import DEFAULT_POOL_MAX, make_engine, write_session
 from core.hypervisors import simulator
 from core.models import Cluster, Host, Operation, Project, Resource, SystemVm, Zone
 from core.services.seed import ensure_project, seed
@@ -25,10 +25,11 @@ class AdminError(Exception):
     """A refused operator command (unknown project, zone or metric; a name taken)."""
 
 
-def open_database(url: str) -> sessionmaker[Session]:
-    """Sessions on the database at ``url``, with its schema and the demo cloud in place; an empty
-    database is made at head, one behind it refused (:class:`core.migrations.SchemaNotCurrent`)."""
-    engine = make_engine(url)
+def open_database(url: str, pool_max: int = DEFAULT_POOL_MAX) -> sessionmaker[Session]:
+    """Sessions on the database at ``url`` (at most ``pool_max`` connections), with its schema and
+    the demo cloud in place; an empty database is made at head, one behind it refused
+    (:class:`core.migrations.SchemaNotCurrent`)."""
+    engine = make_engine(url, pool_max)
     migrations.prepare(engine)
     made = sessionmaker(bind=engine, expire_on_commit=False)
     with write_session(made) as session:

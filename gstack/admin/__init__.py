@@ -28,7 +28,7 @@ def factory(data_dir: str | None):
     config = settings(data_dir)
     secure_data_dir(config.data_dir, config.database_url)
     try:
-        made = open_database(config.database_url)
+        made = open_database(config.database_url, config.db_pool_max)
     except SchemaNotCurrent as exc:
         fail(str(exc))
     context = click.get_current_context(silent=True)
