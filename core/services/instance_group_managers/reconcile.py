@@ -84,11 +84,9 @@ def _observe(group: Resource, st: State, m: Member, now: float, seen: observed.S
         if error is None and exists:
             m.action, m.op, m.error = NONE, None, None
             return
-        tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + m.name))
-        st.record_error(m, error or {"code": "RESOURCE_NOT_FOUND", "message": "The instance was deleted."}, now)
-        m.op, m.retry_at = None, now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
-        if error is not None and error.get("code") == distribution.NO_ROOM and not exists:
-            distribution.after_no_room(store.body_of(group), st, m, now)
+        m.op = None
+        _retry_later(group, st, m, error or {"code": "RESOURCE_NOT_FOUND", "message": "The instance was deleted."},
+                     now, no_room=not exists)
     elif m.action == NONE and not exists:  # deleted behind the group's back: made again, same name
         m.action = CREATING
     elif m.action == CREATING and exists:
@@ -159,7 +157,7 @@ def _create(ctx: JobContext, uid: int, names: list[str]) -> None:
                     if ig is not None:
                         instance_groups.add_member(s, ig, store.find(s, group.project, "instances", m.scope, name))
             except ComputeError as exc:
-                _refused(group, st, m, exc)
+                _retry_later(group, st, m, {"code": exc.op_code, "message": exc.message}, time.time(), no_room=True)
                 errors = True
                 continue
             m.op = op.name
@@ -168,13 +166,14 @@ def _create(ctx: JobContext, uid: int, names: list[str]) -> None:
             state.render(group, st)
 
 
-def _refused(group: Resource, st: State, m: Member, exc: ComputeError) -> None:
-    """Record why ``m`` could not be created, and when to try again."""
-    now = time.time()
+def _retry_later(group: Resource, st: State, m: Member, error: dict[str, Any], now: float, *, no_room: bool) -> None:
+    """Record why ``m``'s creation failed (its refusal, or its Operation's error) and when to try
+    again, backing off by its attempts so far; a zone without room (``no_room``: its instance was
+    not made) is avoided for a while (:func:`distribution.after_no_room`)."""
     tries = sum(1 for e in st.errors if e["instanceActionDetails"]["instance"].endswith("/" + m.name))
-    st.record_error(m, {"code": exc.op_code, "message": exc.message}, now)
+    st.record_error(m, error, now)
     m.retry_at = now + RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
-    if exc.op_code == distribution.NO_ROOM:
+    if no_room and error.get("code") == distribution.NO_ROOM:
         distribution.after_no_room(store.body_of(group), st, m, now)
 
 
