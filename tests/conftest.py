@@ -89,11 +89,14 @@ class Server:
     def key_path(self) -> str:
         return os.path.join(self.data_dir, f"{PROJECT}-key.json")
 
+    def settings_env(self) -> dict:
+        """The variables that point gstack at this server's data and set it up as the test asked."""
+        return {"GSTACK_DATA_DIR": self.data_dir, "GSTACK_DATABASE_URL": self.database_url,
+                "GSTACK_WAIT_TIMEOUT": "30", **self.env_extra}
+
     def env(self) -> dict:
-        env = dict(os.environ)
-        env.update({"GSTACK_DATA_DIR": self.data_dir, "GSTACK_DATABASE_URL": self.database_url,
-                    "GSTACK_WAIT_TIMEOUT": "30", **self.env_extra})
-        return env
+        """The environment of a gstack process of this server's: this one's, with :meth:`settings_env`."""
+        return {**os.environ, **self.settings_env()}
 
     def start(self, timeout: float = 60) -> Server:
         with open(os.path.join(self.data_dir, "server.log"), "ab") as log:
@@ -150,8 +153,8 @@ class Server:
 
         from gstack.cli import main
 
-        env = {"GSTACK_DATA_DIR": self.data_dir, "GSTACK_DATABASE_URL": self.database_url, **self.env_extra}
-        return CliRunner().invoke(main, ["admin", *args, "--data-dir", self.data_dir], input=stdin, env=env)
+        return CliRunner().invoke(main, ["admin", *args, "--data-dir", self.data_dir], input=stdin,
+                                  env=self.settings_env())
 
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """:meth:`cli`, answered as ``subprocess.run`` would (the traceback of an unexpected
