@@ -27,8 +27,13 @@ class Resource(Base):
         Index("ix_resource_created", "project", "collection", "scope", "created", "pk"),
         # Reads of a collection across projects (a router's render: its network's subnetworks in the
         # region, the Cloud NAT routers on it) walk that collection instead of the whole table, whose
-        # instances and disks grow with the cloud.
-        Index("ix_resource_collection_scope", "collection", "scope"),
+        # instances and disks grow with the cloud. On PostgreSQL it holds the name too: its planner
+        # picked it over uq_resource_name for a lookup by name whenever its statistics lagged behind
+        # a fast growth, and walked the zone's instances (migration 0019); with the name, one step to
+        # the row either way. SQLite keeps the two columns: it seeks a family's images through them
+        # by rowid (the index's hidden last column), which a name between would prevent.
+        Index("ix_resource_collection_scope", "collection", "scope").ddl_if(dialect="sqlite"),
+        Index("ix_resource_collection_scope_name", "collection", "scope", "name").ddl_if(dialect="postgresql"),
         # The host monitor's look at a host: what it runs (host_id, above) and the stopped instances
         # it ran last, without walking every instance of the cloud for each host.
         Index("ix_resource_last_host", "last_host_id"),

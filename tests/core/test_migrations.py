@@ -121,6 +121,15 @@ def contents(engine: Engine, tables: dict[str, str]) -> dict[str, list[str]]:
                 for t, cols in tables.items()}
 
 
+def _of_dialect(dialect: str):
+    """Autogenerate's ``include_object``: leave out what the models make on another dialect only
+    (an index with ``ddl_if(dialect=...)``), which autogenerate would report as missing."""
+    def include(obj, _name, _type, _reflected, _compare_to) -> bool:
+        made_on = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        return made_on is None or made_on == dialect
+    return include
+
+
 def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databases):
     """Also: the baseline run on an empty database is the release's schema, and the revisions run
     one by one end where create_schema (a fresh data directory, stamped) does."""
@@ -159,7 +168,8 @@ def test_the_release_database_upgrades_to_the_fresh_schema_losing_nothing(databa
     assert migrations.current(fresh) == migrations.current(stepped) == migrations.head()
     assert schema(release) == schema(fresh) == schema(stepped)
     with stepped.connect() as conn:  # and the models say no more: what autogenerate would add
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        context = MigrationContext.configure(conn, opts={"include_object": _of_dialect(conn.dialect.name)})
+        assert compare_metadata(context, Base.metadata) == []
     with release.connect() as conn:  # 0002 derived the terms of the rows the release wrote
         terms = _rows(conn, "SELECT r.name, t.value FROM resource_terms t JOIN resources r ON r.pk = t.resource_pk "
                             "WHERE t.field = 'labels.env'")

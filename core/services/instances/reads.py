@@ -92,16 +92,15 @@ def first_network(call: Call, nics: object, region: str) -> tuple[str, str | Non
 
 
 def _names(disks: int) -> list[Select[Any]]:
-    """The branches of the instance's name and of its ``disks`` new disks' names (parameters
-    ``disk_0`` ...; none: no branch) in the zone: one list of names per count, as plain parameters,
-    where an expanding one would be compiled again at every run."""
-    instance = select(Resource).where(Resource.project == bindparam("project"), Resource.collection == "instances",
-                                      Resource.scope == bindparam("zone"), Resource.name == bindparam("name"))
-    if not disks:
-        return [instance]
-    return [instance, select(Resource).where(
-        Resource.project == bindparam("project"), Resource.collection == "disks", Resource.scope == bindparam("zone"),
-        Resource.name.in_([bindparam(f"disk_{i}", type_=String) for i in range(disks)]))]
+    """The branches of the instance's name and of each of its ``disks`` new disks' names
+    (parameters ``disk_0`` ...) in the zone, each an equality: as plain parameters, where an
+    expanding one would be compiled again at every run, and not an IN list of the disks' names,
+    which PostgreSQL's planner tested against each disk of the zone when its statistics lagged
+    behind the zone's growth (the name a filter, not a bound of the index walk)."""
+    def named(collection: str, name: str) -> Select[Any]:
+        return select(Resource).where(Resource.project == bindparam("project"), Resource.collection == collection,
+                                      Resource.scope == bindparam("zone"), Resource.name == bindparam(name, type_=String))
+    return [named("instances", "name"), *(named("disks", f"disk_{i}") for i in range(disks))]
 
 
 @shared_statement
