@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +20,7 @@ from sqlalchemy import (
     delete,
     func,
     literal_column,
+    null,
     or_,
     select,
     true,
@@ -62,7 +65,9 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     conn = flushed_connection(session)
     params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last, "project": project}
     taken = _locked_take_next(session, conn, pool, params)
-    if taken is None:  # the top of the range is taken: fill the lowest gap left by released addresses
+    if taken is not None:
+        remember(pool, taken)
+    else:  # the top of the range is taken: fill the lowest gap left by released addresses
         used = set(conn.execute(_USED, {"pool": pool}).scalars())
         for free in (a for a in range(first, last + 1) if a not in used):
             taken = conn.execute(_take(conn.dialect.name), {**params, "address": free}).scalar()
@@ -71,6 +76,74 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     if taken is None:
         raise BadRequest(f"IP space of '{space or cidr}' is exhausted.")
     return str(ipaddress.ip_address(taken))
+
+
+# Per process, the address each pool gave last (by :func:`allocate` or a prediction that held): the
+# next one an insert predicts (:func:`predict`). A pool past this many starts the map again.
+_LAST_TAKEN: dict[str, int] = {}
+_LAST_LOCK = threading.Lock()
+_LAST_POOLS = 10_000
+
+
+def remember(pool: str, address: int) -> None:
+    """``address`` is the one ``pool`` gave last (see :func:`predict`)."""
+    with _LAST_LOCK:
+        if len(_LAST_TAKEN) >= _LAST_POOLS and pool not in _LAST_TAKEN:
+            _LAST_TAKEN.clear()
+        _LAST_TAKEN[pool] = address
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """The address :func:`allocate` would take next in ``pool``, guessed without asking: the one after
+    the address the pool gave last in this process. :func:`take_predicted` takes it only if it is
+    still the next (one past the pool's highest), in the statement that writes what holds it."""
+
+    pool: str
+    address: int
+    first: int
+    owner_uid: int
+
+    @property
+    def text(self) -> str:
+        return str(ipaddress.ip_address(self.address))
+
+    def params(self) -> dict[str, Any]:
+        """:func:`take_predicted`'s parameters."""
+        return {"ip_pool": self.pool, "ip_address": self.address, "ip_first": self.first, "ip_owner_uid": self.owner_uid}
+
+
+def predict(pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> Predicted | None:
+    """The address :func:`allocate` would take next for ``owner_uid``, if this process knows the
+    pool's last one and the range has room above it; None otherwise (the caller allocates).
+
+    A PostgreSQL insert that takes its address by :func:`allocate` spends a round trip on it (and
+    its transaction one more on BEGIN, ahead of it); a predicted address goes in with the instance's
+    own rows, one statement. The guess is checked there: when another writer took the address, or
+    any above it, meanwhile, nothing goes in and the caller allocates as before."""
+    net = ipaddress.ip_network(cidr)
+    first = int(net.network_address) + reserved_head
+    last = int(net.broadcast_address) - 2
+    with _LAST_LOCK:
+        top = _LAST_TAKEN.get(pool)
+    if top is None or not first - 1 <= top < last:
+        return None
+    return Predicted(pool, top + 1, first, owner_uid)
+
+
+def take_predicted(condition: ColumnElement[bool]) -> ReturningInsert[Any]:
+    """The INSERT of a :class:`Predicted` address (its :meth:`~Predicted.params`) where ``condition``
+    holds and the address is still the pool's next one (one past its highest, or the range's first
+    of an empty pool); RETURNING it. No row when it is not: another writer took it or one above,
+    and the row the guess would make is not made (a clash with a concurrent insert of it too)."""
+    pool, address = bindparam("ip_pool", type_=String), bindparam("ip_address", type_=BigInteger)
+    highest = select(IpAllocation.address).where(IpAllocation.pool == pool) \
+        .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
+    first = bindparam("ip_first", type_=BigInteger)
+    row = select(pool, address, bindparam("ip_owner_uid", type_=BigInteger), null()).where(
+        condition, func.coalesce(highest, first - 1) == address - 1)
+    return insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, row) \
+        .returning(IpAllocation.address)
 
 
 def _lock_pool(session: Session, conn: Connection, pool: str) -> None:

@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.sqltypes import NullType
 
 log = logging.getLogger("gstack.db")
+_IDLE = 0  # libpq's PQTRANS_IDLE (psycopg.pq.TransactionStatus.IDLE): no transaction open
 _COMPILING = threading.Lock()
 
 
@@ -154,6 +155,31 @@ class Prepared:
         unique clash; the connection invalidated on a disconnect), so callers and
         :func:`core.db.retrying` tell them apart as before."""
         return self._in_session(session, params, many=False)
+
+    def alone(self, session: Session, params: Mapping[str, object]) -> Sequence[tuple[Any, ...]] | None:
+        """PostgreSQL, while the Session's transaction has sent no statement yet (psycopg sends its
+        BEGIN with the first): the statement as a transaction of its own, on the session's
+        connection, as :meth:`all` runs one on a pooled connection; its error raised as
+        :meth:`in_session` raises it. None when it cannot run so (SQLite, or the transaction has
+        begun): the caller runs it :meth:`in_session`.
+
+        A call whose write is this one statement saves the round trips of BEGIN and COMMIT, two of
+        an instance insert's five. What it writes is committed whatever the session does next: only
+        for a statement that writes nothing, or a caller that writes nothing else in its call."""
+        if session.new or session.dirty or session.deleted:
+            return None
+        conn = session.connection()
+        if conn.dialect.name != "postgresql":
+            return None
+        driver = conn.connection.driver_connection
+        if driver is None or driver.info.transaction_status != _IDLE:
+            return None
+        driver.autocommit = True
+        try:
+            return self._in_session(session, params, many=False)
+        finally:
+            with contextlib.suppress(Exception):  # a broken connection: its error is on its way
+                driver.autocommit = False  # as the pool handed it out
 
     def many_in_session(self, session: Session, params: Sequence[Mapping[str, object]]) -> None:
         """:meth:`in_session` once for each of ``params``, as one executemany (which psycopg sends

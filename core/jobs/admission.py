@@ -12,20 +12,24 @@ things that used to take a round trip each after it:
   has no NOTIFY: other processes see the commit in the database's commit counter.
 
 On PostgreSQL the rows a job is for (a new instance and its disks) can go in with it, in the same
-statement (:func:`enqueue_after`): their INSERT is a CTE the Operation's INSERT waits on.
+statement (:func:`enqueue_after`): their INSERT is a CTE the Operation's INSERT waits on; so can a
+row they go in only with (a :class:`Claim`: the instance's predicted address), and the statement
+can run alone, as a transaction of its own, when it is all its call writes.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     Integer,
     String,
     bindparam,
@@ -36,9 +40,11 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -47,6 +53,22 @@ from core.jobs.claims import UNFINISHED_SQL
 from core.jobs.engine import NEW_CHANNEL
 from core.models import Operation, Resource
 from core.prepared import Prepared
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row a job's new rows go in only with (a predicted address, :func:`core.ipam.take_predicted`):
+    ``build`` makes its INSERT ... RETURNING, taking a row only where the condition it is given
+    holds; ``params`` are its parameters. When it takes none, nothing of the job is made (:class:`Missed`)."""
+
+    build: Callable[[ColumnElement[bool]], ReturningInsert[Any]]
+    params: Mapping[str, Any]
+
+
+class Missed(Exception):
+    """:func:`enqueue_after` made nothing: its claim took no row, or, alone, its statement did not
+    make everything (a name or the ``requestId`` taken, the queue full). The caller makes its
+    insert again the usual way, which answers what happened."""
 
 
 class QueueFull(Exception):
@@ -64,22 +86,43 @@ def enqueue(session: Session, op: Operation, bound: int = 0) -> None:
         raise QueueFull()
 
 
-def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bound: int = 0) -> list[Resource]:
+def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bound: int = 0,
+                  claim: Claim | None = None, alone: bool = False) -> list[Resource]:
     """Insert the new resource rows ``rows`` (an instance and its new disks), then :func:`enqueue`
     ``op`` only if every row went in; the rows whose name was taken (a concurrent insert won:
     nothing of ``op`` is made, and the caller rolls back the rows that went in).
 
     On PostgreSQL one statement: the rows' INSERT is a CTE of the Operation's, a round trip less
-    per instances.insert than the two statements SQLite (which has no INSERT in a CTE) runs."""
+    per instances.insert than the two statements SQLite (which has no INSERT in a CTE) runs.
+    ``claim`` (PostgreSQL): the rows go in only if it takes its row first; :class:`Missed` if not.
+    ``alone`` (PostgreSQL): the caller writes nothing else in its transaction, so the statement may
+    be that transaction (:meth:`~core.prepared.Prepared.alone`; no BEGIN, no COMMIT round trip),
+    when the session has sent none yet. Then it makes everything or nothing (a taken name fails
+    the whole statement), and :class:`Missed` when nothing."""
     if session.get_bind().dialect.name != "postgresql":
+        if claim is not None:
+            raise ValueError("a claim is PostgreSQL's")
         inserted = insert_all_persistent(session, rows, "uid")
         clashed = [row for row in rows if row.uid not in inserted]
         if not clashed:
             enqueue(session, op, bound)
         return clashed
     params: dict[str, Any] = {"rows": orjson.dumps([row_values(row) for row in rows]).decode(), "count": len(rows),
-                              **row_values(op), **({"bound": bound} if bound else {})}
-    found = _insert_after(bound > 0).in_session(session, params)
+                              **row_values(op), **({"bound": bound} if bound else {}), **(claim.params if claim else {})}
+    build = claim.build if claim else None
+    found = None
+    if alone:
+        try:
+            found = _insert_after(bound > 0, build, True).alone(session, params)
+        except IntegrityError:
+            raise Missed() from None
+        if found is not None and not any(kind == "operation" for kind, _, _ in found):
+            raise Missed()  # nothing was made (the statement makes all or nothing)
+    if found is None:
+        found = _insert_after(bound > 0, build, False).in_session(session, params)
+    if claim is not None and not any(kind == "claim" for kind, _, _ in found):
+        raise Missed()  # nothing was made: the rows go in only with the claim
+    found = [row for row in found if row[0] != "claim"]
     by_uid = {row.uid: row for row in rows}
     for kind, pk, uid in found:
         obj = op if kind == "operation" else by_uid.pop(uid)
@@ -93,23 +136,40 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
 
 
 @functools.cache
-def _insert_after(bounded: bool) -> Prepared:
+def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool]], ReturningInsert[Any]] | None,
+                  atomic: bool) -> Prepared:
     """:func:`enqueue_after`'s statement on PostgreSQL: the resource rows of the JSON array
-    parameter ``rows`` (objects of their columns) skipping clashes, then the Operation (parameters
-    named after its columns) when all ``count`` went in; its rows are (``'row'``, pk, uid) of each
-    row inserted, and (``'operation'``, pk, NULL) when the Operation was. The rows are one JSON
-    parameter, not a multi-row VALUES: SQLAlchemy compiles a VALUES list again at every execution."""
+    parameter ``rows`` (objects of their columns) skipping clashes (``atomic``: failing on one),
+    then the Operation (parameters named after its columns) when all ``count`` went in; its rows
+    are (``'row'``, pk, uid) of each row inserted, and (``'operation'``, pk, NULL) when the
+    Operation was. The rows are one JSON parameter, not a multi-row VALUES: SQLAlchemy compiles a
+    VALUES list again at every execution. ``claim``: its INSERT goes first, where the queue has room
+    (``bounded``); the rows go in only if it took its row, (``'claim'``, its first column, NULL).
+    ``atomic`` without a claim: the rows go in only where the queue has room, as the Operation, so
+    that the statement makes all or nothing."""
     table = Resource.__table__
     pk = table.primary_key.columns[0]
     columns = [c.key for c in table.columns if c is not pk]
     given = func.json_populate_recordset(literal_column(f"NULL::{table.name}"),
                                          cast(bindparam("rows", type_=String), JSON)).table_valued(*columns)
-    new_rows = (postgresql.insert(table).from_select(columns, select(*(given.c[key] for key in columns)))
-                .on_conflict_do_nothing().returning(pk, table.c.uid).cte("new_rows"))
+    rows = select(*(given.c[key] for key in columns))
+    claimed = None
+    if claim is not None:
+        claimed = claim(_room() if bounded else true()).cte("claimed")
+        rows = rows.where(select(func.count()).select_from(claimed).scalar_subquery() == 1)
+    elif atomic and bounded:
+        rows = rows.where(_room())
+    insert_rows = postgresql.insert(table).from_select(columns, rows)
+    if not atomic:
+        insert_rows = insert_rows.on_conflict_do_nothing()
+    new_rows = insert_rows.returning(pk, table.c.uid).cte("new_rows")
     all_in = select(func.count()).select_from(new_rows).scalar_subquery() == bindparam("count", type_=Integer)
     new_op = _build_insert(True, bounded, all_in).cte("new_operation")
-    return Prepared(union_all(select(literal("row"), new_rows.c[pk.key], new_rows.c.uid),
-                              select(literal("operation"), new_op.c[Operation.pk.key], null().cast(BigInteger))))
+    parts = [select(literal("row"), new_rows.c[pk.key], new_rows.c.uid),
+             select(literal("operation"), new_op.c[Operation.pk.key], null().cast(BigInteger))]
+    if claimed is not None:
+        parts.append(select(literal("claim"), claimed.c[0], null().cast(BigInteger)))
+    return Prepared(union_all(*parts))
 
 
 @functools.cache
@@ -119,6 +179,19 @@ def _insert(notify: bool, bounded: bool) -> Prepared:
     ``bounded``: inserted only while its project has fewer unfinished Operations than the
     parameter ``bound``. Built once: building it costs more than running it."""
     return Prepared(_build_insert(notify, bounded))
+
+
+def _room() -> ColumnElement[bool]:
+    """Whether the project (parameter ``project``) has fewer unfinished Operations than ``bound``.
+
+    One walk of ix_operation_project_status per unfinished status: with ``status IN (...)``
+    PostgreSQL's planner, its statistics behind a fast growth, walked all the project's Operations
+    of every status (those kept done too) and tested each one's status."""
+    bound = bindparam("bound", type_=Integer)
+    counts = [select(func.count()).select_from(
+        select(Operation.pk).where(Operation.project == bindparam("project", type_=String), Operation.status == status)
+        .limit(bound).subquery()).scalar_subquery() for status in UNFINISHED_SQL]
+    return functools.reduce(operator.add, counts) < bound
 
 
 def _build_insert(notify: bool, bounded: bool, condition: Any = None) -> ReturningInsert[Any]:
@@ -131,14 +204,7 @@ def _build_insert(notify: bool, bounded: bool, condition: Any = None) -> Returni
         return insert(table).values(values).returning(*returned)
     row = select(*values.values())
     if bounded:
-        bound = bindparam("bound", type_=Integer)
-        # One walk of ix_operation_project_status per unfinished status: with ``status IN (...)``
-        # PostgreSQL's planner, its statistics behind a fast growth, walked all the project's
-        # Operations of every status (those kept done too) and tested each one's status.
-        counts = [select(func.count()).select_from(
-            select(Operation.pk).where(Operation.project == values["project"], Operation.status == status)
-            .limit(bound).subquery()).scalar_subquery() for status in UNFINISHED_SQL]
-        row = row.where(functools.reduce(operator.add, counts) < bound)
+        row = row.where(_room())
     if condition is not None:
         row = row.where(condition)
     return insert(table).from_select(list(values), row).returning(*returned)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from core.db import insert_persistent, read_only
 from core.errors import Invalid, NotFound
 from core.ids import new_uid, operation_name, rfc3339
-from core.jobs.admission import enqueue, enqueue_after
+from core.jobs.admission import Claim, enqueue, enqueue_after
 from core.links import CANONICAL_BASE, scope_url
 from core.models import Operation, Resource
 from core.prepared import Prepared
@@ -59,7 +59,8 @@ def by_request_id(call: Call) -> Operation | None:
 
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
           job: str | None = None, params: dict[str, Any] | None = None,
-          not_before: float | None = None, rows: Sequence[Resource] = ()) -> Operation:
+          not_before: float | None = None, rows: Sequence[Resource] = (), claim: Claim | None = None,
+          alone: bool = False) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
@@ -74,7 +75,9 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
 
     ``rows``: the job's new resource rows (an instance and its new disks), inserted with its
     Operation (see :func:`~core.jobs.admission.enqueue_after`: one statement on PostgreSQL);
-    :class:`NamesTaken` when a concurrent insert took a name of theirs first.
+    :class:`NamesTaken` when a concurrent insert took a name of theirs first. ``claim`` and
+    ``alone``: :func:`~core.jobs.admission.enqueue_after`'s (which raises
+    :class:`~core.jobs.admission.Missed` when they made nothing).
     """
     now = time.time()
     done = job is None
@@ -89,7 +92,7 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
         if done:
             insert_persistent(call.session, op)
         elif rows:
-            taken = enqueue_after(call.session, rows, op, call.max_queued)
+            taken = enqueue_after(call.session, rows, op, call.max_queued, claim, alone)
             if taken:
                 raise NamesTaken(taken)
         else:

@@ -39,7 +39,7 @@ def insert(req: ApiRequest, zone: str):
     if source_image:
         return machine_images.insert_instance(req.call, req.zone(zone), req.body, source_image,
                                               req.args.get("sourceInstanceTemplate"))
-    return instances.insert(req.call, req.zone(zone), req.body, req.args.get("sourceInstanceTemplate"))
+    return instances.insert(req.call, req.zone(zone), req.body, req.args.get("sourceInstanceTemplate"), alone=True)
 
 
 @handles("compute.instances.bulkInsert")

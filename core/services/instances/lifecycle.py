@@ -14,6 +14,7 @@ from core import ipam, quotas
 from core.catalog import MachineType
 from core.errors import AlreadyExists, Invalid
 from core.ids import new_uid
+from core.jobs import admission
 from core.links import parse_ref, path_of, scope_url, url_of
 from core.models import Operation, Resource
 from core.resources import operations, store
@@ -30,12 +31,31 @@ _SHIELDED = {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMoni
 
 
 def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: str | None = None, *,
-           restored: list[spec.Attached] | None = None) -> Operation:
+           restored: list[spec.Attached] | None = None, alone: bool = False) -> Operation:
     """Validate the whole request, then write the instance row, its disks and its Operation (the
     ``instances.run`` job places and starts it). ``source_template``: an instance template whose
     properties are the body, the request's fields overriding them. ``restored``: the new disks of
     an instance made from a machine image (see :mod:`core.services.machine_images`), in place of
-    the body's ``disks``."""
+    the body's ``disks``.
+
+    ``alone``: the insert is all the call writes (the API's instances.insert). On PostgreSQL it is
+    then tried as two statements, each a transaction of its own, where it takes five round trips
+    (BEGIN, the read, the address, the rows with the Operation, COMMIT): the read outside the
+    transaction, and the rows with the Operation and the address, predicted (:func:`core.ipam.predict`),
+    in one statement that makes all or nothing. When it makes nothing (the address was taken
+    meanwhile, a name clashed, the queue is full) the insert is made again the usual way, which
+    answers what happened; so is it when the call's transaction had begun."""
+    if alone and call.session.get_bind().dialect.name == "postgresql":
+        try:
+            return _insert(call, zone, body, source_template, restored, True)
+        except admission.Missed:
+            call.session.rollback()  # what the try wrote in the transaction (an external address)
+    return _insert(call, zone, body, source_template, restored, False)
+
+
+def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: str | None,
+            restored: list[spec.Attached] | None, alone: bool) -> Operation:
+    """:func:`insert`, tried in two statements when ``alone``."""
     if source_template:
         body = merged(_template_in_zone(call, zone, source_template), body)
     name = store.validate_name(body.get("name"))
@@ -43,7 +63,8 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     path = path_of(call.project, scope, "instances", name)
     taken = reads.names_taken(call, scope, zone.region.name, name,
                               [] if restored else spec.new_disk_names(name, body.get("disks")),
-                              body.get("networkInterfaces"), None if restored else spec.boot_image(body.get("disks")))
+                              body.get("networkInterfaces"), None if restored else spec.boot_image(body.get("disks")),
+                              alone)
     if taken.instance:
         _lost_race(call, path)  # a retry of the same requestId may have committed since the API looked
     mt = spec.machine_type(call, zone, body.get("machineType"))
@@ -64,7 +85,8 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     # allocated for the uid the row will have, and the new disks are described from their specs.
     uid = new_uid()
     instance_url = url_of(call.project, scope, "instances", name)
-    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics)
+    predicted: list[ipam.Predicted] | None = [] if alone else None
+    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics, predicted)
     fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
     res = _instance_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
     new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
@@ -72,9 +94,13 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
         op = operations.begin(call, scope=scope, op_type="insert", target_path=path, target_id=res.uid,
                               job=states.RUN, rows=[res, *new],
                               params={"uid": res.uid, "created_disks": [d.uid for d in new], "zone_id": zone.id,
-                                      "delete_on_fail": True, "warnings": _size_warnings(call, zone, new_specs)})
+                                      "delete_on_fail": True, "warnings": _size_warnings(call, zone, new_specs)},
+                              claim=admission.Claim(ipam.take_predicted, predicted[0].params()) if predicted else None,
+                              alone=alone and not any(a.row is not None for a in attached))
     except NamesTaken as clash:
         _taken(call, res, clash.rows)
+    for guess in predicted or ():
+        ipam.remember(guess.pool, guess.address)
     for a in attached:
         if a.row is not None:
             disks.add_user(a.row, instance_url)

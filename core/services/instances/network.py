@@ -71,25 +71,39 @@ def nic_fingerprint(nic: dict[str, Any]) -> str:
     return fingerprint(["nic", {k: v for k, v in nic.items() if k != "fingerprint"}])
 
 
-def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, requested: str | None) -> str:
-    """The NIC's address in its subnetwork: the one asked for (a static address or a free one), or the next."""
+def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, requested: str | None,
+                     predicted: list[ipam.Predicted] | None = None) -> str:
+    """The NIC's address in its subnetwork: the one asked for (a static address or a free one), or the next.
+    ``predicted``: where the next one goes when it is guessed (:func:`core.ipam.predict`) instead of
+    taken; the caller's statement takes it."""
     pool = addresses.subnet_pool(subnet)
     subnet_path = path_of(subnet.project, subnet.scope, "subnetworks", subnet.name)
     if not requested:
-        return ipam.allocate(call.session, pool, store.body_of(subnet)["ipCidrRange"], uid, space=subnet_path)
+        cidr = store.body_of(subnet)["ipCidrRange"]
+        guess = None if predicted is None else ipam.predict(pool, cidr, uid)
+        if guess is not None and predicted is not None:
+            predicted.append(guess)
+            return guess.text
+        return ipam.allocate(call.session, pool, cidr, uid, space=subnet_path)
     if not addresses.use_internal_for_instance(call.session, call.project, subnet, requested, instance_url):
         _reserve(call, pool, requested, uid, f"subnetwork '{subnet_path}'")
     return requested
 
 
-def build_nics(call: Call, zone: ZoneInfo, uid: int, instance_url: str, parsed: list[ParsedNic]) -> list[dict[str, Any]]:
-    """The new instance's ``networkInterfaces``, with their addresses taken for ``uid``."""
+def build_nics(call: Call, zone: ZoneInfo, uid: int, instance_url: str, parsed: list[ParsedNic],
+               predicted: list[ipam.Predicted] | None = None) -> list[dict[str, Any]]:
+    """The new instance's ``networkInterfaces``, with their addresses taken for ``uid``; the next
+    address of a lone NIC's subnetwork guessed instead when the caller gives ``predicted`` (see
+    :func:`internal_address`). One NIC only: a guess takes no pool lock, and an instance's
+    addresses in several pools are taken in one order (:func:`core.ipam.lock_pools`)."""
+    if len(parsed) != 1:
+        predicted = None
     nics = []
     for i, p in enumerate(parsed):
         nic = {
             "kind": "compute#networkInterface", "name": f"nic{i}", "network": p.network_url,
             "subnetwork": url_of(p.subnet.project, p.subnet.scope, "subnetworks", p.subnet.name),
-            "networkIP": internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP")),
+            "networkIP": internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP"), predicted),
             "stackType": p.request.get("stackType", "IPV4_ONLY"),
         }
         configs = [_access_config(call, zone, uid, instance_url, ac) for ac in p.request.get("accessConfigs") or []]

@@ -158,7 +158,7 @@ class Taken:
 
 
 def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[str], nics: object,
-                boot_image: object = None) -> Taken:
+                boot_image: object = None, alone: bool = False) -> Taken:
     """Whether the instance ``name`` and its new disks ``disk_names`` are taken in ``zone`` (a scope),
     and the network of the first of ``nics`` (see :func:`first_network`) with the subnetworks of
     ``region`` of its project, and when ``boot_image`` names a family of a public image project,
@@ -167,7 +167,9 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     ``region``: one read for what the insert would otherwise look up apart.
 
     The rows it answers (the project, the network, subnetworks and images) are read-only copies,
-    not the session's objects (:func:`core.db.read_only`): a change to one would not be written."""
+    not the session's objects (:func:`core.db.read_only`): a change to one would not be written.
+    ``alone``: read outside the session's transaction when it has sent nothing yet
+    (:meth:`~core.prepared.Prepared.alone`), for a call that may then write in one statement."""
     params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "region": region,
                               **{f"disk_{i}": disk for i, disk in enumerate(disk_names)}}
     network = first_network(call, nics, region)
@@ -179,8 +181,10 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     if image_family is not None:
         params["image_project"], params["image_family"] = image_family
     session = call.session
-    found = _prepared(reading, image_family is not None, session.get_bind().dialect.name,
-                      len(disk_names)).in_session(session, params)
+    read = _prepared(reading, image_family is not None, session.get_bind().dialect.name, len(disk_names))
+    found = read.alone(session, params) if alone else None
+    if found is None:
+        found = read.in_session(session, params)
     project: Project | None = None
     counters: list[quotas.Counter] | None = None
     rows: list[Resource]

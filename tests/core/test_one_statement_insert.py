@@ -1,0 +1,183 @@
+"""PostgreSQL: the API's instances.insert in two statements, each a transaction of its own (its read,
+then its rows, Operation and predicted address: core.services.instances.lifecycle.insert with
+``alone``), and the way back to the usual transaction whenever that second statement cannot make
+everything: its address taken meanwhile (by another process, or above it), a name taken between
+the read and the write, the project's queue full. Each time nothing of the try is left, and the
+call is answered as the usual insert answers it."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from sqlalchemy import Engine, delete, event, func, insert, select
+from sqlalchemy.orm import Session
+
+from core import ipam
+from core.errors import AlreadyExists, ProjectRateLimited
+from core.jobs.claims import UNFINISHED
+from core.models import IpAllocation, Operation, Resource
+from core.resources.context import Call
+from core.services import calls, instances, topology
+from tests.helpers.databases import statements_sent
+
+PROJECT = "demo-project"
+ZONE = "us-central1-a"
+IMAGE = "projects/debian-cloud/global/images/family/debian-12"
+
+
+@pytest.fixture
+def engine(engine: Engine) -> Engine:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's round trips: SQLite's insert is one transaction of its own process")
+    return engine
+
+
+@pytest.fixture
+def made(engine: Engine) -> Iterator[list[str]]:
+    """Name prefixes of what a test committed: its instances and disks, their addresses and Operations."""
+    prefixes: list[str] = []
+    yield prefixes
+    with Session(engine) as s, s.begin():
+        for prefix in prefixes:
+            uids = select(Resource.uid).where(Resource.project == PROJECT, Resource.name.like(f"{prefix}%"))
+            s.execute(delete(IpAllocation).where(IpAllocation.owner_uid.in_(uids)))
+            s.execute(delete(Operation).where(Operation.target_link.like(f"%/instances/{prefix}%")))
+            s.execute(delete(Resource).where(Resource.project == PROJECT, Resource.name.like(f"{prefix}%")))
+
+
+def _insert(engine: Engine, name: str, bound: int = 0) -> tuple[dict, int]:
+    """The API's instances.insert of ``name`` (a session of its own, as each request has): its
+    Operation, and psycopg's transaction status once the handler returned, before the call's commit."""
+    status = []
+    with Session(engine, expire_on_commit=False) as s:
+        call = Call(s, PROJECT, "test", max_queued=bound)
+
+        def handler():
+            op = instances.insert(call, topology.zone(s, PROJECT, ZONE), {
+                "name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+                "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}]}, alone=True)
+            status.append(s.connection().connection.driver_connection.info.transaction_status)
+            return op
+
+        outcome = calls.run(call, True, handler)
+    assert outcome.operation is not None
+    return outcome.operation, status[-1]
+
+
+def _address(engine: Engine, name: str) -> tuple[int, list[int]]:
+    """The instance's networkIP, and every address its uid holds."""
+    with Session(engine) as s:
+        row = s.execute(select(Resource.uid, Resource.body).where(
+            Resource.project == PROJECT, Resource.collection == "instances", Resource.name == name)).one()
+        held = s.scalars(select(IpAllocation.address).where(IpAllocation.owner_uid == row.uid)).all()
+    ip = orjson.loads(row.body)["networkInterfaces"][0]["networkIP"]
+    return int(ipaddress.ip_address(ip)), sorted(held)
+
+
+def _pool_of(engine: Engine, name: str) -> str:
+    with Session(engine) as s:
+        uid = s.scalar(select(Resource.uid).where(Resource.project == PROJECT, Resource.collection == "instances",
+                                                  Resource.name == name))
+        return s.scalar(select(IpAllocation.pool).where(IpAllocation.owner_uid == uid))
+
+
+def _take_elsewhere(engine: Engine, pool: str, address: int) -> None:
+    """What another process's allocation in the pool commits meanwhile."""
+    with Session(engine) as s, s.begin():
+        s.execute(insert(IpAllocation).values(pool=pool, address=address, owner_uid=-1, project=None))
+
+
+def _left(engine: Engine, prefix: str) -> dict[str, int]:
+    with Session(engine) as s:
+        uids = select(Resource.uid).where(Resource.project == PROJECT, Resource.name.like(f"{prefix}%"))
+        return {"resources": s.scalar(select(func.count()).select_from(uids.subquery())) or 0,
+                "addresses": s.scalar(select(func.count()).select_from(IpAllocation)
+                                      .where(IpAllocation.owner_uid.in_(uids))) or 0,
+                "operations": s.scalar(select(func.count()).select_from(Operation)
+                                       .where(Operation.target_link.like(f"%/instances/{prefix}%"))) or 0}
+
+
+def test_an_insert_is_two_statements_of_their_own_once_its_address_is_predicted(engine, made):
+    name = f"alone-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _insert(engine, f"{name}-a")  # its pool's next address is known in this process from now on
+    with statements_sent(engine) as sent:
+        op, status = _insert(engine, f"{name}-b")
+    assert op["status"] == "PENDING"
+    assert status == 0  # libpq's PQTRANS_IDLE: no transaction was open when the call came to commit
+    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "claimed"]], sent
+    first, held_a = _address(engine, f"{name}-a")
+    second, held_b = _address(engine, f"{name}-b")
+    assert (held_a, held_b) == ([first], [first + 1])  # the address the usual allocation takes next
+
+
+@pytest.mark.parametrize("taken_at", [1, 5], ids=["the predicted address", "one above it"])
+def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made, taken_at):
+    """Another process took the predicted address, or one above it, since this process took its
+    last: the one-statement try makes nothing, and the usual insert takes the next address above
+    the pool's highest, as it always does."""
+    name = f"taken-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _insert(engine, f"{name}-a")
+    first, _ = _address(engine, f"{name}-a")
+    pool = _pool_of(engine, f"{name}-a")
+    _take_elsewhere(engine, pool, first + taken_at)
+    try:
+        with statements_sent(engine) as sent:
+            op, status = _insert(engine, f"{name}-b")
+        assert op["status"] == "PENDING" and status != 0  # the usual transaction
+        assert any(q.startswith("WITH claimed") for q in sent)  # tried first
+        assert _address(engine, f"{name}-b") == (first + taken_at + 1, [first + taken_at + 1])
+        assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
+        assert ipam.predict(pool, "10.128.0.0/20", 0).address == first + taken_at + 2  # learnt
+    finally:
+        with Session(engine) as s, s.begin():
+            s.execute(delete(IpAllocation).where(IpAllocation.owner_uid == -1))
+
+
+def test_a_name_taken_between_the_read_and_the_write_is_answered_as_before(engine, made):
+    """A concurrent insert of the same name commits after the read: the one statement fails as a
+    whole (nothing of it stays), and the usual insert answers that the instance exists."""
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _insert(engine, f"{name}-a")
+
+    raced: list[str] = []
+
+    def commit_the_same_name_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH claimed") and not raced:
+            raced.append(statement)
+            with Session(engine) as other, other.begin():
+                other.execute(insert(Resource).values(
+                    uid=int(uuid.uuid4().int >> 66), project=PROJECT, collection="instances", scope=f"zones/{ZONE}",
+                    region="us-central1", name=f"{name}-b", status="RUNNING", subtype="", created=0.0,
+                    body=orjson.dumps({"name": f"{name}-b"}).decode()))
+        return statement, parameters
+
+    event.listen(engine, "before_cursor_execute", commit_the_same_name_first, retval=True)
+    try:
+        with pytest.raises(AlreadyExists):
+            _insert(engine, f"{name}-b")
+    finally:
+        event.remove(engine, "before_cursor_execute", commit_the_same_name_first)
+    assert raced  # the one statement was tried, and met the other insert's name
+    # what is left is the other insert's instance alone: no boot disk, address or Operation of this one
+    assert _left(engine, f"{name}-b") == {"resources": 1, "addresses": 0, "operations": 0}
+
+
+def test_a_full_queue_refuses_the_one_statement_insert_and_leaves_nothing(engine, made):
+    name = f"full-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _insert(engine, f"{name}-a")
+    with Session(engine) as s:
+        unfinished = s.scalar(select(func.count()).select_from(Operation).where(
+            Operation.project == PROJECT, Operation.status.in_(UNFINISHED))) or 0
+    with pytest.raises(ProjectRateLimited):
+        _insert(engine, f"{name}-b", bound=unfinished)
+    assert _left(engine, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
+    _insert(engine, f"{name}-b", bound=unfinished + 1)  # room: served, by one statement
+    assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
