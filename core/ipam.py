@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +16,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     literal_column,
@@ -65,9 +65,7 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     conn = flushed_connection(session)
     params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last, "project": project}
     taken = _locked_take_next(session, conn, pool, params)
-    if taken is not None:
-        remember(pool, taken)
-    else:  # the top of the range is taken: fill the lowest gap left by released addresses
+    if taken is None:  # the top of the range is taken: fill the lowest gap left by released addresses
         used = set(conn.execute(_USED, {"pool": pool}).scalars())
         for free in (a for a in range(first, last + 1) if a not in used):
             taken = conn.execute(_take(conn.dialect.name), {**params, "address": free}).scalar()
@@ -78,26 +76,11 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     return str(ipaddress.ip_address(taken))
 
 
-# Per process, the address each pool gave last (by :func:`allocate` or a prediction that held): the
-# next one an insert predicts (:func:`predict`). A pool past this many starts the map again.
-_LAST_TAKEN: dict[str, int] = {}
-_LAST_LOCK = threading.Lock()
-_LAST_POOLS = 10_000
-
-
-def remember(pool: str, address: int) -> None:
-    """``address`` is the one ``pool`` gave last (see :func:`predict`)."""
-    with _LAST_LOCK:
-        if len(_LAST_TAKEN) >= _LAST_POOLS and pool not in _LAST_TAKEN:
-            _LAST_TAKEN.clear()
-        _LAST_TAKEN[pool] = address
-
-
 @dataclass(frozen=True)
 class Predicted:
-    """The address :func:`allocate` would take next in ``pool``, guessed without asking: the one after
-    the address the pool gave last in this process. :func:`take_predicted` takes it only if it is
-    still the next (one past the pool's highest), in the statement that writes what holds it."""
+    """The address :func:`allocate` would take next in ``pool``, guessed from the pool's highest as
+    a read found it (:func:`subnet_top`). :func:`take_predicted` takes it only if it is still the
+    next (one past the pool's highest), in the statement that writes what holds it."""
 
     pool: str
     address: int
@@ -113,22 +96,43 @@ class Predicted:
         return {"ip_pool": self.pool, "ip_address": self.address, "ip_first": self.first, "ip_owner_uid": self.owner_uid}
 
 
-def predict(pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> Predicted | None:
-    """The address :func:`allocate` would take next for ``owner_uid``, if this process knows the
-    pool's last one and the range has room above it; None otherwise (the caller allocates).
+@dataclass
+class Guesses:
+    """Where an insert predicts its addresses instead of taking them: the highest address of each
+    subnetwork pool its read found (:func:`subnet_top`, by pool; None: an empty pool), and the
+    predictions made."""
 
-    A PostgreSQL insert that takes its address by :func:`allocate` spends a round trip on it (and
-    its transaction one more on BEGIN, ahead of it); a predicted address goes in with the instance's
-    own rows, one statement. The guess is checked there: when another writer took the address, or
-    any above it, meanwhile, nothing goes in and the caller allocates as before."""
-    net = ipaddress.ip_network(cidr)
-    first = int(net.network_address) + reserved_head
-    last = int(net.broadcast_address) - 2
-    with _LAST_LOCK:
-        top = _LAST_TAKEN.get(pool)
-    if top is None or not first - 1 <= top < last:
-        return None
-    return Predicted(pool, top + 1, first, owner_uid)
+    tops: dict[str, int | None]
+    made: list[Predicted] = field(default_factory=list)
+
+    def predict(self, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> Predicted | None:
+        """The address :func:`allocate` would take next in ``pool`` for ``owner_uid``, when the
+        read found the pool and the range has room above its highest; None otherwise (the caller
+        allocates).
+
+        A PostgreSQL insert that takes its address by :func:`allocate` spends a round trip on it
+        (and its transaction one more on BEGIN, ahead of it); a predicted address goes in with the
+        instance's own rows, one statement. The guess is checked there: when another writer took
+        the address, or any above it, since the read, nothing goes in and the caller allocates."""
+        if pool not in self.tops:
+            return None
+        net = ipaddress.ip_network(cidr)
+        first = int(net.network_address) + reserved_head
+        last = int(net.broadcast_address) - 2
+        top = self.tops[pool]
+        if top is not None and not first <= top < last:
+            return None  # the top of the range is taken (allocate fills a gap), or a stray address
+        guess = Predicted(pool, first if top is None else top + 1, first, owner_uid)
+        self.made.append(guess)
+        return guess
+
+
+def subnet_top(subnet_uid: ColumnElement[int]) -> ColumnElement[int]:
+    """The highest address of the pool of the subnetwork whose uid is ``subnet_uid`` (NULL: none),
+    as a column of a read (one step down the pool's index): what :class:`Guesses` predicts from."""
+    return select(IpAllocation.address).where(
+        IpAllocation.pool == literal_column("'subnet:'", String) + cast(subnet_uid, String)) \
+        .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
 
 
 def take_predicted(condition: ColumnElement[bool]) -> ReturningInsert[Any]:

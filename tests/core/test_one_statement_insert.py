@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import Engine, delete, event, func, insert, select
 from sqlalchemy.orm import Session
 
-from core import ipam
 from core.errors import AlreadyExists, ProjectRateLimited
 from core.jobs.claims import UNFINISHED
 from core.models import IpAllocation, Operation, Resource
@@ -101,10 +100,10 @@ def _left(engine: Engine, prefix: str) -> dict[str, int]:
                                        .where(Operation.target_link.like(f"%/instances/{prefix}%"))) or 0}
 
 
-def test_an_insert_is_two_statements_of_their_own_once_its_address_is_predicted(engine, made):
+def test_an_insert_is_two_statements_of_their_own_its_address_predicted(engine, made):
     name = f"alone-{uuid.uuid4().hex[:6]}"
     made.append(name)
-    _insert(engine, f"{name}-a")  # its pool's next address is known in this process from now on
+    _insert(engine, f"{name}-a")
     with statements_sent(engine) as sent:
         op, status = _insert(engine, f"{name}-b")
     assert op["status"] == "PENDING"
@@ -117,24 +116,36 @@ def test_an_insert_is_two_statements_of_their_own_once_its_address_is_predicted(
 
 @pytest.mark.parametrize("taken_at", [1, 5], ids=["the predicted address", "one above it"])
 def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made, taken_at):
-    """Another process took the predicted address, or one above it, since this process took its
-    last: the one-statement try makes nothing, and the usual insert takes the next address above
-    the pool's highest, as it always does."""
+    """Another process took the predicted address, or one above it, between the read and the
+    write (here: before the write's statement): the one-statement try makes nothing, and the usual
+    insert takes the next address above the pool's highest, as it always does."""
     name = f"taken-{uuid.uuid4().hex[:6]}"
     made.append(name)
     _insert(engine, f"{name}-a")
     first, _ = _address(engine, f"{name}-a")
     pool = _pool_of(engine, f"{name}-a")
-    _take_elsewhere(engine, pool, first + taken_at)
+
+    def take_it_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH claimed") and not raced:
+            raced.append(statement)
+            _take_elsewhere(engine, pool, first + taken_at)
+        return statement, parameters
+
+    raced: list[str] = []
+    event.listen(engine, "before_cursor_execute", take_it_first, retval=True)
     try:
         with statements_sent(engine) as sent:
             op, status = _insert(engine, f"{name}-b")
+        event.remove(engine, "before_cursor_execute", take_it_first)
         assert op["status"] == "PENDING" and status != 0  # the usual transaction
-        assert any(q.startswith("WITH claimed") for q in sent)  # tried first
+        assert raced and any(q.startswith("WITH claimed") for q in sent)  # tried first
         assert _address(engine, f"{name}-b") == (first + taken_at + 1, [first + taken_at + 1])
         assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
-        assert ipam.predict(pool, "10.128.0.0/20", 0).address == first + taken_at + 2  # learnt
+        op, status = _insert(engine, f"{name}-c")  # predicted from the pool as it is now
+        assert status == 0 and _address(engine, f"{name}-c") == (first + taken_at + 2, [first + taken_at + 2])
     finally:
+        if event.contains(engine, "before_cursor_execute", take_it_first):
+            event.remove(engine, "before_cursor_execute", take_it_first)
         with Session(engine) as s, s.begin():
             s.execute(delete(IpAllocation).where(IpAllocation.owner_uid == -1))
 

@@ -41,7 +41,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
     ``alone``: the insert is all the call writes (the API's instances.insert). On PostgreSQL it is
     then tried as two statements, each a transaction of its own, where it takes five round trips
     (BEGIN, the read, the address, the rows with the Operation, COMMIT): the read outside the
-    transaction, and the rows with the Operation and the address, predicted (:func:`core.ipam.predict`),
+    transaction, and the rows with the Operation and the address, predicted from the read (:class:`core.ipam.Guesses`),
     in one statement that makes all or nothing. When it makes nothing (the address was taken
     meanwhile, a name clashed, the queue is full) the insert is made again the usual way, which
     answers what happened; so is it when the call's transaction had begun."""
@@ -85,8 +85,8 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
     # allocated for the uid the row will have, and the new disks are described from their specs.
     uid = new_uid()
     instance_url = url_of(call.project, scope, "instances", name)
-    predicted: list[ipam.Predicted] | None = [] if alone else None
-    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics, predicted)
+    guesses = ipam.Guesses(taken.tops) if alone and taken.tops is not None else None
+    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics, guesses)
     fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
     res = _instance_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
     new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
@@ -95,12 +95,11 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
                               job=states.RUN, rows=[res, *new],
                               params={"uid": res.uid, "created_disks": [d.uid for d in new], "zone_id": zone.id,
                                       "delete_on_fail": True, "warnings": _size_warnings(call, zone, new_specs)},
-                              claim=admission.Claim(ipam.take_predicted, predicted[0].params()) if predicted else None,
+                              claim=admission.Claim(ipam.take_predicted, guesses.made[0].params()) if guesses and guesses.made
+                              else None,
                               alone=alone and not any(a.row is not None for a in attached))
     except NamesTaken as clash:
         _taken(call, res, clash.rows)
-    for guess in predicted or ():
-        ipam.remember(guess.pool, guess.address)
     for a in attached:
         if a.row is not None:
             disks.add_user(a.row, instance_url)

@@ -72,17 +72,16 @@ def nic_fingerprint(nic: dict[str, Any]) -> str:
 
 
 def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, requested: str | None,
-                     predicted: list[ipam.Predicted] | None = None) -> str:
+                     guesses: ipam.Guesses | None = None) -> str:
     """The NIC's address in its subnetwork: the one asked for (a static address or a free one), or the next.
-    ``predicted``: where the next one goes when it is guessed (:func:`core.ipam.predict`) instead of
-    taken; the caller's statement takes it."""
+    ``guesses``: the next one is predicted (:meth:`core.ipam.Guesses.predict`) instead of taken when
+    it can be; the caller's statement takes it."""
     pool = addresses.subnet_pool(subnet)
     subnet_path = path_of(subnet.project, subnet.scope, "subnetworks", subnet.name)
     if not requested:
         cidr = store.body_of(subnet)["ipCidrRange"]
-        guess = None if predicted is None else ipam.predict(pool, cidr, uid)
-        if guess is not None and predicted is not None:
-            predicted.append(guess)
+        guess = None if guesses is None else guesses.predict(pool, cidr, uid)
+        if guess is not None:
             return guess.text
         return ipam.allocate(call.session, pool, cidr, uid, space=subnet_path)
     if not addresses.use_internal_for_instance(call.session, call.project, subnet, requested, instance_url):
@@ -91,19 +90,19 @@ def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, 
 
 
 def build_nics(call: Call, zone: ZoneInfo, uid: int, instance_url: str, parsed: list[ParsedNic],
-               predicted: list[ipam.Predicted] | None = None) -> list[dict[str, Any]]:
+               guesses: ipam.Guesses | None = None) -> list[dict[str, Any]]:
     """The new instance's ``networkInterfaces``, with their addresses taken for ``uid``; the next
-    address of a lone NIC's subnetwork guessed instead when the caller gives ``predicted`` (see
+    address of a lone NIC's subnetwork predicted instead when the caller gives ``guesses`` (see
     :func:`internal_address`). One NIC only: a guess takes no pool lock, and an instance's
     addresses in several pools are taken in one order (:func:`core.ipam.lock_pools`)."""
     if len(parsed) != 1:
-        predicted = None
+        guesses = None
     nics = []
     for i, p in enumerate(parsed):
         nic = {
             "kind": "compute#networkInterface", "name": f"nic{i}", "network": p.network_url,
             "subnetwork": url_of(p.subnet.project, p.subnet.scope, "subnetworks", p.subnet.name),
-            "networkIP": internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP"), predicted),
+            "networkIP": internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP"), guesses),
             "stackType": p.request.get("stackType", "IPV4_ONLY"),
         }
         configs = [_access_config(call, zone, uid, instance_url, ac) for ac in p.request.get("accessConfigs") or []]

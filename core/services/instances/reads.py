@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, String, bindparam, select, true, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, Select, String, bindparam, case, select, true, union_all
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from core import quotas
+from core import ipam, quotas
 from core.db import read_only
 from core.links import parse_ref
 from core.models import Project, Resource
@@ -121,27 +121,34 @@ def _found(network: str | None, image: bool, disks: int) -> CompoundSelect[Any]:
 
 
 def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
-                  disks: int) -> Select[tuple[Project, Any, Resource]]:
+                  disks: int, tops: bool = False) -> Select[Any]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
     (:data:`core.quotas.USAGE_COLUMNS`, parameters ``project`` and ``region``): a row per
     resource found, the project's on each (one with no resource when none is found), none when
     the project is not named by its name (``usage``: the dialect's column). The project's read was
     a round trip of its own. Run only as :func:`_prepared`'s statement, which compiles it once, under
-    ``Prepared``'s lock: no thread compiles it cold beside another (see core.prepared.shared_statement)."""
+    ``Prepared``'s lock: no thread compiles it cold beside another (see core.prepared.shared_statement).
+    ``tops``: each subnetwork's row ends with its pool's highest address (:func:`core.ipam.subnet_top`),
+    what the insert predicts its address from (:class:`core.ipam.Guesses`)."""
     found = _found(network, image, disks).subquery("found")
     row = aliased(Resource, found)
-    return (select(Project, usage, row).select_from(Project).outerjoin(found, true())
+    columns: list[Any] = [Project, usage, row]
+    if tops:
+        columns.append(case((found.c.collection == "subnetworks", ipam.subnet_top(found.c.uid))))
+    return (select(*columns).select_from(Project).outerjoin(found, true())
             .where(Project.name == bindparam("project")).order_by(found.c.collection, found.c.name))
 
 
 _USAGE = len(Project.__table__.columns)  # the quota counters' column, between the project's and the resource's
+_TOP = _USAGE + 1 + len(Resource.__table__.columns)  # after the resource's: its pool's highest address (PostgreSQL)
 
 
 @functools.cache
 def _prepared(network: str | None, image: bool, dialect: str, disks: int) -> Prepared:
     """:func:`_with_project` as a :class:`~core.prepared.Prepared` statement: its rows as the
-    driver gives them, the project's columns, the counters, the resource's, in their tables' order."""
-    return Prepared(_with_project(network, image, quotas.USAGE_COLUMNS[dialect], disks))
+    driver gives them, the project's columns, the counters, the resource's, in their tables' order;
+    on PostgreSQL, where the insert predicts its address, the subnetwork's pool's highest address last."""
+    return Prepared(_with_project(network, image, quotas.USAGE_COLUMNS[dialect], disks, dialect == "postgresql"))
 
 
 @dataclass
@@ -155,6 +162,7 @@ class Taken:
     reads: RegionReads
     project: Project | None = None
     counters: list[quotas.Counter] | None = None
+    tops: dict[str, int | None] | None = None  # the subnetworks' pools' highest addresses (PostgreSQL's read)
 
 
 def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[str], nics: object,
@@ -187,10 +195,15 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
         found = read.in_session(session, params)
     project: Project | None = None
     counters: list[quotas.Counter] | None = None
+    tops: dict[str, int | None] | None = None
     rows: list[Resource]
     if found:
         project, counters = read_only(Project, found[0][:_USAGE]), quotas.counters_of(found[0][_USAGE])
-        rows = [read_only(Resource, r[_USAGE + 1:]) for r in found if r[_USAGE + 1] is not None]
+        resources = [r for r in found if r[_USAGE + 1] is not None]
+        rows = [read_only(Resource, r[_USAGE + 1:_TOP]) for r in resources]
+        if len(found[0]) > _TOP:  # PostgreSQL's: each subnetwork's pool's highest address
+            tops = {ipam.subnet_pool(row.uid): r[_TOP] for row, r in zip(rows, resources, strict=True)
+                    if row.collection == "subnetworks"}
     else:  # the project named by its number: the names read alone, the project read apart
         rows = list(session.scalars(_names_read(reading, image_family is not None, len(disk_names)), params))
     if image_family is not None:
@@ -200,4 +213,4 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
         reads.add(*network, (r for r in rows if r.collection in ("networks", "subnetworks")))
     disks_found = {r.name for r in rows if r.collection == "disks"}
     return Taken(any(r.collection == "instances" for r in rows), {n: n in disks_found for n in disk_names}, reads,
-                 project, counters)
+                 project, counters, tops)
