@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 from core.errors import ProjectRateLimited
 from core.jobs.claims import UNFINISHED
 from core.jobs.engine import NEW_CHANNEL
-from core.models import IpAllocation, Operation, Project, Resource
+from core.models import Operation, Project
 from core.resources import operations
 from core.resources.context import Call
 from core.services import calls, instances, topology
+from tests.helpers.core import left_by, remove_made
 from tests.helpers.databases import statements_sent
 
 PROJECT = "demo-project"
@@ -39,27 +40,12 @@ def _unfinished(s: Session) -> int:
                     .where(Operation.project == PROJECT, Operation.status.in_(UNFINISHED))) or 0
 
 
-def _left_of(s: Session, name: str) -> dict[str, int]:
-    """What a call inserting the instance ``name`` left in the database."""
-    uids = select(Resource.uid).where(Resource.project == PROJECT, Resource.name.like(f"{name}%"))
-    return {"resources": s.scalar(select(func.count()).select_from(uids.subquery())) or 0,
-            "addresses": s.scalar(select(func.count()).select_from(IpAllocation)
-                                  .where(IpAllocation.owner_uid.in_(uids))) or 0,
-            "operations": s.scalar(select(func.count()).select_from(Operation)
-                                   .where(Operation.target_link.like(f"%/{name}"))) or 0}
-
-
 @pytest.fixture
 def cleanup(engine: Engine) -> Iterator[list[str]]:
     """Names of instances (and of their disks) a test committed, removed afterwards with their Operations."""
     names: list[str] = []
     yield names
-    with Session(engine) as s, s.begin():
-        for name in names:
-            s.execute(delete(IpAllocation).where(IpAllocation.owner_uid.in_(
-                select(Resource.uid).where(Resource.name.like(f"{name}%")))))
-            s.execute(delete(Resource).where(Resource.project == PROJECT, Resource.name.like(f"{name}%")))
-            s.execute(delete(Operation).where(Operation.target_link.like(f"%/{name}")))
+    remove_made(engine, names)
 
 
 def _insert(engine: Engine, name: str, bound: int) -> dict:
@@ -80,12 +66,12 @@ def test_a_call_past_its_projects_bound_is_refused_and_leaves_nothing(engine, cl
     with pytest.raises(ProjectRateLimited) as refused:
         _insert(engine, f"{name}-b", bound)
     with Session(engine) as s:
-        assert _left_of(s, f"{name}-a") == {"resources": 3, "addresses": 1, "operations": 1}
+        assert left_by(s, f"{name}-a") == {"resources": 3, "addresses": 1, "operations": 1}
         number = s.scalar(select(Project.number).where(Project.name == PROJECT))
         assert refused.value.message == (
             "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
             f"'compute.googleapis.com' for consumer 'project_number:{number}'.")
-        assert _left_of(s, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
+        assert left_by(s, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
         assert _unfinished(s) == bound
     assert _insert(engine, f"{name}-b", bound + 1)["status"] == "PENDING"  # room again: served
 

@@ -21,6 +21,7 @@ from core.jobs.claims import UNFINISHED
 from core.models import IpAllocation, Operation, Resource
 from core.resources.context import Call
 from core.services import calls, instances, topology
+from tests.helpers.core import left_by, remove_made
 from tests.helpers.databases import statements_sent
 
 PROJECT = "demo-project"
@@ -40,12 +41,7 @@ def made(engine: Engine) -> Iterator[list[str]]:
     """Name prefixes of what a test committed: its instances and disks, their addresses and Operations."""
     prefixes: list[str] = []
     yield prefixes
-    with Session(engine) as s, s.begin():
-        for prefix in prefixes:
-            uids = select(Resource.uid).where(Resource.project == PROJECT, Resource.name.like(f"{prefix}%"))
-            s.execute(delete(IpAllocation).where(IpAllocation.owner_uid.in_(uids)))
-            s.execute(delete(Operation).where(Operation.target_link.like(f"%/instances/{prefix}%")))
-            s.execute(delete(Resource).where(Resource.project == PROJECT, Resource.name.like(f"{prefix}%")))
+    remove_made(engine, prefixes)
 
 
 def _insert(engine: Engine, name: str, bound: int = 0) -> tuple[dict, int]:
@@ -92,12 +88,7 @@ def _take_elsewhere(engine: Engine, pool: str, address: int) -> None:
 
 def _left(engine: Engine, prefix: str) -> dict[str, int]:
     with Session(engine) as s:
-        uids = select(Resource.uid).where(Resource.project == PROJECT, Resource.name.like(f"{prefix}%"))
-        return {"resources": s.scalar(select(func.count()).select_from(uids.subquery())) or 0,
-                "addresses": s.scalar(select(func.count()).select_from(IpAllocation)
-                                      .where(IpAllocation.owner_uid.in_(uids))) or 0,
-                "operations": s.scalar(select(func.count()).select_from(Operation)
-                                       .where(Operation.target_link.like(f"%/instances/{prefix}%"))) or 0}
+        return left_by(s, prefix)
 
 
 def test_an_insert_is_two_statements_of_their_own_its_address_predicted(engine, made):

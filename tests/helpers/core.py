@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from core.ids import new_uid
-from core.models import Resource, Zone
+from core.models import IpAllocation, Operation, Resource, Zone
 from core.resources.context import Call
 from core.services import instances, topology
 
@@ -46,3 +46,24 @@ def new_instance(session: Session, *, project: str = "demo-project", zone: str =
         "networkInterfaces": [{"network": "global/networks/default", **(nic or {})}], **fields})
     session.flush()
     return name
+
+
+def left_by(session: Session, prefix: str, project: str = "demo-project") -> dict[str, int]:
+    """What calls inserting instances named ``prefix...`` left in the database: their instances and
+    disks, the addresses those hold, the instances' Operations."""
+    uids = select(Resource.uid).where(Resource.project == project, Resource.name.like(f"{prefix}%"))
+    return {"resources": session.scalar(select(func.count()).select_from(uids.subquery())) or 0,
+            "addresses": session.scalar(select(func.count()).select_from(IpAllocation)
+                                        .where(IpAllocation.owner_uid.in_(uids))) or 0,
+            "operations": session.scalar(select(func.count()).select_from(Operation)
+                                         .where(Operation.target_link.like(f"%/instances/{prefix}%"))) or 0}
+
+
+def remove_made(engine: Engine, prefixes: list[str], project: str = "demo-project") -> None:
+    """Remove what :func:`left_by` counts, committed by a test, for each of ``prefixes``."""
+    with Session(engine) as s, s.begin():
+        for prefix in prefixes:
+            uids = select(Resource.uid).where(Resource.project == project, Resource.name.like(f"{prefix}%"))
+            s.execute(delete(IpAllocation).where(IpAllocation.owner_uid.in_(uids)))
+            s.execute(delete(Operation).where(Operation.target_link.like(f"%/instances/{prefix}%")))
+            s.execute(delete(Resource).where(Resource.project == project, Resource.name.like(f"{prefix}%")))
