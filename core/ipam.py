@@ -37,11 +37,14 @@ from core.prepared import Prepared
 EXTERNAL_RANGE = "198.18.0.0/15"
 
 
+_SUBNET = "subnet:"
+
+
 def subnet_pool(subnet_uid: int) -> str:
     """The pool of a subnetwork's internal addresses (its primary range): every NIC's ``networkIP``
     comes from one, so its holders are the instances on the subnetwork (or the static addresses
     they use)."""
-    return f"subnet:{subnet_uid}"
+    return f"{_SUBNET}{subnet_uid}"
 
 
 def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2,
@@ -131,7 +134,7 @@ def subnet_top(subnet_uid: ColumnElement[int]) -> ColumnElement[int]:
     """The highest address of the pool of the subnetwork whose uid is ``subnet_uid`` (NULL: none),
     as a column of a read (one step down the pool's index): what :class:`Guesses` predicts from."""
     return select(IpAllocation.address).where(
-        IpAllocation.pool == literal_column("'subnet:'", String) + cast(subnet_uid, String)) \
+        IpAllocation.pool == literal_column(f"'{_SUBNET}'", String) + cast(subnet_uid, String)) \
         .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
 
 

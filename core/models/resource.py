@@ -30,7 +30,7 @@ class Resource(Base):
         # instances and disks grow with the cloud. On PostgreSQL it holds the name too: its planner
         # picked it over uq_resource_name for a lookup by name whenever its statistics lagged behind
         # a fast growth, and walked the zone's instances (migration 0019); with the name, one step to
-        # the row either way. SQLite keeps the two columns: it seeks a family's images through them
+        # the row (ix_resource_created may still be taken so: the operator's guide). SQLite keeps the two columns: it seeks a family's images through them
         # by rowid (the index's hidden last column), which a name between would prevent.
         Index("ix_resource_collection_scope", "collection", "scope").ddl_if(dialect="sqlite"),
         Index("ix_resource_collection_scope_name", "collection", "scope", "name").ddl_if(dialect="postgresql"),

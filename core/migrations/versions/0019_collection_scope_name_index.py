@@ -8,8 +8,10 @@ than the table's growth (a cloud that grew by a thousand instances within the mi
 autovacuum's next look, as a new deployment or a test run does): with the name a filter, each
 lookup walked every instance of the zone, and the insert cost grew with the zone (1 ms of the
 first read at 1,000 instances against 0.14 ms with fresh statistics). With the name in the index,
-either index is one step to the row, whatever the statistics say. The reads of a collection
-across projects the index was made for (0006) walk its first two columns as before.
+that one is one step to the row whatever the statistics say. (``ix_resource_created`` may still be
+taken the same way, a walk of the zone by creation time, until autovacuum or an ``ANALYZE``
+brings the statistics up: the operator's guide says so.) The reads of a collection across
+projects the index was made for (0006) walk its first two columns as before.
 
 SQLite chose well without statistics, and seeks a family's images through the two-column index
 and the rowid it ends with, which a name between would prevent.
