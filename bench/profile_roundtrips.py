@@ -52,13 +52,22 @@ def backend_cpu(database: str | None) -> float:
     return total
 
 
+def _idle(conn) -> bool:
+    """No transaction open on the connection's psycopg connection (libpq's PQTRANS_IDLE)."""
+    return conn.connection.driver_connection.info.transaction_status == 0
+
+
 class Counter:
     def __init__(self, engine):
         self.counts: collections.Counter[str] = collections.Counter()
         self.log: list[str] = []
         event.listen(engine, "before_cursor_execute", self._stmt)
-        event.listen(engine, "begin", lambda conn: self._add("BEGIN"))
-        event.listen(engine, "commit", lambda conn: self._add("COMMIT"))
+        # What the driver sends: psycopg sends BEGIN with a transaction's first statement, and no
+        # COMMIT for a transaction that sent none (a statement run alone, in autocommit, sends neither).
+        postgres = engine.dialect.name == "postgresql"
+        if not postgres:
+            event.listen(engine, "begin", lambda conn: self._add("BEGIN"))
+        event.listen(engine, "commit", lambda conn: None if postgres and _idle(conn) else self._add("COMMIT"))
         event.listen(engine, "rollback", lambda conn: self._add("ROLLBACK"))
         ping = engine.dialect.do_ping
 
@@ -85,6 +94,9 @@ class Counter:
         self.log.append(what)
 
     def _stmt(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        driver = conn.connection.driver_connection
+        if conn.dialect.name == "postgresql" and not driver.autocommit and _idle(conn):
+            self._add("BEGIN")
         self.counts["statements"] += 1
         self.log.append(" ".join(statement.split())[:400] + ("  [many]" if executemany else ""))
 
