@@ -73,7 +73,7 @@ def test_the_names_are_read_with_the_network_and_its_subnetworks(engine, session
         instances.insert(Call(session, PROJECT, "test"), zone, body)
     reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
     assert len(reads_of_resources) == 1, reads_of_resources  # the names with the network and the boot image
-    assert reads_of_resources[0].count("UNION ALL") == 4
+    assert reads_of_resources[0].count("UNION ALL") == 6  # a branch per name (the instance's, its 3 disks')
     nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
     assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/{_SUBNET}")
     assert nic_json["network"].endswith(f"projects/{PROJECT}/global/networks/default")
@@ -91,7 +91,7 @@ def test_a_subnetwork_named_alone_is_read_with_the_names(engine, session, subnet
         instances.insert(Call(session, PROJECT, "test"), zone, {**_body(name), "networkInterfaces": [{"subnetwork": subnet}]})
     reads_of_resources = [q for q in sent if q.startswith("SELECT") and "FROM resources" in q]
     assert len(reads_of_resources) == 2, reads_of_resources
-    assert reads_of_resources[0].count("UNION ALL") == 3 and "UNION ALL" not in reads_of_resources[1]
+    assert reads_of_resources[0].count("UNION ALL") == 5 and "UNION ALL" not in reads_of_resources[1]
     nic_json = store.body_of(store.find(session, PROJECT, "instances", f"zones/{ZONE}", name))["networkInterfaces"][0]
     assert nic_json["subnetwork"].endswith(f"projects/{PROJECT}/{_SUBNET}")
     assert nic_json["network"].endswith(f"projects/{PROJECT}/global/networks/default")
@@ -132,7 +132,7 @@ def test_the_project_is_read_with_its_quota_counters_in_the_names_read(engine, s
         instances.insert(Call(session, PROJECT, "test"), zone, _body(name))
     project_reads = [q for q in sent if "FROM projects" in q]
     assert len(project_reads) == 1, project_reads
-    assert "FROM resource_usage" in project_reads[0] and project_reads[0].count("UNION ALL") == 4, project_reads
+    assert "FROM resource_usage" in project_reads[0] and project_reads[0].count("UNION ALL") == 6, project_reads
     assert [q for q in sent if "FROM resource_usage" in q] == project_reads
     # PostgreSQL: the pool's lock goes with the address's take (no statement of its own)
     assert not [q for q in sent if q.startswith("SELECT pg_advisory_xact_lock")], sent
@@ -187,7 +187,7 @@ def test_a_name_taken_since_the_checks_is_the_clash_reported(engine, session, mo
     for collection, pattern in taken:
         store.new_resource(session, project=PROJECT, collection=collection, scope=f"zones/{ZONE}",
                            name=pattern.format(name=name), kind="compute#thing", body={})
-    monkeypatch.setattr(reads, "names_taken", lambda call, zone, region, name, disk_names, nics, image: reads.Taken(
+    monkeypatch.setattr(reads, "names_taken", lambda call, zone, region, name, disk_names, nics, image, alone=False: reads.Taken(
         False, dict.fromkeys(disk_names, False), reads.RegionReads()))
     made: list[int] = []  # the insert's Operations when the clash is seen, before the rollback
     taken_as_it_was = lifecycle._taken
