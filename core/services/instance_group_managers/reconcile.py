@@ -61,6 +61,16 @@ def _group(session: Session, uid: int) -> Resource | None:
     return session.scalar(select(Resource).where(Resource.uid == uid).with_for_update())
 
 
+def _live(session: Session, uid: int) -> tuple[Resource, State] | None:
+    """The group, locked, with its state; None when it is gone or being deleted (a run and its
+    creations then have nothing to do)."""
+    group = _group(session, uid)
+    if group is None:
+        return None
+    st = state.load(session, group)
+    return None if st.deleting else (group, st)
+
+
 def _instance(session: Session, group: Resource, m: Member) -> Resource | None:
     return _instance_in(session, group.project, m.scope, m.name)
 
@@ -138,12 +148,10 @@ def _create(ctx: JobContext, uid: int, names: list[str]) -> None:
     terms trigger parsed the saved state twice): growing a group of N cost N times a state of N."""
     user = ctx.params.get("user", "")
     with ctx.write() as s:
-        group = _group(s, uid)
-        if group is None:
+        live = _live(s, uid)
+        if live is None:
             return
-        st = state.load(s, group)
-        if st.deleting:
-            return
+        group, st = live
         ig = store.find_optional(s, group.project, instance_groups.COLLECTION, group.scope, group.name)
         errors = False
         for name in names:
@@ -203,12 +211,10 @@ def _delete_instance(s: Session, group: Resource, user: str, m: Member) -> None:
 def reconcile(ctx: JobContext) -> None:
     uid = ctx.params["uid"]
     with ctx.write() as s:
-        group = _group(s, uid)
-        if group is None:
+        live = _live(s, uid)
+        if live is None:
             return
-        st = state.load(s, group)
-        if st.deleting:
-            return
+        group, st = live
         create, delete = _plan(s, group, st, ctx.params.get("user", ""))
         st.save()
         state.render(group, st)
@@ -217,16 +223,16 @@ def reconcile(ctx: JobContext) -> None:
     for name in delete:
         _delete(ctx, uid, name)
     with ctx.write() as s:
-        group = _group(s, uid)
-        if group is None:
+        after = _group(s, uid)
+        if after is None:
             return
-        st = state.load(s, group)
-        state.render(group, st)
-        if not st.deleting and not state.stable(group):
+        st = state.load(s, after)
+        state.render(after, st)
+        if not st.deleting and not state.stable(after):
             retry = [m.retry_at for m in st.members if m.action == CREATING and m.op is None]
             busy = any(m.op is not None or m.action == DELETING for m in st.members) or not retry
             delay = IN_FLIGHT_DELAY if busy else max(IN_FLIGHT_DELAY, min(retry) - time.time())
-            enqueue(s, group, ctx.params.get("user", ""), delay, own_pk=ctx.op_pk)
+            enqueue(s, after, ctx.params.get("user", ""), delay, own_pk=ctx.op_pk)
         ctx.complete(s)
 
 
