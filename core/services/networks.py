@@ -16,7 +16,8 @@ from core.models import Operation, Region, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import firewalls, peering, projects, routes, shared_vpc, subnetworks, vpc
+from core.services import firewalls, peering, projects, routes, subnetworks, vpc
+from core.systemvms import guests
 
 AUTO_MODE_RANGE = str(subnetworks.AUTO_MODE_RANGE)
 
@@ -44,6 +45,9 @@ ENFORCEMENT_ORDERS = ("AFTER_CLASSIC_FIREWALL", "BEFORE_CLASSIC_FIREWALL")
 PATCHABLE = frozenset({"description", "routingConfig", "mtu", "networkFirewallPolicyEnforcementOrder"})
 # Collections whose resources keep a network from being deleted, in the order they are reported.
 USERS = ("firewalls", "subnetworks", "routes", "instances", "addresses", "forwardingRules", "networkEndpointGroups")
+# The users found by the text of their bodies; an instance is found through its subnetwork's
+# addresses (guests.instance_on), which does not cost more the more instances the project holds.
+_NAMING = tuple(c for c in USERS if c != "instances")
 
 
 def _auto_range(region: str, taken: set[str]) -> str:
@@ -146,14 +150,17 @@ def delete(call: Call, name: str) -> Operation:
     peerings = peering.peerings_of(net)
     if peerings:  # GCE: the network's peerings are removed first
         raise ResourceInUse("network", vpc.path(net), f"{vpc.path(net)}/peerings/{peerings[0]['name']}")
-    found = vpc.referring(call.session, call.project, "network", net_url, USERS)
+    found = vpc.referring(call.session, call.project, "network", net_url, _NAMING)
     users = sorted((u for u in found if not _own(net, u)), key=lambda u: USERS.index(u.collection))
-    users += shared_vpc.instances_using(call.session, call.project, "network", net_url)
+    if not users or USERS.index(users[0].collection) > USERS.index("instances"):
+        # any project's instance on one of the network's subnetworks (a Shared VPC service project's too)
+        instance = guests.instance_on(call.session, [u for u in found if u.collection == "subnetworks"])
+        users[:0] = [instance] if instance is not None else []
     if users:
         raise ResourceInUse("network", vpc.path(net), vpc.path(users[0]))
     own_subnets = [u for u in found if u.collection == "subnetworks"]
     subnet_users = [u for s in own_subnets for u in vpc.referring(
-        call.session, call.project, "subnetwork", vpc.url(s), ["instances", "addresses", "forwardingRules"])]
+        call.session, call.project, "subnetwork", vpc.url(s), ["addresses", "forwardingRules"])]
     if subnet_users:
         raise ResourceInUse("network", vpc.path(net), vpc.path(subnet_users[0]))
     op = operations.begin(call, scope="global", op_type="delete", target_path=vpc.path(net), target_id=net.uid)

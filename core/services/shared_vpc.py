@@ -42,15 +42,6 @@ def service_projects(session: Session, host: str) -> list[str]:
     return sorted(r.project for r in rows)
 
 
-def instances_using(session: Session, host: str, field: str, url: str) -> list[Resource]:
-    """The instances of ``host``'s service projects whose NICs name ``url`` as ``field`` (``network``
-    or ``subnetwork``): they keep a host's network or subnetwork from being deleted."""
-    return [inst for service in service_projects(session, host)
-            for inst in session.scalars(select(Resource).where(
-                Resource.project == service, Resource.collection == "instances",
-                Resource.body.contains(f'"{field}":"{url}"', autoescape=True)).order_by(Resource.name))]
-
-
 def check_network_use(call: Call, project: str, field: str, value: object) -> None:
     """A body names a network or subnetwork of ``project``: fine in the caller's own project; in
     another only when that is the Shared VPC host of the caller's, and the caller may use it."""

@@ -15,9 +15,9 @@ from core.models import Operation, Resource
 from core.resources import operations, store
 from core.resources.context import Call
 from core.resources.store import Body
-from core.services import allocated_ranges, projects, routes, shared_vpc, vpc
+from core.services import allocated_ranges, projects, routes, vpc
 from core.services.metadata import check_fingerprint
-from core.systemvms import peering
+from core.systemvms import guests, peering
 
 AUTO_MODE_RANGE = ipaddress.IPv4Network("10.128.0.0/9")
 AUTO_MODE_LARGEST_PREFIX = 16
@@ -215,8 +215,9 @@ def delete(call: Call, region: str, name: str) -> Operation:
             f"network; switch network '{net.name}' to custom mode first.'."))
     subnet_url = vpc.url(subnet)
     users = vpc.referring(call.session, call.project, "subnetwork", subnet_url,
-                          ["instances", "addresses", "forwardingRules", "networkEndpointGroups"])
-    users += shared_vpc.instances_using(call.session, call.project, "subnetwork", subnet_url)
+                          ["addresses", "forwardingRules", "networkEndpointGroups"])
+    instance = guests.instance_on(call.session, [subnet])  # any project's (a Shared VPC service project's too)
+    users = sorted([*users, *([instance] if instance is not None else [])], key=lambda u: u.collection)
     if users:
         raise ResourceInUse("subnetwork", vpc.path(subnet), vpc.path(users[0]))
     op = operations.begin(call, scope=subnet.scope, op_type="delete", target_path=vpc.path(subnet),

@@ -272,6 +272,39 @@ def test_instances_on_a_custom_network_and_delete_refused_while_they_use_it(proj
     assert "subnetworks" not in gce.networks().get(project=name, network=net).execute()
 
 
+def test_an_auto_networks_instances_keep_it_stopped_or_through_a_static_address(project):
+    """An auto-mode network's own subnetworks do not keep it; its instances do, found through the
+    addresses of its subnetworks: one holding its address (also while stopped), one using a static
+    internal address (named before the address, as instances come first), then the address."""
+    name, gce = project
+    net = unique("auto")
+    done(gce, gce.networks().insert(project=name, body={"name": net, "autoCreateSubnetworks": True}))
+    path = f"projects/{name}/global/networks/{net}"
+
+    def refused_for(user: str) -> None:
+        fails(gce.networks().delete(project=name, network=net), 400, "resourceInUseByAnotherResource",
+              f"The network resource '{path}' is already being used by '{user}'")
+
+    first, second, static = unique("vm"), unique("vm"), unique("ip")
+    done(gce, gce.instances().insert(project=name, zone=ZONE, body=instance_body(first, net)))
+    refused_for(f"projects/{name}/zones/{ZONE}/instances/{first}")
+    done(gce, gce.instances().stop(project=name, zone=ZONE, instance=first), "stop")
+    assert gce.instances().get(project=name, zone=ZONE, instance=first).execute()["status"] == "TERMINATED"
+    refused_for(f"projects/{name}/zones/{ZONE}/instances/{first}")
+    done(gce, gce.addresses().insert(project=name, region=REGION, body={
+        "name": static, "addressType": "INTERNAL", "subnetwork": f"regions/{REGION}/subnetworks/{net}",
+        "address": "10.128.0.77"}))
+    body = instance_body(second, net)
+    body["networkInterfaces"][0]["networkIP"] = "10.128.0.77"
+    done(gce, gce.instances().insert(project=name, zone=ZONE, body=body))
+    done(gce, gce.instances().delete(project=name, zone=ZONE, instance=first))
+    refused_for(f"projects/{name}/zones/{ZONE}/instances/{second}")
+    done(gce, gce.instances().delete(project=name, zone=ZONE, instance=second))
+    refused_for(f"projects/{name}/regions/{REGION}/addresses/{static}")
+    done(gce, gce.addresses().delete(project=name, region=REGION, address=static))
+    done(gce, gce.networks().delete(project=name, network=net))
+
+
 # -- IPAM: concurrent inserts ----------------------------------------------------------------------
 
 CONCURRENT = 50

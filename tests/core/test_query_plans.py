@@ -23,7 +23,7 @@ from core.resources.store import new_resource
 from core.services.images import _FEW_READY_IMAGES, _FEW_READY_PUBLIC_IMAGES, _READY_IMAGES, public_images
 from core.services.instances.reads import NETWORK, SUBNETWORKS, _names_read, _with_project
 from core.services.instances.spec import _NETWORK_AND_SUBNETS
-from core.systemvms.guests import _HELD_OF
+from core.systemvms.guests import _HELD_OF, holders_in
 from core.systemvms.sync import NETWORK_OR_INSTANCES
 from gstack.gce.narrowing import narrowing_of
 
@@ -137,6 +137,20 @@ def test_a_syncs_instances_are_read_by_uid_not_by_collection(engine):
     uids = list(range(1, 19))  # a burst's sync names a dozen or more
     params = {"net_project": "demo-project", "net_name": "default", "uids": json_ids(uids)}
     assert _seeks(engine, NETWORK_OR_INSTANCES.stmt, params) == [_BY_NAME, "(uid=?)"]
+
+
+@pytest.mark.parametrize("collection, first", [("instances", True), ("addresses", False)])
+def test_what_holds_a_subnetworks_addresses_is_read_from_its_pool_not_by_collection(engine, collection, first):
+    """What keeps a subnetwork or its network from being deleted (guests.instance_on): the pool's
+    range of the allocations, in address order, then each holder by uid; never the project's or the
+    cloud's every instance, which the collection's index would walk."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans")
+    stmt = holders_in("subnet:1", collection)
+    plan = _plan(engine, stmt.limit(1) if first else stmt, {})
+    assert plan[0].startswith("SEARCH ip_allocations USING INDEX sqlite_autoindex_") and plan[0].endswith("(pool=?)"), plan
+    assert _seeks(engine, stmt, {}) == ["(uid=?)"]
+    assert not any("TEMP B-TREE" in line for line in plan), plan  # the address order is the index's
 
 
 def test_a_syncs_guests_are_read_by_router_and_instance_not_by_router_alone(engine):
