@@ -8,7 +8,9 @@ in-process through boto3. Goal: gstack ≤ 5 s for the inserts, ≤ 150 ms to li
 database, so both see the same load of this shared machine; the JSON holds every round, the
 medians, the spread (min, max) and the PG/SQLite ratio of each pair of rounds, and the load average
 before each round. The server is ``gstack serve`` as users run it (its defaults, request log on;
-``BENCH_SERVER=gunicorn`` for the operator's guide's gunicorn).
+``BENCH_SERVER=gunicorn`` for the operator's guide's gunicorn). ``BENCH_BODY=gcloud``: each insert's
+body is the one ``gcloud compute instances create`` sends by default (:data:`GCLOUD_BODY`: an
+external address, the default service account) instead of the bare minimum.
 
 Usage: ``python3 -m bench.insert_1000 [sqlite|postgresql] [embedded|split] [job threads]``; split
 runs the jobs in a ``gstack worker`` process beside the API.
@@ -28,6 +30,20 @@ from bench.harness import Gstack, write_result
 
 N = 1000
 ZONE = "us-central1-a"
+BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+        "disks": [{"boot": True, "autoDelete": True,
+                   "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
+# What gcloud compute instances create adds by default (../shared/clients/gcloud/instances-create-image.txt;
+# bench.insert_cost's GCLOUD_BODY on the default network).
+GCLOUD_BODY = {**BODY, "canIpForward": False, "deletionProtection": False, "metadata": {},
+               "networkInterfaces": [{"network": "global/networks/default",
+                                      "accessConfigs": [{"name": "external-nat", "type": "ONE_TO_ONE_NAT"}]}],
+               "scheduling": {"automaticRestart": True},
+               "serviceAccounts": [{"email": "default", "scopes": [
+                   "https://www.googleapis.com/auth/devstorage.read_only", "https://www.googleapis.com/auth/logging.write",
+                   "https://www.googleapis.com/auth/monitoring.write", "https://www.googleapis.com/auth/pubsub",
+                   "https://www.googleapis.com/auth/service.management.readonly",
+                   "https://www.googleapis.com/auth/servicecontrol", "https://www.googleapis.com/auth/trace.append"]}]}
 
 
 def moto_baseline(n: int) -> float:
@@ -45,7 +61,7 @@ def moto_baseline(n: int) -> float:
 
 def prepare(g: Gstack) -> str:
     """Quotas and hosts for ``N`` e2-micro in the zone; a token of demo-project's owner."""
-    for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB"):
+    for metric in ("CPUS", "INSTANCES", "DISKS_TOTAL_GB", "IN_USE_ADDRESSES"):
         g.admin("project", "set-quota", "--project", "demo-project", "--region", "us-central1", "--metric", metric,
                 "--limit", "1000000")
     g.admin("project", "set-quota", "--project", "demo-project", "--metric", "CPUS_ALL_REGIONS",
@@ -60,9 +76,7 @@ def insert_all(base: str, token: str, n: int) -> dict[str, float]:
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {token}"
     url = f"{base}/compute/v1/projects/demo-project/zones/{ZONE}/instances"
-    body = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
-            "disks": [{"boot": True, "autoDelete": True,
-                       "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
+    body = GCLOUD_BODY if os.environ.get("BENCH_BODY") == "gcloud" else BODY
     t0 = time.perf_counter()
     for i in range(n):
         r = s.post(url, json={**body, "name": f"vm-{i:04d}"}, params={"prettyPrint": "false"})
@@ -137,6 +151,7 @@ def compare(rounds: str = "3", instances: str = str(N)) -> None:
               for pg, lite in zip(by["postgresql"], by["sqlite"], strict=True)]
     write_result("insert_1000_compare", {
         "instances": n, "rounds": int(rounds), "server": os.environ.get("BENCH_SERVER", "serve"),
+        "body": os.environ.get("BENCH_BODY", "minimal"),
         "all_running_seconds": {b: spread([x["all_running_seconds"] for x in xs])
                                 for b, xs in by.items()},
         "inserts_seconds": {b: spread([x["inserts_seconds"] for x in xs]) for b, xs in by.items()},

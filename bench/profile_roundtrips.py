@@ -8,6 +8,9 @@ ping of a pooled connection, and every statement run outside a Session (``core.p
 autocommit: counted as statements, listed as ``prepared: ...``). ``-v`` prints the statements of the last insert and
 of one job run.
 
+``BENCH_BODY=gcloud``: each insert's body is gcloud's default one (``bench.insert_1000.GCLOUD_BODY``: an
+external address, the default service account).
+
 Usage: ``python3 -m bench.profile_roundtrips [sqlite|postgresql] [-v]``."""
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import orjson
 from sqlalchemy import event, update
 
 from bench.harness import Gstack
+from bench.insert_1000 import GCLOUD_BODY
 
 N = 100
 WARM_UP = 10
@@ -28,7 +32,9 @@ URL = "/compute/v1/projects/demo-project/zones/us-central1-a/instances"
 BODY = {"machineType": "zones/us-central1-a/machineTypes/e2-micro",
         "disks": [{"boot": True, "autoDelete": True,
                    "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
-UNLIMITED = {"regions": {"*": {"CPUS": 1e6, "INSTANCES": 1e6, "DISKS_TOTAL_GB": 1e6}},
+if os.environ.get("BENCH_BODY") == "gcloud":
+    BODY = GCLOUD_BODY
+UNLIMITED = {"regions": {"*": {"CPUS": 1e6, "INSTANCES": 1e6, "DISKS_TOTAL_GB": 1e6, "IN_USE_ADDRESSES": 1e6}},
              "global": {"CPUS_ALL_REGIONS": 1e6}}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +21,12 @@ from sqlalchemy import (
     delete,
     func,
     literal_column,
-    null,
     or_,
     select,
     true,
+    union_all,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -38,6 +40,7 @@ EXTERNAL_RANGE = "198.18.0.0/15"
 
 
 _SUBNET = "subnet:"
+_EXTERNAL = "external:"
 
 
 def subnet_pool(subnet_uid: int) -> str:
@@ -89,14 +92,16 @@ class Predicted:
     address: int
     first: int
     owner_uid: int
+    project: str | None = None  # as allocate's
 
     @property
     def text(self) -> str:
         return str(ipaddress.ip_address(self.address))
 
-    def params(self) -> dict[str, Any]:
-        """:func:`take_predicted`'s parameters."""
-        return {"ip_pool": self.pool, "ip_address": self.address, "ip_first": self.first, "ip_owner_uid": self.owner_uid}
+    def params(self, i: int = 0) -> dict[str, Any]:
+        """The parameters of the ``i``-th address :func:`taking` takes."""
+        return {f"ip_pool_{i}": self.pool, f"ip_address_{i}": self.address, f"ip_first_{i}": self.first,
+                f"ip_owner_uid_{i}": self.owner_uid, f"ip_project_{i}": self.project}
 
 
 @dataclass
@@ -108,10 +113,11 @@ class Guesses:
     tops: dict[str, int | None]
     made: list[Predicted] = field(default_factory=list)
 
-    def predict(self, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2) -> Predicted | None:
-        """The address :func:`allocate` would take next in ``pool`` for ``owner_uid``, when the
-        read found the pool and the range has room above its highest; None otherwise (the caller
-        allocates).
+    def predict(self, pool: str, cidr: str, owner_uid: int, reserved_head: int = 2,
+                project: str | None = None) -> Predicted | None:
+        """The address :func:`allocate` would take next in ``pool`` for ``owner_uid`` (and
+        ``project``, as allocate's), when the read found the pool and the range has room above its
+        highest; None otherwise (the caller allocates).
 
         A PostgreSQL insert that takes its address by :func:`allocate` spends a round trip on it
         (and its transaction one more on BEGIN, ahead of it); a predicted address goes in with the
@@ -125,32 +131,55 @@ class Guesses:
         top = self.tops[pool]
         if top is not None and not first <= top < last:
             return None  # the top of the range is taken (allocate fills a gap), or a stray address
-        guess = Predicted(pool, first if top is None else top + 1, first, owner_uid)
+        guess = Predicted(pool, first if top is None else top + 1, first, owner_uid, project)
         self.made.append(guess)
         return guess
 
+    def params(self) -> dict[str, Any]:
+        """The parameters of the statement of :func:`taking` the predictions made."""
+        return {k: v for i, guess in enumerate(self.made) for k, v in guess.params(i).items()}
+
+
+def pool_top(pool: ColumnElement[str]) -> ColumnElement[int]:
+    """The highest address of ``pool`` (NULL: none), as a column of a read (one step down the
+    pool's index): what :class:`Guesses` predicts from."""
+    return select(IpAllocation.address).where(IpAllocation.pool == pool) \
+        .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
+
 
 def subnet_top(subnet_uid: ColumnElement[int]) -> ColumnElement[int]:
-    """The highest address of the pool of the subnetwork whose uid is ``subnet_uid`` (NULL: none),
-    as a column of a read (one step down the pool's index): what :class:`Guesses` predicts from."""
-    return select(IpAllocation.address).where(
-        IpAllocation.pool == literal_column(f"'{_SUBNET}'", String) + cast(subnet_uid, String)) \
-        .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
+    """:func:`pool_top` of the subnetwork whose uid is ``subnet_uid``."""
+    return pool_top(literal_column(f"'{_SUBNET}'", String) + cast(subnet_uid, String))
 
 
-def take_predicted(condition: ColumnElement[bool]) -> ReturningInsert[Any]:
-    """The INSERT of a :class:`Predicted` address (its :meth:`~Predicted.params`) where ``condition``
-    holds and the address is still the pool's next one (one past its highest, or the range's first
-    of an empty pool); RETURNING it. No row when it is not: another writer took it or one above,
-    and the row the guess would make is not made (a clash with a concurrent insert of it too)."""
-    pool, address = bindparam("ip_pool", type_=String), bindparam("ip_address", type_=BigInteger)
-    highest = select(IpAllocation.address).where(IpAllocation.pool == pool) \
-        .order_by(IpAllocation.address.desc()).limit(1).scalar_subquery()
-    first = bindparam("ip_first", type_=BigInteger)
-    row = select(pool, address, bindparam("ip_owner_uid", type_=BigInteger), null()).where(
-        condition, func.coalesce(highest, first - 1) == address - 1)
-    return insert_skipping_clashes(IpAllocation.__table__, "postgresql").from_select(_COLUMNS, row) \
-        .returning(IpAllocation.address)
+def external_pool(region: str) -> str:
+    """The pool of a region's ephemeral external addresses (in :data:`EXTERNAL_RANGE`)."""
+    return f"{_EXTERNAL}{region}"
+
+
+@functools.cache
+def taking(n: int) -> Callable[[ColumnElement[bool], bool], ReturningInsert[Any]]:
+    """What builds the INSERT of ``n`` :class:`Predicted` addresses (the ``i``-th's parameters are its
+    :meth:`~Predicted.params` of ``i``) where a condition holds and each address is still its pool's
+    next one (one past its highest, or the range's first of an empty pool); RETURNING them. All or
+    none: no row when one is not, as another writer took it or one above. ``atomic``: a clash with a
+    concurrent insert of one of them fails the statement (else that one is skipped, and the
+    caller, which finds fewer than ``n``, rolls back). Built once per ``n``: the statement that
+    holds it is cached by this builder."""
+
+    def build(condition: ColumnElement[bool], atomic: bool) -> ReturningInsert[Any]:
+        def param(name: str, i: int, type_: Any) -> Any:
+            return bindparam(f"ip_{name}_{i}", type_=type_)
+
+        still_next = [func.coalesce(pool_top(param("pool", i, String)), param("first", i, BigInteger) - 1)
+                      == param("address", i, BigInteger) - 1 for i in range(n)]
+        rows = [select(param("pool", i, String), param("address", i, BigInteger), param("owner_uid", i, BigInteger),
+                       param("project", i, String)).where(condition, *still_next) for i in range(n)]
+        table = IpAllocation.__table__
+        stmt = postgresql.insert(table) if atomic else insert_skipping_clashes(table, "postgresql")
+        return stmt.from_select(_COLUMNS, rows[0] if n == 1 else union_all(*rows)).returning(IpAllocation.address)
+
+    return build
 
 
 def _lock_pool(session: Session, conn: Connection, pool: str) -> None:

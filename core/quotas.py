@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypedDict
 
 import orjson
@@ -52,7 +52,7 @@ def region_usage(session: Session, project: str, region: str,
 
 
 def _region_usage_of(session: Session, project: str, region: str, metrics: Collection[str] | None,
-                     counters: Iterable[Sequence[Any]]) -> dict[str, float]:
+                     counters: Iterable[Sequence[Any]], statics: Mapping[str, int] | None = None) -> dict[str, float]:
     """:func:`region_usage` from the region's counters, as (collection, subtype, count, cpus, size_gb)."""
     usage = {"CPUS": 0.0, "INSTANCES": 0.0, "DISKS_TOTAL_GB": 0.0, "SSD_TOTAL_GB": 0.0,
              "STATIC_ADDRESSES": 0.0, "IN_USE_ADDRESSES": 0.0}
@@ -67,26 +67,34 @@ def _region_usage_of(session: Session, project: str, region: str, metrics: Colle
             metric = DISK_TYPES[subtype].quota_metric if subtype in DISK_TYPES else "DISKS_TOTAL_GB"
             usage[metric] += float(size or 0)
     if metrics is None or not _ADDRESS_METRICS.isdisjoint(metrics):
-        usage.update(_address_usage(session, project, region, ephemeral))
+        usage.update(_address_usage(session, project, region, ephemeral, statics))
     if metrics is None or not REGION_COUNTS.keys().isdisjoint(metrics):
         usage.update(_region_counts(session, project, region))
     return usage
 
 
-def _address_usage(session: Session, project: str, region: str, ephemeral: float) -> dict[str, float]:
+def _address_usage(session: Session, project: str, region: str, ephemeral: float,
+                   statics: Mapping[str, int] | None = None) -> dict[str, float]:
     """STATIC_ADDRESSES: reserved external addresses. IN_USE_ADDRESSES: external IPs in use, the
     ephemeral ones instances, forwarding rules and Cloud NATs hold (``ephemeral``, the region's
     counter: :mod:`core.usage`) plus the static addresses that are IN_USE (a count of the project's
-    addresses: a few, unlike its instances)."""
-    static = dict(flushed_connection(session).execute(_STATIC_ADDRESSES, {"project": project, "region": region}).all())
+    addresses: a few, unlike its instances). ``statics``: that count by status, when the caller
+    read it along with something else (:data:`STATIC_ADDRESSES_COLUMN`)."""
+    static = dict(flushed_connection(session).execute(_STATIC_ADDRESSES, {"project": project, "region": region}).all()) \
+        if statics is None else statics
     return {"STATIC_ADDRESSES": float(sum(static.values())),
             "IN_USE_ADDRESSES": ephemeral + static.get("IN_USE", 0)}
 
 
-_STATIC_ADDRESSES = (select(Resource.status, func.count())
+_STATIC_ADDRESSES = (select(Resource.status, func.count().label("count"))
                      .where(Resource.project == bindparam("project"), Resource.collection == "addresses",
                             Resource.region == bindparam("region"), Resource.subtype == "EXTERNAL")
                      .group_by(Resource.status))
+_STATICS = _STATIC_ADDRESSES.subquery("statics")
+# What _address_usage reads, as one column of PostgreSQL's (a JSON object of counts by status; NULL:
+# none) for the caller to select along with a statement of its own, as USAGE_COLUMNS.
+STATIC_ADDRESSES_COLUMN = (select(func.json_object_agg(_STATICS.c.status, _STATICS.c["count"])).select_from(_STATICS)
+                           .scalar_subquery().label("static_addresses"))
 
 
 _GLOBAL_COLLECTIONS = {"SNAPSHOTS": "snapshots", "NETWORKS": "networks", "FIREWALLS": "firewalls",
@@ -153,12 +161,13 @@ def counters_of(value: Any) -> list[Counter]:
 
 
 def check_region(session: Session, project: Project, region: str, demand: dict[str, float],
-                 counters: Sequence[Counter] | None = None) -> None:
+                 counters: Sequence[Counter] | None = None, statics: Mapping[str, int] | None = None) -> None:
     """Refuse (403 quotaExceeded) if adding ``demand`` would pass a regional limit.
 
     The region's counters and, for CPUS_ALL_REGIONS, every region's instance counters are one read
     (:data:`_CHECK_USAGE`): an insert checks its quotas in one round trip, not two. ``counters``:
-    that read's rows, when the caller read them along with something else (:data:`USAGE_COLUMNS`)."""
+    that read's rows, when the caller read them along with something else (:data:`USAGE_COLUMNS`);
+    ``statics``, the static external addresses by status, likewise (:data:`STATIC_ADDRESSES_COLUMN`)."""
     demand = {k: v for k, v in demand.items() if v > 0}
     if not demand:
         return
@@ -167,7 +176,7 @@ def check_region(session: Session, project: Project, region: str, demand: dict[s
         counters = [Counter(*row) for row in flushed_connection(session).execute(
             _CHECK_USAGE, {"project": project.name, "region": region})]
     usage = _region_usage_of(session, project.name, region, demand,
-                             (row[1:] for row in counters if row.region == region))
+                             (row[1:] for row in counters if row.region == region), statics)
     for metric, amount in demand.items():
         if usage.get(metric, 0.0) + amount > lim.get(metric, float("inf")):
             raise QuotaExceeded(metric, lim[metric], region)

@@ -57,12 +57,14 @@ from core.prepared import Prepared
 
 @dataclass(frozen=True)
 class Claim:
-    """A row a job's new rows go in only with (a predicted address, :func:`core.ipam.take_predicted`):
-    ``build`` makes its INSERT ... RETURNING, taking a row only where the condition it is given
-    holds; ``params`` are its parameters. When it takes none, nothing of the job is made (:class:`Missed`)."""
+    """Rows a job's new rows go in only with (predicted addresses, :func:`core.ipam.taking`):
+    ``build`` makes their INSERT ... RETURNING, taking ``rows`` rows or none, only where the
+    condition it is given holds (its second argument: whether a clash fails the statement);
+    ``params`` are its parameters. When it takes fewer, nothing of the job is made (:class:`Missed`)."""
 
-    build: Callable[[ColumnElement[bool]], ReturningInsert[Any]]
+    build: Callable[[ColumnElement[bool], bool], ReturningInsert[Any]]
     params: Mapping[str, Any]
+    rows: int = 1
 
 
 class Missed(Exception):
@@ -108,7 +110,8 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
             enqueue(session, op, bound)
         return clashed
     params: dict[str, Any] = {"rows": orjson.dumps([row_values(row) for row in rows]).decode(), "count": len(rows),
-                              **row_values(op), **({"bound": bound} if bound else {}), **(claim.params if claim else {})}
+                              **row_values(op), **({"bound": bound} if bound else {}),
+                              **({**claim.params, "claim_rows": claim.rows} if claim else {})}
     build = claim.build if claim else None
     found = None
     if alone:
@@ -120,8 +123,8 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
             raise Missed()  # nothing was made (the statement makes all or nothing)
     if found is None:
         found = _insert_after(bound > 0, build, False).in_session(session, params)
-    if claim is not None and not any(kind == "claim" for kind, _, _ in found):
-        raise Missed()  # nothing was made: the rows go in only with the claim
+    if claim is not None and sum(kind == "claim" for kind, _, _ in found) < claim.rows:
+        raise Missed()  # the rows go in only with the whole claim (the caller rolls back a part of it)
     found = [row for row in found if row[0] != "claim"]
     by_uid = {row.uid: row for row in rows}
     for kind, pk, uid in found:
@@ -136,7 +139,7 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
 
 
 @functools.cache
-def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool]], ReturningInsert[Any]] | None,
+def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool], bool], ReturningInsert[Any]] | None,
                   atomic: bool) -> Prepared:
     """:func:`enqueue_after`'s statement on PostgreSQL: the resource rows of the JSON array
     parameter ``rows`` (objects of their columns) skipping clashes (``atomic``: failing on one),
@@ -144,7 +147,8 @@ def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool]], Returnin
     are (``'row'``, pk, uid) of each row inserted, and (``'operation'``, pk, NULL) when the
     Operation was. The rows are one JSON parameter, not a multi-row VALUES: SQLAlchemy compiles a
     VALUES list again at every execution. ``claim``: its INSERT goes first, where the queue has room
-    (``bounded``); the rows go in only if it took its row, (``'claim'``, its first column, NULL).
+    (``bounded``); the rows go in only if it took its ``claim_rows`` rows, (``'claim'``, its first
+    column, NULL) each.
     ``atomic`` without a claim: the rows go in only where the queue has room, as the Operation, so
     that the statement makes all or nothing."""
     table = Resource.__table__
@@ -155,8 +159,9 @@ def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool]], Returnin
     rows = select(*(given.c[key] for key in columns))
     claimed = None
     if claim is not None:
-        claimed = claim(_room() if bounded else true()).cte("claimed")
-        rows = rows.where(select(func.count()).select_from(claimed).scalar_subquery() == 1)
+        claimed = claim(_room() if bounded else true(), atomic).cte("claimed")
+        rows = rows.where(select(func.count()).select_from(claimed).scalar_subquery()
+                          == bindparam("claim_rows", type_=Integer))
     elif atomic and bounded:
         rows = rows.where(_room())
     insert_rows = postgresql.insert(table).from_select(columns, rows)

@@ -97,10 +97,22 @@ _BY_SETTINGS = select(Resource).where(Resource.project == bindparam("name"), Res
                                       Resource.scope == "global", Resource.name == bindparam("name"))
 
 
+# The body of the project's settings (parameter ``project``; NULL: none set), as a column for a
+# caller to select along with a statement of its own: settings_of reads it.
+SETTINGS_COLUMN = (select(Resource.body).where(
+    Resource.project == bindparam("project"), Resource.collection == SETTINGS, Resource.scope == "global",
+    Resource.name == bindparam("project")).scalar_subquery().label("project_settings"))
+
+
 def settings(session: Session, project: str) -> Body:
     """The project's settings, defaults filled in (no row until one is set)."""
     row = session.scalar(_BY_SETTINGS, {"name": project})
-    return {**_DEFAULTS, **(store.body_of(row) if row is not None else {})}
+    return settings_of(row.body if row is not None else None)
+
+
+def settings_of(body: str | None) -> Body:
+    """The settings whose stored body is ``body`` (None: none set), defaults filled in."""
+    return {**_DEFAULTS, **(orjson.loads(body) if body is not None else {})}
 
 
 def update_settings(session: Session, project: str, **fields: object) -> None:

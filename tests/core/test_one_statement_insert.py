@@ -16,11 +16,13 @@ import pytest
 from sqlalchemy import Engine, delete, event, func, insert, select
 from sqlalchemy.orm import Session
 
-from core.errors import AlreadyExists, ProjectRateLimited
+from core import quotas
+from core.errors import AlreadyExists, ProjectRateLimited, QuotaExceeded
 from core.jobs.claims import UNFINISHED
-from core.models import IpAllocation, Operation, Resource
+from core.models import IpAllocation, Operation, Project, Resource
+from core.resources import store
 from core.resources.context import Call
-from core.services import calls, instances, topology
+from core.services import calls, instances, projects, topology
 from tests.helpers.core import left_by, remove_made
 from tests.helpers.databases import statements_sent
 
@@ -44,9 +46,15 @@ def made(engine: Engine) -> Iterator[list[str]]:
     remove_made(engine, prefixes)
 
 
-def _insert(engine: Engine, name: str, bound: int = 0) -> tuple[dict, int]:
-    """The API's instances.insert of ``name`` (a session of its own, as each request has): its
-    Operation, and psycopg's transaction status once the handler returned, before the call's commit."""
+# gcloud's default NIC: an ephemeral external address (../shared/clients/gcloud/instances-create-image.txt)
+EXTERNAL_NIC = {"network": "global/networks/default", "accessConfigs": [{"name": "external-nat", "type": "ONE_TO_ONE_NAT"}]}
+EXTERNAL_POOL = "external:us-central1"
+
+
+def _insert(engine: Engine, name: str, bound: int = 0, nic: dict | None = None) -> tuple[dict, int]:
+    """The API's instances.insert of ``name`` (a session of its own, as each request has), with
+    ``nic`` as its one NIC if given: its Operation, and psycopg's transaction status once the
+    handler returned, before the call's commit."""
     status = []
     with Session(engine, expire_on_commit=False) as s:
         call = Call(s, PROJECT, "test", max_queued=bound)
@@ -54,7 +62,8 @@ def _insert(engine: Engine, name: str, bound: int = 0) -> tuple[dict, int]:
         def handler():
             op = instances.insert(call, topology.zone(s, PROJECT, ZONE), {
                 "name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
-                "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}]}, alone=True)
+                "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
+                **({"networkInterfaces": [nic]} if nic else {})}, alone=True)
             status.append(s.connection().connection.driver_connection.info.transaction_status)
             return op
 
@@ -71,6 +80,15 @@ def _address(engine: Engine, name: str) -> tuple[int, list[int]]:
         held = s.scalars(select(IpAllocation.address).where(IpAllocation.owner_uid == row.uid)).all()
     ip = orjson.loads(row.body)["networkInterfaces"][0]["networkIP"]
     return int(ipaddress.ip_address(ip)), sorted(held)
+
+
+def _nat(engine: Engine, name: str) -> tuple[int, str]:
+    """The instance's external address and its tier."""
+    with Session(engine) as s:
+        body = s.scalar(select(Resource.body).where(Resource.project == PROJECT, Resource.collection == "instances",
+                                                    Resource.name == name))
+    config = orjson.loads(body)["networkInterfaces"][0]["accessConfigs"][0]
+    return int(ipaddress.ip_address(config["natIP"])), config["networkTier"]
 
 
 def _pool_of(engine: Engine, name: str) -> str:
@@ -183,3 +201,100 @@ def test_a_full_queue_refuses_the_one_statement_insert_and_leaves_nothing(engine
     assert _left(engine, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
     _insert(engine, f"{name}-b", bound=unfinished + 1)  # room: served, by one statement
     assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
+
+
+# -- gcloud's default NIC: an ephemeral external address too -----------------------------------------
+
+
+@pytest.fixture
+def standard_tier(engine: Engine) -> Iterator[None]:
+    """demo-project's default network tier STANDARD (an access config that names none takes it)."""
+    with Session(engine) as s, s.begin():
+        projects.update_settings(s, PROJECT, defaultNetworkTier="STANDARD")
+    yield
+    with Session(engine) as s, s.begin():
+        projects.update_settings(s, PROJECT, defaultNetworkTier=None)
+
+
+def _in_use(engine: Engine) -> float:
+    with Session(engine) as s:
+        return quotas.region_usage(s, PROJECT, "us-central1", ["IN_USE_ADDRESSES"])["IN_USE_ADDRESSES"]
+
+
+def test_an_ephemeral_external_address_is_predicted_too_the_insert_still_two_statements(engine, made, standard_tier):
+    """Its pool's highest address, the project's static addresses (for IN_USE_ADDRESSES) and its
+    default tier come with the first read; the address goes in with the rows, as the internal one."""
+    name = f"nat-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _insert(engine, f"{name}-a", nic=EXTERNAL_NIC)
+    in_use = _in_use(engine)
+    with statements_sent(engine) as sent:
+        op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
+    assert op["status"] == "PENDING" and status == 0
+    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "claimed"]], sent
+    (internal_a, _), (nat_a, tier_a) = _address(engine, f"{name}-a"), _nat(engine, f"{name}-a")
+    (internal_b, held_b), (nat_b, tier_b) = _address(engine, f"{name}-b"), _nat(engine, f"{name}-b")
+    assert (internal_b, nat_b) == (internal_a + 1, nat_a + 1)  # what the usual allocations take next
+    assert held_b == sorted([internal_b, nat_b])
+    assert tier_a == tier_b == "STANDARD"
+    assert _in_use(engine) == in_use + 1  # counted, as the usual allocation is
+
+
+def test_an_external_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made):
+    name = f"natx-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _insert(engine, f"{name}-a", nic=EXTERNAL_NIC)
+    internal, _ = _address(engine, f"{name}-a")
+    nat, _ = _nat(engine, f"{name}-a")
+
+    def take_it_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH claimed") and not raced:
+            raced.append(statement)
+            _take_elsewhere(engine, EXTERNAL_POOL, nat + 1)
+        return statement, parameters
+
+    raced: list[str] = []
+    event.listen(engine, "before_cursor_execute", take_it_first, retval=True)
+    try:
+        op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
+        event.remove(engine, "before_cursor_execute", take_it_first)
+        assert raced and status != 0  # tried first, answered by the usual transaction
+        assert _address(engine, f"{name}-b")[0] == internal + 1  # the internal guess was right, but not taken alone
+        assert _nat(engine, f"{name}-b") == (nat + 2, "PREMIUM")
+        assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 2, "operations": 1}
+        op, status = _insert(engine, f"{name}-c", nic=EXTERNAL_NIC)
+        assert status == 0 and _nat(engine, f"{name}-c")[0] == nat + 3
+    finally:
+        if event.contains(engine, "before_cursor_execute", take_it_first):
+            event.remove(engine, "before_cursor_execute", take_it_first)
+        with Session(engine) as s, s.begin():
+            s.execute(delete(IpAllocation).where(IpAllocation.owner_uid == -1))
+
+
+def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, made):
+    """IN_USE_ADDRESSES counts the project's static external addresses in use beside the ephemeral
+    ones: with one in use and the limit at the ephemeral count + 1, the insert is refused and
+    leaves nothing; without it, served in two statements."""
+    name = f"natq-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    ephemeral = _in_use(engine)
+    with Session(engine) as s, s.begin():
+        project = s.scalar(select(Project).where(Project.name == PROJECT))
+        before = project.quota_limits
+        project.quota_limits = orjson.dumps({**orjson.loads(before or "{}"), "regions": {
+            "us-central1": {"IN_USE_ADDRESSES": ephemeral + 1}}}).decode()
+        store.new_resource(s, project=PROJECT, collection="addresses", scope="regions/us-central1",
+                           name=f"{name}-static", kind="compute#address", subtype="EXTERNAL", status="IN_USE",
+                           region="us-central1", body={"address": "203.0.113.9", "addressType": "EXTERNAL"})
+    try:
+        with pytest.raises(QuotaExceeded):
+            _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
+        assert _left(engine, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
+        with Session(engine) as s, s.begin():
+            s.execute(delete(Resource).where(Resource.name == f"{name}-static"))
+        op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
+        assert status == 0 and _left(engine, f"{name}-b") == {"resources": 2, "addresses": 2, "operations": 1}
+    finally:
+        with Session(engine) as s, s.begin():
+            s.execute(delete(Resource).where(Resource.name == f"{name}-static"))
+            s.scalar(select(Project).where(Project.name == PROJECT)).quota_limits = before

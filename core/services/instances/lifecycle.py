@@ -86,7 +86,7 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
     uid = new_uid()
     instance_url = url_of(call.project, scope, "instances", name)
     guesses = ipam.Guesses(taken.tops) if alone and taken.tops is not None else None
-    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics, guesses)
+    fields["networkInterfaces"] = build_nics(call, zone, uid, instance_url, parsed_nics, guesses, taken)
     fields["disks"] = [_attached_json(call, scope, index, a) for index, a in enumerate(attached)]
     res = _instance_row(call, zone, uid, name, mt, _body(call, zone, name, mt, body, fields))
     new = [disks.attached_row(call, zone, a.spec, instance_url) for a in attached if a.row is None]
@@ -95,8 +95,8 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
                               job=states.RUN, rows=[res, *new],
                               params={"uid": res.uid, "created_disks": [d.uid for d in new], "zone_id": zone.id,
                                       "delete_on_fail": True, "warnings": _size_warnings(call, zone, new_specs)},
-                              claim=admission.Claim(ipam.take_predicted, guesses.made[0].params()) if guesses and guesses.made
-                              else None,
+                              claim=admission.Claim(ipam.taking(len(guesses.made)), guesses.params(), len(guesses.made))
+                              if guesses and guesses.made else None,
                               alone=alone and not any(a.row is not None for a in attached))
     except NamesTaken as clash:
         _taken(call, res, clash.rows)

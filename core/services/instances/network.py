@@ -22,6 +22,7 @@ from core.models import IpAllocation, Operation, Resource
 from core.resources import store
 from core.resources.context import Call
 from core.services import addresses, projects, vpc
+from core.services.instances.reads import Taken
 from core.services.instances.rows import instance_path, locked, operation, save
 from core.services.instances.spec import ParsedNic, check_access_config
 from core.services.topology import ZoneInfo
@@ -51,20 +52,34 @@ def _reserve(call: Call, pool: str, address: str, uid: int, what: str, project: 
     return address
 
 
-def _access_config(call: Call, zone: ZoneInfo, uid: int, instance_url: str, ac: dict[str, Any]) -> dict[str, Any]:
+def _access_config(call: Call, zone: ZoneInfo, uid: int, instance_url: str, ac: dict[str, Any],
+                   guesses: ipam.Guesses | None = None, taken: Taken | None = None) -> dict[str, Any]:
     """An access config with its external address: a static address of the region (which becomes
-    IN_USE), another requested one (reserved), or an ephemeral one."""
+    IN_USE), another requested one (reserved), or an ephemeral one.
+
+    ``guesses`` with ``taken``, an insert's first read that brought what an ephemeral address needs
+    (its pool's highest address, the project's static addresses, its settings): the address is
+    predicted, and its quota check and tier use that read, so the insert reads nothing else (see
+    :func:`internal_address`)."""
     region = zone.region.name
-    pool = f"external:{region}"
-    quotas.check_region(call.session, projects.get(call.session, call.project), region, {"IN_USE_ADDRESSES": 1})
+    pool = ipam.external_pool(region)
     nat = ac.get("natIP")
+    read = taken if guesses is not None and taken is not None and taken.settings is not None and not nat else None
+    project = read.project if read is not None and read.project is not None else projects.get(call.session, call.project)
+    quotas.check_region(call.session, project, region, {"IN_USE_ADDRESSES": 1},
+                        *((read.counters, read.statics) if read is not None else ()))
     if nat:
         if not addresses.use_for_instance(call.session, call.project, region, nat, instance_url):
             _reserve(call, pool, nat, uid, f"region '{region}'", call.project)  # counted in IN_USE_ADDRESSES
     else:
-        nat = ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid, project=call.project)
+        guess = None if read is None or guesses is None else guesses.predict(pool, ipam.EXTERNAL_RANGE, uid,
+                                                                              project=call.project)
+        nat = guess.text if guess is not None else ipam.allocate(call.session, pool, ipam.EXTERNAL_RANGE, uid,
+                                                                 project=call.project)
+    tier = ac.get("networkTier") or (read.settings["defaultNetworkTier"] if read is not None and read.settings
+                                     else projects.default_network_tier(call.session, call.project))
     return {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": ac.get("name") or "External NAT",
-            "natIP": nat, "networkTier": ac.get("networkTier") or projects.default_network_tier(call.session, call.project)}
+            "natIP": nat, "networkTier": tier}
 
 
 def nic_fingerprint(nic: dict[str, Any]) -> str:
@@ -90,11 +105,13 @@ def internal_address(call: Call, uid: int, instance_url: str, subnet: Resource, 
 
 
 def build_nics(call: Call, zone: ZoneInfo, uid: int, instance_url: str, parsed: list[ParsedNic],
-               guesses: ipam.Guesses | None = None) -> list[dict[str, Any]]:
+               guesses: ipam.Guesses | None = None, taken: Taken | None = None) -> list[dict[str, Any]]:
     """The new instance's ``networkInterfaces``, with their addresses taken for ``uid``; the next
     address of a lone NIC's subnetwork predicted instead when the caller gives ``guesses`` (see
-    :func:`internal_address`). One NIC only: a guess takes no pool lock, and an instance's
-    addresses in several pools are taken in one order (:func:`core.ipam.lock_pools`)."""
+    :func:`internal_address`), and its ephemeral external address when ``taken``, the insert's
+    first read, brought what it needs (see :func:`_access_config`). One NIC only: a guess takes no
+    pool lock, and an instance's addresses in several pools are taken in one order
+    (:func:`core.ipam.lock_pools`)."""
     if len(parsed) != 1:
         guesses = None
     nics = []
@@ -105,7 +122,8 @@ def build_nics(call: Call, zone: ZoneInfo, uid: int, instance_url: str, parsed: 
             "networkIP": internal_address(call, uid, instance_url, p.subnet, p.request.get("networkIP"), guesses),
             "stackType": p.request.get("stackType", "IPV4_ONLY"),
         }
-        configs = [_access_config(call, zone, uid, instance_url, ac) for ac in p.request.get("accessConfigs") or []]
+        configs = [_access_config(call, zone, uid, instance_url, ac, guesses, taken)
+                   for ac in p.request.get("accessConfigs") or []]
         if configs:
             nic["accessConfigs"] = configs
         nic["fingerprint"] = nic_fingerprint(nic)

@@ -29,7 +29,7 @@ from core.links import parse_ref
 from core.models import Project, Resource
 from core.prepared import Prepared, shared_statement
 from core.resources.context import Call
-from core.services import images
+from core.services import images, projects
 
 
 def network_read(project: str, name: str, scope: str) -> list[Select[Resource]]:
@@ -91,6 +91,15 @@ def first_network(call: Call, nics: object, region: str) -> tuple[str, str | Non
     return call.project, "default"
 
 
+def _one_ephemeral_external(nics: object) -> bool:
+    """Whether ``nics`` is one NIC whose access config asks for an ephemeral external address."""
+    if not isinstance(nics, list) or len(nics) != 1 or not isinstance(nics[0], dict):
+        return False
+    configs = nics[0].get("accessConfigs")
+    return isinstance(configs, list) and len(configs) == 1 and isinstance(configs[0], dict) \
+        and not configs[0].get("natIP")
+
+
 def _names(disks: int) -> list[Select[Any]]:
     """The branches of the instance's name and of each of its ``disks`` new disks' names
     (parameters ``disk_0`` ...) in the zone, each an equality: as plain parameters, where an
@@ -121,7 +130,7 @@ def _found(network: str | None, image: bool, disks: int) -> CompoundSelect[Any]:
 
 
 def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
-                  disks: int, tops: bool = False) -> Select[Any]:
+                  disks: int, tops: bool = False, external: bool = False) -> Select[Any]:
     """:func:`_names_read` joined to the project's row and its quota counters in the region
     (:data:`core.quotas.USAGE_COLUMNS`, parameters ``project`` and ``region``): a row per
     resource found, the project's on each (one with no resource when none is found), none when
@@ -129,12 +138,20 @@ def _with_project(network: str | None, image: bool, usage: ColumnElement[Any],
     a round trip of its own. Run only as :func:`_prepared`'s statement, which compiles it once, under
     ``Prepared``'s lock: no thread compiles it cold beside another (see core.prepared.shared_statement).
     ``tops``: each subnetwork's row ends with its pool's highest address (:func:`core.ipam.subnet_top`),
-    what the insert predicts its address from (:class:`core.ipam.Guesses`)."""
+    what the insert predicts its address from (:class:`core.ipam.Guesses`). ``external`` (with
+    ``tops``), for an ephemeral external address predicted too: then each row ends with the highest
+    address of the pool ``external_pool``, the project's static external addresses in the region
+    by status (:data:`core.quotas.STATIC_ADDRESSES_COLUMN`) and its settings' body
+    (:data:`core.services.projects.SETTINGS_COLUMN`: the default network tier), which the access
+    config's quota check and tier read apart."""
     found = _found(network, image, disks).subquery("found")
     row = aliased(Resource, found)
     columns: list[Any] = [Project, usage, row]
     if tops:
         columns.append(case((found.c.collection == "subnetworks", ipam.subnet_top(found.c.uid))))
+    if tops and external:
+        columns += [ipam.pool_top(bindparam("external_pool", type_=String)), quotas.STATIC_ADDRESSES_COLUMN,
+                    projects.SETTINGS_COLUMN]
     return (select(*columns).select_from(Project).outerjoin(found, true())
             .where(Project.name == bindparam("project")).order_by(found.c.collection, found.c.name))
 
@@ -144,11 +161,13 @@ _TOP = _USAGE + 1 + len(Resource.__table__.columns)  # after the resource's: its
 
 
 @functools.cache
-def _prepared(network: str | None, image: bool, dialect: str, disks: int) -> Prepared:
+def _prepared(network: str | None, image: bool, dialect: str, disks: int, external: bool = False) -> Prepared:
     """:func:`_with_project` as a :class:`~core.prepared.Prepared` statement: its rows as the
     driver gives them, the project's columns, the counters, the resource's, in their tables' order;
-    on PostgreSQL, where the insert predicts its address, the subnetwork's pool's highest address last."""
-    return Prepared(_with_project(network, image, quotas.USAGE_COLUMNS[dialect], disks, dialect == "postgresql"))
+    on PostgreSQL, where the insert predicts its address, the subnetwork's pool's highest address
+    after them (and ``external``: what an ephemeral external address is predicted and checked from)."""
+    pg = dialect == "postgresql"
+    return Prepared(_with_project(network, image, quotas.USAGE_COLUMNS[dialect], disks, pg, pg and external))
 
 
 @dataclass
@@ -162,7 +181,12 @@ class Taken:
     reads: RegionReads
     project: Project | None = None
     counters: list[quotas.Counter] | None = None
-    tops: dict[str, int | None] | None = None  # the subnetworks' pools' highest addresses (PostgreSQL's read)
+    # the subnetworks' pools' highest addresses (PostgreSQL's read), and the external pool's when
+    # the read was asked for what an ephemeral external address needs: then also the project's
+    # static external addresses by status and its settings
+    tops: dict[str, int | None] | None = None
+    statics: dict[str, int] | None = None
+    settings: dict[str, Any] | None = None
 
 
 def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[str], nics: object,
@@ -177,7 +201,9 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     The rows it answers (the project, the network, subnetworks and images) are read-only copies,
     not the session's objects (:func:`core.db.read_only`): a change to one would not be written.
     ``alone``: read outside the session's transaction when it has sent nothing yet
-    (:meth:`~core.prepared.Prepared.alone`), for a call that may then write in one statement."""
+    (:meth:`~core.prepared.Prepared.alone`), for a call that may then write in one statement; on
+    PostgreSQL, when the one NIC asks for an ephemeral external address, what that address is
+    predicted and checked from too (see :func:`_with_project`)."""
     params: dict[str, Any] = {"project": call.project, "zone": zone, "name": name, "region": region,
                               **{f"disk_{i}": disk for i, disk in enumerate(disk_names)}}
     network = first_network(call, nics, region)
@@ -189,13 +215,19 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
     if image_family is not None:
         params["image_project"], params["image_family"] = image_family
     session = call.session
-    read = _prepared(reading, image_family is not None, session.get_bind().dialect.name, len(disk_names))
+    dialect = session.get_bind().dialect.name
+    external = alone and dialect == "postgresql" and _one_ephemeral_external(nics)
+    if external:
+        params["external_pool"] = ipam.external_pool(region)
+    read = _prepared(reading, image_family is not None, dialect, len(disk_names), external)
     found = read.alone(session, params) if alone else None
     if found is None:
         found = read.in_session(session, params)
     project: Project | None = None
     counters: list[quotas.Counter] | None = None
     tops: dict[str, int | None] | None = None
+    statics: dict[str, int] | None = None
+    settings: dict[str, Any] | None = None
     rows: list[Resource]
     if found:
         project, counters = read_only(Project, found[0][:_USAGE]), quotas.counters_of(found[0][_USAGE])
@@ -204,6 +236,10 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
         if len(found[0]) > _TOP:  # PostgreSQL's: each subnetwork's pool's highest address
             tops = {ipam.subnet_pool(row.uid): r[_TOP] for row, r in zip(rows, resources, strict=True)
                     if row.collection == "subnetworks"}
+            if external:  # then the external pool's highest address, the static addresses, the settings
+                top, static, body = found[0][_TOP + 1:]
+                tops[params["external_pool"]] = top
+                statics, settings = dict(static or {}), projects.settings_of(body)
     else:  # the project named by its number: the names read alone, the project read apart
         rows = list(session.scalars(_names_read(reading, image_family is not None, len(disk_names)), params))
     if image_family is not None:
@@ -213,4 +249,4 @@ def names_taken(call: Call, zone: str, region: str, name: str, disk_names: list[
         reads.add(*network, (r for r in rows if r.collection in ("networks", "subnetworks")))
     disks_found = {r.name for r in rows if r.collection == "disks"}
     return Taken(any(r.collection == "instances" for r in rows), {n: n in disks_found for n in disk_names}, reads,
-                 project, counters, tops)
+                 project, counters, tops, statics, settings)
