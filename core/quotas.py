@@ -169,8 +169,29 @@ def check_region(session: Session, project: Project, region: str, demand: dict[s
     that read's rows, when the caller read them along with something else (:data:`USAGE_COLUMNS`);
     ``statics``, the static external addresses by status, likewise (:data:`STATIC_ADDRESSES_COLUMN`)."""
     demand = {k: v for k, v in demand.items() if v > 0}
-    if not demand:
-        return
+    if demand:
+        _refuse_past(session, project, region, demand, counters, statics)
+
+
+def seen(region: str, counters: Sequence[Counter], statics: Mapping[str, int] | None) -> dict[str, Any]:
+    """The parameters of :func:`core.usage.usage_unchanged` (but ``project``) for a check made on
+    ``counters`` (and ``statics``, when IN_USE_ADDRESSES was checked) read outside the transaction
+    that writes: what the write's statement tests before it goes on."""
+    return {"gate_region": region, "gate_usage": orjson.dumps([list(c) for c in counters]).decode(),
+            "gate_statics": None if statics is None else orjson.dumps(statics).decode()}
+
+
+def recheck_region(session: Session, project: Project, region: str, metrics: Iterable[str]) -> None:
+    """Refuse (403 quotaExceeded) if the usage of ``metrics`` passes its limit, read after the
+    caller's write: on PostgreSQL that write holds the project's usage lock (:mod:`core.usage`)
+    until the transaction ends, so the usage read now holds every concurrent insert that committed
+    and none that can still commit beside it. A check before the write (:func:`check_region`)
+    reads the usage as it was when the statement began: two inserts checked at once could both pass."""
+    _refuse_past(session, project, region, dict.fromkeys(metrics, 0.0), None, None)
+
+
+def _refuse_past(session: Session, project: Project, region: str, demand: dict[str, float],
+                 counters: Sequence[Counter] | None, statics: Mapping[str, int] | None) -> None:
     lim = limits(project, region)
     if counters is None:
         counters = [Counter(*row) for row in flushed_connection(session).execute(

@@ -12,17 +12,21 @@ no code path (a job, an admin command, a crash and restart) can forget to count:
 A quota check then reads a few rows instead of summing every resource of the project: with the
 sum, each insert cost O(resources), and a burst of N inserts O(N²).
 
-On PostgreSQL the counter row is also a lock: two transactions adding to one project's usage in
-one region take turns, so two concurrent inserts cannot both pass a quota check on the same usage.
-The function takes a per-project advisory lock before any counter row, so that the rows are
-always locked in one order (see ``_LOCK_PREFIX``).
+On PostgreSQL the function takes a per-project advisory lock before any counter row, so that the
+rows are always locked in one order (see ``_LOCK_PREFIX``), and two transactions adding to one
+project's usage take turns. A check made before the write reads the usage as it was when its
+statement began, so two inserts checked at once could both pass it: an insert checks again once it
+holds the lock (:func:`core.quotas.recheck_region`), or, written in one statement, its statement
+goes on only while the usage it was checked on has not grown (:func:`usage_unchanged`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Boolean, Connection, Engine, String, bindparam, cast, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 from core import triggers
 
@@ -124,6 +128,7 @@ def install(engine: Engine) -> None:
                           lambda postgres: (ADDRESS_POSTGRESQL if postgres else ADDRESS_SQLITE) + ADDRESS_BACKFILL)
     triggers.install_once(engine, "capacity_usage", _capacity_installed,
                           lambda postgres: (CAPACITY_POSTGRESQL if postgres else CAPACITY_SQLITE) + CAPACITY_BACKFILL)
+    triggers.install_once(engine, "usage_unchanged", _gate_installed, lambda postgres: [_GATE] if postgres else [])
 
 
 # -- capacity: what is placed on each host (vCPUs, memory) and storage pool (GB) ------------------
@@ -217,3 +222,47 @@ def _addresses_installed(conn: Connection, postgres: bool) -> bool:
         return conn.exec_driver_sql("SELECT 1 FROM pg_trigger WHERE tgname = 'address_usage'").first() is not None
     return conn.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'address_usage_update'").first() is not None
+
+
+# -- the gate of a quota checked outside the writing transaction (PostgreSQL) ---------------------
+#
+# An instances.insert written in one statement (core.services.instances.lifecycle) checked its
+# quotas on the counters its first read brought, in a transaction of their own. Its statement goes
+# on only while none of those counters has grown since: the function takes the project's usage
+# lock (the triggers' own), so no other writer of the project's usage is between its statements,
+# then reads the counters again. A VOLATILE function reads with a snapshot of its own, taken after
+# the lock: the usage committed by whoever held it is seen, where the statement's snapshot, taken
+# before the wait, would not see it. ``seen``: the rows of core.quotas._CHECK_USAGE as the read
+# gave them ([region, collection, subtype, count, cpus, size_gb] each); ``statics``: the static
+# external addresses by status (NULL: not checked), of which those IN_USE count in IN_USE_ADDRESSES.
+_GATE = f"""CREATE OR REPLACE FUNCTION gstack_usage_unchanged(p text, r text, seen jsonb, statics jsonb)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || p));
+  IF EXISTS (SELECT 1 FROM resource_usage u
+             LEFT JOIN jsonb_array_elements(COALESCE(seen, '[]')) s(e)
+               ON s.e->>0 = u.region AND s.e->>1 = u.collection AND s.e->>2 = u.subtype
+             WHERE u.project = p AND (u.region = r OR u.collection = 'instances')
+               AND (u.count > COALESCE((s.e->>3)::numeric, 0) OR u.cpus > COALESCE((s.e->>4)::numeric, 0)
+                    OR u.size_gb > COALESCE((s.e->>5)::numeric, 0))) THEN
+    RETURN false;
+  END IF;
+  RETURN statics IS NULL OR (SELECT count(*) FROM resources WHERE project = p AND collection = 'addresses'
+                             AND region = r AND subtype = 'EXTERNAL' AND status = 'IN_USE')
+                            <= COALESCE((statics->>'IN_USE')::numeric, 0);
+END $$"""
+
+
+def _gate_installed(conn: Connection, postgres: bool) -> bool:
+    return not postgres or conn.exec_driver_sql(
+        "SELECT 1 FROM pg_proc WHERE proname = 'gstack_usage_unchanged'").first() is not None
+
+
+def usage_unchanged() -> ColumnElement[bool]:
+    """Whether the usage counters of project ``project`` in region ``gate_region`` have not grown
+    since the read that gave ``gate_usage`` and ``gate_statics`` (JSON texts; see ``_GATE``), taking
+    the project's usage lock until the transaction ends (PostgreSQL)."""
+    return func.gstack_usage_unchanged(
+        bindparam("project", type_=String), bindparam("gate_region", type_=String),
+        cast(bindparam("gate_usage", type_=String), JSONB), cast(bindparam("gate_statics", type_=String), JSONB),
+        type_=Boolean)

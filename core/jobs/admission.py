@@ -32,6 +32,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
+    and_,
     bindparam,
     cast,
     func,
@@ -53,6 +54,7 @@ from core.jobs.claims import UNFINISHED_SQL
 from core.jobs.engine import NEW_CHANNEL
 from core.models import Operation, Resource
 from core.prepared import Prepared
+from core.usage import usage_unchanged
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def enqueue(session: Session, op: Operation, bound: int = 0) -> None:
 
 
 def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bound: int = 0,
-                  claim: Claim | None = None, alone: bool = False) -> list[Resource]:
+                  claim: Claim | None = None, alone: bool = False, seen: Mapping[str, Any] | None = None) -> list[Resource]:
     """Insert the new resource rows ``rows`` (an instance and its new disks), then :func:`enqueue`
     ``op`` only if every row went in; the rows whose name was taken (a concurrent insert won:
     nothing of ``op`` is made, and the caller rolls back the rows that went in).
@@ -100,7 +102,9 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
     ``alone`` (PostgreSQL): the caller writes nothing else in its transaction, so the statement may
     be that transaction (:meth:`~core.prepared.Prepared.alone`; no BEGIN, no COMMIT round trip),
     when the session has sent none yet. Then it makes everything or nothing (a taken name fails
-    the whole statement), and :class:`Missed` when nothing."""
+    the whole statement), and :class:`Missed` when nothing. ``seen`` (PostgreSQL): the quota counters
+    the caller checked, read outside its transaction (:func:`core.usage.usage_unchanged`'s
+    parameters but ``project``): nothing goes in, and :class:`Missed`, if they grew since."""
     if session.get_bind().dialect.name != "postgresql":
         if claim is not None:
             raise ValueError("a claim is PostgreSQL's")
@@ -111,21 +115,24 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
         return clashed
     params: dict[str, Any] = {"rows": orjson.dumps([row_values(row) for row in rows]).decode(), "count": len(rows),
                               **row_values(op), **({"bound": bound} if bound else {}),
-                              **({**claim.params, "claim_rows": claim.rows} if claim else {})}
+                              **({**claim.params, "claim_rows": claim.rows} if claim else {}), **(seen or {})}
     build = claim.build if claim else None
+    gated = seen is not None
     found = None
     if alone:
         try:
-            found = _insert_after(bound > 0, build, True).alone(session, params)
+            found = _insert_after(bound > 0, build, True, gated).alone(session, params)
         except IntegrityError:
             raise Missed() from None
         if found is not None and not any(kind == "operation" for kind, _, _ in found):
             raise Missed()  # nothing was made (the statement makes all or nothing)
     if found is None:
-        found = _insert_after(bound > 0, build, False).in_session(session, params)
+        found = _insert_after(bound > 0, build, False, gated).in_session(session, params)
+    if gated and not any(kind == "gate" for kind, _, _ in found):
+        raise Missed()  # the usage grew since the caller checked its quotas: nothing went in
     if claim is not None and sum(kind == "claim" for kind, _, _ in found) < claim.rows:
         raise Missed()  # the rows go in only with the whole claim (the caller rolls back a part of it)
-    found = [row for row in found if row[0] != "claim"]
+    found = [row for row in found if row[0] not in ("claim", "gate")]
     by_uid = {row.uid: row for row in rows}
     for kind, pk, uid in found:
         obj = op if kind == "operation" else by_uid.pop(uid)
@@ -140,7 +147,7 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
 
 @functools.cache
 def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool], bool], ReturningInsert[Any]] | None,
-                  atomic: bool) -> Prepared:
+                  atomic: bool, gated: bool = False) -> Prepared:
     """:func:`enqueue_after`'s statement on PostgreSQL: the resource rows of the JSON array
     parameter ``rows`` (objects of their columns) skipping clashes (``atomic``: failing on one),
     then the Operation (parameters named after its columns) when all ``count`` went in; its rows
@@ -150,20 +157,26 @@ def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool], bool], Re
     (``bounded``); the rows go in only if it took its ``claim_rows`` rows, (``'claim'``, its first
     column, NULL) each.
     ``atomic`` without a claim: the rows go in only where the queue has room, as the Operation, so
-    that the statement makes all or nothing."""
+    that the statement makes all or nothing. ``gated``: the claim and the rows go in only where
+    :func:`core.usage.usage_unchanged` holds, then (``'gate'``, NULL, NULL)."""
     table = Resource.__table__
     pk = table.primary_key.columns[0]
     columns = [c.key for c in table.columns if c is not pk]
     given = func.json_populate_recordset(literal_column(f"NULL::{table.name}"),
                                          cast(bindparam("rows", type_=String), JSON)).table_valued(*columns)
     rows = select(*(given.c[key] for key in columns))
+    condition = _room() if bounded else true()
+    gate = None
+    if gated:  # a CTE: evaluated once, before anything goes in (the rows wait on it)
+        gate = select(usage_unchanged().label("unchanged")).cte("gate")
+        condition = and_(condition, select(gate.c.unchanged).scalar_subquery())
     claimed = None
     if claim is not None:
-        claimed = claim(_room() if bounded else true(), atomic).cte("claimed")
+        claimed = claim(condition, atomic).cte("claimed")
         rows = rows.where(select(func.count()).select_from(claimed).scalar_subquery()
                           == bindparam("claim_rows", type_=Integer))
-    elif atomic and bounded:
-        rows = rows.where(_room())
+    elif (atomic and bounded) or gated:
+        rows = rows.where(condition)
     insert_rows = postgresql.insert(table).from_select(columns, rows)
     if not atomic:
         insert_rows = insert_rows.on_conflict_do_nothing()
@@ -174,6 +187,8 @@ def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool], bool], Re
              select(literal("operation"), new_op.c[Operation.pk.key], null().cast(BigInteger))]
     if claimed is not None:
         parts.append(select(literal("claim"), claimed.c[0], null().cast(BigInteger)))
+    if gate is not None:
+        parts.append(select(literal("gate"), null().cast(BigInteger), null().cast(BigInteger)).where(gate.c.unchanged))
     return Prepared(union_all(*parts))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -60,7 +60,7 @@ def by_request_id(call: Call) -> Operation | None:
 def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: int | None,
           job: str | None = None, params: dict[str, Any] | None = None,
           not_before: float | None = None, rows: Sequence[Resource] = (), claim: Claim | None = None,
-          alone: bool = False) -> Operation:
+          alone: bool = False, seen: Mapping[str, Any] | None = None) -> Operation:
     """Record the Operation of a use case, in the use case's transaction.
 
     With a ``job`` the Operation is PENDING until a worker runs it; without one the change was
@@ -75,8 +75,8 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
 
     ``rows``: the job's new resource rows (an instance and its new disks), inserted with its
     Operation (see :func:`~core.jobs.admission.enqueue_after`: one statement on PostgreSQL);
-    :class:`NamesTaken` when a concurrent insert took a name of theirs first. ``claim`` and
-    ``alone``: :func:`~core.jobs.admission.enqueue_after`'s (which raises
+    :class:`NamesTaken` when a concurrent insert took a name of theirs first. ``claim``, ``alone``
+    and ``seen``: :func:`~core.jobs.admission.enqueue_after`'s (which raises
     :class:`~core.jobs.admission.Missed` when they made nothing).
     """
     now = time.time()
@@ -92,7 +92,7 @@ def begin(call: Call, *, scope: str, op_type: str, target_path: str, target_id: 
         if done:
             insert_persistent(call.session, op)
         elif rows:
-            taken = enqueue_after(call.session, rows, op, call.max_queued, claim, alone)
+            taken = enqueue_after(call.session, rows, op, call.max_queued, claim, alone, seen)
             if taken:
                 raise NamesTaken(taken)
         else:

@@ -57,7 +57,7 @@ class AddressTaken(ComputeError):
 
 def external_pool(scope: str) -> str:
     """The IPAM pool of external addresses of a scope (``regions/R`` or ``global``)."""
-    return "external:global" if scope == "global" else f"external:{scope.split('/', 1)[1]}"
+    return ipam.external_pool("global" if scope == "global" else scope.split("/", 1)[1])
 
 
 def holder(session: Session, pool: str, ip: str) -> Resource | None:
@@ -129,7 +129,7 @@ def detach(session: Session, addr: Resource, user_url: str) -> None:
 def use_for_instance(session: Session, project: str, region: str, ip: str, instance_url: str) -> bool:
     """An access config asks for ``ip``: if it is a static address of the project, the instance uses it
     (True); False when it is not one (the caller then takes it as an ephemeral address)."""
-    addr = static_at(session, f"external:{region}", ip)
+    addr = static_at(session, ipam.external_pool(region), ip)
     if addr is None or addr.project != project:
         return False
     attach(session, addr, instance_url)
@@ -153,7 +153,7 @@ def subnet_pool(subnet: Resource) -> str:
 
 def release_for_instance(session: Session, region: str, ip: str, instance_url: str) -> None:
     """An access config using ``ip`` went away: a static address goes back to RESERVED."""
-    addr = static_at(session, f"external:{region}", ip)
+    addr = static_at(session, ipam.external_pool(region), ip)
     if addr is not None:
         detach(session, addr, instance_url)
 

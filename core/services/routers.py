@@ -254,11 +254,11 @@ def _apply_addresses(call: Call, router: Resource, old: list[Body], new: list[Bo
     # project's usage lock, which a release takes too; the other way round it would wait on an insert
     # that holds the pool and waits for the project.
     for name in sorted(wanted - set(auto)):
-        auto[name] = [ipam.allocate(call.session, f"external:{region}", ipam.EXTERNAL_RANGE, router.uid,
+        auto[name] = [ipam.allocate(call.session, ipam.external_pool(region), ipam.EXTERNAL_RANGE, router.uid,
                                     project=call.project)]
     for name in sorted(set(auto) - wanted):
         for ip in auto.pop(name):
-            ipam.release(call.session, f"external:{region}", ip)
+            ipam.release(call.session, ipam.external_pool(region), ip)
     store.save(row, {**state, "auto": auto})
 
 

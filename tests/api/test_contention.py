@@ -124,3 +124,38 @@ def test_a_full_subnetwork_is_the_only_refusal(tenant):
     for op in [client.call("DELETE", f"zones/{ZONE}/instances/n{n}") for n, op in enumerate(ops) if op]:
         client.wait(op)
     assert len(failures) == 2
+
+
+@pytest.mark.parametrize("metric, nic", [
+    ("INSTANCES", {"network": "global/networks/default"}),
+    # gcloud's default NIC: an ephemeral external address
+    ("IN_USE_ADDRESSES", {"network": "global/networks/default", "accessConfigs": [{"type": "ONE_TO_ONE_NAT"}]}),
+], ids=["instances", "in-use-addresses"])
+def test_inserts_at_once_do_not_pass_a_quota_together(server, metric, nic):
+    """Eight inserts at once into a project with room for three: three are made and five refused
+    with quotaExceeded, whatever the order. Each checked its quota against the usage as it read it:
+    on PostgreSQL all eight passed (eight instances, a limit of three)."""
+    project = unique("quota-race")
+    project_credentials(server, project)
+    server.admin("project", "set-quota", "--project", project, "--region", "us-central1", "--metric", metric,
+                 "--limit", "3")
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {server.token(project=project)}"
+    url = f"{server.api}projects/{project}/zones/{ZONE}/instances"
+    barrier = threading.Barrier(8)
+
+    def post(i: int) -> tuple[int, str]:
+        body = {"name": f"r{i}", "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+                "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
+                "networkInterfaces": [nic]}
+        barrier.wait()
+        resp = requests.post(url, json=body, headers=http.headers, timeout=120)
+        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
+    quotas = http.get(f"{server.api}projects/{project}/regions/us-central1").json()["quotas"]
+    assert {q["metric"]: q["usage"] for q in quotas}[metric] == 3.0
+    listed = http.get(url).json().get("items", [])
+    assert len(listed) == 3

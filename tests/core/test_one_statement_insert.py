@@ -117,7 +117,7 @@ def test_an_insert_is_two_statements_of_their_own_its_address_predicted(engine, 
         op, status = _insert(engine, f"{name}-b")
     assert op["status"] == "PENDING"
     assert status == 0  # libpq's PQTRANS_IDLE: no transaction was open when the call came to commit
-    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "claimed"]], sent
+    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "gate"]], sent
     first, held_a = _address(engine, f"{name}-a")
     second, held_b = _address(engine, f"{name}-b")
     assert (held_a, held_b) == ([first], [first + 1])  # the address the usual allocation takes next
@@ -135,7 +135,7 @@ def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made,
     pool = _pool_of(engine, f"{name}-a")
 
     def take_it_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH claimed") and not raced:
+        if statement.startswith("WITH gate") and not raced:
             raced.append(statement)
             _take_elsewhere(engine, pool, first + taken_at)
         return statement, parameters
@@ -147,7 +147,7 @@ def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made,
             op, status = _insert(engine, f"{name}-b")
         event.remove(engine, "before_cursor_execute", take_it_first)
         assert op["status"] == "PENDING" and status != 0  # the usual transaction
-        assert raced and any(q.startswith("WITH claimed") for q in sent)  # tried first
+        assert raced and any(q.startswith("WITH gate") for q in sent)  # tried first
         assert _address(engine, f"{name}-b") == (first + taken_at + 1, [first + taken_at + 1])
         assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
         op, status = _insert(engine, f"{name}-c")  # predicted from the pool as it is now
@@ -169,7 +169,7 @@ def test_a_name_taken_between_the_read_and_the_write_is_answered_as_before(engin
     raced: list[str] = []
 
     def commit_the_same_name_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH claimed") and not raced:
+        if statement.startswith("WITH gate") and not raced:
             raced.append(statement)
             with Session(engine) as other, other.begin():
                 other.execute(insert(Resource).values(
@@ -231,7 +231,7 @@ def test_an_ephemeral_external_address_is_predicted_too_the_insert_still_two_sta
     with statements_sent(engine) as sent:
         op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
     assert op["status"] == "PENDING" and status == 0
-    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "claimed"]], sent
+    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "gate"]], sent
     (internal_a, _), (nat_a, tier_a) = _address(engine, f"{name}-a"), _nat(engine, f"{name}-a")
     (internal_b, held_b), (nat_b, tier_b) = _address(engine, f"{name}-b"), _nat(engine, f"{name}-b")
     assert (internal_b, nat_b) == (internal_a + 1, nat_a + 1)  # what the usual allocations take next
@@ -248,7 +248,7 @@ def test_an_external_address_taken_meanwhile_sends_the_insert_the_usual_way(engi
     nat, _ = _nat(engine, f"{name}-a")
 
     def take_it_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH claimed") and not raced:
+        if statement.startswith("WITH gate") and not raced:
             raced.append(statement)
             _take_elsewhere(engine, EXTERNAL_POOL, nat + 1)
         return statement, parameters
@@ -297,4 +297,43 @@ def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, ma
     finally:
         with Session(engine) as s, s.begin():
             s.execute(delete(Resource).where(Resource.name == f"{name}-static"))
+            s.scalar(select(Project).where(Project.name == PROJECT)).quota_limits = before
+
+
+def test_usage_grown_since_the_read_sends_the_insert_the_usual_way_which_refuses_it(engine, made):
+    """Another insert of the project commits between the read (which found room for one more
+    instance) and the write: the write's gate finds the usage grown and makes nothing; the usual
+    way checks again and refuses. Without the gate both would be made, one past the limit."""
+    name = f"gate-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    with Session(engine) as s, s.begin():
+        now = quotas.region_usage(s, PROJECT, "us-central1", ["INSTANCES"])["INSTANCES"]
+        project = s.scalar(select(Project).where(Project.name == PROJECT))
+        before = project.quota_limits
+        project.quota_limits = orjson.dumps({**orjson.loads(before or "{}"), "regions": {
+            "us-central1": {"INSTANCES": now + 1}}}).decode()
+
+    def commit_another_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH ") and "INSERT INTO operations" in statement and not raced:
+            raced.append(statement)  # the one statement's, whatever comes first in it
+            with Session(engine) as other, other.begin():
+                other.execute(insert(Resource).values(
+                    uid=int(uuid.uuid4().int >> 66), project=PROJECT, collection="instances", scope=f"zones/{ZONE}",
+                    region="us-central1", name=f"{name}-other", status="RUNNING", subtype="e2-micro", created=0.0,
+                    vcpus=2, body=orjson.dumps({"name": f"{name}-other"}).decode()))
+        return statement, parameters
+
+    raced: list[str] = []
+    event.listen(engine, "before_cursor_execute", commit_another_first, retval=True)
+    try:
+        with pytest.raises(QuotaExceeded):
+            _insert(engine, f"{name}-b")
+        assert raced  # the one statement was tried, after the other insert had committed
+        assert _left(engine, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
+        with Session(engine) as s:
+            assert quotas.region_usage(s, PROJECT, "us-central1", ["INSTANCES"])["INSTANCES"] == now + 1
+    finally:
+        if event.contains(engine, "before_cursor_execute", commit_another_first):
+            event.remove(engine, "before_cursor_execute", commit_another_first)
+        with Session(engine) as s, s.begin():
             s.scalar(select(Project).where(Project.name == PROJECT)).quota_limits = before

@@ -81,6 +81,12 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
               "minCpuPlatform": spec.cpu_platform(call.session, zone, body.get("minCpuPlatform"))}
     demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
     quotas.check_region(call.session, project, zone.region.name, demand, counters)
+    addressed = ["IN_USE_ADDRESSES"] if any(n.request.get("accessConfigs") for n in parsed_nics) else []
+    # Checked on counters read outside the transaction: the write goes on only while they have not
+    # grown (admission's gate); checked otherwise, the usage is checked again once written.
+    alone = alone and counters is not None and (taken.statics is not None or not addressed)
+    seen = quotas.seen(zone.region.name, counters, taken.statics if addressed else None) \
+        if alone and counters is not None else None
     # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
     # allocated for the uid the row will have, and the new disks are described from their specs.
     uid = new_uid()
@@ -97,9 +103,11 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
                                       "delete_on_fail": True, "warnings": _size_warnings(call, zone, new_specs)},
                               claim=admission.Claim(ipam.taking(len(guesses.made)), guesses.params(), len(guesses.made))
                               if guesses and guesses.made else None,
-                              alone=alone and not any(a.row is not None for a in attached))
+                              alone=alone and not any(a.row is not None for a in attached), seen=seen)
     except NamesTaken as clash:
         _taken(call, res, clash.rows)
+    if not alone and call.session.get_bind().dialect.name == "postgresql":
+        quotas.recheck_region(call.session, project, zone.region.name, [*demand, *addressed])
     for a in attached:
         if a.row is not None:
             disks.add_user(a.row, instance_url)

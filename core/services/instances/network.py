@@ -176,7 +176,7 @@ def delete_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | 
         nic.pop("accessConfigs")
     if ac.get("natIP"):
         call.session.execute(sql_delete(IpAllocation).where(
-            IpAllocation.pool == f"external:{zone.region.name}", IpAllocation.owner_uid == res.uid,
+            IpAllocation.pool == ipam.external_pool(zone.region.name), IpAllocation.owner_uid == res.uid,
             IpAllocation.address == int(ipaddress.ip_address(ac["natIP"]))))
     nic["fingerprint"] = nic_fingerprint(nic)
     save(res, inst)
