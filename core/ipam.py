@@ -85,8 +85,8 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
 @dataclass(frozen=True)
 class Predicted:
     """The address :func:`allocate` would take next in ``pool``, guessed from the pool's highest as
-    a read found it (:func:`subnet_top`). :func:`take_predicted` takes it only if it is still the
-    next (one past the pool's highest), in the statement that writes what holds it."""
+    a read found it (:func:`pool_top`). :func:`taking` takes it only if it is still the next (one
+    past the pool's highest), in the statement that writes what holds it."""
 
     pool: str
     address: int
@@ -107,8 +107,8 @@ class Predicted:
 @dataclass
 class Guesses:
     """Where an insert predicts its addresses instead of taking them: the highest address of each
-    subnetwork pool its read found (:func:`subnet_top`, by pool; None: an empty pool), and the
-    predictions made."""
+    pool its read found (:func:`pool_top`, by pool; None: an empty pool: its subnetworks', and the
+    region's external pool when it asks for an ephemeral external address), and the predictions made."""
 
     tops: dict[str, int | None]
     made: list[Predicted] = field(default_factory=list)

@@ -141,6 +141,7 @@ def insert(call: Call, zone: ZoneInfo, body: store.Body, source_image_param: str
     project = projects.get(call.session, call.project, lock=True)  # usage cannot change under the check
     quotas.check_region(call.session, project, zone.region.name, quota_demand([spec]))
     res = create_row(call, zone, spec)
+    quotas.recheck_region(call.session, project, zone.region.name, quota_demand([spec]))  # an instance's at once
     return operations.begin(call, scope=f"zones/{zone.name}", op_type="insert",
                             target_path=path_of(call.project, res.scope, "disks", res.name), target_id=res.uid,
                             job="disks.insert", params={"uids": [res.uid], "zone_id": zone.id})
@@ -229,8 +230,8 @@ def grow_to(call: Call, project: Project, res: Resource, region: str, value: obj
             f"Invalid value for field '{field}': '{size}'. New disk size '{size} GB' must be larger than "
             f"existing size '{res.size_gb} GB'."))
     grow = size - res.size_gb
-    quotas.check_region(call.session, project, region,
-                        {DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric: grow})
+    metric = DISK_TYPES.get(res.subtype, DISK_TYPES[DEFAULT_DISK_TYPE]).quota_metric
+    quotas.check_region(call.session, project, region, {metric: grow})
     if res.pool_id is not None:
         pool = call.session.get(StoragePool, res.pool_id)
         if pool is not None and pool.capacity_gb * pool.overprovisioning - planner.pool_usage(call.session, [pool.id]).get(pool.id, 0) < grow:
@@ -239,6 +240,7 @@ def grow_to(call: Call, project: Project, res: Resource, region: str, value: obj
     disk["sizeGb"] = str(size)
     res.size_gb = size
     store.save(res, disk)
+    quotas.recheck_region(call.session, project, region, [metric])  # an instance's insert at once
 
 
 def set_disk_labels(call: Call, zone: ZoneInfo, name: str, body: store.Body) -> Operation:

@@ -190,6 +190,7 @@ def insert_forwarding_rule(call: Call, region: str, body: Body) -> Operation:
                               name=name, kind="compute#forwardingRule", region=region, body=fields)
     stored = store.body_of(rule)
     stored["IPAddress"] = take_ip(call, rule, stored, body.get("IPAddress"))
+    quotas.recheck_region(call.session, project, region, ["IN_USE_ADDRESSES"])  # an instance's at once
     _save_rule(rule, stored)
     _notify(call.session, call.project, store.body_of(target).get("instances", []))
     return _op(call, rule, "insert")

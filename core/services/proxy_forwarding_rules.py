@@ -177,6 +177,8 @@ def insert(call: Call, region: str | None, body: Body) -> Operation:
                   "subnetwork": subnet, "networkTier": tier, "ipVersion": "IPV4"}
     else:
         stored["IPAddress"] = load_balancing.take_ip(call, rule, stored, body.get("IPAddress"))
+        if region is not None:
+            quotas.recheck_region(call.session, project, region, ["IN_USE_ADDRESSES"])  # an instance's at once
     _save(rule, stored)
     lb_common.notify(call.session, call.project, before)
     return lb_common.begin(call, rule, "insert")

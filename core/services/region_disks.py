@@ -87,6 +87,7 @@ def insert(call: Call, region: str, body: Body, source_image_param: str | None =
     res = store.new_resource(call.session, project=call.project, collection="disks", scope=scope, name=spec["name"],
                              kind="compute#disk", body=disk, status="CREATING", region=region,
                              size_gb=spec["size_gb"], subtype=spec["subtype"])
+    quotas.recheck_region(call.session, project, region, disks.quota_demand([spec]))  # an instance's at once
     return operations.begin(call, scope=scope, op_type="insert", target_path=path_of(call.project, scope, "disks", res.name),
                             target_id=res.uid, job="disks.insert", params={"uids": [res.uid], "zone_id": zones[0].id})
 

@@ -244,8 +244,8 @@ def _apply_addresses(call: Call, router: Resource, old: list[Body], new: list[Bo
     auto: dict[str, list[str]] = state.get("auto", {})
     wanted = {n["name"] for n in new if n["natIpAllocateOption"] == "AUTO_ONLY"}
     demand = len(after - before) + len(wanted - set(auto))
-    quotas.check_region(call.session, projects.get(call.session, call.project, lock=True), region,
-                        {"IN_USE_ADDRESSES": demand})
+    project = projects.get(call.session, call.project, lock=True)
+    quotas.check_region(call.session, project, region, {"IN_USE_ADDRESSES": demand})
     for link in sorted(before - after):
         addresses.detach(call.session, _address(call, link), url)
     for link in sorted(after - before):
@@ -259,6 +259,8 @@ def _apply_addresses(call: Call, router: Resource, old: list[Body], new: list[Bo
     for name in sorted(set(auto) - wanted):
         for ip in auto.pop(name):
             ipam.release(call.session, ipam.external_pool(region), ip)
+    if demand:
+        quotas.recheck_region(call.session, project, region, ["IN_USE_ADDRESSES"])  # an instance's at once
     store.save(row, {**state, "auto": auto})
 
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy import bindparam, text
 
-from tests.conftest import project_credentials, unique
+from tests.conftest import project_credentials, unique, wait_op
 
 ZONE = "us-central1-b"
 THREADS, PER_THREAD = 32, 3
@@ -159,3 +159,36 @@ def test_inserts_at_once_do_not_pass_a_quota_together(server, metric, nic):
     assert {q["metric"]: q["usage"] for q in quotas}[metric] == 3.0
     listed = http.get(url).json().get("items", [])
     assert len(listed) == 3
+
+
+def test_starts_at_once_do_not_pass_the_cpus_quota_together(server):
+    """Eight stopped instances started at once with CPUS room for three of them: three start, five
+    are refused with quotaExceeded (each start checked the usage as it read it, before the others'
+    commits)."""
+    project = unique("start-race")
+    gce = server.gce(project_credentials(server, project))
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {server.token(project=project)}"
+    url = f"{server.api}projects/{project}/zones/{ZONE}/instances"
+    names = [f"s{i}" for i in range(8)]
+    for name in names:
+        wait_op(gce, http.post(url, json={
+            "name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}]}).json())
+    for name in names:
+        wait_op(gce, http.post(f"{url}/{name}/stop").json())
+    per = 2  # an e2-micro's vCPUs
+    server.admin("project", "set-quota", "--project", project, "--region", "us-central1", "--metric", "CPUS",
+                 "--limit", str(3 * per))
+    barrier = threading.Barrier(len(names))
+
+    def start(name: str) -> tuple[int, str]:
+        barrier.wait()
+        resp = requests.post(f"{url}/{name}/start", headers=http.headers, timeout=120)
+        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        answers = list(pool.map(start, names))
+    assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
+    quotas = http.get(f"{server.api}projects/{project}/regions/us-central1").json()["quotas"]
+    assert {q["metric"]: q["usage"] for q in quotas}["CPUS"] == 3 * per

@@ -106,7 +106,7 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
                               alone=alone and not any(a.row is not None for a in attached), seen=seen)
     except NamesTaken as clash:
         _taken(call, res, clash.rows)
-    if not alone and call.session.get_bind().dialect.name == "postgresql":
+    if not alone:
         quotas.recheck_region(call.session, project, zone.region.name, [*demand, *addressed])
     for a in attached:
         if a.row is not None:
@@ -261,10 +261,13 @@ def _carry_out(call: Call, res: Resource, action: str, found: Move, **params: An
 def start(call: Call, zone: ZoneInfo, name: str) -> Operation:
     res = locked(call, zone, name)
     found = states.move(res, "start")
-    if found.status is not None:  # placed again: it needs its CPUs' quota
-        quotas.check_region(call.session, projects.get(call.session, call.project), zone.region.name,
-                            {"CPUS": res.vcpus})
-    return _carry_out(call, res, "start", found, zone_id=zone.id)
+    if found.status is None:
+        return _carry_out(call, res, "start", found, zone_id=zone.id)
+    project = projects.get(call.session, call.project)  # placed again: it needs its CPUs' quota
+    quotas.check_region(call.session, project, zone.region.name, {"CPUS": res.vcpus})
+    op = _carry_out(call, res, "start", found, zone_id=zone.id)
+    quotas.recheck_region(call.session, project, zone.region.name, ["CPUS"])  # starts at once
+    return op
 
 
 def stop(call: Call, zone: ZoneInfo, name: str) -> Operation:
