@@ -201,6 +201,20 @@ def by_size(times: dict[int, list[float]], unit: str = "ms", digits: int = 3) ->
     return out
 
 
+def gcloud_body(body: dict, nic: dict) -> dict:
+    """``body`` with what ``gcloud compute instances create`` adds to it by default
+    (../shared/clients/gcloud/instances-create-image.txt): ``nic`` with an external address (an
+    access config), the default service account, scheduling, no metadata."""
+    return {**body, "canIpForward": False, "deletionProtection": False, "metadata": {},
+            "networkInterfaces": [{**nic, "accessConfigs": [{"name": "external-nat", "type": "ONE_TO_ONE_NAT"}]}],
+            "scheduling": {"automaticRestart": True},
+            "serviceAccounts": [{"email": "default", "scopes": [
+                "https://www.googleapis.com/auth/devstorage.read_only", "https://www.googleapis.com/auth/logging.write",
+                "https://www.googleapis.com/auth/monitoring.write", "https://www.googleapis.com/auth/pubsub",
+                "https://www.googleapis.com/auth/service.management.readonly",
+                "https://www.googleapis.com/auth/servicecontrol", "https://www.googleapis.com/auth/trace.append"]}]}
+
+
 def write_result(name: str, result: dict) -> str:
     os.makedirs(RESULTS, exist_ok=True)
     result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

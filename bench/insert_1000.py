@@ -26,24 +26,14 @@ import time
 
 import requests
 
-from bench.harness import Gstack, write_result
+from bench.harness import Gstack, gcloud_body, write_result
 
 N = 1000
 ZONE = "us-central1-a"
 BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
         "disks": [{"boot": True, "autoDelete": True,
                    "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}]}
-# What gcloud compute instances create adds by default (../shared/clients/gcloud/instances-create-image.txt;
-# bench.insert_cost's GCLOUD_BODY on the default network).
-GCLOUD_BODY = {**BODY, "canIpForward": False, "deletionProtection": False, "metadata": {},
-               "networkInterfaces": [{"network": "global/networks/default",
-                                      "accessConfigs": [{"name": "external-nat", "type": "ONE_TO_ONE_NAT"}]}],
-               "scheduling": {"automaticRestart": True},
-               "serviceAccounts": [{"email": "default", "scopes": [
-                   "https://www.googleapis.com/auth/devstorage.read_only", "https://www.googleapis.com/auth/logging.write",
-                   "https://www.googleapis.com/auth/monitoring.write", "https://www.googleapis.com/auth/pubsub",
-                   "https://www.googleapis.com/auth/service.management.readonly",
-                   "https://www.googleapis.com/auth/servicecontrol", "https://www.googleapis.com/auth/trace.append"]}]}
+GCLOUD_BODY = gcloud_body(BODY, {"network": "global/networks/default"})  # gcloud's default body
 
 
 def moto_baseline(n: int) -> float:

@@ -42,7 +42,7 @@ import time
 
 import requests
 
-from bench.harness import Gstack, cpu_seconds, free_port, write_result
+from bench.harness import Gstack, cpu_seconds, free_port, gcloud_body, write_result
 from bench.insert_floor_app import make_table
 
 ZONE = "us-central1-a"
@@ -57,17 +57,7 @@ BODY = {"machineType": f"zones/{ZONE}/machineTypes/e2-micro",
         "networkInterfaces": [{"network": f"global/networks/{NETWORK}",
                                "subnetwork": f"regions/us-central1/subnetworks/{SUBNET}"}]}
 
-# What gcloud compute instances create adds to it by default (../shared/clients/gcloud/instances-create-image.txt):
-# an external address (an access config), the default service account, scheduling, no metadata.
-GCLOUD_BODY = {**BODY, "canIpForward": False, "deletionProtection": False, "metadata": {},
-               "networkInterfaces": [{**BODY["networkInterfaces"][0],
-                                      "accessConfigs": [{"name": "external-nat", "type": "ONE_TO_ONE_NAT"}]}],
-               "scheduling": {"automaticRestart": True},
-               "serviceAccounts": [{"email": "default", "scopes": [
-                   "https://www.googleapis.com/auth/devstorage.read_only", "https://www.googleapis.com/auth/logging.write",
-                   "https://www.googleapis.com/auth/monitoring.write", "https://www.googleapis.com/auth/pubsub",
-                   "https://www.googleapis.com/auth/service.management.readonly",
-                   "https://www.googleapis.com/auth/servicecontrol", "https://www.googleapis.com/auth/trace.append"]}]}
+GCLOUD_BODY = gcloud_body(BODY, BODY["networkInterfaces"][0])  # what gcloud compute instances create sends
 
 TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROW_CHUNK = 500  # instances per bulkInsert: within the default bound of 1,000 unfinished Operations

@@ -7,9 +7,10 @@ call is answered as the usual insert answers it."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
@@ -104,6 +105,34 @@ def _take_elsewhere(engine: Engine, pool: str, address: int) -> None:
         s.execute(insert(IpAllocation).values(pool=pool, address=address, owner_uid=-1, project=None))
 
 
+@contextlib.contextmanager
+def _meanwhile(engine: Engine, action: Callable[[], None]) -> Iterator[list[str]]:
+    """Run ``action`` once, just before the one statement's write is sent (as another process
+    would commit between the read and the write); yields that statement, once sent."""
+    raced: list[str] = []
+
+    def before_the_write(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH ") and "INSERT INTO operations" in statement and not raced:
+            raced.append(statement)
+            action()
+        return statement, parameters
+
+    event.listen(engine, "before_cursor_execute", before_the_write, retval=True)
+    try:
+        yield raced
+    finally:
+        event.remove(engine, "before_cursor_execute", before_the_write)
+
+
+def _commit_instance(engine: Engine, name: str, **columns: object) -> None:
+    """What another process's insert of instance ``name`` commits."""
+    with Session(engine) as other, other.begin():
+        other.execute(insert(Resource).values(
+            uid=int(uuid.uuid4().int >> 66), project=PROJECT, collection="instances", scope=f"zones/{ZONE}",
+            region="us-central1", name=name, status="RUNNING", created=0.0,
+            body=orjson.dumps({"name": name}).decode(), **{"subtype": "", **columns}))
+
+
 def _left(engine: Engine, prefix: str) -> dict[str, int]:
     with Session(engine) as s:
         return left_by(s, prefix)
@@ -134,27 +163,17 @@ def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made,
     first, _ = _address(engine, f"{name}-a")
     pool = _pool_of(engine, f"{name}-a")
 
-    def take_it_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH gate") and not raced:
-            raced.append(statement)
-            _take_elsewhere(engine, pool, first + taken_at)
-        return statement, parameters
-
-    raced: list[str] = []
-    event.listen(engine, "before_cursor_execute", take_it_first, retval=True)
     try:
-        with statements_sent(engine) as sent:
+        with _meanwhile(engine, lambda: _take_elsewhere(engine, pool, first + taken_at)) as raced, \
+                statements_sent(engine) as sent:
             op, status = _insert(engine, f"{name}-b")
-        event.remove(engine, "before_cursor_execute", take_it_first)
         assert op["status"] == "PENDING" and status != 0  # the usual transaction
-        assert raced and any(q.startswith("WITH gate") for q in sent)  # tried first
+        assert raced and raced[0] in sent  # tried first
         assert _address(engine, f"{name}-b") == (first + taken_at + 1, [first + taken_at + 1])
         assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
         op, status = _insert(engine, f"{name}-c")  # predicted from the pool as it is now
         assert status == 0 and _address(engine, f"{name}-c") == (first + taken_at + 2, [first + taken_at + 2])
     finally:
-        if event.contains(engine, "before_cursor_execute", take_it_first):
-            event.remove(engine, "before_cursor_execute", take_it_first)
         with Session(engine) as s, s.begin():
             s.execute(delete(IpAllocation).where(IpAllocation.owner_uid == -1))
 
@@ -165,25 +184,8 @@ def test_a_name_taken_between_the_read_and_the_write_is_answered_as_before(engin
     name = f"race-{uuid.uuid4().hex[:6]}"
     made.append(name)
     _insert(engine, f"{name}-a")
-
-    raced: list[str] = []
-
-    def commit_the_same_name_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH gate") and not raced:
-            raced.append(statement)
-            with Session(engine) as other, other.begin():
-                other.execute(insert(Resource).values(
-                    uid=int(uuid.uuid4().int >> 66), project=PROJECT, collection="instances", scope=f"zones/{ZONE}",
-                    region="us-central1", name=f"{name}-b", status="RUNNING", subtype="", created=0.0,
-                    body=orjson.dumps({"name": f"{name}-b"}).decode()))
-        return statement, parameters
-
-    event.listen(engine, "before_cursor_execute", commit_the_same_name_first, retval=True)
-    try:
-        with pytest.raises(AlreadyExists):
-            _insert(engine, f"{name}-b")
-    finally:
-        event.remove(engine, "before_cursor_execute", commit_the_same_name_first)
+    with _meanwhile(engine, lambda: _commit_instance(engine, f"{name}-b")) as raced, pytest.raises(AlreadyExists):
+        _insert(engine, f"{name}-b")
     assert raced  # the one statement was tried, and met the other insert's name
     # what is left is the other insert's instance alone: no boot disk, address or Operation of this one
     assert _left(engine, f"{name}-b") == {"resources": 1, "addresses": 0, "operations": 0}
@@ -247,17 +249,9 @@ def test_an_external_address_taken_meanwhile_sends_the_insert_the_usual_way(engi
     internal, _ = _address(engine, f"{name}-a")
     nat, _ = _nat(engine, f"{name}-a")
 
-    def take_it_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH gate") and not raced:
-            raced.append(statement)
-            _take_elsewhere(engine, EXTERNAL_POOL, nat + 1)
-        return statement, parameters
-
-    raced: list[str] = []
-    event.listen(engine, "before_cursor_execute", take_it_first, retval=True)
     try:
-        op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
-        event.remove(engine, "before_cursor_execute", take_it_first)
+        with _meanwhile(engine, lambda: _take_elsewhere(engine, EXTERNAL_POOL, nat + 1)) as raced:
+            op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
         assert raced and status != 0  # tried first, answered by the usual transaction
         assert _address(engine, f"{name}-b")[0] == internal + 1  # the internal guess was right, but not taken alone
         assert _nat(engine, f"{name}-b") == (nat + 2, "PREMIUM")
@@ -265,8 +259,6 @@ def test_an_external_address_taken_meanwhile_sends_the_insert_the_usual_way(engi
         op, status = _insert(engine, f"{name}-c", nic=EXTERNAL_NIC)
         assert status == 0 and _nat(engine, f"{name}-c")[0] == nat + 3
     finally:
-        if event.contains(engine, "before_cursor_execute", take_it_first):
-            event.remove(engine, "before_cursor_execute", take_it_first)
         with Session(engine) as s, s.begin():
             s.execute(delete(IpAllocation).where(IpAllocation.owner_uid == -1))
 
@@ -313,27 +305,14 @@ def test_usage_grown_since_the_read_sends_the_insert_the_usual_way_which_refuses
         project.quota_limits = orjson.dumps({**orjson.loads(before or "{}"), "regions": {
             "us-central1": {"INSTANCES": now + 1}}}).decode()
 
-    def commit_another_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH ") and "INSERT INTO operations" in statement and not raced:
-            raced.append(statement)  # the one statement's, whatever comes first in it
-            with Session(engine) as other, other.begin():
-                other.execute(insert(Resource).values(
-                    uid=int(uuid.uuid4().int >> 66), project=PROJECT, collection="instances", scope=f"zones/{ZONE}",
-                    region="us-central1", name=f"{name}-other", status="RUNNING", subtype="e2-micro", created=0.0,
-                    vcpus=2, body=orjson.dumps({"name": f"{name}-other"}).decode()))
-        return statement, parameters
-
-    raced: list[str] = []
-    event.listen(engine, "before_cursor_execute", commit_another_first, retval=True)
     try:
-        with pytest.raises(QuotaExceeded):
+        with _meanwhile(engine, lambda: _commit_instance(engine, f"{name}-other", subtype="e2-micro", vcpus=2)) \
+                as raced, pytest.raises(QuotaExceeded):
             _insert(engine, f"{name}-b")
         assert raced  # the one statement was tried, after the other insert had committed
         assert _left(engine, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
         with Session(engine) as s:
             assert quotas.region_usage(s, PROJECT, "us-central1", ["INSTANCES"])["INSTANCES"] == now + 1
     finally:
-        if event.contains(engine, "before_cursor_execute", commit_another_first):
-            event.remove(engine, "before_cursor_execute", commit_another_first)
         with Session(engine) as s, s.begin():
             s.scalar(select(Project).where(Project.name == PROJECT)).quota_limits = before
