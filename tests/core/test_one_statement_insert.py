@@ -168,7 +168,7 @@ def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made,
                 statements_sent(engine) as sent:
             op, status = _insert(engine, f"{name}-b")
         assert op["status"] == "PENDING" and status != 0  # the usual transaction
-        assert raced and raced[0] in sent  # tried first
+        assert raced and any(q.startswith("WITH gate") for q in sent)  # tried first
         assert _address(engine, f"{name}-b") == (first + taken_at + 1, [first + taken_at + 1])
         assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
         op, status = _insert(engine, f"{name}-c")  # predicted from the pool as it is now
