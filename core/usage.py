@@ -232,10 +232,15 @@ def _addresses_installed(conn: Connection, postgres: bool) -> bool:
 # lock (the triggers' own), so no other writer of the project's usage is between its statements,
 # then reads the counters again. A VOLATILE function reads with a snapshot of its own, taken after
 # the lock: the usage committed by whoever held it is seen, where the statement's snapshot, taken
-# before the wait, would not see it. ``seen``: the rows of core.quotas._CHECK_USAGE as the read
-# gave them ([region, collection, subtype, count, cpus, size_gb] each); ``statics``: the static
-# external addresses by status (NULL: not checked), of which those IN_USE count in IN_USE_ADDRESSES.
-_GATE = f"""CREATE OR REPLACE FUNCTION gstack_usage_unchanged(p text, r text, seen jsonb, statics jsonb)
+# before the wait, would not see it. When they grew it fails the statement as a serialization
+# failure: the call runs again from its start (core.db.retrying), and checks the usage as it is.
+# ``seen``: the rows of core.quotas._CHECK_USAGE as the read gave them ([region, collection,
+# subtype, count, cpus, size_gb] each); ``statics``: the static external addresses by status (NULL:
+# not checked), of which those IN_USE count in IN_USE_ADDRESSES. ``made``: what the statement
+# wrote before (its predicted addresses), unused but as an argument: they are written before the
+# lock is taken. Written under it, an address could wait for an insert that holds the address's
+# pool and waits for this lock (the usual insert: the pool's lock, its address, its rows), a deadlock.
+_GATE = f"""CREATE OR REPLACE FUNCTION gstack_usage_unchanged(p text, r text, seen jsonb, statics jsonb, made bigint)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
   PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || p));
@@ -244,12 +249,14 @@ BEGIN
                ON s.e->>0 = u.region AND s.e->>1 = u.collection AND s.e->>2 = u.subtype
              WHERE u.project = p AND (u.region = r OR u.collection = 'instances')
                AND (u.count > COALESCE((s.e->>3)::numeric, 0) OR u.cpus > COALESCE((s.e->>4)::numeric, 0)
-                    OR u.size_gb > COALESCE((s.e->>5)::numeric, 0))) THEN
-    RETURN false;
+                    OR u.size_gb > COALESCE((s.e->>5)::numeric, 0)))
+     OR (statics IS NOT NULL AND (SELECT count(*) FROM resources WHERE project = p AND collection = 'addresses'
+                                  AND region = r AND subtype = 'EXTERNAL' AND status = 'IN_USE')
+                                 > COALESCE((statics->>'IN_USE')::numeric, 0)) THEN
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+      MESSAGE = 'the usage of project ' || p || ' grew since its quota was checked';
   END IF;
-  RETURN statics IS NULL OR (SELECT count(*) FROM resources WHERE project = p AND collection = 'addresses'
-                             AND region = r AND subtype = 'EXTERNAL' AND status = 'IN_USE')
-                            <= COALESCE((statics->>'IN_USE')::numeric, 0);
+  RETURN true;
 END $$"""
 
 
@@ -258,11 +265,12 @@ def _gate_installed(conn: Connection, postgres: bool) -> bool:
         "SELECT 1 FROM pg_proc WHERE proname = 'gstack_usage_unchanged'").first() is not None
 
 
-def usage_unchanged() -> ColumnElement[bool]:
-    """Whether the usage counters of project ``project`` in region ``gate_region`` have not grown
-    since the read that gave ``gate_usage`` and ``gate_statics`` (JSON texts; see ``_GATE``), taking
-    the project's usage lock until the transaction ends (PostgreSQL)."""
+def usage_unchanged(made: ColumnElement[int]) -> ColumnElement[bool]:
+    """True while the usage counters of project ``project`` in region ``gate_region`` have not
+    grown since the read that gave ``gate_usage`` and ``gate_statics`` (JSON texts), taking the
+    project's usage lock until the transaction ends; a serialization failure (40001) when they
+    grew (PostgreSQL; see ``_GATE``). ``made``: what the statement writes before (evaluated first)."""
     return func.gstack_usage_unchanged(
         bindparam("project", type_=String), bindparam("gate_region", type_=String),
         cast(bindparam("gate_usage", type_=String), JSONB), cast(bindparam("gate_statics", type_=String), JSONB),
-        type_=Boolean)
+        made, type_=Boolean)

@@ -32,7 +32,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
-    and_,
     bindparam,
     cast,
     func,
@@ -104,7 +103,8 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
     when the session has sent none yet. Then it makes everything or nothing (a taken name fails
     the whole statement), and :class:`Missed` when nothing. ``seen`` (PostgreSQL): the quota counters
     the caller checked, read outside its transaction (:func:`core.usage.usage_unchanged`'s
-    parameters but ``project``): nothing goes in, and :class:`Missed`, if they grew since."""
+    parameters but ``project``): if they grew since, the statement fails as a serialization
+    failure, and the call runs again (:func:`core.db.retrying`) on the usage as it is."""
     if session.get_bind().dialect.name != "postgresql":
         if claim is not None:
             raise ValueError("a claim is PostgreSQL's")
@@ -128,11 +128,9 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
             raise Missed()  # nothing was made (the statement makes all or nothing)
     if found is None:
         found = _insert_after(bound > 0, build, False, gated).in_session(session, params)
-    if gated and not any(kind == "gate" for kind, _, _ in found):
-        raise Missed()  # the usage grew since the caller checked its quotas: nothing went in
     if claim is not None and sum(kind == "claim" for kind, _, _ in found) < claim.rows:
         raise Missed()  # the rows go in only with the whole claim (the caller rolls back a part of it)
-    found = [row for row in found if row[0] not in ("claim", "gate")]
+    found = [row for row in found if row[0] != "claim"]
     by_uid = {row.uid: row for row in rows}
     for kind, pk, uid in found:
         obj = op if kind == "operation" else by_uid.pop(uid)
@@ -157,26 +155,25 @@ def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool], bool], Re
     (``bounded``); the rows go in only if it took its ``claim_rows`` rows, (``'claim'``, its first
     column, NULL) each.
     ``atomic`` without a claim: the rows go in only where the queue has room, as the Operation, so
-    that the statement makes all or nothing. ``gated``: the claim and the rows go in only where
-    :func:`core.usage.usage_unchanged` holds, then (``'gate'``, NULL, NULL)."""
+    that the statement makes all or nothing. ``gated``: the rows go in only through
+    :func:`core.usage.usage_unchanged`, after the claim's rows (which it is given)."""
     table = Resource.__table__
     pk = table.primary_key.columns[0]
     columns = [c.key for c in table.columns if c is not pk]
     given = func.json_populate_recordset(literal_column(f"NULL::{table.name}"),
                                          cast(bindparam("rows", type_=String), JSON)).table_valued(*columns)
     rows = select(*(given.c[key] for key in columns))
-    condition = _room() if bounded else true()
-    gate = None
-    if gated:  # a CTE: evaluated once, before anything goes in (the rows wait on it)
-        gate = select(usage_unchanged().label("unchanged")).cte("gate")
-        condition = and_(condition, select(gate.c.unchanged).scalar_subquery())
     claimed = None
     if claim is not None:
-        claimed = claim(condition, atomic).cte("claimed")
+        claimed = claim(_room() if bounded else true(), atomic).cte("claimed")
         rows = rows.where(select(func.count()).select_from(claimed).scalar_subquery()
                           == bindparam("claim_rows", type_=Integer))
-    elif (atomic and bounded) or gated:
-        rows = rows.where(condition)
+    elif atomic and bounded:
+        rows = rows.where(_room())
+    if gated:  # once, after the claim's rows and before the resource rows
+        made = select(func.count()).select_from(claimed).scalar_subquery() if claimed is not None \
+            else literal(0, BigInteger)
+        rows = rows.where(select(usage_unchanged(made)).scalar_subquery())
     insert_rows = postgresql.insert(table).from_select(columns, rows)
     if not atomic:
         insert_rows = insert_rows.on_conflict_do_nothing()
@@ -187,8 +184,6 @@ def _insert_after(bounded: bool, claim: Callable[[ColumnElement[bool], bool], Re
              select(literal("operation"), new_op.c[Operation.pk.key], null().cast(BigInteger))]
     if claimed is not None:
         parts.append(select(literal("claim"), claimed.c[0], null().cast(BigInteger)))
-    if gate is not None:
-        parts.append(select(literal("gate"), null().cast(BigInteger), null().cast(BigInteger)).where(gate.c.unchanged))
     return Prepared(union_all(*parts))
 
 

@@ -146,7 +146,7 @@ def test_an_insert_is_two_statements_of_their_own_its_address_predicted(engine, 
         op, status = _insert(engine, f"{name}-b")
     assert op["status"] == "PENDING"
     assert status == 0  # libpq's PQTRANS_IDLE: no transaction was open when the call came to commit
-    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "gate"]], sent
+    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "claimed"]], sent
     first, held_a = _address(engine, f"{name}-a")
     second, held_b = _address(engine, f"{name}-b")
     assert (held_a, held_b) == ([first], [first + 1])  # the address the usual allocation takes next
@@ -168,7 +168,7 @@ def test_an_address_taken_meanwhile_sends_the_insert_the_usual_way(engine, made,
                 statements_sent(engine) as sent:
             op, status = _insert(engine, f"{name}-b")
         assert op["status"] == "PENDING" and status != 0  # the usual transaction
-        assert raced and any(q.startswith("WITH gate") for q in sent)  # tried first
+        assert raced and any(q.startswith("WITH claimed") for q in sent)  # tried first
         assert _address(engine, f"{name}-b") == (first + taken_at + 1, [first + taken_at + 1])
         assert _left(engine, f"{name}-b") == {"resources": 2, "addresses": 1, "operations": 1}
         op, status = _insert(engine, f"{name}-c")  # predicted from the pool as it is now
@@ -233,7 +233,7 @@ def test_an_ephemeral_external_address_is_predicted_too_the_insert_still_two_sta
     with statements_sent(engine) as sent:
         op, status = _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
     assert op["status"] == "PENDING" and status == 0
-    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "gate"]], sent
+    assert [q.split(" ", 2)[:2] for q in sent] == [["SELECT", "projects.id,"], ["WITH", "claimed"]], sent
     (internal_a, _), (nat_a, tier_a) = _address(engine, f"{name}-a"), _nat(engine, f"{name}-a")
     (internal_b, held_b), (nat_b, tier_b) = _address(engine, f"{name}-b"), _nat(engine, f"{name}-b")
     assert (internal_b, nat_b) == (internal_a + 1, nat_a + 1)  # what the usual allocations take next
@@ -294,8 +294,9 @@ def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, ma
 
 def test_usage_grown_since_the_read_sends_the_insert_the_usual_way_which_refuses_it(engine, made):
     """Another insert of the project commits between the read (which found room for one more
-    instance) and the write: the write's gate finds the usage grown and makes nothing; the usual
-    way checks again and refuses. Without the gate both would be made, one past the limit."""
+    instance) and the write: the write's gate finds the usage grown and fails the statement (a
+    serialization failure), the call runs again, and its check refuses. Without the gate both
+    would be made, one past the limit."""
     name = f"gate-{uuid.uuid4().hex[:6]}"
     made.append(name)
     with Session(engine) as s, s.begin():
