@@ -232,14 +232,16 @@ def _addresses_installed(conn: Connection, postgres: bool) -> bool:
 # lock (the triggers' own), so no other writer of the project's usage is between its statements,
 # then reads the counters again. A VOLATILE function reads with a snapshot of its own, taken after
 # the lock: the usage committed by whoever held it is seen, where the statement's snapshot, taken
-# before the wait, would not see it. When they grew it fails the statement as a serialization
-# failure: the call runs again from its start (core.db.retrying), and checks the usage as it is.
+# before the wait, would not see it. When they grew it fails the statement (USAGE_GREW), and the
+# insert runs the usual way, which checks the usage again once written (core.quotas.recheck_region):
+# retried as it was, a burst of one project's inserts would keep changing each other's usage.
 # ``seen``: the rows of core.quotas._CHECK_USAGE as the read gave them ([region, collection,
 # subtype, count, cpus, size_gb] each); ``statics``: the static external addresses by status (NULL:
 # not checked), of which those IN_USE count in IN_USE_ADDRESSES. ``made``: what the statement
 # wrote before (its predicted addresses), unused but as an argument: they are written before the
 # lock is taken. Written under it, an address could wait for an insert that holds the address's
 # pool and waits for this lock (the usual insert: the pool's lock, its address, its rows), a deadlock.
+USAGE_GREW = "GS001"  # the gate's SQLSTATE (class GS: gstack's own)
 _GATE = f"""CREATE OR REPLACE FUNCTION gstack_usage_unchanged(p text, r text, seen jsonb, statics jsonb, made bigint)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
@@ -253,7 +255,7 @@ BEGIN
      OR (statics IS NOT NULL AND (SELECT count(*) FROM resources WHERE project = p AND collection = 'addresses'
                                   AND region = r AND subtype = 'EXTERNAL' AND status = 'IN_USE')
                                  > COALESCE((statics->>'IN_USE')::numeric, 0)) THEN
-    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+    RAISE EXCEPTION USING ERRCODE = '{USAGE_GREW}',
       MESSAGE = 'the usage of project ' || p || ' grew since its quota was checked';
   END IF;
   RETURN true;
@@ -268,8 +270,8 @@ def _gate_installed(conn: Connection, postgres: bool) -> bool:
 def usage_unchanged(made: ColumnElement[int]) -> ColumnElement[bool]:
     """True while the usage counters of project ``project`` in region ``gate_region`` have not
     grown since the read that gave ``gate_usage`` and ``gate_statics`` (JSON texts), taking the
-    project's usage lock until the transaction ends; a serialization failure (40001) when they
-    grew (PostgreSQL; see ``_GATE``). ``made``: what the statement writes before (evaluated first)."""
+    project's usage lock until the transaction ends; the error :data:`USAGE_GREW` when they grew
+    (PostgreSQL; see ``_GATE``). ``made``: what the statement writes before (evaluated first)."""
     return func.gstack_usage_unchanged(
         bindparam("project", type_=String), bindparam("gate_region", type_=String),
         cast(bindparam("gate_usage", type_=String), JSONB), cast(bindparam("gate_statics", type_=String), JSONB),

@@ -44,7 +44,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -53,7 +53,7 @@ from core.jobs.claims import UNFINISHED_SQL
 from core.jobs.engine import NEW_CHANNEL
 from core.models import Operation, Resource
 from core.prepared import Prepared
-from core.usage import usage_unchanged
+from core.usage import USAGE_GREW, usage_unchanged
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
     when the session has sent none yet. Then it makes everything or nothing (a taken name fails
     the whole statement), and :class:`Missed` when nothing. ``seen`` (PostgreSQL): the quota counters
     the caller checked, read outside its transaction (:func:`core.usage.usage_unchanged`'s
-    parameters but ``project``): if they grew since, the statement fails as a serialization
-    failure, and the call runs again (:func:`core.db.retrying`) on the usage as it is."""
+    parameters but ``project``): if they grew since, nothing goes in, and :class:`Missed` (the caller
+    rolls back and checks again the usual way)."""
     if session.get_bind().dialect.name != "postgresql":
         if claim is not None:
             raise ValueError("a claim is PostgreSQL's")
@@ -119,15 +119,17 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
     build = claim.build if claim else None
     gated = seen is not None
     found = None
-    if alone:
-        try:
+    try:
+        if alone:
             found = _insert_after(bound > 0, build, True, gated).alone(session, params)
-        except IntegrityError:
-            raise Missed() from None
-        if found is not None and not any(kind == "operation" for kind, _, _ in found):
-            raise Missed()  # nothing was made (the statement makes all or nothing)
-    if found is None:
-        found = _insert_after(bound > 0, build, False, gated).in_session(session, params)
+            if found is not None and not any(kind == "operation" for kind, _, _ in found):
+                raise Missed()  # nothing was made (the statement makes all or nothing)
+        if found is None:
+            found = _insert_after(bound > 0, build, False, gated).in_session(session, params)
+    except DBAPIError as exc:
+        if (alone and isinstance(exc, IntegrityError)) or getattr(exc.orig, "sqlstate", None) == USAGE_GREW:
+            raise Missed() from None  # a name or address taken meanwhile, or the usage grew since the check
+        raise
     if claim is not None and sum(kind == "claim" for kind, _, _ in found) < claim.rows:
         raise Missed()  # the rows go in only with the whole claim (the caller rolls back a part of it)
     found = [row for row in found if row[0] != "claim"]

@@ -294,9 +294,9 @@ def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, ma
 
 def test_usage_grown_since_the_read_sends_the_insert_the_usual_way_which_refuses_it(engine, made):
     """Another insert of the project commits between the read (which found room for one more
-    instance) and the write: the write's gate finds the usage grown and fails the statement (a
-    serialization failure), the call runs again, and its check refuses. Without the gate both
-    would be made, one past the limit."""
+    instance) and the write: the write's gate finds the usage grown and fails the statement, the
+    insert runs the usual way, and its check refuses. Without the gate both would be made, one
+    past the limit."""
     name = f"gate-{uuid.uuid4().hex[:6]}"
     made.append(name)
     with Session(engine) as s, s.begin():
