@@ -65,9 +65,7 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     in: an external address an instance, a forwarding rule or a Cloud NAT holds without a static
     address. Triggers keep the count (:mod:`core.usage`); None for any other address.
     """
-    net = ipaddress.ip_network(cidr)
-    first = int(net.network_address) + reserved_head
-    last = int(net.broadcast_address) - 2  # GCE keeps the second-to-last address too
+    first, last = _bounds(cidr, reserved_head)
     conn = flushed_connection(session)
     params = {"pool": pool, "owner_uid": owner_uid, "first": first, "last": last, "project": project}
     taken = _locked_take_next(session, conn, pool, params)
@@ -80,6 +78,14 @@ def allocate(session: Session, pool: str, cidr: str, owner_uid: int, reserved_he
     if taken is None:
         raise BadRequest(f"IP space of '{space or cidr}' is exhausted.")
     return str(ipaddress.ip_address(taken))
+
+
+def _bounds(cidr: str, reserved_head: int) -> tuple[int, int]:
+    """The first and last address :func:`allocate` hands out in ``cidr``: after the network's own
+    and ``reserved_head`` - 1 more (the gateway), before the broadcast address and the one below it,
+    which GCE keeps too."""
+    net = ipaddress.ip_network(cidr)
+    return int(net.network_address) + reserved_head, int(net.broadcast_address) - 2
 
 
 @dataclass(frozen=True)
@@ -125,9 +131,7 @@ class Guesses:
         the address, or any above it, since the read, nothing goes in and the caller allocates."""
         if pool not in self.tops:
             return None
-        net = ipaddress.ip_network(cidr)
-        first = int(net.network_address) + reserved_head
-        last = int(net.broadcast_address) - 2
+        first, last = _bounds(cidr, reserved_head)
         top = self.tops[pool]
         if top is not None and not first <= top < last:
             return None  # the top of the range is taken (allocate fills a gap), or a stray address

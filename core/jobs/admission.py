@@ -69,9 +69,10 @@ class Claim:
 
 
 class Missed(Exception):
-    """:func:`enqueue_after` made nothing: its claim took no row, or, alone, its statement did not
-    make everything (a name or the ``requestId`` taken, the queue full). The caller makes its
-    insert again the usual way, which answers what happened."""
+    """:func:`enqueue_after` made nothing: its claim took fewer rows than it claims, the quota usage
+    its caller checked grew since, or, alone, its statement did not make everything (a name or the
+    ``requestId`` taken, the queue full). The caller makes its insert again the usual way, which
+    answers what happened."""
 
 
 class QueueFull(Exception):
@@ -97,7 +98,7 @@ def enqueue_after(session: Session, rows: Sequence[Resource], op: Operation, bou
 
     On PostgreSQL one statement: the rows' INSERT is a CTE of the Operation's, a round trip less
     per instances.insert than the two statements SQLite (which has no INSERT in a CTE) runs.
-    ``claim`` (PostgreSQL): the rows go in only if it takes its row first; :class:`Missed` if not.
+    ``claim`` (PostgreSQL): the rows go in only if it takes its rows first; :class:`Missed` if not.
     ``alone`` (PostgreSQL): the caller writes nothing else in its transaction, so the statement may
     be that transaction (:meth:`~core.prepared.Prepared.alone`; no BEGIN, no COMMIT round trip),
     when the session has sent none yet. Then it makes everything or nothing (a taken name fails

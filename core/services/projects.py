@@ -93,20 +93,18 @@ def set_common_instance_metadata(call: Call, body: Body) -> Operation:
 SETTINGS = "projectSettings"  # private: never routed, never listed
 TIERS = ("PREMIUM", "STANDARD")
 _DEFAULTS: Body = {"defaultNetworkTier": "PREMIUM"}
-_BY_SETTINGS = select(Resource).where(Resource.project == bindparam("name"), Resource.collection == SETTINGS,
-                                      Resource.scope == "global", Resource.name == bindparam("name"))
-
-
-# The body of the project's settings (parameter ``project``; NULL: none set), as a column for a
-# caller to select along with a statement of its own: settings_of reads it.
-SETTINGS_COLUMN = (select(Resource.body).where(
-    Resource.project == bindparam("project"), Resource.collection == SETTINGS, Resource.scope == "global",
-    Resource.name == bindparam("project")).scalar_subquery().label("project_settings"))
+# The settings' row of the project named by the parameter ``project`` (none until one is set).
+_SETTINGS_ROW = (Resource.project == bindparam("project"), Resource.collection == SETTINGS,
+                 Resource.scope == "global", Resource.name == bindparam("project"))
+_BY_SETTINGS = select(Resource).where(*_SETTINGS_ROW)
+# Its body (NULL: none set), as a column for a caller to select along with a statement of its
+# own: settings_of reads it.
+SETTINGS_COLUMN = select(Resource.body).where(*_SETTINGS_ROW).scalar_subquery().label("project_settings")
 
 
 def settings(session: Session, project: str) -> Body:
     """The project's settings, defaults filled in (no row until one is set)."""
-    row = session.scalar(_BY_SETTINGS, {"name": project})
+    row = session.scalar(_BY_SETTINGS, {"project": project})
     return settings_of(row.body if row is not None else None)
 
 
@@ -117,7 +115,7 @@ def settings_of(body: str | None) -> Body:
 
 def update_settings(session: Session, project: str, **fields: object) -> None:
     """Set settings of ``project`` (whose row the caller holds locked); a None value removes one."""
-    row = session.scalar(_BY_SETTINGS, {"name": project})
+    row = session.scalar(_BY_SETTINGS, {"project": project})
     if row is None:
         row = store.new_resource(session, project=project, collection=SETTINGS, scope="global", name=project,
                                  kind="gstack#projectSettings", body={})

@@ -49,7 +49,7 @@ def insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: st
         try:
             return _insert(call, zone, body, source_template, restored, True)
         except admission.Missed:
-            call.session.rollback()  # what the try wrote in the transaction (an external address)
+            call.session.rollback()  # what the try wrote in its transaction, when it had one
     return _insert(call, zone, body, source_template, restored, False)
 
 
@@ -82,11 +82,12 @@ def _insert(call: Call, zone: ZoneInfo, body: dict[str, Any], source_template: s
     demand = {"CPUS": mt.guest_cpus, "INSTANCES": 1, **disks.quota_demand(new_specs)}
     quotas.check_region(call.session, project, zone.region.name, demand, counters)
     addressed = ["IN_USE_ADDRESSES"] if any(n.request.get("accessConfigs") for n in parsed_nics) else []
-    # Checked on counters read outside the transaction: the write goes on only while they have not
-    # grown (admission's gate); checked otherwise, the usage is checked again once written.
-    alone = alone and counters is not None and (taken.statics is not None or not addressed)
+    # Checked on counters read outside the transaction (all it checked: the static addresses too,
+    # when it asks for an external one), the write goes on only while they have not grown
+    # (admission's gate); checked otherwise, the usage is checked again once written.
     seen = quotas.seen(zone.region.name, counters, taken.statics if addressed else None) \
-        if alone and counters is not None else None
+        if alone and counters is not None and (taken.statics is not None or not addressed) else None
+    alone = seen is not None
     # The body is complete before the row goes in (one INSERT, no UPDATE after it): addresses are
     # allocated for the uid the row will have, and the new disks are described from their specs.
     uid = new_uid()
