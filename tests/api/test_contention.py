@@ -192,3 +192,44 @@ def test_starts_at_once_do_not_pass_the_cpus_quota_together(server):
     assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
     quotas = http.get(f"{server.api}projects/{project}/regions/us-central1").json()["quotas"]
     assert {q["metric"]: q["usage"] for q in quotas}["CPUS"] == 3 * per
+
+
+def test_static_addresses_going_in_use_at_once_do_not_pass_a_quota_together(server):
+    """Four forwarding rules on reserved static addresses and four instances with ephemeral external
+    addresses, all at once, with IN_USE_ADDRESSES room for three: three are made. A static address
+    going IN_USE counts in the quota but made no counter grow, so it took no usage lock: on
+    PostgreSQL the rules and the instances each checked the usage before the others' commits."""
+    project = unique("static-race")
+    gce = server.gce(project_credentials(server, project))
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {server.token(project=project)}"
+    region = f"{server.api}projects/{project}/regions/us-central1"
+    statics = []
+    for i in range(4):
+        wait_op(gce, http.post(f"{region}/addresses", json={"name": f"ip{i}"}).json())
+        statics.append(http.get(f"{region}/addresses/ip{i}").json()["address"])
+    wait_op(gce, http.post(f"{region}/targetPools", json={"name": "pool"}).json())
+    server.admin("project", "set-quota", "--project", project, "--region", "us-central1", "--metric",
+                 "IN_USE_ADDRESSES", "--limit", "3")
+    barrier = threading.Barrier(8)
+
+    def post(i: int) -> tuple[int, str]:
+        if i < 4:
+            url, body = f"{region}/forwardingRules", {"name": f"rule{i}", "IPAddress": statics[i],
+                                                      "target": "regions/us-central1/targetPools/pool",
+                                                      "IPProtocol": "TCP", "portRange": "80"}
+        else:
+            url = f"{server.api}projects/{project}/zones/{ZONE}/instances"
+            body = {"name": f"vm{i}", "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+                    "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
+                    "networkInterfaces": [{"network": "global/networks/default",
+                                           "accessConfigs": [{"type": "ONE_TO_ONE_NAT"}]}]}
+        barrier.wait()
+        resp = requests.post(url, json=body, headers=http.headers, timeout=120)
+        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
+    quotas = http.get(region).json()["quotas"]
+    assert {q["metric"]: q["usage"] for q in quotas}["IN_USE_ADDRESSES"] == 3.0

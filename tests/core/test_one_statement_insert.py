@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
-from sqlalchemy import Engine, delete, event, func, insert, select
+from sqlalchemy import Engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core import quotas
@@ -316,4 +318,55 @@ def test_usage_grown_since_the_read_sends_the_insert_the_usual_way_which_refuses
             assert quotas.region_usage(s, PROJECT, "us-central1", ["INSTANCES"])["INSTANCES"] == now + 1
     finally:
         with Session(engine) as s, s.begin():
+            s.scalar(select(Project).where(Project.name == PROJECT)).quota_limits = before
+
+
+def _in_use_meanwhile(engine: Engine, address: str) -> tuple[Callable[[], None], threading.Thread]:
+    """An action for :func:`_meanwhile`: another transaction makes the static address ``address``
+    IN_USE (a forwarding rule's) and returns once it is written; it commits half a second later."""
+    written = threading.Event()
+
+    def other() -> None:
+        with Session(engine) as s, s.begin():
+            s.execute(update(Resource).where(Resource.project == PROJECT, Resource.collection == "addresses",
+                                             Resource.name == address).values(status="IN_USE"))
+            written.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=other)
+
+    def action() -> None:
+        thread.start()
+        assert written.wait(10)
+    return action, thread
+
+
+def test_a_static_address_going_in_use_meanwhile_is_seen_by_the_gate(engine, made):
+    """A static external address goes IN_USE in another transaction, not yet committed, when the
+    one statement is sent, with IN_USE_ADDRESSES room for one more: the gate waits for it (the
+    address took the project's usage lock), finds it in use, and the usual way refuses. It took
+    no lock before: the gate read the static addresses without it, and both were made."""
+    name = f"natr-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    ephemeral = _in_use(engine)
+    with Session(engine) as s, s.begin():
+        project = s.scalar(select(Project).where(Project.name == PROJECT))
+        before = project.quota_limits
+        project.quota_limits = orjson.dumps({**orjson.loads(before or "{}"), "regions": {
+            "us-central1": {"IN_USE_ADDRESSES": ephemeral + 1}}}).decode()
+        store.new_resource(s, project=PROJECT, collection="addresses", scope="regions/us-central1",
+                           name=f"{name}-static", kind="compute#address", subtype="EXTERNAL", status="RESERVED",
+                           region="us-central1", body={"address": "203.0.113.9", "addressType": "EXTERNAL"})
+    action, other = _in_use_meanwhile(engine, f"{name}-static")
+    try:
+        with _meanwhile(engine, action) as raced, pytest.raises(QuotaExceeded):
+            _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
+        other.join()
+        assert raced
+        assert _left(engine, f"{name}-b") == {"resources": 0, "addresses": 0, "operations": 0}
+        assert _in_use(engine) == ephemeral + 1
+    finally:
+        other.join()
+        with Session(engine) as s, s.begin():
+            s.execute(delete(Resource).where(Resource.name == f"{name}-static"))
             s.scalar(select(Project).where(Project.name == PROJECT)).quota_limits = before

@@ -156,7 +156,10 @@ def add_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | Non
     if nic.get("accessConfigs"):
         raise Invalid("networkInterface", nic_name, "At most one access config currently supported.")
     nic["accessConfigs"] = [_access_config(call, zone, res.uid, vpc.url(res), body)]
-    return _changed(call, res, inst, nic, "addAccessConfig")
+    op = _changed(call, res, inst, nic, "addAccessConfig")
+    quotas.recheck_region(call.session, projects.get(call.session, call.project), zone.region.name,
+                          ["IN_USE_ADDRESSES"])  # another's address at once
+    return op
 
 
 def delete_access_config(call: Call, zone: ZoneInfo, name: str, nic_name: str | None,
