@@ -196,9 +196,10 @@ def test_starts_at_once_do_not_pass_the_cpus_quota_together(server):
 
 def test_static_addresses_going_in_use_at_once_do_not_pass_a_quota_together(server):
     """Four forwarding rules on reserved static addresses and four instances with ephemeral external
-    addresses, all at once, with IN_USE_ADDRESSES room for three: three are made. A static address
-    going IN_USE counts in the quota but made no counter grow, so it took no usage lock: on
-    PostgreSQL the rules and the instances each checked the usage before the others' commits."""
+    addresses, all at once, with IN_USE_ADDRESSES room for three: three are made, through the API
+    on both databases. (The window this race had on PostgreSQL, a static address going IN_USE
+    without the usage lock, is narrow here; tests/core/test_static_address_quota.py and the gate's
+    test in tests/core/test_one_statement_insert.py hold it open and fail without the lock.)"""
     project = unique("static-race")
     gce = server.gce(project_credentials(server, project))
     http = requests.Session()
