@@ -93,11 +93,11 @@ _SQLITE = _sqlite_triggers("resource_usage", "resources", _CHANGED, _add)
 # passes every check, as in the gate below). Here, in the function every row runs anyway, it cost
 # nothing measurable per UPDATE of an instance on PostgreSQL; as a trigger of its own, with a WHEN
 # false for the row, 55 us at the median (9 alternating rounds of 2,000 UPDATEs each).
-_IN_USE_LOCK = (f"""  IF TG_OP <> 'DELETE' AND NEW.status = 'IN_USE' AND NEW.collection = 'addresses' AND NEW.subtype = 'EXTERNAL'
+_IN_USE_LOCK = f"""  IF TG_OP <> 'DELETE' AND NEW.status = 'IN_USE' AND NEW.collection = 'addresses' AND NEW.subtype = 'EXTERNAL'
      AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'IN_USE') THEN
     PERFORM pg_advisory_xact_lock(2, hashtext('{_LOCK_PREFIX}' || NEW.project));
   END IF;
-""")
+"""
 _POSTGRESQL = [
     f"""CREATE OR REPLACE FUNCTION gstack_resource_usage() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
