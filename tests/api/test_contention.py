@@ -126,6 +126,20 @@ def test_a_full_subnetwork_is_the_only_refusal(tenant):
     assert len(failures) == 2
 
 
+def _at_once(requests_: list[tuple[str, dict | None]], headers: dict) -> list[tuple[int, str]]:
+    """POST each (url, body) from a thread of its own, all released together by a barrier: each
+    answer's status and its first error's reason ("" when 200), sorted."""
+    barrier = threading.Barrier(len(requests_))
+
+    def post(request: tuple[str, dict | None]) -> tuple[int, str]:
+        barrier.wait()
+        resp = requests.post(request[0], json=request[1], headers=headers, timeout=120)
+        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
+
+    with ThreadPoolExecutor(len(requests_)) as pool:
+        return sorted(pool.map(post, requests_))
+
+
 @pytest.mark.parametrize("metric, nic", [
     ("INSTANCES", {"network": "global/networks/default"}),
     # gcloud's default NIC: an ephemeral external address
@@ -142,19 +156,10 @@ def test_inserts_at_once_do_not_pass_a_quota_together(server, metric, nic):
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {server.token(project=project)}"
     url = f"{server.api}projects/{project}/zones/{ZONE}/instances"
-    barrier = threading.Barrier(8)
-
-    def post(i: int) -> tuple[int, str]:
-        body = {"name": f"r{i}", "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
-                "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
-                "networkInterfaces": [nic]}
-        barrier.wait()
-        resp = requests.post(url, json=body, headers=http.headers, timeout=120)
-        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(post, range(8)))
-    assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
+    answers = _at_once([(url, {"name": f"r{i}", "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
+                               "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
+                               "networkInterfaces": [nic]}) for i in range(8)], dict(http.headers))
+    assert answers == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
     quotas = http.get(f"{server.api}projects/{project}/regions/us-central1").json()["quotas"]
     assert {q["metric"]: q["usage"] for q in quotas}[metric] == 3.0
     listed = http.get(url).json().get("items", [])
@@ -180,16 +185,8 @@ def test_starts_at_once_do_not_pass_the_cpus_quota_together(server):
     per = 2  # an e2-micro's vCPUs
     server.admin("project", "set-quota", "--project", project, "--region", "us-central1", "--metric", "CPUS",
                  "--limit", str(3 * per))
-    barrier = threading.Barrier(len(names))
-
-    def start(name: str) -> tuple[int, str]:
-        barrier.wait()
-        resp = requests.post(f"{url}/{name}/start", headers=http.headers, timeout=120)
-        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
-
-    with ThreadPoolExecutor(len(names)) as pool:
-        answers = list(pool.map(start, names))
-    assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
+    answers = _at_once([(f"{url}/{name}/start", None) for name in names], dict(http.headers))
+    assert answers == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
     quotas = http.get(f"{server.api}projects/{project}/regions/us-central1").json()["quotas"]
     assert {q["metric"]: q["usage"] for q in quotas}["CPUS"] == 3 * per
 
@@ -212,25 +209,14 @@ def test_static_addresses_going_in_use_at_once_do_not_pass_a_quota_together(serv
     wait_op(gce, http.post(f"{region}/targetPools", json={"name": "pool"}).json())
     server.admin("project", "set-quota", "--project", project, "--region", "us-central1", "--metric",
                  "IN_USE_ADDRESSES", "--limit", "3")
-    barrier = threading.Barrier(8)
-
-    def post(i: int) -> tuple[int, str]:
-        if i < 4:
-            url, body = f"{region}/forwardingRules", {"name": f"rule{i}", "IPAddress": statics[i],
-                                                      "target": "regions/us-central1/targetPools/pool",
-                                                      "IPProtocol": "TCP", "portRange": "80"}
-        else:
-            url = f"{server.api}projects/{project}/zones/{ZONE}/instances"
-            body = {"name": f"vm{i}", "machineType": f"zones/{ZONE}/machineTypes/e2-micro",
-                    "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}],
-                    "networkInterfaces": [{"network": "global/networks/default",
-                                           "accessConfigs": [{"type": "ONE_TO_ONE_NAT"}]}]}
-        barrier.wait()
-        resp = requests.post(url, json=body, headers=http.headers, timeout=120)
-        return resp.status_code, resp.json()["error"]["errors"][0]["reason"] if resp.status_code != 200 else ""
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(post, range(8)))
-    assert sorted(answers) == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
+    nic = {"network": "global/networks/default", "accessConfigs": [{"type": "ONE_TO_ONE_NAT"}]}
+    rules = [(f"{region}/forwardingRules", {"name": f"rule{i}", "IPAddress": statics[i], "IPProtocol": "TCP",
+                                            "portRange": "80", "target": "regions/us-central1/targetPools/pool"})
+             for i in range(4)]
+    vms = [(f"{server.api}projects/{project}/zones/{ZONE}/instances", {
+        "name": f"vm{i}", "machineType": f"zones/{ZONE}/machineTypes/e2-micro", "networkInterfaces": [nic],
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": IMAGE}}]}) for i in range(4)]
+    answers = _at_once(rules + vms, dict(http.headers))
+    assert answers == [(200, "")] * 3 + [(403, "quotaExceeded")] * 5, answers
     quotas = http.get(region).json()["quotas"]
     assert {q["metric"]: q["usage"] for q in quotas}["IN_USE_ADDRESSES"] == 3.0

@@ -265,12 +265,9 @@ def test_an_external_address_taken_meanwhile_sends_the_insert_the_usual_way(engi
             s.execute(delete(IpAllocation).where(IpAllocation.owner_uid == -1))
 
 
-def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, made):
-    """IN_USE_ADDRESSES counts the project's static external addresses in use beside the ephemeral
-    ones: with one in use and the limit at the ephemeral count + 1, the insert is refused and
-    leaves nothing; without it, served in two statements."""
-    name = f"natq-{uuid.uuid4().hex[:6]}"
-    made.append(name)
+def _room_for_one_address(engine: Engine, static: str, status: str) -> tuple[float, str | None]:
+    """IN_USE_ADDRESSES limited to the ephemeral addresses in use + 1, and a static external address
+    ``static`` of the region in ``status``: the ephemeral count, and the limits to put back."""
     ephemeral = _in_use(engine)
     with Session(engine) as s, s.begin():
         project = s.scalar(select(Project).where(Project.name == PROJECT))
@@ -278,8 +275,18 @@ def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, ma
         project.quota_limits = orjson.dumps({**orjson.loads(before or "{}"), "regions": {
             "us-central1": {"IN_USE_ADDRESSES": ephemeral + 1}}}).decode()
         store.new_resource(s, project=PROJECT, collection="addresses", scope="regions/us-central1",
-                           name=f"{name}-static", kind="compute#address", subtype="EXTERNAL", status="IN_USE",
+                           name=static, kind="compute#address", subtype="EXTERNAL", status=status,
                            region="us-central1", body={"address": "203.0.113.9", "addressType": "EXTERNAL"})
+    return ephemeral, before
+
+
+def test_in_use_addresses_count_the_static_addresses_the_read_brought(engine, made):
+    """IN_USE_ADDRESSES counts the project's static external addresses in use beside the ephemeral
+    ones: with one in use and the limit at the ephemeral count + 1, the insert is refused and
+    leaves nothing; without it, served in two statements."""
+    name = f"natq-{uuid.uuid4().hex[:6]}"
+    made.append(name)
+    _, before = _room_for_one_address(engine, f"{name}-static", "IN_USE")
     try:
         with pytest.raises(QuotaExceeded):
             _insert(engine, f"{name}-b", nic=EXTERNAL_NIC)
@@ -348,15 +355,7 @@ def test_a_static_address_going_in_use_meanwhile_is_seen_by_the_gate(engine, mad
     no lock before: the gate read the static addresses without it, and both were made."""
     name = f"natr-{uuid.uuid4().hex[:6]}"
     made.append(name)
-    ephemeral = _in_use(engine)
-    with Session(engine) as s, s.begin():
-        project = s.scalar(select(Project).where(Project.name == PROJECT))
-        before = project.quota_limits
-        project.quota_limits = orjson.dumps({**orjson.loads(before or "{}"), "regions": {
-            "us-central1": {"IN_USE_ADDRESSES": ephemeral + 1}}}).decode()
-        store.new_resource(s, project=PROJECT, collection="addresses", scope="regions/us-central1",
-                           name=f"{name}-static", kind="compute#address", subtype="EXTERNAL", status="RESERVED",
-                           region="us-central1", body={"address": "203.0.113.9", "addressType": "EXTERNAL"})
+    ephemeral, before = _room_for_one_address(engine, f"{name}-static", "RESERVED")
     action, other = _in_use_meanwhile(engine, f"{name}-static")
     try:
         with _meanwhile(engine, action) as raced, pytest.raises(QuotaExceeded):
