@@ -36,8 +36,8 @@ _COUNTED = "('instances', 'disks')"
 # rows, and another one may touch them in the other order (an insert makes the instance first, a
 # delete removes the disk first): each waited for the other's row, a deadlock. Under one lock per
 # project, taken before any of its counter rows, counter rows are always locked in one order. A
-# function of an older build lacks what the current one holds (the prefix, then the lock of an
-# address going IN_USE below: :func:`_installed`), and :func:`install` replaces it.
+# function of an older build (without the prefix, or the lock of an address going IN_USE below) is
+# not the current one (:func:`_installed` compares its source), and :func:`install` replaces it.
 _LOCK_PREFIX = "gstack_usage:"
 # One resource row's share of its counter row, from the row as the trigger sees it (OLD or NEW).
 _SHARE = ("{r}.project, COALESCE({r}.region, ''), {r}.collection, {r}.subtype, {sign}1, "
@@ -128,7 +128,7 @@ def _installed(conn: Connection, postgres: bool) -> bool:
     if postgres:
         return conn.execute(text(
             "SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgname = 'resource_usage' "
-            "AND p.prosrc LIKE :current"), {"current": "%'IN_USE'%"}).first() is not None
+            "AND p.prosrc = :current"), {"current": _POSTGRESQL[0].split("$$")[1]}).first() is not None
     return conn.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'resource_usage_update'").first() is not None
 

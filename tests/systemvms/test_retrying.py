@@ -101,13 +101,18 @@ def test_a_busy_sqlite_database_is_retried(tmp_path):
     assert len(attempts) > 1
 
 
-def test_an_older_usage_function_is_replaced():
+@pytest.mark.parametrize("older", [
+    # a build before the per-project lock
+    usage._POSTGRESQL[0].replace(usage._IN_USE_LOCK, "").replace(usage._LOCK_PREFIX, "").replace(
+        "PERFORM pg_advisory_xact_lock(2, hashtext('' || COALESCE(NEW.project, OLD.project)));", ""),
+    usage._POSTGRESQL[0].replace(usage._IN_USE_LOCK, ""),  # a build before the lock of an address going IN_USE
+], ids=["before-the-project-lock", "before-the-in-use-lock"])
+def test_an_older_usage_function_is_replaced(older):
     with seeded_engine("postgresql") as engine:
-        with engine.begin() as conn:  # what a build before the per-project lock installed
-            conn.exec_driver_sql(usage._POSTGRESQL[0].replace(usage._LOCK_PREFIX, "").replace(
-                "PERFORM pg_advisory_xact_lock(2, hashtext('' || COALESCE(NEW.project, OLD.project)));", ""))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(older)
         usage.install(engine)
         with engine.connect() as conn:
             source = conn.exec_driver_sql("SELECT prosrc FROM pg_proc WHERE proname = 'gstack_resource_usage'").scalar()
             triggers = conn.exec_driver_sql("SELECT count(*) FROM pg_trigger WHERE tgname = 'resource_usage'").scalar()
-        assert usage._LOCK_PREFIX in source and triggers == 1
+        assert source == usage._POSTGRESQL[0].split("$$")[1] and triggers == 1
