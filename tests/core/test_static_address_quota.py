@@ -1,9 +1,10 @@
 """PostgreSQL: a static external address going IN_USE counts in IN_USE_ADDRESSES beside the
 ephemeral addresses' counter, and takes the project's usage lock as a counter's change does
-(core.usage): a forwarding rule on a static address checks the usage again after its write, and
-sees the ephemeral address another transaction was taking meanwhile. It took no lock before, and
-read the usage without that address: both were made, one past the limit. (The other way round, an
-instance insert's gate waiting for the address: tests/core/test_one_statement_insert.py.)"""
+(core.usage): a forwarding rule on a static address, or an instance's new access config, checks
+the usage again after its write, and sees the ephemeral address another transaction was taking
+meanwhile. It took no lock before, and read the usage without that address (addAccessConfig did
+not check again at all): both were made, one past the limit. (The other way round, an instance
+insert's gate waiting for the address: tests/core/test_one_statement_insert.py.)"""
 
 from __future__ import annotations
 
